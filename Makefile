@@ -1,0 +1,52 @@
+SHELL := /bin/bash
+# Skein — see README.md. Every target works as root on a fresh Debian 12 machine
+# once `.ci/run`'s packages are installed (make deps does that).
+GO        ?= go
+BIN       := $(CURDIR)/bin
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+GOFLAGS_B := -trimpath -ldflags '$(LDFLAGS)'
+
+.PHONY: all build tools test unit e2e bench demo lint deps clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build $(GOFLAGS_B) -o $(BIN)/ ./cmd/skeind ./cmd/skein
+	$(GO) build $(GOFLAGS_B) -o $(BIN)/skein-cni ./cni-plugin
+
+# Reference tools used by e2e and bench: cnitool and the reference plugins, built
+# from the Go modules Skein already depends on.
+tools:
+	@mkdir -p $(BIN)/ref
+	$(GO) build -o $(BIN)/cnitool github.com/containernetworking/cni/cnitool
+	GOBIN=$(BIN)/ref $(GO) install github.com/containernetworking/plugins/plugins/main/bridge@v1.10.0 \
+		github.com/containernetworking/plugins/plugins/ipam/host-local@v1.10.0 \
+		github.com/containernetworking/plugins/plugins/main/loopback@v1.10.0
+
+# Unit + integration (privileged ones run as root inside throwaway namespaces) + e2e on the lab.
+test: build tools unit e2e
+
+unit:
+	$(GO) test -count=1 -timeout 15m ./...
+
+e2e:
+	SKEIN_BIN=$(BIN) $(GO) test -count=1 -tags e2e -timeout 20m -v ./e2e/
+
+bench: build tools
+	SKEIN_BIN=$(BIN) $(GO) run ./e2e/benchreport -bin $(BIN) -out docs/benchmarks.md
+
+demo: build
+	BIN=$(BIN) bash scripts/demo.sh
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+	$(GO) vet -tags e2e ./e2e/...
+
+deps:
+	bash .ci/deps
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,334 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/skeinnet/skein/api"
+	"github.com/skeinnet/skein/ipam"
+	"github.com/skeinnet/skein/store"
+	"github.com/skeinnet/skein/vxlan"
+)
+
+// Agent is one running skeind. Build it with Run.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	ul      underlay
+	store   *store.Client
+	alloc   *ipam.Allocator
+	vx      *vxlan.Reconciler
+	self    api.Node
+	cluster api.Cluster
+	metrics *metrics
+	started time.Time
+
+	snap      atomic.Pointer[store.Snapshot]
+	serving   atomic.Bool
+	readyOnce sync.Once
+	readyAt   atomic.Int64 // unix nanos of the first time every readiness condition held
+	statusCh  chan api.NodeStatus
+}
+
+// Run starts the agent and blocks until ctx is done. A clean shutdown leaves
+// the dataplane in place so containers keep their connectivity across restarts.
+func Run(ctx context.Context, cfg Config) error {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	a := &Agent{cfg: cfg, log: cfg.Log.With("node", cfg.NodeName), started: time.Now(), statusCh: make(chan api.NodeStatus, 1)}
+	return a.run(ctx)
+}
+
+func (a *Agent) run(ctx context.Context) error {
+	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	ul, err := findUnderlay(a.cfg.Iface, a.cfg.UnderlayIP)
+	if err != nil {
+		return err
+	}
+	a.ul = ul
+	a.log.Info("underlay found", "ifname", ul.Iface, "ip", ul.IP, "mtu", ul.MTU)
+
+	etcdCfg := a.cfg.Etcd
+	if a.cfg.EmbeddedEtcd {
+		e, err := store.StartEmbedded(ctx, store.EmbeddedConfig{
+			Dir:        filepath.Join(a.cfg.StateDir, "etcd"),
+			ClientURLs: etcdCfg.Endpoints,
+			Log:        a.log.With("component", "etcd"),
+		})
+		if err != nil {
+			return fmt.Errorf("embedded etcd: %w", err)
+		}
+		defer e.Close()
+		etcdCfg.Endpoints = e.Endpoints()
+		a.log.Info("embedded etcd started", "endpoints", etcdCfg.Endpoints)
+	}
+	etcdCfg.Log = a.log.With("component", "store")
+	if a.store, err = connectStore(ctx, etcdCfg, a.log); err != nil {
+		return err
+	}
+	defer a.store.Close()
+
+	if a.cluster, err = waitCluster(ctx, a.store, a.log); err != nil {
+		return err
+	}
+	if a.cluster.Backend != api.BackendVXLAN {
+		return fmt.Errorf("cluster backend %q is not supported by this agent yet (vxlan is)", a.cluster.Backend)
+	}
+	a.alloc, err = ipam.New(ctx, ipam.Config{
+		Node:     a.cfg.NodeName,
+		Pools:    a.cluster.Pools,
+		Store:    a.store,
+		StateDir: a.cfg.StateDir,
+		Cooldown: a.cfg.Cooldown,
+		Log:      a.log.With("component", "ipam"),
+	})
+	if err != nil {
+		return fmt.Errorf("ipam: %w", err)
+	}
+	mtu := ul.MTU - api.VXLANOverhead
+	a.self = api.Node{
+		Name:       a.cfg.NodeName,
+		UnderlayIP: ul.IP,
+		VTEPMAC:    vtepMAC(a.cfg.NodeName),
+		VTEPIP:     a.alloc.VTEPAddr(),
+		MTU:        mtu,
+		DebugAddr:  a.cfg.DebugAddr,
+		Version:    a.cfg.Version,
+	}
+	if err := a.putNode(ctx); err != nil {
+		return err
+	}
+	if err := enableForwarding(); err != nil {
+		return err
+	}
+	a.metrics = newMetrics()
+	a.vx, err = vxlan.NewReconciler(vxlan.ReconcilerConfig{
+		Dataplane: vxlan.NewNetlinkDataplane(nil, a.log),
+		Resync:    a.cfg.Resync,
+		Log:       a.log.With("component", "vxlan"),
+	})
+	if err != nil {
+		return fmt.Errorf("vxlan: %w", err)
+	}
+
+	sockLn, err := listenSocket(a.cfg.SocketPath)
+	if err != nil {
+		return err
+	}
+	var debugLn net.Listener
+	if a.cfg.DebugAddr != "off" {
+		if debugLn, err = net.Listen("tcp", a.cfg.DebugAddr); err != nil {
+			sockLn.Close()
+			return fmt.Errorf("debug endpoint %s: %w", a.cfg.DebugAddr, err)
+		}
+		a.log.Info("debug endpoint listening", "addr", debugLn.Addr().String())
+	}
+
+	cni := &cniServer{
+		node:      a.cfg.NodeName,
+		mtu:       mtu,
+		alloc:     a.alloc,
+		store:     a.store,
+		ready:     a.readiness,
+		log:       a.log.With("component", "cni"),
+		onChange:  a.publishStatus,
+		published: map[api.Owner]bool{},
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.store.Heartbeat(gctx, a.cfg.NodeName, 30*time.Second, a.statusCh) })
+	g.Go(func() error { return a.store.Watch(gctx, a.onSnapshot) })
+	g.Go(func() error { return a.vx.Run(gctx) })
+	g.Go(func() error {
+		return serve(gctx, sockLn, a.metrics.instrument(cni.handler()), func() { a.serving.Store(true) })
+	})
+	if debugLn != nil {
+		g.Go(func() error { return serve(gctx, debugLn, a.debugHandler(), nil) })
+	}
+	g.Go(func() error { return a.statusLoop(gctx) })
+	g.Go(func() error { return a.readyLoop(gctx) })
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		err = nil
+	}
+	a.log.Info("agent stopped; dataplane left in place")
+	return err
+}
+
+func (a *Agent) putNode(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+	defer cancel()
+	if err := a.store.PutNode(cctx, a.self); err != nil {
+		return fmt.Errorf("register node: %w", err)
+	}
+	a.log.Info("node registered", "ip", a.self.UnderlayIP, "mac", a.self.VTEPMAC.String(), "vtep", a.self.VTEPIP, "blocks", a.alloc.Blocks())
+	return nil
+}
+
+// onSnapshot takes every new view of the cluster and hands the dataplane its
+// new desired state; the reconciler does the kernel work on its own loop.
+func (a *Agent) onSnapshot(s store.Snapshot) {
+	a.snap.Store(&s)
+	if _, ok := s.Nodes[a.cfg.NodeName]; !ok && len(s.Nodes) > 0 {
+		a.log.Warn("own node record missing from the store; re-registering")
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), storeCallTimeout)
+			defer cancel()
+			if err := a.putNode(ctx); err != nil {
+				a.log.Warn("re-register node", "err", err)
+			}
+		}()
+	}
+	a.vx.Set(vxlan.Plan(a.vxlanConfig(), vxlanPeers(a.cfg.NodeName, a.ul.Network, s)))
+	a.publishStatus()
+}
+
+func (a *Agent) vxlanConfig() vxlan.Config {
+	return vxlan.Config{
+		Device:          api.VXLANDevice,
+		VNI:             a.cluster.VXLAN.VNI,
+		Port:            a.cluster.VXLAN.Port,
+		UnderlayIP:      a.ul.IP,
+		UnderlayIfIndex: a.ul.Index,
+		MTU:             a.self.MTU,
+		VTEPMAC:         net.HardwareAddr(a.self.VTEPMAC),
+		VTEPIP:          a.self.VTEPIP,
+	}
+}
+
+// readiness reports whether the agent can serve a CNI ADD, and why not.
+func (a *Agent) readiness() (bool, string) {
+	switch {
+	case a.alloc == nil || len(a.alloc.Blocks()) == 0:
+		return false, "no address block held"
+	case a.snap.Load() == nil:
+		return false, "cluster state not loaded yet"
+	case a.vx.Debug().Syncs == 0:
+		return false, "dataplane not synced yet"
+	case !a.serving.Load():
+		return false, "socket not serving yet"
+	}
+	return true, ""
+}
+
+// readyLoop logs the moment the agent first becomes ready, with the time it took.
+func (a *Agent) readyLoop(ctx context.Context) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if ok, _ := a.readiness(); ok {
+			a.readyAt.Store(time.Now().UnixNano())
+			a.log.Info("agent ready", "dur", time.Since(a.started))
+			a.publishStatus()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func connectStore(ctx context.Context, cfg store.Config, log *slog.Logger) (*store.Client, error) {
+	backoff := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		c, err := store.New(ctx, cfg)
+		if err == nil {
+			if attempt > 1 {
+				log.Info("etcd reachable", "endpoints", cfg.Endpoints)
+			}
+			return c, nil
+		}
+		log.Warn("etcd unreachable; retrying", "endpoints", cfg.Endpoints, "err", err, "attempt", attempt, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("connect to etcd %v: %w", cfg.Endpoints, err)
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+func waitCluster(ctx context.Context, s *store.Client, log *slog.Logger) (api.Cluster, error) {
+	backoff := 250 * time.Millisecond
+	for logged := false; ; {
+		cctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+		c, err := s.GetCluster(cctx)
+		cancel()
+		if err == nil {
+			if err := c.Validate(); err != nil {
+				return api.Cluster{}, fmt.Errorf("cluster config in etcd: %w", err)
+			}
+			return c, nil
+		}
+		if !logged || !errors.Is(err, store.ErrNotFound) {
+			log.Warn("waiting for the cluster config (run `skein cluster init`)", "err", err)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return api.Cluster{}, fmt.Errorf("wait for cluster config: %w", ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// listenSocket opens the agent socket, root-only: whoever can talk to it can
+// allocate addresses and plumb containers.
+func listenSocket(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("socket dir: %w", err)
+	}
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("socket %s: another agent is serving it", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("chmod socket %s: %w", path, err)
+	}
+	return ln, nil
+}
+
+// serve runs an HTTP server on ln until ctx is done.
+func serve(ctx context.Context, ln net.Listener, h http.Handler, started func()) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	if started != nil {
+		started()
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx) // best effort: we are exiting anyway
+		<-errc
+		return nil
+	}
+}

@@ -1,0 +1,76 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/skeinnet/skein/api"
+	"github.com/skeinnet/skein/store"
+)
+
+// Config configures one agent.
+type Config struct {
+	NodeName     string        // required
+	Etcd         store.Config  // required unless EmbeddedEtcd
+	EmbeddedEtcd bool          // optional: run an in-process etcd (single machine)
+	Iface        string        // optional: underlay interface; default the default-route interface
+	UnderlayIP   netip.Addr    // optional: overrides the address found on Iface
+	SocketPath   string        // optional, default /run/skein/skeind.sock
+	StateDir     string        // optional, default /var/lib/skein
+	DebugAddr    string        // optional, default 127.0.0.1:9595; "" or "off" disables
+	Version      string        // optional, reported in the node record and status
+	Cooldown     time.Duration // optional, default 30s: rest of a freed address before reuse
+	Resync       time.Duration // optional, default 60s: periodic dataplane resync
+	Log          *slog.Logger  // optional
+}
+
+// Defaults for Config.
+const (
+	DefaultSocket    = "/run/skein/skeind.sock"
+	DefaultStateDir  = "/var/lib/skein"
+	DefaultDebugAddr = "127.0.0.1:9595"
+)
+
+func (c Config) withDefaults() Config {
+	if c.SocketPath == "" {
+		c.SocketPath = DefaultSocket
+	}
+	if c.StateDir == "" {
+		c.StateDir = DefaultStateDir
+	}
+	if c.DebugAddr == "" {
+		c.DebugAddr = DefaultDebugAddr
+	}
+	if c.Cooldown == 0 {
+		c.Cooldown = 30 * time.Second
+	}
+	if c.Resync == 0 {
+		c.Resync = 60 * time.Second
+	}
+	if c.Version == "" {
+		c.Version = "dev"
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if c.NodeName == "" {
+		errs = append(errs, errors.New("--node-name is required"))
+	} else if err := api.ValidateNodeName(c.NodeName); err != nil {
+		errs = append(errs, fmt.Errorf("--node-name: %w", err))
+	}
+	if !c.EmbeddedEtcd && len(c.Etcd.Endpoints) == 0 {
+		errs = append(errs, errors.New("--etcd-endpoints is required (or --embedded-etcd)"))
+	}
+	if c.UnderlayIP.IsValid() && !c.UnderlayIP.Is4() {
+		errs = append(errs, fmt.Errorf("--underlay-ip %s: only IPv4 underlays are supported", c.UnderlayIP))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,109 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// underlay describes the host interface that carries inter-host traffic.
+type underlay struct {
+	Iface   string
+	Index   int
+	MTU     int
+	IP      netip.Addr
+	Network netip.Prefix // the on-link subnet of IP (for same-L2 checks)
+}
+
+// findUnderlay resolves the underlay: the named interface, else the one that
+// carries the default route, else the one holding ip. ip, when valid, must be on it.
+func findUnderlay(iface string, ip netip.Addr) (underlay, error) {
+	var link netlink.Link
+	var err error
+	switch {
+	case iface != "":
+		link, err = netlink.LinkByName(iface)
+		if err != nil {
+			return underlay{}, fmt.Errorf("underlay interface %q: %w", iface, err)
+		}
+	case ip.IsValid():
+		link, err = linkWithAddr(ip)
+		if err != nil {
+			return underlay{}, err
+		}
+	default:
+		link, err = defaultRouteLink()
+		if err != nil {
+			return underlay{}, fmt.Errorf("no --iface or --underlay-ip given and %w", err)
+		}
+	}
+	addrs, err := netlink.AddrList(link, unix.AF_INET)
+	if err != nil {
+		return underlay{}, fmt.Errorf("list addresses of %s: %w", link.Attrs().Name, err)
+	}
+	u := underlay{Iface: link.Attrs().Name, Index: link.Attrs().Index, MTU: link.Attrs().MTU}
+	for _, a := range addrs {
+		addr, ok := netip.AddrFromSlice(a.IP.To4())
+		if !ok {
+			continue
+		}
+		ones, _ := a.Mask.Size()
+		if ip.IsValid() && addr != ip {
+			continue
+		}
+		u.IP = addr
+		u.Network = netip.PrefixFrom(addr, ones).Masked()
+		break
+	}
+	if !u.IP.IsValid() {
+		if ip.IsValid() {
+			return underlay{}, fmt.Errorf("underlay interface %s does not hold %s", u.Iface, ip)
+		}
+		return underlay{}, fmt.Errorf("underlay interface %s has no IPv4 address", u.Iface)
+	}
+	return u, nil
+}
+
+func linkWithAddr(ip netip.Addr) (netlink.Link, error) {
+	addrs, err := netlink.AddrList(nil, unix.AF_INET)
+	if err != nil {
+		return nil, fmt.Errorf("list addresses: %w", err)
+	}
+	for _, a := range addrs {
+		if addr, ok := netip.AddrFromSlice(a.IP.To4()); ok && addr == ip {
+			return netlink.LinkByIndex(a.LinkIndex)
+		}
+	}
+	return nil, fmt.Errorf("--underlay-ip %s is not configured on any interface", ip)
+}
+
+func defaultRouteLink() (netlink.Link, error) {
+	routes, err := netlink.RouteList(nil, unix.AF_INET)
+	if err != nil {
+		return nil, fmt.Errorf("list routes: %w", err)
+	}
+	for _, r := range routes {
+		if (r.Dst == nil || r.Dst.IP.IsUnspecified()) && r.LinkIndex > 0 {
+			return netlink.LinkByIndex(r.LinkIndex)
+		}
+	}
+	return nil, errors.New("there is no default route to find the underlay by")
+}
+
+// enableForwarding turns on IPv4 forwarding in the agent's network namespace:
+// containers are routed, not bridged.
+func enableForwarding() error {
+	const p = "/proc/sys/net/ipv4/ip_forward"
+	b, err := os.ReadFile(p)
+	if err == nil && len(b) > 0 && b[0] == '1' {
+		return nil
+	}
+	if err := os.WriteFile(p, []byte("1"), 0o644); err != nil {
+		return fmt.Errorf("enable forwarding: %w", err)
+	}
+	return nil
+}

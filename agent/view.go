@@ -1,0 +1,54 @@
+package agent
+
+import (
+	"net"
+	"net/netip"
+	"slices"
+	"sort"
+
+	"github.com/skeinnet/skein/api"
+	"github.com/skeinnet/skein/store"
+	"github.com/skeinnet/skein/vxlan"
+)
+
+// vxlanPeers turns the cluster snapshot into the overlay's peers: every other
+// node with a VTEP, with the blocks the store says it owns. Liveness plays no
+// part: a dead agent's containers stay reachable until the node is deleted.
+func vxlanPeers(self string, underlay netip.Prefix, snap store.Snapshot) []vxlan.Peer {
+	byNode := map[string][]netip.Prefix{}
+	for cidr, b := range snap.Blocks {
+		byNode[b.Node] = append(byNode[b.Node], cidr)
+	}
+	var peers []vxlan.Peer
+	for name, n := range snap.Nodes {
+		if name == self || !n.UnderlayIP.IsValid() || !n.VTEPIP.IsValid() || len(n.VTEPMAC) != 6 {
+			continue
+		}
+		blocks := byNode[name]
+		sort.Slice(blocks, func(i, j int) bool { return blocks[i].Addr().Less(blocks[j].Addr()) })
+		peers = append(peers, vxlan.Peer{
+			Node:       name,
+			UnderlayIP: n.UnderlayIP,
+			VTEPMAC:    net.HardwareAddr(slices.Clone(n.VTEPMAC)),
+			VTEPIP:     n.VTEPIP,
+			Blocks:     blocks,
+			SameSubnet: underlay.IsValid() && underlay.Contains(n.UnderlayIP),
+		})
+	}
+	sort.Slice(peers, func(i, j int) bool { return peers[i].Node < peers[j].Node })
+	return peers
+}
+
+// localEndpoints returns this node's endpoints from the snapshot, sorted by key.
+func localEndpoints(self string, snap store.Snapshot) []api.Endpoint {
+	var out []api.Endpoint
+	for _, ep := range snap.Endpoints {
+		if ep.Node == self {
+			out = append(out, ep)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].ContainerID+out[i].IfName < out[j].ContainerID+out[j].IfName
+	})
+	return out
+}

@@ -1,0 +1,163 @@
+package api
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+)
+
+// Backend names the cluster's inter-host dataplane.
+type Backend string
+
+// The backends a cluster can run.
+const (
+	BackendVXLAN Backend = "vxlan"
+	BackendBGP   Backend = "bgp"
+)
+
+// Defaults for a new cluster.
+const (
+	DefaultBlockSize = 26
+	DefaultVNI       = 4096
+	DefaultVXLANPort = 4789
+	DefaultASN       = 64512
+	// VXLANOverhead is what the outer IPv4+UDP+VXLAN+Ethernet headers take from the MTU.
+	VXLANOverhead = 50
+	// GatewayIP is the link-local next hop every container routes through; the
+	// host side of its veth answers for it.
+	GatewayIP = "169.254.1.1"
+)
+
+// Pool is a range of pod addresses split into blocks of BlockSize bits.
+type Pool struct {
+	CIDR      netip.Prefix `json:"cidr"`
+	BlockSize int          `json:"blockSize"`
+}
+
+// VXLANConfig configures the overlay.
+type VXLANConfig struct {
+	VNI  int `json:"vni"`
+	Port int `json:"port"`
+}
+
+// BGPConfig configures the routed backend.
+type BGPConfig struct {
+	ASN      uint32 `json:"asn"`
+	NodeMesh bool   `json:"nodeMesh"`
+}
+
+// Cluster is the cluster-wide configuration at /skein/cluster.
+type Cluster struct {
+	Pools   []Pool      `json:"pools"`
+	Backend Backend     `json:"backend"`
+	VXLAN   VXLANConfig `json:"vxlan"`
+	BGP     *BGPConfig  `json:"bgp,omitempty"`
+	Created time.Time   `json:"created,omitempty"`
+}
+
+// MAC is a hardware address that marshals as the usual colon form
+// (net.HardwareAddr alone would marshal as base64).
+type MAC net.HardwareAddr
+
+// String returns the colon-separated form.
+func (m MAC) String() string { return net.HardwareAddr(m).String() }
+
+// MarshalText implements encoding.TextMarshaler.
+func (m MAC) MarshalText() ([]byte, error) { return []byte(net.HardwareAddr(m).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (m *MAC) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*m = nil
+		return nil
+	}
+	hw, err := net.ParseMAC(string(b))
+	if err != nil {
+		return fmt.Errorf("parse MAC %q: %w", b, err)
+	}
+	*m = MAC(hw)
+	return nil
+}
+
+// Node is a host running skeind, at /skein/nodes/<name>.
+type Node struct {
+	Name       string            `json:"name"`
+	UnderlayIP netip.Addr        `json:"underlayIP"`
+	VTEPMAC    MAC               `json:"vtepMAC,omitempty"`
+	VTEPIP     netip.Addr        `json:"vtepIP,omitzero"`
+	RouterID   netip.Addr        `json:"routerID,omitzero"`
+	ASN        uint32            `json:"asn,omitempty"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	DebugAddr  string            `json:"debugAddr,omitempty"`
+	MTU        int               `json:"mtu,omitempty"`
+	Version    string            `json:"version,omitempty"`
+}
+
+// Block is the affinity of one pool block to a node, at /skein/blocks/<cidr>.
+type Block struct {
+	CIDR netip.Prefix `json:"cidr"`
+	Node string       `json:"node"`
+}
+
+// NamedPort is a container port with a name, as in a pod's containerPorts.
+type NamedPort struct {
+	Name     string `json:"name"`
+	Port     int    `json:"port"`
+	Protocol string `json:"protocol"`
+}
+
+// Endpoint is one container attachment, at /skein/endpoints/<node>/<container>/<ifname>.
+type Endpoint struct {
+	Namespace   string            `json:"namespace"`
+	Name        string            `json:"name"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Ports       []NamedPort       `json:"ports,omitempty"`
+	IPs         []netip.Addr      `json:"ips"`
+	Node        string            `json:"node"`
+	ContainerID string            `json:"containerID"`
+	IfName      string            `json:"ifName"`
+	HostIface   string            `json:"hostIface"`
+	Created     time.Time         `json:"created,omitempty"`
+}
+
+// Namespace carries the labels of a namespace, at /skein/namespaces/<name>.
+type Namespace struct {
+	Name   string            `json:"name"`
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// NamespaceNameLabel is implied on every namespace, as in Kubernetes.
+const NamespaceNameLabel = "kubernetes.io/metadata.name"
+
+// EffectiveLabels returns the namespace labels including the implied name label.
+func (n Namespace) EffectiveLabels() map[string]string {
+	out := make(map[string]string, len(n.Labels)+1)
+	for k, v := range n.Labels {
+		out[k] = v
+	}
+	out[NamespaceNameLabel] = n.Name
+	return out
+}
+
+// NodeStatus is what an agent publishes about itself, at /skein/status/<node>.
+type NodeStatus struct {
+	Node      string    `json:"node"`
+	Version   string    `json:"version"`
+	Backend   Backend   `json:"backend"`
+	Ready     bool      `json:"ready"`
+	Blocks    []string  `json:"blocks"`
+	Endpoints int       `json:"endpoints"`
+	Peers     int       `json:"peers"`
+	LastSync  time.Time `json:"lastSync,omitempty"`
+	LastError string    `json:"lastError,omitempty"`
+	Updated   time.Time `json:"updated"`
+	DebugAddr string    `json:"debugAddr,omitempty"`
+}
+
+// RouteProtocol marks kernel routes Skein owns (rtnetlink protocol number), so
+// that Skein only ever lists and deletes its own routes.
+const RouteProtocol = 78
+
+// VXLANDevice is the name of the overlay device on every host.
+const VXLANDevice = "skein.vxlan"

@@ -1,0 +1,104 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+)
+
+// Sentinel errors callers branch on.
+var (
+	ErrOverlap = errors.New("pools overlap")
+)
+
+var nodeNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$`)
+
+// ValidateNodeName reports why name cannot name a node (DNS-1123 subdomain-ish), or nil.
+func ValidateNodeName(name string) error {
+	if !nodeNameRE.MatchString(name) {
+		return fmt.Errorf("node name %q: must be 1-63 lowercase letters, digits, '-' or '.', starting and ending with a letter or digit", name)
+	}
+	return nil
+}
+
+// Validate checks a Pool: an IPv4 network address and a block size that fits.
+func (p Pool) Validate() error {
+	if !p.CIDR.IsValid() {
+		return fmt.Errorf("pool: invalid CIDR")
+	}
+	if p.CIDR != p.CIDR.Masked() {
+		return fmt.Errorf("pool %s: host bits set (did you mean %s?)", p.CIDR, p.CIDR.Masked())
+	}
+	if !p.CIDR.Addr().Is4() {
+		return fmt.Errorf("pool %s: only IPv4 pools are supported yet", p.CIDR)
+	}
+	if p.BlockSize < p.CIDR.Bits() || p.BlockSize > 30 {
+		return fmt.Errorf("pool %s: block size /%d must be between /%d and /30", p.CIDR, p.BlockSize, p.CIDR.Bits())
+	}
+	return nil
+}
+
+// Validate checks the whole cluster config and fills nothing in; see Defaulted.
+func (c Cluster) Validate() error {
+	if len(c.Pools) == 0 {
+		return fmt.Errorf("cluster: at least one pool is required")
+	}
+	for i, p := range c.Pools {
+		if err := p.Validate(); err != nil {
+			return fmt.Errorf("cluster: pools[%d]: %w", i, err)
+		}
+		for j := 0; j < i; j++ {
+			if c.Pools[j].CIDR.Overlaps(p.CIDR) {
+				return fmt.Errorf("cluster: pools[%d] %s and pools[%d] %s: %w", j, c.Pools[j].CIDR, i, p.CIDR, ErrOverlap)
+			}
+		}
+	}
+	switch c.Backend {
+	case BackendVXLAN:
+		if c.VXLAN.VNI < 1 || c.VXLAN.VNI > 1<<24-1 {
+			return fmt.Errorf("cluster: vxlan vni %d out of range 1-16777215", c.VXLAN.VNI)
+		}
+		if c.VXLAN.Port < 1 || c.VXLAN.Port > 65535 {
+			return fmt.Errorf("cluster: vxlan port %d out of range 1-65535", c.VXLAN.Port)
+		}
+	case BackendBGP:
+		if c.BGP == nil || c.BGP.ASN == 0 {
+			return fmt.Errorf("cluster: backend bgp needs an ASN")
+		}
+	default:
+		return fmt.Errorf("cluster: unknown backend %q (want vxlan or bgp)", c.Backend)
+	}
+	return nil
+}
+
+// Defaulted returns c with zero fields set to their defaults.
+func (c Cluster) Defaulted() Cluster {
+	for i := range c.Pools {
+		if c.Pools[i].BlockSize == 0 {
+			c.Pools[i].BlockSize = DefaultBlockSize
+		}
+	}
+	if c.Backend == "" {
+		c.Backend = BackendVXLAN
+	}
+	if c.VXLAN.VNI == 0 {
+		c.VXLAN.VNI = DefaultVNI
+	}
+	if c.VXLAN.Port == 0 {
+		c.VXLAN.Port = DefaultVXLANPort
+	}
+	if c.Backend == BackendBGP && c.BGP == nil {
+		c.BGP = &BGPConfig{ASN: DefaultASN, NodeMesh: true}
+	}
+	return c
+}
+
+// ParsePrefix parses a CIDR and names the field in its error.
+func ParsePrefix(field, s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%s: invalid CIDR %q: %w", field, s, err)
+	}
+	return p, nil
+}

@@ -1,0 +1,125 @@
+package api
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"net/netip"
+)
+
+// The agent socket speaks HTTP/JSON. These are its paths; every non-2xx answer
+// carries an AgentError body.
+const (
+	PathAllocate = "/v1/cni/allocate" // POST AllocateRequest → AllocateResponse
+	PathCommit   = "/v1/cni/commit"   // POST CommitRequest → CommitResponse (endpoint published)
+	PathRelease  = "/v1/cni/release"  // POST ReleaseRequest → ReleaseResponse
+	PathCheck    = "/v1/cni/check"    // POST ReleaseRequest (owner) → CheckResponse
+	PathGC       = "/v1/cni/gc"       // POST GCRequest → GCResponse
+	PathStatus   = "/v1/status"       // GET → AgentStatus
+)
+
+// Owner identifies one attachment: a container's interface.
+type Owner struct {
+	ContainerID string `json:"containerID"`
+	IfName      string `json:"ifName"`
+}
+
+// String returns "container/ifname".
+func (o Owner) String() string { return o.ContainerID + "/" + o.IfName }
+
+// HostIfaceName returns the host-side veth name of an attachment: "sk" plus 11
+// hex characters of a hash of container id and ifname (15-character kernel limit).
+func HostIfaceName(o Owner) string {
+	sum := sha256.Sum256([]byte(o.ContainerID + "\x00" + o.IfName))
+	return "sk" + hex.EncodeToString(sum[:])[:11]
+}
+
+// PodInfo is what the runtime told the plugin about the workload.
+type PodInfo struct {
+	Namespace string            `json:"namespace,omitempty"`
+	Name      string            `json:"name,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	Ports     []NamedPort       `json:"ports,omitempty"`
+}
+
+// AllocateRequest asks the agent for the attachment's addresses. It is
+// idempotent per owner: asking again returns the same addresses.
+type AllocateRequest struct {
+	Owner
+	Pod PodInfo `json:"pod"`
+}
+
+// AllocateResponse gives the addresses and link settings for a new attachment.
+type AllocateResponse struct {
+	IPs     []netip.Prefix `json:"ips"` // each a /32 (or /128)
+	Gateway netip.Addr     `json:"gateway"`
+	MTU     int            `json:"mtu"`
+	// Existing reports that the owner already held these addresses.
+	Existing bool `json:"existing,omitempty"`
+}
+
+// CommitRequest publishes the plumbed endpoint; the agent answers once the
+// endpoint is in the store (and, with policy, enforced).
+type CommitRequest struct {
+	Owner
+	Pod       PodInfo      `json:"pod"`
+	IPs       []netip.Addr `json:"ips"`
+	HostIface string       `json:"hostIface"`
+	Netns     string       `json:"netns,omitempty"`
+}
+
+// CommitResponse acknowledges a commit.
+type CommitResponse struct {
+	Endpoint Endpoint `json:"endpoint"`
+}
+
+// ReleaseRequest frees an owner's addresses and unpublishes its endpoint. It
+// succeeds when the owner holds nothing.
+type ReleaseRequest struct {
+	Owner
+}
+
+// ReleaseResponse lists what was freed.
+type ReleaseResponse struct {
+	Released []netip.Addr `json:"released,omitempty"`
+}
+
+// CheckResponse says what the agent holds for an owner.
+type CheckResponse struct {
+	IPs       []netip.Addr `json:"ips"`
+	Published bool         `json:"published"`
+	MTU       int          `json:"mtu"`
+}
+
+// GCRequest lists the attachments that are still valid; the agent frees the rest.
+type GCRequest struct {
+	Valid []Owner `json:"valid"`
+}
+
+// GCResponse lists the freed attachments so the plugin can remove their veths.
+type GCResponse struct {
+	Freed []Owner `json:"freed"`
+}
+
+// AgentStatus is the agent's readiness as seen by the plugin's STATUS verb.
+type AgentStatus struct {
+	Node   string   `json:"node"`
+	Ready  bool     `json:"ready"`
+	Blocks []string `json:"blocks"`
+	Reason string   `json:"reason,omitempty"`
+}
+
+// AgentError is the body of every failed agent call. Code follows the CNI
+// error codes (11 try again later, 7 invalid config, 3 unknown container ...).
+type AgentError struct {
+	Code    uint   `json:"code"`
+	Message string `json:"msg"`
+	Details string `json:"details,omitempty"`
+}
+
+// Error implements error.
+func (e *AgentError) Error() string {
+	if e.Details != "" {
+		return e.Message + ": " + e.Details
+	}
+	return e.Message
+}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/skeinnet/skein/api"
+	"github.com/skeinnet/skein/store"
+)
+
+func newClusterCmd(g *globalFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "cluster", Short: "Initialise and show the cluster configuration"}
+	var (
+		cidrs     []string
+		blockSize int
+		backend   string
+		asn       uint32
+		nodeMesh  bool
+		vni, port int
+		force     bool
+	)
+	initCmd := &cobra.Command{
+		Use:   "init",
+		Short: "Write the cluster configuration (pools, backend) to etcd",
+		Example: `  skein cluster init --pod-cidr 10.244.0.0/16
+  skein cluster init --pod-cidr 10.244.0.0/16,10.245.0.0/16 --block-size 24 --backend vxlan`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := buildCluster(cidrs, blockSize, backend, asn, nodeMesh, vni, port)
+			if err != nil {
+				return err
+			}
+			cl, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			ctx, cancel := g.ctx(cmd)
+			defer cancel()
+			if force {
+				err = cl.PutCluster(ctx, c)
+			} else {
+				err = cl.CreateCluster(ctx, c)
+			}
+			if errors.Is(err, store.ErrExists) {
+				return fmt.Errorf("the cluster is already initialised (see `skein cluster show`; --force overwrites, which is unsafe once nodes hold blocks): %w", err)
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "cluster initialised: pools %v, backend %s\n", cidrs, c.Backend)
+			return nil
+		},
+	}
+	f := initCmd.Flags()
+	f.StringSliceVar(&cidrs, "pod-cidr", nil, "pod address pool(s), comma-separated (required)")
+	f.IntVar(&blockSize, "block-size", api.DefaultBlockSize, "prefix length of the blocks nodes lease from each pool")
+	f.StringVar(&backend, "backend", string(api.BackendVXLAN), "inter-host dataplane: vxlan or bgp")
+	f.Uint32Var(&asn, "asn", api.DefaultASN, "BGP AS number (backend bgp)")
+	f.BoolVar(&nodeMesh, "node-mesh", true, "full BGP mesh between nodes (backend bgp)")
+	f.IntVar(&vni, "vni", api.DefaultVNI, "VXLAN network identifier")
+	f.IntVar(&port, "vxlan-port", api.DefaultVXLANPort, "VXLAN UDP port")
+	f.BoolVar(&force, "force", false, "overwrite an existing configuration")
+	_ = initCmd.MarkFlagRequired("pod-cidr") // the flag exists: cannot fail
+
+	showCmd := &cobra.Command{
+		Use:   "show",
+		Short: "Show the cluster configuration",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			ctx, cancel := g.ctx(cmd)
+			defer cancel()
+			c, err := cl.GetCluster(ctx)
+			if errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("the cluster is not initialised yet: run `skein cluster init --pod-cidr CIDR`")
+			}
+			if err != nil {
+				return err
+			}
+			return g.render(cmd.OutOrStdout(), c, func(tw *tabwriter.Writer, _ bool) {
+				fmt.Fprintf(tw, "BACKEND\t%s\n", c.Backend)
+				for _, p := range c.Pools {
+					fmt.Fprintf(tw, "POOL\t%s\tblocks /%d\n", p.CIDR, p.BlockSize)
+				}
+				if c.Backend == api.BackendVXLAN {
+					fmt.Fprintf(tw, "VXLAN\tvni %d\tport %d\n", c.VXLAN.VNI, c.VXLAN.Port)
+				}
+				if c.BGP != nil {
+					fmt.Fprintf(tw, "BGP\tasn %d\tnode mesh %v\n", c.BGP.ASN, c.BGP.NodeMesh)
+				}
+				if !c.Created.IsZero() {
+					fmt.Fprintf(tw, "CREATED\t%s\n", c.Created.Format(time.RFC3339))
+				}
+			})
+		},
+	}
+	cmd.AddCommand(initCmd, showCmd)
+	return cmd
+}
+
+// buildCluster turns the init flags into a validated Cluster.
+func buildCluster(cidrs []string, blockSize int, backend string, asn uint32, nodeMesh bool, vni, port int) (api.Cluster, error) {
+	c := api.Cluster{Backend: api.Backend(backend), VXLAN: api.VXLANConfig{VNI: vni, Port: port}, Created: time.Now().UTC()}
+	for i, s := range cidrs {
+		p, err := api.ParsePrefix(fmt.Sprintf("--pod-cidr[%d]", i), s)
+		if err != nil {
+			return api.Cluster{}, err
+		}
+		c.Pools = append(c.Pools, api.Pool{CIDR: p, BlockSize: blockSize})
+	}
+	if c.Backend == api.BackendBGP {
+		c.BGP = &api.BGPConfig{ASN: asn, NodeMesh: nodeMesh}
+	}
+	c = c.Defaulted()
+	if err := c.Validate(); err != nil {
+		return api.Cluster{}, err
+	}
+	return c, nil
+}

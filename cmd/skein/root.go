@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+
+	"github.com/skeinnet/skein/store"
+)
+
+// globalFlags are the flags every command shares.
+type globalFlags struct {
+	EtcdEndpoints []string
+	EtcdPrefix    string
+	EtcdCert      string
+	EtcdKey       string
+	EtcdCA        string
+	Output        string
+	Timeout       time.Duration
+}
+
+// exitError carries a specific exit status.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func exitCode(err error) int {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return 1
+}
+
+func newRootCmd() *cobra.Command {
+	g := &globalFlags{}
+	root := &cobra.Command{
+		Use:           "skein",
+		Short:         "Administer a Skein container network",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Example: `  skein lab up                      # a 3-host virtual cluster in namespaces
+  skein cluster init --pod-cidr 10.244.0.0/16 --backend vxlan
+  skein node list -o wide`,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return g.fromEnv(cmd)
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.StringSliceVar(&g.EtcdEndpoints, "etcd-endpoints", []string{"http://127.0.0.1:2379"}, "etcd client URLs (env SKEIN_ETCD_ENDPOINTS)")
+	pf.StringVar(&g.EtcdPrefix, "etcd-prefix", "/skein/", "etcd key prefix (env SKEIN_ETCD_PREFIX)")
+	pf.StringVar(&g.EtcdCert, "etcd-cert", "", "etcd client certificate (env SKEIN_ETCD_CERT)")
+	pf.StringVar(&g.EtcdKey, "etcd-key", "", "etcd client key (env SKEIN_ETCD_KEY)")
+	pf.StringVar(&g.EtcdCA, "etcd-ca", "", "etcd CA certificate (env SKEIN_ETCD_CA)")
+	pf.StringVarP(&g.Output, "output", "o", "table", "output format: table, wide, json or yaml")
+	pf.DurationVar(&g.Timeout, "timeout", 10*time.Second, "deadline for each call to etcd")
+	root.AddCommand(newClusterCmd(g), newNodeCmd(g), newIPAMCmd(g), newEndpointCmd(g), newNamespaceCmd(g), newLabCmd(g), newVersionCmd())
+	return root
+}
+
+// fromEnv fills flags not given on the command line from SKEIN_* variables.
+func (g *globalFlags) fromEnv(cmd *cobra.Command) error {
+	var errs []error
+	for _, name := range []string{"etcd-endpoints", "etcd-prefix", "etcd-cert", "etcd-key", "etcd-ca", "output"} {
+		f := cmd.Flags().Lookup(name)
+		if f == nil || f.Changed {
+			continue
+		}
+		env := "SKEIN_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if name == "etcd-endpoints" {
+				g.EtcdEndpoints = nil // Set appends to a slice flag's default
+			}
+			if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
+			}
+		}
+	}
+	switch g.Output {
+	case "table", "wide", "json", "yaml":
+	default:
+		errs = append(errs, fmt.Errorf("-o %q: want table, wide, json or yaml", g.Output))
+	}
+	return errors.Join(errs...)
+}
+
+// client connects to etcd with the global flags.
+func (g *globalFlags) client(ctx context.Context) (*store.Client, error) {
+	cctx, cancel := context.WithTimeout(ctx, g.Timeout)
+	defer cancel()
+	c, err := store.New(cctx, store.Config{
+		Endpoints:   g.EtcdEndpoints,
+		Prefix:      g.EtcdPrefix,
+		CertFile:    g.EtcdCert,
+		KeyFile:     g.EtcdKey,
+		CAFile:      g.EtcdCA,
+		DialTimeout: g.Timeout,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect to etcd (--etcd-endpoints %s): %w", strings.Join(g.EtcdEndpoints, ","), err)
+	}
+	return c, nil
+}
+
+// render prints v as JSON or YAML, or calls table for the table forms.
+func (g *globalFlags) render(w io.Writer, v any, table func(tw *tabwriter.Writer, wide bool)) error {
+	switch g.Output {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	case "yaml":
+		b, err := yaml.Marshal(v)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	table(tw, g.Output == "wide")
+	return tw.Flush()
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the CLI version",
+		Args:  cobra.NoArgs,
+		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), version) },
+	}
+}
+
+// ctx returns the command's context with the per-call deadline.
+func (g *globalFlags) ctx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(cmd.Context(), g.Timeout)
+}

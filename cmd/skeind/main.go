@@ -1,0 +1,167 @@
+// Command skeind is Skein's per-host agent: flags → agent.Config → agent.Run.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+
+	"golang.org/x/sys/unix"
+	"sigs.k8s.io/yaml"
+
+	"github.com/skeinnet/skein/agent"
+	"github.com/skeinnet/skein/store"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
+	err := run(ctx, os.Args[1:])
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "skeind:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("skeind", flag.ContinueOnError)
+	var (
+		nodeName   = fs.String("node-name", "", "name of this node (default: the hostname)")
+		endpoints  = fs.String("etcd-endpoints", "", "comma-separated etcd client URLs")
+		prefix     = fs.String("etcd-prefix", "/skein/", "etcd key prefix")
+		cert       = fs.String("etcd-cert", "", "etcd client certificate (TLS)")
+		key        = fs.String("etcd-key", "", "etcd client key (TLS)")
+		ca         = fs.String("etcd-ca", "", "etcd CA certificate (TLS)")
+		embedded   = fs.Bool("embedded-etcd", false, "run an in-process etcd (single machine); --etcd-endpoints then gives its listen URLs")
+		iface      = fs.String("iface", "", "underlay interface (default: the default-route interface)")
+		underlayIP = fs.String("underlay-ip", "", "underlay IPv4 address (default: the first address of --iface)")
+		socket     = fs.String("socket", agent.DefaultSocket, "unix socket skein-cni talks to (root-only)")
+		stateDir   = fs.String("state-dir", agent.DefaultStateDir, "where allocations are persisted")
+		debugAddr  = fs.String("debug-addr", agent.DefaultDebugAddr, "debug HTTP address (topology, metrics, pprof); \"off\" disables")
+		logLevel   = fs.String("log-level", "info", "debug, info, warn or error")
+		logFormat  = fs.String("log-format", "text", "text or json")
+		configFile = fs.String("config", "", "optional YAML file of flag values (flag name: value)")
+		showVer    = fs.Bool("version", false, "print the version and exit")
+	)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: skeind [flags]\n\nEvery flag can also be set as SKEIN_<FLAG> in the environment (e.g. SKEIN_NODE_NAME)\nor in --config; command-line flags win over the environment, which wins over the file.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *showVer {
+		fmt.Println(version)
+		return nil
+	}
+	if err := applyEnvAndFile(fs, *configFile); err != nil {
+		return err
+	}
+	log, err := newLogger(*logLevel, *logFormat)
+	if err != nil {
+		return err
+	}
+	cfg := agent.Config{
+		NodeName: *nodeName,
+		Etcd: store.Config{
+			Endpoints: splitList(*endpoints),
+			Prefix:    *prefix,
+			CertFile:  *cert,
+			KeyFile:   *key,
+			CAFile:    *ca,
+		},
+		EmbeddedEtcd: *embedded,
+		Iface:        *iface,
+		SocketPath:   *socket,
+		StateDir:     *stateDir,
+		DebugAddr:    *debugAddr,
+		Version:      version,
+		Log:          log,
+	}
+	if cfg.NodeName == "" {
+		if cfg.NodeName, err = os.Hostname(); err != nil {
+			return fmt.Errorf("--node-name not set and hostname unknown: %w", err)
+		}
+	}
+	if *underlayIP != "" {
+		if cfg.UnderlayIP, err = netip.ParseAddr(*underlayIP); err != nil {
+			return fmt.Errorf("--underlay-ip: %w", err)
+		}
+	}
+	return agent.Run(ctx, cfg)
+}
+
+// applyEnvAndFile fills flags not given on the command line from SKEIN_*
+// variables, then from the config file.
+func applyEnvAndFile(fs *flag.FlagSet, file string) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var fromFile map[string]any
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return fmt.Errorf("--config: %w", err)
+		}
+		if err := yaml.Unmarshal(b, &fromFile); err != nil {
+			return fmt.Errorf("--config %s: %w", file, err)
+		}
+		for k := range fromFile {
+			if fs.Lookup(k) == nil {
+				return fmt.Errorf("--config %s: unknown setting %q", file, k)
+			}
+		}
+	}
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		env := "SKEIN_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
+			}
+			return
+		}
+		if v, ok := fromFile[f.Name]; ok {
+			if err := f.Value.Set(fmt.Sprint(v)); err != nil {
+				errs = append(errs, fmt.Errorf("--config %s: %s: %w", file, f.Name, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}

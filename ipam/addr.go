@@ -1,0 +1,76 @@
+package ipam
+
+import (
+	"net/netip"
+	"time"
+)
+
+// usableRange returns the first and last address of block b that may be
+// handed to a pod: everything but the block's first address, which is
+// reserved (the home block's first address is the node's VTEP address).
+func usableRange(b netip.Prefix) (first, last uint32) {
+	base := addrU32(b.Masked().Addr())
+	size := uint32(1) << (32 - b.Bits()) // blocks are at most /30 by validation, never /0
+	return base + 1, base + size - 1
+}
+
+// usableCount returns how many pod addresses block b holds.
+func usableCount(b netip.Prefix) int {
+	first, last := usableRange(b)
+	if last < first {
+		return 0
+	}
+	return int(last-first) + 1
+}
+
+// coolingAt reports whether addr is still resting after its release at now.
+func coolingAt(cooling map[netip.Addr]time.Time, addr netip.Addr, now time.Time) bool {
+	until, ok := cooling[addr]
+	return ok && until.After(now)
+}
+
+// pickAddr returns the lowest usable address of the first block, in the given
+// order, that is neither in used nor cooling down at now.
+func pickAddr[V any](blocks []netip.Prefix, used map[netip.Addr]V, cooling map[netip.Addr]time.Time, now time.Time) (netip.Addr, bool) {
+	for _, b := range blocks {
+		first, last := usableRange(b)
+		for v := first; v >= first && v <= last; v++ {
+			a := u32Addr(v)
+			if _, ok := used[a]; ok {
+				continue
+			}
+			if coolingAt(cooling, a, now) {
+				continue
+			}
+			return a, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// nextCoolingEnd returns the earliest time an address resting in one of
+// blocks becomes free, or the zero time when none is resting.
+func nextCoolingEnd(blocks []netip.Prefix, cooling map[netip.Addr]time.Time, now time.Time) (time.Time, int) {
+	var first time.Time
+	n := 0
+	for a, until := range cooling {
+		if !until.After(now) || !inAny(blocks, a) {
+			continue
+		}
+		n++
+		if first.IsZero() || until.Before(first) {
+			first = until
+		}
+	}
+	return first, n
+}
+
+// inAny reports whether a lies in one of blocks.
+func inAny(blocks []netip.Prefix, a netip.Addr) bool {
+	for _, b := range blocks {
+		if b.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,51 @@
+package ipam
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// debugState is what ServeHTTPDebug shows.
+type debugState struct {
+	Node        string         `json:"node"`
+	Home        netip.Prefix   `json:"home"`
+	VTEP        netip.Addr     `json:"vtep"`
+	Blocks      []netip.Prefix `json:"blocks"`
+	Stats       Stats          `json:"stats"`
+	Allocations []Allocation   `json:"allocations"`
+	Cooling     []coolingAddr  `json:"cooling"`
+	StateFile   string         `json:"stateFile"`
+	Now         time.Time      `json:"now"`
+}
+
+// ServeHTTPDebug writes the allocator's blocks, allocations and cooling
+// addresses as JSON, for the agent's /debug/ipam.
+func (a *Allocator) ServeHTTPDebug(w http.ResponseWriter, _ *http.Request) {
+	a.mu.Lock()
+	now := a.now()
+	d := debugState{
+		Node:        a.node,
+		Home:        a.home,
+		VTEP:        a.home.Masked().Addr(),
+		Blocks:      slices.Clone(a.blocks),
+		Stats:       a.statsLocked(now),
+		Allocations: a.sortedAllocsLocked(),
+		Cooling:     []coolingAddr{},
+		StateFile:   a.path,
+		Now:         now,
+	}
+	for ip, until := range a.cooling {
+		if until.After(now) {
+			d.Cooling = append(d.Cooling, coolingAddr{IP: ip, Until: until})
+		}
+	}
+	a.mu.Unlock()
+	slices.SortFunc(d.Cooling, func(x, y coolingAddr) int { return x.IP.Compare(y.IP) })
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(d) // the client went away; nothing to do
+}

@@ -1,0 +1,378 @@
+package lab
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/skeinnet/skein/api"
+)
+
+// Defaults and fixed names of the lab layout.
+const (
+	DefaultName              = "sklab"
+	DefaultHosts             = 3
+	DefaultContainersPerHost = 2
+	DefaultBackend           = string(api.BackendVXLAN)
+	DefaultPodCIDR           = "10.244.0.0/16"
+	// DefaultRunDirBase holds one run directory per lab, named after it.
+	DefaultRunDirBase = "/run/skein-lab"
+
+	// BridgeName is the underlay bridge inside the underlay namespace.
+	BridgeName = "ubr"
+	// HostIface is every host's underlay interface.
+	HostIface = "eth0"
+	// ContainerIface is the interface the plugin creates in each container.
+	ContainerIface = "eth0"
+	// UnderlayMTU is the MTU of the bridge and every underlay veth.
+	UnderlayMTU = 1500
+	// EtcdClientPort is the etcd client port on the underlay gateway address.
+	EtcdClientPort = 2379
+	// AgentDebugAddr is each agent's debug address inside its own namespace
+	// (each namespace has its own loopback, so every agent can use it).
+	AgentDebugAddr = "127.0.0.1:9595"
+	// CNINetwork is the network name in the lab's conflists.
+	CNINetwork = "skein"
+	// CNIVersion is the spec version of the lab's conflists.
+	CNIVersion = "1.1.0"
+	// PluginType is the CNI plugin binary name.
+	PluginType = "skein-cni"
+
+	// MaxHostsPerSubnet bounds host indices: .1 to .253, .254 is the gateway.
+	MaxHostsPerSubnet = 253
+
+	stateFile  = "lab.json"
+	markerFile = ".skein-lab"
+)
+
+// Binaries the lab runs from Config.BinDir.
+const (
+	binSkeind = "skeind"
+	binSkein  = "skein"
+	binCNI    = PluginType
+)
+
+// ErrExists is returned by Up when a lab of that name already exists.
+var ErrExists = errors.New("lab exists")
+
+// ErrNotFound is returned when a lab, host or container is unknown.
+var ErrNotFound = errors.New("not found")
+
+// Config configures a lab.
+type Config struct {
+	// Name prefixes every namespace and names the run directory; optional,
+	// default "sklab". Lowercase letters and digits, starting with a letter, at
+	// most 16 characters (no "-", so "<name>-" names only this lab's objects).
+	Name string
+	// Hosts is the number of hosts Up creates; optional, default 3 (0 means
+	// default; use a negative value for none).
+	Hosts int
+	// ContainersPerHost is the number of containers Up creates on each host;
+	// optional, default 2 (0 means default; a negative value means none).
+	ContainersPerHost int
+	// Backend is the cluster backend, "vxlan" or "bgp"; optional, default "vxlan".
+	Backend string
+	// BinDir holds skeind, skein and skein-cni; required.
+	BinDir string
+	// RunDir holds lab.json, sockets, logs and agent state; optional, default
+	// /run/skein-lab/<Name>.
+	RunDir string
+	// PodCIDR is the cluster pool; optional, default 10.244.0.0/16.
+	PodCIDR string
+	// BlockSize is the pool's block prefix length; optional, default 26.
+	BlockSize int
+	// Out receives one progress line per step; optional.
+	Out io.Writer
+	// Log receives debug events; optional, default discard.
+	Log *slog.Logger
+
+	// etcdCommand replaces the etcd process's program and leading arguments
+	// (default BinDir/skein); tests run their own binary as etcd.
+	etcdCommand []string
+	// noAgents skips starting skeind (and so containers); tests of the
+	// underlay use it.
+	noAgents bool
+}
+
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9]{0,15}$`)
+
+// ValidateName checks a lab name.
+func ValidateName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("lab name %q: must be 1-16 lowercase letters or digits, starting with a letter", name)
+	}
+	return nil
+}
+
+// DefaultRunDir returns the default run directory of the lab named name.
+func DefaultRunDir(name string) string {
+	return filepath.Join(DefaultRunDirBase, name)
+}
+
+// withDefaults fills in every optional field.
+func (c Config) withDefaults() Config {
+	if c.Name == "" {
+		c.Name = DefaultName
+	}
+	if c.Hosts == 0 {
+		c.Hosts = DefaultHosts
+	} else if c.Hosts < 0 {
+		c.Hosts = 0
+	}
+	if c.ContainersPerHost == 0 {
+		c.ContainersPerHost = DefaultContainersPerHost
+	} else if c.ContainersPerHost < 0 {
+		c.ContainersPerHost = 0
+	}
+	if c.Backend == "" {
+		c.Backend = DefaultBackend
+	}
+	if c.RunDir == "" {
+		c.RunDir = DefaultRunDir(c.Name)
+	}
+	if c.PodCIDR == "" {
+		c.PodCIDR = DefaultPodCIDR
+	}
+	if c.BlockSize == 0 {
+		c.BlockSize = api.DefaultBlockSize
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// validate checks a Config with defaults applied.
+func (c Config) validate() error {
+	var errs []error
+	if err := ValidateName(c.Name); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Hosts > MaxHostsPerSubnet {
+		errs = append(errs, fmt.Errorf("hosts %d: at most %d", c.Hosts, MaxHostsPerSubnet))
+	}
+	switch api.Backend(c.Backend) {
+	case api.BackendVXLAN, api.BackendBGP:
+	default:
+		errs = append(errs, fmt.Errorf("backend %q: must be vxlan or bgp", c.Backend))
+	}
+	if c.BinDir == "" {
+		errs = append(errs, errors.New("bin dir is required (a directory with skeind, skein and skein-cni)"))
+	}
+	if !filepath.IsAbs(c.RunDir) {
+		errs = append(errs, fmt.Errorf("run dir %q: must be absolute", c.RunDir))
+	}
+	if _, err := c.cluster(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// cluster returns the cluster record the lab writes.
+func (c Config) cluster() (api.Cluster, error) {
+	cidr, err := netip.ParsePrefix(c.PodCIDR)
+	if err != nil {
+		return api.Cluster{}, fmt.Errorf("pod CIDR: %w", err)
+	}
+	pool := api.Pool{CIDR: cidr, BlockSize: c.BlockSize}
+	if err := pool.Validate(); err != nil {
+		return api.Cluster{}, err
+	}
+	cl := api.Cluster{
+		Pools:   []api.Pool{pool},
+		Backend: api.Backend(c.Backend),
+		VXLAN:   api.VXLANConfig{VNI: api.DefaultVNI, Port: api.DefaultVXLANPort},
+	}
+	if cl.Backend == api.BackendBGP {
+		cl.BGP = &api.BGPConfig{ASN: api.DefaultASN, NodeMesh: true}
+	}
+	return cl, nil
+}
+
+// UnderlayPrefix returns the underlay network of subnet s: 10.255.s.0/24.
+// Today every host is on subnet 0; more subnets come with routed (BGP) labs.
+func UnderlayPrefix(subnet int) netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 255, byte(subnet), 0}), 24)
+}
+
+// UnderlayAddr returns host index's address on subnet s: 10.255.s.index.
+func UnderlayAddr(subnet, index int) netip.Addr {
+	return netip.AddrFrom4([4]byte{10, 255, byte(subnet), byte(index)})
+}
+
+// UnderlayGateway returns the bridge's address on subnet s: 10.255.s.254.
+func UnderlayGateway(subnet int) netip.Addr {
+	return UnderlayAddr(subnet, 254)
+}
+
+// Namespace names.
+
+func underlayNS(lab string) string { return lab + "-ul" }
+
+func hostName(lab string, index int) string { return fmt.Sprintf("%s-h%d", lab, index) }
+
+func containerName(host string, index int) string { return fmt.Sprintf("%s-c%d", host, index) }
+
+// bridgePort names the bridge side of host index's veth, inside the underlay
+// namespace.
+func bridgePort(index int) string { return fmt.Sprintf("vh%d", index) }
+
+// netnsPath is where `ip netns` keeps a named namespace.
+func netnsPath(name string) string { return filepath.Join("/var/run/netns", name) }
+
+// etcdURLs returns the etcd client URL for the hosts and the admin URL for
+// the root namespace.
+func etcdURLs(runDir string) (client, admin string) {
+	client = fmt.Sprintf("http://%s", netip.AddrPortFrom(UnderlayGateway(0), EtcdClientPort))
+	admin = "unix://" + filepath.Join(runDir, "etcd.sock")
+	return client, admin
+}
+
+// etcdPeerURL is the etcd peer URL, on the underlay namespace's own loopback.
+const etcdPeerURL = "http://127.0.0.1:2380"
+
+// newHost plans host index of lab, with its files under runDir.
+func newHost(lab, runDir string, subnet, index int) Host {
+	dir := filepath.Join(runDir, "h"+strconv.Itoa(index))
+	return Host{
+		Name:       hostName(lab, index),
+		Index:      index,
+		Subnet:     subnet,
+		UnderlayIP: UnderlayAddr(subnet, index),
+		Socket:     filepath.Join(dir, "skeind.sock"),
+		StateDir:   filepath.Join(dir, "state"),
+		LogPath:    filepath.Join(dir, "skeind.log"),
+		DebugAddr:  AgentDebugAddr,
+		CNIConfig:  filepath.Join(runDir, "cni", "h"+strconv.Itoa(index), "10-skein.conflist"),
+	}
+}
+
+// dir returns the host's directory under the run directory.
+func (h Host) dir() string { return filepath.Dir(h.Socket) }
+
+// skeindArgs returns the agent's arguments.
+func skeindArgs(h Host, etcdURL string) []string {
+	return []string{
+		"--node-name", h.Name,
+		"--etcd-endpoints", etcdURL,
+		"--iface", HostIface,
+		"--socket", h.Socket,
+		"--state-dir", h.StateDir,
+		"--debug-addr", h.DebugAddr,
+	}
+}
+
+// EtcdFlags names the flags of the hidden `skein lab etcd` command, which
+// the lab starts with etcdArgs.
+const (
+	EtcdFlagDir        = "dir"
+	EtcdFlagClientURLs = "listen-client-urls"
+	EtcdFlagPeerURL    = "peer-url"
+)
+
+// etcdArgs returns the arguments of `skein lab etcd` after the program name.
+func etcdArgs(dir string, clientURLs []string, peerURL string) []string {
+	return []string{
+		"lab", "etcd",
+		"--" + EtcdFlagDir, dir,
+		"--" + EtcdFlagClientURLs, strings.Join(clientURLs, ","),
+		"--" + EtcdFlagPeerURL, peerURL,
+	}
+}
+
+// ContainerOpts describes a container to add.
+type ContainerOpts struct {
+	// Name is the pod name; optional, default the container's short name
+	// ("h1-c1").
+	Name string
+	// Namespace is the pod namespace; optional, default "default".
+	Namespace string
+	// Labels are the pod labels, passed as args.cni.labels; optional.
+	Labels map[string]string
+	// Ports are the pod's named ports, passed as args.skein.ports; optional.
+	Ports []api.NamedPort
+}
+
+type cniLabel struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// pluginArgs is the "args" object of the plugin config: labels in
+// args.cni.labels (the CNI convention), named ports in args.skein.ports
+// (Skein's own; CNI has no convention for them).
+type pluginArgs struct {
+	CNI   *cniArgsConf   `json:"cni,omitempty"`
+	Skein *skeinArgsConf `json:"skein,omitempty"`
+}
+
+type cniArgsConf struct {
+	Labels []cniLabel `json:"labels"`
+}
+
+type skeinArgsConf struct {
+	Ports []api.NamedPort `json:"ports"`
+}
+
+type pluginConf struct {
+	Type   string      `json:"type"`
+	Socket string      `json:"socket"`
+	Args   *pluginArgs `json:"args,omitempty"`
+}
+
+type confList struct {
+	CNIVersion string       `json:"cniVersion"`
+	Name       string       `json:"name"`
+	Plugins    []pluginConf `json:"plugins"`
+}
+
+// conflist renders the network config list a host's runtime uses; labels and
+// ports, when given, go into the plugin's args as a runtime would inject them.
+// Labels are sorted by key so the bytes are deterministic.
+func conflist(socket string, labels map[string]string, ports []api.NamedPort) ([]byte, error) {
+	p := pluginConf{Type: PluginType, Socket: socket}
+	if len(labels) > 0 || len(ports) > 0 {
+		p.Args = &pluginArgs{}
+	}
+	if len(labels) > 0 {
+		keys := make([]string, 0, len(labels))
+		for k := range labels {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		p.Args.CNI = &cniArgsConf{}
+		for _, k := range keys {
+			p.Args.CNI.Labels = append(p.Args.CNI.Labels, cniLabel{Key: k, Value: labels[k]})
+		}
+	}
+	if len(ports) > 0 {
+		p.Args.Skein = &skeinArgsConf{Ports: ports}
+	}
+	b, err := json.Marshal(confList{CNIVersion: CNIVersion, Name: CNINetwork, Plugins: []pluginConf{p}})
+	if err != nil {
+		return nil, fmt.Errorf("render conflist: %w", err)
+	}
+	return b, nil
+}
+
+// cniArgs returns the CNI_ARGS pairs a Kubernetes runtime would send.
+func cniArgs(podNamespace, podName string) [][2]string {
+	return [][2]string{
+		{"IgnoreUnknown", "1"},
+		{"K8S_POD_NAMESPACE", podNamespace},
+		{"K8S_POD_NAME", podName},
+	}
+}
+
+// shortName strips the lab prefix: "sklab-h1-c1" → "h1-c1".
+func shortName(lab, name string) string {
+	return strings.TrimPrefix(name, lab+"-")
+}

@@ -1,0 +1,442 @@
+package lab
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/skeinnet/skein/api"
+)
+
+func TestUnderlayPlan(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		subnet, index int
+		prefix        string
+		addr          string
+		gw            string
+	}{
+		{0, 1, "10.255.0.0/24", "10.255.0.1", "10.255.0.254"},
+		{0, 253, "10.255.0.0/24", "10.255.0.253", "10.255.0.254"},
+		{3, 7, "10.255.3.0/24", "10.255.3.7", "10.255.3.254"},
+	}
+	for _, tc := range tests {
+		got := []string{UnderlayPrefix(tc.subnet).String(), UnderlayAddr(tc.subnet, tc.index).String(), UnderlayGateway(tc.subnet).String()}
+		want := []string{tc.prefix, tc.addr, tc.gw}
+		if d := cmp.Diff(want, got); d != "" {
+			t.Errorf("subnet %d index %d mismatch (-want +got):\n%s", tc.subnet, tc.index, d)
+		}
+		if !UnderlayPrefix(tc.subnet).Contains(UnderlayAddr(tc.subnet, tc.index)) {
+			t.Errorf("UnderlayPrefix(%d) does not contain UnderlayAddr(%d, %d)", tc.subnet, tc.subnet, tc.index)
+		}
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	t.Parallel()
+	got := Config{BinDir: "/b"}.withDefaults()
+	got.Log = nil
+	want := Config{
+		Name: "sklab", Hosts: 3, ContainersPerHost: 2, Backend: "vxlan", BinDir: "/b",
+		RunDir: "/run/skein-lab/sklab", PodCIDR: "10.244.0.0/16", BlockSize: 26,
+	}
+	if d := cmp.Diff(want, got, cmp.AllowUnexported(Config{})); d != "" {
+		t.Errorf("withDefaults() mismatch (-want +got):\n%s", d)
+	}
+	none := Config{Name: "x", Hosts: -1, ContainersPerHost: -1}.withDefaults()
+	if none.Hosts != 0 || none.ContainersPerHost != 0 || none.RunDir != "/run/skein-lab/x" {
+		t.Errorf("negative counts: got hosts %d containers %d run dir %s, want 0 0 /run/skein-lab/x", none.Hosts, none.ContainersPerHost, none.RunDir)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		cfg     Config
+		wantErr string // substring; "" means valid
+	}{
+		{"defaults", Config{BinDir: "/b"}, ""},
+		{"bgp", Config{BinDir: "/b", Backend: "bgp"}, ""},
+		{"no bin dir", Config{}, "bin dir is required"},
+		{"dash in name", Config{BinDir: "/b", Name: "my-lab"}, "lab name"},
+		{"upper case name", Config{BinDir: "/b", Name: "Lab"}, "lab name"},
+		{"long name", Config{BinDir: "/b", Name: "abcdefghijklmnopq"}, "lab name"},
+		{"backend", Config{BinDir: "/b", Backend: "flannel"}, "backend"},
+		{"too many hosts", Config{BinDir: "/b", Hosts: 254}, "at most 253"},
+		{"relative run dir", Config{BinDir: "/b", RunDir: "run"}, "absolute"},
+		{"bad pod CIDR", Config{BinDir: "/b", PodCIDR: "10.244.0.1/16"}, "host bits"},
+		{"block bigger than pool", Config{BinDir: "/b", PodCIDR: "10.244.0.0/24", BlockSize: 20}, "pool"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.withDefaults().validate()
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Errorf("validate() = %v, want nil", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Errorf("validate() = %v, want an error containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestCluster(t *testing.T) {
+	t.Parallel()
+	vx, err := Config{BinDir: "/b"}.withDefaults().cluster()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantVX := api.Cluster{
+		Pools:   []api.Pool{{CIDR: netip.MustParsePrefix("10.244.0.0/16"), BlockSize: 26}},
+		Backend: api.BackendVXLAN,
+		VXLAN:   api.VXLANConfig{VNI: 4096, Port: 4789},
+	}
+	if d := cmp.Diff(wantVX, vx, cmpopts.EquateComparable(netip.Prefix{})); d != "" {
+		t.Errorf("cluster() vxlan mismatch (-want +got):\n%s", d)
+	}
+	bgp, err := Config{BinDir: "/b", Backend: "bgp"}.withDefaults().cluster()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bgp.BGP == nil || bgp.BGP.ASN != api.DefaultASN || !bgp.BGP.NodeMesh {
+		t.Errorf("cluster() bgp: BGP = %+v, want ASN %d with node mesh", bgp.BGP, api.DefaultASN)
+	}
+}
+
+func TestHostPlan(t *testing.T) {
+	t.Parallel()
+	h := newHost("sklab", "/run/skein-lab/sklab", 0, 2)
+	want := Host{
+		Name: "sklab-h2", Index: 2, UnderlayIP: netip.MustParseAddr("10.255.0.2"),
+		Socket: "/run/skein-lab/sklab/h2/skeind.sock", StateDir: "/run/skein-lab/sklab/h2/state",
+		LogPath: "/run/skein-lab/sklab/h2/skeind.log", DebugAddr: "127.0.0.1:9595",
+		CNIConfig: "/run/skein-lab/sklab/cni/h2/10-skein.conflist",
+	}
+	if d := cmp.Diff(want, h, cmpopts.EquateComparable(netip.Addr{})); d != "" {
+		t.Errorf("newHost() mismatch (-want +got):\n%s", d)
+	}
+	gotArgs := skeindArgs(h, "http://10.255.0.254:2379")
+	wantArgs := []string{
+		"--node-name", "sklab-h2", "--etcd-endpoints", "http://10.255.0.254:2379", "--iface", "eth0",
+		"--socket", "/run/skein-lab/sklab/h2/skeind.sock", "--state-dir", "/run/skein-lab/sklab/h2/state",
+		"--debug-addr", "127.0.0.1:9595",
+	}
+	if d := cmp.Diff(wantArgs, gotArgs); d != "" {
+		t.Errorf("skeindArgs() mismatch (-want +got):\n%s", d)
+	}
+	if err := api.ValidateNodeName(h.Name); err != nil {
+		t.Errorf("host name is not a valid node name: %v", err)
+	}
+}
+
+func TestEtcdPlan(t *testing.T) {
+	t.Parallel()
+	client, admin := etcdURLs("/run/skein-lab/sklab")
+	if client != "http://10.255.0.254:2379" || admin != "unix:///run/skein-lab/sklab/etcd.sock" {
+		t.Errorf("etcdURLs() = %s, %s", client, admin)
+	}
+	got := etcdArgs("/d", []string{client, admin}, etcdPeerURL)
+	want := []string{"lab", "etcd", "--dir", "/d", "--listen-client-urls", "http://10.255.0.254:2379,unix:///run/skein-lab/sklab/etcd.sock", "--peer-url", "http://127.0.0.1:2380"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("etcdArgs() mismatch (-want +got):\n%s", d)
+	}
+}
+
+func TestConflist(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		labels map[string]string
+		ports  []api.NamedPort
+		want   string
+	}{
+		{
+			name: "plain",
+			want: `{"cniVersion":"1.1.0","name":"skein","plugins":[{"type":"skein-cni","socket":"/s.sock"}]}`,
+		},
+		{
+			name:   "labels sorted and ports",
+			labels: map[string]string{"tier": "web", "app": "a"},
+			ports:  []api.NamedPort{{Name: "http", Port: 80, Protocol: "TCP"}},
+			want: `{"cniVersion":"1.1.0","name":"skein","plugins":[{"type":"skein-cni","socket":"/s.sock","args":{"cni":{` +
+				`"labels":[{"key":"app","value":"a"},{"key":"tier","value":"web"}]},"skein":{"ports":[{"name":"http","port":80,"protocol":"TCP"}]}}}]}`,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := conflist("/s.sock", tc.labels, tc.ports)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(tc.want, string(b)); d != "" {
+				t.Errorf("conflist() mismatch (-want +got):\n%s", d)
+			}
+			// libcni must accept it and hand the plugin its args.
+			list, err := libcni.ConfListFromBytes(b)
+			if err != nil {
+				t.Fatalf("libcni rejects the conflist: %v", err)
+			}
+			if list.Name != CNINetwork || list.CNIVersion != CNIVersion || len(list.Plugins) != 1 || list.Plugins[0].Network.Type != PluginType {
+				t.Fatalf("libcni parsed %+v", list)
+			}
+			var plugin map[string]any
+			if err := json.Unmarshal(list.Plugins[0].Bytes, &plugin); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := plugin["args"]; ok != (len(tc.labels)+len(tc.ports) > 0) {
+				t.Errorf("plugin bytes %s: args present %v", list.Plugins[0].Bytes, ok)
+			}
+		})
+	}
+}
+
+func TestCNIArgs(t *testing.T) {
+	t.Parallel()
+	want := [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", "prod"}, {"K8S_POD_NAME", "web-1"}}
+	if d := cmp.Diff(want, cniArgs("prod", "web-1")); d != "" {
+		t.Errorf("cniArgs() mismatch (-want +got):\n%s", d)
+	}
+}
+
+func testState() State {
+	return State{
+		Name:       "sklab",
+		UnderlayNS: "sklab-ul",
+		Hosts:      []Host{{Name: "sklab-h1", Index: 1}, {Name: "sklab-h2", Index: 2}},
+		Containers: []Container{
+			{Name: "sklab-h1-c1", Host: "sklab-h1", Index: 1, PodNS: "default", PodName: "h1-c1"},
+			{Name: "sklab-h2-c1", Host: "sklab-h2", Index: 1, PodNS: "prod", PodName: "web"},
+			{Name: "sklab-h2-c2", Host: "sklab-h2", Index: 2, PodNS: "dev", PodName: "web"},
+		},
+	}
+}
+
+func TestResolveNS(t *testing.T) {
+	t.Parallel()
+	st := testState()
+	tests := []struct {
+		name     string
+		want     string
+		wantErr  string
+		notFound bool
+	}{
+		{name: "h1", want: "sklab-h1"},
+		{name: "sklab-h2", want: "sklab-h2"},
+		{name: "ul", want: "sklab-ul"},
+		{name: "sklab-ul", want: "sklab-ul"},
+		{name: "h1-c1", want: "sklab-h1-c1"},
+		{name: "sklab-h2-c2", want: "sklab-h2-c2"},
+		{name: "prod/web", want: "sklab-h2-c1"},
+		{name: "web", wantErr: "ambiguous"},
+		{name: "h3", notFound: true},
+		{name: "other-h1", notFound: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := st.resolveNS(tc.name)
+			switch {
+			case tc.notFound:
+				if !errors.Is(err, ErrNotFound) {
+					t.Errorf("resolveNS(%q) = %q, %v; want ErrNotFound", tc.name, got, err)
+				}
+			case tc.wantErr != "":
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Errorf("resolveNS(%q) = %q, %v; want an error containing %q", tc.name, got, err, tc.wantErr)
+				}
+			case err != nil || got != tc.want:
+				t.Errorf("resolveNS(%q) = %q, %v; want %q", tc.name, got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestSortState(t *testing.T) {
+	t.Parallel()
+	st := State{
+		Hosts: []Host{{Name: "l-h10", Index: 10}, {Name: "l-h2", Index: 2}},
+		Containers: []Container{
+			{Name: "l-h10-c1", Host: "l-h10", Index: 1},
+			{Name: "l-h2-c11", Host: "l-h2", Index: 11},
+			{Name: "l-h2-c3", Host: "l-h2", Index: 3},
+		},
+	}
+	st.sortState()
+	var got []string
+	for _, h := range st.Hosts {
+		got = append(got, h.Name)
+	}
+	for _, c := range st.Containers {
+		got = append(got, c.Name)
+	}
+	want := []string{"l-h2", "l-h10", "l-h2-c3", "l-h2-c11", "l-h10-c1"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("sortState() mismatch (-want +got):\n%s", d)
+	}
+	if n := st.nextHostIndex(); n != 11 {
+		t.Errorf("nextHostIndex() = %d, want 11", n)
+	}
+}
+
+func TestFilterNamespaces(t *testing.T) {
+	t.Parallel()
+	all := []string{"sklab-ul", "sklab2-h1", "sklab-h1", "sklab-h1-c2", "other", "sklab-h10-c1", "sklab", "sklab-h2"}
+	got := filterNamespaces("sklab", all)
+	want := []string{"sklab-h1-c2", "sklab-h10-c1", "sklab-h1", "sklab-h2", "sklab-ul"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("filterNamespaces() mismatch (-want +got):\n%s", d)
+	}
+}
+
+func TestStateFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	st := testState()
+	st.RunDir = dir
+	st.Hosts[0].UnderlayIP = netip.MustParseAddr("10.255.0.1")
+	st.Containers[0].IP = netip.MustParseAddr("10.244.0.2")
+	st.Containers[0].Labels = map[string]string{"app": "a"}
+	if err := writeState(st); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(st, got, cmpopts.EquateComparable(netip.Addr{})); d != "" {
+		t.Errorf("state round trip mismatch (-want +got):\n%s", d)
+	}
+	if err := os.WriteFile(filepath.Join(dir, stateFile), []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readState(dir); err == nil {
+		t.Error("readState() of corrupt lab.json succeeded")
+	}
+	if _, err := readState(filepath.Join(dir, "missing")); !errors.Is(err, ErrNotFound) {
+		t.Errorf("readState() of missing dir = %v, want ErrNotFound", err)
+	}
+}
+
+func TestCheckAbsent(t *testing.T) {
+	t.Parallel()
+	const name = "skunitabsent" // no namespace of this name exists
+	empty := t.TempDir()
+	if err := checkAbsent(name, empty); err != nil {
+		t.Errorf("checkAbsent(empty dir) = %v", err)
+	}
+	if err := checkAbsent(name, filepath.Join(empty, "missing")); err != nil {
+		t.Errorf("checkAbsent(missing dir) = %v", err)
+	}
+	withState := t.TempDir()
+	if err := os.WriteFile(filepath.Join(withState, stateFile), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkAbsent(name, withState); !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), "skein lab down") {
+		t.Errorf("checkAbsent(dir with lab.json) = %v, want ErrExists suggesting skein lab down", err)
+	}
+	foreign := t.TempDir()
+	if err := os.WriteFile(filepath.Join(foreign, "x"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkAbsent(name, foreign); err == nil || errors.Is(err, ErrExists) {
+		t.Errorf("checkAbsent(foreign non-empty dir) = %v, want a non-ErrExists error", err)
+	}
+}
+
+func TestRemoveRunDir(t *testing.T) {
+	t.Parallel()
+	mk := func(marker string, extra bool) string {
+		d := filepath.Join(t.TempDir(), "run")
+		if err := os.MkdirAll(filepath.Join(d, "h1"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if marker != "" {
+			if err := os.WriteFile(filepath.Join(d, markerFile), []byte(marker+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !extra {
+			if err := os.Remove(filepath.Join(d, "h1")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return d
+	}
+	tests := []struct {
+		name    string
+		dir     string
+		wantErr bool
+		gone    bool
+	}{
+		{"ours", mk("sklab", true), false, true},
+		{"another lab's", mk("other", true), true, false},
+		{"unmarked non-empty", mk("", true), true, false},
+		{"unmarked empty", mk("", false), false, true},
+		{"missing", filepath.Join(t.TempDir(), "nope"), false, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := removeRunDir("sklab", tc.dir)
+			if (err != nil) != tc.wantErr {
+				t.Errorf("removeRunDir() = %v, want error %v", err, tc.wantErr)
+			}
+			_, serr := os.Stat(tc.dir)
+			if gone := os.IsNotExist(serr); gone != tc.gone {
+				t.Errorf("run dir gone = %v, want %v", gone, tc.gone)
+			}
+		})
+	}
+}
+
+func TestEchoRequest(t *testing.T) {
+	t.Parallel()
+	b := echoRequest(0x1234, 7)
+	if b[0] != icmpEchoRequest || b[1] != 0 {
+		t.Errorf("type/code = %d/%d, want 8/0", b[0], b[1])
+	}
+	if id, seq := binary.BigEndian.Uint16(b[4:]), binary.BigEndian.Uint16(b[6:]); id != 0x1234 || seq != 7 {
+		t.Errorf("id/seq = %#x/%d, want 0x1234/7", id, seq)
+	}
+	// A packet with a correct checksum sums to zero.
+	if c := icmpChecksum(b); c != 0 {
+		t.Errorf("checksum over the packet = %#x, want 0", c)
+	}
+	if c := icmpChecksum([]byte{0x45, 0x00, 0x00, 0x73, 0x00}); c != ^uint16(0x4500+0x0073+0x0000) {
+		t.Errorf("odd-length checksum = %#x", c)
+	}
+}
+
+func TestTailFile(t *testing.T) {
+	t.Parallel()
+	p := filepath.Join(t.TempDir(), "log")
+	var b strings.Builder
+	for i := range 100 {
+		b.WriteString(strings.Repeat("x", i%7) + "line\n")
+	}
+	b.WriteString("last line\n")
+	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := tailFile(p, 3)
+	if lines := strings.Split(got, "\n"); len(lines) != 3 || lines[2] != "last line" {
+		t.Errorf("tailFile() = %q, want 3 lines ending in %q", got, "last line")
+	}
+	if got := tailFile(filepath.Join(t.TempDir(), "none"), 3); !strings.Contains(got, "no log") {
+		t.Errorf("tailFile(missing) = %q", got)
+	}
+}
+
+// testLog returns a logger writing to the test's output.
+func testLog(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), nil))
+}

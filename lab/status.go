@@ -1,0 +1,72 @@
+package lab
+
+import (
+	"context"
+	"net/netip"
+)
+
+// Status is a lab's live state.
+type Status struct {
+	Name   string `json:"name"`
+	RunDir string `json:"runDir"`
+	// EtcdEndpoint is the admin endpoint (unix socket) for the root namespace.
+	EtcdEndpoint string       `json:"etcdEndpoint"`
+	Etcd         EtcdStatus   `json:"etcd"`
+	Hosts        []HostStatus `json:"hosts"`
+	Containers   []Container  `json:"containers"`
+}
+
+// EtcdStatus is the lab etcd's process state.
+type EtcdStatus struct {
+	PID       int    `json:"pid"`
+	Alive     bool   `json:"alive"`
+	ClientURL string `json:"clientURL"`
+	AdminURL  string `json:"adminURL"`
+}
+
+// HostStatus is one host's agent state.
+type HostStatus struct {
+	Name       string     `json:"name"`
+	UnderlayIP netip.Addr `json:"underlayIP"`
+	AgentPID   int        `json:"agentPID"`
+	// Alive reports whether the agent process runs.
+	Alive bool `json:"alive"`
+	// Ready is the agent's own answer on its socket.
+	Ready  bool     `json:"ready"`
+	Reason string   `json:"reason,omitempty"`
+	Blocks []string `json:"blocks,omitempty"`
+}
+
+// Status reports whether each process runs and what each agent says about
+// its readiness.
+func (l *Lab) Status(ctx context.Context) (Status, error) {
+	st := l.State()
+	s := Status{
+		Name:         st.Name,
+		RunDir:       st.RunDir,
+		EtcdEndpoint: st.Etcd.AdminURL,
+		Etcd: EtcdStatus{
+			PID:       st.Etcd.PID,
+			Alive:     procAlive(st.Etcd.PID) && procOfRunDir(st.Etcd.PID, st.RunDir),
+			ClientURL: st.Etcd.ClientURL,
+			AdminURL:  st.Etcd.AdminURL,
+		},
+		Containers: st.Containers,
+	}
+	for _, h := range st.Hosts {
+		hs := HostStatus{Name: h.Name, UnderlayIP: h.UnderlayIP, AgentPID: h.AgentPID}
+		hs.Alive = procAlive(h.AgentPID) && procOfRunDir(h.AgentPID, st.RunDir)
+		if hs.Alive {
+			as, err := agentStatus(ctx, h.Socket)
+			if err != nil {
+				hs.Reason = err.Error()
+			} else {
+				hs.Ready, hs.Reason, hs.Blocks = as.Ready, as.Reason, as.Blocks
+			}
+		} else {
+			hs.Reason = "agent not running"
+		}
+		s.Hosts = append(s.Hosts, hs)
+	}
+	return s, ctx.Err()
+}

@@ -1,0 +1,225 @@
+package store
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/skeinnet/skein/api"
+)
+
+// Sentinel errors callers branch on with errors.Is; they are always wrapped
+// with the key concerned.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+)
+
+// DefaultDialTimeout bounds New's reachability check.
+const DefaultDialTimeout = 5 * time.Second
+
+// Key kinds: the first segment of a key after the prefix.
+const (
+	kindCluster    = "cluster"
+	kindNodes      = "nodes"
+	kindAlive      = "alive"
+	kindBlocks     = "blocks"
+	kindEndpoints  = "endpoints"
+	kindNamespaces = "namespaces"
+	kindStatus     = "status"
+)
+
+// Config configures a Client.
+type Config struct {
+	// Endpoints are the etcd client URLs, e.g. http://127.0.0.1:2379 or
+	// unix:///run/skein/etcd.sock; required.
+	Endpoints []string
+	// Prefix is the key prefix; optional, default api.DefaultPrefix. A
+	// missing trailing "/" is added.
+	Prefix string
+	// CertFile and KeyFile are a client certificate; optional.
+	CertFile, KeyFile string
+	// CAFile verifies the servers; optional, default the system roots. TLS
+	// is used when CAFile or CertFile is set.
+	CAFile string
+	// DialTimeout bounds the reachability check in New; optional, default 5s.
+	DialTimeout time.Duration
+	// Log receives lifecycle events and etcd client errors; optional, default discard.
+	Log *slog.Logger
+}
+
+// Client is typed access to Skein's keys in etcd. It is safe for concurrent use.
+type Client struct {
+	cli    *clientv3.Client
+	prefix string
+	log    *slog.Logger
+
+	resyncs atomic.Int64
+
+	// afterLoad, when set by tests, runs after Watch loaded revision rev and
+	// before it starts watching.
+	afterLoad func(rev int64)
+}
+
+// New connects to etcd and verifies that it answers a linearizable read
+// within cfg.DialTimeout.
+func New(ctx context.Context, cfg Config) (*Client, error) {
+	if len(cfg.Endpoints) == 0 {
+		return nil, errors.New("etcd: no endpoints")
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	log = log.With("component", "store")
+	prefix := cfg.Prefix
+	if prefix == "" {
+		prefix = api.DefaultPrefix
+	}
+	if !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	timeout := cfg.DialTimeout
+	if timeout <= 0 {
+		timeout = DefaultDialTimeout
+	}
+	eps := strings.Join(cfg.Endpoints, ",")
+
+	var tlsCfg *tls.Config
+	if cfg.CAFile != "" || cfg.CertFile != "" {
+		if (cfg.CertFile == "") != (cfg.KeyFile == "") {
+			return nil, fmt.Errorf("etcd %s: TLS needs both a certificate and a key file", eps)
+		}
+		for _, ep := range cfg.Endpoints {
+			// clientv3 silently drops TLS for http:// endpoints.
+			if strings.HasPrefix(ep, "http://") {
+				return nil, fmt.Errorf("etcd endpoint %s: TLS is configured, use https://", ep)
+			}
+		}
+		info := transport.TLSInfo{CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, TrustedCAFile: cfg.CAFile}
+		var err error
+		tlsCfg, err = info.ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("etcd %s: load TLS files: %w", eps, err)
+		}
+	}
+
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   cfg.Endpoints,
+		DialTimeout: timeout,
+		TLS:         tlsCfg,
+		// The client logs every retry at warn; only its errors are worth keeping.
+		Logger:               newZapLogger(log, zapcore.ErrorLevel, nil),
+		DialKeepAliveTime:    10 * time.Second,
+		DialKeepAliveTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd %s: %w", eps, err)
+	}
+	c := &Client{cli: cli, prefix: prefix, log: log}
+
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	// Probe alongside, within the same deadline, to say why etcd is unreachable.
+	probed := make(chan string, 1)
+	pctx, pcancel := context.WithCancel(cctx)
+	defer pcancel()
+	go func() { probed <- probeAll(pctx, cfg.Endpoints, tlsCfg) }()
+	if _, err := cli.Get(cctx, prefix+kindCluster, clientv3.WithCountOnly()); err != nil {
+		why := <-probed
+		_ = cli.Close() // the reachability error is the one to report
+		if why != "" {
+			return nil, fmt.Errorf("etcd %s unreachable (waited %s): %w (%s)", eps, timeout, err, why)
+		}
+		return nil, fmt.Errorf("etcd %s unreachable (waited %s): %w", eps, timeout, err)
+	}
+	pcancel()
+	<-probed
+	log.Debug("etcd connected", "endpoints", eps)
+	return c, nil
+}
+
+// Close closes the connection to etcd.
+func (c *Client) Close() error {
+	if err := c.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("close etcd client: %w", err)
+	}
+	return nil
+}
+
+// Etcd returns the underlying etcd client, for what this package does not wrap.
+func (c *Client) Etcd() *clientv3.Client { return c.cli }
+
+// Prefix returns the key prefix, ending with "/".
+func (c *Client) Prefix() string { return c.prefix }
+
+// key joins parts under the prefix.
+func (c *Client) key(parts ...string) string {
+	return c.prefix + strings.Join(parts, "/")
+}
+
+// segment checks that s can be one segment of a key.
+func segment(what, s string) error {
+	if s == "" {
+		return fmt.Errorf("empty %s", what)
+	}
+	if strings.Contains(s, "/") {
+		return fmt.Errorf("%s %q contains '/'", what, s)
+	}
+	return nil
+}
+
+// get reads key into v; ErrNotFound when absent.
+func (c *Client) get(ctx context.Context, key string, v any) error {
+	resp, err := c.cli.Get(ctx, key)
+	if err != nil {
+		return fmt.Errorf("get %s: %w", key, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return fmt.Errorf("get %s: %w", key, ErrNotFound)
+	}
+	if err := json.Unmarshal(resp.Kvs[0].Value, v); err != nil {
+		return fmt.Errorf("decode %s: %w", key, err)
+	}
+	return nil
+}
+
+// put writes v as JSON at key.
+func (c *Client) put(ctx context.Context, key string, v any, opts ...clientv3.OpOption) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	if _, err := c.cli.Put(ctx, key, string(b), opts...); err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	return nil
+}
+
+// list decodes every value under prefix p, in key order.
+func list[T any](ctx context.Context, c *Client, p string) ([]T, error) {
+	resp, err := c.cli.Get(ctx, p, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", p, err)
+	}
+	out := make([]T, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var v T
+		if err := json.Unmarshal(kv.Value, &v); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}

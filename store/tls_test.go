@@ -1,0 +1,153 @@
+package store
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/skeinnet/skein/api"
+)
+
+// testPKI holds the PEM files of a throwaway CA and a server and a client
+// certificate it signed.
+type testPKI struct {
+	CA, ServerCert, ServerKey, ClientCert, ClientKey string
+}
+
+func newTestPKI(t *testing.T) testPKI {
+	t.Helper()
+	dir := t.TempDir()
+	write := func(name, typ string, der []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	newKey := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	now := time.Now()
+	caKey := newKey()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "skein test CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage) (certPath, keyPath string) {
+		k := newKey()
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial),
+			Subject:      pkix.Name{CommonName: cn},
+			NotBefore:    now.Add(-time.Hour),
+			NotAfter:     now.Add(time.Hour),
+			KeyUsage:     x509.KeyUsageDigitalSignature,
+			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+			IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+			DNSNames:     []string{"localhost"},
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kder, err := x509.MarshalECPrivateKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return write(cn+".crt", "CERTIFICATE", der), write(cn+".key", "EC PRIVATE KEY", kder)
+	}
+	p := testPKI{CA: write("ca.crt", "CERTIFICATE", caDER)}
+	p.ServerCert, p.ServerKey = leaf(2, "server", x509.ExtKeyUsageServerAuth)
+	p.ClientCert, p.ClientKey = leaf(3, "client", x509.ExtKeyUsageClientAuth)
+	return p
+}
+
+func TestTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped under -short: needs an embedded etcd")
+	}
+	pki := newTestPKI(t)
+	e, err := StartEmbedded(ctxTimeout(t), EmbeddedConfig{
+		Dir:           t.TempDir(),
+		CertFile:      pki.ServerCert,
+		KeyFile:       pki.ServerKey,
+		ClientCAFile:  pki.CA,
+		UnsafeNoFsync: true,
+		Log:           testLog(t),
+	})
+	if err != nil {
+		t.Fatalf("StartEmbedded with TLS: %v", err)
+	}
+	t.Cleanup(e.Close)
+	eps := e.Endpoints()
+	if !strings.HasPrefix(eps[0], "https://") {
+		t.Fatalf("Endpoints = %v, want https://", eps)
+	}
+
+	c, err := New(ctxTimeout(t), Config{Endpoints: eps, CAFile: pki.CA, CertFile: pki.ClientCert, KeyFile: pki.ClientKey, Log: testLog(t)})
+	if err != nil {
+		t.Fatalf("New with a client certificate: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	ctx := ctxTimeout(t)
+	if err := c.PutNode(ctx, api.Node{Name: "a"}); err != nil {
+		t.Fatalf("PutNode over TLS: %v", err)
+	}
+	if n, err := c.GetNode(ctx, "a"); err != nil || n.Name != "a" {
+		t.Errorf("GetNode over TLS = %+v, %v", n, err)
+	}
+
+	// Each error says why, not only that the deadline passed.
+	for _, tc := range []struct {
+		name    string
+		cfg     Config
+		wantErr string
+	}{
+		{"no client certificate", Config{Endpoints: eps, CAFile: pki.CA}, "certificate required"},
+		{"unknown CA", Config{Endpoints: eps}, "unknown authority"},
+		{"http endpoint with TLS", Config{Endpoints: []string{strings.Replace(eps[0], "https", "http", 1)}, CAFile: pki.CA, CertFile: pki.ClientCert, KeyFile: pki.ClientKey}, "use https://"},
+		{"certificate without key", Config{Endpoints: eps, CAFile: pki.CA, CertFile: pki.ClientCert}, "key file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.DialTimeout = time.Second
+			c, err := New(t.Context(), tc.cfg)
+			if err == nil {
+				_ = c.Close() // the test already failed
+				t.Fatalf("New succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "127.0.0.1") {
+				t.Errorf("New: %v; want an error naming the endpoint and %q", err, tc.wantErr)
+			}
+		})
+	}
+}

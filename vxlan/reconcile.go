@@ -1,0 +1,299 @@
+package vxlan
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/skeinnet/skein/internal/reconcile"
+)
+
+// Devices are the interface indexes the overlay's objects hang on.
+type Devices struct {
+	// Overlay is the VXLAN device.
+	Overlay int
+	// Underlay is the interface of direct routes; 0 when there is none.
+	Underlay int
+}
+
+// OpKind says whether an Op installs or removes its object.
+type OpKind int
+
+// The kinds of Op.
+const (
+	OpSet OpKind = iota
+	OpDel
+)
+
+// Op is one change to one object; exactly one of Neigh, FDB and Route is set.
+type Op struct {
+	Kind  OpKind
+	Neigh *Neigh
+	FDB   *FDBEntry
+	Route *Route
+}
+
+// String renders op as "set <object>" or "del <object>".
+func (op Op) String() string {
+	verb := "set"
+	if op.Kind == OpDel {
+		verb = "del"
+	}
+	switch {
+	case op.Neigh != nil:
+		return verb + " " + op.Neigh.String()
+	case op.FDB != nil:
+		return verb + " " + op.FDB.String()
+	case op.Route != nil:
+		return verb + " " + op.Route.String()
+	}
+	return verb + " nothing"
+}
+
+// Dataplane is the kernel as the Reconciler sees it.
+type Dataplane interface {
+	// EnsureLink makes the device match spec, recreating it only when
+	// spec.Incompat says so, sets it up with addr as its only address, and
+	// returns the devices objects refer to.
+	EnsureLink(ctx context.Context, spec LinkSpec, addr netip.Prefix) (Devices, error)
+	// Observe returns the device's spec and address, and the objects Skein
+	// owns: every neighbour and FDB entry on the device, and routes marked
+	// with api.RouteProtocol on either device.
+	Observe(ctx context.Context, devs Devices) (State, error)
+	// Apply makes one change. Setting an object that is there and deleting
+	// one that is not both succeed.
+	Apply(ctx context.Context, devs Devices, op Op) error
+}
+
+// ReconcilerConfig configures a Reconciler.
+type ReconcilerConfig struct {
+	// Dataplane applies changes; required.
+	Dataplane Dataplane
+	// Log receives lifecycle and per-sync lines; optional, default discards.
+	Log *slog.Logger
+	// Resync is the period of full syncs; optional, default reconcile.DefaultResync.
+	Resync time.Duration
+}
+
+// Reconciler keeps the kernel's overlay state at the last State given to Set.
+type Reconciler struct {
+	dp   Dataplane
+	log  *slog.Logger
+	loop reconcile.Loop
+
+	syncMu sync.Mutex // serializes Sync
+
+	mu       sync.Mutex
+	desired  *State // nil until the first Set: nothing is touched before
+	actual   State
+	lastSync time.Time
+	lastErr  error
+	syncs    int
+	failures int
+	lastOps  int
+}
+
+// NewReconciler returns a Reconciler; call Set and Run.
+func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
+	if cfg.Dataplane == nil {
+		return nil, errors.New("vxlan reconciler: Dataplane is required")
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &Reconciler{dp: cfg.Dataplane, log: log.With("component", "vxlan")}
+	r.loop = reconcile.Loop{Name: "vxlan", Sync: r.Sync, Resync: cfg.Resync, Log: r.log}
+	return r, nil
+}
+
+// Set stores a copy of the desired state and schedules a sync. It never blocks.
+func (r *Reconciler) Set(want State) {
+	c := want.Clone()
+	r.mu.Lock()
+	r.desired = &c
+	r.mu.Unlock()
+	r.loop.Trigger()
+}
+
+// Trigger schedules a sync without changing the desired state, e.g. after a
+// netlink event that may mean drift.
+func (r *Reconciler) Trigger() { r.loop.Trigger() }
+
+// Run syncs until ctx is done: on Set, on Trigger, every resync period, and
+// with backoff after failures.
+func (r *Reconciler) Run(ctx context.Context) error {
+	r.log.Info("reconciler started")
+	defer r.log.Info("reconciler stopped")
+	return r.loop.Run(ctx)
+}
+
+// Sync makes the kernel match the desired state once: it ensures the device,
+// observes the owned objects, and applies the difference, adds and changes
+// before deletes. It keeps going after a failed object and returns all
+// failures joined. Before the first Set it does nothing.
+func (r *Reconciler) Sync(ctx context.Context) error {
+	r.syncMu.Lock()
+	defer r.syncMu.Unlock()
+	r.mu.Lock()
+	if r.desired == nil {
+		r.mu.Unlock()
+		return nil
+	}
+	want := r.desired.Clone()
+	r.mu.Unlock()
+
+	start := time.Now()
+	actual, ops, err := r.sync(ctx, want)
+	if err != nil {
+		err = fmt.Errorf("sync vxlan: %w", err)
+	}
+
+	r.mu.Lock()
+	r.actual, r.lastSync, r.lastErr, r.lastOps = actual, time.Now(), err, ops
+	r.syncs++
+	if err != nil {
+		r.failures++
+	}
+	r.mu.Unlock()
+
+	// A failure is returned, not logged: the loop logs it with its retry.
+	if ops > 0 {
+		r.log.Info("synced", "op", ops, "count", len(want.Routes), "dur", time.Since(start))
+	} else {
+		r.log.Debug("synced", "op", 0, "count", len(want.Routes), "dur", time.Since(start))
+	}
+	return err
+}
+
+// sync returns the actual state as far as it knows it and the number of
+// successful operations.
+func (r *Reconciler) sync(ctx context.Context, want State) (State, int, error) {
+	devs, err := r.dp.EnsureLink(ctx, want.Link, want.Addr)
+	if err != nil {
+		return State{}, 0, fmt.Errorf("ensure link %s: %w", want.Link.Name, err)
+	}
+	have, err := r.dp.Observe(ctx, devs)
+	if err != nil {
+		return State{}, 0, fmt.Errorf("observe %s: %w", want.Link.Name, err)
+	}
+	have = have.Clone() // actual is updated below as operations succeed
+	if have.Neighs == nil {
+		have.Neighs = map[netip.Addr]Neigh{}
+	}
+	if have.FDB == nil {
+		have.FDB = map[FDBKey]FDBEntry{}
+	}
+	if have.Routes == nil {
+		have.Routes = map[netip.Prefix]Route{}
+	}
+
+	neighs := reconcile.Diff(want.Neighs, have.Neighs, neighEqual)
+	neighs.Sort(netip.Addr.Compare)
+	fdb := reconcile.Diff(want.FDB, have.FDB, fdbEqual)
+	fdb.Sort(compareFDBKey)
+	routes := reconcile.Diff(want.Routes, have.Routes, routeEqual)
+	routes.Sort(netip.Prefix.Compare)
+
+	var errs []error
+	ops := 0
+	apply := func(op Op, done func()) {
+		if ctx.Err() != nil {
+			return // reported once below
+		}
+		if err := r.dp.Apply(ctx, devs, op); err != nil {
+			r.log.Debug("op failed", "op", op.String(), "err", err)
+			errs = append(errs, fmt.Errorf("%s: %w", op, err))
+			return
+		}
+		r.log.Debug("op applied", "op", op.String())
+		ops++
+		done()
+	}
+	// Neighbours and FDB entries go first so that a new route's next hop
+	// resolves from its first packet; routes go first on the way out.
+	for _, it := range append(neighs.Add, neighs.Change...) {
+		apply(Op{Kind: OpSet, Neigh: &it.Value}, func() { have.Neighs[it.Key] = it.Value })
+	}
+	for _, it := range append(fdb.Add, fdb.Change...) {
+		apply(Op{Kind: OpSet, FDB: &it.Value}, func() { have.FDB[it.Key] = it.Value })
+	}
+	for _, it := range append(routes.Add, routes.Change...) {
+		apply(Op{Kind: OpSet, Route: &it.Value}, func() { have.Routes[it.Key] = it.Value })
+	}
+	for _, it := range routes.Delete {
+		apply(Op{Kind: OpDel, Route: &it.Value}, func() { delete(have.Routes, it.Key) })
+	}
+	for _, it := range neighs.Delete {
+		apply(Op{Kind: OpDel, Neigh: &it.Value}, func() { delete(have.Neighs, it.Key) })
+	}
+	for _, it := range fdb.Delete {
+		apply(Op{Kind: OpDel, FDB: &it.Value}, func() { delete(have.FDB, it.Key) })
+	}
+	if err := ctx.Err(); err != nil {
+		errs = append(errs, err)
+	}
+	return have, ops, errors.Join(errs...)
+}
+
+func compareFDBKey(a, b FDBKey) int {
+	return cmp.Or(cmp.Compare(a.MAC, b.MAC), a.Dst.Compare(b.Dst))
+}
+
+// DebugState is what the debug endpoint shows about the overlay.
+type DebugState struct {
+	// Desired and Actual are State.Lines of the last Set and of the kernel
+	// as of the last sync.
+	Desired   []string  `json:"desired"`
+	Actual    []string  `json:"actual"`
+	LastSync  time.Time `json:"lastSync,omitzero"`
+	LastError string    `json:"lastError,omitempty"`
+	// LastOps counts the changes the last sync made.
+	LastOps  int `json:"lastOps"`
+	Syncs    int `json:"syncs"`
+	Failures int `json:"failures"`
+	// Routes, Neighs and FDB count desired objects.
+	Routes int `json:"routes"`
+	Neighs int `json:"neighs"`
+	FDB    int `json:"fdb"`
+}
+
+// Debug returns a snapshot for the debug endpoint.
+func (r *Reconciler) Debug() DebugState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d := DebugState{
+		LastSync: r.lastSync,
+		LastOps:  r.lastOps,
+		Syncs:    r.syncs,
+		Failures: r.failures,
+	}
+	if r.desired != nil {
+		d.Desired = r.desired.Lines()
+		d.Routes, d.Neighs, d.FDB = len(r.desired.Routes), len(r.desired.Neighs), len(r.desired.FDB)
+	}
+	if r.syncs > 0 && r.actual.Link.Name != "" {
+		d.Actual = r.actual.Lines()
+	}
+	if r.lastErr != nil {
+		d.LastError = r.lastErr.Error()
+	}
+	return d
+}
+
+// ServeHTTPDebug writes Debug as JSON.
+func (r *Reconciler) ServeHTTPDebug(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r.Debug()); err != nil {
+		r.log.Debug("write debug state", "err", err)
+	}
+}

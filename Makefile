@@ -35,7 +35,7 @@ e2e:
 	SKEIN_BIN=$(BIN) $(GO) test -count=1 -tags e2e -timeout 20m -v ./e2e/
 
 bench: build tools
-	SKEIN_BIN=$(BIN) $(GO) run ./e2e/benchreport -bin $(BIN) -out docs/benchmarks.md
+	SKEIN_BIN=$(BIN) $(GO) run ./bench -bin $(BIN) -out docs/benchmarks.md
 
 demo: build
 	BIN=$(BIN) bash scripts/demo.sh

@@ -447,9 +447,24 @@ func TestFullLab(t *testing.T) {
 	}
 	pcancel()
 
-	extra, err := l.AddContainer(ctx, "h2", ContainerOpts{Name: "web", Namespace: "prod", Labels: map[string]string{"app": "web"}})
+	ports := []api.NamedPort{{Name: "http", Port: 80, Protocol: "TCP"}}
+	extra, err := l.AddContainer(ctx, "h2", ContainerOpts{Name: "web", Namespace: "prod", Labels: map[string]string{"app": "web"}, Ports: ports})
 	if err != nil {
 		t.Fatalf("AddContainer: %v", err)
+	}
+	// The plugin got the pod's identity, labels and ports from the runtime.
+	sc, err := store.New(ctx, store.Config{Endpoints: l.EtcdEndpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep, err := sc.GetEndpoint(ctx, "sktfull-h2", api.Owner{ContainerID: extra.ContainerID, IfName: extra.IfName})
+	sc.Close()
+	if err != nil {
+		t.Fatalf("endpoint of %s: %v", extra.Name, err)
+	}
+	if ep.Namespace != "prod" || ep.Name != "web" || ep.Labels["app"] != "web" || len(ep.Ports) != 1 || ep.Ports[0] != ports[0] ||
+		len(ep.IPs) != 1 || ep.IPs[0] != extra.IP {
+		t.Errorf("endpoint = %+v, want prod/web app=web port http/80 at %s", ep, extra.IP)
 	}
 	if extra.Name != "sktfull-h2-c2" {
 		t.Errorf("new container named %s, want sktfull-h2-c2", extra.Name)

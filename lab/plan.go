@@ -372,6 +372,18 @@ func cniArgs(podNamespace, podName string) [][2]string {
 	}
 }
 
+// argsOfRunDir reports whether args are those of a process the lab started
+// for runDir: an agent's --socket or an etcd's --dir under runDir.
+func argsOfRunDir(args []string, runDir string) bool {
+	mark := filepath.Clean(runDir) + "/"
+	for i := 0; i+1 < len(args); i++ {
+		if (args[i] == "--socket" || args[i] == "--"+EtcdFlagDir) && strings.HasPrefix(args[i+1], mark) {
+			return true
+		}
+	}
+	return false
+}
+
 // shortName strips the lab prefix: "sklab-h1-c1" → "h1-c1".
 func shortName(lab, name string) string {
 	return strings.TrimPrefix(name, lab+"-")

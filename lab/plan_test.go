@@ -201,6 +201,31 @@ func TestConflist(t *testing.T) {
 	}
 }
 
+func TestArgsOfRunDir(t *testing.T) {
+	t.Parallel()
+	const run = "/run/skein-lab/sklab"
+	h := newHost("sklab", run, 0, 1)
+	tests := []struct {
+		name string
+		args []string
+		want bool
+	}{
+		{"agent", append([]string{"/bin/skeind"}, skeindArgs(h, "http://10.255.0.254:2379")...), true},
+		{"etcd", append([]string{"/bin/skein"}, etcdArgs(run+"/etcd/data", []string{"unix://" + run + "/etcd.sock"}, etcdPeerURL)...), true},
+		{"another lab's agent", append([]string{"/bin/skeind"}, skeindArgs(newHost("sklab2", "/run/skein-lab/sklab2", 0, 1), "x")...), false},
+		{"shell naming a file", []string{"bash", "-c", "tail -f " + run + "/h1/skeind.log --socket " + run + "/h1/skeind.sock"}, false},
+		{"lab exec", []string{"skein", "lab", "exec", "h1", "--", "cat", run + "/h1/skeind.log"}, false},
+		{"flag without value", []string{"skeind", "--socket"}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := argsOfRunDir(tc.args, run); got != tc.want {
+				t.Errorf("argsOfRunDir(%q) = %v, want %v", tc.args, got, tc.want)
+			}
+		})
+	}
+}
+
 func TestCNIArgs(t *testing.T) {
 	t.Parallel()
 	want := [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", "prod"}, {"K8S_POD_NAME", "web-1"}}

@@ -32,6 +32,7 @@ func startInNetNS(ns, logPath string, argv []string) (int, error) {
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Env = []string{} // non-nil: an empty Env would otherwise inherit everything
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "SKEIN_") {
 			cmd.Env = append(cmd.Env, kv)
@@ -42,7 +43,7 @@ func startInNetNS(ns, logPath string, argv []string) (int, error) {
 	}
 	// Reap the child when it exits so that it never lingers as a zombie in
 	// this process; the goroutine ends with the process, which Down stops.
-	go func() { _ = cmd.Wait() }() // the exit status is in the log
+	go func() { _ = cmd.Wait() }() // exits are seen through procAlive; the process logs why
 	return cmd.Process.Pid, nil
 }
 
@@ -75,16 +76,13 @@ func procCmdline(pid int) []string {
 	return strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
 }
 
-// procOfRunDir reports whether pid's command line names a path under runDir,
-// which every process the lab starts does; it guards against pid reuse.
+// procOfRunDir reports whether pid is one the lab started for runDir: an
+// agent (--socket under runDir) or an etcd (--dir under runDir). Matching
+// the flag and its value, not any mention of the path, spares a user's shell
+// or editor that merely names a file in the run directory, and guards
+// against pid reuse.
 func procOfRunDir(pid int, runDir string) bool {
-	mark := filepath.Clean(runDir) + "/"
-	for _, a := range procCmdline(pid) {
-		if strings.Contains(a, mark) {
-			return true
-		}
-	}
-	return false
+	return argsOfRunDir(procCmdline(pid), runDir)
 }
 
 // isEtcdProc reports whether pid is a lab etcd (`skein lab etcd`).

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/lab"
 )
 
@@ -84,7 +85,7 @@ func newLabUpCmd(lf *labFlags) *cobra.Command {
 	f.StringVar(&cfg.Backend, "backend", lab.DefaultBackend, "cluster backend: vxlan or bgp")
 	f.StringVar(&cfg.BinDir, "bin-dir", "", "directory with skeind, skein and skein-cni (default: this binary's directory)")
 	f.StringVar(&cfg.PodCIDR, "pod-cidr", lab.DefaultPodCIDR, "pod address pool")
-	f.IntVar(&cfg.BlockSize, "block-size", 26, "prefix length of the pool's blocks")
+	f.IntVar(&cfg.BlockSize, "block-size", api.DefaultBlockSize, "prefix length of the pool's blocks")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log every step to stderr")
 	return cmd
 }

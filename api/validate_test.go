@@ -1,0 +1,86 @@
+package api
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestClusterValidate(t *testing.T) {
+	pool := func(cidr string, bs int) Pool { return Pool{CIDR: netip.MustParsePrefix(cidr), BlockSize: bs} }
+	tests := []struct {
+		name    string
+		c       Cluster
+		wantErr string
+	}{
+		{"ok", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26)}}, ""},
+		{"two pools", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26), pool("10.245.0.0/16", 24)}}, ""},
+		{"no pools", Cluster{}, "at least one pool"},
+		{"host bits", Cluster{Pools: []Pool{pool("10.244.1.0/16", 26)}}, "host bits set (did you mean 10.244.0.0/16?)"},
+		{"block larger than pool", Cluster{Pools: []Pool{pool("10.244.0.0/24", 16)}}, "block size /16 must be between /24 and /30"},
+		{"block too small", Cluster{Pools: []Pool{pool("10.244.0.0/16", 31)}}, "block size /31"},
+		{"ipv6", Cluster{Pools: []Pool{pool("fd00::/64", 120)}}, "only IPv4"},
+		{"overlap", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26), pool("10.244.128.0/17", 26)}}, "pools[0] 10.244.0.0/16 and pools[1] 10.244.128.0/17: pools overlap"},
+		{"bad backend", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26)}, Backend: "ipip"}, `unknown backend "ipip"`},
+		{"bad vni", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26)}, VXLAN: VXLANConfig{VNI: 1 << 24, Port: 4789}}, "vni 16777216 out of range"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.c.Defaulted()
+			err := c.Validate()
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("Validate() = %v, want error containing %q", err, tc.wantErr)
+			}
+		})
+	}
+	err := Cluster{Pools: []Pool{pool("10.0.0.0/8", 26), pool("10.1.0.0/16", 26)}}.Defaulted().Validate()
+	if !errors.Is(err, ErrOverlap) {
+		t.Errorf("overlap error %v does not wrap ErrOverlap", err)
+	}
+}
+
+func TestHostIfaceName(t *testing.T) {
+	a := HostIfaceName(Owner{ContainerID: "abc", IfName: "eth0"})
+	if len(a) != 13 || !strings.HasPrefix(a, "sk") {
+		t.Errorf("HostIfaceName = %q, want sk + 11 hex", a)
+	}
+	if a != HostIfaceName(Owner{ContainerID: "abc", IfName: "eth0"}) {
+		t.Error("HostIfaceName is not stable")
+	}
+	if a == HostIfaceName(Owner{ContainerID: "abc", IfName: "eth1"}) {
+		t.Error("two interfaces of one container share a host veth name")
+	}
+	if a == HostIfaceName(Owner{ContainerID: "abce", IfName: "th0"}) {
+		t.Error("container id and ifname are not separated in the hash")
+	}
+}
+
+func TestBlockKeyName(t *testing.T) {
+	for _, s := range []string{"10.244.1.0/26", "fd00::/120"} {
+		p := netip.MustParsePrefix(s)
+		got, err := ParseBlockKeyName(BlockKeyName(p))
+		if err != nil || got != p {
+			t.Errorf("round trip of %s: %v %v", s, got, err)
+		}
+	}
+	if BlockKeyName(netip.MustParsePrefix("10.244.1.0/26")) != "10.244.1.0-26" {
+		t.Error("block key must use - for /")
+	}
+}
+
+func TestMACJSON(t *testing.T) {
+	var m MAC
+	if err := m.UnmarshalText([]byte("0a:00:00:00:00:01")); err != nil || m.String() != "0a:00:00:00:00:01" {
+		t.Errorf("MAC round trip: %v %v", m, err)
+	}
+	if err := m.UnmarshalText([]byte("zz")); err == nil {
+		t.Error("bad MAC accepted")
+	}
+}

@@ -39,7 +39,7 @@ network namespace; every name carries the lab's prefix (--name).`,
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&lf.name, "name", lab.DefaultName, "lab name: the prefix of its namespaces")
 	pf.StringVar(&lf.runDir, "run-dir", "", "run directory (default "+lab.DefaultRunDirBase+"/<name>)")
-	cmd.AddCommand(newLabUpCmd(lf), newLabDownCmd(lf), newLabStatusCmd(g, lf), newLabExecCmd(lf), newLabEtcdCmd())
+	cmd.AddCommand(newLabUpCmd(lf), newLabDownCmd(lf), newLabStatusCmd(g, lf), newLabExecCmd(lf), newLabCheckCmd(g, lf), newLabEtcdCmd())
 	return cmd
 }
 

@@ -4,8 +4,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 
 	"golang.org/x/sys/unix"
@@ -20,7 +22,10 @@ func main() {
 	err := root.ExecuteContext(ctx)
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "skein:", err)
+		// A command run by `lab exec` already spoke for itself; pass on only its status.
+		if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) {
+			fmt.Fprintln(os.Stderr, "skein:", err)
+		}
 		os.Exit(exitCode(err))
 	}
 }

@@ -90,7 +90,8 @@ func TestEmbeddedRestart(t *testing.T) {
 	}
 	t.Logf("stopped in %s, started in %s", stopped.Sub(start), time.Since(stopped))
 
-	if err := c.PutNode(ctx, api.Node{Name: "b"}); err != nil {
+	// A fresh deadline: the stop above may have used up most of the first one.
+	if err := c.PutNode(ctxTimeout(t), api.Node{Name: "b"}); err != nil {
 		t.Fatalf("PutNode after restart: %v", err)
 	}
 	w.waitFor(t, "nodes a and b", func(s Snapshot) bool { return len(s.Nodes) == 2 })

@@ -1,0 +1,30 @@
+// Command bench measures Skein against hand-built baselines in one run and
+// writes a markdown report (docs/benchmarks.md via `make bench`).
+//
+// Usage:
+//
+//	go run ./bench -bin bin -out docs/benchmarks.md
+//
+// It needs root and Linux. Everything it creates lives in network namespaces
+// named "skbench-*" (a lab named "skbench" plus hand-built topologies) and in
+// a run directory under /run; it removes all of it when it ends, also on
+// failure or Ctrl-C, and never touches the root network namespace. A run that
+// was killed is cleaned up by the next one before it starts.
+//
+// Phases, in order (each compares Skein with a baseline measured in the same
+// run and reports ratios):
+//
+//  1. Data plane: bare veth pair, hand-built VXLAN pair and Skein's VXLAN
+//     between two lab hosts, plus Skein with candidate offload settings,
+//     measured in interleaved rounds (iperf3, one TCP stream; 1-byte TCP
+//     request/response latency from a small subprocess of this program).
+//  2. Agent RSS and idle CPU.
+//  3. CNI ADD/DEL latency through cnitool: skein-cni against the reference
+//     bridge + host-local plugins, interleaved, plus the plugin exec floor.
+//  4. Agent start → ready over repeated restarts.
+//  5. Node-join convergence: a node's record in etcd → the route to its
+//     block on every other host (netlink route subscriptions).
+//
+// The program also runs its own request/response helper: `bench rr-server`
+// and `bench rr-client` are internal subcommands it execs inside namespaces.
+package main

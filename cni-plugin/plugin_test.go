@@ -392,3 +392,21 @@ func TestAgentErrorMapping(t *testing.T) {
 		})
 	}
 }
+
+// TestGCWithoutValidList: libcni sends GC without cni.dev/valid-attachments
+// when its caller gave none (cnitool gc). Pods the caller never knew about
+// must survive it.
+func TestGCWithoutValidList(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	if _, err := h.run("ADD", addArgs("other-runtime", h.conf("1.1.0", ""))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.run("GC", &skel.CmdArgs{Path: "/opt/cni/bin", StdinData: h.conf("1.1.0", "")}); err != nil {
+		t.Fatalf("GC error = %v", err)
+	}
+	o := api.Owner{ContainerID: "other-runtime", IfName: "eth0"}
+	if h.agent.Held(o) == nil || len(h.dp.HostLinks()) != 1 {
+		t.Errorf("GC without a valid list freed an attachment: held=%v links=%v", h.agent.Held(o), h.dp.HostLinks())
+	}
+}

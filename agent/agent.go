@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/skeinnet/skein/api"
+	"github.com/skeinnet/skein/bgp"
 	"github.com/skeinnet/skein/ipam"
 	"github.com/skeinnet/skein/store"
 	"github.com/skeinnet/skein/vxlan"
@@ -28,14 +29,19 @@ type Agent struct {
 	ul      underlay
 	store   *store.Client
 	alloc   *ipam.Allocator
-	vx      *vxlan.Reconciler
+	vx      *vxlan.Reconciler // nil unless the backend is vxlan
+	bgp     *bgp.Speaker      // nil unless the backend is bgp
+	pol     *enforcer
 	self    api.Node
 	cluster api.Cluster
 	metrics *metrics
 	started time.Time
 
-	snap      atomic.Pointer[store.Snapshot]
-	serving   atomic.Bool
+	snap       atomic.Pointer[store.Snapshot]
+	serving    atomic.Bool
+	bgpRunning atomic.Bool
+	// bgpErrs is the last peer-planning problem, logged once per change.
+	bgpErrs   atomic.Value
 	readyOnce sync.Once
 	readyAt   atomic.Int64 // unix nanos of the first time every readiness condition held
 	statusCh  chan api.NodeStatus
@@ -86,9 +92,6 @@ func (a *Agent) run(ctx context.Context) error {
 	if a.cluster, err = waitCluster(ctx, a.store, a.log); err != nil {
 		return err
 	}
-	if a.cluster.Backend != api.BackendVXLAN {
-		return fmt.Errorf("cluster backend %q is not supported by this agent yet (vxlan is)", a.cluster.Backend)
-	}
 	a.alloc, err = ipam.New(ctx, ipam.Config{
 		Node:     a.cfg.NodeName,
 		Pools:    a.cluster.Pools,
@@ -100,16 +103,37 @@ func (a *Agent) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("ipam: %w", err)
 	}
-	mtu := ul.MTU - api.VXLANOverhead
 	a.self = api.Node{
 		Name:       a.cfg.NodeName,
 		UnderlayIP: ul.IP,
-		VTEPMAC:    vtepMAC(a.cfg.NodeName),
-		VTEPIP:     a.alloc.VTEPAddr(),
-		MTU:        mtu,
+		Labels:     a.cfg.Labels,
 		DebugAddr:  a.cfg.DebugAddr,
 		Version:    a.cfg.Version,
 	}
+	switch a.cluster.Backend {
+	case api.BackendVXLAN:
+		a.self.MTU = ul.MTU - api.VXLANOverhead
+		a.self.VTEPMAC = vtepMAC(a.cfg.NodeName)
+		a.self.VTEPIP = a.alloc.VTEPAddr()
+		a.vx, err = vxlan.NewReconciler(vxlan.ReconcilerConfig{
+			Dataplane: vxlan.NewNetlinkDataplane(nil, a.log),
+			Resync:    a.cfg.Resync,
+			Log:       a.log.With("component", "vxlan"),
+		})
+		if err != nil {
+			return fmt.Errorf("vxlan: %w", err)
+		}
+	case api.BackendBGP:
+		a.self.MTU = ul.MTU // routed: no encapsulation
+		a.self.RouterID = ul.IP
+		a.self.ASN = a.cluster.BGP.ASN
+		if a.bgp, err = a.newSpeaker(); err != nil {
+			return fmt.Errorf("bgp: %w", err)
+		}
+	default:
+		return fmt.Errorf("cluster backend %q is not supported by this agent", a.cluster.Backend)
+	}
+	mtu := a.self.MTU
 	if err := a.putNode(ctx); err != nil {
 		return err
 	}
@@ -117,13 +141,9 @@ func (a *Agent) run(ctx context.Context) error {
 		return err
 	}
 	a.metrics = newMetrics()
-	a.vx, err = vxlan.NewReconciler(vxlan.ReconcilerConfig{
-		Dataplane: vxlan.NewNetlinkDataplane(nil, a.log),
-		Resync:    a.cfg.Resync,
-		Log:       a.log.With("component", "vxlan"),
-	})
-	if err != nil {
-		return fmt.Errorf("vxlan: %w", err)
+
+	if a.pol, err = newEnforcer(a.cfg.NodeName, a); err != nil {
+		return err
 	}
 
 	sockLn, err := listenSocket(a.cfg.SocketPath)
@@ -147,12 +167,23 @@ func (a *Agent) run(ctx context.Context) error {
 		ready:     a.readiness,
 		log:       a.log.With("component", "cni"),
 		onChange:  a.publishStatus,
+		enforce:   func(ctx context.Context, ep api.Endpoint) error { return a.pol.committed(ctx, a.snap.Load(), ep) },
+		forget:    func(o api.Owner) { a.pol.released(o) },
 		published: map[api.Owner]bool{},
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.store.Heartbeat(gctx, a.cfg.NodeName, 30*time.Second, a.statusCh) })
 	g.Go(func() error { return a.store.Watch(gctx, a.onSnapshot) })
-	g.Go(func() error { return a.vx.Run(gctx) })
+	if a.vx != nil {
+		g.Go(func() error { return a.vx.Run(gctx) })
+	}
+	if a.bgp != nil {
+		g.Go(func() error {
+			a.bgpRunning.Store(true)
+			return a.bgp.Run(gctx)
+		})
+	}
+	g.Go(func() error { return a.pol.rec.Run(gctx) })
 	g.Go(func() error {
 		return serve(gctx, sockLn, a.metrics.instrument(cni.handler()), func() { a.serving.Store(true) })
 	})
@@ -172,6 +203,18 @@ func (a *Agent) run(ctx context.Context) error {
 func (a *Agent) putNode(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
 	defer cancel()
+	// Labels an admin set on the record survive the agent's restarts; the
+	// agent's own --labels win on conflict.
+	if old, err := a.store.GetNode(cctx, a.cfg.NodeName); err == nil && len(old.Labels) > 0 {
+		merged := make(map[string]string, len(old.Labels)+len(a.self.Labels))
+		for k, v := range old.Labels {
+			merged[k] = v
+		}
+		for k, v := range a.self.Labels {
+			merged[k] = v
+		}
+		a.self.Labels = merged
+	}
 	if err := a.store.PutNode(cctx, a.self); err != nil {
 		return fmt.Errorf("register node: %w", err)
 	}
@@ -193,7 +236,13 @@ func (a *Agent) onSnapshot(s store.Snapshot) {
 			}
 		}()
 	}
-	a.vx.Set(vxlan.Plan(a.vxlanConfig(), vxlanPeers(a.cfg.NodeName, a.ul.Network, s)))
+	if a.vx != nil {
+		a.vx.Set(vxlan.Plan(a.vxlanConfig(), vxlanPeers(a.cfg.NodeName, a.ul.Network, s)))
+	}
+	if a.bgp != nil {
+		a.updateBGP(s)
+	}
+	a.pol.update(&s)
 	a.publishStatus()
 }
 
@@ -217,8 +266,12 @@ func (a *Agent) readiness() (bool, string) {
 		return false, "no address block held"
 	case a.snap.Load() == nil:
 		return false, "cluster state not loaded yet"
-	case a.vx.Debug().Syncs == 0:
+	case a.vx != nil && a.vx.Debug().Syncs == 0:
 		return false, "dataplane not synced yet"
+	case a.bgp != nil && !a.bgpRunning.Load():
+		return false, "bgp speaker not started yet"
+	case a.pol != nil && a.pol.rec.Debug().Syncs == 0:
+		return false, "policy not enforced yet"
 	case !a.serving.Load():
 		return false, "socket not serving yet"
 	}

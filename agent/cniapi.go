@@ -13,7 +13,6 @@ import (
 
 	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/ipam"
-	"github.com/skeinnet/skein/store"
 )
 
 // CNI error codes the agent answers with (see the CNI spec).
@@ -41,8 +40,7 @@ type addrAllocator interface {
 type endpointStore interface {
 	PutEndpoint(ctx context.Context, ep api.Endpoint) error
 	DeleteEndpoint(ctx context.Context, node string, o api.Owner) error
-	GetNamespace(ctx context.Context, name string) (api.Namespace, error)
-	PutNamespace(ctx context.Context, ns api.Namespace) error
+	EnsureNamespace(ctx context.Context, name string) error
 }
 
 // cniServer answers skein-cni on the agent socket.
@@ -55,6 +53,10 @@ type cniServer struct {
 	log   *slog.Logger
 	// onChange is told when the local endpoint set changed.
 	onChange func()
+	// enforce returns once the published endpoint's policy is in place.
+	enforce func(ctx context.Context, ep api.Endpoint) error
+	// forget drops what enforce kept for an endpoint that is gone.
+	forget func(o api.Owner)
 
 	mu sync.Mutex
 	// published holds the owners whose endpoint is in the store; guarded by mu.
@@ -128,7 +130,9 @@ func (s *cniServer) commit(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), storeCallTimeout)
 	defer cancel()
-	if err := s.ensureNamespace(ctx, ep.Namespace); err != nil {
+	// The namespace record appears with its first pod, so `skein namespace
+	// list` and policy see it; an admin's labels are never overwritten.
+	if err := s.store.EnsureNamespace(ctx, ep.Namespace); err != nil {
 		writeErr(w, http.StatusServiceUnavailable, codeTryAgainLater, "publish namespace", err)
 		return
 	}
@@ -140,22 +144,14 @@ func (s *cniServer) commit(w http.ResponseWriter, r *http.Request) {
 	s.published[req.Owner] = true
 	s.mu.Unlock()
 	s.onChange()
+	// The ADD returns only once the endpoint's policy is enforced: no
+	// container ever starts with an open window.
+	if err := s.enforce(r.Context(), ep); err != nil {
+		writeErr(w, http.StatusServiceUnavailable, codeTryAgainLater, "enforce policy", err)
+		return
+	}
 	s.log.Info("endpoint published", "container_id", req.ContainerID, "ifname", req.IfName, "pod", ep.Namespace+"/"+ep.Name, "ip", req.IPs)
 	writeJSON(w, http.StatusOK, api.CommitResponse{Endpoint: ep})
-}
-
-// ensureNamespace creates the namespace record the first time a pod of it
-// appears, so `skein namespace list` and policy see it; labels set by an
-// admin are never overwritten.
-func (s *cniServer) ensureNamespace(ctx context.Context, name string) error {
-	_, err := s.store.GetNamespace(ctx, name)
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
-	return s.store.PutNamespace(ctx, api.Namespace{Name: name})
 }
 
 func (s *cniServer) release(w http.ResponseWriter, r *http.Request) {
@@ -173,6 +169,7 @@ func (s *cniServer) release(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	delete(s.published, req.Owner)
 	s.mu.Unlock()
+	s.forget(req.Owner)
 	freed, err := s.alloc.Release(r.Context(), req.Owner)
 	if err != nil {
 		writeErr(w, http.StatusInternalServerError, codeInternal, "release address", err)
@@ -221,6 +218,7 @@ func (s *cniServer) gc(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		delete(s.published, o)
 		s.mu.Unlock()
+		s.forget(o)
 	}
 	if len(freed) > 0 {
 		s.onChange()

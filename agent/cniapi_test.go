@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/ipam"
-	"github.com/skeinnet/skein/store"
 )
 
 // memBlocks is an in-memory ipam.BlockStore with etcd's create-if-absent rule.
@@ -82,23 +80,15 @@ func (m *memEndpoints) DeleteEndpoint(_ context.Context, _ string, o api.Owner) 
 	return nil
 }
 
-func (m *memEndpoints) GetNamespace(_ context.Context, name string) (api.Namespace, error) {
+func (m *memEndpoints) EnsureNamespace(_ context.Context, name string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail != nil {
-		return api.Namespace{}, m.fail
+		return m.fail
 	}
-	ns, ok := m.nss[name]
-	if !ok {
-		return api.Namespace{}, fmt.Errorf("namespace %s: %w", name, store.ErrNotFound)
+	if _, ok := m.nss[name]; !ok {
+		m.nss[name] = api.Namespace{Name: name}
 	}
-	return ns, nil
-}
-
-func (m *memEndpoints) PutNamespace(_ context.Context, ns api.Namespace) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.nss[ns.Name] = ns
 	return nil
 }
 
@@ -134,6 +124,8 @@ func newFixture(t *testing.T) *fixture {
 		ready:     func() (bool, string) { return true, "" },
 		log:       slog.New(slog.NewTextHandler(t.Output(), nil)),
 		onChange:  func() {},
+		enforce:   func(context.Context, api.Endpoint) error { return nil },
+		forget:    func(api.Owner) {},
 		published: map[api.Owner]bool{},
 	}
 	f.srv = httptest.NewServer(s.handler())

@@ -13,18 +13,19 @@ import (
 
 // Config configures one agent.
 type Config struct {
-	NodeName     string        // required
-	Etcd         store.Config  // required unless EmbeddedEtcd
-	EmbeddedEtcd bool          // optional: run an in-process etcd (single machine)
-	Iface        string        // optional: underlay interface; default the default-route interface
-	UnderlayIP   netip.Addr    // optional: overrides the address found on Iface
-	SocketPath   string        // optional, default /run/skein/skeind.sock
-	StateDir     string        // optional, default /var/lib/skein
-	DebugAddr    string        // optional, default 127.0.0.1:9595; "" or "off" disables
-	Version      string        // optional, reported in the node record and status
-	Cooldown     time.Duration // optional, default 30s: rest of a freed address before reuse
-	Resync       time.Duration // optional, default 60s: periodic dataplane resync
-	Log          *slog.Logger  // optional
+	NodeName     string            // required
+	Etcd         store.Config      // required unless EmbeddedEtcd
+	EmbeddedEtcd bool              // optional: run an in-process etcd (single machine)
+	Iface        string            // optional: underlay interface; default the default-route interface
+	UnderlayIP   netip.Addr        // optional: overrides the address found on Iface
+	SocketPath   string            // optional, default /run/skein/skeind.sock
+	StateDir     string            // optional, default /var/lib/skein
+	DebugAddr    string            // optional, default 127.0.0.1:9595; "" or "off" disables
+	Version      string            // optional, reported in the node record and status
+	Cooldown     time.Duration     // optional, default 30s: rest of a freed address before reuse
+	Resync       time.Duration     // optional, default 60s: periodic dataplane resync
+	Labels       map[string]string // optional: node labels, e.g. skein.dev/route-reflector
+	Log          *slog.Logger      // optional
 }
 
 // Defaults for Config.

@@ -1,42 +1,244 @@
 package agent
 
 import (
+	"context"
 	"encoding/json"
+	"log/slog"
+	"maps"
+	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
+	"slices"
 	"sort"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/ipam"
+	"github.com/skeinnet/skein/store"
 	"github.com/skeinnet/skein/vxlan"
 )
 
-// Topology is this node's view of the cluster, served at /debug/topology.
+// Topology is this node's view of the cluster, served at /debug/topology and
+// drawn by /ui. `skein status` reads it too, so fields are only ever added.
 type Topology struct {
-	Node       api.Node         `json:"node"`
-	Backend    api.Backend      `json:"backend"`
-	Ready      bool             `json:"ready"`
-	Reason     string           `json:"reason,omitempty"`
-	Started    time.Time        `json:"started"`
-	ReadyAfter string           `json:"readyAfter,omitempty"`
-	StoreRev   int64            `json:"storeRev"`
-	Peers      []TopologyPeer   `json:"peers"`
-	Blocks     []api.Block      `json:"blocks"`
-	Endpoints  []api.Endpoint   `json:"endpoints"`
-	IPAM       ipam.Stats       `json:"ipam"`
-	Dataplane  vxlan.DebugState `json:"dataplane"`
-	StoreError []string         `json:"storeErrors,omitempty"`
+	// Node is this node's own record.
+	Node       api.Node    `json:"node"`
+	Backend    api.Backend `json:"backend"`
+	Ready      bool        `json:"ready"`
+	Reason     string      `json:"reason,omitempty"`
+	Started    time.Time   `json:"started"`
+	ReadyAfter string      `json:"readyAfter,omitempty"`
+	// Now is the agent's clock when it answered, to compute ages against.
+	Now      time.Time `json:"now"`
+	StoreRev int64     `json:"storeRev"`
+	// Nodes is every node, this one included (Self), sorted by name.
+	Nodes []TopologyNode `json:"nodes"`
+	// Blocks is every block affinity in the cluster, by address.
+	Blocks []api.Block `json:"blocks"`
+	// Endpoints are this node's endpoints.
+	Endpoints []api.Endpoint `json:"endpoints"`
+	IPAM      ipam.Stats     `json:"ipam"`
+	// Dataplane is the VXLAN reconciler's state (nil in BGP mode).
+	Dataplane *vxlan.DebugState `json:"dataplane,omitempty"`
+	// BGP and Policy are what those components report, as they report it.
+	BGP    any `json:"bgp,omitempty"`
+	Policy any `json:"policy,omitempty"`
+	// Errors are the components' last errors.
+	Errors []ComponentError `json:"errors,omitempty"`
+	// StoreError lists undecodable keys in etcd ("key: error").
+	StoreError []string `json:"storeErrors,omitempty"`
+	// StatusError says why the other nodes' status records are missing.
+	StatusError string `json:"statusError,omitempty"`
 }
 
-// TopologyPeer is another node as this one sees it.
-type TopologyPeer struct {
+// TopologyNode is one node as this one sees it.
+type TopologyNode struct {
 	api.Node
-	Alive  bool     `json:"alive"`
+	Self  bool `json:"self,omitempty"`
+	Alive bool `json:"alive"`
+	// Blocks are the block CIDRs the node holds.
 	Blocks []string `json:"blocks"`
+	// Endpoints counts the node's published endpoints.
+	Endpoints int `json:"endpoints"`
+	// Link is this node's tunnel or BGP session to it (zero for Self).
+	Link Link `json:"link"`
+	// Status is what the node last published at status/<node>; nil when its
+	// heartbeat is gone (or the records could not be read: see StatusError).
+	Status *PublishedStatus `json:"status,omitempty"`
 }
 
-func (a *Agent) topology() Topology {
+// Link is the state of the dataplane connection from this node to another.
+type Link struct {
+	// Kind is "vxlan" or "bgp".
+	Kind string `json:"kind,omitempty"`
+	// State is one of the Link* constants.
+	State  string `json:"state,omitempty"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Link states.
+const (
+	// LinkUp: every FDB, neighbour and route entry is in the kernel, or the
+	// BGP session is established.
+	LinkUp = "up"
+	// LinkPartial: some of the node's VXLAN entries are missing.
+	LinkPartial = "partial"
+	// LinkPending: the dataplane has not synced yet.
+	LinkPending = "pending"
+	// LinkDown: none of the entries is in the kernel, or the session is not
+	// established.
+	LinkDown = "down"
+	// LinkNone: no tunnel is expected (the node has no VTEP yet) or no
+	// session is configured.
+	LinkNone = "none"
+)
+
+// ComponentError is one component's last error.
+type ComponentError struct {
+	Component string `json:"component"`
+	Error     string `json:"error"`
+}
+
+// PublishedStatus is a status record as agents publish it at status/<node>:
+// api.NodeStatus plus the fields the BGP and policy components add. Fields
+// are matched by JSON name, so agents of different versions mix.
+type PublishedStatus struct {
+	api.NodeStatus
+	BGPSessionsUp    int       `json:"bgpSessionsUp,omitempty"`
+	BGPSessionsTotal int       `json:"bgpSessionsTotal,omitempty"`
+	PolicySync       time.Time `json:"policySync,omitzero"`
+	PolicyVersion    string    `json:"policyVersion,omitempty"`
+}
+
+// bgpView is the part of bgpDebug's JSON (bgp.DebugState) that the
+// topology, metrics and UI read.
+type bgpView struct {
+	Neighbors []bgpNeighbor `json:"neighbors"`
+	LastSync  time.Time     `json:"lastSync"`
+	LastError string        `json:"lastError"`
+	Syncs     int           `json:"syncs"`
+	Failures  int           `json:"failures"`
+}
+
+// bgpNeighbor is one BGP session (bgp.NeighborState).
+type bgpNeighbor struct {
+	// Name is the peer's node name for node peers, the BGPPeer's otherwise.
+	Name    string `json:"name"`
+	Address string `json:"address"`
+	ASN     uint32 `json:"asn"`
+	// State is Idle, Connect, Active, OpenSent, OpenConfirm or Established
+	// (or NotConfigured, Stopped).
+	State string `json:"state"`
+}
+
+func (n bgpNeighbor) up() bool { return strings.EqualFold(n.State, "established") }
+
+// policyView is the part of policyDebug's JSON (the policy reconciler's
+// DebugState) that the topology, metrics and UI read.
+type policyView struct {
+	DesiredVersion uint64    `json:"desiredVersion"`
+	AppliedVersion uint64    `json:"appliedVersion"`
+	LastSync       time.Time `json:"lastSync"`
+	LastError      string    `json:"lastError"`
+	Syncs          int       `json:"syncs"`
+	Failures       int       `json:"failures"`
+	Dataplane      struct {
+		Chains       int           `json:"chains"`
+		Rules        int           `json:"rules"`
+		Sets         int           `json:"sets"`
+		Elements     int           `json:"elements"`
+		LastDuration time.Duration `json:"lastDuration"`
+	} `json:"dataplane"`
+	BadPolicies []string `json:"badPolicies"`
+}
+
+// decodeView re-reads a hook's value v into the view type T by JSON names;
+// ok is false when v is nil or does not fit.
+func decodeView[T any](v any) (T, bool) {
+	var out T
+	if v == nil {
+		return out, false
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return out, false
+	}
+	if err := json.Unmarshal(b, &out); err != nil {
+		return out, false
+	}
+	return out, true
+}
+
+// statusCacheTTL bounds how often /debug/topology reads the status records
+// from etcd, however many pages poll it.
+const statusCacheTTL = 2 * time.Second
+
+// statusReadTimeout bounds the read of the status records: the debug
+// endpoint answers without them rather than hang on etcd.
+const statusReadTimeout = time.Second
+
+// debugServer serves the debug endpoint of one agent.
+type debugServer struct {
+	a   *Agent
+	log *slog.Logger
+
+	// mu guards the status cache.
+	mu        sync.Mutex
+	statusAt  time.Time
+	status    map[string]PublishedStatus
+	statusErr string
+}
+
+// statusRecords returns every node's published status, read from etcd at
+// most every statusCacheTTL.
+func (d *debugServer) statusRecords(ctx context.Context) (map[string]PublishedStatus, string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.a.store == nil {
+		return nil, ""
+	}
+	if time.Since(d.statusAt) < statusCacheTTL {
+		return d.status, d.statusErr
+	}
+	rctx, cancel := context.WithTimeout(ctx, statusReadTimeout)
+	defer cancel()
+	raw, err := d.a.store.StatusRecords(rctx)
+	d.statusAt = time.Now()
+	if err != nil {
+		d.a.metrics.etcdError("status_read")
+		d.status, d.statusErr = nil, "read status records: "+err.Error()
+		return d.status, d.statusErr
+	}
+	d.status, d.statusErr = decodeStatusRecords(raw)
+	return d.status, d.statusErr
+}
+
+// decodeStatusRecords decodes what it can and names the rest.
+func decodeStatusRecords(raw map[string][]byte) (map[string]PublishedStatus, string) {
+	out := make(map[string]PublishedStatus, len(raw))
+	var bad []string
+	for node, b := range raw {
+		var st PublishedStatus
+		if err := json.Unmarshal(b, &st); err != nil {
+			bad = append(bad, node)
+			continue
+		}
+		out[node] = st
+	}
+	if len(bad) == 0 {
+		return out, ""
+	}
+	sort.Strings(bad)
+	return out, "undecodable status records: " + strings.Join(bad, ", ")
+}
+
+// topology assembles this node's view. status holds the nodes' published
+// status records (nil when unavailable).
+func (a *Agent) topology(status map[string]PublishedStatus) Topology {
 	ready, reason := a.readiness()
 	t := Topology{
 		Node:      a.self,
@@ -44,8 +246,33 @@ func (a *Agent) topology() Topology {
 		Ready:     ready,
 		Reason:    reason,
 		Started:   a.started.UTC(),
-		IPAM:      a.alloc.Stats(),
-		Dataplane: a.vx.Debug(),
+		Now:       time.Now().UTC(),
+		Nodes:     []TopologyNode{},
+		Blocks:    []api.Block{},
+		Endpoints: []api.Endpoint{},
+		BGP:       a.bgpDebug(),
+		Policy:    a.policyDebug(),
+	}
+	if a.alloc != nil {
+		t.IPAM = a.alloc.Stats()
+	}
+	if a.vx != nil {
+		d := a.vx.Debug()
+		t.Dataplane = &d
+		if d.LastError != "" {
+			t.Errors = append(t.Errors, ComponentError{Component: "vxlan", Error: d.LastError})
+		}
+	}
+	if v, ok := decodeView[bgpView](t.BGP); ok && v.LastError != "" {
+		t.Errors = append(t.Errors, ComponentError{Component: "bgp", Error: v.LastError})
+	}
+	if v, ok := decodeView[policyView](t.Policy); ok {
+		if v.LastError != "" {
+			t.Errors = append(t.Errors, ComponentError{Component: "policy", Error: v.LastError})
+		}
+		for _, bad := range v.BadPolicies {
+			t.Errors = append(t.Errors, ComponentError{Component: "policy", Error: "policy ignored: " + bad})
+		}
 	}
 	if at := a.readyAt.Load(); at > 0 {
 		t.ReadyAfter = time.Unix(0, at).Sub(a.started).String()
@@ -56,47 +283,209 @@ func (a *Agent) topology() Topology {
 	}
 	t.StoreRev = snap.Rev
 	t.StoreError = snap.Errors
-	blocksOf := map[string][]string{}
 	for _, b := range snap.Blocks {
 		t.Blocks = append(t.Blocks, b)
-		blocksOf[b.Node] = append(blocksOf[b.Node], b.CIDR.String())
 	}
 	sort.Slice(t.Blocks, func(i, j int) bool { return t.Blocks[i].CIDR.Addr().Less(t.Blocks[j].CIDR.Addr()) })
-	for name, n := range snap.Nodes {
-		if name == a.cfg.NodeName {
-			continue
-		}
-		bl := blocksOf[name]
-		sort.Strings(bl)
-		t.Peers = append(t.Peers, TopologyPeer{Node: n, Alive: snap.Alive[name], Blocks: bl})
-	}
-	sort.Slice(t.Peers, func(i, j int) bool { return t.Peers[i].Name < t.Peers[j].Name })
 	t.Endpoints = localEndpoints(a.cfg.NodeName, *snap)
+	t.Nodes = a.topologyNodes(*snap, t.Dataplane, t.BGP, status)
 	return t
 }
 
+// topologyNodes lists every node with its blocks, endpoint count, liveness,
+// published status and this node's link to it.
+func (a *Agent) topologyNodes(snap store.Snapshot, dp *vxlan.DebugState, bgp any, status map[string]PublishedStatus) []TopologyNode {
+	blocksOf := map[string][]string{}
+	for _, b := range snap.Blocks {
+		blocksOf[b.Node] = append(blocksOf[b.Node], b.CIDR.String())
+	}
+	endpointsOf := map[string]int{}
+	for _, ep := range snap.Endpoints {
+		endpointsOf[ep.Node]++
+	}
+	nodes := snap.Nodes
+	if _, ok := nodes[a.cfg.NodeName]; !ok && a.self.Name != "" {
+		// Just deleted and not yet re-registered: still show ourselves.
+		nodes = maps.Clone(nodes)
+		nodes[a.cfg.NodeName] = a.self
+	}
+	var links map[string]Link
+	switch {
+	case dp != nil:
+		links = a.vxlanLinks(snap, *dp)
+	case bgp != nil:
+		links = bgpLinks(snap, bgp)
+	}
+	out := make([]TopologyNode, 0, len(nodes))
+	for name, n := range nodes {
+		bl := blocksOf[name]
+		sort.Strings(bl)
+		tn := TopologyNode{
+			Node:      n,
+			Self:      name == a.cfg.NodeName,
+			Alive:     snap.Alive[name],
+			Blocks:    bl,
+			Endpoints: endpointsOf[name],
+			Link:      links[name],
+		}
+		if tn.Self {
+			tn.Alive = true // we are answering
+			tn.Link = Link{}
+		}
+		if tn.Blocks == nil {
+			tn.Blocks = []string{}
+		}
+		if st, ok := status[name]; ok {
+			tn.Status = &st
+		}
+		out = append(out, tn)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// vxlanLinks compares, per peer, the entries the planner wants for it with
+// the entries the reconciler last saw in the kernel.
+func (a *Agent) vxlanLinks(snap store.Snapshot, dp vxlan.DebugState) map[string]Link {
+	actual := make(map[string]bool, len(dp.Actual))
+	for _, l := range dp.Actual {
+		actual[l] = true
+	}
+	cfg := a.vxlanConfig()
+	peers := vxlanPeers(a.cfg.NodeName, a.ul.Network, snap)
+	links := make(map[string]Link, len(snap.Nodes))
+	for name := range snap.Nodes {
+		if name != a.cfg.NodeName {
+			links[name] = Link{Kind: string(api.BackendVXLAN), State: LinkNone, Detail: "no VTEP registered yet"}
+		}
+	}
+	for _, p := range peers {
+		links[p.Node] = vxlanLink(vxlan.Plan(cfg, []vxlan.Peer{p}), actual, dp)
+	}
+	return links
+}
+
+// vxlanLink grades one peer's wanted entries against the kernel's.
+func vxlanLink(want vxlan.State, actual map[string]bool, dp vxlan.DebugState) Link {
+	l := Link{Kind: string(api.BackendVXLAN)}
+	var lines []string
+	for _, n := range want.Neighs {
+		lines = append(lines, n.String())
+	}
+	for _, e := range want.FDB {
+		lines = append(lines, e.String())
+	}
+	for _, r := range want.Routes {
+		lines = append(lines, r.String())
+	}
+	var missing []string
+	for _, line := range lines {
+		if !actual[line] {
+			missing = append(missing, line)
+		}
+	}
+	slices.Sort(missing)
+	switch {
+	case dp.Syncs == 0:
+		l.State, l.Detail = LinkPending, "dataplane not synced yet"
+	case len(missing) == 0:
+		l.State = LinkUp
+		l.Detail = strconv.Itoa(len(lines)) + " entries programmed"
+	case len(missing) < len(lines):
+		l.State = LinkPartial
+		l.Detail = "missing: " + strings.Join(missing, "; ")
+	default:
+		l.State = LinkDown
+		l.Detail = "nothing programmed"
+		if dp.LastError != "" {
+			l.Detail += ": " + dp.LastError
+		}
+	}
+	return l
+}
+
+// bgpLinks maps each node to this node's session with it: by node name,
+// else by underlay address.
+func bgpLinks(snap store.Snapshot, bgp any) map[string]Link {
+	v, ok := decodeView[bgpView](bgp)
+	if !ok {
+		return nil
+	}
+	byIP := map[string]string{}
+	for name, n := range snap.Nodes {
+		if n.UnderlayIP.IsValid() {
+			byIP[n.UnderlayIP.String()] = name
+		}
+	}
+	links := map[string]Link{}
+	for name := range snap.Nodes {
+		links[name] = Link{Kind: string(api.BackendBGP), State: LinkNone, Detail: "no session"}
+	}
+	for _, s := range v.Neighbors {
+		node := s.Name
+		if _, known := snap.Nodes[node]; !known {
+			node = byIP[s.Address]
+		}
+		if node == "" {
+			continue // an external peer
+		}
+		l := Link{Kind: string(api.BackendBGP), State: LinkDown, Detail: s.State}
+		if s.up() {
+			l.State = LinkUp
+		}
+		links[node] = l
+	}
+	return links
+}
+
+// isLoopbackAddr reports whether a listen address only accepts connections
+// from this host.
+func isLoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
 func (a *Agent) debugHandler() http.Handler {
-	a.metrics.gauge("skein_endpoints", "Container attachments on this node.", func() float64 {
-		return float64(len(a.alloc.Allocations()))
-	})
-	a.metrics.gauge("skein_ipam_blocks", "Address blocks this node holds.", func() float64 {
-		return float64(a.alloc.Stats().Blocks)
-	})
-	a.metrics.gauge("skein_ipam_addresses_used", "Addresses allocated on this node.", func() float64 {
-		return float64(a.alloc.Stats().Used)
-	})
-	a.metrics.gauge("skein_ipam_addresses_free", "Addresses free in this node's blocks.", func() float64 {
-		return float64(a.alloc.Stats().Free)
-	})
-	a.metrics.gauge("skein_watch_resyncs", "Times the etcd watch had to reload everything.", func() float64 {
-		return float64(a.store.Resyncs())
-	})
+	d := &debugServer{a: a, log: a.log.With("component", "debug")}
+	a.metrics.registerAgent(a)
+	loopback := isLoopbackAddr(a.cfg.DebugAddr)
+	if !loopback {
+		d.log.Warn("debug endpoint is not on loopback: anyone who reaches it reads the topology and metrics; pprof is off",
+			"addr", a.cfg.DebugAddr)
+	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /debug/topology", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, a.topology()) })
-	mux.HandleFunc("GET /debug/vxlan", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, a.vx.Debug()) })
-	mux.HandleFunc("GET /debug/ipam", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"stats": a.alloc.Stats(), "blocks": a.alloc.Blocks(), "allocations": a.alloc.Allocations()})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write([]byte(indexHTML(loopback))) // client gone: nothing to do
 	})
+	mux.HandleFunc("GET /ui", serveUI)
+	mux.HandleFunc("GET /debug/topology", func(w http.ResponseWriter, r *http.Request) {
+		status, statusErr := d.statusRecords(r.Context())
+		t := a.topology(status)
+		t.StatusError = statusErr
+		writeJSON(w, http.StatusOK, t)
+	})
+	mux.HandleFunc("GET /debug/vxlan", func(w http.ResponseWriter, _ *http.Request) {
+		if a.vx == nil {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "this node does not run the vxlan backend"})
+			return
+		}
+		writeJSON(w, http.StatusOK, a.vx.Debug())
+	})
+	mux.HandleFunc("GET /debug/bgp", func(w http.ResponseWriter, _ *http.Request) {
+		writeHook(w, a.bgpDebug(), "this node does not run the bgp backend")
+	})
+	mux.HandleFunc("GET /debug/policy", func(w http.ResponseWriter, _ *http.Request) {
+		writeHook(w, a.policyDebug(), "policy enforcement is not running on this node")
+	})
+	mux.HandleFunc("GET /debug/ipam", a.alloc.ServeHTTPDebug)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n")) // client gone: nothing to do
@@ -112,10 +501,36 @@ func (a *Agent) debugHandler() http.Handler {
 		_ = json.NewEncoder(w).Encode(map[string]any{"ready": ok, "reason": reason}) // client gone: nothing to do
 	})
 	mux.Handle("GET /metrics", a.metrics.handler())
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if loopback {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return mux
+}
+
+// writeHook writes a component's debug value, or 404 when it is not running.
+func writeHook(w http.ResponseWriter, v any, absent string) {
+	if v == nil {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": absent})
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+// indexHTML lists the endpoints.
+func indexHTML(pprofOn bool) string {
+	links := []string{"ui", "debug/topology", "debug/vxlan", "debug/bgp", "debug/policy", "debug/ipam", "metrics", "healthz", "readyz"}
+	if pprofOn {
+		links = append(links, "debug/pprof/")
+	}
+	var b strings.Builder
+	b.WriteString("<!doctype html><title>skeind</title><h1>skeind</h1><ul>")
+	for _, l := range links {
+		b.WriteString(`<li><a href="/` + l + `">/` + l + "</a></li>")
+	}
+	b.WriteString("</ul>")
+	return b.String()
 }

@@ -50,12 +50,32 @@ func (a *Agent) nodeStatus() api.NodeStatus {
 		st.Blocks = append(st.Blocks, b.String())
 	}
 	st.Endpoints = len(a.alloc.Allocations())
-	d := a.vx.Debug()
-	st.LastSync = d.LastSync
-	st.Peers = d.Neighs
-	if d.LastError != "" {
+	if a.vx != nil {
+		d := a.vx.Debug()
+		st.LastSync = d.LastSync
+		st.Peers, st.PeersUp = d.Neighs, d.Neighs
 		st.LastError = d.LastError
-	} else if !ready {
+	}
+	if a.bgp != nil {
+		d := a.bgp.Debug()
+		st.LastSync = d.LastSync
+		st.LastError = d.LastError
+		for _, n := range d.Neighbors {
+			st.BGP = append(st.BGP, api.BGPNeighbor{
+				Name: n.Name, Address: n.Address, ASN: n.ASN, State: n.State, Uptime: n.Uptime,
+				Received: n.Received, Advertised: n.Advertised, LastError: n.LastError,
+			})
+			if n.State == "Established" {
+				st.PeersUp++
+			}
+		}
+		st.Peers = len(d.Neighbors)
+	}
+	if a.pol != nil {
+		d := a.pol.rec.Debug()
+		st.PolicyVersion, st.PolicySync, st.PolicyError = d.AppliedVersion, d.LastSync, d.LastError
+	}
+	if st.LastError == "" && !ready {
 		st.LastError = reason
 	}
 	return st

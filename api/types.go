@@ -153,6 +153,27 @@ type NodeStatus struct {
 	LastError string    `json:"lastError,omitempty"`
 	Updated   time.Time `json:"updated"`
 	DebugAddr string    `json:"debugAddr,omitempty"`
+	// PeersUp counts peers with a working path: VXLAN peers programmed, or
+	// BGP sessions Established.
+	PeersUp int `json:"peersUp"`
+	// BGP lists the node's BGP sessions (backend bgp).
+	BGP []BGPNeighbor `json:"bgp,omitempty"`
+	// PolicyVersion is the policy program last enforced, at PolicySync.
+	PolicyVersion uint64    `json:"policyVersion,omitempty"`
+	PolicySync    time.Time `json:"policySync,omitzero"`
+	PolicyError   string    `json:"policyError,omitempty"`
+}
+
+// BGPNeighbor is one BGP session as an agent reports it.
+type BGPNeighbor struct {
+	Name       string     `json:"name"`
+	Address    netip.Addr `json:"address"`
+	ASN        uint32     `json:"asn"`
+	State      string     `json:"state"`
+	Uptime     string     `json:"uptime,omitempty"`
+	Received   int        `json:"received"`
+	Advertised int        `json:"advertised"`
+	LastError  string     `json:"lastError,omitempty"`
 }
 
 // RouteProtocol marks kernel routes Skein owns (rtnetlink protocol number), so

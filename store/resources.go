@@ -344,6 +344,27 @@ func (c *Client) PutNamespace(ctx context.Context, ns api.Namespace) error {
 	return c.put(ctx, c.key(kindNamespaces, ns.Name), ns)
 }
 
+// EnsureNamespace creates a namespace record unless one exists; it never
+// touches an existing record, so labels set concurrently are not lost.
+func (c *Client) EnsureNamespace(ctx context.Context, name string) error {
+	if err := segment("namespace", name); err != nil {
+		return fmt.Errorf("ensure namespace: %w", err)
+	}
+	key := c.key(kindNamespaces, name)
+	b, err := json.Marshal(api.Namespace{Name: name})
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	_, err = c.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, string(b))).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("create %s: %w", key, err)
+	}
+	return nil
+}
+
 // GetNamespace returns one namespace; ErrNotFound when absent.
 func (c *Client) GetNamespace(ctx context.Context, name string) (api.Namespace, error) {
 	var ns api.Namespace

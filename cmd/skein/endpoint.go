@@ -12,7 +12,7 @@ import (
 )
 
 func newEndpointCmd(g *globalFlags) *cobra.Command {
-	cmd := &cobra.Command{Use: "endpoint", Short: "List container endpoints"}
+	cmd := &cobra.Command{Use: "endpoint", Short: "List and label container endpoints"}
 	var node string
 	list := &cobra.Command{
 		Use:     "list",
@@ -69,7 +69,7 @@ func newEndpointCmd(g *globalFlags) *cobra.Command {
 }
 
 func newNamespaceCmd(g *globalFlags) *cobra.Command {
-	cmd := &cobra.Command{Use: "namespace", Short: "List namespaces"}
+	cmd := &cobra.Command{Use: "namespace", Short: "List and label namespaces"}
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List namespaces with their labels",

@@ -1,14 +1,18 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/skeinnet/skein/api"
+	"github.com/skeinnet/skein/store"
 )
 
 // nodeRow is one node as `skein node list` shows it.
@@ -16,28 +20,58 @@ type nodeRow struct {
 	api.Node
 	Alive  bool     `json:"alive"`
 	Blocks []string `json:"blocks"`
+	// LastSeen is when the agent last published its status (only asked
+	// for with --stale); LastSeenNote says why it is unknown.
+	LastSeen     *time.Time `json:"lastSeen,omitempty"`
+	LastSeenNote string     `json:"lastSeenNote,omitempty"`
 }
 
 func newNodeCmd(g *globalFlags) *cobra.Command {
-	cmd := &cobra.Command{Use: "node", Short: "List, show and delete nodes"}
+	cmd := &cobra.Command{
+		Use:     "node",
+		Short:   "List, show and delete nodes",
+		Example: "  skein node list\n  skein node show h1\n  skein node delete h4",
+	}
+	var stale time.Duration
 	list := &cobra.Command{
-		Use:     "list",
-		Short:   "List nodes with their underlay address, blocks and liveness",
-		Example: "  skein node list -o wide",
-		Args:    cobra.NoArgs,
+		Use:   "list",
+		Short: "List nodes with their underlay address, blocks and liveness",
+		Long: `List nodes with their underlay address, blocks and liveness (ALIVE: the agent's heartbeat lease
+is current).
+
+--stale DURATION lists only stale nodes: no heartbeat, and the agent's last status record is older
+than DURATION. The last status time is read from etcd's history (status records live on the
+heartbeat lease and vanish ~30 s after an agent stops); when etcd has compacted that history the
+time is unknown and the node is listed. Stale nodes still route: their containers stay reachable
+until ` + "`skein node delete`" + ` removes them.`,
+		Example: `  skein node list -o wide
+  skein node list --stale 24h          # candidates for skein node delete
+  skein node list --stale 1h -o json | jq -r '.[].name'`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			rows, err := nodeRows(cmd, g, "")
+			rows, err := nodeRows(cmd, g, "", stale)
 			if err != nil {
 				return err
 			}
+			now := time.Now()
 			return g.render(cmd.OutOrStdout(), rows, func(tw *tabwriter.Writer, wide bool) {
 				fmt.Fprint(tw, "NAME\tUNDERLAY\tALIVE\tBLOCKS")
+				if stale > 0 {
+					fmt.Fprint(tw, "\tLAST SEEN")
+				}
 				if wide {
 					fmt.Fprint(tw, "\tVTEP IP\tVTEP MAC\tMTU\tVERSION")
 				}
 				fmt.Fprintln(tw)
 				for _, r := range rows {
 					fmt.Fprintf(tw, "%s\t%s\t%v\t%s", r.Name, r.UnderlayIP, r.Alive, strings.Join(r.Blocks, ","))
+					if stale > 0 {
+						seen := r.LastSeenNote
+						if r.LastSeen != nil {
+							seen = ago(*r.LastSeen, now) + " ago"
+						}
+						fmt.Fprintf(tw, "\t%s", seen)
+					}
 					if wide {
 						fmt.Fprintf(tw, "\t%s\t%s\t%d\t%s", r.VTEPIP, r.VTEPMAC, r.MTU, r.Version)
 					}
@@ -46,12 +80,15 @@ func newNodeCmd(g *globalFlags) *cobra.Command {
 			})
 		},
 	}
+	list.Flags().DurationVar(&stale, "stale", 0, "only nodes without heartbeat whose last status is older than this (0: off)")
 	show := &cobra.Command{
-		Use:   "show NAME",
-		Short: "Show one node",
-		Args:  cobra.ExactArgs(1),
+		Use:               "show NAME",
+		Short:             "Show one node",
+		Example:           "  skein node show h1\n  skein node show h1 -o yaml",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeNodeNames(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rows, err := nodeRows(cmd, g, args[0])
+			rows, err := nodeRows(cmd, g, args[0], 0)
 			if err != nil {
 				return err
 			}
@@ -69,10 +106,18 @@ func newNodeCmd(g *globalFlags) *cobra.Command {
 	del := &cobra.Command{
 		Use:   "delete NAME",
 		Short: "Decommission a node: free its blocks and endpoints; other hosts drop its routes",
+		Long: `Decommission a node: delete its node record, its blocks, its endpoints and its heartbeat and status
+keys in one etcd transaction. Every other agent removes its routes, neighbour and FDB entry (VXLAN) or
+BGP paths to the node on the watch event, well within a second.
+
+Refuses while the node's agent heartbeats (stop skeind there first) unless --force; a forced delete of
+a live node is undone at once, as its agent registers again.`,
 		Example: `  skein node delete h4
   skein node delete h4 --force   # even though its agent still heartbeats`,
-		Args: cobra.ExactArgs(1),
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeNodeNames(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
 			cl, err := g.client(cmd.Context())
 			if err != nil {
 				return err
@@ -80,20 +125,31 @@ func newNodeCmd(g *globalFlags) *cobra.Command {
 			defer cl.Close()
 			ctx, cancel := g.ctx(cmd)
 			defer cancel()
-			if _, err := cl.GetNode(ctx, args[0]); err != nil {
-				return fmt.Errorf("node %q: %w", args[0], err)
-			}
-			alive, err := cl.AliveNodes(ctx)
+			inv, err := cl.Inventory(ctx)
 			if err != nil {
 				return err
 			}
-			if alive[args[0]] && !force {
-				return fmt.Errorf("node %q is alive (its agent heartbeats); stop skeind there first, or use --force", args[0])
+			if _, ok := inv.Nodes[name]; !ok {
+				return fmt.Errorf("node %q not found (see skein node list)", name)
 			}
-			if err := cl.DeleteNode(ctx, args[0]); err != nil {
+			if inv.Alive[name] && !force {
+				return fmt.Errorf("node %q is alive (its agent heartbeats); stop skeind there first, or use --force", name)
+			}
+			blocks, eps := 0, 0
+			for _, b := range inv.Blocks {
+				if b.Node == name {
+					blocks++
+				}
+			}
+			for _, ep := range inv.Endpoints {
+				if ep.Node == name {
+					eps++
+				}
+			}
+			if err := cl.DeleteNode(ctx, name); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "node %s deleted\n", args[0])
+			fmt.Fprintf(cmd.OutOrStdout(), "node %s deleted: %d block(s) and %d endpoint(s) freed\n", name, blocks, eps)
 			return nil
 		},
 	}
@@ -102,8 +158,43 @@ func newNodeCmd(g *globalFlags) *cobra.Command {
 	return cmd
 }
 
-// nodeRows reads nodes, liveness and blocks; only is a name filter ("" = all).
-func nodeRows(cmd *cobra.Command, g *globalFlags, only string) ([]nodeRow, error) {
+// completeNodeNames completes node names from etcd, quietly giving up when
+// etcd does not answer within a second.
+func completeNodeNames(g *globalFlags) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		if err := g.fromEnv(cmd); err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), time.Second)
+		defer cancel()
+		gg := *g
+		gg.Timeout = time.Second
+		cl, err := gg.client(ctx)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		defer cl.Close()
+		nodes, err := cl.ListNodes(ctx)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var out []cobra.Completion
+		for _, n := range nodes {
+			if strings.HasPrefix(n.Name, toComplete) {
+				out = append(out, n.Name)
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
+// nodeRows reads nodes, liveness and blocks; only is a name filter ("" =
+// all). With stale > 0 only stale nodes are returned, with their last
+// status time.
+func nodeRows(cmd *cobra.Command, g *globalFlags, only string, stale time.Duration) ([]nodeRow, error) {
 	cl, err := g.client(cmd.Context())
 	if err != nil {
 		return nil, err
@@ -127,6 +218,7 @@ func nodeRows(cmd *cobra.Command, g *globalFlags, only string) ([]nodeRow, error
 	for _, b := range blocks {
 		byNode[b.Node] = append(byNode[b.Node], b.CIDR.String())
 	}
+	now := time.Now()
 	rows := []nodeRow{}
 	for _, n := range nodes {
 		if only != "" && n.Name != only {
@@ -134,7 +226,27 @@ func nodeRows(cmd *cobra.Command, g *globalFlags, only string) ([]nodeRow, error
 		}
 		bl := byNode[n.Name]
 		sort.Strings(bl)
-		rows = append(rows, nodeRow{Node: n, Alive: alive[n.Name], Blocks: bl})
+		r := nodeRow{Node: n, Alive: alive[n.Name], Blocks: bl}
+		if stale > 0 {
+			if r.Alive {
+				continue
+			}
+			seen, err := cl.LastSeen(ctx, n.Name)
+			switch {
+			case err == nil:
+				if now.Sub(seen) < stale {
+					continue
+				}
+				r.LastSeen = &seen
+			case errors.Is(err, store.ErrHistoryCompacted):
+				r.LastSeenNote = "unknown (etcd history compacted)"
+			case errors.Is(err, store.ErrNotFound):
+				r.LastSeenNote = "never (no status since registration)"
+			default:
+				return nil, err
+			}
+		}
+		rows = append(rows, r)
 	}
 	return rows, nil
 }

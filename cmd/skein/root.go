@@ -67,7 +67,12 @@ func newRootCmd() *cobra.Command {
 	pf.StringVar(&g.EtcdCA, "etcd-ca", "", "etcd CA certificate (env SKEIN_ETCD_CA)")
 	pf.StringVarP(&g.Output, "output", "o", "table", "output format: table, wide, json or yaml")
 	pf.DurationVar(&g.Timeout, "timeout", 10*time.Second, "deadline for each call to etcd")
-	root.AddCommand(newClusterCmd(g), newNodeCmd(g), newIPAMCmd(g), newEndpointCmd(g), newNamespaceCmd(g), newLabCmd(g), newVersionCmd())
+	nsCmd := newNamespaceCmd(g)
+	nsCmd.AddCommand(newNamespaceLabelCmd(g))
+	epCmd := newEndpointCmd(g)
+	epCmd.AddCommand(newEndpointLabelCmd(g))
+	root.AddCommand(newClusterCmd(g), newNodeCmd(g), newIPAMCmd(g), epCmd, nsCmd, newPolicyCmd(g), newLabCmd(g), newVersionCmd())
+	root.AddCommand(newOpsCmds(g)...)
 	return root
 }
 

@@ -49,6 +49,7 @@ func run(ctx context.Context, args []string) error {
 		debugAddr  = fs.String("debug-addr", agent.DefaultDebugAddr, "debug HTTP address (topology, metrics, pprof); \"off\" disables")
 		logLevel   = fs.String("log-level", "info", "debug, info, warn or error")
 		logFormat  = fs.String("log-format", "text", "text or json")
+		labels     = fs.String("labels", "", "node labels k=v,k2=v2 (e.g. skein.dev/route-reflector=10.0.0.1 makes a BGP route reflector)")
 		configFile = fs.String("config", "", "optional YAML file of flag values (flag name: value)")
 		showVer    = fs.Bool("version", false, "print the version and exit")
 	)
@@ -91,6 +92,9 @@ func run(ctx context.Context, args []string) error {
 		if cfg.NodeName, err = os.Hostname(); err != nil {
 			return fmt.Errorf("--node-name not set and hostname unknown: %w", err)
 		}
+	}
+	if cfg.Labels, err = parseLabels(*labels); err != nil {
+		return err
 	}
 	if *underlayIP != "" {
 		if cfg.UnderlayIP, err = netip.ParseAddr(*underlayIP); err != nil {
@@ -164,4 +168,17 @@ func newLogger(level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// parseLabels parses "k=v,k2=v2".
+func parseLabels(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range splitList(s) {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--labels: %q is not key=value", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
 }

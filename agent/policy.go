@@ -1,0 +1,150 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/skeinnet/skein/api"
+	"github.com/skeinnet/skein/policy"
+	"github.com/skeinnet/skein/store"
+)
+
+// policyWaitTimeout bounds how long a CNI commit waits for the new
+// endpoint's rules; past it the ADD fails rather than start a container
+// without its policy.
+const policyWaitTimeout = 10 * time.Second
+
+// enforcer compiles the cluster's policies for this node and keeps the
+// nftables program in place.
+type enforcer struct {
+	node string
+	rec  *policy.Reconciler
+
+	mu sync.Mutex
+	// pending holds endpoints committed here but not yet seen back from the
+	// watch, so their rules go in before the CNI ADD returns; guarded by mu.
+	pending map[api.Owner]api.Endpoint
+	// badPolicies are stored policies that do not decode; guarded by mu.
+	badPolicies []string
+}
+
+func newEnforcer(node string, a *Agent) (*enforcer, error) {
+	conn, err := policy.NewConn()
+	if err != nil {
+		return nil, err
+	}
+	rec, err := policy.NewReconciler(policy.ReconcilerConfig{
+		Dataplane: policy.NewApplier(conn, a.log.With("component", "policy")),
+		Log:       a.log.With("component", "policy"),
+		Resync:    a.cfg.Resync,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	return &enforcer{node: node, rec: rec, pending: map[api.Owner]api.Endpoint{}}, nil
+}
+
+// update recompiles from the snapshot plus pending local endpoints.
+func (e *enforcer) update(snap *store.Snapshot) {
+	if snap == nil {
+		return
+	}
+	in, bad := policyInput(e.node, snap)
+	e.mu.Lock()
+	seen := map[api.Owner]bool{}
+	for _, ep := range in.Endpoints {
+		seen[api.Owner{ContainerID: ep.ContainerID, IfName: ep.IfName}] = true
+	}
+	for o, ep := range e.pending {
+		if seen[o] {
+			delete(e.pending, o) // the watch caught up
+			continue
+		}
+		in.Endpoints = append(in.Endpoints, ep)
+	}
+	e.badPolicies = bad
+	e.mu.Unlock()
+	e.rec.Set(policy.Compile(in))
+}
+
+// committed records a just-published endpoint and waits until its rules
+// (at least its anti-spoofing entry and dispatch) are enforced.
+func (e *enforcer) committed(ctx context.Context, snap *store.Snapshot, ep api.Endpoint) error {
+	e.mu.Lock()
+	e.pending[api.Owner{ContainerID: ep.ContainerID, IfName: ep.IfName}] = ep
+	e.mu.Unlock()
+	e.update(snap)
+	ctx, cancel := context.WithTimeout(ctx, policyWaitTimeout)
+	defer cancel()
+	if err := e.rec.WaitEndpoint(ctx, ep.HostIface); err != nil {
+		return fmt.Errorf("enforce policy for %s: %w", ep.HostIface, err)
+	}
+	return nil
+}
+
+// released forgets a pending endpoint.
+func (e *enforcer) released(o api.Owner) {
+	e.mu.Lock()
+	delete(e.pending, o)
+	e.mu.Unlock()
+}
+
+// policyInput turns a snapshot into the compiler's input; it also returns
+// the keys of stored policies that do not decode (shown, never fatal).
+func policyInput(node string, snap *store.Snapshot) (policy.Input, []string) {
+	in := policy.Input{Node: node}
+	for _, ep := range snap.Endpoints {
+		in.Endpoints = append(in.Endpoints, ep)
+	}
+	sort.Slice(in.Endpoints, func(i, j int) bool {
+		return in.Endpoints[i].ContainerID+in.Endpoints[i].IfName < in.Endpoints[j].ContainerID+in.Endpoints[j].IfName
+	})
+	for _, ns := range snap.Namespaces {
+		in.Namespaces = append(in.Namespaces, ns)
+	}
+	for _, n := range snap.Nodes {
+		in.Nodes = append(in.Nodes, n)
+	}
+	var bad []string
+	keys := make([]string, 0, len(snap.Other))
+	for k := range snap.Other {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		kind, _, _, ok := api.ParsePolicyKey(k)
+		if !ok {
+			continue
+		}
+		obj, err := api.DecodePolicy(kind, snap.Other[k])
+		if err != nil {
+			bad = append(bad, k+": "+err.Error())
+			continue
+		}
+		switch p := obj.(type) {
+		case *api.NetworkPolicy:
+			in.NetworkPolicies = append(in.NetworkPolicies, *p)
+		case *api.AdminNetworkPolicy:
+			in.ANPs = append(in.ANPs, *p)
+		case *api.BaselineAdminNetworkPolicy:
+			in.BANPs = append(in.BANPs, *p)
+		}
+	}
+	return in, bad
+}
+
+// policyState is what /debug/policy and the topology show.
+type policyState struct {
+	policy.DebugState
+	BadPolicies []string `json:"badPolicies,omitempty"`
+}
+
+func (e *enforcer) debug() policyState {
+	e.mu.Lock()
+	bad := append([]string(nil), e.badPolicies...)
+	e.mu.Unlock()
+	return policyState{DebugState: e.rec.Debug(), BadPolicies: bad}
+}

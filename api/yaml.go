@@ -1,0 +1,166 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"strconv"
+
+	yaml "gopkg.in/yaml.v3"
+)
+
+// maxYAMLNodes bounds the nodes one document expands to, aliases
+// included, against "billion laughs" documents.
+const maxYAMLNodes = 1 << 20
+
+var yamlLineRE = regexp.MustCompile(`line (\d+)`)
+
+// yamlToJSON converts one YAML document to JSON with YAML 1.2 scalars:
+// unlike sigs.k8s.io/yaml (YAML 1.1), an unquoted y, n, yes, no, on or off
+// stays a string, so `ns: y` means what it says. Duplicate keys are errors.
+// Line numbers in errors are offset by lineOffset, the lines before the
+// document in its file.
+func yamlToJSON(doc []byte, lineOffset int) ([]byte, error) {
+	var n yaml.Node
+	if err := yaml.Unmarshal(doc, &n); err != nil {
+		return nil, errors.New(yamlLineRE.ReplaceAllStringFunc(err.Error(), func(s string) string {
+			l, _ := strconv.Atoi(s[len("line "):]) // the RE guarantees digits
+			return fmt.Sprintf("line %d", l+lineOffset)
+		}))
+	}
+	c := yamlConv{budget: maxYAMLNodes, lineOffset: lineOffset}
+	v, err := c.value(&n)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(v)
+}
+
+type yamlConv struct {
+	budget     int
+	lineOffset int
+}
+
+func (c *yamlConv) errorf(n *yaml.Node, format string, args ...any) error {
+	return fmt.Errorf("yaml: line %d: %s", n.Line+c.lineOffset, fmt.Sprintf(format, args...))
+}
+
+func (c *yamlConv) value(n *yaml.Node) (any, error) {
+	c.budget--
+	if c.budget < 0 {
+		return nil, fmt.Errorf("yaml: line %d: document expands to more than %d nodes (aliases?): %w", n.Line+c.lineOffset, maxYAMLNodes, ErrTooLarge)
+	}
+	switch n.Kind {
+	case 0:
+		return nil, nil // empty input
+	case yaml.DocumentNode:
+		if len(n.Content) == 0 {
+			return nil, nil
+		}
+		return c.value(n.Content[0])
+	case yaml.AliasNode:
+		return c.value(n.Alias)
+	case yaml.SequenceNode:
+		out := make([]any, 0, len(n.Content))
+		for _, e := range n.Content {
+			v, err := c.value(e)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, v)
+		}
+		return out, nil
+	case yaml.MappingNode:
+		return c.mapping(n)
+	case yaml.ScalarNode:
+		return c.scalar(n)
+	}
+	return nil, c.errorf(n, "unsupported YAML node")
+}
+
+func (c *yamlConv) mapping(n *yaml.Node) (map[string]any, error) {
+	out := make(map[string]any, len(n.Content)/2)
+	lines := make(map[string]int, len(n.Content)/2)
+	var merges []*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind == yaml.AliasNode {
+			k = k.Alias
+		}
+		if k.Kind != yaml.ScalarNode {
+			return nil, c.errorf(k, "mapping keys must be scalars")
+		}
+		if k.ShortTag() == "!!merge" {
+			merges = append(merges, v)
+			continue
+		}
+		if l, dup := lines[k.Value]; dup {
+			return nil, c.errorf(k, "mapping key %q already defined at line %d", k.Value, l+c.lineOffset)
+		}
+		lines[k.Value] = k.Line
+		val, err := c.value(v)
+		if err != nil {
+			return nil, err
+		}
+		out[k.Value] = val
+	}
+	// "<<: *base" merges keys the mapping does not set itself.
+	for _, m := range merges {
+		srcs := []*yaml.Node{m}
+		if m.Kind == yaml.SequenceNode {
+			srcs = m.Content
+		}
+		for _, src := range srcs {
+			v, err := c.value(src)
+			if err != nil {
+				return nil, err
+			}
+			mm, ok := v.(map[string]any)
+			if !ok {
+				return nil, c.errorf(src, "merge (<<) needs a mapping")
+			}
+			for k, val := range mm {
+				if _, set := out[k]; !set {
+					out[k] = val
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+func (c *yamlConv) scalar(n *yaml.Node) (any, error) {
+	switch n.ShortTag() {
+	case "!!null":
+		return nil, nil
+	case "!!bool":
+		var b bool
+		if err := n.Decode(&b); err != nil {
+			return nil, c.errorf(n, "%v", err)
+		}
+		return b, nil
+	case "!!int":
+		var i int64
+		if err := n.Decode(&i); err != nil {
+			var u uint64
+			if err := n.Decode(&u); err != nil {
+				return nil, c.errorf(n, "integer %s out of range", n.Value)
+			}
+			return json.Number(strconv.FormatUint(u, 10)), nil
+		}
+		return json.Number(strconv.FormatInt(i, 10)), nil
+	case "!!float":
+		var f float64
+		if err := n.Decode(&f); err != nil {
+			return nil, c.errorf(n, "%v", err)
+		}
+		if math.IsInf(f, 0) || math.IsNaN(f) {
+			return nil, c.errorf(n, "%s cannot be represented in JSON", n.Value)
+		}
+		return json.Number(strconv.FormatFloat(f, 'g', -1, 64)), nil
+	}
+	// Strings, timestamps, binary and custom tags keep their text.
+	return n.Value, nil
+}

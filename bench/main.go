@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// config holds the command-line settings.
+type config struct {
+	bin, out     string
+	rounds       int
+	iperfSeconds int
+	rrCount      int
+	cniCount     int
+	joins        int
+	restarts     int
+	idle         time.Duration
+	timeout      time.Duration
+	noSettings   bool
+	verbose      bool
+}
+
+func main() {
+	// Internal helper subcommands, which the bench execs (inside namespaces).
+	if len(os.Args) > 1 && !strings.HasPrefix(os.Args[1], "-") {
+		os.Exit(helperMain(os.Args[1:]))
+	}
+	var cfg config
+	flag.StringVar(&cfg.bin, "bin", "bin", "directory with skeind, skein, skein-cni, cnitool and ref/{bridge,host-local}")
+	flag.StringVar(&cfg.out, "out", "docs/benchmarks.md", "markdown report to write")
+	flag.IntVar(&cfg.rounds, "rounds", 5, "interleaved data-plane rounds (at least 3)")
+	flag.IntVar(&cfg.iperfSeconds, "iperf-seconds", 5, "length of each iperf3 run")
+	flag.IntVar(&cfg.rrCount, "rr", 2000, "request/response round trips per path and round")
+	flag.IntVar(&cfg.cniCount, "cni", 50, "containers per plugin chain in the CNI phase")
+	flag.IntVar(&cfg.joins, "joins", 12, "node joins in the convergence phase")
+	flag.IntVar(&cfg.restarts, "restarts", 12, "agent restarts in the start → ready phase")
+	flag.DurationVar(&cfg.idle, "idle", 30*time.Second, "idle window for the agent CPU figure")
+	flag.DurationVar(&cfg.timeout, "timeout", 12*time.Minute, "bound on the whole run (cleanup comes on top)")
+	flag.BoolVar(&cfg.noSettings, "no-settings", false, "skip the candidate offload settings rows")
+	flag.BoolVar(&cfg.verbose, "v", false, "debug logging")
+	flag.Parse()
+	if cfg.rounds < 3 {
+		fmt.Fprintln(os.Stderr, "bench: -rounds must be at least 3")
+		os.Exit(2)
+	}
+
+	level := slog.LevelInfo
+	if cfg.verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM, unix.SIGHUP)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	defer cancel()
+	if err := run(ctx, cfg, log); err != nil {
+		log.Error("bench failed", "err", err)
+		stop()
+		os.Exit(1)
+	}
+}

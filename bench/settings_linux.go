@@ -1,0 +1,285 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/skeinnet/skein/lab"
+)
+
+// Candidate settings for the Skein data plane. Each is switched on inside
+// the lab's namespaces just before its row is measured and restored right
+// after, so that every round measures Skein as is and each setting.
+
+// nsDev is a device in a namespace.
+type nsDev struct{ ns, dev string }
+
+// ethtoolSetting switches ethtool features on (and optionally threaded
+// NAPI) on a set of devices, and restores what it found.
+type ethtoolSetting struct {
+	devs     []nsDev
+	features []string // ethtool -K names, set to "on"
+	threaded bool     // also write 1 to /sys/class/net/<dev>/threaded
+	saved    map[nsDev]map[string]string
+	savedThr map[nsDev]string
+}
+
+// ethtoolLong maps -K names to the names `ethtool -k` prints.
+var ethtoolLong = map[string]string{"gro": "generic-receive-offload"}
+
+// readFeatures returns the on/off state of features on a device.
+func readFeatures(ctx context.Context, d nsDev, names []string) (map[string]string, error) {
+	out, err := outputIn(ctx, d.ns, "ethtool", "-k", d.dev)
+	if err != nil {
+		return nil, err
+	}
+	got := map[string]string{}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":")
+		if !ok {
+			continue
+		}
+		got[k] = strings.Fields(v + " x")[0]
+	}
+	st := map[string]string{}
+	for _, n := range names {
+		long := n
+		if l, ok := ethtoolLong[n]; ok {
+			long = l
+		}
+		v, ok := got[long]
+		if !ok || (v != "on" && v != "off") {
+			return nil, fmt.Errorf("ethtool -k %s in %s: no feature %s", d.dev, d.ns, long)
+		}
+		st[n] = v
+	}
+	return st, nil
+}
+
+// setFeatures sets features (in order) to the given values.
+func setFeatures(ctx context.Context, d nsDev, vals map[string]string, order []string) error {
+	args := []string{"-K", d.dev}
+	for _, n := range order {
+		args = append(args, n, vals[n])
+	}
+	_, err := outputIn(ctx, d.ns, "ethtool", args...)
+	return err
+}
+
+// sysfsThreaded reads (value "") or writes /sys/class/net/<dev>/threaded of
+// a namespace and returns what it then holds. It goes through `ip netns
+// exec`, which mounts the namespace's own sysfs (a process merely switched
+// into the namespace would see the root's), and the script checks that it
+// runs in the right network namespace before touching anything.
+func sysfsThreaded(ctx context.Context, d nsDev, value string) (string, error) {
+	ino, err := nsInode(d.ns)
+	if err != nil {
+		return "", err
+	}
+	f := "/sys/class/net/" + d.dev + "/threaded"
+	script := fmt.Sprintf(`[ "$(readlink /proc/self/ns/net)" = "net:[%d]" ] || { echo wrong namespace >&2; exit 1; }; `, ino)
+	if value != "" {
+		script += fmt.Sprintf("echo %s > %s; ", value, f)
+	}
+	script += "cat " + f
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", d.ns, "sh", "-c", script).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("threaded NAPI on %s in %s: %w: %s", d.dev, d.ns, err, strings.TrimSpace(string(out)))
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+func (s *ethtoolSetting) apply(ctx context.Context) error {
+	s.saved, s.savedThr = map[nsDev]map[string]string{}, map[nsDev]string{}
+	on := map[string]string{}
+	for _, f := range s.features {
+		on[f] = "on"
+	}
+	for _, d := range s.devs {
+		st, err := readFeatures(ctx, d, s.features)
+		if err != nil {
+			return err
+		}
+		s.saved[d] = st
+		if err := setFeatures(ctx, d, on, s.features); err != nil {
+			return err
+		}
+		if s.threaded {
+			old, err := sysfsThreaded(ctx, d, "")
+			if err != nil {
+				return err
+			}
+			s.savedThr[d] = old
+			if _, err := sysfsThreaded(ctx, d, "1"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *ethtoolSetting) revert(ctx context.Context) error {
+	var errs []error
+	for _, d := range s.devs {
+		if old, ok := s.savedThr[d]; ok {
+			if _, err := sysfsThreaded(ctx, d, old); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if st, ok := s.saved[d]; ok {
+			if err := setFeatures(ctx, d, st, s.features); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// sysctlSetting sets net sysctls in one namespace and restores them.
+type sysctlSetting struct {
+	ns    string
+	keys  []string
+	value string
+	saved map[string]string
+}
+
+func (s *sysctlSetting) apply(_ context.Context) error {
+	s.saved = map[string]string{}
+	for _, k := range s.keys {
+		old, err := readSysctl(s.ns, k)
+		if err != nil {
+			return err
+		}
+		s.saved[k] = old
+		if err := writeSysctlChecked(s.ns, k, s.value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *sysctlSetting) revert(_ context.Context) error {
+	var errs []error
+	for k, v := range s.saved {
+		if err := writeSysctlChecked(s.ns, k, v); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// writeSysctlChecked writes a sysctl inside ns and verifies that the root
+// namespace's value did not move (that is, that the key is per namespace);
+// if it did, it puts the root's value back and fails.
+func writeSysctlChecked(ns, key, value string) error {
+	path := "/proc/sys/" + strings.ReplaceAll(key, ".", "/")
+	before, err := os.ReadFile(path) // this thread is in the root namespace
+	if err != nil {
+		return fmt.Errorf("sysctl %s: %w", key, err)
+	}
+	if err := writeSysctl(ns, key, value); err != nil {
+		return err
+	}
+	after, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("sysctl %s: %w", key, err)
+	}
+	if string(after) != string(before) {
+		// Not reached on kernels with per-namespace bridge sysctls (5.x and later).
+		_ = os.WriteFile(path, before, 0o644) // best effort restore of the root's value
+		return fmt.Errorf("sysctl %s is not per namespace here; restored the root's value", key)
+	}
+	return nil
+}
+
+// readSysctl reads a net sysctl inside ns.
+func readSysctl(ns, key string) (string, error) {
+	path := "/proc/sys/" + strings.ReplaceAll(key, ".", "/")
+	var v string
+	err := inNS(ns, func() error {
+		b, err := os.ReadFile(path)
+		v = strings.TrimSpace(string(b))
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("read sysctl %s in %s: %w", key, ns, err)
+	}
+	return v, nil
+}
+
+// podVeth returns the host side of the container's veth on a lab host: the
+// veth that is not the underlay interface.
+func podVeth(host string) (string, error) {
+	h, err := handleIn(host)
+	if err != nil {
+		return "", err
+	}
+	defer h.Close()
+	links, err := h.LinkList()
+	if err != nil {
+		return "", fmt.Errorf("list links in %s: %w", host, err)
+	}
+	for _, l := range links {
+		if l.Type() == "veth" && l.Attrs().Name != lab.HostIface {
+			return l.Attrs().Name, nil
+		}
+	}
+	return "", fmt.Errorf("no pod veth in %s", host)
+}
+
+// skeinSettings returns the candidate-setting rows for the Skein lab.
+func skeinSettings(underlayNS string, hosts, ctrs []string) ([]dpPath, error) {
+	var eth0s, pods []nsDev
+	for i, h := range hosts {
+		eth0s = append(eth0s, nsDev{h, lab.HostIface})
+		pv, err := podVeth(h)
+		if err != nil {
+			return nil, err
+		}
+		pods = append(pods, nsDev{h, pv}, nsDev{ctrs[i], lab.ContainerIface})
+	}
+	type applier interface {
+		apply(context.Context) error
+		revert(context.Context) error
+	}
+	mk := func(key, name string, s applier) dpPath {
+		return dpPath{key: key, name: name, base: pathSkein, apply: s.apply, revert: s.revert}
+	}
+	rows := []dpPath{
+		mk("skein+gro", "Skein + GRO on the underlay veth (eth0)",
+			&ethtoolSetting{devs: eth0s, features: []string{"gro"}}),
+		mk("skein+udpgro", "Skein + GRO and rx-udp-gro-forwarding on eth0",
+			&ethtoolSetting{devs: eth0s, features: []string{"gro", "rx-udp-gro-forwarding"}}),
+		mk("skein+podgro", "Skein + GRO on both ends of the pod veths",
+			&ethtoolSetting{devs: pods, features: []string{"gro"}}),
+		mk("skein+napi", "Skein + GRO and threaded NAPI on eth0 and the pod veths",
+			&ethtoolSetting{devs: append(append([]nsDev(nil), eth0s...), pods...), features: []string{"gro"}, threaded: true}),
+	}
+	if brNetfilterOn(underlayNS) {
+		rows = append(rows, mk("skein+nobrnf", "Skein, underlay bridge without br_netfilter (lab underlay, not the agent)", noBrNetfilter(underlayNS)))
+	}
+	return rows, nil
+}
+
+// brNetfilterKeys make a bridge hand bridged frames to the IP, IPv6 and ARP
+// netfilter hooks when br_netfilter is loaded (per namespace, default on).
+var brNetfilterKeys = []string{"net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables", "net.bridge.bridge-nf-call-arptables"}
+
+// brNetfilterOn reports whether bridges in ns pass frames to the IP hooks;
+// only then is a row without it worth measuring.
+func brNetfilterOn(ns string) bool {
+	v, err := readSysctl(ns, brNetfilterKeys[0])
+	return err == nil && v == "1"
+}
+
+// noBrNetfilter turns br_netfilter's hooks off for the bridges in ns, as a
+// physical switch would be.
+func noBrNetfilter(ns string) *sysctlSetting {
+	return &sysctlSetting{ns: ns, keys: brNetfilterKeys, value: "0"}
+}

@@ -1,0 +1,58 @@
+// Package bgp is Skein's routed backend: an embedded GoBGP v3 speaker
+// behind Skein's own small API (Speaker, Config, Peer, RouteDataplane), so
+// that moving to GoBGP v4 touches gobgp.go and gobgp_log.go only.
+//
+// # Model
+//
+// Each node advertises its blocks (SetAdvertised) with next hop = its
+// underlay IP, keeps sessions with the desired peers (SetPeers: the node
+// mesh, route reflectors, external top-of-rack routers) and installs the
+// best IPv4 unicast path of every learned prefix as a kernel route
+// "prefix via next hop", marked with Skein's route protocol. Two
+// level-triggered loops (internal/reconcile) do the work: one makes gobgp's
+// neighbours and advertisements match the desired state, the other turns
+// the best paths into routes with the pure planner Plan and reconciles them
+// with the RouteDataplane. gobgp's watch events (best path changes,
+// End-of-RIB, session states) only trigger the route loop.
+//
+// Learned paths are not installed when they overlap one of the node's own
+// blocks (SetLocal), fall outside Config.Import, point back at the node, or
+// collide with a kernel route the speaker does not own (which it never
+// replaces); each is logged once and shown in Debug.
+//
+// # Timers
+//
+// Defaults favour convergence on a data-centre fabric:
+//
+//   - Hold time 9 s, keepalive 3 s (the usual data-centre profile, as FRR's
+//     "datacenter" defaults): a dead peer is noticed in under 10 s, and a
+//     busy host still has three keepalives' slack.
+//   - Connect retry 5 s: a peer that does not answer is retried every 5–10 s
+//     (gobgp adds up to 100 % jitter), quietly.
+//   - The first connection attempt to a new peer is gobgp's, 1–2 s after the
+//     peer is added (hard-wired in gobgp v3); both ends try, so a node join
+//     is usually up in 1–1.5 s, then the routes flow within milliseconds
+//     (gobgp has no advertisement interval). After a session drops, gobgp
+//     waits a fixed 5 s before reconnecting.
+//   - Graceful restart time 120 s (Config.RestartTime): how long peers keep
+//     this node's routes while its agent restarts.
+//   - Stale route time 60 s (Config.StaleRouteTime): how long, at most, a
+//     restarted speaker keeps the routes the previous run installed while it
+//     re-learns them; it stops as soon as every peer is established and has
+//     sent End-of-RIB.
+//
+// # Graceful restart
+//
+// With graceful restart (the default) Run's exit cuts the TCP sessions
+// without a NOTIFICATION, as a dying process would, so peers keep this
+// node's routes for the restart time; kernel routes are never removed on
+// exit. The next run sets the Restart State and Forwarding State bits, keeps
+// the old kernel routes until the peers have re-sent theirs, and only then
+// deletes what was not re-learned. Removing a peer (SetPeers) sends a Cease
+// notification: the peer drops this node's routes at once, and this node
+// its.
+//
+// gobgp v3's server loop (BgpServer.Serve) cannot be stopped: after Run
+// returns one idle goroutine per Speaker remains. Agents run one Speaker
+// per process.
+package bgp

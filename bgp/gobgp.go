@@ -1,0 +1,419 @@
+package bgp
+
+// This file and gobgp_log.go are the only ones that know GoBGP: moving to
+// GoBGP v4 means rewriting gobgpRouter and gobgpLogger, nothing else.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/config/oc"
+	"github.com/osrg/gobgp/v3/pkg/server"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// grDeferralTime bounds how long a restarting speaker holds back its own
+// advertisements waiting for End-of-RIB from its peers (RFC 4724 selection
+// deferral); gobgp's default is 360 s, far too long for a node's own blocks.
+const grDeferralTime = 10
+
+var familyIPv4 = &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
+
+// neighbor is the state of one configured BGP neighbour.
+type neighbor struct {
+	Address netip.Addr
+	ASN     uint32
+	// State is the FSM state: Idle, Connect, Active, OpenSent,
+	// OpenConfirm or Established.
+	State string
+	// Uptime and Downtime are the last transitions into and out of
+	// Established; zero when none happened.
+	Uptime, Downtime               time.Time
+	Received, Accepted, Advertised int
+	Flaps                          int
+	// GR reports that graceful restart was negotiated for IPv4 unicast and
+	// EORReceived that the peer's End-of-RIB arrived on this session.
+	GR, EORReceived bool
+	// PeerRestarting reports that gobgp keeps the peer's routes as stale
+	// while it restarts.
+	PeerRestarting bool
+}
+
+// established reports whether the session is up.
+func (n neighbor) established() bool { return n.State == "Established" }
+
+// gobgpRouter runs one embedded GoBGP server. Its methods are safe for
+// concurrent use; gobgp serializes them on its own goroutine.
+type gobgpRouter struct {
+	s   *server.BgpServer
+	cfg Config
+
+	mu    sync.Mutex
+	paths map[netip.Prefix]advertised // what AddPath installed
+	peers map[netip.Addr]Peer         // what AddPeer installed
+}
+
+type advertised struct {
+	NextHop netip.Addr
+	UUID    []byte
+}
+
+// startRouter starts a gobgp server with cfg (defaulted and valid). gobgp
+// v3's Serve loop has no way to end: its goroutine outlives stop, idle,
+// one per Speaker that ever ran.
+func startRouter(ctx context.Context, cfg Config, lg *gobgpLogger) (*gobgpRouter, error) {
+	s := server.NewBgpServer(server.LoggerOption(lg)) // no gRPC API
+	go s.Serve()
+	g := &api.Global{
+		Asn:        cfg.ASN,
+		RouterId:   cfg.RouterID.String(),
+		ListenPort: int32(cfg.ListenPort),
+		Families:   []uint32{uint32(oc.AfiSafiTypeToIntMap[oc.AFI_SAFI_TYPE_IPV4_UNICAST])},
+	}
+	if cfg.ListenPort > 0 {
+		g.ListenAddresses = []string{cfg.ListenAddr.String()}
+	}
+	if err := s.StartBgp(ctx, &api.StartBgpRequest{Global: g}); err != nil {
+		return nil, fmt.Errorf("start gobgp on %s:%d: %w", cfg.ListenAddr, cfg.ListenPort, err)
+	}
+	return &gobgpRouter{
+		s:     s,
+		cfg:   cfg,
+		paths: map[netip.Prefix]advertised{},
+		peers: map[netip.Addr]Peer{},
+	}, nil
+}
+
+// watch calls onTable after every change of the best paths and every
+// End-of-RIB, and onPeer after every session state change, until ctx is
+// done. The callbacks run on a gobgp goroutine and must not block.
+func (r *gobgpRouter) watch(ctx context.Context, onTable func(), onPeer func(addr netip.Addr, state string)) error {
+	req := &api.WatchEventRequest{
+		Peer: &api.WatchEventRequest_Peer{},
+		Table: &api.WatchEventRequest_Table{Filters: []*api.WatchEventRequest_Table_Filter{
+			{Type: api.WatchEventRequest_Table_Filter_BEST},
+			{Type: api.WatchEventRequest_Table_Filter_EOR},
+		}},
+	}
+	err := r.s.WatchEvent(ctx, req, func(ev *api.WatchEventResponse) {
+		switch {
+		case ev.GetTable() != nil:
+			onTable()
+		case ev.GetPeer() != nil:
+			p := ev.GetPeer().GetPeer()
+			if ev.GetPeer().GetType() != api.WatchEventResponse_PeerEvent_STATE || p.GetState() == nil {
+				return
+			}
+			addr, err := netip.ParseAddr(p.GetState().GetNeighborAddress())
+			if err != nil {
+				return
+			}
+			onPeer(addr.Unmap(), stateName(p.GetState().GetSessionState()))
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("watch gobgp events: %w", err)
+	}
+	return nil
+}
+
+func stateName(s api.PeerState_SessionState) string {
+	switch s {
+	case api.PeerState_IDLE:
+		return "Idle"
+	case api.PeerState_CONNECT:
+		return "Connect"
+	case api.PeerState_ACTIVE:
+		return "Active"
+	case api.PeerState_OPENSENT:
+		return "OpenSent"
+	case api.PeerState_OPENCONFIRM:
+		return "OpenConfirm"
+	case api.PeerState_ESTABLISHED:
+		return "Established"
+	}
+	return "Unknown"
+}
+
+// advertisedPaths returns what addPath installed, by prefix.
+func (r *gobgpRouter) advertisedPaths() map[netip.Prefix]netip.Addr {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[netip.Prefix]netip.Addr, len(r.paths))
+	for p, a := range r.paths {
+		out[p] = a.NextHop
+	}
+	return out
+}
+
+// addPath originates prefix with next hop nh, replacing an earlier path for
+// the same prefix.
+func (r *gobgpRouter) addPath(ctx context.Context, prefix netip.Prefix, nh netip.Addr) error {
+	nlri, err := anypb.New(&api.IPAddressPrefix{Prefix: prefix.Addr().String(), PrefixLen: uint32(prefix.Bits())})
+	if err != nil {
+		return fmt.Errorf("encode prefix %s: %w", prefix, err)
+	}
+	origin, err := anypb.New(&api.OriginAttribute{Origin: 0}) // IGP
+	if err != nil {
+		return fmt.Errorf("encode origin: %w", err)
+	}
+	next, err := anypb.New(&api.NextHopAttribute{NextHop: nh.String()})
+	if err != nil {
+		return fmt.Errorf("encode next hop %s: %w", nh, err)
+	}
+	resp, err := r.s.AddPath(ctx, &api.AddPathRequest{
+		TableType: api.TableType_GLOBAL,
+		Path:      &api.Path{Family: familyIPv4, Nlri: nlri, Pattrs: []*anypb.Any{origin, next}},
+	})
+	if err != nil {
+		return fmt.Errorf("advertise %s via %s: %w", prefix, nh, err)
+	}
+	r.mu.Lock()
+	r.paths[prefix] = advertised{NextHop: nh, UUID: resp.GetUuid()}
+	r.mu.Unlock()
+	return nil
+}
+
+// deletePath withdraws what addPath originated for prefix.
+func (r *gobgpRouter) deletePath(ctx context.Context, prefix netip.Prefix) error {
+	r.mu.Lock()
+	a, ok := r.paths[prefix]
+	r.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	err := r.s.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: familyIPv4, Uuid: a.UUID})
+	if err != nil && !strings.Contains(err.Error(), "can't find") {
+		return fmt.Errorf("withdraw %s: %w", prefix, err)
+	}
+	r.mu.Lock()
+	delete(r.paths, prefix)
+	r.mu.Unlock()
+	return nil
+}
+
+// configuredPeers returns what addPeer installed, by address.
+func (r *gobgpRouter) configuredPeers() map[netip.Addr]Peer {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[netip.Addr]Peer, len(r.peers))
+	for a, p := range r.peers {
+		out[a] = p
+	}
+	return out
+}
+
+// seconds converts d to whole seconds, rounding up, at least 1.
+func seconds(d time.Duration) uint64 {
+	return uint64(max(1, math.Ceil(d.Seconds())))
+}
+
+// addPeer configures a neighbour. restarting sets the graceful-restart
+// Restart State and Forwarding State bits in the OPEN (this node restarted
+// and kept its forwarding state), which makes gobgp defer its own
+// advertisements until the peers' End-of-RIB, up to grDeferralTime.
+func (r *gobgpRouter) addPeer(ctx context.Context, p Peer, restarting bool) error {
+	gr := !r.cfg.DisableGracefulRestart
+	ap := &api.Peer{
+		Conf: &api.PeerConf{
+			NeighborAddress: p.Address.String(),
+			PeerAsn:         p.ASN,
+			Description:     p.Name,
+		},
+		Timers: &api.Timers{Config: &api.TimersConfig{
+			ConnectRetry:      seconds(r.cfg.ConnectRetry),
+			HoldTime:          seconds(r.cfg.HoldTime),
+			KeepaliveInterval: seconds(r.cfg.KeepAlive),
+		}},
+		Transport: &api.Transport{
+			// Sessions come from the address peers know this node by,
+			// whatever source address the kernel would pick.
+			LocalAddress: r.cfg.ListenAddr.String(),
+			RemotePort:   uint32(p.Port),
+			PassiveMode:  p.Passive,
+		},
+		AfiSafis: []*api.AfiSafi{{
+			Config:            &api.AfiSafiConfig{Family: familyIPv4, Enabled: true},
+			MpGracefulRestart: &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: gr}},
+		}},
+	}
+	if gr {
+		ap.GracefulRestart = &api.GracefulRestart{
+			Enabled:         true,
+			RestartTime:     uint32(seconds(r.cfg.RestartTime)),
+			DeferralTime:    grDeferralTime,
+			LocalRestarting: restarting,
+		}
+	}
+	if p.RouteReflectorClient {
+		clusterID := r.cfg.RouterID
+		if r.cfg.RouteReflector != nil {
+			clusterID = r.cfg.RouteReflector.ClusterID
+		}
+		ap.RouteReflector = &api.RouteReflector{RouteReflectorClient: true, RouteReflectorClusterId: clusterID.String()}
+	}
+	if err := r.s.AddPeer(ctx, &api.AddPeerRequest{Peer: ap}); err != nil {
+		return fmt.Errorf("add peer %s (%s): %w", p.Name, p.Address, err)
+	}
+	r.mu.Lock()
+	r.peers[p.Address] = p
+	r.mu.Unlock()
+	return nil
+}
+
+// deletePeer removes a neighbour; its routes are withdrawn at once (a
+// Cease notification tells the peer to drop ours without graceful restart).
+func (r *gobgpRouter) deletePeer(ctx context.Context, addr netip.Addr) error {
+	err := r.s.DeletePeer(ctx, &api.DeletePeerRequest{Address: addr.String()})
+	if err != nil && !strings.Contains(err.Error(), "can't delete a peer configuration") {
+		return fmt.Errorf("delete peer %s: %w", addr, err)
+	}
+	r.mu.Lock()
+	delete(r.peers, addr)
+	r.mu.Unlock()
+	return nil
+}
+
+// bestPaths returns the best path of every IPv4 unicast destination.
+func (r *gobgpRouter) bestPaths(ctx context.Context) ([]Path, error) {
+	var (
+		out  []Path
+		errs []error
+	)
+	err := r.s.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: familyIPv4}, func(d *api.Destination) {
+		prefix, err := netip.ParsePrefix(d.GetPrefix())
+		if err != nil {
+			errs = append(errs, fmt.Errorf("parse destination %q: %w", d.GetPrefix(), err))
+			return
+		}
+		for _, p := range d.GetPaths() {
+			if !p.GetBest() || p.GetIsWithdraw() {
+				continue
+			}
+			path := Path{Prefix: prefix, Stale: p.GetStale()}
+			// Locally originated paths have no source address ("<nil>").
+			if a, err := netip.ParseAddr(p.GetNeighborIp()); err == nil {
+				path.Peer = a.Unmap()
+			}
+			if !p.GetIsNexthopInvalid() {
+				path.NextHop = nextHopOf(p.GetPattrs())
+			}
+			out = append(out, path)
+			break
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list best paths: %w", err)
+	}
+	return out, errors.Join(errs...)
+}
+
+// nextHopOf returns the next hop in a path's attributes; invalid when none.
+func nextHopOf(attrs []*anypb.Any) netip.Addr {
+	for _, a := range attrs {
+		m, err := a.UnmarshalNew()
+		if err != nil {
+			continue
+		}
+		var s string
+		switch v := m.(type) {
+		case *api.NextHopAttribute:
+			s = v.GetNextHop()
+		case *api.MpReachNLRIAttribute:
+			if len(v.GetNextHops()) > 0 {
+				s = v.GetNextHops()[0]
+			}
+		default:
+			continue
+		}
+		if nh, err := netip.ParseAddr(s); err == nil {
+			return nh.Unmap()
+		}
+	}
+	return netip.Addr{}
+}
+
+// neighbors returns the state of every configured neighbour.
+func (r *gobgpRouter) neighbors(ctx context.Context) ([]neighbor, error) {
+	var out []neighbor
+	err := r.s.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
+		addr, err := netip.ParseAddr(p.GetConf().GetNeighborAddress())
+		if err != nil {
+			return
+		}
+		n := neighbor{
+			Address:        addr.Unmap(),
+			ASN:            p.GetConf().GetPeerAsn(),
+			State:          stateName(p.GetState().GetSessionState()),
+			Flaps:          int(p.GetState().GetFlops()),
+			PeerRestarting: p.GetGracefulRestart().GetPeerRestarting(),
+		}
+		if t := p.GetTimers().GetState(); t != nil {
+			if u := t.GetUptime(); u != nil && u.GetSeconds() > 0 {
+				n.Uptime = u.AsTime()
+			}
+			if d := t.GetDowntime(); d != nil && d.GetSeconds() > 0 {
+				n.Downtime = d.AsTime()
+			}
+		}
+		for _, af := range p.GetAfiSafis() {
+			if !proto.Equal(af.GetConfig().GetFamily(), familyIPv4) {
+				continue
+			}
+			st := af.GetState()
+			n.Received, n.Accepted, n.Advertised = int(st.GetReceived()), int(st.GetAccepted()), int(st.GetAdvertised())
+			gr := af.GetMpGracefulRestart().GetState()
+			n.GR = gr.GetEnabled() && gr.GetReceived()
+			n.EORReceived = gr.GetEndOfRibReceived()
+		}
+		if n.GR && n.established() && n.Advertised > 0 {
+			n.Advertised-- // gobgp counts the End-of-RIB marker it would send
+		}
+		out = append(out, n)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list peers: %w", err)
+	}
+	return out, nil
+}
+
+// stop shuts gobgp down. With graceful restart on it first cuts the TCP
+// sessions without a NOTIFICATION, as a crashed or restarting process
+// would, so that peers keep this node's routes for the restart time; gobgp
+// itself can only stop with a Cease notification, which makes peers drop
+// them at once. Kernel routes are never touched here.
+func (r *gobgpRouter) stop(ctx context.Context) error {
+	var errs []error
+	if !r.cfg.DisableGracefulRestart {
+		remotes := map[netip.AddrPort]bool{}
+		for _, p := range r.configuredPeers() {
+			port := p.Port
+			if port == 0 {
+				port = DefaultPort
+			}
+			remotes[netip.AddrPortFrom(p.Address, uint16(port))] = true
+		}
+		if _, err := abortSessions(r.cfg.ListenAddr, r.cfg.ListenPort, remotes); err != nil {
+			errs = append(errs, fmt.Errorf("cut sessions for graceful restart (peers will drop routes): %w", err))
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.s.StopBgp(context.WithoutCancel(ctx), &api.StopBgpRequest{}) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			errs = append(errs, fmt.Errorf("stop gobgp: %w", err))
+		}
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("stop gobgp: %w", ctx.Err()))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,431 @@
+package bgp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/skeinnet/skein/internal/reconcile"
+)
+
+// stopTimeout bounds the shutdown of gobgp when Run ends.
+const stopTimeout = 10 * time.Second
+
+// restartDelay is how long a speaker that restarts with routes in the
+// kernel waits before it listens and connects. A gobgp peer sits in Idle for
+// a fixed 5 s after a session dropped and closes connections meanwhile; a
+// restarted speaker that connects at once is refused, goes Idle for 5 s
+// itself, and the two can keep missing each other for many rounds. Worse, a
+// peer keeping this node's routes (graceful-restart helper) drops them at
+// its first failed reconnection. Waiting out the peer's idle hold avoids
+// both: the peer connects, or accepts the first connection.
+const restartDelay = 6 * time.Second
+
+// Speaker is an embedded BGP speaker: it advertises this node's blocks,
+// keeps sessions with the desired peers and installs the best learned
+// paths as kernel routes. Build it with New, give it state with the Set
+// methods (before or while Run runs) and call Run once.
+type Speaker struct {
+	cfg       Config
+	log       *slog.Logger
+	gl        *gobgpLogger
+	routes    *routeSyncer
+	cfgLoop   reconcile.Loop // peers and advertisements → gobgp
+	routeLoop reconcile.Loop // best paths → kernel
+	ran       atomic.Bool
+	// restartDelay is restartDelay; tests shorten it.
+	restartDelay time.Duration
+
+	mu         sync.Mutex
+	peers      []Peer // desired, valid, in SetPeers order
+	peersSet   bool
+	advertised map[netip.Prefix]netip.Addr // nil until the first SetAdvertised
+	local      []netip.Prefix
+	router     *gobgpRouter // non-nil while Run runs
+	runStart   time.Time
+	syncing    bool // keeping routes of an earlier run until peers re-sync
+	waitLogged bool
+	states     map[netip.Addr]string // last session state seen, by address
+	rejected   []Rejection
+	rejectSeen map[Rejection]bool // rejections already logged
+	lastSync   time.Time
+	cfgErr     error
+	routeErr   error
+	syncs      int
+	failures   int
+}
+
+// New validates cfg and returns a Speaker.
+func New(cfg Config) (*Speaker, error) {
+	cfg = cfg.Defaulted()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Log.With("component", "bgp")
+	dp := cfg.Dataplane
+	if dp == nil {
+		var err error
+		if dp, err = defaultDataplane(cfg, log); err != nil {
+			return nil, fmt.Errorf("bgp dataplane: %w", err)
+		}
+	}
+	s := &Speaker{
+		cfg:          cfg,
+		log:          log,
+		gl:           newGobgpLogger(cfg.Log),
+		routes:       newRouteSyncer(dp, log),
+		states:       map[netip.Addr]string{},
+		rejectSeen:   map[Rejection]bool{},
+		restartDelay: restartDelay,
+	}
+	s.cfgLoop = reconcile.Loop{Name: "bgp-config", Sync: s.syncConfig, Log: log, MinBackoff: time.Second}
+	s.routeLoop = reconcile.Loop{Name: "bgp-routes", Sync: s.syncRoutes, Log: log}
+	return s, nil
+}
+
+// SetPeers sets the desired neighbours; sessions are added, removed and
+// re-created (when a peer's address-independent settings change) in the
+// background. Invalid peers and duplicates (by name or address; the first
+// wins) are left out and reported in the error, the others are applied. A
+// peer with this speaker's own address is ignored, so the full node list
+// may be passed. It never blocks on the network.
+func (s *Speaker) SetPeers(peers []Peer) error {
+	ok, err := ValidatePeers(peers)
+	ok = slices.DeleteFunc(ok, func(p Peer) bool { return p.Address == s.cfg.ListenAddr || p.Address == s.cfg.RouterID })
+	s.mu.Lock()
+	s.peers, s.peersSet = ok, true
+	s.mu.Unlock()
+	s.cfgLoop.Trigger()
+	if err != nil {
+		return fmt.Errorf("bgp peers: %w", err)
+	}
+	return nil
+}
+
+// SetAdvertised sets the prefixes this node originates, all with next hop
+// nextHop (the node's underlay IP; RouterID when invalid). Removed prefixes
+// are withdrawn. Peers are configured only after the first call, so that a
+// restarted node never sends End-of-RIB before its own blocks (which would
+// make its peers drop them): call it, with no prefixes if need be, before
+// or with SetPeers.
+func (s *Speaker) SetAdvertised(prefixes []netip.Prefix, nextHop netip.Addr) {
+	if !nextHop.IsValid() {
+		nextHop = s.cfg.RouterID
+	}
+	adv := make(map[netip.Prefix]netip.Addr, len(prefixes))
+	for _, p := range prefixes {
+		if !p.IsValid() || !p.Addr().Is4() {
+			s.log.Warn("not advertising an invalid or non-IPv4 prefix", "prefix", p)
+			continue
+		}
+		adv[p.Masked()] = nextHop
+	}
+	s.mu.Lock()
+	s.advertised = adv
+	s.mu.Unlock()
+	s.cfgLoop.Trigger()
+}
+
+// SetLocal sets this node's own blocks: learned paths overlapping one of
+// them are never installed (and logged once).
+func (s *Speaker) SetLocal(prefixes []netip.Prefix) {
+	local := make([]netip.Prefix, 0, len(prefixes))
+	for _, p := range prefixes {
+		if p.IsValid() {
+			local = append(local, p.Masked())
+		}
+	}
+	s.mu.Lock()
+	s.local = local
+	s.mu.Unlock()
+	s.routeLoop.Trigger()
+}
+
+// Run starts gobgp (listening only on ListenAddr, no gRPC API), keeps it
+// at the desired state and the kernel at its best paths until ctx is done,
+// then stops it. With graceful restart the sessions are cut as if the
+// process had died, so peers keep this node's routes for RestartTime.
+// Kernel routes are left in place in every case; the next Run keeps them
+// until it has re-learned them. Run may be called once.
+func (s *Speaker) Run(ctx context.Context) error {
+	if s.ran.Swap(true) {
+		return errors.New("bgp speaker: Run called twice")
+	}
+	s.mu.Lock()
+	s.runStart, s.syncing = time.Now(), true
+	s.mu.Unlock()
+	if have, err := s.routes.dp.Routes(ctx); err == nil && len(have) > 0 {
+		s.log.Info("restarting with routes in the kernel; waiting for peers to accept connections",
+			"count", len(have), "dur", s.restartDelay)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(s.restartDelay):
+		}
+	}
+	r, err := startRouter(ctx, s.cfg, s.gl)
+	if err != nil {
+		return err
+	}
+	watchCtx, cancelWatch := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWatch()
+	if err := r.watch(watchCtx, s.routeLoop.Trigger, s.peerStateChanged); err != nil {
+		return errors.Join(err, r.stop(ctx))
+	}
+	s.mu.Lock()
+	s.router = r
+	s.mu.Unlock()
+	listen := "none"
+	if s.cfg.ListenPort > 0 {
+		listen = netip.AddrPortFrom(s.cfg.ListenAddr, uint16(s.cfg.ListenPort)).String()
+	}
+	s.log.Info("bgp speaker started", "router_id", s.cfg.RouterID, "asn", s.cfg.ASN, "listen", listen,
+		"graceful_restart", !s.cfg.DisableGracefulRestart, "route_reflector", s.cfg.RouteReflector != nil)
+
+	staleTimer := time.AfterFunc(max(0, s.cfg.StaleRouteTime-time.Since(s.runStart)), s.routeLoop.Trigger)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.cfgLoop.Run(gctx) })
+	g.Go(func() error { return s.routeLoop.Run(gctx) })
+	err = g.Wait()
+	staleTimer.Stop()
+	cancelWatch()
+
+	s.mu.Lock()
+	s.router = nil
+	s.mu.Unlock()
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
+	defer cancel()
+	serr := r.stop(stopCtx)
+	s.log.Info("bgp speaker stopped", "graceful_restart", !s.cfg.DisableGracefulRestart)
+	return errors.Join(err, serr)
+}
+
+// syncConfig makes gobgp's advertisements and neighbours match the desired
+// state.
+func (s *Speaker) syncConfig(ctx context.Context) error {
+	s.mu.Lock()
+	r, advSet := s.router, s.advertised != nil
+	adv := make(map[netip.Prefix]netip.Addr, len(s.advertised))
+	for p, nh := range s.advertised {
+		adv[p] = nh
+	}
+	want := make(map[netip.Addr]Peer, len(s.peers))
+	for _, p := range s.peers {
+		want[p.Address] = p
+	}
+	restarting := s.syncing && !s.cfg.DisableGracefulRestart
+	logWait := !advSet && s.peersSet && !s.waitLogged
+	if logWait {
+		s.waitLogged = true
+	}
+	s.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	if !advSet {
+		if logWait {
+			s.log.Info("peers wait for the first SetAdvertised")
+		}
+		return nil
+	}
+	err := errors.Join(s.syncPaths(ctx, r, adv), s.syncPeers(ctx, r, want, restarting))
+	s.mu.Lock()
+	s.cfgErr = err
+	s.mu.Unlock()
+	return err
+}
+
+func (s *Speaker) syncPaths(ctx context.Context, r *gobgpRouter, want map[netip.Prefix]netip.Addr) error {
+	d := reconcile.Diff(want, r.advertisedPaths(), func(a, b netip.Addr) bool { return a == b })
+	d.Sort(comparePrefix)
+	var errs []error
+	for _, it := range append(d.Add, d.Change...) {
+		if err := r.addPath(ctx, it.Key, it.Value); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.log.Info("prefix advertised", "prefix", it.Key, "gw", it.Value)
+	}
+	for _, it := range d.Delete {
+		if err := r.deletePath(ctx, it.Key); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.log.Info("prefix withdrawn", "prefix", it.Key)
+	}
+	return errors.Join(errs...)
+}
+
+// sessionEqual reports whether two peers need the same gobgp neighbour;
+// names and descriptions are Skein's own.
+func sessionEqual(a, b Peer) bool {
+	return a.Address == b.Address && a.ASN == b.ASN && a.Port == b.Port &&
+		a.RouteReflectorClient == b.RouteReflectorClient && a.Passive == b.Passive
+}
+
+func (s *Speaker) syncPeers(ctx context.Context, r *gobgpRouter, want map[netip.Addr]Peer, restarting bool) error {
+	d := reconcile.Diff(want, r.configuredPeers(), sessionEqual)
+	d.Sort(netip.Addr.Compare)
+	var errs []error
+	for _, it := range d.Delete {
+		if err := r.deletePeer(ctx, it.Key); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.gl.forgetPeer(it.Key.String())
+		s.log.Info("peer removed", "peer", it.Value.Name, "ip", it.Key)
+	}
+	for _, it := range d.Change {
+		if err := r.deletePeer(ctx, it.Key); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := r.addPeer(ctx, it.Value, restarting); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.log.Info("peer changed", "peer", it.Value.Name, "ip", it.Key, "asn", it.Value.ASN)
+	}
+	for _, it := range d.Add {
+		if err := r.addPeer(ctx, it.Value, restarting); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.log.Info("peer added", "peer", it.Value.Name, "ip", it.Key, "asn", it.Value.ASN,
+			"rr_client", it.Value.RouteReflectorClient, "passive", it.Value.Passive)
+	}
+	return errors.Join(errs...)
+}
+
+// syncRoutes makes the kernel's owned routes match the best paths.
+func (s *Speaker) syncRoutes(ctx context.Context) error {
+	s.mu.Lock()
+	r, syncing, start := s.router, s.syncing, s.runStart
+	local := slices.Clone(s.local)
+	peers := slices.Clone(s.peers)
+	configured := s.peersSet && s.advertised != nil
+	s.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	paths, err := r.bestPaths(ctx)
+	if err != nil {
+		return s.recordRouteSync(fmt.Errorf("sync bgp routes: %w", err))
+	}
+	plan := Plan(PlanInput{Paths: paths, Local: local, Import: s.cfg.Import, Self: []netip.Addr{s.cfg.RouterID, s.cfg.ListenAddr}})
+	s.noteRejections(plan.Rejected)
+
+	if syncing {
+		reason := ""
+		if time.Since(start) >= s.cfg.StaleRouteTime {
+			reason = "timeout"
+		} else if configured {
+			ns, err := r.neighbors(ctx)
+			if err != nil {
+				return s.recordRouteSync(fmt.Errorf("sync bgp routes: %w", err))
+			}
+			if allSynced(peers, ns) {
+				reason = "all peers sent their routes"
+			}
+		}
+		if reason != "" {
+			syncing = false
+			s.mu.Lock()
+			s.syncing = false
+			s.mu.Unlock()
+			s.log.Info("initial sync done; removing stale routes", "reason", reason, "dur", time.Since(start))
+		}
+	}
+	var keep func(Route) bool
+	if syncing {
+		keep = func(rt Route) bool { return !slices.ContainsFunc(local, rt.Dst.Overlaps) }
+	}
+	start = time.Now()
+	ops, kept, err := s.routes.sync(ctx, plan.Routes, keep)
+	if err != nil {
+		err = fmt.Errorf("sync bgp routes: %w", err)
+	}
+	if ops > 0 {
+		s.log.Info("routes synced", "op", ops, "count", len(plan.Routes), "kept", kept, "dur", time.Since(start))
+	} else {
+		s.log.Debug("routes synced", "op", 0, "count", len(plan.Routes), "kept", kept, "dur", time.Since(start))
+	}
+	return s.recordRouteSync(err)
+}
+
+func (s *Speaker) recordRouteSync(err error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastSync, s.routeErr = time.Now(), err
+	s.syncs++
+	if err != nil {
+		s.failures++
+	}
+	return err
+}
+
+// allSynced reports whether every desired peer is established and, if it
+// speaks graceful restart, has sent End-of-RIB.
+func allSynced(peers []Peer, ns []neighbor) bool {
+	for _, p := range peers {
+		i := slices.IndexFunc(ns, func(n neighbor) bool { return n.Address == p.Address })
+		if i < 0 || !ns[i].established() || (ns[i].GR && !ns[i].EORReceived) {
+			return false
+		}
+	}
+	return true
+}
+
+// noteRejections logs each rejected path once, for as long as it stays
+// rejected.
+func (s *Speaker) noteRejections(rej []Rejection) {
+	s.mu.Lock()
+	seen := make(map[Rejection]bool, len(rej))
+	var fresh []Rejection
+	for _, r := range rej {
+		seen[r] = true
+		if !s.rejectSeen[r] {
+			fresh = append(fresh, r)
+		}
+	}
+	s.rejectSeen, s.rejected = seen, rej
+	s.mu.Unlock()
+	for _, r := range fresh {
+		s.log.Warn("learned route not installed", "prefix", r.Prefix, "gw", r.NextHop, "ip", r.Peer, "reason", r.Reason)
+	}
+}
+
+// peerStateChanged is called by gobgp on every session state change.
+func (s *Speaker) peerStateChanged(addr netip.Addr, state string) {
+	s.mu.Lock()
+	prev := s.states[addr]
+	s.states[addr] = state
+	name := ""
+	if i := slices.IndexFunc(s.peers, func(p Peer) bool { return p.Address == addr }); i >= 0 {
+		name = s.peers[i].Name
+	}
+	s.mu.Unlock()
+	switch {
+	case state == prev:
+		return
+	case state == "Established":
+		s.log.Info("peer established", "peer", name, "ip", addr)
+	case prev == "Established":
+		args := []any{"peer", name, "ip", addr, "state", state}
+		if e, ok := s.gl.lastPeerError(addr.String()); ok {
+			args = append(args, "err", e.Text)
+		}
+		s.log.Info("peer down", args...)
+	default:
+		s.log.Debug("peer state changed", "peer", name, "ip", addr, "state", state)
+	}
+	s.routeLoop.Trigger()
+}

@@ -1,0 +1,257 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/skeinnet/skein/api"
+	"github.com/skeinnet/skein/ipam"
+	"github.com/skeinnet/skein/store"
+)
+
+func TestAuditIPAM(t *testing.T) {
+	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	ip := netip.MustParseAddr
+	owner := func(c string) api.Owner { return api.Owner{ContainerID: c, IfName: "eth0"} }
+	ep := func(node, c string, ips ...string) api.Endpoint {
+		e := api.Endpoint{Namespace: "x", Name: c, Node: node, ContainerID: c, IfName: "eth0"}
+		for _, s := range ips {
+			e.IPs = append(e.IPs, ip(s))
+		}
+		return e
+	}
+	inv := inventory(2, now) // n1 holds 10.244.1.0/26, n2 10.244.2.0/26
+	gone := netip.MustParsePrefix("10.244.9.0/26")
+	outside := netip.MustParsePrefix("10.99.0.0/26")
+	inv.Blocks[gone] = api.Block{CIDR: gone, Node: "gone"}
+	inv.Blocks[outside] = api.Block{CIDR: outside, Node: "n2"}
+	for _, e := range []api.Endpoint{
+		ep("n1", "ok1", "10.244.1.2"),
+		ep("n1", "dup1", "10.244.1.3"),
+		ep("n2", "dup2", "10.244.1.3"),    // also outside n2's blocks
+		ep("n1", "far", "10.244.5.7"),     // in no block of n1 (and unclaimed)
+		ep("n1", "unalloc", "10.244.1.9"), // the agent holds nothing for it
+		ep("gone", "orphan", "10.244.9.2"),
+	} {
+		key := e.Node + "/" + e.ContainerID + "/eth0"
+		inv.Endpoints[key] = e
+		inv.ModRevs[store.EndpointModRevKey(e.Node, owner(e.ContainerID))] = 50
+	}
+	alloc := func(c, addr string, age time.Duration) ipam.Allocation {
+		return ipam.Allocation{IP: ip(addr), Owner: owner(c), Pod: "x/" + c, Block: netip.MustParsePrefix("10.244.1.0/26"), Created: now.Add(-age)}
+	}
+	allocs := map[string]agentIPAM{"n1": {Node: "n1", Allocations: []ipam.Allocation{
+		alloc("ok1", "10.244.1.2", time.Hour),
+		alloc("dup1", "10.244.1.3", time.Hour),
+		alloc("far", "10.244.5.7", time.Hour),          // an allocation outside n1's blocks
+		alloc("leak", "10.244.1.20", time.Hour),        // no endpoint: leaked
+		alloc("adding", "10.244.1.21", 10*time.Second), // no endpoint yet: an ADD in flight
+	}}}
+	rep := auditIPAM(inv, allocs, map[string]string{"n2": "debug endpoint: connection refused"}, now, 5*time.Minute)
+
+	type row struct{ Kind, Node, What string }
+	var got []row
+	for _, f := range rep.Findings {
+		got = append(got, row{f.Kind, f.Node, findingWhat(f)})
+	}
+	want := []row{
+		{findAllocationOutsideBlocks, "n1", "far/eth0 10.244.5.7"},
+		{findBlockOutsidePools, "n2", "block 10.99.0.0/26"},
+		{findDoubleClaim, "", "10.244.1.3"},
+		{findEndpointOutsideBlocks, "n1", "far/eth0 10.244.5.7"},
+		{findEndpointOutsideBlocks, "n2", "dup2/eth0 10.244.1.3"},
+		{findEndpointNoAllocation, "n1", "unalloc/eth0 10.244.1.9"},
+		{findLeakedAddress, "n1", "leak/eth0 10.244.1.20"},
+		{findOrphanBlock, "gone", "block 10.244.9.0/26"},
+		{findStaleEndpoint, "gone", "orphan/eth0 10.244.9.2"},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("findings (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([]uncheckedNode{{"n2", "debug endpoint: connection refused"}}, rep.Unchecked); d != "" {
+		t.Errorf("unchecked (-want +got):\n%s", d)
+	}
+	// The guards a release would use.
+	for _, f := range rep.Findings {
+		switch {
+		case f.Kind == findOrphanBlock:
+			if f.modRev != inv.ModRevs[store.BlockModRevKey(gone)] || !cmp.Equal(f.guard.NodesAbsent, []string{"gone"}) {
+				t.Errorf("orphan block guard: rev %d %+v", f.modRev, f.guard)
+			}
+		case f.Kind == findEndpointOutsideBlocks && f.Node == "n1":
+			// 10.244.5.0/26 was unclaimed: it must still be.
+			if d := cmp.Diff(map[netip.Prefix]int64{netip.MustParsePrefix("10.244.5.0/26"): 0}, f.guard.Blocks); d != "" || f.modRev != 50 {
+				t.Errorf("endpoint-outside-blocks guard (-want +got):\n%s", d)
+			}
+		case f.Kind == findEndpointOutsideBlocks && f.Node == "n2":
+			// 10.244.1.0/26 is n1's: it must not change hands.
+			if d := cmp.Diff(map[netip.Prefix]int64{netip.MustParsePrefix("10.244.1.0/26"): 101}, f.guard.Blocks); d != "" {
+				t.Errorf("endpoint-outside-blocks guard (-want +got):\n%s", d)
+			}
+		}
+	}
+	clean := auditIPAM(inventory(2, now), nil, nil, now, time.Minute)
+	if len(clean.Findings) != 0 {
+		t.Errorf("findings on a clean cluster: %+v", clean.Findings)
+	}
+}
+
+// TestIPAMReleaseCommand: check names the problems (exit 2); release
+// --dry-run changes nothing; release fixes them, and check is then clean.
+func TestIPAMReleaseCommand(t *testing.T) {
+	tc := newTestCluster(t)
+	ctx := tc.ctx(t)
+	tc.node(t, "n1", 1, true, "off")
+	orphan := netip.MustParsePrefix("10.244.9.0/26")
+	if _, err := tc.cl.ClaimBlock(ctx, orphan, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	eps := []api.Endpoint{
+		{Namespace: "x", Name: "old", Node: "gone", ContainerID: "c-old", IfName: "eth0", IPs: []netip.Addr{netip.MustParseAddr("10.244.9.2")}},
+		{Namespace: "x", Name: "far", Node: "n1", ContainerID: "c-far", IfName: "eth0", IPs: []netip.Addr{netip.MustParseAddr("10.244.7.7")}},
+		{Namespace: "x", Name: "fine", Node: "n1", ContainerID: "c-fine", IfName: "eth0", IPs: []netip.Addr{netip.MustParseAddr("10.244.1.7")}},
+	}
+	for _, ep := range eps {
+		if err := tc.cl.PutEndpoint(ctx, ep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := run(t, newIPAMCheckCmd(tc.g))
+	if exitCode(err) != exitUnhealthy {
+		t.Fatalf("check: exit %d (%v), want %d\n%s", exitCode(err), err, exitUnhealthy, out)
+	}
+	for _, want := range []string{findOrphanBlock, findStaleEndpoint, findEndpointOutsideBlocks, "3 finding(s)", "allocations not checked", "n1: the agent serves no debug endpoint"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check output lacks %q:\n%s", want, out)
+		}
+	}
+
+	out, err = run(t, newIPAMReleaseCmd(tc.g), "--dry-run")
+	if err != nil || strings.Count(out, "would delete") != 3 {
+		t.Fatalf("release --dry-run: %v\n%s", err, out)
+	}
+	if inv, _ := tc.cl.Inventory(ctx); len(inv.Endpoints) != 3 || len(inv.Blocks) != 2 {
+		t.Fatalf("--dry-run changed etcd: %d endpoints, %d blocks", len(inv.Endpoints), len(inv.Blocks))
+	}
+
+	tc.g.Output = "json"
+	out, err = run(t, newIPAMReleaseCmd(tc.g))
+	if err != nil {
+		t.Fatalf("release: %v\n%s", err, out)
+	}
+	var results []releaseResult
+	if err := json.Unmarshal([]byte(out), &results); err != nil {
+		t.Fatalf("release -o json: %v\n%s", err, out)
+	}
+	for _, r := range results {
+		if !strings.HasPrefix(r.Result, "released") {
+			t.Errorf("%s %s: %s", r.Kind, findingWhat(r.ipamFinding), r.Result)
+		}
+	}
+	inv, err := tc.cl.Inventory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := inv.Endpoints["n1/c-fine/eth0"]; len(inv.Endpoints) != 1 || !ok || len(inv.Blocks) != 1 {
+		t.Errorf("after release: endpoints %v blocks %v, want only the fine endpoint and n1's block", inv.Endpoints, inv.Blocks)
+	}
+	tc.g.Output = "table"
+	if out, err := run(t, newIPAMCheckCmd(tc.g)); err != nil || !strings.Contains(out, "no problems found") {
+		t.Errorf("check after release: %v\n%s", err, out)
+	}
+}
+
+// TestIPAMReleaseSkipsChanged: a node that comes back between check and
+// release keeps its block (the guarded transaction refuses).
+func TestIPAMReleaseSkipsChanged(t *testing.T) {
+	tc := newTestCluster(t)
+	ctx := tc.ctx(t)
+	b := netip.MustParsePrefix("10.244.9.0/26")
+	if _, err := tc.cl.ClaimBlock(ctx, b, "back"); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := tc.cl.Inventory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := auditIPAM(inv, nil, nil, time.Now(), time.Minute)
+	if len(rep.Findings) != 1 || rep.Findings[0].Kind != findOrphanBlock {
+		t.Fatalf("findings %+v", rep.Findings)
+	}
+	if err := tc.cl.PutNode(ctx, api.Node{Name: "back"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := applyRelease(ctx, tc.g, tc.cl, rep.Findings[0]); !strings.HasPrefix(got, "skipped: changed") {
+		t.Errorf("release after the node came back: %q", got)
+	}
+	if blocks, _ := tc.cl.ListBlocks(ctx); len(blocks) != 1 {
+		t.Errorf("the block of a node that came back was released")
+	}
+}
+
+func TestNodeCommands(t *testing.T) {
+	tc := newTestCluster(t)
+	ctx := tc.ctx(t)
+	tc.node(t, "live", 1, true, "off")
+	// "dead" last published two hours ago, "recent" a moment ago; then
+	// their heartbeats end. Each agent starts its heartbeat right after it
+	// registers, as skeind does.
+	var leases []int64
+	for i, name := range []string{"dead", "recent"} {
+		tc.node(t, name, 2+i, false, "off")
+		age := map[string]time.Duration{"dead": 2 * time.Hour, "recent": time.Second}[name]
+		st := api.NodeStatus{Node: name, Ready: true, Updated: time.Now().Add(-age).UTC()}
+		leases = append(leases, int64(tc.heartbeat(t, name, publishedOf(st))))
+		tc.node(t, "live", 1, true, "off") // other traffic
+	}
+	for _, l := range leases {
+		if _, err := tc.cl.Etcd().Revoke(ctx, clientv3.LeaseID(l)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tc.g.Output = "json"
+	out, err := run(t, newNodeCmd(tc.g), "list", "--stale", "1h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []nodeRow
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if len(rows) != 1 || rows[0].Name != "dead" || rows[0].LastSeen == nil || time.Since(*rows[0].LastSeen) < 2*time.Hour {
+		t.Errorf("node list --stale 1h: %s", out)
+	}
+	tc.g.Output = "table"
+	out, err = run(t, newNodeCmd(tc.g), "list", "--stale", "1ms")
+	if err != nil || !strings.Contains(out, "LAST SEEN") || !strings.Contains(out, "recent") || strings.Contains(out, "live") {
+		t.Errorf("node list --stale 1ms: %v\n%s", err, out)
+	}
+
+	if _, err := run(t, newNodeCmd(tc.g), "delete", "live"); err == nil || !strings.Contains(err.Error(), "is alive") {
+		t.Errorf("delete of a live node: %v", err)
+	}
+	if _, err := run(t, newNodeCmd(tc.g), "delete", "nosuch"); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("delete of an unknown node: %v", err)
+	}
+	if err := tc.cl.PutEndpoint(ctx, api.Endpoint{Node: "dead", ContainerID: "c", IfName: "eth0"}); err != nil {
+		t.Fatal(err)
+	}
+	out, err = run(t, newNodeCmd(tc.g), "delete", "dead")
+	if err != nil || !strings.Contains(out, "node dead deleted: 1 block(s) and 1 endpoint(s) freed") {
+		t.Errorf("delete dead: %v\n%s", err, out)
+	}
+	if _, err := tc.cl.GetNode(ctx, "dead"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("node record after delete: %v", err)
+	}
+	out, err = run(t, newNodeCmd(tc.g), "delete", "live", "--force")
+	if err != nil || !strings.Contains(out, "node live deleted") {
+		t.Errorf("delete --force of a live node: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,364 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/spf13/cobra"
+
+	"github.com/skeinnet/skein/agent"
+	"github.com/skeinnet/skein/api"
+	"github.com/skeinnet/skein/store"
+)
+
+// inventory builds an etcd view of nodes n1..nN, each with a block, all
+// alive with ready status records that see every peer.
+func inventory(n int, now time.Time) store.Inventory {
+	inv := store.Inventory{
+		Snapshot: store.Snapshot{
+			Rev:       7,
+			Cluster:   &api.Cluster{Backend: api.BackendVXLAN, Pools: []api.Pool{{CIDR: netip.MustParsePrefix("10.244.0.0/16"), BlockSize: 26}}},
+			Nodes:     map[string]api.Node{},
+			Blocks:    map[netip.Prefix]api.Block{},
+			Endpoints: map[string]api.Endpoint{},
+			Alive:     map[string]bool{},
+		},
+		Status:  map[string][]byte{},
+		ModRevs: map[string]int64{},
+	}
+	for i := 1; i <= n; i++ {
+		name := "n" + string(rune('0'+i))
+		block := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(i), 0}), 26)
+		inv.Nodes[name] = api.Node{Name: name, UnderlayIP: netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), Version: "v1"}
+		inv.Blocks[block] = api.Block{CIDR: block, Node: name}
+		inv.ModRevs[store.BlockModRevKey(block)] = int64(100 + i)
+		inv.Alive[name] = true
+		st, _ := json.Marshal(agent.PublishedStatus{NodeStatus: api.NodeStatus{Node: name, Version: "v1", Backend: api.BackendVXLAN,
+			Ready: true, Peers: n - 1, Updated: now.Add(-5 * time.Second), LastSync: now.Add(-3 * time.Second)}})
+		inv.Status[name] = st
+	}
+	return inv
+}
+
+func setStatus(t *testing.T, inv store.Inventory, node string, f func(*agent.PublishedStatus)) {
+	t.Helper()
+	var st agent.PublishedStatus
+	if err := json.Unmarshal(inv.Status[node], &st); err != nil {
+		t.Fatal(err)
+	}
+	f(&st)
+	inv.Status[node], _ = json.Marshal(st)
+}
+
+func TestBuildReport(t *testing.T) {
+	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	topo := func(self string, links map[string]string) *agent.Topology {
+		tp := &agent.Topology{Node: api.Node{Name: self}, Ready: true, Nodes: []agent.TopologyNode{{Node: api.Node{Name: self}, Self: true}}}
+		for peer, state := range links {
+			tp.Nodes = append(tp.Nodes, agent.TopologyNode{Node: api.Node{Name: peer}, Link: agent.Link{Kind: "vxlan", State: state}})
+		}
+		return tp
+	}
+	tests := []struct {
+		name   string
+		change func(t *testing.T, in *statusInput)
+		want   map[string][]string // node ("" for the cluster) → problems
+	}{
+		{name: "healthy", change: func(*testing.T, *statusInput) {}, want: map[string][]string{}},
+		{name: "agent down", change: func(_ *testing.T, in *statusInput) {
+			delete(in.inv.Alive, "n2")
+			delete(in.inv.Status, "n2")
+		}, want: map[string][]string{"n2": {"no heartbeat: agent down or cut off from etcd (its containers keep their routes until `skein node delete`)"}}},
+		{name: "not ready with error", change: func(t *testing.T, in *statusInput) {
+			setStatus(t, in.inv, "n3", func(st *agent.PublishedStatus) { st.Ready, st.LastError = false, "sync vxlan: boom" })
+		}, want: map[string][]string{"n3": {"not ready", "last error: sync vxlan: boom"}}},
+		{name: "missing peers", change: func(t *testing.T, in *statusInput) {
+			setStatus(t, in.inv, "n1", func(st *agent.PublishedStatus) { st.Peers = 1 })
+		}, want: map[string][]string{"n1": {"programs 1 of 2 peers"}}},
+		{name: "stale status", change: func(t *testing.T, in *statusInput) {
+			setStatus(t, in.inv, "n1", func(st *agent.PublishedStatus) { st.Updated = now.Add(-5 * time.Minute) })
+		}, want: map[string][]string{"n1": {"status not refreshed for 5m0s (agent stuck, or clocks apart)"}}},
+		{name: "corrupt records", change: func(_ *testing.T, in *statusInput) {
+			in.inv.Status["n2"] = []byte(`{"ready":"yes"}`)
+			in.inv.Errors = []string{"/skein/nodes/x: bad"}
+		}, want: map[string][]string{
+			"":   {"undecodable record in etcd: /skein/nodes/x: bad"},
+			"n2": {"status record of n2: json: cannot unmarshal string into Go struct field PublishedStatus.NodeStatus.ready of type bool"},
+		}},
+		{name: "no cluster config", change: func(_ *testing.T, in *statusInput) { in.inv.Cluster = nil },
+			want: map[string][]string{"": {"no cluster configuration (run `skein cluster init`)"}}},
+		{name: "heartbeat without node record", change: func(_ *testing.T, in *statusInput) {
+			in.inv.Alive["ghost"] = true
+		}, want: map[string][]string{"ghost": {"no node record (heartbeat without registration)", "heartbeat but no status record"}}},
+		{name: "bgp sessions down", change: func(t *testing.T, in *statusInput) {
+			setStatus(t, in.inv, "n1", func(st *agent.PublishedStatus) {
+				st.Backend, st.BGPSessionsUp, st.BGPSessionsTotal = api.BackendBGP, 1, 2
+			})
+		}, want: map[string][]string{"n1": {"BGP sessions established: 1 of 2"}}},
+		{name: "agent views", change: func(_ *testing.T, in *statusInput) {
+			in.probes = map[string]agentProbe{
+				"n1": {Addr: "a", Topology: topo("n1", map[string]string{"n2": agent.LinkUp, "n3": agent.LinkPartial})},
+				"n2": {Addr: "b", Topology: topo("n2", map[string]string{"n1": agent.LinkUp, "n3": agent.LinkUp})},
+				"n3": {Addr: "c", Err: "connection refused"},
+			}
+		}, want: map[string][]string{"n1": {"links not up: n3 partial"}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			in := statusInput{inv: inventory(3, now), now: now}
+			tc.change(t, &in)
+			rep := buildReport(in)
+			got := map[string][]string{}
+			if len(rep.Problems) > 0 {
+				got[""] = rep.Problems
+			}
+			for _, n := range rep.Nodes {
+				if len(n.Problems) > 0 {
+					got[n.Name] = n.Problems
+				}
+				if n.Healthy != (len(n.Problems) == 0) {
+					t.Errorf("%s: healthy %v with problems %v", n.Name, n.Healthy, n.Problems)
+				}
+			}
+			if d := cmp.Diff(tc.want, got); d != "" {
+				t.Errorf("problems (-want +got):\n%s", d)
+			}
+			if rep.Healthy != (len(tc.want) == 0) {
+				t.Errorf("healthy = %v, want %v", rep.Healthy, len(tc.want) == 0)
+			}
+		})
+	}
+}
+
+func TestBuildReportColumns(t *testing.T) {
+	now := time.Now()
+	in := statusInput{inv: inventory(2, now), now: now, probes: map[string]agentProbe{
+		"n2": {Addr: "x", Err: "127.0.0.1:9595 answered as node \"n1\""},
+	}}
+	in.inv.Endpoints["n1/c/eth0"] = api.Endpoint{Node: "n1"}
+	rep := buildReport(in)
+	n1, n2 := rep.Nodes[0], rep.Nodes[1]
+	if n1.Peers != "1/1" || n1.Endpoints != 1 || len(n1.Blocks) != 1 || n1.Ready == nil || !*n1.Ready || n1.Agent != "not asked" {
+		t.Errorf("n1 row: %+v", n1)
+	}
+	if !strings.Contains(n2.Agent, "answered as node") || !n2.Healthy {
+		t.Errorf("n2 row: agent %q healthy %v: an agent unreachable from here is shown, not a problem", n2.Agent, n2.Healthy)
+	}
+	var b strings.Builder
+	if err := (&globalFlags{Output: "wide"}).render(&b, rep, func(tw *tabwriter.Writer, wide bool) { renderStatus(tw, rep, wide) }); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"NODE", "n1", "10.0.0.1", "1/1", "2 nodes, 2 alive, 1 endpoints, backend vxlan, etcd rev 7: healthy"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+func TestAgentAddr(t *testing.T) {
+	n := api.Node{Name: "n1", UnderlayIP: netip.MustParseAddr("10.0.0.1"), DebugAddr: "127.0.0.1:9595"}
+	for _, tc := range []struct {
+		node, status, want string
+	}{
+		{"127.0.0.1:9595", "", "127.0.0.1:9595"},
+		{"127.0.0.1:9595", "10.0.0.1:9600", "10.0.0.1:9600"},
+		{":9595", "", "10.0.0.1:9595"},
+		{"0.0.0.0:9595", "", "10.0.0.1:9595"},
+		{"[::]:9595", "", "10.0.0.1:9595"},
+		{"off", "", ""},
+		{"", "", ""},
+		{"garbage", "", ""},
+	} {
+		n.DebugAddr = tc.node
+		if got := agentAddr(n, agent.PublishedStatus{NodeStatus: api.NodeStatus{DebugAddr: tc.status}}); got != tc.want {
+			t.Errorf("agentAddr(node %q, status %q) = %q, want %q", tc.node, tc.status, got, tc.want)
+		}
+	}
+}
+
+func TestBuildGraph(t *testing.T) {
+	now := time.Now()
+	in := statusInput{inv: inventory(3, now), now: now, probes: map[string]agentProbe{
+		"n1": {Topology: &agent.Topology{Node: api.Node{Name: "n1"}, Ready: true, Nodes: []agent.TopologyNode{
+			{Node: api.Node{Name: "n1"}, Self: true},
+			{Node: api.Node{Name: "n2"}, Link: agent.Link{State: agent.LinkUp, Detail: "4 entries programmed"}},
+			{Node: api.Node{Name: "n3"}, Link: agent.Link{State: agent.LinkDown}},
+		}}},
+	}}
+	delete(in.inv.Alive, "n3")
+	delete(in.inv.Status, "n3")
+	g := buildGraph(buildReport(in), true)
+	type link struct {
+		From, To, State string
+		Observed        bool
+	}
+	var got []link
+	for _, l := range g.Links {
+		got = append(got, link{l.From, l.To, l.State, l.Observed})
+	}
+	want := []link{{"n1", "n2", "up", true}, {"n1", "n3", "down", true}, {"n2", "n3", "down", false}}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("links (-want +got):\n%s", d)
+	}
+	if g := buildGraph(buildReport(in), false); len(g.Links) != 2 {
+		t.Errorf("without a full mesh only observed links are drawn: %+v", g.Links)
+	}
+	var b strings.Builder
+	if err := (&globalFlags{Output: "table"}).render(&b, g, func(tw *tabwriter.Writer, wide bool) { renderGraph(tw, g, wide) }); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"UNHEALTHY", "├── n2", "up", "(observed)", "└── n3", "down", "(reported)", "! no heartbeat"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("topology text lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+// TestStatusCommand: exit 0 on a healthy cluster, 2 once an agent stops;
+// agents are asked each with its own deadline, and one that hangs does not
+// hold the command up.
+func TestStatusCommand(t *testing.T) {
+	tc := newTestCluster(t)
+	// n1's agent answers; n2's hangs; n3's address reaches n1's agent.
+	topo := agent.Topology{Node: api.Node{Name: "n1"}, Ready: true, Nodes: []agent.TopologyNode{
+		{Node: api.Node{Name: "n1"}, Self: true},
+		{Node: api.Node{Name: "n2"}, Link: agent.Link{Kind: "vxlan", State: agent.LinkUp}},
+		{Node: api.Node{Name: "n3"}, Link: agent.Link{Kind: "vxlan", State: agent.LinkUp}},
+	}}
+	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/debug/topology" {
+			http.NotFound(w, r)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(topo)
+	}))
+	defer good.Close()
+	hang := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	defer hang.Close()
+	tc.node(t, "n1", 1, true, good.Listener.Addr().String())
+	tc.node(t, "n2", 2, true, hang.Listener.Addr().String())
+	tc.node(t, "n3", 3, true, good.Listener.Addr().String())
+	tc.setPeers(t, 2)
+
+	start := time.Now()
+	out, err := run(t, newStatusCmd(tc.g), "--agent-timeout", "300ms")
+	if err != nil {
+		t.Fatalf("status of a healthy cluster: %v\n%s", err, out)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("status took %s with a hanging agent and a 300ms agent timeout", d)
+	}
+	if !strings.Contains(out, "3 nodes, 3 alive") || !strings.Contains(out, ": healthy") {
+		t.Errorf("healthy status output:\n%s", out)
+	}
+
+	tc.g.Output = "json"
+	out, err = run(t, newStatusCmd(tc.g), "--agent-timeout", "300ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep clusterReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("-o json: %v\n%s", err, out)
+	}
+	agents := map[string]string{}
+	for _, n := range rep.Nodes {
+		agents[n.Name] = n.Agent
+	}
+	if agents["n1"] != "ok" || !strings.Contains(agents["n2"], "Timeout") || !strings.Contains(agents["n3"], `answered as node "n1"`) {
+		t.Errorf("agent columns: %q", agents)
+	}
+
+	// n2's agent stops: its heartbeat and status vanish.
+	ctx := tc.ctx(t)
+	if _, err := tc.cl.Etcd().Delete(ctx, tc.cl.Prefix()+"alive/n2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tc.cl.Etcd().Delete(ctx, tc.cl.Prefix()+"status/n2"); err != nil {
+		t.Fatal(err)
+	}
+	tc.g.Output = "table"
+	out, err = run(t, newStatusCmd(tc.g), "--agents=false")
+	if exitCode(err) != exitUnhealthy {
+		t.Fatalf("status with an agent down: exit %d (%v), want %d\n%s", exitCode(err), err, exitUnhealthy, out)
+	}
+	if !strings.Contains(out, "UNHEALTHY") || !regexpLine(out, `^n2\s+NO\s+-`) || !strings.Contains(out, "n2: no heartbeat") {
+		t.Errorf("unhealthy status output:\n%s", out)
+	}
+	out, err = run(t, newTopologyCmd(tc.g), "--agents=false")
+	if exitCode(err) != exitUnhealthy || !strings.Contains(out, "└── n3") || !strings.Contains(out, "no heartbeat") {
+		t.Errorf("topology with an agent down: exit %d\n%s", exitCode(err), out)
+	}
+}
+
+func regexpLine(s, re string) bool {
+	for _, l := range strings.Split(s, "\n") {
+		if ok, _ := regexp.MatchString(re, l); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func TestCompletion(t *testing.T) {
+	for shell, want := range map[string]string{
+		"bash": "__start_skein",
+		"zsh":  "#compdef skein",
+		"fish": "complete -c skein",
+	} {
+		root := newRootCmd()
+		if c, _, err := root.Find([]string{"completion"}); err != nil || c == root {
+			root.AddCommand(newCompletionCmd())
+		}
+		out, err := run(t, root, "completion", shell)
+		if err != nil || !strings.Contains(out, want) {
+			t.Errorf("completion %s: %v, output lacks %q", shell, err, want)
+		}
+	}
+	root := newRootCmd()
+	root.AddCommand(newCompletionCmd())
+	if _, err := run(t, root, "completion", "powershell"); err == nil {
+		t.Errorf("completion powershell: no error")
+	}
+}
+
+// withoutExample lists the commands, in files of other owners, that had no
+// example when this test was written. Add an example and drop the entry.
+var withoutExample = []string{
+	"skein cluster", "skein cluster show", "skein endpoint", "skein lab", "skein lab down", "skein lab exec",
+	"skein lab status", "skein lab up", "skein namespace", "skein namespace list", "skein version",
+	"skein policy",
+}
+
+// TestEveryCommandHasExample: every --help shows an example.
+func TestEveryCommandHasExample(t *testing.T) {
+	root := newRootCmd()
+	have := map[string]bool{}
+	for _, c := range root.Commands() {
+		have[c.Name()] = true
+	}
+	for _, c := range newOpsCmds(&globalFlags{}) {
+		if !have[c.Name()] {
+			root.AddCommand(c)
+		}
+	}
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if !c.Hidden && c.Example == "" && c != root && !slices.Contains(withoutExample, c.CommandPath()) {
+			t.Errorf("%s: no Example in its --help", c.CommandPath())
+		}
+		for _, s := range c.Commands() {
+			walk(s)
+		}
+	}
+	walk(root)
+}

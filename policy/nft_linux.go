@@ -1,0 +1,641 @@
+package policy
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// sockBuf is the netlink socket buffer size the applier's connections should
+// have: a rebuild of a table with 10 000-element sets is one batch of
+// several hundred kilobytes, more than the default socket buffers hold.
+const sockBuf = 16 << 20
+
+// SockOptions returns the socket options for the nftables.Conn handed to
+// NewApplier: buffers large enough for one-batch rebuilds of big tables
+// (SO_SNDBUFFORCE/SO_RCVBUFFORCE, which need CAP_NET_ADMIN).
+//
+//	conn, err := nftables.New(nftables.WithSockOptions(policy.SockOptions()...))
+func SockOptions() []nftables.SockOption {
+	return []nftables.SockOption{func(c *netlink.Conn) error {
+		rc, err := c.SyscallConn()
+		if err != nil {
+			return fmt.Errorf("netlink syscall conn: %w", err)
+		}
+		var serr error
+		cerr := rc.Control(func(fd uintptr) {
+			serr = errors.Join(
+				unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, sockBuf),
+				unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, sockBuf),
+			)
+		})
+		if err := errors.Join(cerr, serr); err != nil {
+			return fmt.Errorf("set netlink socket buffers: %w", err)
+		}
+		return nil
+	}}
+}
+
+// NewConn returns an nftables connection with SockOptions, plus opts (e.g.
+// nftables.WithNetNSFd).
+func NewConn(opts ...nftables.ConnOption) (*nftables.Conn, error) {
+	c, err := nftables.New(append(opts, nftables.WithSockOptions(SockOptions()...))...)
+	if err != nil {
+		return nil, fmt.Errorf("nftables connection: %w", err)
+	}
+	return c, nil
+}
+
+// Applier writes Programs to the nftables table inet skein, which it owns
+// entirely. It remembers what it last wrote: when only elements change (set
+// members, dispatch map entries, anti-spoofing addresses) it updates
+// elements; otherwise it rebuilds the whole table in one atomic batch. A
+// failed batch leaves the previous table in place (the kernel commits a
+// batch all or nothing) and makes the next Apply rebuild.
+type Applier struct {
+	conn *nftables.Conn
+	log  *slog.Logger
+	// beforeFlush, set by tests, may add to a batch before it is sent.
+	beforeFlush func(c *nftables.Conn, t *nftables.Table)
+
+	mu    sync.Mutex // serializes Apply; guards the fields below
+	last  *Ruleset   // what the table holds; nil: unknown, rebuild
+	stats ApplyStats
+}
+
+// NewApplier returns an Applier over conn, which the caller creates with
+// NewConn or SockOptions (bound to the right network namespace): with the
+// default socket buffers, rebuilds of tables with large sets fail with
+// "message too long". log is optional.
+func NewApplier(conn *nftables.Conn, log *slog.Logger) *Applier {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Applier{conn: conn, log: log.With("component", "policy")}
+}
+
+var table = &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
+
+// Apply makes the table enforce p, in one batch: a rebuild of the whole
+// table when the applier does not know what the table holds (first apply,
+// after a failure or Reset), otherwise the difference with what it last
+// wrote.
+func (a *Applier) Apply(ctx context.Context, p *Program) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	start := time.Now()
+	rs := Render(p)
+	var (
+		err  error
+		ops  int
+		kind string
+	)
+	if a.last == nil {
+		kind = "rebuild"
+		err = a.rebuild(rs)
+		ops = 1
+	} else {
+		d := DiffRulesets(a.last, rs)
+		ops = d.Len()
+		kind = "elements"
+		if d.Structural() {
+			kind = "patch"
+		}
+		if ops > 0 {
+			err = a.patch(d)
+		}
+	}
+	a.stats.LastDuration = time.Since(start)
+	a.stats.LastApply = time.Now()
+	if err != nil {
+		a.last = nil
+		a.stats.Failures++
+		a.stats.LastError = err.Error()
+		if errors.Is(err, unix.EMSGSIZE) {
+			err = fmt.Errorf("%w (create the connection with policy.NewConn or policy.SockOptions)", err)
+		}
+		return fmt.Errorf("apply nftables table inet %s (%s): %w", TableName, kind, err)
+	}
+	switch kind {
+	case "rebuild":
+		a.stats.Rebuilds++
+	case "patch":
+		a.stats.Patches++
+	default:
+		a.stats.Updates++
+	}
+	a.last = rs
+	a.stats.LastKind = kind
+	a.stats.LastError = ""
+	a.stats.LastOps = ops
+	a.stats.Sets, a.stats.Rules, a.stats.Elements = rs.Counts()
+	a.stats.Chains = len(rs.Chains) + 2
+	if ops > 0 {
+		a.log.Debug("nftables applied", "op", kind, "count", ops, "dur", a.stats.LastDuration)
+	}
+	return nil
+}
+
+// Stats returns counters and the size of the last applied table.
+func (a *Applier) Stats() ApplyStats {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.stats
+}
+
+// Reset forgets what the table holds, so that the next Apply rebuilds it
+// (drift repair).
+func (a *Applier) Reset() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.last = nil
+}
+
+// Delete removes the table, if it exists.
+func (a *Applier) Delete(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.last = nil
+	a.conn.AddTable(table) // so that the delete cannot fail on a missing table
+	a.conn.DelTable(table)
+	if err := a.conn.Flush(); err != nil {
+		return fmt.Errorf("delete nftables table inet %s: %w", TableName, err)
+	}
+	return nil
+}
+
+// Observed counts what the kernel's table holds.
+type Observed struct {
+	Chains   int `json:"chains"`
+	Rules    int `json:"rules"`
+	Sets     int `json:"sets"`
+	Elements int `json:"elements"`
+}
+
+// Observe lists the table back from the kernel; a missing table is all zeros.
+func (a *Applier) Observe(ctx context.Context) (Observed, error) {
+	var o Observed
+	if err := ctx.Err(); err != nil {
+		return o, err
+	}
+	chains, err := a.conn.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return o, fmt.Errorf("list chains: %w", err)
+	}
+	for _, c := range chains {
+		if c.Table.Name != TableName {
+			continue
+		}
+		o.Chains++
+		rules, err := a.conn.GetRules(table, c)
+		if err != nil {
+			return o, fmt.Errorf("list rules of chain %s: %w", c.Name, err)
+		}
+		o.Rules += len(rules)
+	}
+	if o.Chains == 0 {
+		return o, nil
+	}
+	sets, err := a.conn.GetSets(table)
+	if err != nil {
+		return o, fmt.Errorf("list sets: %w", err)
+	}
+	for _, s := range sets {
+		o.Sets++
+		elems, err := a.conn.GetSetElements(s)
+		if err != nil {
+			return o, fmt.Errorf("list elements of set %s: %w", s.Name, err)
+		}
+		for _, e := range elems {
+			if !e.IntervalEnd {
+				o.Elements++
+			}
+		}
+	}
+	return o, nil
+}
+
+// Set declarations.
+var (
+	addrPortType  = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
+	ifaceAddrType = nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIPAddr)
+)
+
+func peerSet(s *NFTSet) *nftables.Set {
+	out := &nftables.Set{Table: table, Name: s.Name, KeyType: nftables.TypeIPAddr, Comment: s.Comment}
+	switch s.Kind {
+	case SetCIDRs:
+		out.Interval = true
+	case SetAddrPorts:
+		out.KeyType, out.Concatenation = addrPortType, true
+	}
+	return out
+}
+
+func addrsSet() *nftables.Set {
+	return &nftables.Set{Table: table, Name: EndpointAddrs, KeyType: ifaceAddrType, Concatenation: true}
+}
+
+func dispatchMap(name string) *nftables.Set {
+	return &nftables.Set{Table: table, Name: name, IsMap: true, KeyType: nftables.TypeIFName, DataType: nftables.TypeVerdict}
+}
+
+// rebuild replaces the table with rs in one batch.
+func (a *Applier) rebuild(rs *Ruleset) error {
+	c := a.conn
+	c.AddTable(table) // the delete below must not fail on a missing table
+	c.DelTable(table)
+	c.AddTable(table)
+
+	sets := map[string]*nftables.Set{}
+	for i := range rs.Sets {
+		s := &rs.Sets[i]
+		ns := peerSet(s)
+		if err := addSet(c, ns, peerElements(s)); err != nil {
+			return err
+		}
+		sets[s.Name] = ns
+	}
+	addrs := addrsSet()
+	if err := addSet(c, addrs, ifaceAddrElements(rs.Addrs)); err != nil {
+		return err
+	}
+	chains := map[string]*nftables.Chain{}
+	for _, ch := range rs.Chains {
+		chains[ch.Name] = c.AddChain(&nftables.Chain{Table: table, Name: ch.Name})
+	}
+	egress, ingress := dispatchMap(EgressDispatch), dispatchMap(IngressDispatch)
+	if err := addSet(c, egress, dispatchElements(rs.EgressDispatch)); err != nil {
+		return err
+	}
+	if err := addSet(c, ingress, dispatchElements(rs.IngressDispatch)); err != nil {
+		return err
+	}
+	for _, ch := range rs.Chains {
+		for _, r := range ch.Rules {
+			c.AddRule(&nftables.Rule{Table: table, Chain: chains[ch.Name], Exprs: ruleExprs(&r, sets), UserData: comment(r.Comment)})
+		}
+	}
+
+	accept := nftables.ChainPolicyAccept
+	pre := c.AddChain(&nftables.Chain{
+		Table: table, Name: "prerouting", Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw, Policy: &accept,
+	})
+	accepts, drop := preroutingExprs(addrs)
+	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: accepts})
+	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: drop, UserData: comment(spoofComment)})
+	fwd := c.AddChain(&nftables.Chain{
+		Table: table, Name: "forward", Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept,
+	})
+	for _, exprs := range forwardExprs(egress, ingress) {
+		c.AddRule(&nftables.Rule{Table: table, Chain: fwd, Exprs: exprs})
+	}
+	if a.beforeFlush != nil {
+		a.beforeFlush(c, table)
+	}
+	return c.Flush()
+}
+
+// patch applies d in one batch: new sets, element changes of kept sets,
+// new chains, dispatch and anti-spoofing changes, then the deletion of
+// chains and sets nothing uses any more.
+func (a *Applier) patch(d *TableDiff) error {
+	c := a.conn
+	var errs []error
+	add := func(s *nftables.Set, elems []nftables.SetElement) {
+		for chunk := range slices.Chunk(elems, elementChunk) {
+			errs = append(errs, c.SetAddElements(s, chunk))
+		}
+	}
+	del := func(s *nftables.Set, elems []nftables.SetElement) {
+		for chunk := range slices.Chunk(elems, elementChunk) {
+			errs = append(errs, c.SetDeleteElements(s, chunk))
+		}
+	}
+	addrSet := func(name string) *nftables.Set {
+		return &nftables.Set{Table: table, Name: name, KeyType: nftables.TypeIPAddr}
+	}
+	addrPortSet := func(name string) *nftables.Set {
+		return &nftables.Set{Table: table, Name: name, KeyType: addrPortType, Concatenation: true}
+	}
+
+	sets := map[string]*nftables.Set{}
+	for i := range d.AddSets {
+		s := &d.AddSets[i]
+		ns := peerSet(s)
+		errs = append(errs, addSet(c, ns, peerElements(s)))
+		sets[s.Name] = ns
+	}
+	for name, addrs := range d.DelAddrs {
+		del(addrSet(name), addrElements(addrs))
+	}
+	for name, aps := range d.DelAddrPorts {
+		del(addrPortSet(name), addrPortElements(aps))
+	}
+	for name, addrs := range d.AddAddrs {
+		add(addrSet(name), addrElements(addrs))
+	}
+	for name, aps := range d.AddAddrPorts {
+		add(addrPortSet(name), addrPortElements(aps))
+	}
+
+	chains := map[string]*nftables.Chain{}
+	for _, ch := range d.AddChains {
+		chains[ch.Name] = c.AddChain(&nftables.Chain{Table: table, Name: ch.Name})
+	}
+	for _, ch := range d.AddChains {
+		for _, r := range ch.Rules {
+			c.AddRule(&nftables.Rule{Table: table, Chain: chains[ch.Name], Exprs: ruleExprs(&r, sets), UserData: comment(r.Comment)})
+		}
+	}
+
+	egress, ingress := dispatchMap(EgressDispatch), dispatchMap(IngressDispatch)
+	del(egress, dispatchKeys(d.DelEgress))
+	del(ingress, dispatchKeys(d.DelIngress))
+	del(addrsSet(), ifaceAddrElements(d.DelIfaceAddrs))
+	add(addrsSet(), ifaceAddrElements(d.AddIfaceAddrs))
+	add(egress, dispatchElements(d.AddEgress))
+	add(ingress, dispatchElements(d.AddIngress))
+
+	for _, name := range d.DelChains {
+		c.DelChain(&nftables.Chain{Table: table, Name: name})
+	}
+	for _, name := range d.DelSets {
+		c.DelSet(&nftables.Set{Table: table, Name: name})
+	}
+	if err := errors.Join(errs...); err != nil {
+		// Not flushed: a partial batch is never sent. What was queued goes
+		// out in front of the next batch, the rebuild Apply does after a
+		// failure, which replaces the table anyway.
+		return err
+	}
+	if a.beforeFlush != nil {
+		a.beforeFlush(c, table)
+	}
+	return c.Flush()
+}
+
+// elementChunk is how many elements go into one netlink message: the
+// element list is one attribute, whose length field has 16 bits. (Longer
+// lists overflow it and the kernel silently keeps the first 64 KiB.) No
+// element takes more than ~100 bytes.
+const elementChunk = 500
+
+// addSet declares s and adds elems in chunks.
+func addSet(c *nftables.Conn, s *nftables.Set, elems []nftables.SetElement) error {
+	if err := c.AddSet(s, nil); err != nil {
+		return fmt.Errorf("add set %s: %w", s.Name, err)
+	}
+	for chunk := range slices.Chunk(elems, elementChunk) {
+		if err := c.SetAddElements(s, chunk); err != nil {
+			return fmt.Errorf("add elements to set %s: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
+func peerElements(s *NFTSet) []nftables.SetElement {
+	switch s.Kind {
+	case SetAddrPorts:
+		return addrPortElements(s.AddrPorts)
+	case SetCIDRs:
+		var out []nftables.SetElement
+		for _, p := range s.Prefixes {
+			out = append(out, nftables.SetElement{Key: p.Addr().AsSlice()})
+			if end, ok := prefixEnd(p); ok {
+				out = append(out, nftables.SetElement{Key: end.AsSlice(), IntervalEnd: true})
+			}
+		}
+		return out
+	}
+	return addrElements(addrsOf(s.Prefixes))
+}
+
+// prefixEnd returns the first address after p, or false when p reaches the
+// end of the address space (the interval then stays open).
+func prefixEnd(p netip.Prefix) (netip.Addr, bool) {
+	a := p.Addr().As4()
+	v := binary.BigEndian.Uint32(a[:])
+	size := uint64(1) << (32 - p.Bits())
+	end := uint64(v) + size
+	if end > 0xffffffff {
+		return netip.Addr{}, false
+	}
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], uint32(end))
+	return netip.AddrFrom4(b), true
+}
+
+func addrElements(addrs []netip.Addr) []nftables.SetElement {
+	out := make([]nftables.SetElement, 0, len(addrs))
+	for _, a := range addrs {
+		out = append(out, nftables.SetElement{Key: a.AsSlice()})
+	}
+	return out
+}
+
+func addrPortElements(aps []AddrPort) []nftables.SetElement {
+	out := make([]nftables.SetElement, 0, len(aps))
+	for _, ap := range aps {
+		k := make([]byte, 12)
+		a := ap.Addr.As4()
+		copy(k, a[:])
+		k[4] = byte(ap.Proto)
+		binary.BigEndian.PutUint16(k[8:], ap.Port)
+		out = append(out, nftables.SetElement{Key: k})
+	}
+	return out
+}
+
+func ifname(name string) []byte {
+	b := make([]byte, 16)
+	copy(b, name)
+	return b
+}
+
+func ifaceAddrElements(ias []IfaceAddr) []nftables.SetElement {
+	out := make([]nftables.SetElement, 0, len(ias))
+	for _, ia := range ias {
+		a := ia.Addr.As4()
+		out = append(out, nftables.SetElement{Key: append(ifname(ia.Iface), a[:]...)})
+	}
+	return out
+}
+
+func dispatchElements(m map[string]string) []nftables.SetElement {
+	out := make([]nftables.SetElement, 0, len(m))
+	for iface, chain := range m {
+		out = append(out, nftables.SetElement{Key: ifname(iface), VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: chain}})
+	}
+	return out
+}
+
+func dispatchKeys(m map[string]string) []nftables.SetElement {
+	out := make([]nftables.SetElement, 0, len(m))
+	for iface := range m {
+		out = append(out, nftables.SetElement{Key: ifname(iface)})
+	}
+	return out
+}
+
+func comment(s string) []byte {
+	if s == "" {
+		return nil
+	}
+	return userdata.AppendString(nil, userdata.TypeComment, s)
+}
+
+// Registers: reg 1 is the first 16-byte register; 9, 10 and 12 are 4-byte
+// registers inside it and the next one, for concatenations (as nft uses them).
+const (
+	reg1   = 1
+	reg32b = 9
+	reg32c = 10
+	reg32e = 12
+)
+
+func ipv4Only() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.NFPROTO_IPV4}},
+	}
+}
+
+func loadAddr(saddr bool, reg uint32) *expr.Payload {
+	off := uint32(16)
+	if saddr {
+		off = 12
+	}
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: 4}
+}
+
+func loadDport(reg uint32) *expr.Payload {
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}
+}
+
+func be16(v uint16) []byte { return binary.BigEndian.AppendUint16(nil, v) }
+
+// setID returns the batch ID of a set declared in the same batch, or 0 for
+// one that exists already (the kernel then finds it by name).
+func setID(sets map[string]*nftables.Set, name string) uint32 {
+	if s, ok := sets[name]; ok {
+		return s.ID
+	}
+	return 0
+}
+
+// ruleExprs translates r; sets holds the sets declared in the same batch.
+func ruleExprs(r *NFTRule, sets map[string]*nftables.Set) []expr.Any {
+	var out []expr.Any
+	if r.Set != "" || r.PortSet != "" {
+		out = append(out, ipv4Only()...)
+	}
+	if r.Set != "" {
+		out = append(out, loadAddr(r.Saddr, reg1), &expr.Lookup{SourceRegister: reg1, SetName: r.Set, SetID: setID(sets, r.Set)})
+	}
+	if r.PortSet != "" {
+		out = append(out,
+			loadAddr(false, reg1),
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg32b},
+			loadDport(reg32c),
+			&expr.Lookup{SourceRegister: reg1, SetName: r.PortSet, SetID: setID(sets, r.PortSet)},
+		)
+	}
+	if r.Proto != 0 {
+		out = append(out,
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{byte(r.Proto)}},
+		)
+	}
+	switch {
+	case r.From == 0:
+	case r.From == r.To:
+		out = append(out, loadDport(reg1), &expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(r.From)})
+	default:
+		out = append(out, loadDport(reg1), &expr.Range{Op: expr.CmpOpEq, Register: reg1, FromData: be16(r.From), ToData: be16(r.To)})
+	}
+	switch r.Verdict {
+	case VerdictReturn:
+		out = append(out, &expr.Verdict{Kind: expr.VerdictReturn})
+	case VerdictGoto:
+		out = append(out, &expr.Verdict{Kind: expr.VerdictGoto, Chain: r.Target})
+	default:
+		out = append(out, &expr.Verdict{Kind: expr.VerdictDrop})
+	}
+	return out
+}
+
+// preroutingExprs: accept a Skein host interface's own addresses, drop the
+// rest of what arrives on Skein host interfaces. A Skein host interface is
+// "sk" plus 11 characters: exactly 13 bytes starting with "sk", so that
+// other devices (skein.vxlan) are never matched.
+func preroutingExprs(addrs *nftables.Set) (accept, drop []expr.Any) {
+	accept = append(ipv4Only(),
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
+		loadAddr(true, reg32e),
+		&expr.Lookup{SourceRegister: reg1, SetName: addrs.Name, SetID: addrs.ID},
+		&expr.Verdict{Kind: expr.VerdictAccept},
+	)
+	zero := make([]byte, 16)
+	prefixMask := make([]byte, 16) // the "sk" prefix and bytes 13-15 (NUL: at most 13 long)
+	prefixMask[0], prefixMask[1] = 0xff, 0xff
+	prefixMask[13], prefixMask[14], prefixMask[15] = 0xff, 0xff, 0xff
+	lenMask := make([]byte, 16) // byte 12 (not NUL: at least 13 long)
+	lenMask[12] = 0xff
+	drop = []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 16, Mask: prefixMask, Xor: zero},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: ifname(HostIfacePrefix)},
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 16, Mask: lenMask, Xor: zero},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: zero},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	}
+	return accept, drop
+}
+
+// forwardExprs: established and related first, invalid dropped, then
+// dispatch by interface.
+func forwardExprs(egress, ingress *nftables.Set) [][]expr.Any {
+	state := func(bits uint32, kind expr.VerdictKind) []expr.Any {
+		return []expr.Any{
+			&expr.Ct{Register: reg1, Key: expr.CtKeySTATE},
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
+				Mask: binary.NativeEndian.AppendUint32(nil, bits), Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: make([]byte, 4)},
+			&expr.Verdict{Kind: kind},
+		}
+	}
+	dispatch := func(key expr.MetaKey, m *nftables.Set) []expr.Any {
+		return []expr.Any{
+			&expr.Meta{Key: key, Register: reg1},
+			&expr.Lookup{SourceRegister: reg1, SetName: m.Name, SetID: m.ID, IsDestRegSet: true, DestRegister: 0},
+		}
+	}
+	return [][]expr.Any{
+		state(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED, expr.VerdictAccept),
+		state(expr.CtStateBitINVALID, expr.VerdictDrop),
+		dispatch(expr.MetaKeyIIFNAME, egress),
+		dispatch(expr.MetaKeyOIFNAME, ingress),
+	}
+}

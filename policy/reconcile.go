@@ -1,0 +1,266 @@
+package policy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/skeinnet/skein/internal/reconcile"
+)
+
+// ApplyStats describes a dataplane's applies and the size of its table.
+type ApplyStats struct {
+	// Rebuilds counts whole-table batches, Patches batches that add or
+	// delete chains or sets in place, Updates element-only batches (and
+	// applies with nothing to do).
+	Rebuilds int `json:"rebuilds"`
+	Patches  int `json:"patches"`
+	Updates  int `json:"updates"`
+	Failures int `json:"failures"`
+	// LastKind is "rebuild", "patch" or "elements".
+	LastKind string `json:"lastKind,omitempty"`
+	// Chains, Rules, Sets and Elements describe the last applied table.
+	Chains   int `json:"chains"`
+	Rules    int `json:"rules"`
+	Sets     int `json:"sets"`
+	Elements int `json:"elements"`
+	// LastOps is the number of operations of the last apply (1 for a
+	// rebuild; see TableDiff.Len).
+	LastOps      int           `json:"lastOps"`
+	LastDuration time.Duration `json:"lastDuration"`
+	LastApply    time.Time     `json:"lastApply,omitzero"`
+	LastError    string        `json:"lastError,omitempty"`
+}
+
+// Dataplane enforces Programs; *Applier is the nftables one.
+type Dataplane interface {
+	// Apply makes the dataplane enforce p; it is idempotent.
+	Apply(ctx context.Context, p *Program) error
+	// Stats describes the applies so far.
+	Stats() ApplyStats
+	// Reset makes the next Apply rewrite everything (drift repair).
+	Reset()
+}
+
+// DefaultRebuildEvery is how often the Reconciler rewrites the whole table to
+// repair drift (someone editing table inet skein by hand).
+const DefaultRebuildEvery = 10 * time.Minute
+
+// ReconcilerConfig configures a Reconciler.
+type ReconcilerConfig struct {
+	// Dataplane applies programs; required.
+	Dataplane Dataplane
+	// Log receives lifecycle and per-sync lines; optional, default discards.
+	Log *slog.Logger
+	// Resync is the period of syncs without changes; optional, default
+	// reconcile.DefaultResync.
+	Resync time.Duration
+	// RebuildEvery is the period of full rewrites; optional, default
+	// DefaultRebuildEvery.
+	RebuildEvery time.Duration
+}
+
+// Reconciler keeps the dataplane at the last Program given to Set, and lets
+// callers wait until a program version, or an endpoint, is enforced.
+type Reconciler struct {
+	dp           Dataplane
+	log          *slog.Logger
+	loop         reconcile.Loop
+	rebuildEvery time.Duration
+
+	syncMu      sync.Mutex // serializes Sync
+	lastRebuild time.Time  // guarded by syncMu
+
+	mu       sync.Mutex
+	desired  *Program // nil until the first Set: nothing is touched before
+	version  uint64   // of desired
+	applied  uint64   // version last enforced
+	ifaces   map[string]bool
+	changed  chan struct{} // closed when applied or lastErr changes
+	lastSync time.Time
+	lastErr  error
+	syncs    int
+	failures int
+	summary  programSummary
+}
+
+// programSummary describes the desired program on the debug endpoint.
+type programSummary struct {
+	Endpoints int      `json:"endpoints"`
+	Sets      int      `json:"sets"`
+	Rules     int      `json:"rules"`
+	Warnings  []string `json:"warnings,omitempty"`
+}
+
+// NewReconciler returns a Reconciler; call Set and Run.
+func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
+	if cfg.Dataplane == nil {
+		return nil, errors.New("policy reconciler: Dataplane is required")
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &Reconciler{
+		dp:           cfg.Dataplane,
+		log:          log.With("component", "policy"),
+		rebuildEvery: cfg.RebuildEvery,
+		changed:      make(chan struct{}),
+	}
+	if r.rebuildEvery <= 0 {
+		r.rebuildEvery = DefaultRebuildEvery
+	}
+	r.loop = reconcile.Loop{Name: "policy", Sync: r.Sync, Resync: cfg.Resync, Log: r.log}
+	return r, nil
+}
+
+// Set makes p the desired program and schedules a sync; it returns p's
+// version, for WaitApplied. It never blocks. The Reconciler keeps p: the
+// caller must not modify it afterwards (Compile returns a fresh one each time).
+func (r *Reconciler) Set(p *Program) uint64 {
+	s := programSummary{Endpoints: len(p.Endpoints), Sets: len(p.Sets), Warnings: p.Warnings}
+	for i := range p.Endpoints {
+		for _, d := range []*Direction{&p.Endpoints[i].Ingress, &p.Endpoints[i].Egress} {
+			s.Rules += len(d.ANP) + len(d.NP) + len(d.BANP)
+		}
+	}
+	r.mu.Lock()
+	r.desired = p
+	r.version++
+	v := r.version
+	r.summary = s
+	r.mu.Unlock()
+	r.loop.Trigger()
+	return v
+}
+
+// Run syncs until ctx is done: on Set, every resync period, and with
+// backoff after failures.
+func (r *Reconciler) Run(ctx context.Context) error {
+	r.log.Info("reconciler started")
+	defer r.log.Info("reconciler stopped")
+	return r.loop.Run(ctx)
+}
+
+// Sync applies the desired program once. Before the first Set it does nothing.
+func (r *Reconciler) Sync(ctx context.Context) error {
+	r.syncMu.Lock()
+	defer r.syncMu.Unlock()
+	r.mu.Lock()
+	p, v := r.desired, r.version
+	r.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	if time.Since(r.lastRebuild) >= r.rebuildEvery {
+		r.dp.Reset()
+		r.lastRebuild = time.Now()
+	}
+	start := time.Now()
+	err := r.dp.Apply(ctx, p)
+	if err != nil {
+		err = fmt.Errorf("sync policy version %d: %w", v, err)
+	}
+
+	r.mu.Lock()
+	r.lastSync, r.lastErr = time.Now(), err
+	r.syncs++
+	if err != nil {
+		r.failures++
+	} else if v > r.applied {
+		r.applied = v
+		r.ifaces = make(map[string]bool, len(p.Endpoints))
+		for i := range p.Endpoints {
+			if iface := p.Endpoints[i].HostIface; iface != "" {
+				r.ifaces[iface] = true
+			}
+		}
+	}
+	close(r.changed)
+	r.changed = make(chan struct{})
+	r.mu.Unlock()
+
+	if err != nil {
+		return err // the loop logs it with its retry
+	}
+	st := r.dp.Stats()
+	r.log.Debug("synced", "rev", v, "op", st.LastOps, "dur", time.Since(start))
+	return nil
+}
+
+// WaitApplied blocks until version (from Set) or a later one is enforced,
+// or ctx is done; the error then names the last apply failure, if any.
+func (r *Reconciler) WaitApplied(ctx context.Context, version uint64) error {
+	return r.wait(ctx, fmt.Sprintf("policy version %d", version), func() bool { return r.applied >= version })
+}
+
+// WaitEndpoint blocks until a program holding the endpoint of host
+// interface iface is enforced (its chains, dispatch entries and addresses
+// are in place), or ctx is done. The CNI ADD of an endpoint waits for this.
+func (r *Reconciler) WaitEndpoint(ctx context.Context, iface string) error {
+	return r.wait(ctx, "policy for "+iface, func() bool { return r.ifaces[iface] })
+}
+
+func (r *Reconciler) wait(ctx context.Context, what string, doneLocked func() bool) error {
+	for {
+		r.mu.Lock()
+		done, ch, lastErr, applied := doneLocked(), r.changed, r.lastErr, r.applied
+		r.mu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if lastErr != nil {
+				return fmt.Errorf("wait for %s (applied version %d): %w; last error: %w", what, applied, ctx.Err(), lastErr)
+			}
+			return fmt.Errorf("wait for %s (applied version %d): %w", what, applied, ctx.Err())
+		case <-ch:
+		}
+	}
+}
+
+// DebugState is what /debug/policy shows.
+type DebugState struct {
+	DesiredVersion uint64         `json:"desiredVersion"`
+	AppliedVersion uint64         `json:"appliedVersion"`
+	Program        programSummary `json:"program"`
+	Dataplane      ApplyStats     `json:"dataplane"`
+	LastSync       time.Time      `json:"lastSync,omitzero"`
+	LastError      string         `json:"lastError,omitempty"`
+	Syncs          int            `json:"syncs"`
+	Failures       int            `json:"failures"`
+}
+
+// Debug returns the reconciler's state.
+func (r *Reconciler) Debug() DebugState {
+	st := r.dp.Stats()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d := DebugState{
+		DesiredVersion: r.version,
+		AppliedVersion: r.applied,
+		Program:        r.summary,
+		Dataplane:      st,
+		LastSync:       r.lastSync,
+		Syncs:          r.syncs,
+		Failures:       r.failures,
+	}
+	if r.lastErr != nil {
+		d.LastError = r.lastErr.Error()
+	}
+	return d
+}
+
+// ServeHTTPDebug writes Debug as JSON.
+func (r *Reconciler) ServeHTTPDebug(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(r.Debug()) // the client went away: nothing to do
+}

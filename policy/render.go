@@ -1,0 +1,548 @@
+package policy
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// Names of the fixed objects in table inet skein.
+const (
+	TableName       = "skein"
+	EgressDispatch  = "egress_dispatch"
+	IngressDispatch = "ingress_dispatch"
+	EndpointAddrs   = "ep_addrs"
+	// HostIfacePrefix starts every Skein host veth name ("sk" + 11 hex).
+	HostIfacePrefix = "sk"
+	// HostIfaceLen is the length of a Skein host veth name.
+	HostIfaceLen = 13
+)
+
+// maxComment caps rule comments, as nft does.
+const maxComment = 128
+
+// Verdict kinds of rendered rules.
+const (
+	VerdictReturn = "return"
+	VerdictDrop   = "drop"
+	VerdictGoto   = "goto"
+)
+
+// NFTRule is one rule of an endpoint chain. It matches a connection when
+// every field that is set matches; the fields render to, in order:
+//
+//	meta nfproto ipv4
+//	ip saddr|daddr @Set                          (Set != "")
+//	ip daddr . meta l4proto . th dport @PortSet  (PortSet != "")
+//	meta l4proto Proto                           (Proto != 0)
+//	th dport From-To                             (From != 0)
+//	Verdict [Target]
+type NFTRule struct {
+	// Saddr says whether Set matches the source (ingress) or destination.
+	Saddr   bool
+	Set     string
+	PortSet string
+	Proto   Protocol
+	From    uint16
+	To      uint16
+	Verdict string
+	// Target is the chain of a goto verdict.
+	Target  string
+	Comment string
+}
+
+// String renders r in nft syntax.
+func (r NFTRule) String() string {
+	var parts []string
+	if r.Set != "" {
+		dir := "daddr"
+		if r.Saddr {
+			dir = "saddr"
+		}
+		parts = append(parts, "ip "+dir+" @"+r.Set)
+	}
+	if r.PortSet != "" {
+		parts = append(parts, "ip daddr . meta l4proto . th dport @"+r.PortSet)
+	}
+	if r.Proto != 0 {
+		parts = append(parts, "meta l4proto "+strings.ToLower(r.Proto.String()))
+	}
+	switch {
+	case r.From == 0:
+	case r.From == r.To:
+		parts = append(parts, fmt.Sprintf("th dport %d", r.From))
+	default:
+		parts = append(parts, fmt.Sprintf("th dport %d-%d", r.From, r.To))
+	}
+	v := r.Verdict
+	if r.Target != "" {
+		v += " " + r.Target
+	}
+	parts = append(parts, v)
+	if r.Comment != "" {
+		parts = append(parts, fmt.Sprintf("comment %q", r.Comment))
+	}
+	return strings.Join(parts, " ")
+}
+
+// NFTChain is a regular chain of endpoint rules. Its name is a hash of its
+// rules, so endpoints with equal rules share it and a chain's content never
+// changes under its name.
+type NFTChain struct {
+	Name  string
+	Rules []NFTRule
+}
+
+// NFTSet is a named set of peers.
+type NFTSet struct {
+	Name      string
+	Kind      SetKind
+	Comment   string
+	Prefixes  []netip.Prefix
+	AddrPorts []AddrPort
+}
+
+// IfaceAddr is an element of the anti-spoofing set: an address a host
+// interface's container may send from.
+type IfaceAddr struct {
+	Iface string
+	Addr  netip.Addr
+}
+
+// Ruleset is the content of table inet skein for a Program: what the applier
+// writes, besides the fixed base chains.
+type Ruleset struct {
+	Sets   []NFTSet   // sorted by name
+	Chains []NFTChain // sorted by name
+	// EgressDispatch and IngressDispatch map a host interface to the chain
+	// of its egress (traffic from the container) and ingress.
+	EgressDispatch  map[string]string
+	IngressDispatch map[string]string
+	// Addrs are the anti-spoofing elements, sorted.
+	Addrs []IfaceAddr
+}
+
+// Render turns p into the Ruleset that enforces it. Endpoints without a host
+// interface (not attached on this host) are skipped.
+func Render(p *Program) *Ruleset {
+	rs := &Ruleset{EgressDispatch: map[string]string{}, IngressDispatch: map[string]string{}}
+	chains := map[string]NFTChain{}
+	used := map[string]bool{}
+	for i := range p.Endpoints {
+		ep := &p.Endpoints[i]
+		if ep.HostIface == "" {
+			continue
+		}
+		for _, ip := range ep.IPs {
+			if ip.Is4() {
+				rs.Addrs = append(rs.Addrs, IfaceAddr{Iface: ep.HostIface, Addr: ip})
+			}
+		}
+		if c := renderDirection(&ep.Ingress, "in", true, chains, used); c != "" {
+			rs.IngressDispatch[ep.HostIface] = c
+		}
+		if c := renderDirection(&ep.Egress, "out", false, chains, used); c != "" {
+			rs.EgressDispatch[ep.HostIface] = c
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(chains)) {
+		rs.Chains = append(rs.Chains, chains[name])
+	}
+	for _, name := range slices.Sorted(maps.Keys(used)) {
+		s := p.Sets[name]
+		rs.Sets = append(rs.Sets, NFTSet{Name: name, Kind: s.Kind, Comment: truncate(s.Desc), Prefixes: s.Prefixes, AddrPorts: s.AddrPorts})
+	}
+	slices.SortFunc(rs.Addrs, func(a, b IfaceAddr) int {
+		return cmp.Or(strings.Compare(a.Iface, b.Iface), a.Addr.Compare(b.Addr))
+	})
+	return rs
+}
+
+// renderDirection adds the chains of d to chains and returns the entry
+// chain's name, or "" when d lets everything through.
+func renderDirection(d *Direction, prefix string, saddr bool, chains map[string]NFTChain, used map[string]bool) string {
+	if d.Empty() {
+		return ""
+	}
+	// The tail chain: the NetworkPolicy tier and, for endpoints it does not
+	// isolate, the baseline tier. Falling off its end returns: allow.
+	var tail []NFTRule
+	if d.Isolated {
+		tail = renderRules(tail, d.NP, saddr, "", used)
+		tail = append(tail, NFTRule{Verdict: VerdictDrop, Comment: truncate("isolated by NetworkPolicy " + strings.Join(d.IsolatedBy, ", "))})
+	} else {
+		tail = renderRules(tail, d.BANP, saddr, "", used)
+	}
+	tailName := addChain(chains, prefix, tail)
+	if len(d.ANP) == 0 {
+		return tailName
+	}
+	head := renderRules(nil, d.ANP, saddr, tailName, used)
+	if tailName != "" {
+		head = append(head, NFTRule{Verdict: VerdictGoto, Target: tailName})
+	}
+	return addChain(chains, prefix, head)
+}
+
+// renderRules appends the nft rules of rules: one per port match. Pass goes
+// to the tail chain, or returns when there is none.
+func renderRules(out []NFTRule, rules []Rule, saddr bool, tail string, used map[string]bool) []NFTRule {
+	for i := range rules {
+		r := &rules[i]
+		base := NFTRule{Saddr: saddr, Set: r.Peers, PortSet: r.PeerPorts, Comment: truncate(r.Origin.String())}
+		switch r.Action {
+		case Allow:
+			base.Verdict = VerdictReturn
+		case Deny:
+			base.Verdict = VerdictDrop
+		case Pass:
+			base.Verdict = VerdictReturn
+			if tail != "" {
+				base.Verdict, base.Target = VerdictGoto, tail
+			}
+		}
+		if r.Peers != "" {
+			used[r.Peers] = true
+		}
+		if r.PeerPorts != "" {
+			used[r.PeerPorts] = true
+		}
+		if r.Ports == nil {
+			out = append(out, base)
+			continue
+		}
+		for _, pm := range r.Ports {
+			nr := base
+			nr.Proto, nr.From, nr.To = pm.Proto, pm.From, pm.To
+			out = append(out, nr)
+		}
+	}
+	return out
+}
+
+// addChain adds a chain of rules named after its content and returns the
+// name; "" for no rules.
+func addChain(chains map[string]NFTChain, prefix string, rules []NFTRule) string {
+	if len(rules) == 0 {
+		return ""
+	}
+	h := sha256.New()
+	for _, r := range rules {
+		h.Write([]byte(r.String()))
+		h.Write([]byte{'\n'})
+	}
+	name := prefix + "-" + hex.EncodeToString(h.Sum(nil)[:8])
+	chains[name] = NFTChain{Name: name, Rules: rules}
+	return name
+}
+
+func truncate(s string) string {
+	if len(s) <= maxComment {
+		return s
+	}
+	return s[:maxComment-3] + "..."
+}
+
+// Structure returns the part of rs that only a table rebuild can change:
+// set declarations and chains. Two rulesets with equal structures differ at
+// most in elements (of sets, dispatch maps and the anti-spoofing set).
+func (rs *Ruleset) Structure() string {
+	var b strings.Builder
+	for _, s := range rs.Sets {
+		fmt.Fprintf(&b, "set %s %s\n", s.Name, s.Kind)
+	}
+	for _, c := range rs.Chains {
+		fmt.Fprintf(&b, "chain %s\n", c.Name)
+		for _, r := range c.Rules {
+			b.WriteString("\t" + r.String() + "\n")
+		}
+	}
+	return b.String()
+}
+
+// Counts returns the number of sets (the peer sets and the three fixed
+// ones), rules (in all chains, the base chains included) and elements.
+func (rs *Ruleset) Counts() (sets, rules, elements int) {
+	sets = len(rs.Sets) + 3
+	rules = len(baseForward) + len(basePrerouting)
+	for _, c := range rs.Chains {
+		rules += len(c.Rules)
+	}
+	elements = len(rs.Addrs) + len(rs.EgressDispatch) + len(rs.IngressDispatch)
+	for _, s := range rs.Sets {
+		elements += len(s.Prefixes) + len(s.AddrPorts)
+	}
+	return sets, rules, elements
+}
+
+const spoofComment = "a Skein container sends only from its own addresses"
+
+// The fixed base chains, in nft syntax (the applier builds the same rules).
+var (
+	basePrerouting = []string{
+		"meta nfproto ipv4 iifname . ip saddr @" + EndpointAddrs + " accept",
+		`iifname "sk???????????" drop comment "` + spoofComment + `"`,
+	}
+	baseForward = []string{
+		"ct state established,related accept",
+		"ct state invalid drop",
+		"iifname vmap @" + EgressDispatch,
+		"oifname vmap @" + IngressDispatch,
+	}
+)
+
+// String renders rs as an nft ruleset listing (for goldens and debugging).
+func (rs *Ruleset) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "table inet %s {\n", TableName)
+	for _, s := range rs.Sets {
+		fmt.Fprintf(&b, "\tset %s {\n\t\tcomment %q\n", s.Name, s.Comment)
+		var elems []string
+		switch s.Kind {
+		case SetAddrs:
+			b.WriteString("\t\ttype ipv4_addr\n")
+			for _, p := range s.Prefixes {
+				elems = append(elems, p.Addr().String())
+			}
+		case SetCIDRs:
+			b.WriteString("\t\ttype ipv4_addr\n\t\tflags interval\n")
+			for _, p := range s.Prefixes {
+				elems = append(elems, p.String())
+			}
+		case SetAddrPorts:
+			b.WriteString("\t\ttype ipv4_addr . inet_proto . inet_service\n")
+			for _, e := range s.AddrPorts {
+				elems = append(elems, fmt.Sprintf("%s . %s . %d", e.Addr, strings.ToLower(e.Proto.String()), e.Port))
+			}
+		}
+		writeElements(&b, elems)
+		b.WriteString("\t}\n")
+	}
+	b.WriteString("\tset " + EndpointAddrs + " {\n\t\ttype ifname . ipv4_addr\n")
+	var elems []string
+	for _, a := range rs.Addrs {
+		elems = append(elems, fmt.Sprintf("%q . %s", a.Iface, a.Addr))
+	}
+	writeElements(&b, elems)
+	b.WriteString("\t}\n")
+	for _, m := range []struct {
+		name string
+		m    map[string]string
+	}{{EgressDispatch, rs.EgressDispatch}, {IngressDispatch, rs.IngressDispatch}} {
+		b.WriteString("\tmap " + m.name + " {\n\t\ttype ifname : verdict\n")
+		elems = elems[:0]
+		for _, iface := range slices.Sorted(maps.Keys(m.m)) {
+			elems = append(elems, fmt.Sprintf("%q : jump %s", iface, m.m[iface]))
+		}
+		writeElements(&b, elems)
+		b.WriteString("\t}\n")
+	}
+	b.WriteString("\tchain prerouting {\n\t\ttype filter hook prerouting priority raw; policy accept;\n")
+	for _, r := range basePrerouting {
+		b.WriteString("\t\t" + r + "\n")
+	}
+	b.WriteString("\t}\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n")
+	for _, r := range baseForward {
+		b.WriteString("\t\t" + r + "\n")
+	}
+	b.WriteString("\t}\n")
+	for _, c := range rs.Chains {
+		b.WriteString("\tchain " + c.Name + " {\n")
+		for _, r := range c.Rules {
+			b.WriteString("\t\t" + r.String() + "\n")
+		}
+		b.WriteString("\t}\n")
+	}
+	b.WriteString("}\n")
+	return b.String()
+}
+
+func writeElements(b *strings.Builder, elems []string) {
+	if len(elems) == 0 {
+		return
+	}
+	b.WriteString("\t\telements = { ")
+	b.WriteString(strings.Join(elems, ",\n\t\t\t     "))
+	b.WriteString(" }\n")
+}
+
+// TableDiff turns the table of one Ruleset into another's in place.
+// Chains are named after their content, so a chain is either kept as it is,
+// added or deleted, never edited; sets keep their name for life and only
+// their elements change.
+type TableDiff struct {
+	// AddSets are new sets, with their elements.
+	AddSets []NFTSet
+	// AddChains are new chains, with their rules.
+	AddChains []NFTChain
+	// DelChains are chains to delete, those that goto others first.
+	DelChains []string
+	// DelSets are sets no rule uses any more (deleted after the chains).
+	DelSets []string
+	// Element changes of kept sets (SetAddrs and SetAddrPorts only: the
+	// elements of a CIDR set follow from its name), by set name.
+	AddAddrs, DelAddrs         map[string][]netip.Addr
+	AddAddrPorts, DelAddrPorts map[string][]AddrPort
+	// Anti-spoofing changes.
+	AddIfaceAddrs, DelIfaceAddrs []IfaceAddr
+	// Dispatch changes: a changed target is a delete plus an add.
+	AddEgress, DelEgress   map[string]string
+	AddIngress, DelIngress map[string]string
+}
+
+// Structural reports whether d adds or deletes sets or chains.
+func (d *TableDiff) Structural() bool {
+	return len(d.AddSets)+len(d.AddChains)+len(d.DelChains)+len(d.DelSets) > 0
+}
+
+// Len returns the number of operations in d: one per set or chain added or
+// deleted, one per element added or deleted.
+func (d *TableDiff) Len() int {
+	n := len(d.AddSets) + len(d.AddChains) + len(d.DelChains) + len(d.DelSets)
+	n += len(d.AddIfaceAddrs) + len(d.DelIfaceAddrs) + len(d.AddEgress) + len(d.DelEgress) + len(d.AddIngress) + len(d.DelIngress)
+	for _, m := range []map[string][]netip.Addr{d.AddAddrs, d.DelAddrs} {
+		for _, v := range m {
+			n += len(v)
+		}
+	}
+	for _, m := range []map[string][]AddrPort{d.AddAddrPorts, d.DelAddrPorts} {
+		for _, v := range m {
+			n += len(v)
+		}
+	}
+	return n
+}
+
+// DiffRulesets returns the changes from have to want.
+func DiffRulesets(have, want *Ruleset) *TableDiff {
+	d := &TableDiff{
+		AddAddrs: map[string][]netip.Addr{}, DelAddrs: map[string][]netip.Addr{},
+		AddAddrPorts: map[string][]AddrPort{}, DelAddrPorts: map[string][]AddrPort{},
+	}
+	haveSets := map[string]*NFTSet{}
+	for i := range have.Sets {
+		haveSets[have.Sets[i].Name] = &have.Sets[i]
+	}
+	wantSets := map[string]bool{}
+	for i := range want.Sets {
+		w := &want.Sets[i]
+		wantSets[w.Name] = true
+		h := haveSets[w.Name]
+		switch {
+		case h == nil:
+			d.AddSets = append(d.AddSets, *w)
+		case w.Kind == SetAddrs:
+			add, del := diffSlices(addrsOf(h.Prefixes), addrsOf(w.Prefixes))
+			if len(add) > 0 {
+				d.AddAddrs[w.Name] = add
+			}
+			if len(del) > 0 {
+				d.DelAddrs[w.Name] = del
+			}
+		case w.Kind == SetAddrPorts:
+			add, del := diffSlices(h.AddrPorts, w.AddrPorts)
+			if len(add) > 0 {
+				d.AddAddrPorts[w.Name] = add
+			}
+			if len(del) > 0 {
+				d.DelAddrPorts[w.Name] = del
+			}
+		}
+	}
+	for _, h := range have.Sets {
+		if !wantSets[h.Name] {
+			d.DelSets = append(d.DelSets, h.Name)
+		}
+	}
+
+	haveChains := map[string]bool{}
+	for _, c := range have.Chains {
+		haveChains[c.Name] = true
+	}
+	wantChains := map[string]bool{}
+	for _, c := range want.Chains {
+		wantChains[c.Name] = true
+		if !haveChains[c.Name] {
+			d.AddChains = append(d.AddChains, c)
+		}
+	}
+	// A chain cannot go while a rule still jumps to it: delete the chains
+	// nothing (else deleted) jumps to first, the targets of goto rules after.
+	targets := map[string]bool{}
+	for _, c := range have.Chains {
+		for _, r := range c.Rules {
+			if r.Target != "" {
+				targets[r.Target] = true
+			}
+		}
+	}
+	var later []string
+	for _, c := range have.Chains {
+		switch {
+		case wantChains[c.Name]:
+		case targets[c.Name]:
+			later = append(later, c.Name)
+		default:
+			d.DelChains = append(d.DelChains, c.Name)
+		}
+	}
+	d.DelChains = append(d.DelChains, later...)
+
+	d.AddIfaceAddrs, d.DelIfaceAddrs = diffSlices(have.Addrs, want.Addrs)
+	d.AddEgress, d.DelEgress = diffMaps(have.EgressDispatch, want.EgressDispatch)
+	d.AddIngress, d.DelIngress = diffMaps(have.IngressDispatch, want.IngressDispatch)
+	return d
+}
+
+func addrsOf(ps []netip.Prefix) []netip.Addr {
+	out := make([]netip.Addr, len(ps))
+	for i, p := range ps {
+		out[i] = p.Addr()
+	}
+	return out
+}
+
+// diffSlices returns the elements of want missing from have, and those of
+// have missing from want, in order.
+func diffSlices[T comparable](have, want []T) (add, del []T) {
+	h := make(map[T]bool, len(have))
+	for _, v := range have {
+		h[v] = true
+	}
+	w := make(map[T]bool, len(want))
+	for _, v := range want {
+		w[v] = true
+		if !h[v] {
+			add = append(add, v)
+		}
+	}
+	for _, v := range have {
+		if !w[v] {
+			del = append(del, v)
+		}
+	}
+	return add, del
+}
+
+func diffMaps(have, want map[string]string) (add, del map[string]string) {
+	add, del = map[string]string{}, map[string]string{}
+	for k, v := range want {
+		if hv, ok := have[k]; !ok || hv != v {
+			add[k] = v
+			if ok {
+				del[k] = hv
+			}
+		}
+	}
+	for k, v := range have {
+		if _, ok := want[k]; !ok {
+			del[k] = v
+		}
+	}
+	return add, del
+}

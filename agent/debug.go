@@ -68,7 +68,7 @@ type TopologyNode struct {
 	Link Link `json:"link"`
 	// Status is what the node last published at status/<node>; nil when its
 	// heartbeat is gone (or the records could not be read: see StatusError).
-	Status *PublishedStatus `json:"status,omitempty"`
+	Status *api.NodeStatus `json:"status,omitempty"`
 }
 
 // Link is the state of the dataplane connection from this node to another.
@@ -101,17 +101,6 @@ const (
 type ComponentError struct {
 	Component string `json:"component"`
 	Error     string `json:"error"`
-}
-
-// PublishedStatus is a status record as agents publish it at status/<node>:
-// api.NodeStatus plus the fields the BGP and policy components add. Fields
-// are matched by JSON name, so agents of different versions mix.
-type PublishedStatus struct {
-	api.NodeStatus
-	BGPSessionsUp    int       `json:"bgpSessionsUp,omitempty"`
-	BGPSessionsTotal int       `json:"bgpSessionsTotal,omitempty"`
-	PolicySync       time.Time `json:"policySync,omitzero"`
-	PolicyVersion    string    `json:"policyVersion,omitempty"`
 }
 
 // bgpView is the part of bgpDebug's JSON (bgp.DebugState) that the
@@ -189,13 +178,13 @@ type debugServer struct {
 	// mu guards the status cache.
 	mu        sync.Mutex
 	statusAt  time.Time
-	status    map[string]PublishedStatus
+	status    map[string]api.NodeStatus
 	statusErr string
 }
 
 // statusRecords returns every node's published status, read from etcd at
 // most every statusCacheTTL.
-func (d *debugServer) statusRecords(ctx context.Context) (map[string]PublishedStatus, string) {
+func (d *debugServer) statusRecords(ctx context.Context) (map[string]api.NodeStatus, string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.a.store == nil {
@@ -218,11 +207,11 @@ func (d *debugServer) statusRecords(ctx context.Context) (map[string]PublishedSt
 }
 
 // decodeStatusRecords decodes what it can and names the rest.
-func decodeStatusRecords(raw map[string][]byte) (map[string]PublishedStatus, string) {
-	out := make(map[string]PublishedStatus, len(raw))
+func decodeStatusRecords(raw map[string][]byte) (map[string]api.NodeStatus, string) {
+	out := make(map[string]api.NodeStatus, len(raw))
 	var bad []string
 	for node, b := range raw {
-		var st PublishedStatus
+		var st api.NodeStatus
 		if err := json.Unmarshal(b, &st); err != nil {
 			bad = append(bad, node)
 			continue
@@ -238,7 +227,7 @@ func decodeStatusRecords(raw map[string][]byte) (map[string]PublishedStatus, str
 
 // topology assembles this node's view. status holds the nodes' published
 // status records (nil when unavailable).
-func (a *Agent) topology(status map[string]PublishedStatus) Topology {
+func (a *Agent) topology(status map[string]api.NodeStatus) Topology {
 	ready, reason := a.readiness()
 	t := Topology{
 		Node:      a.self,
@@ -294,7 +283,7 @@ func (a *Agent) topology(status map[string]PublishedStatus) Topology {
 
 // topologyNodes lists every node with its blocks, endpoint count, liveness,
 // published status and this node's link to it.
-func (a *Agent) topologyNodes(snap store.Snapshot, dp *vxlan.DebugState, bgp any, status map[string]PublishedStatus) []TopologyNode {
+func (a *Agent) topologyNodes(snap store.Snapshot, dp *vxlan.DebugState, bgp any, status map[string]api.NodeStatus) []TopologyNode {
 	blocksOf := map[string][]string{}
 	for _, b := range snap.Blocks {
 		blocksOf[b.Node] = append(blocksOf[b.Node], b.CIDR.String())
@@ -363,6 +352,22 @@ func (a *Agent) vxlanLinks(snap store.Snapshot, dp vxlan.DebugState) map[string]
 		links[p.Node] = vxlanLink(vxlan.Plan(cfg, []vxlan.Peer{p}), actual, dp)
 	}
 	return links
+}
+
+// vxlanPeersUp counts the peers whose VXLAN entries are all in the kernel
+// as of the reconciler's last sync (for NodeStatus.PeersUp).
+func (a *Agent) vxlanPeersUp(dp vxlan.DebugState) int {
+	snap := a.snap.Load()
+	if snap == nil {
+		return 0
+	}
+	up := 0
+	for _, l := range a.vxlanLinks(*snap, dp) {
+		if l.State == LinkUp {
+			up++
+		}
+	}
+	return up
 }
 
 // vxlanLink grades one peer's wanted entries against the kernel's.

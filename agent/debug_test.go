@@ -475,13 +475,13 @@ func TestBGPLinks(t *testing.T) {
 }
 
 func TestDecodeStatusRecords(t *testing.T) {
-	good, _ := json.Marshal(map[string]any{"node": "n1", "ready": true, "bgpSessionsUp": 2, "bgpSessionsTotal": 3, "policySync": "2025-01-01T00:00:00Z"})
+	good, _ := json.Marshal(map[string]any{"node": "n1", "ready": true, "peersUp": 2, "peers": 3, "policySync": "2025-01-01T00:00:00Z"})
 	got, errText := decodeStatusRecords(map[string][]byte{"n1": good, "n2": []byte("{"), "n0": []byte("[1]")})
 	if errText != "undecodable status records: n0, n2" {
 		t.Errorf("error text %q", errText)
 	}
 	st, ok := got["n1"]
-	if !ok || !st.Ready || st.BGPSessionsUp != 2 || st.BGPSessionsTotal != 3 || st.PolicySync.IsZero() || len(got) != 1 {
+	if !ok || !st.Ready || st.PeersUp != 2 || st.Peers != 3 || st.PolicySync.IsZero() || len(got) != 1 {
 		t.Errorf("decoded %+v", got)
 	}
 }

@@ -39,9 +39,8 @@ type neighbor struct {
 	Uptime, Downtime               time.Time
 	Received, Accepted, Advertised int
 	Flaps                          int
-	// GR reports that graceful restart was negotiated for IPv4 unicast and
-	// EORReceived that the peer's End-of-RIB arrived on this session.
-	GR, EORReceived bool
+	// GR reports that graceful restart was negotiated for IPv4 unicast.
+	GR bool
 	// PeerRestarting reports that gobgp keeps the peer's routes as stale
 	// while it restarts.
 	PeerRestarting bool
@@ -92,10 +91,11 @@ func startRouter(ctx context.Context, cfg Config, lg *gobgpLogger) (*gobgpRouter
 	}, nil
 }
 
-// watch calls onTable after every change of the best paths and every
-// End-of-RIB, and onPeer after every session state change, until ctx is
-// done. The callbacks run on a gobgp goroutine and must not block.
-func (r *gobgpRouter) watch(ctx context.Context, onTable func(), onPeer func(addr netip.Addr, state string)) error {
+// watch calls onTable after every change of the best paths, onEOR for
+// every End-of-RIB marker a peer sends, and onPeer after every session state
+// change, until ctx is done. The callbacks run on a gobgp goroutine and must
+// not block.
+func (r *gobgpRouter) watch(ctx context.Context, onTable func(), onEOR func(peer netip.Addr), onPeer func(addr netip.Addr, state string)) error {
 	req := &api.WatchEventRequest{
 		Peer: &api.WatchEventRequest_Peer{},
 		Table: &api.WatchEventRequest_Table{Filters: []*api.WatchEventRequest_Table_Filter{
@@ -106,6 +106,15 @@ func (r *gobgpRouter) watch(ctx context.Context, onTable func(), onPeer func(add
 	err := r.s.WatchEvent(ctx, req, func(ev *api.WatchEventResponse) {
 		switch {
 		case ev.GetTable() != nil:
+			for _, p := range ev.GetTable().GetPaths() {
+				// gobgp reports an End-of-RIB as a path without NLRI.
+				if p.GetNlri() != nil {
+					continue
+				}
+				if a, err := netip.ParseAddr(p.GetNeighborIp()); err == nil {
+					onEOR(a.Unmap())
+				}
+			}
 			onTable()
 		case ev.GetPeer() != nil:
 			p := ev.GetPeer().GetPeer()
@@ -372,7 +381,6 @@ func (r *gobgpRouter) neighbors(ctx context.Context) ([]neighbor, error) {
 			n.Received, n.Accepted, n.Advertised = int(st.GetReceived()), int(st.GetAccepted()), int(st.GetAdvertised())
 			gr := af.GetMpGracefulRestart().GetState()
 			n.GR = gr.GetEnabled() && gr.GetReceived()
-			n.EORReceived = gr.GetEndOfRibReceived()
 		}
 		if n.GR && n.established() && n.Advertised > 0 {
 			n.Advertised-- // gobgp counts the End-of-RIB marker it would send

@@ -54,6 +54,7 @@ type Speaker struct {
 	syncing    bool // keeping routes of an earlier run until peers re-sync
 	waitLogged bool
 	states     map[netip.Addr]string // last session state seen, by address
+	eor        map[netip.Addr]bool   // peers that sent End-of-RIB during this run
 	rejected   []Rejection
 	rejectSeen map[Rejection]bool // rejections already logged
 	lastSync   time.Time
@@ -83,6 +84,7 @@ func New(cfg Config) (*Speaker, error) {
 		gl:           newGobgpLogger(cfg.Log),
 		routes:       newRouteSyncer(dp, log),
 		states:       map[netip.Addr]string{},
+		eor:          map[netip.Addr]bool{},
 		rejectSeen:   map[Rejection]bool{},
 		restartDelay: restartDelay,
 	}
@@ -177,7 +179,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 	}
 	watchCtx, cancelWatch := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWatch()
-	if err := r.watch(watchCtx, s.routeLoop.Trigger, s.peerStateChanged); err != nil {
+	if err := r.watch(watchCtx, s.routeLoop.Trigger, s.endOfRIB, s.peerStateChanged); err != nil {
 		return errors.Join(err, r.stop(ctx))
 	}
 	s.mu.Lock()
@@ -332,7 +334,10 @@ func (s *Speaker) syncRoutes(ctx context.Context) error {
 			if err != nil {
 				return s.recordRouteSync(fmt.Errorf("sync bgp routes: %w", err))
 			}
-			if allSynced(peers, ns) {
+			s.mu.Lock()
+			synced := allSynced(peers, ns, s.eor)
+			s.mu.Unlock()
+			if synced {
 				reason = "all peers sent their routes"
 			}
 		}
@@ -373,15 +378,25 @@ func (s *Speaker) recordRouteSync(err error) error {
 }
 
 // allSynced reports whether every desired peer is established and, if it
-// speaks graceful restart, has sent End-of-RIB.
-func allSynced(peers []Peer, ns []neighbor) bool {
+// speaks graceful restart, has sent End-of-RIB (eor). gobgp's own
+// End-of-RIB flag is not used: it is set without any marker when both ends
+// restart.
+func allSynced(peers []Peer, ns []neighbor, eor map[netip.Addr]bool) bool {
 	for _, p := range peers {
 		i := slices.IndexFunc(ns, func(n neighbor) bool { return n.Address == p.Address })
-		if i < 0 || !ns[i].established() || (ns[i].GR && !ns[i].EORReceived) {
+		if i < 0 || !ns[i].established() || (ns[i].GR && !eor[p.Address]) {
 			return false
 		}
 	}
 	return true
+}
+
+// endOfRIB is called by gobgp for every End-of-RIB marker a peer sends.
+func (s *Speaker) endOfRIB(peer netip.Addr) {
+	s.mu.Lock()
+	s.eor[peer] = true
+	s.mu.Unlock()
+	s.routeLoop.Trigger()
 }
 
 // noteRejections logs each rejected path once, for as long as it stays

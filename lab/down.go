@@ -45,6 +45,9 @@ func statePIDs(st State) []int {
 	for _, h := range st.Hosts {
 		pids = append(pids, h.AgentPID)
 	}
+	if st.ToR != nil {
+		pids = append(pids, st.ToR.PIDs...)
+	}
 	return pids
 }
 

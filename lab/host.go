@@ -85,9 +85,19 @@ func writeCluster(ctx context.Context, endpoint string, cl api.Cluster, l *Lab) 
 // writes its conflist. It does not start the agent.
 func (l *Lab) createHost(ctx context.Context, index int) (Host, error) {
 	l.mu.Lock()
-	h := newHost(l.st.Name, l.st.RunDir, 0, index)
+	tor := ""
+	if l.st.ToR != nil {
+		tor = l.st.ToR.Kind
+	}
+	h := newHost(l.st.Name, l.st.RunDir, hostSubnet(tor, l.st.Subnets, index), index)
 	ul := l.st.UnderlayNS
 	l.mu.Unlock()
+	// Behind a ToR every host routes through it; on the shared subnet 0
+	// the hosts need no gateway.
+	var gw netip.Addr
+	if tor != "" {
+		gw = UnderlayGateway(h.Subnet)
+	}
 
 	for _, d := range []string{h.dir(), h.StateDir, filepath.Dir(h.CNIConfig)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -112,7 +122,7 @@ func (l *Lab) createHost(ctx context.Context, index int) (Host, error) {
 		return Host{}, err
 	}
 	addr := netip.PrefixFrom(h.UnderlayIP, UnderlayPrefix(h.Subnet).Bits())
-	if err := attachHost(ul, h.Name, bridgePort(index), addr); err != nil {
+	if err := attachHost(ul, subnetBridge(h.Subnet), bridgePort(index), h.Name, HostIface, addr, gw); err != nil {
 		return Host{}, fmt.Errorf("host %s: %w", h.Name, err)
 	}
 	l.progress("host %s up: %s %s", h.Name, HostIface, addr)
@@ -133,6 +143,14 @@ func (l *Lab) AddHost(ctx context.Context) (Host, error) {
 	h, err := l.createHost(ctx, index)
 	if err != nil {
 		return Host{}, fmt.Errorf("add host: %w", err)
+	}
+	if tor := l.State().ToR; tor != nil {
+		if err := l.putToRPeers(ctx, []Host{h}); err != nil {
+			return Host{}, fmt.Errorf("add host: %w", err)
+		}
+		if err := l.reconfigureToR(ctx, h); err != nil {
+			return Host{}, fmt.Errorf("add host: %w", err)
+		}
 	}
 	if err := l.startAgent(ctx, h.Name); err != nil {
 		return Host{}, fmt.Errorf("add host: %w", err)

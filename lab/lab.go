@@ -86,6 +86,7 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 			PodCIDR:    cfg.PodCIDR,
 			BlockSize:  cfg.BlockSize,
 			UnderlayNS: underlayNS(cfg.Name),
+			Subnets:    cfg.Subnets,
 			Etcd: Etcd{
 				NetNS:     underlayNS(cfg.Name),
 				ClientURL: clientURL,
@@ -115,28 +116,59 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 		return nil, fmt.Errorf("lab up: %w", err)
 	}
 
+	cl, err := cfg.cluster()
+	if err != nil {
+		return nil, fmt.Errorf("lab up: %w", err)
+	}
+	if cfg.ToR != "" {
+		if _, err := torPrograms(cfg.ToR); err != nil {
+			return nil, fmt.Errorf("lab up: %w", err)
+		}
+		t := newToR(cfg.Name, runDir, cfg.ToR, torASN(cl))
+		l.mu.Lock()
+		l.st.ToR = &t
+		err = l.saveLocked()
+		l.mu.Unlock()
+		if err != nil {
+			return nil, fmt.Errorf("lab up: %w", err)
+		}
+	}
+
 	if err := l.upUnderlay(ctx); err != nil {
 		return nil, fmt.Errorf("lab up: %w", err)
+	}
+	if cfg.ToR != "" {
+		if err := l.upToRNetwork(ctx); err != nil {
+			return nil, fmt.Errorf("lab up: %w", err)
+		}
 	}
 	etcdCmd := cfg.etcdCommand
 	if len(etcdCmd) == 0 {
 		etcdCmd = []string{filepath.Join(binDir, binSkein)}
-	}
-	cl, err := cfg.cluster()
-	if err != nil {
-		return nil, fmt.Errorf("lab up: %w", err)
 	}
 	if err := l.upEtcd(ctx, etcdCmd, cl); err != nil {
 		return nil, fmt.Errorf("lab up: %w", err)
 	}
 
 	var names []string
+	var hosts []Host
 	for i := 1; i <= cfg.Hosts; i++ {
 		h, err := l.createHost(ctx, i)
 		if err != nil {
 			return nil, fmt.Errorf("lab up: %w", err)
 		}
 		names = append(names, h.Name)
+		hosts = append(hosts, h)
+	}
+	if cfg.ToR != "" {
+		// The ToR and its peer records go first, so that every agent finds
+		// its sessions configured on both ends when it starts.
+		if err := l.putToRPeers(ctx, hosts); err != nil {
+			return nil, fmt.Errorf("lab up: %w", err)
+		}
+		if err := l.startToR(ctx); err != nil {
+			return nil, fmt.Errorf("lab up: %w", err)
+		}
 	}
 	if cfg.noAgents {
 		l.progress("lab %s up without agents (%s)", cfg.Name, since(start))
@@ -281,6 +313,11 @@ func (l *Lab) State() State {
 	st := l.st
 	st.Hosts = append([]Host(nil), l.st.Hosts...)
 	st.Containers = append([]Container(nil), l.st.Containers...)
+	if l.st.ToR != nil {
+		t := *l.st.ToR
+		t.PIDs = append([]int(nil), l.st.ToR.PIDs...)
+		st.ToR = &t
+	}
 	return st
 }
 

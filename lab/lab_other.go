@@ -14,12 +14,17 @@ import (
 
 var errUnsupported = errors.New("lab: network namespaces need Linux")
 
-func ipCommand() string                                     { return "ip" }
-func addNetNS(context.Context, string) error                { return errUnsupported }
-func delNetNS(context.Context, string) error                { return errUnsupported }
-func listNetNS() ([]string, error)                          { return nil, nil }
-func setupUnderlay(string, netip.Prefix) error              { return errUnsupported }
-func attachHost(string, string, string, netip.Prefix) error { return errUnsupported }
+func ipCommand() string                               { return "ip" }
+func addNetNS(context.Context, string) error          { return errUnsupported }
+func delNetNS(context.Context, string) error          { return errUnsupported }
+func listNetNS() ([]string, error)                    { return nil, nil }
+func setupUnderlay(string, netip.Prefix) error        { return errUnsupported }
+func addBridge(string, string) error                  { return errUnsupported }
+func addRoute(string, netip.Prefix, netip.Addr) error { return errUnsupported }
+func setSysctls(string, map[string]string) error      { return errUnsupported }
+func attachHost(string, string, string, string, string, netip.Prefix, netip.Addr) error {
+	return errUnsupported
+}
 func setLoUp(string) error                                  { return errUnsupported }
 func startInNetNS(string, string, []string) (int, error)    { return 0, errUnsupported }
 func procAlive(int) bool                                    { return false }

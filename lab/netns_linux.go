@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 
@@ -176,9 +177,45 @@ func setupUnderlay(ns string, gw netip.Prefix) error {
 	return nil
 }
 
-// attachHost wires host namespace hostNS to the bridge in ulNS: a veth whose
-// bridge side is port and whose host side is HostIface with addr.
-func attachHost(ulNS, hostNS, port string, addr netip.Prefix) error {
+// addBridge adds an address-less bridge (a host subnet's L2 segment) in the
+// underlay namespace ns.
+func addBridge(ns, name string) error {
+	h, err := handleAt(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: UnderlayMTU}}
+	if err := h.LinkAdd(br); err != nil {
+		return fmt.Errorf("underlay %s: add bridge %s: %w", ns, name, err)
+	}
+	if err := h.LinkSetUp(br); err != nil {
+		return fmt.Errorf("underlay %s: set %s up: %w", ns, name, err)
+	}
+	return nil
+}
+
+// addRoute adds the route dst via gw in namespace ns.
+func addRoute(ns string, dst netip.Prefix, gw netip.Addr) error {
+	h, err := handleAt(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	r := &netlink.Route{
+		Dst: &net.IPNet{IP: dst.Addr().AsSlice(), Mask: net.CIDRMask(dst.Bits(), dst.Addr().BitLen())},
+		Gw:  gw.AsSlice(),
+	}
+	if err := h.RouteAdd(r); err != nil {
+		return fmt.Errorf("%s: add route %s via %s: %w", ns, dst, gw, err)
+	}
+	return nil
+}
+
+// attachHost wires namespace hostNS to bridge in ulNS: a veth whose bridge
+// side is port and whose other side is iface with addr. A valid gw becomes
+// the default route in hostNS.
+func attachHost(ulNS, bridge, port, hostNS, iface string, addr netip.Prefix, gw netip.Addr) error {
 	ul, err := handleAt(ulNS)
 	if err != nil {
 		return err
@@ -195,25 +232,25 @@ func attachHost(ulNS, hostNS, port string, addr netip.Prefix) error {
 	}
 	defer target.Close()
 
-	br, err := ul.LinkByName(BridgeName)
+	br, err := ul.LinkByName(bridge)
 	if err != nil {
-		return fmt.Errorf("find bridge %s in %s: %w", BridgeName, ulNS, err)
+		return fmt.Errorf("find bridge %s in %s: %w", bridge, ulNS, err)
 	}
 	veth := &netlink.Veth{
 		LinkAttrs:     netlink.LinkAttrs{Name: port, MTU: UnderlayMTU},
-		PeerName:      HostIface,
+		PeerName:      iface,
 		PeerNamespace: netlink.NsFd(int(target)),
 		PeerMTU:       UnderlayMTU,
 	}
 	if err := ul.LinkAdd(veth); err != nil {
-		return fmt.Errorf("add veth %s (peer %s in %s): %w", port, HostIface, hostNS, err)
+		return fmt.Errorf("add veth %s (peer %s in %s): %w", port, iface, hostNS, err)
 	}
 	pl, err := ul.LinkByName(port)
 	if err != nil {
 		return fmt.Errorf("find %s in %s: %w", port, ulNS, err)
 	}
 	if err := ul.LinkSetMaster(pl, br); err != nil {
-		return fmt.Errorf("attach %s to %s: %w", port, BridgeName, err)
+		return fmt.Errorf("attach %s to %s: %w", port, bridge, err)
 	}
 	if err := ul.LinkSetUp(pl); err != nil {
 		return fmt.Errorf("set %s up: %w", port, err)
@@ -222,17 +259,36 @@ func attachHost(ulNS, hostNS, port string, addr netip.Prefix) error {
 	if err := loUp(hh); err != nil {
 		return fmt.Errorf("host %s: %w", hostNS, err)
 	}
-	hl, err := hh.LinkByName(HostIface)
+	hl, err := hh.LinkByName(iface)
 	if err != nil {
-		return fmt.Errorf("find %s in %s: %w", HostIface, hostNS, err)
+		return fmt.Errorf("find %s in %s: %w", iface, hostNS, err)
 	}
 	if err := hh.AddrAdd(hl, linkAddr(addr)); err != nil {
-		return fmt.Errorf("add %s to %s in %s: %w", addr, HostIface, hostNS, err)
+		return fmt.Errorf("add %s to %s in %s: %w", addr, iface, hostNS, err)
 	}
 	if err := hh.LinkSetUp(hl); err != nil {
-		return fmt.Errorf("set %s up in %s: %w", HostIface, hostNS, err)
+		return fmt.Errorf("set %s up in %s: %w", iface, hostNS, err)
+	}
+	if gw.IsValid() {
+		def := &netlink.Route{LinkIndex: hl.Attrs().Index, Gw: gw.AsSlice()}
+		if err := hh.RouteAdd(def); err != nil {
+			return fmt.Errorf("add default route via %s in %s: %w", gw, hostNS, err)
+		}
 	}
 	return nil
+}
+
+// setSysctls writes net sysctls ("net/ipv4/ip_forward" → "1") inside the
+// named namespace: /proc/sys/net resolves to the writing thread's namespace.
+func setSysctls(ns string, kv map[string]string) error {
+	return inNetNS(ns, func() error {
+		for k, v := range kv {
+			if err := os.WriteFile(filepath.Join("/proc/sys", k), []byte(v), 0o644); err != nil {
+				return fmt.Errorf("sysctl %s=%s in %s: %w", k, v, ns, err)
+			}
+		}
+		return nil
+	})
 }
 
 // setLoUp brings lo up in the named namespace.

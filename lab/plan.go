@@ -48,6 +48,8 @@ const (
 
 	// MaxHostsPerSubnet bounds host indices: .1 to .253, .254 is the gateway.
 	MaxHostsPerSubnet = 253
+	// MaxSubnets bounds Config.Subnets.
+	MaxSubnets = 4
 
 	stateFile  = "lab.json"
 	markerFile = ".skein-lab"
@@ -80,6 +82,15 @@ type Config struct {
 	ContainersPerHost int
 	// Backend is the cluster backend, "vxlan" or "bgp"; optional, default "vxlan".
 	Backend string
+	// ToR adds a top-of-rack router namespace running a real BGP daemon,
+	// "bird" (BIRD 2) or "frr" (FRR's bgpd and zebra), as route reflector
+	// for every host; the cluster then runs without the node mesh. Needs
+	// Backend "bgp"; optional, default none (hosts share one L2 subnet).
+	ToR string
+	// Subnets is the number of underlay subnets the hosts are spread over
+	// (host i on subnet 1+(i-1)%Subnets); only the ToR routes between them.
+	// More than one needs a ToR; optional, default 1.
+	Subnets int
 	// BinDir holds skeind, skein and skein-cni; required.
 	BinDir string
 	// RunDir holds lab.json, sockets, logs and agent state; optional, default
@@ -135,6 +146,9 @@ func (c Config) withDefaults() Config {
 	if c.Backend == "" {
 		c.Backend = DefaultBackend
 	}
+	if c.Subnets == 0 {
+		c.Subnets = 1
+	}
 	if c.RunDir == "" {
 		c.RunDir = DefaultRunDir(c.Name)
 	}
@@ -164,6 +178,21 @@ func (c Config) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("backend %q: must be vxlan or bgp", c.Backend))
 	}
+	switch c.ToR {
+	case "":
+		if c.Subnets != 1 {
+			errs = append(errs, fmt.Errorf("subnets %d: hosts on more than one subnet need a router between them (--tor bird or --tor frr)", c.Subnets))
+		}
+	case ToRBIRD, ToRFRR:
+		if api.Backend(c.Backend) != api.BackendBGP {
+			errs = append(errs, fmt.Errorf("tor %s: needs backend bgp, not %s", c.ToR, c.Backend))
+		}
+		if c.Subnets < 1 || c.Subnets > MaxSubnets {
+			errs = append(errs, fmt.Errorf("subnets %d: must be between 1 and %d", c.Subnets, MaxSubnets))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("tor %q: must be %s or %s", c.ToR, ToRBIRD, ToRFRR))
+	}
 	if c.BinDir == "" {
 		errs = append(errs, errors.New("bin dir is required (a directory with skeind, skein and skein-cni)"))
 	}
@@ -192,13 +221,16 @@ func (c Config) cluster() (api.Cluster, error) {
 		VXLAN:   api.VXLANConfig{VNI: api.DefaultVNI, Port: api.DefaultVXLANPort},
 	}
 	if cl.Backend == api.BackendBGP {
-		cl.BGP = &api.BGPConfig{ASN: api.DefaultASN, NodeMesh: true}
+		// With a top-of-rack route reflector the hosts peer only with it.
+		cl.BGP = &api.BGPConfig{ASN: api.DefaultASN, NodeMesh: c.ToR == ""}
 	}
 	return cl, nil
 }
 
 // UnderlayPrefix returns the underlay network of subnet s: 10.255.s.0/24.
-// Today every host is on subnet 0; more subnets come with routed (BGP) labs.
+// Without a ToR every host is on subnet 0, whose .254 is the underlay
+// namespace (etcd). With a ToR, subnet 0 links the underlay namespace and
+// the ToR only, and hosts sit on subnets 1..Subnets, each routed by the ToR.
 func UnderlayPrefix(subnet int) netip.Prefix {
 	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 255, byte(subnet), 0}), 24)
 }
@@ -208,9 +240,28 @@ func UnderlayAddr(subnet, index int) netip.Addr {
 	return netip.AddrFrom4([4]byte{10, 255, byte(subnet), byte(index)})
 }
 
-// UnderlayGateway returns the bridge's address on subnet s: 10.255.s.254.
+// UnderlayGateway returns the gateway of subnet s, 10.255.s.254: the
+// underlay namespace on subnet 0, the ToR on the others.
 func UnderlayGateway(subnet int) netip.Addr {
 	return UnderlayAddr(subnet, 254)
+}
+
+// hostSubnet returns the subnet of host index: 0 without a ToR, else
+// 1..subnets round robin.
+func hostSubnet(tor string, subnets, index int) int {
+	if tor == "" {
+		return 0
+	}
+	return 1 + (index-1)%max(subnets, 1)
+}
+
+// subnetBridge names the underlay bridge of subnet s: "ubr" for subnet 0,
+// "ubr<s>" for the others.
+func subnetBridge(subnet int) string {
+	if subnet == 0 {
+		return BridgeName
+	}
+	return BridgeName + strconv.Itoa(subnet)
 }
 
 // Namespace names.
@@ -373,12 +424,16 @@ func cniArgs(podNamespace, podName string) [][2]string {
 }
 
 // argsOfRunDir reports whether args are those of a process the lab started
-// for runDir: an agent's --socket or an etcd's --dir under runDir.
+// for runDir: an agent's --socket, an etcd's --dir, or a ToR daemon's control
+// socket (BIRD's -s, FRR's --vty_socket) under runDir.
 func argsOfRunDir(args []string, runDir string) bool {
 	mark := filepath.Clean(runDir) + "/"
 	for i := 0; i+1 < len(args); i++ {
-		if (args[i] == "--socket" || args[i] == "--"+EtcdFlagDir) && strings.HasPrefix(args[i+1], mark) {
-			return true
+		switch args[i] {
+		case "--socket", "--" + EtcdFlagDir, "-s", "--vty_socket":
+			if strings.HasPrefix(args[i+1], mark) {
+				return true
+			}
 		}
 	}
 	return false

@@ -64,13 +64,17 @@ type Etcd struct {
 
 // State is lab.json: everything Load needs to drive a lab from another process.
 type State struct {
-	Name       string      `json:"name"`
-	RunDir     string      `json:"runDir"`
-	BinDir     string      `json:"binDir"`
-	Backend    string      `json:"backend"`
-	PodCIDR    string      `json:"podCIDR"`
-	BlockSize  int         `json:"blockSize"`
-	UnderlayNS string      `json:"underlayNetns"`
+	Name       string `json:"name"`
+	RunDir     string `json:"runDir"`
+	BinDir     string `json:"binDir"`
+	Backend    string `json:"backend"`
+	PodCIDR    string `json:"podCIDR"`
+	BlockSize  int    `json:"blockSize"`
+	UnderlayNS string `json:"underlayNetns"`
+	// Subnets is the number of host subnets (Config.Subnets).
+	Subnets int `json:"subnets,omitempty"`
+	// ToR is the top-of-rack router, nil when the lab has none.
+	ToR        *ToR        `json:"tor,omitempty"`
 	Etcd       Etcd        `json:"etcd"`
 	Hosts      []Host      `json:"hosts"`
 	Containers []Container `json:"containers"`
@@ -145,11 +149,14 @@ func (st *State) container(name string) (int, error) {
 	return found, nil
 }
 
-// resolveNS returns the network namespace name for a host, container or the
-// underlay ("ul"), in full or short form.
+// resolveNS returns the network namespace name for a host, container, the
+// underlay ("ul") or the ToR ("tor"), in full or short form.
 func (st *State) resolveNS(name string) (string, error) {
 	if name == "ul" || name == st.UnderlayNS {
 		return st.UnderlayNS, nil
+	}
+	if st.ToR != nil && (name == "tor" || name == st.ToR.NetNS) {
+		return st.ToR.NetNS, nil
 	}
 	if h, err := st.host(name); err == nil {
 		return h.Name, nil

@@ -14,6 +14,22 @@ type Status struct {
 	Etcd         EtcdStatus   `json:"etcd"`
 	Hosts        []HostStatus `json:"hosts"`
 	Containers   []Container  `json:"containers"`
+	// ToR is the top-of-rack router's state, nil without one.
+	ToR *ToRStatus `json:"tor,omitempty"`
+}
+
+// ToRStatus is the top-of-rack router's state.
+type ToRStatus struct {
+	Kind     string     `json:"kind"`
+	NetNS    string     `json:"netns"`
+	RouterID netip.Addr `json:"routerID"`
+	PIDs     []int      `json:"pids"`
+	// Alive reports whether every daemon runs.
+	Alive bool `json:"alive"`
+	// Client is the command line that queries the daemon.
+	Client   string       `json:"client"`
+	Sessions []ToRSession `json:"sessions,omitempty"`
+	Reason   string       `json:"reason,omitempty"`
 }
 
 // EtcdStatus is the lab etcd's process state.
@@ -67,6 +83,22 @@ func (l *Lab) Status(ctx context.Context) (Status, error) {
 			hs.Reason = "agent not running"
 		}
 		s.Hosts = append(s.Hosts, hs)
+	}
+	if t := st.ToR; t != nil {
+		ts := &ToRStatus{Kind: t.Kind, NetNS: t.NetNS, RouterID: t.RouterID, PIDs: t.PIDs, Client: t.ClientCommand(), Alive: len(t.PIDs) > 0}
+		for _, p := range t.PIDs {
+			ts.Alive = ts.Alive && procAlive(p) && procOfRunDir(p, st.RunDir)
+		}
+		if ts.Alive {
+			ss, err := l.ToRSessions(ctx)
+			if err != nil {
+				ts.Reason = err.Error()
+			}
+			ts.Sessions = ss
+		} else {
+			ts.Reason = "daemon not running"
+		}
+		s.ToR = ts
 	}
 	return s, ctx.Err()
 }

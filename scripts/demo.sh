@@ -29,6 +29,31 @@ step "the overlay on host h1: vxlan device, neighbours, FDB and routes"
 "$skein" lab exec h1 -- ip neigh show dev skein.vxlan
 "$skein" lab exec h1 -- bridge fdb show dev skein.vxlan
 
+step "network policy: only clients may reach the database pod"
+db_ip=$("$skein" endpoint list | awk '$2=="h3-c1"{print $4}')
+"$skein" endpoint label default/h3-c1 app=db
+try() { if "$skein" lab exec h1-c1 -- ping -c1 -W2 -q "$db_ip" >/dev/null 2>&1; then echo "  h1-c1 -> h3-c1 ($db_ip): reachable"; else echo "  h1-c1 -> h3-c1 ($db_ip): BLOCKED"; fi; }
+try
+cat <<'YAML' | tee /dev/stderr | "$skein" policy apply -f -
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db-clients-only, namespace: default}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress:
+  - from:
+    - podSelector: {matchLabels: {role: client}}
+YAML
+sleep 1
+try
+"$skein" policy trace --from default/h1-c1 --to default/h3-c1 --port 5432 --protocol TCP
+echo; echo "  label h1-c1 as a client:"
+"$skein" endpoint label default/h1-c1 role=client
+sleep 1
+try
+"$skein" policy trace --from default/h1-c1 --to default/h3-c1 --port 5432 --protocol TCP
+"$skein" policy matrix --ports 5432
+
 if [ "${KEEP:-0}" = 1 ]; then
   step "lab left running: try \`$skein lab status\`, \`$skein lab exec h1-c1 -- ping <ip>\`; \`$skein lab down\` removes it"
 else

@@ -208,7 +208,7 @@ func TestNodeCommands(t *testing.T) {
 		tc.node(t, name, 2+i, false, "off")
 		age := map[string]time.Duration{"dead": 2 * time.Hour, "recent": time.Second}[name]
 		st := api.NodeStatus{Node: name, Ready: true, Updated: time.Now().Add(-age).UTC()}
-		leases = append(leases, int64(tc.heartbeat(t, name, publishedOf(st))))
+		leases = append(leases, int64(tc.heartbeat(t, name, st)))
 		tc.node(t, "live", 1, true, "off") // other traffic
 	}
 	for _, l := range leases {

@@ -83,6 +83,8 @@ func newLabUpCmd(lf *labFlags) *cobra.Command {
 	f.IntVar(&cfg.Hosts, "hosts", lab.DefaultHosts, "number of hosts")
 	f.IntVar(&cfg.ContainersPerHost, "containers-per-host", lab.DefaultContainersPerHost, "containers on each host")
 	f.StringVar(&cfg.Backend, "backend", lab.DefaultBackend, "cluster backend: vxlan or bgp")
+	f.StringVar(&cfg.ToR, "tor", "", "with --backend bgp: a top-of-rack router namespace running bird (BIRD 2) or frr (FRR), route reflector for every host (node mesh off)")
+	f.IntVar(&cfg.Subnets, "subnets", 1, "with --tor: spread the hosts over this many underlay subnets, routed only by the ToR")
 	f.StringVar(&cfg.BinDir, "bin-dir", "", "directory with skeind, skein and skein-cni (default: this binary's directory)")
 	f.StringVar(&cfg.PodCIDR, "pod-cidr", lab.DefaultPodCIDR, "pod address pool")
 	f.IntVar(&cfg.BlockSize, "block-size", api.DefaultBlockSize, "prefix length of the pool's blocks")
@@ -125,7 +127,20 @@ func printLabHints(cmd *cobra.Command, l *lab.Lab, lf *labFlags) {
 	if len(cs) > 1 {
 		fmt.Fprintf(w, "  skein lab exec%s %s -- ping -c1 %s\n", flags, strings.TrimPrefix(cs[0].Name, l.Name()+"-"), cs[len(cs)-1].IP)
 	}
+	if t, err := l.ToR(); err == nil {
+		fmt.Fprintf(w, "  skein bgp status\n")
+		fmt.Fprintf(w, "  skein lab exec%s tor -- ip route\n", flags)
+		fmt.Fprintf(w, "  %s %s\n", t.ClientCommand(), torHint(t.Kind))
+	}
 	fmt.Fprintf(w, "  skein lab down%s\n", flags)
+}
+
+// torHint is a query worth trying on a ToR daemon.
+func torHint(kind string) string {
+	if kind == lab.ToRFRR {
+		return "-c 'show bgp ipv4 unicast'"
+	}
+	return "show route"
 }
 
 func newLabDownCmd(lf *labFlags) *cobra.Command {
@@ -194,6 +209,21 @@ func renderLabStatus(tw *tabwriter.Writer, st lab.Status, wide bool) {
 			fmt.Fprintf(tw, "\t%s", h.Reason)
 		}
 		fmt.Fprintln(tw)
+	}
+	if t := st.ToR; t != nil {
+		fmt.Fprintf(tw, "\nTOR\tNETNS\tROUTER ID\tPIDS\tALIVE\tCLIENT\n")
+		pids := make([]string, 0, len(t.PIDs))
+		for _, p := range t.PIDs {
+			pids = append(pids, fmt.Sprint(p))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Kind, t.NetNS, t.RouterID, strings.Join(pids, ","), yes(t.Alive), t.Client)
+		if t.Reason != "" {
+			fmt.Fprintf(tw, "  (%s)\n", t.Reason)
+		}
+		fmt.Fprintf(tw, "\nTOR SESSION\tNEIGHBOR\tSTATE\tRECEIVED\n")
+		for _, s := range t.Sessions {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", s.Name, s.Neighbor, s.State, s.Received)
+		}
 	}
 	fmt.Fprintf(tw, "\nCONTAINER\tHOST\tPOD\tIP")
 	if wide {

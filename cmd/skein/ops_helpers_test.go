@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/skeinnet/skein/agent"
 	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/store"
 )
@@ -73,17 +72,17 @@ func (tc *testCluster) node(t *testing.T, name string, index int, alive bool, de
 		t.Fatalf("claim %s: %v %v", block, ok, err)
 	}
 	if alive {
-		tc.heartbeat(t, name, agent.PublishedStatus{NodeStatus: api.NodeStatus{
+		tc.heartbeat(t, name, api.NodeStatus{
 			Node: name, Version: "v1", Backend: api.BackendVXLAN, Ready: true, Blocks: []string{block.String()},
 			Updated: time.Now().UTC(), LastSync: time.Now().UTC(), DebugAddr: debugAddr,
-		}})
+		})
 	}
 	return block
 }
 
 // heartbeat puts alive/<name> and status/<name> on a fresh lease and
 // returns it.
-func (tc *testCluster) heartbeat(t *testing.T, name string, st agent.PublishedStatus) clientv3.LeaseID {
+func (tc *testCluster) heartbeat(t *testing.T, name string, st api.NodeStatus) clientv3.LeaseID {
 	t.Helper()
 	ctx := tc.ctx(t)
 	lease, err := tc.cl.Etcd().Grant(ctx, 60)
@@ -110,11 +109,11 @@ func (tc *testCluster) setPeers(t *testing.T, peers int) {
 		t.Fatal(err)
 	}
 	for _, kv := range resp.Kvs {
-		var st agent.PublishedStatus
+		var st api.NodeStatus
 		if err := json.Unmarshal(kv.Value, &st); err != nil {
 			t.Fatal(err)
 		}
-		st.Peers = peers
+		st.Peers, st.PeersUp = peers, peers
 		b, _ := json.Marshal(st)
 		if _, err := tc.cl.Etcd().Put(ctx, string(kv.Key), string(b), clientv3.WithLease(clientv3.LeaseID(kv.Lease))); err != nil {
 			t.Fatal(err)
@@ -131,8 +130,4 @@ func run(t *testing.T, cmd *cobra.Command, args ...string) (string, error) {
 	cmd.SetArgs(args)
 	err := cmd.ExecuteContext(t.Context())
 	return out.String(), err
-}
-
-func publishedOf(st api.NodeStatus) agent.PublishedStatus {
-	return agent.PublishedStatus{NodeStatus: st}
 }

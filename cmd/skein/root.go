@@ -71,7 +71,9 @@ func newRootCmd() *cobra.Command {
 	nsCmd.AddCommand(newNamespaceLabelCmd(g))
 	epCmd := newEndpointCmd(g)
 	epCmd.AddCommand(newEndpointLabelCmd(g))
-	root.AddCommand(newClusterCmd(g), newNodeCmd(g), newIPAMCmd(g), epCmd, nsCmd, newPolicyCmd(g), newLabCmd(g), newVersionCmd())
+	polCmd := newPolicyCmd(g)
+	polCmd.AddCommand(newPolicyTraceCmd(g), newPolicyMatrixCmd(g))
+	root.AddCommand(newClusterCmd(g), newNodeCmd(g), newIPAMCmd(g), epCmd, nsCmd, polCmd, newLabCmd(g), newVersionCmd())
 	root.AddCommand(newOpsCmds(g)...)
 	return root
 }

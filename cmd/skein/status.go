@@ -122,12 +122,15 @@ type nodeReport struct {
 	// Peers is "up/total" peers (VXLAN) or sessions (BGP), as far as known.
 	Peers string `json:"peers,omitempty"`
 	// Links is the agent's own view of its links, when it answered.
-	Links      map[string]agent.Link `json:"links,omitempty"`
-	LastSync   time.Time             `json:"lastSync,omitzero"`
-	PolicySync time.Time             `json:"policySync,omitzero"`
-	Updated    time.Time             `json:"updated,omitzero"`
-	LastError  string                `json:"lastError,omitempty"`
-	DebugAddr  string                `json:"debugAddr,omitempty"`
+	Links map[string]agent.Link `json:"links,omitempty"`
+	// Sessions maps peer nodes to the state of the node's BGP session with
+	// them, as its status record reports.
+	Sessions   map[string]string `json:"sessions,omitempty"`
+	LastSync   time.Time         `json:"lastSync,omitzero"`
+	PolicySync time.Time         `json:"policySync,omitzero"`
+	Updated    time.Time         `json:"updated,omitzero"`
+	LastError  string            `json:"lastError,omitempty"`
+	DebugAddr  string            `json:"debugAddr,omitempty"`
 	// Agent says whether the debug endpoint answered: "ok", "not asked",
 	// "no address", or why not.
 	Agent    string   `json:"agent"`
@@ -179,7 +182,7 @@ func readStatusInput(cmd *cobra.Command, g *globalFlags, af *agentFlags) (status
 
 // decodeStatus decodes node's status record; ok is false when it has none,
 // err is set when it does not decode.
-func decodeStatus(inv store.Inventory, node string) (st agent.PublishedStatus, ok bool, err error) {
+func decodeStatus(inv store.Inventory, node string) (st api.NodeStatus, ok bool, err error) {
 	raw, ok := inv.Status[node]
 	if !ok {
 		return st, false, nil
@@ -193,7 +196,7 @@ func decodeStatus(inv store.Inventory, node string) (st agent.PublishedStatus, o
 // agentAddr returns where node's debug endpoint listens, seen from another
 // host: an unspecified host part means the node's underlay address. It is
 // empty when the agent serves none.
-func agentAddr(n api.Node, st agent.PublishedStatus) string {
+func agentAddr(n api.Node, st api.NodeStatus) string {
 	addr := st.DebugAddr
 	if addr == "" {
 		addr = n.DebugAddr
@@ -346,15 +349,24 @@ func buildReport(in statusInput) clusterReport {
 			if st.DebugAddr != "" {
 				nr.DebugAddr = st.DebugAddr
 			}
-			if st.BGPSessionsTotal > 0 || st.Backend == api.BackendBGP {
-				nr.Peers = fmt.Sprintf("%d/%d", st.BGPSessionsUp, st.BGPSessionsTotal)
-				if st.BGPSessionsUp < st.BGPSessionsTotal {
-					problem("BGP sessions established: %d of %d", st.BGPSessionsUp, st.BGPSessionsTotal)
+			nr.Peers = fmt.Sprintf("%d/%d", st.PeersUp, st.Peers)
+			if st.Backend == api.BackendBGP {
+				nr.Sessions = bgpSessions(inv, st.BGP)
+				var down []string
+				for _, n := range st.BGP {
+					if n.State != "Established" {
+						down = append(down, n.Name+" "+n.State)
+					}
+				}
+				if len(down) > 0 {
+					problem("BGP sessions not established: %s", strings.Join(down, ", "))
 				}
 			} else {
-				nr.Peers = fmt.Sprintf("%d/%d", st.Peers, max(expectedPeers, 0))
 				if st.Peers < expectedPeers && registered {
 					problem("programs %d of %d peers", st.Peers, expectedPeers)
+				}
+				if st.PeersUp < st.Peers {
+					problem("%d of %d peers fully programmed", st.PeersUp, st.Peers)
 				}
 			}
 			if !st.Ready {
@@ -362,6 +374,9 @@ func buildReport(in statusInput) clusterReport {
 			}
 			if st.LastError != "" {
 				problem("last error: %s", st.LastError)
+			}
+			if st.PolicyError != "" {
+				problem("policy: %s", st.PolicyError)
 			}
 			if age := in.now.Sub(st.Updated); nr.Alive && age > statusStaleAfter {
 				problem("status not refreshed for %s (agent stuck, or clocks apart)", age.Round(time.Second))
@@ -411,6 +426,26 @@ func buildReport(in statusInput) clusterReport {
 		rep.Healthy = rep.Healthy && nr.Healthy
 	}
 	return rep
+}
+
+// bgpSessions maps each neighbour that is a node (by name, else by
+// underlay address) to its session state.
+func bgpSessions(inv store.Inventory, neighbors []api.BGPNeighbor) map[string]string {
+	byIP := map[netip.Addr]string{}
+	for name, n := range inv.Nodes {
+		byIP[n.UnderlayIP] = name
+	}
+	out := map[string]string{}
+	for _, n := range neighbors {
+		node := n.Name
+		if _, ok := inv.Nodes[node]; !ok {
+			node = byIP[n.Address]
+		}
+		if node != "" {
+			out[node] = n.State
+		}
+	}
+	return out
 }
 
 func yesNo(b bool) string {

@@ -42,16 +42,16 @@ func inventory(n int, now time.Time) store.Inventory {
 		inv.Blocks[block] = api.Block{CIDR: block, Node: name}
 		inv.ModRevs[store.BlockModRevKey(block)] = int64(100 + i)
 		inv.Alive[name] = true
-		st, _ := json.Marshal(agent.PublishedStatus{NodeStatus: api.NodeStatus{Node: name, Version: "v1", Backend: api.BackendVXLAN,
-			Ready: true, Peers: n - 1, Updated: now.Add(-5 * time.Second), LastSync: now.Add(-3 * time.Second)}})
+		st, _ := json.Marshal(api.NodeStatus{Node: name, Version: "v1", Backend: api.BackendVXLAN,
+			Ready: true, Peers: n - 1, PeersUp: n - 1, Updated: now.Add(-5 * time.Second), LastSync: now.Add(-3 * time.Second)})
 		inv.Status[name] = st
 	}
 	return inv
 }
 
-func setStatus(t *testing.T, inv store.Inventory, node string, f func(*agent.PublishedStatus)) {
+func setStatus(t *testing.T, inv store.Inventory, node string, f func(*api.NodeStatus)) {
 	t.Helper()
-	var st agent.PublishedStatus
+	var st api.NodeStatus
 	if err := json.Unmarshal(inv.Status[node], &st); err != nil {
 		t.Fatal(err)
 	}
@@ -79,20 +79,20 @@ func TestBuildReport(t *testing.T) {
 			delete(in.inv.Status, "n2")
 		}, want: map[string][]string{"n2": {"no heartbeat: agent down or cut off from etcd (its containers keep their routes until `skein node delete`)"}}},
 		{name: "not ready with error", change: func(t *testing.T, in *statusInput) {
-			setStatus(t, in.inv, "n3", func(st *agent.PublishedStatus) { st.Ready, st.LastError = false, "sync vxlan: boom" })
+			setStatus(t, in.inv, "n3", func(st *api.NodeStatus) { st.Ready, st.LastError = false, "sync vxlan: boom" })
 		}, want: map[string][]string{"n3": {"not ready", "last error: sync vxlan: boom"}}},
 		{name: "missing peers", change: func(t *testing.T, in *statusInput) {
-			setStatus(t, in.inv, "n1", func(st *agent.PublishedStatus) { st.Peers = 1 })
+			setStatus(t, in.inv, "n1", func(st *api.NodeStatus) { st.Peers = 1 })
 		}, want: map[string][]string{"n1": {"programs 1 of 2 peers"}}},
 		{name: "stale status", change: func(t *testing.T, in *statusInput) {
-			setStatus(t, in.inv, "n1", func(st *agent.PublishedStatus) { st.Updated = now.Add(-5 * time.Minute) })
+			setStatus(t, in.inv, "n1", func(st *api.NodeStatus) { st.Updated = now.Add(-5 * time.Minute) })
 		}, want: map[string][]string{"n1": {"status not refreshed for 5m0s (agent stuck, or clocks apart)"}}},
 		{name: "corrupt records", change: func(_ *testing.T, in *statusInput) {
 			in.inv.Status["n2"] = []byte(`{"ready":"yes"}`)
 			in.inv.Errors = []string{"/skein/nodes/x: bad"}
 		}, want: map[string][]string{
 			"":   {"undecodable record in etcd: /skein/nodes/x: bad"},
-			"n2": {"status record of n2: json: cannot unmarshal string into Go struct field PublishedStatus.NodeStatus.ready of type bool"},
+			"n2": {"status record of n2: json: cannot unmarshal string into Go struct field NodeStatus.ready of type bool"},
 		}},
 		{name: "no cluster config", change: func(_ *testing.T, in *statusInput) { in.inv.Cluster = nil },
 			want: map[string][]string{"": {"no cluster configuration (run `skein cluster init`)"}}},
@@ -100,10 +100,17 @@ func TestBuildReport(t *testing.T) {
 			in.inv.Alive["ghost"] = true
 		}, want: map[string][]string{"ghost": {"no node record (heartbeat without registration)", "heartbeat but no status record"}}},
 		{name: "bgp sessions down", change: func(t *testing.T, in *statusInput) {
-			setStatus(t, in.inv, "n1", func(st *agent.PublishedStatus) {
-				st.Backend, st.BGPSessionsUp, st.BGPSessionsTotal = api.BackendBGP, 1, 2
+			setStatus(t, in.inv, "n1", func(st *api.NodeStatus) {
+				st.Backend, st.Peers, st.PeersUp = api.BackendBGP, 2, 1
+				st.BGP = []api.BGPNeighbor{{Name: "n2", State: "Established"}, {Name: "n3", State: "Active"}}
 			})
-		}, want: map[string][]string{"n1": {"BGP sessions established: 1 of 2"}}},
+		}, want: map[string][]string{"n1": {"BGP sessions not established: n3 Active"}}},
+		{name: "vxlan peers not programmed", change: func(t *testing.T, in *statusInput) {
+			setStatus(t, in.inv, "n2", func(st *api.NodeStatus) { st.PeersUp = 1 })
+		}, want: map[string][]string{"n2": {"1 of 2 peers fully programmed"}}},
+		{name: "policy error", change: func(t *testing.T, in *statusInput) {
+			setStatus(t, in.inv, "n2", func(st *api.NodeStatus) { st.PolicyError = "apply: netlink: EPERM" })
+		}, want: map[string][]string{"n2": {"policy: apply: netlink: EPERM"}}},
 		{name: "agent views", change: func(_ *testing.T, in *statusInput) {
 			in.probes = map[string]agentProbe{
 				"n1": {Addr: "a", Topology: topo("n1", map[string]string{"n2": agent.LinkUp, "n3": agent.LinkPartial})},
@@ -179,7 +186,7 @@ func TestAgentAddr(t *testing.T) {
 		{"garbage", "", ""},
 	} {
 		n.DebugAddr = tc.node
-		if got := agentAddr(n, agent.PublishedStatus{NodeStatus: api.NodeStatus{DebugAddr: tc.status}}); got != tc.want {
+		if got := agentAddr(n, api.NodeStatus{DebugAddr: tc.status}); got != tc.want {
 			t.Errorf("agentAddr(node %q, status %q) = %q, want %q", tc.node, tc.status, got, tc.want)
 		}
 	}

@@ -78,6 +78,8 @@ func buildGraph(rep clusterReport, fullMesh bool) topologyGraph {
 				l.State, l.Observed, l.Detail = la.State, true, "seen by "+a.Name+": "+orDash(la.Detail)
 			} else if lb, ok := b.Links[a.Name]; ok {
 				l.State, l.Observed, l.Detail = lb.State, true, "seen by "+b.Name+": "+orDash(lb.Detail)
+			} else if state, ok := sessionState(a, b); ok {
+				l.State, l.Detail = state, "reported by the nodes' BGP sessions"
 			} else if !fullMesh {
 				continue
 			} else {
@@ -87,6 +89,21 @@ func buildGraph(rep clusterReport, fullMesh bool) topologyGraph {
 		}
 	}
 	return g
+}
+
+// sessionState grades a BGP session from either end's status record.
+func sessionState(a, b nodeReport) (string, bool) {
+	state, ok := a.Sessions[b.Name]
+	if !ok {
+		state, ok = b.Sessions[a.Name]
+	}
+	if !ok {
+		return "", false
+	}
+	if state == "Established" {
+		return agent.LinkUp, true
+	}
+	return agent.LinkDown, true
 }
 
 // inferLink grades the link between two nodes from their status records.

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func runSkein(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), err
+}
+
+// TestPolicyTraceOffline: trace from files names the deciding policy, and
+// the same cluster without the policy is allowed by default.
+func TestPolicyTraceOffline(t *testing.T) {
+	out, err := runSkein(t, "policy", "trace", "-f", "testdata/cluster.yaml", "-f", "testdata/deny-x.yaml",
+		"--from", "y/b", "--to", "x/a", "--port", "80", "--protocol", "TCP")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out, "DENY") || !strings.Contains(out, "NetworkPolicy x/deny-all") {
+		t.Errorf("trace with deny-all in x:\n%s", out)
+	}
+	out, err = runSkein(t, "policy", "trace", "-f", "testdata/cluster.yaml", "--from", "y/b", "--to", "x/a", "--port", "80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out, "ALLOW") || !strings.Contains(out, "default allow") {
+		t.Errorf("trace without policy:\n%s", out)
+	}
+	if _, err := runSkein(t, "policy", "trace", "-f", "testdata/cluster.yaml", "--from", "y/nope", "--to", "x/a", "--port", "80"); err == nil {
+		t.Error("trace from an unknown endpoint succeeded")
+	}
+}
+
+func TestPolicyMatrixOfflineJSON(t *testing.T) {
+	out, err := runSkein(t, "policy", "matrix", "-f", "testdata/cluster.yaml", "-f", "testdata/deny-x.yaml", "--ports", "80", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cells []struct {
+		From, To, Protocol string
+		Port               int
+		Allowed            bool
+		Rule               string
+	}
+	if err := json.Unmarshal([]byte(out), &cells); err != nil {
+		t.Fatalf("matrix -o json: %v\n%s", err, out)
+	}
+	got := map[string]bool{}
+	for _, c := range cells {
+		got[c.From+">"+c.To] = c.Allowed
+	}
+	if got["y/b>x/a"] || !got["x/a>y/b"] {
+		t.Errorf("matrix cells %+v: want y/b->x/a denied, x/a->y/b allowed", cells)
+	}
+}

@@ -1,0 +1,362 @@
+package lab
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"text/template"
+
+	"github.com/skeinnet/skein/api"
+)
+
+// The top-of-rack routers a lab can run (Config.ToR).
+const (
+	ToRBIRD = "bird"
+	ToRFRR  = "frr"
+)
+
+// ToR timers: the data-centre profile the agents use too (see package bgp).
+const (
+	torHoldTime     = 9
+	torKeepalive    = 3
+	torConnectRetry = 5
+	torRestartTime  = 120
+)
+
+// ToRPeerName is the external BGP peer (bgppeers/<name>) the lab registers
+// for the ToR when every host shares one subnet; with more subnets each host
+// gets its own, ToRPeerName + "-h<index>", for the ToR's address on the
+// host's subnet.
+const ToRPeerName = "tor"
+
+// ToR is the lab's top-of-rack router: a namespace with one leg per
+// underlay subnet, IP forwarding on, running BIRD or FRR as route reflector
+// for every host.
+type ToR struct {
+	// Kind is "bird" or "frr".
+	Kind  string `json:"kind"`
+	NetNS string `json:"netns"`
+	// RouterID is the ToR's address on subnet 0, next to the underlay
+	// namespace; on subnet s ≥ 1 it is UnderlayGateway(s).
+	RouterID netip.Addr `json:"routerID"`
+	ASN      uint32     `json:"asn"`
+	// Dir holds the daemon's configuration, sockets, pid files and logs.
+	Dir string `json:"dir"`
+	// Config is the BGP daemon's configuration file (bird.conf, bgpd.conf).
+	Config string `json:"config"`
+	// Socket is BIRD's control socket, or the directory of FRR's vty sockets.
+	Socket string `json:"socket"`
+	// LogPath is the BGP daemon's log (its stdout and stderr).
+	LogPath string `json:"logPath"`
+	// PIDs are the daemons' pids (bird; or zebra and bgpd), 0 while stopped.
+	PIDs []int `json:"pids"`
+}
+
+// ToRAddr returns the ToR's address on subnet s: the gateway of host
+// subnets, and 10.255.0.253 on subnet 0, whose .254 is the underlay namespace.
+func ToRAddr(subnet int) netip.Addr {
+	if subnet == 0 {
+		return UnderlayAddr(0, 253)
+	}
+	return UnderlayGateway(subnet)
+}
+
+func torNS(lab string) string { return lab + "-tor" }
+
+// torLeg names the ToR's leg on subnet s: the bridge port in the underlay
+// namespace and the interface in the ToR namespace.
+func torLeg(subnet int) (port, iface string) {
+	return "vt" + strconv.Itoa(subnet), "eth" + strconv.Itoa(subnet)
+}
+
+// newToR plans the ToR of lab, with its files under runDir.
+func newToR(lab, runDir, kind string, asn uint32) ToR {
+	dir := filepath.Join(runDir, "tor")
+	t := ToR{Kind: kind, NetNS: torNS(lab), RouterID: ToRAddr(0), ASN: asn, Dir: dir}
+	switch kind {
+	case ToRBIRD:
+		t.Config = filepath.Join(dir, "bird.conf")
+		t.Socket = filepath.Join(dir, "bird.ctl")
+		t.LogPath = filepath.Join(dir, "bird.log")
+	case ToRFRR:
+		t.Config = filepath.Join(dir, "frr", "bgpd.conf")
+		t.Socket = filepath.Join(dir, "frr")
+		t.LogPath = filepath.Join(dir, "frr", "bgpd.log")
+	}
+	return t
+}
+
+// frrDir is the directory FRR's daemons own (they run as user frr).
+func (t ToR) frrDir() string { return t.Socket }
+
+// torNeighbor is one host as the ToR sees it.
+type torNeighbor struct {
+	Name  string     // BIRD protocol name and description: the host's short name
+	Node  string     // the node name
+	Addr  netip.Addr // the host's underlay address
+	Local netip.Addr // the ToR's address on the host's subnet
+}
+
+// torNeighbors lists the hosts of st as BGP neighbours of the ToR, by index.
+func torNeighbors(st State) []torNeighbor {
+	hs := slices.Clone(st.Hosts)
+	slices.SortFunc(hs, func(a, b Host) int { return a.Index - b.Index })
+	out := make([]torNeighbor, 0, len(hs))
+	for _, h := range hs {
+		out = append(out, torNeighbor{
+			Name:  shortName(st.Name, h.Name),
+			Node:  h.Name,
+			Addr:  h.UnderlayIP,
+			Local: ToRAddr(h.Subnet),
+		})
+	}
+	return out
+}
+
+// torConfigData is what the config templates render.
+type torConfigData struct {
+	Lab          string
+	RouterID     netip.Addr
+	ASN          uint32
+	Hold         int
+	Keepalive    int
+	ConnectRetry int
+	RestartTime  int
+	LogPath      string
+	Neighbors    []torNeighbor
+}
+
+func torData(st State) torConfigData {
+	t := st.ToR
+	return torConfigData{
+		Lab:          st.Name,
+		RouterID:     t.RouterID,
+		ASN:          t.ASN,
+		Hold:         torHoldTime,
+		Keepalive:    torKeepalive,
+		ConnectRetry: torConnectRetry,
+		RestartTime:  torRestartTime,
+		LogPath:      t.LogPath,
+		Neighbors:    torNeighbors(st),
+	}
+}
+
+// birdTemplate is the ToR's BIRD 2 configuration: an iBGP route reflector
+// for the hosts that installs what it learns in its kernel, so it forwards
+// between the subnets.
+var birdTemplate = template.Must(template.New("bird.conf").Parse(`# BIRD 2 top-of-rack route reflector for Skein lab {{.Lab}} (generated).
+router id {{.RouterID}};
+
+# Interfaces, for direct next hops.
+protocol device {
+}
+
+# Install the best routes in the ToR's kernel, so that it forwards between
+# subnets; never learn routes from the kernel.
+protocol kernel {
+	ipv4 {
+		import none;
+		export all;
+	};
+}
+
+# Every host is an iBGP route-reflector client on a directly connected subnet.
+template bgp skeinhost {
+	local as {{.ASN}};
+	direct;
+	rr client;
+	rr cluster id {{.RouterID}};
+	graceful restart on;
+	graceful restart time {{.RestartTime}};
+	hold time {{.Hold}};
+	keepalive time {{.Keepalive}};
+	connect retry time {{.ConnectRetry}};
+	ipv4 {
+		import all;
+		export all;
+		# Reflected routes get the ToR as next hop: a block of a host on
+		# another subnet is then reachable via an on-link gateway.
+		next hop self on;
+	};
+}
+{{range .Neighbors}}
+protocol bgp {{.Name}} from skeinhost {
+	description "{{.Node}}";
+	local {{.Local}} as {{$.ASN}};
+	neighbor {{.Addr}} as {{$.ASN}};
+}
+{{end}}`))
+
+// frrBGPTemplate is the ToR's bgpd configuration, the FRR equivalent of
+// birdTemplate. Reflected iBGP routes keep their next hop unless
+// next-hop-self is forced.
+var frrBGPTemplate = template.Must(template.New("bgpd.conf").Parse(`! FRR top-of-rack route reflector for Skein lab {{.Lab}} (generated).
+frr defaults datacenter
+hostname {{.Lab}}-tor
+log file {{.LogPath}}
+!
+router bgp {{.ASN}}
+ bgp router-id {{.RouterID}}
+ bgp cluster-id {{.RouterID}}
+ no bgp ebgp-requires-policy
+ no bgp default ipv4-unicast
+ bgp graceful-restart
+ bgp graceful-restart restart-time {{.RestartTime}}
+ timers bgp {{.Keepalive}} {{.Hold}}
+ neighbor hosts peer-group
+ neighbor hosts remote-as {{.ASN}}
+ neighbor hosts timers connect {{.ConnectRetry}}
+{{- range .Neighbors}}
+ neighbor {{.Addr}} peer-group hosts
+ neighbor {{.Addr}} description {{.Node}}
+{{- end}}
+ !
+ address-family ipv4 unicast
+  neighbor hosts activate
+  neighbor hosts route-reflector-client
+  neighbor hosts next-hop-self force
+ exit-address-family
+!
+`))
+
+// frrZebraConfig is zebra's configuration: zebra installs bgpd's routes in
+// the ToR's kernel.
+func frrZebraConfig(st State) string {
+	return fmt.Sprintf("! zebra for Skein lab %s (generated).\nhostname %s-tor\nlog file %s\n!\n",
+		st.Name, st.Name, filepath.Join(st.ToR.frrDir(), "zebra.log"))
+}
+
+// torConfig renders the BGP daemon's configuration for the hosts of st.
+func torConfig(st State) ([]byte, error) {
+	if st.ToR == nil {
+		return nil, fmt.Errorf("lab %s has no ToR", st.Name)
+	}
+	tmpl := birdTemplate
+	switch st.ToR.Kind {
+	case ToRBIRD:
+	case ToRFRR:
+		tmpl = frrBGPTemplate
+	default:
+		return nil, fmt.Errorf("tor kind %q: want %s or %s", st.ToR.Kind, ToRBIRD, ToRFRR)
+	}
+	var b bytes.Buffer
+	if err := tmpl.Execute(&b, torData(st)); err != nil {
+		return nil, fmt.Errorf("render %s: %w", tmpl.Name(), err)
+	}
+	return b.Bytes(), nil
+}
+
+// frrAddNeighborCommands are the vtysh arguments that add a host to a
+// running bgpd without touching the other sessions.
+func frrAddNeighborCommands(asn uint32, n torNeighbor) []string {
+	return []string{
+		"-c", "configure terminal",
+		"-c", fmt.Sprintf("router bgp %d", asn),
+		"-c", fmt.Sprintf("neighbor %s peer-group hosts", n.Addr),
+		"-c", fmt.Sprintf("neighbor %s description %s", n.Addr, n.Node),
+	}
+}
+
+// torPeers returns the external BGP peers the lab registers for the ToR:
+// one for every node when there is one host subnet, else one per host for
+// the ToR's address on the host's own subnet, so that the session and the
+// next hops it brings are on-link.
+func torPeers(st State, hosts []Host) []api.BGPPeer {
+	if st.ToR == nil {
+		return nil
+	}
+	if st.Subnets <= 1 {
+		return []api.BGPPeer{{
+			Name: ToRPeerName, PeerIP: ToRAddr(1), ASN: st.ToR.ASN,
+			Description: st.ToR.Kind + " top-of-rack route reflector",
+		}}
+	}
+	out := make([]api.BGPPeer, 0, len(hosts))
+	for _, h := range hosts {
+		out = append(out, api.BGPPeer{
+			Name: ToRPeerName + "-" + shortName(st.Name, h.Name), PeerIP: ToRAddr(h.Subnet), ASN: st.ToR.ASN, Node: h.Name,
+			Description: fmt.Sprintf("%s top-of-rack route reflector on subnet %d", st.ToR.Kind, h.Subnet),
+		})
+	}
+	return out
+}
+
+// ToRSession is one BGP session of the ToR as its daemon reports it.
+type ToRSession struct {
+	// Name is the host's short name ("h1").
+	Name     string     `json:"name"`
+	Neighbor netip.Addr `json:"neighbor"`
+	// State is the daemon's word: BIRD's protocol info ("Established",
+	// "Active", "Connect"...), FRR's peer state.
+	State string `json:"state"`
+	// Established reports whether the session is up.
+	Established bool `json:"established"`
+	// Received counts the prefixes learned from the host, when known.
+	Received int `json:"received"`
+}
+
+// parseBirdProtocols reads `birdc show protocols`: the BGP protocols named
+// after the hosts of neighbors become sessions.
+func parseBirdProtocols(out string, neighbors []torNeighbor) []ToRSession {
+	byName := make(map[string]torNeighbor, len(neighbors))
+	for _, n := range neighbors {
+		byName[n.Name] = n
+	}
+	var ss []ToRSession
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		// name proto table state since [since-time] info...
+		if len(f) < 4 || f[1] != "BGP" {
+			continue
+		}
+		n, ok := byName[f[0]]
+		if !ok {
+			continue
+		}
+		// The info column ("Established", "Active Socket: ...") follows
+		// the state and the since date or time; without info the state
+		// ("up", "start", "down") is all there is.
+		info := f[4:]
+		for len(info) > 0 && info[0][0] >= '0' && info[0][0] <= '9' {
+			info = info[1:]
+		}
+		s := ToRSession{Name: n.Name, Neighbor: n.Addr, State: f[3]}
+		if len(info) > 0 {
+			s.State = strings.Join(info, " ")
+			s.Established = info[0] == "Established"
+		}
+		ss = append(ss, s)
+	}
+	return ss
+}
+
+// frrSummary is the part of `show bgp ipv4 unicast summary json` the lab reads.
+type frrSummary struct {
+	Peers map[string]struct {
+		State  string `json:"state"`
+		PfxRcd int    `json:"pfxRcd"`
+		Desc   string `json:"desc"`
+	} `json:"peers"`
+}
+
+// parseFRRSummary reads `show bgp ipv4 unicast summary json`.
+func parseFRRSummary(out []byte, neighbors []torNeighbor) ([]ToRSession, error) {
+	var s frrSummary
+	if err := json.Unmarshal(out, &s); err != nil {
+		return nil, fmt.Errorf("parse bgp summary: %w", err)
+	}
+	var ss []ToRSession
+	for _, n := range neighbors {
+		p, ok := s.Peers[n.Addr.String()]
+		if !ok {
+			continue
+		}
+		ss = append(ss, ToRSession{Name: n.Name, Neighbor: n.Addr, State: p.State, Established: p.State == "Established", Received: p.PfxRcd})
+	}
+	return ss, nil
+}

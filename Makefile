@@ -50,3 +50,28 @@ deps:
 
 clean:
 	rm -rf $(BIN)
+
+# Install on this host: the binaries, the CNI plugin and conflist, the systemd
+# unit and its environment file. DESTDIR stages into a directory (packaging);
+# an existing conflist or environment file is kept. Then edit /etc/default/skeind
+# and `systemctl daemon-reload && systemctl enable --now skeind` (docs/install.md).
+PREFIX       ?= /usr/local
+BINDIR       ?= $(PREFIX)/bin
+CNI_BIN_DIR  ?= /opt/cni/bin
+CNI_CONF_DIR ?= /etc/cni/net.d
+UNIT_DIR     ?= /etc/systemd/system
+DEFAULT_DIR  ?= /etc/default
+BASH_COMP_DIR ?= /usr/share/bash-completion/completions
+
+.PHONY: install
+install: build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(CNI_BIN_DIR) $(DESTDIR)$(CNI_CONF_DIR) \
+		$(DESTDIR)$(UNIT_DIR) $(DESTDIR)$(DEFAULT_DIR) $(DESTDIR)$(BASH_COMP_DIR)
+	install -m 0755 $(BIN)/skeind $(BIN)/skein $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(BIN)/skein-cni $(DESTDIR)$(CNI_BIN_DIR)/
+	sed 's|@BINDIR@|$(BINDIR)|g' deploy/skeind.service > $(DESTDIR)$(UNIT_DIR)/skeind.service
+	chmod 0644 $(DESTDIR)$(UNIT_DIR)/skeind.service
+	test -e $(DESTDIR)$(CNI_CONF_DIR)/10-skein.conflist || install -m 0644 deploy/10-skein.conflist $(DESTDIR)$(CNI_CONF_DIR)/
+	test -e $(DESTDIR)$(DEFAULT_DIR)/skeind || install -m 0600 deploy/skeind.env $(DESTDIR)$(DEFAULT_DIR)/skeind
+	$(BIN)/skein completion bash > $(DESTDIR)$(BASH_COMP_DIR)/skein
+	@echo "installed under $(if $(DESTDIR),$(DESTDIR),/); next: edit $(DEFAULT_DIR)/skeind, then systemctl daemon-reload && systemctl enable --now skeind"

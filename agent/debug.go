@@ -106,11 +106,12 @@ type ComponentError struct {
 // bgpView is the part of bgpDebug's JSON (bgp.DebugState) that the
 // topology, metrics and UI read.
 type bgpView struct {
-	Neighbors []bgpNeighbor `json:"neighbors"`
-	LastSync  time.Time     `json:"lastSync"`
-	LastError string        `json:"lastError"`
-	Syncs     int           `json:"syncs"`
-	Failures  int           `json:"failures"`
+	Neighbors    []bgpNeighbor `json:"neighbors"`
+	LastSync     time.Time     `json:"lastSync"`
+	LastDuration time.Duration `json:"lastDuration"`
+	LastError    string        `json:"lastError"`
+	Syncs        int           `json:"syncs"`
+	Failures     int           `json:"failures"`
 }
 
 // bgpNeighbor is one BGP session (bgp.NeighborState).

@@ -319,7 +319,6 @@ func TestDebugMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	f.a.metrics.observeSync("policy", 3*time.Millisecond, nil)
 	f.a.metrics.etcdError("status_read")
 
 	resp, body := f.get(t, "/metrics")
@@ -328,7 +327,6 @@ func TestDebugMetrics(t *testing.T) {
 	}
 	for series, want := range map[string]string{
 		`skein_cni_request_duration_seconds_count{result="error_409",verb="allocate"}`: "1",
-		`skein_reconcile_duration_seconds_count{component="policy",result="ok"}`:       "1",
 		`skein_reconcile_syncs_total{component="vxlan"}`:                               "1",
 		`skein_reconcile_errors_total{component="vxlan"}`:                              "0",
 		`skein_dataplane_objects{component="vxlan",kind="route"}`:                      "2",

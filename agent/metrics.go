@@ -14,10 +14,9 @@ import (
 // metrics is the agent's Prometheus registry; a registry per agent keeps
 // tests that run several agents in one process apart.
 type metrics struct {
-	reg       *prometheus.Registry
-	cni       *prometheus.HistogramVec
-	reconcile *prometheus.HistogramVec
-	etcdErrs  *prometheus.CounterVec
+	reg      *prometheus.Registry
+	cni      *prometheus.HistogramVec
+	etcdErrs *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -28,17 +27,12 @@ func newMetrics() *metrics {
 			Help:    "Time the agent took to answer skein-cni, by verb and result.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"verb", "result"}),
-		reconcile: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "skein_reconcile_duration_seconds",
-			Help:    "Time one sync of a component's reconciler took, by component and result.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-		}, []string{"component", "result"}),
 		etcdErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "skein_etcd_errors_total",
 			Help: "Failed etcd requests, by operation.",
 		}, []string{"op"}),
 	}
-	m.reg.MustRegister(m.cni, m.reconcile, m.etcdErrs,
+	m.reg.MustRegister(m.cni, m.etcdErrs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -66,17 +60,6 @@ func (m *metrics) instrument(h http.Handler) http.Handler {
 		}
 		m.cni.WithLabelValues(verb, result).Observe(time.Since(start).Seconds())
 	})
-}
-
-// observeSync records one reconciler sync of component that took dur.
-// Components whose loops the agent can time (policy, bgp) call it; the
-// VXLAN reconciler's counters come from its Debug state instead.
-func (m *metrics) observeSync(component string, dur time.Duration, err error) {
-	result := "ok"
-	if err != nil {
-		result = "error"
-	}
-	m.reconcile.WithLabelValues(component, result).Observe(dur.Seconds())
 }
 
 // etcdError counts one failed etcd request of operation op.
@@ -126,6 +109,12 @@ func (m *metrics) registerAgent(a *Agent) {
 	m.reg.MustRegister(&agentCollector{a: a})
 }
 
+// lastDurationView reads a reconciler's last sync duration from its debug
+// state, where it reports one (JSON name lastDuration).
+type lastDurationView struct {
+	LastDuration time.Duration `json:"lastDuration"`
+}
+
 // agentCollector reads component state at scrape time.
 type agentCollector struct {
 	a *Agent
@@ -153,7 +142,7 @@ var (
 	descBGPSessionUp = prometheus.NewDesc("skein_bgp_session_up",
 		"1 when the BGP session with a peer is established.", []string{"peer", "name"}, nil)
 	descLastDuration = prometheus.NewDesc("skein_reconcile_last_duration_seconds",
-		"How long the last sync of a component's reconciler took.", []string{"component"}, nil)
+		"How long the last sync of a component's reconciler took (policy: its nftables apply).", []string{"component"}, nil)
 	descPolicyRules = prometheus.NewDesc("skein_policy_rules",
 		"Rules in Skein's nftables table.", nil, nil)
 	descPolicySets = prometheus.NewDesc("skein_policy_sets",
@@ -178,23 +167,27 @@ func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	a := c.a
-	component := func(name string, syncs, failures int, last time.Time) {
+	component := func(name string, syncs, failures int, last time.Time, dur time.Duration) {
 		ch <- prometheus.MustNewConstMetric(descSyncs, prometheus.CounterValue, float64(syncs), name)
 		ch <- prometheus.MustNewConstMetric(descSyncErrors, prometheus.CounterValue, float64(failures), name)
 		if !last.IsZero() {
 			ch <- prometheus.MustNewConstMetric(descLastSync, prometheus.GaugeValue, float64(last.UnixNano())/1e9, name)
 		}
+		if dur > 0 {
+			ch <- prometheus.MustNewConstMetric(descLastDuration, prometheus.GaugeValue, dur.Seconds(), name)
+		}
 	}
 	if a.vx != nil {
 		d := a.vx.Debug()
-		component("vxlan", d.Syncs, d.Failures, d.LastSync)
+		dur, _ := decodeView[lastDurationView](d) // a field vxlan.DebugState may grow
+		component("vxlan", d.Syncs, d.Failures, d.LastSync, dur.LastDuration)
 		ch <- prometheus.MustNewConstMetric(descLastOps, prometheus.GaugeValue, float64(d.LastOps), "vxlan")
 		for kind, n := range map[string]int{"route": d.Routes, "neigh": d.Neighs, "fdb": d.FDB} {
 			ch <- prometheus.MustNewConstMetric(descObjects, prometheus.GaugeValue, float64(n), "vxlan", kind)
 		}
 	}
 	if v, ok := decodeView[bgpView](a.bgpDebug()); ok {
-		component("bgp", v.Syncs, v.Failures, v.LastSync)
+		component("bgp", v.Syncs, v.Failures, v.LastSync, v.LastDuration)
 		byState := map[string]int{}
 		for _, n := range v.Neighbors {
 			state := strings.ToLower(n.State)
@@ -213,9 +206,8 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	if v, ok := decodeView[policyView](a.policyDebug()); ok {
-		component("policy", v.Syncs, v.Failures, v.LastSync)
 		dp := v.Dataplane
-		ch <- prometheus.MustNewConstMetric(descLastDuration, prometheus.GaugeValue, dp.LastDuration.Seconds(), "policy")
+		component("policy", v.Syncs, v.Failures, v.LastSync, dp.LastDuration)
 		ch <- prometheus.MustNewConstMetric(descPolicyRules, prometheus.GaugeValue, float64(dp.Rules))
 		ch <- prometheus.MustNewConstMetric(descPolicySets, prometheus.GaugeValue, float64(dp.Sets))
 		ch <- prometheus.MustNewConstMetric(descPolicyElements, prometheus.GaugeValue, float64(dp.Elements))

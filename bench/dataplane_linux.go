@@ -333,6 +333,9 @@ func (b *bench) measureDataplane(ctx context.Context, l *lab.Lab) (*DataplaneRes
 		return nil, err
 	}
 	res := &DataplaneResult{}
+	if t := nftTables(ctx, sc.Host); t != "" {
+		res.Notes = append(res.Notes, fmt.Sprintf("Skein's hosts carry nftables tables (%s): \"Skein as is\" includes the agent's policy table; the hand+nft row prices a copy of its head on the hand-built pair.", t))
+	}
 	res.Notes = append(res.Notes, fmt.Sprintf("Skein's device %s: MTU %d, learning %v, UDP checksum %v, port %d; the hand-built pair uses the same UDP checksum setting and the \"alt\" row the other one.",
 		api.VXLANDevice, vx.MTU, vx.Learning, vx.UDPCSum, vx.Port))
 
@@ -356,14 +359,29 @@ func (b *bench) measureDataplane(ctx context.Context, l *lab.Lab) (*DataplaneRes
 			apply:  func(ctx context.Context) error { return b.handVXLAN(ctx, !vx.UDPCSum) },
 			revert: func(ctx context.Context) error { return b.handVXLAN(ctx, vx.UDPCSum) }},
 	}
-	if !b.cfg.noSettings && brNetfilterOn(handUL) {
+	if !b.cfg.noSettings {
+		if _, err := exec.LookPath("nft"); err == nil {
+			s := handNft()
+			paths = append(paths, dpPath{key: "hand+nft", name: "hand-built VXLAN + a copy of the head of Skein's nftables table (conntrack on)", base: pathHand,
+				client: ha, server: hb, apply: s.apply, revert: s.revert})
+		}
+	}
+	if !b.cfg.noSettings && b.cfg.extraSettings && brNetfilterOn(handUL) {
 		s := noBrNetfilter(handUL)
 		paths = append(paths, dpPath{key: "hand+nobrnf", name: "hand-built VXLAN, underlay bridge without br_netfilter", base: pathHand,
 			client: ha, server: hb, apply: s.apply, revert: s.revert})
 	}
 	paths = append(paths, dpPath{key: pathSkein, name: "Skein VXLAN as is (lab, container → container across hosts)", base: pathHand, client: skc, server: sks})
 	if !b.cfg.noSettings {
-		extra, err := skeinSettings(l.State().UnderlayNS, []string{sc.Host, ss.Host}, []string{sc.Name, ss.Name})
+		st := l.State()
+		extra, err := skeinSettings(skeinOpts{
+			underlayNS: st.UnderlayNS,
+			hosts:      []string{sc.Host, ss.Host},
+			ctrs:       []string{sc.Name, ss.Name},
+			podCIDR:    st.PodCIDR,
+			vxlanPort:  vx.Port,
+			extra:      b.cfg.extraSettings,
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -377,6 +395,7 @@ func (b *bench) measureDataplane(ctx context.Context, l *lab.Lab) (*DataplaneRes
 			return nil, err
 		}
 	}
+	paths = selectRows(paths, b.cfg.rows)
 	for _, p := range paths {
 		res.Paths = append(res.Paths, PathResult{Key: p.key, Name: p.name, Base: p.base})
 	}
@@ -427,4 +446,29 @@ func (b *bench) measurePath(ctx context.Context, p dpPath) (gbps float64, retr i
 	}
 	rtts, err = b.rr(ctx, p.client, p.server)
 	return gbps, retr, rtts, err
+}
+
+// selectRows keeps the rows named in keep (all when keep is nil) plus bare
+// and every row another kept row is measured against.
+func selectRows(paths []dpPath, keep map[string]bool) []dpPath {
+	if keep == nil {
+		return paths
+	}
+	want := map[string]bool{pathBare: true}
+	byKey := map[string]dpPath{}
+	for _, p := range paths {
+		byKey[p.key] = p
+	}
+	for k := range keep {
+		for p, ok := byKey[k]; ok; p, ok = byKey[p.base] {
+			want[p.key] = true
+		}
+	}
+	var out []dpPath
+	for _, p := range paths {
+		if want[p.key] {
+			out = append(out, p)
+		}
+	}
+	return out
 }

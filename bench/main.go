@@ -15,17 +15,20 @@ import (
 
 // config holds the command-line settings.
 type config struct {
-	bin, out     string
-	rounds       int
-	iperfSeconds int
-	rrCount      int
-	cniCount     int
-	joins        int
-	restarts     int
-	idle         time.Duration
-	timeout      time.Duration
-	noSettings   bool
-	verbose      bool
+	bin, out      string
+	rounds        int
+	iperfSeconds  int
+	rrCount       int
+	cniCount      int
+	joins         int
+	restarts      int
+	idle          time.Duration
+	timeout       time.Duration
+	phases        map[string]bool // -phases, by key
+	rows          map[string]bool // -rows, by key; nil means all
+	noSettings    bool
+	extraSettings bool
+	verbose       bool
 }
 
 func main() {
@@ -44,9 +47,22 @@ func main() {
 	flag.IntVar(&cfg.restarts, "restarts", 12, "agent restarts in the start → ready phase")
 	flag.DurationVar(&cfg.idle, "idle", 30*time.Second, "idle window for the agent CPU figure")
 	flag.DurationVar(&cfg.timeout, "timeout", 12*time.Minute, "bound on the whole run (cleanup comes on top)")
-	flag.BoolVar(&cfg.noSettings, "no-settings", false, "skip the candidate offload settings rows")
+	flag.BoolVar(&cfg.noSettings, "no-settings", false, "skip the candidate settings rows")
+	flag.BoolVar(&cfg.extraSettings, "extra-settings", false, "also measure GRO on the pod veths, threaded NAPI and the hand-built pair without br_netfilter")
 	flag.BoolVar(&cfg.verbose, "v", false, "debug logging")
+	phases := flag.String("phases", allPhases, "comma-separated phases to run: "+allPhases)
+	rows := flag.String("rows", "", "comma-separated data-plane rows to measure (default all; bare and every base row are always kept), e.g. skein,skein+gro")
 	flag.Parse()
+	cfg.phases = set(*phases)
+	for p := range cfg.phases {
+		if !strings.Contains(","+allPhases+",", ","+p+",") {
+			fmt.Fprintf(os.Stderr, "bench: unknown phase %q (want some of %s)\n", p, allPhases)
+			os.Exit(2)
+		}
+	}
+	if *rows != "" {
+		cfg.rows = set(*rows)
+	}
 	if cfg.rounds < 3 {
 		fmt.Fprintln(os.Stderr, "bench: -rounds must be at least 3")
 		os.Exit(2)
@@ -66,4 +82,18 @@ func main() {
 		stop()
 		os.Exit(1)
 	}
+}
+
+// allPhases lists the phases in the order they run.
+const allPhases = "dataplane,agent,cni,ready,join"
+
+// set splits a comma-separated list into a set.
+func set(list string) map[string]bool {
+	m := map[string]bool{}
+	for _, x := range strings.Split(list, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			m[x] = true
+		}
+	}
+	return m
 }

@@ -517,8 +517,9 @@ func (r *Report) method(b *strings.Builder) {
   separate processes started inside the namespaces, so the bench's own Go scheduling is not on the path.
   The request/response helper uses blocking sockets (no Go netpoller): one TCP connection, 1 byte each way,
   TCP_NODELAY, after 200 warm-up round trips.
-- Settings rows ("Skein + ...") are applied with ` + "`ethtool`" + ` inside the lab host namespaces just before that row is
-  measured and restored right after it, so every round measures Skein as is and each setting side by side.
+- Settings rows ("Skein + ...", "hand-built ...") are applied inside the namespaces concerned (` + "`ethtool -K`" + `,
+  ` + "`/sys/class/net/*/threaded`" + `, a net sysctl, or an nftables table of the bench's own) just before that row is
+  measured and undone right after it, so every round measures Skein as is and each setting side by side.
 - The machine has 2 vCPUs shared with other work: throughput drifts ±5–10 % between runs and 1-byte latency is
   bimodal, so read ratios of rows measured in the same round, not absolute numbers.
 `)
@@ -558,11 +559,39 @@ func (r *Report) settingRounds(b *strings.Builder) {
 				wins++
 			}
 		}
-		rows = append(rows, fmt.Sprintf("| %s | %s | %.2f | %.2f – %.2f | %d of %d |", p.Key, p.Base, median(rs), slices.Min(rs), slices.Max(rs), wins, len(rs)))
+		rows = append(rows, fmt.Sprintf("| %s | %s | %.2f | %.2f – %.2f | %d of %d | %s |", p.Key, p.Base, median(rs), slices.Min(rs), slices.Max(rs), wins, len(rs), effect(rs)))
 	}
 	if len(rows) == 0 {
 		return
 	}
-	b.WriteString("\nEach row against its base row, round by round (throughput ratio):\n\n| row | base | median | range | rounds faster |\n|---|---|---|---|---|\n")
+	b.WriteString("\nEach row against its base row, round by round (throughput ratio). \"faster\" or \"slower\" needs a median\n")
+	b.WriteString("at least 5 % off 1 and the same direction in at least two thirds of the rounds; anything else is noise here.\n\n")
+	b.WriteString("| row | base | median | range | rounds faster | effect |\n|---|---|---|---|---|---|\n")
 	b.WriteString(strings.Join(rows, "\n") + "\n")
+}
+
+// effect classifies per-round ratios against a base row: "faster" or
+// "slower" when the median is at least 5 % off 1 and at least two thirds of
+// the rounds agree, "no clear effect" otherwise.
+func effect(rs []float64) string {
+	if len(rs) == 0 {
+		return "—"
+	}
+	up, down := 0, 0
+	for _, x := range rs {
+		switch {
+		case x > 1:
+			up++
+		case x < 1:
+			down++
+		}
+	}
+	m, need := median(rs), (2*len(rs)+2)/3
+	switch {
+	case m >= 1.05 && up >= need:
+		return "faster"
+	case m <= 0.95 && down >= need:
+		return "slower"
+	}
+	return "no clear effect"
 }

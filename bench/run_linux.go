@@ -64,7 +64,7 @@ func (b *bench) startTracked(ns string, cmd *exec.Cmd) error {
 	return nil
 }
 
-func run(ctx context.Context, cfg config, log *slog.Logger) error {
+func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root: it creates network namespaces")
 	}
@@ -109,14 +109,14 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		ContainersPerHost: 1,
 		BinDir:            cfg.bin,
 		RunDir:            filepath.Join(runDir, "lab"),
-		Log:               log.With("component", "lab"),
+		Log:               log,
 	})
 	if err != nil {
 		return err
 	}
 
 	phase := func(name string, fn func() error) {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || !cfg.phases[phaseKey(name)] {
 			return
 		}
 		start := time.Now()
@@ -230,4 +230,21 @@ func removeCNICache(nss []string) {
 			_ = os.Remove(filepath.Join(cniCacheDir, net+"-"+id+"-eth0")) // usually absent: DEL removed it
 		}
 	}
+}
+
+// phaseKey maps a phase's name to its -phases key.
+func phaseKey(name string) string {
+	switch name {
+	case "data plane":
+		return "dataplane"
+	case "agent memory and idle CPU":
+		return "agent"
+	case "CNI":
+		return "cni"
+	case "agent start → ready":
+		return "ready"
+	case "node join":
+		return "join"
+	}
+	return name
 }

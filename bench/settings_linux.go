@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 
 	"github.com/skeinnet/skein/lab"
@@ -233,16 +234,26 @@ func podVeth(host string) (string, error) {
 	return "", fmt.Errorf("no pod veth in %s", host)
 }
 
+// skeinOpts describes the Skein lab for its candidate-setting rows.
+type skeinOpts struct {
+	underlayNS string
+	hosts      []string // the client's and the server's host
+	ctrs       []string // the client and the server container
+	podCIDR    string
+	vxlanPort  int
+	extra      bool // also the rows that showed no gain in earlier runs
+}
+
 // skeinSettings returns the candidate-setting rows for the Skein lab.
-func skeinSettings(underlayNS string, hosts, ctrs []string) ([]dpPath, error) {
+func skeinSettings(o skeinOpts) ([]dpPath, error) {
 	var eth0s, pods []nsDev
-	for i, h := range hosts {
+	for i, h := range o.hosts {
 		eth0s = append(eth0s, nsDev{h, lab.HostIface})
 		pv, err := podVeth(h)
 		if err != nil {
 			return nil, err
 		}
-		pods = append(pods, nsDev{h, pv}, nsDev{ctrs[i], lab.ContainerIface})
+		pods = append(pods, nsDev{h, pv}, nsDev{o.ctrs[i], lab.ContainerIface})
 	}
 	type applier interface {
 		apply(context.Context) error
@@ -256,15 +267,55 @@ func skeinSettings(underlayNS string, hosts, ctrs []string) ([]dpPath, error) {
 			&ethtoolSetting{devs: eth0s, features: []string{"gro"}}),
 		mk("skein+udpgro", "Skein + GRO and rx-udp-gro-forwarding on eth0",
 			&ethtoolSetting{devs: eth0s, features: []string{"gro", "rx-udp-gro-forwarding"}}),
-		mk("skein+podgro", "Skein + GRO on both ends of the pod veths",
-			&ethtoolSetting{devs: pods, features: []string{"gro"}}),
-		mk("skein+napi", "Skein + GRO and threaded NAPI on eth0 and the pod veths",
-			&ethtoolSetting{devs: append(append([]nsDev(nil), eth0s...), pods...), features: []string{"gro"}, threaded: true}),
 	}
-	if brNetfilterOn(underlayNS) {
-		rows = append(rows, mk("skein+nobrnf", "Skein, underlay bridge without br_netfilter (lab underlay, not the agent)", noBrNetfilter(underlayNS)))
+	if o.extra {
+		rows = append(rows,
+			mk("skein+podgro", "Skein + GRO on both ends of the pod veths",
+				&ethtoolSetting{devs: pods, features: []string{"gro"}}),
+			mk("skein+napi", "Skein + GRO and threaded NAPI on eth0 and the pod veths",
+				&ethtoolSetting{devs: append(append([]nsDev(nil), eth0s...), pods...), features: []string{"gro"}, threaded: true}))
+	}
+	if _, err := exec.LookPath("nft"); err == nil {
+		rows = append(rows,
+			mk("skein+notrack-vx", "Skein + no conntrack for the VXLAN underlay packets (udp dport "+strconv.Itoa(o.vxlanPort)+")",
+				notrack(o.hosts, notrackVXLAN(o.vxlanPort))),
+			mk("skein+notrack", "Skein + no conntrack for VXLAN and pod-to-pod packets (prices conntrack; changes policy semantics)",
+				notrack(o.hosts, notrackVXLAN(o.vxlanPort)+notrackPods(o.podCIDR))))
+	}
+	if brNetfilterOn(o.underlayNS) {
+		rows = append(rows, mk("skein+nobrnf", "Skein, underlay bridge without br_netfilter (lab underlay, not the agent)", noBrNetfilter(o.underlayNS)))
 	}
 	return rows, nil
+}
+
+// notrackVXLAN returns raw-priority rules that keep the VXLAN packets a host
+// sends and receives out of conntrack; policy never needs their state.
+func notrackVXLAN(port int) string {
+	return fmt.Sprintf("\t\tudp dport %d notrack\n", port)
+}
+
+// notrackPods returns a rule that keeps pod-to-pod packets out of conntrack.
+func notrackPods(cidr string) string {
+	return fmt.Sprintf("\t\tip saddr %s ip daddr %s notrack\n", cidr, cidr)
+}
+
+// notrack returns a setting that loads the given notrack rules into a table
+// of the bench's own on each host, in prerouting and output before conntrack.
+func notrack(hosts []string, rules string) *nftSetting {
+	rs := fmt.Sprintf(`table inet %s {
+	chain prerouting {
+		type filter hook prerouting priority raw - 10; policy accept;
+%s	}
+	chain output {
+		type filter hook output priority raw - 10; policy accept;
+%s	}
+}
+`, nftTable, rules, rules)
+	s := &nftSetting{rulesets: map[string]string{}}
+	for _, h := range hosts {
+		s.rulesets[h] = rs
+	}
+	return s
 }
 
 // brNetfilterKeys make a bridge hand bridged frames to the IP, IPv6 and ARP
@@ -282,4 +333,95 @@ func brNetfilterOn(ns string) bool {
 // physical switch would be.
 func noBrNetfilter(ns string) *sysctlSetting {
 	return &sysctlSetting{ns: ns, keys: brNetfilterKeys, value: "0"}
+}
+
+// nftTable is the table the nftables rows load (never Skein's own).
+const nftTable = "skbench"
+
+// handRuleset mirrors the head of Skein's own table (agent policy, inet
+// skein) for hand-built host i: an anti-spoofing set lookup at raw priority
+// and a forward chain that accepts established flows first, which turns
+// conntrack on. Compared with the plain hand-built row it prices what the
+// policy table costs every forwarded packet.
+func handRuleset(i int) string {
+	return fmt.Sprintf(`table inet %s {
+	set ep_addrs {
+		type ifname . ipv4_addr
+		elements = { "c%dh" . %s }
+	}
+	map egress_dispatch {
+		type ifname : verdict
+	}
+	map ingress_dispatch {
+		type ifname : verdict
+	}
+	chain prerouting {
+		type filter hook prerouting priority raw; policy accept;
+		iifname . ip saddr @ep_addrs accept
+		iifname "c*" drop
+	}
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		ct state established,related accept
+		ct state invalid drop
+		iifname vmap @egress_dispatch
+		oifname vmap @ingress_dispatch
+	}
+}
+`, nftTable, i+1, handPodIP[i])
+}
+
+// nftSetting loads a ruleset into namespaces and deletes its table after.
+type nftSetting struct {
+	rulesets map[string]string // by namespace
+}
+
+func (s *nftSetting) apply(ctx context.Context) error {
+	for ns, rs := range s.rulesets {
+		cmd := exec.CommandContext(ctx, "nft", "-f", "-")
+		cmd.Stdin = strings.NewReader(rs)
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := runIn(ns, cmd); err != nil {
+			return fmt.Errorf("nft -f in %s: %w: %s", ns, err, strings.TrimSpace(out.String()))
+		}
+	}
+	return nil
+}
+
+func (s *nftSetting) revert(ctx context.Context) error {
+	var errs []error
+	for ns := range s.rulesets {
+		if out, err := outputIn(ctx, ns, "nft", "list", "tables"); err != nil || !strings.Contains(out, "inet "+nftTable) {
+			continue
+		}
+		if _, err := outputIn(ctx, ns, "nft", "delete", "table", "inet", nftTable); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// handNft returns the nftables row's setting for the hand-built hosts.
+func handNft() *nftSetting {
+	s := &nftSetting{rulesets: map[string]string{}}
+	for i, h := range handHosts {
+		s.rulesets[h] = handRuleset(i)
+	}
+	return s
+}
+
+// nftTables lists the nftables tables in ns ("" when none or nft is missing).
+func nftTables(ctx context.Context, ns string) string {
+	out, err := outputIn(ctx, ns, "nft", "list", "tables")
+	if err != nil {
+		return ""
+	}
+	var ts []string
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if t := strings.TrimSpace(strings.TrimPrefix(l, "table ")); t != "" {
+			ts = append(ts, t)
+		}
+	}
+	return strings.Join(ts, ", ")
 }

@@ -156,3 +156,27 @@ func TestVerbMeans(t *testing.T) {
 		t.Errorf("verbMeans() mismatch (-want +got):\n%s", d)
 	}
 }
+
+func TestEffect(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		rs   []float64
+		want string
+	}{
+		{"none", nil, "—"},
+		{"clearly faster", []float64{1.1, 1.2, 0.98, 1.15, 1.3}, "faster"},
+		{"clearly slower", []float64{0.8, 0.9, 0.85}, "slower"},
+		{"big median, rounds disagree", []float64{1.4, 1.5, 0.7, 0.8, 1.2}, "no clear effect"},
+		{"consistent but small", []float64{1.02, 1.03, 1.01}, "no clear effect"},
+		{"two of three rounds is enough", []float64{1.2, 1.1, 0.9}, "faster"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := effect(tc.rs); got != tc.want {
+				t.Errorf("effect(%v) = %q, want %q", tc.rs, got, tc.want)
+			}
+		})
+	}
+}

@@ -13,7 +13,7 @@ import (
 
 // abortSessions shuts down (shutdown(2), both directions) every TCP socket
 // of this process that is a BGP session of the speaker: local address
-// local, and either local port listenPort (a session the peer opened) or a
+// local (any when it is the wildcard), and either local port listenPort (a session the peer opened) or a
 // remote address and port in remotes (one the speaker opened). The peer sees
 // the connection end without a NOTIFICATION, exactly as when the process
 // dies, and keeps the speaker's routes if graceful restart was negotiated.
@@ -45,7 +45,7 @@ func abortSessions(local netip.Addr, listenPort int, remotes map[netip.AddrPort]
 		}
 		la, ok1 := sockAddrPort(unix.Getsockname(fd))
 		ra, ok2 := sockAddrPort(unix.Getpeername(fd))
-		if !ok1 || !ok2 || la.Addr() != local || !peerAddrs[ra.Addr()] {
+		if !ok1 || !ok2 || (!local.IsUnspecified() && la.Addr() != local) || !peerAddrs[ra.Addr()] {
 			continue
 		}
 		if int(la.Port()) != listenPort && !remotes[ra] {

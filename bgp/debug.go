@@ -68,11 +68,13 @@ type DebugState struct {
 	// Rejected are learned best paths that are not installed, and why.
 	Rejected []Rejection `json:"rejected,omitempty"`
 	// Blocked are destinations held by a route the speaker does not own.
-	Blocked   []string  `json:"blocked,omitempty"`
-	LastSync  time.Time `json:"lastSync,omitzero"`
-	LastError string    `json:"lastError,omitempty"`
-	Syncs     int       `json:"syncs"`
-	Failures  int       `json:"failures"`
+	Blocked []string `json:"blocked,omitempty"`
+	// LastSync, LastDuration, Syncs and Failures are about route syncs.
+	LastSync     time.Time     `json:"lastSync,omitzero"`
+	LastDuration time.Duration `json:"lastDuration"`
+	LastError    string        `json:"lastError,omitempty"`
+	Syncs        int           `json:"syncs"`
+	Failures     int           `json:"failures"`
 }
 
 // Debug returns a snapshot for the debug endpoint. While Run runs it asks
@@ -90,6 +92,7 @@ func (s *Speaker) Debug() DebugState {
 		Local:                slices.Clone(s.local),
 		Rejected:             slices.Clone(s.rejected),
 		LastSync:             s.lastSync,
+		LastDuration:         s.lastDur,
 		Syncs:                s.syncs,
 		Failures:             s.failures,
 	}

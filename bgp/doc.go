@@ -46,9 +46,13 @@
 // With graceful restart (the default) Run's exit cuts the TCP sessions
 // without a NOTIFICATION, as a dying process would, so peers keep this
 // node's routes for the restart time; kernel routes are never removed on
-// exit. The next run sets the Restart State and Forwarding State bits, keeps
-// the old kernel routes until the peers have re-sent theirs, and only then
-// deletes what was not re-learned. Removing a peer (SetPeers) sends a Cease
+// exit. The next run waits 6 s before it listens and connects when the
+// kernel holds routes of an earlier run (a gobgp peer refuses connections
+// for a fixed 5 s after a session drops, and as graceful-restart helper it
+// drops the kept routes at its first failed reconnection), sets the Restart
+// State and Forwarding State bits, keeps the old kernel routes until every
+// peer is established and has sent End-of-RIB, and only then deletes what
+// was not re-learned. Removing a peer (SetPeers) sends a Cease
 // notification: the peer drops this node's routes at once, and this node
 // its.
 //

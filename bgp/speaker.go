@@ -58,6 +58,7 @@ type Speaker struct {
 	rejected   []Rejection
 	rejectSeen map[Rejection]bool // rejections already logged
 	lastSync   time.Time
+	lastDur    time.Duration
 	cfgErr     error
 	routeErr   error
 	syncs      int
@@ -283,6 +284,10 @@ func (s *Speaker) syncPeers(ctx context.Context, r *gobgpRouter, want map[netip.
 			continue
 		}
 		s.gl.forgetPeer(it.Key.String())
+		s.mu.Lock()
+		s.states[it.Key] = "Removed" // its last Idle event is not a "peer down"
+		delete(s.eor, it.Key)
+		s.mu.Unlock()
 		s.log.Info("peer removed", "peer", it.Value.Name, "ip", it.Key)
 	}
 	for _, it := range d.Change {
@@ -309,6 +314,19 @@ func (s *Speaker) syncPeers(ctx context.Context, r *gobgpRouter, want map[netip.
 
 // syncRoutes makes the kernel's owned routes match the best paths.
 func (s *Speaker) syncRoutes(ctx context.Context) error {
+	began := time.Now()
+	err := s.syncRoutesOnce(ctx)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastSync, s.lastDur, s.routeErr = time.Now(), time.Since(began), err
+	s.syncs++
+	if err != nil {
+		s.failures++
+	}
+	return err
+}
+
+func (s *Speaker) syncRoutesOnce(ctx context.Context) error {
 	s.mu.Lock()
 	r, syncing, start := s.router, s.syncing, s.runStart
 	local := slices.Clone(s.local)
@@ -318,13 +336,9 @@ func (s *Speaker) syncRoutes(ctx context.Context) error {
 	if r == nil {
 		return nil
 	}
-	paths, err := r.bestPaths(ctx)
-	if err != nil {
-		return s.recordRouteSync(fmt.Errorf("sync bgp routes: %w", err))
-	}
-	plan := Plan(PlanInput{Paths: paths, Local: local, Import: s.cfg.Import, Self: []netip.Addr{s.cfg.RouterID, s.cfg.ListenAddr}})
-	s.noteRejections(plan.Rejected)
-
+	// Whether the peers have re-sent their routes is decided before the
+	// paths are listed: End-of-RIB follows a peer's routes, so paths listed
+	// after it was seen include them.
 	if syncing {
 		reason := ""
 		if time.Since(start) >= s.cfg.StaleRouteTime {
@@ -332,7 +346,7 @@ func (s *Speaker) syncRoutes(ctx context.Context) error {
 		} else if configured {
 			ns, err := r.neighbors(ctx)
 			if err != nil {
-				return s.recordRouteSync(fmt.Errorf("sync bgp routes: %w", err))
+				return fmt.Errorf("sync bgp routes: %w", err)
 			}
 			s.mu.Lock()
 			synced := allSynced(peers, ns, s.eor)
@@ -349,6 +363,13 @@ func (s *Speaker) syncRoutes(ctx context.Context) error {
 			s.log.Info("initial sync done; removing stale routes", "reason", reason, "dur", time.Since(start))
 		}
 	}
+	paths, err := r.bestPaths(ctx)
+	if err != nil {
+		return fmt.Errorf("sync bgp routes: %w", err)
+	}
+	plan := Plan(PlanInput{Paths: paths, Local: local, Import: s.cfg.Import, Self: []netip.Addr{s.cfg.RouterID, s.cfg.ListenAddr}})
+	s.noteRejections(plan.Rejected)
+
 	var keep func(Route) bool
 	if syncing {
 		keep = func(rt Route) bool { return !slices.ContainsFunc(local, rt.Dst.Overlaps) }
@@ -362,17 +383,6 @@ func (s *Speaker) syncRoutes(ctx context.Context) error {
 		s.log.Info("routes synced", "op", ops, "count", len(plan.Routes), "kept", kept, "dur", time.Since(start))
 	} else {
 		s.log.Debug("routes synced", "op", 0, "count", len(plan.Routes), "kept", kept, "dur", time.Since(start))
-	}
-	return s.recordRouteSync(err)
-}
-
-func (s *Speaker) recordRouteSync(err error) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.lastSync, s.routeErr = time.Now(), err
-	s.syncs++
-	if err != nil {
-		s.failures++
 	}
 	return err
 }

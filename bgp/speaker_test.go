@@ -1,8 +1,11 @@
 package bgp
 
 import (
+	"encoding/json"
 	"errors"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"sync"
@@ -24,9 +27,11 @@ func mesh(t *testing.T, nodes ...*node) {
 	for _, n := range nodes {
 		peers = append(peers, n.peer())
 	}
-	for i, n := range nodes {
-		p := pfx(netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, byte(i + 1), 0}), 24).String())
+	for _, n := range nodes {
 		n.start(t)
+	}
+	for i, n := range nodes {
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, byte(i + 1), 0}), 24)
 		n.s.SetLocal([]netip.Prefix{p})
 		n.s.SetAdvertised([]netip.Prefix{p}, n.addr)
 		if err := n.s.SetPeers(peers); err != nil {
@@ -36,7 +41,7 @@ func mesh(t *testing.T, nodes ...*node) {
 }
 
 func TestMeshLearnsAndWithdraws(t *testing.T) {
-	t.Parallel()
+	integration(t, "")
 	a, b, c := newNode(t, "a", "127.1.0.1"), newNode(t, "b", "127.1.0.2"), newNode(t, "c", "127.1.0.3")
 	c.cfg.DisableGracefulRestart = true // its stop must withdraw at once
 	mesh(t, a, b, c)
@@ -91,7 +96,7 @@ func TestMeshLearnsAndWithdraws(t *testing.T) {
 }
 
 func TestGracefulRestartKeepsRoutesForRestartTime(t *testing.T) {
-	t.Parallel()
+	integration(t, raceGR)
 	a, b := newNode(t, "a", "127.1.1.1"), newNode(t, "b", "127.1.1.2")
 	b.cfg.RestartTime = 3 * time.Second // what a keeps b's routes for
 	mesh(t, a, b)
@@ -116,7 +121,7 @@ func TestGracefulRestartKeepsRoutesForRestartTime(t *testing.T) {
 }
 
 func TestGracefulRestartLosesNoRoute(t *testing.T) {
-	t.Parallel()
+	integration(t, raceStart)
 	a, b := newNode(t, "a", "127.1.2.1"), newNode(t, "b", "127.1.2.2")
 	mesh(t, a, b)
 	waitFor(t, sessionTimeout, "a learns b", func() bool { return a.dp.has("10.1.2.0/24 via 127.1.2.2") })
@@ -155,11 +160,13 @@ func TestGracefulRestartLosesNoRoute(t *testing.T) {
 }
 
 func TestRouteReflector(t *testing.T) {
-	t.Parallel()
+	integration(t, "")
 	rr, c1, c2 := newNode(t, "rr", "127.1.3.1"), newNode(t, "c1", "127.1.3.2"), newNode(t, "c2", "127.1.3.3")
 	rr.cfg.RouteReflector = &RRConfig{ClusterID: netip.MustParseAddr("1.1.1.1")}
-	for i, n := range []*node{rr, c1, c2} {
+	for _, n := range []*node{rr, c1, c2} {
 		n.start(t)
+	}
+	for i, n := range []*node{rr, c1, c2} {
 		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 3, byte(i), 0}), 24)
 		n.s.SetLocal([]netip.Prefix{p})
 		n.s.SetAdvertised([]netip.Prefix{p}, n.addr)
@@ -187,7 +194,7 @@ func TestRouteReflector(t *testing.T) {
 }
 
 func TestLocalOverlapNotInstalledLoggedOnce(t *testing.T) {
-	t.Parallel()
+	integration(t, "")
 	a, b := newNode(t, "a", "127.1.4.1"), newNode(t, "b", "127.1.4.2")
 	mesh(t, a, b) // a: 10.1.1.0/24 local
 	b.s.SetAdvertised([]netip.Prefix{pfx("10.1.2.0/24"), pfx("10.1.1.0/25")}, b.addr)
@@ -250,7 +257,7 @@ func silentListener(t *testing.T, addr netip.Addr) int {
 }
 
 func TestPeerThatNeverAnswers(t *testing.T) {
-	t.Parallel()
+	integration(t, "")
 	a := newNode(t, "a", "127.1.5.1")
 	a.start(t)
 	a.s.SetAdvertised([]netip.Prefix{pfx("10.1.1.0/24")}, a.addr)
@@ -272,6 +279,24 @@ func TestPeerThatNeverAnswers(t *testing.T) {
 	}
 	waitFor(t, sessionTimeout, "the silent peer's session opens", func() bool { return a.neighbor("silent").State == "OpenSent" })
 
+	// The debug endpoint shows both, as JSON.
+	rec := httptest.NewRecorder()
+	a.s.ServeHTTPDebug(rec, httptest.NewRequest(http.MethodGet, "/debug/bgp", nil))
+	var d struct {
+		Running   bool `json:"running"`
+		Neighbors []struct {
+			Name, State, LastError string
+			Received               *int `json:"prefixesReceived"`
+		} `json:"neighbors"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &d); err != nil {
+		t.Fatalf("debug JSON: %v\n%s", err, rec.Body)
+	}
+	if !d.Running || len(d.Neighbors) != 2 || d.Neighbors[0].Name != "refused" || d.Neighbors[0].Received == nil ||
+		d.Neighbors[1].State != "OpenSent" || !strings.Contains(d.Neighbors[0].LastError, "refused") {
+		t.Errorf("debug JSON = %s", rec.Body)
+	}
+
 	// Bounded logs: start, advertisement, two peers added; no line per retry.
 	if n := len(a.log.all()); n > 6 {
 		t.Errorf("%d log lines at Info and above, want at most 6:\n%s", n, strings.Join(a.log.all(), "\n"))
@@ -279,7 +304,7 @@ func TestPeerThatNeverAnswers(t *testing.T) {
 }
 
 func TestFlappingPeer(t *testing.T) {
-	t.Parallel()
+	integration(t, raceStart)
 	a, b := newNode(t, "a", "127.1.6.1"), newNode(t, "b", "127.1.6.2")
 	b.cfg.DisableGracefulRestart = true
 	mesh(t, a, b)
@@ -330,7 +355,7 @@ func TestSetPeersRejectsDuplicates(t *testing.T) {
 }
 
 func TestRunTwice(t *testing.T) {
-	t.Parallel()
+	integration(t, "")
 	n := newNode(t, "a", "127.1.8.1")
 	n.start(t)
 	waitFor(t, 5*time.Second, "the first Run", func() bool { return n.s.Debug().Running })
@@ -340,7 +365,7 @@ func TestRunTwice(t *testing.T) {
 }
 
 func TestRunFailsWhenPortTaken(t *testing.T) {
-	t.Parallel()
+	integration(t, "")
 	addr := netip.MustParseAddr("127.1.9.1")
 	l, err := net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
 	if err != nil {

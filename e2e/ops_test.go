@@ -334,7 +334,7 @@ func TestOpsDebugEndpoints(t *testing.T) {
 		t.Fatalf("/metrics: %d", code)
 	}
 	want := map[string]func(float64) bool{
-		`skein_peers{state="up"}`:                                               func(v float64) bool { return v == float64(len(shared.Hosts())-1) },
+		`skein_peers{state="up"}`:                                               func(v float64) bool { return v >= float64(len(shared.Hosts())-1) },
 		`skein_nodes{alive="true"}`:                                             func(v float64) bool { return v == float64(len(shared.Hosts())) },
 		`skein_reconcile_syncs_total{component="vxlan"}`:                        func(v float64) bool { return v >= 1 },
 		`skein_reconcile_errors_total{component="vxlan"}`:                       func(v float64) bool { return v == 0 },
@@ -343,7 +343,7 @@ func TestOpsDebugEndpoints(t *testing.T) {
 		`skein_ipam_blocks`:                                                     func(v float64) bool { return v >= 1 },
 		`skein_ready`:                                                           func(v float64) bool { return v == 1 },
 		`skein_watch_resyncs`:                                                   func(v float64) bool { return v >= 0 },
-		`skein_dataplane_objects{component="vxlan",kind="fdb"}`:                 func(v float64) bool { return v == float64(len(shared.Hosts())-1) },
+		`skein_dataplane_objects{component="vxlan",kind="fdb"}`:                 func(v float64) bool { return v >= float64(len(shared.Hosts())-1) },
 	}
 	for series, ok := range want {
 		v, found := metricValue(body, series)
@@ -425,7 +425,7 @@ func TestOpsNodeDelete(t *testing.T) {
 	if r := opsSkein(ctx, t, "node", "delete", h.Name); r.code != 1 || !strings.Contains(r.stderr, "is alive") {
 		t.Errorf("node delete of a live node:\n%s", r)
 	}
-	if r := opsSkein(ctx, t, "node", "delete", "ske2e-nosuch"); r.code != 1 || !strings.Contains(r.stderr, "not found") {
+	if r := opsSkein(ctx, t, "node", "delete", labName+"-nosuch"); r.code != 1 || !strings.Contains(r.stderr, "not found") {
 		t.Errorf("node delete of an unknown node:\n%s", r)
 	}
 	if err := shared.StopAgent(ctx, h.Name); err != nil {
@@ -561,7 +561,7 @@ func TestOpsIPAMAudit(t *testing.T) {
 	defer cancel()
 	waitHealthy(ctx, t)
 	cl := storeClient(ctx, t)
-	ghost := api.Endpoint{Namespace: "default", Name: "ghost", Node: "ske2e-ghost", ContainerID: "ops-stale", IfName: "eth0",
+	ghost := api.Endpoint{Namespace: "default", Name: "ghost", Node: labName + "-ghost", ContainerID: "ops-stale", IfName: "eth0",
 		IPs: []netip.Addr{netip.MustParseAddr("10.244.255.250")}}
 	if err := cl.PutEndpoint(ctx, ghost); err != nil {
 		t.Fatal(err)
@@ -578,8 +578,14 @@ func TestOpsIPAMAudit(t *testing.T) {
 	if r.code != 2 || !f.has("stale-endpoint", ghost.Node, "ops-stale/eth0") {
 		t.Errorf("ipam check from the root namespace: want exit 2 and the stale endpoint\n%s", r)
 	}
-	if len(f.Unchecked) != len(shared.Hosts()) {
-		t.Errorf("from the root namespace no agent is reachable, so every node is unchecked: %+v", f.Unchecked)
+	unchecked := map[string]bool{}
+	for _, u := range f.Unchecked {
+		unchecked[u.Node] = true
+	}
+	for _, host := range shared.Hosts() {
+		if !unchecked[host.Name] {
+			t.Errorf("from the root namespace no agent is reachable, yet %s is not listed as unchecked: %+v", host.Name, f.Unchecked)
+		}
 	}
 	r = opsSkeinIn(ctx, t, h.Name, "ipam", "check", "--grace", "0s", "-o", "json")
 	if f := parseFindings(t, r); r.code != 2 || !f.has("leaked-address", h.Name, leak.String()) {
@@ -587,7 +593,7 @@ func TestOpsIPAMAudit(t *testing.T) {
 	}
 
 	r = opsSkeinIn(ctx, t, h.Name, "ipam", "release", "--dry-run", "--leaked", "--grace", "0s")
-	if r.code != 0 || !strings.Contains(r.stdout, "would delete endpoint record ske2e-ghost/ops-stale/eth0") ||
+	if r.code != 0 || !strings.Contains(r.stdout, "would delete endpoint record "+ghost.Node+"/ops-stale/eth0") ||
 		!strings.Contains(r.stdout, "would free through the agent of "+h.Name) {
 		t.Errorf("ipam release --dry-run:\n%s", r)
 	}

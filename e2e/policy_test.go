@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,7 +40,10 @@ import (
 // dataplane).
 
 const (
-	polLabName = "skpol"
+	// polLabName follows the shared lab's name, so runs that rename that
+	// one to stay apart (say, two sessions on one machine) also get their
+	// own policy lab.
+	polLabName = labName + "pol"
 	// polProbeTimeout bounds one probe: a TCP connect, or a UDP send and
 	// wait for the echo (with retries inside it).
 	polProbeTimeout = time.Second
@@ -129,7 +133,9 @@ func TestPolicy(t *testing.T) {
 	}
 	t.Run("RelabelPod", func(t *testing.T) { s.testRelabelPod(ctx, t) })
 	t.Run("RelabelNamespace", func(t *testing.T) { s.testRelabelNamespace(ctx, t) })
+	t.Run("NewPods", func(t *testing.T) { s.testNewPods(ctx, t) })
 	t.Run("UpdateReplaces", func(t *testing.T) { s.testUpdateReplaces(ctx, t) })
+	t.Run("AgentDown", func(t *testing.T) { s.testAgentDown(ctx, t) })
 	t.Run("DeleteRestoresAll", func(t *testing.T) { s.testDelete(ctx, t) })
 	t.Run("EstablishedSurvivesDeny", func(t *testing.T) { s.testEstablished(ctx, t) })
 	t.Logf("policy suite took %s", time.Since(start).Round(time.Millisecond))
@@ -169,10 +175,6 @@ func polSetup(ctx context.Context, t *testing.T) *polSuite {
 		s.mustSkein(ctx, t, "namespace", "label", ns, "ns="+ns)
 	}
 	hosts := l.Hosts()
-	var ports []api.NamedPort
-	for _, pp := range all4 {
-		ports = append(ports, api.NamedPort{Name: fmt.Sprintf("serve-%d-%s", pp.port, strings.ToLower(pp.proto)), Port: pp.port, Protocol: pp.proto})
-	}
 	i := 0
 	for _, ns := range []string{"x", "y", "z"} {
 		for _, name := range []string{"a", "b", "c"} {
@@ -187,7 +189,7 @@ func polSetup(ctx context.Context, t *testing.T) *polSuite {
 	for i, p := range s.pods {
 		wg.Go(func() {
 			c, err := l.AddContainer(ctx, p.c.Host, lab.ContainerOpts{
-				Name: p.name, Namespace: p.ns, Labels: map[string]string{"pod": p.name}, Ports: ports,
+				Name: p.name, Namespace: p.ns, Labels: map[string]string{"pod": p.name}, Ports: polNamedPorts(),
 			})
 			p.c, errs[i] = c, err
 		})
@@ -206,6 +208,16 @@ func polSetup(ctx context.Context, t *testing.T) *polSuite {
 		p.srv = srv
 	}
 	return s
+}
+
+// polNamedPorts are every pod's named ports: serve-80-tcp, serve-80-udp,
+// serve-81-tcp, serve-81-udp.
+func polNamedPorts() []api.NamedPort {
+	var ports []api.NamedPort
+	for _, pp := range all4 {
+		ports = append(ports, api.NamedPort{Name: fmt.Sprintf("serve-%d-%s", pp.port, strings.ToLower(pp.proto)), Port: pp.port, Protocol: pp.proto})
+	}
+	return ports
 }
 
 // polServers are one pod's TCP and UDP echo servers on 80 and 81.
@@ -449,7 +461,18 @@ func (s *polSuite) check(ctx context.Context, t *testing.T, what string, pps []p
 		if polEqual(probed, matrix) || time.Now().After(deadline) || ctx.Err() != nil {
 			break
 		}
-		time.Sleep(100 * time.Millisecond) // between full probe rounds, each of which already waits for timeouts
+		var diff []string
+		for _, k := range polSortedCells(probed) {
+			if probed[k] != matrix[k] {
+				diff = append(diff, fmt.Sprintf("%s->%s %s probe=%v", k.from, k.to, k.pp, probed[k]))
+			}
+		}
+		t.Logf("%s: probe round %d at %s: %d cells differ from the matrix, e.g. %v", what, rounds,
+			time.Since(begin).Round(time.Millisecond), len(diff), diff[:min(4, len(diff))])
+		select { // a short pause between rounds, each of which already waits for its timeouts
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	dataplaneOK := polEqual(probed, matrix)
 	specOK := polEqual(matrix, expect)
@@ -464,10 +487,16 @@ func (s *polSuite) check(ctx context.Context, t *testing.T, what string, pps []p
 		t.Errorf("%s: `skein policy matrix` disagrees with the spec's truth table", what)
 	}
 	t.Logf("truth tables (probe result; ! = matrix says otherwise, ~ = spec says otherwise):\n%s", s.table(pps, probed, matrix, expect))
+	shown := 0
 	for _, k := range polSortedCells(probed) {
-		if probed[k] != matrix[k] || matrix[k] != expect[k] {
-			t.Logf("  %s -> %s %s: probe=%v matrix=%v spec=%v; matrix rule: %s", k.from, k.to, k.pp, probed[k], matrix[k], expect[k], mx[k].Rule)
+		if probed[k] == matrix[k] && matrix[k] == expect[k] {
+			continue
 		}
+		if shown++; shown > 12 {
+			t.Logf("  (more differing cells not shown)")
+			break
+		}
+		t.Logf("  %s -> %s %s: probe=%v matrix=%v spec=%v; matrix rule: %s", k.from, k.to, k.pp, probed[k], matrix[k], expect[k], mx[k].Rule)
 	}
 }
 
@@ -656,7 +685,10 @@ func polCases(ctx context.Context, s *polSuite) []polCase {
 				{"x/b", "x/a", tcp80, false, `isolated for ingress by NetworkPolicy x/deny-ingress`},
 				{"x/a", "y/a", tcp80, true, `default allow`},
 			},
-			extra: func(t *testing.T) { s.testHostToPod(ctx, t) },
+			extra: func(t *testing.T) {
+				s.testHostToPod(ctx, t)
+				s.testRemoteHostToPod(ctx, t, s.byKey["x/a"], false, `isolated for ingress by NetworkPolicy x/deny-ingress`)
+			},
 		},
 		{
 			name: "AllowXAFromNamespaceY",
@@ -710,6 +742,7 @@ policyTypes: [Egress]`),
 			probes: []polPort{tcp80, udp80},
 			want:   func(from, _ *polPod, _ polPort) bool { return from.ns != "y" },
 			traces: []polTrace{{"y/a", "z/a", udp80, false, `isolated for egress by NetworkPolicy y/deny-egress`}},
+			extra:  func(t *testing.T) { s.testPodToHosts(ctx, t, s.byKey["y/a"], false) },
 		},
 		{
 			// Named ports resolve against the destination pod, name and
@@ -752,22 +785,24 @@ egress:
 podSelector: {}
 ingress:
 - ports:
-  - {protocol: TCP, port: 80, endPort: 81}`) + np("y", "range-81-85", `
+  - {protocol: TCP, port: 80, endPort: 81}`) + np("y", "range-81-85-from-z", `
 podSelector: {}
 ingress:
-- ports:
+- from:
+  - namespaceSelector: {matchLabels: {ns: z}}
+  ports:
   - {port: 81, endPort: 85}`) + np("z", "range-70-80", `
 podSelector: {}
 ingress:
 - ports:
   - {protocol: TCP, port: 70, endPort: 80}`),
 			probes: []polPort{tcp80, tcp81, udp80},
-			want: func(_, to *polPod, pp polPort) bool {
+			want: func(from, to *polPod, pp polPort) bool {
 				switch to.ns {
 				case "x":
 					return pp.proto == "TCP"
 				case "y":
-					return pp == tcp81
+					return pp == tcp81 && from.ns == "z" // ports AND peers of one rule
 				}
 				return pp == tcp80
 			},
@@ -786,7 +821,12 @@ podSelector: {matchLabels: {pod: a}}
 policyTypes: [Egress]
 egress:
 - to:
-  - ipBlock: {cidr: %s/32}`, ip("z/c"))),
+  - ipBlock: {cidr: %s/32}`, ip("z/c"))) + np("z", "from-anywhere", `
+podSelector: {}
+ingress:
+- from:
+  - ipBlock: {cidr: 0.0.0.0/31}
+  - ipBlock: {cidr: 0.0.0.0/0}`),
 			probes: []polPort{tcp80},
 			want: func(from, to *polPod, _ polPort) bool {
 				if to.ns == "x" && (is(from, "y/b") || is(from, "x/c")) {
@@ -806,6 +846,61 @@ ingress:
 			want:   func(_, to *polPod, pp polPort) bool { return to.ns != "x" || pp.proto == "UDP" },
 		},
 		{
+			// NotIn and DoesNotExist match a pod or namespace without the
+			// key; In selects the subjects.
+			name: "SelectorOperators",
+			policies: np("x", "ops", `
+podSelector:
+  matchExpressions: [{key: pod, operator: In, values: [a, b]}]
+ingress:
+- from:
+  - namespaceSelector:
+      matchExpressions: [{key: team, operator: NotIn, values: [blue]}]
+    podSelector:
+      matchExpressions: [{key: pod, operator: NotIn, values: [c]}]
+  - podSelector:
+      matchExpressions: [{key: pod, operator: DoesNotExist}]`),
+			probes: []polPort{tcp80},
+			want: func(from, to *polPod, _ polPort) bool {
+				return to.ns != "x" || to.name == "c" || from.name != "c"
+			},
+		},
+		{
+			// Without policyTypes, a policy with egress rules is
+			// [Ingress, Egress]: z/b also loses all ingress.
+			name: "PolicyTypesDefaulting",
+			policies: np("z", "b-egress-no-types", `
+podSelector: {matchLabels: {pod: b}}
+egress:
+- to:
+  - podSelector: {}`),
+			probes: []polPort{tcp80},
+			want: func(from, to *polPod, _ polPort) bool {
+				return !is(to, "z/b") && (!is(from, "z/b") || to.ns == "z")
+			},
+			traces: []polTrace{{"z/a", "z/b", tcp80, false, `isolated for ingress by NetworkPolicy z/b-egress-no-types`}},
+		},
+		{
+			// x/a's egress denies y/b although y/b's ingress names x/a.
+			name: "BothEndsMustAllow",
+			policies: np("x", "a-egress-z", `
+podSelector: {matchLabels: {pod: a}}
+policyTypes: [Egress]
+egress:
+- to:
+  - namespaceSelector: {matchLabels: {ns: z}}`) + np("y", "b-from-x-a", `
+podSelector: {matchLabels: {pod: b}}
+ingress:
+- from:
+  - namespaceSelector: {matchLabels: {ns: x}}
+    podSelector: {matchLabels: {pod: a}}`),
+			probes: []polPort{tcp80, udp80},
+			want: func(from, to *polPod, _ polPort) bool {
+				return (!is(from, "x/a") || to.ns == "z") && (!is(to, "y/b") || is(from, "x/a"))
+			},
+			traces: []polTrace{{"x/a", "y/b", tcp80, false, `isolated for egress by NetworkPolicy x/a-egress-z`}},
+		},
+		{
 			name: "ANPDenyOverNPAllow",
 			policies: np("x", "allow-all", `
 podSelector: {}
@@ -822,6 +917,61 @@ ingress:
 			traces: []polTrace{
 				{"y/a", "x/c", tcp80, false, `AdminNetworkPolicy deny-y-to-x .*ingress rule 0.*no-y`},
 				{"z/a", "x/c", tcp80, true, `NetworkPolicy x/allow-all ingress rule 0`},
+			},
+		},
+		{
+			// Admin egress rules by port range, named port and network,
+			// in order; what they leave goes to NP (none) and the BANP.
+			name: "ANPEgressPortsAndNetworks",
+			policies: anp("y-a-egress", 40, fmt.Sprintf(`
+subject:
+  pods:
+    namespaceSelector: {matchLabels: {ns: y}}
+    podSelector: {matchLabels: {pod: a}}
+egress:
+- name: no-udp
+  action: Deny
+  to:
+  - namespaces: {}
+  ports:
+  - portRange: {protocol: UDP, start: 80, end: 81}
+- name: z-81
+  action: Allow
+  to:
+  - pods:
+      namespaceSelector: {matchLabels: {ns: z}}
+      podSelector: {}
+  ports:
+  - namedPort: serve-81-tcp
+- name: not-x-b
+  action: Deny
+  to:
+  - networks: [%s/32]`, ip("x/b"))) + banp("default", `
+subject:
+  pods:
+    namespaceSelector: {matchLabels: {ns: y}}
+    podSelector: {matchLabels: {pod: a}}
+egress:
+- name: no-z
+  action: Deny
+  to:
+  - namespaces: {matchLabels: {ns: z}}`),
+			probes: []polPort{tcp80, tcp81, udp81},
+			want: func(from, to *polPod, pp polPort) bool {
+				switch {
+				case !is(from, "y/a"):
+					return true
+				case pp.proto == "UDP" || is(to, "x/b"):
+					return false
+				case to.ns == "z":
+					return pp == tcp81
+				}
+				return true
+			},
+			traces: []polTrace{
+				{"y/a", "z/c", tcp81, true, `AdminNetworkPolicy y-a-egress .*egress rule 1.*z-81`},
+				{"y/a", "z/c", tcp80, false, `BaselineAdminNetworkPolicy default egress rule 0.*no-z`},
+				{"y/a", "x/b", tcp81, false, `AdminNetworkPolicy y-a-egress .*egress rule 2.*not-x-b`},
 			},
 		},
 		{
@@ -924,14 +1074,90 @@ func (s *polSuite) testHostToPod(ctx context.Context, t *testing.T) {
 	}
 }
 
+// testRemoteHostToPod: another host reaches a pod as any address outside
+// the cluster does (only the pod's own host is exempt); probe and trace
+// agree, tracing the source address the host's routing picks.
+func (s *polSuite) testRemoteHostToPod(ctx context.Context, t *testing.T, to *polPod, allowed bool, rule string) {
+	for _, h := range s.l.Hosts() {
+		if h.Name == to.c.Host {
+			continue
+		}
+		out, err := s.l.Exec(ctx, h.Name, "ip", "-o", "route", "get", to.c.IP.String())
+		m := regexp.MustCompile(`\bsrc (\S+)`).FindStringSubmatch(string(out))
+		if err != nil || m == nil {
+			t.Fatalf("route to %s in %s: %v\n%s", to.key(), h.Name, err, out)
+		}
+		dctx, cancel := context.WithTimeout(ctx, polProbeTimeout)
+		c, err := s.l.Dial(dctx, h.Name, "tcp4", netip.AddrPortFrom(to.c.IP, 80).String())
+		cancel()
+		if c != nil {
+			c.Close()
+		}
+		if (err == nil) != allowed {
+			t.Errorf("host %s (from %s) -> %s on another host: err=%v; want allowed=%v", h.Name, m[1], to.key(), err, allowed)
+		}
+		s.expectTrace(ctx, t, polTrace{m[1], to.key(), tcp80, allowed, rule})
+	}
+}
+
+// testPodToHosts: a pod reaches its own host whatever its egress policy
+// (the traffic never crosses the forward hook), and reaches other hosts
+// only as its egress allows; probe and trace agree on each.
+func (s *polSuite) testPodToHosts(ctx context.Context, t *testing.T, from *polPod, remoteAllowed bool) {
+	for _, h := range s.l.Hosts() {
+		ln, err := s.l.Listen(ctx, h.Name, "tcp4", "0.0.0.0:8088")
+		if err != nil {
+			t.Fatalf("listen in %s: %v", h.Name, err)
+		}
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		dctx, cancel := context.WithTimeout(ctx, polProbeTimeout)
+		c, err := s.l.Dial(dctx, from.c.Name, "tcp4", netip.AddrPortFrom(h.UnderlayIP, 8088).String())
+		cancel()
+		ln.Close()
+		if c != nil {
+			c.Close()
+		}
+		own := h.Name == from.c.Host
+		want := own || remoteAllowed
+		if (err == nil) != want {
+			t.Errorf("%s -> host %s (%s, own host %v): err=%v; want allowed=%v", from.key(), h.Name, h.UnderlayIP, own, err, want)
+		}
+		rule := `isolated for egress`
+		if own {
+			rule = `to its own node`
+		} else if remoteAllowed {
+			rule = `.`
+		}
+		s.expectTrace(ctx, t, polTrace{from.key(), h.UnderlayIP.String(), polPort{"TCP", 8088}, want, rule})
+	}
+}
+
 // testAntiSpoofing: a pod that adds an address it does not own and sends
 // from it gets nothing through. Two counters in a table of the test's own
 // in the pod's host, before and after Skein's raw prerouting chain, show
 // where the packets stop; the target's echo server shows none arrive.
 func (s *polSuite) testAntiSpoofing(ctx context.Context, t *testing.T) {
-	src, dst, local := s.byKey["y/a"], s.byKey["z/b"], s.byKey["y/c"]
-	if src.c.Host == dst.c.Host || src.c.Host != local.c.Host {
-		t.Fatalf("placement: want %s and %s on different hosts, %s on %s's host", src.key(), dst.key(), local.key(), src.key())
+	src := s.byKey["y/a"]
+	var dst, local *polPod // a pod on another host, another on src's host
+	for _, p := range s.pods {
+		switch {
+		case p == src:
+		case p.c.Host != src.c.Host && dst == nil:
+			dst = p
+		case p.c.Host == src.c.Host && local == nil:
+			local = p
+		}
+	}
+	if dst == nil || local == nil {
+		t.Fatalf("placement: no pod on %s's host or on another", src.key())
 	}
 	host := src.c.Host
 	const ruleset = `table inet skpoltest {
@@ -1009,7 +1235,11 @@ func (s *polSuite) testAntiSpoofing(ctx context.Context, t *testing.T) {
 // testRelabelPod: the peer side (y/c becomes pod=b) and the subject side
 // (x/a stops being pod=a) of a policy follow `skein endpoint label`.
 func (s *polSuite) testRelabelPod(ctx context.Context, t *testing.T) {
-	defer s.deleteAllPolicies(ctx, t)
+	defer func() { // also on failure, so later cases see the model's labels
+		s.mustSkein(ctx, t, "endpoint", "label", "y/c", "pod=c")
+		s.mustSkein(ctx, t, "endpoint", "label", "x/a", "pod=a")
+		s.deleteAllPolicies(ctx, t)
+	}()
 	s.apply(ctx, t, np("x", "a-from-b", `
 podSelector: {matchLabels: {pod: a}}
 ingress:
@@ -1095,12 +1325,11 @@ func (s *polSuite) testDelete(ctx context.Context, t *testing.T) {
 	s.apply(ctx, t, np("x", "deny-ingress", denyIngressX)+np("y", "deny-egress", "podSelector: {}\npolicyTypes: [Egress]")+
 		anp("deny-z", 1, "subject: {namespaces: {matchLabels: {ns: z}}}\ningress:\n- action: Deny\n  from:\n  - namespaces: {}")+
 		banp("default", "subject: {namespaces: {}}\negress:\n- action: Deny\n  to:\n  - namespaces: {}"))
-	s.check(ctx, t, "restrictive set", []polPort{tcp80}, func(from, to *polPod, _ polPort) bool {
-		// x: isolated, no rules; y: no egress; z: ANP deny of all
-		// ingress; the BANP egress deny applies where no NP selects for
-		// egress (x and z; y is denied by its NP anyway).
-		return false
-	})
+	// Nothing passes: x is isolated for ingress without rules, y for
+	// egress; the ANP denies all ingress to z; the BANP denies the egress
+	// of x and z (no NetworkPolicy selects them for egress), so x <-> z
+	// and x, z -> y are denied too.
+	s.check(ctx, t, "restrictive set", []polPort{tcp80}, func(_, _ *polPod, _ polPort) bool { return false })
 	s.deleteAllPolicies(ctx, t)
 	if out := s.mustSkein(ctx, t, "policy", "list", "-o", "json"); strings.TrimSpace(out) != "[]" {
 		t.Fatalf("policies left after delete: %s", out)
@@ -1161,4 +1390,134 @@ func (s *polSuite) testEstablished(ctx context.Context, t *testing.T) {
 	if !ok {
 		t.Error("UDP flow established before the deny: no echo; want it to keep working")
 	}
+}
+
+// testNewPods: a pod created in an isolated namespace is isolated when its
+// CNI ADD returns (a first SYN, before anything listens, is dropped, not
+// refused), while an allowed peer reaches it at once (refused: nothing
+// listens yet); a new pod elsewhere becomes a peer on every host; deleting
+// pods leaves the rest as it was.
+func (s *polSuite) testNewPods(ctx context.Context, t *testing.T) {
+	defer s.deleteAllPolicies(ctx, t)
+	s.apply(ctx, t, np("x", "from-b", `
+podSelector: {}
+ingress:
+- from:
+  - namespaceSelector: {}
+    podSelector: {matchLabels: {pod: b}}`))
+	fromB := func(from, to *polPod, _ polPort) bool { return to.ns != "x" || from.name == "b" }
+	s.check(ctx, t, "x from pods b", []polPort{tcp80}, fromB)
+
+	hosts := s.l.Hosts()
+	xd := s.addPod(ctx, t, "x", "d", "d", hosts[0].Name)
+	for _, src := range []string{"y/a", "z/b"} {
+		from := s.byKey[src]
+		dctx, cancel := context.WithTimeout(ctx, polProbeTimeout)
+		c, err := s.l.Dial(dctx, from.c.Name, "tcp4", netip.AddrPortFrom(xd.c.IP, 80).String())
+		cancel()
+		if c != nil {
+			c.Close()
+		}
+		refused := errors.Is(err, syscall.ECONNREFUSED)
+		if want := from.name == "b"; refused != want {
+			t.Errorf("%s -> new pod x/d right after its CNI ADD: %v; want refused=%v (reached it, nothing listens yet)", src, err, want)
+		}
+	}
+	yd := s.addPod(ctx, t, "y", "d", "b", hosts[2].Name) // a pod b elsewhere
+	for _, p := range []*polPod{xd, yd} {
+		srv, err := polServe(ctx, s.l, p.c)
+		if err != nil {
+			t.Fatalf("servers in %s: %v", p.key(), err)
+		}
+		p.srv = srv
+	}
+	s.check(ctx, t, "with x/d and y/d (pod=b)", []polPort{tcp80, udp80}, func(from, to *polPod, pp polPort) bool {
+		return fromB(from, to, pp) || (to.ns == "x" && from.key() == "y/d")
+	})
+	for _, p := range []*polPod{xd, yd} {
+		s.delPod(ctx, t, p)
+	}
+	s.check(ctx, t, "x/d and y/d deleted", []polPort{tcp80}, fromB)
+}
+
+// addPod adds a pod (without servers) to the model and the lab.
+func (s *polSuite) addPod(ctx context.Context, t *testing.T, ns, name, podLabel, host string) *polPod {
+	t.Helper()
+	c, err := s.l.AddContainer(ctx, host, lab.ContainerOpts{
+		Name: name, Namespace: ns, Labels: map[string]string{"pod": podLabel}, Ports: polNamedPorts(),
+	})
+	if err != nil {
+		t.Fatalf("add pod %s/%s: %v", ns, name, err)
+	}
+	p := &polPod{ns: ns, name: name, c: c}
+	s.pods = append(s.pods, p)
+	s.byKey[p.key()] = p
+	t.Cleanup(func() {
+		if _, ok := s.byKey[p.key()]; ok {
+			s.delPod(context.Background(), t, p)
+		}
+	})
+	return p
+}
+
+// delPod stops a pod's servers and deletes it from the lab and the model.
+func (s *polSuite) delPod(ctx context.Context, t *testing.T, p *polPod) {
+	t.Helper()
+	if p.srv != nil {
+		p.srv.close()
+	}
+	s.pods = slices.DeleteFunc(s.pods, func(q *polPod) bool { return q == p })
+	delete(s.byKey, p.key())
+	if err := s.l.DelContainer(ctx, p.c.Name); err != nil {
+		t.Errorf("delete pod %s: %v", p.key(), err)
+	}
+}
+
+// testAgentDown: a host whose agent is down keeps enforcing the last
+// program it applied (the table outlives the agent), also when policies
+// change meanwhile; the restarted agent catches up.
+func (s *polSuite) testAgentDown(ctx context.Context, t *testing.T) {
+	defer s.deleteAllPolicies(ctx, t)
+	xa := s.byKey["x/a"]
+	host := xa.c.Host
+	s.apply(ctx, t, np("x", "deny-ingress", denyIngressX))
+	denyX := func(_, to *polPod, _ polPort) bool { return to.ns != "x" }
+	s.check(ctx, t, "deny ingress x", []polPort{tcp80}, denyX)
+
+	if err := s.l.StopAgent(ctx, host); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if h, err := s.l.Host(host); err == nil && h.AgentPID == 0 {
+			if err := s.l.StartAgent(ctx, host); err != nil {
+				t.Errorf("restart agent on %s: %v", host, err)
+			}
+		}
+	}()
+	s.check(ctx, t, "deny ingress x, agent of "+host+" down", []polPort{tcp80}, denyX)
+
+	s.deleteAllPolicies(ctx, t)
+	// Every other host opens x; x's pods on the stopped agent's host stay
+	// isolated until it is back.
+	stale := func(to *polPod) bool { return to.ns == "x" && to.c.Host == host }
+	var wrong []string
+	for deadline := time.Now().Add(polEnforceWait); ; {
+		wrong = wrong[:0]
+		for k, ok := range s.probeAll(ctx, []polPort{tcp80}) {
+			if ok == stale(s.byKey[k.to]) {
+				wrong = append(wrong, fmt.Sprintf("%s->%s allowed=%v", k.from, k.to, ok))
+			}
+		}
+		if len(wrong) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(wrong) > 0 {
+		slices.Sort(wrong)
+		t.Errorf("policy deleted while the agent of %s is down; want only x's pods there still isolated; wrong: %v", host, wrong)
+	}
+	if err := s.l.StartAgent(ctx, host); err != nil {
+		t.Fatal(err)
+	}
+	s.check(ctx, t, "policy deleted, agent back", []polPort{tcp80}, func(_, _ *polPod, _ polPort) bool { return true })
 }

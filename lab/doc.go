@@ -11,6 +11,22 @@
 //	p-hI-cJ       one namespace per container, wired by the real skein-cni
 //	              binary through libcni, invoked from inside its host namespace
 //
+// With a top-of-rack router (Config.ToR "bird" or "frr", backend bgp) the
+// hosts leave subnet 0 and the cluster runs without the node mesh:
+//
+//	p-ul          also bridges "ubr1".."ubrS", one per host subnet, without
+//	              addresses, and routes to 10.255.s.0/24 via the ToR
+//	p-tor         the ToR: "eth0" 10.255.0.253/24 on ubr (next to etcd) and
+//	              "eth<s>" 10.255.s.254/24 on ubr<s>, IP forwarding on; a
+//	              real BIRD 2 (bird) or FRR (zebra and bgpd, as user frr)
+//	              with configuration, sockets, pid files and logs under
+//	              <run dir>/tor, iBGP route reflector for every host with
+//	              next hop self, installing what it learns in its kernel
+//	p-hI          10.255.s.I/24 on subnet s = 1+(I-1)%S, default route via
+//	              10.255.s.254; the ToR is registered as external BGP peer
+//	              (bgppeers/tor for all nodes with one subnet, else
+//	              bgppeers/tor-hI for node p-hI with its own subnet's address)
+//
 // Every name the lab makes starts with "p-" (lab names contain no "-", so the
 // prefix is unambiguous) and every file lives under the run directory
 // (default /run/skein-lab/p), so Down removes exactly what the lab made, also

@@ -48,7 +48,7 @@ func TestConfigDefaults(t *testing.T) {
 	got.Log = nil
 	want := Config{
 		Name: "sklab", Hosts: 3, ContainersPerHost: 2, Backend: "vxlan", BinDir: "/b",
-		RunDir: "/run/skein-lab/sklab", PodCIDR: "10.244.0.0/16", BlockSize: 26,
+		RunDir: "/run/skein-lab/sklab", PodCIDR: "10.244.0.0/16", BlockSize: 26, Subnets: 1,
 	}
 	if d := cmp.Diff(want, got, cmp.AllowUnexported(Config{})); d != "" {
 		t.Errorf("withDefaults() mismatch (-want +got):\n%s", d)
@@ -77,6 +77,12 @@ func TestConfigValidate(t *testing.T) {
 		{"relative run dir", Config{BinDir: "/b", RunDir: "run"}, "absolute"},
 		{"bad pod CIDR", Config{BinDir: "/b", PodCIDR: "10.244.0.1/16"}, "host bits"},
 		{"block bigger than pool", Config{BinDir: "/b", PodCIDR: "10.244.0.0/24", BlockSize: 20}, "pool"},
+		{"bird tor", Config{BinDir: "/b", Backend: "bgp", ToR: "bird"}, ""},
+		{"frr tor on two subnets", Config{BinDir: "/b", Backend: "bgp", ToR: "frr", Subnets: 2}, ""},
+		{"tor with vxlan", Config{BinDir: "/b", ToR: "bird"}, "needs backend bgp"},
+		{"unknown tor", Config{BinDir: "/b", Backend: "bgp", ToR: "quagga"}, `tor "quagga"`},
+		{"two subnets without tor", Config{BinDir: "/b", Backend: "bgp", Subnets: 2}, "need a router between them"},
+		{"too many subnets", Config{BinDir: "/b", Backend: "bgp", ToR: "bird", Subnets: 5}, "between 1 and 4"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -111,6 +117,13 @@ func TestCluster(t *testing.T) {
 	}
 	if bgp.BGP == nil || bgp.BGP.ASN != api.DefaultASN || !bgp.BGP.NodeMesh {
 		t.Errorf("cluster() bgp: BGP = %+v, want ASN %d with node mesh", bgp.BGP, api.DefaultASN)
+	}
+	rr, err := Config{BinDir: "/b", Backend: "bgp", ToR: "frr"}.withDefaults().cluster()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rr.BGP == nil || rr.BGP.ASN != api.DefaultASN || rr.BGP.NodeMesh {
+		t.Errorf("cluster() bgp with a ToR: BGP = %+v, want ASN %d without node mesh", rr.BGP, api.DefaultASN)
 	}
 }
 

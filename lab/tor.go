@@ -300,15 +300,28 @@ type ToRSession struct {
 	Received int `json:"received"`
 }
 
-// parseBirdProtocols reads `birdc show protocols`: the BGP protocols named
-// after the hosts of neighbors become sessions.
+// parseBirdProtocols reads `birdc show protocols all` (or `show
+// protocols`): the BGP protocols named after the hosts of neighbors become
+// sessions, with their imported route counts when shown.
 func parseBirdProtocols(out string, neighbors []torNeighbor) []ToRSession {
 	byName := make(map[string]torNeighbor, len(neighbors))
 	for _, n := range neighbors {
 		byName[n.Name] = n
 	}
 	var ss []ToRSession
+	cur := -1 // index in ss of the protocol whose details follow
 	for _, line := range strings.Split(out, "\n") {
+		if line == "" {
+			continue
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			var n int
+			if _, err := fmt.Sscanf(strings.TrimSpace(line), "Routes: %d imported", &n); err == nil && cur >= 0 {
+				ss[cur].Received = n
+			}
+			continue
+		}
+		cur = -1
 		f := strings.Fields(line)
 		// name proto table state since [since-time] info...
 		if len(f) < 4 || f[1] != "BGP" {
@@ -331,6 +344,7 @@ func parseBirdProtocols(out string, neighbors []torNeighbor) []ToRSession {
 			s.Established = info[0] == "Established"
 		}
 		ss = append(ss, s)
+		cur = len(ss) - 1
 	}
 	return ss
 }

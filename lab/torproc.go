@@ -318,7 +318,7 @@ func torQuery(ctx context.Context, t ToR, progs map[string]string, what string) 
 		case "routes":
 			argv = append(argv, "show", "route")
 		case "sessions":
-			argv = append(argv, "show", "protocols")
+			argv = append(argv, "show", "protocols", "all")
 		}
 	case ToRFRR:
 		argv = []string{progs["vtysh"], "--vty_socket", t.frrDir(), "-d", "bgpd", "-c"}
@@ -411,7 +411,7 @@ func (l *Lab) ToRRoutes(ctx context.Context) (string, error) {
 }
 
 // ToRSessions returns the ToR's BGP sessions with the hosts, by host index,
-// as its daemon reports them (`birdc show protocols`, vtysh's `show bgp
+// as its daemon reports them (`birdc show protocols all`, vtysh's `show bgp
 // ipv4 unicast summary json`). Hosts the daemon does not know are missing.
 func (l *Lab) ToRSessions(ctx context.Context) ([]ToRSession, error) {
 	st := l.State()

@@ -170,21 +170,23 @@ const maxLastSeenProbes = 80
 
 // LastSeen returns when node's agent last published its status: the time in
 // its current status record, or, once its heartbeat lease has ended (which
-// removes the record), the time in the last record before the end, found in
-// etcd's history. It returns ErrNotFound when the node never published a
-// status since its node record was written, and ErrHistoryCompacted when
-// that history is gone. Times come from the agent's clock.
+// removes alive/<node> and status/<node> together), the time in the last
+// status record before the end, found in etcd's history (the heartbeat's
+// start when the agent ended before it published any status). It returns
+// ErrNotFound when the node had no heartbeat since its node record was
+// written, and ErrHistoryCompacted when that history is gone. Times come
+// from the agent's clock.
 func (c *Client) LastSeen(ctx context.Context, node string) (time.Time, error) {
 	if err := segment("node name", node); err != nil {
 		return time.Time{}, fmt.Errorf("last seen: %w", err)
 	}
-	key := c.key(kindStatus, node)
-	resp, err := c.cli.Get(ctx, key)
+	statusKey, aliveKey := c.key(kindStatus, node), c.key(kindAlive, node)
+	resp, err := c.cli.Get(ctx, statusKey)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("get %s: %w", key, err)
+		return time.Time{}, fmt.Errorf("get %s: %w", statusKey, err)
 	}
 	if len(resp.Kvs) > 0 {
-		return statusTime(key, resp.Kvs[0].Value)
+		return statusTime(statusKey, resp.Kvs[0].Value)
 	}
 	head := resp.Header.Revision
 	nresp, err := c.cli.Get(ctx, c.key(kindNodes, node))
@@ -197,7 +199,7 @@ func (c *Client) LastSeen(ctx context.Context, node string) (time.Time, error) {
 		floor = nresp.Kvs[0].ModRevision
 	}
 	probes := 0
-	at := func(rev int64) ([]byte, error) {
+	at := func(key string, rev int64) ([]byte, error) {
 		probes++
 		if probes > maxLastSeenProbes {
 			return nil, fmt.Errorf("last seen %s: gave up after %d reads of the history", node, maxLastSeenProbes)
@@ -214,40 +216,53 @@ func (c *Client) LastSeen(ctx context.Context, node string) (time.Time, error) {
 		}
 		return r.Kvs[0].Value, nil
 	}
-	// The agent starts its heartbeat right after writing its node record:
-	// gallop forward from that revision to a revision where the record
-	// existed, then bisect for the last such revision before the head. This
-	// assumes one unbroken heartbeat since the node record was written; a
-	// heartbeat lost and re-established on the way can make the answer
-	// earlier than the truth, never later.
+	// The heartbeat puts alive/<node> as soon as it starts: gallop forward
+	// from the node record's revision to a revision where it existed, then
+	// bisect for the last such revision before the head. This assumes one
+	// unbroken heartbeat since the node record was written; a heartbeat
+	// lost and re-established on the way can make the answer earlier than
+	// the truth, never later.
 	present, absent := int64(0), head
-	var value []byte
+	var alive []byte
 	for step := int64(1); present == 0; step *= 2 {
 		rev := min(floor+step, head)
 		if rev == head {
-			return time.Time{}, fmt.Errorf("last seen %s: no status record since rev %d: %w", node, floor, ErrNotFound)
+			return time.Time{}, fmt.Errorf("last seen %s: no heartbeat since rev %d: %w", node, floor, ErrNotFound)
 		}
-		v, err := at(rev)
+		v, err := at(aliveKey, rev)
 		if err != nil {
 			return time.Time{}, err
 		}
 		if v != nil {
-			present, value = rev, v
+			present, alive = rev, v
 		}
 	}
 	for absent-present > 1 {
 		mid := present + (absent-present)/2
-		v, err := at(mid)
+		v, err := at(aliveKey, mid)
 		if err != nil {
 			return time.Time{}, err
 		}
 		if v != nil {
-			present, value = mid, v
+			present, alive = mid, v
 		} else {
 			absent = mid
 		}
 	}
-	return statusTime(key, value)
+	// The status record lives on the same lease: its last value is there
+	// at the heartbeat's last revision.
+	st, err := at(statusKey, present)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if st != nil {
+		return statusTime(statusKey, st)
+	}
+	var a Alive
+	if err := json.Unmarshal(alive, &a); err != nil {
+		return time.Time{}, fmt.Errorf("decode %s: %w", aliveKey, err)
+	}
+	return a.Since, nil
 }
 
 func statusTime(key string, value []byte) (time.Time, error) {

@@ -156,6 +156,16 @@ func TestLastSeen(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	// As an agent does: the heartbeat first, its first status a little later.
+	alive, _ := json.Marshal(Alive{Node: "n1", Since: base.Add(-time.Minute)})
+	if _, err := c.Etcd().Put(ctx, c.Prefix()+"alive/n1", string(alive), clientv3.WithLease(lease.ID)); err != nil {
+		t.Fatal(err)
+	}
+	for range 9 {
+		if _, err := c.Etcd().Put(ctx, c.Prefix()+"namespaces/y", `{"name":"y"}`); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var last time.Time
 	for i := range 5 {
 		last = base.Add(time.Duration(i) * 10 * time.Second)
@@ -181,6 +191,24 @@ func TestLastSeen(t *testing.T) {
 	}
 	if got, err := c.LastSeen(ctx, "n1"); err != nil || !got.Equal(last) {
 		t.Errorf("LastSeen after the lease ended = %v, %v; want %v", got, err, last)
+	}
+	// An agent that ended before its first status: the heartbeat's start.
+	if err := c.PutNode(ctx, api.Node{Name: "n2"}); err != nil {
+		t.Fatal(err)
+	}
+	lease2, err := c.Etcd().Grant(ctx, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alive2, _ := json.Marshal(Alive{Node: "n2", Since: base})
+	if _, err := c.Etcd().Put(ctx, c.Prefix()+"alive/n2", string(alive2), clientv3.WithLease(lease2.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Etcd().Revoke(ctx, lease2.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.LastSeen(ctx, "n2"); err != nil || !got.Equal(base) {
+		t.Errorf("LastSeen of an agent without status = %v, %v; want its heartbeat start %v", got, err, base)
 	}
 	// Once the history is compacted, LastSeen says so.
 	resp, err := c.Etcd().Get(ctx, "x")

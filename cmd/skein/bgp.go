@@ -1,0 +1,512 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/netip"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/skeinnet/skein/agent"
+	"github.com/skeinnet/skein/api"
+	"github.com/skeinnet/skein/bgp"
+	"github.com/skeinnet/skein/store"
+)
+
+func newBGPCmd(g *globalFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bgp",
+		Short: "Manage external BGP peers and show BGP sessions (backend bgp)",
+		Long: `With backend bgp every agent runs a BGP speaker: by default in a full node mesh, or, with
+nodeMesh false, peering only with the nodes labelled skein.dev/route-reflector. External peers
+(top-of-rack routers, route reflectors outside the cluster) are stored in etcd under bgppeers/ and
+every agent they apply to (all nodes, or one) opens a session with them.`,
+		Example: `  skein bgp peer add tor --peer-ip 10.255.1.254 --asn 64512
+  skein bgp peer list
+  skein bgp status`,
+	}
+	peer := &cobra.Command{
+		Use:   "peer",
+		Short: "Add, list and delete external BGP peers",
+		Example: `  skein bgp peer add tor1 --peer-ip 192.0.2.1 --asn 65001 --node rack1-h1
+  skein bgp peer list -o wide
+  skein bgp peer delete tor1`,
+	}
+	peer.AddCommand(newBGPPeerAddCmd(g), newBGPPeerListCmd(g), newBGPPeerDeleteCmd(g))
+	cmd.AddCommand(peer, newBGPStatusCmd(g))
+	return cmd
+}
+
+func newBGPPeerAddCmd(g *globalFlags) *cobra.Command {
+	var (
+		peerIP string
+		asn    uint32
+		p      api.BGPPeer
+	)
+	cmd := &cobra.Command{
+		Use:   "add NAME --peer-ip IP --asn N [--node NODE] [--port P]",
+		Short: "Add an external BGP peer for every node, or for one",
+		Long: `Add an external BGP peer: the agents of every node (or of --node only) open an iBGP (same ASN as
+the cluster) or eBGP session with it, advertise their blocks with their underlay address as next hop
+and install the routes it sends inside the cluster's pools. A peer name is taken only once: delete a
+peer to change it.`,
+		Example: `  skein bgp peer add tor --peer-ip 10.255.1.254 --asn 64512
+  skein bgp peer add rack2 --peer-ip 10.0.2.1 --asn 65002 --node h4 --description "rack 2 ToR"`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p.Name = args[0]
+			ip, err := netip.ParseAddr(peerIP)
+			if err != nil {
+				return fmt.Errorf("--peer-ip %q: not an IP address", peerIP)
+			}
+			p.PeerIP, p.ASN = ip, asn
+			if err := p.Validate(); err != nil {
+				return err
+			}
+			cl, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			ctx, cancel := g.ctx(cmd)
+			defer cancel()
+			inv, err := cl.Inventory(ctx)
+			if err != nil {
+				return err
+			}
+			for _, name := range slices.Sorted(maps.Keys(inv.Nodes)) {
+				if n := inv.Nodes[name]; n.UnderlayIP == p.PeerIP {
+					return fmt.Errorf("bgp peer %s: %s is node %s's underlay address; nodes peer with each other through the node mesh or route reflectors", p.Name, p.PeerIP, n.Name)
+				}
+			}
+			if err := cl.CreateBGPPeer(ctx, p); err != nil {
+				if errors.Is(err, store.ErrExists) {
+					return fmt.Errorf("bgp peer %q exists (skein bgp peer delete %s first, or choose another name)", p.Name, p.Name)
+				}
+				return err
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "bgp peer %s added: %s AS %d, %s\n", p.Name, p.PeerIP, p.ASN, peerScope(p))
+			if p.Node != "" {
+				if _, ok := inv.Nodes[p.Node]; !ok {
+					fmt.Fprintf(cmd.ErrOrStderr(), "note: node %s is not registered (yet); its agent will peer when it starts\n", p.Node)
+				}
+			}
+			if inv.Cluster != nil && inv.Cluster.Backend != api.BackendBGP {
+				fmt.Fprintf(cmd.ErrOrStderr(), "note: the cluster runs backend %s; BGP peers apply to backend bgp only\n", inv.Cluster.Backend)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&peerIP, "peer-ip", "", "the peer's IPv4 address (required)")
+	f.Uint32Var(&asn, "asn", 0, "the peer's AS number (required; the cluster's for iBGP)")
+	f.StringVar(&p.Node, "node", "", "only this node peers with it (default: every node)")
+	f.IntVar(&p.Port, "port", 0, "the peer's TCP port (default 179)")
+	f.StringVar(&p.Description, "description", "", "free text")
+	_ = cmd.MarkFlagRequired("peer-ip") // the flags exist: cannot fail
+	_ = cmd.MarkFlagRequired("asn")
+	_ = cmd.RegisterFlagCompletionFunc("node", completeNodeNames(g))
+	return cmd
+}
+
+// peerScope says which nodes peer with p.
+func peerScope(p api.BGPPeer) string {
+	if p.Node == "" {
+		return "all nodes"
+	}
+	return "node " + p.Node
+}
+
+func newBGPPeerListCmd(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:     "list",
+		Short:   "List external BGP peers",
+		Example: "  skein bgp peer list\n  skein bgp peer list -o json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			ctx, cancel := g.ctx(cmd)
+			defer cancel()
+			peers, lerr := cl.ListBGPPeers(ctx)
+			if peers == nil && lerr != nil {
+				return lerr
+			}
+			err = g.render(cmd.OutOrStdout(), peers, func(tw *tabwriter.Writer, wide bool) {
+				fmt.Fprint(tw, "NAME\tPEER IP\tASN\tNODES\tPORT")
+				if wide {
+					fmt.Fprint(tw, "\tDESCRIPTION")
+				}
+				fmt.Fprintln(tw)
+				for _, p := range peers {
+					port := "179"
+					if p.Port != 0 {
+						port = strconv.Itoa(p.Port)
+					}
+					nodes := p.Node
+					if nodes == "" {
+						nodes = "(all)"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s", p.Name, p.PeerIP, p.ASN, nodes, port)
+					if wide {
+						fmt.Fprintf(tw, "\t%s", p.Description)
+					}
+					fmt.Fprintln(tw)
+				}
+			})
+			return errors.Join(err, lerr)
+		},
+	}
+}
+
+func newBGPPeerDeleteCmd(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete an external BGP peer: every agent closes its session with it",
+		Long: `Delete an external BGP peer. Each agent that peered with it closes the session with a Cease
+notification, so the peer drops the cluster's routes at once and the agents its routes.`,
+		Example:           "  skein bgp peer delete tor",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeBGPPeerNames(g),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			ctx, cancel := g.ctx(cmd)
+			defer cancel()
+			if err := cl.DeleteBGPPeer(ctx, args[0]); err != nil {
+				if errors.Is(err, store.ErrNotFound) {
+					return fmt.Errorf("bgp peer %q not found (see skein bgp peer list)", args[0])
+				}
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "bgp peer %s deleted\n", args[0])
+			return nil
+		},
+	}
+}
+
+// completeBGPPeerNames completes peer names from etcd, quietly giving up
+// when etcd does not answer within a second.
+func completeBGPPeerNames(g *globalFlags) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) > 0 || g.fromEnv(cmd) != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), time.Second)
+		defer cancel()
+		gg := *g
+		gg.Timeout = time.Second
+		cl, err := gg.client(ctx)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		defer cl.Close()
+		peers, _ := cl.ListBGPPeers(ctx) // completion offers what decodes
+		var out []cobra.Completion
+		for _, p := range peers {
+			if strings.HasPrefix(p.Name, toComplete) {
+				out = append(out, p.Name)
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
+func newBGPStatusCmd(g *globalFlags) *cobra.Command {
+	af := &agentFlags{}
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show every node's BGP sessions",
+		Long: `Show every node's BGP sessions: neighbour, address, AS, state, uptime and prefixes received and
+advertised. Each agent publishes its sessions in its status record in etcd (refreshed on change and
+every ~10 s), so this needs no route to the hosts. When an agent's debug endpoint answers from here
+(/debug/bgp), its live view replaces the published one and adds the last error of each session.
+
+Exit status: 0 when every session of every node is Established, 2 when a session is not, a node has
+no heartbeat or published no sessions, 1 when the status could not be read.`,
+		Example: `  skein bgp status
+  skein bgp status -o wide               # with last errors and descriptions
+  skein bgp status --agents=false        # etcd only
+  skein bgp status -o json | jq '.nodes[].neighbors[] | select(.state != "Established")'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := g.client(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			ctx, cancel := g.ctx(cmd)
+			defer cancel()
+			inv, err := cl.Inventory(ctx)
+			if err != nil {
+				return err
+			}
+			if inv.Cluster == nil {
+				return errors.New("no cluster configuration (run `skein cluster init --backend bgp`)")
+			}
+			if inv.Cluster.Backend != api.BackendBGP {
+				return fmt.Errorf("the cluster runs backend %s: there is no BGP (see skein status)", inv.Cluster.Backend)
+			}
+			probes := map[string]bgpProbe{}
+			if af.query {
+				probes = probeBGP(cmd.Context(), inv, af.timeout)
+			}
+			rep := buildBGPReport(inv, probes)
+			if err := g.render(cmd.OutOrStdout(), rep, func(tw *tabwriter.Writer, wide bool) { renderBGPReport(tw, rep, wide) }); err != nil {
+				return err
+			}
+			if !rep.Healthy {
+				return &exitError{code: exitUnhealthy, err: fmt.Errorf("bgp unhealthy: %d problem(s)", rep.problemCount())}
+			}
+			return nil
+		},
+	}
+	af.register(cmd)
+	return cmd
+}
+
+// bgpReport is what `skein bgp status` prints (and -o json|yaml gives).
+type bgpReport struct {
+	ASN      uint32          `json:"asn"`
+	NodeMesh bool            `json:"nodeMesh"`
+	Peers    []api.BGPPeer   `json:"externalPeers"`
+	Nodes    []bgpNodeReport `json:"nodes"`
+	Healthy  bool            `json:"healthy"`
+	Problems []string        `json:"problems,omitempty"`
+}
+
+func (r bgpReport) problemCount() int {
+	n := len(r.Problems)
+	for _, nr := range r.Nodes {
+		n += len(nr.Problems)
+	}
+	return n
+}
+
+// bgpNodeReport is one node's sessions.
+type bgpNodeReport struct {
+	Name       string     `json:"name"`
+	UnderlayIP netip.Addr `json:"underlayIP,omitzero"`
+	Alive      bool       `json:"alive"`
+	// Reflector is the node's route-reflector cluster id label, when set.
+	Reflector *string `json:"routeReflector,omitempty"`
+	// Source is where Neighbors come from: "agent" (its debug endpoint),
+	// "etcd" (its status record) or "none".
+	Source    string            `json:"source"`
+	Neighbors []api.BGPNeighbor `json:"neighbors"`
+	// Agent says whether the debug endpoint answered: "ok", "not asked",
+	// "no address", or why not.
+	Agent    string   `json:"agent"`
+	Problems []string `json:"problems,omitempty"`
+}
+
+// bgpProbe is what asking one agent's /debug/bgp gave.
+type bgpProbe struct {
+	State *bgp.DebugState
+	Err   string
+}
+
+// probeBGP asks every node's debug endpoint for its BGP state, each within
+// timeout and all at once (up to maxProbes); failures are recorded, never
+// fatal.
+func probeBGP(ctx context.Context, inv store.Inventory, timeout time.Duration) map[string]bgpProbe {
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: timeout}
+	out := map[string]bgpProbe{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxProbes)
+	for name, n := range inv.Nodes {
+		st, _, _ := decodeStatus(inv, name) // a bad record falls back to the node record
+		addr := agentAddr(n, st)
+		if addr == "" {
+			out[name] = bgpProbe{Err: "no address"}
+			continue
+		}
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			var p bgpProbe
+			var ds bgp.DebugState
+			switch err := agentGet(ctx, hc, addr, "/debug/bgp", &ds); {
+			case err != nil:
+				p.Err = err.Error()
+			case n.UnderlayIP.IsValid() && ds.RouterID != n.UnderlayIP:
+				// A loopback address reaches whichever agent runs here.
+				p.Err = fmt.Sprintf("%s answered with router id %s, not %s (its debug address is not reachable from here)", addr, ds.RouterID, n.UnderlayIP)
+			default:
+				p.State = &ds
+			}
+			mu.Lock()
+			out[name] = p
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// neighborsOf converts an agent's live BGP state into the published form.
+func neighborsOf(ds *bgp.DebugState) []api.BGPNeighbor {
+	out := make([]api.BGPNeighbor, 0, len(ds.Neighbors))
+	for _, n := range ds.Neighbors {
+		out = append(out, api.BGPNeighbor{
+			Name: n.Name, Address: n.Address, ASN: n.ASN, State: n.State, Uptime: n.Uptime,
+			Received: n.Received, Advertised: n.Advertised, LastError: n.LastError,
+		})
+	}
+	return out
+}
+
+// buildBGPReport grades every node's sessions; it is pure so tests can
+// feed it. A node is healthy when it heartbeats and every session it
+// reports is Established; without an agent's answer its status record
+// decides.
+func buildBGPReport(inv store.Inventory, probes map[string]bgpProbe) bgpReport {
+	rep := bgpReport{Nodes: []bgpNodeReport{}, Peers: []api.BGPPeer{}}
+	if c := inv.Cluster; c != nil && c.BGP != nil {
+		rep.ASN, rep.NodeMesh = c.BGP.ASN, c.BGP.NodeMesh
+	}
+	for _, k := range slices.Sorted(maps.Keys(inv.Other)) {
+		if !strings.HasPrefix(k, api.BGPPeerKeyKind+"/") {
+			continue
+		}
+		p, err := api.DecodeBGPPeer(inv.Other[k])
+		if err != nil {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("undecodable %s: %v", k, err))
+			continue
+		}
+		rep.Peers = append(rep.Peers, p)
+	}
+	for _, e := range inv.Errors {
+		rep.Problems = append(rep.Problems, "undecodable record in etcd: "+e)
+	}
+	for _, name := range slices.Sorted(maps.Keys(inv.Nodes)) {
+		n := inv.Nodes[name]
+		nr := bgpNodeReport{Name: n.Name, UnderlayIP: n.UnderlayIP, Alive: inv.Alive[n.Name], Source: "none", Agent: "not asked", Neighbors: []api.BGPNeighbor{}}
+		if v, ok := n.Labels[agent.RouteReflectorLabel]; ok {
+			nr.Reflector = &v
+		}
+		problem := func(format string, args ...any) { nr.Problems = append(nr.Problems, fmt.Sprintf(format, args...)) }
+		st, hasStatus, err := decodeStatus(inv, n.Name)
+		if err != nil {
+			problem("%v", err)
+		}
+		if hasStatus {
+			nr.Source, nr.Neighbors = "etcd", append(nr.Neighbors, st.BGP...)
+		}
+		if p, ok := probes[n.Name]; ok {
+			nr.Agent = "ok"
+			if p.Err != "" {
+				nr.Agent = p.Err
+			} else if p.State != nil {
+				nr.Source, nr.Neighbors = "agent", neighborsOf(p.State)
+			}
+		}
+		sort.Slice(nr.Neighbors, func(i, j int) bool { return nr.Neighbors[i].Name < nr.Neighbors[j].Name })
+		if !nr.Alive {
+			problem("no heartbeat: agent down or cut off from etcd (peers keep its routes for the graceful-restart time, then until `skein node delete`)")
+		}
+		switch {
+		case nr.Source == "none" && nr.Alive:
+			problem("no BGP state published yet")
+		case nr.Source != "none" && len(nr.Neighbors) == 0 && len(inv.Nodes) > 1:
+			problem("no BGP sessions configured")
+		}
+		var down []string
+		for _, nb := range nr.Neighbors {
+			if nb.State != "Established" {
+				down = append(down, nb.Name+" "+nb.State)
+			}
+		}
+		if len(down) > 0 {
+			problem("sessions not established: %s", strings.Join(down, ", "))
+		}
+		rep.Nodes = append(rep.Nodes, nr)
+	}
+	rep.Healthy = rep.problemCount() == 0
+	return rep
+}
+
+// renderBGPReport prints the cluster's BGP setup and one line per session.
+func renderBGPReport(tw *tabwriter.Writer, rep bgpReport, wide bool) {
+	mesh := "node mesh"
+	if !rep.NodeMesh {
+		mesh = "route reflectors (no node mesh)"
+	}
+	fmt.Fprintf(tw, "AS %d, %s, %d external peer(s)\n", rep.ASN, mesh, len(rep.Peers))
+	for _, p := range rep.Peers {
+		fmt.Fprintf(tw, "  peer %s: %s AS %d, %s\n", p.Name, p.PeerIP, p.ASN, peerScope(p))
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprint(tw, "NODE\tNEIGHBOR\tADDRESS\tASN\tSTATE\tUPTIME\tRECEIVED\tADVERTISED\tSOURCE")
+	if wide {
+		fmt.Fprint(tw, "\tLAST ERROR")
+	}
+	fmt.Fprintln(tw)
+	for _, nr := range rep.Nodes {
+		node := nr.Name
+		if nr.Reflector != nil {
+			node += " (RR)"
+		}
+		if !nr.Alive {
+			node += " (down)"
+		}
+		if len(nr.Neighbors) == 0 {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\t-\t%s", node, nr.Source)
+			if wide {
+				fmt.Fprint(tw, "\t-")
+			}
+			fmt.Fprintln(tw)
+			continue
+		}
+		for _, nb := range nr.Neighbors {
+			uptime := nb.Uptime
+			if uptime == "" {
+				uptime = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s", node, nb.Name, nb.Address, nb.ASN, nb.State, uptime, nb.Received, nb.Advertised, nr.Source)
+			if wide {
+				le := nb.LastError
+				if le == "" {
+					le = "-"
+				}
+				fmt.Fprintf(tw, "\t%s", le)
+			}
+			fmt.Fprintln(tw)
+		}
+	}
+	var problems, notes []string
+	problems = append(problems, rep.Problems...)
+	for _, nr := range rep.Nodes {
+		for _, p := range nr.Problems {
+			problems = append(problems, nr.Name+": "+p)
+		}
+		if wide && nr.Agent != "ok" && nr.Agent != "not asked" {
+			notes = append(notes, nr.Name+": debug endpoint: "+nr.Agent)
+		}
+	}
+	fmt.Fprintln(tw)
+	if len(problems) == 0 {
+		fmt.Fprintf(tw, "all sessions established\n")
+	}
+	for _, p := range append(problems, notes...) {
+		fmt.Fprintf(tw, "%s\n", p)
+	}
+}

@@ -1,0 +1,255 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/spf13/cobra"
+
+	"github.com/skeinnet/skein/api"
+	"github.com/skeinnet/skein/bgp"
+	"github.com/skeinnet/skein/store"
+)
+
+// bgpInventory is inventory(n) turned into a BGP node mesh whose sessions
+// are all Established.
+func bgpInventory(t *testing.T, n int) (inv store.Inventory) {
+	t.Helper()
+	inv = inventory(n, time.Now())
+	inv.Cluster.Backend = api.BackendBGP
+	inv.Cluster.BGP = &api.BGPConfig{ASN: 64512, NodeMesh: true}
+	for name := range inv.Nodes {
+		setStatus(t, inv, name, func(st *api.NodeStatus) {
+			st.Backend = api.BackendBGP
+			st.BGP = nil
+			for other, o := range inv.Nodes {
+				if other != name {
+					st.BGP = append(st.BGP, api.BGPNeighbor{Name: other, Address: o.UnderlayIP, ASN: 64512, State: "Established", Uptime: "1m", Received: 1, Advertised: 1})
+				}
+			}
+		})
+	}
+	return inv
+}
+
+func TestBuildBGPReport(t *testing.T) {
+	inv := bgpInventory(t, 3)
+	inv.Other = map[string][]byte{
+		"bgppeers/tor":                    []byte(`{"name":"tor","peerIP":"10.0.0.254","asn":64512}`),
+		"bgppeers/bad":                    []byte(`{"name":"bad","peerIP":"10.0.0.253","asn":0}`),
+		"policies/NetworkPolicy/x/ignore": []byte(`{}`),
+	}
+	n1 := inv.Nodes["n1"]
+	n1.Labels = map[string]string{"skein.dev/route-reflector": "10.0.0.1"}
+	inv.Nodes["n1"] = n1
+
+	rep := buildBGPReport(inv, nil)
+	if rep.ASN != 64512 || !rep.NodeMesh || len(rep.Peers) != 1 || rep.Peers[0].Name != "tor" {
+		t.Errorf("report header = AS %d mesh %v peers %+v", rep.ASN, rep.NodeMesh, rep.Peers)
+	}
+	if d := cmp.Diff([]string{`undecodable bgppeers/bad: bgp peer bad: asn 0 is reserved (want 1-4294967295)`}, rep.Problems); d != "" {
+		t.Errorf("problems (-want +got):\n%s", d)
+	}
+	if rep.Healthy {
+		t.Error("report with an undecodable peer is healthy")
+	}
+	delete(inv.Other, "bgppeers/bad")
+	rep = buildBGPReport(inv, nil)
+	if !rep.Healthy || len(rep.Nodes) != 3 {
+		t.Fatalf("all sessions up: healthy %v, nodes %d, problems %d: %+v", rep.Healthy, len(rep.Nodes), rep.problemCount(), rep)
+	}
+	if n := rep.Nodes[0]; n.Name != "n1" || n.Source != "etcd" || n.Reflector == nil || *n.Reflector != "10.0.0.1" || len(n.Neighbors) != 2 || n.Neighbors[0].Name != "n2" {
+		t.Errorf("n1 = %+v", n)
+	}
+
+	// A session down, a node down, a node that never published.
+	setStatus(t, inv, "n2", func(st *api.NodeStatus) {
+		for i := range st.BGP {
+			if st.BGP[i].Name == "n1" {
+				st.BGP[i].State = "Active"
+			}
+		}
+	})
+	inv.Alive["n3"] = false
+	delete(inv.Status, "n3")
+	inv.Nodes["n4"] = api.Node{Name: "n4", UnderlayIP: netip.MustParseAddr("10.0.0.4")}
+	inv.Alive["n4"] = true
+	rep = buildBGPReport(inv, nil)
+	got := map[string][]string{}
+	for _, n := range rep.Nodes {
+		got[n.Name] = n.Problems
+	}
+	want := map[string][]string{
+		"n1": nil,
+		"n2": {"sessions not established: n1 Active"},
+		"n3": {"no heartbeat: agent down or cut off from etcd (peers keep its routes for the graceful-restart time, then until `skein node delete`)"},
+		"n4": {"no BGP state published yet"},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("problems by node (-want +got):\n%s", d)
+	}
+	if rep.Healthy {
+		t.Error("unhealthy cluster reported healthy")
+	}
+
+	// An agent's live view wins over its status record.
+	live := &bgp.DebugState{RouterID: netip.MustParseAddr("10.0.0.2"), Neighbors: []bgp.NeighborState{
+		{Name: "n1", Address: netip.MustParseAddr("10.0.0.1"), ASN: 64512, State: "Established", Uptime: "5s", Received: 1, Advertised: 2},
+		{Name: "tor", Address: netip.MustParseAddr("10.0.0.254"), ASN: 64512, State: "Connect", LastError: "dial tcp 10.0.0.254:179: connection refused"},
+	}}
+	rep = buildBGPReport(inv, map[string]bgpProbe{"n2": {State: live}, "n1": {Err: "connection refused"}})
+	n2 := rep.Nodes[1]
+	wantN2 := []api.BGPNeighbor{
+		{Name: "n1", Address: netip.MustParseAddr("10.0.0.1"), ASN: 64512, State: "Established", Uptime: "5s", Received: 1, Advertised: 2},
+		{Name: "tor", Address: netip.MustParseAddr("10.0.0.254"), ASN: 64512, State: "Connect", LastError: "dial tcp 10.0.0.254:179: connection refused"},
+	}
+	if d := cmp.Diff(wantN2, n2.Neighbors, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); d != "" || n2.Source != "agent" || n2.Agent != "ok" {
+		t.Errorf("n2 from its agent: source %s agent %s (-want +got):\n%s", n2.Source, n2.Agent, d)
+	}
+	if d := cmp.Diff([]string{"sessions not established: tor Connect"}, n2.Problems); d != "" {
+		t.Errorf("n2 problems (-want +got):\n%s", d)
+	}
+	if n1 := rep.Nodes[0]; n1.Source != "etcd" || n1.Agent != "connection refused" {
+		t.Errorf("n1 with an unreachable agent: source %s agent %q", n1.Source, n1.Agent)
+	}
+}
+
+func TestBGPPeerCommands(t *testing.T) {
+	tc := newTestCluster(t)
+	tc.node(t, "n1", 1, true, "")
+	cmd := func() *cobra.Command { return newBGPCmd(tc.g) }
+
+	out, err := run(t, cmd(), "peer", "add", "tor", "--peer-ip", "10.255.1.254", "--asn", "64512", "--description", "rack 1")
+	if err != nil || !strings.Contains(out, "bgp peer tor added: 10.255.1.254 AS 64512, all nodes") {
+		t.Fatalf("peer add: %v\n%s", err, out)
+	}
+	// The cluster runs VXLAN: the peer is stored, with a note.
+	if !strings.Contains(out, "note: the cluster runs backend vxlan") {
+		t.Errorf("peer add on a vxlan cluster gives no note:\n%s", out)
+	}
+	out, err = run(t, cmd(), "peer", "add", "rack2", "--peer-ip", "10.0.2.1", "--asn", "65002", "--node", "h9", "--port", "1179")
+	if err != nil || !strings.Contains(out, "node h9") || !strings.Contains(out, "node h9 is not registered") {
+		t.Fatalf("peer add --node: %v\n%s", err, out)
+	}
+	for _, tcase := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"peer", "add", "tor", "--peer-ip", "10.9.9.9", "--asn", "64512"}, `bgp peer "tor" exists`},
+		{[]string{"peer", "add", "x", "--peer-ip", "10.9.9.9", "--asn", "23456"}, "AS_TRANS"},
+		{[]string{"peer", "add", "x", "--peer-ip", "10.9.9.9", "--asn", "0"}, "asn 0 is reserved"},
+		{[]string{"peer", "add", "x", "--peer-ip", "10.9.9.9", "--asn", "4294967296"}, "asn"},
+		{[]string{"peer", "add", "x", "--peer-ip", "fd00::1", "--asn", "64512"}, "IPv4"},
+		{[]string{"peer", "add", "x", "--peer-ip", "nope", "--asn", "64512"}, "not an IP address"},
+		{[]string{"peer", "add", "X_1", "--peer-ip", "10.9.9.9", "--asn", "64512"}, `name "X_1"`},
+		{[]string{"peer", "add", "x", "--asn", "64512"}, `"peer-ip" not set`},
+		{[]string{"peer", "add", "x", "--peer-ip", "10.0.0.1", "--asn", "64512"}, "is node n1's underlay address"},
+		{[]string{"peer", "delete", "nope"}, `bgp peer "nope" not found`},
+	} {
+		out, err := run(t, cmd(), tcase.args...)
+		if err == nil || !strings.Contains(err.Error(), tcase.want) {
+			t.Errorf("%v: %v, want an error containing %q\n%s", tcase.args, err, tcase.want, out)
+		}
+	}
+
+	out, err = run(t, cmd(), "peer", "list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexpLine(out, `^rack2\s+10\.0\.2\.1\s+65002\s+h9\s+1179$`) || !regexpLine(out, `^tor\s+10\.255\.1\.254\s+64512\s+\(all\)\s+179$`) {
+		t.Errorf("peer list:\n%s", out)
+	}
+	tc.g.Output = "json"
+	out, err = run(t, cmd(), "peer", "list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var peers []api.BGPPeer
+	if err := json.Unmarshal([]byte(out), &peers); err != nil || len(peers) != 2 || peers[1].Description != "rack 1" {
+		t.Errorf("peer list -o json: %v %+v\n%s", err, peers, out)
+	}
+	tc.g.Output = "table"
+
+	out, err = run(t, cmd(), "peer", "delete", "tor")
+	if err != nil || !strings.Contains(out, "bgp peer tor deleted") {
+		t.Errorf("peer delete: %v\n%s", err, out)
+	}
+	if _, err := tc.cl.GetBGPPeer(tc.ctx(t), "tor"); err == nil {
+		t.Error("tor still stored after delete")
+	}
+	// A corrupt record is reported, the rest still listed.
+	if _, err := tc.cl.Etcd().Put(tc.ctx(t), tc.cl.Prefix()+"bgppeers/junk", "{"); err != nil {
+		t.Fatal(err)
+	}
+	out, err = run(t, cmd(), "peer", "list")
+	if err == nil || !strings.Contains(err.Error(), "bgppeers/junk") || !strings.Contains(out, "rack2") {
+		t.Errorf("peer list with a corrupt record: %v\n%s", err, out)
+	}
+}
+
+func TestBGPStatusCommand(t *testing.T) {
+	tc := newTestCluster(t)
+	ctx := tc.ctx(t)
+	cl, err := tc.cl.GetCluster(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, newBGPCmd(tc.g), "status")
+	if err == nil || !strings.Contains(err.Error(), "backend vxlan") {
+		t.Errorf("bgp status on a vxlan cluster: %v\n%s", err, out)
+	}
+	cl.Backend, cl.BGP = api.BackendBGP, &api.BGPConfig{ASN: 64512, NodeMesh: true}
+	if err := tc.cl.PutCluster(ctx, cl); err != nil {
+		t.Fatal(err)
+	}
+
+	// n1's agent answers with its live state; n2's debug address reaches
+	// n1's agent, which must not be taken for n2's.
+	live := bgp.DebugState{RouterID: netip.MustParseAddr("10.0.0.1"), ASN: 64512, Neighbors: []bgp.NeighborState{
+		{Name: "n2", Address: netip.MustParseAddr("10.0.0.2"), ASN: 64512, State: "Established", Uptime: "42s", Received: 1, Advertised: 1},
+	}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/debug/bgp" {
+			http.NotFound(w, r)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(live)
+	}))
+	defer srv.Close()
+	tc.node(t, "n1", 1, false, srv.Listener.Addr().String())
+	tc.node(t, "n2", 2, false, srv.Listener.Addr().String())
+	for name, peer := range map[string]string{"n1": "n2", "n2": "n1"} {
+		n, err := tc.cl.GetNode(ctx, peer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc.heartbeat(t, name, api.NodeStatus{Node: name, Backend: api.BackendBGP, Ready: true, Updated: time.Now().UTC(), DebugAddr: srv.Listener.Addr().String(),
+			BGP: []api.BGPNeighbor{{Name: peer, Address: n.UnderlayIP, ASN: 64512, State: "Established", Uptime: "40s"}}})
+	}
+	tc.g.Output = "wide"
+	out, err = run(t, newBGPCmd(tc.g), "status")
+	tc.g.Output = "table"
+	if err != nil {
+		t.Fatalf("bgp status: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "AS 64512, node mesh, 0 external peer(s)") ||
+		!regexpLine(out, `^n1\s+n2\s+10\.0\.0\.2\s+64512\s+Established\s+42s\s+1\s+1\s+agent\s+-$`) ||
+		!regexpLine(out, `^n2\s+n1\s+10\.0\.0\.1\s+64512\s+Established\s+40s\s+0\s+0\s+etcd\s+-$`) ||
+		!strings.Contains(out, "all sessions established") || !strings.Contains(out, "n2: debug endpoint: "+srv.Listener.Addr().String()+" answered with router id 10.0.0.1, not 10.0.0.2") {
+		t.Errorf("bgp status output:\n%s", out)
+	}
+
+	// A session down: exit 2, with the reason.
+	tc.heartbeat(t, "n2", api.NodeStatus{Node: "n2", Backend: api.BackendBGP, Ready: true, Updated: time.Now().UTC(),
+		BGP: []api.BGPNeighbor{{Name: "n1", Address: netip.MustParseAddr("10.0.0.1"), ASN: 64512, State: "Active"}}})
+	out, err = run(t, newBGPCmd(tc.g), "status", "--agents=false")
+	if exitCode(err) != exitUnhealthy || !strings.Contains(out, "n2: sessions not established: n1 Active") {
+		t.Errorf("bgp status with a session down: exit %d (%v)\n%s", exitCode(err), err, out)
+	}
+}

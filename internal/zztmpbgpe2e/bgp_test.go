@@ -1,0 +1,418 @@
+//go:build e2e
+
+package zztmpbgpe2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/skeinnet/skein/api"
+	"github.com/skeinnet/skein/lab"
+	"github.com/skeinnet/skein/store"
+)
+
+// The BGP suite brings up labs of its own, next to the shared VXLAN lab:
+// a node mesh ("skbgp") and a top-of-rack route reflector running BIRD
+// ("skbird") or FRR ("skfrr") with the hosts on two subnets.
+
+// bgpSettle bounds how long sessions and routes may take to converge:
+// gobgp's first connection attempt comes 1-2 s after a peer is added, then
+// routes flow within milliseconds.
+const bgpSettle = 20 * time.Second
+
+// upBGPLab brings up a lab of its own for a BGP test; t.Cleanup removes it.
+func upBGPLab(t *testing.T, cfg lab.Config) *lab.Lab {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg.BinDir = filepath.Dir(opsBin())
+	cfg.Out = t.Output()
+	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	_ = lab.Down(ctx, cfg.Name, "") // best effort: a crashed run may have left it
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := lab.Down(ctx, cfg.Name, ""); err != nil {
+			t.Errorf("lab %s down: %v", cfg.Name, err)
+		}
+	})
+	l, err := lab.Up(ctx, cfg)
+	if err != nil {
+		t.Fatalf("lab %s up: %v", cfg.Name, err)
+	}
+	return l
+}
+
+// labStore connects to a lab's etcd; t.Cleanup closes it.
+func labStore(ctx context.Context, t *testing.T, l *lab.Lab) *store.Client {
+	t.Helper()
+	cl, err := store.New(ctx, store.Config{Endpoints: l.EtcdEndpoints()})
+	if err != nil {
+		t.Fatalf("connect to lab %s etcd: %v", l.Name(), err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// skeinRoutes returns a host's routes with Skein's protocol (78) that have
+// a gateway: destination → gateway.
+func skeinRoutes(ctx context.Context, l *lab.Lab, host string) (map[string]string, error) {
+	out, err := l.Exec(ctx, host, "ip", "-j", "-4", "route", "show", "proto", fmt.Sprint(api.RouteProtocol))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", err, out)
+	}
+	var rs []struct {
+		Dst     string `json:"dst"`
+		Gateway string `json:"gateway"`
+	}
+	if err := json.Unmarshal(out, &rs); err != nil {
+		return nil, fmt.Errorf("parse ip -j route: %w: %s", err, out)
+	}
+	m := map[string]string{}
+	for _, r := range rs {
+		if r.Gateway != "" {
+			m[r.Dst] = r.Gateway
+		}
+	}
+	return m, nil
+}
+
+// storeCallTimeout bounds one read of a lab's etcd, so that a stalled call
+// is retried by the wait around it rather than eating the test's budget.
+const storeCallTimeout = 5 * time.Second
+
+// blocksByNode reads each node's blocks from the lab's etcd.
+func blocksByNode(ctx context.Context, cl *store.Client) (map[string][]netip.Prefix, error) {
+	ctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+	defer cancel()
+	bs, err := cl.ListBlocks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string][]netip.Prefix{}
+	for _, b := range bs {
+		m[b.Node] = append(m[b.Node], b.CIDR)
+	}
+	return m, nil
+}
+
+// waitRoutes waits until every host has a BGP route, via the gateway gw
+// returns for it, to every block of every other host, and nothing else.
+func waitRoutes(ctx context.Context, t *testing.T, l *lab.Lab, cl *store.Client, gw func(self, owner lab.Host) string) {
+	t.Helper()
+	hosts := l.Hosts()
+	waitFor(ctx, t, bgpSettle, "BGP routes to every other host's blocks", func() (bool, string) {
+		blocks, err := blocksByNode(ctx, cl)
+		if err != nil {
+			return false, err.Error()
+		}
+		var bad []string
+		for _, self := range hosts {
+			want := map[string]string{}
+			for _, owner := range hosts {
+				if owner.Name == self.Name {
+					continue
+				}
+				for _, b := range blocks[owner.Name] {
+					want[b.String()] = gw(self, owner)
+				}
+			}
+			got, err := skeinRoutes(ctx, l, self.Name)
+			if err != nil {
+				return false, err.Error()
+			}
+			for dst, g := range want {
+				if got[dst] != g {
+					bad = append(bad, fmt.Sprintf("%s: %s via %q, want via %s", self.Name, dst, got[dst], g))
+				}
+			}
+			for dst, g := range got {
+				if _, ok := want[dst]; !ok {
+					bad = append(bad, fmt.Sprintf("%s: unexpected route %s via %s", self.Name, dst, g))
+				}
+			}
+		}
+		slices.Sort(bad)
+		return len(bad) == 0, strings.Join(bad, "\n")
+	})
+}
+
+// waitSessions waits until every node publishes want(node) sessions, all
+// Established.
+func waitSessions(ctx context.Context, t *testing.T, l *lab.Lab, cl *store.Client, want func(node string) []string) {
+	t.Helper()
+	waitFor(ctx, t, bgpSettle, "every node's BGP sessions established", func() (bool, string) {
+		sctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+		defer cancel()
+		sts, err := cl.ListStatus(sctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		got := map[string][]string{}
+		for _, st := range sts {
+			for _, n := range st.BGP {
+				if n.State == "Established" {
+					got[st.Node] = append(got[st.Node], n.Name)
+				}
+			}
+			slices.Sort(got[st.Node])
+		}
+		var bad []string
+		for _, h := range l.Hosts() {
+			if w := want(h.Name); !slices.Equal(w, got[h.Name]) {
+				bad = append(bad, fmt.Sprintf("%s: established %v, want %v", h.Name, got[h.Name], w))
+			}
+		}
+		return len(bad) == 0, strings.Join(bad, "\n")
+	})
+}
+
+// checkRoutedMTU asserts that containers get the underlay MTU: no
+// encapsulation takes a share of it.
+func checkRoutedMTU(ctx context.Context, t *testing.T, l *lab.Lab) {
+	t.Helper()
+	for _, c := range l.Containers() {
+		out, err := l.Exec(ctx, c.Name, "ip", "-j", "link", "show", lab.ContainerIface)
+		var links []struct {
+			MTU int `json:"mtu"`
+		}
+		if err != nil || json.Unmarshal(out, &links) != nil || len(links) != 1 {
+			t.Errorf("%s: ip link: %v %s", c.Name, err, out)
+			continue
+		}
+		if links[0].MTU != lab.UnderlayMTU {
+			t.Errorf("%s: MTU %d, want the underlay's %d (routed, no encapsulation)", c.Name, links[0].MTU, lab.UnderlayMTU)
+		}
+	}
+}
+
+// TestBGPMesh (a, d): three hosts in a full node mesh. Every container
+// reaches every other across hosts over BGP routes via the peers' underlay
+// addresses, with no VXLAN device; pings every 20 ms lose nothing while an
+// agent restarts (graceful restart); a node that leaves (agent stopped,
+// `skein node delete`) has its routes withdrawn everywhere.
+func TestBGPMesh(t *testing.T) {
+	l := upBGPLab(t, lab.Config{Name: "skbgp", Backend: string(api.BackendBGP), Hosts: 3, ContainersPerHost: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cl := labStore(ctx, t, l)
+	hosts := l.Hosts()
+	waitSessions(ctx, t, l, cl, func(node string) []string {
+		var others []string
+		for _, h := range hosts {
+			if h.Name != node {
+				others = append(others, h.Name)
+			}
+		}
+		return others
+	})
+	waitRoutes(ctx, t, l, cl, func(_, owner lab.Host) string { return owner.UnderlayIP.String() })
+
+	t.Run("connectivity", func(t *testing.T) {
+		for _, h := range hosts {
+			if out, err := l.Exec(ctx, h.Name, "ip", "link", "show", api.VXLANDevice); err == nil {
+				t.Errorf("%s has a %s device in BGP mode:\n%s", h.Name, api.VXLANDevice, out)
+			}
+		}
+		checkRoutedMTU(ctx, t, l)
+		checkAllPairs(ctx, t, l, l.Containers())
+	})
+
+	t.Run("status", func(t *testing.T) {
+		env := append(os.Environ(), "SKEIN_ETCD_ENDPOINTS="+strings.Join(l.EtcdEndpoints(), ","))
+		cmd := exec.CommandContext(ctx, opsBin(), "bgp", "status", "-o", "json")
+		cmd.Env = env
+		r := runCmd(t, cmd)
+		var rep struct {
+			Healthy bool `json:"healthy"`
+			Nodes   []struct {
+				Name      string `json:"name"`
+				Neighbors []struct {
+					Name  string `json:"name"`
+					State string `json:"state"`
+				} `json:"neighbors"`
+			} `json:"nodes"`
+		}
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &rep) != nil || !rep.Healthy || len(rep.Nodes) != 3 {
+			t.Fatalf("skein bgp status: %v", r)
+		}
+		for _, n := range rep.Nodes {
+			if len(n.Neighbors) != 2 {
+				t.Errorf("skein bgp status: %s has %d neighbours, want 2: %+v", n.Name, len(n.Neighbors), n.Neighbors)
+			}
+		}
+	})
+
+	t.Run("graceful restart", func(t *testing.T) {
+		src, dst := l.Containers()[0], l.Containers()[1]
+		const count = 250 // 5 s at 20 ms
+		cmd, err := l.Command(ctx, src.Name, "ping", "-i", "0.02", "-c", fmt.Sprint(count), "-W", "1", dst.IP.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start ping: %v", err)
+		}
+		time.Sleep(300 * time.Millisecond) // let the stream run before the restart
+		// The destination's agent: its peers must keep its routes and it
+		// its own routes back, until the new instance has re-synced.
+		if err := l.RestartAgent(ctx, dst.Host); err != nil {
+			t.Errorf("restart agent on %s: %v", dst.Host, err)
+		}
+		err = cmd.Wait()
+		tx, rx := parsePing(out.String())
+		t.Logf("ping %s -> %s every 20 ms across an agent restart on %s: %d sent, %d received", src.Name, dst.IP, dst.Host, tx, rx)
+		if err != nil || tx != count || rx != tx {
+			t.Errorf("lost pings across the agent restart: sent %d, received %d (err %v)\n%s", tx, rx, err, out.String())
+		}
+		// The restarted agent peers again and nothing was lost on the way.
+		waitRoutes(ctx, t, l, cl, func(_, owner lab.Host) string { return owner.UnderlayIP.String() })
+	})
+
+	t.Run("node leaves", func(t *testing.T) {
+		gone := hosts[2]
+		blocks, err := blocksByNode(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		goneBlocks := blocks[gone.Name]
+		if len(goneBlocks) == 0 {
+			t.Fatalf("%s holds no block", gone.Name)
+		}
+		if err := l.StopAgent(ctx, gone.Name); err != nil {
+			t.Fatal(err)
+		}
+		dctx, dcancel := context.WithTimeout(ctx, storeCallTimeout)
+		defer dcancel()
+		if err := cl.DeleteNode(dctx, gone.Name); err != nil {
+			t.Fatalf("delete node %s: %v", gone.Name, err)
+		}
+		start := time.Now()
+		waitFor(ctx, t, bgpSettle, "routes of the deleted node withdrawn", func() (bool, string) {
+			var left []string
+			for _, h := range hosts[:2] {
+				rs, err := skeinRoutes(ctx, l, h.Name)
+				if err != nil {
+					return false, err.Error()
+				}
+				for _, b := range goneBlocks {
+					if gw, ok := rs[b.String()]; ok {
+						left = append(left, fmt.Sprintf("%s: %s via %s", h.Name, b, gw))
+					}
+				}
+			}
+			return len(left) == 0, strings.Join(left, "\n")
+		})
+		t.Logf("routes to %s withdrawn %s after its node record was deleted", gone.Name, time.Since(start).Round(time.Millisecond))
+		// The others still reach each other.
+		cs := l.Containers()
+		if err := l.Ping(ctx, cs[0].Name, cs[1].IP); err != nil {
+			t.Errorf("ping %s -> %s after %s left: %v", cs[0].Name, cs[1].Name, gone.Name, err)
+		}
+	})
+}
+
+// TestBGPToRBIRD (b): BIRD 2 in a top-of-rack namespace is the route
+// reflector for hosts on two subnets.
+func TestBGPToRBIRD(t *testing.T) { testBGPToR(t, lab.ToRBIRD, "skbird") }
+
+// TestBGPToRFRR (c): the same with FRR's bgpd and zebra.
+func TestBGPToRFRR(t *testing.T) { testBGPToR(t, lab.ToRFRR, "skfrr") }
+
+// testBGPToR: sessions with the ToR are Established on both ends (the
+// daemon's own view), every host's blocks are in the daemon's table and the
+// ToR's kernel, every host routes the others' blocks via the ToR's address
+// on its own subnet, containers reach each other across the subnets, and a
+// host that joins later is peered and reachable.
+func testBGPToR(t *testing.T, kind, name string) {
+	l := upBGPLab(t, lab.Config{Name: name, Backend: string(api.BackendBGP), ToR: kind, Subnets: 2, Hosts: 3, ContainersPerHost: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cl := labStore(ctx, t, l)
+	hosts := l.Hosts()
+	if hosts[0].Subnet == hosts[1].Subnet {
+		t.Fatalf("hosts %s and %s share subnet %d; the test needs two", hosts[0].Name, hosts[1].Name, hosts[0].Subnet)
+	}
+
+	// The daemon's view: every host Established.
+	waitFor(ctx, t, bgpSettle, kind+" sessions established", func() (bool, string) {
+		ss, err := l.ToRSessions(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		up := 0
+		for _, s := range ss {
+			if s.Established {
+				up++
+			}
+		}
+		return up == len(hosts) && len(ss) == len(hosts), fmt.Sprintf("%+v", ss)
+	})
+	// The agents' view: the ToR is their only peer (no node mesh).
+	waitSessions(ctx, t, l, cl, func(node string) []string {
+		return []string{lab.ToRPeerName + "-" + strings.TrimPrefix(node, name+"-")}
+	})
+	// Every host's blocks are in the daemon's table and its kernel.
+	waitFor(ctx, t, bgpSettle, "every block in the "+kind+" table and the ToR's kernel", func() (bool, string) {
+		table, err := l.ToRRoutes(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		kernel, err := l.Exec(ctx, "tor", "ip", "-4", "route")
+		if err != nil {
+			return false, err.Error()
+		}
+		blocks, err := blocksByNode(ctx, cl)
+		if err != nil {
+			return false, err.Error()
+		}
+		var missing []string
+		for node, bs := range blocks {
+			for _, b := range bs {
+				if !strings.Contains(table, b.String()) {
+					missing = append(missing, fmt.Sprintf("%s of %s not in the %s table", b, node, kind))
+				}
+				if !strings.Contains(string(kernel), b.String()+" ") {
+					missing = append(missing, fmt.Sprintf("%s of %s not in the ToR's kernel", b, node))
+				}
+			}
+		}
+		return len(missing) == 0, strings.Join(missing, "\n") + "\n" + table
+	})
+	// Reflected with next hop self: the ToR on the host's own subnet.
+	viaToR := func(self, _ lab.Host) string { return lab.UnderlayGateway(self.Subnet).String() }
+	waitRoutes(ctx, t, l, cl, viaToR)
+	checkRoutedMTU(ctx, t, l)
+	checkAllPairs(ctx, t, l, l.Containers())
+
+	// A host that joins is peered by the running daemon and reachable.
+	h, err := l.AddHost(ctx)
+	if err != nil {
+		t.Fatalf("add host: %v", err)
+	}
+	c, err := l.AddContainer(ctx, h.Name, lab.ContainerOpts{})
+	if err != nil {
+		t.Fatalf("add container on %s: %v", h.Name, err)
+	}
+	waitRoutes(ctx, t, l, cl, viaToR)
+	for _, other := range l.Containers() {
+		if other.Name == c.Name {
+			continue
+		}
+		if err := l.Ping(ctx, other.Name, c.IP); err != nil {
+			t.Errorf("ping %s -> %s on the new host %s: %v", other.Name, c.IP, h.Name, err)
+		}
+	}
+}

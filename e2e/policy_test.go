@@ -650,19 +650,21 @@ type polCase struct {
 	extra    func(t *testing.T)
 }
 
-func np(ns, name, spec string) string {
-	return fmt.Sprintf("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {namespace: %s, name: %s}\nspec:\n%s\n---\n", ns, name, indent(spec))
+// polNP, polANP and polBANP render one YAML document of each kind around
+// spec (written unindented), each ending with a document separator.
+func polNP(ns, name, spec string) string {
+	return fmt.Sprintf("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {namespace: %s, name: %s}\nspec:\n%s\n---\n", ns, name, polIndent(spec))
 }
 
-func anp(name string, priority int, spec string) string {
-	return fmt.Sprintf("apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata: {name: %s}\nspec:\n  priority: %d\n%s\n---\n", name, priority, indent(spec))
+func polANP(name string, priority int, spec string) string {
+	return fmt.Sprintf("apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata: {name: %s}\nspec:\n  priority: %d\n%s\n---\n", name, priority, polIndent(spec))
 }
 
-func banp(name, spec string) string {
-	return fmt.Sprintf("apiVersion: policy.networking.k8s.io/v1alpha1\nkind: BaselineAdminNetworkPolicy\nmetadata: {name: %s}\nspec:\n%s\n---\n", name, indent(spec))
+func polBANP(name, spec string) string {
+	return fmt.Sprintf("apiVersion: policy.networking.k8s.io/v1alpha1\nkind: BaselineAdminNetworkPolicy\nmetadata: {name: %s}\nspec:\n%s\n---\n", name, polIndent(spec))
 }
 
-func indent(s string) string {
+func polIndent(s string) string {
 	lines := strings.Split(strings.Trim(s, "\n"), "\n")
 	for i, l := range lines {
 		lines[i] = "  " + l
@@ -670,7 +672,7 @@ func indent(s string) string {
 	return strings.Join(lines, "\n")
 }
 
-const denyIngressX = "podSelector: {}" // policyTypes defaults to [Ingress], no rules: deny all ingress
+const polDenyIngressX = "podSelector: {}" // policyTypes defaults to [Ingress], no rules: deny all ingress
 
 func polCases(ctx context.Context, s *polSuite) []polCase {
 	ip := func(key string) string { return s.byKey[key].c.IP.String() }
@@ -678,7 +680,7 @@ func polCases(ctx context.Context, s *polSuite) []polCase {
 	return []polCase{
 		{
 			name:     "DefaultDenyIngressX",
-			policies: np("x", "deny-ingress", denyIngressX),
+			policies: polNP("x", "deny-ingress", polDenyIngressX),
 			probes:   []polPort{tcp80, udp80},
 			want:     func(_, to *polPod, _ polPort) bool { return to.ns != "x" },
 			traces: []polTrace{
@@ -692,7 +694,7 @@ func polCases(ctx context.Context, s *polSuite) []polCase {
 		},
 		{
 			name: "AllowXAFromNamespaceY",
-			policies: np("x", "deny-ingress", denyIngressX) + np("x", "allow-a-from-y", `
+			policies: polNP("x", "deny-ingress", polDenyIngressX) + polNP("x", "allow-a-from-y", `
 podSelector: {matchLabels: {pod: a}}
 ingress:
 - from:
@@ -711,12 +713,12 @@ ingress:
 			// namespaceSelector {} + podSelector: pods b everywhere; a
 			// podSelector alone: pods b of the policy's own namespace.
 			name: "AllowFromPodsBAllNamespaces",
-			policies: np("x", "from-b", `
+			policies: polNP("x", "from-b", `
 podSelector: {}
 ingress:
 - from:
   - namespaceSelector: {}
-    podSelector: {matchLabels: {pod: b}}`) + np("y", "from-local-b", `
+    podSelector: {matchLabels: {pod: b}}`) + polNP("y", "from-local-b", `
 podSelector: {}
 ingress:
 - from:
@@ -736,7 +738,7 @@ ingress:
 			// Egress deny-all must list Egress; replies to connections
 			// into y (SYN-ACKs, UDP echoes) still leave y.
 			name: "EgressDenyAllY",
-			policies: np("y", "deny-egress", `
+			policies: polNP("y", "deny-egress", `
 podSelector: {}
 policyTypes: [Egress]`),
 			probes: []polPort{tcp80, udp80},
@@ -748,16 +750,16 @@ policyTypes: [Egress]`),
 			// Named ports resolve against the destination pod, name and
 			// protocol: TCP + serve-81-udp matches nothing.
 			name: "NamedPorts",
-			policies: np("x", "named-81", `
+			policies: polNP("x", "named-81", `
 podSelector: {}
 ingress:
 - ports:
-  - port: serve-81-tcp`) + np("y", "named-mismatch", `
+  - port: serve-81-tcp`) + polNP("y", "named-mismatch", `
 podSelector: {matchLabels: {pod: c}}
 ingress:
 - ports:
   - protocol: TCP
-    port: serve-81-udp`) + np("z", "a-egress-named", `
+    port: serve-81-udp`) + polNP("z", "a-egress-named", `
 podSelector: {matchLabels: {pod: a}}
 policyTypes: [Egress]
 egress:
@@ -781,17 +783,17 @@ egress:
 		{
 			// endPort ranges are inclusive at both ends.
 			name: "EndPortRanges",
-			policies: np("x", "range-80-81", `
+			policies: polNP("x", "range-80-81", `
 podSelector: {}
 ingress:
 - ports:
-  - {protocol: TCP, port: 80, endPort: 81}`) + np("y", "range-81-85-from-z", `
+  - {protocol: TCP, port: 80, endPort: 81}`) + polNP("y", "range-81-85-from-z", `
 podSelector: {}
 ingress:
 - from:
   - namespaceSelector: {matchLabels: {ns: z}}
   ports:
-  - {port: 81, endPort: 85}`) + np("z", "range-70-80", `
+  - {port: 81, endPort: 85}`) + polNP("z", "range-70-80", `
 podSelector: {}
 ingress:
 - ports:
@@ -810,18 +812,18 @@ ingress:
 		{
 			// ipBlock matches pod addresses too; except carves out.
 			name: "IPBlockExcept",
-			policies: np("x", "ipblock", fmt.Sprintf(`
+			policies: polNP("x", "ipblock", fmt.Sprintf(`
 podSelector: {}
 ingress:
 - from:
   - ipBlock:
       cidr: %s
-      except: [%s/32, %s/32]`, s.podCIDR, ip("y/b"), ip("x/c"))) + np("y", "a-egress-ip", fmt.Sprintf(`
+      except: [%s/32, %s/32]`, s.podCIDR, ip("y/b"), ip("x/c"))) + polNP("y", "a-egress-ip", fmt.Sprintf(`
 podSelector: {matchLabels: {pod: a}}
 policyTypes: [Egress]
 egress:
 - to:
-  - ipBlock: {cidr: %s/32}`, ip("z/c"))) + np("z", "from-anywhere", `
+  - ipBlock: {cidr: %s/32}`, ip("z/c"))) + polNP("z", "from-anywhere", `
 podSelector: {}
 ingress:
 - from:
@@ -837,7 +839,7 @@ ingress:
 		},
 		{
 			name: "UDPOnlyDoesNotOpenTCP",
-			policies: np("x", "udp-only", `
+			policies: polNP("x", "udp-only", `
 podSelector: {}
 ingress:
 - ports:
@@ -849,7 +851,7 @@ ingress:
 			// NotIn and DoesNotExist match a pod or namespace without the
 			// key; In selects the subjects.
 			name: "SelectorOperators",
-			policies: np("x", "ops", `
+			policies: polNP("x", "ops", `
 podSelector:
   matchExpressions: [{key: pod, operator: In, values: [a, b]}]
 ingress:
@@ -869,7 +871,7 @@ ingress:
 			// Without policyTypes, a policy with egress rules is
 			// [Ingress, Egress]: z/b also loses all ingress.
 			name: "PolicyTypesDefaulting",
-			policies: np("z", "b-egress-no-types", `
+			policies: polNP("z", "b-egress-no-types", `
 podSelector: {matchLabels: {pod: b}}
 egress:
 - to:
@@ -883,12 +885,12 @@ egress:
 		{
 			// x/a's egress denies y/b although y/b's ingress names x/a.
 			name: "BothEndsMustAllow",
-			policies: np("x", "a-egress-z", `
+			policies: polNP("x", "a-egress-z", `
 podSelector: {matchLabels: {pod: a}}
 policyTypes: [Egress]
 egress:
 - to:
-  - namespaceSelector: {matchLabels: {ns: z}}`) + np("y", "b-from-x-a", `
+  - namespaceSelector: {matchLabels: {ns: z}}`) + polNP("y", "b-from-x-a", `
 podSelector: {matchLabels: {pod: b}}
 ingress:
 - from:
@@ -902,10 +904,10 @@ ingress:
 		},
 		{
 			name: "ANPDenyOverNPAllow",
-			policies: np("x", "allow-all", `
+			policies: polNP("x", "allow-all", `
 podSelector: {}
 ingress:
-- {}`) + anp("deny-y-to-x", 10, `
+- {}`) + polANP("deny-y-to-x", 10, `
 subject: {namespaces: {matchLabels: {ns: x}}}
 ingress:
 - name: no-y
@@ -923,7 +925,7 @@ ingress:
 			// Admin egress rules by port range, named port and network,
 			// in order; what they leave goes to NP (none) and the BANP.
 			name: "ANPEgressPortsAndNetworks",
-			policies: anp("y-a-egress", 40, fmt.Sprintf(`
+			policies: polANP("y-a-egress", 40, fmt.Sprintf(`
 subject:
   pods:
     namespaceSelector: {matchLabels: {ns: y}}
@@ -946,7 +948,7 @@ egress:
 - name: not-x-b
   action: Deny
   to:
-  - networks: [%s/32]`, ip("x/b"))) + banp("default", `
+  - networks: [%s/32]`, ip("x/b"))) + polBANP("default", `
 subject:
   pods:
     namespaceSelector: {matchLabels: {ns: y}}
@@ -978,19 +980,19 @@ egress:
 			// Pass skips the rest of the ANP tier (the priority-20 Deny)
 			// and leaves y's traffic to the NetworkPolicies.
 			name: "ANPPassToNP",
-			policies: anp("pass-y", 5, `
+			policies: polANP("pass-y", 5, `
 subject: {namespaces: {matchLabels: {ns: x}}}
 ingress:
 - name: pass-y
   action: Pass
   from:
-  - namespaces: {matchLabels: {ns: y}}`) + anp("deny-yz", 20, `
+  - namespaces: {matchLabels: {ns: y}}`) + polANP("deny-yz", 20, `
 subject: {namespaces: {matchLabels: {ns: x}}}
 ingress:
 - action: Deny
   from:
   - namespaces:
-      matchExpressions: [{key: ns, operator: In, values: [y, z]}]`) + np("x", "only-y-a", `
+      matchExpressions: [{key: ns, operator: In, values: [y, z]}]`) + polNP("x", "only-y-a", `
 podSelector: {}
 ingress:
 - from:
@@ -1011,17 +1013,17 @@ ingress:
 			// decides before tie-b (Deny), and an ANP Allow skips the
 			// NetworkPolicy tier (x's deny-ingress).
 			name: "ANPEqualPriorityByName",
-			policies: anp("tie-b", 30, `
+			policies: polANP("tie-b", 30, `
 subject: {namespaces: {matchLabels: {ns: x}}}
 ingress:
 - action: Deny
   from:
-  - namespaces: {matchLabels: {ns: y}}`) + anp("tie-a", 30, `
+  - namespaces: {matchLabels: {ns: y}}`) + polANP("tie-a", 30, `
 subject: {namespaces: {matchLabels: {ns: x}}}
 ingress:
 - action: Allow
   from:
-  - namespaces: {matchLabels: {ns: y}}`) + np("x", "deny-ingress", denyIngressX),
+  - namespaces: {matchLabels: {ns: y}}`) + polNP("x", "deny-ingress", polDenyIngressX),
 			probes: []polPort{tcp80},
 			want:   func(from, to *polPod, _ polPort) bool { return to.ns != "x" || from.ns == "y" },
 			traces: []polTrace{{"y/b", "x/a", tcp80, true, `AdminNetworkPolicy tie-a `}},
@@ -1029,16 +1031,16 @@ ingress:
 		{
 			// The baseline decides only for pods no NetworkPolicy selects.
 			name: "BANPOnlyWhereNoNP",
-			policies: banp("default", `
+			policies: polBANP("default", `
 subject: {namespaces: {}}
 ingress:
 - name: no-z
   action: Deny
   from:
-  - namespaces: {matchLabels: {ns: z}}`) + np("y", "allow-all", `
+  - namespaces: {matchLabels: {ns: z}}`) + polNP("y", "allow-all", `
 podSelector: {}
 ingress:
-- {}`) + np("x", "a-allow-all", `
+- {}`) + polNP("x", "a-allow-all", `
 podSelector: {matchLabels: {pod: a}}
 ingress:
 - {}`),
@@ -1240,7 +1242,7 @@ func (s *polSuite) testRelabelPod(ctx context.Context, t *testing.T) {
 		s.mustSkein(ctx, t, "endpoint", "label", "x/a", "pod=a")
 		s.deleteAllPolicies(ctx, t)
 	}()
-	s.apply(ctx, t, np("x", "a-from-b", `
+	s.apply(ctx, t, polNP("x", "a-from-b", `
 podSelector: {matchLabels: {pod: a}}
 ingress:
 - from:
@@ -1269,7 +1271,7 @@ func (s *polSuite) testRelabelNamespace(ctx context.Context, t *testing.T) {
 		s.mustSkein(ctx, t, "namespace", "label", "z", "ns=z")
 		s.deleteAllPolicies(ctx, t)
 	}()
-	s.apply(ctx, t, np("x", "from-ns-y", `
+	s.apply(ctx, t, polNP("x", "from-ns-y", `
 podSelector: {}
 ingress:
 - from:
@@ -1305,9 +1307,9 @@ ingress:
 - from:
   - namespaceSelector: {matchLabels: {ns: %s}}`, ns)
 	}
-	s.apply(ctx, t, np("x", "p", from("y")))
+	s.apply(ctx, t, polNP("x", "p", from("y")))
 	s.check(ctx, t, "x/p from y", []polPort{tcp80}, func(f, to *polPod, _ polPort) bool { return to.ns != "x" || f.ns == "y" })
-	s.apply(ctx, t, np("x", "p", from("z")))
+	s.apply(ctx, t, polNP("x", "p", from("z")))
 	s.check(ctx, t, "x/p replaced: from z", []polPort{tcp80}, func(f, to *polPod, _ polPort) bool { return to.ns != "x" || f.ns == "z" })
 	out := s.mustSkein(ctx, t, "policy", "get", "np", "x/p", "-o", "json")
 	var got api.NetworkPolicy
@@ -1322,9 +1324,9 @@ ingress:
 // testDelete: deleting every policy of a restrictive set opens everything
 // again.
 func (s *polSuite) testDelete(ctx context.Context, t *testing.T) {
-	s.apply(ctx, t, np("x", "deny-ingress", denyIngressX)+np("y", "deny-egress", "podSelector: {}\npolicyTypes: [Egress]")+
-		anp("deny-z", 1, "subject: {namespaces: {matchLabels: {ns: z}}}\ningress:\n- action: Deny\n  from:\n  - namespaces: {}")+
-		banp("default", "subject: {namespaces: {}}\negress:\n- action: Deny\n  to:\n  - namespaces: {}"))
+	s.apply(ctx, t, polNP("x", "deny-ingress", polDenyIngressX)+polNP("y", "deny-egress", "podSelector: {}\npolicyTypes: [Egress]")+
+		polANP("deny-z", 1, "subject: {namespaces: {matchLabels: {ns: z}}}\ningress:\n- action: Deny\n  from:\n  - namespaces: {}")+
+		polBANP("default", "subject: {namespaces: {}}\negress:\n- action: Deny\n  to:\n  - namespaces: {}"))
 	// Nothing passes: x is isolated for ingress without rules, y for
 	// egress; the ANP denies all ingress to z; the BANP denies the egress
 	// of x and z (no NetworkPolicy selects them for egress), so x <-> z
@@ -1379,7 +1381,7 @@ func (s *polSuite) testEstablished(ctx context.Context, t *testing.T) {
 		t.Fatal("UDP before the policy: no echo")
 	}
 
-	s.apply(ctx, t, np("x", "deny-ingress", denyIngressX))
+	s.apply(ctx, t, polNP("x", "deny-ingress", polDenyIngressX))
 	s.check(ctx, t, "deny ingress x (new connections)", []polPort{tcp80, udp80}, func(_, to *polPod, _ polPort) bool { return to.ns != "x" })
 	if err := roundTrip("after"); err != nil {
 		t.Errorf("TCP connection established before the deny: %v; want it to keep working", err)
@@ -1399,7 +1401,7 @@ func (s *polSuite) testEstablished(ctx context.Context, t *testing.T) {
 // pods leaves the rest as it was.
 func (s *polSuite) testNewPods(ctx context.Context, t *testing.T) {
 	defer s.deleteAllPolicies(ctx, t)
-	s.apply(ctx, t, np("x", "from-b", `
+	s.apply(ctx, t, polNP("x", "from-b", `
 podSelector: {}
 ingress:
 - from:
@@ -1480,7 +1482,7 @@ func (s *polSuite) testAgentDown(ctx context.Context, t *testing.T) {
 	defer s.deleteAllPolicies(ctx, t)
 	xa := s.byKey["x/a"]
 	host := xa.c.Host
-	s.apply(ctx, t, np("x", "deny-ingress", denyIngressX))
+	s.apply(ctx, t, polNP("x", "deny-ingress", polDenyIngressX))
 	denyX := func(_, to *polPod, _ polPort) bool { return to.ns != "x" }
 	s.check(ctx, t, "deny ingress x", []polPort{tcp80}, denyX)
 

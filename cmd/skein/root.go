@@ -75,6 +75,7 @@ func newRootCmd() *cobra.Command {
 	polCmd.AddCommand(newPolicyTraceCmd(g), newPolicyMatrixCmd(g))
 	root.AddCommand(newClusterCmd(g), newNodeCmd(g), newIPAMCmd(g), epCmd, nsCmd, polCmd, newLabCmd(g), newVersionCmd())
 	root.AddCommand(newOpsCmds(g)...)
+	root.AddCommand(newBGPCmd(g))
 	return root
 }
 

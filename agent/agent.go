@@ -74,7 +74,7 @@ func (a *Agent) run(ctx context.Context) error {
 		e, err := store.StartEmbedded(ctx, store.EmbeddedConfig{
 			Dir:        filepath.Join(a.cfg.StateDir, "etcd"),
 			ClientURLs: etcdCfg.Endpoints,
-			Log:        a.log.With("component", "etcd"),
+			Log:        a.log,
 		})
 		if err != nil {
 			return fmt.Errorf("embedded etcd: %w", err)
@@ -83,7 +83,7 @@ func (a *Agent) run(ctx context.Context) error {
 		etcdCfg.Endpoints = e.Endpoints()
 		a.log.Info("embedded etcd started", "endpoints", etcdCfg.Endpoints)
 	}
-	etcdCfg.Log = a.log.With("component", "store")
+	etcdCfg.Log = a.log
 	if a.store, err = connectStore(ctx, etcdCfg, a.log); err != nil {
 		return err
 	}
@@ -98,7 +98,7 @@ func (a *Agent) run(ctx context.Context) error {
 		Store:    a.store,
 		StateDir: a.cfg.StateDir,
 		Cooldown: a.cfg.Cooldown,
-		Log:      a.log.With("component", "ipam"),
+		Log:      a.cfg.Log,
 	})
 	if err != nil {
 		return fmt.Errorf("ipam: %w", err)
@@ -118,7 +118,7 @@ func (a *Agent) run(ctx context.Context) error {
 		a.vx, err = vxlan.NewReconciler(vxlan.ReconcilerConfig{
 			Dataplane: vxlan.NewNetlinkDataplane(nil, a.log),
 			Resync:    a.cfg.Resync,
-			Log:       a.log.With("component", "vxlan"),
+			Log:       a.log,
 		})
 		if err != nil {
 			return fmt.Errorf("vxlan: %w", err)

@@ -19,7 +19,7 @@ func (a *Agent) newSpeaker() (*bgp.Speaker, error) {
 	cfg := bgp.Config{
 		RouterID: a.ul.IP,
 		ASN:      a.cluster.BGP.ASN,
-		Log:      a.log.With("component", "bgp"),
+		Log:      a.log,
 	}
 	for _, p := range a.cluster.Pools {
 		cfg.Import = append(cfg.Import, p.CIDR)

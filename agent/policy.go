@@ -37,8 +37,8 @@ func newEnforcer(node string, a *Agent) (*enforcer, error) {
 		return nil, err
 	}
 	rec, err := policy.NewReconciler(policy.ReconcilerConfig{
-		Dataplane: policy.NewApplier(conn, a.log.With("component", "policy")),
-		Log:       a.log.With("component", "policy"),
+		Dataplane: policy.NewApplier(conn, a.log),
+		Log:       a.log,
 		Resync:    a.cfg.Resync,
 	})
 	if err != nil {

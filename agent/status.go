@@ -53,7 +53,7 @@ func (a *Agent) nodeStatus() api.NodeStatus {
 	if a.vx != nil {
 		d := a.vx.Debug()
 		st.LastSync = d.LastSync
-		st.Peers, st.PeersUp = d.Neighs, d.Neighs
+		st.Peers, st.PeersUp = d.Neighs, a.vxlanPeersUp(d)
 		st.LastError = d.LastError
 	}
 	if a.bgp != nil {

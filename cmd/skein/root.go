@@ -67,6 +67,7 @@ func newRootCmd() *cobra.Command {
 	pf.StringVar(&g.EtcdCA, "etcd-ca", "", "etcd CA certificate (env SKEIN_ETCD_CA)")
 	pf.StringVarP(&g.Output, "output", "o", "table", "output format: table, wide, json or yaml")
 	pf.DurationVar(&g.Timeout, "timeout", 10*time.Second, "deadline for each call to etcd")
+	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "wide", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp)) // the flag exists: cannot fail
 	nsCmd := newNamespaceCmd(g)
 	nsCmd.AddCommand(newNamespaceLabelCmd(g))
 	epCmd := newEndpointCmd(g)

@@ -18,7 +18,16 @@ import (
 // change its shape (join, delete) add what they need and leave the rest.
 var shared *lab.Lab
 
-const labName = "ske2e"
+// labName is the shared lab's name; SKEIN_E2E_LAB changes it so two runs
+// on one machine do not tear each other's lab down.
+var labName = envOr("SKEIN_E2E_LAB", "ske2e")
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))

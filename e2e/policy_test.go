@@ -39,11 +39,11 @@ import (
 // policy matrix -o json` (the compiled program), and the probes (the
 // dataplane).
 
+// polLabName follows the shared lab's name, so runs that rename that one to
+// stay apart (say, two sessions on one machine) also get their own policy lab.
+var polLabName = labName + "pol"
+
 const (
-	// polLabName follows the shared lab's name, so runs that rename that
-	// one to stay apart (say, two sessions on one machine) also get their
-	// own policy lab.
-	polLabName = labName + "pol"
 	// polProbeTimeout bounds one probe: a TCP connect, or a UDP send and
 	// wait for the echo (with retries inside it).
 	polProbeTimeout = time.Second

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
@@ -255,7 +256,8 @@ func addrsSet() *nftables.Set {
 }
 
 func dispatchMap(name string) *nftables.Set {
-	return &nftables.Set{Table: table, Name: name, IsMap: true, KeyType: nftables.TypeIFName, DataType: nftables.TypeVerdict}
+	// Host byte order is how nft(8) expects ifname keys, so listings show names.
+	return &nftables.Set{Table: table, Name: name, IsMap: true, KeyType: nftables.TypeIFName, KeyByteOrder: binaryutil.NativeEndian, DataType: nftables.TypeVerdict}
 }
 
 // rebuild replaces the table with rs in one batch.
@@ -609,6 +611,7 @@ func preroutingExprs(addrs *nftables.Set) (accept, drop []expr.Any) {
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
 		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 16, Mask: lenMask, Xor: zero},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: zero},
+		&expr.Counter{}, // spoofing attempts show in `nft list chain inet skein prerouting`
 		&expr.Verdict{Kind: expr.VerdictDrop},
 	}
 	return accept, drop

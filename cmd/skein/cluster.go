@@ -13,7 +13,8 @@ import (
 )
 
 func newClusterCmd(g *globalFlags) *cobra.Command {
-	cmd := &cobra.Command{Use: "cluster", Short: "Initialise and show the cluster configuration"}
+	cmd := &cobra.Command{Use: "cluster", Short: "Initialise and show the cluster configuration",
+		Example: "  skein cluster init --pod-cidr 10.244.0.0/16\n  skein cluster show -o yaml"}
 	var (
 		cidrs     []string
 		blockSize int
@@ -68,9 +69,10 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 	_ = initCmd.MarkFlagRequired("pod-cidr") // the flag exists: cannot fail
 
 	showCmd := &cobra.Command{
-		Use:   "show",
-		Short: "Show the cluster configuration",
-		Args:  cobra.NoArgs,
+		Use:     "show",
+		Short:   "Show the cluster configuration",
+		Example: "  skein cluster show\n  skein cluster show -o json",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cl, err := g.client(cmd.Context())
 			if err != nil {

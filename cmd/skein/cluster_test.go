@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -41,5 +42,30 @@ func TestCLIUnreachableEtcd(t *testing.T) {
 	err := root.Execute()
 	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Fatalf("node list against a dead etcd: %v", err)
+	}
+}
+
+// TestCLIConfigFile: settings come from the config file unless the
+// environment or a flag says otherwise; unknown settings are refused.
+func TestCLIConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/skein.yaml"
+	if err := os.WriteFile(file, []byte("etcd-endpoints: [http://127.0.0.1:2]\ntimeout: 1s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := runSkein(t, "node", "list", "--config", file)
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:2") {
+		t.Fatalf("node list with the config file: %v, want the file's endpoint", err)
+	}
+	t.Setenv("SKEIN_ETCD_ENDPOINTS", "http://127.0.0.1:3")
+	_, err = runSkein(t, "node", "list", "--config", file)
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:3") {
+		t.Fatalf("env must win over the file: %v", err)
+	}
+	if err := os.WriteFile(file, []byte("etcd-endpoint: x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runSkein(t, "node", "list", "--config", file); err == nil || !strings.Contains(err.Error(), `unknown setting "etcd-endpoint"`) {
+		t.Fatalf("typo in the config file: %v", err)
 	}
 }

@@ -12,7 +12,8 @@ import (
 )
 
 func newEndpointCmd(g *globalFlags) *cobra.Command {
-	cmd := &cobra.Command{Use: "endpoint", Short: "List and label container endpoints"}
+	cmd := &cobra.Command{Use: "endpoint", Short: "List and label container endpoints",
+		Example: "  skein endpoint list -o wide\n  skein endpoint label default/web app=web tier-"}
 	var node string
 	list := &cobra.Command{
 		Use:     "list",
@@ -69,11 +70,13 @@ func newEndpointCmd(g *globalFlags) *cobra.Command {
 }
 
 func newNamespaceCmd(g *globalFlags) *cobra.Command {
-	cmd := &cobra.Command{Use: "namespace", Short: "List and label namespaces"}
+	cmd := &cobra.Command{Use: "namespace", Short: "List and label namespaces",
+		Example: "  skein namespace list\n  skein namespace label prod env=prod"}
 	list := &cobra.Command{
-		Use:   "list",
-		Short: "List namespaces with their labels",
-		Args:  cobra.NoArgs,
+		Use:     "list",
+		Short:   "List namespaces with their labels",
+		Example: "  skein namespace list -o yaml",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cl, err := g.client(cmd.Context())
 			if err != nil {

@@ -29,8 +29,9 @@ type labFlags struct {
 func newLabCmd(g *globalFlags) *cobra.Command {
 	lf := &labFlags{}
 	cmd := &cobra.Command{
-		Use:   "lab",
-		Short: "Run a virtual multi-host cluster in network namespaces on this machine",
+		Use:     "lab",
+		Example: "  skein lab up --hosts 3 --containers-per-host 2\n  skein lab check\n  skein lab down",
+		Short:   "Run a virtual multi-host cluster in network namespaces on this machine",
 		Long: `A lab is a Skein cluster on one machine: an underlay bridge, an etcd, and
 hosts as network namespaces each running a real skeind, with containers
 (namespaces) wired by the real skein-cni. Nothing touches the machine's own
@@ -47,9 +48,10 @@ func newLabUpCmd(lf *labFlags) *cobra.Command {
 	cfg := lab.Config{}
 	var verbose bool
 	cmd := &cobra.Command{
-		Use:   "up",
-		Short: "Create a lab: underlay, etcd, hosts with agents, containers",
-		Args:  cobra.NoArgs,
+		Use:     "up",
+		Example: "  skein lab up\n  skein lab up --hosts 4 --containers-per-host 3\n  skein lab up --name bgp --backend bgp --tor bird --subnets 2",
+		Short:   "Create a lab: underlay, etcd, hosts with agents, containers",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Name, cfg.RunDir = lf.name, lf.runDir
 			if cfg.BinDir == "" {
@@ -145,8 +147,9 @@ func torHint(kind string) string {
 
 func newLabDownCmd(lf *labFlags) *cobra.Command {
 	return &cobra.Command{
-		Use:   "down",
-		Short: "Remove a lab: stop its processes, delete its namespaces and run directory",
+		Use:     "down",
+		Example: "  skein lab down\n  skein lab down --name bgp",
+		Short:   "Remove a lab: stop its processes, delete its namespaces and run directory",
 		Long: `Remove a lab. Works without lab.json too (after a crash): every process
 whose command line names the run directory or that runs in one of the lab's
 namespaces is stopped, and every namespace named <name>-* is deleted.`,
@@ -167,9 +170,10 @@ namespaces is stopped, and every namespace named <name>-* is deleted.`,
 
 func newLabStatusCmd(g *globalFlags, lf *labFlags) *cobra.Command {
 	return &cobra.Command{
-		Use:   "status",
-		Short: "Show a lab's hosts, agents and containers",
-		Args:  cobra.NoArgs,
+		Use:     "status",
+		Example: "  skein lab status\n  skein lab status -o json",
+		Short:   "Show a lab's hosts, agents and containers",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			l, err := lab.Load(lf.name, lf.runDir)
 			if err != nil {
@@ -245,9 +249,10 @@ func renderLabStatus(tw *tabwriter.Writer, st lab.Status, wide bool) {
 
 func newLabExecCmd(lf *labFlags) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "exec HOST|CONTAINER -- COMMAND [ARG...]",
-		Short: "Run a command inside a lab host or container (h1, h1-c1, sklab-h1, ul)",
-		Args:  cobra.MinimumNArgs(2),
+		Use:     "exec HOST|CONTAINER -- COMMAND [ARG...]",
+		Example: "  skein lab exec h1 -- ip route\n  skein lab exec h2-c1 -- ping -c1 10.244.1.1",
+		Short:   "Run a command inside a lab host or container (h1, h1-c1, sklab-h1, ul)",
+		Args:    cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			l, err := lab.Load(lf.name, lf.runDir)
 			if err != nil {

@@ -21,8 +21,9 @@ import (
 // (trace and matrix are added next to it from policytrace.go.)
 func newPolicyCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "policy",
-		Short: "Apply, show and delete network policies (NetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy)",
+		Use:     "policy",
+		Example: "  skein policy apply -f policies.yaml\n  skein policy trace --from x/a --to y/b --port 80\n  skein policy matrix --ports 80,81",
+		Short:   "Apply, show and delete network policies (NetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy)",
 	}
 	cmd.AddCommand(newPolicyApplyCmd(g), newPolicyGetCmd(g), newPolicyListCmd(g), newPolicyDeleteCmd(g))
 	return cmd

@@ -26,7 +26,11 @@ type globalFlags struct {
 	EtcdCA        string
 	Output        string
 	Timeout       time.Duration
+	Config        string
 }
+
+// defaultConfigFile is read when present and no --config or SKEIN_CONFIG names another.
+const defaultConfigFile = "/etc/skein/skein.yaml"
 
 // exitError carries a specific exit status.
 type exitError struct {
@@ -67,6 +71,7 @@ func newRootCmd() *cobra.Command {
 	pf.StringVar(&g.EtcdCA, "etcd-ca", "", "etcd CA certificate (env SKEIN_ETCD_CA)")
 	pf.StringVarP(&g.Output, "output", "o", "table", "output format: table, wide, json or yaml")
 	pf.DurationVar(&g.Timeout, "timeout", 10*time.Second, "deadline for each call to etcd")
+	pf.StringVar(&g.Config, "config", "", "YAML file of global flag values, e.g. `etcd-endpoints: https://10.0.0.10:2379` (env SKEIN_CONFIG; default "+defaultConfigFile+" when present)")
 	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "wide", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp)) // the flag exists: cannot fail
 	nsCmd := newNamespaceCmd(g)
 	nsCmd.AddCommand(newNamespaceLabelCmd(g))
@@ -80,22 +85,37 @@ func newRootCmd() *cobra.Command {
 	return root
 }
 
-// fromEnv fills flags not given on the command line from SKEIN_* variables.
+// fromEnv fills flags not given on the command line from SKEIN_* variables,
+// then from the config file: flags win over the environment, which wins
+// over the file.
 func (g *globalFlags) fromEnv(cmd *cobra.Command) error {
 	var errs []error
-	for _, name := range []string{"etcd-endpoints", "etcd-prefix", "etcd-cert", "etcd-key", "etcd-ca", "output"} {
+	file, fromFile, err := g.readConfig(cmd)
+	if err != nil {
+		return err
+	}
+	for _, name := range []string{"etcd-endpoints", "etcd-prefix", "etcd-cert", "etcd-key", "etcd-ca", "output", "timeout"} {
 		f := cmd.Flags().Lookup(name)
 		if f == nil || f.Changed {
 			continue
 		}
 		env := "SKEIN_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-		if v, ok := os.LookupEnv(env); ok {
-			if name == "etcd-endpoints" {
-				g.EtcdEndpoints = nil // Set appends to a slice flag's default
+		v, ok := os.LookupEnv(env)
+		src := env
+		if !ok {
+			var fv any
+			if fv, ok = fromFile[name]; ok {
+				v, src = configValue(fv), file+": "+name
 			}
-			if err := f.Value.Set(v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
-			}
+		}
+		if !ok {
+			continue
+		}
+		if name == "etcd-endpoints" {
+			g.EtcdEndpoints = nil // Set appends to a slice flag's default
+		}
+		if err := f.Value.Set(v); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %w", src, v, err))
 		}
 	}
 	switch g.Output {
@@ -146,14 +166,59 @@ func (g *globalFlags) render(w io.Writer, v any, table func(tw *tabwriter.Writer
 
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the CLI version",
-		Args:  cobra.NoArgs,
-		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), version) },
+		Use:     "version",
+		Short:   "Print the CLI version",
+		Example: "  skein version",
+		Args:    cobra.NoArgs,
+		Run:     func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), version) },
 	}
 }
 
 // ctx returns the command's context with the per-call deadline.
 func (g *globalFlags) ctx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(cmd.Context(), g.Timeout)
+}
+
+// readConfig loads the CLI config file: --config, else SKEIN_CONFIG, else
+// the default file when it exists. Unknown keys are an error.
+func (g *globalFlags) readConfig(cmd *cobra.Command) (string, map[string]any, error) {
+	file := g.Config
+	if file == "" {
+		file = os.Getenv("SKEIN_CONFIG")
+	}
+	explicit := file != ""
+	if !explicit {
+		file = defaultConfigFile
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		if !explicit && errors.Is(err, os.ErrNotExist) {
+			return "", nil, nil
+		}
+		return "", nil, fmt.Errorf("config file: %w", err)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		return "", nil, fmt.Errorf("config file %s: %w", file, err)
+	}
+	for k := range m {
+		switch k {
+		case "etcd-endpoints", "etcd-prefix", "etcd-cert", "etcd-key", "etcd-ca", "output", "timeout":
+		default:
+			return "", nil, fmt.Errorf("config file %s: unknown setting %q (want etcd-endpoints, etcd-prefix, etcd-cert, etcd-key, etcd-ca, output or timeout)", file, k)
+		}
+	}
+	return file, m, nil
+}
+
+// configValue renders a YAML value as a flag would take it (lists joined by commas).
+func configValue(v any) string {
+	if list, ok := v.([]any); ok {
+		parts := make([]string, len(list))
+		for i, x := range list {
+			parts[i] = fmt.Sprint(x)
+		}
+		return strings.Join(parts, ",")
+	}
+	return fmt.Sprint(v)
 }

@@ -73,13 +73,11 @@ peer to change it.`,
 			if err := p.Validate(); err != nil {
 				return err
 			}
-			cl, err := g.client(cmd.Context())
+			cl, ctx, done, err := g.open(cmd)
 			if err != nil {
 				return err
 			}
-			defer cl.Close()
-			ctx, cancel := g.ctx(cmd)
-			defer cancel()
+			defer done()
 			inv, err := cl.Inventory(ctx)
 			if err != nil {
 				return err
@@ -135,13 +133,11 @@ func newBGPPeerListCmd(g *globalFlags) *cobra.Command {
 		Example: "  skein bgp peer list\n  skein bgp peer list -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := g.client(cmd.Context())
+			cl, ctx, done, err := g.open(cmd)
 			if err != nil {
 				return err
 			}
-			defer cl.Close()
-			ctx, cancel := g.ctx(cmd)
-			defer cancel()
+			defer done()
 			peers, lerr := cl.ListBGPPeers(ctx)
 			if peers == nil && lerr != nil {
 				return lerr
@@ -183,13 +179,11 @@ notification, so the peer drops the cluster's routes at once and the agents its 
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeBGPPeerNames(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := g.client(cmd.Context())
+			cl, ctx, done, err := g.open(cmd)
 			if err != nil {
 				return err
 			}
-			defer cl.Close()
-			ctx, cancel := g.ctx(cmd)
-			defer cancel()
+			defer done()
 			if err := cl.DeleteBGPPeer(ctx, args[0]); err != nil {
 				if errors.Is(err, store.ErrNotFound) {
 					return fmt.Errorf("bgp peer %q not found (see skein bgp peer list)", args[0])
@@ -247,13 +241,11 @@ no heartbeat or published no sessions, 1 when the status could not be read.`,
   skein bgp status -o json | jq '.nodes[].neighbors[] | select(.state != "Established")'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := g.client(cmd.Context())
+			cl, ctx, done, err := g.open(cmd)
 			if err != nil {
 				return err
 			}
-			defer cl.Close()
-			ctx, cancel := g.ctx(cmd)
-			defer cancel()
+			defer done()
 			inv, err := cl.Inventory(ctx)
 			if err != nil {
 				return err

@@ -35,13 +35,11 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cl, err := g.client(cmd.Context())
+			cl, ctx, done, err := g.open(cmd)
 			if err != nil {
 				return err
 			}
-			defer cl.Close()
-			ctx, cancel := g.ctx(cmd)
-			defer cancel()
+			defer done()
 			if force {
 				err = cl.PutCluster(ctx, c)
 			} else {
@@ -74,13 +72,11 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 		Example: "  skein cluster show\n  skein cluster show -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := g.client(cmd.Context())
+			cl, ctx, done, err := g.open(cmd)
 			if err != nil {
 				return err
 			}
-			defer cl.Close()
-			ctx, cancel := g.ctx(cmd)
-			defer cancel()
+			defer done()
 			c, err := cl.GetCluster(ctx)
 			if errors.Is(err, store.ErrNotFound) {
 				return fmt.Errorf("the cluster is not initialised yet: run `skein cluster init --pod-cidr CIDR`")

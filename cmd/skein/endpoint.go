@@ -21,13 +21,11 @@ func newEndpointCmd(g *globalFlags) *cobra.Command {
 		Example: "  skein endpoint list\n  skein endpoint list --node h1 -o wide",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := g.client(cmd.Context())
+			cl, ctx, done, err := g.open(cmd)
 			if err != nil {
 				return err
 			}
-			defer cl.Close()
-			ctx, cancel := g.ctx(cmd)
-			defer cancel()
+			defer done()
 			eps, err := cl.ListEndpoints(ctx)
 			if err != nil {
 				return err
@@ -78,13 +76,11 @@ func newNamespaceCmd(g *globalFlags) *cobra.Command {
 		Example: "  skein namespace list -o yaml",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := g.client(cmd.Context())
+			cl, ctx, done, err := g.open(cmd)
 			if err != nil {
 				return err
 			}
-			defer cl.Close()
-			ctx, cancel := g.ctx(cmd)
-			defer cancel()
+			defer done()
 			nss, err := cl.ListNamespaces(ctx)
 			if err != nil {
 				return err

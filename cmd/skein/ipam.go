@@ -48,13 +48,11 @@ func newIPAMCmd(g *globalFlags) *cobra.Command {
 		Example: "  skein ipam show\n  skein ipam show -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := g.client(cmd.Context())
+			cl, ctx, done, err := g.open(cmd)
 			if err != nil {
 				return err
 			}
-			defer cl.Close()
-			ctx, cancel := g.ctx(cmd)
-			defer cancel()
+			defer done()
 			c, err := cl.GetCluster(ctx)
 			if err != nil {
 				return fmt.Errorf("cluster config: %w", err)
@@ -244,13 +242,11 @@ endpoint listens on loopback by default). Exit status 2 when anything is found.`
 
 // runIPAMCheck reads etcd, then the agents, and audits them.
 func runIPAMCheck(cmd *cobra.Command, g *globalFlags, f *ipamFlags) (ipamReport, error) {
-	cl, err := g.client(cmd.Context())
+	cl, ctx, done, err := g.open(cmd)
 	if err != nil {
 		return ipamReport{}, err
 	}
-	defer cl.Close()
-	ctx, cancel := g.ctx(cmd)
-	defer cancel()
+	defer done()
 	inv, err := cl.Inventory(ctx)
 	if err != nil {
 		return ipamReport{}, err

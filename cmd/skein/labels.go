@@ -53,13 +53,11 @@ label ` + api.NamespaceNameLabel + ` is implied and cannot be changed.`,
 			if err != nil {
 				return err
 			}
-			cl, err := g.client(cmd.Context())
+			cl, ctx, done, err := g.open(cmd)
 			if err != nil {
 				return err
 			}
-			defer cl.Close()
-			ctx, cancel := g.ctx(cmd)
-			defer cancel()
+			defer done()
 			ns, err := cl.LabelNamespace(ctx, args[0], set, remove)
 			if err != nil {
 				return err
@@ -91,13 +89,11 @@ from the CNI arguments again.`,
 			if err != nil {
 				return err
 			}
-			cl, err := g.client(cmd.Context())
+			cl, ctx, done, err := g.open(cmd)
 			if err != nil {
 				return err
 			}
-			defer cl.Close()
-			ctx, cancel := g.ctx(cmd)
-			defer cancel()
+			defer done()
 			eps, err := cl.LabelEndpoint(ctx, ns, name, set, remove)
 			if errors.Is(err, store.ErrNotFound) {
 				return fmt.Errorf("endpoint %s/%s not found (see skein endpoint list)", ns, name)

@@ -118,13 +118,11 @@ a live node is undone at once, as its agent registers again.`,
 		ValidArgsFunction: completeNodeNames(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			cl, err := g.client(cmd.Context())
+			cl, ctx, done, err := g.open(cmd)
 			if err != nil {
 				return err
 			}
-			defer cl.Close()
-			ctx, cancel := g.ctx(cmd)
-			defer cancel()
+			defer done()
 			inv, err := cl.Inventory(ctx)
 			if err != nil {
 				return err
@@ -195,13 +193,11 @@ func completeNodeNames(g *globalFlags) cobra.CompletionFunc {
 // all). With stale > 0 only stale nodes are returned, with their last
 // status time.
 func nodeRows(cmd *cobra.Command, g *globalFlags, only string, stale time.Duration) ([]nodeRow, error) {
-	cl, err := g.client(cmd.Context())
+	cl, ctx, done, err := g.open(cmd)
 	if err != nil {
 		return nil, err
 	}
-	defer cl.Close()
-	ctx, cancel := g.ctx(cmd)
-	defer cancel()
+	defer done()
 	nodes, err := cl.ListNodes(ctx)
 	if err != nil {
 		return nil, err

@@ -211,13 +211,11 @@ func newPolicyGetCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cl, err := g.client(cmd.Context())
+			cl, ctx, done, err := g.open(cmd)
 			if err != nil {
 				return err
 			}
-			defer cl.Close()
-			ctx, cancel := g.ctx(cmd)
-			defer cancel()
+			defer done()
 			o, err := cl.GetPolicy(ctx, kind, pns, name)
 			if errors.Is(err, store.ErrNotFound) {
 				return fmt.Errorf("%s %s not found", kind, objectRef(pns, name))
@@ -265,13 +263,11 @@ func newPolicyListCmd(g *globalFlags) *cobra.Command {
 					return err
 				}
 			}
-			cl, err := g.client(cmd.Context())
+			cl, ctx, done, err := g.open(cmd)
 			if err != nil {
 				return err
 			}
-			defer cl.Close()
-			ctx, cancel := g.ctx(cmd)
-			defer cancel()
+			defer done()
 			objs, err := cl.ListPolicies(ctx, kind)
 			if err != nil {
 				return err

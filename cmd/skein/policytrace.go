@@ -188,13 +188,11 @@ func addObject(in *policy.Input, o api.Object) {
 // agents leave them out.
 func liveInput(cmd *cobra.Command, g *globalFlags) (policy.Input, error) {
 	var in policy.Input
-	cl, err := g.client(cmd.Context())
+	cl, ctx, done, err := g.open(cmd)
 	if err != nil {
 		return in, err
 	}
-	defer cl.Close()
-	ctx, cancel := g.ctx(cmd)
-	defer cancel()
+	defer done()
 	if in.Endpoints, err = cl.ListEndpoints(ctx); err != nil {
 		return in, err
 	}

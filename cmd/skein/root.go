@@ -174,6 +174,17 @@ func newVersionCmd() *cobra.Command {
 	}
 }
 
+// open connects to etcd and returns the client, a context with the per-call
+// deadline, and a func that releases both.
+func (g *globalFlags) open(cmd *cobra.Command) (*store.Client, context.Context, func(), error) {
+	cl, err := g.client(cmd.Context())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := g.ctx(cmd)
+	return cl, ctx, func() { cancel(); cl.Close() }, nil
+}
+
 // ctx returns the command's context with the per-call deadline.
 func (g *globalFlags) ctx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(cmd.Context(), g.Timeout)

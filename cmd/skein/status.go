@@ -161,13 +161,11 @@ func gatherStatus(cmd *cobra.Command, g *globalFlags, af *agentFlags) (clusterRe
 }
 
 func readStatusInput(cmd *cobra.Command, g *globalFlags, af *agentFlags) (statusInput, error) {
-	cl, err := g.client(cmd.Context())
+	cl, ctx, done, err := g.open(cmd)
 	if err != nil {
 		return statusInput{}, err
 	}
-	defer cl.Close()
-	ctx, cancel := g.ctx(cmd)
-	defer cancel()
+	defer done()
 	inv, err := cl.Inventory(ctx)
 	if err != nil {
 		return statusInput{}, err

@@ -361,9 +361,14 @@ func (b *bench) measureDataplane(ctx context.Context, l *lab.Lab) (*DataplaneRes
 	}
 	if !b.cfg.noSettings {
 		if _, err := exec.LookPath("nft"); err == nil {
-			s := handNft()
+			s := handNft(true)
 			paths = append(paths, dpPath{key: "hand+nft", name: "hand-built VXLAN + a copy of the head of Skein's nftables table (conntrack on)", base: pathHand,
 				client: ha, server: hb, apply: s.apply, revert: s.revert})
+			if b.cfg.extraSettings {
+				s := handNft(false)
+				paths = append(paths, dpPath{key: "hand+nft-noct", name: "hand-built VXLAN + the same table without its ct rules (no conntrack)", base: pathHand,
+					client: ha, server: hb, apply: s.apply, revert: s.revert})
+			}
 		}
 	}
 	if !b.cfg.noSettings && b.cfg.extraSettings && brNetfilterOn(handUL) {

@@ -15,7 +15,8 @@
 // run and reports ratios):
 //
 //  1. Data plane: bare veth pair, hand-built VXLAN pair and Skein's VXLAN
-//     between two lab hosts, plus Skein with candidate offload settings,
+//     between two lab hosts, plus rows with candidate settings (offloads,
+//     UDP checksum, nftables/conntrack, the lab underlay's br_netfilter),
 //     measured in interleaved rounds (iperf3, one TCP stream; 1-byte TCP
 //     request/response latency from a small subprocess of this program).
 //  2. Agent RSS and idle CPU.
@@ -25,6 +26,13 @@
 //  5. Node-join convergence: a node's record in etcd → the route to its
 //     block on every other host (netlink route subscriptions).
 //
-// The program also runs its own request/response helper: `bench rr-server`
-// and `bench rr-client` are internal subcommands it execs inside namespaces.
+// -phases and -rows select part of the run, e.g. to repeat one data-plane
+// comparison with more rounds:
+//
+//	go run ./bench -phases dataplane -rows skein+gro -rounds 15 -iperf-seconds 2 -out /tmp/x.md
+//
+// The program also contains its helpers, internal subcommands it execs:
+// `bench rr-server` and `bench rr-client` (request/response, inside the
+// namespaces) and `bench join-watch` (the etcd and route watcher of phase 5,
+// at real-time priority when chrt allows).
 package main

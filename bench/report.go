@@ -413,7 +413,7 @@ func (r *Report) cni(b *strings.Builder) {
 			float64(percentile(s.Del, 50))/float64(percentile(ref.Del, 50)))
 	}
 	if len(r.CNI.AgentVerbs) > 0 {
-		b.WriteString("\nInside skein-cni's calls, the agent's own time per API request (mean, from its `" + cniMetric + "` histogram):")
+		b.WriteString("\nInside skein-cni's calls, the agent's own time per API request (mean over the phase, warm-up included, from\nits `" + cniMetric + "` histogram):")
 		for i, v := range r.CNI.AgentVerbs {
 			sep := ","
 			if i == 0 {
@@ -438,10 +438,11 @@ func (r *Report) join(b *strings.Builder) {
 		b.WriteString(", at real-time priority with `chrt -f`")
 	}
 	b.WriteString(") holds an etcd\nwatch on the node records and a netlink route subscription in every host's namespace, and stamps each\n")
-	b.WriteString("event with CLOCK_MONOTONIC as it arrives. Clock starts when the watch delivers the new node's record\n")
-	b.WriteString("(at or after its commit, so every figure is a lower bound) and stops when the route to the new node's\n")
-	b.WriteString("block is added on the last (\"every\") or the first other host. The agents learn of the record through\n")
-	b.WriteString("their own etcd watches, which etcd may serve before the watcher's: a negative first-host time is one.\n\n")
+	b.WriteString("event with CLOCK_MONOTONIC as it arrives. Clock starts at the first sign of the new node's record (the\n")
+	b.WriteString("watcher's notification or the first route to its block on any host, whichever comes first: etcd serves\n")
+	b.WriteString("the agents' watches and the watcher's in no fixed order, and under load the watcher was seen up to tens\n")
+	b.WriteString("of milliseconds late). Both come after the commit, so every figure is a lower bound. Clock stops when\n")
+	b.WriteString("the route to the new node's block is added on the last (\"every\") or the first other host.\n\n")
 	all, first := summarize(j.Converge), summarize(j.First)
 	peers := slices.Clone(j.Peers)
 	slices.Sort(peers)

@@ -56,7 +56,7 @@ func fixtureReport() *Report {
 			AgentVerbs: []VerbTime{{Verb: "allocate", Mean: 3 * time.Millisecond, N: 4}},
 		},
 		Ready: &ReadyResult{Host: "h1", Agent: ms(30, 25, 160), External: ms(50, 45, 180)},
-		Join:  &JoinResult{Converge: ms(4, 12, 8), First: ms(1, -0.1, 2), Peers: []int{2, 3, 4}, RealTime: true},
+		Join:  &JoinResult{Converge: ms(4, 12, 8), First: ms(1, 0, 2), Peers: []int{2, 3, 4}, RealTime: true},
 	}
 }
 

@@ -343,7 +343,11 @@ const nftTable = "skbench"
 // and a forward chain that accepts established flows first, which turns
 // conntrack on. Compared with the plain hand-built row it prices what the
 // policy table costs every forwarded packet.
-func handRuleset(i int) string {
+func handRuleset(i int, conntrack bool) string {
+	ct := "\t\tct state established,related accept\n\t\tct state invalid drop\n"
+	if !conntrack {
+		ct = ""
+	}
 	return fmt.Sprintf(`table inet %s {
 	set ep_addrs {
 		type ifname . ipv4_addr
@@ -362,13 +366,11 @@ func handRuleset(i int) string {
 	}
 	chain forward {
 		type filter hook forward priority filter; policy accept;
-		ct state established,related accept
-		ct state invalid drop
-		iifname vmap @egress_dispatch
+%s		iifname vmap @egress_dispatch
 		oifname vmap @ingress_dispatch
 	}
 }
-`, nftTable, i+1, handPodIP[i])
+`, nftTable, i+1, handPodIP[i], ct)
 }
 
 // nftSetting loads a ruleset into namespaces and deletes its table after.
@@ -402,11 +404,12 @@ func (s *nftSetting) revert(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// handNft returns the nftables row's setting for the hand-built hosts.
-func handNft() *nftSetting {
+// handNft returns the nftables row's setting for the hand-built hosts,
+// with or without the conntrack rules.
+func handNft(conntrack bool) *nftSetting {
 	s := &nftSetting{rulesets: map[string]string{}}
 	for i, h := range handHosts {
-		s.rulesets[h] = handRuleset(i)
+		s.rulesets[h] = handRuleset(i, conntrack)
 	}
 	return s
 }

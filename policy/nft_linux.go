@@ -305,6 +305,10 @@ func (a *Applier) rebuild(rs *Ruleset) error {
 	accepts, drop := preroutingExprs(addrs)
 	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: accepts})
 	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: drop, UserData: comment(spoofComment)})
+	// The ct rules switch connection tracking on in the host's namespace,
+	// which costs ~15 % of VXLAN throughput here (docs/benchmarks.md). They
+	// stay even without policy: a flow that conntrack never saw would be
+	// judged as new, mid-stream, once a policy arrives, and cut.
 	fwd := c.AddChain(&nftables.Chain{
 		Table: table, Name: "forward", Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept,

@@ -37,7 +37,7 @@ e2e:
 bench: build tools
 	SKEIN_BIN=$(BIN) $(GO) run ./bench -bin $(BIN) -out docs/benchmarks.md
 
-demo: build
+demo: build  ## BACKEND=bgp [TOR=bird|frr] KEEP=1 are optional
 	BIN=$(BIN) bash scripts/demo.sh
 
 lint:

@@ -2,12 +2,19 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/skeinnet/skein/api"
 )
 
-const statusRefresh = 10 * time.Second
+// statusRefresh is how often the status record is rewritten regardless;
+// statusCheck how often it is recomputed to catch changes nothing signals
+// (a BGP session coming up).
+const (
+	statusRefresh = 10 * time.Second
+	statusCheck   = time.Second
+)
 
 // publishStatus hands the heartbeat the newest NodeStatus without blocking:
 // a pending older value is replaced.
@@ -24,16 +31,31 @@ func (a *Agent) publishStatus() {
 }
 
 func (a *Agent) statusLoop(ctx context.Context) error {
-	t := time.NewTicker(statusRefresh)
+	t := time.NewTicker(statusCheck)
 	defer t.Stop()
+	var last string
+	var lastAt time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			a.publishStatus()
+			fp := statusFingerprint(a.nodeStatus())
+			if fp != last || time.Since(lastAt) >= statusRefresh {
+				a.publishStatus()
+				last, lastAt = fp, time.Now()
+			}
 		}
 	}
+}
+
+// statusFingerprint is what makes a status worth republishing at once.
+func statusFingerprint(st api.NodeStatus) string {
+	fp := fmt.Sprint(st.Ready, st.LastError, st.Peers, st.PeersUp, st.Endpoints, st.Blocks, st.PolicyVersion, st.PolicyError)
+	for _, n := range st.BGP {
+		fp += " " + n.Name + "=" + n.State
+	}
+	return fp
 }
 
 func (a *Agent) nodeStatus() api.NodeStatus {

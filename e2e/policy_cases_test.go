@@ -1,0 +1,429 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// The static policy cases of TestPolicy (policy_test.go).
+
+// polCase is a static case: policies, the ports probed, the truth table,
+// and trace answers expected under it.
+type polCase struct {
+	name     string
+	policies string
+	probes   []polPort
+	want     polWant
+	traces   []polTrace
+	extra    func(t *testing.T)
+}
+
+// polNP, polANP and polBANP render one YAML document of each kind around
+// spec (written unindented), each ending with a document separator.
+func polNP(ns, name, spec string) string {
+	return fmt.Sprintf("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {namespace: %s, name: %s}\nspec:\n%s\n---\n", ns, name, polIndent(spec))
+}
+
+func polANP(name string, priority int, spec string) string {
+	return fmt.Sprintf("apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata: {name: %s}\nspec:\n  priority: %d\n%s\n---\n", name, priority, polIndent(spec))
+}
+
+func polBANP(name, spec string) string {
+	return fmt.Sprintf("apiVersion: policy.networking.k8s.io/v1alpha1\nkind: BaselineAdminNetworkPolicy\nmetadata: {name: %s}\nspec:\n%s\n---\n", name, polIndent(spec))
+}
+
+func polIndent(s string) string {
+	lines := strings.Split(strings.Trim(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = "  " + l
+	}
+	return strings.Join(lines, "\n")
+}
+
+const polDenyIngressX = "podSelector: {}" // policyTypes defaults to [Ingress], no rules: deny all ingress
+
+func polCases(ctx context.Context, s *polSuite) []polCase {
+	ip := func(key string) string { return s.byKey[key].c.IP.String() }
+	is := func(p *polPod, key string) bool { return p.key() == key }
+	return []polCase{
+		{
+			name:     "DefaultDenyIngressX",
+			policies: polNP("x", "deny-ingress", polDenyIngressX),
+			probes:   []polPort{tcp80, udp80},
+			want:     func(_, to *polPod, _ polPort) bool { return to.ns != "x" },
+			traces: []polTrace{
+				{"x/b", "x/a", tcp80, false, `isolated for ingress by NetworkPolicy x/deny-ingress`},
+				{"x/a", "y/a", tcp80, true, `default allow`},
+			},
+			extra: func(t *testing.T) {
+				s.testHostToPod(ctx, t)
+				s.testRemoteHostToPod(ctx, t, s.byKey["x/a"], false, `isolated for ingress by NetworkPolicy x/deny-ingress`)
+			},
+		},
+		{
+			name: "AllowXAFromNamespaceY",
+			policies: polNP("x", "deny-ingress", polDenyIngressX) + polNP("x", "allow-a-from-y", `
+podSelector: {matchLabels: {pod: a}}
+ingress:
+- from:
+  - namespaceSelector: {matchLabels: {ns: y}}`),
+			// No ports in the rule: every port and protocol.
+			probes: []polPort{tcp80, udp81},
+			want: func(from, to *polPod, _ polPort) bool {
+				return to.ns != "x" || (to.name == "a" && from.ns == "y")
+			},
+			traces: []polTrace{
+				{"y/c", "x/a", udp81, true, `NetworkPolicy x/allow-a-from-y ingress rule 0`},
+				{"z/c", "x/a", tcp80, false, `isolated for ingress by NetworkPolicy x/(allow-a-from-y, x/)?deny-ingress`},
+			},
+		},
+		{
+			// namespaceSelector {} + podSelector: pods b everywhere; a
+			// podSelector alone: pods b of the policy's own namespace.
+			name: "AllowFromPodsBAllNamespaces",
+			policies: polNP("x", "from-b", `
+podSelector: {}
+ingress:
+- from:
+  - namespaceSelector: {}
+    podSelector: {matchLabels: {pod: b}}`) + polNP("y", "from-local-b", `
+podSelector: {}
+ingress:
+- from:
+  - podSelector: {matchLabels: {pod: b}}`),
+			probes: []polPort{tcp80},
+			want: func(from, to *polPod, _ polPort) bool {
+				switch to.ns {
+				case "x":
+					return from.name == "b"
+				case "y":
+					return is(from, "y/b")
+				}
+				return true
+			},
+		},
+		{
+			// Egress deny-all must list Egress; replies to connections
+			// into y (SYN-ACKs, UDP echoes) still leave y.
+			name: "EgressDenyAllY",
+			policies: polNP("y", "deny-egress", `
+podSelector: {}
+policyTypes: [Egress]`),
+			probes: []polPort{tcp80, udp80},
+			want:   func(from, _ *polPod, _ polPort) bool { return from.ns != "y" },
+			traces: []polTrace{{"y/a", "z/a", udp80, false, `isolated for egress by NetworkPolicy y/deny-egress`}},
+			extra:  func(t *testing.T) { s.testPodToHosts(ctx, t, s.byKey["y/a"], false) },
+		},
+		{
+			// Named ports resolve against the destination pod, name and
+			// protocol: TCP + serve-81-udp matches nothing.
+			name: "NamedPorts",
+			policies: polNP("x", "named-81", `
+podSelector: {}
+ingress:
+- ports:
+  - port: serve-81-tcp`) + polNP("y", "named-mismatch", `
+podSelector: {matchLabels: {pod: c}}
+ingress:
+- ports:
+  - protocol: TCP
+    port: serve-81-udp`) + polNP("z", "a-egress-named", `
+podSelector: {matchLabels: {pod: a}}
+policyTypes: [Egress]
+egress:
+- ports:
+  - protocol: UDP
+    port: serve-80-udp`),
+			probes: all4,
+			want: func(from, to *polPod, pp polPort) bool {
+				egressOK := !is(from, "z/a") || pp == udp80
+				ingressOK := true
+				switch {
+				case to.ns == "x":
+					ingressOK = pp == tcp81
+				case is(to, "y/c"):
+					ingressOK = false
+				}
+				return egressOK && ingressOK
+			},
+			traces: []polTrace{{"y/a", "x/b", tcp81, true, `NetworkPolicy x/named-81 ingress rule 0`}},
+		},
+		{
+			// endPort ranges are inclusive at both ends.
+			name: "EndPortRanges",
+			policies: polNP("x", "range-80-81", `
+podSelector: {}
+ingress:
+- ports:
+  - {protocol: TCP, port: 80, endPort: 81}`) + polNP("y", "range-81-85-from-z", `
+podSelector: {}
+ingress:
+- from:
+  - namespaceSelector: {matchLabels: {ns: z}}
+  ports:
+  - {port: 81, endPort: 85}`) + polNP("z", "range-70-80", `
+podSelector: {}
+ingress:
+- ports:
+  - {protocol: TCP, port: 70, endPort: 80}`),
+			probes: []polPort{tcp80, tcp81, udp80},
+			want: func(from, to *polPod, pp polPort) bool {
+				switch to.ns {
+				case "x":
+					return pp.proto == "TCP"
+				case "y":
+					return pp == tcp81 && from.ns == "z" // ports AND peers of one rule
+				}
+				return pp == tcp80
+			},
+		},
+		{
+			// ipBlock matches pod addresses too; except carves out.
+			name: "IPBlockExcept",
+			policies: polNP("x", "ipblock", fmt.Sprintf(`
+podSelector: {}
+ingress:
+- from:
+  - ipBlock:
+      cidr: %s
+      except: [%s/32, %s/32]`, s.podCIDR, ip("y/b"), ip("x/c"))) + polNP("y", "a-egress-ip", fmt.Sprintf(`
+podSelector: {matchLabels: {pod: a}}
+policyTypes: [Egress]
+egress:
+- to:
+  - ipBlock: {cidr: %s/32}`, ip("z/c"))) + polNP("z", "from-anywhere", `
+podSelector: {}
+ingress:
+- from:
+  - ipBlock: {cidr: 0.0.0.0/31}
+  - ipBlock: {cidr: 0.0.0.0/0}`),
+			probes: []polPort{tcp80},
+			want: func(from, to *polPod, _ polPort) bool {
+				if to.ns == "x" && (is(from, "y/b") || is(from, "x/c")) {
+					return false
+				}
+				return !is(from, "y/a") || is(to, "z/c")
+			},
+		},
+		{
+			name: "UDPOnlyDoesNotOpenTCP",
+			policies: polNP("x", "udp-only", `
+podSelector: {}
+ingress:
+- ports:
+  - protocol: UDP`),
+			probes: []polPort{tcp80, udp81},
+			want:   func(_, to *polPod, pp polPort) bool { return to.ns != "x" || pp.proto == "UDP" },
+		},
+		{
+			// NotIn and DoesNotExist match a pod or namespace without the
+			// key; In selects the subjects.
+			name: "SelectorOperators",
+			policies: polNP("x", "ops", `
+podSelector:
+  matchExpressions: [{key: pod, operator: In, values: [a, b]}]
+ingress:
+- from:
+  - namespaceSelector:
+      matchExpressions: [{key: team, operator: NotIn, values: [blue]}]
+    podSelector:
+      matchExpressions: [{key: pod, operator: NotIn, values: [c]}]
+  - podSelector:
+      matchExpressions: [{key: pod, operator: DoesNotExist}]`),
+			probes: []polPort{tcp80},
+			want: func(from, to *polPod, _ polPort) bool {
+				return to.ns != "x" || to.name == "c" || from.name != "c"
+			},
+		},
+		{
+			// Without policyTypes, a policy with egress rules is
+			// [Ingress, Egress]: z/b also loses all ingress.
+			name: "PolicyTypesDefaulting",
+			policies: polNP("z", "b-egress-no-types", `
+podSelector: {matchLabels: {pod: b}}
+egress:
+- to:
+  - podSelector: {}`),
+			probes: []polPort{tcp80},
+			want: func(from, to *polPod, _ polPort) bool {
+				return !is(to, "z/b") && (!is(from, "z/b") || to.ns == "z")
+			},
+			traces: []polTrace{{"z/a", "z/b", tcp80, false, `isolated for ingress by NetworkPolicy z/b-egress-no-types`}},
+		},
+		{
+			// x/a's egress denies y/b although y/b's ingress names x/a.
+			name: "BothEndsMustAllow",
+			policies: polNP("x", "a-egress-z", `
+podSelector: {matchLabels: {pod: a}}
+policyTypes: [Egress]
+egress:
+- to:
+  - namespaceSelector: {matchLabels: {ns: z}}`) + polNP("y", "b-from-x-a", `
+podSelector: {matchLabels: {pod: b}}
+ingress:
+- from:
+  - namespaceSelector: {matchLabels: {ns: x}}
+    podSelector: {matchLabels: {pod: a}}`),
+			probes: []polPort{tcp80, udp80},
+			want: func(from, to *polPod, _ polPort) bool {
+				return (!is(from, "x/a") || to.ns == "z") && (!is(to, "y/b") || is(from, "x/a"))
+			},
+			traces: []polTrace{{"x/a", "y/b", tcp80, false, `isolated for egress by NetworkPolicy x/a-egress-z`}},
+		},
+		{
+			name: "ANPDenyOverNPAllow",
+			policies: polNP("x", "allow-all", `
+podSelector: {}
+ingress:
+- {}`) + polANP("deny-y-to-x", 10, `
+subject: {namespaces: {matchLabels: {ns: x}}}
+ingress:
+- name: no-y
+  action: Deny
+  from:
+  - namespaces: {matchLabels: {ns: y}}`),
+			probes: []polPort{tcp80},
+			want:   func(from, to *polPod, _ polPort) bool { return to.ns != "x" || from.ns != "y" },
+			traces: []polTrace{
+				{"y/a", "x/c", tcp80, false, `AdminNetworkPolicy deny-y-to-x .*ingress rule 0.*no-y`},
+				{"z/a", "x/c", tcp80, true, `NetworkPolicy x/allow-all ingress rule 0`},
+			},
+		},
+		{
+			// Admin egress rules by port range, named port and network,
+			// in order; what they leave goes to NP (none) and the BANP.
+			name: "ANPEgressPortsAndNetworks",
+			policies: polANP("y-a-egress", 40, fmt.Sprintf(`
+subject:
+  pods:
+    namespaceSelector: {matchLabels: {ns: y}}
+    podSelector: {matchLabels: {pod: a}}
+egress:
+- name: no-udp
+  action: Deny
+  to:
+  - namespaces: {}
+  ports:
+  - portRange: {protocol: UDP, start: 80, end: 81}
+- name: z-81
+  action: Allow
+  to:
+  - pods:
+      namespaceSelector: {matchLabels: {ns: z}}
+      podSelector: {}
+  ports:
+  - namedPort: serve-81-tcp
+- name: not-x-b
+  action: Deny
+  to:
+  - networks: [%s/32]`, ip("x/b"))) + polBANP("default", `
+subject:
+  pods:
+    namespaceSelector: {matchLabels: {ns: y}}
+    podSelector: {matchLabels: {pod: a}}
+egress:
+- name: no-z
+  action: Deny
+  to:
+  - namespaces: {matchLabels: {ns: z}}`),
+			probes: []polPort{tcp80, tcp81, udp81},
+			want: func(from, to *polPod, pp polPort) bool {
+				switch {
+				case !is(from, "y/a"):
+					return true
+				case pp.proto == "UDP" || is(to, "x/b"):
+					return false
+				case to.ns == "z":
+					return pp == tcp81
+				}
+				return true
+			},
+			traces: []polTrace{
+				{"y/a", "z/c", tcp81, true, `AdminNetworkPolicy y-a-egress .*egress rule 1.*z-81`},
+				{"y/a", "z/c", tcp80, false, `BaselineAdminNetworkPolicy default egress rule 0.*no-z`},
+				{"y/a", "x/b", tcp81, false, `AdminNetworkPolicy y-a-egress .*egress rule 2.*not-x-b`},
+			},
+		},
+		{
+			// Pass skips the rest of the ANP tier (the priority-20 Deny)
+			// and leaves y's traffic to the NetworkPolicies.
+			name: "ANPPassToNP",
+			policies: polANP("pass-y", 5, `
+subject: {namespaces: {matchLabels: {ns: x}}}
+ingress:
+- name: pass-y
+  action: Pass
+  from:
+  - namespaces: {matchLabels: {ns: y}}`) + polANP("deny-yz", 20, `
+subject: {namespaces: {matchLabels: {ns: x}}}
+ingress:
+- action: Deny
+  from:
+  - namespaces:
+      matchExpressions: [{key: ns, operator: In, values: [y, z]}]`) + polNP("x", "only-y-a", `
+podSelector: {}
+ingress:
+- from:
+  - namespaceSelector: {matchLabels: {ns: y}}
+    podSelector: {matchLabels: {pod: a}}`),
+			probes: []polPort{tcp80},
+			want: func(from, to *polPod, _ polPort) bool {
+				return to.ns != "x" || is(from, "y/a")
+			},
+			traces: []polTrace{
+				{"y/a", "x/b", tcp80, true, `NetworkPolicy x/only-y-a ingress rule 0`},
+				{"y/b", "x/b", tcp80, false, `isolated for ingress by NetworkPolicy x/only-y-a`},
+				{"z/b", "x/b", tcp80, false, `AdminNetworkPolicy deny-yz`},
+			},
+		},
+		{
+			// Equal priorities: Skein orders by name, so tie-a (Allow)
+			// decides before tie-b (Deny), and an ANP Allow skips the
+			// NetworkPolicy tier (x's deny-ingress).
+			name: "ANPEqualPriorityByName",
+			policies: polANP("tie-b", 30, `
+subject: {namespaces: {matchLabels: {ns: x}}}
+ingress:
+- action: Deny
+  from:
+  - namespaces: {matchLabels: {ns: y}}`) + polANP("tie-a", 30, `
+subject: {namespaces: {matchLabels: {ns: x}}}
+ingress:
+- action: Allow
+  from:
+  - namespaces: {matchLabels: {ns: y}}`) + polNP("x", "deny-ingress", polDenyIngressX),
+			probes: []polPort{tcp80},
+			want:   func(from, to *polPod, _ polPort) bool { return to.ns != "x" || from.ns == "y" },
+			traces: []polTrace{{"y/b", "x/a", tcp80, true, `AdminNetworkPolicy tie-a `}},
+		},
+		{
+			// The baseline decides only for pods no NetworkPolicy selects.
+			name: "BANPOnlyWhereNoNP",
+			policies: polBANP("default", `
+subject: {namespaces: {}}
+ingress:
+- name: no-z
+  action: Deny
+  from:
+  - namespaces: {matchLabels: {ns: z}}`) + polNP("y", "allow-all", `
+podSelector: {}
+ingress:
+- {}`) + polNP("x", "a-allow-all", `
+podSelector: {matchLabels: {pod: a}}
+ingress:
+- {}`),
+			probes: []polPort{tcp80},
+			want: func(from, to *polPod, _ polPort) bool {
+				return from.ns != "z" || to.ns == "y" || is(to, "x/a")
+			},
+			traces: []polTrace{
+				{"z/a", "x/b", tcp80, false, `BaselineAdminNetworkPolicy default .*no-z`},
+				{"z/a", "x/a", tcp80, true, `NetworkPolicy x/a-allow-all ingress rule 0`},
+			},
+		},
+	}
+}

@@ -281,6 +281,39 @@ func TestBGPMesh(t *testing.T) {
 		waitRoutes(ctx, t, l, cl, func(_, owner lab.Host) string { return owner.UnderlayIP.String() })
 	})
 
+	t.Run("etcd outage", func(t *testing.T) {
+		// Sessions and routes stay while etcd is unreachable: BGP state
+		// lives in the speakers, not in the store.
+		src, dst := l.Containers()[0], l.Containers()[1]
+		before := map[string]map[string]string{}
+		for _, h := range hosts {
+			rs, err := skeinRoutes(ctx, l, h.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before[h.Name] = rs
+		}
+		tx, rx, out := pingDuring(ctx, t, l, src, dst, 250, func() {
+			unblock := blockEtcd(ctx, t, l)
+			time.Sleep(4 * time.Second)
+			for _, h := range hosts {
+				rs, err := skeinRoutes(ctx, l, h.Name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fmt.Sprint(rs) != fmt.Sprint(before[h.Name]) {
+					t.Errorf("%s routes changed while etcd was unreachable:\nbefore %v\nduring %v", h.Name, before[h.Name], rs)
+				}
+			}
+			unblock()
+		})
+		t.Logf("ping %s -> %s every 20 ms across a 4 s etcd outage: %d sent, %d received", src.Name, dst.IP, tx, rx)
+		if tx != 250 || rx != tx {
+			t.Errorf("lost pings while etcd was unreachable: sent %d, received %d\n%s", tx, rx, out)
+		}
+		waitRoutes(ctx, t, l, cl, func(_, owner lab.Host) string { return owner.UnderlayIP.String() })
+	})
+
 	t.Run("node leaves", func(t *testing.T) {
 		gone := hosts[2]
 		blocks, err := blocksByNode(ctx, cl)

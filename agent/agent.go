@@ -145,6 +145,9 @@ func (a *Agent) run(ctx context.Context) error {
 	if a.pol, err = newEnforcer(a.cfg.NodeName, a); err != nil {
 		return err
 	}
+	if a.cluster.Backend == api.BackendVXLAN {
+		a.pol.vxlanPort = uint16(a.cluster.VXLAN.Port)
+	}
 
 	sockLn, err := listenSocket(a.cfg.SocketPath)
 	if err != nil {

@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net/netip"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -22,6 +24,8 @@ const policyWaitTimeout = 10 * time.Second
 type enforcer struct {
 	node string
 	rec  *policy.Reconciler
+	// vxlanPort, when not 0, limits VXLAN to the cluster's nodes.
+	vxlanPort uint16
 
 	mu sync.Mutex
 	// pending holds endpoints committed here but not yet seen back from the
@@ -53,6 +57,9 @@ func (e *enforcer) update(snap *store.Snapshot) {
 		return
 	}
 	in, bad := policyInput(e.node, snap)
+	if e.vxlanPort != 0 {
+		in.VXLAN = vxlanFilter(e.node, e.vxlanPort, snap)
+	}
 	e.mu.Lock()
 	seen := map[api.Owner]bool{}
 	for _, ep := range in.Endpoints {
@@ -134,6 +141,20 @@ func policyInput(node string, snap *store.Snapshot) (policy.Input, []string) {
 		}
 	}
 	return in, bad
+}
+
+// vxlanFilter lists the underlay addresses VXLAN is accepted from: every
+// other node's, dead or alive (a dead agent's host still forwards).
+func vxlanFilter(self string, port uint16, snap *store.Snapshot) *policy.VXLANFilter {
+	f := &policy.VXLANFilter{Port: port, Peers: []netip.Addr{}}
+	for name, n := range snap.Nodes {
+		if name != self && n.UnderlayIP.IsValid() {
+			f.Peers = append(f.Peers, n.UnderlayIP)
+		}
+	}
+	slices.SortFunc(f.Peers, func(a, b netip.Addr) int { return a.Compare(b) })
+	f.Peers = slices.Compact(f.Peers)
+	return f
 }
 
 // policyState is what /debug/policy and the topology show.

@@ -5,6 +5,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/netip"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -81,5 +84,58 @@ func TestEtcdOutageKeepsForwarding(t *testing.T) {
 	}
 	if err := shared.Ping(ctx, src.Name, c.IP); err != nil {
 		t.Errorf("ping the new container after the outage: %v", err)
+	}
+}
+
+var counterRE = regexp.MustCompile(`counter packets (\d+)`)
+
+// vxlanDrops reads the counter of the VXLAN source filter on a host.
+func vxlanDrops(ctx context.Context, t *testing.T, l *lab.Lab, host string) int {
+	t.Helper()
+	out, err := l.Exec(ctx, host, "nft", "list", "chain", "inet", "skein", "input")
+	if err != nil {
+		t.Fatalf("list the VXLAN filter on %s: %v\n%s", host, err, out)
+	}
+	m := counterRE.FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("no counter in the VXLAN filter on %s:\n%s", host, out)
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+// sendUDP sends n datagrams from a lab namespace to dst.
+func sendUDP(ctx context.Context, t *testing.T, l *lab.Lab, from string, dst netip.AddrPort, n int) {
+	t.Helper()
+	c, err := l.Dial(ctx, from, "udp", dst.String())
+	if err != nil {
+		t.Fatalf("dial %s from %s: %v", dst, from, err)
+	}
+	defer c.Close()
+	for range n {
+		if _, err := c.Write([]byte("not really vxlan")); err != nil {
+			t.Fatalf("send to %s from %s: %v", dst, from, err)
+		}
+	}
+}
+
+// TestVXLANOnlyFromNodes: a host accepts VXLAN only from cluster nodes; a
+// machine on the underlay that is not a node cannot inject into the overlay.
+func TestVXLANOnlyFromNodes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	hosts := shared.Hosts()
+	target := netip.AddrPortFrom(hosts[0].UnderlayIP, 4789)
+	before := vxlanDrops(ctx, t, shared, hosts[0].Name)
+	sendUDP(ctx, t, shared, "ul", target, 5) // the underlay namespace is no node
+	time.Sleep(200 * time.Millisecond)       // let the datagrams land before reading the counter
+	if got := vxlanDrops(ctx, t, shared, hosts[0].Name) - before; got != 5 {
+		t.Errorf("VXLAN from a non-node: %d of 5 datagrams dropped by the filter", got)
+	}
+	before = vxlanDrops(ctx, t, shared, hosts[0].Name)
+	sendUDP(ctx, t, shared, hosts[1].Name, target, 5) // a node
+	time.Sleep(200 * time.Millisecond)
+	if got := vxlanDrops(ctx, t, shared, hosts[0].Name) - before; got != 0 {
+		t.Errorf("VXLAN from node %s: %d datagrams dropped by the filter, want 0", hosts[1].Name, got)
 	}
 }

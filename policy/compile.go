@@ -25,6 +25,16 @@ type Input struct {
 	// compiles every endpoint (trace, matrix). Selector sets always cover
 	// the whole cluster.
 	Node string
+	// VXLAN, when set, makes the table accept VXLAN packets only from the
+	// other nodes' underlay addresses (backend vxlan).
+	VXLAN *VXLANFilter
+}
+
+// VXLANFilter admits VXLAN (UDP Port) only from Peers: a host outside the
+// cluster must not inject packets into the overlay.
+type VXLANFilter struct {
+	Port  uint16       `json:"port"`
+	Peers []netip.Addr `json:"peers"` // sorted
 }
 
 const (
@@ -91,7 +101,7 @@ type setDef struct {
 // nothing and are listed in Program.Warnings; they never widen a rule.
 func Compile(in Input) *Program {
 	c := &compiler{in: &in, ix: newIndex(in.Endpoints, in.Namespaces), sets: map[string]*setDef{}}
-	p := &Program{Sets: map[string]Set{}}
+	p := &Program{Sets: map[string]Set{}, VXLAN: in.VXLAN}
 	for _, n := range in.Nodes {
 		for _, a := range []netip.Addr{n.UnderlayIP, n.VTEPIP} {
 			if a.IsValid() {

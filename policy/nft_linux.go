@@ -106,7 +106,8 @@ func (a *Applier) Apply(ctx context.Context, p *Program) error {
 		ops  int
 		kind string
 	)
-	if a.last == nil {
+	// Node joins and leaves are rare: a changed VXLAN filter rebuilds.
+	if a.last == nil || !vxlanEqual(a.last.VXLAN, rs.VXLAN) {
 		kind = "rebuild"
 		err = a.rebuild(rs)
 		ops = 1
@@ -316,10 +317,55 @@ func (a *Applier) rebuild(rs *Ruleset) error {
 	for _, exprs := range forwardExprs(egress, ingress) {
 		c.AddRule(&nftables.Rule{Table: table, Chain: fwd, Exprs: exprs})
 	}
+	if rs.VXLAN != nil {
+		if err := addVXLANFilter(c, rs.VXLAN); err != nil {
+			return err
+		}
+	}
 	if a.beforeFlush != nil {
 		a.beforeFlush(c, table)
 	}
 	return c.Flush()
+}
+
+// addVXLANFilter adds the input chain that drops VXLAN from anything but a
+// cluster node: udp dport PORT ip saddr != @vxlan_peers counter drop.
+func addVXLANFilter(c *nftables.Conn, v *VXLANFilter) error {
+	set := &nftables.Set{Table: table, Name: VXLANPeers, KeyType: nftables.TypeIPAddr}
+	elems := make([]nftables.SetElement, 0, len(v.Peers))
+	for _, a := range v.Peers {
+		if a.Is4() {
+			b := a.As4()
+			elems = append(elems, nftables.SetElement{Key: b[:]})
+		}
+	}
+	if err := addSet(c, set, elems); err != nil {
+		return err
+	}
+	accept := nftables.ChainPolicyAccept
+	in := c.AddChain(&nftables.Chain{
+		Table: table, Name: "input", Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept,
+	})
+	exprs := append(ipv4Only(),
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.IPPROTO_UDP}},
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.BigEndian.PutUint16(v.Port)},
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+		&expr.Lookup{SourceRegister: reg1, SetName: set.Name, SetID: set.ID, Invert: true},
+		&expr.Counter{},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	)
+	c.AddRule(&nftables.Rule{Table: table, Chain: in, Exprs: exprs, UserData: comment(vxlanComment)})
+	return nil
+}
+
+func vxlanEqual(a, b *VXLANFilter) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Port == b.Port && slices.Equal(a.Peers, b.Peers)
 }
 
 // patch applies d in one batch: new sets, element changes of kept sets,

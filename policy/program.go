@@ -259,4 +259,6 @@ type Program struct {
 	// Warnings lists parts of policies that were ignored (invalid peers,
 	// unknown protocols...): they match nothing.
 	Warnings []string `json:"warnings,omitempty"`
+	// VXLAN is the overlay's source filter (Input.VXLAN), nil without one.
+	VXLAN *VXLANFilter `json:"vxlan,omitempty"`
 }

@@ -125,12 +125,14 @@ type Ruleset struct {
 	IngressDispatch map[string]string
 	// Addrs are the anti-spoofing elements, sorted.
 	Addrs []IfaceAddr
+	// VXLAN is the overlay source filter (an input chain), nil without one.
+	VXLAN *VXLANFilter
 }
 
 // Render turns p into the Ruleset that enforces it. Endpoints without a host
 // interface (not attached on this host) are skipped.
 func Render(p *Program) *Ruleset {
-	rs := &Ruleset{EgressDispatch: map[string]string{}, IngressDispatch: map[string]string{}}
+	rs := &Ruleset{EgressDispatch: map[string]string{}, IngressDispatch: map[string]string{}, VXLAN: p.VXLAN}
 	chains := map[string]NFTChain{}
 	used := map[string]bool{}
 	for i := range p.Endpoints {
@@ -280,7 +282,12 @@ func (rs *Ruleset) Counts() (sets, rules, elements int) {
 	return sets, rules, elements
 }
 
-const spoofComment = "a Skein container sends only from its own addresses"
+const (
+	spoofComment = "a Skein container sends only from its own addresses"
+	vxlanComment = "VXLAN only from cluster nodes"
+	// VXLANPeers is the set of underlay addresses VXLAN is accepted from.
+	VXLANPeers = "vxlan_peers"
+)
 
 // The fixed base chains, in nft syntax (the applier builds the same rules).
 var (
@@ -351,6 +358,15 @@ func (rs *Ruleset) String() string {
 		b.WriteString("\t\t" + r + "\n")
 	}
 	b.WriteString("\t}\n")
+	if v := rs.VXLAN; v != nil {
+		var peers []string
+		for _, a := range v.Peers {
+			peers = append(peers, a.String())
+		}
+		fmt.Fprintf(&b, "\tset %s {\n\t\ttype ipv4_addr\n", VXLANPeers)
+		writeElements(&b, peers)
+		fmt.Fprintf(&b, "\t}\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\tudp dport %d ip saddr != @%s counter drop comment %q\n\t}\n", v.Port, VXLANPeers, vxlanComment)
+	}
 	for _, c := range rs.Chains {
 		b.WriteString("\tchain " + c.Name + " {\n")
 		for _, r := range c.Rules {

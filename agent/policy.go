@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
@@ -33,6 +34,16 @@ type enforcer struct {
 	pending map[api.Owner]api.Endpoint
 	// badPolicies are stored policies that do not decode; guarded by mu.
 	badPolicies []string
+	// decoded caches stored policies by key, so an update decodes only what
+	// changed (decoding 10 000 policies takes ~0.6 s); guarded by mu.
+	decoded map[string]decodedPolicy
+}
+
+// decodedPolicy is one stored policy and what its raw value decoded to.
+type decodedPolicy struct {
+	raw []byte
+	obj api.Object
+	err error
 }
 
 func newEnforcer(node string, a *Agent) (*enforcer, error) {
@@ -48,7 +59,7 @@ func newEnforcer(node string, a *Agent) (*enforcer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	return &enforcer{node: node, rec: rec, pending: map[api.Owner]api.Endpoint{}}, nil
+	return &enforcer{node: node, rec: rec, pending: map[api.Owner]api.Endpoint{}, decoded: map[string]decodedPolicy{}}, nil
 }
 
 // update recompiles from the snapshot plus pending local endpoints.
@@ -56,11 +67,11 @@ func (e *enforcer) update(snap *store.Snapshot) {
 	if snap == nil {
 		return
 	}
-	in, bad := policyInput(e.node, snap)
+	e.mu.Lock()
+	in, bad := policyInput(e.node, snap, e.decodeLocked)
 	if e.vxlanPort != 0 {
 		in.VXLAN = vxlanFilter(e.node, e.vxlanPort, snap)
 	}
-	e.mu.Lock()
 	seen := map[api.Owner]bool{}
 	for _, ep := range in.Endpoints {
 		seen[api.Owner{ContainerID: ep.ContainerID, IfName: ep.IfName}] = true
@@ -73,8 +84,25 @@ func (e *enforcer) update(snap *store.Snapshot) {
 		in.Endpoints = append(in.Endpoints, ep)
 	}
 	e.badPolicies = bad
+	for k := range e.decoded {
+		if _, ok := snap.Other[k]; !ok {
+			delete(e.decoded, k)
+		}
+	}
 	e.mu.Unlock()
 	e.rec.Set(policy.Compile(in))
+}
+
+// decodeLocked decodes a stored policy, reusing the last result while its
+// raw value is unchanged; e.mu must be held. Entries of deleted keys are
+// dropped by update's sweep.
+func (e *enforcer) decodeLocked(key, kind string, raw []byte) (api.Object, error) {
+	if d, ok := e.decoded[key]; ok && bytes.Equal(d.raw, raw) {
+		return d.obj, d.err
+	}
+	obj, err := api.DecodePolicy(kind, raw)
+	e.decoded[key] = decodedPolicy{raw: raw, obj: obj, err: err}
+	return obj, err
 }
 
 // committed records a just-published endpoint and waits until its rules
@@ -101,7 +129,7 @@ func (e *enforcer) released(o api.Owner) {
 
 // policyInput turns a snapshot into the compiler's input; it also returns
 // the keys of stored policies that do not decode (shown, never fatal).
-func policyInput(node string, snap *store.Snapshot) (policy.Input, []string) {
+func policyInput(node string, snap *store.Snapshot, decode func(key, kind string, raw []byte) (api.Object, error)) (policy.Input, []string) {
 	in := policy.Input{Node: node}
 	for _, ep := range snap.Endpoints {
 		in.Endpoints = append(in.Endpoints, ep)
@@ -126,7 +154,7 @@ func policyInput(node string, snap *store.Snapshot) (policy.Input, []string) {
 		if !ok {
 			continue
 		}
-		obj, err := api.DecodePolicy(kind, snap.Other[k])
+		obj, err := decode(k, kind, snap.Other[k])
 		if err != nil {
 			bad = append(bad, k+": "+err.Error())
 			continue

@@ -18,6 +18,12 @@ const joinConvergeTimeout = 15 * time.Second
 // time from its node record appearing in etcd to the route to its blocks on
 // the other hosts. The moments come from the join-watch helper.
 func (b *bench) measureJoin(ctx context.Context, l *lab.Lab) (*JoinResult, error) {
+	return b.measureJoins(ctx, l, b.cfg.joins)
+}
+
+// measureJoins is measureJoin with n joins, on any lab (the BGP phase runs
+// it on labs of its own).
+func (b *bench) measureJoins(ctx context.Context, l *lab.Lab, n int) (*JoinResult, error) {
 	endpoint := l.EtcdEndpoints()[0]
 	sc, err := store.New(ctx, store.Config{Endpoints: []string{endpoint}, DialTimeout: 10 * time.Second, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -42,7 +48,7 @@ func (b *bench) measureJoin(ctx context.Context, l *lab.Lab) (*JoinResult, error
 	}
 
 	res := &JoinResult{RealTime: w.rt}
-	for i := range b.cfg.joins {
+	for i := range n {
 		h, err := l.AddHost(ctx)
 		if err != nil {
 			return res, err

@@ -6,8 +6,9 @@
 //	go run ./bench -bin bin -out docs/benchmarks.md
 //
 // It needs root and Linux. Everything it creates lives in network namespaces
-// named "skbench-*" (a lab named "skbench" plus hand-built topologies) and in
-// a run directory under /run; it removes all of it when it ends, also on
+// named "skbench*" (labs named "skbench", "skbenchpol", "skbenchbgp" and
+// "skbenchbird", plus hand-built topologies "skbench-x*") and in a run
+// directory under /run; it removes all of it when it ends, also on
 // failure or Ctrl-C, and never touches the root network namespace. A run that
 // was killed is cleaned up by the next one before it starts.
 //
@@ -25,11 +26,24 @@
 //  4. Agent start → ready over repeated restarts.
 //  5. Node-join convergence: a node's record in etcd → the route to its
 //     block on every other host (netlink route subscriptions).
+//  6. Policy (a VXLAN lab of its own, "skbenchpol"): an allowed cross-host
+//     flow with 0, 100, 1 000 and 10 000 NetworkPolicies over 10 000 fake
+//     endpoint records, interleaved; policy apply → enforced on every host;
+//     new endpoint → its address in another host's sets; compile time and
+//     agent memory.
+//  7. BGP (labs "skbenchbgp", node mesh, and "skbenchbird", BIRD as route
+//     reflector): routed throughput and request/response against a
+//     hand-built routed pair, interleaved; pings across an agent restart;
+//     node join → routes on every host, for both.
 //
 // -phases and -rows select part of the run, e.g. to repeat one data-plane
 // comparison with more rounds:
 //
 //	go run ./bench -phases dataplane -rows skein+gro -rounds 15 -iperf-seconds 2 -out /tmp/x.md
+//
+// or to run only the policy and BGP phases (which skip the shared lab):
+//
+//	go run ./bench -phases policy,bgp -out /tmp/x.md
 //
 // The program also contains its helpers, internal subcommands it execs:
 // `bench rr-server` and `bench rr-client` (request/response, inside the

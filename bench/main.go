@@ -17,6 +17,7 @@ import (
 type config struct {
 	bin, out      string
 	rounds        int
+	pbRounds      int // rounds of the policy and BGP phases
 	iperfSeconds  int
 	rrCount       int
 	cniCount      int
@@ -40,13 +41,14 @@ func main() {
 	flag.StringVar(&cfg.bin, "bin", "bin", "directory with skeind, skein, skein-cni, cnitool and ref/{bridge,host-local}")
 	flag.StringVar(&cfg.out, "out", "docs/benchmarks.md", "markdown report to write")
 	flag.IntVar(&cfg.rounds, "rounds", 5, "interleaved data-plane rounds (at least 3)")
+	flag.IntVar(&cfg.pbRounds, "policy-bgp-rounds", 3, "interleaved rounds of the policy and BGP phases (at least 3)")
 	flag.IntVar(&cfg.iperfSeconds, "iperf-seconds", 5, "length of each iperf3 run")
 	flag.IntVar(&cfg.rrCount, "rr", 2000, "request/response round trips per path and round")
 	flag.IntVar(&cfg.cniCount, "cni", 50, "containers per plugin chain in the CNI phase")
 	flag.IntVar(&cfg.joins, "joins", 12, "node joins in the convergence phase")
 	flag.IntVar(&cfg.restarts, "restarts", 12, "agent restarts in the start → ready phase")
 	flag.DurationVar(&cfg.idle, "idle", 30*time.Second, "idle window for the agent CPU figure")
-	flag.DurationVar(&cfg.timeout, "timeout", 12*time.Minute, "bound on the whole run (cleanup comes on top)")
+	flag.DurationVar(&cfg.timeout, "timeout", 20*time.Minute, "bound on the whole run (cleanup comes on top)")
 	flag.BoolVar(&cfg.noSettings, "no-settings", false, "skip the candidate settings rows")
 	flag.BoolVar(&cfg.extraSettings, "extra-settings", false, "also measure GRO on the pod veths, threaded NAPI and the hand-built pair without br_netfilter")
 	flag.BoolVar(&cfg.verbose, "v", false, "debug logging")
@@ -63,8 +65,8 @@ func main() {
 	if *rows != "" {
 		cfg.rows = set(*rows)
 	}
-	if cfg.rounds < 3 {
-		fmt.Fprintln(os.Stderr, "bench: -rounds must be at least 3")
+	if cfg.rounds < 3 || cfg.pbRounds < 3 {
+		fmt.Fprintln(os.Stderr, "bench: -rounds and -policy-bgp-rounds must be at least 3")
 		os.Exit(2)
 	}
 
@@ -85,7 +87,7 @@ func main() {
 }
 
 // allPhases lists the phases in the order they run.
-const allPhases = "dataplane,agent,cni,ready,join"
+const allPhases = "dataplane,agent,cni,ready,join,policy,bgp"
 
 // set splits a comma-separated list into a set.
 func set(list string) map[string]bool {

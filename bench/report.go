@@ -25,6 +25,9 @@ const (
 	pathBare         = "bare"
 	pathHand         = "hand"
 	pathSkein        = "skein"
+	pathRouted       = "routed"     // hand-built routed pair (BGP phase)
+	pathRoutedNft    = "routed+nft" // the same with a copy of Skein's nftables head
+	pathSkeinBGP     = "skein-bgp"
 	notMeasured      = "not measured"
 	reportTimeFormat = "2006-01-02 15:04:05 MST"
 	// cniMetric is the histogram the agent keeps of its CNI API calls.
@@ -43,6 +46,8 @@ type Report struct {
 	CNI       *CNIResult
 	Ready     *ReadyResult
 	Join      *JoinResult
+	Policy    *PolicyResult
+	BGP       *BGPResult
 
 	// Failures lists phases that did not complete, as "phase: error".
 	Failures []string
@@ -188,6 +193,8 @@ func (r *Report) render(w io.Writer) error {
 	r.join(&b)
 	r.ready(&b)
 	r.agents(&b)
+	r.policy(&b)
+	r.bgp(&b)
 	r.method(&b)
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -274,7 +281,9 @@ func (r *Report) targetRows() []target {
 		rss.measured, rss.met, rss.ok = mb(maxRSS)+" (max of agents)", maxRSS <= targetRSSBytes, true
 		cpu.measured, cpu.met, cpu.ok = fmt.Sprintf("%.2f %% (max of agents)", maxCPU), maxCPU <= targetIdleCPUPct, true
 	}
-	return append(rows, rss, cpu)
+	rows = append(rows, rss, cpu)
+	rows = append(rows, r.policyTargets()...)
+	return append(rows, r.bgpTargets()...)
 }
 
 func (r *Report) targets(b *strings.Builder) {
@@ -508,7 +517,7 @@ func (r *Report) agents(b *strings.Builder) {
 func (r *Report) method(b *strings.Builder) {
 	b.WriteString(`## How it was measured
 
-- Everything runs in network namespaces named ` + "`skbench-*`" + ` on this machine; nothing touches the root namespace.
+- Everything runs in network namespaces named ` + "`skbench*`" + ` on this machine; nothing touches the root namespace.
   Skein runs as a lab (` + "`lab.Up`" + `: an underlay bridge namespace with etcd, one namespace per host with a real
   skeind, containers wired by the real skein-cni). The bare pair and the hand-built VXLAN pair are built with
   ` + "`ip`" + ` exactly as in the baselines (underlay bridge, VXLAN device nolearning, static neighbour + FDB, routed

@@ -57,6 +57,35 @@ func fixtureReport() *Report {
 		},
 		Ready: &ReadyResult{Host: "h1", Agent: ms(30, 25, 160), External: ms(50, 45, 180)},
 		Join:  &JoinResult{Converge: ms(4, 12, 8), First: ms(1, 0, 2), Peers: []int{2, 3, 4}, RealTime: true},
+		Policy: &PolicyResult{
+			Endpoints: 10002,
+			Probes:    3,
+			Levels: []PolicyLevel{
+				{Policies: 0, Gbps: []float64{10, 8, 12}, RRP50: []float64{50, 60, 40}, RR: us(40, 50, 60), Ready: ms(300, 310), AgentCPU: []float64{0.5, 1, 0.7},
+					Apply: ms(70, 80, 90), Delete: ms(71, 81, 91), Agents: []AgentMem{{Host: "h1", RSSBytes: 60 << 20, PeakRSSBytes: 61 << 20}, {Host: "h2", RSSBytes: 62 << 20, PeakRSSBytes: 63 << 20}},
+					Chains: 2, Rules: 6, Sets: 3, Elements: 1, Decode: 0, CompileNode: ms(5)[0]},
+				{Policies: 1000, SelectingServer: 10, Gbps: []float64{9.9, 8.4, 11}, RRP50: []float64{52, 60, 44}, RR: us(44, 52, 60), Ready: ms(400, 410),
+					Apply: ms(200, 210, 250), Delete: ms(190, 200, 240), Chains: 3, Rules: 67, Sets: 14, Elements: 10003, NftApply: ms(3)[0], Decode: ms(70)[0], CompileNode: ms(15)[0]},
+				{Policies: 10000, SelectingServer: 100, Gbps: []float64{9.4, 8.0, 11.5}, RRP50: []float64{50, 66, 40}, RR: us(40, 50, 66), Err: "iperf3: boom",
+					Apply: ms(900, 1000, 1100), Delete: ms(950, 1050, 1150), Rules: 607, Decode: ms(700)[0], CompileNode: ms(40)[0]},
+			},
+			CompilePolicies: 1000, CompileEndpoints: 10002, Compile: ms(100, 120, 110), CompileNode: ms(15, 16, 15), CompileSets: 1261, CompileRules: 39620,
+			NewEndpoint: ms(900, 1000, 80), NewEndpointLevel: 10000,
+		},
+		BGP: &BGPResult{
+			Dataplane: &DataplaneResult{Paths: []PathResult{
+				{Key: pathRouted, Name: "routed", Gbps: []float64{14, 12, 13}, RR: us(35, 40), RRP50: []float64{35, 40, 38}},
+				{Key: pathRoutedNft, Name: "routed + nft", Base: pathRouted, Gbps: []float64{13, 12, 12}, RR: us(40, 45), RRP50: []float64{40, 45, 42}},
+				{Key: pathSkeinBGP, Name: "skein bgp", Base: pathRouted, Gbps: []float64{13.8, 11.5, 0}, RR: us(41, 46), RRP50: []float64{41, 46, 0}, Err: "iperf3: boom"},
+			}},
+			ContainerMTU: 1500,
+			Restart:      &BGPRestart{Host: "h2", Interval: 20 * time.Millisecond, Sent: 600, Received: 600, Restart: ms(100)[0], Resynced: ms(6300)[0], PingSpan: ms(14000)[0]},
+			Joins:        3,
+			MeshJoin:     &JoinResult{Converge: ms(1100, 1500, 1900), First: ms(1000, 1100, 1200), Peers: []int{2, 3, 4}},
+			BIRDJoin:     &JoinResult{Converge: ms(1600, 2100, 1300), First: ms(1600, 2100, 1300), Peers: []int{2, 3, 4}},
+			Timers:       BGPTimers{Hold: 9 * time.Second, Keepalive: 3 * time.Second, ConnectRetry: 5 * time.Second, RestartTime: 120 * time.Second, StaleRoute: time.Minute},
+			Notes:        []string{"a bgp note"},
+		},
 	}
 }
 
@@ -101,6 +130,17 @@ func TestTargetRows(t *testing.T) {
 				"Agent start → ready, p99: 160.0 ms (n=3; from exec: 180.0 ms): not met",
 				"Agent RSS: 36.0 MB (max of agents): not met",
 				"Agent idle CPU: 0.20 % (max of agents): met",
+				// 9.4/10, 8.0/8, 11.5/12 → median 0.958.
+				"Policy: TCP throughput with 10 000 NetworkPolicies: 0.96 × no policy: met",
+				// 50/50, 60/66, 40/40 → median 1.
+				"Policy: request/response rate (1 / RR p50) with 10 000 NetworkPolicies: 1.00 × no policy (p50 50 vs 50 µs): met",
+				"Policy apply → enforced on every host, p99 (10 000 policies loaded): 1100.0 ms (n=3): not met",
+				"New endpoint → its IP in the sets of another host, p99 (10 000 policies loaded): 1000.0 ms (n=3): not met",
+				"Full policy compile, 1 000 policies × 10 002 endpoints: 110.0 ms (median of 3, max 120.0 ms): met",
+				// 13.8/14, 11.5/12 (round 3 failed) → median 0.97.
+				"BGP routed TCP throughput: 0.97 × hand-built: met",
+				"BGP node join → routes on every host, p99 (node mesh): 1900.0 ms (n=3): not met",
+				"Pings lost across a BGP agent restart: 0 of 600: met",
 			},
 		},
 		{
@@ -113,6 +153,14 @@ func TestTargetRows(t *testing.T) {
 				"Agent start → ready, p99: : not measured",
 				"Agent RSS: : not measured",
 				"Agent idle CPU: : not measured",
+				"Policy: TCP throughput with the most NetworkPolicies: : not measured",
+				"Policy: request/response rate (1 / RR p50) with the most NetworkPolicies: : not measured",
+				"Policy apply → enforced on every host, p99: : not measured",
+				"New endpoint → its IP in the sets of another host, p99: : not measured",
+				"Full policy compile, 1 000 policies × 10 000 endpoints: : not measured",
+				"BGP routed TCP throughput: : not measured",
+				"BGP node join → routes on every host, p99 (node mesh): : not measured",
+				"Pings lost across a BGP agent restart: : not measured",
 			},
 		},
 		{
@@ -121,6 +169,10 @@ func TestTargetRows(t *testing.T) {
 				r.Dataplane.Paths[2].Gbps = []float64{19, 9.5, 15}
 				r.Ready.Agent = ms3(30, 25, 40)
 				r.Agents.Agents[1].RSSBytes = 30 << 20
+				top := &r.Policy.Levels[2]
+				top.Apply, r.Policy.NewEndpoint = ms3(150, 160, 200), ms3(50, 60, 100)
+				r.BGP.MeshJoin.Converge = ms3(800, 900, 1000)
+				r.BGP.Dataplane.Paths[2].Gbps = []float64{12, 12, 13}
 			},
 			want: []string{
 				"Skein VXLAN TCP throughput: 0.95 × bare: met",
@@ -129,6 +181,15 @@ func TestTargetRows(t *testing.T) {
 				"Agent start → ready, p99: 40.0 ms (n=3; from exec: 180.0 ms): met",
 				"Agent RSS: 30.0 MB (max of agents): met",
 				"Agent idle CPU: 0.20 % (max of agents): met",
+				"Policy: TCP throughput with 10 000 NetworkPolicies: 0.96 × no policy: met",
+				"Policy: request/response rate (1 / RR p50) with 10 000 NetworkPolicies: 1.00 × no policy (p50 50 vs 50 µs): met",
+				"Policy apply → enforced on every host, p99 (10 000 policies loaded): 200.0 ms (n=3): met",
+				"New endpoint → its IP in the sets of another host, p99 (10 000 policies loaded): 100.0 ms (n=3): met",
+				"Full policy compile, 1 000 policies × 10 002 endpoints: 110.0 ms (median of 3, max 120.0 ms): met",
+				// 12/14, 12/12, 13/13 → median 1.
+				"BGP routed TCP throughput: 1.00 × hand-built: met",
+				"BGP node join → routes on every host, p99 (node mesh): 1000.0 ms (n=3): met",
+				"Pings lost across a BGP agent restart: 0 of 600: met",
 			},
 		},
 	}
@@ -152,6 +213,30 @@ func TestTargetRows(t *testing.T) {
 				t.Errorf("targetRows() mismatch (-want +got):\n%s", d)
 			}
 		})
+	}
+}
+
+// TestBGPLostPing checks that one lost ping fails the restart target.
+func TestBGPLostPing(t *testing.T) {
+	t.Parallel()
+	r := fixtureReport()
+	r.BGP.Restart.Received = 599
+	rows := r.bgpTargets()
+	got := rows[len(rows)-1]
+	if got.measured != "1 of 600" || got.met || !got.ok {
+		t.Errorf("restart target = %+v, want 1 of 600, measured and not met", got)
+	}
+}
+
+func TestCount(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		n    int
+		want string
+	}{{0, "0"}, {999, "999"}, {1000, "1 000"}, {10002, "10 002"}, {1234567, "1 234 567"}, {-1000, "-1 000"}} {
+		if got := count(tc.n); got != tc.want {
+			t.Errorf("count(%d) = %q, want %q", tc.n, got, tc.want)
+		}
 	}
 }
 

@@ -102,17 +102,22 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	if err := os.MkdirAll(runDir, 0o755); err != nil {
 		return err
 	}
-	log.Info("lab up", "name", labName)
-	l, err := lab.Up(ctx, lab.Config{
-		Name:              labName,
-		Hosts:             2,
-		ContainersPerHost: 1,
-		BinDir:            cfg.bin,
-		RunDir:            filepath.Join(runDir, "lab"),
-		Log:               log,
-	})
-	if err != nil {
-		return err
+	// The policy and BGP phases bring up labs of their own; the others
+	// share this one.
+	var l *lab.Lab
+	if needsMainLab(cfg.phases) {
+		log.Info("lab up", "name", labName)
+		l, err = lab.Up(ctx, lab.Config{
+			Name:              labName,
+			Hosts:             2,
+			ContainersPerHost: 1,
+			BinDir:            cfg.bin,
+			RunDir:            filepath.Join(runDir, "lab"),
+			Log:               log,
+		})
+		if err != nil {
+			return err
+		}
 	}
 
 	phase := func(name string, fn func() error) {
@@ -134,6 +139,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	phase("CNI", func() (err error) { rep.CNI, err = b.measureCNI(ctx, l); return err })
 	phase("agent start → ready", func() (err error) { rep.Ready, err = b.measureReady(ctx, l); return err })
 	phase("node join", func() (err error) { rep.Join, err = b.measureJoin(ctx, l); return err })
+	phase("policy", func() (err error) { rep.Policy, err = b.measurePolicy(ctx); return err })
+	phase("bgp", func() (err error) { rep.BGP, err = b.measureBGP(ctx); return err })
 	if ctx.Err() != nil {
 		return fmt.Errorf("interrupted; no report written: %w", context.Cause(ctx))
 	}
@@ -205,6 +212,11 @@ func (b *bench) cleanup(ctx context.Context) error {
 	if err := lab.Down(ctx, labName, filepath.Join(runDir, "lab")); err != nil {
 		errs = append(errs, err)
 	}
+	for _, name := range []string{polLabName, bgpLabName, birdLabName} {
+		if err := lab.Down(ctx, name, filepath.Join(runDir, name)); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	left, err := benchNamespaces()
 	if err != nil {
 		errs = append(errs, err)
@@ -230,6 +242,16 @@ func removeCNICache(nss []string) {
 			_ = os.Remove(filepath.Join(cniCacheDir, net+"-"+id+"-eth0")) // usually absent: DEL removed it
 		}
 	}
+}
+
+// needsMainLab reports whether a selected phase runs on the shared lab.
+func needsMainLab(phases map[string]bool) bool {
+	for p := range phases {
+		if p != "policy" && p != "bgp" {
+			return true
+		}
+	}
+	return false
 }
 
 // phaseKey maps a phase's name to its -phases key.

@@ -344,6 +344,12 @@ const nftTable = "skbench"
 // conntrack on. Compared with the plain hand-built row it prices what the
 // policy table costs every forwarded packet.
 func handRuleset(i int, conntrack bool) string {
+	return nftHeadRuleset(fmt.Sprintf("c%dh", i+1), handPodIP[i], conntrack)
+}
+
+// nftHeadRuleset is handRuleset for a host whose container veth is hostVeth
+// and whose container has address podIP.
+func nftHeadRuleset(hostVeth, podIP string, conntrack bool) string {
 	ct := "\t\tct state established,related accept\n\t\tct state invalid drop\n"
 	if !conntrack {
 		ct = ""
@@ -351,7 +357,7 @@ func handRuleset(i int, conntrack bool) string {
 	return fmt.Sprintf(`table inet %s {
 	set ep_addrs {
 		type ifname . ipv4_addr
-		elements = { "c%dh" . %s }
+		elements = { "%s" . %s }
 	}
 	map egress_dispatch {
 		type ifname : verdict
@@ -370,7 +376,7 @@ func handRuleset(i int, conntrack bool) string {
 		oifname vmap @ingress_dispatch
 	}
 }
-`, nftTable, i+1, handPodIP[i], ct)
+`, nftTable, hostVeth, podIP, ct)
 }
 
 // nftSetting loads a ruleset into namespaces and deletes its table after.

@@ -314,8 +314,8 @@ func (r *Report) policy(b *strings.Builder) {
 	b.WriteString("deleted. Clock starts just before the write and stops when the last of the two agents enforces a program\n")
 	b.WriteString("compiled after it: its `/debug/policy` desired version has moved and its applied version caught up, at\n")
 	b.WriteString("the agent's own time of that nftables commit (polled every 5 ms). The last columns time, in the bench's\n")
-	b.WriteString("process on what the agents load, what an agent does on every change: decode every stored policy\n")
-	b.WriteString("(`api.DecodePolicy`, as `agent.policyInput` does) and compile its node's program.\n\n")
+	b.WriteString("process on what the agents load: decoding every stored policy (`api.DecodePolicy`; an agent decodes\n")
+	b.WriteString("them all at start, then only those that changed) and compiling a node's program (every change).\n\n")
 	b.WriteString("| policies loaded | apply p50 | apply p99 | apply max | delete p50 | delete p99 | n | agent's last nftables apply | decode all policies | compile the node's program |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, lv := range p.Levels {
 		if len(lv.Apply) == 0 {

@@ -78,40 +78,7 @@ func (b *bench) setupRouted(ctx context.Context, mtu int) (endpoint, endpoint, e
 	}
 	m := strconv.Itoa(mtu)
 	for i := range 2 {
-		h, c := routedHosts[i], routedCtrs[i]
-		ul := fmt.Sprintf(handUnderlayIfFormat, i+1)
-		hostVeth, ctrVeth := fmt.Sprintf("c%dh", i+1), fmt.Sprintf("c%de", i+1)
-		steps := [][]string{
-			{routedUL, "link", "add", ul + "b", "type", "veth", "peer", "name", ul, "netns", h},
-			{routedUL, "link", "set", ul + "b", "master", "ubr", "up"},
-			{h, "addr", "add", routedUnderlay[i] + "/24", "dev", ul},
-			{h, "link", "set", ul, "up"},
-			{h, "link", "add", hostVeth, "mtu", m, "type", "veth", "peer", "name", ctrVeth, "netns", c, "mtu", m},
-			{h, "link", "set", hostVeth, "up"},
-			{c, "link", "set", ctrVeth, "up"},
-			{c, "addr", "add", routedPodIP[i] + "/32", "dev", ctrVeth},
-			{c, "route", "add", handGateway, "dev", ctrVeth, "scope", "link"},
-			{c, "route", "add", "default", "via", handGateway, "dev", ctrVeth},
-			{h, "route", "add", routedPodIP[i] + "/32", "dev", hostVeth},
-		}
-		for _, s := range steps {
-			if err := ipn(ctx, s[0], s[1:]...); err != nil {
-				return fail(err)
-			}
-		}
-		if err := writeSysctl(h, "net.ipv4.ip_forward", "1"); err != nil {
-			return fail(err)
-		}
-		hh, err := handleIn(h)
-		if err != nil {
-			return fail(err)
-		}
-		l, err := hh.LinkByName(hostVeth)
-		hh.Close()
-		if err != nil {
-			return fail(fmt.Errorf("find %s in %s: %w", hostVeth, h, err))
-		}
-		if err := ipn(ctx, c, "neigh", "replace", handGateway, "dev", ctrVeth, "nud", "permanent", "lladdr", l.Attrs().HardwareAddr.String()); err != nil {
+		if err := wireHandHost(ctx, routedUL, i, routedHosts[i], routedCtrs[i], routedUnderlay[i], routedPodIP[i], m); err != nil {
 			return fail(err)
 		}
 	}

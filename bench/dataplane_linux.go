@@ -103,40 +103,7 @@ func (b *bench) setupHand(ctx context.Context, udpCsum bool) (endpoint, endpoint
 		return fail(err)
 	}
 	for i := range 2 {
-		h, c := handHosts[i], handCtrs[i]
-		ul := fmt.Sprintf(handUnderlayIfFormat, i+1)
-		hostVeth, ctrVeth := fmt.Sprintf("c%dh", i+1), fmt.Sprintf("c%de", i+1)
-		steps := [][]string{
-			{handUL, "link", "add", ul + "b", "type", "veth", "peer", "name", ul, "netns", h},
-			{handUL, "link", "set", ul + "b", "master", "ubr", "up"},
-			{h, "addr", "add", handUnderlay[i] + "/24", "dev", ul},
-			{h, "link", "set", ul, "up"},
-			{h, "link", "add", hostVeth, "mtu", handContainerMTU, "type", "veth", "peer", "name", ctrVeth, "netns", c, "mtu", handContainerMTU},
-			{h, "link", "set", hostVeth, "up"},
-			{c, "link", "set", ctrVeth, "up"},
-			{c, "addr", "add", handPodIP[i] + "/32", "dev", ctrVeth},
-			{c, "route", "add", handGateway, "dev", ctrVeth, "scope", "link"},
-			{c, "route", "add", "default", "via", handGateway, "dev", ctrVeth},
-			{h, "route", "add", handPodIP[i] + "/32", "dev", hostVeth},
-		}
-		for _, s := range steps {
-			if err := ipn(ctx, s[0], s[1:]...); err != nil {
-				return fail(err)
-			}
-		}
-		if err := writeSysctl(h, "net.ipv4.ip_forward", "1"); err != nil {
-			return fail(err)
-		}
-		hh, err := handleIn(h)
-		if err != nil {
-			return fail(err)
-		}
-		l, err := hh.LinkByName(hostVeth)
-		hh.Close()
-		if err != nil {
-			return fail(fmt.Errorf("find %s in %s: %w", hostVeth, h, err))
-		}
-		if err := ipn(ctx, c, "neigh", "replace", handGateway, "dev", ctrVeth, "nud", "permanent", "lladdr", l.Attrs().HardwareAddr.String()); err != nil {
+		if err := wireHandHost(ctx, handUL, i, handHosts[i], handCtrs[i], handUnderlay[i], handPodIP[i], handContainerMTU); err != nil {
 			return fail(err)
 		}
 	}
@@ -476,4 +443,43 @@ func selectRows(paths []dpPath, keep map[string]bool) []dpPath {
 		}
 	}
 	return out
+}
+
+// wireHandHost builds hand-made host i of a pair (baselines.md): its leg on
+// the underlay bridge in namespace ul, and a routed container c behind a
+// veth (IP/32, gateway 169.254.1.1 with a permanent neighbour).
+func wireHandHost(ctx context.Context, ul string, i int, h, c, underlayIP, podIP, mtu string) error {
+	leg := fmt.Sprintf(handUnderlayIfFormat, i+1)
+	hostVeth, ctrVeth := fmt.Sprintf("c%dh", i+1), fmt.Sprintf("c%de", i+1)
+	steps := [][]string{
+		{ul, "link", "add", leg + "b", "type", "veth", "peer", "name", leg, "netns", h},
+		{ul, "link", "set", leg + "b", "master", "ubr", "up"},
+		{h, "addr", "add", underlayIP + "/24", "dev", leg},
+		{h, "link", "set", leg, "up"},
+		{h, "link", "add", hostVeth, "mtu", mtu, "type", "veth", "peer", "name", ctrVeth, "netns", c, "mtu", mtu},
+		{h, "link", "set", hostVeth, "up"},
+		{c, "link", "set", ctrVeth, "up"},
+		{c, "addr", "add", podIP + "/32", "dev", ctrVeth},
+		{c, "route", "add", handGateway, "dev", ctrVeth, "scope", "link"},
+		{c, "route", "add", "default", "via", handGateway, "dev", ctrVeth},
+		{h, "route", "add", podIP + "/32", "dev", hostVeth},
+	}
+	for _, s := range steps {
+		if err := ipn(ctx, s[0], s[1:]...); err != nil {
+			return err
+		}
+	}
+	if err := writeSysctl(h, "net.ipv4.ip_forward", "1"); err != nil {
+		return err
+	}
+	hh, err := handleIn(h)
+	if err != nil {
+		return err
+	}
+	l, err := hh.LinkByName(hostVeth)
+	hh.Close()
+	if err != nil {
+		return fmt.Errorf("find %s in %s: %w", hostVeth, h, err)
+	}
+	return ipn(ctx, c, "neigh", "replace", handGateway, "dev", ctrVeth, "nud", "permanent", "lladdr", l.Attrs().HardwareAddr.String())
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"net/netip"
@@ -134,8 +135,9 @@ func policyInput(node string, snap *store.Snapshot, decode func(key, kind string
 	for _, ep := range snap.Endpoints {
 		in.Endpoints = append(in.Endpoints, ep)
 	}
-	sort.Slice(in.Endpoints, func(i, j int) bool {
-		return in.Endpoints[i].ContainerID+in.Endpoints[i].IfName < in.Endpoints[j].ContainerID+in.Endpoints[j].IfName
+	// Map order is random; a stable order keeps the program stable.
+	slices.SortFunc(in.Endpoints, func(a, b api.Endpoint) int {
+		return cmp.Or(cmp.Compare(a.ContainerID, b.ContainerID), cmp.Compare(a.IfName, b.IfName))
 	})
 	for _, ns := range snap.Namespaces {
 		in.Namespaces = append(in.Namespaces, ns)

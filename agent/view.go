@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"net"
 	"net/netip"
 	"slices"
@@ -47,8 +48,8 @@ func localEndpoints(self string, snap store.Snapshot) []api.Endpoint {
 			out = append(out, ep)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		return out[i].ContainerID+out[i].IfName < out[j].ContainerID+out[j].IfName
+	slices.SortFunc(out, func(a, b api.Endpoint) int {
+		return cmp.Or(cmp.Compare(a.ContainerID, b.ContainerID), cmp.Compare(a.IfName, b.IfName))
 	})
 	return out
 }

@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -319,39 +318,18 @@ type bgpProbe struct {
 // timeout and all at once (up to maxProbes); failures are recorded, never
 // fatal.
 func probeBGP(ctx context.Context, inv store.Inventory, timeout time.Duration) map[string]bgpProbe {
-	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: timeout}
-	out := map[string]bgpProbe{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, maxProbes)
-	for name, n := range inv.Nodes {
-		st, _, _ := decodeStatus(inv, name) // a bad record falls back to the node record
-		addr := agentAddr(n, st)
-		if addr == "" {
-			out[name] = bgpProbe{Err: "no address"}
-			continue
-		}
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			var p bgpProbe
+	return probeEach(ctx, inv, timeout, func(msg string) bgpProbe { return bgpProbe{Err: msg} },
+		func(hc *http.Client, _ string, n api.Node, addr string) bgpProbe {
 			var ds bgp.DebugState
 			switch err := agentGet(ctx, hc, addr, "/debug/bgp", &ds); {
 			case err != nil:
-				p.Err = err.Error()
+				return bgpProbe{Err: err.Error()}
 			case n.UnderlayIP.IsValid() && ds.RouterID != n.UnderlayIP:
 				// A loopback address reaches whichever agent runs here.
-				p.Err = fmt.Sprintf("%s answered with router id %s, not %s (its debug address is not reachable from here)", addr, ds.RouterID, n.UnderlayIP)
-			default:
-				p.State = &ds
+				return bgpProbe{Err: fmt.Sprintf("%s answered with router id %s, not %s (its debug address is not reachable from here)", addr, ds.RouterID, n.UnderlayIP)}
 			}
-			mu.Lock()
-			out[name] = p
-			mu.Unlock()
+			return bgpProbe{State: &ds}
 		})
-	}
-	wg.Wait()
-	return out
 }
 
 // neighborsOf converts an agent's live BGP state into the published form.

@@ -222,24 +222,8 @@ const maxProbes = 16
 // timeout and all at once (up to maxProbes); failures are recorded, never
 // fatal.
 func probeAgents(ctx context.Context, inv store.Inventory, timeout time.Duration) map[string]agentProbe {
-	// No proxy from the environment: debug endpoints are on the hosts' own networks.
-	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: timeout}
-	out := map[string]agentProbe{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, maxProbes)
-	for name, n := range inv.Nodes {
-		st, _, _ := decodeStatus(inv, name) // a bad record falls back to the node record
-		addr := agentAddr(n, st)
-		if addr == "" {
-			out[name] = agentProbe{Err: "no address"}
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
+	return probeEach(ctx, inv, timeout, func(msg string) agentProbe { return agentProbe{Err: msg} },
+		func(hc *http.Client, name string, _ api.Node, addr string) agentProbe {
 			p := agentProbe{Addr: addr}
 			var t agent.Topology
 			if err := agentGet(ctx, hc, addr, "/debug/topology", &t); err != nil {
@@ -250,10 +234,36 @@ func probeAgents(ctx context.Context, inv store.Inventory, timeout time.Duration
 			} else {
 				p.Topology = &t
 			}
+			return p
+		})
+}
+
+// probeEach runs probe against every node's debug address, all at once (up
+// to maxProbes), each with an HTTP client bounded by timeout; a node without
+// an address gets failed("no address").
+func probeEach[P any](ctx context.Context, inv store.Inventory, timeout time.Duration, failed func(msg string) P,
+	probe func(hc *http.Client, name string, n api.Node, addr string) P) map[string]P {
+	// No proxy from the environment: debug endpoints are on the hosts' own networks.
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: timeout}
+	out := map[string]P{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxProbes)
+	for name, n := range inv.Nodes {
+		st, _, _ := decodeStatus(inv, name) // a bad record falls back to the node record
+		addr := agentAddr(n, st)
+		if addr == "" {
+			out[name] = failed("no address")
+			continue
+		}
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			p := probe(hc, name, n, addr)
 			mu.Lock()
 			out[name] = p
 			mu.Unlock()
-		}()
+		})
 	}
 	wg.Wait()
 	return out

@@ -315,36 +315,8 @@ func (b *bench) measureRouted(ctx context.Context, res *BGPResult, skc, sks endp
 			return err
 		}
 	}
-	res.Dataplane = &DataplaneResult{}
-	for _, p := range paths {
-		res.Dataplane.Paths = append(res.Dataplane.Paths, PathResult{Key: p.key, Name: p.name, Base: p.base})
-	}
-	for round := range b.cfg.pbRounds {
-		for i, p := range paths {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			gbps, retr, rtts, err := b.measurePath(ctx, p)
-			pr := &res.Dataplane.Paths[i]
-			pr.Gbps = append(pr.Gbps, gbps)
-			if gbps > 0 {
-				pr.Retrans = append(pr.Retrans, retr)
-			}
-			pr.RR = append(pr.RR, rtts...)
-			var p50 float64
-			if len(rtts) > 0 {
-				p50 = float64(percentile(rtts, 50)) / float64(time.Microsecond)
-			}
-			pr.RRP50 = append(pr.RRP50, p50)
-			if err != nil {
-				pr.Err = err.Error()
-				b.log.Warn("bgp data-plane round failed", "path", p.key, "round", round+1, "err", err)
-				continue
-			}
-			b.log.Info("bgp data plane", "round", round+1, "path", p.key, "gbps", fmt.Sprintf("%.2f", gbps), "rr_p50_us", fmt.Sprintf("%.0f", p50))
-		}
-	}
-	return nil
+	res.Dataplane = &DataplaneResult{Paths: b.measureRounds(ctx, "bgp data plane", paths, b.cfg.pbRounds)}
+	return ctx.Err()
 }
 
 // pingStatsRE matches ping's summary line.

@@ -368,33 +368,9 @@ func (b *bench) measureDataplane(ctx context.Context, l *lab.Lab) (*DataplaneRes
 		}
 	}
 	paths = selectRows(paths, b.cfg.rows)
-	for _, p := range paths {
-		res.Paths = append(res.Paths, PathResult{Key: p.key, Name: p.name, Base: p.base})
-	}
-	for round := range b.cfg.rounds {
-		for i, p := range paths {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			gbps, retr, rtts, err := b.measurePath(ctx, p)
-			pr := &res.Paths[i]
-			pr.Gbps = append(pr.Gbps, gbps)
-			if gbps > 0 {
-				pr.Retrans = append(pr.Retrans, retr)
-			}
-			pr.RR = append(pr.RR, rtts...)
-			var p50 float64
-			if len(rtts) > 0 {
-				p50 = float64(percentile(rtts, 50)) / float64(time.Microsecond)
-			}
-			pr.RRP50 = append(pr.RRP50, p50)
-			if err != nil {
-				pr.Err = err.Error()
-				b.log.Warn("data-plane round failed", "path", p.key, "round", round+1, "err", err)
-				continue
-			}
-			b.log.Info("data plane", "round", round+1, "path", p.key, "gbps", fmt.Sprintf("%.2f", gbps), "rr_p50_us", fmt.Sprintf("%.0f", p50))
-		}
+	res.Paths = b.measureRounds(ctx, "data plane", paths, b.cfg.rounds)
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	return res, nil
 }
@@ -482,4 +458,41 @@ func wireHandHost(ctx context.Context, ul string, i int, h, c, underlayIP, podIP
 		return fmt.Errorf("find %s in %s: %w", hostVeth, h, err)
 	}
 	return ipn(ctx, c, "neigh", "replace", handGateway, "dev", ctrVeth, "nud", "permanent", "lladdr", l.Attrs().HardwareAddr.String())
+}
+
+// measureRounds measures every path once per round, in order (interleaved,
+// so drift hits all paths alike), and returns their results; a failed
+// measurement is logged and recorded in its path, and a cancelled ctx stops
+// early (the caller checks ctx).
+func (b *bench) measureRounds(ctx context.Context, what string, paths []dpPath, rounds int) []PathResult {
+	out := make([]PathResult, len(paths))
+	for i, p := range paths {
+		out[i] = PathResult{Key: p.key, Name: p.name, Base: p.base}
+	}
+	for round := range rounds {
+		for i, p := range paths {
+			if ctx.Err() != nil {
+				return out
+			}
+			gbps, retr, rtts, err := b.measurePath(ctx, p)
+			pr := &out[i]
+			pr.Gbps = append(pr.Gbps, gbps)
+			if gbps > 0 {
+				pr.Retrans = append(pr.Retrans, retr)
+			}
+			pr.RR = append(pr.RR, rtts...)
+			var p50 float64
+			if len(rtts) > 0 {
+				p50 = float64(percentile(rtts, 50)) / float64(time.Microsecond)
+			}
+			pr.RRP50 = append(pr.RRP50, p50)
+			if err != nil {
+				pr.Err = err.Error()
+				b.log.Warn(what+" round failed", "path", p.key, "round", round+1, "err", err)
+				continue
+			}
+			b.log.Info(what, "round", round+1, "path", p.key, "gbps", fmt.Sprintf("%.2f", gbps), "rr_p50_us", fmt.Sprintf("%.0f", p50))
+		}
+	}
+	return out
 }

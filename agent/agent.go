@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -40,6 +41,8 @@ type Agent struct {
 	snap       atomic.Pointer[store.Snapshot]
 	serving    atomic.Bool
 	bgpRunning atomic.Bool
+	// reregistering is set while a re-registration of the node record runs.
+	reregistering atomic.Bool
 	// bgpErrs is the last peer-planning problem, logged once per change.
 	bgpErrs   atomic.Value
 	readyOnce sync.Once
@@ -207,18 +210,14 @@ func (a *Agent) putNode(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
 	defer cancel()
 	// Labels an admin set on the record survive the agent's restarts; the
-	// agent's own --labels win on conflict.
+	// agent's own --labels win on conflict. a.self is not changed: it is
+	// read concurrently once the agent runs.
+	rec := a.self
 	if old, err := a.store.GetNode(cctx, a.cfg.NodeName); err == nil && len(old.Labels) > 0 {
-		merged := make(map[string]string, len(old.Labels)+len(a.self.Labels))
-		for k, v := range old.Labels {
-			merged[k] = v
-		}
-		for k, v := range a.self.Labels {
-			merged[k] = v
-		}
-		a.self.Labels = merged
+		rec.Labels = maps.Clone(old.Labels)
+		maps.Copy(rec.Labels, a.self.Labels)
 	}
-	if err := a.store.PutNode(cctx, a.self); err != nil {
+	if err := a.store.PutNode(cctx, rec); err != nil {
 		return fmt.Errorf("register node: %w", err)
 	}
 	a.log.Info("node registered", "ip", a.self.UnderlayIP, "mac", a.self.VTEPMAC.String(), "vtep", a.self.VTEPIP, "blocks", a.alloc.Blocks())
@@ -229,9 +228,12 @@ func (a *Agent) putNode(ctx context.Context) error {
 // new desired state; the reconciler does the kernel work on its own loop.
 func (a *Agent) onSnapshot(s store.Snapshot) {
 	a.snap.Store(&s)
-	if _, ok := s.Nodes[a.cfg.NodeName]; !ok && len(s.Nodes) > 0 {
+	// One re-registration at a time: every snapshot until the record is
+	// back would otherwise start another.
+	if _, ok := s.Nodes[a.cfg.NodeName]; !ok && len(s.Nodes) > 0 && a.reregistering.CompareAndSwap(false, true) {
 		a.log.Warn("own node record missing from the store; re-registering")
 		go func() {
+			defer a.reregistering.Store(false)
 			ctx, cancel := context.WithTimeout(context.Background(), storeCallTimeout)
 			defer cancel()
 			if err := a.putNode(ctx); err != nil {
@@ -246,7 +248,8 @@ func (a *Agent) onSnapshot(s store.Snapshot) {
 		a.updateBGP(s)
 	}
 	a.pol.update(&s)
-	a.publishStatus()
+	// The status record follows within statusCheck (statusLoop): computing it
+	// on every watch event would cost most when the cluster churns most.
 }
 
 func (a *Agent) vxlanConfig() vxlan.Config {

@@ -48,7 +48,7 @@ func TestConfigDefaults(t *testing.T) {
 	got.Log = nil
 	want := Config{
 		Name: "sklab", Hosts: 3, ContainersPerHost: 2, Backend: "vxlan", BinDir: "/b",
-		RunDir: "/run/skein-lab/sklab", PodCIDR: "10.244.0.0/16", BlockSize: 26, Subnets: 1,
+		RunDir: "/run/skein-lab/sklab", PodCIDR: "10.244.0.0/16", BlockSize: 26, Subnets: 1, EtcdMembers: 1,
 	}
 	if d := cmp.Diff(want, got, cmp.AllowUnexported(Config{})); d != "" {
 		t.Errorf("withDefaults() mismatch (-want +got):\n%s", d)
@@ -83,6 +83,9 @@ func TestConfigValidate(t *testing.T) {
 		{"unknown tor", Config{BinDir: "/b", Backend: "bgp", ToR: "quagga"}, `tor "quagga"`},
 		{"two subnets without tor", Config{BinDir: "/b", Backend: "bgp", Subnets: 2}, "need a router between them"},
 		{"too many subnets", Config{BinDir: "/b", Backend: "bgp", ToR: "bird", Subnets: 5}, "between 1 and 4"},
+		{"three etcd members with TLS", Config{BinDir: "/b", EtcdMembers: 3, EtcdTLS: true}, ""},
+		{"too many etcd members", Config{BinDir: "/b", EtcdMembers: 6}, "etcd members 6: must be between 1 and 5"},
+		{"negative etcd members", Config{BinDir: "/b", EtcdMembers: -1}, "etcd members -1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -224,7 +224,7 @@ func TestUnderlayUpDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(st.Etcd) != 1 || !st.Etcd[0].Alive || !st.Etcd[0].Leader || len(st.Hosts) != 2 || st.Hosts[0].Alive || st.EtcdEndpoints[0] != l.EtcdEndpoints()[0] {
+	if len(st.Etcd) != 1 || !st.Etcd[0].Alive || !st.Etcd[0].Leader || len(st.Hosts) != 2 || st.Hosts[0].Alive || st.EtcdEndpoint != l.EtcdEndpoints()[0] {
 		t.Errorf("status = %+v, want etcd alive and 2 hosts without agents", st)
 	}
 

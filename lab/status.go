@@ -3,15 +3,17 @@ package lab
 import (
 	"context"
 	"net/netip"
+	"strings"
 )
 
 // Status is a lab's live state.
 type Status struct {
 	Name   string `json:"name"`
 	RunDir string `json:"runDir"`
-	// EtcdEndpoints are the admin endpoints (unix sockets) for the root
-	// namespace, one per member.
-	EtcdEndpoints []string `json:"etcdEndpoints"`
+	// EtcdEndpoint are the admin endpoints (unix sockets) for the root
+	// namespace, one per member, joined by commas as SKEIN_ETCD_ENDPOINTS
+	// takes them.
+	EtcdEndpoint string `json:"etcdEndpoint"`
 	// EtcdTLS is set when etcd serves TLS: the files a client needs.
 	EtcdTLS *TLSFiles `json:"etcdTLS,omitempty"`
 	// Etcd are the etcd members by index.
@@ -67,12 +69,12 @@ type HostStatus struct {
 func (l *Lab) Status(ctx context.Context) (Status, error) {
 	st := l.State()
 	s := Status{
-		Name:          st.Name,
-		RunDir:        st.RunDir,
-		EtcdEndpoints: l.EtcdEndpoints(),
-		EtcdTLS:       st.TLS,
-		Etcd:          etcdStatuses(ctx, st),
-		Containers:    st.Containers,
+		Name:         st.Name,
+		RunDir:       st.RunDir,
+		EtcdEndpoint: strings.Join(l.EtcdEndpoints(), ","),
+		EtcdTLS:      st.TLS,
+		Etcd:         etcdStatuses(ctx, st),
+		Containers:   st.Containers,
 	}
 	for _, h := range st.Hosts {
 		hs := HostStatus{Name: h.Name, UnderlayIP: h.UnderlayIP, AgentPID: h.AgentPID}

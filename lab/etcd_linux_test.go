@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,6 +47,8 @@ func TestEtcdClusterTLS(t *testing.T) {
 	if c, err := store.New(ctx, noCert); err == nil {
 		c.Close()
 		t.Error("etcd accepted a client without a certificate")
+	} else if !strings.Contains(err.Error(), "certificate required") {
+		t.Errorf("a client without a certificate was told %q; want it to say a certificate is required", err)
 	}
 
 	c, err := store.New(ctx, l.StoreConfig())

@@ -38,6 +38,15 @@
 // filesystem sockets cross network namespaces, so the CLI never needs a route
 // into the lab and the lab never needs a listener in the root namespace.
 //
+// With Config.EtcdMembers > 1 every member is its own `skein lab etcd`
+// process in the underlay namespace: member i listens on 10.255.0.254 at
+// port 2379 (i = 1) or i*10000+2379, on the socket etcd.sock or
+// etcd<i>.sock, and talks to its peers on that namespace's loopback, so a
+// test can kill and restart one. With Config.EtcdTLS the lab writes a CA,
+// a certificate per member and a client certificate under <run dir>/tls,
+// and etcd serves nothing but TLS (https://, unixs://, peers included),
+// requiring the client certificate.
+//
 // Processes are started through `ip netns exec` rather than from a thread
 // switched into the namespace, because ip also remounts /sys for the target
 // namespace and keeps /run/netns a shared mount, so an agent sees its own

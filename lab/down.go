@@ -41,7 +41,10 @@ func Down(ctx context.Context, name, runDir string) error {
 
 // statePIDs returns the pids lab.json records.
 func statePIDs(st State) []int {
-	pids := []int{st.Etcd.PID}
+	var pids []int
+	for _, m := range st.Etcd {
+		pids = append(pids, m.PID)
+	}
 	for _, h := range st.Hosts {
 		pids = append(pids, h.AgentPID)
 	}

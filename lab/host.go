@@ -11,11 +11,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/skeinnet/skein/api"
-	"github.com/skeinnet/skein/store"
 )
 
 // pollInterval paces the lab's readiness polls.
@@ -23,63 +21,6 @@ const pollInterval = 50 * time.Millisecond
 
 // errExited reports that a process the lab waited for has exited.
 var errExited = errors.New("process exited")
-
-// upEtcd starts the etcd process in the underlay namespace, waits until it
-// answers on the admin socket and writes the cluster config.
-func (l *Lab) upEtcd(ctx context.Context, cmd []string, cl api.Cluster) error {
-	l.mu.Lock()
-	e := l.st.Etcd
-	l.mu.Unlock()
-	if err := os.MkdirAll(e.Dir, 0o700); err != nil {
-		return fmt.Errorf("etcd: %w", err)
-	}
-	argv := append(append([]string(nil), cmd...), etcdArgs(filepath.Join(e.Dir, "data"), []string{e.ClientURL, e.AdminURL}, etcdPeerURL)...)
-	pid, err := startInNetNS(e.NetNS, e.LogPath, argv)
-	if err != nil {
-		return fmt.Errorf("etcd: %w", err)
-	}
-	l.mu.Lock()
-	l.st.Etcd.PID = pid
-	err = l.saveLocked()
-	l.mu.Unlock()
-	if err != nil {
-		return err
-	}
-
-	sock := strings.TrimPrefix(e.AdminURL, "unix://")
-	wctx, cancel := context.WithTimeout(ctx, EtcdReadyTimeout)
-	defer cancel()
-	err = poll(wctx, func() (bool, error) {
-		if !procAlive(pid) {
-			return false, errExited
-		}
-		_, err := os.Stat(sock)
-		return err == nil, nil
-	})
-	if err == nil {
-		err = writeCluster(wctx, e.AdminURL, cl, l)
-	}
-	if err != nil {
-		return fmt.Errorf("etcd (pid %d) not ready: %w\n--- tail of %s ---\n%s", pid, err, e.LogPath, tailFile(e.LogPath, 30))
-	}
-	l.progress("etcd up at %s (pid %d, admin endpoint %s)", e.ClientURL, pid, e.AdminURL)
-	l.progress("cluster config written: pool %s, block /%d, backend %s", cl.Pools[0].CIDR, cl.Pools[0].BlockSize, cl.Backend)
-	return nil
-}
-
-// writeCluster writes the cluster record; one that exists is left alone.
-func writeCluster(ctx context.Context, endpoint string, cl api.Cluster, l *Lab) error {
-	c, err := store.New(ctx, store.Config{Endpoints: []string{endpoint}, DialTimeout: 10 * time.Second, Log: l.log})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	cl.Created = time.Now().UTC()
-	if err := c.CreateCluster(ctx, cl); err != nil && !errors.Is(err, store.ErrExists) {
-		return fmt.Errorf("write cluster config: %w", err)
-	}
-	return nil
-}
 
 // createHost creates host index's namespace, wires it to the underlay and
 // writes its conflist. It does not start the agent.
@@ -208,7 +149,11 @@ func (l *Lab) startAgent(ctx context.Context, host string) error {
 		l.mu.Unlock()
 		return fmt.Errorf("start agent: %w", err)
 	}
-	hc, runDir, binDir, etcdURL := *h, l.st.RunDir, l.st.BinDir, l.st.Etcd.ClientURL
+	hc, runDir, binDir, tls := *h, l.st.RunDir, l.st.BinDir, l.st.TLS
+	var etcdURLs []string
+	for _, m := range l.st.Etcd {
+		etcdURLs = append(etcdURLs, m.ClientURL)
+	}
 	l.mu.Unlock()
 
 	if procAlive(hc.AgentPID) && procOfRunDir(hc.AgentPID, runDir) {
@@ -220,7 +165,7 @@ func (l *Lab) startAgent(ctx context.Context, host string) error {
 		return fmt.Errorf("start agent %s: %w", hc.Name, err)
 	}
 	start := time.Now()
-	argv := append([]string{filepath.Join(binDir, binSkeind)}, skeindArgs(hc, etcdURL)...)
+	argv := append([]string{filepath.Join(binDir, binSkeind)}, skeindArgs(hc, etcdURLs, tls)...)
 	pid, err := startInNetNS(hc.Name, hc.LogPath, argv)
 	if err != nil {
 		return fmt.Errorf("start agent %s: %w", hc.Name, err)

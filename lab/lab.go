@@ -69,9 +69,16 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	if err := checkAbsent(cfg.Name, runDir); err != nil {
 		return nil, err
 	}
-	clientURL, adminURL := etcdURLs(runDir)
-	if n := len(strings.TrimPrefix(adminURL, "unix://")); n > maxUnixPath {
-		return nil, fmt.Errorf("lab up: run dir %s is too long for unix sockets (%d > %d characters)", runDir, n, maxUnixPath)
+	members := etcdMembers(cfg.Name, runDir, cfg.EtcdMembers, cfg.EtcdTLS)
+	for _, m := range members {
+		_, sock, _ := strings.Cut(m.AdminURL, "://")
+		if n := len(sock); n > maxUnixPath {
+			return nil, fmt.Errorf("lab up: run dir %s is too long for unix sockets (%d > %d characters)", runDir, n, maxUnixPath)
+		}
+	}
+	etcdCmd := cfg.etcdCommand
+	if len(etcdCmd) == 0 {
+		etcdCmd = []string{filepath.Join(binDir, binSkein)}
 	}
 
 	start := time.Now()
@@ -79,21 +86,16 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 		log: cfg.Log.With("component", "lab", "lab", cfg.Name),
 		out: cfg.Out,
 		st: State{
-			Name:       cfg.Name,
-			RunDir:     runDir,
-			BinDir:     binDir,
-			Backend:    cfg.Backend,
-			PodCIDR:    cfg.PodCIDR,
-			BlockSize:  cfg.BlockSize,
-			UnderlayNS: underlayNS(cfg.Name),
-			Subnets:    cfg.Subnets,
-			Etcd: Etcd{
-				NetNS:     underlayNS(cfg.Name),
-				ClientURL: clientURL,
-				AdminURL:  adminURL,
-				Dir:       filepath.Join(runDir, "etcd"),
-				LogPath:   filepath.Join(runDir, "etcd", "etcd.log"),
-			},
+			Name:        cfg.Name,
+			RunDir:      runDir,
+			BinDir:      binDir,
+			Backend:     cfg.Backend,
+			PodCIDR:     cfg.PodCIDR,
+			BlockSize:   cfg.BlockSize,
+			UnderlayNS:  underlayNS(cfg.Name),
+			Subnets:     cfg.Subnets,
+			Etcd:        members,
+			EtcdCommand: etcdCmd,
 		},
 	}
 	if err := os.MkdirAll(runDir, 0o755); err != nil {
@@ -142,11 +144,7 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 			return nil, fmt.Errorf("lab up: %w", err)
 		}
 	}
-	etcdCmd := cfg.etcdCommand
-	if len(etcdCmd) == 0 {
-		etcdCmd = []string{filepath.Join(binDir, binSkein)}
-	}
-	if err := l.upEtcd(ctx, etcdCmd, cl); err != nil {
+	if err := l.upEtcd(ctx, cl, cfg.EtcdTLS); err != nil {
 		return nil, fmt.Errorf("lab up: %w", err)
 	}
 
@@ -313,6 +311,12 @@ func (l *Lab) State() State {
 	st := l.st
 	st.Hosts = append([]Host(nil), l.st.Hosts...)
 	st.Containers = append([]Container(nil), l.st.Containers...)
+	st.Etcd = append([]Etcd(nil), l.st.Etcd...)
+	st.EtcdCommand = append([]string(nil), l.st.EtcdCommand...)
+	if l.st.TLS != nil {
+		f := *l.st.TLS
+		st.TLS = &f
+	}
 	if l.st.ToR != nil {
 		t := *l.st.ToR
 		t.PIDs = append([]int(nil), l.st.ToR.PIDs...)
@@ -356,22 +360,6 @@ func (l *Lab) NetNS(name string) (string, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.st.resolveNS(name)
-}
-
-// EtcdEndpoints returns the etcd endpoints for clients in the root network
-// namespace (the unix socket).
-func (l *Lab) EtcdEndpoints() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return []string{l.st.Etcd.AdminURL}
-}
-
-// EtcdUnderlayEndpoints returns the etcd endpoints for clients inside the
-// lab's hosts.
-func (l *Lab) EtcdUnderlayEndpoints() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return []string{l.st.Etcd.ClientURL}
 }
 
 // CNIConfigPath returns the conflist of host ("" for an unknown host).

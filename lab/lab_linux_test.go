@@ -3,7 +3,6 @@ package lab
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
 	"github.com/vishvananda/netlink"
 
 	"github.com/skeinnet/skein/api"
@@ -37,16 +37,12 @@ func TestMain(m *testing.M) {
 }
 
 func etcdChild(args []string) int {
-	fs := flag.NewFlagSet("lab etcd", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("lab etcd", pflag.ContinueOnError)
 	var cfg EtcdConfig
-	var urls string
-	fs.StringVar(&cfg.Dir, EtcdFlagDir, "", "")
-	fs.StringVar(&urls, EtcdFlagClientURLs, "", "")
-	fs.StringVar(&cfg.PeerURL, EtcdFlagPeerURL, "", "")
+	cfg.RegisterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg.ClientURLs = strings.Split(urls, ",")
 	cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -228,7 +224,7 @@ func TestUnderlayUpDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !st.Etcd.Alive || len(st.Hosts) != 2 || st.Hosts[0].Alive || st.EtcdEndpoint != l.EtcdEndpoints()[0] {
+	if len(st.Etcd) != 1 || !st.Etcd[0].Alive || !st.Etcd[0].Leader || len(st.Hosts) != 2 || st.Hosts[0].Alive || st.EtcdEndpoint != l.EtcdEndpoints()[0] {
 		t.Errorf("status = %+v, want etcd alive and 2 hosts without agents", st)
 	}
 
@@ -237,7 +233,7 @@ func TestUnderlayUpDown(t *testing.T) {
 		t.Errorf("second Up = %v, want ErrExists", err)
 	}
 
-	etcdPID := l.State().Etcd.PID
+	etcdPID := l.State().Etcd[0].PID
 	if err := l.Down(ctx); err != nil {
 		t.Fatalf("Down: %v", err)
 	}
@@ -332,7 +328,7 @@ func TestDownAfterCrash(t *testing.T) {
 			}
 		}},
 		{"etcd killed", func(t *testing.T, l *Lab) {
-			pid := l.State().Etcd.PID
+			pid := l.State().Etcd[0].PID
 			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
@@ -368,7 +364,7 @@ func TestDownAfterCrash(t *testing.T) {
 			if err != nil {
 				t.Fatalf("stray process never entered sktcrash-h1: %v", err)
 			}
-			etcdPID := l.State().Etcd.PID
+			etcdPID := l.State().Etcd[0].PID
 
 			tc.crash(t, l)
 			if err := Down(ctx, cfg.Name, cfg.RunDir); err != nil {
@@ -484,7 +480,7 @@ func TestFullLab(t *testing.T) {
 		t.Errorf("RestartAgent: %v", err)
 	}
 
-	pids := []int{l.State().Etcd.PID}
+	pids := []int{l.State().Etcd[0].PID}
 	for _, h := range l.Hosts() {
 		pids = append(pids, h.AgentPID)
 	}

@@ -32,6 +32,7 @@ func procOfRunDir(int, string) bool                         { return false }
 func isEtcdProc(int) bool                                   { return false }
 func findLabProcs(string, []string) []int                   { return nil }
 func terminate(context.Context, []int, time.Duration) error { return errUnsupported }
+func killProcs(context.Context, []int) error                { return errUnsupported }
 func cniAdd(context.Context, cniCall) (netip.Addr, error)   { return netip.Addr{}, errUnsupported }
 func cniDel(context.Context, cniCall) error                 { return errUnsupported }
 func pingIn(context.Context, string, netip.Addr) error      { return errUnsupported }

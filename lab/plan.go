@@ -50,9 +50,13 @@ const (
 	MaxHostsPerSubnet = 253
 	// MaxSubnets bounds Config.Subnets.
 	MaxSubnets = 4
+	// MaxEtcdMembers bounds Config.EtcdMembers.
+	MaxEtcdMembers = 5
 
 	stateFile  = "lab.json"
 	markerFile = ".skein-lab"
+	// tlsDir holds the lab's CA and certificates, under the run directory.
+	tlsDir = "tls"
 )
 
 // Binaries the lab runs from Config.BinDir.
@@ -91,6 +95,13 @@ type Config struct {
 	// (host i on subnet 1+(i-1)%Subnets); only the ToR routes between them.
 	// More than one needs a ToR; optional, default 1.
 	Subnets int
+	// EtcdMembers is the number of etcd members, each its own process, as
+	// one raft cluster; optional, default 1, at most MaxEtcdMembers.
+	EtcdMembers int
+	// EtcdTLS makes etcd serve TLS only, to clients (which must present the
+	// lab's client certificate) and between members; the lab writes a CA and
+	// the certificates under RunDir/tls. Optional, default plaintext.
+	EtcdTLS bool
 	// BinDir holds skeind, skein and skein-cni; required.
 	BinDir string
 	// RunDir holds lab.json, sockets, logs and agent state; optional, default
@@ -149,6 +160,9 @@ func (c Config) withDefaults() Config {
 	if c.Subnets == 0 {
 		c.Subnets = 1
 	}
+	if c.EtcdMembers == 0 {
+		c.EtcdMembers = 1
+	}
 	if c.RunDir == "" {
 		c.RunDir = DefaultRunDir(c.Name)
 	}
@@ -172,6 +186,9 @@ func (c Config) validate() error {
 	}
 	if c.Hosts > MaxHostsPerSubnet {
 		errs = append(errs, fmt.Errorf("hosts %d: at most %d", c.Hosts, MaxHostsPerSubnet))
+	}
+	if c.EtcdMembers < 1 || c.EtcdMembers > MaxEtcdMembers {
+		errs = append(errs, fmt.Errorf("etcd members %d: must be between 1 and %d", c.EtcdMembers, MaxEtcdMembers))
 	}
 	switch api.Backend(c.Backend) {
 	case api.BackendVXLAN, api.BackendBGP:
@@ -279,16 +296,60 @@ func bridgePort(index int) string { return fmt.Sprintf("vh%d", index) }
 // netnsPath is where `ip netns` keeps a named namespace.
 func netnsPath(name string) string { return filepath.Join("/var/run/netns", name) }
 
-// etcdURLs returns the etcd client URL for the hosts and the admin URL for
-// the root namespace.
-func etcdURLs(runDir string) (client, admin string) {
-	client = fmt.Sprintf("http://%s", netip.AddrPortFrom(UnderlayGateway(0), EtcdClientPort))
-	admin = "unix://" + filepath.Join(runDir, "etcd.sock")
-	return client, admin
+// etcdPorts returns member i's (1-based) client and peer ports: 2379 and
+// 2380 for the first, as etcd's own, then 22379/22380, 32379/32380 … as in
+// etcd's Procfile for a local cluster.
+func etcdPorts(i int) (client, peer uint16) {
+	if i == 1 {
+		return EtcdClientPort, EtcdClientPort + 1
+	}
+	return uint16(i*10000 + EtcdClientPort), uint16(i*10000 + EtcdClientPort + 1)
 }
 
-// etcdPeerURL is the etcd peer URL, on the underlay namespace's own loopback.
-const etcdPeerURL = "http://127.0.0.1:2380"
+// etcdMembers plans the lab's n etcd members. They share the underlay
+// namespace: clients reach member i on the gateway address at its own port
+// (and at its own unix socket from the root namespace), the members reach
+// each other on that namespace's loopback. Member 1 keeps the single-member
+// layout (etcd/, etcd.sock). With TLS every URL is https:// or unixs://.
+func etcdMembers(lab, runDir string, n int, tls bool) []Etcd {
+	scheme, sockScheme := "http", "unix"
+	if tls {
+		scheme, sockScheme = "https", "unixs"
+	}
+	ms := make([]Etcd, 0, n)
+	for i := 1; i <= n; i++ {
+		base := "etcd"
+		if i > 1 {
+			base += strconv.Itoa(i)
+		}
+		cp, pp := etcdPorts(i)
+		dir := filepath.Join(runDir, base)
+		m := Etcd{
+			Name:      "etcd" + strconv.Itoa(i),
+			NetNS:     underlayNS(lab),
+			ClientURL: fmt.Sprintf("%s://%s", scheme, netip.AddrPortFrom(UnderlayGateway(0), cp)),
+			AdminURL:  sockScheme + "://" + filepath.Join(runDir, base+".sock"),
+			PeerURL:   fmt.Sprintf("%s://%s", scheme, netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), pp)),
+			Dir:       dir,
+			LogPath:   filepath.Join(dir, "etcd.log"),
+		}
+		if tls {
+			m.CertFile = filepath.Join(runDir, tlsDir, m.Name+".pem")
+			m.KeyFile = filepath.Join(runDir, tlsDir, m.Name+"-key.pem")
+		}
+		ms = append(ms, m)
+	}
+	return ms
+}
+
+// initialCluster renders the members as etcd's --initial-cluster.
+func initialCluster(ms []Etcd) string {
+	parts := make([]string, len(ms))
+	for i, m := range ms {
+		parts[i] = m.Name + "=" + m.PeerURL
+	}
+	return strings.Join(parts, ",")
+}
 
 // newHost plans host index of lab, with its files under runDir.
 func newHost(lab, runDir string, subnet, index int) Host {
@@ -309,34 +370,59 @@ func newHost(lab, runDir string, subnet, index int) Host {
 // dir returns the host's directory under the run directory.
 func (h Host) dir() string { return filepath.Dir(h.Socket) }
 
-// skeindArgs returns the agent's arguments.
-func skeindArgs(h Host, etcdURL string) []string {
-	return []string{
+// skeindArgs returns the agent's arguments: every etcd member's underlay
+// URL (the client fails over between them) and, with TLS, the lab's client
+// certificate.
+func skeindArgs(h Host, etcdURLs []string, tls *TLSFiles) []string {
+	args := []string{
 		"--node-name", h.Name,
-		"--etcd-endpoints", etcdURL,
+		"--etcd-endpoints", strings.Join(etcdURLs, ","),
 		"--iface", HostIface,
 		"--socket", h.Socket,
 		"--state-dir", h.StateDir,
 		"--debug-addr", h.DebugAddr,
 	}
+	if tls != nil {
+		args = append(args, "--etcd-ca", tls.CA, "--etcd-cert", tls.Cert, "--etcd-key", tls.Key)
+	}
+	return args
 }
 
 // EtcdFlags names the flags of the hidden `skein lab etcd` command, which
 // the lab starts with etcdArgs.
 const (
-	EtcdFlagDir        = "dir"
-	EtcdFlagClientURLs = "listen-client-urls"
-	EtcdFlagPeerURL    = "peer-url"
+	EtcdFlagDir            = "dir"
+	EtcdFlagClientURLs     = "listen-client-urls"
+	EtcdFlagPeerURL        = "peer-url"
+	EtcdFlagName           = "name"
+	EtcdFlagInitialCluster = "initial-cluster"
+	EtcdFlagClusterToken   = "cluster-token"
+	EtcdFlagCert           = "cert"
+	EtcdFlagKey            = "key"
+	EtcdFlagCA             = "ca"
 )
 
-// etcdArgs returns the arguments of `skein lab etcd` after the program name.
-func etcdArgs(dir string, clientURLs []string, peerURL string) []string {
-	return []string{
+// etcdArgs returns the arguments of `skein lab etcd` after the program name
+// for member m of the cluster ms (a single member runs alone). With TLS
+// (m.CertFile set) it serves and authenticates clients and peers with the
+// lab's CA.
+func etcdArgs(m Etcd, ms []Etcd, token string, tls *TLSFiles) []string {
+	args := []string{
 		"lab", "etcd",
-		"--" + EtcdFlagDir, dir,
-		"--" + EtcdFlagClientURLs, strings.Join(clientURLs, ","),
-		"--" + EtcdFlagPeerURL, peerURL,
+		"--" + EtcdFlagDir, filepath.Join(m.Dir, "data"),
+		"--" + EtcdFlagClientURLs, m.ClientURL + "," + m.AdminURL,
+		"--" + EtcdFlagPeerURL, m.PeerURL,
 	}
+	if len(ms) > 1 {
+		args = append(args,
+			"--"+EtcdFlagName, m.Name,
+			"--"+EtcdFlagInitialCluster, initialCluster(ms),
+			"--"+EtcdFlagClusterToken, token)
+	}
+	if tls != nil {
+		args = append(args, "--"+EtcdFlagCert, m.CertFile, "--"+EtcdFlagKey, m.KeyFile, "--"+EtcdFlagCA, tls.CA)
+	}
+	return args
 }
 
 // ContainerOpts describes a container to add.

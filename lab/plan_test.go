@@ -48,7 +48,7 @@ func TestConfigDefaults(t *testing.T) {
 	got.Log = nil
 	want := Config{
 		Name: "sklab", Hosts: 3, ContainersPerHost: 2, Backend: "vxlan", BinDir: "/b",
-		RunDir: "/run/skein-lab/sklab", PodCIDR: "10.244.0.0/16", BlockSize: 26, Subnets: 1,
+		RunDir: "/run/skein-lab/sklab", PodCIDR: "10.244.0.0/16", BlockSize: 26, Subnets: 1, EtcdMembers: 1,
 	}
 	if d := cmp.Diff(want, got, cmp.AllowUnexported(Config{})); d != "" {
 		t.Errorf("withDefaults() mismatch (-want +got):\n%s", d)
@@ -83,6 +83,9 @@ func TestConfigValidate(t *testing.T) {
 		{"unknown tor", Config{BinDir: "/b", Backend: "bgp", ToR: "quagga"}, `tor "quagga"`},
 		{"two subnets without tor", Config{BinDir: "/b", Backend: "bgp", Subnets: 2}, "need a router between them"},
 		{"too many subnets", Config{BinDir: "/b", Backend: "bgp", ToR: "bird", Subnets: 5}, "between 1 and 4"},
+		{"three etcd members with TLS", Config{BinDir: "/b", EtcdMembers: 3, EtcdTLS: true}, ""},
+		{"too many etcd members", Config{BinDir: "/b", EtcdMembers: 6}, "etcd members 6: must be between 1 and 5"},
+		{"negative etcd members", Config{BinDir: "/b", EtcdMembers: -1}, "etcd members -1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -139,7 +142,7 @@ func TestHostPlan(t *testing.T) {
 	if d := cmp.Diff(want, h, cmpopts.EquateComparable(netip.Addr{})); d != "" {
 		t.Errorf("newHost() mismatch (-want +got):\n%s", d)
 	}
-	gotArgs := skeindArgs(h, "http://10.255.0.254:2379")
+	gotArgs := skeindArgs(h, []string{"http://10.255.0.254:2379"}, nil)
 	wantArgs := []string{
 		"--node-name", "sklab-h2", "--etcd-endpoints", "http://10.255.0.254:2379", "--iface", "eth0",
 		"--socket", "/run/skein-lab/sklab/h2/skeind.sock", "--state-dir", "/run/skein-lab/sklab/h2/state",
@@ -155,14 +158,61 @@ func TestHostPlan(t *testing.T) {
 
 func TestEtcdPlan(t *testing.T) {
 	t.Parallel()
-	client, admin := etcdURLs("/run/skein-lab/sklab")
-	if client != "http://10.255.0.254:2379" || admin != "unix:///run/skein-lab/sklab/etcd.sock" {
-		t.Errorf("etcdURLs() = %s, %s", client, admin)
+	// One member keeps the layout of a single-member lab.
+	one := etcdMembers("sklab", "/run/skein-lab/sklab", 1, false)
+	wantOne := []Etcd{{
+		Name: "etcd1", NetNS: "sklab-ul",
+		ClientURL: "http://10.255.0.254:2379", AdminURL: "unix:///run/skein-lab/sklab/etcd.sock",
+		PeerURL: "http://127.0.0.1:2380", Dir: "/run/skein-lab/sklab/etcd", LogPath: "/run/skein-lab/sklab/etcd/etcd.log",
+	}}
+	if d := cmp.Diff(wantOne, one); d != "" {
+		t.Errorf("etcdMembers(1) mismatch (-want +got):\n%s", d)
 	}
-	got := etcdArgs("/d", []string{client, admin}, etcdPeerURL)
-	want := []string{"lab", "etcd", "--dir", "/d", "--listen-client-urls", "http://10.255.0.254:2379,unix:///run/skein-lab/sklab/etcd.sock", "--peer-url", "http://127.0.0.1:2380"}
+	got := etcdArgs(one[0], one, "sklab", nil)
+	want := []string{"lab", "etcd", "--dir", "/run/skein-lab/sklab/etcd/data", "--listen-client-urls", "http://10.255.0.254:2379,unix:///run/skein-lab/sklab/etcd.sock", "--peer-url", "http://127.0.0.1:2380"}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("etcdArgs() mismatch (-want +got):\n%s", d)
+	}
+
+	// Three members with TLS: own ports, sockets, data and certificates;
+	// every URL is secure; each knows the whole cluster.
+	three := etcdMembers("skd", "/run/skein-lab/skd", 3, true)
+	if len(three) != 3 {
+		t.Fatalf("etcdMembers(3) = %d members", len(three))
+	}
+	m3 := three[2]
+	wantM3 := Etcd{
+		Name: "etcd3", NetNS: "skd-ul",
+		ClientURL: "https://10.255.0.254:32379", AdminURL: "unixs:///run/skein-lab/skd/etcd3.sock",
+		PeerURL: "https://127.0.0.1:32380", Dir: "/run/skein-lab/skd/etcd3", LogPath: "/run/skein-lab/skd/etcd3/etcd.log",
+		CertFile: "/run/skein-lab/skd/tls/etcd3.pem", KeyFile: "/run/skein-lab/skd/tls/etcd3-key.pem",
+	}
+	if d := cmp.Diff(wantM3, m3); d != "" {
+		t.Errorf("etcdMembers(3)[2] mismatch (-want +got):\n%s", d)
+	}
+	tls := &TLSFiles{CA: "/t/ca.pem", Cert: "/t/client.pem", Key: "/t/client-key.pem"}
+	got = etcdArgs(m3, three, "skd", tls)
+	want = []string{"lab", "etcd", "--dir", "/run/skein-lab/skd/etcd3/data",
+		"--listen-client-urls", "https://10.255.0.254:32379,unixs:///run/skein-lab/skd/etcd3.sock",
+		"--peer-url", "https://127.0.0.1:32380",
+		"--name", "etcd3",
+		"--initial-cluster", "etcd1=https://127.0.0.1:2380,etcd2=https://127.0.0.1:22380,etcd3=https://127.0.0.1:32380",
+		"--cluster-token", "skd",
+		"--cert", "/run/skein-lab/skd/tls/etcd3.pem", "--key", "/run/skein-lab/skd/tls/etcd3-key.pem", "--ca", "/t/ca.pem"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("etcdArgs(TLS member 3) mismatch (-want +got):\n%s", d)
+	}
+	if !argsOfRunDir(got, "/run/skein-lab/skd") {
+		t.Error("a member's arguments do not mark it as the lab's process, so Down would miss it")
+	}
+	h := newHost("skd", "/run/skein-lab/skd", 0, 1)
+	args := skeindArgs(h, []string{three[0].ClientURL, three[1].ClientURL, three[2].ClientURL}, tls)
+	wantTail := []string{"--etcd-ca", "/t/ca.pem", "--etcd-cert", "/t/client.pem", "--etcd-key", "/t/client-key.pem"}
+	if d := cmp.Diff(wantTail, args[len(args)-6:]); d != "" {
+		t.Errorf("skeindArgs(TLS) tail mismatch (-want +got):\n%s", d)
+	}
+	if args[3] != "https://10.255.0.254:2379,https://10.255.0.254:22379,https://10.255.0.254:32379" {
+		t.Errorf("skeindArgs(3 members) endpoints = %s, want every member", args[3])
 	}
 }
 
@@ -218,14 +268,15 @@ func TestArgsOfRunDir(t *testing.T) {
 	t.Parallel()
 	const run = "/run/skein-lab/sklab"
 	h := newHost("sklab", run, 0, 1)
+	ms := etcdMembers("sklab", run, 1, false)
 	tests := []struct {
 		name string
 		args []string
 		want bool
 	}{
-		{"agent", append([]string{"/bin/skeind"}, skeindArgs(h, "http://10.255.0.254:2379")...), true},
-		{"etcd", append([]string{"/bin/skein"}, etcdArgs(run+"/etcd/data", []string{"unix://" + run + "/etcd.sock"}, etcdPeerURL)...), true},
-		{"another lab's agent", append([]string{"/bin/skeind"}, skeindArgs(newHost("sklab2", "/run/skein-lab/sklab2", 0, 1), "x")...), false},
+		{"agent", append([]string{"/bin/skeind"}, skeindArgs(h, []string{"http://10.255.0.254:2379"}, nil)...), true},
+		{"etcd", append([]string{"/bin/skein"}, etcdArgs(ms[0], ms, "sklab", nil)...), true},
+		{"another lab's agent", append([]string{"/bin/skeind"}, skeindArgs(newHost("sklab2", "/run/skein-lab/sklab2", 0, 1), []string{"x"}, nil)...), false},
 		{"shell naming a file", []string{"bash", "-c", "tail -f " + run + "/h1/skeind.log --socket " + run + "/h1/skeind.sock"}, false},
 		{"lab exec", []string{"skein", "lab", "exec", "h1", "--", "cat", run + "/h1/skeind.log"}, false},
 		{"flag without value", []string{"skeind", "--socket"}, false},

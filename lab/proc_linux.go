@@ -161,6 +161,20 @@ func terminate(ctx context.Context, pids []int, grace time.Duration) error {
 	return fmt.Errorf("processes %s survived SIGKILL", strings.Join(alive, ","))
 }
 
+// killProcs sends SIGKILL to pids at once, as a crash would end them, and
+// waits for them to exit.
+func killProcs(ctx context.Context, pids []int) error {
+	for _, p := range pids {
+		if procAlive(p) {
+			_ = unix.Kill(p, unix.SIGKILL) // ESRCH: it exited meanwhile
+		}
+	}
+	if !waitExit(ctx, pids, 10*time.Second) {
+		return fmt.Errorf("processes %v survived SIGKILL", pids)
+	}
+	return nil
+}
+
 // waitExit reports whether all pids exited within d.
 func waitExit(ctx context.Context, pids []int, d time.Duration) bool {
 	deadline := time.NewTimer(d)

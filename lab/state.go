@@ -50,16 +50,33 @@ type Container struct {
 	IP          netip.Addr        `json:"ip"`
 }
 
-// Etcd is the lab's etcd process.
+// Etcd is one member of the lab's etcd, a process of its own.
 type Etcd struct {
+	// Name is the member's name in the cluster, "etcd<i>".
+	Name string `json:"name"`
+	// PID is the process's pid, 0 while stopped.
 	PID   int    `json:"pid"`
 	NetNS string `json:"netns"`
 	// ClientURL is what the hosts use, on the underlay.
 	ClientURL string `json:"clientURL"`
 	// AdminURL is the unix socket for the root namespace.
 	AdminURL string `json:"adminURL"`
-	Dir      string `json:"dir"`
-	LogPath  string `json:"logPath"`
+	// PeerURL is where the other members reach it.
+	PeerURL string `json:"peerURL"`
+	Dir     string `json:"dir"`
+	LogPath string `json:"logPath"`
+	// CertFile and KeyFile are the member's server certificate (TLS only).
+	CertFile string `json:"certFile,omitempty"`
+	KeyFile  string `json:"keyFile,omitempty"`
+}
+
+// TLSFiles are the PEM files an etcd client of a TLS lab needs.
+type TLSFiles struct {
+	// CA verifies the members' certificates.
+	CA string `json:"ca"`
+	// Cert and Key are the client certificate the members require.
+	Cert string `json:"cert"`
+	Key  string `json:"key"`
 }
 
 // State is lab.json: everything Load needs to drive a lab from another process.
@@ -74,8 +91,14 @@ type State struct {
 	// Subnets is the number of host subnets (Config.Subnets).
 	Subnets int `json:"subnets,omitempty"`
 	// ToR is the top-of-rack router, nil when the lab has none.
-	ToR        *ToR        `json:"tor,omitempty"`
-	Etcd       Etcd        `json:"etcd"`
+	ToR *ToR `json:"tor,omitempty"`
+	// Etcd are the etcd members, by index (member i is Etcd[i-1]).
+	Etcd []Etcd `json:"etcd"`
+	// EtcdCommand is the program (and leading arguments) of every etcd
+	// member: BinDir/skein, or a test's own binary.
+	EtcdCommand []string `json:"etcdCommand"`
+	// TLS is what etcd clients need when etcd serves TLS, nil otherwise.
+	TLS        *TLSFiles   `json:"tls,omitempty"`
 	Hosts      []Host      `json:"hosts"`
 	Containers []Container `json:"containers"`
 }

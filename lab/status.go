@@ -3,17 +3,23 @@ package lab
 import (
 	"context"
 	"net/netip"
+	"strings"
 )
 
 // Status is a lab's live state.
 type Status struct {
 	Name   string `json:"name"`
 	RunDir string `json:"runDir"`
-	// EtcdEndpoint is the admin endpoint (unix socket) for the root namespace.
-	EtcdEndpoint string       `json:"etcdEndpoint"`
-	Etcd         EtcdStatus   `json:"etcd"`
-	Hosts        []HostStatus `json:"hosts"`
-	Containers   []Container  `json:"containers"`
+	// EtcdEndpoint are the admin endpoints (unix sockets) for the root
+	// namespace, one per member, joined by commas as SKEIN_ETCD_ENDPOINTS
+	// takes them.
+	EtcdEndpoint string `json:"etcdEndpoint"`
+	// EtcdTLS is set when etcd serves TLS: the files a client needs.
+	EtcdTLS *TLSFiles `json:"etcdTLS,omitempty"`
+	// Etcd are the etcd members by index.
+	Etcd       []EtcdStatus `json:"etcd"`
+	Hosts      []HostStatus `json:"hosts"`
+	Containers []Container  `json:"containers"`
 	// ToR is the top-of-rack router's state, nil without one.
 	ToR *ToRStatus `json:"tor,omitempty"`
 }
@@ -32,12 +38,17 @@ type ToRStatus struct {
 	Reason   string       `json:"reason,omitempty"`
 }
 
-// EtcdStatus is the lab etcd's process state.
+// EtcdStatus is one etcd member's state.
 type EtcdStatus struct {
-	PID       int    `json:"pid"`
-	Alive     bool   `json:"alive"`
+	Name  string `json:"name"`
+	PID   int    `json:"pid"`
+	Alive bool   `json:"alive"`
+	// Leader reports whether the member leads the cluster.
+	Leader    bool   `json:"leader"`
 	ClientURL string `json:"clientURL"`
 	AdminURL  string `json:"adminURL"`
+	// Reason says why a member is not running or not in the cluster.
+	Reason string `json:"reason,omitempty"`
 }
 
 // HostStatus is one host's agent state.
@@ -60,14 +71,10 @@ func (l *Lab) Status(ctx context.Context) (Status, error) {
 	s := Status{
 		Name:         st.Name,
 		RunDir:       st.RunDir,
-		EtcdEndpoint: st.Etcd.AdminURL,
-		Etcd: EtcdStatus{
-			PID:       st.Etcd.PID,
-			Alive:     procAlive(st.Etcd.PID) && procOfRunDir(st.Etcd.PID, st.RunDir),
-			ClientURL: st.Etcd.ClientURL,
-			AdminURL:  st.Etcd.AdminURL,
-		},
-		Containers: st.Containers,
+		EtcdEndpoint: strings.Join(l.EtcdEndpoints(), ","),
+		EtcdTLS:      st.TLS,
+		Etcd:         etcdStatuses(ctx, st),
+		Containers:   st.Containers,
 	}
 	for _, h := range st.Hosts {
 		hs := HostStatus{Name: h.Name, UnderlayIP: h.UnderlayIP, AgentPID: h.AgentPID}

@@ -242,7 +242,7 @@ func TestToR(t *testing.T) {
 				t.Errorf("status ToR = %+v, want %s alive with 4 sessions", st.ToR, kind)
 			}
 
-			pids := append([]int{l.State().Etcd.PID}, l.State().ToR.PIDs...)
+			pids := append([]int{l.State().Etcd[0].PID}, l.State().ToR.PIDs...)
 			if err := l.Down(ctx); err != nil {
 				t.Fatalf("Down: %v", err)
 			}

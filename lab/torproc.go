@@ -129,7 +129,9 @@ func (l *Lab) putToRPeers(ctx context.Context, hosts []Host) error {
 	if len(peers) == 0 {
 		return nil
 	}
-	c, err := store.New(ctx, store.Config{Endpoints: []string{st.Etcd.AdminURL}, DialTimeout: 10 * time.Second, Log: l.log})
+	cfg := l.StoreConfig()
+	cfg.DialTimeout, cfg.Log = 10*time.Second, l.log
+	c, err := store.New(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("register tor peer: %w", err)
 	}

@@ -21,7 +21,8 @@ import (
 // embedStartTimeout bounds how long StartEmbedded waits for etcd to serve.
 const embedStartTimeout = 60 * time.Second
 
-// EmbeddedConfig configures an in-process single-member etcd.
+// EmbeddedConfig configures an in-process etcd: a single member, or one
+// member of a cluster when InitialCluster is set.
 type EmbeddedConfig struct {
 	// Dir is the data directory; required. Restarting on the same Dir keeps the data.
 	Dir string
@@ -39,6 +40,23 @@ type EmbeddedConfig struct {
 	ClientCAFile string
 	// UnsafeNoFsync skips fsync, which speeds up tests; optional, default false.
 	UnsafeNoFsync bool
+
+	// Name is this member's name; optional, default "skein".
+	Name string
+	// InitialCluster lists every member as name=peerURL,... for the first
+	// start of a cluster; optional, default this member alone. A restart on
+	// a Dir with data ignores it, as etcd does.
+	InitialCluster string
+	// ClusterToken tells clusters bootstrapped from the same InitialCluster
+	// apart; optional, default etcd's.
+	ClusterToken string
+	// PeerCertFile and PeerKeyFile make the peer URL serve TLS and present
+	// this certificate to the other members, which must be signed by
+	// PeerCAFile; optional (all three together).
+	PeerCertFile, PeerKeyFile, PeerCAFile string
+	// HeartbeatInterval and ElectionTimeout tune raft; optional, default
+	// etcd's (100 ms, 1 s).
+	HeartbeatInterval, ElectionTimeout time.Duration
 	// Log receives etcd's errors; optional, default discard.
 	Log *slog.Logger
 }
@@ -84,6 +102,15 @@ func startEmbedded(ctx context.Context, cfg EmbeddedConfig, log *slog.Logger) (*
 	closing := new(atomic.Bool)
 	ec := embed.NewConfig()
 	ec.Name = "skein"
+	if cfg.Name != "" {
+		ec.Name = cfg.Name
+	}
+	if cfg.HeartbeatInterval > 0 {
+		ec.TickMs = uint(cfg.HeartbeatInterval.Milliseconds())
+	}
+	if cfg.ElectionTimeout > 0 {
+		ec.ElectionMs = uint(cfg.ElectionTimeout.Milliseconds())
+	}
 	ec.Dir = cfg.Dir
 	ec.Logger = "zap"
 	ec.LogLevel = "error"
@@ -130,6 +157,18 @@ func startEmbedded(ctx context.Context, cfg EmbeddedConfig, log *slog.Logger) (*
 	ec.ListenClientUrls, ec.AdvertiseClientUrls = curls, curls
 	ec.ListenPeerUrls, ec.AdvertisePeerUrls = purls, purls
 	ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
+	if cfg.InitialCluster != "" {
+		ec.InitialCluster = cfg.InitialCluster
+	}
+	if cfg.ClusterToken != "" {
+		ec.InitialClusterToken = cfg.ClusterToken
+	}
+	if cfg.PeerCertFile != "" {
+		ec.PeerTLSInfo.CertFile = cfg.PeerCertFile
+		ec.PeerTLSInfo.KeyFile = cfg.PeerKeyFile
+		ec.PeerTLSInfo.TrustedCAFile = cfg.PeerCAFile
+		ec.PeerTLSInfo.ClientCertAuth = cfg.PeerCAFile != ""
+	}
 
 	e, err := embed.StartEtcd(ec)
 	if err != nil {

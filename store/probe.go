@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path"
 	"strings"
 	"time"
 )
@@ -49,6 +50,11 @@ func probe(ctx context.Context, ep string, tlsCfg *tls.Config) error {
 		if host, _, err := net.SplitHostPort(addr); err == nil {
 			cfg.ServerName = host
 		}
+	}
+	if cfg.ServerName == "" && network == "unix" {
+		// As the etcd client: a unixs:// server is checked against the
+		// socket's file name.
+		cfg.ServerName = path.Base(addr)
 	}
 	tc := tls.Client(conn, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {

@@ -87,6 +87,8 @@ func newLabUpCmd(lf *labFlags) *cobra.Command {
 	f.StringVar(&cfg.Backend, "backend", lab.DefaultBackend, "cluster backend: vxlan or bgp")
 	f.StringVar(&cfg.ToR, "tor", "", "with --backend bgp: a top-of-rack router namespace running bird (BIRD 2) or frr (FRR), route reflector for every host (node mesh off)")
 	f.IntVar(&cfg.Subnets, "subnets", 1, "with --tor: spread the hosts over this many underlay subnets, routed only by the ToR")
+	f.IntVar(&cfg.EtcdMembers, "etcd-members", 1, fmt.Sprintf("etcd members, each its own process, as one raft cluster (1 to %d)", lab.MaxEtcdMembers))
+	f.BoolVar(&cfg.EtcdTLS, "etcd-tls", false, "etcd serves TLS only (clients and peers), with a CA and certificates the lab writes under <run dir>/tls")
 	f.StringVar(&cfg.BinDir, "bin-dir", "", "directory with skeind, skein and skein-cni (default: this binary's directory)")
 	f.StringVar(&cfg.PodCIDR, "pod-cidr", lab.DefaultPodCIDR, "pod address pool")
 	f.IntVar(&cfg.BlockSize, "block-size", api.DefaultBlockSize, "prefix length of the pool's blocks")
@@ -116,8 +118,17 @@ func printLabHints(cmd *cobra.Command, l *lab.Lab, lf *labFlags) {
 	if lf.runDir != "" {
 		flags += " --run-dir " + lf.runDir
 	}
-	fmt.Fprintf(w, "\nThe admin CLI reaches the lab's etcd through a unix socket:\n")
-	fmt.Fprintf(w, "  export SKEIN_ETCD_ENDPOINTS=%s\n", strings.Join(l.EtcdEndpoints(), ","))
+	switch n := len(l.EtcdEndpoints()); {
+	case l.EtcdTLS() != nil:
+		fmt.Fprintf(w, "\nThe admin CLI reaches the lab's etcd (%d member(s), TLS) through unix sockets with the lab's client certificate:\n", n)
+	case n > 1:
+		fmt.Fprintf(w, "\nThe admin CLI reaches the lab's etcd (%d members) through unix sockets:\n", n)
+	default:
+		fmt.Fprintf(w, "\nThe admin CLI reaches the lab's etcd through a unix socket:\n")
+	}
+	for _, kv := range l.EtcdEnv() {
+		fmt.Fprintf(w, "  export %s\n", kv)
+	}
 	fmt.Fprintf(w, "Then try:\n")
 	fmt.Fprintf(w, "  skein node list\n  skein endpoint list\n  skein lab status%s\n", flags)
 	hs, cs := l.Hosts(), l.Containers()
@@ -200,8 +211,22 @@ func renderLabStatus(tw *tabwriter.Writer, st lab.Status, wide bool) {
 		}
 		return "no"
 	}
-	fmt.Fprintf(tw, "LAB\tETCD PID\tALIVE\tENDPOINT\n")
-	fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n\n", st.Name, st.Etcd.PID, yes(st.Etcd.Alive), st.EtcdEndpoint)
+	fmt.Fprintf(tw, "LAB\tETCD\tPID\tALIVE\tLEADER\tENDPOINT")
+	if wide {
+		fmt.Fprintf(tw, "\tUNDERLAY\tREASON")
+	}
+	fmt.Fprintln(tw)
+	for _, m := range st.Etcd {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s", st.Name, m.Name, m.PID, yes(m.Alive), yes(m.Leader), m.AdminURL)
+		if wide {
+			fmt.Fprintf(tw, "\t%s\t%s", m.ClientURL, m.Reason)
+		}
+		fmt.Fprintln(tw)
+	}
+	if st.EtcdTLS != nil {
+		fmt.Fprintf(tw, "  (TLS: --etcd-ca %s --etcd-cert %s --etcd-key %s)\n", st.EtcdTLS.CA, st.EtcdTLS.Cert, st.EtcdTLS.Key)
+	}
+	fmt.Fprintln(tw)
 	fmt.Fprintf(tw, "HOST\tUNDERLAY\tAGENT PID\tALIVE\tREADY\tBLOCKS")
 	if wide {
 		fmt.Fprintf(tw, "\tREASON")
@@ -305,9 +330,6 @@ func newLabEtcdCmd() *cobra.Command {
 			return lab.RunEtcd(ctx, cfg)
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&cfg.Dir, lab.EtcdFlagDir, "", "data directory")
-	f.StringSliceVar(&cfg.ClientURLs, lab.EtcdFlagClientURLs, nil, "client URLs (http:// and unix://)")
-	f.StringVar(&cfg.PeerURL, lab.EtcdFlagPeerURL, "", "peer URL")
+	cfg.RegisterFlags(cmd.Flags())
 	return cmd
 }

@@ -171,8 +171,16 @@ func diffMap[K comparable, V any](from, to map[K]V, eq func(a, b V) bool, set, d
 	}
 }
 
-// applyChanges moves s by c.
-func applyChanges(s *State, c Changes) {
+// clone returns c with lists of its own.
+func (c Changes) clone() Changes {
+	c.SetNeighs, c.DelNeighs = slices.Clone(c.SetNeighs), slices.Clone(c.DelNeighs)
+	c.SetFDB, c.DelFDB = slices.Clone(c.SetFDB), slices.Clone(c.DelFDB)
+	c.SetRoutes, c.DelRoutes = slices.Clone(c.SetRoutes), slices.Clone(c.DelRoutes)
+	return c
+}
+
+// initMaps makes s's nil object maps empty ones.
+func (s *State) initMaps() {
 	if s.Neighs == nil {
 		s.Neighs = map[netip.Addr]Neigh{}
 	}
@@ -182,6 +190,60 @@ func applyChanges(s *State, c Changes) {
 	if s.Routes == nil {
 		s.Routes = map[netip.Prefix]Route{}
 	}
+}
+
+// pick returns the objects of s under the keys of d, in maps of their own
+// (the link spec and address come along).
+func (s State) pick(d dirtyKeys) State {
+	out := State{Link: s.Link, Addr: s.Addr}
+	out.initMaps()
+	for k := range d.neighs {
+		if v, ok := s.Neighs[k]; ok {
+			out.Neighs[k] = v
+		}
+	}
+	for k := range d.fdb {
+		if v, ok := s.FDB[k]; ok {
+			out.FDB[k] = v
+		}
+	}
+	for k := range d.routes {
+		if v, ok := s.Routes[k]; ok {
+			out.Routes[k] = v
+		}
+	}
+	return out
+}
+
+// merge sets the keys of d in s to what part holds (absent: deleted).
+func (s *State) merge(part State, d dirtyKeys) {
+	s.initMaps()
+	for k := range d.neighs {
+		if v, ok := part.Neighs[k]; ok {
+			s.Neighs[k] = v
+		} else {
+			delete(s.Neighs, k)
+		}
+	}
+	for k := range d.fdb {
+		if v, ok := part.FDB[k]; ok {
+			s.FDB[k] = v
+		} else {
+			delete(s.FDB, k)
+		}
+	}
+	for k := range d.routes {
+		if v, ok := part.Routes[k]; ok {
+			s.Routes[k] = v
+		} else {
+			delete(s.Routes, k)
+		}
+	}
+}
+
+// applyChanges moves s by c.
+func applyChanges(s *State, c Changes) {
+	s.initMaps()
 	for _, n := range c.DelNeighs {
 		delete(s.Neighs, n.IP)
 	}

@@ -45,6 +45,9 @@ type Dataplane interface {
 	Stats() ApplyStats
 	// Reset makes the next Apply rewrite everything (drift repair).
 	Reset()
+	// ApplyElements makes the dataplane enforce p, which differs from the
+	// last applied program only by the set elements chs name, in order.
+	ApplyElements(ctx context.Context, p *Program, chs []SetChanges) error
 }
 
 // DefaultRebuildEvery is how often the Reconciler rewrites the whole table to
@@ -80,6 +83,10 @@ type Reconciler struct {
 	desired  *Program // nil until the first Set: nothing is touched before
 	version  uint64   // of desired
 	applied  uint64   // version last enforced
+	// pending are the element changes Update made since the last sync;
+	// full asks for a whole apply instead (after Set and failures).
+	pending  []SetChanges
+	full     bool
 	ifaces   map[string]bool
 	changed  chan struct{} // closed when applied or lastErr changes
 	lastSync time.Time
@@ -134,6 +141,25 @@ func (r *Reconciler) Set(p *Program) uint64 {
 	r.version++
 	v := r.version
 	r.summary = s
+	r.full, r.pending = true, nil
+	r.mu.Unlock()
+	r.loop.Trigger()
+	return v
+}
+
+// Update makes p the desired program, where p differs from the one given
+// last only by ch's set elements (Incremental's answer to a change of an
+// endpoint on another node), and schedules a sync that applies just those
+// elements. It returns p's version and never blocks.
+func (r *Reconciler) Update(p *Program, ch SetChanges) uint64 {
+	r.mu.Lock()
+	r.desired = p
+	r.version++
+	v := r.version
+	r.summary.Sets = len(p.Sets)
+	if !r.full {
+		r.pending = append(r.pending, ch)
+	}
 	r.mu.Unlock()
 	r.loop.Trigger()
 	return v
@@ -147,22 +173,37 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	return r.loop.Run(ctx)
 }
 
-// Sync applies the desired program once. Before the first Set it does nothing.
+// Sync applies the desired program once: only the pending element changes
+// when Update is all that happened since the last sync, the whole program
+// after Set, a failure or when the periodic rebuild is due, and nothing
+// when the applied program is current (idle costs nothing, whatever the
+// cluster's size). Before the first Set it does nothing.
 func (r *Reconciler) Sync(ctx context.Context) error {
 	r.syncMu.Lock()
 	defer r.syncMu.Unlock()
 	r.mu.Lock()
-	p, v := r.desired, r.version
+	p, v, pending, full, current := r.desired, r.version, r.pending, r.full || r.lastErr != nil, r.applied == r.version
+	r.pending, r.full = nil, false
 	r.mu.Unlock()
 	if p == nil {
 		return nil
 	}
-	if time.Since(r.lastRebuild) >= r.rebuildEvery {
+	rebuild := time.Since(r.lastRebuild) >= r.rebuildEvery
+	if rebuild {
 		r.dp.Reset()
 		r.lastRebuild = time.Now()
 	}
 	start := time.Now()
-	err := r.dp.Apply(ctx, p)
+	var err error
+	switch {
+	case rebuild || full:
+		err = r.dp.Apply(ctx, p)
+	case len(pending) > 0:
+		err = r.dp.ApplyElements(ctx, p, pending)
+	case current:
+	default:
+		err = r.dp.Apply(ctx, p)
+	}
 	if err != nil {
 		err = fmt.Errorf("sync policy version %d: %w", v, err)
 	}
@@ -172,6 +213,7 @@ func (r *Reconciler) Sync(ctx context.Context) error {
 	r.syncs++
 	if err != nil {
 		r.failures++
+		r.full, r.pending = true, nil
 	} else if v > r.applied {
 		r.applied = v
 		r.ifaces = make(map[string]bool, len(p.Endpoints))

@@ -36,10 +36,10 @@ func TestApplyElementsFollowsIncremental(t *testing.T) {
 		i := rng.IntN(12)
 		ep := api.Endpoint{
 			Namespace: []string{"x", "y", "z"}[rng.IntN(3)], Name: fmt.Sprintf("r%d", i),
-			Labels:      map[string]string{"pod": "b", "role": []string{"client", "server"}[rng.IntN(2)]},
-			Ports:       modelPorts()[:rng.IntN(3)],
-			IPs:         []netip.Addr{netip.AddrFrom4([4]byte{10, 0, 2, byte(1 + rng.IntN(8))})},
-			Node:        "n2", ContainerID: fmt.Sprintf("c%d", i), IfName: "eth0",
+			Labels: map[string]string{"pod": "b", "role": []string{"client", "server"}[rng.IntN(2)]},
+			Ports:  modelPorts()[:rng.IntN(3)],
+			IPs:    []netip.Addr{netip.AddrFrom4([4]byte{10, 0, 2, byte(1 + rng.IntN(8))})},
+			Node:   "n2", ContainerID: fmt.Sprintf("c%d", i), IfName: "eth0",
 		}
 		var ch SetChanges
 		var full bool

@@ -79,10 +79,10 @@ type Reconciler struct {
 	syncMu      sync.Mutex // serializes Sync
 	lastRebuild time.Time  // guarded by syncMu
 
-	mu       sync.Mutex
-	desired  *Program // nil until the first Set: nothing is touched before
-	version  uint64   // of desired
-	applied  uint64   // version last enforced
+	mu      sync.Mutex
+	desired *Program // nil until the first Set: nothing is touched before
+	version uint64   // of desired
+	applied uint64   // version last enforced
 	// pending are the element changes Update made since the last sync;
 	// full asks for a whole apply instead (after Set and failures).
 	pending  []SetChanges

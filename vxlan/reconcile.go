@@ -111,6 +111,8 @@ type Reconciler struct {
 	lastOps  int
 	// fullSyncs and updates count the two kinds of sync, for tests and debug.
 	fullSyncs, updates int
+	// drifts counts foreign kernel changes by kind (KernelEvent).
+	drifts map[string]int
 }
 
 // dirtyKeys are objects whose desired value changed since the last sync.
@@ -256,14 +258,14 @@ func (r *Reconciler) Sync(ctx context.Context) error {
 	r.mu.Unlock()
 
 	// A failure is returned, not logged: the loop logs it with its retry.
-	kind := "update"
-	if full {
-		kind = "full"
+	kind, count := "full", len(want.Routes)
+	if !full {
+		kind, count = "update", len(dirty.neighs)+len(dirty.fdb)+len(dirty.routes)
 	}
 	if ops > 0 {
-		r.log.Info("synced", "kind", kind, "op", ops, "count", len(want.Routes), "dur", time.Since(start))
+		r.log.Info("synced", "kind", kind, "op", ops, "count", count, "dur", time.Since(start))
 	} else {
-		r.log.Debug("synced", "kind", kind, "op", 0, "count", len(want.Routes), "dur", time.Since(start))
+		r.log.Debug("synced", "kind", kind, "op", 0, "count", count, "dur", time.Since(start))
 	}
 	return err
 }

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -87,6 +89,10 @@ type Reconciler struct {
 	// full asks for a whole apply instead (after Set and failures).
 	pending  []SetChanges
 	full     bool
+	// rewrite makes the next sync rebuild the table from scratch: someone
+	// else changed it (TableDrift). drifts counts those changes by kind.
+	rewrite bool
+	drifts  map[string]int
 	ifaces   map[string]bool
 	changed  chan struct{} // closed when applied or lastErr changes
 	lastSync time.Time
@@ -165,6 +171,30 @@ func (r *Reconciler) Update(p *Program, ch SetChanges) uint64 {
 	return v
 }
 
+// TableDrift is told that another process changed the table (WatchTable):
+// it counts the change by kind, logs it at warn and schedules a sync that
+// rewrites the whole table, which repairs whatever was done.
+func (r *Reconciler) TableDrift(kinds []string) {
+	r.mu.Lock()
+	if r.drifts == nil {
+		r.drifts = map[string]int{}
+	}
+	for _, k := range kinds {
+		r.drifts[k]++
+	}
+	r.rewrite = true
+	r.mu.Unlock()
+	r.log.Warn("foreign change to the policy table; rewriting it", "kind", strings.Join(kinds, ","))
+	r.loop.Trigger()
+}
+
+// Drifts returns how many foreign changes touched each kind of object.
+func (r *Reconciler) Drifts() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.drifts)
+}
+
 // Run syncs until ctx is done: on Set, every resync period, and with
 // backoff after failures.
 func (r *Reconciler) Run(ctx context.Context) error {
@@ -183,12 +213,13 @@ func (r *Reconciler) Sync(ctx context.Context) error {
 	defer r.syncMu.Unlock()
 	r.mu.Lock()
 	p, v, pending, full, current := r.desired, r.version, r.pending, r.full || r.lastErr != nil, r.applied == r.version
-	r.pending, r.full = nil, false
+	rewrite := r.rewrite
+	r.pending, r.full, r.rewrite = nil, false, false
 	r.mu.Unlock()
 	if p == nil {
 		return nil
 	}
-	rebuild := time.Since(r.lastRebuild) >= r.rebuildEvery
+	rebuild := rewrite || time.Since(r.lastRebuild) >= r.rebuildEvery
 	if rebuild {
 		r.dp.Reset()
 		r.lastRebuild = time.Now()

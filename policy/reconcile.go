@@ -87,12 +87,12 @@ type Reconciler struct {
 	applied uint64   // version last enforced
 	// pending are the element changes Update made since the last sync;
 	// full asks for a whole apply instead (after Set and failures).
-	pending  []SetChanges
-	full     bool
+	pending []SetChanges
+	full    bool
 	// rewrite makes the next sync rebuild the table from scratch: someone
 	// else changed it (TableDrift). drifts counts those changes by kind.
-	rewrite bool
-	drifts  map[string]int
+	rewrite  bool
+	drifts   map[string]int
 	ifaces   map[string]bool
 	changed  chan struct{} // closed when applied or lastErr changes
 	lastSync time.Time

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -38,16 +39,25 @@ type Agent struct {
 	metrics *metrics
 	started time.Time
 
-	snap       atomic.Pointer[store.Snapshot]
+	// snap is the agent's view of the cluster, moved in place by onDelta
+	// under viewMu: readers hold viewMu.RLock (readView) while they use it.
+	viewMu sync.RWMutex
+	snap   atomic.Pointer[store.Snapshot]
+	// vxPlan and blocksOf (blocks by node) belong to the watch goroutine.
+	vxPlan     *vxlan.Planner
+	blocksOf   map[string][]netip.Prefix
 	serving    atomic.Bool
 	bgpRunning atomic.Bool
 	// reregistering is set while a re-registration of the node record runs.
 	reregistering atomic.Bool
 	// bgpErrs is the last peer-planning problem, logged once per change.
-	bgpErrs   atomic.Value
-	readyOnce sync.Once
-	readyAt   atomic.Int64 // unix nanos of the first time every readiness condition held
-	statusCh  chan api.NodeStatus
+	bgpErrs atomic.Value
+	// peersUpMu guards the cached PeersUp of the last vxlan sync count.
+	peersUpMu                  sync.Mutex
+	peersUpSyncs, peersUpCount int
+	readyOnce                  sync.Once
+	readyAt                    atomic.Int64 // unix nanos of the first time every readiness condition held
+	statusCh                   chan api.NodeStatus
 }
 
 // Run starts the agent and blocks until ctx is done. A clean shutdown leaves
@@ -173,16 +183,18 @@ func (a *Agent) run(ctx context.Context) error {
 		ready:     a.readiness,
 		log:       a.log.With("component", "cni"),
 		onChange:  a.publishStatus,
-		enforce:   func(ctx context.Context, ep api.Endpoint) error { return a.pol.committed(ctx, a.snap.Load(), ep) },
+		enforce:   func(ctx context.Context, ep api.Endpoint) error { return a.pol.committed(ctx, ep) },
 		forget:    func(o api.Owner) { a.pol.released(o) },
 		published: map[api.Owner]bool{},
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.store.Heartbeat(gctx, a.cfg.NodeName, 30*time.Second, a.statusCh) })
-	g.Go(func() error { return a.store.Watch(gctx, a.onSnapshot) })
+	g.Go(func() error { return a.store.WatchDeltas(gctx, a.onDelta) })
 	if a.vx != nil {
 		g.Go(func() error { return a.vx.Run(gctx) })
+		g.Go(func() error { return a.watchKernel(gctx) })
 	}
+	g.Go(func() error { return a.watchTable(gctx) })
 	if a.bgp != nil {
 		g.Go(func() error {
 			a.bgpRunning.Store(true)
@@ -224,32 +236,26 @@ func (a *Agent) putNode(ctx context.Context) error {
 	return nil
 }
 
-// onSnapshot takes every new view of the cluster and hands the dataplane its
-// new desired state; the reconciler does the kernel work on its own loop.
-func (a *Agent) onSnapshot(s store.Snapshot) {
-	a.snap.Store(&s)
-	// One re-registration at a time: every snapshot until the record is
-	// back would otherwise start another.
-	if _, ok := s.Nodes[a.cfg.NodeName]; !ok && len(s.Nodes) > 0 && a.reregistering.CompareAndSwap(false, true) {
-		a.log.Warn("own node record missing from the store; re-registering")
-		go func() {
-			defer a.reregistering.Store(false)
-			ctx, cancel := context.WithTimeout(context.Background(), storeCallTimeout)
-			defer cancel()
-			if err := a.putNode(ctx); err != nil {
-				a.log.Warn("re-register node", "err", err)
-			}
-		}()
+// checkOwnRecord re-registers this node when its record vanished from the
+// store (an admin's `node delete --force`), one re-registration at a time.
+func (a *Agent) checkOwnRecord() {
+	missing := false
+	a.readView(func(s store.Snapshot) {
+		_, ok := s.Nodes[a.cfg.NodeName]
+		missing = !ok && len(s.Nodes) > 0
+	})
+	if !missing || !a.reregistering.CompareAndSwap(false, true) {
+		return
 	}
-	if a.vx != nil {
-		a.vx.Set(vxlan.Plan(a.vxlanConfig(), vxlanPeers(a.cfg.NodeName, a.ul.Network, s)))
-	}
-	if a.bgp != nil {
-		a.updateBGP(s)
-	}
-	a.pol.update(&s)
-	// The status record follows within statusCheck (statusLoop): computing it
-	// on every watch event would cost most when the cluster churns most.
+	a.log.Warn("own node record missing from the store; re-registering")
+	go func() {
+		defer a.reregistering.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), storeCallTimeout)
+		defer cancel()
+		if err := a.putNode(ctx); err != nil {
+			a.log.Warn("re-register node", "err", err)
+		}
+	}()
 }
 
 func (a *Agent) vxlanConfig() vxlan.Config {

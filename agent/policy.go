@@ -26,6 +26,8 @@ const policyWaitTimeout = 10 * time.Second
 type enforcer struct {
 	node string
 	rec  *policy.Reconciler
+	// view runs a function with the agent's view of the cluster (readView).
+	view func(func(store.Snapshot))
 	// vxlanPort, when not 0, limits VXLAN to the cluster's nodes.
 	vxlanPort uint16
 
@@ -60,18 +62,32 @@ func newEnforcer(node string, a *Agent) (*enforcer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	return &enforcer{node: node, rec: rec, pending: map[api.Owner]api.Endpoint{}, decoded: map[string]decodedPolicy{}}, nil
+	return &enforcer{node: node, rec: rec, view: a.readView, pending: map[api.Owner]api.Endpoint{}, decoded: map[string]decodedPolicy{}}, nil
 }
 
-// update recompiles from the snapshot plus pending local endpoints.
-func (e *enforcer) update(snap *store.Snapshot) {
-	if snap == nil {
-		return
-	}
+// update recompiles from the agent's view plus pending local endpoints.
+func (e *enforcer) update() {
+	var (
+		in     policy.Input
+		bad    []string
+		loaded bool
+	)
 	e.mu.Lock()
-	in, bad := policyInput(e.node, snap, e.decodeLocked)
-	if e.vxlanPort != 0 {
-		in.VXLAN = vxlanFilter(e.node, e.vxlanPort, snap)
+	e.view(func(snap store.Snapshot) {
+		loaded = true
+		in, bad = policyInput(e.node, &snap, e.decodeLocked)
+		if e.vxlanPort != 0 {
+			in.VXLAN = vxlanFilter(e.node, e.vxlanPort, &snap)
+		}
+		for k := range e.decoded {
+			if _, ok := snap.Other[k]; !ok {
+				delete(e.decoded, k)
+			}
+		}
+	})
+	if !loaded {
+		e.mu.Unlock()
+		return
 	}
 	seen := map[api.Owner]bool{}
 	for _, ep := range in.Endpoints {
@@ -85,11 +101,6 @@ func (e *enforcer) update(snap *store.Snapshot) {
 		in.Endpoints = append(in.Endpoints, ep)
 	}
 	e.badPolicies = bad
-	for k := range e.decoded {
-		if _, ok := snap.Other[k]; !ok {
-			delete(e.decoded, k)
-		}
-	}
 	e.mu.Unlock()
 	e.rec.Set(policy.Compile(in))
 }
@@ -108,11 +119,11 @@ func (e *enforcer) decodeLocked(key, kind string, raw []byte) (api.Object, error
 
 // committed records a just-published endpoint and waits until its rules
 // (at least its anti-spoofing entry and dispatch) are enforced.
-func (e *enforcer) committed(ctx context.Context, snap *store.Snapshot, ep api.Endpoint) error {
+func (e *enforcer) committed(ctx context.Context, ep api.Endpoint) error {
 	e.mu.Lock()
 	e.pending[api.Owner{ContainerID: ep.ContainerID, IfName: ep.IfName}] = ep
 	e.mu.Unlock()
-	e.update(snap)
+	e.update()
 	ctx, cancel := context.WithTimeout(ctx, policyWaitTimeout)
 	defer cancel()
 	if err := e.rec.WaitEndpoint(ctx, ep.HostIface); err != nil {

@@ -188,6 +188,15 @@ func (r *Reconciler) TableDrift(kinds []string) {
 	r.loop.Trigger()
 }
 
+// Rewrite schedules a sync that rewrites the whole table, e.g. after the
+// table watch broke and changes may have gone unseen.
+func (r *Reconciler) Rewrite() {
+	r.mu.Lock()
+	r.rewrite = true
+	r.mu.Unlock()
+	r.loop.Trigger()
+}
+
 // Drifts returns how many foreign changes touched each kind of object.
 func (r *Reconciler) Drifts() map[string]int {
 	r.mu.Lock()

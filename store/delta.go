@@ -160,3 +160,49 @@ func equalValue[T any](a, b T) bool {
 	}
 	return reflect.DeepEqual(a, b)
 }
+
+// Apply moves s by d in place, so that a consumer can keep one typed view of
+// the cluster without copying it per change. d must not be a Reset (take
+// d.Snapshot instead). Values are shared with d: treat them as read-only.
+func (s *Snapshot) Apply(d Delta) {
+	s.Rev = d.Rev
+	for _, c := range d.Cluster {
+		s.Cluster = c.New
+	}
+	applyTo(&s.Nodes, d.Nodes, func(c Change[api.Node]) string { return c.Key })
+	applyTo(&s.Blocks, d.Blocks, func(c Change[api.Block]) netip.Prefix {
+		if c.New != nil {
+			return c.New.CIDR
+		}
+		return c.Old.CIDR
+	})
+	applyTo(&s.Endpoints, d.Endpoints, func(c Change[api.Endpoint]) string { return c.Key })
+	applyTo(&s.Namespaces, d.Namespaces, func(c Change[api.Namespace]) string { return c.Key })
+	applyTo(&s.Other, d.Other, func(c Change[[]byte]) string { return c.Key })
+	if s.Alive == nil {
+		s.Alive = map[string]bool{}
+	}
+	for _, a := range d.Alive {
+		if a.Alive {
+			s.Alive[a.Node] = true
+		} else {
+			delete(s.Alive, a.Node)
+		}
+	}
+	if d.ErrorsChanged {
+		s.Errors = d.Errors
+	}
+}
+
+func applyTo[K comparable, T any](m *map[K]T, cs []Change[T], key func(Change[T]) K) {
+	if *m == nil {
+		*m = map[K]T{}
+	}
+	for _, c := range cs {
+		if c.New == nil {
+			delete(*m, key(c))
+		} else {
+			(*m)[key(c)] = *c.New
+		}
+	}
+}

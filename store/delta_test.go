@@ -123,6 +123,7 @@ func (v *view) apply(d Delta) []string {
 type deltaConsumer struct {
 	mu     sync.Mutex
 	v      view
+	snap   Snapshot // moved by Snapshot.Apply
 	resets int
 	bad    []string
 	notify chan struct{}
@@ -140,6 +141,11 @@ func startDeltas(t *testing.T, c *Client) *deltaConsumer {
 				dc.resets++
 			}
 			dc.bad = append(dc.bad, dc.v.apply(d)...)
+			if d.Reset {
+				dc.snap = *d.Snapshot
+			} else {
+				dc.snap.Apply(d)
+			}
 			dc.mu.Unlock()
 			select {
 			case dc.notify <- struct{}{}:
@@ -259,6 +265,13 @@ func TestWatchDeltasRandomWalk(t *testing.T) {
 		want.Rev, got.Rev = 0, 0
 		if d := cmp.Diff(want, got, cmpopts.EquateEmpty(), cmpAddrs); d != "" {
 			t.Fatalf("step %d (%s %s): view from deltas != fresh load (-load +deltas):\n%s", step, kind, k, d)
+		}
+		dc.mu.Lock()
+		applied := viewOf(&dc.snap)
+		dc.mu.Unlock()
+		applied.Rev = 0
+		if d := cmp.Diff(want, applied, cmpopts.EquateEmpty(), cmpAddrs); d != "" {
+			t.Fatalf("step %d (%s %s): Snapshot.Apply != fresh load (-load +applied):\n%s", step, kind, k, d)
 		}
 	}
 	dc.mu.Lock()

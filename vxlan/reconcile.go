@@ -361,6 +361,33 @@ type DebugState struct {
 	FDB    int `json:"fdb"`
 }
 
+// Stats is the cheap part of Debug: counters, no object lists. It costs the
+// same whatever the cluster's size, for loops that poll it.
+type Stats struct {
+	LastSync  time.Time
+	LastError string
+	Syncs     int
+	// FullSyncs and Updates split Syncs by kind.
+	FullSyncs, Updates int
+	Failures           int
+	// Routes, Neighs and FDB count desired objects.
+	Routes, Neighs, FDB int
+}
+
+// Stats returns the reconciler's counters.
+func (r *Reconciler) Stats() Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := Stats{LastSync: r.lastSync, Syncs: r.syncs, FullSyncs: r.fullSyncs, Updates: r.updates, Failures: r.failures}
+	if r.desired != nil {
+		st.Routes, st.Neighs, st.FDB = len(r.desired.Routes), len(r.desired.Neighs), len(r.desired.FDB)
+	}
+	if r.lastErr != nil {
+		st.LastError = r.lastErr.Error()
+	}
+	return st
+}
+
 // Debug returns a snapshot for the debug endpoint.
 func (r *Reconciler) Debug() DebugState {
 	r.mu.Lock()

@@ -27,6 +27,14 @@ func (a *Agent) onDelta(d store.Delta) {
 	a.snap.Load().Apply(d)
 	a.viewMu.Unlock()
 
+	for _, c := range d.Nodes {
+		switch {
+		case c.Old == nil:
+			a.log.Info("node joined", "peer", c.Key, "ip", c.New.UnderlayIP)
+		case c.New == nil:
+			a.log.Info("node removed", "peer", c.Key)
+		}
+	}
 	if len(d.Nodes) > 0 {
 		a.checkOwnRecord()
 	}
@@ -86,10 +94,18 @@ func (a *Agent) updatePeers(d store.Delta) {
 			delete(a.blocksOf, name)
 		}
 		var ch vxlan.Changes
-		if p, ok := a.vxlanPeer(name); ok {
+		p, ok := a.vxlanPeer(name)
+		if ok {
 			ch = a.vxPlan.SetPeer(p)
 		} else {
 			ch = a.vxPlan.DeletePeer(name)
+		}
+		if ch.Len() > 0 {
+			verb := "peer programmed"
+			if !ok {
+				verb = "peer removed"
+			}
+			a.log.Info(verb, "peer", name, "count", ch.Len())
 		}
 		a.vx.Update(ch)
 	}

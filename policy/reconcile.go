@@ -271,7 +271,13 @@ func (r *Reconciler) Sync(ctx context.Context) error {
 		return err // the loop logs it with its retry
 	}
 	st := r.dp.Stats()
-	r.log.Debug("synced", "rev", v, "op", st.LastOps, "dur", time.Since(start))
+	if st.LastOps > 0 && (rebuild || full) {
+		// A new program (or a rewrite) is an event an operator reads;
+		// element updates for endpoints elsewhere are not.
+		r.log.Info("policy applied", "version", v, "kind", st.LastKind, "chains", st.Chains, "rules", st.Rules, "elements", st.Elements, "dur", time.Since(start))
+	} else {
+		r.log.Debug("synced", "version", v, "op", st.LastOps, "dur", time.Since(start))
+	}
 	return nil
 }
 

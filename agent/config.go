@@ -25,7 +25,10 @@ type Config struct {
 	Cooldown     time.Duration     // optional, default 30s: rest of a freed address before reuse
 	Resync       time.Duration     // optional, default 60s: periodic dataplane resync
 	Labels       map[string]string // optional: node labels, e.g. skein.dev/route-reflector
-	Log          *slog.Logger      // optional
+	// TakeOverNode lets this agent take the node name from another identity
+	// that is not alive (a re-installed host); optional, default false.
+	TakeOverNode bool
+	Log          *slog.Logger // optional
 }
 
 // Defaults for Config.

@@ -50,6 +50,7 @@ func run(ctx context.Context, args []string) error {
 		logLevel   = fs.String("log-level", "info", "debug, info, warn or error")
 		logFormat  = fs.String("log-format", "text", "text or json")
 		labels     = fs.String("labels", "", "node labels k=v,k2=v2 (e.g. skein.dev/route-reflector=10.0.0.1 makes a BGP route reflector)")
+		takeOver   = fs.Bool("take-over-node", false, "take the node name from another identity that is not alive (this host re-installed or its --state-dir wiped); refused while the other heartbeats")
 		configFile = fs.String("config", "", "optional YAML file of flag values (flag name: value)")
 		showVer    = fs.Bool("version", false, "print the version and exit")
 	)
@@ -85,6 +86,7 @@ func run(ctx context.Context, args []string) error {
 		SocketPath:   *socket,
 		StateDir:     *stateDir,
 		DebugAddr:    *debugAddr,
+		TakeOverNode: *takeOver,
 		Version:      version,
 		Log:          log,
 	}

@@ -172,27 +172,31 @@ func decideClaim(in claimInput) (claimAction, error) {
 // claimError says who holds the name, whether it is alive and what to do.
 func claimError(in claimInput, holder string, alive bool) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "node %q: ", in.Node)
+	fmt.Fprintf(&b, "node %q is held by ", in.Node)
 	if holder == "" {
-		b.WriteString("registered by an agent of an earlier version (no identity)")
+		b.WriteString("an agent of an earlier version (no identity)")
 	} else {
-		fmt.Fprintf(&b, "registered by identity %s", fingerprint(holder))
+		fmt.Fprintf(&b, "identity %s", fingerprint(holder))
 	}
-	fmt.Fprintf(&b, ", this agent is identity %s (%s)", fingerprint(in.Mine.Hash), in.Mine.Path)
+	b.WriteString(" (")
 	if in.Record != nil && in.Record.UnderlayIP.IsValid() {
-		fmt.Fprintf(&b, "; the holder's underlay IP is %s", in.Record.UnderlayIP)
+		fmt.Fprintf(&b, "underlay IP %s, ", in.Record.UnderlayIP)
 	}
 	if alive {
-		b.WriteString(" and it is alive (heartbeat current)")
-		b.WriteString(": another host runs under this name (hosts cloned from one image share a hostname); give this host its own --node-name")
-		if in.TakeOver {
-			b.WriteString("; --take-over-node is refused while the holder is alive")
-		} else if holder == "" {
-			b.WriteString(", or stop the other agent (or wait ~30 s for its heartbeat to expire) if it is this host's old agent")
-		}
+		b.WriteString("alive: heartbeat current")
 	} else {
-		b.WriteString(" and it is not alive (no heartbeat)")
-		fmt.Fprintf(&b, ": if this is the same host with a wiped --state-dir, start with --take-over-node or run `skein node delete %s` first; otherwise give this host its own --node-name", in.Node)
+		b.WriteString("not alive: no heartbeat")
+	}
+	fmt.Fprintf(&b, "); this agent is identity %s (from %s): ", fingerprint(in.Mine.Hash), in.Mine.Path)
+	switch {
+	case !alive:
+		fmt.Fprintf(&b, "if this is the same host with a wiped --state-dir, start with --take-over-node or run `skein node delete %s` first; otherwise give this host its own --node-name", in.Node)
+	case in.TakeOver:
+		b.WriteString("another host runs under this name (hosts cloned from one image share a hostname): give this host its own --node-name; --take-over-node is refused while the holder is alive")
+	case holder == "":
+		b.WriteString("if that is this host's previous agent, stop it (or wait ~30 s for its heartbeat to expire); otherwise give this host its own --node-name (hosts cloned from one image share a hostname)")
+	default:
+		b.WriteString("another host runs under this name (hosts cloned from one image share a hostname): give this host its own --node-name")
 	}
 	return fmt.Errorf("%w: %s", ErrNodeNameTaken, b.String())
 }

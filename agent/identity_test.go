@@ -42,9 +42,9 @@ func TestDecideClaim(t *testing.T) {
 			wantErr: []string{"bbbbbbbbbbbb", "alive"}},
 		{name: "record of an earlier version", record: rec(""), want: claimAdopt},
 		{name: "record of an earlier version, its agent alive", record: rec(""), alive: alive(""),
-			wantErr: []string{"earlier version", "10.0.0.1", "alive (heartbeat current)", "wait ~30 s"}},
+			wantErr: []string{"earlier version", "10.0.0.1", "alive: heartbeat current", "wait ~30 s"}},
 		{name: "another identity alive", record: rec(other), alive: alive(other),
-			wantErr: []string{`node "h1"`, "identity bbbbbbbbbbbb", "identity aaaaaaaaaaaa", "/var/lib/skein/node-identity", "underlay IP is 10.0.0.1", "alive (heartbeat current)", "--node-name", "cloned"}},
+			wantErr: []string{`node "h1"`, "held by identity bbbbbbbbbbbb", "this agent is identity aaaaaaaaaaaa", "/var/lib/skein/node-identity", "underlay IP 10.0.0.1", "alive: heartbeat current", "--node-name", "cloned"}},
 		{name: "another identity alive, take-over refused", record: rec(other), alive: alive(other), takeOver: true,
 			wantErr: []string{"bbbbbbbbbbbb", "alive", "--take-over-node is refused while the holder is alive"}},
 		{name: "another identity alive with an old heartbeat", record: rec(other), alive: alive(""), takeOver: true,
@@ -66,6 +66,7 @@ func TestDecideClaim(t *testing.T) {
 			if err == nil {
 				t.Fatalf("decideClaim = %v; want a refusal", got)
 			}
+			t.Log(err)
 			if !errors.Is(err, ErrNodeNameTaken) {
 				t.Errorf("error %v is not ErrNodeNameTaken", err)
 			}
@@ -195,7 +196,9 @@ func TestRegisterNodeRace(t *testing.T) {
 	loser.cfg.TakeOverNode = true
 	hctx, hcancel := context.WithCancel(ctx)
 	hdone := make(chan error, 1)
-	go func() { hdone <- agents[winner].store.HeartbeatIdentity(hctx, "h1", agents[winner].id.Hash, 10*time.Second, nil) }()
+	go func() {
+		hdone <- agents[winner].store.HeartbeatIdentity(hctx, "h1", agents[winner].id.Hash, 10*time.Second, nil)
+	}()
 	waitAlive(ctx, t, loser.store, "h1", true)
 	if err := loser.claimNode(ctx); err == nil || !strings.Contains(err.Error(), "refused while the holder is alive") {
 		t.Errorf("take-over while the holder heartbeats = %v, want a refusal", err)

@@ -2,8 +2,11 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -235,5 +238,49 @@ func waitAlive(ctx context.Context, t *testing.T, c *store.Client, node string, 
 			t.Fatalf("heartbeat of %s present=%v never came", node, want)
 		case <-time.After(10 * time.Millisecond):
 		}
+	}
+}
+
+// TestTakenOverWhileRunning: once the node record names another identity,
+// the agent refuses every socket request and stops with an error naming both
+// identities.
+func TestTakenOverWhileRunning(t *testing.T) {
+	t.Parallel()
+	a := &Agent{
+		cfg:   Config{NodeName: "n1"},
+		log:   slog.New(slog.NewTextHandler(t.Output(), nil)),
+		id:    identity{Hash: "sha256:aaaaaaaaaaaa0000"},
+		fatal: make(chan error, 1),
+	}
+	served := false
+	h := a.refuseWhenTakenOver(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { served = true }))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/v1/add", nil))
+	if !served {
+		t.Fatal("request refused before any take-over")
+	}
+
+	a.onSnapshot(store.Snapshot{Nodes: map[string]api.Node{"n1": {Name: "n1", UnderlayIP: netip.MustParseAddr("10.0.0.9"), Identity: "sha256:bbbbbbbbbbbb1111"}}})
+	select {
+	case err := <-a.fatal:
+		if !errors.Is(err, ErrNodeTakenOver) {
+			t.Errorf("fatal error %v is not ErrNodeTakenOver", err)
+		}
+		for _, w := range []string{"n1", "bbbbbbbbbbbb", "aaaaaaaaaaaa", "10.0.0.9"} {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("fatal error %q lacks %q", err, w)
+			}
+		}
+	default:
+		t.Fatal("no fatal error after the take-over")
+	}
+	if ok, reason := a.readiness(); ok || !strings.Contains(reason, "taken over") {
+		t.Errorf("readiness = %v, %q; want not ready, taken over", ok, reason)
+	}
+	served = false
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/add", nil))
+	var ae api.AgentError
+	if served || rec.Code != http.StatusServiceUnavailable || json.Unmarshal(rec.Body.Bytes(), &ae) != nil || ae.Code != codeTryAgainLater {
+		t.Errorf("request after take-over: served=%v status %d body %s; want 503 with code %d", served, rec.Code, rec.Body, codeTryAgainLater)
 	}
 }

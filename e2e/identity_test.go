@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -223,6 +224,44 @@ func TestWipedStateDirTakeOver(t *testing.T) {
 	defer pcancel()
 	if err := shared.Ping(pctx, peer.Name, c.IP); err != nil {
 		t.Errorf("ping %s -> %s after take-over: %v", peer.Name, c.IP, err)
+	}
+
+	// Taken over while running (another identity rewrote the record): the
+	// agent stops rather than fight over the record.
+	running, err := shared.Host(h.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, rev, err := cl.GetNodeRecord(ctx, h.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rival := cur
+	rival.Identity = "sha256:" + strings.Repeat("c", 64)
+	if _, err := cl.PutNodeIf(ctx, rival, rev); err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	for syscall.Kill(running.AgentPID, 0) == nil {
+		select {
+		case <-wctx.Done():
+			t.Fatalf("agent %s (pid %d) still runs 20 s after its record was taken over", h.Name, running.AgentPID)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	log, _ := os.ReadFile(running.LogPath)
+	if !strings.Contains(string(log), "node record taken over by another identity") || !strings.Contains(string(log), "cccccccccccc") {
+		t.Errorf("agent log does not say the record was taken over:\n%s", log)
+	}
+	// Give the record back so that the cleanup restarts the host as it was.
+	back, rev, err := cl.GetNodeRecord(ctx, h.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back.Identity = cur.Identity
+	if _, err := cl.PutNodeIf(ctx, back, rev); err != nil {
+		t.Fatal(err)
 	}
 }
 

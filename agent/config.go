@@ -73,6 +73,9 @@ func (c Config) validate() error {
 	if !c.EmbeddedEtcd && len(c.Etcd.Endpoints) == 0 {
 		errs = append(errs, errors.New("--etcd-endpoints is required (or --embedded-etcd)"))
 	}
+	if err := c.Etcd.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.UnderlayIP.IsValid() && !c.UnderlayIP.Is4() {
 		errs = append(errs, fmt.Errorf("--underlay-ip %s: only IPv4 underlays are supported", c.UnderlayIP))
 	}

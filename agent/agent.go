@@ -168,7 +168,7 @@ func (a *Agent) run(ctx context.Context) error {
 		a.pol.vxlanPort = uint16(a.cluster.VXLAN.Port)
 	}
 
-	sockLn, err := listenSocket(a.cfg.SocketPath)
+	sockLn, err := listenSocket(a.cfg.SocketPath, a.log.With("component", "socket"))
 	if err != nil {
 		return err
 	}
@@ -399,30 +399,6 @@ func waitCluster(ctx context.Context, s *store.Client, log *slog.Logger) (api.Cl
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
-}
-
-// listenSocket opens the agent socket, root-only: whoever can talk to it can
-// allocate addresses and plumb containers.
-func listenSocket(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("socket dir: %w", err)
-	}
-	if c, err := net.Dial("unix", path); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("socket %s: another agent is serving it", path)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("listen on socket %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("chmod socket %s: %w", path, err)
-	}
-	return ln, nil
 }
 
 // serve runs an HTTP server on ln until ctx is done.

@@ -87,9 +87,12 @@ func (a *Agent) run(ctx context.Context) error {
 	etcdCfg := a.cfg.Etcd
 	if a.cfg.EmbeddedEtcd {
 		e, err := store.StartEmbedded(ctx, store.EmbeddedConfig{
-			Dir:        filepath.Join(a.cfg.StateDir, "etcd"),
-			ClientURLs: etcdCfg.Endpoints,
-			Log:        a.log,
+			Dir:          filepath.Join(a.cfg.StateDir, "etcd"),
+			ClientURLs:   etcdCfg.Endpoints,
+			CertFile:     a.cfg.EmbeddedTLS.CertFile,
+			KeyFile:      a.cfg.EmbeddedTLS.KeyFile,
+			ClientCAFile: a.cfg.EmbeddedTLS.ClientCAFile,
+			Log:          a.log,
 		})
 		if err != nil {
 			return fmt.Errorf("embedded etcd: %w", err)

@@ -140,6 +140,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd %s: %w", eps, err)
 	}
+	cli.KV = endpointKV{KV: cli.KV, eps: eps}
 	c := &Client{cli: cli, prefix: prefix, log: log}
 
 	cctx, cancel := context.WithTimeout(ctx, timeout)
@@ -172,19 +173,80 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 			cancel()
 			<-got
 			_ = cli.Close() // the probe's error is the one to report
-			return nil, fmt.Errorf("etcd %s: TLS setup does not match the server: %s", eps, describe(res))
+			return nil, fmt.Errorf("etcd %s: TLS setup does not match the server: %s", eps, describe(res, len(cfg.Endpoints)))
 		}
 		err = <-got
 	}
 	if err != nil {
 		_ = cli.Close() // the reachability error is the one to report
 		if len(res) > 0 {
-			return nil, fmt.Errorf("etcd %s unreachable (waited %s): %w (%s)", eps, timeout, err, describe(res))
+			return nil, fmt.Errorf("etcd %s unreachable (waited %s): %w (%s)", eps, timeout, err, describe(res, len(cfg.Endpoints)))
 		}
 		return nil, fmt.Errorf("etcd %s unreachable (waited %s): %w", eps, timeout, err)
 	}
 	log.Debug("etcd connected", "endpoints", eps)
 	return c, nil
+}
+
+// endpointKV names the endpoints in the errors of every read and write, so
+// that a "context deadline exceeded" says which etcd did not answer.
+type endpointKV struct {
+	clientv3.KV
+	eps string
+}
+
+func (k endpointKV) wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("etcd %s: %w", k.eps, err)
+}
+
+func (k endpointKV) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	r, err := k.KV.Get(ctx, key, opts...)
+	return r, k.wrap(err)
+}
+
+func (k endpointKV) Put(ctx context.Context, key, val string, opts ...clientv3.OpOption) (*clientv3.PutResponse, error) {
+	r, err := k.KV.Put(ctx, key, val, opts...)
+	return r, k.wrap(err)
+}
+
+func (k endpointKV) Delete(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.DeleteResponse, error) {
+	r, err := k.KV.Delete(ctx, key, opts...)
+	return r, k.wrap(err)
+}
+
+func (k endpointKV) Do(ctx context.Context, op clientv3.Op) (clientv3.OpResponse, error) {
+	r, err := k.KV.Do(ctx, op)
+	return r, k.wrap(err)
+}
+
+func (k endpointKV) Txn(ctx context.Context) clientv3.Txn {
+	return endpointTxn{Txn: k.KV.Txn(ctx), kv: k}
+}
+
+// endpointTxn is a transaction whose Commit error names the endpoints.
+type endpointTxn struct {
+	clientv3.Txn
+	kv endpointKV
+}
+
+func (t endpointTxn) If(cs ...clientv3.Cmp) clientv3.Txn {
+	return endpointTxn{Txn: t.Txn.If(cs...), kv: t.kv}
+}
+
+func (t endpointTxn) Then(ops ...clientv3.Op) clientv3.Txn {
+	return endpointTxn{Txn: t.Txn.Then(ops...), kv: t.kv}
+}
+
+func (t endpointTxn) Else(ops ...clientv3.Op) clientv3.Txn {
+	return endpointTxn{Txn: t.Txn.Else(ops...), kv: t.kv}
+}
+
+func (t endpointTxn) Commit() (*clientv3.TxnResponse, error) {
+	r, err := t.Txn.Commit()
+	return r, t.kv.wrap(err)
 }
 
 // Close closes the connection to etcd.

@@ -134,10 +134,15 @@ type probeResult struct {
 }
 
 func (r probeResult) String() string {
+	return r.Endpoint + ": " + r.detail()
+}
+
+// detail is the error and the hint, without the endpoint.
+func (r probeResult) detail() string {
 	if r.Hint == "" {
-		return fmt.Sprintf("%s: %v", r.Endpoint, r.Err)
+		return r.Err.Error()
 	}
-	return fmt.Sprintf("%s: %v: %s", r.Endpoint, r.Err, r.Hint)
+	return fmt.Sprintf("%v: %s", r.Err, r.Hint)
 }
 
 // probeAll probes every endpoint and returns the failures, in endpoint order.
@@ -175,8 +180,12 @@ func allFatal(res []probeResult, n int) bool {
 	return true
 }
 
-// describe joins probe results for an error message.
-func describe(res []probeResult) string {
+// describe joins probe results for an error message; with a single
+// endpoint, which the message names already, it leaves the endpoint out.
+func describe(res []probeResult, endpoints int) string {
+	if endpoints == 1 && len(res) == 1 {
+		return res[0].detail()
+	}
 	msgs := make([]string, len(res))
 	for i, r := range res {
 		msgs[i] = r.String()

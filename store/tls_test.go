@@ -1,12 +1,14 @@
 package store
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
 	"os"
@@ -195,5 +197,23 @@ func TestConfigValidate(t *testing.T) {
 				t.Errorf("Validate = %v, want %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestErrorsNameEndpoint: an etcd call that fails after New (etcd gone)
+// names the endpoint, and the error still matches etcd's sentinels.
+func TestErrorsNameEndpoint(t *testing.T) {
+	e := startEtcd(t)
+	c := newClient(t, e)
+	ep := e.Endpoints()[0]
+	e.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	_, err := c.ListNodes(ctx)
+	if err == nil || !strings.Contains(err.Error(), ep) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("ListNodes with etcd gone = %v, want a deadline error naming %s", err, ep)
+	}
+	if _, err := c.PutNodeIf(ctx, api.Node{Name: "a"}, 0); err == nil || !strings.Contains(err.Error(), ep) {
+		t.Errorf("PutNodeIf (a transaction) with etcd gone = %v, want an error naming %s", err, ep)
 	}
 }

@@ -31,6 +31,18 @@ func probe(ctx context.Context, ep string, tlsCfg *tls.Config) error {
 			network, addr = "unix", u.Host+u.Path
 		}
 	}
+	if scheme == "http" {
+		// The TLS check of a plain endpoint is only worth it when etcd does
+		// not answer at once: a healthy etcd is never offered a ClientHello
+		// it would log as garbage.
+		t := time.NewTimer(plainProbeDelay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, network, addr)
 	if err != nil {
@@ -76,6 +88,10 @@ func probe(ctx context.Context, ep string, tlsCfg *tls.Config) error {
 	}
 	return nil
 }
+
+// plainProbeDelay is how long New lets an http:// endpoint answer before
+// checking whether it speaks TLS.
+const plainProbeDelay = 300 * time.Millisecond
 
 // errSpeaksTLS reports that an http:// endpoint answered a TLS handshake.
 var errSpeaksTLS = errors.New("the endpoint speaks TLS")

@@ -223,6 +223,66 @@ func TestRegisterNodeRace(t *testing.T) {
 	}
 }
 
+// TestRegisterAdoptsLegacyRecord: a node record written before identities
+// (no identity, an admin's label) is adopted on the first start, keeping the
+// label; the agent's heartbeat of an earlier version blocks the adoption.
+func TestRegisterAdoptsLegacyRecord(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipped under -short: needs an embedded etcd")
+	}
+	var buf syncBuffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	e, err := store.StartEmbedded(ctx, store.EmbeddedConfig{Dir: t.TempDir(), UnsafeNoFsync: true, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	c, err := store.New(ctx, store.Config{Endpoints: e.Endpoints(), Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() }) // test teardown
+	legacy := api.Node{Name: "h1", UnderlayIP: netip.MustParseAddr("10.0.0.1"), Labels: map[string]string{"rack": "r1"}}
+	if err := c.PutNode(ctx, legacy); err != nil {
+		t.Fatal(err)
+	}
+	id, _, err := loadIdentity(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Agent{cfg: Config{NodeName: "h1"}, log: log, store: c, id: id, ul: underlay{IP: legacy.UnderlayIP}}
+
+	// The old agent still heartbeats (no identity in its alive value).
+	hctx, hcancel := context.WithCancel(ctx)
+	hdone := make(chan error, 1)
+	go func() { hdone <- c.Heartbeat(hctx, "h1", 10*time.Second, nil) }()
+	waitAlive(ctx, t, c, "h1", true)
+	if err := a.claimNode(ctx); !errors.Is(err, ErrNodeNameTaken) || !strings.Contains(err.Error(), "earlier version") {
+		t.Errorf("claim while the old agent heartbeats = %v, want a refusal naming the earlier version", err)
+	}
+	hcancel()
+	if err := <-hdone; err != nil {
+		t.Fatal(err)
+	}
+	waitAlive(ctx, t, c, "h1", false)
+
+	if err := a.claimNode(ctx); err != nil {
+		t.Fatalf("claim of a record from an earlier version: %v", err)
+	}
+	rec, err := c.GetNode(ctx, "h1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Identity != id.Hash || rec.Labels["rack"] != "r1" {
+		t.Errorf("adopted record %+v, want identity %s and the label rack=r1 kept", rec, fingerprint(id.Hash))
+	}
+	if !strings.Contains(buf.String(), "node record from an earlier version adopted") {
+		t.Errorf("adoption not logged:\n%s", buf.String())
+	}
+}
+
 func waitAlive(ctx context.Context, t *testing.T, c *store.Client, node string, want bool) {
 	t.Helper()
 	for {

@@ -141,6 +141,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("etcd %s: %w", eps, err)
 	}
 	cli.KV = endpointKV{KV: cli.KV, eps: eps}
+	cli.Lease = endpointLease{Lease: cli.Lease, kv: endpointKV{eps: eps}}
 	c := &Client{cli: cli, prefix: prefix, log: log}
 
 	cctx, cancel := context.WithTimeout(ctx, timeout)
@@ -247,6 +248,33 @@ func (t endpointTxn) Else(ops ...clientv3.Op) clientv3.Txn {
 func (t endpointTxn) Commit() (*clientv3.TxnResponse, error) {
 	r, err := t.Txn.Commit()
 	return r, t.kv.wrap(err)
+}
+
+// endpointLease names the endpoints in the errors of lease calls (the
+// heartbeat's).
+type endpointLease struct {
+	clientv3.Lease
+	kv endpointKV // only for wrap
+}
+
+func (l endpointLease) Grant(ctx context.Context, ttl int64) (*clientv3.LeaseGrantResponse, error) {
+	r, err := l.Lease.Grant(ctx, ttl)
+	return r, l.kv.wrap(err)
+}
+
+func (l endpointLease) Revoke(ctx context.Context, id clientv3.LeaseID) (*clientv3.LeaseRevokeResponse, error) {
+	r, err := l.Lease.Revoke(ctx, id)
+	return r, l.kv.wrap(err)
+}
+
+func (l endpointLease) KeepAlive(ctx context.Context, id clientv3.LeaseID) (<-chan *clientv3.LeaseKeepAliveResponse, error) {
+	ch, err := l.Lease.KeepAlive(ctx, id)
+	return ch, l.kv.wrap(err)
+}
+
+func (l endpointLease) KeepAliveOnce(ctx context.Context, id clientv3.LeaseID) (*clientv3.LeaseKeepAliveResponse, error) {
+	r, err := l.Lease.KeepAliveOnce(ctx, id)
+	return r, l.kv.wrap(err)
 }
 
 // Close closes the connection to etcd.

@@ -216,4 +216,7 @@ func TestErrorsNameEndpoint(t *testing.T) {
 	if _, err := c.PutNodeIf(ctx, api.Node{Name: "a"}, 0); err == nil || !strings.Contains(err.Error(), ep) {
 		t.Errorf("PutNodeIf (a transaction) with etcd gone = %v, want an error naming %s", err, ep)
 	}
+	if _, err := c.Etcd().Grant(ctx, 10); err == nil || !strings.Contains(err.Error(), ep) {
+		t.Errorf("Grant (the heartbeat's lease) with etcd gone = %v, want an error naming %s", err, ep)
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -36,6 +35,7 @@ type Agent struct {
 	pol     *enforcer
 	self    api.Node
 	cluster api.Cluster
+	id      identity
 	metrics *metrics
 	started time.Time
 
@@ -58,6 +58,10 @@ type Agent struct {
 	readyOnce                  sync.Once
 	readyAt                    atomic.Int64 // unix nanos of the first time every readiness condition held
 	statusCh                   chan api.NodeStatus
+	// takenOver is set once the node record names another identity: the
+	// agent then refuses every request and exits with fatal's error.
+	takenOver atomic.Bool
+	fatal     chan error
 }
 
 // Run starts the agent and blocks until ctx is done. A clean shutdown leaves
@@ -67,13 +71,21 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.validate(); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	a := &Agent{cfg: cfg, log: cfg.Log.With("node", cfg.NodeName), started: time.Now(), statusCh: make(chan api.NodeStatus, 1)}
+	a := &Agent{cfg: cfg, log: cfg.Log.With("node", cfg.NodeName), started: time.Now(), statusCh: make(chan api.NodeStatus, 1), fatal: make(chan error, 1)}
 	return a.run(ctx)
 }
 
 func (a *Agent) run(ctx context.Context) error {
 	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("state dir: %w", err)
+	}
+	id, created, err := loadIdentity(a.cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	a.id = id
+	if created {
+		a.log.Info("node identity created", "identity", fingerprint(id.Hash), "path", id.Path)
 	}
 	ul, err := findUnderlay(a.cfg.Iface, a.cfg.UnderlayIP)
 	if err != nil {
@@ -85,9 +97,12 @@ func (a *Agent) run(ctx context.Context) error {
 	etcdCfg := a.cfg.Etcd
 	if a.cfg.EmbeddedEtcd {
 		e, err := store.StartEmbedded(ctx, store.EmbeddedConfig{
-			Dir:        filepath.Join(a.cfg.StateDir, "etcd"),
-			ClientURLs: etcdCfg.Endpoints,
-			Log:        a.log,
+			Dir:          filepath.Join(a.cfg.StateDir, "etcd"),
+			ClientURLs:   etcdCfg.Endpoints,
+			CertFile:     a.cfg.EmbeddedTLS.CertFile,
+			KeyFile:      a.cfg.EmbeddedTLS.KeyFile,
+			ClientCAFile: a.cfg.EmbeddedTLS.ClientCAFile,
+			Log:          a.log,
 		})
 		if err != nil {
 			return fmt.Errorf("embedded etcd: %w", err)
@@ -103,6 +118,10 @@ func (a *Agent) run(ctx context.Context) error {
 	defer a.store.Close()
 
 	if a.cluster, err = waitCluster(ctx, a.store, a.log); err != nil {
+		return err
+	}
+	// Before ipam.New: it adopts the blocks the name holds in etcd.
+	if err := a.claimNode(ctx); err != nil {
 		return err
 	}
 	a.alloc, err = ipam.New(ctx, ipam.Config{
@@ -162,7 +181,7 @@ func (a *Agent) run(ctx context.Context) error {
 		a.pol.vxlanPort = uint16(a.cluster.VXLAN.Port)
 	}
 
-	sockLn, err := listenSocket(a.cfg.SocketPath)
+	sockLn, err := listenSocket(a.cfg.SocketPath, a.log.With("component", "socket"))
 	if err != nil {
 		return err
 	}
@@ -188,7 +207,17 @@ func (a *Agent) run(ctx context.Context) error {
 		published: map[api.Owner]bool{},
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return a.store.Heartbeat(gctx, a.cfg.NodeName, 30*time.Second, a.statusCh) })
+	g.Go(func() error {
+		return a.store.HeartbeatIdentity(gctx, a.cfg.NodeName, a.id.Hash, 30*time.Second, a.statusCh)
+	})
+	g.Go(func() error {
+		select {
+		case err := <-a.fatal:
+			return err
+		case <-gctx.Done():
+			return nil
+		}
+	})
 	g.Go(func() error { return a.store.WatchDeltas(gctx, a.onDelta) })
 	if a.vx != nil {
 		g.Go(func() error { return a.vx.Run(gctx) })
@@ -203,7 +232,7 @@ func (a *Agent) run(ctx context.Context) error {
 	}
 	g.Go(func() error { return a.pol.rec.Run(gctx) })
 	g.Go(func() error {
-		return serve(gctx, sockLn, a.metrics.instrument(cni.handler()), func() { a.serving.Store(true) })
+		return serve(gctx, sockLn, a.metrics.instrument(a.refuseWhenTakenOver(cni.handler())), func() { a.serving.Store(true) })
 	})
 	if debugLn != nil {
 		g.Go(func() error { return serve(gctx, debugLn, a.debugHandler(), nil) })
@@ -218,44 +247,74 @@ func (a *Agent) run(ctx context.Context) error {
 	return err
 }
 
-func (a *Agent) putNode(ctx context.Context) error {
-	cctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
-	defer cancel()
-	// Labels an admin set on the record survive the agent's restarts; the
-	// agent's own --labels win on conflict. a.self is not changed: it is
-	// read concurrently once the agent runs.
-	rec := a.self
-	if old, err := a.store.GetNode(cctx, a.cfg.NodeName); err == nil && len(old.Labels) > 0 {
-		rec.Labels = maps.Clone(old.Labels)
-		maps.Copy(rec.Labels, a.self.Labels)
-	}
-	if err := a.store.PutNode(cctx, rec); err != nil {
-		return fmt.Errorf("register node: %w", err)
-	}
-	a.log.Info("node registered", "ip", a.self.UnderlayIP, "mac", a.self.VTEPMAC.String(), "vtep", a.self.VTEPIP, "blocks", a.alloc.Blocks())
-	return nil
-}
-
-// checkOwnRecord re-registers this node when its record vanished from the
-// store (an admin's `node delete --force`), one re-registration at a time.
-func (a *Agent) checkOwnRecord() {
-	missing := false
+// checkOwnRecord reacts to this node's record in the view. Another identity
+// took it over: the agent stops (true). It vanished (an admin's `node delete
+// --force`): it is re-registered, one re-registration at a time.
+func (a *Agent) checkOwnRecord() (stop bool) {
+	var (
+		rec          api.Node
+		ok, anyNodes bool
+	)
 	a.readView(func(s store.Snapshot) {
-		_, ok := s.Nodes[a.cfg.NodeName]
-		missing = !ok && len(s.Nodes) > 0
+		rec, ok = s.Nodes[a.cfg.NodeName]
+		anyNodes = len(s.Nodes) > 0
 	})
-	if !missing || !a.reregistering.CompareAndSwap(false, true) {
-		return
+	if ok && rec.Identity != a.id.Hash {
+		a.tookOver(rec)
+		return true
+	}
+	if a.takenOver.Load() {
+		return true
+	}
+	if ok || !anyNodes || !a.reregistering.CompareAndSwap(false, true) {
+		return false
 	}
 	a.log.Warn("own node record missing from the store; re-registering")
 	go func() {
 		defer a.reregistering.Store(false)
 		ctx, cancel := context.WithTimeout(context.Background(), storeCallTimeout)
 		defer cancel()
-		if err := a.putNode(ctx); err != nil {
+		switch err := a.putNode(ctx); {
+		case errors.Is(err, ErrNodeNameTaken):
+			a.fail(err)
+		case err != nil:
 			a.log.Warn("re-register node", "err", err)
 		}
 	}()
+	return false
+}
+
+// tookOver stops the agent once its node record names another identity:
+// two agents fighting over one record would re-point the node's blocks at
+// each other's host on every write.
+func (a *Agent) tookOver(n api.Node) {
+	if !a.takenOver.CompareAndSwap(false, true) {
+		return
+	}
+	a.fail(fmt.Errorf("%w: node %q now carries identity %s (underlay IP %s), this agent is %s; stopped rather than fight over it",
+		ErrNodeTakenOver, a.cfg.NodeName, fingerprint(n.Identity), n.UnderlayIP, fingerprint(a.id.Hash)))
+}
+
+// fail stops the agent with err; the first error wins.
+func (a *Agent) fail(err error) {
+	a.takenOver.Store(true)
+	select {
+	case a.fatal <- err:
+	default:
+	}
+}
+
+// refuseWhenTakenOver answers every socket request with "try again later"
+// once the node record is another identity's: no ADD may hand out an
+// address from blocks that are no longer this host's.
+func (a *Agent) refuseWhenTakenOver(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.takenOver.Load() {
+			writeErr(w, http.StatusServiceUnavailable, codeTryAgainLater, "node "+a.cfg.NodeName, ErrNodeTakenOver)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func (a *Agent) vxlanConfig() vxlan.Config {
@@ -274,6 +333,8 @@ func (a *Agent) vxlanConfig() vxlan.Config {
 // readiness reports whether the agent can serve a CNI ADD, and why not.
 func (a *Agent) readiness() (bool, string) {
 	switch {
+	case a.takenOver.Load():
+		return false, "node record taken over by another identity"
 	case a.alloc == nil || len(a.alloc.Blocks()) == 0:
 		return false, "no address block held"
 	case a.snap.Load() == nil:
@@ -352,30 +413,6 @@ func waitCluster(ctx context.Context, s *store.Client, log *slog.Logger) (api.Cl
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
-}
-
-// listenSocket opens the agent socket, root-only: whoever can talk to it can
-// allocate addresses and plumb containers.
-func listenSocket(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("socket dir: %w", err)
-	}
-	if c, err := net.Dial("unix", path); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("socket %s: another agent is serving it", path)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("listen on socket %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("chmod socket %s: %w", path, err)
-	}
-	return ln, nil
 }
 
 // serve runs an HTTP server on ln until ctx is done.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/skeinnet/skein/api"
@@ -16,6 +17,7 @@ type Config struct {
 	NodeName     string            // required
 	Etcd         store.Config      // required unless EmbeddedEtcd
 	EmbeddedEtcd bool              // optional: run an in-process etcd (single machine)
+	EmbeddedTLS  EmbeddedTLS       // optional: TLS of the embedded etcd's client listener
 	Iface        string            // optional: underlay interface; default the default-route interface
 	UnderlayIP   netip.Addr        // optional: overrides the address found on Iface
 	SocketPath   string            // optional, default /run/skein/skeind.sock
@@ -25,7 +27,17 @@ type Config struct {
 	Cooldown     time.Duration     // optional, default 30s: rest of a freed address before reuse
 	Resync       time.Duration     // optional, default 60s: periodic dataplane resync
 	Labels       map[string]string // optional: node labels, e.g. skein.dev/route-reflector
-	Log          *slog.Logger      // optional
+	// TakeOverNode lets this agent take the node name from another identity
+	// that is not alive (a re-installed host); optional, default false.
+	TakeOverNode bool
+	Log          *slog.Logger // optional
+}
+
+// EmbeddedTLS is the server side of TLS for the embedded etcd. The agent
+// itself connects to it like any client, with Config.Etcd's TLS files.
+type EmbeddedTLS struct {
+	CertFile, KeyFile string // optional: serve https:// with this certificate
+	ClientCAFile      string // optional: require client certificates signed by this CA
 }
 
 // Defaults for Config.
@@ -70,8 +82,48 @@ func (c Config) validate() error {
 	if !c.EmbeddedEtcd && len(c.Etcd.Endpoints) == 0 {
 		errs = append(errs, errors.New("--etcd-endpoints is required (or --embedded-etcd)"))
 	}
+	if err := c.Etcd.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, c.validateEmbeddedTLS()...)
 	if c.UnderlayIP.IsValid() && !c.UnderlayIP.Is4() {
 		errs = append(errs, fmt.Errorf("--underlay-ip %s: only IPv4 underlays are supported", c.UnderlayIP))
 	}
 	return errors.Join(errs...)
+}
+
+// validateEmbeddedTLS checks the embedded etcd's TLS flags against each
+// other and against the agent's own client settings.
+func (c Config) validateEmbeddedTLS() []error {
+	t := c.EmbeddedTLS
+	if t == (EmbeddedTLS{}) {
+		return nil
+	}
+	if !c.EmbeddedEtcd {
+		return []error{errors.New("--embedded-etcd-cert, --embedded-etcd-key and --embedded-etcd-client-ca need --embedded-etcd")}
+	}
+	var errs []error
+	switch {
+	case t.CertFile == "" && t.KeyFile != "":
+		errs = append(errs, fmt.Errorf("--embedded-etcd-key %s given without --embedded-etcd-cert", t.KeyFile))
+	case t.CertFile != "" && t.KeyFile == "":
+		errs = append(errs, fmt.Errorf("--embedded-etcd-cert %s given without --embedded-etcd-key", t.CertFile))
+	case t.CertFile == "":
+		errs = append(errs, fmt.Errorf("--embedded-etcd-client-ca %s given without --embedded-etcd-cert and --embedded-etcd-key", t.ClientCAFile))
+	}
+	if t.CertFile == "" {
+		return errs
+	}
+	for _, u := range c.Etcd.Endpoints {
+		if !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "unixs://") {
+			errs = append(errs, fmt.Errorf("--etcd-endpoints %s: the embedded etcd serves TLS (--embedded-etcd-cert), use https://", u))
+		}
+	}
+	if c.Etcd.CAFile == "" {
+		errs = append(errs, errors.New("--embedded-etcd-cert: the agent connects to its embedded etcd over TLS too: give --etcd-ca (the CA that signed the certificate)"))
+	}
+	if t.ClientCAFile != "" && c.Etcd.CertFile == "" {
+		errs = append(errs, errors.New("--embedded-etcd-client-ca: etcd then requires client certificates, the agent's own included: give --etcd-cert and --etcd-key"))
+	}
+	return errs
 }

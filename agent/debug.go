@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"maps"
 	"net"
@@ -518,7 +519,60 @@ func (a *Agent) debugHandler() http.Handler {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	return mux
+	return guardDebug(mux, a.cfg.DebugAddr, d.log)
+}
+
+// guardDebug keeps the debug endpoint read-only and out of reach of web
+// pages: a page in a browser on this host can point a name it controls at
+// 127.0.0.1 (DNS rebinding) and read the answers, but it cannot make the
+// browser send a Host header other than that name.
+func guardDebug(h http.Handler, listenAddr string, log *slog.Logger) http.Handler {
+	listenHost, _, err := net.SplitHostPort(listenAddr)
+	if err != nil {
+		listenHost = ""
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var local netip.Addr
+		if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			if ap, err := netip.ParseAddrPort(la.String()); err == nil {
+				local = ap.Addr().Unmap()
+			}
+		}
+		if !debugHostAllowed(r.Host, listenHost, local) {
+			log.Debug("debug request refused: host not allowed", "host", r.Host, "peer", r.RemoteAddr)
+			http.Error(w, fmt.Sprintf("skeind debug endpoint: Host %q is not allowed; use localhost, 127.0.0.1, [::1] or the address it listens on (a guard against DNS rebinding)", r.Host), http.StatusForbidden)
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "skeind debug endpoint is read-only: GET and HEAD only", http.StatusMethodNotAllowed)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// debugHostAllowed reports whether a request's Host header (with or without
+// port) names this endpoint: a loopback name or address, the host part of
+// the listen address, or the address the connection came in on. A name a
+// browser was sent to by someone else's DNS is none of these.
+func debugHostAllowed(host, listenHost string, local netip.Addr) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	if host == "" {
+		return false
+	}
+	if host == "localhost" || (listenHost != "" && strings.EqualFold(host, listenHost)) {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap()
+	return ip.IsLoopback() || (local.IsValid() && ip == local)
 }
 
 // writeHook writes a component's debug value, or 404 when it is not running.

@@ -494,3 +494,84 @@ func TestIsLoopbackAddr(t *testing.T) {
 		}
 	}
 }
+
+func TestDebugHostAllowed(t *testing.T) {
+	t.Parallel()
+	local := netip.MustParseAddr("10.0.0.1")
+	for _, tc := range []struct {
+		host, listen string
+		local        netip.Addr
+		want         bool
+	}{
+		{"localhost", "127.0.0.1", local, true},
+		{"localhost:9595", "127.0.0.1", local, true},
+		{"LOCALHOST.:9595", "127.0.0.1", local, true},
+		{"127.0.0.1", "127.0.0.1", local, true},
+		{"127.0.0.1:9595", "0.0.0.0", local, true},
+		{"[::1]:9595", "::1", local, true},
+		{"::1", "127.0.0.1", local, true},
+		{"10.0.0.1:9595", "0.0.0.0", local, true},    // the address the connection came in on
+		{"10.0.0.1:9595", "10.0.0.1", local, true},   // the listen address
+		{"node1.lan:9595", "node1.lan", local, true}, // configured by name
+		{"10.0.0.2:9595", "0.0.0.0", local, false},   // some other address
+		{"evil.example", "127.0.0.1", local, false},
+		{"evil.example:9595", "0.0.0.0", local, false},
+		{"localhost.evil.example", "127.0.0.1", local, false},
+		{"127.0.0.1.evil.example", "127.0.0.1", local, false},
+		{"", "127.0.0.1", local, false},
+	} {
+		if got := debugHostAllowed(tc.host, tc.listen, tc.local); got != tc.want {
+			t.Errorf("debugHostAllowed(%q, listen %q, local %s) = %v, want %v", tc.host, tc.listen, tc.local, got, tc.want)
+		}
+	}
+}
+
+// TestDebugGuard: a request under a foreign Host name (DNS rebinding) is
+// refused with 403 and a message, and anything but GET and HEAD with 405,
+// pprof included.
+func TestDebugGuard(t *testing.T) {
+	f := newDebugFixture(t, "127.0.0.1:0")
+	do := func(method, path, host string) (*http.Response, string) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), method, f.srv.URL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if host != "" {
+			req.Host = host
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, string(b)
+	}
+	for _, tc := range []struct {
+		method, path, host string
+		want               int
+		wantBody           string
+	}{
+		{http.MethodGet, "/debug/topology", "", http.StatusOK, ""},
+		{http.MethodGet, "/debug/topology", "localhost:9595", http.StatusOK, ""},
+		{http.MethodHead, "/healthz", "", http.StatusOK, ""},
+		{http.MethodGet, "/debug/topology", "rebind.evil.example:9595", http.StatusForbidden, "not allowed"},
+		{http.MethodGet, "/metrics", "rebind.evil.example", http.StatusForbidden, "DNS rebinding"},
+		{http.MethodPost, "/debug/topology", "", http.StatusMethodNotAllowed, "read-only"},
+		{http.MethodPost, "/debug/pprof/profile", "", http.StatusMethodNotAllowed, "read-only"},
+		{http.MethodPut, "/readyz", "", http.StatusMethodNotAllowed, "read-only"},
+		{http.MethodDelete, "/", "", http.StatusMethodNotAllowed, "read-only"},
+	} {
+		resp, body := do(tc.method, tc.path, tc.host)
+		if resp.StatusCode != tc.want || !strings.Contains(body, tc.wantBody) {
+			t.Errorf("%s %s (Host %q): %s %q, want %d with %q", tc.method, tc.path, tc.host, resp.Status, body, tc.want, tc.wantBody)
+		}
+		if tc.want == http.StatusMethodNotAllowed && resp.Header.Get("Allow") != "GET, HEAD" {
+			t.Errorf("%s %s: Allow %q, want \"GET, HEAD\"", tc.method, tc.path, resp.Header.Get("Allow"))
+		}
+	}
+}

@@ -20,6 +20,9 @@ func (a *Agent) onDelta(d store.Delta) {
 		a.viewMu.Lock()
 		a.snap.Store(d.Snapshot)
 		a.viewMu.Unlock()
+		if a.checkOwnRecord() {
+			return
+		}
 		a.resetConsumers(*d.Snapshot)
 		return
 	}
@@ -35,8 +38,8 @@ func (a *Agent) onDelta(d store.Delta) {
 			a.log.Info("node removed", "peer", c.Key)
 		}
 	}
-	if len(d.Nodes) > 0 {
-		a.checkOwnRecord()
+	if len(d.Nodes) > 0 && a.checkOwnRecord() {
+		return
 	}
 	if a.vx != nil {
 		a.updatePeers(d)
@@ -57,7 +60,6 @@ func (a *Agent) onDelta(d store.Delta) {
 
 // resetConsumers hands every consumer the whole cluster.
 func (a *Agent) resetConsumers(s store.Snapshot) {
-	a.checkOwnRecord()
 	if a.vx != nil {
 		a.blocksOf = map[string][]netip.Prefix{}
 		for cidr, b := range s.Blocks {

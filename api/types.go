@@ -92,6 +92,10 @@ type Node struct {
 	DebugAddr  string            `json:"debugAddr,omitempty"`
 	MTU        int               `json:"mtu,omitempty"`
 	Version    string            `json:"version,omitempty"`
+	// Identity is "sha256:<hex>" of the secret its agent keeps in
+	// --state-dir: the agent that can show the secret owns the name. Empty
+	// in records written before identities existed.
+	Identity string `json:"identity,omitempty"`
 }
 
 // Block is the affinity of one pool block to a node, at /skein/blocks/<cidr>.

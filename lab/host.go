@@ -104,6 +104,12 @@ func (l *Lab) StartAgent(ctx context.Context, host string) error {
 	return l.startAgent(ctx, host)
 }
 
+// StartAgentArgs is StartAgent with extra skeind flags for this start only
+// (e.g. --take-over-node).
+func (l *Lab) StartAgentArgs(ctx context.Context, host string, extra ...string) error {
+	return l.startAgent(ctx, host, extra...)
+}
+
 // StopAgent stops host's agent: SIGTERM, then SIGKILL after 15 s. Stopping
 // a stopped agent does nothing.
 func (l *Lab) StopAgent(ctx context.Context, host string) error {
@@ -142,7 +148,7 @@ func (l *Lab) RestartAgent(ctx context.Context, host string) error {
 }
 
 // startAgent starts host's skeind and waits until it reports ready.
-func (l *Lab) startAgent(ctx context.Context, host string) error {
+func (l *Lab) startAgent(ctx context.Context, host string, extra ...string) error {
 	l.mu.Lock()
 	h, err := l.st.host(host)
 	if err != nil {
@@ -166,6 +172,7 @@ func (l *Lab) startAgent(ctx context.Context, host string) error {
 	}
 	start := time.Now()
 	argv := append([]string{filepath.Join(binDir, binSkeind)}, skeindArgs(hc, etcdURLs, tls)...)
+	argv = append(argv, extra...)
 	pid, err := startInNetNS(hc.Name, hc.LogPath, argv)
 	if err != nil {
 		return fmt.Errorf("start agent %s: %w", hc.Name, err)

@@ -59,6 +59,19 @@ type Config struct {
 	Log *slog.Logger
 }
 
+// Validate checks the parts of the configuration that need no connection.
+// Its errors name the flags of skeind and skein (--etcd-cert, --etcd-key),
+// which both map one to one onto these fields.
+func (c Config) Validate() error {
+	switch {
+	case c.KeyFile != "" && c.CertFile == "":
+		return fmt.Errorf("--etcd-key %s given without --etcd-cert: a client key needs its certificate", c.KeyFile)
+	case c.CertFile != "" && c.KeyFile == "":
+		return fmt.Errorf("--etcd-cert %s given without --etcd-key: a client certificate needs its key", c.CertFile)
+	}
+	return nil
+}
+
 // Client is typed access to Skein's keys in etcd. It is safe for concurrent use.
 type Client struct {
 	cli    *clientv3.Client
@@ -77,6 +90,9 @@ type Client struct {
 func New(ctx context.Context, cfg Config) (*Client, error) {
 	if len(cfg.Endpoints) == 0 {
 		return nil, errors.New("etcd: no endpoints")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("etcd %s: %w", strings.Join(cfg.Endpoints, ","), err)
 	}
 	log := cfg.Log
 	if log == nil {
@@ -98,9 +114,6 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 
 	var tlsCfg *tls.Config
 	if cfg.CAFile != "" || cfg.CertFile != "" {
-		if (cfg.CertFile == "") != (cfg.KeyFile == "") {
-			return nil, fmt.Errorf("etcd %s: TLS needs both a certificate and a key file", eps)
-		}
 		for _, ep := range cfg.Endpoints {
 			// clientv3 silently drops TLS for http:// endpoints.
 			if strings.HasPrefix(ep, "http://") {
@@ -127,27 +140,141 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd %s: %w", eps, err)
 	}
+	cli.KV = endpointKV{KV: cli.KV, eps: eps}
+	cli.Lease = endpointLease{Lease: cli.Lease, kv: endpointKV{eps: eps}}
 	c := &Client{cli: cli, prefix: prefix, log: log}
 
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	// Probe alongside, within the same deadline, to say why etcd is unreachable.
-	probed := make(chan string, 1)
+	// Probe alongside, within the same deadline, to say why etcd is
+	// unreachable, and to stop waiting at once when every endpoint failed
+	// in a way that waiting does not cure (a TLS setup that does not match).
 	pctx, pcancel := context.WithCancel(cctx)
 	defer pcancel()
-	go func() { probed <- probeAll(pctx, cfg.Endpoints, tlsCfg) }()
-	if _, err := cli.Get(cctx, prefix+kindCluster, clientv3.WithCountOnly()); err != nil {
-		why := <-probed
+	probed := make(chan []probeResult, 1)
+	go func() { probed <- probeAll(pctx, cfg.Endpoints, tlsCfg, cfg) }()
+	got := make(chan error, 1)
+	go func() {
+		_, err := cli.Get(cctx, prefix+kindCluster, clientv3.WithCountOnly())
+		got <- err
+	}()
+	var res []probeResult
+	select {
+	case err = <-got:
+		if err == nil {
+			pcancel()
+		} else {
+			// Probes still under way get a moment to say why.
+			t := time.AfterFunc(500*time.Millisecond, pcancel)
+			defer t.Stop()
+		}
+		res = <-probed
+	case res = <-probed:
+		if allFatal(res, len(cfg.Endpoints)) {
+			cancel()
+			<-got
+			_ = cli.Close() // the probe's error is the one to report
+			return nil, fmt.Errorf("etcd %s: TLS setup does not match the server: %s", eps, describe(res, len(cfg.Endpoints)))
+		}
+		err = <-got
+	}
+	if err != nil {
 		_ = cli.Close() // the reachability error is the one to report
-		if why != "" {
-			return nil, fmt.Errorf("etcd %s unreachable (waited %s): %w (%s)", eps, timeout, err, why)
+		if len(res) > 0 {
+			return nil, fmt.Errorf("etcd %s unreachable (waited %s): %w (%s)", eps, timeout, err, describe(res, len(cfg.Endpoints)))
 		}
 		return nil, fmt.Errorf("etcd %s unreachable (waited %s): %w", eps, timeout, err)
 	}
-	pcancel()
-	<-probed
 	log.Debug("etcd connected", "endpoints", eps)
 	return c, nil
+}
+
+// endpointKV names the endpoints in the errors of every read and write, so
+// that a "context deadline exceeded" says which etcd did not answer.
+type endpointKV struct {
+	clientv3.KV
+	eps string
+}
+
+func (k endpointKV) wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("etcd %s: %w", k.eps, err)
+}
+
+func (k endpointKV) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	r, err := k.KV.Get(ctx, key, opts...)
+	return r, k.wrap(err)
+}
+
+func (k endpointKV) Put(ctx context.Context, key, val string, opts ...clientv3.OpOption) (*clientv3.PutResponse, error) {
+	r, err := k.KV.Put(ctx, key, val, opts...)
+	return r, k.wrap(err)
+}
+
+func (k endpointKV) Delete(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.DeleteResponse, error) {
+	r, err := k.KV.Delete(ctx, key, opts...)
+	return r, k.wrap(err)
+}
+
+func (k endpointKV) Do(ctx context.Context, op clientv3.Op) (clientv3.OpResponse, error) {
+	r, err := k.KV.Do(ctx, op)
+	return r, k.wrap(err)
+}
+
+func (k endpointKV) Txn(ctx context.Context) clientv3.Txn {
+	return endpointTxn{Txn: k.KV.Txn(ctx), kv: k}
+}
+
+// endpointTxn is a transaction whose Commit error names the endpoints.
+type endpointTxn struct {
+	clientv3.Txn
+	kv endpointKV
+}
+
+func (t endpointTxn) If(cs ...clientv3.Cmp) clientv3.Txn {
+	return endpointTxn{Txn: t.Txn.If(cs...), kv: t.kv}
+}
+
+func (t endpointTxn) Then(ops ...clientv3.Op) clientv3.Txn {
+	return endpointTxn{Txn: t.Txn.Then(ops...), kv: t.kv}
+}
+
+func (t endpointTxn) Else(ops ...clientv3.Op) clientv3.Txn {
+	return endpointTxn{Txn: t.Txn.Else(ops...), kv: t.kv}
+}
+
+func (t endpointTxn) Commit() (*clientv3.TxnResponse, error) {
+	r, err := t.Txn.Commit()
+	return r, t.kv.wrap(err)
+}
+
+// endpointLease names the endpoints in the errors of lease calls (the
+// heartbeat's).
+type endpointLease struct {
+	clientv3.Lease
+	kv endpointKV // only for wrap
+}
+
+func (l endpointLease) Grant(ctx context.Context, ttl int64) (*clientv3.LeaseGrantResponse, error) {
+	r, err := l.Lease.Grant(ctx, ttl)
+	return r, l.kv.wrap(err)
+}
+
+func (l endpointLease) Revoke(ctx context.Context, id clientv3.LeaseID) (*clientv3.LeaseRevokeResponse, error) {
+	r, err := l.Lease.Revoke(ctx, id)
+	return r, l.kv.wrap(err)
+}
+
+func (l endpointLease) KeepAlive(ctx context.Context, id clientv3.LeaseID) (<-chan *clientv3.LeaseKeepAliveResponse, error) {
+	ch, err := l.Lease.KeepAlive(ctx, id)
+	return ch, l.kv.wrap(err)
+}
+
+func (l endpointLease) KeepAliveOnce(ctx context.Context, id clientv3.LeaseID) (*clientv3.LeaseKeepAliveResponse, error) {
+	r, err := l.Lease.KeepAliveOnce(ctx, id)
+	return r, l.kv.wrap(err)
 }
 
 // Close closes the connection to etcd.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -154,6 +155,10 @@ func startEmbedded(ctx context.Context, cfg EmbeddedConfig, log *slog.Logger) (*
 	if err != nil {
 		return nil, fmt.Errorf("embedded etcd: peer URL: %w", err)
 	}
+	for _, u := range plaintextOffLoopback(append(curls, purls...)) {
+		log.Warn("embedded etcd serves plaintext off loopback: whoever reaches it reads and writes the whole cluster state; give it a certificate (skeind --embedded-etcd-cert, --embedded-etcd-key, --embedded-etcd-client-ca) or listen on 127.0.0.1",
+			"endpoint", u)
+	}
 	ec.ListenClientUrls, ec.AdvertiseClientUrls = curls, curls
 	ec.ListenPeerUrls, ec.AdvertisePeerUrls = purls, purls
 	ec.InitialCluster = ec.InitialClusterFromName(ec.Name)
@@ -230,6 +235,26 @@ func parseURLs(ss []string) ([]url.URL, error) {
 		out = append(out, *u)
 	}
 	return out, nil
+}
+
+// plaintextOffLoopback returns the URLs that serve without TLS on an
+// address other hosts can reach (unix sockets are local).
+func plaintextOffLoopback(urls []url.URL) []string {
+	var out []string
+	for _, u := range urls {
+		if u.Scheme != "http" {
+			continue
+		}
+		host := u.Hostname()
+		if host == "localhost" {
+			continue
+		}
+		if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() {
+			continue
+		}
+		out = append(out, u.String())
+	}
+	return out
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.

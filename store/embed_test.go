@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 
 	"github.com/skeinnet/skein/api"
@@ -106,5 +107,21 @@ func TestStartEmbeddedErrors(t *testing.T) {
 	_, err := StartEmbedded(t.Context(), EmbeddedConfig{Dir: t.TempDir(), ClientURLs: []string{"ftp://127.0.0.1:1"}})
 	if err == nil || !strings.Contains(err.Error(), "ftp://") {
 		t.Errorf("StartEmbedded with an ftp URL: err = %v, want one naming it", err)
+	}
+}
+
+func TestPlaintextOffLoopback(t *testing.T) {
+	t.Parallel()
+	urls, err := parseURLs([]string{
+		"http://127.0.0.1:2379", "http://localhost:2379", "http://[::1]:2379", "http://127.0.0.5:1",
+		"https://10.0.0.1:2379", "unix:///run/skein/etcd.sock", "unixs:///run/etcd.sock",
+		"http://10.0.0.1:2379", "http://0.0.0.0:2379", "http://[::]:2379", "http://etcd.lan:2379",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"http://10.0.0.1:2379", "http://0.0.0.0:2379", "http://[::]:2379", "http://etcd.lan:2379"}
+	if d := cmp.Diff(want, plaintextOffLoopback(urls)); d != "" {
+		t.Errorf("plaintextOffLoopback mismatch (-want +got):\n%s", d)
 	}
 }

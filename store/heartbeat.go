@@ -26,6 +26,9 @@ const requestTimeout = 5 * time.Second
 type Alive struct {
 	Node  string    `json:"node"`
 	Since time.Time `json:"since"`
+	// Identity is the agent's identity hash (api.Node.Identity), so that a
+	// second agent under the same name knows whose heartbeat it sees.
+	Identity string `json:"identity,omitempty"`
 }
 
 // Heartbeat keeps alive/<node> on a lease of the given ttl (default 30s)
@@ -36,6 +39,12 @@ type Alive struct {
 // alive and the latest status. statusUpdates may be nil. It returns nil when
 // ctx is done, or an error for invalid arguments.
 func (c *Client) Heartbeat(ctx context.Context, node string, ttl time.Duration, statusUpdates <-chan api.NodeStatus) error {
+	return c.HeartbeatIdentity(ctx, node, "", ttl, statusUpdates)
+}
+
+// HeartbeatIdentity is Heartbeat with the agent's identity hash in the
+// alive value.
+func (c *Client) HeartbeatIdentity(ctx context.Context, node, identity string, ttl time.Duration, statusUpdates <-chan api.NodeStatus) error {
 	if err := segment("node name", node); err != nil {
 		return fmt.Errorf("heartbeat: %w", err)
 	}
@@ -45,6 +54,7 @@ func (c *Client) Heartbeat(ctx context.Context, node string, ttl time.Duration, 
 	h := &heartbeat{
 		c:       c,
 		node:    node,
+		ident:   identity,
 		ttl:     int64(math.Ceil(ttl.Seconds())),
 		updates: statusUpdates,
 		bo:      backoff{min: 200 * time.Millisecond, max: min(5*time.Second, max(ttl/3, time.Second))},
@@ -57,6 +67,7 @@ func (c *Client) Heartbeat(ctx context.Context, node string, ttl time.Duration, 
 type heartbeat struct {
 	c       *Client
 	node    string
+	ident   string
 	ttl     int64
 	updates <-chan api.NodeStatus
 	bo      backoff
@@ -109,7 +120,7 @@ func (h *heartbeat) establish(ctx context.Context) (clientv3.LeaseID, error) {
 		return 0, fmt.Errorf("grant lease: %w", err)
 	}
 	aliveKey := h.c.key(kindAlive, h.node)
-	b, err := json.Marshal(Alive{Node: h.node, Since: h.since})
+	b, err := json.Marshal(Alive{Node: h.node, Since: h.since, Identity: h.ident})
 	if err != nil {
 		return 0, fmt.Errorf("encode %s: %w", aliveKey, err)
 	}

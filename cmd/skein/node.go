@@ -26,6 +26,19 @@ type nodeRow struct {
 	LastSeenNote string     `json:"lastSeenNote,omitempty"`
 }
 
+// identityFingerprint is the short form of a node identity, as skeind
+// prints it in its errors.
+func identityFingerprint(id string) string {
+	if id == "" {
+		return "none (registered by an earlier version)"
+	}
+	id = strings.TrimPrefix(id, "sha256:")
+	if len(id) > 12 {
+		id = id[:12]
+	}
+	return id
+}
+
 func newNodeCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "node",
@@ -97,8 +110,8 @@ until ` + "`skein node delete`" + ` removes them.`,
 			}
 			r := rows[0]
 			return g.render(cmd.OutOrStdout(), r, func(tw *tabwriter.Writer, _ bool) {
-				fmt.Fprintf(tw, "NAME\t%s\nUNDERLAY\t%s\nALIVE\t%v\nBLOCKS\t%s\nVTEP\t%s %s\nMTU\t%d\nDEBUG\t%s\nVERSION\t%s\n",
-					r.Name, r.UnderlayIP, r.Alive, strings.Join(r.Blocks, ","), r.VTEPIP, r.VTEPMAC, r.MTU, r.DebugAddr, r.Version)
+				fmt.Fprintf(tw, "NAME\t%s\nUNDERLAY\t%s\nALIVE\t%v\nBLOCKS\t%s\nVTEP\t%s %s\nMTU\t%d\nDEBUG\t%s\nVERSION\t%s\nIDENTITY\t%s\n",
+					r.Name, r.UnderlayIP, r.Alive, strings.Join(r.Blocks, ","), r.VTEPIP, r.VTEPMAC, r.MTU, r.DebugAddr, r.Version, identityFingerprint(r.Identity))
 			})
 		},
 	}

@@ -123,6 +123,9 @@ func (g *globalFlags) fromEnv(cmd *cobra.Command) error {
 	default:
 		errs = append(errs, fmt.Errorf("-o %q: want table, wide, json or yaml", g.Output))
 	}
+	if err := g.storeConfig().Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -130,18 +133,23 @@ func (g *globalFlags) fromEnv(cmd *cobra.Command) error {
 func (g *globalFlags) client(ctx context.Context) (*store.Client, error) {
 	cctx, cancel := context.WithTimeout(ctx, g.Timeout)
 	defer cancel()
-	c, err := store.New(cctx, store.Config{
+	c, err := store.New(cctx, g.storeConfig())
+	if err != nil {
+		return nil, fmt.Errorf("connect to etcd (--etcd-endpoints %s): %w", strings.Join(g.EtcdEndpoints, ","), err)
+	}
+	return c, nil
+}
+
+// storeConfig is the etcd client configuration the global flags give.
+func (g *globalFlags) storeConfig() store.Config {
+	return store.Config{
 		Endpoints:   g.EtcdEndpoints,
 		Prefix:      g.EtcdPrefix,
 		CertFile:    g.EtcdCert,
 		KeyFile:     g.EtcdKey,
 		CAFile:      g.EtcdCA,
 		DialTimeout: g.Timeout,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("connect to etcd (--etcd-endpoints %s): %w", strings.Join(g.EtcdEndpoints, ","), err)
 	}
-	return c, nil
 }
 
 // render prints v as JSON or YAML, or calls table for the table forms.

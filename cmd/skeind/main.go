@@ -42,6 +42,9 @@ func run(ctx context.Context, args []string) error {
 		key        = fs.String("etcd-key", "", "etcd client key (TLS)")
 		ca         = fs.String("etcd-ca", "", "etcd CA certificate (TLS)")
 		embedded   = fs.Bool("embedded-etcd", false, "run an in-process etcd (single machine); --etcd-endpoints then gives its listen URLs")
+		embCert    = fs.String("embedded-etcd-cert", "", "with --embedded-etcd: server certificate for its client listener (https:// endpoints)")
+		embKey     = fs.String("embedded-etcd-key", "", "with --embedded-etcd: key of --embedded-etcd-cert")
+		embCA      = fs.String("embedded-etcd-client-ca", "", "with --embedded-etcd: require client certificates signed by this CA")
 		iface      = fs.String("iface", "", "underlay interface (default: the default-route interface)")
 		underlayIP = fs.String("underlay-ip", "", "underlay IPv4 address (default: the first address of --iface)")
 		socket     = fs.String("socket", agent.DefaultSocket, "unix socket skein-cni talks to (root-only)")
@@ -50,6 +53,7 @@ func run(ctx context.Context, args []string) error {
 		logLevel   = fs.String("log-level", "info", "debug, info, warn or error")
 		logFormat  = fs.String("log-format", "text", "text or json")
 		labels     = fs.String("labels", "", "node labels k=v,k2=v2 (e.g. skein.dev/route-reflector=10.0.0.1 makes a BGP route reflector)")
+		takeOver   = fs.Bool("take-over-node", false, "take the node name from another identity that is not alive (this host re-installed or its --state-dir wiped); refused while the other heartbeats")
 		configFile = fs.String("config", "", "optional YAML file of flag values (flag name: value)")
 		showVer    = fs.Bool("version", false, "print the version and exit")
 	)
@@ -81,10 +85,12 @@ func run(ctx context.Context, args []string) error {
 			CAFile:    *ca,
 		},
 		EmbeddedEtcd: *embedded,
+		EmbeddedTLS:  agent.EmbeddedTLS{CertFile: *embCert, KeyFile: *embKey, ClientCAFile: *embCA},
 		Iface:        *iface,
 		SocketPath:   *socket,
 		StateDir:     *stateDir,
 		DebugAddr:    *debugAddr,
+		TakeOverNode: *takeOver,
 		Version:      version,
 		Log:          log,
 	}

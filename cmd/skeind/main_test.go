@@ -61,6 +61,14 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{[]string{"--node-name", "n1"}, "--etcd-endpoints is required"},
 		{[]string{"--node-name", "n1", "--etcd-endpoints", "x", "--underlay-ip", "10.0.0"}, "--underlay-ip"},
 		{[]string{"--log-level", "loud"}, "--log-level"},
+		{[]string{"--node-name", "n1", "--etcd-endpoints", "https://127.0.0.1:1", "--etcd-key", "k.pem"}, "--etcd-key k.pem given without --etcd-cert"},
+		{[]string{"--node-name", "n1", "--etcd-endpoints", "https://127.0.0.1:1", "--etcd-cert", "c.pem"}, "--etcd-cert c.pem given without --etcd-key"},
+		{[]string{"--node-name", "n1", "--etcd-endpoints", "http://127.0.0.1:1", "--embedded-etcd-cert", "c.pem", "--embedded-etcd-key", "k.pem"}, "need --embedded-etcd"},
+		{[]string{"--node-name", "n1", "--embedded-etcd", "--embedded-etcd-cert", "c.pem"}, "--embedded-etcd-cert c.pem given without --embedded-etcd-key"},
+		{[]string{"--node-name", "n1", "--embedded-etcd", "--embedded-etcd-client-ca", "ca.pem"}, "--embedded-etcd-client-ca ca.pem given without --embedded-etcd-cert"},
+		{[]string{"--node-name", "n1", "--embedded-etcd", "--etcd-endpoints", "http://127.0.0.1:2379", "--embedded-etcd-cert", "c.pem", "--embedded-etcd-key", "k.pem"}, "--etcd-endpoints http://127.0.0.1:2379: the embedded etcd serves TLS"},
+		{[]string{"--node-name", "n1", "--embedded-etcd", "--embedded-etcd-cert", "c.pem", "--embedded-etcd-key", "k.pem"}, "give --etcd-ca"},
+		{[]string{"--node-name", "n1", "--embedded-etcd", "--embedded-etcd-cert", "c.pem", "--embedded-etcd-key", "k.pem", "--embedded-etcd-client-ca", "ca.pem", "--etcd-ca", "ca.pem"}, "give --etcd-cert and --etcd-key"},
 	} {
 		err := run(context.Background(), tc.args)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -1,0 +1,33 @@
+// Package nlretry repeats netlink dumps the kernel interrupted.
+//
+// A dump (link, address, route, neighbour list) is read in several messages;
+// when the table changes in between, the kernel flags the dump and netlink
+// returns the partial result with netlink.ErrDumpInterrupted. Acting on such a
+// list would delete or re-add objects that are fine, so every dump in Skein
+// goes through Dump, which reads again until it gets a consistent answer.
+package nlretry
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/vishvananda/netlink"
+)
+
+// Attempts bounds how often Dump reads a table that keeps changing.
+const Attempts = 5
+
+// Dump calls dump until it returns without netlink.ErrDumpInterrupted, at most
+// Attempts times. An error other than an interruption is returned at once;
+// after Attempts interruptions Dump returns the zero value and an error that
+// wraps netlink.ErrDumpInterrupted, never a partial list.
+func Dump[T any](dump func() (T, error)) (T, error) {
+	for range Attempts {
+		v, err := dump()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return v, err
+		}
+	}
+	var zero T
+	return zero, fmt.Errorf("dump interrupted %d times: %w", Attempts, netlink.ErrDumpInterrupted)
+}

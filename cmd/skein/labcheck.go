@@ -47,11 +47,11 @@ Exit status: 0 when every pair answered, 2 when some pair did not answer within 
 			if err != nil {
 				return err
 			}
-			srcs, err := selectContainers(l.Containers(), from, "--from")
+			srcs, err := selectContainers(l, from, "--from")
 			if err != nil {
 				return err
 			}
-			dsts, err := selectContainers(l.Containers(), to, "--to")
+			dsts, err := selectContainers(l, to, "--to")
 			if err != nil {
 				return err
 			}
@@ -111,15 +111,21 @@ Exit status: 0 when every pair answered, 2 when some pair did not answer within 
 	return cmd
 }
 
-// selectContainers returns cs, or only the one named name when name is set.
-func selectContainers(cs []lab.Container, name, flag string) ([]lab.Container, error) {
+// selectContainers returns cs, or only the container name names ("h1-c1"
+// or its namespace "sklab-h1-c1") when name is set.
+func selectContainers(l *lab.Lab, name, flag string) ([]lab.Container, error) {
+	cs := l.Containers()
 	if name == "" {
 		return cs, nil
 	}
+	ns, err := l.NetNS(name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
 	for _, c := range cs {
-		if c.Name == name {
+		if c.Name == ns {
 			return []lab.Container{c}, nil
 		}
 	}
-	return nil, fmt.Errorf("%s %s: no such lab container", flag, name)
+	return nil, fmt.Errorf("%s %s: not a lab container", flag, name)
 }

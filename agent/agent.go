@@ -419,7 +419,7 @@ func serve(ctx context.Context, ln net.Listener, h http.Handler, started func())
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx) // best effort: we are exiting anyway
-		<-errc
+		<-errc                 //nolint:errcheck // http.ErrServerClosed, after Shutdown
 		return nil
 	}
 }

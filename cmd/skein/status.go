@@ -95,7 +95,8 @@ func unhealthyExit(rep clusterReport) error {
 	for _, nr := range rep.Nodes {
 		n += len(nr.Problems)
 	}
-	return &exitError{code: exitUnhealthy, err: fmt.Errorf("unhealthy: %d problem(s)", n)}
+	// The verdict and each problem are in the output (stdout, after the table; `healthy` in JSON).
+	return &exitError{code: exitUnhealthy, err: fmt.Errorf("unhealthy: %d problem(s)", n), said: true}
 }
 
 // clusterReport is what `skein status` prints (and -o json|yaml gives).

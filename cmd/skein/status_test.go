@@ -301,6 +301,10 @@ func TestStatusCommand(t *testing.T) {
 	if !strings.Contains(out, "UNHEALTHY") || !regexpLine(out, `^n2\s+NO\s+-`) || !strings.Contains(out, "n2: no heartbeat") {
 		t.Errorf("unhealthy status output:\n%s", out)
 	}
+	// The verdict is on stdout after the table, and only there.
+	if unsaid(err) || strings.Index(out, "UNHEALTHY") < strings.Index(out, "NODE") {
+		t.Errorf("verdict not after the table or repeated on stderr (%v):\n%s", err, out)
+	}
 	out, err = run(t, newTopologyCmd(tc.g), "--agents=false")
 	if exitCode(err) != exitUnhealthy || !strings.Contains(out, "└── n3") || !strings.Contains(out, "no heartbeat") {
 		t.Errorf("topology with an agent down: exit %d\n%s", exitCode(err), out)

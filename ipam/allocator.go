@@ -123,6 +123,9 @@ type Allocator struct {
 	releasing map[netip.Prefix]bool
 	// claiming is the block claim in flight, or nil: one at a time.
 	claiming *claimCall
+	// testHookWait, if set, is called when an Allocate starts waiting for
+	// the claim in flight (tests only; set before the allocator is shared).
+	testHookWait func()
 }
 
 // claimCall is one block claim that Allocates needing a block wait for.
@@ -330,6 +333,9 @@ func (a *Allocator) usableBlocksLocked() []netip.Prefix {
 // new block's addresses meanwhile).
 func (a *Allocator) awaitBlockLocked(ctx context.Context) error {
 	if c := a.claiming; c != nil {
+		if a.testHookWait != nil {
+			a.testHookWait()
+		}
 		a.mu.Unlock()
 		select {
 		case <-c.done:

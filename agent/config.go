@@ -26,6 +26,12 @@ type Config struct {
 	Resync       time.Duration     // optional, default 60s: periodic dataplane resync
 	Labels       map[string]string // optional: node labels, e.g. skein.dev/route-reflector
 	Log          *slog.Logger      // optional
+
+	// BlockReleaseGrace is how long a block other than the home block must
+	// stay empty (no allocation, no address cooling down) before the agent
+	// returns it to the pool; optional, default 0 = never. skeind's
+	// --block-release-grace defaults to DefaultBlockReleaseGrace.
+	BlockReleaseGrace time.Duration
 }
 
 // Defaults for Config.
@@ -34,6 +40,11 @@ const (
 	DefaultStateDir  = "/var/lib/skein"
 	DefaultDebugAddr = "127.0.0.1:9595"
 )
+
+// DefaultBlockReleaseGrace is skeind's default --block-release-grace: long
+// enough that a node's block does not go back and forth with the churn of a
+// rolling update, short enough that a pool does not run dry after one.
+const DefaultBlockReleaseGrace = 10 * time.Minute
 
 func (c Config) withDefaults() Config {
 	if c.SocketPath == "" {
@@ -69,6 +80,9 @@ func (c Config) validate() error {
 	}
 	if !c.EmbeddedEtcd && len(c.Etcd.Endpoints) == 0 {
 		errs = append(errs, errors.New("--etcd-endpoints is required (or --embedded-etcd)"))
+	}
+	if c.BlockReleaseGrace < 0 {
+		errs = append(errs, fmt.Errorf("--block-release-grace %s: must not be negative (0 disables)", c.BlockReleaseGrace))
 	}
 	if c.UnderlayIP.IsValid() && !c.UnderlayIP.Is4() {
 		errs = append(errs, fmt.Errorf("--underlay-ip %s: only IPv4 underlays are supported", c.UnderlayIP))

@@ -293,7 +293,6 @@ func TestFailedClaimReachesWaiters(t *testing.T) {
 	}
 }
 
-
 // waitHook returns a channel that receives whenever an Allocate starts
 // waiting for the claim in flight. Call it before a is shared.
 func waitHook(a *Allocator) <-chan struct{} {

@@ -26,7 +26,7 @@ func startEtcd(t *testing.T, ctx context.Context) (*store.Embedded, *store.Clien
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Close)
-	cl, err := store.New(ctx, store.Config{Endpoints: e.Endpoints()})
+	cl, err := store.New(ctx, store.Config{Endpoints: e.Endpoints(), DialTimeout: loadedDial})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +192,7 @@ func TestChurnAgainstEtcd(t *testing.T) {
 	for n := range nodes {
 		wg.Go(func() {
 			name := fmt.Sprintf("node-%d", n)
-			cl, err := store.New(ctx, store.Config{Endpoints: e.Endpoints()})
+			cl, err := store.New(ctx, store.Config{Endpoints: e.Endpoints(), DialTimeout: loadedDial})
 			if err != nil {
 				fail(err)
 				return
@@ -267,7 +267,7 @@ func TestChurnAgainstEtcd(t *testing.T) {
 	for _, err := range errs {
 		t.Error(err)
 	}
-	cl, err := store.New(ctx, store.Config{Endpoints: e.Endpoints()})
+	cl, err := store.New(ctx, store.Config{Endpoints: e.Endpoints(), DialTimeout: loadedDial})
 	if err != nil {
 		t.Fatal(err)
 	}

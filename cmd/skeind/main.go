@@ -52,6 +52,9 @@ func run(ctx context.Context, args []string) error {
 		labels     = fs.String("labels", "", "node labels k=v,k2=v2 (e.g. skein.dev/route-reflector=10.0.0.1 makes a BGP route reflector)")
 		configFile = fs.String("config", "", "optional YAML file of flag values (flag name: value)")
 		showVer    = fs.Bool("version", false, "print the version and exit")
+
+		releaseGrace = fs.Duration("block-release-grace", agent.DefaultBlockReleaseGrace,
+			"return a block other than the home block to the pool once it has been empty this long (no container, no address cooling down); 0 disables")
 	)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: skeind [flags]\n\nEvery flag can also be set as SKEIN_<FLAG> in the environment (e.g. SKEIN_NODE_NAME)\nor in --config; command-line flags win over the environment, which wins over the file.\n\n")
@@ -87,6 +90,8 @@ func run(ctx context.Context, args []string) error {
 		DebugAddr:    *debugAddr,
 		Version:      version,
 		Log:          log,
+
+		BlockReleaseGrace: *releaseGrace,
 	}
 	if cfg.NodeName == "" {
 		if cfg.NodeName, err = os.Hostname(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -284,4 +285,44 @@ func TestNegativeGraceRejected(t *testing.T) {
 	if _, err := New(context.Background(), cfg); err == nil {
 		t.Error("New() with a negative grace succeeded")
 	}
+}
+
+// TestRunBlockRelease: the loop returns an empty block within a tenth of the
+// grace after the grace, and not before.
+func TestRunBlockRelease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newFakeStore()
+		a, err := New(t.Context(), Config{
+			Node: "node-a", Pools: smallPool, Store: s, StateDir: t.TempDir(),
+			Cooldown: -1, ReleaseGrace: time.Minute,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 4 {
+			mustAllocate(t, a, owner(fmt.Sprint("c", i)), "")
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() { done <- a.RunBlockRelease(ctx, ReleaseEvery(time.Minute)) }()
+		mustRelease(t, a, owner("c3"))
+
+		time.Sleep(time.Minute - time.Second)
+		synctest.Wait()
+		if got := len(s.owned("node-a")); got != 2 {
+			t.Errorf("node-a holds %d blocks in the store before the grace is over, want 2", got)
+		}
+		time.Sleep(ReleaseEvery(time.Minute) + time.Second)
+		synctest.Wait()
+		if d := cmp.Diff(pfxs("10.0.0.12/30"), s.owned("node-a"), cmpOpts); d != "" {
+			t.Errorf("store blocks after the grace (-want +got):\n%s", d)
+		}
+		if d := cmp.Diff(pfxs("10.0.0.12/30"), a.Blocks(), cmpOpts); d != "" {
+			t.Errorf("Blocks() after the grace (-want +got):\n%s", d)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("RunBlockRelease() = %v", err)
+		}
+	})
 }

@@ -300,3 +300,31 @@ func waitHook(a *Allocator) <-chan struct{} {
 	a.testHookWait = func() { c <- struct{}{} }
 	return c
 }
+
+// TestSameOwnerDuringClaim: two ADDs of one owner that both need a new block
+// (a runtime's retry while the first waits on etcd) get one address.
+func TestSameOwnerDuringClaim(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := newHoldStore()
+	cfg := e.config()
+	cfg.Store = s
+	a := e.newAlloc(cfg)
+	for i := range 3 {
+		mustAllocate(t, a, owner(fmt.Sprint("c", i)), "")
+	}
+	waiting := waitHook(a)
+	resume := s.holdCalls("ListBlocks")
+	first := allocateAsync(a, context.Background(), owner("dup"))
+	s.awaitEntered(t, "ListBlocks")
+	retry := allocateAsync(a, context.Background(), owner("dup"))
+	<-waiting
+	resume()
+	r1, r2 := <-first, <-retry
+	if r1.err != nil || r2.err != nil || r1.ip != r2.ip {
+		t.Errorf("Allocate(dup) twice = %s, %v and %s, %v; want one address", r1.ip, r1.err, r2.ip, r2.err)
+	}
+	if got := a.Stats().Used; got != 4 {
+		t.Errorf("%d addresses used, want 4", got)
+	}
+}

@@ -121,6 +121,8 @@ func (a *Agent) run(ctx context.Context) error {
 		StateDir: a.cfg.StateDir,
 		Cooldown: a.cfg.Cooldown,
 		Log:      a.cfg.Log,
+		// RunBlockRelease below acts on it; 0 there means never.
+		ReleaseGrace: a.cfg.BlockReleaseGrace,
 	})
 	if err != nil {
 		return fmt.Errorf("ipam: %w", err)
@@ -224,6 +226,9 @@ func (a *Agent) run(ctx context.Context) error {
 	})
 	if debugLn != nil {
 		g.Go(func() error { return serve(gctx, debugLn, a.debugHandler(), nil) })
+	}
+	if grace := a.cfg.BlockReleaseGrace; grace > 0 {
+		g.Go(func() error { return a.alloc.RunBlockRelease(gctx, ipam.ReleaseEvery(grace)) })
 	}
 	g.Go(func() error { return a.statusLoop(gctx) })
 	g.Go(func() error { return a.readyLoop(gctx) })

@@ -160,12 +160,30 @@ type NodeStatus struct {
 	// PeersUp counts peers with a working path: VXLAN peers programmed, or
 	// BGP sessions Established.
 	PeersUp int `json:"peersUp"`
+	// EmptyBlocks are the node's blocks with no allocation and no cooling
+	// address, and since when (`skein ipam show` prints them).
+	EmptyBlocks []EmptyBlock `json:"emptyBlocks,omitempty"`
 	// BGP lists the node's BGP sessions (backend bgp).
 	BGP []BGPNeighbor `json:"bgp,omitempty"`
 	// PolicyVersion is the policy program last enforced, at PolicySync.
 	PolicyVersion uint64    `json:"policyVersion,omitempty"`
 	PolicySync    time.Time `json:"policySync,omitzero"`
 	PolicyError   string    `json:"policyError,omitempty"`
+}
+
+// EmptyBlock is a block its node holds with no allocation and no address
+// cooling down.
+type EmptyBlock struct {
+	CIDR netip.Prefix `json:"cidr"`
+	// Since is when its last address was freed and done cooling, or when
+	// the node got the block or its agent started, whichever is latest.
+	Since time.Time `json:"since"`
+	// Home marks the node's home block (it carries the VTEP address), which
+	// is never released.
+	Home bool `json:"home,omitempty"`
+	// ReleaseAt is when the node returns the block to the pool if it stays
+	// empty; zero for the home block or when the agent releases none.
+	ReleaseAt time.Time `json:"releaseAt,omitzero"`
 }
 
 // BGPNeighbor is one BGP session as an agent reports it.

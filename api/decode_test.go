@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -352,5 +353,36 @@ func TestPolicyKey(t *testing.T) {
 		if _, _, _, ok := ParsePolicyKey(bad); ok {
 			t.Errorf("ParsePolicyKey(%q) ok", bad)
 		}
+	}
+}
+
+// TestDecodeRecursiveAliases: aliases that contain themselves and
+// over-deep documents are errors naming the file, document and line, fast,
+// never a stack overflow.
+func TestDecodeRecursiveAliases(t *testing.T) {
+	deep := strings.Repeat("{a: ", 150) + "1" + strings.Repeat("}", 150) + "\n"
+	cases := []struct {
+		name, in, want string
+	}{
+		{"self alias", "a: &a {b: *a}\n", "x.yaml: document 1 (line 1): yaml: line 1: alias *a refers to itself"},
+		{"merge of itself", "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n---\nb: &b\n  c: 1\n  <<: *b\n", "x.yaml: document 2 (line 5): yaml: line 7: alias *b refers to itself"},
+		{"mutual", "x: &x\n  y: &y\n    z: *x\n", "x.yaml: document 1 (line 1): yaml: line 3: alias *x refers to itself"},
+		{"too deep", deep, "x.yaml: document 1 (line 1): yaml: line 1: document nests more than 100 levels deep"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			_, err := DecodeDocuments("x.yaml", []byte(tc.in))
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Fatalf("DecodeDocuments() error = %v, want prefix %q", err, tc.want)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("DecodeDocuments() took %v", d)
+			}
+		})
+	}
+	// Deep but acyclic alias use stays within the node budget and decodes.
+	if _, err := yamlToJSON([]byte("a: &a [1]\nb: [*a, *a]\n"), 0); err != nil {
+		t.Errorf("shared alias: %v", err)
 	}
 }

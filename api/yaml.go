@@ -12,8 +12,13 @@ import (
 )
 
 // maxYAMLNodes bounds the nodes one document expands to, aliases
-// included, against "billion laughs" documents.
-const maxYAMLNodes = 1 << 20
+// included, against "billion laughs" documents; maxYAMLDepth bounds nesting
+// (aliases included), so that no document can exhaust the goroutine stack.
+// Kubernetes policies nest about 10 levels deep.
+const (
+	maxYAMLNodes = 1 << 20
+	maxYAMLDepth = 100
+)
 
 var yamlLineRE = regexp.MustCompile(`line (\d+)`)
 
@@ -30,7 +35,7 @@ func yamlToJSON(doc []byte, lineOffset int) ([]byte, error) {
 			return fmt.Sprintf("line %d", l+lineOffset)
 		}))
 	}
-	c := yamlConv{budget: maxYAMLNodes, lineOffset: lineOffset}
+	c := yamlConv{budget: maxYAMLNodes, lineOffset: lineOffset, expanding: map[*yaml.Node]bool{}}
 	v, err := c.value(&n)
 	if err != nil {
 		return nil, err
@@ -41,6 +46,10 @@ func yamlToJSON(doc []byte, lineOffset int) ([]byte, error) {
 type yamlConv struct {
 	budget     int
 	lineOffset int
+	depth      int
+	// expanding holds the anchors whose alias is being expanded: meeting
+	// one again means the alias contains itself.
+	expanding map[*yaml.Node]bool
 }
 
 func (c *yamlConv) errorf(n *yaml.Node, format string, args ...any) error {
@@ -52,6 +61,11 @@ func (c *yamlConv) value(n *yaml.Node) (any, error) {
 	if c.budget < 0 {
 		return nil, fmt.Errorf("yaml: line %d: document expands to more than %d nodes (aliases?): %w", n.Line+c.lineOffset, maxYAMLNodes, ErrTooLarge)
 	}
+	c.depth++
+	defer func() { c.depth-- }()
+	if c.depth > maxYAMLDepth {
+		return nil, fmt.Errorf("yaml: line %d: document nests more than %d levels deep (aliases included): %w", n.Line+c.lineOffset, maxYAMLDepth, ErrTooLarge)
+	}
 	switch n.Kind {
 	case 0:
 		return nil, nil // empty input
@@ -61,6 +75,11 @@ func (c *yamlConv) value(n *yaml.Node) (any, error) {
 		}
 		return c.value(n.Content[0])
 	case yaml.AliasNode:
+		if c.expanding[n.Alias] {
+			return nil, c.errorf(n, "alias *%s refers to itself (recursive alias)", n.Value)
+		}
+		c.expanding[n.Alias] = true
+		defer delete(c.expanding, n.Alias)
 		return c.value(n.Alias)
 	case yaml.SequenceNode:
 		out := make([]any, 0, len(n.Content))

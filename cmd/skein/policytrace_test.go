@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -61,5 +63,28 @@ func TestPolicyMatrixOfflineJSON(t *testing.T) {
 	}
 	if got["y/b>x/a"] || !got["x/a>y/b"] {
 		t.Errorf("matrix cells %+v: want y/b->x/a denied, x/a->y/b allowed", cells)
+	}
+}
+
+// TestPolicyFileRecursiveAlias: the file `a: &a {b: *a}` is an
+// error naming the file, document and line for apply, trace and matrix
+// (readPolicyFiles, their shared decode path), not a stack overflow.
+func TestPolicyFileRecursiveAlias(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "x.yaml")
+	// What `printf 'a: &a {b: *a}\n' > x.yaml` writes (the issue's "15-byte" file).
+	if err := os.WriteFile(f, []byte("a: &a {b: *a}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want := f + ": document 1 (line 1): yaml: line 1: alias *a refers to itself"
+	if _, err := readPolicyFiles(nil, []string{f}); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("readPolicyFiles() error = %v, want %q", err, want)
+	}
+	for _, args := range [][]string{
+		{"policy", "trace", "-f", f, "--from", "x/a", "--to", "x/b", "--port", "80"},
+		{"policy", "matrix", "-f", f, "--ports", "80"},
+	} {
+		if _, err := runSkein(t, args...); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("skein %s: error = %v, want %q", strings.Join(args, " "), err, want)
+		}
 	}
 }

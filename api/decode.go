@@ -157,6 +157,9 @@ func DecodePolicy(kind string, raw []byte) (Object, error) {
 	if !IsPolicyKind(kind) {
 		return nil, fmt.Errorf("decode policy: %q is not a policy kind", kind)
 	}
+	if err := CheckDuplicateKeys(raw, 0); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", kind, err)
+	}
 	var tm TypeMeta
 	if err := json.Unmarshal(raw, &tm); err != nil {
 		return nil, fmt.Errorf("decode %s: %w", kind, err)
@@ -512,7 +515,8 @@ func splitJSON(data []byte) ([]document, error) {
 			return nil, jsonSyntaxError(data, err)
 		}
 		if raw[0] != '[' {
-			if err := addDoc(&docs, lines.at(start), raw, nil); err != nil {
+			line := lines.at(start)
+			if err := addDoc(&docs, line, raw, CheckDuplicateKeys(raw, line-1)); err != nil {
 				return nil, err
 			}
 			continue
@@ -528,7 +532,8 @@ func splitJSON(data []byte) ([]document, error) {
 			if err := adec.Decode(&elem); err != nil {
 				return nil, err
 			}
-			if err := addDoc(&docs, lines.at(off), elem, nil); err != nil {
+			line := lines.at(off)
+			if err := addDoc(&docs, line, elem, CheckDuplicateKeys(elem, line-1)); err != nil {
 				return nil, err
 			}
 		}

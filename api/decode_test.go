@@ -386,3 +386,55 @@ func TestDecodeRecursiveAliases(t *testing.T) {
 		t.Errorf("shared alias: %v", err)
 	}
 }
+
+// TestDecodeJSONDuplicateKeys: a key given twice is an error naming the
+// key's path and both lines, in files (whatever the layout) and in stored
+// values; encoding/json would keep the last value silently.
+func TestDecodeJSONDuplicateKeys(t *testing.T) {
+	denyAll := `{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+ "metadata": {"name": "deny", "namespace": "x"},
+ "spec": {"podSelector": {}, "policyTypes": ["Ingress"],
+          "podSelector": {"matchLabels": {"app": "none"}}}}
+`
+	cases := []struct {
+		name, in, want string
+	}{
+		{"object", denyAll, "p.json: document 1 (line 1): line 4: spec.podSelector: duplicate key (first at line 3)"},
+		{"second of a stream", `{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "y"}}` + "\n" + denyAll,
+			"p.json: document 2 (line 2): line 5: spec.podSelector: duplicate key (first at line 4)"},
+		{"array element", "[\n" + `{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "y"}},` + "\n" +
+			`{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "z", "labels": {"a": "1", "a": "2"}}}` + "\n]",
+			"p.json: document 2 (line 3): line 3: metadata.labels.a: duplicate key (first at line 3)"},
+		{"list items", `{"apiVersion": "v1", "kind": "List", "items": [` + "\n" +
+			`{"apiVersion": "v1", "kind": "Namespace", "kind": "Namespace", "metadata": {"name": "z"}}]}`,
+			"p.json: document 1 (line 1): line 2: items[0].kind: duplicate key (first at line 2)"},
+		{"top level", `{"kind": "Namespace", "apiVersion": "v1", "kind": "Endpoint"}`,
+			"p.json: document 1 (line 1): line 1: kind: duplicate key (first at line 1)"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := DecodeDocuments("p.json", []byte(tc.in))
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("DecodeDocuments() error = %v\nwant %s", err, tc.want)
+			}
+			var de *DuplicateKeyError
+			if !errors.As(err, &de) {
+				t.Errorf("error %v is not a *DuplicateKeyError", err)
+			}
+		})
+	}
+	t.Run("stored", func(t *testing.T) {
+		_, err := DecodePolicy(KindNetworkPolicy, []byte(strings.ReplaceAll(denyAll, "\n", "")))
+		want := "decode NetworkPolicy: line 1: spec.podSelector: duplicate key (first at line 1)"
+		if err == nil || err.Error() != want {
+			t.Errorf("DecodePolicy() error = %v, want %s", err, want)
+		}
+	})
+	t.Run("distinct keys", func(t *testing.T) {
+		// The same key in sibling objects and list elements is no duplicate.
+		in := `{"a": {"x": 1}, "b": {"x": [{"y": 1}, {"y": 2}]}, "c": [[{"z": 1}], [{"z": 1}]], "": 1}`
+		if err := CheckDuplicateKeys([]byte(in), 0); err != nil {
+			t.Errorf("CheckDuplicateKeys(%s) = %v", in, err)
+		}
+	})
+}

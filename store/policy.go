@@ -215,7 +215,7 @@ func casUpdate[T any](ctx context.Context, c *Client, key string, update func(v 
 		var v T
 		var rev int64 // ModRevision 0 compares equal for an absent key
 		if len(kvs) > 0 {
-			if err := json.Unmarshal(kvs[0].Value, &v); err != nil {
+			if err := api.UnmarshalJSON(kvs[0].Value, &v); err != nil {
 				return zero, fmt.Errorf("decode %s: %w", key, err)
 			}
 			rev = kvs[0].ModRevision
@@ -281,7 +281,7 @@ func (c *Client) LabelEndpoint(ctx context.Context, namespace, name string, set 
 	var keys []string
 	for _, kv := range resp.Kvs {
 		var ep api.Endpoint
-		if err := json.Unmarshal(kv.Value, &ep); err != nil {
+		if err := api.UnmarshalJSON(kv.Value, &ep); err != nil {
 			continue // ListEndpoints reports undecodable values
 		}
 		if ep.Namespace == namespace && ep.Name == name {

@@ -92,13 +92,13 @@ func CheckDuplicateKeys(data []byte, lineOffset int) error {
 				// The key starts after the separator and spaces before it.
 				line := lines.at(skipSpace(data, int(before))) + lineOffset
 				f.key = t
+				if t == "" {
+					f.key = `""` // shown so, and "" means a key is due
+				}
 				if first, dup := f.keys[t]; dup {
 					return &DuplicateKeyError{Path: child(), Line: line, FirstLine: first}
 				}
 				f.keys[t] = line
-				if t == "" {
-					f.key = "\"\"" // an empty key still awaits its value
-				}
 				continue
 			}
 		}

@@ -264,14 +264,35 @@ func policyInput(node string, snap *store.Snapshot, decode func(key, kind string
 	for _, n := range snap.Nodes {
 		in.Nodes = append(in.Nodes, n)
 	}
+	invalid := addStoredPolicies(&in, snap.Other, decode)
+	return in, invalid
+}
+
+// StoredPolicyInput returns the compiler input of stored policies (raw
+// values by key, as store.Snapshot.Other or store.Client.RawPolicies give
+// them) as an agent that sees them for the first time compiles them:
+// invalid ones are quarantined and listed. `skein policy trace` and
+// `matrix` use it so they answer what the hosts do.
+func StoredPolicyInput(raw map[string][]byte) (policy.Input, []api.InvalidPolicy) {
+	var in policy.Input
+	invalid := addStoredPolicies(&in, raw, func(_, kind string, raw []byte) (api.Object, error) {
+		return api.DecodePolicy(kind, raw)
+	})
+	return in, invalid
+}
+
+// addStoredPolicies adds the policies among other (keys of other kinds are
+// skipped) to in: valid ones as they are, invalid ones as quarantines
+// unless decode still returns their last valid value.
+func addStoredPolicies(in *policy.Input, other map[string][]byte, decode func(key, kind string, raw []byte) (api.Object, error)) []api.InvalidPolicy {
 	var invalid []api.InvalidPolicy
-	keys := make([]string, 0, len(snap.Other))
-	for k := range snap.Other {
+	keys := make([]string, 0, len(other))
+	for k := range other {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		raw := snap.Other[k]
+		raw := other[k]
 		kind, ns, name, ok := api.ParsePolicyKey(k)
 		if !ok {
 			if inv, q, isPolicy := unknownPolicy(k, raw); isPolicy {
@@ -300,7 +321,7 @@ func policyInput(node string, snap *store.Snapshot, decode func(key, kind string
 			in.BANPs = append(in.BANPs, *p)
 		}
 	}
-	return in, invalid
+	return invalid
 }
 
 // unknownPolicy handles a key under policies/ that ParsePolicyKey refuses.

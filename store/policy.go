@@ -128,6 +128,22 @@ func (c *Client) ListPolicies(ctx context.Context, kind string) ([]api.Object, e
 	return out, errors.Join(errs...)
 }
 
+// RawPolicies returns the stored values under policies/, by key without
+// the prefix (as in Snapshot.Other), undecoded: callers that must not drop
+// an undecodable policy (trace, matrix) handle each value themselves.
+func (c *Client) RawPolicies(ctx context.Context) (map[string][]byte, error) {
+	p := c.prefix + api.PolicyKeyKind + "/"
+	resp, err := c.cli.Get(ctx, p, clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", p, err)
+	}
+	out := make(map[string][]byte, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		out[strings.TrimPrefix(string(kv.Key), c.prefix)] = kv.Value
+	}
+	return out, nil
+}
+
 // DeletePolicy removes a policy; ErrNotFound when it does not exist.
 func (c *Client) DeletePolicy(ctx context.Context, kind, namespace, name string) error {
 	key, err := c.policyKey(kind, namespace, name)

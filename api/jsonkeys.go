@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 )
 
 // DuplicateKeyError reports an object key given twice in JSON input:
@@ -36,9 +37,15 @@ type jsonFrame struct {
 // JSON value or a stream of them) as a *DuplicateKeyError whose lines count
 // from lineOffset+1. Syntax errors are left to the decoder that follows.
 func CheckDuplicateKeys(data []byte, lineOffset int) error {
+	return scanJSON(data, lineOffset, nil)
+}
+
+// scanJSON is CheckDuplicateKeys that also records, when lines is not nil,
+// the line of every object key and array element by path (fieldLines).
+func scanJSON(data []byte, lineOffset int, lines fieldLines) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	lines := &lineCounter{b: data}
+	counter := &lineCounter{b: data}
 	var stack []*jsonFrame
 	// child returns the path of the value that comes next.
 	child := func() string {
@@ -75,6 +82,11 @@ func CheckDuplicateKeys(data []byte, lineOffset int) error {
 		if err != nil {
 			return nil // a syntax error: the decoder reports it with context
 		}
+		if f := topArray(stack); f != nil && lines != nil {
+			if _, end := tok.(json.Delim); !end || (tok != json.Delim(']') && tok != json.Delim('}')) {
+				lines.add(child(), counter.at(skipSpace(data, int(before)))+lineOffset)
+			}
+		}
 		switch t := tok.(type) {
 		case json.Delim:
 			switch t {
@@ -90,7 +102,7 @@ func CheckDuplicateKeys(data []byte, lineOffset int) error {
 		case string:
 			if f := topObjectAwaitingKey(stack); f != nil {
 				// The key starts after the separator and spaces before it.
-				line := lines.at(skipSpace(data, int(before))) + lineOffset
+				line := counter.at(skipSpace(data, int(before))) + lineOffset
 				f.key = t
 				if t == "" {
 					f.key = `""` // shown so, and "" means a key is due
@@ -99,10 +111,75 @@ func CheckDuplicateKeys(data []byte, lineOffset int) error {
 					return &DuplicateKeyError{Path: child(), Line: line, FirstLine: first}
 				}
 				f.keys[t] = line
+				if lines != nil {
+					lines.add(child(), line)
+				}
 				continue
 			}
 		}
 		done()
+	}
+}
+
+// topArray returns the innermost frame when it is an array.
+func topArray(stack []*jsonFrame) *jsonFrame {
+	if len(stack) == 0 || stack[len(stack)-1].object {
+		return nil
+	}
+	return stack[len(stack)-1]
+}
+
+// fieldLines maps field paths ("spec.ingress[0].ports", map keys as
+// ".key") of one document to their 1-based line in the file.
+type fieldLines map[string]int
+
+// add records the first line seen for path.
+func (fl fieldLines) add(path string, line int) {
+	if _, ok := fl[path]; !ok && path != "" {
+		fl[path] = line
+	}
+}
+
+// lookup returns the line of a FieldError path, or of its nearest parent
+// found (a missing field is reported where its parent is); 0 if none.
+func (fl fieldLines) lookup(path string) int {
+	p := mapKeysAsFields(path)
+	for p != "" {
+		if l, ok := fl[p]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			return 0
+		}
+		p = p[:i]
+	}
+	return 0
+}
+
+// mapKeysAsFields rewrites map keys in a FieldError path ("labels[app]")
+// to the form fieldLines records ("labels.app"); list indexes stay.
+func mapKeysAsFields(path string) string {
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(path, '[')
+		if i < 0 {
+			b.WriteString(path)
+			return b.String()
+		}
+		j := strings.IndexByte(path[i:], ']')
+		if j < 0 {
+			b.WriteString(path)
+			return b.String()
+		}
+		key := path[i+1 : i+j]
+		b.WriteString(path[:i])
+		if _, err := strconv.Atoi(key); err == nil {
+			b.WriteString("[" + key + "]")
+		} else {
+			b.WriteString("." + key)
+		}
+		path = path[i+j+1:]
 	}
 }
 

@@ -194,3 +194,48 @@ func TestPolicyInputInvalid(t *testing.T) {
 		t.Errorf("valid → invalid: invalid %v, policies %d, quarantines %d; want the last valid value enforced", invalid, len(in.NetworkPolicies), len(in.Quarantines))
 	}
 }
+
+// TestInvalidPolicyLoggedOncePerChange: an invalid stored policy is
+// logged (warn) when it appears and when its error changes, not on every
+// compile, and once (info) when it is fixed.
+func TestInvalidPolicyLoggedOncePerChange(t *testing.T) {
+	var logs strings.Builder
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	rec, err := policy.NewReconciler(policy.ReconcilerConfig{Dataplane: &recordingDataplane{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnforcerWith("n1", rec, log)
+	const key = "policies/NetworkPolicy/x/deny"
+	compile := func(raw string) {
+		snap := &store.Snapshot{Other: map[string][]byte{}}
+		if raw != "" {
+			snap.Other[key] = []byte(raw)
+		}
+		e.update(snap)
+		e.compile()
+	}
+	compile(`{"kind":"NetworkPolicy"}`)
+	compile(`{"kind":"NetworkPolicy"}`) // unchanged: no new line
+	compile(`{"kind":"NetworkPolicy","apiVersion":"v9"}`)
+	compile("")
+	got := logs.String()
+	count := func(prefix string) int {
+		n := 0
+		for _, l := range strings.Split(got, "\n") {
+			if strings.Contains(l, prefix) && strings.Contains(l, "key="+key) {
+				n++
+			}
+		}
+		return n
+	}
+	if n := count(`level=WARN msg="invalid stored policy" `); n != 2 {
+		t.Errorf("%d warnings, want 2 (appeared, error changed):\n%s", n, got)
+	}
+	if n := count(`level=INFO msg="invalid stored policy fixed or deleted" `); n != 1 {
+		t.Errorf("%d fixed lines, want 1:\n%s", n, got)
+	}
+	if inv := e.invalidPolicies(); len(inv) != 0 {
+		t.Errorf("invalid policies after the delete: %v", inv)
+	}
+}

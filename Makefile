@@ -8,7 +8,7 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 GOFLAGS_B := -trimpath -ldflags '$(LDFLAGS)'
 
-.PHONY: all build tools test unit e2e bench demo lint deps deps-dry-run clean
+.PHONY: all build tools test unit race fuzz fuzz-short e2e bench demo lint deps deps-dry-run clean
 
 all: build
 
@@ -26,11 +26,30 @@ tools:
 		github.com/containernetworking/plugins/plugins/ipam/host-local@v1.10.0 \
 		github.com/containernetworking/plugins/plugins/main/loopback@v1.10.0
 
-# Unit + integration (privileged ones run as root inside throwaway namespaces) + e2e on the lab.
-test: deps build tools lint unit e2e
+# The packages the tests use, lint, unit + integration (privileged ones run as
+# root inside throwaway namespaces), the race detector on the concurrent
+# packages, every fuzz target briefly, and e2e on the lab.
+test: deps build tools lint unit race fuzz-short e2e
 
 unit:
 	$(GO) test -count=1 -timeout 15m ./...
+
+# The packages where goroutines meet: the agent, the plugin, address
+# allocation and the store (with its embedded etcd).
+RACE_PKGS ?= ./agent/ ./cni-plugin/ ./ipam/ ./store/
+race:
+	$(GO) test -race -count=1 -timeout 10m $(RACE_PKGS)
+
+# Every FuzzXxx in the repo (found with go test -list), one after the other
+# with 2 workers: FUZZTIME each for `make fuzz`, FUZZ_SHORT each in `make test`
+# so that a regression on a committed or cached input fails CI.
+FUZZTIME   ?= 30s
+FUZZ_SHORT ?= 3s
+fuzz:
+	GO=$(GO) bash scripts/fuzz.sh $(FUZZTIME)
+
+fuzz-short:
+	GO=$(GO) bash scripts/fuzz.sh $(FUZZ_SHORT)
 
 e2e:
 	SKEIN_BIN=$(BIN) $(GO) test -count=1 -tags e2e -timeout 20m -v ./e2e/

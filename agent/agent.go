@@ -221,6 +221,7 @@ func (a *Agent) run(ctx context.Context) error {
 		})
 	}
 	g.Go(func() error { return a.pol.rec.Run(gctx) })
+	g.Go(func() error { return a.pol.run(gctx) })
 	g.Go(func() error {
 		return serve(gctx, sockLn, a.metrics.instrument(a.refuseWhenTakenOver(cni.handler())), func() { a.serving.Store(true) })
 	})

@@ -152,7 +152,7 @@ var (
 	descPolicyVersion = prometheus.NewDesc("skein_policy_program_version",
 		"Version of the compiled policy program: desired, and applied to nftables.", []string{"state"}, nil)
 	descPolicyBad = prometheus.NewDesc("skein_policy_undecodable",
-		"Stored policies that do not decode and are ignored.", nil, nil)
+		"Stored policies that do not decode or validate (quarantined, or their last valid version kept).", nil, nil)
 )
 
 // Describe implements prometheus.Collector.

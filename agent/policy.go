@@ -5,9 +5,11 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,25 +24,45 @@ import (
 const policyWaitTimeout = 10 * time.Second
 
 // enforcer compiles the cluster's policies for this node and keeps the
-// nftables program in place.
+// nftables program in place. Changes (watch snapshots, CNI commits) only
+// mark the input dirty; one loop (run) compiles the newest input at a time,
+// so a burst of commits costs one compile, and a program is never replaced
+// by one compiled from older input.
 type enforcer struct {
 	node string
 	rec  *policy.Reconciler
+	log  *slog.Logger
 	// vxlanPort, when not 0, limits VXLAN to the cluster's nodes.
 	vxlanPort uint16
+	// dirty has capacity 1: a pending signal covers every change before it.
+	dirty chan struct{}
 
 	mu sync.Mutex
+	// snap is the newest snapshot; nil until the first; guarded by mu.
+	snap *store.Snapshot
+	// gen counts changes to the input (snap, pending); guarded by mu.
+	gen uint64
 	// pending holds endpoints committed here but not yet seen back from the
 	// watch, so their rules go in before the CNI ADD returns; guarded by mu.
 	pending map[api.Owner]api.Endpoint
-	// badPolicies are stored policies that do not decode; guarded by mu.
-	badPolicies []string
+	// invalid are the stored policies that do not decode, as of the last
+	// compile; guarded by mu.
+	invalid []api.InvalidPolicy
+	// logged is the error last logged per invalid policy key, so each
+	// change is logged once; guarded by mu.
+	logged map[string]string
 	// decoded caches stored policies by key, so an update decodes only what
 	// changed (decoding 10 000 policies takes ~0.6 s); guarded by mu.
 	decoded map[string]decodedPolicy
+
+	setMu sync.Mutex
+	// setGen is the input generation of the program last given to rec;
+	// guarded by setMu.
+	setGen uint64
 }
 
 // decodedPolicy is one stored policy and what its raw value decoded to.
+// obj is the last valid value when err is set after a valid one.
 type decodedPolicy struct {
 	raw []byte
 	obj api.Object
@@ -60,16 +82,82 @@ func newEnforcer(node string, a *Agent) (*enforcer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	return &enforcer{node: node, rec: rec, pending: map[api.Owner]api.Endpoint{}, decoded: map[string]decodedPolicy{}}, nil
+	return newEnforcerWith(node, rec, a.log), nil
 }
 
-// update recompiles from the snapshot plus pending local endpoints.
+// newEnforcerWith returns an enforcer that hands its programs to rec.
+func newEnforcerWith(node string, rec *policy.Reconciler, log *slog.Logger) *enforcer {
+	return &enforcer{
+		node:    node,
+		rec:     rec,
+		log:     log.With("component", "policy"),
+		dirty:   make(chan struct{}, 1),
+		pending: map[api.Owner]api.Endpoint{},
+		logged:  map[string]string{},
+		decoded: map[string]decodedPolicy{},
+	}
+}
+
+// markDirtyLocked records a change of the input and wakes run; e.mu must
+// be held.
+func (e *enforcer) markDirtyLocked() {
+	e.gen++
+	select {
+	case e.dirty <- struct{}{}:
+	default: // a compile is already due; it will see this change
+	}
+}
+
+// update takes a new snapshot; run compiles it.
 func (e *enforcer) update(snap *store.Snapshot) {
 	if snap == nil {
 		return
 	}
 	e.mu.Lock()
-	in, bad := policyInput(e.node, snap, e.decodeLocked)
+	e.snap = snap
+	e.markDirtyLocked()
+	e.mu.Unlock()
+}
+
+// run compiles and hands on the newest input each time it changes, until
+// ctx is done.
+func (e *enforcer) run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-e.dirty:
+		}
+		e.compile()
+	}
+}
+
+// compile builds the program of the newest input and makes it the desired
+// one, unless a program of newer input was set meanwhile.
+func (e *enforcer) compile() {
+	e.mu.Lock()
+	if e.snap == nil {
+		e.mu.Unlock()
+		return
+	}
+	in := e.inputLocked()
+	gen := e.gen
+	e.mu.Unlock()
+	p := policy.Compile(in)
+	e.setMu.Lock()
+	defer e.setMu.Unlock()
+	if gen <= e.setGen {
+		return // never an older program after a newer one
+	}
+	e.setGen = gen
+	e.rec.Set(p)
+}
+
+// inputLocked builds the compiler's input from the newest snapshot plus
+// pending local endpoints; e.mu must be held.
+func (e *enforcer) inputLocked() policy.Input {
+	snap := e.snap
+	in, invalid := policyInput(e.node, snap, e.decodeLocked)
 	if e.vxlanPort != 0 {
 		in.VXLAN = vxlanFilter(e.node, e.vxlanPort, snap)
 	}
@@ -84,24 +172,50 @@ func (e *enforcer) update(snap *store.Snapshot) {
 		}
 		in.Endpoints = append(in.Endpoints, ep)
 	}
-	e.badPolicies = bad
 	for k := range e.decoded {
 		if _, ok := snap.Other[k]; !ok {
 			delete(e.decoded, k)
 		}
 	}
-	e.mu.Unlock()
-	e.rec.Set(policy.Compile(in))
+	e.invalid = invalid
+	e.logInvalidLocked(invalid)
+	return in
+}
+
+// logInvalidLocked logs each invalid policy once per change of its error,
+// and once when it is fixed or deleted; e.mu must be held.
+func (e *enforcer) logInvalidLocked(invalid []api.InvalidPolicy) {
+	now := make(map[string]bool, len(invalid))
+	for _, p := range invalid {
+		now[p.Key] = true
+		if e.logged[p.Key] == p.Error+p.Enforced {
+			continue
+		}
+		e.logged[p.Key] = p.Error + p.Enforced
+		e.log.Warn("invalid stored policy", "key", p.Key, "enforced", p.Enforced, "err", p.Error)
+	}
+	for k := range e.logged {
+		if !now[k] {
+			delete(e.logged, k)
+			e.log.Info("invalid stored policy fixed or deleted", "key", k)
+		}
+	}
 }
 
 // decodeLocked decodes a stored policy, reusing the last result while its
-// raw value is unchanged; e.mu must be held. Entries of deleted keys are
-// dropped by update's sweep.
+// raw value is unchanged; e.mu must be held. When a valid policy is
+// updated to an invalid value, the last valid object is returned with the
+// error and stays enforced. Entries of deleted keys are dropped by
+// inputLocked's sweep.
 func (e *enforcer) decodeLocked(key, kind string, raw []byte) (api.Object, error) {
-	if d, ok := e.decoded[key]; ok && bytes.Equal(d.raw, raw) {
+	d, ok := e.decoded[key]
+	if ok && bytes.Equal(d.raw, raw) {
 		return d.obj, d.err
 	}
 	obj, err := api.DecodePolicy(kind, raw)
+	if err != nil && ok {
+		obj = d.obj
+	}
 	e.decoded[key] = decodedPolicy{raw: raw, obj: obj, err: err}
 	return obj, err
 }
@@ -111,8 +225,11 @@ func (e *enforcer) decodeLocked(key, kind string, raw []byte) (api.Object, error
 func (e *enforcer) committed(ctx context.Context, snap *store.Snapshot, ep api.Endpoint) error {
 	e.mu.Lock()
 	e.pending[api.Owner{ContainerID: ep.ContainerID, IfName: ep.IfName}] = ep
+	if snap != nil && (e.snap == nil || snap.Rev > e.snap.Rev) {
+		e.snap = snap
+	}
+	e.markDirtyLocked()
 	e.mu.Unlock()
-	e.update(snap)
 	ctx, cancel := context.WithTimeout(ctx, policyWaitTimeout)
 	defer cancel()
 	if err := e.rec.WaitEndpoint(ctx, ep.HostIface); err != nil {
@@ -128,9 +245,11 @@ func (e *enforcer) released(o api.Owner) {
 	e.mu.Unlock()
 }
 
-// policyInput turns a snapshot into the compiler's input; it also returns
-// the keys of stored policies that do not decode (shown, never fatal).
-func policyInput(node string, snap *store.Snapshot, decode func(key, kind string, raw []byte) (api.Object, error)) (policy.Input, []string) {
+// policyInput turns a snapshot into the compiler's input. It also returns
+// the stored policies that do not decode: each is quarantined (the pods it
+// names are isolated) unless decode still returns its last valid value.
+// None is ever dropped silently.
+func policyInput(node string, snap *store.Snapshot, decode func(key, kind string, raw []byte) (api.Object, error)) (policy.Input, []api.InvalidPolicy) {
 	in := policy.Input{Node: node}
 	for _, ep := range snap.Endpoints {
 		in.Endpoints = append(in.Endpoints, ep)
@@ -145,21 +264,53 @@ func policyInput(node string, snap *store.Snapshot, decode func(key, kind string
 	for _, n := range snap.Nodes {
 		in.Nodes = append(in.Nodes, n)
 	}
-	var bad []string
-	keys := make([]string, 0, len(snap.Other))
-	for k := range snap.Other {
+	invalid := addStoredPolicies(&in, snap.Other, decode)
+	return in, invalid
+}
+
+// StoredPolicyInput returns the compiler input of stored policies (raw
+// values by key, as store.Snapshot.Other or store.Client.RawPolicies give
+// them) as an agent that sees them for the first time compiles them:
+// invalid ones are quarantined and listed. `skein policy trace` and
+// `matrix` use it so they answer what the hosts do.
+func StoredPolicyInput(raw map[string][]byte) (policy.Input, []api.InvalidPolicy) {
+	var in policy.Input
+	invalid := addStoredPolicies(&in, raw, func(_, kind string, raw []byte) (api.Object, error) {
+		return api.DecodePolicy(kind, raw)
+	})
+	return in, invalid
+}
+
+// addStoredPolicies adds the policies among other (keys of other kinds are
+// skipped) to in: valid ones as they are, invalid ones as quarantines
+// unless decode still returns their last valid value.
+func addStoredPolicies(in *policy.Input, other map[string][]byte, decode func(key, kind string, raw []byte) (api.Object, error)) []api.InvalidPolicy {
+	var invalid []api.InvalidPolicy
+	keys := make([]string, 0, len(other))
+	for k := range other {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		kind, _, _, ok := api.ParsePolicyKey(k)
+		raw := other[k]
+		kind, ns, name, ok := api.ParsePolicyKey(k)
 		if !ok {
+			if inv, q, isPolicy := unknownPolicy(k, raw); isPolicy {
+				invalid = append(invalid, inv)
+				if q != nil {
+					in.Quarantines = append(in.Quarantines, *q)
+				}
+			}
 			continue
 		}
-		obj, err := decode(k, kind, snap.Other[k])
+		obj, err := decode(k, kind, raw)
 		if err != nil {
-			bad = append(bad, k+": "+err.Error())
-			continue
+			inv := api.InvalidPolicy{Key: k, Error: err.Error(), Enforced: api.EnforcedLastValid}
+			if obj == nil {
+				inv.Enforced = api.EnforcedQuarantine
+				in.Quarantines = append(in.Quarantines, policy.Quarantine{Target: api.ReadPolicyTarget(kind, ns, name, raw), Reason: inv.Error})
+			}
+			invalid = append(invalid, inv)
 		}
 		switch p := obj.(type) {
 		case *api.NetworkPolicy:
@@ -170,7 +321,29 @@ func policyInput(node string, snap *store.Snapshot, decode func(key, kind string
 			in.BANPs = append(in.BANPs, *p)
 		}
 	}
-	return in, bad
+	return invalid
+}
+
+// unknownPolicy handles a key under policies/ that ParsePolicyKey refuses.
+// A kind this agent does not know (written by a newer Skein or another
+// tool) at policies/<kind>/<ns or _>/<name> is quarantined: its namespace,
+// or every pod when it is cluster-scoped. Other keys there cannot name
+// pods; they are reported only. isPolicy is false outside policies/.
+func unknownPolicy(key string, raw []byte) (inv api.InvalidPolicy, q *policy.Quarantine, isPolicy bool) {
+	rest, ok := strings.CutPrefix(key, api.PolicyKeyKind+"/")
+	if !ok {
+		return inv, nil, false
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != 3 || slices.Contains(parts, "") {
+		return api.InvalidPolicy{Key: key, Error: "not a policy key: want policies/<kind>/<namespace or _>/<name>", Enforced: "nothing: names no pods"}, nil, true
+	}
+	ns := parts[1]
+	if ns == "_" {
+		ns = ""
+	}
+	inv = api.InvalidPolicy{Key: key, Error: fmt.Sprintf("unknown policy kind %q", parts[0]), Enforced: api.EnforcedQuarantine}
+	return inv, &policy.Quarantine{Target: api.ReadPolicyTarget(parts[0], ns, parts[2], raw), Reason: inv.Error}, true
 }
 
 // vxlanFilter lists the underlay addresses VXLAN is accepted from: every
@@ -190,12 +363,24 @@ func vxlanFilter(self string, port uint16, snap *store.Snapshot) *policy.VXLANFi
 // policyState is what /debug/policy and the topology show.
 type policyState struct {
 	policy.DebugState
+	// BadPolicies are the invalid stored policies, as "key: error
+	// (enforced: ...)".
 	BadPolicies []string `json:"badPolicies,omitempty"`
 }
 
 func (e *enforcer) debug() policyState {
-	e.mu.Lock()
-	bad := append([]string(nil), e.badPolicies...)
-	e.mu.Unlock()
+	inv := e.invalidPolicies()
+	bad := make([]string, len(inv))
+	for i, p := range inv {
+		bad[i] = p.String()
+	}
 	return policyState{DebugState: e.rec.Debug(), BadPolicies: bad}
+}
+
+// invalidPolicies returns the stored policies that do not decode, as of
+// the last compile.
+func (e *enforcer) invalidPolicies() []api.InvalidPolicy {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.invalid)
 }

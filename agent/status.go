@@ -51,7 +51,7 @@ func (a *Agent) statusLoop(ctx context.Context) error {
 
 // statusFingerprint is what makes a status worth republishing at once.
 func statusFingerprint(st api.NodeStatus) string {
-	fp := fmt.Sprint(st.Ready, st.LastError, st.Peers, st.PeersUp, st.Endpoints, st.Blocks, st.PolicyVersion, st.PolicyError)
+	fp := fmt.Sprint(st.Ready, st.LastError, st.Peers, st.PeersUp, st.Endpoints, st.Blocks, st.PolicyVersion, st.PolicyError, st.InvalidPolicies)
 	for _, b := range st.EmptyBlocks {
 		fp += " empty=" + b.CIDR.String()
 	}
@@ -104,6 +104,7 @@ func (a *Agent) nodeStatus() api.NodeStatus {
 	if a.pol != nil {
 		d := a.pol.rec.Debug()
 		st.PolicyVersion, st.PolicySync, st.PolicyError = d.AppliedVersion, d.LastSync, d.LastError
+		st.InvalidPolicies = a.pol.invalidPolicies()
 	}
 	if st.LastError == "" && !ready {
 		st.LastError = reason

@@ -169,6 +169,36 @@ type NodeStatus struct {
 	PolicyVersion uint64    `json:"policyVersion,omitempty"`
 	PolicySync    time.Time `json:"policySync,omitzero"`
 	PolicyError   string    `json:"policyError,omitempty"`
+	// InvalidPolicies lists stored policies that do not decode or
+	// validate, and what the agent enforces in their place.
+	InvalidPolicies []InvalidPolicy `json:"invalidPolicies,omitempty"`
+}
+
+// InvalidPolicy is a stored policy that does not decode or validate. It is
+// never dropped: either its last valid value stays enforced, or the pods it
+// names are quarantined (isolated both ways).
+type InvalidPolicy struct {
+	// Key is the policy's key: policies/<kind>/<namespace or _>/<name>.
+	Key   string `json:"key"`
+	Error string `json:"error"`
+	// Enforced is EnforcedQuarantine or EnforcedLastValid.
+	Enforced string `json:"enforced"`
+}
+
+// What an agent enforces for an InvalidPolicy.
+const (
+	// EnforcedQuarantine: the pods the policy names (as far as its
+	// selector can be read; else its namespace, or every pod for a
+	// cluster-scoped kind) are isolated both ways.
+	EnforcedQuarantine = "quarantine"
+	// EnforcedLastValid: the policy was valid before this update; its last
+	// valid value stays enforced.
+	EnforcedLastValid = "last valid version"
+)
+
+// String returns "key: error (enforced: ...)".
+func (p InvalidPolicy) String() string {
+	return p.Key + ": " + p.Error + " (enforced: " + p.Enforced + ")"
 }
 
 // EmptyBlock is a block its node holds with no allocation and no address

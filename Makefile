@@ -1,13 +1,14 @@
 SHELL := /bin/bash
-# Skein — see README.md. Every target works as root on a fresh Debian 12 machine
-# once `.ci/run`'s packages are installed (make deps does that).
+# Skein — see README.md. Every target works as root on a fresh Debian 12 machine:
+# `make test` and `make demo` install the Debian packages they use themselves
+# (.ci/deps: one dpkg query when they are there; `make deps-dry-run` lists them).
 GO        ?= go
 BIN       := $(CURDIR)/bin
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 GOFLAGS_B := -trimpath -ldflags '$(LDFLAGS)'
 
-.PHONY: all build tools test unit e2e bench demo lint deps clean
+.PHONY: all build tools test unit race fuzz fuzz-short e2e bench demo lint deps deps-dry-run clean
 
 all: build
 
@@ -25,28 +26,67 @@ tools:
 		github.com/containernetworking/plugins/plugins/ipam/host-local@v1.10.0 \
 		github.com/containernetworking/plugins/plugins/main/loopback@v1.10.0
 
-# Unit + integration (privileged ones run as root inside throwaway namespaces) + e2e on the lab.
-test: build tools unit e2e
+# The packages the tests use, lint, unit + integration (privileged ones run as
+# root inside throwaway namespaces), the race detector on the concurrent
+# packages, every fuzz target briefly, and e2e on the lab.
+test: deps build tools lint unit race fuzz-short e2e
 
 unit:
 	$(GO) test -count=1 -timeout 15m ./...
 
+# The packages where goroutines meet: the agent, the plugin, address
+# allocation and the store (with its embedded etcd).
+RACE_PKGS ?= ./agent/ ./cni-plugin/ ./ipam/ ./store/
+race:
+	$(GO) test -race -count=1 -timeout 10m $(RACE_PKGS)
+
+# Every FuzzXxx in the repo (found with go test -list), one after the other
+# with 2 workers: FUZZTIME each for `make fuzz`, FUZZ_SHORT each in `make test`
+# so that a regression on a committed or cached input fails CI.
+FUZZTIME   ?= 30s
+FUZZ_SHORT ?= 3s
+fuzz:
+	GO=$(GO) bash scripts/fuzz.sh $(FUZZTIME)
+
+fuzz-short:
+	GO=$(GO) bash scripts/fuzz.sh $(FUZZ_SHORT)
+
 e2e:
 	SKEIN_BIN=$(BIN) $(GO) test -count=1 -tags e2e -timeout 20m -v ./e2e/
 
-bench: build tools
+bench: deps build tools
 	SKEIN_BIN=$(BIN) $(GO) run ./bench -bin $(BIN) -out docs/benchmarks.md
 
-demo: build  ## BACKEND=bgp [TOR=bird|frr] KEEP=1 are optional
+demo: build  ## BACKEND=bgp [TOR=bird|frr] KEEP=1 LAB=name are optional
+	bash .ci/deps demo $(TOR)
 	BIN=$(BIN) bash scripts/demo.sh
 
-lint:
+# golangci-lint (errcheck, staticcheck, forbidigo; .golangci.yml), pinned and
+# built once from the Go module proxy into bin/ (a few minutes the first time).
+GOLANGCI_VERSION := v2.15.0
+GOLANGCI         := $(BIN)/golangci-lint-$(GOLANGCI_VERSION)
+
+$(GOLANGCI):
+	@mkdir -p $(BIN)/.golangci
+	GOBIN=$(BIN)/.golangci $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
+	mv $(BIN)/.golangci/golangci-lint $@
+
+lint: $(GOLANGCI)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./e2e/...
+	$(GOLANGCI) run ./...
 
 deps:
 	bash .ci/deps
+
+# What `make deps` would install on a machine with none of the packages
+# (an empty dpkg database), then what it would install here.
+deps-dry-run:
+	@mkdir -p $(BIN)/.nodpkg/info && touch $(BIN)/.nodpkg/status
+	@echo "fresh machine, make test:"; DPKG_ADMINDIR=$(BIN)/.nodpkg bash .ci/deps --dry-run
+	@echo "fresh machine, make demo:"; DPKG_ADMINDIR=$(BIN)/.nodpkg bash .ci/deps --dry-run demo
+	@echo "this machine, make test:"; bash .ci/deps --dry-run
 
 clean:
 	rm -rf $(BIN)

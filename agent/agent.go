@@ -131,6 +131,8 @@ func (a *Agent) run(ctx context.Context) error {
 		StateDir: a.cfg.StateDir,
 		Cooldown: a.cfg.Cooldown,
 		Log:      a.cfg.Log,
+		// RunBlockRelease below acts on it; 0 there means never.
+		ReleaseGrace: a.cfg.BlockReleaseGrace,
 	})
 	if err != nil {
 		return fmt.Errorf("ipam: %w", err)
@@ -231,11 +233,15 @@ func (a *Agent) run(ctx context.Context) error {
 		})
 	}
 	g.Go(func() error { return a.pol.rec.Run(gctx) })
+	g.Go(func() error { return a.pol.run(gctx) })
 	g.Go(func() error {
 		return serve(gctx, sockLn, a.metrics.instrument(a.refuseWhenTakenOver(cni.handler())), func() { a.serving.Store(true) })
 	})
 	if debugLn != nil {
 		g.Go(func() error { return serve(gctx, debugLn, a.debugHandler(), nil) })
+	}
+	if grace := a.cfg.BlockReleaseGrace; grace > 0 {
+		g.Go(func() error { return a.alloc.RunBlockRelease(gctx, ipam.ReleaseEvery(grace)) })
 	}
 	g.Go(func() error { return a.statusLoop(gctx) })
 	g.Go(func() error { return a.readyLoop(gctx) })
@@ -430,7 +436,7 @@ func serve(ctx context.Context, ln net.Listener, h http.Handler, started func())
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx) // best effort: we are exiting anyway
-		<-errc
+		<-errc                 //nolint:errcheck // http.ErrServerClosed, after Shutdown
 		return nil
 	}
 }

@@ -105,6 +105,10 @@ func (s *cniServer) commit(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &req) || !validOwner(w, req.Owner) {
 		return
 	}
+	if err := validPod(req.Pod); err != nil {
+		writeErr(w, http.StatusBadRequest, codeInvalidConfig, "commit endpoint", err)
+		return
+	}
 	held := s.alloc.Lookup(req.Owner)
 	for _, ip := range req.IPs {
 		if !containsAddr(held, ip) {
@@ -258,6 +262,23 @@ func containsAddr(list []netip.Addr, a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// validPod checks the names a runtime gave the pod (CNI_ARGS
+// K8S_POD_NAMESPACE and K8S_POD_NAME): they become keys and policy
+// references, and a bad one is the runtime's config, not a reason to retry.
+func validPod(p api.PodInfo) error {
+	if p.Namespace != "" {
+		if err := api.ValidatePodNamespace(p.Namespace); err != nil {
+			return fmt.Errorf("pod.namespace (K8S_POD_NAMESPACE): %w", err)
+		}
+	}
+	if p.Name != "" {
+		if err := api.ValidatePodName(p.Name); err != nil {
+			return fmt.Errorf("pod.name (K8S_POD_NAME): %w", err)
+		}
+	}
+	return nil
 }
 
 func validOwner(w http.ResponseWriter, o api.Owner) bool {

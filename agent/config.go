@@ -31,6 +31,12 @@ type Config struct {
 	// that is not alive (a re-installed host); optional, default false.
 	TakeOverNode bool
 	Log          *slog.Logger // optional
+
+	// BlockReleaseGrace is how long a block other than the home block must
+	// stay empty (no allocation, no address cooling down) before the agent
+	// returns it to the pool; optional, default 0 = never. skeind's
+	// --block-release-grace defaults to DefaultBlockReleaseGrace.
+	BlockReleaseGrace time.Duration
 }
 
 // EmbeddedTLS is the server side of TLS for the embedded etcd. The agent
@@ -46,6 +52,11 @@ const (
 	DefaultStateDir  = "/var/lib/skein"
 	DefaultDebugAddr = "127.0.0.1:9595"
 )
+
+// DefaultBlockReleaseGrace is skeind's default --block-release-grace: long
+// enough that a node's block does not go back and forth with the churn of a
+// rolling update, short enough that a pool does not run dry after one.
+const DefaultBlockReleaseGrace = 10 * time.Minute
 
 func (c Config) withDefaults() Config {
 	if c.SocketPath == "" {
@@ -86,6 +97,9 @@ func (c Config) validate() error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, c.validateEmbeddedTLS()...)
+	if c.BlockReleaseGrace < 0 {
+		errs = append(errs, fmt.Errorf("--block-release-grace %s: must not be negative (0 disables)", c.BlockReleaseGrace))
+	}
 	if c.UnderlayIP.IsValid() && !c.UnderlayIP.Is4() {
 		errs = append(errs, fmt.Errorf("--underlay-ip %s: only IPv4 underlays are supported", c.UnderlayIP))
 	}

@@ -262,7 +262,7 @@ func (a *Agent) topology(status map[string]api.NodeStatus) Topology {
 			t.Errors = append(t.Errors, ComponentError{Component: "policy", Error: v.LastError})
 		}
 		for _, bad := range v.BadPolicies {
-			t.Errors = append(t.Errors, ComponentError{Component: "policy", Error: "policy ignored: " + bad})
+			t.Errors = append(t.Errors, ComponentError{Component: "policy", Error: "invalid stored policy: " + bad})
 		}
 	}
 	if at := a.readyAt.Load(); at > 0 {

@@ -45,7 +45,7 @@ func (a *Agent) onDelta(d store.Delta) {
 		a.updatePeers(d)
 	}
 	bgpPeers := false
-	policies := len(d.Endpoints)+len(d.Namespaces)+len(d.Nodes) > 0
+	policies := len(d.Namespaces)+len(d.Nodes) > 0
 	for _, c := range d.Other {
 		bgpPeers = bgpPeers || strings.HasPrefix(c.Key, "bgppeers/")
 		policies = policies || strings.HasPrefix(c.Key, "policies/")
@@ -54,7 +54,9 @@ func (a *Agent) onDelta(d store.Delta) {
 		a.readView(a.updateBGP)
 	}
 	if policies {
-		a.pol.update()
+		a.pol.update(nil)
+	} else if len(d.Endpoints) > 0 {
+		a.pol.endpoints(d.Endpoints)
 	}
 }
 
@@ -71,7 +73,7 @@ func (a *Agent) resetConsumers(s store.Snapshot) {
 	if a.bgp != nil {
 		a.updateBGP(s)
 	}
-	a.pol.update()
+	a.pol.update(nil)
 }
 
 // updatePeers replans the overlay for the nodes whose record or blocks d

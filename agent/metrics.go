@@ -152,7 +152,7 @@ var (
 	descPolicyVersion = prometheus.NewDesc("skein_policy_program_version",
 		"Version of the compiled policy program: desired, and applied to nftables.", []string{"state"}, nil)
 	descPolicyBad = prometheus.NewDesc("skein_policy_undecodable",
-		"Stored policies that do not decode and are ignored.", nil, nil)
+		"Stored policies that do not decode or validate (quarantined, or their last valid version kept).", nil, nil)
 	descDrift = prometheus.NewDesc("skein_drift_repairs_total",
 		"Foreign changes to what Skein owns in the kernel, repaired, by kind (route, neigh, fdb, link; table, chain, rule, set, element).", []string{"kind"}, nil)
 )

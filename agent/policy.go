@@ -5,9 +5,11 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,27 +24,61 @@ import (
 const policyWaitTimeout = 10 * time.Second
 
 // enforcer compiles the cluster's policies for this node and keeps the
-// nftables program in place.
+// nftables program in place. Changes (watch snapshots, CNI commits) only
+// mark the input dirty; one loop (run) compiles the newest input at a time,
+// so a burst of commits costs one compile, and a program is never replaced
+// by one compiled from older input.
 type enforcer struct {
 	node string
 	rec  *policy.Reconciler
-	// view runs a function with the agent's view of the cluster (readView).
-	view func(func(store.Snapshot))
+	log  *slog.Logger
 	// vxlanPort, when not 0, limits VXLAN to the cluster's nodes.
 	vxlanPort uint16
+	// dirty has capacity 1: a pending signal covers every change before it.
+	dirty chan struct{}
+
+	// view runs a function with the agent's view of the cluster, read-locked
+	// (Agent.readView); nil in tests that hand snapshots in with update.
+	view func(func(store.Snapshot))
 
 	mu sync.Mutex
+	// snap is the newest snapshot, for enforcers without a view (tests);
+	// guarded by mu.
+	snap *store.Snapshot
+	// loaded is set once the cluster has been loaded; guarded by mu.
+	loaded bool
+	// full asks the next compile for the whole input: a policy, namespace or
+	// node changed, an endpoint of this node, a commit; guarded by mu.
+	full bool
+	// remote are the changes of other nodes' endpoints since the last
+	// compile, in order: they only move set elements; guarded by mu.
+	remote []store.Change[api.Endpoint]
+	// gen counts changes to the input (snap, pending); guarded by mu.
+	gen uint64
 	// pending holds endpoints committed here but not yet seen back from the
 	// watch, so their rules go in before the CNI ADD returns; guarded by mu.
 	pending map[api.Owner]api.Endpoint
-	// badPolicies are stored policies that do not decode; guarded by mu.
-	badPolicies []string
+	// invalid are the stored policies that do not decode, as of the last
+	// compile; guarded by mu.
+	invalid []api.InvalidPolicy
+	// logged is the error last logged per invalid policy key, so each
+	// change is logged once; guarded by mu.
+	logged map[string]string
 	// decoded caches stored policies by key, so an update decodes only what
 	// changed (decoding 10 000 policies takes ~0.6 s); guarded by mu.
 	decoded map[string]decodedPolicy
+
+	setMu sync.Mutex
+	// setGen is the input generation of the program last given to rec;
+	// guarded by setMu.
+	setGen uint64
+	// inc holds the compiled program and moves it for remote endpoints;
+	// guarded by setMu.
+	inc *policy.Incremental
 }
 
 // decodedPolicy is one stored policy and what its raw value decoded to.
+// obj is the last valid value when err is set after a valid one.
 type decodedPolicy struct {
 	raw []byte
 	obj api.Object
@@ -62,20 +98,131 @@ func newEnforcer(node string, a *Agent) (*enforcer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	return &enforcer{node: node, rec: rec, view: a.readView, pending: map[api.Owner]api.Endpoint{}, decoded: map[string]decodedPolicy{}}, nil
+	e := newEnforcerWith(node, rec, a.log)
+	e.view = a.readView
+	return e, nil
 }
 
-// update recompiles from the agent's view plus pending local endpoints.
-func (e *enforcer) update() {
-	var (
-		in     policy.Input
-		bad    []string
-		loaded bool
-	)
+// newEnforcerWith returns an enforcer that hands its programs to rec.
+func newEnforcerWith(node string, rec *policy.Reconciler, log *slog.Logger) *enforcer {
+	return &enforcer{
+		node:    node,
+		rec:     rec,
+		log:     log.With("component", "policy"),
+		dirty:   make(chan struct{}, 1),
+		pending: map[api.Owner]api.Endpoint{},
+		logged:  map[string]string{},
+		decoded: map[string]decodedPolicy{},
+	}
+}
+
+// markDirtyLocked records a change of the input and wakes run; e.mu must
+// be held.
+func (e *enforcer) markDirtyLocked() {
+	e.gen++
+	select {
+	case e.dirty <- struct{}{}:
+	default: // a compile is already due; it will see this change
+	}
+}
+
+// update says the whole input changed (a load or resync, or a change of
+// policies, namespaces or nodes); run recompiles. snap is for enforcers
+// without a view (tests); with a view it is ignored and may be nil.
+func (e *enforcer) update(snap *store.Snapshot) {
 	e.mu.Lock()
-	e.view(func(snap store.Snapshot) {
-		loaded = true
-		in, bad = policyInput(e.node, &snap, e.decodeLocked)
+	if snap != nil {
+		e.snap = snap
+	}
+	e.loaded, e.full = true, true
+	e.markDirtyLocked()
+	e.mu.Unlock()
+}
+
+// endpoints queues endpoint changes. Those of other nodes only move the
+// elements of the sets that select them (policy.Incremental); one of this
+// node's changes its chains and recompiles.
+func (e *enforcer) endpoints(cs []store.Change[api.Endpoint]) {
+	e.mu.Lock()
+	for _, c := range cs {
+		if (c.Old != nil && c.Old.Node == e.node) || (c.New != nil && c.New.Node == e.node) {
+			e.full = true
+			continue
+		}
+		e.remote = append(e.remote, c)
+	}
+	e.markDirtyLocked()
+	e.mu.Unlock()
+}
+
+// run compiles and hands on the newest input each time it changes, until
+// ctx is done.
+func (e *enforcer) run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-e.dirty:
+		}
+		e.compile()
+	}
+}
+
+// compile brings the desired program to the newest input: the whole input
+// recompiled when something beyond remote endpoints changed, else only
+// the set elements those endpoints move (their cost, not the cluster's).
+// A program of older input never replaces a newer one.
+func (e *enforcer) compile() {
+	e.mu.Lock()
+	if !e.loaded {
+		e.mu.Unlock()
+		return
+	}
+	e.setMu.Lock()
+	defer e.setMu.Unlock()
+	full := e.full || e.inc == nil
+	remote := e.remote
+	e.full, e.remote = false, nil
+	var in policy.Input
+	if full {
+		in = e.inputLocked()
+	}
+	gen := e.gen
+	e.mu.Unlock()
+	if gen <= e.setGen {
+		return
+	}
+	e.setGen = gen
+	if full {
+		if e.inc == nil {
+			e.inc = policy.NewIncremental(in)
+		} else {
+			e.inc.SetInput(in)
+		}
+		e.rec.Set(e.inc.Program())
+		return
+	}
+	for _, c := range remote {
+		ch, recompiled := e.inc.PutEndpoint(c.Key, c.New)
+		if recompiled {
+			e.rec.Set(e.inc.Program())
+			continue
+		}
+		if ch.Len() > 0 {
+			e.rec.Update(e.inc.Program(), ch)
+		}
+	}
+}
+
+// inputLocked builds the compiler's input from the agent's view (or the
+// newest snapshot) plus pending local endpoints; e.mu must be held.
+func (e *enforcer) inputLocked() policy.Input {
+	var (
+		in      policy.Input
+		invalid []api.InvalidPolicy
+	)
+	read := func(snap store.Snapshot) {
+		in, invalid = policyInput(e.node, &snap, e.decodeLocked)
 		if e.vxlanPort != 0 {
 			in.VXLAN = vxlanFilter(e.node, e.vxlanPort, &snap)
 		}
@@ -84,10 +231,12 @@ func (e *enforcer) update() {
 				delete(e.decoded, k)
 			}
 		}
-	})
-	if !loaded {
-		e.mu.Unlock()
-		return
+	}
+	switch {
+	case e.view != nil:
+		e.view(read)
+	case e.snap != nil:
+		read(*e.snap)
 	}
 	seen := map[api.Owner]bool{}
 	for _, ep := range in.Endpoints {
@@ -100,19 +249,45 @@ func (e *enforcer) update() {
 		}
 		in.Endpoints = append(in.Endpoints, ep)
 	}
-	e.badPolicies = bad
-	e.mu.Unlock()
-	e.rec.Set(policy.Compile(in))
+	e.invalid = invalid
+	e.logInvalidLocked(invalid)
+	return in
+}
+
+// logInvalidLocked logs each invalid policy once per change of its error,
+// and once when it is fixed or deleted; e.mu must be held.
+func (e *enforcer) logInvalidLocked(invalid []api.InvalidPolicy) {
+	now := make(map[string]bool, len(invalid))
+	for _, p := range invalid {
+		now[p.Key] = true
+		if e.logged[p.Key] == p.Error+p.Enforced {
+			continue
+		}
+		e.logged[p.Key] = p.Error + p.Enforced
+		e.log.Warn("invalid stored policy", "key", p.Key, "enforced", p.Enforced, "err", p.Error)
+	}
+	for k := range e.logged {
+		if !now[k] {
+			delete(e.logged, k)
+			e.log.Info("invalid stored policy fixed or deleted", "key", k)
+		}
+	}
 }
 
 // decodeLocked decodes a stored policy, reusing the last result while its
-// raw value is unchanged; e.mu must be held. Entries of deleted keys are
-// dropped by update's sweep.
+// raw value is unchanged; e.mu must be held. When a valid policy is
+// updated to an invalid value, the last valid object is returned with the
+// error and stays enforced. Entries of deleted keys are dropped by
+// inputLocked's sweep.
 func (e *enforcer) decodeLocked(key, kind string, raw []byte) (api.Object, error) {
-	if d, ok := e.decoded[key]; ok && bytes.Equal(d.raw, raw) {
+	d, ok := e.decoded[key]
+	if ok && bytes.Equal(d.raw, raw) {
 		return d.obj, d.err
 	}
 	obj, err := api.DecodePolicy(kind, raw)
+	if err != nil && ok {
+		obj = d.obj
+	}
 	e.decoded[key] = decodedPolicy{raw: raw, obj: obj, err: err}
 	return obj, err
 }
@@ -122,8 +297,9 @@ func (e *enforcer) decodeLocked(key, kind string, raw []byte) (api.Object, error
 func (e *enforcer) committed(ctx context.Context, ep api.Endpoint) error {
 	e.mu.Lock()
 	e.pending[api.Owner{ContainerID: ep.ContainerID, IfName: ep.IfName}] = ep
+	e.full = true
+	e.markDirtyLocked()
 	e.mu.Unlock()
-	e.update()
 	ctx, cancel := context.WithTimeout(ctx, policyWaitTimeout)
 	defer cancel()
 	if err := e.rec.WaitEndpoint(ctx, ep.HostIface); err != nil {
@@ -139,9 +315,11 @@ func (e *enforcer) released(o api.Owner) {
 	e.mu.Unlock()
 }
 
-// policyInput turns a snapshot into the compiler's input; it also returns
-// the keys of stored policies that do not decode (shown, never fatal).
-func policyInput(node string, snap *store.Snapshot, decode func(key, kind string, raw []byte) (api.Object, error)) (policy.Input, []string) {
+// policyInput turns a snapshot into the compiler's input. It also returns
+// the stored policies that do not decode: each is quarantined (the pods it
+// names are isolated) unless decode still returns its last valid value.
+// None is ever dropped silently.
+func policyInput(node string, snap *store.Snapshot, decode func(key, kind string, raw []byte) (api.Object, error)) (policy.Input, []api.InvalidPolicy) {
 	in := policy.Input{Node: node}
 	for _, ep := range snap.Endpoints {
 		in.Endpoints = append(in.Endpoints, ep)
@@ -156,21 +334,53 @@ func policyInput(node string, snap *store.Snapshot, decode func(key, kind string
 	for _, n := range snap.Nodes {
 		in.Nodes = append(in.Nodes, n)
 	}
-	var bad []string
-	keys := make([]string, 0, len(snap.Other))
-	for k := range snap.Other {
+	invalid := addStoredPolicies(&in, snap.Other, decode)
+	return in, invalid
+}
+
+// StoredPolicyInput returns the compiler input of stored policies (raw
+// values by key, as store.Snapshot.Other or store.Client.RawPolicies give
+// them) as an agent that sees them for the first time compiles them:
+// invalid ones are quarantined and listed. `skein policy trace` and
+// `matrix` use it so they answer what the hosts do.
+func StoredPolicyInput(raw map[string][]byte) (policy.Input, []api.InvalidPolicy) {
+	var in policy.Input
+	invalid := addStoredPolicies(&in, raw, func(_, kind string, raw []byte) (api.Object, error) {
+		return api.DecodePolicy(kind, raw)
+	})
+	return in, invalid
+}
+
+// addStoredPolicies adds the policies among other (keys of other kinds are
+// skipped) to in: valid ones as they are, invalid ones as quarantines
+// unless decode still returns their last valid value.
+func addStoredPolicies(in *policy.Input, other map[string][]byte, decode func(key, kind string, raw []byte) (api.Object, error)) []api.InvalidPolicy {
+	var invalid []api.InvalidPolicy
+	keys := make([]string, 0, len(other))
+	for k := range other {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		kind, _, _, ok := api.ParsePolicyKey(k)
+		raw := other[k]
+		kind, ns, name, ok := api.ParsePolicyKey(k)
 		if !ok {
+			if inv, q, isPolicy := unknownPolicy(k, raw); isPolicy {
+				invalid = append(invalid, inv)
+				if q != nil {
+					in.Quarantines = append(in.Quarantines, *q)
+				}
+			}
 			continue
 		}
-		obj, err := decode(k, kind, snap.Other[k])
+		obj, err := decode(k, kind, raw)
 		if err != nil {
-			bad = append(bad, k+": "+err.Error())
-			continue
+			inv := api.InvalidPolicy{Key: k, Error: err.Error(), Enforced: api.EnforcedLastValid}
+			if obj == nil {
+				inv.Enforced = api.EnforcedQuarantine
+				in.Quarantines = append(in.Quarantines, policy.Quarantine{Target: api.ReadPolicyTarget(kind, ns, name, raw), Reason: inv.Error})
+			}
+			invalid = append(invalid, inv)
 		}
 		switch p := obj.(type) {
 		case *api.NetworkPolicy:
@@ -181,7 +391,29 @@ func policyInput(node string, snap *store.Snapshot, decode func(key, kind string
 			in.BANPs = append(in.BANPs, *p)
 		}
 	}
-	return in, bad
+	return invalid
+}
+
+// unknownPolicy handles a key under policies/ that ParsePolicyKey refuses.
+// A kind this agent does not know (written by a newer Skein or another
+// tool) at policies/<kind>/<ns or _>/<name> is quarantined: its namespace,
+// or every pod when it is cluster-scoped. Other keys there cannot name
+// pods; they are reported only. isPolicy is false outside policies/.
+func unknownPolicy(key string, raw []byte) (inv api.InvalidPolicy, q *policy.Quarantine, isPolicy bool) {
+	rest, ok := strings.CutPrefix(key, api.PolicyKeyKind+"/")
+	if !ok {
+		return inv, nil, false
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != 3 || slices.Contains(parts, "") {
+		return api.InvalidPolicy{Key: key, Error: "not a policy key: want policies/<kind>/<namespace or _>/<name>", Enforced: "nothing: names no pods"}, nil, true
+	}
+	ns := parts[1]
+	if ns == "_" {
+		ns = ""
+	}
+	inv = api.InvalidPolicy{Key: key, Error: fmt.Sprintf("unknown policy kind %q", parts[0]), Enforced: api.EnforcedQuarantine}
+	return inv, &policy.Quarantine{Target: api.ReadPolicyTarget(parts[0], ns, parts[2], raw), Reason: inv.Error}, true
 }
 
 // vxlanFilter lists the underlay addresses VXLAN is accepted from: every
@@ -201,12 +433,24 @@ func vxlanFilter(self string, port uint16, snap *store.Snapshot) *policy.VXLANFi
 // policyState is what /debug/policy and the topology show.
 type policyState struct {
 	policy.DebugState
+	// BadPolicies are the invalid stored policies, as "key: error
+	// (enforced: ...)".
 	BadPolicies []string `json:"badPolicies,omitempty"`
 }
 
 func (e *enforcer) debug() policyState {
-	e.mu.Lock()
-	bad := append([]string(nil), e.badPolicies...)
-	e.mu.Unlock()
+	inv := e.invalidPolicies()
+	bad := make([]string, len(inv))
+	for i, p := range inv {
+		bad[i] = p.String()
+	}
 	return policyState{DebugState: e.rec.Debug(), BadPolicies: bad}
+}
+
+// invalidPolicies returns the stored policies that do not decode, as of
+// the last compile.
+func (e *enforcer) invalidPolicies() []api.InvalidPolicy {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.invalid)
 }

@@ -51,7 +51,10 @@ func (a *Agent) statusLoop(ctx context.Context) error {
 
 // statusFingerprint is what makes a status worth republishing at once.
 func statusFingerprint(st api.NodeStatus) string {
-	fp := fmt.Sprint(st.Ready, st.LastError, st.Peers, st.PeersUp, st.Endpoints, st.Blocks, st.PolicyVersion, st.PolicyError)
+	fp := fmt.Sprint(st.Ready, st.LastError, st.Peers, st.PeersUp, st.Endpoints, st.Blocks, st.PolicyVersion, st.PolicyError, st.InvalidPolicies)
+	for _, b := range st.EmptyBlocks {
+		fp += " empty=" + b.CIDR.String()
+	}
 	for _, n := range st.BGP {
 		fp += " " + n.Name + "=" + n.State
 	}
@@ -83,6 +86,11 @@ func (a *Agent) nodeStatus() api.NodeStatus {
 		st.Blocks = append(st.Blocks, b.String())
 	}
 	st.Endpoints = len(a.alloc.Allocations())
+	grace := a.cfg.BlockReleaseGrace
+	if grace <= 0 {
+		grace = -1 // release is off: no block has a release time
+	}
+	st.EmptyBlocks = a.alloc.EmptyBlocks(grace)
 	if a.vx != nil {
 		d := a.vx.Stats()
 		st.LastSync = d.LastSync
@@ -107,6 +115,7 @@ func (a *Agent) nodeStatus() api.NodeStatus {
 	if a.pol != nil {
 		d := a.pol.rec.Debug()
 		st.PolicyVersion, st.PolicySync, st.PolicyError = d.AppliedVersion, d.LastSync, d.LastError
+		st.InvalidPolicies = a.pol.invalidPolicies()
 	}
 	if st.LastError == "" && !ready {
 		st.LastError = reason

@@ -8,6 +8,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/skeinnet/skein/internal/nlretry"
 )
 
 // underlay describes the host interface that carries inter-host traffic.
@@ -41,7 +43,7 @@ func findUnderlay(iface string, ip netip.Addr) (underlay, error) {
 			return underlay{}, fmt.Errorf("no --iface or --underlay-ip given and %w", err)
 		}
 	}
-	addrs, err := netlink.AddrList(link, unix.AF_INET)
+	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return netlink.AddrList(link, unix.AF_INET) })
 	if err != nil {
 		return underlay{}, fmt.Errorf("list addresses of %s: %w", link.Attrs().Name, err)
 	}
@@ -69,7 +71,7 @@ func findUnderlay(iface string, ip netip.Addr) (underlay, error) {
 }
 
 func linkWithAddr(ip netip.Addr) (netlink.Link, error) {
-	addrs, err := netlink.AddrList(nil, unix.AF_INET)
+	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, unix.AF_INET) })
 	if err != nil {
 		return nil, fmt.Errorf("list addresses: %w", err)
 	}
@@ -82,7 +84,7 @@ func linkWithAddr(ip netip.Addr) (netlink.Link, error) {
 }
 
 func defaultRouteLink() (netlink.Link, error) {
-	routes, err := netlink.RouteList(nil, unix.AF_INET)
+	routes, err := nlretry.Dump(func() ([]netlink.Route, error) { return netlink.RouteList(nil, unix.AF_INET) })
 	if err != nil {
 		return nil, fmt.Errorf("list routes: %w", err)
 	}

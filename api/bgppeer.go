@@ -105,6 +105,9 @@ func (p BGPPeer) Validate() error {
 // that older agents read peers written by newer CLIs.
 func DecodeBGPPeer(raw []byte) (BGPPeer, error) {
 	var p BGPPeer
+	if err := CheckDuplicateKeys(raw, 0); err != nil {
+		return BGPPeer{}, fmt.Errorf("decode bgp peer: %w", err)
+	}
 	if err := json.Unmarshal(raw, &p); err != nil {
 		return BGPPeer{}, fmt.Errorf("decode bgp peer: %w", jsonError(err))
 	}

@@ -157,6 +157,9 @@ func DecodePolicy(kind string, raw []byte) (Object, error) {
 	if !IsPolicyKind(kind) {
 		return nil, fmt.Errorf("decode policy: %q is not a policy kind", kind)
 	}
+	if err := CheckDuplicateKeys(raw, 0); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", kind, err)
+	}
 	var tm TypeMeta
 	if err := json.Unmarshal(raw, &tm); err != nil {
 		return nil, fmt.Errorf("decode %s: %w", kind, err)
@@ -191,9 +194,10 @@ func ObjectName(o Object) string { return objectName(o) }
 
 // document is one document of a file, as JSON, before decoding.
 type document struct {
-	line int    // where it starts in the file
-	json []byte // nil when yamlErr is set
-	err  error
+	line  int    // where it starts in the file
+	json  []byte // nil when yamlErr is set
+	err   error
+	lines fieldLines // line of each field in the file; nil when unknown
 }
 
 // DecodeDocuments decodes a file of YAML documents separated by "---", or of
@@ -228,7 +232,7 @@ func DecodeDocuments(name string, data []byte) ([]Object, error) {
 		}
 		objs, err := decodeDocument(d.json)
 		if err != nil {
-			return nil, derr(err)
+			return nil, derr(withLines(err, d.lines))
 		}
 		for j, o := range objs {
 			key := o.GetKind() + " " + objectName(o)
@@ -281,7 +285,7 @@ func decodeDocument(j []byte) ([]Object, error) {
 	for i, item := range list.Items {
 		o, err := decodeObject(item)
 		if err != nil {
-			return nil, fmt.Errorf("items[%d]: %w", i, err)
+			return nil, prefixPaths(err, fmt.Sprintf("items[%d]", i))
 		}
 		out = append(out, o)
 	}
@@ -321,6 +325,51 @@ func decodeObject(j []byte) (Object, error) {
 		return nil, err
 	}
 	return o, nil
+}
+
+// prefixPaths puts prefix before the paths of field errors, so that they
+// still name the field (and find its line); other errors get it as text.
+func prefixPaths(err error, prefix string) error {
+	switch e := err.(type) {
+	case FieldError:
+		e.Path = joinPath(prefix, e.Path)
+		return e
+	case FieldErrors:
+		out := make(FieldErrors, len(e))
+		for i, fe := range e {
+			fe.Path = joinPath(prefix, fe.Path)
+			out[i] = fe
+		}
+		return out
+	}
+	return fmt.Errorf("%s: %w", prefix, err)
+}
+
+func joinPath(prefix, path string) string {
+	if path == "" {
+		return prefix
+	}
+	return prefix + "." + path
+}
+
+// withLines sets the file line of each field error from lines.
+func withLines(err error, lines fieldLines) error {
+	if lines == nil {
+		return err
+	}
+	switch e := err.(type) {
+	case FieldError:
+		e.Line = lines.lookup(e.Path)
+		return e
+	case FieldErrors:
+		out := make(FieldErrors, len(e))
+		for i, fe := range e {
+			fe.Line = lines.lookup(fe.Path)
+			out[i] = fe
+		}
+		return out
+	}
+	return err
 }
 
 // serverMetadata are metadata fields the API server sets. They are dropped,
@@ -512,9 +561,12 @@ func splitJSON(data []byte) ([]document, error) {
 			return nil, jsonSyntaxError(data, err)
 		}
 		if raw[0] != '[' {
-			if err := addDoc(&docs, lines.at(start), raw, nil); err != nil {
+			line := lines.at(start)
+			fl := fieldLines{}
+			if err := addDoc(&docs, line, raw, scanJSON(raw, line-1, fl)); err != nil {
 				return nil, err
 			}
+			docs[len(docs)-1].lines = fl
 			continue
 		}
 		// An array: each element is a document.
@@ -528,9 +580,12 @@ func splitJSON(data []byte) ([]document, error) {
 			if err := adec.Decode(&elem); err != nil {
 				return nil, err
 			}
-			if err := addDoc(&docs, lines.at(off), elem, nil); err != nil {
+			line := lines.at(off)
+			fl := fieldLines{}
+			if err := addDoc(&docs, line, elem, scanJSON(elem, line-1, fl)); err != nil {
 				return nil, err
 			}
+			docs[len(docs)-1].lines = fl
 		}
 	}
 }
@@ -614,14 +669,18 @@ func splitYAML(data []byte) ([]document, error) {
 		if len(chunk) > MaxDocumentBytes {
 			return addDoc(&docs, first+1, chunk, nil)
 		}
-		j, err := yamlToJSON(chunk, chunkStart)
+		j, fl, err := yamlToJSONLines(chunk, chunkStart)
 		if err != nil {
 			return addDoc(&docs, first+1, nil, err)
 		}
 		if t := bytes.TrimSpace(j); bytes.Equal(t, []byte("null")) {
 			return nil // only comments
 		}
-		return addDoc(&docs, first+1, j, nil)
+		if err := addDoc(&docs, first+1, j, nil); err != nil {
+			return err
+		}
+		docs[len(docs)-1].lines = fl
+		return nil
 	}
 	for i, l := range lines {
 		t := bytes.TrimRight(l, " \t\r\n")

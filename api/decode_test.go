@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -149,13 +150,13 @@ func TestDecodeDocumentsErrors(t *testing.T) {
 			name: "bad document index and line",
 			input: "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n---\n\n# web\n" + np(
 				"spec:\n  podSelector: {}\n  ingress:\n  - ports:\n    - port: 80\n      endPort: 79\n"),
-			wantErr: "policies.yaml: document 2 (line 7): spec.ingress[0].ports[0].endPort: must be >= port",
+			wantErr: "policies.yaml: document 2 (line 7): line 15: spec.ingress[0].ports[0].endPort: must be >= port",
 		},
-		{"unknown kind", "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n", `policies.yaml: document 1 (line 1): kind: unknown kind "Pod"`},
+		{"unknown kind", "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n", `policies.yaml: document 1 (line 1): line 2: kind: unknown kind "Pod"`},
 		{"missing kind", "apiVersion: v1\nmetadata: {name: x}\n", "document 1 (line 1): kind: required value"},
 		{"unknown apiVersion", "apiVersion: networking.k8s.io/v1beta1\nkind: NetworkPolicy\nmetadata: {name: x}\nspec: {podSelector: {}}\n",
 			`apiVersion: unknown apiVersion "networking.k8s.io/v1beta1" for kind NetworkPolicy (want networking.k8s.io/v1)`},
-		{"unknown field", np("spec:\n  podSelector: {}\n  ingress:\n  - fromm: []\n"), "document 1 (line 1): spec.ingress[0].fromm: unknown field"},
+		{"unknown field", np("spec:\n  podSelector: {}\n  ingress:\n  - fromm: []\n"), "document 1 (line 1): line 7: spec.ingress[0].fromm: unknown field"},
 		{"unknown field wrong case", np("spec:\n  PodSelector: {}\n"), "spec.PodSelector: unknown field"},
 		{"unknown top-level field", np("spec: {podSelector: {}}\nextra: 1\n"), "extra: unknown field"},
 		{"wrong type", np("spec:\n  podSelector: []\n"), "spec.podSelector: invalid type: got a array, want an object"},
@@ -177,10 +178,14 @@ func TestDecodeDocumentsErrors(t *testing.T) {
 			"document 2 (line 5): Namespace x is also defined in document 1"},
 		{"json syntax", `{"apiVersion": "v1",` + "\n" + `"kind": }`, "policies.yaml: line 2: invalid JSON"},
 		{"json array element line", "[\n{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"x\"}},\n{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"Y\"}}\n]",
-			`document 2 (line 3): metadata.name: invalid value "Y"`},
+			`document 2 (line 3): line 3: metadata.name: invalid value "Y"`},
 		{"List item", `{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"x"}},{"apiVersion":"v1","kind":"Namespace"}]}`,
-			"document 1 (line 1): items[1]: metadata.name: required value"},
+			"document 1 (line 1): line 1: items[1].metadata.name: required value"},
 		{"List bad apiVersion", `{"apiVersion":"v2","kind":"List","items":[]}`, `unknown apiVersion "v2" for kind List`},
+		{"label value line", np("spec:\n  podSelector:\n    matchLabels:\n      app: web\n      tier: \"-bad\"\n"), "line 8: spec.podSelector.matchLabels[tier]: invalid label value"},
+		{"missing field at its parent", "apiVersion: v1\nkind: Namespace\nmetadata:\n  labels: {a: b}\n", "line 3: metadata.name: required value"},
+		{"json field line", "{\"apiVersion\": \"networking.k8s.io/v1\", \"kind\": \"NetworkPolicy\",\n \"metadata\": {\"name\": \"p\", \"namespace\": \"x\"},\n \"spec\": {\"podSelector\": {},\n  \"ingress\": [{\"ports\": [{\"port\": 80,\n   \"endPort\": 79}]}]}}",
+			"document 1 (line 1): line 5: spec.ingress[0].ports[0].endPort: must be >= port"},
 		{"content after separator", "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n--- kind: Namespace\n", "line 4: content after the document separator"},
 	}
 	for _, tc := range tests {
@@ -353,4 +358,87 @@ func TestPolicyKey(t *testing.T) {
 			t.Errorf("ParsePolicyKey(%q) ok", bad)
 		}
 	}
+}
+
+// TestDecodeRecursiveAliases: aliases that contain themselves and
+// over-deep documents are errors naming the file, document and line, fast,
+// never a stack overflow.
+func TestDecodeRecursiveAliases(t *testing.T) {
+	deep := strings.Repeat("{a: ", 150) + "1" + strings.Repeat("}", 150) + "\n"
+	cases := []struct {
+		name, in, want string
+	}{
+		{"self alias", "a: &a {b: *a}\n", "x.yaml: document 1 (line 1): yaml: line 1: alias *a refers to itself"},
+		{"merge of itself", "apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n---\nb: &b\n  c: 1\n  <<: *b\n", "x.yaml: document 2 (line 5): yaml: line 7: alias *b refers to itself"},
+		{"mutual", "x: &x\n  y: &y\n    z: *x\n", "x.yaml: document 1 (line 1): yaml: line 3: alias *x refers to itself"},
+		{"too deep", deep, "x.yaml: document 1 (line 1): yaml: line 1: document nests more than 100 levels deep"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			_, err := DecodeDocuments("x.yaml", []byte(tc.in))
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Fatalf("DecodeDocuments() error = %v, want prefix %q", err, tc.want)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("DecodeDocuments() took %v", d)
+			}
+		})
+	}
+	// Deep but acyclic alias use stays within the node budget and decodes.
+	if _, err := yamlToJSON([]byte("a: &a [1]\nb: [*a, *a]\n"), 0); err != nil {
+		t.Errorf("shared alias: %v", err)
+	}
+}
+
+// TestDecodeJSONDuplicateKeys: a key given twice is an error naming the
+// key's path and both lines, in files (whatever the layout) and in stored
+// values; encoding/json would keep the last value silently.
+func TestDecodeJSONDuplicateKeys(t *testing.T) {
+	denyAll := `{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+ "metadata": {"name": "deny", "namespace": "x"},
+ "spec": {"podSelector": {}, "policyTypes": ["Ingress"],
+          "podSelector": {"matchLabels": {"app": "none"}}}}
+`
+	cases := []struct {
+		name, in, want string
+	}{
+		{"object", denyAll, "p.json: document 1 (line 1): line 4: spec.podSelector: duplicate key (first at line 3)"},
+		{"second of a stream", `{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "y"}}` + "\n" + denyAll,
+			"p.json: document 2 (line 2): line 5: spec.podSelector: duplicate key (first at line 4)"},
+		{"array element", "[\n" + `{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "y"}},` + "\n" +
+			`{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "z", "labels": {"a": "1", "a": "2"}}}` + "\n]",
+			"p.json: document 2 (line 3): line 3: metadata.labels.a: duplicate key (first at line 3)"},
+		{"list items", `{"apiVersion": "v1", "kind": "List", "items": [` + "\n" +
+			`{"apiVersion": "v1", "kind": "Namespace", "kind": "Namespace", "metadata": {"name": "z"}}]}`,
+			"p.json: document 1 (line 1): line 2: items[0].kind: duplicate key (first at line 2)"},
+		{"top level", `{"kind": "Namespace", "apiVersion": "v1", "kind": "Endpoint"}`,
+			"p.json: document 1 (line 1): line 1: kind: duplicate key (first at line 1)"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := DecodeDocuments("p.json", []byte(tc.in))
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("DecodeDocuments() error = %v\nwant %s", err, tc.want)
+			}
+			var de *DuplicateKeyError
+			if !errors.As(err, &de) {
+				t.Errorf("error %v is not a *DuplicateKeyError", err)
+			}
+		})
+	}
+	t.Run("stored", func(t *testing.T) {
+		_, err := DecodePolicy(KindNetworkPolicy, []byte(strings.ReplaceAll(denyAll, "\n", "")))
+		want := "decode NetworkPolicy: line 1: spec.podSelector: duplicate key (first at line 1)"
+		if err == nil || err.Error() != want {
+			t.Errorf("DecodePolicy() error = %v, want %s", err, want)
+		}
+	})
+	t.Run("distinct keys", func(t *testing.T) {
+		// The same key in sibling objects and list elements is no duplicate.
+		in := `{"a": {"x": 1}, "b": {"x": [{"y": 1}, {"y": 2}]}, "c": [[{"z": 1}], [{"z": 1}]], "": 1}`
+		if err := CheckDuplicateKeys([]byte(in), 0); err != nil {
+			t.Errorf("CheckDuplicateKeys(%s) = %v", in, err)
+		}
+	})
 }

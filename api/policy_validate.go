@@ -15,14 +15,21 @@ import (
 type FieldError struct {
 	Path string
 	Msg  string
+	// Line is the field's 1-based line in its file; 0 when unknown (stored
+	// values, objects built in code).
+	Line int
 }
 
-// Error returns "path: message".
+// Error returns "path: message", or "line N: path: message".
 func (e FieldError) Error() string {
-	if e.Path == "" {
-		return e.Msg
+	s := e.Msg
+	if e.Path != "" {
+		s = e.Path + ": " + e.Msg
 	}
-	return e.Path + ": " + e.Msg
+	if e.Line > 0 {
+		s = "line " + strconv.Itoa(e.Line) + ": " + s
+	}
+	return s
 }
 
 // FieldErrors is every validation failure of one object, in field order.

@@ -160,12 +160,60 @@ type NodeStatus struct {
 	// PeersUp counts peers with a working path: VXLAN peers programmed, or
 	// BGP sessions Established.
 	PeersUp int `json:"peersUp"`
+	// EmptyBlocks are the node's blocks with no allocation and no cooling
+	// address, and since when (`skein ipam show` prints them).
+	EmptyBlocks []EmptyBlock `json:"emptyBlocks,omitempty"`
 	// BGP lists the node's BGP sessions (backend bgp).
 	BGP []BGPNeighbor `json:"bgp,omitempty"`
 	// PolicyVersion is the policy program last enforced, at PolicySync.
 	PolicyVersion uint64    `json:"policyVersion,omitempty"`
 	PolicySync    time.Time `json:"policySync,omitzero"`
 	PolicyError   string    `json:"policyError,omitempty"`
+	// InvalidPolicies lists stored policies that do not decode or
+	// validate, and what the agent enforces in their place.
+	InvalidPolicies []InvalidPolicy `json:"invalidPolicies,omitempty"`
+}
+
+// InvalidPolicy is a stored policy that does not decode or validate. It is
+// never dropped: either its last valid value stays enforced, or the pods it
+// names are quarantined (isolated both ways).
+type InvalidPolicy struct {
+	// Key is the policy's key: policies/<kind>/<namespace or _>/<name>.
+	Key   string `json:"key"`
+	Error string `json:"error"`
+	// Enforced is EnforcedQuarantine or EnforcedLastValid.
+	Enforced string `json:"enforced"`
+}
+
+// What an agent enforces for an InvalidPolicy.
+const (
+	// EnforcedQuarantine: the pods the policy names (as far as its
+	// selector can be read; else its namespace, or every pod for a
+	// cluster-scoped kind) are isolated both ways.
+	EnforcedQuarantine = "quarantine"
+	// EnforcedLastValid: the policy was valid before this update; its last
+	// valid value stays enforced.
+	EnforcedLastValid = "last valid version"
+)
+
+// String returns "key: error (enforced: ...)".
+func (p InvalidPolicy) String() string {
+	return p.Key + ": " + p.Error + " (enforced: " + p.Enforced + ")"
+}
+
+// EmptyBlock is a block its node holds with no allocation and no address
+// cooling down.
+type EmptyBlock struct {
+	CIDR netip.Prefix `json:"cidr"`
+	// Since is when its last address was freed and done cooling, or when
+	// the node got the block or its agent started, whichever is latest.
+	Since time.Time `json:"since"`
+	// Home marks the node's home block (it carries the VTEP address), which
+	// is never released.
+	Home bool `json:"home,omitempty"`
+	// ReleaseAt is when the node returns the block to the pool if it stays
+	// empty; zero for the home block or when the agent releases none.
+	ReleaseAt time.Time `json:"releaseAt,omitzero"`
 }
 
 // BGPNeighbor is one BGP session as an agent reports it.

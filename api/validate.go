@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Sentinel errors callers branch on.
@@ -101,4 +104,36 @@ func ParsePrefix(field, s string) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("%s: invalid CIDR %q: %w", field, s, err)
 	}
 	return p, nil
+}
+
+// ValidatePodNamespace reports why ns cannot be a pod's namespace, or nil:
+// it must be a DNS-1123 label, as in Kubernetes, since it is a key segment
+// (namespaces/<ns>) and what namespace selectors match.
+func ValidatePodNamespace(ns string) error {
+	if msg := dnsLabelMsg(ns); msg != "" {
+		return errors.New(msg)
+	}
+	return nil
+}
+
+// ValidatePodName reports why name cannot be a pod's name, or nil. Names
+// come from Kubernetes (DNS-1123 subdomains) or, for other runtimes, from
+// container ids, so only what breaks "namespace/name" references is
+// refused: '/', spaces and control characters, and more than 253 bytes.
+func ValidatePodName(name string) error {
+	if name == "" || len(name) > 253 || !utf8.ValidString(name) || strings.ContainsFunc(name, func(r rune) bool {
+		return r == '/' || unicode.IsSpace(r) || unicode.IsControl(r)
+	}) {
+		return fmt.Errorf("invalid value %q: must be 1-253 bytes without '/', spaces or control characters", name)
+	}
+	return nil
+}
+
+// ValidateKubePodName reports why name cannot be a Kubernetes pod name
+// (K8S_POD_NAME), or nil: a DNS-1123 subdomain.
+func ValidateKubePodName(name string) error {
+	if msg := dnsSubdomainMsg(name); msg != "" {
+		return errors.New(msg)
+	}
+	return nil
 }

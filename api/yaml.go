@@ -12,8 +12,13 @@ import (
 )
 
 // maxYAMLNodes bounds the nodes one document expands to, aliases
-// included, against "billion laughs" documents.
-const maxYAMLNodes = 1 << 20
+// included, against "billion laughs" documents; maxYAMLDepth bounds nesting
+// (aliases included), so that no document can exhaust the goroutine stack.
+// Kubernetes policies nest about 10 levels deep.
+const (
+	maxYAMLNodes = 1 << 20
+	maxYAMLDepth = 100
+)
 
 var yamlLineRE = regexp.MustCompile(`line (\d+)`)
 
@@ -23,34 +28,61 @@ var yamlLineRE = regexp.MustCompile(`line (\d+)`)
 // Line numbers in errors are offset by lineOffset, the lines before the
 // document in its file.
 func yamlToJSON(doc []byte, lineOffset int) ([]byte, error) {
+	j, _, err := yamlToJSONLines(doc, lineOffset)
+	return j, err
+}
+
+// yamlToJSONLines is yamlToJSON that also returns the file line of every
+// field and list element of the document.
+func yamlToJSONLines(doc []byte, lineOffset int) ([]byte, fieldLines, error) {
 	var n yaml.Node
 	if err := yaml.Unmarshal(doc, &n); err != nil {
-		return nil, errors.New(yamlLineRE.ReplaceAllStringFunc(err.Error(), func(s string) string {
+		return nil, nil, errors.New(yamlLineRE.ReplaceAllStringFunc(err.Error(), func(s string) string {
 			l, _ := strconv.Atoi(s[len("line "):]) // the RE guarantees digits
 			return fmt.Sprintf("line %d", l+lineOffset)
 		}))
 	}
-	c := yamlConv{budget: maxYAMLNodes, lineOffset: lineOffset}
-	v, err := c.value(&n)
+	c := yamlConv{budget: maxYAMLNodes, lineOffset: lineOffset, expanding: map[*yaml.Node]bool{}, lines: fieldLines{}}
+	v, err := c.value(&n, "")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return json.Marshal(v)
+	j, err := json.Marshal(v)
+	return j, c.lines, err
 }
 
 type yamlConv struct {
 	budget     int
 	lineOffset int
+	depth      int
+	// expanding holds the anchors whose alias is being expanded: meeting
+	// one again means the alias contains itself.
+	expanding map[*yaml.Node]bool
+	lines     fieldLines
+}
+
+// field returns the path of key k under path.
+func field(path, k string) string {
+	if path == "" {
+		return k
+	}
+	return path + "." + k
 }
 
 func (c *yamlConv) errorf(n *yaml.Node, format string, args ...any) error {
 	return fmt.Errorf("yaml: line %d: %s", n.Line+c.lineOffset, fmt.Sprintf(format, args...))
 }
 
-func (c *yamlConv) value(n *yaml.Node) (any, error) {
+// value converts n, found at path (recorded in c.lines by the caller).
+func (c *yamlConv) value(n *yaml.Node, path string) (any, error) {
 	c.budget--
 	if c.budget < 0 {
 		return nil, fmt.Errorf("yaml: line %d: document expands to more than %d nodes (aliases?): %w", n.Line+c.lineOffset, maxYAMLNodes, ErrTooLarge)
+	}
+	c.depth++
+	defer func() { c.depth-- }()
+	if c.depth > maxYAMLDepth {
+		return nil, fmt.Errorf("yaml: line %d: document nests more than %d levels deep (aliases included): %w", n.Line+c.lineOffset, maxYAMLDepth, ErrTooLarge)
 	}
 	switch n.Kind {
 	case 0:
@@ -59,13 +91,20 @@ func (c *yamlConv) value(n *yaml.Node) (any, error) {
 		if len(n.Content) == 0 {
 			return nil, nil
 		}
-		return c.value(n.Content[0])
+		return c.value(n.Content[0], path)
 	case yaml.AliasNode:
-		return c.value(n.Alias)
+		if c.expanding[n.Alias] {
+			return nil, c.errorf(n, "alias *%s refers to itself (recursive alias)", n.Value)
+		}
+		c.expanding[n.Alias] = true
+		defer delete(c.expanding, n.Alias)
+		return c.value(n.Alias, path)
 	case yaml.SequenceNode:
 		out := make([]any, 0, len(n.Content))
-		for _, e := range n.Content {
-			v, err := c.value(e)
+		for i, e := range n.Content {
+			p := path + "[" + strconv.Itoa(i) + "]"
+			c.lines.add(p, e.Line+c.lineOffset)
+			v, err := c.value(e, p)
 			if err != nil {
 				return nil, err
 			}
@@ -73,14 +112,14 @@ func (c *yamlConv) value(n *yaml.Node) (any, error) {
 		}
 		return out, nil
 	case yaml.MappingNode:
-		return c.mapping(n)
+		return c.mapping(n, path)
 	case yaml.ScalarNode:
 		return c.scalar(n)
 	}
 	return nil, c.errorf(n, "unsupported YAML node")
 }
 
-func (c *yamlConv) mapping(n *yaml.Node) (map[string]any, error) {
+func (c *yamlConv) mapping(n *yaml.Node, path string) (map[string]any, error) {
 	out := make(map[string]any, len(n.Content)/2)
 	lines := make(map[string]int, len(n.Content)/2)
 	var merges []*yaml.Node
@@ -100,7 +139,8 @@ func (c *yamlConv) mapping(n *yaml.Node) (map[string]any, error) {
 			return nil, c.errorf(k, "mapping key %q already defined at line %d", k.Value, l+c.lineOffset)
 		}
 		lines[k.Value] = k.Line
-		val, err := c.value(v)
+		c.lines.add(field(path, k.Value), k.Line+c.lineOffset)
+		val, err := c.value(v, field(path, k.Value))
 		if err != nil {
 			return nil, err
 		}
@@ -113,7 +153,7 @@ func (c *yamlConv) mapping(n *yaml.Node) (map[string]any, error) {
 			srcs = m.Content
 		}
 		for _, src := range srcs {
-			v, err := c.value(src)
+			v, err := c.value(src, path)
 			if err != nil {
 				return nil, err
 			}

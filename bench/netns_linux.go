@@ -3,58 +3,43 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/skeinnet/skein/internal/namedns"
 )
 
-// netnsDir is where `ip netns` keeps named namespaces.
-const netnsDir = "/var/run/netns"
-
 // nsPath returns the bind-mount path of a named namespace.
-func nsPath(name string) string { return filepath.Join(netnsDir, name) }
+func nsPath(name string) string { return namedns.Path(name) }
 
-// addNS creates a named network namespace with lo up.
+// addNS creates a named namespace with lo up.
 func addNS(ctx context.Context, name string) error {
 	if !strings.HasPrefix(name, nsPrefix) {
 		return fmt.Errorf("namespace %q lacks the bench prefix %q", name, nsPrefix)
 	}
-	if err := runCmd(ctx, "ip", "netns", "add", name); err != nil {
+	if err := namedns.Add(ctx, name); err != nil {
 		return err
 	}
 	return ipn(ctx, name, "link", "set", "lo", "up")
 }
 
 // delNS deletes a named namespace; a missing one is fine.
-func delNS(ctx context.Context, name string) error {
-	if _, err := os.Lstat(nsPath(name)); errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	return runCmd(ctx, "ip", "netns", "delete", name)
-}
+func delNS(ctx context.Context, name string) error { return namedns.Delete(ctx, name) }
 
 // benchNamespaces lists the namespaces whose names start with the bench prefix.
 func benchNamespaces() ([]string, error) {
-	ents, err := os.ReadDir(netnsDir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+	all, err := namedns.List()
 	if err != nil {
-		return nil, fmt.Errorf("list namespaces: %w", err)
+		return nil, err
 	}
 	var out []string
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), nsPrefix) {
-			out = append(out, e.Name())
+	for _, n := range all {
+		if strings.HasPrefix(n, nsPrefix) {
+			out = append(out, n)
 		}
 	}
 	return out, nil
@@ -73,12 +58,12 @@ func runCmd(ctx context.Context, name string, args ...string) error {
 // ipn runs `ip -n ns args...`: every ip command of the bench names its
 // namespace, so none can reach the root namespace.
 func ipn(ctx context.Context, ns string, args ...string) error {
-	return runCmd(ctx, "ip", append([]string{"-n", ns}, args...)...)
+	return namedns.RunIP(ctx, append([]string{"-n", ns}, args...)...)
 }
 
 // ipnOut is ipn returning stdout.
 func ipnOut(ctx context.Context, ns string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "ip", append([]string{"-n", ns}, args...)...)
+	cmd := exec.CommandContext(ctx, namedns.IPCommand(), append([]string{"-n", ns}, args...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -88,51 +73,14 @@ func ipnOut(ctx context.Context, ns string, args ...string) (string, error) {
 	return string(out), nil
 }
 
-// inNS runs fn on a fresh OS thread switched into the named namespace. The
-// thread returns to its namespace before it is unlocked; when that fails it
-// stays locked, so the runtime discards it with the goroutine.
-func inNS(name string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("get current namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		target, err := netns.GetFromPath(nsPath(name))
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open namespace %s: %w", name, err)
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter namespace %s: %w", name, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: it dies with this goroutine.
-			errc <- errors.Join(ferr, fmt.Errorf("leave namespace %s: %w", name, err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+// inNS runs fn on a thread switched into the named namespace (namedns.Do).
+func inNS(name string, fn func() error) error { return namedns.Do(name, fn) }
 
 // startIn starts cmd inside the named namespace: it forks from a thread
 // switched into it, so the child is born there (without the mount namespace
 // `ip netns exec` sets up, which costs milliseconds we do not want to time).
 // Commands that need /sys of the namespace must use `ip netns exec` instead.
-func startIn(ns string, cmd *exec.Cmd) error {
-	return inNS(ns, cmd.Start)
-}
+func startIn(ns string, cmd *exec.Cmd) error { return namedns.Start(ns, cmd) }
 
 // runIn runs cmd inside the named namespace and waits for it.
 func runIn(ns string, cmd *exec.Cmd) error {
@@ -153,34 +101,14 @@ func outputIn(ctx context.Context, ns, name string, args ...string) (string, err
 	return stdout.String(), nil
 }
 
-// writeSysctl writes a /proc/sys/net value from inside ns (net sysctls are
-// per namespace and resolved by the opening thread's namespace).
+// writeSysctl writes a /proc/sys/net value ("net.ipv4.ip_forward") from
+// inside ns: net sysctls are per namespace.
 func writeSysctl(ns, key, value string) error {
-	path := "/proc/sys/" + strings.ReplaceAll(key, ".", "/")
-	if !strings.HasPrefix(path, "/proc/sys/net/") {
-		return fmt.Errorf("sysctl %s: only net sysctls are per namespace", key)
-	}
-	return inNS(ns, func() error {
-		if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
-			return fmt.Errorf("sysctl %s=%s in %s: %w", key, value, ns, err)
-		}
-		return nil
-	})
+	return namedns.SetSysctls(ns, map[string]string{strings.ReplaceAll(key, ".", "/"): value})
 }
 
 // handleIn returns a netlink handle whose socket lives in the named namespace.
-func handleIn(ns string) (*netlink.Handle, error) {
-	h, err := netns.GetFromPath(nsPath(ns))
-	if err != nil {
-		return nil, fmt.Errorf("open namespace %s: %w", ns, err)
-	}
-	defer h.Close()
-	nh, err := netlink.NewHandleAt(h)
-	if err != nil {
-		return nil, fmt.Errorf("netlink handle in %s: %w", ns, err)
-	}
-	return nh, nil
-}
+func handleIn(ns string) (*netlink.Handle, error) { return namedns.Handle(ns) }
 
 // nsInode returns the inode of a named namespace, as /proc/<pid>/ns/net
 // shows it ("net:[inode]").

@@ -119,8 +119,8 @@ func rrClient(addr string, n, warmup int, stdout io.Writer) error {
 	}
 	w := bufio.NewWriter(stdout)
 	for _, r := range rtts {
-		w.WriteString(strconv.FormatInt(r, 10))
-		w.WriteByte('\n')
+		_, _ = w.WriteString(strconv.FormatInt(r, 10)) // a write error sticks: Flush returns it
+		_ = w.WriteByte('\n')
 	}
 	return w.Flush()
 }

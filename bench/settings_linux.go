@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/skeinnet/skein/internal/nlretry"
 	"github.com/skeinnet/skein/lab"
 )
 
@@ -222,7 +223,7 @@ func podVeth(host string) (string, error) {
 		return "", err
 	}
 	defer h.Close()
-	links, err := h.LinkList()
+	links, err := nlretry.Dump(h.LinkList)
 	if err != nil {
 		return "", fmt.Errorf("list links in %s: %w", host, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skeinnet/skein/api"
+	"github.com/skeinnet/skein/internal/nlretry"
 )
 
 // NetlinkDataplane is the RouteDataplane of a network namespace, reached
@@ -46,10 +47,6 @@ func defaultDataplane(cfg Config, log *slog.Logger) (RouteDataplane, error) {
 	return NewNetlinkDataplane(nil, cfg.Table, cfg.RouteProtocol, log), nil
 }
 
-// dumpRetries bounds retries of a dump the kernel interrupted because the
-// table changed under it.
-const dumpRetries = 5
-
 // Routes implements RouteDataplane.
 func (d *NetlinkDataplane) Routes(context.Context) (map[netip.Prefix]Route, error) {
 	excluded := 0
@@ -57,16 +54,9 @@ func (d *NetlinkDataplane) Routes(context.Context) (map[netip.Prefix]Route, erro
 		excluded = l.Attrs().Index
 	}
 	filter := &netlink.Route{Protocol: d.protocol, Table: d.table}
-	var (
-		rs  []netlink.Route
-		err error
-	)
-	for range dumpRetries {
-		rs, err = d.h.RouteListFiltered(netlink.FAMILY_V4, filter, netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			break
-		}
-	}
+	rs, err := nlretry.Dump(func() ([]netlink.Route, error) {
+		return d.h.RouteListFiltered(netlink.FAMILY_V4, filter, netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list routes of table %d protocol %d: %w", d.table, d.protocol, err)
 	}

@@ -153,6 +153,18 @@ func loadConf(stdin []byte) (*config, error) {
 func podInfo(c *config, cniArgs, containerID string) (api.PodInfo, error) {
 	kv := parseCNIArgs(cniArgs)
 	pod := api.PodInfo{Namespace: kv["K8S_POD_NAMESPACE"], Name: kv["K8S_POD_NAME"]}
+	// A bad name is the runtime's config (7): the agent would refuse it on
+	// every retry, and code 11 makes runtimes retry forever.
+	if pod.Namespace != "" {
+		if err := api.ValidatePodNamespace(pod.Namespace); err != nil {
+			return api.PodInfo{}, invalidArg("K8S_POD_NAMESPACE", err.Error())
+		}
+	}
+	if pod.Name != "" {
+		if err := api.ValidateKubePodName(pod.Name); err != nil {
+			return api.PodInfo{}, invalidArg("K8S_POD_NAME", err.Error())
+		}
+	}
 	if pod.Namespace == "" {
 		pod.Namespace = defaultNamespace
 	}
@@ -225,6 +237,11 @@ func parseCNIArgs(s string) map[string]string {
 // invalidConf is error 7 naming the offending key.
 func invalidConf(field, reason string) *types.Error {
 	return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("invalid network config %q", field), reason)
+}
+
+// invalidArg is error 7 naming the offending CNI_ARGS key.
+func invalidArg(key, reason string) *types.Error {
+	return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("invalid CNI_ARGS %s", key), reason)
 }
 
 // decodeError maps a json error: a key with a value of the wrong type is an

@@ -143,6 +143,10 @@ func TestPodInfo(t *testing.T) {
 		{name: "label without key", args: `{"cni":{"labels":[{"value":"x"}]}}`, wantCode: types.ErrInvalidNetworkConfig, wantField: "args.cni.labels[0]"},
 		{name: "port out of range", args: `{"skein":{"ports":[{"name":"a","port":70000}]}}`, wantCode: types.ErrInvalidNetworkConfig, wantField: "args.skein.ports[0]"},
 		{name: "port without name", args: `{"skein":{"ports":[{"port":80}]}}`, wantCode: types.ErrInvalidNetworkConfig, wantField: "args.skein.ports[0]"},
+		{name: "namespace with a slash", cniArgs: "K8S_POD_NAMESPACE=a/b;K8S_POD_NAME=web-0", wantCode: types.ErrInvalidNetworkConfig, wantField: "K8S_POD_NAMESPACE"},
+		{name: "namespace upper case", cniArgs: "K8S_POD_NAMESPACE=Shop", wantCode: types.ErrInvalidNetworkConfig, wantField: "K8S_POD_NAMESPACE"},
+		{name: "pod name with a slash", cniArgs: "K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web/0", wantCode: types.ErrInvalidNetworkConfig, wantField: "K8S_POD_NAME"},
+		{name: "pod name too long", cniArgs: "K8S_POD_NAME=" + strings.Repeat("a", 254), wantCode: types.ErrInvalidNetworkConfig, wantField: "K8S_POD_NAME"},
 		{name: "bad protocol", args: `{"skein":{"ports":[{"name":"a","port":1},{"name":"b","port":2,"protocol":"icmp"}]}}`, wantCode: types.ErrInvalidNetworkConfig, wantField: "args.skein.ports[1]"},
 	}
 	for _, tc := range tests {

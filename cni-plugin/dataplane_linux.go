@@ -15,14 +15,11 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skeinnet/skein/api"
+	"github.com/skeinnet/skein/internal/nlretry"
 )
 
-const (
-	// dumpRetries bounds retries of a netlink dump the kernel interrupted.
-	dumpRetries = 5
-	// operUpTimeout bounds the wait for the host veth to be operationally up.
-	operUpTimeout = 2 * time.Second
-)
+// operUpTimeout bounds the wait for the host veth to be operationally up.
+const operUpTimeout = 2 * time.Second
 
 // netlinkDataplane plumbs attachments with netlink. The plugin runs in the
 // host netns (the runtime execs it there); the container side is reached
@@ -309,7 +306,7 @@ func observeLink(h *netlink.Handle, name string) (*linkState, error) {
 		MAC:    a.HardwareAddr,
 		Neighs: map[netip.Addr]net.HardwareAddr{},
 	}
-	addrs, err := retryDump(func() ([]netlink.Addr, error) { return h.AddrList(l, netlink.FAMILY_V4) })
+	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return h.AddrList(l, netlink.FAMILY_V4) })
 	if err != nil {
 		return nil, fmt.Errorf("list addresses of %s: %w", name, err)
 	}
@@ -319,7 +316,7 @@ func observeLink(h *netlink.Handle, name string) (*linkState, error) {
 		}
 	}
 	filter := &netlink.Route{LinkIndex: a.Index, Table: unix.RT_TABLE_MAIN}
-	routes, err := retryDump(func() ([]netlink.Route, error) {
+	routes, err := nlretry.Dump(func() ([]netlink.Route, error) {
 		return h.RouteListFiltered(netlink.FAMILY_V4, filter, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
 	})
 	if err != nil {
@@ -340,7 +337,7 @@ func observeLink(h *netlink.Handle, name string) (*linkState, error) {
 		}
 		s.Routes = append(s.Routes, route{Dst: dst, Gw: gw})
 	}
-	neighs, err := retryDump(func() ([]netlink.Neigh, error) { return h.NeighList(a.Index, netlink.FAMILY_V4) })
+	neighs, err := nlretry.Dump(func() ([]netlink.Neigh, error) { return h.NeighList(a.Index, netlink.FAMILY_V4) })
 	if err != nil {
 		return nil, fmt.Errorf("list neighbours of %s: %w", name, err)
 	}
@@ -386,22 +383,6 @@ func closeNetns(nsh netns.NsHandle) {
 func isLinkNotFound(err error) bool {
 	var lnf netlink.LinkNotFoundError
 	return errors.As(err, &lnf) || errors.Is(err, unix.ENODEV)
-}
-
-// retryDump repeats a netlink dump the kernel interrupted (the table changed
-// while it was read), so callers never act on a partial list.
-func retryDump[T any](dump func() ([]T, error)) ([]T, error) {
-	var (
-		out []T
-		err error
-	)
-	for range dumpRetries {
-		out, err = dump()
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return out, err
-		}
-	}
-	return nil, err
 }
 
 // nlRoute converts a route on link index idx at the netlink boundary.

@@ -28,7 +28,7 @@ func runTests(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "make bin dir:", err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }() // best effort: a temporary directory
 	pluginBin = filepath.Join(dir, "skein-cni")
 	build := exec.Command(goTool(), "build", "-o", pluginBin, ".")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
@@ -44,7 +44,7 @@ func goTool() string {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p
 	}
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
+	return filepath.Join(runtime.GOROOT(), "bin", "go") //nolint:staticcheck // SA1019: the test binary runs where it was built
 }
 
 // execResult is what a runtime sees of one plugin run.

@@ -191,8 +191,8 @@ func parsePing(out string) (tx, rx int) {
 	if m == nil {
 		return 0, 0
 	}
-	fmt.Sscan(m[1], &tx)
-	fmt.Sscan(m[2], &rx)
+	_, _ = fmt.Sscan(m[1], &tx) // digits: the pattern matched them
+	_, _ = fmt.Sscan(m[2], &rx)
 	return tx, rx
 }
 

@@ -63,6 +63,10 @@ type Config struct {
 	MaxBlocks int              // optional, default 0 = unlimited
 	Now       func() time.Time // optional, default time.Now
 	Log       *slog.Logger     // optional, default discards
+	// ReleaseGrace is how long a block other than the home block must have
+	// held no allocation and no cooling address before ReleaseEmptyBlocks
+	// returns it to the pool; optional, default 0 = at the first call.
+	ReleaseGrace time.Duration
 }
 
 // Allocation is one address held by one owner.
@@ -91,17 +95,45 @@ type Allocator struct {
 	path      string
 	cooldown  time.Duration
 	maxBlocks int
+	grace     time.Duration
 	now       func() time.Time
 	log       *slog.Logger
 
-	// mu guards the fields below. It is also held across store claims and
-	// state writes, so that what is on disk is always what was answered.
+	// releaseMu runs one ReleaseEmptyBlocks at a time. It is held across
+	// store calls, but only the releaser ever waits on it.
+	releaseMu sync.Mutex
+
+	// mu guards the fields below. It is held across state-file writes, so
+	// that what is on disk is always what was answered, but never across a
+	// store call: a slow etcd must not stall Lookup, Release, Stats or an
+	// Allocate that finds a free address in the node's blocks.
 	mu      sync.Mutex
 	home    netip.Prefix
 	blocks  []netip.Prefix // home first, then the others in address order
 	allocs  map[netip.Addr]Allocation
 	owners  map[api.Owner]netip.Addr
 	cooling map[netip.Addr]time.Time // released address → when it may be reused
+	// quietAt maps each block to when its last address stopped being used
+	// or cooling (possibly in the future, when a cooldown ends), or when the
+	// node got the block; it means "empty since" only for a block that holds
+	// no allocation and no cooling address now.
+	quietAt map[netip.Prefix]time.Time
+	// releasing holds blocks whose release to the pool is in flight or
+	// failed (and is retried): no address is ever picked from them.
+	releasing map[netip.Prefix]bool
+	// claiming is the block claim in flight, or nil: one at a time.
+	claiming *claimCall
+	// testHookWait, if set, is called when an Allocate starts waiting for
+	// the claim in flight (tests only; set before the allocator is shared).
+	testHookWait func()
+}
+
+// claimCall is one block claim that Allocates needing a block wait for.
+type claimCall struct {
+	done chan struct{} // closed when the claim is over
+	// Set before done is closed.
+	err       error
+	abandoned bool // the claimer's context ended: a waiter claims instead
 }
 
 // New loads the state from cfg.StateDir, reconciles it with the store and
@@ -123,6 +155,9 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 	if cfg.MaxBlocks < 0 {
 		return nil, fmt.Errorf("ipam: max blocks %d is negative", cfg.MaxBlocks)
 	}
+	if cfg.ReleaseGrace < 0 {
+		return nil, fmt.Errorf("ipam: block release grace %s is negative", cfg.ReleaseGrace)
+	}
 	a := &Allocator{
 		node:      cfg.Node,
 		pools:     pools,
@@ -135,6 +170,9 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 		allocs:    make(map[netip.Addr]Allocation),
 		owners:    make(map[api.Owner]netip.Addr),
 		cooling:   make(map[netip.Addr]time.Time),
+		quietAt:   make(map[netip.Prefix]time.Time),
+		releasing: make(map[netip.Prefix]bool),
+		grace:     cfg.ReleaseGrace,
 	}
 	if a.cooldown == 0 {
 		a.cooldown = DefaultCooldown
@@ -171,6 +209,7 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 	if err := a.reconcileLocked(ctx, st.Home); err != nil {
 		return nil, fmt.Errorf("ipam: %w", err)
 	}
+	a.loadQuietLocked(a.now())
 	if err := a.saveLocked(); err != nil {
 		return nil, fmt.Errorf("ipam: %w", err)
 	}
@@ -220,31 +259,45 @@ func (a *Allocator) Allocate(ctx context.Context, o api.Owner, pod string) (ip n
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-
-	if ip, ok := a.owners[o]; ok {
-		al := a.allocs[ip]
-		if al.Pod == "" && pod != "" {
-			al.Pod = pod
-			a.allocs[ip] = al
-			if err := a.saveLocked(); err != nil {
-				// The address is held either way; only the pod name is not on disk.
-				a.log.Warn("pod name not saved", "ip", ip, "container_id", o.ContainerID, "ifname", o.IfName, "err", err)
-			}
+	for {
+		if ip, ok := a.owners[o]; ok {
+			a.fillPodLocked(ip, o, pod)
+			return ip, true, nil
 		}
-		return ip, true, nil
-	}
-
-	now := a.now()
-	ip, ok := pickAddr(a.blocks, a.allocs, a.cooling, now)
-	if !ok {
-		b, err := a.claimLocked(ctx)
-		if err != nil {
+		now := a.now()
+		if ip, ok := pickAddr(a.usableBlocksLocked(), a.allocs, a.cooling, now); ok {
+			if err := a.recordLocked(ip, o, pod, now); err != nil {
+				return netip.Addr{}, false, fmt.Errorf("allocate for %s: %w", o, err)
+			}
+			a.log.Debug("address allocated", "ip", ip, "container_id", o.ContainerID, "ifname", o.IfName, "pod", pod)
+			return ip, false, nil
+		}
+		// The lock is let go while the store is asked, so o may hold an
+		// address when this returns (a retried ADD): the loop checks again.
+		if err := a.awaitBlockLocked(ctx); err != nil {
 			return netip.Addr{}, false, fmt.Errorf("allocate for %s: %w", o, err)
 		}
-		if ip, ok = pickAddr([]netip.Prefix{b}, a.allocs, a.cooling, now); !ok {
-			return netip.Addr{}, false, fmt.Errorf("allocate for %s: new block %s has no free address", o, b)
-		}
 	}
+}
+
+// fillPodLocked records the pod name of an allocation made without one.
+// a.mu must be held.
+func (a *Allocator) fillPodLocked(ip netip.Addr, o api.Owner, pod string) {
+	al := a.allocs[ip]
+	if al.Pod != "" || pod == "" {
+		return
+	}
+	al.Pod = pod
+	a.allocs[ip] = al
+	if err := a.saveLocked(); err != nil {
+		// The address is held either way; only the pod name is not on disk.
+		a.log.Warn("pod name not saved", "ip", ip, "container_id", o.ContainerID, "ifname", o.IfName, "err", err)
+	}
+}
+
+// recordLocked gives ip to o and saves the state, or changes nothing. a.mu
+// must be held.
+func (a *Allocator) recordLocked(ip netip.Addr, o api.Owner, pod string, now time.Time) error {
 	al := Allocation{IP: ip, Owner: o, Pod: pod, Block: a.blockOfLocked(ip), Created: now}
 	a.allocs[ip] = al
 	a.owners[o] = ip
@@ -252,10 +305,72 @@ func (a *Allocator) Allocate(ctx context.Context, o api.Owner, pod string) (ip n
 	if err := a.saveLocked(); err != nil {
 		delete(a.allocs, ip)
 		delete(a.owners, o)
-		return netip.Addr{}, false, fmt.Errorf("allocate for %s: %w", o, err)
+		return err
 	}
-	a.log.Debug("address allocated", "ip", ip, "container_id", o.ContainerID, "ifname", o.IfName, "pod", pod)
-	return ip, false, nil
+	return nil
+}
+
+// usableBlocksLocked returns the blocks addresses may be picked from: all
+// but those being released. a.mu must be held.
+func (a *Allocator) usableBlocksLocked() []netip.Prefix {
+	if len(a.releasing) == 0 {
+		return a.blocks
+	}
+	out := make([]netip.Prefix, 0, len(a.blocks))
+	for _, b := range a.blocks {
+		if !a.releasing[b] {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// awaitBlockLocked gets the node one more block, or waits for the claim in
+// flight: one claim at a time, whatever the number of Allocates that need a
+// block. a.mu must be held; it is released while the store is asked or the
+// claim awaited, and held again on return. A nil error means the caller
+// should look for a free address again (another caller may have taken the
+// new block's addresses meanwhile).
+func (a *Allocator) awaitBlockLocked(ctx context.Context) error {
+	if c := a.claiming; c != nil {
+		if a.testHookWait != nil {
+			a.testHookWait()
+		}
+		a.mu.Unlock()
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+		}
+		a.mu.Lock()
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("wait for block claim: %w", err)
+		}
+		if c.abandoned {
+			return nil // its caller gave up, not the store: claim again
+		}
+		return c.err
+	}
+	if err := a.maxBlocksLocked(); err != nil {
+		return err
+	}
+	c := &claimCall{done: make(chan struct{})}
+	a.claiming = c
+	have := slices.Clone(a.blocks)
+	a.mu.Unlock()
+	b, adopted, err := a.claim(ctx, have)
+	a.mu.Lock()
+	a.claiming = nil
+	switch {
+	case err == nil:
+		a.addClaimedLocked(b, adopted)
+	case errors.Is(err, errNoFreeBlock):
+		err = a.exhaustedLocked()
+	case ctx.Err() != nil:
+		c.abandoned = true
+	}
+	c.err = err
+	close(c.done)
+	return err
 }
 
 // Release frees the addresses o holds and starts their cooldown. It returns
@@ -327,8 +442,13 @@ func compareOwners(x, y api.Owner) int {
 func (a *Allocator) freeLocked(al Allocation, now time.Time) {
 	delete(a.allocs, al.IP)
 	delete(a.owners, al.Owner)
+	quiet := now
 	if a.cooldown > 0 {
-		a.cooling[al.IP] = now.Add(a.cooldown)
+		quiet = now.Add(a.cooldown)
+		a.cooling[al.IP] = quiet
+	}
+	if b, ok := a.containingLocked(al.IP); ok && quiet.After(a.quietAt[b]) {
+		a.quietAt[b] = quiet
 	}
 }
 
@@ -337,53 +457,6 @@ func (a *Allocator) restoreLocked(al Allocation) {
 	a.allocs[al.IP] = al
 	a.owners[al.Owner] = al.IP
 	delete(a.cooling, al.IP)
-}
-
-// ReleaseEmptyBlocks returns to the pool every block other than the home
-// block that holds no allocation and no cooling address, and returns them.
-// A block the store refuses to release stays; its error is joined.
-func (a *Allocator) ReleaseEmptyBlocks(ctx context.Context) ([]netip.Prefix, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	now := a.now()
-	busy := make(map[netip.Prefix]bool)
-	for _, al := range a.allocs {
-		busy[al.Block] = true
-	}
-	for ip, until := range a.cooling {
-		if until.After(now) {
-			if b, ok := a.containingLocked(ip); ok {
-				busy[b] = true
-			}
-		}
-	}
-	var released []netip.Prefix
-	var errs []error
-	for _, b := range slices.Clone(a.blocks) {
-		if b == a.home || busy[b] {
-			continue
-		}
-		if err := a.releaseBlock(ctx, b); err != nil {
-			errs = append(errs, fmt.Errorf("release block %s: %w", b, err))
-			continue
-		}
-		a.blocks = slices.DeleteFunc(a.blocks, func(p netip.Prefix) bool { return p == b })
-		for ip := range a.cooling {
-			if b.Contains(ip) {
-				delete(a.cooling, ip)
-			}
-		}
-		released = append(released, b)
-		a.log.Info("block released", "prefix", b)
-	}
-	if len(released) > 0 {
-		// A block already released in the store but still in the file is
-		// harmless: the next start re-claims it or drops it, empty.
-		if err := a.saveLocked(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return released, errors.Join(errs...)
 }
 
 // Lookup returns the addresses o holds, or nil.
@@ -452,12 +525,15 @@ func (a *Allocator) Stats() Stats {
 }
 
 func (a *Allocator) statsLocked(now time.Time) Stats {
+	// A block being released counts among the node's blocks but offers
+	// no address.
+	usable := a.usableBlocksLocked()
 	s := Stats{Blocks: len(a.blocks), Used: len(a.allocs)}
-	for _, b := range a.blocks {
+	for _, b := range usable {
 		s.Capacity += usableCount(b)
 	}
 	for ip, until := range a.cooling {
-		if _, used := a.allocs[ip]; !used && until.After(now) && inAny(a.blocks, ip) {
+		if _, used := a.allocs[ip]; !used && until.After(now) && inAny(usable, ip) {
 			s.Cooling++
 		}
 	}

@@ -2,6 +2,7 @@ package ipam
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -99,6 +100,7 @@ func (a *Allocator) dropBlockLocked(b netip.Prefix, peer string) {
 			delete(a.cooling, ip)
 		}
 	}
+	delete(a.quietAt, b)
 	if len(lost) == 0 {
 		a.log.Warn("block lost to another node", "prefix", b, "peer", peer)
 		return
@@ -120,6 +122,7 @@ func (a *Allocator) addBlockLocked(b netip.Prefix) {
 	if slices.Contains(a.blocks, b) {
 		return
 	}
+	a.quietAt[b] = a.now()
 	a.blocks = append(a.blocks, b)
 	slices.SortFunc(a.blocks, func(x, y netip.Prefix) int {
 		switch {
@@ -149,26 +152,64 @@ func (a *Allocator) inPoolsLocked(b netip.Prefix) bool {
 	return false
 }
 
-// claimLocked gets the node one more block and returns it. A block the store
-// already shows as the node's (say, from a claim whose answer was lost) is
-// adopted first; otherwise free blocks are claimed in the node's spread order.
-// a.mu must be held.
+// errNoFreeBlock means every block of every pool is claimed; the caller
+// turns it into an ErrExhausted that describes the node's blocks.
+var errNoFreeBlock = errors.New("no free block in any pool")
+
+// claimLocked gets the node one more block and adds it. Only New calls it,
+// before the allocator is shared; Allocate goes through awaitBlockLocked,
+// which does not hold a.mu across the store. a.mu must be held.
 func (a *Allocator) claimLocked(ctx context.Context) (netip.Prefix, error) {
+	if err := a.maxBlocksLocked(); err != nil {
+		return netip.Prefix{}, err
+	}
+	b, adopted, err := a.claim(ctx, a.blocks)
+	if errors.Is(err, errNoFreeBlock) {
+		return netip.Prefix{}, a.exhaustedLocked()
+	}
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a.addClaimedLocked(b, adopted)
+	return b, nil
+}
+
+// maxBlocksLocked returns an ErrExhausted when the node may claim no more
+// blocks. a.mu must be held.
+func (a *Allocator) maxBlocksLocked() error {
 	if a.maxBlocks > 0 && len(a.blocks) >= a.maxBlocks {
-		return netip.Prefix{}, fmt.Errorf("%w: node %s holds its maximum of %s, all full%s",
+		return fmt.Errorf("%w: node %s holds its maximum of %s, all full%s",
 			ErrExhausted, a.node, plural(len(a.blocks), "block"), a.coolingDetailLocked())
 	}
+	return nil
+}
+
+// addClaimedLocked adds a block claim returned. a.mu must be held.
+func (a *Allocator) addClaimedLocked(b netip.Prefix, adopted bool) {
+	a.addBlockLocked(b)
+	if adopted {
+		a.log.Info("block adopted from store", "prefix", b)
+		return
+	}
+	a.log.Info("block claimed", "prefix", b, "count", len(a.blocks))
+}
+
+// claim finds the node one more block in the store; have are the blocks it
+// holds already. A block the store already shows as the node's (say, from a
+// claim whose answer was lost) is adopted first (adopted=true); otherwise
+// free blocks are claimed in the node's spread order. It reads only fields
+// fixed at New, so it runs without a.mu; the store's create-if-absent
+// transaction is what keeps a block from having two owners.
+func (a *Allocator) claim(ctx context.Context, have []netip.Prefix) (b netip.Prefix, adopted bool, err error) {
 	lost := 0
 	for round := 0; round < claimRounds; round++ {
 		all, err := a.listBlocks(ctx)
 		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("list blocks: %w", err)
+			return netip.Prefix{}, false, fmt.Errorf("list blocks: %w", err)
 		}
 		for _, b := range all {
-			if b.Node == a.node && !slices.Contains(a.blocks, b.CIDR) {
-				a.addBlockLocked(b.CIDR)
-				a.log.Info("block adopted from store", "prefix", b.CIDR)
-				return b.CIDR, nil
+			if b.Node == a.node && !slices.Contains(have, b.CIDR) {
+				return b.CIDR, true, nil
 			}
 		}
 		taken := make([]netip.Prefix, 0, len(all))
@@ -177,23 +218,21 @@ func (a *Allocator) claimLocked(ctx context.Context) (netip.Prefix, error) {
 		}
 		cands := candidateBlocks(a.pools, taken, a.node, claimCandidates)
 		if len(cands) == 0 {
-			return netip.Prefix{}, a.exhaustedLocked()
+			return netip.Prefix{}, false, errNoFreeBlock
 		}
 		for _, b := range cands {
 			ok, err := a.claimBlock(ctx, b)
 			if err != nil {
-				return netip.Prefix{}, fmt.Errorf("claim block %s: %w", b, err)
+				return netip.Prefix{}, false, fmt.Errorf("claim block %s: %w", b, err)
 			}
 			if ok {
-				a.addBlockLocked(b)
-				a.log.Info("block claimed", "prefix", b, "count", len(a.blocks))
-				return b, nil
+				return b, false, nil
 			}
 			lost++
 			a.log.Debug("block claim lost", "prefix", b)
 		}
 	}
-	return netip.Prefix{}, fmt.Errorf("claim block: lost %d races for free blocks, try again", lost)
+	return netip.Prefix{}, false, fmt.Errorf("claim block: lost %d races for free blocks, try again", lost)
 }
 
 // exhaustedLocked describes why no block is left. a.mu must be held.

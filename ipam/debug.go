@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/skeinnet/skein/api"
 )
 
 // debugState is what ServeHTTPDebug shows.
@@ -19,6 +21,14 @@ type debugState struct {
 	Cooling     []coolingAddr  `json:"cooling"`
 	StateFile   string         `json:"stateFile"`
 	Now         time.Time      `json:"now"`
+	// EmptyBlocks are the blocks with no allocation and no cooling
+	// address (when they go back to the pool is in the node's status
+	// record: the agent decides whether they do); Releasing those being returned to the pool (or whose
+	// release failed and is retried); Claiming whether a block claim is in
+	// flight.
+	EmptyBlocks []api.EmptyBlock `json:"emptyBlocks"`
+	Releasing   []netip.Prefix   `json:"releasing,omitempty"`
+	Claiming    bool             `json:"claiming,omitempty"`
 }
 
 // ServeHTTPDebug writes the allocator's blocks, allocations and cooling
@@ -36,6 +46,11 @@ func (a *Allocator) ServeHTTPDebug(w http.ResponseWriter, _ *http.Request) {
 		Cooling:     []coolingAddr{},
 		StateFile:   a.path,
 		Now:         now,
+		EmptyBlocks: a.emptyBlocksLocked(now),
+		Claiming:    a.claiming != nil,
+	}
+	for b := range a.releasing {
+		d.Releasing = append(d.Releasing, b)
 	}
 	for ip, until := range a.cooling {
 		if until.After(now) {
@@ -44,6 +59,7 @@ func (a *Allocator) ServeHTTPDebug(w http.ResponseWriter, _ *http.Request) {
 	}
 	a.mu.Unlock()
 	slices.SortFunc(d.Cooling, func(x, y coolingAddr) int { return x.IP.Compare(y.IP) })
+	slices.SortFunc(d.Releasing, comparePrefixes)
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -8,6 +8,13 @@
 // name, so many nodes starting at once rarely fight over the same block, yet a
 // node always searches in the same order.
 //
+// A block other than the home block that has held no allocation and no
+// cooling address for Config.ReleaseGrace goes back to the pool
+// (ReleaseEmptyBlocks, run by RunBlockRelease): it is taken out of the blocks
+// addresses are picked from before the store is asked, and the store deletes
+// it only if it still names the node, so no address is ever handed out of a
+// block being released.
+//
 // Addresses inside the node's blocks are allocated by the node's agent alone
 // and never touch the store: the allocator keeps them in StateDir/ipam.json,
 // rewritten atomically (temp file, fsync, rename) before any call returns, so a
@@ -27,6 +34,9 @@
 //     says the node owns are adopted; blocks the file lists but the store does
 //     not are re-claimed, and if another node owns one meanwhile, it is dropped
 //     and its allocations are logged at Error level.
+//   - The allocator's mutex is never held across a store call: a slow etcd
+//     stalls only the Allocates that need a new block. One claim is in flight
+//     at a time; the other Allocates that need a block wait for its result.
 //
 // Only IPv4 pools are supported for now.
 package ipam

@@ -47,7 +47,7 @@ func TestRaceAgainstEtcd(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			node := fmt.Sprintf("node-%02d", i)
-			cl, err := store.New(ctx, store.Config{Endpoints: e.Endpoints()})
+			cl, err := store.New(ctx, store.Config{Endpoints: e.Endpoints(), DialTimeout: loadedDial})
 			if err != nil {
 				errs <- err
 				return
@@ -95,7 +95,7 @@ func TestRaceAgainstEtcd(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	cl, err := store.New(ctx, store.Config{Endpoints: e.Endpoints()})
+	cl, err := store.New(ctx, store.Config{Endpoints: e.Endpoints(), DialTimeout: loadedDial})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,3 +127,8 @@ func TestRaceAgainstEtcd(t *testing.T) {
 }
 
 func isExhausted(err error) bool { return errors.Is(err, ipam.ErrExhausted) }
+
+// loadedDial is the reachability deadline of the tests' etcd clients: fifty
+// clients connecting at once under -race on a busy 2-core machine take longer
+// than the default 5 s.
+const loadedDial = 30 * time.Second

@@ -2,135 +2,25 @@ package lab
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
-	"strings"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/skeinnet/skein/internal/namedns"
 )
 
-// netnsDir is where `ip netns` keeps named namespaces.
-const netnsDir = "/var/run/netns"
+// The named-namespace plumbing is shared with the benchmarks (internal/namedns).
 
-// ipCommand returns the path of iproute2's ip.
-func ipCommand() string {
-	if p, err := exec.LookPath("ip"); err == nil {
-		return p
-	}
-	for _, p := range []string{"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return "ip"
-}
-
-// runIP runs ip with args and returns its output in the error.
-func runIP(ctx context.Context, args ...string) error {
-	out, err := exec.CommandContext(ctx, ipCommand(), args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
-// addNetNS creates a named network namespace. It uses `ip netns add` so that
-// /run/netns is a shared mount as every other tool expects.
-func addNetNS(ctx context.Context, name string) error {
-	return runIP(ctx, "netns", "add", name)
-}
-
-// delNetNS deletes a named network namespace; a missing one is not an error.
-func delNetNS(ctx context.Context, name string) error {
-	if _, err := os.Lstat(netnsPath(name)); errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	return runIP(ctx, "netns", "delete", name)
-}
-
-// listNetNS returns the names of all named network namespaces.
-func listNetNS() ([]string, error) {
-	ents, err := os.ReadDir(netnsDir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list network namespaces: %w", err)
-	}
-	names := make([]string, 0, len(ents))
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	return names, nil
-}
-
-// errThreadStuck reports that a thread could not return to its namespace; it
-// was left locked so that the runtime discards it.
-var errThreadStuck = errors.New("thread left in the target namespace (discarded)")
-
-// inNetNS runs fn on a fresh OS thread switched into the named namespace.
-// Sockets fn creates and processes it forks live in that namespace. The
-// thread goes back to its namespace before it is unlocked; when that fails it
-// stays locked, and the runtime ends it with the goroutine, so no other
-// goroutine ever runs in the wrong namespace.
-func inNetNS(name string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		clean, err := switchAndRun(name, fn)
-		if clean {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
-}
-
-// switchAndRun is inNetNS's body; clean reports whether the calling thread
-// is back in its original namespace.
-func switchAndRun(name string, fn func() error) (clean bool, err error) {
-	orig, err := netns.Get()
-	if err != nil {
-		return true, fmt.Errorf("get current network namespace: %w", err)
-	}
-	defer orig.Close()
-	target, err := netns.GetFromPath(netnsPath(name))
-	if err != nil {
-		return true, fmt.Errorf("open network namespace %s: %w", name, err)
-	}
-	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		// setns failed, so the thread never left.
-		return true, fmt.Errorf("enter network namespace %s: %w", name, err)
-	}
-	ferr := fn()
-	if err := netns.Set(orig); err != nil {
-		return false, errors.Join(ferr, fmt.Errorf("leave network namespace %s: %w: %w", name, err, errThreadStuck))
-	}
-	return true, ferr
-}
-
-// handleAt returns a netlink handle whose sockets live in the named namespace.
-func handleAt(name string) (*netlink.Handle, error) {
-	var h *netlink.Handle
-	err := inNetNS(name, func() error {
-		var err error
-		h, err = netlink.NewHandle()
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("netlink handle in %s: %w", name, err)
-	}
-	return h, nil
-}
+func ipCommand() string                                { return namedns.IPCommand() }
+func addNetNS(ctx context.Context, name string) error  { return namedns.Add(ctx, name) }
+func delNetNS(ctx context.Context, name string) error  { return namedns.Delete(ctx, name) }
+func listNetNS() ([]string, error)                     { return namedns.List() }
+func inNetNS(name string, fn func() error) error       { return namedns.Do(name, fn) }
+func handleAt(name string) (*netlink.Handle, error)    { return namedns.Handle(name) }
+func setSysctls(ns string, kv map[string]string) error { return namedns.SetSysctls(ns, kv) }
 
 // loUp brings up lo in h's namespace.
 func loUp(h *netlink.Handle) error {
@@ -276,19 +166,6 @@ func attachHost(ulNS, bridge, port, hostNS, iface string, addr netip.Prefix, gw 
 		}
 	}
 	return nil
-}
-
-// setSysctls writes net sysctls ("net/ipv4/ip_forward" → "1") inside the
-// named namespace: /proc/sys/net resolves to the writing thread's namespace.
-func setSysctls(ns string, kv map[string]string) error {
-	return inNetNS(ns, func() error {
-		for k, v := range kv {
-			if err := os.WriteFile(filepath.Join("/proc/sys", k), []byte(v), 0o644); err != nil {
-				return fmt.Errorf("sysctl %s=%s in %s: %w", k, v, ns, err)
-			}
-		}
-		return nil
-	})
 }
 
 // setLoUp brings lo up in the named namespace.

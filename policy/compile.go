@@ -28,6 +28,21 @@ type Input struct {
 	// VXLAN, when set, makes the table accept VXLAN packets only from the
 	// other nodes' underlay addresses (backend vxlan).
 	VXLAN *VXLANFilter
+	// Quarantines stand for stored policies that do not decode or
+	// validate: the pods they name are isolated.
+	Quarantines []Quarantine
+}
+
+// Quarantine isolates the pods a stored policy names when the policy does
+// not decode or validate: dropping it would fail open (a deny-all that
+// isolates nothing). Its pods get a rule ahead of every AdminNetworkPolicy
+// that denies all new connections both ways; replies of established ones
+// still pass, as for any isolated pod.
+type Quarantine struct {
+	// Target is what can be read of the policy (api.ReadPolicyTarget).
+	Target api.PolicyTarget
+	// Reason is why the policy is invalid.
+	Reason string
 }
 
 // VXLANFilter admits VXLAN (UDP Port) only from Peers: a host outside the
@@ -140,6 +155,7 @@ func compile(in Input) (*Program, map[string]*setDef) {
 		return p, nil
 	}
 
+	c.compileQuarantines(p, local)
 	c.compileANPs(p, local)
 	c.compileNPs(p, local)
 	c.compileBANPs(p, local)
@@ -156,6 +172,47 @@ func compile(in Input) (*Program, map[string]*setDef) {
 
 func (c *compiler) warnf(format string, args ...any) {
 	c.warnings = append(c.warnings, fmt.Sprintf(format, args...))
+}
+
+// compileQuarantines puts a deny-all rule per quarantine first in the ANP
+// tier of the pods it names, so no policy can let their traffic through.
+func (c *compiler) compileQuarantines(p *Program, local map[int]int) {
+	qs := slices.Clone(c.in.Quarantines)
+	slices.SortStableFunc(qs, func(a, b Quarantine) int {
+		return cmp.Or(strings.Compare(a.Target.Kind, b.Target.Kind), strings.Compare(a.Target.Namespace, b.Target.Namespace), strings.Compare(a.Target.Name, b.Target.Name))
+	})
+	for _, q := range qs {
+		t := q.Target
+		for _, l := range subjects(c.quarantined(t), local) {
+			ep := &p.Endpoints[l]
+			for _, d := range []struct {
+				rules *[]Rule
+				dir   string
+			}{{&ep.Ingress.ANP, ingress}, {&ep.Egress.ANP, egress}} {
+				o := Origin{Kind: KindQuarantine, Namespace: t.Namespace, Name: t.Name, Direction: d.dir, PolicyKind: t.Kind, Reason: q.Reason}
+				*d.rules = append(*d.rules, Rule{Action: Deny, Origin: o})
+			}
+		}
+	}
+}
+
+// quarantined returns the endpoints (indexes into Input.Endpoints) a
+// quarantine isolates: what its selector names, or, when that could not be
+// read, every pod of its namespace (or of the cluster).
+func (c *compiler) quarantined(t api.PolicyTarget) []int {
+	if t.Namespace != "" {
+		sel := t.PodSelector
+		if sel == nil {
+			sel = selectAll
+		}
+		return c.ix.pods(podPeer{scope: t.Namespace, podSel: sel})
+	}
+	if s := t.Subject; s != nil {
+		if pods, ok := c.adminSubject(&adminPolicy{kind: t.Kind, name: t.Name, subject: *s}); ok {
+			return pods
+		}
+	}
+	return c.ix.order
 }
 
 // subjects returns the local endpoints (as indexes into p.Endpoints) that

@@ -41,7 +41,7 @@
 //
 //	chain prerouting (filter hook prerouting priority raw):
 //	    iifname . ip saddr @ep_addrs accept     # a container sends only from its own addresses
-//	    iifname "sk*" drop
+//	    iifname "sk*" iifname != "skein.*" drop  # other traffic of containers
 //	chain forward (filter hook forward priority filter, policy accept):
 //	    ct state established,related accept   # replies never walk the rules
 //	    ct state invalid drop

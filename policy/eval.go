@@ -40,7 +40,8 @@ func (p Peer) String() string {
 // Decision is the outcome of one direction of a connection.
 type Decision struct {
 	Allowed bool `json:"allowed"`
-	// Tier is "ANP", "NP", "BANP" or "default".
+	// Tier is "quarantine" (an invalid stored policy), "ANP", "NP", "BANP"
+	// or "default".
 	Tier string `json:"tier"`
 	// Origin is the deciding rule; nil for defaults and NP isolation.
 	Origin *Origin `json:"origin,omitempty"`
@@ -172,7 +173,11 @@ func (ev *evaluator) direction(ep *EndpointProgram, dir string, d *Direction, pe
 			passed = true
 			break
 		}
-		dec := ruled("ANP", r)
+		tier := "ANP"
+		if r.Origin.Kind == KindQuarantine {
+			tier = "quarantine"
+		}
+		dec := ruled(tier, r)
 		step("%s %s: %s", who, dir, dec.Text)
 		return dec
 	}

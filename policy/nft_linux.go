@@ -679,8 +679,9 @@ func ruleExprs(r *NFTRule, sets map[string]*nftables.Set) []expr.Any {
 
 // preroutingExprs: accept a Skein host interface's own addresses, drop the
 // rest of what arrives on Skein host interfaces. A Skein host interface is
-// "sk" plus 11 characters: exactly 13 bytes starting with "sk", so that
-// other devices (skein.vxlan) are never matched.
+// "sk" plus 11 characters; Skein's other devices (skein.vxlan) start with
+// "skein." and are excluded. Both are prefix compares (a cmp shorter than the
+// name, no mask), which nft lists as `iifname "sk*" iifname != "skein.*"`.
 func preroutingExprs(addrs *nftables.Set) (accept, drop []expr.Any) {
 	accept = append(ipv4Only(),
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
@@ -688,19 +689,11 @@ func preroutingExprs(addrs *nftables.Set) (accept, drop []expr.Any) {
 		&expr.Lookup{SourceRegister: reg1, SetName: addrs.Name, SetID: addrs.ID},
 		&expr.Verdict{Kind: expr.VerdictAccept},
 	)
-	zero := make([]byte, 16)
-	prefixMask := make([]byte, 16) // the "sk" prefix and bytes 13-15 (NUL: at most 13 long)
-	prefixMask[0], prefixMask[1] = 0xff, 0xff
-	prefixMask[13], prefixMask[14], prefixMask[15] = 0xff, 0xff, 0xff
-	lenMask := make([]byte, 16) // byte 12 (not NUL: at least 13 long)
-	lenMask[12] = 0xff
 	drop = []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
-		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 16, Mask: prefixMask, Xor: zero},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: ifname(HostIfacePrefix)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte(HostIfacePrefix)},
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
-		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 16, Mask: lenMask, Xor: zero},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: zero},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: []byte(DevicePrefix)},
 		&expr.Counter{}, // spoofing attempts show in `nft list chain inet skein prerouting`
 		&expr.Verdict{Kind: expr.VerdictDrop},
 	}

@@ -195,6 +195,8 @@ func TestApplierListsBack(t *testing.T) {
 			"udp dport 1000-2000",
 			"type filter hook prerouting priority raw; policy accept;",
 			"iifname . ip saddr @ep_addrs accept",
+			// The anti-spoofing drop is a wildcard match an admin can read.
+			`iifname "sk*" iifname != "skein.*" counter packets 0 bytes 0 drop comment`,
 		} {
 			if !strings.Contains(text, want) {
 				t.Errorf("nft listing lacks %q", want)

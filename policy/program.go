@@ -69,11 +69,14 @@ func (a Action) String() string {
 	return "Action(" + strconv.Itoa(int(a)) + ")"
 }
 
-// Policy kinds an Origin names.
+// Policy kinds an Origin names. KindQuarantine is no policy: it is the
+// deny-everything rule that stands in for a stored policy that does not
+// decode or validate (see Quarantine).
 const (
-	KindANP  = "AdminNetworkPolicy"
-	KindNP   = "NetworkPolicy"
-	KindBANP = "BaselineAdminNetworkPolicy"
+	KindANP        = "AdminNetworkPolicy"
+	KindNP         = "NetworkPolicy"
+	KindBANP       = "BaselineAdminNetworkPolicy"
+	KindQuarantine = "Quarantine"
 )
 
 // Origin says which policy rule a compiled Rule comes from.
@@ -91,6 +94,10 @@ type Origin struct {
 	Index int `json:"index"`
 	// RuleName is the name of an admin policy rule, if it has one.
 	RuleName string `json:"ruleName,omitempty"`
+	// PolicyKind and Reason describe a quarantine (Kind KindQuarantine): the
+	// kind of the invalid policy and why it is invalid.
+	PolicyKind string `json:"policyKind,omitempty"`
+	Reason     string `json:"reason,omitempty"`
 }
 
 // String names the policy and rule, e.g.
@@ -98,6 +105,20 @@ type Origin struct {
 // `AdminNetworkPolicy deny-z (priority 10) egress rule 1 "no-z"`.
 func (o Origin) String() string {
 	var b strings.Builder
+	if o.Kind == KindQuarantine {
+		// `invalid stored policy NetworkPolicy x/deny-all: <error>`
+		b.WriteString("invalid stored policy ")
+		b.WriteString(o.PolicyKind)
+		b.WriteByte(' ')
+		if o.Namespace != "" {
+			b.WriteString(o.Namespace)
+			b.WriteByte('/')
+		}
+		b.WriteString(o.Name)
+		b.WriteString(": ")
+		b.WriteString(o.Reason)
+		return b.String()
+	}
 	b.WriteString(o.Kind)
 	b.WriteByte(' ')
 	if o.Namespace != "" {

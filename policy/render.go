@@ -21,6 +21,9 @@ const (
 	HostIfacePrefix = "sk"
 	// HostIfaceLen is the length of a Skein host veth name.
 	HostIfaceLen = 13
+	// DevicePrefix starts Skein's other devices (skein.vxlan): the
+	// anti-spoofing drop of HostIfacePrefix names leaves them out.
+	DevicePrefix = "skein."
 )
 
 // maxComment caps rule comments, as nft does.
@@ -293,7 +296,7 @@ const (
 var (
 	basePrerouting = []string{
 		"meta nfproto ipv4 iifname . ip saddr @" + EndpointAddrs + " accept",
-		`iifname "sk???????????" drop comment "` + spoofComment + `"`,
+		`iifname "` + HostIfacePrefix + `*" iifname != "` + DevicePrefix + `*" drop comment "` + spoofComment + `"`,
 	}
 	baseForward = []string{
 		"ct state established,related accept",

@@ -316,7 +316,7 @@ func (c *Client) get(ctx context.Context, key string, v any) error {
 	if len(resp.Kvs) == 0 {
 		return fmt.Errorf("get %s: %w", key, ErrNotFound)
 	}
-	if err := json.Unmarshal(resp.Kvs[0].Value, v); err != nil {
+	if err := api.UnmarshalJSON(resp.Kvs[0].Value, v); err != nil {
 		return fmt.Errorf("decode %s: %w", key, err)
 	}
 	return nil
@@ -343,7 +343,7 @@ func list[T any](ctx context.Context, c *Client, p string) ([]T, error) {
 	out := make([]T, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
 		var v T
-		if err := json.Unmarshal(kv.Value, &v); err != nil {
+		if err := api.UnmarshalJSON(kv.Value, &v); err != nil {
 			return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
 		}
 		out = append(out, v)

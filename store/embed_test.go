@@ -78,7 +78,7 @@ func TestEmbeddedRestart(t *testing.T) {
 	go func() { done <- c.Heartbeat(hctx, "a", 2*time.Second, nil) }()
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		<-done //nolint:errcheck // the cancelled context's error
 	})
 	waitKey(t, c, c.Prefix()+"alive/a", "present", func(kv *mvccpb.KeyValue) bool { return kv != nil })
 

@@ -128,6 +128,22 @@ func (c *Client) ListPolicies(ctx context.Context, kind string) ([]api.Object, e
 	return out, errors.Join(errs...)
 }
 
+// RawPolicies returns the stored values under policies/, by key without
+// the prefix (as in Snapshot.Other), undecoded: callers that must not drop
+// an undecodable policy (trace, matrix) handle each value themselves.
+func (c *Client) RawPolicies(ctx context.Context) (map[string][]byte, error) {
+	p := c.prefix + api.PolicyKeyKind + "/"
+	resp, err := c.cli.Get(ctx, p, clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", p, err)
+	}
+	out := make(map[string][]byte, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		out[strings.TrimPrefix(string(kv.Key), c.prefix)] = kv.Value
+	}
+	return out, nil
+}
+
 // DeletePolicy removes a policy; ErrNotFound when it does not exist.
 func (c *Client) DeletePolicy(ctx context.Context, kind, namespace, name string) error {
 	key, err := c.policyKey(kind, namespace, name)
@@ -215,7 +231,7 @@ func casUpdate[T any](ctx context.Context, c *Client, key string, update func(v 
 		var v T
 		var rev int64 // ModRevision 0 compares equal for an absent key
 		if len(kvs) > 0 {
-			if err := json.Unmarshal(kvs[0].Value, &v); err != nil {
+			if err := api.UnmarshalJSON(kvs[0].Value, &v); err != nil {
 				return zero, fmt.Errorf("decode %s: %w", key, err)
 			}
 			rev = kvs[0].ModRevision
@@ -281,7 +297,7 @@ func (c *Client) LabelEndpoint(ctx context.Context, namespace, name string, set 
 	var keys []string
 	for _, kv := range resp.Kvs {
 		var ep api.Endpoint
-		if err := json.Unmarshal(kv.Value, &ep); err != nil {
+		if err := api.UnmarshalJSON(kv.Value, &ep); err != nil {
 			continue // ListEndpoints reports undecodable values
 		}
 		if ep.Namespace == namespace && ep.Name == name {

@@ -95,7 +95,7 @@ func (c *Client) DeleteNode(ctx context.Context, name string) error {
 		var owned []*mvccpb.KeyValue
 		for _, kv := range resp.Kvs {
 			var b api.Block
-			if err := json.Unmarshal(kv.Value, &b); err != nil {
+			if err := api.UnmarshalJSON(kv.Value, &b); err != nil {
 				// Its owner is unknown: leave it for an operator rather than guess.
 				c.log.Warn("undecodable block skipped", "key", string(kv.Key), "node", name, "err", err)
 				continue
@@ -185,7 +185,7 @@ func decodeBlock(blocksPrefix string, key, value []byte) (api.Block, error) {
 
 func decodeBlockValue(cidr netip.Prefix, value []byte) (api.Block, error) {
 	var b api.Block
-	if err := json.Unmarshal(value, &b); err != nil {
+	if err := api.UnmarshalJSON(value, &b); err != nil {
 		return b, err
 	}
 	if b.Node == "" {

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -104,7 +103,7 @@ func (s *state) set(rest string, value []byte) error {
 			return nil
 		}
 		var cl api.Cluster
-		if err := json.Unmarshal(value, &cl); err != nil {
+		if err := api.UnmarshalJSON(value, &cl); err != nil {
 			return err
 		}
 		s.cluster = &cl
@@ -178,7 +177,7 @@ func setTyped[T any](m map[string]T, name string, value []byte, check func(strin
 		return nil
 	}
 	var v T
-	if err := json.Unmarshal(value, &v); err != nil {
+	if err := api.UnmarshalJSON(value, &v); err != nil {
 		return err
 	}
 	m[name] = v

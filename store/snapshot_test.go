@@ -146,3 +146,22 @@ func TestSnapshotIsACopy(t *testing.T) {
 		t.Errorf("earlier snapshot's cluster changed to %q", snap.Cluster.Backend)
 	}
 }
+
+// TestStateDuplicateKeys: a stored value with a key given twice is reported
+// in Snapshot.Errors with the key's path, never decoded last-wins.
+func TestStateDuplicateKeys(t *testing.T) {
+	s := newState("/skein/")
+	s.apply("/skein/nodes/a", []byte(`{"name":"a","underlayIP":"10.0.0.1","underlayIP":"10.0.0.9"}`))
+	s.apply("/skein/blocks/10.244.0.0-26", []byte(`{"node":"a","node":"b"}`))
+	snap := s.snapshot()
+	if len(snap.Nodes) != 0 || len(snap.Blocks) != 0 {
+		t.Errorf("values with duplicate keys decoded: nodes %v, blocks %v", snap.Nodes, snap.Blocks)
+	}
+	want := []string{
+		"/skein/blocks/10.244.0.0-26: line 1: node: duplicate key (first at line 1)",
+		"/skein/nodes/a: line 1: underlayIP: duplicate key (first at line 1)",
+	}
+	if d := cmp.Diff(want, snap.Errors); d != "" {
+		t.Errorf("Snapshot.Errors mismatch (-want +got):\n%s", d)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skeinnet/skein/api"
+	"github.com/skeinnet/skein/internal/nlretry"
 )
 
 // NetlinkDataplane is the Dataplane of a network namespace, reached through
@@ -38,21 +39,9 @@ func NewNetlinkDataplane(h *netlink.Handle, log *slog.Logger) *NetlinkDataplane 
 	return &NetlinkDataplane{h: h, log: log.With("component", "vxlan")}
 }
 
-// dumpRetries bounds retries of a dump the kernel interrupted because the
-// table changed under it.
-const dumpRetries = 5
-
+// dump reads a netlink table through nlretry and names it in errors.
 func dump[T any](what string, f func() (T, error)) (T, error) {
-	var (
-		v   T
-		err error
-	)
-	for range dumpRetries {
-		v, err = f()
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			break
-		}
-	}
+	v, err := nlretry.Dump(f)
 	if err != nil {
 		return v, fmt.Errorf("list %s: %w", what, err)
 	}

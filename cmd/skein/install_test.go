@@ -52,7 +52,7 @@ func TestMakeInstall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"ExecStart=/usr/local/bin/skeind\n", "EnvironmentFile=-/etc/default/skeind\n", "WantedBy=multi-user.target"} {
+	for _, want := range []string{"ExecStart=/usr/local/bin/skeind\n", "EnvironmentFile=-/etc/default/skeind\n", "RuntimeDirectory=skein\n", "WantedBy=multi-user.target"} {
 		if !strings.Contains(string(unit), want) {
 			t.Errorf("unit lacks %q:\n%s", want, unit)
 		}

@@ -31,9 +31,21 @@ type poolUsage struct {
 	BlockSize    int          `json:"blockSize"`
 	BlocksTotal  int          `json:"blocksTotal"`
 	BlocksUsed   int          `json:"blocksUsed"`
-	Blocks       []api.Block  `json:"blocks"`
+	Blocks       []blockUsage `json:"blocks"`
 	EndpointIPs  int          `json:"endpointIPs"`
 	AddressTotal int          `json:"addressTotal"`
+}
+
+// blockUsage is one claimed block in `skein ipam show`.
+type blockUsage struct {
+	api.Block
+	// Endpoints counts endpoint addresses inside the block.
+	Endpoints int `json:"endpoints"`
+	// Empty is set when the node's agent last reported the block empty.
+	Empty *api.EmptyBlock `json:"empty,omitempty"`
+	// NoStatus: the node published no readable status, so whether the
+	// block is empty is not known.
+	NoStatus bool `json:"noStatus,omitempty"`
 }
 
 func newIPAMCmd(g *globalFlags) *cobra.Command {
@@ -42,9 +54,17 @@ func newIPAMCmd(g *globalFlags) *cobra.Command {
 		Short:   "Inspect address pools and blocks; audit and repair address leaks",
 		Example: "  skein ipam show\n  skein ipam check\n  skein ipam release --dry-run",
 	}
-	show := &cobra.Command{
-		Use:     "show",
-		Short:   "Show each pool, its blocks and which node holds them",
+	cmd.AddCommand(newIPAMShowCmd(g), newIPAMCheckCmd(g), newIPAMReleaseCmd(g))
+	return cmd
+}
+
+func newIPAMShowCmd(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show",
+		Short: "Show each pool, its blocks, which node holds them and which are empty since when",
+		Long: `Show each pool, its blocks and which node holds them. EMPTY says, from the status each agent
+publishes, since when a block has had no container and no address cooling down, and when its node
+returns it to the pool (skeind --block-release-grace, 10m by default; never the node's home block).`,
 		Example: "  skein ipam show\n  skein ipam show -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -65,35 +85,64 @@ func newIPAMCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			usage := ipamUsage(c.Pools, blocks, eps)
-			return g.render(cmd.OutOrStdout(), usage, func(tw *tabwriter.Writer, _ bool) {
-				for _, u := range usage {
-					fmt.Fprintf(tw, "POOL %s\tblocks /%d\t%d/%d blocks claimed\t%d endpoint addresses\n", u.CIDR, u.BlockSize, u.BlocksUsed, u.BlocksTotal, u.EndpointIPs)
-					fmt.Fprintln(tw, "  BLOCK\tNODE\tENDPOINTS")
-					for _, b := range u.Blocks {
-						n := 0
-						for _, ep := range eps {
-							for _, ip := range ep.IPs {
-								if b.CIDR.Contains(ip) {
-									n++
-								}
-							}
-						}
-						fmt.Fprintf(tw, "  %s\t%s\t%d\n", b.CIDR, b.Node, n)
-					}
+			raw, err := cl.StatusRecords(ctx)
+			if err != nil {
+				return err
+			}
+			statuses := map[string]api.NodeStatus{}
+			for node, b := range raw {
+				var st api.NodeStatus
+				if json.Unmarshal(b, &st) == nil { // unreadable: shown as no status
+					statuses[node] = st
 				}
-			})
+			}
+			usage := ipamUsage(c.Pools, blocks, eps, statuses)
+			now := time.Now()
+			return g.render(cmd.OutOrStdout(), usage, func(tw *tabwriter.Writer, _ bool) { renderIPAMShow(tw, usage, now) })
 		},
 	}
-	cmd.AddCommand(show, newIPAMCheckCmd(g), newIPAMReleaseCmd(g))
-	return cmd
 }
 
-// ipamUsage groups blocks and endpoint addresses by pool.
-func ipamUsage(pools []api.Pool, blocks []api.Block, eps []api.Endpoint) []poolUsage {
+// renderIPAMShow prints the pools and their blocks as of now.
+func renderIPAMShow(tw *tabwriter.Writer, usage []poolUsage, now time.Time) {
+	for _, u := range usage {
+		fmt.Fprintf(tw, "POOL %s\tblocks /%d\t%d/%d blocks claimed\t%d endpoint addresses\n", u.CIDR, u.BlockSize, u.BlocksUsed, u.BlocksTotal, u.EndpointIPs)
+		_ = tw.Flush() // the pool line has columns of its own; render's Flush reports a write error
+		fmt.Fprintln(tw, "  BLOCK\tNODE\tENDPOINTS\tEMPTY")
+		for _, b := range u.Blocks {
+			fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\n", b.CIDR, b.Node, b.Endpoints, emptyText(b, now))
+		}
+		_ = tw.Flush() // the same for the next pool
+	}
+}
+
+// emptyText says whether a block is empty, since when and what happens to it.
+func emptyText(b blockUsage, now time.Time) string {
+	switch {
+	case b.NoStatus:
+		return "unknown (no status from " + b.Node + ")"
+	case b.Empty == nil:
+		return "-"
+	}
+	e := b.Empty
+	since := fmt.Sprintf("since %s (%s ago)", e.Since.UTC().Format(time.RFC3339), ago(e.Since, now))
+	switch {
+	case e.Home:
+		return since + ", home block: kept"
+	case e.ReleaseAt.IsZero():
+		return since + ", kept: release off"
+	case e.ReleaseAt.After(now):
+		return since + ", back to the pool in " + ago(now, e.ReleaseAt)
+	}
+	return since + ", back to the pool now"
+}
+
+// ipamUsage groups blocks and endpoint addresses by pool; statuses (by node)
+// say which blocks are empty.
+func ipamUsage(pools []api.Pool, blocks []api.Block, eps []api.Endpoint, statuses map[string]api.NodeStatus) []poolUsage {
 	var out []poolUsage
 	for _, p := range pools {
-		u := poolUsage{CIDR: p.CIDR, BlockSize: p.BlockSize, Blocks: []api.Block{}}
+		u := poolUsage{CIDR: p.CIDR, BlockSize: p.BlockSize, Blocks: []blockUsage{}}
 		if p.BlockSize >= p.CIDR.Bits() && p.BlockSize-p.CIDR.Bits() < 31 {
 			u.BlocksTotal = 1 << (p.BlockSize - p.CIDR.Bits())
 		}
@@ -102,7 +151,7 @@ func ipamUsage(pools []api.Pool, blocks []api.Block, eps []api.Endpoint) []poolU
 		}
 		for _, b := range blocks {
 			if p.CIDR.Contains(b.CIDR.Addr()) {
-				u.Blocks = append(u.Blocks, b)
+				u.Blocks = append(u.Blocks, blockUsage{Block: b})
 			}
 		}
 		u.BlocksUsed = len(u.Blocks)
@@ -110,6 +159,24 @@ func ipamUsage(pools []api.Pool, blocks []api.Block, eps []api.Endpoint) []poolU
 			for _, ip := range ep.IPs {
 				if p.CIDR.Contains(ip) {
 					u.EndpointIPs++
+				}
+				for i := range u.Blocks {
+					if u.Blocks[i].CIDR.Contains(ip) {
+						u.Blocks[i].Endpoints++
+					}
+				}
+			}
+		}
+		for i := range u.Blocks {
+			b := &u.Blocks[i]
+			st, ok := statuses[b.Node]
+			if !ok {
+				b.NoStatus = true
+				continue
+			}
+			for _, e := range st.EmptyBlocks {
+				if e.CIDR == b.CIDR {
+					b.Empty = &e
 				}
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"text/tabwriter"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -253,5 +254,110 @@ func TestNodeCommands(t *testing.T) {
 	out, err = run(t, newNodeCmd(tc.g), "delete", "live", "--force")
 	if err != nil || !strings.Contains(out, "node live deleted") {
 		t.Errorf("delete --force of a live node: %v\n%s", err, out)
+	}
+}
+
+// TestIPAMShowEmptyBlocks: `skein ipam show` says, from the agents' status
+// records, which blocks are empty, since when and what becomes of them.
+func TestIPAMShowEmptyBlocks(t *testing.T) {
+	tc := newTestCluster(t)
+	ctx := tc.ctx(t)
+	home := tc.node(t, "n1", 1, true, "off")
+	spare := netip.MustParsePrefix("10.244.5.0/26")
+	if ok, err := tc.cl.ClaimBlock(ctx, spare, "n1"); err != nil || !ok {
+		t.Fatalf("claim %s: %t %v", spare, ok, err)
+	}
+	busy := tc.node(t, "n2", 2, false, "off") // no heartbeat, no status
+	if err := tc.cl.PutEndpoint(ctx, api.Endpoint{Namespace: "x", Name: "a", Node: "n2", ContainerID: "c-a", IfName: "eth0",
+		IPs: []netip.Addr{netip.MustParseAddr("10.244.2.5")}}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	tc.heartbeat(t, "n1", api.NodeStatus{
+		Node: "n1", Ready: true, Blocks: []string{home.String(), spare.String()}, Updated: now,
+		EmptyBlocks: []api.EmptyBlock{
+			{CIDR: home, Since: now.Add(-15 * time.Minute), Home: true},
+			{CIDR: spare, Since: now.Add(-5 * time.Minute), ReleaseAt: now.Add(5 * time.Minute)},
+		},
+	})
+
+	out, err := run(t, newIPAMShowCmd(tc.g))
+	if err != nil {
+		t.Fatalf("ipam show: %v\n%s", err, out)
+	}
+	rows := map[netip.Prefix]string{}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			if p, err := netip.ParsePrefix(f[0]); err == nil {
+				rows[p] = strings.Join(f[1:], " ")
+			}
+		}
+	}
+	want := map[netip.Prefix]string{
+		home:  "n1 0 since " + now.Add(-15*time.Minute).Format(time.RFC3339) + " (15m ago), home block: kept",
+		spare: "n1 0 since " + now.Add(-5*time.Minute).Format(time.RFC3339) + " (5m ago), back to the pool in 5m",
+		busy:  "n2 1 unknown (no status from n2)",
+	}
+	// The command reads the clock a moment after this test did; ages are
+	// rounded to the minute.
+	for p, w := range want {
+		if rows[p] != w {
+			t.Errorf("row of %s = %q, want %q\n%s", p, rows[p], w, out)
+		}
+	}
+
+	tc.g.Output = "json"
+	out, err = run(t, newIPAMShowCmd(tc.g))
+	if err != nil {
+		t.Fatalf("ipam show -o json: %v\n%s", err, out)
+	}
+	var usage []poolUsage
+	if err := json.Unmarshal([]byte(out), &usage); err != nil {
+		t.Fatalf("decode: %v\n%s", err, out)
+	}
+	if len(usage) != 1 || len(usage[0].Blocks) != 3 {
+		t.Fatalf("usage %+v, want one pool of 3 blocks", usage)
+	}
+	for _, b := range usage[0].Blocks {
+		switch b.CIDR {
+		case spare:
+			if b.Empty == nil || !b.Empty.Since.Equal(now.Add(-5*time.Minute)) || !b.Empty.ReleaseAt.Equal(now.Add(5*time.Minute)) {
+				t.Errorf("%s: empty %+v", b.CIDR, b.Empty)
+			}
+		case busy:
+			if b.Empty != nil || !b.NoStatus || b.Endpoints != 1 {
+				t.Errorf("%s: %+v, want 1 endpoint and no status", b.CIDR, b)
+			}
+		}
+	}
+}
+
+func TestRenderIPAMShow(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	pfx := netip.MustParsePrefix
+	usage := []poolUsage{{
+		CIDR: pfx("10.244.0.0/16"), BlockSize: 26, BlocksTotal: 1024, BlocksUsed: 4, EndpointIPs: 3,
+		Blocks: []blockUsage{
+			{Block: api.Block{CIDR: pfx("10.244.1.0/26"), Node: "n1"}, Empty: &api.EmptyBlock{CIDR: pfx("10.244.1.0/26"), Since: now.Add(-2 * time.Hour), Home: true}},
+			{Block: api.Block{CIDR: pfx("10.244.2.0/26"), Node: "n1"}, Endpoints: 3},
+			{Block: api.Block{CIDR: pfx("10.244.3.0/26"), Node: "n1"}, Empty: &api.EmptyBlock{CIDR: pfx("10.244.3.0/26"), Since: now.Add(-11 * time.Minute), ReleaseAt: now.Add(-time.Minute)}},
+			{Block: api.Block{CIDR: pfx("10.244.4.0/26"), Node: "n2"}, Empty: &api.EmptyBlock{CIDR: pfx("10.244.4.0/26"), Since: now.Add(-30 * time.Second)}},
+		},
+	}}
+	var out strings.Builder
+	tw := tabwriter.NewWriter(&out, 0, 4, 2, ' ', 0)
+	renderIPAMShow(tw, usage, now)
+	if err := tw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	want := `POOL 10.244.0.0/16  blocks /26  4/1024 blocks claimed  3 endpoint addresses
+  BLOCK          NODE  ENDPOINTS  EMPTY
+  10.244.1.0/26  n1    0          since 2026-01-01T10:00:00Z (2h ago), home block: kept
+  10.244.2.0/26  n1    3          -
+  10.244.3.0/26  n1    0          since 2026-01-01T11:49:00Z (11m ago), back to the pool now
+  10.244.4.0/26  n2    0          since 2026-01-01T11:59:30Z (30s ago), kept: release off
+`
+	if d := cmp.Diff(want, out.String()); d != "" {
+		t.Errorf("ipam show (-want +got):\n%s", d)
 	}
 }

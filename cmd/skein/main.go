@@ -22,10 +22,17 @@ func main() {
 	err := root.ExecuteContext(ctx)
 	stop()
 	if err != nil {
-		// A command run by `lab exec` already spoke for itself; pass on only its status.
-		if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) {
+		if unsaid(err) {
 			fmt.Fprintln(os.Stderr, "skein:", err)
 		}
 		os.Exit(exitCode(err))
 	}
+}
+
+// unsaid reports whether main must print err. A command run by `lab exec`
+// already spoke for itself, and so did a verdict printed after a table; for
+// those only the exit status passes on.
+func unsaid(err error) bool {
+	ee, said := (*exec.ExitError)(nil), (*exitError)(nil)
+	return !errors.As(err, &ee) && !(errors.As(err, &said) && said.said)
 }

@@ -214,7 +214,7 @@ spec:
       endPort: 70
 `)
 	_, err := c.run("", "policy", "apply", "-f", good, "-f", bad)
-	want := "bad.yaml: document 2 (line 6): spec.ingress[0].ports[0].endPort: must be >= port"
+	want := "bad.yaml: document 2 (line 6): line 14: spec.ingress[0].ports[0].endPort: must be >= port"
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("apply = %v, want error containing %q", err, want)
 	}

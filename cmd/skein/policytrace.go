@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/skeinnet/skein/agent"
 	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/policy"
 )
@@ -184,8 +185,8 @@ func addObject(in *policy.Input, o api.Object) {
 }
 
 // liveInput reads endpoints, namespaces, nodes and policies from etcd.
-// Stored policies that do not decode are reported and left out, as the
-// agents leave them out.
+// Stored policies that do not decode are quarantined, as the agents do
+// (agent.StoredPolicyInput), and reported on stderr.
 func liveInput(cmd *cobra.Command, g *globalFlags) (policy.Input, error) {
 	var in policy.Input
 	cl, ctx, done, err := g.open(cmd)
@@ -202,15 +203,15 @@ func liveInput(cmd *cobra.Command, g *globalFlags) (policy.Input, error) {
 	if in.Nodes, err = cl.ListNodes(ctx); err != nil {
 		return in, err
 	}
-	objs, err := cl.ListPolicies(ctx, "")
+	raw, err := cl.RawPolicies(ctx)
 	if err != nil {
-		if objs == nil { // the read failed, not the decoding of some values
-			return in, err
-		}
-		fmt.Fprintf(cmd.ErrOrStderr(), "warning: skipping stored policies: %v\n", err)
+		return in, err
 	}
-	for _, o := range objs {
-		addObject(&in, o)
+	pols, invalid := agent.StoredPolicyInput(raw)
+	in.NetworkPolicies, in.ANPs, in.BANPs, in.Quarantines = pols.NetworkPolicies, pols.ANPs, pols.BANPs, pols.Quarantines
+	for _, p := range invalid {
+		// An agent that saw a valid version of it before keeps that one.
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: invalid stored policy %s: %s (quarantined here; see skein status for what each node enforces)\n", p.Key, p.Error)
 	}
 	return in, nil
 }

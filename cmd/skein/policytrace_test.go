@@ -3,8 +3,13 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/skeinnet/skein/api"
 )
 
 func runSkein(t *testing.T, args ...string) (string, error) {
@@ -61,5 +66,61 @@ func TestPolicyMatrixOfflineJSON(t *testing.T) {
 	}
 	if got["y/b>x/a"] || !got["x/a>y/b"] {
 		t.Errorf("matrix cells %+v: want y/b->x/a denied, x/a->y/b allowed", cells)
+	}
+}
+
+// TestPolicyFileRecursiveAlias: the file `a: &a {b: *a}` is an
+// error naming the file, document and line for apply, trace and matrix
+// (readPolicyFiles, their shared decode path), not a stack overflow.
+func TestPolicyFileRecursiveAlias(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "x.yaml")
+	// What `printf 'a: &a {b: *a}\n' > x.yaml` writes (the issue's "15-byte" file).
+	if err := os.WriteFile(f, []byte("a: &a {b: *a}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want := f + ": document 1 (line 1): yaml: line 1: alias *a refers to itself"
+	if _, err := readPolicyFiles(nil, []string{f}); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("readPolicyFiles() error = %v, want %q", err, want)
+	}
+	for _, args := range [][]string{
+		{"policy", "trace", "-f", f, "--from", "x/a", "--to", "x/b", "--port", "80"},
+		{"policy", "matrix", "-f", f, "--ports", "80"},
+	} {
+		if _, err := runSkein(t, args...); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("skein %s: error = %v, want %q", strings.Join(args, " "), err, want)
+		}
+	}
+}
+
+// TestPolicyTraceLiveInvalidPolicy: trace from etcd treats a stored policy
+// that does not decode as the agents do: the pods it names are isolated,
+// the deciding rule names it, and a warning says so.
+func TestPolicyTraceLiveInvalidPolicy(t *testing.T) {
+	tc := newTestCluster(t)
+	ctx := tc.ctx(t)
+	for i, name := range []string{"a", "b"} {
+		ep := api.Endpoint{Namespace: "x", Name: name, Labels: map[string]string{"pod": name}, Node: "n1",
+			ContainerID: "c" + name, IfName: "eth0", IPs: []netip.Addr{netip.AddrFrom4([4]byte{10, 244, 0, byte(i + 1)})}}
+		if err := tc.cl.PutEndpoint(ctx, ep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw := `{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"deny-a","namespace":"x"},` +
+		`"spec":{"podSelector":{"matchLabels":{"pod":"a"}},"policyTypes":["Ingress"],"policyTypes":[]}}`
+	if _, err := tc.cl.Etcd().Put(ctx, tc.cl.Prefix()+"policies/NetworkPolicy/x/deny-a", raw); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, newPolicyTraceCmd(tc.g), "--from", "x/b", "--to", "x/a", "--port", "80")
+	if err != nil {
+		t.Fatalf("trace: %v\n%s", err, out)
+	}
+	want := "invalid stored policy NetworkPolicy x/deny-a: decode NetworkPolicy: line 1: spec.policyTypes: duplicate key"
+	// The warning (stderr) and the verdict (stdout) share the buffer here.
+	if !strings.Contains(out, "\nDENY ") || !strings.Contains(out, want) || !strings.Contains(out, "warning: invalid stored policy policies/NetworkPolicy/x/deny-a") {
+		t.Errorf("trace to a pod of an invalid policy:\n%s\nwant DENY by %q and a warning", out, want)
+	}
+	out, err = run(t, newPolicyTraceCmd(tc.g), "--from", "x/a", "--to", "x/b", "--port", "80")
+	if err != nil || !strings.Contains(out, "\nDENY ") {
+		t.Errorf("trace from the quarantined pod (egress): %v\n%s", err, out)
 	}
 }

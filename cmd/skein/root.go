@@ -36,6 +36,9 @@ const defaultConfigFile = "/etc/skein/skein.yaml"
 type exitError struct {
 	code int
 	err  error
+	// said: the command's output already states the error (a verdict on
+	// stdout), so main does not repeat it on stderr.
+	said bool
 }
 
 func (e *exitError) Error() string { return e.err.Error() }

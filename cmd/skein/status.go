@@ -64,7 +64,11 @@ as such and is not by itself a problem (the default address is loopback on each 
 
 Exit status: 0 when every node is healthy, 2 when anything is not (a node without heartbeat, not
 ready, with a last error, a stale status record, missing peers or sessions, undecodable records in
-etcd), 1 when the status could not be read.`,
+etcd, invalid stored policies), 1 when the status could not be read.
+
+A stored policy that does not decode or validate is never dropped: the agent quarantines the pods
+it names (isolated both ways) or, if it was valid before, keeps its last valid value; each node
+lists such policies as problems.`,
 		Example: `  skein status
   skein status -o wide
   skein status -o json | jq '.nodes[] | select(.healthy | not)'
@@ -95,7 +99,8 @@ func unhealthyExit(rep clusterReport) error {
 	for _, nr := range rep.Nodes {
 		n += len(nr.Problems)
 	}
-	return &exitError{code: exitUnhealthy, err: fmt.Errorf("unhealthy: %d problem(s)", n)}
+	// The verdict and each problem are in the output (stdout, after the table; `healthy` in JSON).
+	return &exitError{code: exitUnhealthy, err: fmt.Errorf("unhealthy: %d problem(s)", n), said: true}
 }
 
 // clusterReport is what `skein status` prints (and -o json|yaml gives).
@@ -130,7 +135,10 @@ type nodeReport struct {
 	PolicySync time.Time         `json:"policySync,omitzero"`
 	Updated    time.Time         `json:"updated,omitzero"`
 	LastError  string            `json:"lastError,omitempty"`
-	DebugAddr  string            `json:"debugAddr,omitempty"`
+	// InvalidPolicies are stored policies the agent cannot decode, and
+	// what it enforces instead (quarantine or their last valid value).
+	InvalidPolicies []api.InvalidPolicy `json:"invalidPolicies,omitempty"`
+	DebugAddr       string              `json:"debugAddr,omitempty"`
 	// Agent says whether the debug endpoint answered: "ok", "not asked",
 	// "no address", or why not.
 	Agent    string   `json:"agent"`
@@ -385,6 +393,10 @@ func buildReport(in statusInput) clusterReport {
 			}
 			if st.PolicyError != "" {
 				problem("policy: %s", st.PolicyError)
+			}
+			nr.InvalidPolicies = st.InvalidPolicies
+			for _, p := range st.InvalidPolicies {
+				problem("invalid stored policy %s", p)
 			}
 			if age := in.now.Sub(st.Updated); nr.Alive && age > statusStaleAfter {
 				problem("status not refreshed for %s (agent stuck, or clocks apart)", age.Round(time.Second))

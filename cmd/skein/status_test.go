@@ -111,6 +111,11 @@ func TestBuildReport(t *testing.T) {
 		{name: "policy error", change: func(t *testing.T, in *statusInput) {
 			setStatus(t, in.inv, "n2", func(st *api.NodeStatus) { st.PolicyError = "apply: netlink: EPERM" })
 		}, want: map[string][]string{"n2": {"policy: apply: netlink: EPERM"}}},
+		{name: "invalid stored policy", change: func(t *testing.T, in *statusInput) {
+			setStatus(t, in.inv, "n1", func(st *api.NodeStatus) {
+				st.InvalidPolicies = []api.InvalidPolicy{{Key: "policies/NetworkPolicy/x/deny", Error: "spec.policyTypes[0]: unsupported value", Enforced: api.EnforcedQuarantine}}
+			})
+		}, want: map[string][]string{"n1": {"invalid stored policy policies/NetworkPolicy/x/deny: spec.policyTypes[0]: unsupported value (enforced: quarantine)"}}},
 		{name: "agent views", change: func(_ *testing.T, in *statusInput) {
 			in.probes = map[string]agentProbe{
 				"n1": {Addr: "a", Topology: topo("n1", map[string]string{"n2": agent.LinkUp, "n3": agent.LinkPartial})},
@@ -300,6 +305,10 @@ func TestStatusCommand(t *testing.T) {
 	}
 	if !strings.Contains(out, "UNHEALTHY") || !regexpLine(out, `^n2\s+NO\s+-`) || !strings.Contains(out, "n2: no heartbeat") {
 		t.Errorf("unhealthy status output:\n%s", out)
+	}
+	// The verdict is on stdout after the table, and only there.
+	if unsaid(err) || strings.Index(out, "UNHEALTHY") < strings.Index(out, "NODE") {
+		t.Errorf("verdict not after the table or repeated on stderr (%v):\n%s", err, out)
 	}
 	out, err = run(t, newTopologyCmd(tc.g), "--agents=false")
 	if exitCode(err) != exitUnhealthy || !strings.Contains(out, "└── n3") || !strings.Contains(out, "no heartbeat") {

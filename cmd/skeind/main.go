@@ -56,6 +56,9 @@ func run(ctx context.Context, args []string) error {
 		takeOver   = fs.Bool("take-over-node", false, "take the node name from another identity that is not alive (this host re-installed or its --state-dir wiped); refused while the other heartbeats")
 		configFile = fs.String("config", "", "optional YAML file of flag values (flag name: value)")
 		showVer    = fs.Bool("version", false, "print the version and exit")
+
+		releaseGrace = fs.Duration("block-release-grace", agent.DefaultBlockReleaseGrace,
+			"return a block other than the home block to the pool once it has been empty this long (no container, no address cooling down); 0 disables")
 	)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: skeind [flags]\n\nEvery flag can also be set as SKEIN_<FLAG> in the environment (e.g. SKEIN_NODE_NAME)\nor in --config; command-line flags win over the environment, which wins over the file.\n\n")
@@ -93,6 +96,8 @@ func run(ctx context.Context, args []string) error {
 		TakeOverNode: *takeOver,
 		Version:      version,
 		Log:          log,
+
+		BlockReleaseGrace: *releaseGrace,
 	}
 	if cfg.NodeName == "" {
 		if cfg.NodeName, err = os.Hostname(); err != nil {

@@ -80,6 +80,25 @@ func (m *memEndpoints) DeleteEndpoint(_ context.Context, _ string, o api.Owner) 
 	return nil
 }
 
+func (m *memEndpoints) get(o api.Owner) (api.Endpoint, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ep, ok := m.eps[o]
+	return ep, ok
+}
+
+func (m *memEndpoints) failure() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.fail
+}
+
+func (m *memEndpoints) setFail(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.fail = err
+}
+
 func (m *memEndpoints) EnsureNamespace(_ context.Context, name string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -92,23 +111,38 @@ func (m *memEndpoints) EnsureNamespace(_ context.Context, name string) error {
 	return nil
 }
 
+// testNet is the CNI network most tests call with.
+const testNet = "net-a"
+
 type fixture struct {
-	srv  *httptest.Server
-	eps  *memEndpoints
-	now  time.Time
-	nowM sync.Mutex
+	srv   *httptest.Server
+	eps   *memEndpoints
+	alloc *ipam.Allocator
+	cni   *cniServer
+	dir   string
+	now   time.Time
+	nowM  sync.Mutex
 }
 
 // newFixture serves the CNI API over a real ipam.Allocator whose pool has
 // room for exactly three pods (a /30 block less its reserved first address).
 func newFixture(t *testing.T) *fixture {
+	return newFixtureWith(t, "10.9.0.0/30", "")
+}
+
+// newFixtureWith serves the CNI API over a real ipam.Allocator on a pool of
+// /30 blocks, with its state (and journal) in dir (a fresh one when empty).
+func newFixtureWith(t *testing.T, pool, dir string) *fixture {
 	t.Helper()
-	f := &fixture{eps: &memEndpoints{eps: map[api.Owner]api.Endpoint{}, nss: map[string]api.Namespace{}}, now: time.Unix(1000, 0)}
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	f := &fixture{eps: &memEndpoints{eps: map[api.Owner]api.Endpoint{}, nss: map[string]api.Namespace{}}, now: time.Unix(1000, 0), dir: dir}
 	alloc, err := ipam.New(context.Background(), ipam.Config{
 		Node:     "n1",
-		Pools:    []api.Pool{{CIDR: netip.MustParsePrefix("10.9.0.0/30"), BlockSize: 30}},
+		Pools:    []api.Pool{{CIDR: netip.MustParsePrefix(pool), BlockSize: 30}},
 		Store:    &memBlocks{owners: map[netip.Prefix]string{}},
-		StateDir: t.TempDir(),
+		StateDir: dir,
 		Cooldown: time.Minute,
 		Now: func() time.Time {
 			f.nowM.Lock()
@@ -119,15 +153,34 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	jr, err := openJournal(dir, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(t.Output(), nil))
+	health := &etcdHealth{}
 	s := &cniServer{
 		node: "n1", mtu: 1450, alloc: alloc, store: f.eps,
-		ready:     func() (bool, string) { return true, "" },
-		log:       slog.New(slog.NewTextHandler(t.Output(), nil)),
-		onChange:  func() {},
-		enforce:   func(context.Context, api.Endpoint) error { return nil },
-		forget:    func(api.Owner) {},
-		published: map[api.Owner]bool{},
+		ready:      func() (bool, string) { return true, "" },
+		log:        log,
+		onChange:   func() {},
+		enforce:    func(context.Context, api.Endpoint) error { return nil },
+		forget:     func(api.Owner) {},
+		endpointOf: func(o api.Owner) (api.Endpoint, bool) { return f.eps.get(o) },
+		health:     health,
+		journal:    jr,
+		published:  map[api.Owner]bool{},
 	}
+	// The publisher is driven by the tests (drain), not by its Run loop.
+	s.pub = &publisher{
+		j: jr, store: f.eps, health: health,
+		probe:     func(context.Context) error { return f.eps.failure() },
+		published: func(ep api.Endpoint) { s.markPublished(api.Owner{ContainerID: ep.ContainerID, IfName: ep.IfName}, true) },
+		release:   releaseAfterUnpublish(alloc, s.forget, s.onChange, log),
+		log:       log,
+		kick:      make(chan struct{}, 1),
+	}
+	f.alloc, f.cni = alloc, s
 	f.srv = httptest.NewServer(s.handler())
 	t.Cleanup(f.srv.Close)
 	return f
@@ -162,7 +215,7 @@ func owner(id string) api.Owner { return api.Owner{ContainerID: id, IfName: "eth
 func TestCNILifecycle(t *testing.T) {
 	f := newFixture(t)
 	var ar api.AllocateResponse
-	if code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Owner: owner("a"), Pod: api.PodInfo{Namespace: "x", Name: "pa"}}, &ar); code != 200 {
+	if code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Network: testNet, Owner: owner("a"), Pod: api.PodInfo{Namespace: "x", Name: "pa"}}, &ar); code != 200 {
 		t.Fatalf("allocate: %d %+v", code, ae)
 	}
 	if len(ar.IPs) != 1 || ar.IPs[0] != netip.MustParsePrefix("10.9.0.1/32") || ar.MTU != 1450 || ar.Gateway.String() != api.GatewayIP || ar.Existing {
@@ -170,16 +223,16 @@ func TestCNILifecycle(t *testing.T) {
 	}
 	// Asking again (a retried ADD) returns the same address.
 	var again api.AllocateResponse
-	f.call(t, api.PathAllocate, api.AllocateRequest{Owner: owner("a")}, &again)
+	f.call(t, api.PathAllocate, api.AllocateRequest{Network: testNet, Owner: owner("a")}, &again)
 	if !again.Existing || again.IPs[0] != ar.IPs[0] {
 		t.Errorf("second allocate for the same owner: %+v, want existing %v", again, ar.IPs[0])
 	}
 	ip := ar.IPs[0].Addr()
 	// A commit naming an address the owner does not hold is refused.
-	if code, _ := f.call(t, api.PathCommit, api.CommitRequest{Owner: owner("a"), IPs: []netip.Addr{netip.MustParseAddr("10.9.0.2")}}, nil); code != http.StatusConflict {
+	if code, _ := f.call(t, api.PathCommit, api.CommitRequest{Network: testNet, Owner: owner("a"), IPs: []netip.Addr{netip.MustParseAddr("10.9.0.2")}}, nil); code != http.StatusConflict {
 		t.Errorf("commit of a foreign address: status %d, want 409", code)
 	}
-	if code, ae := f.call(t, api.PathCommit, api.CommitRequest{Owner: owner("a"), IPs: []netip.Addr{ip}, HostIface: "skx", Pod: api.PodInfo{Namespace: "x", Name: "pa", Labels: map[string]string{"app": "web"}}}, nil); code != 200 {
+	if code, ae := f.call(t, api.PathCommit, api.CommitRequest{Network: testNet, Owner: owner("a"), IPs: []netip.Addr{ip}, HostIface: "skx", Pod: api.PodInfo{Namespace: "x", Name: "pa", Labels: map[string]string{"app": "web"}}}, nil); code != 200 {
 		t.Fatalf("commit: %d %+v", code, ae)
 	}
 	ep, ok := f.eps.eps[owner("a")]
@@ -190,22 +243,22 @@ func TestCNILifecycle(t *testing.T) {
 		t.Errorf("namespace x not created on first pod")
 	}
 	var cr api.CheckResponse
-	if code, _ := f.call(t, api.PathCheck, api.ReleaseRequest{Owner: owner("a")}, &cr); code != 200 || !cr.Published || cr.IPs[0] != ip {
+	if code, _ := f.call(t, api.PathCheck, api.ReleaseRequest{Network: testNet, Owner: owner("a")}, &cr); code != 200 || !cr.Published || cr.IPs[0] != ip {
 		t.Errorf("check: %d %+v", code, cr)
 	}
 	var rr api.ReleaseResponse
-	if code, ae := f.call(t, api.PathRelease, api.ReleaseRequest{Owner: owner("a")}, &rr); code != 200 || len(rr.Released) != 1 {
+	if code, ae := f.call(t, api.PathRelease, api.ReleaseRequest{Network: testNet, Owner: owner("a")}, &rr); code != 200 || len(rr.Released) != 1 {
 		t.Fatalf("release: %d %+v %+v", code, ae, rr)
 	}
 	if _, ok := f.eps.eps[owner("a")]; ok {
 		t.Error("endpoint still published after release")
 	}
-	if code, _ := f.call(t, api.PathCheck, api.ReleaseRequest{Owner: owner("a")}, nil); code != http.StatusNotFound {
+	if code, _ := f.call(t, api.PathCheck, api.ReleaseRequest{Network: testNet, Owner: owner("a")}, nil); code != http.StatusNotFound {
 		t.Errorf("check after release: %d, want 404", code)
 	}
 	// Releasing again (a repeated DEL) succeeds and frees nothing.
 	rr = api.ReleaseResponse{}
-	if code, _ := f.call(t, api.PathRelease, api.ReleaseRequest{Owner: owner("a")}, &rr); code != 200 || len(rr.Released) != 0 {
+	if code, _ := f.call(t, api.PathRelease, api.ReleaseRequest{Network: testNet, Owner: owner("a")}, &rr); code != 200 || len(rr.Released) != 0 {
 		t.Errorf("second release: %d %+v", code, rr)
 	}
 }
@@ -213,17 +266,17 @@ func TestCNILifecycle(t *testing.T) {
 func TestCNIExhaustion(t *testing.T) {
 	f := newFixture(t)
 	for _, id := range []string{"a", "b", "c"} {
-		if code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Owner: owner(id)}, nil); code != 200 {
+		if code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Network: testNet, Owner: owner(id)}, nil); code != 200 {
 			t.Fatalf("allocate %s: %d %+v", id, code, ae)
 		}
 	}
-	code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Owner: owner("d")}, nil)
+	code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Network: testNet, Owner: owner("d")}, nil)
 	if code == 200 || ae.Code != codePoolExhausted {
 		t.Errorf("allocate beyond the pool: %d %+v, want code %d", code, ae, codePoolExhausted)
 	}
 	// With an address cooling down, retrying later helps: code 11.
-	f.call(t, api.PathRelease, api.ReleaseRequest{Owner: owner("a")}, nil)
-	code, ae = f.call(t, api.PathAllocate, api.AllocateRequest{Owner: owner("d")}, nil)
+	f.call(t, api.PathRelease, api.ReleaseRequest{Network: testNet, Owner: owner("a")}, nil)
+	code, ae = f.call(t, api.PathAllocate, api.AllocateRequest{Network: testNet, Owner: owner("d")}, nil)
 	if code == 200 || ae.Code != codeTryAgainLater {
 		t.Errorf("allocate while an address cools: %d %+v, want code 11", code, ae)
 	}
@@ -231,7 +284,7 @@ func TestCNIExhaustion(t *testing.T) {
 	f.now = f.now.Add(2 * time.Minute)
 	f.nowM.Unlock()
 	var ar api.AllocateResponse
-	if code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Owner: owner("d")}, &ar); code != 200 {
+	if code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Network: testNet, Owner: owner("d")}, &ar); code != 200 {
 		t.Errorf("allocate after the cooldown: %d %+v", code, ae)
 	}
 }
@@ -239,18 +292,18 @@ func TestCNIExhaustion(t *testing.T) {
 func TestCNIStoreDown(t *testing.T) {
 	f := newFixture(t)
 	var ar api.AllocateResponse
-	f.call(t, api.PathAllocate, api.AllocateRequest{Owner: owner("a")}, &ar)
-	f.eps.fail = errors.New("etcd unreachable")
-	code, ae := f.call(t, api.PathCommit, api.CommitRequest{Owner: owner("a"), IPs: []netip.Addr{ar.IPs[0].Addr()}}, nil)
+	f.call(t, api.PathAllocate, api.AllocateRequest{Network: testNet, Owner: owner("a")}, &ar)
+	f.eps.setFail(errors.New("etcdserver: permission denied")) // a refusal, not an outage
+	code, ae := f.call(t, api.PathCommit, api.CommitRequest{Network: testNet, Owner: owner("a"), IPs: []netip.Addr{ar.IPs[0].Addr()}}, nil)
 	if code == 200 || ae.Code != codeTryAgainLater {
 		t.Errorf("commit with etcd down: %d %+v, want code 11", code, ae)
 	}
 	// Release must not free the address while the endpoint may still be published.
-	code, ae = f.call(t, api.PathRelease, api.ReleaseRequest{Owner: owner("a")}, nil)
+	code, ae = f.call(t, api.PathRelease, api.ReleaseRequest{Network: testNet, Owner: owner("a")}, nil)
 	if code == 200 || ae.Code != codeTryAgainLater {
 		t.Errorf("release with etcd down: %d %+v, want code 11", code, ae)
 	}
-	if code, _ := f.call(t, api.PathCheck, api.ReleaseRequest{Owner: owner("a")}, nil); code != 200 {
+	if code, _ := f.call(t, api.PathCheck, api.ReleaseRequest{Network: testNet, Owner: owner("a")}, nil); code != 200 {
 		t.Errorf("address freed although the endpoint could not be unpublished")
 	}
 }
@@ -259,11 +312,11 @@ func TestCNIGC(t *testing.T) {
 	f := newFixture(t)
 	for _, id := range []string{"keep", "stale"} {
 		var ar api.AllocateResponse
-		f.call(t, api.PathAllocate, api.AllocateRequest{Owner: owner(id)}, &ar)
-		f.call(t, api.PathCommit, api.CommitRequest{Owner: owner(id), IPs: []netip.Addr{ar.IPs[0].Addr()}}, nil)
+		f.call(t, api.PathAllocate, api.AllocateRequest{Network: testNet, Owner: owner(id)}, &ar)
+		f.call(t, api.PathCommit, api.CommitRequest{Network: testNet, Owner: owner(id), IPs: []netip.Addr{ar.IPs[0].Addr()}}, nil)
 	}
 	var gr api.GCResponse
-	if code, ae := f.call(t, api.PathGC, api.GCRequest{Valid: []api.Owner{owner("keep")}}, &gr); code != 200 {
+	if code, ae := f.call(t, api.PathGC, api.GCRequest{Network: testNet, Valid: []api.Owner{owner("keep")}}, &gr); code != 200 {
 		t.Fatalf("gc: %d %+v", code, ae)
 	}
 	if len(gr.Freed) != 1 || gr.Freed[0] != owner("stale") {

@@ -2,9 +2,13 @@ package store
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 )
 
 // testLog logs to the test's output.
@@ -50,4 +54,23 @@ func ctxTimeout(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+func TestIsUnavailable(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{fmt.Errorf("put endpoint x: %w", context.DeadlineExceeded), true},
+		{fmt.Errorf("put endpoint x: %w", rpctypes.ErrNoLeader), true},
+		{fmt.Errorf("put endpoint x: %w", rpctypes.ErrPermissionDenied), false},
+		{fmt.Errorf("put endpoint x: %w", rpctypes.ErrRequestTooLarge), false},
+		{errors.New("decode value: bad"), false},
+	} {
+		if got := IsUnavailable(tc.err); got != tc.want {
+			t.Errorf("IsUnavailable(%v) = %t, want %t", tc.err, got, tc.want)
+		}
+	}
 }

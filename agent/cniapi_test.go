@@ -5,13 +5,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/ipam"
@@ -174,11 +178,13 @@ func newFixtureWith(t *testing.T, pool, dir string) *fixture {
 	// The publisher is driven by the tests (drain), not by its Run loop.
 	s.pub = &publisher{
 		j: jr, store: f.eps, health: health,
-		probe:     func(context.Context) error { return f.eps.failure() },
-		published: func(ep api.Endpoint) { s.markPublished(api.Owner{ContainerID: ep.ContainerID, IfName: ep.IfName}, true) },
-		release:   releaseAfterUnpublish(alloc, s.forget, s.onChange, log),
-		log:       log,
-		kick:      make(chan struct{}, 1),
+		probe: func(context.Context) error { return f.eps.failure() },
+		published: func(ep api.Endpoint) {
+			s.markPublished(api.Owner{ContainerID: ep.ContainerID, IfName: ep.IfName}, true)
+		},
+		release: releaseAfterUnpublish(alloc, s.forget, s.onChange, log),
+		log:     log,
+		kick:    make(chan struct{}, 1),
 	}
 	f.alloc, f.cni = alloc, s
 	f.srv = httptest.NewServer(s.handler())
@@ -343,5 +349,165 @@ func TestCNIBadRequest(t *testing.T) {
 	r.Body.Close()
 	if r.StatusCode != http.StatusBadRequest {
 		t.Errorf("malformed body: status %d", r.StatusCode)
+	}
+}
+
+// addEndpoint runs allocate and commit for o in network and returns its address.
+func (f *fixture) addEndpoint(t *testing.T, network string, o api.Owner) netip.Addr {
+	t.Helper()
+	var ar api.AllocateResponse
+	if code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Network: network, Owner: o}, &ar); code != 200 {
+		t.Fatalf("allocate %s in %s: %d %+v", o, network, code, ae)
+	}
+	ip := ar.IPs[0].Addr()
+	if code, ae := f.call(t, api.PathCommit, api.CommitRequest{Network: network, Owner: o, IPs: []netip.Addr{ip}}, nil); code != 200 {
+		t.Fatalf("commit %s in %s: %d %+v", o, network, code, ae)
+	}
+	return ip
+}
+
+// GC, DEL and CHECK from one network leave another network's attachments
+// (address and endpoint record) alone.
+func TestCNINetworksSeparate(t *testing.T) {
+	f := newFixtureWith(t, "10.9.0.0/29", "")
+	ipA := f.addEndpoint(t, "net-a", owner("a"))
+	f.addEndpoint(t, "net-b", owner("b"))
+
+	var gr api.GCResponse
+	if code, ae := f.call(t, api.PathGC, api.GCRequest{Network: "net-b", Valid: []api.Owner{}}, &gr); code != 200 {
+		t.Fatalf("gc net-b: %d %+v", code, ae)
+	}
+	if d := cmp.Diff([]api.Owner{owner("b")}, gr.Freed); d != "" {
+		t.Errorf("gc of net-b freed (-want +got):\n%s", d)
+	}
+	if _, ok := f.eps.get(owner("a")); !ok {
+		t.Error("gc of net-b unpublished net-a's endpoint")
+	}
+	if _, ok := f.eps.get(owner("b")); ok {
+		t.Error("gc of net-b left its stale endpoint published")
+	}
+	var rr api.ReleaseResponse
+	if code, ae := f.call(t, api.PathRelease, api.ReleaseRequest{Network: "net-b", Owner: owner("a")}, &rr); code != 200 || len(rr.Released) != 0 {
+		t.Errorf("DEL from net-b of net-a's attachment: %d %+v %+v, want success freeing nothing", code, ae, rr)
+	}
+	if _, ok := f.eps.get(owner("a")); !ok {
+		t.Error("DEL from net-b unpublished net-a's endpoint")
+	}
+	var cr api.CheckResponse
+	if code, _ := f.call(t, api.PathCheck, api.ReleaseRequest{Network: "net-b", Owner: owner("a")}, &cr); code != 200 || cr.HeldBy != "net-a" || len(cr.IPs) != 0 {
+		t.Errorf("CHECK from net-b of net-a's attachment: %d %+v, want heldBy net-a", code, cr)
+	}
+	if code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Network: "net-b", Owner: owner("a")}, nil); code != http.StatusConflict || ae.Code != codeInvalidConfig {
+		t.Errorf("ADD from net-b of net-a's attachment: %d %+v, want 409 code 7", code, ae)
+	}
+	cr = api.CheckResponse{}
+	if code, _ := f.call(t, api.PathCheck, api.ReleaseRequest{Network: "net-a", Owner: owner("a")}, &cr); code != 200 || len(cr.IPs) != 1 || cr.IPs[0] != ipA || !cr.Published {
+		t.Errorf("CHECK from net-a: %d %+v, want %s published", code, cr, ipA)
+	}
+	if code, ae := f.call(t, api.PathGC, api.GCRequest{Valid: []api.Owner{}}, nil); code != http.StatusBadRequest || ae.Code != codeInvalidConfig {
+		t.Errorf("gc without a network: %d %+v, want 400 code 7", code, ae)
+	}
+}
+
+// While etcd is unreachable, ADD and DEL work from the node's own blocks and
+// the journal; the address of a deleted endpoint stays held until its
+// unpublish lands; the journal survives a restart and drains in order.
+func TestCNIOffline(t *testing.T) {
+	f := newFixtureWith(t, "10.9.0.0/29", "")
+	f.addEndpoint(t, testNet, owner("a")) // online: claims the first block
+	f.eps.setFail(fmt.Errorf("put x: %w", context.DeadlineExceeded))
+
+	ipB := f.addEndpoint(t, testNet, owner("b"))
+	ipC := f.addEndpoint(t, testNet, owner("c"))
+	if ipB == ipC {
+		t.Fatalf("two offline containers got one address %s", ipB)
+	}
+	if f.cni.health.reachable() {
+		t.Error("etcd still counted reachable after a timed-out publish")
+	}
+	if got := f.cni.journal.stats().Unpublished; got != 2 {
+		t.Errorf("journal holds %d entries, want 2", got)
+	}
+	// The first block is full: a fourth container needs a block, so etcd.
+	code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Network: testNet, Owner: owner("d")}, nil)
+	if code == 200 || ae.Code != codeTryAgainLater || !strings.Contains(ae.Message, "etcd is unreachable") {
+		t.Errorf("allocate needing a new block offline: %d %+v, want code 11 naming etcd", code, ae)
+	}
+	// DEL offline: success, and the address stays held while etcd still names it.
+	f.eps.setFail(nil) // the record of a is still in the "store"
+	f.cni.health.observe(fmt.Errorf("x: %w", context.DeadlineExceeded), time.Now())
+	if code, ae := f.call(t, api.PathRelease, api.ReleaseRequest{Network: testNet, Owner: owner("a")}, nil); code != 200 {
+		t.Fatalf("offline DEL: %d %+v", code, ae)
+	}
+	if got := f.alloc.Lookup(owner("a")); len(got) != 1 {
+		t.Fatalf("address of a freed before its unpublish landed: %v", got)
+	}
+
+	// Restart: a new agent on the same state dir finds the journal.
+	g := newFixtureWith(t, "10.9.0.0/29", f.dir)
+	g.eps = f.eps
+	g.cni.store, g.cni.pub.store = f.eps, f.eps
+	if got := g.cni.journal.stats().Unpublished; got != 3 {
+		t.Fatalf("journal after restart holds %d entries, want 3", got)
+	}
+	if err := g.cni.pub.drain(context.Background()); err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	for _, o := range []api.Owner{owner("b"), owner("c")} {
+		if ep, ok := f.eps.get(o); !ok || ep.Network != testNet {
+			t.Errorf("endpoint %s after drain: %+v %t, want published in %s", o, ep, ok, testNet)
+		}
+	}
+	if _, ok := f.eps.get(owner("a")); ok {
+		t.Error("endpoint a still published after its unpublish drained")
+	}
+	if got := g.alloc.Lookup(owner("a")); got != nil {
+		t.Errorf("address of a still held after its unpublish landed: %v", got)
+	}
+	if !g.cni.journal.empty() || !g.cni.health.reachable() {
+		t.Errorf("after drain: journal %+v, etcd %+v", g.cni.journal.stats(), g.cni.health.state())
+	}
+	// A drained journal is not replayed again.
+	h := newFixtureWith(t, "10.9.0.0/29", f.dir)
+	if !h.cni.journal.empty() {
+		t.Errorf("journal after drain and restart: %+v", h.cni.journal.stats())
+	}
+}
+
+// A new ADD of an attachment whose DEL waits in the journal keeps its
+// address: the queued unpublish must not release it later.
+func TestCNIOfflineReAddCancelsUnpublish(t *testing.T) {
+	f := newFixtureWith(t, "10.9.0.0/29", "")
+	ip := f.addEndpoint(t, testNet, owner("a"))
+	f.cni.health.observe(fmt.Errorf("x: %w", context.DeadlineExceeded), time.Now())
+	if code, ae := f.call(t, api.PathRelease, api.ReleaseRequest{Network: testNet, Owner: owner("a")}, nil); code != 200 {
+		t.Fatalf("offline DEL: %d %+v", code, ae)
+	}
+	if again := f.addEndpoint(t, testNet, owner("a")); again != ip {
+		t.Errorf("re-ADD got %s, want its held %s", again, ip)
+	}
+	if err := f.cni.pub.drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.alloc.Lookup(owner("a")); len(got) != 1 || got[0] != ip {
+		t.Errorf("after drain a holds %v, want %s", got, ip)
+	}
+	if _, ok := f.eps.get(owner("a")); !ok {
+		t.Error("re-added endpoint not published after drain")
+	}
+}
+
+// A refusal by etcd (not an outage) is an error, never journaled.
+func TestCNIRefusalNotJournaled(t *testing.T) {
+	f := newFixture(t)
+	var ar api.AllocateResponse
+	f.call(t, api.PathAllocate, api.AllocateRequest{Network: testNet, Owner: owner("a")}, &ar)
+	f.eps.setFail(errors.New("etcdserver: permission denied"))
+	code, ae := f.call(t, api.PathCommit, api.CommitRequest{Network: testNet, Owner: owner("a"), IPs: []netip.Addr{ar.IPs[0].Addr()}}, nil)
+	if code == 200 || ae.Code != codeTryAgainLater {
+		t.Errorf("commit refused by etcd: %d %+v, want an error", code, ae)
+	}
+	if !f.cni.journal.empty() || !f.cni.health.reachable() {
+		t.Errorf("refusal journaled (%+v) or counted as an outage (%+v)", f.cni.journal.stats(), f.cni.health.state())
 	}
 }

@@ -55,17 +55,17 @@ func (h *etcdHealth) observe(err error, now time.Time) bool {
 	return unavailable
 }
 
-// etcdState is what status and the debug endpoint show of etcd reachability.
-type etcdState struct {
+// EtcdState is what status and the debug endpoint show of etcd reachability.
+type EtcdState struct {
 	Reachable bool      `json:"reachable"`
 	Since     time.Time `json:"since,omitzero"`
 	LastError string    `json:"lastError,omitempty"`
 }
 
-func (h *etcdHealth) state() etcdState {
+func (h *etcdHealth) state() EtcdState {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return etcdState{Reachable: !h.down, Since: h.since, LastError: h.lastErr}
+	return EtcdState{Reachable: !h.down, Since: h.since, LastError: h.lastErr}
 }
 
 // publisher replays the journal into the store, in order, as soon as etcd
@@ -201,19 +201,19 @@ func (p *publisher) setErr(err error) {
 	}
 }
 
-// offlineState is the journal and etcd reachability as /debug/topology
+// OfflineState is the journal and etcd reachability as /debug/topology
 // shows them.
-type offlineState struct {
-	Etcd etcdState `json:"etcd"`
-	journalStats
+type OfflineState struct {
+	Etcd EtcdState `json:"etcd"`
+	JournalStats
 	LastError string `json:"lastError,omitempty"`
 }
 
-func (p *publisher) state() offlineState {
+func (p *publisher) state() OfflineState {
 	p.mu.Lock()
 	last := p.lastErr
 	p.mu.Unlock()
-	return offlineState{Etcd: p.health.state(), journalStats: p.j.stats(), LastError: last}
+	return OfflineState{Etcd: p.health.state(), JournalStats: p.j.stats(), LastError: last}
 }
 
 // releaseAfterUnpublish is the publisher's release: free the address now that

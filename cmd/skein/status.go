@@ -401,12 +401,6 @@ func buildReport(in statusInput) clusterReport {
 		case nr.Alive:
 			problem("heartbeat but no status record")
 		}
-		if nr.EtcdReachable != nil && !*nr.EtcdReachable {
-			problem("agent cannot reach etcd: new containers start from its own blocks only, and are published when etcd is back")
-		}
-		if nr.Unpublished > 0 {
-			problem("%d endpoint change(s) not yet in etcd (oldest %s ago): other nodes' policy does not know them yet", nr.Unpublished, in.now.Sub(nr.UnpublishedSince).Round(time.Second))
-		}
 		if !nr.Alive {
 			problem("no heartbeat: agent down or cut off from etcd (its containers keep their routes until `skein node delete`)")
 		}
@@ -446,6 +440,12 @@ func buildReport(in statusInput) clusterReport {
 					problem("agent reports not ready: %s", t.Reason)
 				}
 			}
+		}
+		if nr.EtcdReachable != nil && !*nr.EtcdReachable {
+			problem("agent cannot reach etcd: new containers start from its own blocks only, and are published when etcd is back")
+		}
+		if nr.Unpublished > 0 {
+			problem("%d endpoint change(s) not yet in etcd (oldest %s ago): other nodes' policy does not know them yet", nr.Unpublished, in.now.Sub(nr.UnpublishedSince).Round(time.Second))
 		}
 		nr.Healthy = len(nr.Problems) == 0
 		rep.Nodes = append(rep.Nodes, nr)

@@ -136,7 +136,7 @@ func newFixture(t *testing.T) *fixture {
 
 // newFixtureWith serves the CNI API over a real ipam.Allocator on a pool of
 // /30 blocks, with its state (and journal) in dir (a fresh one when empty).
-func newFixtureWith(t *testing.T, pool, dir string) *fixture {
+func newFixtureWith(t testing.TB, pool, dir string) *fixture {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()

@@ -320,6 +320,9 @@ func (s *cniServer) check(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	pub := s.published[req.Owner]
 	s.mu.Unlock()
+	// A journaled endpoint counts as published: it will be, in order, and
+	// `skein ipam release --leaked` must not take its address.
+	pub = pub || s.journal.pending(opPublish, req.Owner)
 	writeJSON(w, http.StatusOK, api.CheckResponse{IPs: ips, Published: pub, MTU: s.mtu})
 }
 

@@ -205,7 +205,8 @@ func (a *Agent) run(ctx context.Context) error {
 		published: func(ep api.Endpoint) {
 			cni.markPublished(api.Owner{ContainerID: ep.ContainerID, IfName: ep.IfName}, true)
 		},
-		release: releaseAfterUnpublish(a.alloc, forget, a.publishStatus, a.log.With("component", "journal")),
+		release: releaseAfterUnpublish(a.alloc, forget, a.log.With("component", "journal")),
+		changed: a.publishStatus,
 		log:     a.log.With("component", "journal"),
 		kick:    make(chan struct{}, 1),
 	}

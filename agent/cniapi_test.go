@@ -182,7 +182,10 @@ func newFixtureWith(t testing.TB, pool, dir string) *fixture {
 		published: func(ep api.Endpoint) {
 			s.markPublished(api.Owner{ContainerID: ep.ContainerID, IfName: ep.IfName}, true)
 		},
-		release: releaseAfterUnpublish(alloc, s.forget, s.onChange, log),
+		release: releaseAfterUnpublish(alloc, s.forget, log),
+		// Like the agent's status, which reads the journal: called under
+		// the journal's lock it would deadlock.
+		changed: func() { _ = jr.stats() },
 		log:     log,
 		kick:    make(chan struct{}, 1),
 	}

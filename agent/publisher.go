@@ -79,8 +79,11 @@ type publisher struct {
 	// published is told of each endpoint the store now holds.
 	published func(ep api.Endpoint)
 	// release frees an unpublished attachment's address; it runs under the
-	// journal's lock (see journal.done).
+	// journal's lock (see journal.done), so it must not call back into the
+	// journal (status, debug).
 	release func(network string, o api.Owner)
+	// changed is told, outside the journal's lock, that an entry landed.
+	changed func()
 	log     *slog.Logger
 	// kick (capacity 1) asks for a drain now.
 	kick chan struct{}
@@ -176,6 +179,7 @@ func (p *publisher) apply(ctx context.Context, e journalEntry) error {
 			return err
 		}
 		p.published(ep)
+		p.changed()
 		p.log.Info("journaled endpoint published", "container_id", ep.ContainerID, "ifname", ep.IfName, "ip", ep.IPs, "dur", time.Since(e.Queued))
 	case opUnpublish:
 		if err := p.store.DeleteEndpoint(ctx, ep.Node, o); err != nil {
@@ -185,6 +189,7 @@ func (p *publisher) apply(ctx context.Context, e journalEntry) error {
 		if err := p.j.done(e.Seq, func() { p.release(ep.Network, o) }); err != nil {
 			return err
 		}
+		p.changed()
 		p.log.Info("journaled endpoint unpublished", "container_id", ep.ContainerID, "ifname", ep.IfName, "dur", time.Since(e.Queued))
 	default:
 		return fmt.Errorf("journal entry %d: unknown op %q", e.Seq, e.Op)
@@ -218,7 +223,7 @@ func (p *publisher) state() OfflineState {
 
 // releaseAfterUnpublish is the publisher's release: free the address now that
 // no endpoint record names it.
-func releaseAfterUnpublish(alloc addrAllocator, forget func(api.Owner), onChange func(), log *slog.Logger) func(string, api.Owner) {
+func releaseAfterUnpublish(alloc addrAllocator, forget func(api.Owner), log *slog.Logger) func(string, api.Owner) {
 	return func(network string, o api.Owner) {
 		freed, err := alloc.Release(context.Background(), network, o)
 		switch {
@@ -232,7 +237,6 @@ func releaseAfterUnpublish(alloc addrAllocator, forget func(api.Owner), onChange
 			return
 		}
 		forget(o)
-		onChange()
 		if len(freed) > 0 {
 			log.Info("endpoint released", "container_id", o.ContainerID, "ifname", o.IfName, "ip", freed)
 		}

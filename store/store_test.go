@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // testLog logs to the test's output.
@@ -68,6 +70,8 @@ func TestIsUnavailable(t *testing.T) {
 		{fmt.Errorf("put endpoint x: %w", rpctypes.ErrPermissionDenied), false},
 		{fmt.Errorf("put endpoint x: %w", rpctypes.ErrRequestTooLarge), false},
 		{errors.New("decode value: bad"), false},
+		{fmt.Errorf("create x: %w", status.Error(codes.Unavailable, "error reading from server: connection timed out")), true},
+		{fmt.Errorf("create x: %w", status.Error(codes.PermissionDenied, "no")), false},
 	} {
 		if got := IsUnavailable(tc.err); got != tc.want {
 			t.Errorf("IsUnavailable(%v) = %t, want %t", tc.err, got, tc.want)

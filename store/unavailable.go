@@ -5,6 +5,8 @@ import (
 	"errors"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // unavailableErrs are the etcd answers that mean "no etcd to talk to right
@@ -31,6 +33,11 @@ func IsUnavailable(err error) bool {
 		if errors.Is(err, u) {
 			return true
 		}
+	}
+	// A connection that broke mid-call ("error reading from server").
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return true
 	}
 	return false
 }

@@ -92,7 +92,7 @@ func (s *cniServer) allocate(w http.ResponseWriter, r *http.Request) {
 	// A new ADD of an attachment whose DEL is still waiting for etcd keeps
 	// the address: the queued unpublish must not release it under the new
 	// container.
-	if cancelled, err := s.journal.cancelUnpublish(req.Owner); err != nil {
+	if cancelled, err := s.journal.cancelUnpublish(req.Network, req.Owner); err != nil {
 		writeErr(w, http.StatusInternalServerError, codeInternal, "journal", err)
 		return
 	} else if cancelled {

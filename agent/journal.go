@@ -184,15 +184,16 @@ func (j *journal) done(seq uint64, then func()) error {
 	return nil
 }
 
-// cancelUnpublish drops pending unpublishes of o, and reports whether there
-// were any: a new ADD of the same attachment keeps its address, which the
-// unpublish would otherwise release under the new container.
-func (j *journal) cancelUnpublish(o api.Owner) (bool, error) {
+// cancelUnpublish drops pending unpublishes of network's attachment o, and
+// reports whether there were any: a new ADD of the same attachment keeps its
+// address, which the unpublish would otherwise release under the new
+// container. Another network's unpublish of o stays (that ADD is refused).
+func (j *journal) cancelUnpublish(network string, o api.Owner) (bool, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	kept := make([]journalEntry, 0, len(j.entries))
 	for _, e := range j.entries {
-		if e.Op == opUnpublish && e.owner() == o {
+		if e.Op == opUnpublish && e.owner() == o && e.Endpoint.Network == network {
 			continue
 		}
 		kept = append(kept, e)

@@ -50,7 +50,10 @@ func TestJournalPersistsInOrder(t *testing.T) {
 	if err := again.add(opPublish, ep("c"), now); err != nil || again.entries[2].Seq != 4 {
 		t.Errorf("seq after restart = %d (%v), want 4: sequence numbers never repeat", again.entries[2].Seq, err)
 	}
-	if cancelled, err := again.cancelUnpublish(api.Owner{ContainerID: "a", IfName: "eth0"}); err != nil || !cancelled {
+	if cancelled, err := again.cancelUnpublish("net-b", api.Owner{ContainerID: "a", IfName: "eth0"}); err != nil || cancelled {
+		t.Errorf("cancelUnpublish(net-b, a) = %t, %v; want false: the unpublish is net-a's", cancelled, err)
+	}
+	if cancelled, err := again.cancelUnpublish("net-a", api.Owner{ContainerID: "a", IfName: "eth0"}); err != nil || !cancelled {
 		t.Errorf("cancelUnpublish(a) = %t, %v; want true", cancelled, err)
 	}
 	if again.pending(opUnpublish, api.Owner{ContainerID: "a", IfName: "eth0"}) {

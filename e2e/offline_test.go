@@ -102,11 +102,13 @@ func TestOfflineStarts(t *testing.T) {
 	}
 
 	unblock()
+	back := time.Now()
 	waitFor(ctx, t, time.Minute, "journal drained", func() (bool, string) {
 		top := agentTopology(ctx, t, h)
 		o := top.Offline
 		return o != nil && o.Etcd.Reachable && o.Unpublished == 0, fmt.Sprintf("%+v", o)
 	})
+	t.Logf("journal drained %s after etcd came back", time.Since(back).Round(time.Millisecond))
 	eps := localEndpoints(ctx, t, h.Name)
 	for _, c := range []*ctr{a, b, c} {
 		ep, ok := eps[c.id]

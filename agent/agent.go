@@ -38,6 +38,8 @@ type Agent struct {
 	id      identity
 	metrics *metrics
 	started time.Time
+	// pub replays endpoint changes made while etcd was unreachable.
+	pub *publisher
 
 	// snap is the agent's view of the cluster, moved in place by onDelta
 	// under viewMu: readers hold viewMu.RLock (readView) while they use it.
@@ -196,18 +198,50 @@ func (a *Agent) run(ctx context.Context) error {
 		a.log.Info("debug endpoint listening", "addr", debugLn.Addr().String())
 	}
 
-	cni := &cniServer{
-		node:      a.cfg.NodeName,
-		mtu:       mtu,
-		alloc:     a.alloc,
-		store:     a.store,
-		ready:     a.readiness,
-		log:       a.log.With("component", "cni"),
-		onChange:  a.publishStatus,
-		enforce:   func(ctx context.Context, ep api.Endpoint) error { return a.pol.committed(ctx, ep) },
-		forget:    func(o api.Owner) { a.pol.released(o) },
-		published: map[api.Owner]bool{},
+	// A journal left by a previous run is replayed as soon as the
+	// publisher runs.
+	jr, err := openJournal(a.cfg.StateDir, a.cfg.NodeName)
+	if err != nil {
+		sockLn.Close()
+		if debugLn != nil {
+			debugLn.Close()
+		}
+		return err
 	}
+	health := &etcdHealth{}
+	forget := func(o api.Owner) { a.pol.released(o) }
+	cni := &cniServer{
+		node:       a.cfg.NodeName,
+		mtu:        mtu,
+		alloc:      a.alloc,
+		store:      a.store,
+		ready:      a.readiness,
+		log:        a.log.With("component", "cni"),
+		onChange:   a.publishStatus,
+		enforce:    func(ctx context.Context, ep api.Endpoint) error { return a.pol.committed(ctx, ep) },
+		forget:     forget,
+		endpointOf: a.localEndpoint,
+		health:     health,
+		journal:    jr,
+		published:  map[api.Owner]bool{},
+	}
+	a.pub = &publisher{
+		j:      jr,
+		store:  a.store,
+		health: health,
+		probe: func(ctx context.Context) error {
+			_, err := a.store.GetCluster(ctx)
+			return err
+		},
+		published: func(ep api.Endpoint) {
+			cni.markPublished(api.Owner{ContainerID: ep.ContainerID, IfName: ep.IfName}, true)
+		},
+		release: releaseAfterUnpublish(a.alloc, forget, a.log.With("component", "journal")),
+		changed: a.publishStatus,
+		log:     a.log.With("component", "journal"),
+		kick:    make(chan struct{}, 1),
+	}
+	cni.pub = a.pub
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		return a.store.HeartbeatIdentity(gctx, a.cfg.NodeName, a.id.Hash, 30*time.Second, a.statusCh)
@@ -234,6 +268,7 @@ func (a *Agent) run(ctx context.Context) error {
 	}
 	g.Go(func() error { return a.pol.rec.Run(gctx) })
 	g.Go(func() error { return a.pol.run(gctx) })
+	g.Go(func() error { return a.pub.Run(gctx) })
 	g.Go(func() error {
 		return serve(gctx, sockLn, a.metrics.instrument(a.refuseWhenTakenOver(cni.handler())), func() { a.serving.Store(true) })
 	})
@@ -321,6 +356,15 @@ func (a *Agent) refuseWhenTakenOver(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// localEndpoint returns this node's endpoint record for o as the watch last
+// saw it.
+func (a *Agent) localEndpoint(o api.Owner) (ep api.Endpoint, ok bool) {
+	a.readView(func(s store.Snapshot) {
+		ep, ok = s.Endpoints[a.cfg.NodeName+"/"+o.ContainerID+"/"+o.IfName]
+	})
+	return ep, ok
 }
 
 func (a *Agent) vxlanConfig() vxlan.Config {

@@ -26,12 +26,15 @@ const (
 	maxRequestBodySize = 1 << 20
 )
 
-// addrAllocator is what the CNI API needs from ipam.
+// addrAllocator is what the CNI API needs from ipam. Every call names the
+// CNI network: an attachment is network + container id + ifname.
 type addrAllocator interface {
-	Allocate(ctx context.Context, o api.Owner, pod string) (netip.Addr, bool, error)
-	Release(ctx context.Context, o api.Owner) ([]netip.Addr, error)
-	Lookup(o api.Owner) []netip.Addr
-	GC(ctx context.Context, valid []api.Owner) ([]api.Owner, error)
+	Allocate(ctx context.Context, network string, o api.Owner, pod string) (netip.Addr, bool, error)
+	AllocateLocal(ctx context.Context, network string, o api.Owner, pod string) (netip.Addr, bool, error)
+	Release(ctx context.Context, network string, o api.Owner) ([]netip.Addr, error)
+	Held(network string, o api.Owner) ([]netip.Addr, error)
+	Get(o api.Owner) (ipam.Allocation, error)
+	Stale(network string, valid []api.Owner) ([]ipam.Allocation, error)
 	Blocks() []netip.Prefix
 	Stats() ipam.Stats
 }
@@ -57,6 +60,13 @@ type cniServer struct {
 	enforce func(ctx context.Context, ep api.Endpoint) error
 	// forget drops what enforce kept for an endpoint that is gone.
 	forget func(o api.Owner)
+	// endpointOf returns the endpoint record the store holds for a local
+	// attachment, as last seen by the watch.
+	endpointOf func(o api.Owner) (api.Endpoint, bool)
+	// health, journal and pub carry endpoint changes through an etcd outage.
+	health  *etcdHealth
+	journal *journal
+	pub     *publisher
 
 	mu sync.Mutex
 	// published holds the owners whose endpoint is in the store; guarded by mu.
@@ -76,22 +86,45 @@ func (s *cniServer) handler() http.Handler {
 
 func (s *cniServer) allocate(w http.ResponseWriter, r *http.Request) {
 	var req api.AllocateRequest
-	if !decode(w, r, &req) || !validOwner(w, req.Owner) {
+	if !decode(w, r, &req) || !validOwner(w, req.Owner, req.Network) {
 		return
 	}
-	ip, existing, err := s.alloc.Allocate(r.Context(), req.Owner, podName(req.Pod))
+	// A new ADD of an attachment whose DEL is still waiting for etcd keeps
+	// the address: the queued unpublish must not release it under the new
+	// container.
+	if cancelled, err := s.journal.cancelUnpublish(req.Network, req.Owner); err != nil {
+		writeErr(w, http.StatusInternalServerError, codeInternal, "journal", err)
+		return
+	} else if cancelled {
+		s.log.Info("queued unpublish cancelled by a new ADD", "network", req.Network, "container_id", req.ContainerID, "ifname", req.IfName)
+	}
+	allocate := s.alloc.Allocate
+	if !s.health.reachable() {
+		// Only the node's own blocks: a new block needs etcd.
+		allocate = s.alloc.AllocateLocal
+	}
+	ip, existing, err := allocate(r.Context(), req.Network, req.Owner, podName(req.Pod))
 	if err != nil {
-		code := uint(codeInternal)
-		if errors.Is(err, ipam.ErrExhausted) {
+		code, status := uint(codeInternal), http.StatusServiceUnavailable
+		switch {
+		case errors.Is(err, ipam.ErrOtherNetwork):
+			code, status = codeInvalidConfig, http.StatusConflict
+		case errors.Is(err, ipam.ErrNeedsBlock):
+			writeErr(w, status, codeTryAgainLater, "etcd is unreachable and this node's blocks have no free address (a new block needs etcd)", err)
+			return
+		case s.health.observe(err, time.Now()):
+			writeErr(w, status, codeTryAgainLater, "etcd is unreachable (claiming a new block needs etcd)", err)
+			return
+		case errors.Is(err, ipam.ErrExhausted):
 			code = codePoolExhausted
 			if s.alloc.Stats().Cooling > 0 {
 				code = codeTryAgainLater // addresses come back when their cooldown ends
 			}
 		}
-		writeErr(w, http.StatusServiceUnavailable, code, "allocate address", err)
+		writeErr(w, status, code, "allocate address", err)
 		return
 	}
-	s.log.Debug("address allocated", "container_id", req.ContainerID, "ifname", req.IfName, "ip", ip, "existing", existing)
+	s.log.Debug("address allocated", "network", req.Network, "container_id", req.ContainerID, "ifname", req.IfName, "ip", ip, "existing", existing)
 	writeJSON(w, http.StatusOK, api.AllocateResponse{
 		IPs:      []netip.Prefix{netip.PrefixFrom(ip, ip.BitLen())},
 		Gateway:  netip.MustParseAddr(api.GatewayIP),
@@ -102,14 +135,18 @@ func (s *cniServer) allocate(w http.ResponseWriter, r *http.Request) {
 
 func (s *cniServer) commit(w http.ResponseWriter, r *http.Request) {
 	var req api.CommitRequest
-	if !decode(w, r, &req) || !validOwner(w, req.Owner) {
+	if !decode(w, r, &req) || !validOwner(w, req.Owner, req.Network) {
+		return
+	}
+	held, err := s.alloc.Held(req.Network, req.Owner)
+	if err != nil {
+		writeErr(w, http.StatusConflict, codeInvalidConfig, "commit endpoint", err)
 		return
 	}
 	if err := validPod(req.Pod); err != nil {
 		writeErr(w, http.StatusBadRequest, codeInvalidConfig, "commit endpoint", err)
 		return
 	}
-	held := s.alloc.Lookup(req.Owner)
 	for _, ip := range req.IPs {
 		if !containsAddr(held, ip) {
 			writeErr(w, http.StatusConflict, codeInvalidConfig, "commit endpoint",
@@ -127,106 +164,208 @@ func (s *cniServer) commit(w http.ResponseWriter, r *http.Request) {
 		ContainerID: req.ContainerID,
 		IfName:      req.IfName,
 		HostIface:   req.HostIface,
+		Network:     req.Network,
 		Created:     time.Now().UTC(),
 	}
 	if ep.Namespace == "" {
 		ep.Namespace = "default"
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), storeCallTimeout)
-	defer cancel()
-	// The namespace record appears with its first pod, so `skein namespace
-	// list` and policy see it; an admin's labels are never overwritten.
-	if err := s.store.EnsureNamespace(ctx, ep.Namespace); err != nil {
-		writeErr(w, http.StatusServiceUnavailable, codeTryAgainLater, "publish namespace", err)
-		return
-	}
-	if err := s.store.PutEndpoint(ctx, ep); err != nil {
+	journaled, err := s.publish(r.Context(), ep)
+	if err != nil {
 		writeErr(w, http.StatusServiceUnavailable, codeTryAgainLater, "publish endpoint", err)
 		return
 	}
-	s.mu.Lock()
-	s.published[req.Owner] = true
-	s.mu.Unlock()
 	s.onChange()
 	// The ADD returns only once the endpoint's policy is enforced: no
-	// container ever starts with an open window.
+	// container ever starts with an open window. A journaled endpoint is
+	// enforced locally the same way (the enforcer's pending endpoints).
 	if err := s.enforce(r.Context(), ep); err != nil {
 		writeErr(w, http.StatusServiceUnavailable, codeTryAgainLater, "enforce policy", err)
 		return
 	}
-	s.log.Info("endpoint published", "container_id", req.ContainerID, "ifname", req.IfName, "pod", ep.Namespace+"/"+ep.Name, "ip", req.IPs)
+	if journaled {
+		s.log.Warn("endpoint started while etcd is unreachable; journaled until etcd is back", "network", req.Network, "container_id", req.ContainerID, "ifname", req.IfName, "pod", ep.Namespace+"/"+ep.Name, "ip", req.IPs)
+	} else {
+		s.log.Info("endpoint published", "network", req.Network, "container_id", req.ContainerID, "ifname", req.IfName, "pod", ep.Namespace+"/"+ep.Name, "ip", req.IPs)
+	}
 	writeJSON(w, http.StatusOK, api.CommitResponse{Endpoint: ep})
+}
+
+// publish puts ep in the store, or, when etcd is unreachable (or earlier
+// changes still wait in the journal, which must land first), journals it.
+// A refusal by etcd is an error, never journaled.
+func (s *cniServer) publish(ctx context.Context, ep api.Endpoint) (journaled bool, err error) {
+	o := api.Owner{ContainerID: ep.ContainerID, IfName: ep.IfName}
+	if s.journal.empty() && s.health.reachable() {
+		cctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+		defer cancel()
+		// The namespace record appears with its first pod, so `skein namespace
+		// list` and policy see it; an admin's labels are never overwritten.
+		err := s.store.EnsureNamespace(cctx, ep.Namespace)
+		if err == nil {
+			err = s.store.PutEndpoint(cctx, ep)
+		}
+		if err == nil {
+			s.health.observe(nil, time.Now())
+			s.markPublished(o, true)
+			return false, nil
+		}
+		if ctx.Err() != nil || !s.health.observe(err, time.Now()) {
+			return false, err
+		}
+	}
+	if err := s.journal.add(opPublish, ep, time.Now()); err != nil {
+		return false, fmt.Errorf("journal endpoint %s: %w", o, err)
+	}
+	s.pub.signal()
+	return true, nil
+}
+
+// unpublish deletes the attachment's endpoint from the store, or journals
+// the delete as publish does. A journaled delete keeps the address held
+// until it lands (the publisher releases it then).
+func (s *cniServer) unpublish(ctx context.Context, network string, o api.Owner) (journaled bool, err error) {
+	if s.journal.empty() && s.health.reachable() {
+		cctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+		defer cancel()
+		err := s.store.DeleteEndpoint(cctx, s.node, o)
+		if err == nil {
+			s.health.observe(nil, time.Now())
+			return false, nil
+		}
+		if ctx.Err() != nil || !s.health.observe(err, time.Now()) {
+			return false, err
+		}
+	}
+	ep := api.Endpoint{Node: s.node, ContainerID: o.ContainerID, IfName: o.IfName, Network: network}
+	if err := s.journal.add(opUnpublish, ep, time.Now()); err != nil {
+		return false, fmt.Errorf("journal unpublish of %s: %w", o, err)
+	}
+	s.pub.signal()
+	return true, nil
+}
+
+func (s *cniServer) markPublished(o api.Owner, on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if on {
+		s.published[o] = true
+	} else {
+		delete(s.published, o)
+	}
+}
+
+// otherNetwork returns the network other than network that holds o: by its
+// allocation, or, when none is left, by its endpoint record.
+func (s *cniServer) otherNetwork(network string, o api.Owner) (string, bool) {
+	if al, err := s.alloc.Get(o); err == nil && al.Network != "" && al.Network != network {
+		return al.Network, true
+	}
+	if ep, ok := s.endpointOf(o); ok && ep.Network != "" && ep.Network != network {
+		return ep.Network, true
+	}
+	return "", false
 }
 
 func (s *cniServer) release(w http.ResponseWriter, r *http.Request) {
 	var req api.ReleaseRequest
-	if !decode(w, r, &req) || !validOwner(w, req.Owner) {
+	if !decode(w, r, &req) || !validOwner(w, req.Owner, req.Network) {
+		return
+	}
+	if other, ok := s.otherNetwork(req.Network, req.Owner); ok {
+		s.log.Warn("DEL for an attachment of another network: nothing freed", "network", req.Network, "container_id", req.ContainerID, "ifname", req.IfName, "held_by", other)
+		writeJSON(w, http.StatusOK, api.ReleaseResponse{})
 		return
 	}
 	// Unpublish first: an address must never be free while an endpoint still names it.
-	ctx, cancel := context.WithTimeout(r.Context(), storeCallTimeout)
-	defer cancel()
-	if err := s.store.DeleteEndpoint(ctx, s.node, req.Owner); err != nil {
+	journaled, err := s.unpublish(r.Context(), req.Network, req.Owner)
+	if err != nil {
 		writeErr(w, http.StatusServiceUnavailable, codeTryAgainLater, "unpublish endpoint", err)
 		return
 	}
-	s.mu.Lock()
-	delete(s.published, req.Owner)
-	s.mu.Unlock()
+	s.markPublished(req.Owner, false)
 	s.forget(req.Owner)
-	freed, err := s.alloc.Release(r.Context(), req.Owner)
+	if journaled {
+		s.onChange()
+		s.log.Warn("endpoint deleted while etcd is unreachable; address held until the unpublish lands", "network", req.Network, "container_id", req.ContainerID, "ifname", req.IfName)
+		writeJSON(w, http.StatusOK, api.ReleaseResponse{})
+		return
+	}
+	freed, err := s.alloc.Release(r.Context(), req.Network, req.Owner)
 	if err != nil {
 		writeErr(w, http.StatusInternalServerError, codeInternal, "release address", err)
 		return
 	}
 	s.onChange()
 	if len(freed) > 0 {
-		s.log.Info("endpoint released", "container_id", req.ContainerID, "ifname", req.IfName, "ip", freed)
+		s.log.Info("endpoint released", "network", req.Network, "container_id", req.ContainerID, "ifname", req.IfName, "ip", freed)
 	}
 	writeJSON(w, http.StatusOK, api.ReleaseResponse{Released: freed})
 }
 
 func (s *cniServer) check(w http.ResponseWriter, r *http.Request) {
 	var req api.ReleaseRequest
-	if !decode(w, r, &req) || !validOwner(w, req.Owner) {
+	if !decode(w, r, &req) || !validOwner(w, req.Owner, req.Network) {
 		return
 	}
-	ips := s.alloc.Lookup(req.Owner)
+	if other, ok := s.otherNetwork(req.Network, req.Owner); ok {
+		writeJSON(w, http.StatusOK, api.CheckResponse{HeldBy: other, MTU: s.mtu})
+		return
+	}
+	ips, err := s.alloc.Held(req.Network, req.Owner)
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, codeInternal, "check", err)
+		return
+	}
 	if len(ips) == 0 {
-		writeErr(w, http.StatusNotFound, codeUnknownCont, "check", fmt.Errorf("agent holds no address for %s", req.Owner))
+		writeErr(w, http.StatusNotFound, codeUnknownCont, "check", fmt.Errorf("agent holds no address for %s in network %q", req.Owner, req.Network))
 		return
 	}
 	s.mu.Lock()
 	pub := s.published[req.Owner]
 	s.mu.Unlock()
+	// A journaled endpoint counts as published: it will be, in order, and
+	// `skein ipam release --leaked` must not take its address.
+	pub = pub || s.journal.pending(opPublish, req.Owner)
 	writeJSON(w, http.StatusOK, api.CheckResponse{IPs: ips, Published: pub, MTU: s.mtu})
 }
 
+// gc frees the attachments of the request's network that are not valid.
+// Each one is unpublished (or its unpublish journaled) before its address is
+// released, as in DEL; one that cannot be unpublished keeps its address.
 func (s *cniServer) gc(w http.ResponseWriter, r *http.Request) {
 	var req api.GCRequest
-	if !decode(w, r, &req) {
+	if !decode(w, r, &req) || !validNetwork(w, req.Network) {
 		return
 	}
-	freed, err := s.alloc.GC(r.Context(), req.Valid)
+	stale, err := s.alloc.Stale(req.Network, req.Valid)
 	if err != nil {
 		writeErr(w, http.StatusInternalServerError, codeInternal, "garbage-collect addresses", err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), storeCallTimeout)
-	defer cancel()
 	var errs []error
-	for _, o := range freed {
-		if err := s.store.DeleteEndpoint(ctx, s.node, o); err != nil {
+	freed := []api.Owner{}
+	for _, al := range stale {
+		o := al.Owner
+		journaled, err := s.unpublish(r.Context(), req.Network, o)
+		if err != nil {
 			errs = append(errs, err)
+			continue
 		}
-		s.mu.Lock()
-		delete(s.published, o)
-		s.mu.Unlock()
+		s.markPublished(o, false)
 		s.forget(o)
+		if !journaled {
+			if _, err := s.alloc.Release(r.Context(), req.Network, o); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		freed = append(freed, o)
+		s.log.Debug("attachment garbage-collected", "network", req.Network, "container_id", o.ContainerID, "ifname", o.IfName, "ip", al.IP, "journaled", journaled)
 	}
 	if len(freed) > 0 {
 		s.onChange()
-		s.log.Info("attachments garbage-collected", "count", len(freed))
+		s.log.Info("attachments garbage-collected", "network", req.Network, "count", len(freed))
 	}
 	if err := errors.Join(errs...); err != nil {
 		writeErr(w, http.StatusServiceUnavailable, codeTryAgainLater, "unpublish collected endpoints", err)
@@ -281,9 +420,17 @@ func validPod(p api.PodInfo) error {
 	return nil
 }
 
-func validOwner(w http.ResponseWriter, o api.Owner) bool {
+func validOwner(w http.ResponseWriter, o api.Owner, network string) bool {
 	if o.ContainerID == "" || o.IfName == "" {
 		writeErr(w, http.StatusBadRequest, codeInvalidConfig, "bad request", errors.New("containerID and ifName are required"))
+		return false
+	}
+	return validNetwork(w, network)
+}
+
+func validNetwork(w http.ResponseWriter, network string) bool {
+	if network == "" {
+		writeErr(w, http.StatusBadRequest, codeInvalidConfig, "bad request", errors.New("network (the CNI config's name) is required"))
 		return false
 	}
 	return true

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/ipam"
@@ -81,6 +84,25 @@ func (m *memEndpoints) DeleteEndpoint(_ context.Context, _ string, o api.Owner) 
 	return nil
 }
 
+func (m *memEndpoints) get(o api.Owner) (api.Endpoint, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ep, ok := m.eps[o]
+	return ep, ok
+}
+
+func (m *memEndpoints) failure() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.fail
+}
+
+func (m *memEndpoints) setFail(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.fail = err
+}
+
 func (m *memEndpoints) EnsureNamespace(_ context.Context, name string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -93,23 +115,38 @@ func (m *memEndpoints) EnsureNamespace(_ context.Context, name string) error {
 	return nil
 }
 
+// testNet is the CNI network most tests call with.
+const testNet = "net-a"
+
 type fixture struct {
-	srv  *httptest.Server
-	eps  *memEndpoints
-	now  time.Time
-	nowM sync.Mutex
+	srv   *httptest.Server
+	eps   *memEndpoints
+	alloc *ipam.Allocator
+	cni   *cniServer
+	dir   string
+	now   time.Time
+	nowM  sync.Mutex
 }
 
 // newFixture serves the CNI API over a real ipam.Allocator whose pool has
 // room for exactly three pods (a /30 block less its reserved first address).
 func newFixture(t *testing.T) *fixture {
+	return newFixtureWith(t, "10.9.0.0/30", "")
+}
+
+// newFixtureWith serves the CNI API over a real ipam.Allocator on a pool of
+// /30 blocks, with its state (and journal) in dir (a fresh one when empty).
+func newFixtureWith(t testing.TB, pool, dir string) *fixture {
 	t.Helper()
-	f := &fixture{eps: &memEndpoints{eps: map[api.Owner]api.Endpoint{}, nss: map[string]api.Namespace{}}, now: time.Unix(1000, 0)}
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	f := &fixture{eps: &memEndpoints{eps: map[api.Owner]api.Endpoint{}, nss: map[string]api.Namespace{}}, now: time.Unix(1000, 0), dir: dir}
 	alloc, err := ipam.New(context.Background(), ipam.Config{
 		Node:     "n1",
-		Pools:    []api.Pool{{CIDR: netip.MustParsePrefix("10.9.0.0/30"), BlockSize: 30}},
+		Pools:    []api.Pool{{CIDR: netip.MustParsePrefix(pool), BlockSize: 30}},
 		Store:    &memBlocks{owners: map[netip.Prefix]string{}},
-		StateDir: t.TempDir(),
+		StateDir: dir,
 		Cooldown: time.Minute,
 		Now: func() time.Time {
 			f.nowM.Lock()
@@ -120,15 +157,39 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	jr, err := openJournal(dir, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(t.Output(), nil))
+	health := &etcdHealth{}
 	s := &cniServer{
 		node: "n1", mtu: 1450, alloc: alloc, store: f.eps,
-		ready:     func() (bool, string) { return true, "" },
-		log:       slog.New(slog.NewTextHandler(t.Output(), nil)),
-		onChange:  func() {},
-		enforce:   func(context.Context, api.Endpoint) error { return nil },
-		forget:    func(api.Owner) {},
-		published: map[api.Owner]bool{},
+		ready:      func() (bool, string) { return true, "" },
+		log:        log,
+		onChange:   func() {},
+		enforce:    func(context.Context, api.Endpoint) error { return nil },
+		forget:     func(api.Owner) {},
+		endpointOf: func(o api.Owner) (api.Endpoint, bool) { return f.eps.get(o) },
+		health:     health,
+		journal:    jr,
+		published:  map[api.Owner]bool{},
 	}
+	// The publisher is driven by the tests (drain), not by its Run loop.
+	s.pub = &publisher{
+		j: jr, store: f.eps, health: health,
+		probe: func(context.Context) error { return f.eps.failure() },
+		published: func(ep api.Endpoint) {
+			s.markPublished(api.Owner{ContainerID: ep.ContainerID, IfName: ep.IfName}, true)
+		},
+		release: releaseAfterUnpublish(alloc, s.forget, log),
+		// Like the agent's status, which reads the journal: called under
+		// the journal's lock it would deadlock.
+		changed: func() { _ = jr.stats() },
+		log:     log,
+		kick:    make(chan struct{}, 1),
+	}
+	f.alloc, f.cni = alloc, s
 	f.srv = httptest.NewServer(s.handler())
 	t.Cleanup(f.srv.Close)
 	return f
@@ -163,7 +224,7 @@ func owner(id string) api.Owner { return api.Owner{ContainerID: id, IfName: "eth
 func TestCNILifecycle(t *testing.T) {
 	f := newFixture(t)
 	var ar api.AllocateResponse
-	if code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Owner: owner("a"), Pod: api.PodInfo{Namespace: "x", Name: "pa"}}, &ar); code != 200 {
+	if code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Network: testNet, Owner: owner("a"), Pod: api.PodInfo{Namespace: "x", Name: "pa"}}, &ar); code != 200 {
 		t.Fatalf("allocate: %d %+v", code, ae)
 	}
 	if len(ar.IPs) != 1 || ar.IPs[0] != netip.MustParsePrefix("10.9.0.1/32") || ar.MTU != 1450 || ar.Gateway.String() != api.GatewayIP || ar.Existing {
@@ -171,16 +232,16 @@ func TestCNILifecycle(t *testing.T) {
 	}
 	// Asking again (a retried ADD) returns the same address.
 	var again api.AllocateResponse
-	f.call(t, api.PathAllocate, api.AllocateRequest{Owner: owner("a")}, &again)
+	f.call(t, api.PathAllocate, api.AllocateRequest{Network: testNet, Owner: owner("a")}, &again)
 	if !again.Existing || again.IPs[0] != ar.IPs[0] {
 		t.Errorf("second allocate for the same owner: %+v, want existing %v", again, ar.IPs[0])
 	}
 	ip := ar.IPs[0].Addr()
 	// A commit naming an address the owner does not hold is refused.
-	if code, _ := f.call(t, api.PathCommit, api.CommitRequest{Owner: owner("a"), IPs: []netip.Addr{netip.MustParseAddr("10.9.0.2")}}, nil); code != http.StatusConflict {
+	if code, _ := f.call(t, api.PathCommit, api.CommitRequest{Network: testNet, Owner: owner("a"), IPs: []netip.Addr{netip.MustParseAddr("10.9.0.2")}}, nil); code != http.StatusConflict {
 		t.Errorf("commit of a foreign address: status %d, want 409", code)
 	}
-	if code, ae := f.call(t, api.PathCommit, api.CommitRequest{Owner: owner("a"), IPs: []netip.Addr{ip}, HostIface: "skx", Pod: api.PodInfo{Namespace: "x", Name: "pa", Labels: map[string]string{"app": "web"}}}, nil); code != 200 {
+	if code, ae := f.call(t, api.PathCommit, api.CommitRequest{Network: testNet, Owner: owner("a"), IPs: []netip.Addr{ip}, HostIface: "skx", Pod: api.PodInfo{Namespace: "x", Name: "pa", Labels: map[string]string{"app": "web"}}}, nil); code != 200 {
 		t.Fatalf("commit: %d %+v", code, ae)
 	}
 	ep, ok := f.eps.eps[owner("a")]
@@ -191,22 +252,22 @@ func TestCNILifecycle(t *testing.T) {
 		t.Errorf("namespace x not created on first pod")
 	}
 	var cr api.CheckResponse
-	if code, _ := f.call(t, api.PathCheck, api.ReleaseRequest{Owner: owner("a")}, &cr); code != 200 || !cr.Published || cr.IPs[0] != ip {
+	if code, _ := f.call(t, api.PathCheck, api.ReleaseRequest{Network: testNet, Owner: owner("a")}, &cr); code != 200 || !cr.Published || cr.IPs[0] != ip {
 		t.Errorf("check: %d %+v", code, cr)
 	}
 	var rr api.ReleaseResponse
-	if code, ae := f.call(t, api.PathRelease, api.ReleaseRequest{Owner: owner("a")}, &rr); code != 200 || len(rr.Released) != 1 {
+	if code, ae := f.call(t, api.PathRelease, api.ReleaseRequest{Network: testNet, Owner: owner("a")}, &rr); code != 200 || len(rr.Released) != 1 {
 		t.Fatalf("release: %d %+v %+v", code, ae, rr)
 	}
 	if _, ok := f.eps.eps[owner("a")]; ok {
 		t.Error("endpoint still published after release")
 	}
-	if code, _ := f.call(t, api.PathCheck, api.ReleaseRequest{Owner: owner("a")}, nil); code != http.StatusNotFound {
+	if code, _ := f.call(t, api.PathCheck, api.ReleaseRequest{Network: testNet, Owner: owner("a")}, nil); code != http.StatusNotFound {
 		t.Errorf("check after release: %d, want 404", code)
 	}
 	// Releasing again (a repeated DEL) succeeds and frees nothing.
 	rr = api.ReleaseResponse{}
-	if code, _ := f.call(t, api.PathRelease, api.ReleaseRequest{Owner: owner("a")}, &rr); code != 200 || len(rr.Released) != 0 {
+	if code, _ := f.call(t, api.PathRelease, api.ReleaseRequest{Network: testNet, Owner: owner("a")}, &rr); code != 200 || len(rr.Released) != 0 {
 		t.Errorf("second release: %d %+v", code, rr)
 	}
 }
@@ -214,17 +275,17 @@ func TestCNILifecycle(t *testing.T) {
 func TestCNIExhaustion(t *testing.T) {
 	f := newFixture(t)
 	for _, id := range []string{"a", "b", "c"} {
-		if code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Owner: owner(id)}, nil); code != 200 {
+		if code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Network: testNet, Owner: owner(id)}, nil); code != 200 {
 			t.Fatalf("allocate %s: %d %+v", id, code, ae)
 		}
 	}
-	code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Owner: owner("d")}, nil)
+	code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Network: testNet, Owner: owner("d")}, nil)
 	if code == 200 || ae.Code != codePoolExhausted {
 		t.Errorf("allocate beyond the pool: %d %+v, want code %d", code, ae, codePoolExhausted)
 	}
 	// With an address cooling down, retrying later helps: code 11.
-	f.call(t, api.PathRelease, api.ReleaseRequest{Owner: owner("a")}, nil)
-	code, ae = f.call(t, api.PathAllocate, api.AllocateRequest{Owner: owner("d")}, nil)
+	f.call(t, api.PathRelease, api.ReleaseRequest{Network: testNet, Owner: owner("a")}, nil)
+	code, ae = f.call(t, api.PathAllocate, api.AllocateRequest{Network: testNet, Owner: owner("d")}, nil)
 	if code == 200 || ae.Code != codeTryAgainLater {
 		t.Errorf("allocate while an address cools: %d %+v, want code 11", code, ae)
 	}
@@ -232,7 +293,7 @@ func TestCNIExhaustion(t *testing.T) {
 	f.now = f.now.Add(2 * time.Minute)
 	f.nowM.Unlock()
 	var ar api.AllocateResponse
-	if code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Owner: owner("d")}, &ar); code != 200 {
+	if code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Network: testNet, Owner: owner("d")}, &ar); code != 200 {
 		t.Errorf("allocate after the cooldown: %d %+v", code, ae)
 	}
 }
@@ -240,18 +301,18 @@ func TestCNIExhaustion(t *testing.T) {
 func TestCNIStoreDown(t *testing.T) {
 	f := newFixture(t)
 	var ar api.AllocateResponse
-	f.call(t, api.PathAllocate, api.AllocateRequest{Owner: owner("a")}, &ar)
-	f.eps.fail = errors.New("etcd unreachable")
-	code, ae := f.call(t, api.PathCommit, api.CommitRequest{Owner: owner("a"), IPs: []netip.Addr{ar.IPs[0].Addr()}}, nil)
+	f.call(t, api.PathAllocate, api.AllocateRequest{Network: testNet, Owner: owner("a")}, &ar)
+	f.eps.setFail(errors.New("etcdserver: permission denied")) // a refusal, not an outage
+	code, ae := f.call(t, api.PathCommit, api.CommitRequest{Network: testNet, Owner: owner("a"), IPs: []netip.Addr{ar.IPs[0].Addr()}}, nil)
 	if code == 200 || ae.Code != codeTryAgainLater {
 		t.Errorf("commit with etcd down: %d %+v, want code 11", code, ae)
 	}
 	// Release must not free the address while the endpoint may still be published.
-	code, ae = f.call(t, api.PathRelease, api.ReleaseRequest{Owner: owner("a")}, nil)
+	code, ae = f.call(t, api.PathRelease, api.ReleaseRequest{Network: testNet, Owner: owner("a")}, nil)
 	if code == 200 || ae.Code != codeTryAgainLater {
 		t.Errorf("release with etcd down: %d %+v, want code 11", code, ae)
 	}
-	if code, _ := f.call(t, api.PathCheck, api.ReleaseRequest{Owner: owner("a")}, nil); code != 200 {
+	if code, _ := f.call(t, api.PathCheck, api.ReleaseRequest{Network: testNet, Owner: owner("a")}, nil); code != 200 {
 		t.Errorf("address freed although the endpoint could not be unpublished")
 	}
 }
@@ -260,11 +321,11 @@ func TestCNIGC(t *testing.T) {
 	f := newFixture(t)
 	for _, id := range []string{"keep", "stale"} {
 		var ar api.AllocateResponse
-		f.call(t, api.PathAllocate, api.AllocateRequest{Owner: owner(id)}, &ar)
-		f.call(t, api.PathCommit, api.CommitRequest{Owner: owner(id), IPs: []netip.Addr{ar.IPs[0].Addr()}}, nil)
+		f.call(t, api.PathAllocate, api.AllocateRequest{Network: testNet, Owner: owner(id)}, &ar)
+		f.call(t, api.PathCommit, api.CommitRequest{Network: testNet, Owner: owner(id), IPs: []netip.Addr{ar.IPs[0].Addr()}}, nil)
 	}
 	var gr api.GCResponse
-	if code, ae := f.call(t, api.PathGC, api.GCRequest{Valid: []api.Owner{owner("keep")}}, &gr); code != 200 {
+	if code, ae := f.call(t, api.PathGC, api.GCRequest{Network: testNet, Valid: []api.Owner{owner("keep")}}, &gr); code != 200 {
 		t.Fatalf("gc: %d %+v", code, ae)
 	}
 	if len(gr.Freed) != 1 || gr.Freed[0] != owner("stale") {
@@ -313,5 +374,165 @@ func TestCNIBadRequest(t *testing.T) {
 	r.Body.Close()
 	if r.StatusCode != http.StatusBadRequest {
 		t.Errorf("malformed body: status %d", r.StatusCode)
+	}
+}
+
+// addEndpoint runs allocate and commit for o in network and returns its address.
+func (f *fixture) addEndpoint(t *testing.T, network string, o api.Owner) netip.Addr {
+	t.Helper()
+	var ar api.AllocateResponse
+	if code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Network: network, Owner: o}, &ar); code != 200 {
+		t.Fatalf("allocate %s in %s: %d %+v", o, network, code, ae)
+	}
+	ip := ar.IPs[0].Addr()
+	if code, ae := f.call(t, api.PathCommit, api.CommitRequest{Network: network, Owner: o, IPs: []netip.Addr{ip}}, nil); code != 200 {
+		t.Fatalf("commit %s in %s: %d %+v", o, network, code, ae)
+	}
+	return ip
+}
+
+// GC, DEL and CHECK from one network leave another network's attachments
+// (address and endpoint record) alone.
+func TestCNINetworksSeparate(t *testing.T) {
+	f := newFixtureWith(t, "10.9.0.0/29", "")
+	ipA := f.addEndpoint(t, "net-a", owner("a"))
+	f.addEndpoint(t, "net-b", owner("b"))
+
+	var gr api.GCResponse
+	if code, ae := f.call(t, api.PathGC, api.GCRequest{Network: "net-b", Valid: []api.Owner{}}, &gr); code != 200 {
+		t.Fatalf("gc net-b: %d %+v", code, ae)
+	}
+	if d := cmp.Diff([]api.Owner{owner("b")}, gr.Freed); d != "" {
+		t.Errorf("gc of net-b freed (-want +got):\n%s", d)
+	}
+	if _, ok := f.eps.get(owner("a")); !ok {
+		t.Error("gc of net-b unpublished net-a's endpoint")
+	}
+	if _, ok := f.eps.get(owner("b")); ok {
+		t.Error("gc of net-b left its stale endpoint published")
+	}
+	var rr api.ReleaseResponse
+	if code, ae := f.call(t, api.PathRelease, api.ReleaseRequest{Network: "net-b", Owner: owner("a")}, &rr); code != 200 || len(rr.Released) != 0 {
+		t.Errorf("DEL from net-b of net-a's attachment: %d %+v %+v, want success freeing nothing", code, ae, rr)
+	}
+	if _, ok := f.eps.get(owner("a")); !ok {
+		t.Error("DEL from net-b unpublished net-a's endpoint")
+	}
+	var cr api.CheckResponse
+	if code, _ := f.call(t, api.PathCheck, api.ReleaseRequest{Network: "net-b", Owner: owner("a")}, &cr); code != 200 || cr.HeldBy != "net-a" || len(cr.IPs) != 0 {
+		t.Errorf("CHECK from net-b of net-a's attachment: %d %+v, want heldBy net-a", code, cr)
+	}
+	if code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Network: "net-b", Owner: owner("a")}, nil); code != http.StatusConflict || ae.Code != codeInvalidConfig {
+		t.Errorf("ADD from net-b of net-a's attachment: %d %+v, want 409 code 7", code, ae)
+	}
+	cr = api.CheckResponse{}
+	if code, _ := f.call(t, api.PathCheck, api.ReleaseRequest{Network: "net-a", Owner: owner("a")}, &cr); code != 200 || len(cr.IPs) != 1 || cr.IPs[0] != ipA || !cr.Published {
+		t.Errorf("CHECK from net-a: %d %+v, want %s published", code, cr, ipA)
+	}
+	if code, ae := f.call(t, api.PathGC, api.GCRequest{Valid: []api.Owner{}}, nil); code != http.StatusBadRequest || ae.Code != codeInvalidConfig {
+		t.Errorf("gc without a network: %d %+v, want 400 code 7", code, ae)
+	}
+}
+
+// While etcd is unreachable, ADD and DEL work from the node's own blocks and
+// the journal; the address of a deleted endpoint stays held until its
+// unpublish lands; the journal survives a restart and drains in order.
+func TestCNIOffline(t *testing.T) {
+	f := newFixtureWith(t, "10.9.0.0/29", "")
+	f.addEndpoint(t, testNet, owner("a")) // online: claims the first block
+	f.eps.setFail(fmt.Errorf("put x: %w", context.DeadlineExceeded))
+
+	ipB := f.addEndpoint(t, testNet, owner("b"))
+	ipC := f.addEndpoint(t, testNet, owner("c"))
+	if ipB == ipC {
+		t.Fatalf("two offline containers got one address %s", ipB)
+	}
+	if f.cni.health.reachable() {
+		t.Error("etcd still counted reachable after a timed-out publish")
+	}
+	if got := f.cni.journal.stats().Unpublished; got != 2 {
+		t.Errorf("journal holds %d entries, want 2", got)
+	}
+	// The first block is full: a fourth container needs a block, so etcd.
+	code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Network: testNet, Owner: owner("d")}, nil)
+	if code == 200 || ae.Code != codeTryAgainLater || !strings.Contains(ae.Message, "etcd is unreachable") {
+		t.Errorf("allocate needing a new block offline: %d %+v, want code 11 naming etcd", code, ae)
+	}
+	// DEL offline: success, and the address stays held while etcd still names it.
+	f.eps.setFail(nil) // the record of a is still in the "store"
+	f.cni.health.observe(fmt.Errorf("x: %w", context.DeadlineExceeded), time.Now())
+	if code, ae := f.call(t, api.PathRelease, api.ReleaseRequest{Network: testNet, Owner: owner("a")}, nil); code != 200 {
+		t.Fatalf("offline DEL: %d %+v", code, ae)
+	}
+	if got := f.alloc.Lookup(owner("a")); len(got) != 1 {
+		t.Fatalf("address of a freed before its unpublish landed: %v", got)
+	}
+
+	// Restart: a new agent on the same state dir finds the journal.
+	g := newFixtureWith(t, "10.9.0.0/29", f.dir)
+	g.eps = f.eps
+	g.cni.store, g.cni.pub.store = f.eps, f.eps
+	if got := g.cni.journal.stats().Unpublished; got != 3 {
+		t.Fatalf("journal after restart holds %d entries, want 3", got)
+	}
+	if err := g.cni.pub.drain(context.Background()); err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	for _, o := range []api.Owner{owner("b"), owner("c")} {
+		if ep, ok := f.eps.get(o); !ok || ep.Network != testNet {
+			t.Errorf("endpoint %s after drain: %+v %t, want published in %s", o, ep, ok, testNet)
+		}
+	}
+	if _, ok := f.eps.get(owner("a")); ok {
+		t.Error("endpoint a still published after its unpublish drained")
+	}
+	if got := g.alloc.Lookup(owner("a")); got != nil {
+		t.Errorf("address of a still held after its unpublish landed: %v", got)
+	}
+	if !g.cni.journal.empty() || !g.cni.health.reachable() {
+		t.Errorf("after drain: journal %+v, etcd %+v", g.cni.journal.stats(), g.cni.health.state())
+	}
+	// A drained journal is not replayed again.
+	h := newFixtureWith(t, "10.9.0.0/29", f.dir)
+	if !h.cni.journal.empty() {
+		t.Errorf("journal after drain and restart: %+v", h.cni.journal.stats())
+	}
+}
+
+// A new ADD of an attachment whose DEL waits in the journal keeps its
+// address: the queued unpublish must not release it later.
+func TestCNIOfflineReAddCancelsUnpublish(t *testing.T) {
+	f := newFixtureWith(t, "10.9.0.0/29", "")
+	ip := f.addEndpoint(t, testNet, owner("a"))
+	f.cni.health.observe(fmt.Errorf("x: %w", context.DeadlineExceeded), time.Now())
+	if code, ae := f.call(t, api.PathRelease, api.ReleaseRequest{Network: testNet, Owner: owner("a")}, nil); code != 200 {
+		t.Fatalf("offline DEL: %d %+v", code, ae)
+	}
+	if again := f.addEndpoint(t, testNet, owner("a")); again != ip {
+		t.Errorf("re-ADD got %s, want its held %s", again, ip)
+	}
+	if err := f.cni.pub.drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.alloc.Lookup(owner("a")); len(got) != 1 || got[0] != ip {
+		t.Errorf("after drain a holds %v, want %s", got, ip)
+	}
+	if _, ok := f.eps.get(owner("a")); !ok {
+		t.Error("re-added endpoint not published after drain")
+	}
+}
+
+// A refusal by etcd (not an outage) is an error, never journaled.
+func TestCNIRefusalNotJournaled(t *testing.T) {
+	f := newFixture(t)
+	var ar api.AllocateResponse
+	f.call(t, api.PathAllocate, api.AllocateRequest{Network: testNet, Owner: owner("a")}, &ar)
+	f.eps.setFail(errors.New("etcdserver: permission denied"))
+	code, ae := f.call(t, api.PathCommit, api.CommitRequest{Network: testNet, Owner: owner("a"), IPs: []netip.Addr{ar.IPs[0].Addr()}}, nil)
+	if code == 200 || ae.Code != codeTryAgainLater {
+		t.Errorf("commit refused by etcd: %d %+v, want an error", code, ae)
+	}
+	if !f.cni.journal.empty() || !f.cni.health.reachable() {
+		t.Errorf("refusal journaled (%+v) or counted as an outage (%+v)", f.cni.journal.stats(), f.cni.health.state())
 	}
 }

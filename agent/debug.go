@@ -52,6 +52,9 @@ type Topology struct {
 	Errors []ComponentError `json:"errors,omitempty"`
 	// StoreError lists undecodable keys in etcd ("key: error").
 	StoreError []string `json:"storeErrors,omitempty"`
+	// Offline is etcd reachability as this agent sees it and the endpoint
+	// changes it made while etcd was away that are not yet published.
+	Offline *OfflineState `json:"offline,omitempty"`
 	// StatusError says why the other nodes' status records are missing.
 	StatusError string `json:"statusError,omitempty"`
 }
@@ -263,6 +266,13 @@ func (a *Agent) topology(status map[string]api.NodeStatus) Topology {
 		}
 		for _, bad := range v.BadPolicies {
 			t.Errors = append(t.Errors, ComponentError{Component: "policy", Error: "invalid stored policy: " + bad})
+		}
+	}
+	if a.pub != nil {
+		o := a.pub.state()
+		t.Offline = &o
+		if o.LastError != "" {
+			t.Errors = append(t.Errors, ComponentError{Component: "journal", Error: o.LastError})
 		}
 	}
 	if at := a.readyAt.Load(); at > 0 {

@@ -51,7 +51,7 @@ func (a *Agent) statusLoop(ctx context.Context) error {
 
 // statusFingerprint is what makes a status worth republishing at once.
 func statusFingerprint(st api.NodeStatus) string {
-	fp := fmt.Sprint(st.Ready, st.LastError, st.Peers, st.PeersUp, st.Endpoints, st.Blocks, st.PolicyVersion, st.PolicyError, st.InvalidPolicies)
+	fp := fmt.Sprint(st.Ready, st.LastError, st.Peers, st.PeersUp, st.Endpoints, st.Blocks, st.PolicyVersion, st.PolicyError, st.InvalidPolicies, st.Unpublished, st.EtcdUnreachable)
 	for _, b := range st.EmptyBlocks {
 		fp += " empty=" + b.CIDR.String()
 	}
@@ -116,6 +116,10 @@ func (a *Agent) nodeStatus() api.NodeStatus {
 		d := a.pol.rec.Debug()
 		st.PolicyVersion, st.PolicySync, st.PolicyError = d.AppliedVersion, d.LastSync, d.LastError
 		st.InvalidPolicies = a.pol.invalidPolicies()
+	}
+	if a.pub != nil {
+		o := a.pub.state()
+		st.Unpublished, st.UnpublishedSince, st.EtcdUnreachable = o.Unpublished, o.Oldest, !o.Etcd.Reachable
 	}
 	if st.LastError == "" && !ready {
 		st.LastError = reason

@@ -17,7 +17,7 @@ func TestStatusEmptyBlocks(t *testing.T) {
 	if len(st.EmptyBlocks) != 1 || st.EmptyBlocks[0].CIDR != home || !st.EmptyBlocks[0].Home || !st.EmptyBlocks[0].ReleaseAt.IsZero() {
 		t.Fatalf("EmptyBlocks = %+v, want the home block, kept", st.EmptyBlocks)
 	}
-	if _, _, err := a.alloc.Allocate(t.Context(), api.Owner{ContainerID: "c9", IfName: "eth0"}, ""); err != nil {
+	if _, _, err := a.alloc.Allocate(t.Context(), "net-a", api.Owner{ContainerID: "c9", IfName: "eth0"}, ""); err != nil {
 		t.Fatal(err)
 	}
 	after := a.nodeStatus()

@@ -122,7 +122,10 @@ type Endpoint struct {
 	ContainerID string            `json:"containerID"`
 	IfName      string            `json:"ifName"`
 	HostIface   string            `json:"hostIface"`
-	Created     time.Time         `json:"created,omitempty"`
+	// Network is the CNI network the attachment belongs to; empty in records
+	// written before networks were recorded.
+	Network string    `json:"network,omitempty"`
+	Created time.Time `json:"created,omitempty"`
 }
 
 // Namespace carries the labels of a namespace, at /skein/namespaces/<name>.
@@ -172,6 +175,14 @@ type NodeStatus struct {
 	// InvalidPolicies lists stored policies that do not decode or
 	// validate, and what the agent enforces in their place.
 	InvalidPolicies []InvalidPolicy `json:"invalidPolicies,omitempty"`
+	// Unpublished counts local endpoint changes (starts and deletes) made
+	// while etcd was unreachable and not yet written to it; UnpublishedSince
+	// is when the oldest of them was made.
+	Unpublished      int       `json:"unpublished,omitempty"`
+	UnpublishedSince time.Time `json:"unpublishedSince,omitzero"`
+	// EtcdUnreachable reports that the agent's last etcd call failed for
+	// lack of etcd (the record itself is written once etcd is back).
+	EtcdUnreachable bool `json:"etcdUnreachable,omitempty"`
 }
 
 // InvalidPolicy is a stored policy that does not decode or validate. It is

@@ -45,7 +45,10 @@ type PodInfo struct {
 // idempotent per owner: asking again returns the same addresses.
 type AllocateRequest struct {
 	Owner
-	Pod PodInfo `json:"pod"`
+	// Network is the CNI network name (the config's "name"): with the owner
+	// it makes the spec's attachment key. Required on every call.
+	Network string  `json:"network"`
+	Pod     PodInfo `json:"pod"`
 }
 
 // AllocateResponse gives the addresses and link settings for a new attachment.
@@ -61,6 +64,7 @@ type AllocateResponse struct {
 // endpoint is in the store (and, with policy, enforced).
 type CommitRequest struct {
 	Owner
+	Network   string       `json:"network"`
 	Pod       PodInfo      `json:"pod"`
 	IPs       []netip.Addr `json:"ips"`
 	HostIface string       `json:"hostIface"`
@@ -76,6 +80,7 @@ type CommitResponse struct {
 // succeeds when the owner holds nothing.
 type ReleaseRequest struct {
 	Owner
+	Network string `json:"network"`
 }
 
 // ReleaseResponse lists what was freed.
@@ -85,14 +90,20 @@ type ReleaseResponse struct {
 
 // CheckResponse says what the agent holds for an owner.
 type CheckResponse struct {
+	// HeldBy names the other network that holds the attachment; IPs is then
+	// empty and a DEL of the asking network must leave it alone.
+	HeldBy    string       `json:"heldBy,omitempty"`
 	IPs       []netip.Addr `json:"ips"`
 	Published bool         `json:"published"`
 	MTU       int          `json:"mtu"`
 }
 
-// GCRequest lists the attachments that are still valid; the agent frees the rest.
+// GCRequest lists the attachments of one network that are still valid; the
+// agent frees the rest of that network's attachments and nothing of another
+// network's.
 type GCRequest struct {
-	Valid []Owner `json:"valid"`
+	Network string  `json:"network"`
+	Valid   []Owner `json:"valid"`
 }
 
 // GCResponse lists the freed attachments so the plugin can remove their veths.

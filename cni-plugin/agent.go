@@ -61,26 +61,26 @@ func (c *agentClient) Commit(ctx context.Context, req api.CommitRequest) error {
 }
 
 // Release frees the owner's addresses; it succeeds when the owner holds none.
-func (c *agentClient) Release(ctx context.Context, o api.Owner) (api.ReleaseResponse, error) {
+func (c *agentClient) Release(ctx context.Context, network string, o api.Owner) (api.ReleaseResponse, error) {
 	var resp api.ReleaseResponse
-	err := c.call(ctx, http.MethodPost, api.PathRelease, api.ReleaseRequest{Owner: o}, &resp)
+	err := c.call(ctx, http.MethodPost, api.PathRelease, api.ReleaseRequest{Owner: o, Network: network}, &resp)
 	return resp, err
 }
 
 // Check reports what the agent holds for the owner.
-func (c *agentClient) Check(ctx context.Context, o api.Owner) (api.CheckResponse, error) {
+func (c *agentClient) Check(ctx context.Context, network string, o api.Owner) (api.CheckResponse, error) {
 	var resp api.CheckResponse
-	err := c.call(ctx, http.MethodPost, api.PathCheck, api.ReleaseRequest{Owner: o}, &resp)
+	err := c.call(ctx, http.MethodPost, api.PathCheck, api.ReleaseRequest{Owner: o, Network: network}, &resp)
 	return resp, err
 }
 
-// GC frees every attachment not in valid and returns the freed ones.
-func (c *agentClient) GC(ctx context.Context, valid []api.Owner) (api.GCResponse, error) {
+// GC frees every attachment of network not in valid and returns the freed ones.
+func (c *agentClient) GC(ctx context.Context, network string, valid []api.Owner) (api.GCResponse, error) {
 	var resp api.GCResponse
 	if valid == nil {
 		valid = []api.Owner{} // "nothing is valid", never null
 	}
-	err := c.call(ctx, http.MethodPost, api.PathGC, api.GCRequest{Valid: valid}, &resp)
+	err := c.call(ctx, http.MethodPost, api.PathGC, api.GCRequest{Network: network, Valid: valid}, &resp)
 	return resp, err
 }
 

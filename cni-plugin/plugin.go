@@ -137,7 +137,7 @@ func (p *plugin) cmdAdd(args *skel.CmdArgs) (err error) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.conf.Timeout)
 	defer cancel()
-	alloc, err := s.agent.Allocate(ctx, api.AllocateRequest{Owner: owner, Pod: pod})
+	alloc, err := s.agent.Allocate(ctx, api.AllocateRequest{Owner: owner, Network: s.conf.Name, Pod: pod})
 	if err != nil {
 		return err
 	}
@@ -159,7 +159,7 @@ func (p *plugin) cmdAdd(args *skel.CmdArgs) (err error) {
 		return types.NewError(types.ErrInternal, "plumb "+args.IfName, err.Error())
 	}
 	err = s.agent.Commit(ctx, api.CommitRequest{
-		Owner: owner, Pod: pod, IPs: w.IPs, HostIface: w.HostIface, Netns: args.Netns,
+		Owner: owner, Network: s.conf.Name, Pod: pod, IPs: w.IPs, HostIface: w.HostIface, Netns: args.Netns,
 	})
 	if err != nil {
 		return err
@@ -181,7 +181,7 @@ func rollback(ctx context.Context, s *session, dp dataplane, owner api.Owner, cr
 			s.log.Error("rollback: remove veth", "ifname", api.HostIfaceName(owner), "err", err)
 		}
 	}
-	if _, err := s.agent.Release(ctx, owner); err != nil {
+	if _, err := s.agent.Release(ctx, s.conf.Name, owner); err != nil {
 		s.log.Error("rollback: release", "err", err)
 	}
 }
@@ -197,6 +197,15 @@ func (p *plugin) cmdDel(args *skel.CmdArgs) (err error) {
 
 	owner := api.Owner{ContainerID: args.ContainerID, IfName: args.IfName}
 	hostIface := api.HostIfaceName(owner)
+	ctx, cancel := context.WithTimeout(context.Background(), s.conf.Timeout)
+	defer cancel()
+	// The host veth is named by container id and ifname only: when another
+	// network holds this attachment, it is that network's veth. (Without an
+	// answer, DEL goes on as before: it must not fail forever.)
+	if held, err := s.agent.Check(ctx, s.conf.Name, owner); err == nil && held.HeldBy != "" && held.HeldBy != s.conf.Name {
+		s.log.Warn("DEL for an attachment of another network: nothing removed", "network", s.conf.Name, "held_by", held.HeldBy)
+		return nil
+	}
 	// Links first, so the addresses are never free while still plumbed.
 	var linkErr error
 	dp, err := p.newDataplane(s.log)
@@ -206,9 +215,7 @@ func (p *plugin) cmdDel(args *skel.CmdArgs) (err error) {
 	if err != nil {
 		linkErr = fmt.Errorf("remove veth %s: %w", hostIface, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.conf.Timeout)
-	defer cancel()
-	_, relErr := s.agent.Release(ctx, owner)
+	_, relErr := s.agent.Release(ctx, s.conf.Name, owner)
 	switch {
 	case relErr != nil && linkErr != nil:
 		te := asTypesError(relErr)
@@ -255,9 +262,12 @@ func (p *plugin) cmdCheck(args *skel.CmdArgs) (err error) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.conf.Timeout)
 	defer cancel()
-	held, err := s.agent.Check(ctx, owner)
+	held, err := s.agent.Check(ctx, s.conf.Name, owner)
 	if err != nil {
 		return err
+	}
+	if held.HeldBy != "" {
+		problems = append(problems, fmt.Sprintf("attachment %s belongs to network %q, not %q", owner, held.HeldBy, s.conf.Name))
 	}
 	for _, ip := range w.IPs {
 		if !containsAddr(held.IPs, ip) {
@@ -292,7 +302,7 @@ func (p *plugin) cmdGC(args *skel.CmdArgs) (err error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.conf.Timeout)
 	defer cancel()
-	resp, err := s.agent.GC(ctx, sortedOwners(s.conf.Valid))
+	resp, err := s.agent.GC(ctx, s.conf.Name, sortedOwners(s.conf.Valid))
 	if err != nil {
 		return err
 	}

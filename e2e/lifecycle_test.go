@@ -114,7 +114,7 @@ func TestDelFreesAddress(t *testing.T) {
 		t.Errorf("endpoint %s still published after DEL", owner)
 	}
 	var ae api.AgentError
-	code := agentCall(ctx, t, h, api.PathCheck, api.ReleaseRequest{Owner: owner}, &ae)
+	code := agentCall(ctx, t, h, api.PathCheck, api.ReleaseRequest{Network: "skein", Owner: owner}, &ae)
 	if code != http.StatusNotFound {
 		t.Errorf("agent check of deleted owner: status %d (%+v), want 404: the address is still held", code, ae)
 	}

@@ -294,11 +294,11 @@ func TestOpsDebugEndpoints(t *testing.T) {
 	// One CNI allocate and release, so the latency histogram has samples.
 	o := api.Owner{ContainerID: "ops-metrics", IfName: "eth0"}
 	var ar api.AllocateResponse
-	if code := agentCall(ctx, t, h, api.PathAllocate, api.AllocateRequest{Owner: o}, &ar); code != http.StatusOK {
+	if code := agentCall(ctx, t, h, api.PathAllocate, api.AllocateRequest{Network: "skein", Owner: o}, &ar); code != http.StatusOK {
 		t.Fatalf("allocate: %d", code)
 	}
 	var rr api.ReleaseResponse
-	if code := agentCall(ctx, t, h, api.PathRelease, api.ReleaseRequest{Owner: o}, &rr); code != http.StatusOK {
+	if code := agentCall(ctx, t, h, api.PathRelease, api.ReleaseRequest{Network: "skein", Owner: o}, &rr); code != http.StatusOK {
 		t.Fatalf("release: %d", code)
 	}
 
@@ -571,7 +571,7 @@ func TestOpsIPAMAudit(t *testing.T) {
 	h := shared.Hosts()[0]
 	leak := api.Owner{ContainerID: "ops-leak", IfName: "eth0"}
 	var ar api.AllocateResponse
-	if code := agentCall(ctx, t, h, api.PathAllocate, api.AllocateRequest{Owner: leak}, &ar); code != http.StatusOK {
+	if code := agentCall(ctx, t, h, api.PathAllocate, api.AllocateRequest{Network: "skein", Owner: leak}, &ar); code != http.StatusOK {
 		t.Fatalf("allocate the leak: %d", code)
 	}
 
@@ -610,7 +610,7 @@ func TestOpsIPAMAudit(t *testing.T) {
 		t.Errorf("the stale endpoint record is still there")
 	}
 	var ae api.AgentError
-	if code := agentCall(ctx, t, h, api.PathCheck, api.ReleaseRequest{Owner: leak}, &ae); code != http.StatusNotFound {
+	if code := agentCall(ctx, t, h, api.PathCheck, api.ReleaseRequest{Network: "skein", Owner: leak}, &ae); code != http.StatusNotFound {
 		t.Errorf("agent check of the released leak: %d, want 404", code)
 	}
 	r = opsSkeinIn(ctx, t, h.Name, "ipam", "check", "--grace", "0s", "-o", "json")

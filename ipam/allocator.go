@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/skeinnet/skein/api"
+	"github.com/skeinnet/skein/internal/atomicfile"
 )
 
 // BlockStore keeps the cluster-wide block affinities. *store.Client implements it.
@@ -34,6 +35,12 @@ var (
 	ErrExhausted = errors.New("ipam: pool exhausted")
 	// ErrNotFound means the owner holds no allocation.
 	ErrNotFound = errors.New("ipam: owner has no allocation")
+	// ErrOtherNetwork means the attachment (container id + ifname) is held
+	// by another CNI network than the one asking.
+	ErrOtherNetwork = errors.New("ipam: attachment belongs to another network")
+	// ErrNeedsBlock means the node's blocks have no free address and the
+	// caller asked not to claim a new block (etcd is unreachable).
+	ErrNeedsBlock = errors.New("ipam: the node's blocks are full and a new block needs the store")
 )
 
 // DefaultCooldown is how long a released address rests before reuse.
@@ -69,10 +76,14 @@ type Config struct {
 	ReleaseGrace time.Duration
 }
 
-// Allocation is one address held by one owner.
+// Allocation is one address held by one attachment: the CNI network plus the
+// owner (container id + ifname). An allocation written before networks were
+// recorded has an empty Network: it is adopted by the first ADD, CHECK or DEL
+// (or a GC that lists it as valid) that names it, and no GC frees it before.
 type Allocation struct {
 	IP      netip.Addr   `json:"ip"`
 	Owner   api.Owner    `json:"owner"`
+	Network string       `json:"network,omitempty"`
 	Pod     string       `json:"pod,omitempty"` // "namespace/name" where known
 	Block   netip.Prefix `json:"block"`
 	Created time.Time    `json:"created"`
@@ -188,7 +199,7 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("ipam: create state dir: %w", err)
 	}
-	if err := removeStaleTemps(cfg.StateDir, StateFileName); err != nil {
+	if err := atomicfile.RemoveStaleTemps(cfg.StateDir, StateFileName); err != nil {
 		a.log.Warn("stale temp files left in state dir", "err", err)
 	}
 	st, found, err := loadState(a.path, a.node)
@@ -248,29 +259,65 @@ func checkOwner(o api.Owner) error {
 	return nil
 }
 
-// Allocate returns an address for o. It is idempotent per owner: if o already
-// holds an address, that address is returned with existing=true. Otherwise it
-// picks the lowest free address not cooling down from the node's blocks,
-// claiming a new block when they are full. The allocation is on disk before
-// Allocate returns.
-func (a *Allocator) Allocate(ctx context.Context, o api.Owner, pod string) (ip netip.Addr, existing bool, err error) {
-	if err := checkOwner(o); err != nil {
+// checkAttachment rejects an attachment key with a part missing.
+func checkAttachment(network string, o api.Owner) error {
+	if network == "" {
+		return fmt.Errorf("owner %q: network name is required", o)
+	}
+	return checkOwner(o)
+}
+
+// matchLocked reports (as an error wrapping ErrOtherNetwork) whether al
+// belongs to another network than network. An allocation without a network
+// (written by an older version) matches any network. a.mu must be held.
+func (a *Allocator) matchLocked(al Allocation, network string) error {
+	if al.Network != "" && al.Network != network {
+		return fmt.Errorf("held by network %q: %w", al.Network, ErrOtherNetwork)
+	}
+	return nil
+}
+
+// Allocate returns an address for network's attachment o. It is idempotent
+// per attachment: if o already holds an address in network, that address is
+// returned with existing=true; if another network holds o, it fails with
+// ErrOtherNetwork. Otherwise it picks the lowest free address not cooling
+// down from the node's blocks, claiming a new block when they are full. The
+// allocation is on disk before Allocate returns.
+func (a *Allocator) Allocate(ctx context.Context, network string, o api.Owner, pod string) (ip netip.Addr, existing bool, err error) {
+	return a.allocate(ctx, network, o, pod, true)
+}
+
+// AllocateLocal is Allocate without claiming a block: when the node's blocks
+// are full it fails with ErrNeedsBlock. It makes no store call.
+func (a *Allocator) AllocateLocal(ctx context.Context, network string, o api.Owner, pod string) (ip netip.Addr, existing bool, err error) {
+	return a.allocate(ctx, network, o, pod, false)
+}
+
+func (a *Allocator) allocate(ctx context.Context, network string, o api.Owner, pod string, mayClaim bool) (ip netip.Addr, existing bool, err error) {
+	if err := checkAttachment(network, o); err != nil {
 		return netip.Addr{}, false, fmt.Errorf("allocate: %w", err)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for {
 		if ip, ok := a.owners[o]; ok {
-			a.fillPodLocked(ip, o, pod)
+			al := a.allocs[ip]
+			if err := a.matchLocked(al, network); err != nil {
+				return netip.Addr{}, false, fmt.Errorf("allocate for %s in network %q: %w", o, network, err)
+			}
+			a.fillLocked(ip, o, network, pod)
 			return ip, true, nil
 		}
 		now := a.now()
 		if ip, ok := pickAddr(a.usableBlocksLocked(), a.allocs, a.cooling, now); ok {
-			if err := a.recordLocked(ip, o, pod, now); err != nil {
+			if err := a.recordLocked(ip, o, network, pod, now); err != nil {
 				return netip.Addr{}, false, fmt.Errorf("allocate for %s: %w", o, err)
 			}
-			a.log.Debug("address allocated", "ip", ip, "container_id", o.ContainerID, "ifname", o.IfName, "pod", pod)
+			a.log.Debug("address allocated", "ip", ip, "network", network, "container_id", o.ContainerID, "ifname", o.IfName, "pod", pod)
 			return ip, false, nil
+		}
+		if !mayClaim {
+			return netip.Addr{}, false, fmt.Errorf("allocate for %s: %w", o, ErrNeedsBlock)
 		}
 		// The lock is let go while the store is asked, so o may hold an
 		// address when this returns (a retried ADD): the loop checks again.
@@ -280,25 +327,30 @@ func (a *Allocator) Allocate(ctx context.Context, o api.Owner, pod string) (ip n
 	}
 }
 
-// fillPodLocked records the pod name of an allocation made without one.
-// a.mu must be held.
-func (a *Allocator) fillPodLocked(ip netip.Addr, o api.Owner, pod string) {
+// fillLocked records on an existing allocation the network (allocations
+// from before networks were recorded have none) and the pod name, when it
+// lacks them. a.mu must be held.
+func (a *Allocator) fillLocked(ip netip.Addr, o api.Owner, network, pod string) {
 	al := a.allocs[ip]
-	if al.Pod != "" || pod == "" {
+	if al.Network != "" && (al.Pod != "" || pod == "") {
 		return
 	}
-	al.Pod = pod
+	al.Network = network
+	if al.Pod == "" {
+		al.Pod = pod
+	}
 	a.allocs[ip] = al
 	if err := a.saveLocked(); err != nil {
-		// The address is held either way; only the pod name is not on disk.
-		a.log.Warn("pod name not saved", "ip", ip, "container_id", o.ContainerID, "ifname", o.IfName, "err", err)
+		// The address is held either way; only the pod name or the adopted
+		// network is not on disk (adopted again next time).
+		a.log.Warn("allocation update not saved", "ip", ip, "container_id", o.ContainerID, "ifname", o.IfName, "err", err)
 	}
 }
 
-// recordLocked gives ip to o and saves the state, or changes nothing. a.mu
-// must be held.
-func (a *Allocator) recordLocked(ip netip.Addr, o api.Owner, pod string, now time.Time) error {
-	al := Allocation{IP: ip, Owner: o, Pod: pod, Block: a.blockOfLocked(ip), Created: now}
+// recordLocked gives ip to network's attachment o and saves the state, or
+// changes nothing. a.mu must be held.
+func (a *Allocator) recordLocked(ip netip.Addr, o api.Owner, network, pod string, now time.Time) error {
+	al := Allocation{IP: ip, Owner: o, Network: network, Pod: pod, Block: a.blockOfLocked(ip), Created: now}
 	a.allocs[ip] = al
 	a.owners[o] = ip
 	delete(a.cooling, ip) // only an expired entry can be here
@@ -373,11 +425,13 @@ func (a *Allocator) awaitBlockLocked(ctx context.Context) error {
 	return err
 }
 
-// Release frees the addresses o holds and starts their cooldown. It returns
-// an empty list and no error when o holds nothing, which is what a stale or
-// repeated DEL sees even if the address now belongs to someone else.
-func (a *Allocator) Release(_ context.Context, o api.Owner) ([]netip.Addr, error) {
-	if err := checkOwner(o); err != nil {
+// Release frees the addresses network's attachment o holds and starts their
+// cooldown. It returns an empty list and no error when o holds nothing, which
+// is what a stale or repeated DEL sees even if the address now belongs to
+// someone else. When another network holds o it frees nothing and fails with
+// ErrOtherNetwork.
+func (a *Allocator) Release(_ context.Context, network string, o api.Owner) ([]netip.Addr, error) {
+	if err := checkAttachment(network, o); err != nil {
 		return nil, fmt.Errorf("release: %w", err)
 	}
 	a.mu.Lock()
@@ -387,51 +441,80 @@ func (a *Allocator) Release(_ context.Context, o api.Owner) ([]netip.Addr, error
 		return nil, nil
 	}
 	al := a.allocs[ip]
+	if err := a.matchLocked(al, network); err != nil {
+		return nil, fmt.Errorf("release %s in network %q: %w", o, network, err)
+	}
 	a.freeLocked(al, a.now())
 	if err := a.saveLocked(); err != nil {
 		a.restoreLocked(al)
 		return nil, fmt.Errorf("release %s: %w", o, err)
 	}
-	a.log.Debug("address released", "ip", ip, "container_id", o.ContainerID, "ifname", o.IfName)
+	a.log.Debug("address released", "ip", ip, "network", network, "container_id", o.ContainerID, "ifname", o.IfName)
 	return []netip.Addr{ip}, nil
 }
 
-// GC frees every allocation whose owner is not in valid and returns the freed
-// owners, sorted. Freed addresses cool down as after Release.
-func (a *Allocator) GC(_ context.Context, valid []api.Owner) ([]api.Owner, error) {
+// Held returns the addresses network's attachment o holds (nil when none),
+// or an error wrapping ErrOtherNetwork when another network holds o. An
+// allocation without a network is adopted by network.
+func (a *Allocator) Held(network string, o api.Owner) ([]netip.Addr, error) {
+	if err := checkAttachment(network, o); err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ip, ok := a.owners[o]
+	if !ok {
+		return nil, nil
+	}
+	al := a.allocs[ip]
+	if err := a.matchLocked(al, network); err != nil {
+		return nil, fmt.Errorf("%s in network %q: %w", o, network, err)
+	}
+	if al.Network == "" {
+		a.adoptLocked(al, network)
+	}
+	return []netip.Addr{ip}, nil
+}
+
+// Stale returns network's allocations whose owner is not in valid, sorted
+// by owner: what a CNI GC of network frees. Allocations of other networks
+// are never stale here. Allocations without a network are adopted when valid
+// lists them and left alone otherwise (see Allocation). Stale frees nothing:
+// the caller unpublishes each endpoint, then Releases it.
+func (a *Allocator) Stale(network string, valid []api.Owner) ([]Allocation, error) {
+	if network == "" {
+		return nil, errors.New("stale: network name is required")
+	}
 	keep := make(map[api.Owner]bool, len(valid))
 	for _, o := range valid {
 		keep[o] = true
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var freed []Allocation
+	var stale []Allocation
 	for _, al := range a.allocs {
-		if !keep[al.Owner] {
-			freed = append(freed, al)
+		switch {
+		case al.Network == "" && keep[al.Owner]:
+			a.adoptLocked(al, network)
+		case al.Network == network && !keep[al.Owner]:
+			stale = append(stale, al)
 		}
 	}
-	if len(freed) == 0 {
-		return nil, nil
-	}
-	now := a.now()
-	for _, al := range freed {
-		a.freeLocked(al, now)
-	}
+	slices.SortFunc(stale, func(x, y Allocation) int { return compareOwners(x.Owner, y.Owner) })
+	return stale, nil
+}
+
+// adoptLocked records network on an allocation written without one. A
+// failed save only logs: the allocation is adopted again next time. a.mu
+// must be held.
+func (a *Allocator) adoptLocked(al Allocation, network string) {
+	al.Network = network
+	a.allocs[al.IP] = al
 	if err := a.saveLocked(); err != nil {
-		for _, al := range freed {
-			a.restoreLocked(al)
-		}
-		return nil, fmt.Errorf("gc: %w", err)
+		a.log.Warn("adopted network not saved", "ip", al.IP, "network", network, "container_id", al.Owner.ContainerID, "ifname", al.Owner.IfName, "err", err)
+		return
 	}
-	owners := make([]api.Owner, 0, len(freed))
-	for _, al := range freed {
-		owners = append(owners, al.Owner)
-		a.log.Debug("address collected", "ip", al.IP, "container_id", al.Owner.ContainerID, "ifname", al.Owner.IfName)
-	}
-	slices.SortFunc(owners, compareOwners)
-	a.log.Info("ipam gc freed addresses", "count", len(owners))
-	return owners, nil
+	a.log.Info("allocation adopted by network", "ip", al.IP, "network", network, "container_id", al.Owner.ContainerID, "ifname", al.Owner.IfName)
 }
 
 func compareOwners(x, y api.Owner) int {

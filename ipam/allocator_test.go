@@ -59,9 +59,12 @@ func (e *testEnv) newAlloc(cfg Config) *Allocator {
 
 func owner(id string) api.Owner { return api.Owner{ContainerID: id, IfName: "eth0"} }
 
+// testNet is the CNI network most tests allocate in.
+const testNet = "net-a"
+
 func mustAllocate(t *testing.T, a *Allocator, o api.Owner, pod string) netip.Addr {
 	t.Helper()
-	ip, existing, err := a.Allocate(context.Background(), o, pod)
+	ip, existing, err := a.Allocate(context.Background(), testNet, o, pod)
 	if err != nil {
 		t.Fatalf("Allocate(%s) = %v", o, err)
 	}
@@ -73,7 +76,7 @@ func mustAllocate(t *testing.T, a *Allocator, o api.Owner, pod string) netip.Add
 
 func mustRelease(t *testing.T, a *Allocator, o api.Owner) []netip.Addr {
 	t.Helper()
-	ips, err := a.Release(context.Background(), o)
+	ips, err := a.Release(context.Background(), testNet, o)
 	if err != nil {
 		t.Fatalf("Release(%s) = %v", o, err)
 	}
@@ -114,7 +117,7 @@ func TestAllocateRelease(t *testing.T) {
 	if got := mustAllocate(t, a, owner("c1"), "ns/p1"); got != addr("10.0.0.13") {
 		t.Errorf("first address = %s, want 10.0.0.13 (first of block reserved for the VTEP)", got)
 	}
-	ip, existing, err := a.Allocate(ctx, owner("c1"), "ns/p1")
+	ip, existing, err := a.Allocate(ctx, testNet, owner("c1"), "ns/p1")
 	if err != nil || !existing || ip != addr("10.0.0.13") {
 		t.Errorf("repeated Allocate(c1) = %s, %t, %v; want 10.0.0.13, true, nil", ip, existing, err)
 	}
@@ -126,8 +129,8 @@ func TestAllocateRelease(t *testing.T) {
 		t.Errorf("Lookup(c1) (-want +got):\n%s", d)
 	}
 	want := []Allocation{
-		{IP: addr("10.0.0.13"), Owner: owner("c1"), Pod: "ns/p1", Block: pfx("10.0.0.12/30"), Created: e.clock.Now()},
-		{IP: addr("10.0.0.14"), Owner: api.Owner{ContainerID: "c1", IfName: "net1"}, Pod: "ns/p1", Block: pfx("10.0.0.12/30"), Created: e.clock.Now()},
+		{IP: addr("10.0.0.13"), Owner: owner("c1"), Network: testNet, Pod: "ns/p1", Block: pfx("10.0.0.12/30"), Created: e.clock.Now()},
+		{IP: addr("10.0.0.14"), Owner: api.Owner{ContainerID: "c1", IfName: "net1"}, Network: testNet, Pod: "ns/p1", Block: pfx("10.0.0.12/30"), Created: e.clock.Now()},
 	}
 	if d := cmp.Diff(want, a.Allocations(), cmpOpts); d != "" {
 		t.Errorf("Allocations() (-want +got):\n%s", d)
@@ -148,7 +151,7 @@ func TestAllocateRelease(t *testing.T) {
 	if got := mustRelease(t, a, owner("never")); len(got) != 0 {
 		t.Errorf("Release(never) = %v, want nothing", got)
 	}
-	if _, _, err := a.Allocate(ctx, api.Owner{ContainerID: "c9"}, ""); err == nil {
+	if _, _, err := a.Allocate(ctx, testNet, api.Owner{ContainerID: "c9"}, ""); err == nil {
 		t.Error("Allocate() with empty ifname succeeded")
 	}
 	if d := cmp.Diff(Stats{Blocks: 1, Capacity: 3, Used: 1, Free: 1, Cooling: 1}, a.Stats()); d != "" {
@@ -161,7 +164,7 @@ func TestAllocateFillsInPod(t *testing.T) {
 	e := newEnv(t)
 	a := e.newAlloc(e.config())
 	ip := mustAllocate(t, a, owner("c1"), "")
-	got, existing, err := a.Allocate(context.Background(), owner("c1"), "ns/late")
+	got, existing, err := a.Allocate(context.Background(), testNet, owner("c1"), "ns/late")
 	if err != nil || !existing || got != ip {
 		t.Fatalf("Allocate(c1) again = %s, %t, %v", got, existing, err)
 	}
@@ -208,7 +211,7 @@ func TestCooldown(t *testing.T) {
 	mustRelease(t, a, owner("A")) // frees 10.0.0.1 at t0+10s
 
 	e.clock.Advance(DefaultCooldown - 10*time.Second - time.Nanosecond)
-	_, _, err := a.Allocate(context.Background(), owner("D"), "")
+	_, _, err := a.Allocate(context.Background(), testNet, owner("D"), "")
 	if !errors.Is(err, ErrExhausted) {
 		t.Fatalf("Allocate(D) during cooldown = %v, want ErrExhausted", err)
 	}
@@ -291,7 +294,7 @@ func TestExhausted(t *testing.T) {
 	for i := range 6 {
 		mustAllocate(t, a, owner(fmt.Sprint("c", i)), "")
 	}
-	_, _, err := a.Allocate(context.Background(), owner("c6"), "")
+	_, _, err := a.Allocate(context.Background(), testNet, owner("c6"), "")
 	if !errors.Is(err, ErrExhausted) {
 		t.Fatalf("Allocate() = %v, want ErrExhausted", err)
 	}
@@ -305,7 +308,7 @@ func TestExhausted(t *testing.T) {
 	}
 
 	mustRelease(t, a, owner("c0"))
-	_, _, err = a.Allocate(context.Background(), owner("c6"), "")
+	_, _, err = a.Allocate(context.Background(), testNet, owner("c6"), "")
 	if !errors.Is(err, ErrExhausted) || !strings.Contains(err.Error(), "(1 address cooling down, the first free again in 30s)") {
 		t.Errorf("Allocate() with one address cooling = %v", err)
 	}
@@ -335,7 +338,7 @@ func TestExhaustedMultiplePools(t *testing.T) {
 	for i := range 6 {
 		mustAllocate(t, a, owner(fmt.Sprint("c", i)), "")
 	}
-	_, _, err := a.Allocate(context.Background(), owner("c6"), "")
+	_, _, err := a.Allocate(context.Background(), testNet, owner("c6"), "")
 	const want = "pool 10.0.0.0/30: all 1 block claimed, pool 10.1.0.0/30: all 1 block claimed, node node-a's 2 blocks full"
 	if !errors.Is(err, ErrExhausted) || !strings.Contains(err.Error(), want) {
 		t.Errorf("Allocate() = %v, want ErrExhausted containing %q", err, want)
@@ -351,7 +354,7 @@ func TestMaxBlocks(t *testing.T) {
 	for i := range 3 {
 		mustAllocate(t, a, owner(fmt.Sprint("c", i)), "")
 	}
-	_, _, err := a.Allocate(context.Background(), owner("c3"), "")
+	_, _, err := a.Allocate(context.Background(), testNet, owner("c3"), "")
 	if !errors.Is(err, ErrExhausted) || !strings.Contains(err.Error(), "node node-a holds its maximum of 1 block, all full") {
 		t.Errorf("Allocate() = %v, want ErrExhausted at the block limit", err)
 	}
@@ -382,7 +385,7 @@ func TestRestartKeepsAddresses(t *testing.T) {
 	if got := b.VTEPAddr(); got != addr("10.0.0.12") {
 		t.Errorf("VTEPAddr() after restart = %s, want 10.0.0.12", got)
 	}
-	ip, existing, err := b.Allocate(context.Background(), owner("c3"), "ns/p3")
+	ip, existing, err := b.Allocate(context.Background(), testNet, owner("c3"), "ns/p3")
 	if err != nil || !existing || ip != addr("10.0.0.1") {
 		t.Errorf("Allocate(c3) after restart = %s, %t, %v; want 10.0.0.1, true", ip, existing, err)
 	}
@@ -401,23 +404,20 @@ func TestRestartNeverSavedAllocationIsFree(t *testing.T) {
 	a := e.newAlloc(e.config())
 	mustAllocate(t, a, owner("c0"), "")
 	blockDir(t, e.dir)
-	if _, _, err := a.Allocate(context.Background(), owner("c1"), ""); err == nil {
+	if _, _, err := a.Allocate(context.Background(), testNet, owner("c1"), ""); err == nil {
 		t.Fatal("Allocate() with an unwritable state dir succeeded")
 	}
 	if got := a.Lookup(owner("c1")); got != nil {
 		t.Errorf("Lookup(c1) after a failed save = %v, want nil", got)
 	}
-	if _, err := a.Release(context.Background(), owner("c0")); err == nil {
+	if _, err := a.Release(context.Background(), testNet, owner("c0")); err == nil {
 		t.Error("Release() with an unwritable state dir succeeded")
 	}
 	if got := a.Lookup(owner("c0")); len(got) != 1 {
 		t.Errorf("Lookup(c0) after a failed release = %v, want its address kept", got)
 	}
-	if _, err := a.GC(context.Background(), nil); err == nil {
-		t.Error("GC() with an unwritable state dir succeeded")
-	}
 	if got := a.Stats(); got.Used != 1 || got.Cooling != 0 {
-		t.Errorf("Stats() after failed GC = %+v, want 1 used, 0 cooling", got)
+		t.Errorf("Stats() after failed release = %+v, want 1 used, 0 cooling", got)
 	}
 	unblockDir(t, e.dir)
 	if got := mustAllocate(t, a, owner("c1"), ""); got != addr("10.0.0.14") {
@@ -553,7 +553,7 @@ func TestStoreErrors(t *testing.T) {
 		mustAllocate(t, a, owner(fmt.Sprint("c", i)), "")
 	}
 	e.store.setErr(errors.New("etcd down"))
-	_, _, err := a.Allocate(context.Background(), owner("c3"), "")
+	_, _, err := a.Allocate(context.Background(), testNet, owner("c3"), "")
 	if err == nil || errors.Is(err, ErrExhausted) || !strings.Contains(err.Error(), "etcd down") {
 		t.Errorf("Allocate() needing a block with the store down = %v, want the store error", err)
 	}
@@ -563,19 +563,25 @@ func TestStoreErrors(t *testing.T) {
 	mustAllocate(t, a, owner("c3"), "")
 }
 
-func TestGC(t *testing.T) {
+func TestStaleThenRelease(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	a := e.newAlloc(e.config())
 	for _, id := range []string{"c3", "c1", "c2", "c4"} {
 		mustAllocate(t, a, owner(id), "")
 	}
-	freed, err := a.GC(context.Background(), []api.Owner{owner("c2"), owner("gone")})
+	stale, err := a.Stale(testNet, []api.Owner{owner("c2"), owner("gone")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := cmp.Diff([]api.Owner{owner("c1"), owner("c3"), owner("c4")}, freed); d != "" {
-		t.Errorf("GC() freed (-want +got):\n%s", d)
+	if d := cmp.Diff([]api.Owner{owner("c1"), owner("c3"), owner("c4")}, allocOwners(stale)); d != "" {
+		t.Errorf("Stale() (-want +got):\n%s", d)
+	}
+	if got := a.Stats(); got.Used != 4 {
+		t.Errorf("Stats() after Stale = %+v, want all 4 still used (Stale frees nothing)", got)
+	}
+	for _, al := range stale {
+		mustRelease(t, a, al.Owner)
 	}
 	if got := a.Lookup(owner("c2")); len(got) != 1 {
 		t.Errorf("Lookup(c2) = %v, want its address kept", got)
@@ -583,13 +589,128 @@ func TestGC(t *testing.T) {
 	if got := a.Stats(); got.Used != 1 || got.Cooling != 3 {
 		t.Errorf("Stats() = %+v, want 1 used and 3 cooling", got)
 	}
-	freed, err = a.GC(context.Background(), []api.Owner{owner("c2")})
-	if err != nil || len(freed) != 0 {
-		t.Errorf("second GC() = %v, %v; want nothing", freed, err)
+	if stale, err := a.Stale(testNet, []api.Owner{owner("c2")}); err != nil || len(stale) != 0 {
+		t.Errorf("second Stale() = %v, %v; want nothing", stale, err)
+	}
+	if _, err := a.Stale("", nil); err == nil {
+		t.Error("Stale() without a network succeeded")
 	}
 	b := e.newAlloc(e.config())
 	if got := len(b.Allocations()); got != 1 {
 		t.Errorf("restart after GC sees %d allocations, want 1", got)
+	}
+}
+
+func allocOwners(als []Allocation) []api.Owner {
+	var out []api.Owner
+	for _, al := range als {
+		out = append(out, al.Owner)
+	}
+	return out
+}
+
+// Two CNI networks share the node: what one network's GC, DEL, CHECK or ADD
+// does never touches the other's attachments.
+func TestNetworksAreSeparate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.newAlloc(e.config())
+	ctx := context.Background()
+	ipA, _, err := a.Allocate(ctx, "net-a", owner("ca"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.Allocate(ctx, "net-b", owner("cb"), ""); err != nil {
+		t.Fatal(err)
+	}
+
+	// GC of net-b with an empty valid list: only net-b's attachment is stale.
+	stale, err := a.Stale("net-b", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]api.Owner{owner("cb")}, allocOwners(stale)); d != "" {
+		t.Errorf("Stale(net-b) (-want +got):\n%s", d)
+	}
+
+	// DEL and CHECK from net-b of net-a's attachment: nothing freed.
+	if ips, err := a.Release(ctx, "net-b", owner("ca")); !errors.Is(err, ErrOtherNetwork) || ips != nil {
+		t.Errorf("Release(net-b, ca) = %v, %v; want nothing and ErrOtherNetwork", ips, err)
+	}
+	if ips, err := a.Held("net-b", owner("ca")); !errors.Is(err, ErrOtherNetwork) || ips != nil {
+		t.Errorf("Held(net-b, ca) = %v, %v; want ErrOtherNetwork", ips, err)
+	}
+	if _, _, err := a.Allocate(ctx, "net-b", owner("ca"), ""); !errors.Is(err, ErrOtherNetwork) {
+		t.Errorf("Allocate(net-b, ca) = %v, want ErrOtherNetwork", err)
+	}
+	if got := a.Lookup(owner("ca")); len(got) != 1 || got[0] != ipA {
+		t.Errorf("Lookup(ca) = %v, want [%s] kept", got, ipA)
+	}
+	if ips, err := a.Held("net-a", owner("ca")); err != nil || len(ips) != 1 || ips[0] != ipA {
+		t.Errorf("Held(net-a, ca) = %v, %v; want [%s]", ips, err, ipA)
+	}
+	if ips, err := a.Release(ctx, "net-a", owner("ca")); err != nil || len(ips) != 1 {
+		t.Errorf("Release(net-a, ca) = %v, %v; want its address", ips, err)
+	}
+}
+
+// An allocation from a state file written before networks were recorded is
+// never stale for any GC until a call naming it adopts it.
+func TestLegacyAllocationAdopted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.newAlloc(e.config())
+	ip := mustAllocate(t, a, owner("old"), "ns/old")
+	// Rewrite the state file as the previous version wrote it: no network.
+	st, _, err := loadState(filepath.Join(e.dir, StateFileName), "node-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range st.Allocations {
+		st.Allocations[i].Network = ""
+	}
+	if err := saveState(filepath.Join(e.dir, StateFileName), st); err != nil {
+		t.Fatal(err)
+	}
+	b := e.newAlloc(e.config())
+	for _, n := range []string{"net-a", "net-b"} {
+		if stale, err := b.Stale(n, nil); err != nil || len(stale) != 0 {
+			t.Errorf("Stale(%s, nothing valid) = %v, %v; want the legacy allocation left alone", n, stale, err)
+		}
+	}
+	// A GC of net-b that lists it adopts it; net-a's GC then cannot free it.
+	if _, err := b.Stale("net-b", []api.Owner{owner("old")}); err != nil {
+		t.Fatal(err)
+	}
+	if stale, _ := b.Stale("net-a", nil); len(stale) != 0 {
+		t.Errorf("Stale(net-a) after net-b adopted = %v, want nothing", stale)
+	}
+	c := e.newAlloc(e.config()) // the adoption is on disk
+	if ips, err := c.Held("net-a", owner("old")); !errors.Is(err, ErrOtherNetwork) {
+		t.Errorf("Held(net-a, old) after restart = %v, %v; want ErrOtherNetwork", ips, err)
+	}
+	if stale, _ := c.Stale("net-b", nil); len(stale) != 1 || stale[0].IP != ip {
+		t.Errorf("Stale(net-b) = %v, want the adopted %s", stale, ip)
+	}
+}
+
+func TestAllocateLocalNeverClaims(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.newAlloc(e.config())
+	ctx := context.Background()
+	for i := range 3 { // the home /30 has three pod addresses
+		if _, _, err := a.AllocateLocal(ctx, testNet, owner(fmt.Sprint("c", i)), ""); err != nil {
+			t.Fatalf("AllocateLocal(c%d) = %v", i, err)
+		}
+	}
+	e.store.setErr(errors.New("etcd unreachable"))
+	_, _, err := a.AllocateLocal(ctx, testNet, owner("c9"), "")
+	if !errors.Is(err, ErrNeedsBlock) {
+		t.Fatalf("AllocateLocal() on full blocks = %v, want ErrNeedsBlock", err)
+	}
+	if got := a.Stats().Blocks; got != 1 {
+		t.Errorf("blocks after AllocateLocal = %d, want 1 (no claim)", got)
 	}
 }
 
@@ -667,10 +788,10 @@ func TestParallelAllocateOneNode(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			o := owner(fmt.Sprint("c", i))
-			ip, _, err := a.Allocate(context.Background(), o, "")
+			ip, _, err := a.Allocate(context.Background(), testNet, o, "")
 			if err == nil {
 				// A repeated ADD for the same owner gets the same address.
-				again, existing, err2 := a.Allocate(context.Background(), o, "")
+				again, existing, err2 := a.Allocate(context.Background(), testNet, o, "")
 				if err2 != nil || !existing || again != ip {
 					err = fmt.Errorf("repeat gave %s, %t, %v", again, existing, err2)
 				}

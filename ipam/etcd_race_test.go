@@ -65,7 +65,7 @@ func TestRaceAgainstEtcd(t *testing.T) {
 			}
 			got := 0
 			for j := range perNode {
-				ip, _, err := a.Allocate(ctx, api.Owner{ContainerID: fmt.Sprintf("c%d", j), IfName: "eth0"}, "")
+				ip, _, err := a.Allocate(ctx, "net-a", api.Owner{ContainerID: fmt.Sprintf("c%d", j), IfName: "eth0"}, "")
 				if err != nil {
 					if !isExhausted(err) {
 						errs <- fmt.Errorf("%s: allocate: %w", node, err)

@@ -130,7 +130,7 @@ type allocResult struct {
 func allocateAsync(a *Allocator, ctx context.Context, o api.Owner) <-chan allocResult {
 	c := make(chan allocResult, 1)
 	go func() {
-		ip, _, err := a.Allocate(ctx, o, "")
+		ip, _, err := a.Allocate(ctx, testNet, o, "")
 		c <- allocResult{ip, err}
 	}()
 	return c
@@ -187,13 +187,13 @@ func TestNoWaitOnStoreDuringClaim(t *testing.T) {
 		}
 	})
 	returnsPromptly(t, "Allocate of an owner that holds an address", func() {
-		if _, existing, err := a.Allocate(context.Background(), owner("c0"), ""); err != nil || !existing {
+		if _, existing, err := a.Allocate(context.Background(), testNet, owner("c0"), ""); err != nil || !existing {
 			t.Errorf("Allocate(c0) = %t, %v; want its address", existing, err)
 		}
 	})
-	returnsPromptly(t, "GC", func() {
-		if _, err := a.GC(context.Background(), []api.Owner{owner("c0"), owner("c2"), owner("fits")}); err != nil {
-			t.Errorf("GC() = %v", err)
+	returnsPromptly(t, "Stale (what GC frees)", func() {
+		if _, err := a.Stale(testNet, []api.Owner{owner("c0"), owner("c2"), owner("fits")}); err != nil {
+			t.Errorf("Stale() = %v", err)
 		}
 	})
 	returnsPromptly(t, "a waiter whose context ends", func() {

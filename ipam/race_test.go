@@ -43,7 +43,7 @@ func runNodes(t *testing.T, s *fakeStore, pools []api.Pool, nodes, workers, perN
 			for w := range workers {
 				inner.Go(func() {
 					for k := range perNode / workers {
-						ip, _, err := rn.a.Allocate(context.Background(), owner(fmt.Sprintf("%s-%d-%d", rn.name, w, k)), "")
+						ip, _, err := rn.a.Allocate(context.Background(), testNet, owner(fmt.Sprintf("%s-%d-%d", rn.name, w, k)), "")
 						mu.Lock()
 						if err != nil {
 							rn.err = err

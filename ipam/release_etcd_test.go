@@ -89,7 +89,7 @@ func TestEmptyBlockBackToPoolEtcd(t *testing.T) {
 	}
 	alloc := func(a *ipam.Allocator, id string) netip.Addr {
 		t.Helper()
-		ip, _, err := a.Allocate(ctx, api.Owner{ContainerID: id, IfName: "eth0"}, "")
+		ip, _, err := a.Allocate(ctx, "net-a", api.Owner{ContainerID: id, IfName: "eth0"}, "")
 		if err != nil {
 			t.Fatalf("allocate %s: %v", id, err)
 		}
@@ -97,7 +97,7 @@ func TestEmptyBlockBackToPoolEtcd(t *testing.T) {
 	}
 	release := func(a *ipam.Allocator, id string) {
 		t.Helper()
-		if _, err := a.Release(ctx, api.Owner{ContainerID: id, IfName: "eth0"}); err != nil {
+		if _, err := a.Release(ctx, "net-a", api.Owner{ContainerID: id, IfName: "eth0"}); err != nil {
 			t.Fatalf("release %s: %v", id, err)
 		}
 	}
@@ -228,7 +228,7 @@ func TestChurnAgainstEtcd(t *testing.T) {
 						var mine []api.Owner
 						for k := range live {
 							o := api.Owner{ContainerID: fmt.Sprintf("%s-w%d-r%d-%d", name, w, r, k), IfName: "eth0"}
-							ip, _, err := a.Allocate(ctx, o, "")
+							ip, _, err := a.Allocate(ctx, "net-a", o, "")
 							if err != nil {
 								fail(fmt.Errorf("%s: allocate: %w", name, err))
 								return
@@ -248,7 +248,7 @@ func TestChurnAgainstEtcd(t *testing.T) {
 								delete(held, ip) // before the release: then it may be reused
 							}
 							mu.Unlock()
-							if _, err := a.Release(ctx, o); err != nil {
+							if _, err := a.Release(ctx, "net-a", o); err != nil {
 								fail(fmt.Errorf("%s: release %s: %w", name, o, err))
 							}
 						}

@@ -2,9 +2,15 @@ package store
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // testLog logs to the test's output.
@@ -50,4 +56,25 @@ func ctxTimeout(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+func TestIsUnavailable(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{fmt.Errorf("put endpoint x: %w", context.DeadlineExceeded), true},
+		{fmt.Errorf("put endpoint x: %w", rpctypes.ErrNoLeader), true},
+		{fmt.Errorf("put endpoint x: %w", rpctypes.ErrPermissionDenied), false},
+		{fmt.Errorf("put endpoint x: %w", rpctypes.ErrRequestTooLarge), false},
+		{errors.New("decode value: bad"), false},
+		{fmt.Errorf("create x: %w", status.Error(codes.Unavailable, "error reading from server: connection timed out")), true},
+		{fmt.Errorf("create x: %w", status.Error(codes.PermissionDenied, "no")), false},
+	} {
+		if got := IsUnavailable(tc.err); got != tc.want {
+			t.Errorf("IsUnavailable(%v) = %t, want %t", tc.err, got, tc.want)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -221,9 +222,10 @@ type ipamFinding struct {
 	Fix string `json:"fix"`
 
 	// What a guarded release needs.
-	owner  api.Owner
-	modRev int64
-	guard  store.Guard
+	owner   api.Owner
+	network string
+	modRev  int64
+	guard   store.Guard
 }
 
 // releasable reports whether `skein ipam release` fixes f through etcd.
@@ -501,7 +503,7 @@ func auditIPAM(inv store.Inventory, allocs map[string]agentIPAM, unchecked map[s
 		for _, al := range a.Allocations {
 			if !slices.ContainsFunc(blocksOf[node], func(b netip.Prefix) bool { return b.Contains(al.IP) }) {
 				rep.Findings = append(rep.Findings, ipamFinding{
-					Kind: findAllocationOutsideBlocks, Node: node, IPs: []netip.Addr{al.IP}, Owner: al.Owner.String(), owner: al.Owner,
+					Kind: findAllocationOutsideBlocks, Node: node, IPs: []netip.Addr{al.IP}, Owner: al.Owner.String(), owner: al.Owner, network: al.Network,
 					Detail: "allocated by the agent from " + al.Block.String() + ", which etcd does not give " + node,
 					Fix:    "by hand: delete the container (CNI DEL); the agent reconciles its blocks on restart",
 				})
@@ -517,7 +519,7 @@ func auditIPAM(inv store.Inventory, allocs map[string]agentIPAM, unchecked map[s
 				pod = "unknown pod"
 			}
 			rep.Findings = append(rep.Findings, ipamFinding{
-				Kind: findLeakedAddress, Node: node, IPs: []netip.Addr{al.IP}, Owner: al.Owner.String(), owner: al.Owner,
+				Kind: findLeakedAddress, Node: node, IPs: []netip.Addr{al.IP}, Owner: al.Owner.String(), owner: al.Owner, network: al.Network,
 				Detail: fmt.Sprintf("held since %s for %s, which has no endpoint record", al.Created.UTC().Format(time.RFC3339), pod),
 				Fix:    "the runtime's CNI GC frees it; or, on " + node + ": skein ipam release --leaked",
 			})
@@ -781,20 +783,25 @@ func (s *agentSocket) releaseLeak(ctx context.Context, g *globalFlags, cl *store
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return "failed: " + err.Error()
 	}
+	// An allocation from before networks were recorded names none; any
+	// network name adopts it, and it is being released anyway.
+	network := cmp.Or(f.network, "skein")
 	var cr api.CheckResponse
-	code, err := s.call(cctx, http.MethodPost, api.PathCheck, api.ReleaseRequest{Owner: f.owner}, &cr)
+	code, err := s.call(cctx, http.MethodPost, api.PathCheck, api.ReleaseRequest{Owner: f.owner, Network: network}, &cr)
 	switch {
 	case code == http.StatusNotFound:
 		return "skipped: the agent no longer holds it"
 	case err != nil:
 		return "failed: " + err.Error()
+	case cr.HeldBy != "":
+		return "skipped: network " + cr.HeldBy + " holds it now"
 	case cr.Published:
 		return "skipped: the agent published it meanwhile"
 	case !slices.Equal(cr.IPs, f.IPs):
 		return fmt.Sprintf("skipped: the owner now holds %v", cr.IPs)
 	}
 	var rr api.ReleaseResponse
-	if _, err := s.call(cctx, http.MethodPost, api.PathRelease, api.ReleaseRequest{Owner: f.owner}, &rr); err != nil {
+	if _, err := s.call(cctx, http.MethodPost, api.PathRelease, api.ReleaseRequest{Owner: f.owner, Network: network}, &rr); err != nil {
 		return "failed: " + err.Error()
 	}
 	return fmt.Sprintf("released: %v freed by the agent", rr.Released)

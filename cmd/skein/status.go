@@ -139,6 +139,12 @@ type nodeReport struct {
 	// what it enforces instead (quarantine or their last valid value).
 	InvalidPolicies []api.InvalidPolicy `json:"invalidPolicies,omitempty"`
 	DebugAddr       string              `json:"debugAddr,omitempty"`
+	// Unpublished counts the node's endpoint changes made while it could not
+	// reach etcd and not yet written there; UnpublishedSince is the oldest.
+	Unpublished      int       `json:"unpublished,omitempty"`
+	UnpublishedSince time.Time `json:"unpublishedSince,omitzero"`
+	// EtcdReachable is the agent's own view of etcd, when known.
+	EtcdReachable *bool `json:"etcdReachable,omitempty"`
 	// Agent says whether the debug endpoint answered: "ok", "not asked",
 	// "no address", or why not.
 	Agent    string   `json:"agent"`
@@ -366,6 +372,9 @@ func buildReport(in statusInput) clusterReport {
 				nr.DebugAddr = st.DebugAddr
 			}
 			nr.Peers = fmt.Sprintf("%d/%d", st.PeersUp, st.Peers)
+			nr.Unpublished, nr.UnpublishedSince = st.Unpublished, st.UnpublishedSince
+			reachable := !st.EtcdUnreachable
+			nr.EtcdReachable = &reachable
 			if st.Backend == api.BackendBGP {
 				nr.Sessions = bgpSessions(inv, st.BGP)
 				var down []string
@@ -412,6 +421,13 @@ func buildReport(in statusInput) clusterReport {
 			if p.Err != "" {
 				nr.Agent = p.Err
 			} else if t := p.Topology; t != nil {
+				if o := t.Offline; o != nil {
+					// The agent's own view is fresher than its status record,
+					// which it cannot write while etcd is away.
+					nr.Unpublished, nr.UnpublishedSince = o.Unpublished, o.Oldest
+					reachable := o.Etcd.Reachable
+					nr.EtcdReachable = &reachable
+				}
 				nr.Links = map[string]agent.Link{}
 				up, total := 0, 0
 				var bad []string
@@ -436,6 +452,12 @@ func buildReport(in statusInput) clusterReport {
 					problem("agent reports not ready: %s", t.Reason)
 				}
 			}
+		}
+		if nr.EtcdReachable != nil && !*nr.EtcdReachable {
+			problem("agent cannot reach etcd: new containers start from its own blocks only, and are published when etcd is back")
+		}
+		if nr.Unpublished > 0 {
+			problem("%d endpoint change(s) not yet in etcd (oldest %s ago): other nodes' policy does not know them yet", nr.Unpublished, in.now.Sub(nr.UnpublishedSince).Round(time.Second))
 		}
 		nr.Healthy = len(nr.Problems) == 0
 		rep.Nodes = append(rep.Nodes, nr)

@@ -116,6 +116,17 @@ func TestBuildReport(t *testing.T) {
 				st.InvalidPolicies = []api.InvalidPolicy{{Key: "policies/NetworkPolicy/x/deny", Error: "spec.policyTypes[0]: unsupported value", Enforced: api.EnforcedQuarantine}}
 			})
 		}, want: map[string][]string{"n1": {"invalid stored policy policies/NetworkPolicy/x/deny: spec.policyTypes[0]: unsupported value (enforced: quarantine)"}}},
+		{name: "unpublished endpoint changes", change: func(t *testing.T, in *statusInput) {
+			setStatus(t, in.inv, "n2", func(st *api.NodeStatus) { st.Unpublished, st.UnpublishedSince = 2, now.Add(-time.Minute) })
+		}, want: map[string][]string{"n2": {"2 endpoint change(s) not yet in etcd (oldest 1m0s ago): other nodes' policy does not know them yet"}}},
+		{name: "agent cut off from etcd", change: func(_ *testing.T, in *statusInput) {
+			tp := topo("n3", map[string]string{"n1": agent.LinkUp, "n2": agent.LinkUp})
+			tp.Offline = &agent.OfflineState{Etcd: agent.EtcdState{Reachable: false}, JournalStats: agent.JournalStats{Unpublished: 1, Oldest: now.Add(-10 * time.Second)}}
+			in.probes = map[string]agentProbe{"n3": {Addr: "c", Topology: tp}}
+		}, want: map[string][]string{"n3": {
+			"agent cannot reach etcd: new containers start from its own blocks only, and are published when etcd is back",
+			"1 endpoint change(s) not yet in etcd (oldest 10s ago): other nodes' policy does not know them yet",
+		}}},
 		{name: "agent views", change: func(_ *testing.T, in *statusInput) {
 			in.probes = map[string]agentProbe{
 				"n1": {Addr: "a", Topology: topo("n1", map[string]string{"n2": agent.LinkUp, "n3": agent.LinkPartial})},

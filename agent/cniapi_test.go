@@ -344,7 +344,7 @@ func TestCNIBadRequest(t *testing.T) {
 	// A pod name or namespace that cannot be used is the runtime's config
 	// (7), not "try again later" (11): runtimes retry 11 forever.
 	var ar api.AllocateResponse
-	if code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Owner: owner("bad")}, &ar); code != 200 {
+	if code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Network: testNet, Owner: owner("bad")}, &ar); code != 200 {
 		t.Fatalf("allocate: %d %+v", code, ae)
 	}
 	for _, tc := range []struct {
@@ -355,7 +355,7 @@ func TestCNIBadRequest(t *testing.T) {
 		{api.PodInfo{Namespace: "a", Name: "web/0"}, "pod.name (K8S_POD_NAME)"},
 		{api.PodInfo{Namespace: "a", Name: "web\n0"}, "pod.name (K8S_POD_NAME)"},
 	} {
-		code, ae := f.call(t, api.PathCommit, api.CommitRequest{Owner: owner("bad"), IPs: []netip.Addr{ar.IPs[0].Addr()}, Pod: tc.pod}, nil)
+		code, ae := f.call(t, api.PathCommit, api.CommitRequest{Network: testNet, Owner: owner("bad"), IPs: []netip.Addr{ar.IPs[0].Addr()}, Pod: tc.pod}, nil)
 		if code != http.StatusBadRequest || ae.Code != codeInvalidConfig || !strings.Contains(ae.Details, tc.field) {
 			t.Errorf("commit of pod %+v: %d %+v, want 400, code 7 naming %s", tc.pod, code, ae, tc.field)
 		}

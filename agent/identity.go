@@ -71,7 +71,8 @@ func createIdentity(path string) error {
 		return fmt.Errorf("node identity %s: %w", path, err)
 	}
 	tmp := f.Name()
-	defer os.Remove(tmp) // after the link, or on failure
+	// After the link, or on failure; a leftover temp file is harmless.
+	defer func() { _ = os.Remove(tmp) }()
 	_, err = f.WriteString(hex.EncodeToString(raw) + "\n")
 	if err == nil {
 		err = f.Sync()

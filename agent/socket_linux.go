@@ -32,7 +32,7 @@ func listenSocket(path string, log *slog.Logger) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("socket %s: private dir: %w", path, err)
 	}
-	defer os.RemoveAll(priv) // empty once the socket moved
+	defer func() { _ = os.RemoveAll(priv) }() // empty once the socket moved
 	tmp := filepath.Join(priv, "s")
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
 	if err != nil {
@@ -41,11 +41,11 @@ func listenSocket(path string, log *slog.Logger) (net.Listener, error) {
 	// The bound name moves: remove the final one on Close instead.
 	ln.SetUnlinkOnClose(false)
 	if err := os.Chmod(tmp, 0o600); err != nil {
-		ln.Close()
+		_ = ln.Close() // the chmod error is the one to report
 		return nil, fmt.Errorf("chmod socket %s: %w", tmp, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		ln.Close()
+		_ = ln.Close() // the rename error is the one to report
 		return nil, fmt.Errorf("move socket into place at %s: %w", path, err)
 	}
 	return &peerCredListener{UnixListener: ln, path: path, euid: os.Geteuid(), log: log}, nil

@@ -172,7 +172,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	case res = <-probed:
 		if allFatal(res, len(cfg.Endpoints)) {
 			cancel()
-			<-got
+			<-got           //nolint:errcheck // the dial's own error says less than the probe's
 			_ = cli.Close() // the probe's error is the one to report
 			return nil, fmt.Errorf("etcd %s: TLS setup does not match the server: %s", eps, describe(res, len(cfg.Endpoints)))
 		}

@@ -32,11 +32,11 @@ func WatchTable(ctx context.Context, netnsFD int, fn func(kinds []string)) error
 	if err != nil {
 		return fmt.Errorf("watch nftables: dial: %w", err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }() // a subscription: nothing to flush
 	if err := c.JoinGroup(unix.NFNLGRP_NFTABLES); err != nil {
 		return fmt.Errorf("watch nftables: join group: %w", err)
 	}
-	stop := context.AfterFunc(ctx, func() { c.Close() }) // unblocks Receive
+	stop := context.AfterFunc(ctx, func() { _ = c.Close() }) // unblocks Receive
 	defer stop()
 	var touched []string // kinds the current batch touched in our table
 	for {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -40,16 +41,25 @@ type Agent struct {
 	// pub replays endpoint changes made while etcd was unreachable.
 	pub *publisher
 
-	snap       atomic.Pointer[store.Snapshot]
+	// snap is the agent's view of the cluster, moved in place by onDelta
+	// under viewMu: readers hold viewMu.RLock (readView) while they use it.
+	viewMu sync.RWMutex
+	snap   atomic.Pointer[store.Snapshot]
+	// vxPlan and blocksOf (blocks by node) belong to the watch goroutine.
+	vxPlan     *vxlan.Planner
+	blocksOf   map[string][]netip.Prefix
 	serving    atomic.Bool
 	bgpRunning atomic.Bool
 	// reregistering is set while a re-registration of the node record runs.
 	reregistering atomic.Bool
 	// bgpErrs is the last peer-planning problem, logged once per change.
-	bgpErrs   atomic.Value
-	readyOnce sync.Once
-	readyAt   atomic.Int64 // unix nanos of the first time every readiness condition held
-	statusCh  chan api.NodeStatus
+	bgpErrs atomic.Value
+	// peersUpMu guards the cached PeersUp of the last vxlan sync count.
+	peersUpMu                  sync.Mutex
+	peersUpSyncs, peersUpCount int
+	readyOnce                  sync.Once
+	readyAt                    atomic.Int64 // unix nanos of the first time every readiness condition held
+	statusCh                   chan api.NodeStatus
 	// takenOver is set once the node record names another identity: the
 	// agent then refuses every request and exits with fatal's error.
 	takenOver atomic.Bool
@@ -208,7 +218,7 @@ func (a *Agent) run(ctx context.Context) error {
 		ready:      a.readiness,
 		log:        a.log.With("component", "cni"),
 		onChange:   a.publishStatus,
-		enforce:    func(ctx context.Context, ep api.Endpoint) error { return a.pol.committed(ctx, a.snap.Load(), ep) },
+		enforce:    func(ctx context.Context, ep api.Endpoint) error { return a.pol.committed(ctx, ep) },
 		forget:     forget,
 		endpointOf: a.localEndpoint,
 		health:     health,
@@ -244,10 +254,12 @@ func (a *Agent) run(ctx context.Context) error {
 			return nil
 		}
 	})
-	g.Go(func() error { return a.store.Watch(gctx, a.onSnapshot) })
+	g.Go(func() error { return a.store.WatchDeltas(gctx, a.onDelta) })
 	if a.vx != nil {
 		g.Go(func() error { return a.vx.Run(gctx) })
+		g.Go(func() error { return a.watchKernel(gctx) })
 	}
+	g.Go(func() error { return a.watchTable(gctx) })
 	if a.bgp != nil {
 		g.Go(func() error {
 			a.bgpRunning.Store(true)
@@ -276,42 +288,41 @@ func (a *Agent) run(ctx context.Context) error {
 	return err
 }
 
-// onSnapshot takes every new view of the cluster and hands the dataplane its
-// new desired state; the reconciler does the kernel work on its own loop.
-func (a *Agent) onSnapshot(s store.Snapshot) {
-	a.snap.Store(&s)
-	if n, ok := s.Nodes[a.cfg.NodeName]; ok && n.Identity != a.id.Hash {
-		a.tookOver(n)
-		return
+// checkOwnRecord reacts to this node's record in the view. Another identity
+// took it over: the agent stops (true). It vanished (an admin's `node delete
+// --force`): it is re-registered, one re-registration at a time.
+func (a *Agent) checkOwnRecord() (stop bool) {
+	var (
+		rec          api.Node
+		ok, anyNodes bool
+	)
+	a.readView(func(s store.Snapshot) {
+		rec, ok = s.Nodes[a.cfg.NodeName]
+		anyNodes = len(s.Nodes) > 0
+	})
+	if ok && rec.Identity != a.id.Hash {
+		a.tookOver(rec)
+		return true
 	}
 	if a.takenOver.Load() {
-		return
+		return true
 	}
-	// One re-registration at a time: every snapshot until the record is
-	// back would otherwise start another.
-	if _, ok := s.Nodes[a.cfg.NodeName]; !ok && len(s.Nodes) > 0 && a.reregistering.CompareAndSwap(false, true) {
-		a.log.Warn("own node record missing from the store; re-registering")
-		go func() {
-			defer a.reregistering.Store(false)
-			ctx, cancel := context.WithTimeout(context.Background(), storeCallTimeout)
-			defer cancel()
-			switch err := a.putNode(ctx); {
-			case errors.Is(err, ErrNodeNameTaken):
-				a.fail(err)
-			case err != nil:
-				a.log.Warn("re-register node", "err", err)
-			}
-		}()
+	if ok || !anyNodes || !a.reregistering.CompareAndSwap(false, true) {
+		return false
 	}
-	if a.vx != nil {
-		a.vx.Set(vxlan.Plan(a.vxlanConfig(), vxlanPeers(a.cfg.NodeName, a.ul.Network, s)))
-	}
-	if a.bgp != nil {
-		a.updateBGP(s)
-	}
-	a.pol.update(&s)
-	// The status record follows within statusCheck (statusLoop): computing it
-	// on every watch event would cost most when the cluster churns most.
+	a.log.Warn("own node record missing from the store; re-registering")
+	go func() {
+		defer a.reregistering.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), storeCallTimeout)
+		defer cancel()
+		switch err := a.putNode(ctx); {
+		case errors.Is(err, ErrNodeNameTaken):
+			a.fail(err)
+		case err != nil:
+			a.log.Warn("re-register node", "err", err)
+		}
+	}()
+	return false
 }
 
 // tookOver stops the agent once its node record names another identity:
@@ -349,12 +360,10 @@ func (a *Agent) refuseWhenTakenOver(h http.Handler) http.Handler {
 
 // localEndpoint returns this node's endpoint record for o as the watch last
 // saw it.
-func (a *Agent) localEndpoint(o api.Owner) (api.Endpoint, bool) {
-	snap := a.snap.Load()
-	if snap == nil {
-		return api.Endpoint{}, false
-	}
-	ep, ok := snap.Endpoints[a.cfg.NodeName+"/"+o.ContainerID+"/"+o.IfName]
+func (a *Agent) localEndpoint(o api.Owner) (ep api.Endpoint, ok bool) {
+	a.readView(func(s store.Snapshot) {
+		ep, ok = s.Endpoints[a.cfg.NodeName+"/"+o.ContainerID+"/"+o.IfName]
+	})
 	return ep, ok
 }
 

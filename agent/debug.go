@@ -278,6 +278,8 @@ func (a *Agent) topology(status map[string]api.NodeStatus) Topology {
 	if at := a.readyAt.Load(); at > 0 {
 		t.ReadyAfter = time.Unix(0, at).Sub(a.started).String()
 	}
+	a.viewMu.RLock()
+	defer a.viewMu.RUnlock()
 	snap := a.snap.Load()
 	if snap == nil {
 		return t
@@ -369,6 +371,8 @@ func (a *Agent) vxlanLinks(snap store.Snapshot, dp vxlan.DebugState) map[string]
 // vxlanPeersUp counts the peers whose VXLAN entries are all in the kernel
 // as of the reconciler's last sync (for NodeStatus.PeersUp).
 func (a *Agent) vxlanPeersUp(dp vxlan.DebugState) int {
+	a.viewMu.RLock()
+	defer a.viewMu.RUnlock()
 	snap := a.snap.Load()
 	if snap == nil {
 		return 0

@@ -319,7 +319,7 @@ func TestTakenOverWhileRunning(t *testing.T) {
 		t.Fatal("request refused before any take-over")
 	}
 
-	a.onSnapshot(store.Snapshot{Nodes: map[string]api.Node{"n1": {Name: "n1", UnderlayIP: netip.MustParseAddr("10.0.0.9"), Identity: "sha256:bbbbbbbbbbbb1111"}}})
+	a.onDelta(store.Delta{Reset: true, Snapshot: &store.Snapshot{Nodes: map[string]api.Node{"n1": {Name: "n1", UnderlayIP: netip.MustParseAddr("10.0.0.9"), Identity: "sha256:bbbbbbbbbbbb1111"}}}})
 	select {
 	case err := <-a.fatal:
 		if !errors.Is(err, ErrNodeTakenOver) {

@@ -153,13 +153,15 @@ var (
 		"Version of the compiled policy program: desired, and applied to nftables.", []string{"state"}, nil)
 	descPolicyBad = prometheus.NewDesc("skein_policy_undecodable",
 		"Stored policies that do not decode or validate (quarantined, or their last valid version kept).", nil, nil)
+	descDrift = prometheus.NewDesc("skein_drift_repairs_total",
+		"Foreign changes to what Skein owns in the kernel, repaired, by kind (route, neigh, fdb, link; table, chain, rule, set, element).", []string{"kind"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSyncs, descSyncErrors, descLastSync, descLastOps, descObjects,
 		descPeers, descNodes, descStoreErrors, descBGPSessions, descBGPSessionUp, descLastDuration, descPolicyRules,
-		descPolicySets, descPolicyElements, descPolicyVersion, descPolicyBad} {
+		descPolicySets, descPolicyElements, descPolicyVersion, descPolicyBad, descDrift} {
 		ch <- d
 	}
 }
@@ -215,6 +217,11 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descPolicyVersion, prometheus.GaugeValue, float64(v.AppliedVersion), "applied")
 		ch <- prometheus.MustNewConstMetric(descPolicyBad, prometheus.GaugeValue, float64(len(v.BadPolicies)))
 	}
+	for kind, n := range a.drifts() {
+		ch <- prometheus.MustNewConstMetric(descDrift, prometheus.CounterValue, float64(n), kind)
+	}
+	a.viewMu.RLock()
+	defer a.viewMu.RUnlock()
 	snap := a.snap.Load()
 	if snap == nil {
 		return

@@ -37,9 +37,22 @@ type enforcer struct {
 	// dirty has capacity 1: a pending signal covers every change before it.
 	dirty chan struct{}
 
+	// view runs a function with the agent's view of the cluster, read-locked
+	// (Agent.readView); nil in tests that hand snapshots in with update.
+	view func(func(store.Snapshot))
+
 	mu sync.Mutex
-	// snap is the newest snapshot; nil until the first; guarded by mu.
+	// snap is the newest snapshot, for enforcers without a view (tests);
+	// guarded by mu.
 	snap *store.Snapshot
+	// loaded is set once the cluster has been loaded; guarded by mu.
+	loaded bool
+	// full asks the next compile for the whole input: a policy, namespace or
+	// node changed, an endpoint of this node, a commit; guarded by mu.
+	full bool
+	// remote are the changes of other nodes' endpoints since the last
+	// compile, in order: they only move set elements; guarded by mu.
+	remote []store.Change[api.Endpoint]
 	// gen counts changes to the input (snap, pending); guarded by mu.
 	gen uint64
 	// pending holds endpoints committed here but not yet seen back from the
@@ -59,6 +72,9 @@ type enforcer struct {
 	// setGen is the input generation of the program last given to rec;
 	// guarded by setMu.
 	setGen uint64
+	// inc holds the compiled program and moves it for remote endpoints;
+	// guarded by setMu.
+	inc *policy.Incremental
 }
 
 // decodedPolicy is one stored policy and what its raw value decoded to.
@@ -82,7 +98,9 @@ func newEnforcer(node string, a *Agent) (*enforcer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	return newEnforcerWith(node, rec, a.log), nil
+	e := newEnforcerWith(node, rec, a.log)
+	e.view = a.readView
+	return e, nil
 }
 
 // newEnforcerWith returns an enforcer that hands its programs to rec.
@@ -108,13 +126,31 @@ func (e *enforcer) markDirtyLocked() {
 	}
 }
 
-// update takes a new snapshot; run compiles it.
+// update says the whole input changed (a load or resync, or a change of
+// policies, namespaces or nodes); run recompiles. snap is for enforcers
+// without a view (tests); with a view it is ignored and may be nil.
 func (e *enforcer) update(snap *store.Snapshot) {
-	if snap == nil {
-		return
-	}
 	e.mu.Lock()
-	e.snap = snap
+	if snap != nil {
+		e.snap = snap
+	}
+	e.loaded, e.full = true, true
+	e.markDirtyLocked()
+	e.mu.Unlock()
+}
+
+// endpoints queues endpoint changes. Those of other nodes only move the
+// elements of the sets that select them (policy.Incremental); one of this
+// node's changes its chains and recompiles.
+func (e *enforcer) endpoints(cs []store.Change[api.Endpoint]) {
+	e.mu.Lock()
+	for _, c := range cs {
+		if (c.Old != nil && c.Old.Node == e.node) || (c.New != nil && c.New.Node == e.node) {
+			e.full = true
+			continue
+		}
+		e.remote = append(e.remote, c)
+	}
 	e.markDirtyLocked()
 	e.mu.Unlock()
 }
@@ -132,34 +168,75 @@ func (e *enforcer) run(ctx context.Context) error {
 	}
 }
 
-// compile builds the program of the newest input and makes it the desired
-// one, unless a program of newer input was set meanwhile.
+// compile brings the desired program to the newest input: the whole input
+// recompiled when something beyond remote endpoints changed, else only
+// the set elements those endpoints move (their cost, not the cluster's).
+// A program of older input never replaces a newer one.
 func (e *enforcer) compile() {
 	e.mu.Lock()
-	if e.snap == nil {
+	if !e.loaded {
 		e.mu.Unlock()
 		return
 	}
-	in := e.inputLocked()
-	gen := e.gen
-	e.mu.Unlock()
-	p := policy.Compile(in)
 	e.setMu.Lock()
 	defer e.setMu.Unlock()
+	full := e.full || e.inc == nil
+	remote := e.remote
+	e.full, e.remote = false, nil
+	var in policy.Input
+	if full {
+		in = e.inputLocked()
+	}
+	gen := e.gen
+	e.mu.Unlock()
 	if gen <= e.setGen {
-		return // never an older program after a newer one
+		return
 	}
 	e.setGen = gen
-	e.rec.Set(p)
+	if full {
+		if e.inc == nil {
+			e.inc = policy.NewIncremental(in)
+		} else {
+			e.inc.SetInput(in)
+		}
+		e.rec.Set(e.inc.Program())
+		return
+	}
+	for _, c := range remote {
+		ch, recompiled := e.inc.PutEndpoint(c.Key, c.New)
+		if recompiled {
+			e.rec.Set(e.inc.Program())
+			continue
+		}
+		if ch.Len() > 0 {
+			e.rec.Update(e.inc.Program(), ch)
+		}
+	}
 }
 
-// inputLocked builds the compiler's input from the newest snapshot plus
-// pending local endpoints; e.mu must be held.
+// inputLocked builds the compiler's input from the agent's view (or the
+// newest snapshot) plus pending local endpoints; e.mu must be held.
 func (e *enforcer) inputLocked() policy.Input {
-	snap := e.snap
-	in, invalid := policyInput(e.node, snap, e.decodeLocked)
-	if e.vxlanPort != 0 {
-		in.VXLAN = vxlanFilter(e.node, e.vxlanPort, snap)
+	var (
+		in      policy.Input
+		invalid []api.InvalidPolicy
+	)
+	read := func(snap store.Snapshot) {
+		in, invalid = policyInput(e.node, &snap, e.decodeLocked)
+		if e.vxlanPort != 0 {
+			in.VXLAN = vxlanFilter(e.node, e.vxlanPort, &snap)
+		}
+		for k := range e.decoded {
+			if _, ok := snap.Other[k]; !ok {
+				delete(e.decoded, k)
+			}
+		}
+	}
+	switch {
+	case e.view != nil:
+		e.view(read)
+	case e.snap != nil:
+		read(*e.snap)
 	}
 	seen := map[api.Owner]bool{}
 	for _, ep := range in.Endpoints {
@@ -171,11 +248,6 @@ func (e *enforcer) inputLocked() policy.Input {
 			continue
 		}
 		in.Endpoints = append(in.Endpoints, ep)
-	}
-	for k := range e.decoded {
-		if _, ok := snap.Other[k]; !ok {
-			delete(e.decoded, k)
-		}
 	}
 	e.invalid = invalid
 	e.logInvalidLocked(invalid)
@@ -222,12 +294,10 @@ func (e *enforcer) decodeLocked(key, kind string, raw []byte) (api.Object, error
 
 // committed records a just-published endpoint and waits until its rules
 // (at least its anti-spoofing entry and dispatch) are enforced.
-func (e *enforcer) committed(ctx context.Context, snap *store.Snapshot, ep api.Endpoint) error {
+func (e *enforcer) committed(ctx context.Context, ep api.Endpoint) error {
 	e.mu.Lock()
 	e.pending[api.Owner{ContainerID: ep.ContainerID, IfName: ep.IfName}] = ep
-	if snap != nil && (e.snap == nil || snap.Rev > e.snap.Rev) {
-		e.snap = snap
-	}
+	e.full = true
 	e.markDirtyLocked()
 	e.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, policyWaitTimeout)

@@ -38,6 +38,9 @@ func (d *recordingDataplane) Apply(_ context.Context, p *policy.Program) error {
 	return nil
 }
 
+func (d *recordingDataplane) ApplyElements(ctx context.Context, p *policy.Program, _ []policy.SetChanges) error {
+	return d.Apply(ctx, p)
+}
 func (d *recordingDataplane) Stats() policy.ApplyStats { return policy.ApplyStats{} }
 func (d *recordingDataplane) Reset()                   {}
 
@@ -82,7 +85,7 @@ func TestEnforcerConcurrentCommits(t *testing.T) {
 		errs := make(chan error, n)
 		for i := range n {
 			commits.Go(func() {
-				errs <- e.committed(ctx, snapAt(0), testEndpoint(i))
+				errs <- e.committed(ctx, testEndpoint(i))
 			})
 		}
 		// The watch publishes the endpoints back, in order, meanwhile.

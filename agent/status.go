@@ -61,6 +61,17 @@ func statusFingerprint(st api.NodeStatus) string {
 	return fp
 }
 
+// peersUp returns vxlanPeersUp, recomputed only after a sync: the status
+// loop asks every second, and grading every peer costs O(cluster).
+func (a *Agent) peersUp(syncs int) int {
+	a.peersUpMu.Lock()
+	defer a.peersUpMu.Unlock()
+	if syncs != a.peersUpSyncs || syncs == 0 {
+		a.peersUpCount, a.peersUpSyncs = a.vxlanPeersUp(a.vx.Debug()), syncs
+	}
+	return a.peersUpCount
+}
+
 func (a *Agent) nodeStatus() api.NodeStatus {
 	ready, reason := a.readiness()
 	st := api.NodeStatus{
@@ -81,9 +92,9 @@ func (a *Agent) nodeStatus() api.NodeStatus {
 	}
 	st.EmptyBlocks = a.alloc.EmptyBlocks(grace)
 	if a.vx != nil {
-		d := a.vx.Debug()
+		d := a.vx.Stats()
 		st.LastSync = d.LastSync
-		st.Peers, st.PeersUp = d.Neighs, a.vxlanPeersUp(d)
+		st.Peers, st.PeersUp = d.Neighs, a.peersUp(d.Syncs)
 		st.LastError = d.LastError
 	}
 	if a.bgp != nil {

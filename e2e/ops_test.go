@@ -465,8 +465,10 @@ func TestOpsNodeDelete(t *testing.T) {
 	wg.Wait()
 	for i, o := range others {
 		t.Logf("%s dropped %s's routes, neighbour and FDB entry %s after the delete started", o, h.Name, took[i].Round(time.Millisecond))
-		if took[i] > time.Second {
-			t.Errorf("%s took %s (> 1 s) to drop %s", o, took[i], h.Name)
+		// The bound proves the watch path (the periodic resync is 60 s away)
+		// without failing on a loaded machine; the log shows the figure.
+		if took[i] > driftBound {
+			t.Errorf("%s took %s (> %s) to drop %s", o, took[i], driftBound, h.Name)
 		}
 	}
 	if _, err := cl.GetNode(ctx, h.Name); err == nil {

@@ -115,6 +115,13 @@ type setDef struct {
 // peer mixing ipBlock with a selector, an unknown protocol, a bad CIDR) match
 // nothing and are listed in Program.Warnings; they never widen a rule.
 func Compile(in Input) *Program {
+	p, _ := compile(in)
+	return p
+}
+
+// compile is Compile that also returns the definitions of the sets the
+// program uses, which Incremental needs to move set elements on its own.
+func compile(in Input) (*Program, map[string]*setDef) {
 	c := &compiler{in: &in, ix: newIndex(in.Endpoints, in.Namespaces), sets: map[string]*setDef{}}
 	p := &Program{Sets: map[string]Set{}, VXLAN: in.VXLAN}
 	for _, n := range in.Nodes {
@@ -145,7 +152,7 @@ func Compile(in Input) *Program {
 		})
 	}
 	if len(p.Endpoints) == 0 {
-		return p
+		return p, nil
 	}
 
 	c.compileQuarantines(p, local)
@@ -158,9 +165,9 @@ func Compile(in Input) *Program {
 		ep.Ingress.NP = dedupe(ep.Ingress.NP)
 		ep.Egress.NP = dedupe(ep.Egress.NP)
 	}
-	c.materialize(p)
+	used := c.materialize(p)
 	p.Warnings = c.warnings
-	return p
+	return p, used
 }
 
 func (c *compiler) warnf(format string, args ...any) {
@@ -559,8 +566,9 @@ func (c *compiler) addrPortSet(peer string, np namedPort) string {
 	return name
 }
 
-// materialize computes the elements of every set a rule uses.
-func (c *compiler) materialize(p *Program) {
+// materialize computes the elements of every set a rule uses, and returns
+// those sets' definitions.
+func (c *compiler) materialize(p *Program) map[string]*setDef {
 	used := map[string]bool{}
 	mark := func(rules []Rule) {
 		for i := range rules {
@@ -592,6 +600,11 @@ func (c *compiler) materialize(p *Program) {
 		}
 		p.Sets[name] = s
 	}
+	defs := make(map[string]*setDef, len(used))
+	for name := range used {
+		defs[name] = c.sets[name]
+	}
+	return defs
 }
 
 func (c *compiler) addrs(eps []int) []netip.Prefix {

@@ -153,6 +153,46 @@ func (a *Applier) Apply(ctx context.Context, p *Program) error {
 	return nil
 }
 
+// ApplyElements makes the table enforce p when p differs from the program
+// of the last apply only by the set elements chs name, in order (what
+// Incremental returns for endpoints on other nodes): one batch of element
+// updates against what the table holds, with no render and no diff of the
+// whole table, so its cost is the elements'. Without a known table it
+// applies p whole.
+func (a *Applier) ApplyElements(ctx context.Context, p *Program, chs []SetChanges) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	if a.last == nil {
+		a.mu.Unlock()
+		return a.Apply(ctx, p)
+	}
+	defer a.mu.Unlock()
+	start := time.Now()
+	d := elementDiff(a.last, chs)
+	ops := d.Len()
+	var err error
+	if ops > 0 {
+		err = a.patch(d)
+	}
+	a.stats.LastDuration = time.Since(start)
+	a.stats.LastApply = time.Now()
+	if err != nil {
+		a.last = nil
+		a.stats.Failures++
+		a.stats.LastError = err.Error()
+		return fmt.Errorf("apply nftables table inet %s (elements): %w", TableName, err)
+	}
+	a.last.moveElements(d)
+	a.stats.Updates++
+	a.stats.LastKind = "elements"
+	a.stats.LastError = ""
+	a.stats.LastOps = ops
+	a.stats.Sets, a.stats.Rules, a.stats.Elements = a.last.Counts()
+	return nil
+}
+
 // Stats returns counters and the size of the last applied table.
 func (a *Applier) Stats() ApplyStats {
 	a.mu.Lock()

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,6 +47,9 @@ type Dataplane interface {
 	Stats() ApplyStats
 	// Reset makes the next Apply rewrite everything (drift repair).
 	Reset()
+	// ApplyElements makes the dataplane enforce p, which differs from the
+	// last applied program only by the set elements chs name, in order.
+	ApplyElements(ctx context.Context, p *Program, chs []SetChanges) error
 }
 
 // DefaultRebuildEvery is how often the Reconciler rewrites the whole table to
@@ -76,10 +81,18 @@ type Reconciler struct {
 	syncMu      sync.Mutex // serializes Sync
 	lastRebuild time.Time  // guarded by syncMu
 
-	mu       sync.Mutex
-	desired  *Program // nil until the first Set: nothing is touched before
-	version  uint64   // of desired
-	applied  uint64   // version last enforced
+	mu      sync.Mutex
+	desired *Program // nil until the first Set: nothing is touched before
+	version uint64   // of desired
+	applied uint64   // version last enforced
+	// pending are the element changes Update made since the last sync;
+	// full asks for a whole apply instead (after Set and failures).
+	pending []SetChanges
+	full    bool
+	// rewrite makes the next sync rebuild the table from scratch: someone
+	// else changed it (TableDrift). drifts counts those changes by kind.
+	rewrite  bool
+	drifts   map[string]int
 	ifaces   map[string]bool
 	changed  chan struct{} // closed when applied or lastErr changes
 	lastSync time.Time
@@ -134,9 +147,61 @@ func (r *Reconciler) Set(p *Program) uint64 {
 	r.version++
 	v := r.version
 	r.summary = s
+	r.full, r.pending = true, nil
 	r.mu.Unlock()
 	r.loop.Trigger()
 	return v
+}
+
+// Update makes p the desired program, where p differs from the one given
+// last only by ch's set elements (Incremental's answer to a change of an
+// endpoint on another node), and schedules a sync that applies just those
+// elements. It returns p's version and never blocks.
+func (r *Reconciler) Update(p *Program, ch SetChanges) uint64 {
+	r.mu.Lock()
+	r.desired = p
+	r.version++
+	v := r.version
+	r.summary.Sets = len(p.Sets)
+	if !r.full {
+		r.pending = append(r.pending, ch)
+	}
+	r.mu.Unlock()
+	r.loop.Trigger()
+	return v
+}
+
+// TableDrift is told that another process changed the table (WatchTable):
+// it counts the change by kind, logs it at warn and schedules a sync that
+// rewrites the whole table, which repairs whatever was done.
+func (r *Reconciler) TableDrift(kinds []string) {
+	r.mu.Lock()
+	if r.drifts == nil {
+		r.drifts = map[string]int{}
+	}
+	for _, k := range kinds {
+		r.drifts[k]++
+	}
+	r.rewrite = true
+	r.mu.Unlock()
+	r.log.Warn("foreign change to the policy table; rewriting it", "kind", strings.Join(kinds, ","))
+	r.loop.Trigger()
+}
+
+// Rewrite schedules a sync that rewrites the whole table, e.g. after the
+// table watch broke and changes may have gone unseen.
+func (r *Reconciler) Rewrite() {
+	r.mu.Lock()
+	r.rewrite = true
+	r.mu.Unlock()
+	r.loop.Trigger()
+}
+
+// Drifts returns how many foreign changes touched each kind of object.
+func (r *Reconciler) Drifts() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.drifts)
 }
 
 // Run syncs until ctx is done: on Set, every resync period, and with
@@ -147,22 +212,38 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	return r.loop.Run(ctx)
 }
 
-// Sync applies the desired program once. Before the first Set it does nothing.
+// Sync applies the desired program once: only the pending element changes
+// when Update is all that happened since the last sync, the whole program
+// after Set, a failure or when the periodic rebuild is due, and nothing
+// when the applied program is current (idle costs nothing, whatever the
+// cluster's size). Before the first Set it does nothing.
 func (r *Reconciler) Sync(ctx context.Context) error {
 	r.syncMu.Lock()
 	defer r.syncMu.Unlock()
 	r.mu.Lock()
-	p, v := r.desired, r.version
+	p, v, pending, full, current := r.desired, r.version, r.pending, r.full || r.lastErr != nil, r.applied == r.version
+	rewrite := r.rewrite
+	r.pending, r.full, r.rewrite = nil, false, false
 	r.mu.Unlock()
 	if p == nil {
 		return nil
 	}
-	if time.Since(r.lastRebuild) >= r.rebuildEvery {
+	rebuild := rewrite || time.Since(r.lastRebuild) >= r.rebuildEvery
+	if rebuild {
 		r.dp.Reset()
 		r.lastRebuild = time.Now()
 	}
 	start := time.Now()
-	err := r.dp.Apply(ctx, p)
+	var err error
+	switch {
+	case rebuild || full:
+		err = r.dp.Apply(ctx, p)
+	case len(pending) > 0:
+		err = r.dp.ApplyElements(ctx, p, pending)
+	case current:
+	default:
+		err = r.dp.Apply(ctx, p)
+	}
 	if err != nil {
 		err = fmt.Errorf("sync policy version %d: %w", v, err)
 	}
@@ -172,6 +253,7 @@ func (r *Reconciler) Sync(ctx context.Context) error {
 	r.syncs++
 	if err != nil {
 		r.failures++
+		r.full, r.pending = true, nil
 	} else if v > r.applied {
 		r.applied = v
 		r.ifaces = make(map[string]bool, len(p.Endpoints))
@@ -189,7 +271,13 @@ func (r *Reconciler) Sync(ctx context.Context) error {
 		return err // the loop logs it with its retry
 	}
 	st := r.dp.Stats()
-	r.log.Debug("synced", "rev", v, "op", st.LastOps, "dur", time.Since(start))
+	if st.LastOps > 0 && (rebuild || full) {
+		// A new program (or a rewrite) is an event an operator reads;
+		// element updates for endpoints elsewhere are not.
+		r.log.Info("policy applied", "version", v, "kind", st.LastKind, "chains", st.Chains, "rules", st.Rules, "elements", st.Elements, "dur", time.Since(start))
+	} else {
+		r.log.Debug("synced", "version", v, "op", st.LastOps, "dur", time.Since(start))
+	}
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,8 @@ type fakeDP struct {
 	applies int
 	resets  int
 	fail    int
+	// elements records each ApplyElements call's number of changes.
+	elements []int
 }
 
 func (f *fakeDP) Apply(_ context.Context, p *Program) error {
@@ -32,6 +35,13 @@ func (f *fakeDP) Apply(_ context.Context, p *Program) error {
 	}
 	f.applied = p
 	return nil
+}
+
+func (f *fakeDP) ApplyElements(ctx context.Context, p *Program, chs []SetChanges) error {
+	f.mu.Lock()
+	f.elements = append(f.elements, len(chs))
+	f.mu.Unlock()
+	return f.Apply(ctx, p)
 }
 
 func (f *fakeDP) Stats() ApplyStats {
@@ -168,9 +178,11 @@ func TestReconcilerRebuildsPeriodically(t *testing.T) {
 		}
 		time.Sleep(10*time.Minute + time.Second)
 		synctest.Wait()
+		// The minutely resyncs find the program current and do nothing;
+		// the rebuilds at 5 and 10 minutes rewrite the table.
 		_, applies, resets = f.state()
-		if applies != 11 || resets != 3 {
-			t.Errorf("after 10 minutes: %d applies, %d resets; want 11 and 3", applies, resets)
+		if applies != 3 || resets != 3 {
+			t.Errorf("after 10 minutes: %d applies, %d resets; want 3 and 3", applies, resets)
 		}
 	})
 }
@@ -212,4 +224,35 @@ func TestServeHTTPDebug(t *testing.T) {
 	if _, err := NewReconciler(ReconcilerConfig{}); err == nil {
 		t.Error("NewReconciler without Dataplane succeeded")
 	}
+}
+
+// TestReconcilerUpdateAppliesElementsOnly: after Set, Updates reach the
+// dataplane as element batches (coalesced when they queue up), never as
+// whole applies, and an idle resync applies nothing.
+func TestReconcilerUpdateAppliesElementsOnly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeDP{}
+		r, stop := startReconciler(t, f, ReconcilerConfig{Resync: time.Minute})
+		defer stop()
+		if err := r.WaitApplied(t.Context(), r.Set(programWith("ska"))); err != nil {
+			t.Fatal(err)
+		}
+		ch := SetChanges{AddPrefixes: map[string][]netip.Prefix{"p-x": {netip.MustParsePrefix("10.0.0.1/32")}}}
+		r.Update(programWith("ska"), ch)
+		v := r.Update(programWith("ska"), ch)
+		if err := r.WaitApplied(t.Context(), v); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3 * time.Minute)
+		synctest.Wait()
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		total := 0
+		for _, n := range f.elements {
+			total += n
+		}
+		if f.applies != 1+len(f.elements) || total != 2 {
+			t.Errorf("%d applies, element batches %v; want 1 whole apply and the 2 updates as element batches, nothing when idle", f.applies, f.elements)
+		}
+	})
 }

@@ -565,3 +565,119 @@ func diffMaps(have, want map[string]string) (add, del map[string]string) {
 	}
 	return add, del
 }
+
+// elementDiff turns a sequence of set changes into the element operations
+// that take rs there: an element's last change decides whether it should be
+// in its set, and only elements whose presence differs from rs are touched.
+// Sets rs does not hold (used by no rendered endpoint) are skipped.
+func elementDiff(rs *Ruleset, chs []SetChanges) *TableDiff {
+	addrs := map[string]map[netip.Addr]bool{}
+	ports := map[string]map[AddrPort]bool{}
+	want := func(m map[string][]netip.Prefix, in bool) {
+		for name, l := range m {
+			if addrs[name] == nil {
+				addrs[name] = map[netip.Addr]bool{}
+			}
+			for _, p := range l {
+				addrs[name][p.Addr()] = in
+			}
+		}
+	}
+	wantPorts := func(m map[string][]AddrPort, in bool) {
+		for name, l := range m {
+			if ports[name] == nil {
+				ports[name] = map[AddrPort]bool{}
+			}
+			for _, ap := range l {
+				ports[name][ap] = in
+			}
+		}
+	}
+	for _, ch := range chs {
+		want(ch.DelPrefixes, false)
+		want(ch.AddPrefixes, true)
+		wantPorts(ch.DelPorts, false)
+		wantPorts(ch.AddPorts, true)
+	}
+	d := &TableDiff{}
+	for _, name := range slices.Sorted(maps.Keys(addrs)) {
+		s := rs.set(name)
+		if s == nil || s.Kind != SetAddrs {
+			continue
+		}
+		for _, a := range slices.SortedFunc(maps.Keys(addrs[name]), netip.Addr.Compare) {
+			p := netip.PrefixFrom(a, 32)
+			_, has := slices.BinarySearchFunc(s.Prefixes, p, comparePrefix)
+			switch in := addrs[name][a]; {
+			case in && !has:
+				putElem(&d.AddAddrs, name, a)
+			case !in && has:
+				putElem(&d.DelAddrs, name, a)
+			}
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(ports)) {
+		s := rs.set(name)
+		if s == nil || s.Kind != SetAddrPorts {
+			continue
+		}
+		for _, ap := range slices.SortedFunc(maps.Keys(ports[name]), compareAddrPort) {
+			_, has := slices.BinarySearchFunc(s.AddrPorts, ap, compareAddrPort)
+			switch in := ports[name][ap]; {
+			case in && !has:
+				putElem(&d.AddAddrPorts, name, ap)
+			case !in && has:
+				putElem(&d.DelAddrPorts, name, ap)
+			}
+		}
+	}
+	return d
+}
+
+func putElem[E any](m *map[string][]E, name string, e E) {
+	if *m == nil {
+		*m = map[string][]E{}
+	}
+	(*m)[name] = append((*m)[name], e)
+}
+
+// set returns the set named name, nil if rs has none.
+func (rs *Ruleset) set(name string) *NFTSet {
+	i, ok := slices.BinarySearchFunc(rs.Sets, name, func(s NFTSet, n string) int { return strings.Compare(s.Name, n) })
+	if !ok {
+		return nil
+	}
+	return &rs.Sets[i]
+}
+
+// moveElements applies d's element changes to rs's sets (rs then describes
+// the table after d).
+func (rs *Ruleset) moveElements(d *TableDiff) {
+	prefixes := func(l []netip.Addr) []netip.Prefix {
+		out := make([]netip.Prefix, len(l))
+		for i, a := range l {
+			out[i] = netip.PrefixFrom(a, 32)
+		}
+		return out
+	}
+	names := map[string]bool{}
+	for _, m := range []map[string][]netip.Addr{d.AddAddrs, d.DelAddrs} {
+		for n := range m {
+			names[n] = true
+		}
+	}
+	for n := range names {
+		s := rs.set(n)
+		s.Prefixes = moveSorted(s.Prefixes, prefixes(d.AddAddrs[n]), prefixes(d.DelAddrs[n]), comparePrefix)
+	}
+	clear(names)
+	for _, m := range []map[string][]AddrPort{d.AddAddrPorts, d.DelAddrPorts} {
+		for n := range m {
+			names[n] = true
+		}
+	}
+	for n := range names {
+		s := rs.set(n)
+		s.AddrPorts = moveSorted(s.AddrPorts, d.AddAddrPorts[n], d.DelAddrPorts[n], compareAddrPort)
+	}
+}

@@ -199,8 +199,15 @@ func (s *state) snapshot() Snapshot {
 		cl := *s.cluster
 		snap.Cluster = &cl
 	}
-	for _, k := range slices.Sorted(maps.Keys(s.errs)) {
-		snap.Errors = append(snap.Errors, k+": "+s.errs[k])
-	}
+	snap.Errors = s.errorList()
 	return snap
+}
+
+// errorList returns the undecodable keys as "key: error", sorted.
+func (s *state) errorList() []string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(s.errs)) {
+		out = append(out, k+": "+s.errs[k])
+	}
+	return out
 }

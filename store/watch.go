@@ -24,9 +24,50 @@ const loadTimeout = 30 * time.Second
 // changed runs on Watch's goroutine: it should hand the snapshot on and
 // return. Watch returns nil when ctx is done.
 func (c *Client) Watch(ctx context.Context, changed func(Snapshot)) error {
+	return c.watch(ctx, func(st *state) { changed(st.snapshot()) }, func(st *state, evs []*clientv3.Event) {
+		dirty := false
+		for _, ev := range evs {
+			if st.apply(string(ev.Kv.Key), eventValue(ev)) {
+				dirty = true
+			}
+		}
+		if dirty {
+			changed(st.snapshot())
+		}
+	})
+}
+
+// WatchDeltas follows the keys an agent uses, like Watch, but hands out typed
+// changes instead of whole snapshots: first (and after every resync) a Delta
+// with Reset and the full Snapshot, then one Delta per watch response that
+// changed something, listing only what it changed. fn runs on WatchDeltas'
+// goroutine, in revision order; the Delta and its values are fn's to keep
+// (read-only). WatchDeltas returns nil when ctx is done.
+func (c *Client) WatchDeltas(ctx context.Context, fn func(Delta)) error {
+	return c.watch(ctx, func(st *state) {
+		snap := st.snapshot()
+		fn(Delta{Rev: st.rev, Reset: true, Snapshot: &snap})
+	}, func(st *state, evs []*clientv3.Event) {
+		d := Delta{Rev: st.rev}
+		for _, ev := range evs {
+			st.applyDelta(string(ev.Kv.Key), eventValue(ev), &d)
+		}
+		if d.ErrorsChanged {
+			d.Errors = st.errorList()
+		}
+		if !d.Empty() {
+			fn(d)
+		}
+	})
+}
+
+// watch is the load → follow → resync loop behind Watch and WatchDeltas:
+// loaded runs after every (re)load, batch after every watch response with
+// events.
+func (c *Client) watch(ctx context.Context, loaded func(*state), batch func(*state, []*clientv3.Event)) error {
 	log := c.log
 	bo := backoff{min: 100 * time.Millisecond, max: 5 * time.Second}
-	loaded, failing := false, false
+	first, failing := true, false
 	for {
 		st, err := c.load(ctx)
 		if err != nil {
@@ -45,19 +86,19 @@ func (c *Client) Watch(ctx context.Context, changed func(Snapshot)) error {
 			continue
 		}
 		failing = false
-		if loaded {
+		if !first {
 			c.resyncs.Add(1)
 			log.Info("watch resynced", "rev", st.rev, "count", len(st.nodes)+len(st.blocks)+len(st.endpoints))
 		} else {
 			log.Debug("watch loaded", "rev", st.rev)
 		}
-		loaded = true
-		changed(st.snapshot())
+		first = false
+		loaded(st)
 		if c.afterLoad != nil {
 			c.afterLoad(st.rev)
 		}
 
-		progressed, err := c.follow(ctx, st, changed)
+		progressed, err := c.follow(ctx, st, batch)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -82,7 +123,7 @@ func (c *Client) Resyncs() int64 { return c.resyncs.Load() }
 func (c *Client) load(ctx context.Context) (*state, error) {
 	lctx, cancel := context.WithTimeout(ctx, loadTimeout)
 	defer cancel()
-	resp, err := c.cli.Get(lctx, c.prefix, clientv3.WithPrefix())
+	resp, err := c.cli.Get(lctx, c.prefix, clientv3.WithRange(c.watchEnd()))
 	if err != nil {
 		return nil, fmt.Errorf("get %s*: %w", c.prefix, err)
 	}
@@ -94,13 +135,13 @@ func (c *Client) load(ctx context.Context) (*state, error) {
 	return st, nil
 }
 
-// follow applies watch events from st.rev+1 on, calling changed after each
-// batch that changed st. It returns why the watch ended, and whether any
-// batch arrived before.
-func (c *Client) follow(ctx context.Context, st *state, changed func(Snapshot)) (progressed bool, err error) {
+// follow hands the watch responses from st.rev+1 on to batch, after moving
+// st.rev. It returns why the watch ended, and whether any response arrived
+// before.
+func (c *Client) follow(ctx context.Context, st *state, batch func(*state, []*clientv3.Event)) (progressed bool, err error) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	wch := c.cli.Watch(wctx, c.prefix, clientv3.WithPrefix(), clientv3.WithRev(st.rev+1), clientv3.WithProgressNotify())
+	wch := c.cli.Watch(wctx, c.prefix, clientv3.WithRange(c.watchEnd()), clientv3.WithRev(st.rev+1), clientv3.WithProgressNotify())
 	for resp := range wch {
 		if resp.CompactRevision != 0 {
 			return progressed, fmt.Errorf("watch %s* from rev %d: compacted at rev %d: %w", c.prefix, st.rev+1, resp.CompactRevision, rpctypes.ErrCompacted)
@@ -117,25 +158,19 @@ func (c *Client) follow(ctx context.Context, st *state, changed func(Snapshot)) 
 		}
 		progressed = true
 		st.rev = resp.Header.Revision
-		if resp.IsProgressNotify() {
+		if resp.IsProgressNotify() || len(resp.Events) == 0 {
 			continue
 		}
-		dirty := false
-		for _, ev := range resp.Events {
-			var value []byte
-			if ev.Type == clientv3.EventTypePut {
-				value = putValue(ev.Kv.Value)
-			}
-			if st.apply(string(ev.Kv.Key), value) {
-				dirty = true
-			}
-		}
-		if dirty {
-			changed(st.snapshot())
-		}
+		batch(st, resp.Events)
 	}
 	return progressed, fmt.Errorf("watch %s*: channel closed", c.prefix)
 }
+
+// watchEnd ends the range the watch follows just before status/: status
+// records change every few seconds on every node and no agent decision
+// depends on them, so at 1 000 nodes following them would wake each agent
+// ~100 times a second for nothing. Every kind an agent uses sorts before it.
+func (c *Client) watchEnd() string { return c.key(kindStatus) + "/" }
 
 // sleep waits for d; it reports false when ctx is done first.
 func sleep(ctx context.Context, d time.Duration) bool {
@@ -147,6 +182,14 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// eventValue returns the value of a put, nil for a delete.
+func eventValue(ev *clientv3.Event) []byte {
+	if ev.Type == clientv3.EventTypePut {
+		return putValue(ev.Kv.Value)
+	}
+	return nil
 }
 
 // putValue returns v, or an empty non-nil slice for an empty value: state.apply

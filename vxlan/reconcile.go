@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -89,15 +90,51 @@ type Reconciler struct {
 	loop reconcile.Loop
 
 	syncMu sync.Mutex // serializes Sync
+	resync time.Duration
 
-	mu       sync.Mutex
-	desired  *State // nil until the first Set: nothing is touched before
-	actual   State
+	mu      sync.Mutex
+	desired *State // nil until the first Set: nothing is touched before
+	actual  State
+	// devs are the devices of the last full sync; valid when lastFull is set.
+	devs Devices
+	// full asks the next Sync to observe the kernel and diff everything:
+	// after Set, Trigger (possible drift) and failures.
+	full     bool
+	lastFull time.Time
+	// dirty holds the keys Update changed since the last sync; the next
+	// incremental sync touches only these.
+	dirty    dirtyKeys
 	lastSync time.Time
 	lastErr  error
 	syncs    int
 	failures int
 	lastOps  int
+	// fullSyncs and updates count the two kinds of sync, for tests and debug.
+	fullSyncs, updates int
+	// drifts counts foreign kernel changes by kind (KernelEvent).
+	drifts map[string]int
+}
+
+// dirtyKeys are objects whose desired value changed since the last sync.
+type dirtyKeys struct {
+	neighs map[netip.Addr]struct{}
+	fdb    map[FDBKey]struct{}
+	routes map[netip.Prefix]struct{}
+}
+
+func (d *dirtyKeys) add(c Changes) {
+	if d.neighs == nil {
+		*d = dirtyKeys{neighs: map[netip.Addr]struct{}{}, fdb: map[FDBKey]struct{}{}, routes: map[netip.Prefix]struct{}{}}
+	}
+	for _, n := range append(slices.Clone(c.SetNeighs), c.DelNeighs...) {
+		d.neighs[n.IP] = struct{}{}
+	}
+	for _, e := range append(slices.Clone(c.SetFDB), c.DelFDB...) {
+		d.fdb[e.Key()] = struct{}{}
+	}
+	for _, r := range append(slices.Clone(c.SetRoutes), c.DelRoutes...) {
+		d.routes[r.Dst] = struct{}{}
+	}
 }
 
 // NewReconciler returns a Reconciler; call Set and Run.
@@ -109,8 +146,11 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &Reconciler{dp: cfg.Dataplane, log: log.With("component", "vxlan")}
-	r.loop = reconcile.Loop{Name: "vxlan", Sync: r.Sync, Resync: cfg.Resync, Log: r.log}
+	r := &Reconciler{dp: cfg.Dataplane, log: log.With("component", "vxlan"), resync: cfg.Resync, full: true}
+	if r.resync <= 0 {
+		r.resync = reconcile.DefaultResync
+	}
+	r.loop = reconcile.Loop{Name: "vxlan", Sync: r.Sync, Resync: r.resync, Log: r.log}
 	return r, nil
 }
 
@@ -119,13 +159,39 @@ func (r *Reconciler) Set(want State) {
 	c := want.Clone()
 	r.mu.Lock()
 	r.desired = &c
+	r.full = true
 	r.mu.Unlock()
 	r.loop.Trigger()
 }
 
-// Trigger schedules a sync without changing the desired state, e.g. after a
-// netlink event that may mean drift.
-func (r *Reconciler) Trigger() { r.loop.Trigger() }
+// Update moves the desired state by c (a Planner's output) and schedules a
+// sync that touches only the objects c names, without dumping the kernel:
+// the cost of a peer change is that peer's objects. It never blocks. Before
+// the first Set it does nothing (there is no state to move).
+func (r *Reconciler) Update(c Changes) {
+	if c.Len() == 0 {
+		return
+	}
+	r.mu.Lock()
+	if r.desired == nil {
+		r.mu.Unlock()
+		return
+	}
+	c = c.clone()
+	applyChanges(r.desired, c)
+	r.dirty.add(c)
+	r.mu.Unlock()
+	r.loop.Trigger()
+}
+
+// Trigger schedules a full sync without changing the desired state, e.g.
+// after a netlink event that may mean drift.
+func (r *Reconciler) Trigger() {
+	r.mu.Lock()
+	r.full = true
+	r.mu.Unlock()
+	r.loop.Trigger()
+}
 
 // Run syncs until ctx is done: on Set, on Trigger, every resync period, and
 // with backoff after failures.
@@ -135,10 +201,12 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	return r.loop.Run(ctx)
 }
 
-// Sync makes the kernel match the desired state once: it ensures the device,
-// observes the owned objects, and applies the difference, adds and changes
-// before deletes. It keeps going after a failed object and returns all
-// failures joined. Before the first Set it does nothing.
+// Sync makes the kernel match the desired state once. A full sync ensures
+// the device, observes the owned objects and applies the difference, adds
+// and changes before deletes; it runs first, after Set or Trigger, after a
+// failure and once per resync period. Otherwise Sync applies only the
+// objects Update named since the last sync. It keeps going after a failed
+// object and returns all failures joined. Before the first Set it does nothing.
 func (r *Reconciler) Sync(ctx context.Context) error {
 	r.syncMu.Lock()
 	defer r.syncMu.Unlock()
@@ -147,53 +215,81 @@ func (r *Reconciler) Sync(ctx context.Context) error {
 		r.mu.Unlock()
 		return nil
 	}
-	want := r.desired.Clone()
+	full := r.full || r.lastFull.IsZero() || time.Since(r.lastFull) >= r.resync
+	var want State
+	var dirty dirtyKeys
+	if full {
+		want = r.desired.Clone()
+	} else {
+		dirty = r.dirty
+		want = r.desired.pick(dirty)
+	}
+	r.dirty = dirtyKeys{}
+	r.full = false
+	devs, actual := r.devs, r.actual.pick(dirty)
 	r.mu.Unlock()
 
 	start := time.Now()
-	actual, ops, err := r.sync(ctx, want)
+	var ops int
+	var err error
+	if full {
+		actual, devs, ops, err = r.sync(ctx, want)
+	} else {
+		ops, err = r.applyDiff(ctx, devs, want, actual)
+	}
 	if err != nil {
 		err = fmt.Errorf("sync vxlan: %w", err)
 	}
 
 	r.mu.Lock()
-	r.actual, r.lastSync, r.lastErr, r.lastOps = actual, time.Now(), err, ops
+	if full {
+		r.actual, r.devs, r.lastFull = actual, devs, time.Now()
+		r.fullSyncs++
+	} else {
+		r.actual.merge(actual, dirty)
+		r.updates++
+	}
+	r.lastSync, r.lastErr, r.lastOps = time.Now(), err, ops
 	r.syncs++
 	if err != nil {
 		r.failures++
+		r.full = true // the kernel may be anywhere now: look at all of it
 	}
 	r.mu.Unlock()
 
 	// A failure is returned, not logged: the loop logs it with its retry.
+	kind, count := "full", len(want.Routes)
+	if !full {
+		kind, count = "update", len(dirty.neighs)+len(dirty.fdb)+len(dirty.routes)
+	}
 	if ops > 0 {
-		r.log.Info("synced", "op", ops, "count", len(want.Routes), "dur", time.Since(start))
+		r.log.Info("synced", "kind", kind, "op", ops, "count", count, "dur", time.Since(start))
 	} else {
-		r.log.Debug("synced", "op", 0, "count", len(want.Routes), "dur", time.Since(start))
+		r.log.Debug("synced", "kind", kind, "op", 0, "count", count, "dur", time.Since(start))
 	}
 	return err
 }
 
 // sync returns the actual state as far as it knows it and the number of
 // successful operations.
-func (r *Reconciler) sync(ctx context.Context, want State) (State, int, error) {
+func (r *Reconciler) sync(ctx context.Context, want State) (State, Devices, int, error) {
 	devs, err := r.dp.EnsureLink(ctx, want.Link, want.Addr)
 	if err != nil {
-		return State{}, 0, fmt.Errorf("ensure link %s: %w", want.Link.Name, err)
+		return State{}, devs, 0, fmt.Errorf("ensure link %s: %w", want.Link.Name, err)
 	}
 	have, err := r.dp.Observe(ctx, devs)
 	if err != nil {
-		return State{}, 0, fmt.Errorf("observe %s: %w", want.Link.Name, err)
+		return State{}, devs, 0, fmt.Errorf("observe %s: %w", want.Link.Name, err)
 	}
 	have = have.Clone() // actual is updated below as operations succeed
-	if have.Neighs == nil {
-		have.Neighs = map[netip.Addr]Neigh{}
-	}
-	if have.FDB == nil {
-		have.FDB = map[FDBKey]FDBEntry{}
-	}
-	if have.Routes == nil {
-		have.Routes = map[netip.Prefix]Route{}
-	}
+	have.initMaps()
+	ops, err := r.applyDiff(ctx, devs, want, have)
+	return have, devs, ops, err
+}
+
+// applyDiff makes have (a map set of the kernel's objects) match want's
+// objects, moving have as operations succeed, and returns how many did.
+func (r *Reconciler) applyDiff(ctx context.Context, devs Devices, want, have State) (int, error) {
 
 	neighs := reconcile.Diff(want.Neighs, have.Neighs, neighEqual)
 	neighs.Sort(netip.Addr.Compare)
@@ -240,7 +336,7 @@ func (r *Reconciler) sync(ctx context.Context, want State) (State, int, error) {
 	if err := ctx.Err(); err != nil {
 		errs = append(errs, err)
 	}
-	return have, ops, errors.Join(errs...)
+	return ops, errors.Join(errs...)
 }
 
 func compareFDBKey(a, b FDBKey) int {
@@ -263,6 +359,33 @@ type DebugState struct {
 	Routes int `json:"routes"`
 	Neighs int `json:"neighs"`
 	FDB    int `json:"fdb"`
+}
+
+// Stats is the cheap part of Debug: counters, no object lists. It costs the
+// same whatever the cluster's size, for loops that poll it.
+type Stats struct {
+	LastSync  time.Time
+	LastError string
+	Syncs     int
+	// FullSyncs and Updates split Syncs by kind.
+	FullSyncs, Updates int
+	Failures           int
+	// Routes, Neighs and FDB count desired objects.
+	Routes, Neighs, FDB int
+}
+
+// Stats returns the reconciler's counters.
+func (r *Reconciler) Stats() Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := Stats{LastSync: r.lastSync, Syncs: r.syncs, FullSyncs: r.fullSyncs, Updates: r.updates, Failures: r.failures}
+	if r.desired != nil {
+		st.Routes, st.Neighs, st.FDB = len(r.desired.Routes), len(r.desired.Neighs), len(r.desired.FDB)
+	}
+	if r.lastErr != nil {
+		st.LastError = r.lastErr.Error()
+	}
+	return st
 }
 
 // Debug returns a snapshot for the debug endpoint.

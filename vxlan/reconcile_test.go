@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http/httptest"
 	"net/netip"
 	"slices"
@@ -379,5 +380,105 @@ func TestNewReconcilerNeedsDataplane(t *testing.T) {
 	t.Parallel()
 	if _, err := NewReconciler(ReconcilerConfig{}); err == nil {
 		t.Error("NewReconciler() without Dataplane = nil error")
+	}
+}
+
+// countingDP counts Observe calls: the incremental path must not dump.
+type countingDP struct {
+	*fakeDP
+	observes int
+}
+
+func (c *countingDP) Observe(ctx context.Context, d Devices) (State, error) {
+	c.observes++
+	return c.fakeDP.Observe(ctx, d)
+}
+
+// TestUpdateRandomWalk drives a Reconciler with a Planner's changes through a
+// random walk of peer changes: after every Update + Sync the fake kernel
+// equals Plan from scratch, no Sync but the first observed the kernel, and
+// the operations made are exactly the changes.
+func TestUpdateRandomWalk(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	cfg := Config{
+		Node: "self", UnderlayIP: netip.MustParseAddr("192.0.2.100"), UnderlayIfIndex: 3,
+		VTEPMAC: net.HardwareAddr{0x0e, 0, 0, 0, 0, 0x99}, VTEPIP: netip.MustParseAddr("10.245.0.0"),
+	}
+	f := &countingDP{fakeDP: newFake()}
+	r := newReconciler(t, f)
+	p := NewPlanner(cfg, nil)
+	r.Set(p.State())
+	if err := r.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for step := range 500 {
+		node := fmt.Sprintf("n%02d", rng.IntN(16))
+		var c Changes
+		if rng.IntN(4) == 0 {
+			c = p.DeletePeer(node)
+		} else {
+			c = p.SetPeer(randomPeer(rng, node))
+		}
+		f.ops()
+		r.Update(c)
+		if err := r.Sync(t.Context()); err != nil {
+			t.Fatalf("step %d: Sync() = %v", step, err)
+		}
+		if d := gocmp.Diff(p.State().Lines(), f.lines()); d != "" {
+			t.Fatalf("step %d: kernel != planner (-planner +kernel):\n%s", step, d)
+		}
+		if applies, _ := f.ops(); applies > c.Len() {
+			t.Fatalf("step %d: %d operations for %d changes", step, applies, c.Len())
+		}
+	}
+	if f.observes != 1 {
+		t.Errorf("Observe called %d times, want 1 (the first full sync only)", f.observes)
+	}
+	// Drift: something removes every route behind the reconciler's back.
+	// Trigger (as a netlink event would) makes the next sync a full one.
+	f.mu.Lock()
+	clear(f.st.Routes)
+	f.mu.Unlock()
+	r.Trigger()
+	if err := r.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if d := gocmp.Diff(p.State().Lines(), f.lines()); d != "" {
+		t.Fatalf("after Trigger: kernel != planner (-planner +kernel):\n%s", d)
+	}
+	if f.observes != 2 {
+		t.Errorf("Observe called %d times after Trigger, want 2", f.observes)
+	}
+}
+
+// TestUpdateFailureFallsBackToFullSync: a failed incremental op is retried by
+// a full sync, which repairs whatever state it left.
+func TestUpdateFailureFallsBackToFullSync(t *testing.T) {
+	cfg := Config{Node: "self", UnderlayIP: netip.MustParseAddr("192.0.2.1"), VTEPMAC: net.HardwareAddr{2, 0, 0, 9, 9, 9}, VTEPIP: netip.MustParseAddr("10.0.0.0")}
+	f := &countingDP{fakeDP: newFake()}
+	r := newReconciler(t, f)
+	p := NewPlanner(cfg, nil)
+	r.Set(p.State())
+	if err := r.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	peer := Peer{Node: "a", UnderlayIP: netip.MustParseAddr("192.0.2.2"), VTEPIP: netip.MustParseAddr("10.1.0.0"),
+		VTEPMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, Blocks: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/26")}}
+	c := p.SetPeer(peer)
+	f.mu.Lock()
+	f.fail = map[string]int{"set route 10.1.0.0/26 via 10.1.0.0 onlink": 1}
+	f.mu.Unlock()
+	r.Update(c)
+	if err := r.Sync(t.Context()); err == nil {
+		t.Fatal("Sync() = nil, want the injected failure")
+	}
+	if err := r.Sync(t.Context()); err != nil {
+		t.Fatalf("retry Sync() = %v", err)
+	}
+	if d := gocmp.Diff(p.State().Lines(), f.lines()); d != "" {
+		t.Fatalf("kernel != planner after retry (-planner +kernel):\n%s", d)
+	}
+	if f.observes != 2 {
+		t.Errorf("Observe called %d times, want 2 (start, and the full retry)", f.observes)
 	}
 }

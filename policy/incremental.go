@@ -1,0 +1,394 @@
+package policy
+
+import (
+	"cmp"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/skeinnet/skein/api"
+)
+
+// Incremental keeps one node's compiled Program current as the cluster
+// changes, so that the work per change follows the change, not the cluster.
+//
+// A remote endpoint (one on another node) can only move elements of the
+// selector sets its node's rules use: rules name sets, never their members.
+// So PutEndpoint of a remote endpoint evaluates that one endpoint against
+// the used set definitions and returns the elements that changed, and an
+// endpoint no used selector matches changes nothing. Everything else (a
+// local endpoint, a policy, a namespace, a node) recompiles the node's
+// program with Compile; those are rare on one node and Compile stays the one
+// definition of the semantics. The Program after every call equals Compile
+// of the same input (a randomized test checks it).
+//
+// Programs are copy-on-write: a Program returned earlier is never modified,
+// so it can be handed to the Reconciler while Incremental moves on.
+type Incremental struct {
+	in   Input // Endpoints is unused: eps holds them
+	eps  map[string]api.Endpoint
+	byIP map[netip.Addr]map[string]struct{}
+	// nsLabels are the effective labels of namespaces with a record.
+	nsLabels map[string]map[string]string
+	nsMatch  map[nsSelKey]bool
+
+	prog     *Program
+	defs     map[string]*setDef // the sets prog uses
+	compiles int
+}
+
+type nsSelKey struct{ sel, ns string }
+
+// SetChanges are the elements a change added to and removed from each set.
+type SetChanges struct {
+	AddPrefixes map[string][]netip.Prefix
+	DelPrefixes map[string][]netip.Prefix
+	AddPorts    map[string][]AddrPort
+	DelPorts    map[string][]AddrPort
+}
+
+// Len returns how many elements c adds or removes.
+func (c SetChanges) Len() int {
+	n := 0
+	for _, m := range []map[string][]netip.Prefix{c.AddPrefixes, c.DelPrefixes} {
+		for _, l := range m {
+			n += len(l)
+		}
+	}
+	for _, m := range []map[string][]AddrPort{c.AddPorts, c.DelPorts} {
+		for _, l := range m {
+			n += len(l)
+		}
+	}
+	return n
+}
+
+// NewIncremental compiles in (for one node: in.Node must be set) and keeps
+// it. The endpoints are keyed by their position; callers that change them
+// later use SetInput's keys (see EndpointKey).
+func NewIncremental(in Input) *Incremental {
+	x := &Incremental{}
+	x.SetInput(in)
+	return x
+}
+
+// EndpointKey is the key Incremental files an endpoint under: node,
+// container and interface, as the store does.
+func EndpointKey(ep *api.Endpoint) string {
+	return ep.Node + "/" + ep.ContainerID + "/" + ep.IfName
+}
+
+// SetInput replaces everything (a resync) and recompiles.
+func (x *Incremental) SetInput(in Input) *Program {
+	x.eps = make(map[string]api.Endpoint, len(in.Endpoints))
+	x.byIP = map[netip.Addr]map[string]struct{}{}
+	for _, ep := range in.Endpoints {
+		x.index(EndpointKey(&ep), &ep)
+	}
+	in.Endpoints = nil
+	x.in = in
+	x.setNamespaces(in.Namespaces)
+	return x.recompile()
+}
+
+// Program returns the current program; it is never modified afterwards.
+func (x *Incremental) Program() *Program { return x.prog }
+
+// Compiles counts the full compiles so far.
+func (x *Incremental) Compiles() int { return x.compiles }
+
+// SetPolicies replaces the policies and recompiles.
+func (x *Incremental) SetPolicies(nps []api.NetworkPolicy, anps []api.AdminNetworkPolicy, banps []api.BaselineAdminNetworkPolicy) *Program {
+	x.in.NetworkPolicies, x.in.ANPs, x.in.BANPs = nps, anps, banps
+	return x.recompile()
+}
+
+// SetNamespaces replaces the namespaces and recompiles: a namespace's labels
+// move every selector with a namespace selector.
+func (x *Incremental) SetNamespaces(nss []api.Namespace) *Program {
+	x.setNamespaces(nss)
+	return x.recompile()
+}
+
+// SetNodes replaces the nodes and the VXLAN filter and recompiles.
+func (x *Incremental) SetNodes(nodes []api.Node, vxlan *VXLANFilter) *Program {
+	x.in.Nodes, x.in.VXLAN = nodes, vxlan
+	return x.recompile()
+}
+
+func (x *Incremental) setNamespaces(nss []api.Namespace) {
+	x.in.Namespaces = nss
+	x.nsLabels = make(map[string]map[string]string, len(nss))
+	for _, ns := range nss {
+		x.nsLabels[ns.Name] = ns.EffectiveLabels()
+	}
+}
+
+// PutEndpoint records a put (ep set) or delete (ep nil) of the endpoint
+// under key. For a remote endpoint it returns the set elements that changed
+// and full false; for a local one it recompiles and returns full true.
+func (x *Incremental) PutEndpoint(key string, ep *api.Endpoint) (SetChanges, bool) {
+	old, had := x.eps[key]
+	var oldp *api.Endpoint
+	if had {
+		oldp = &old
+	}
+	x.unindex(key, oldp)
+	if ep != nil {
+		x.index(key, ep)
+	}
+	if x.local(oldp) || x.local(ep) {
+		x.recompile()
+		return SetChanges{}, true
+	}
+	return x.moveElements(key, oldp, ep), false
+}
+
+func (x *Incremental) local(ep *api.Endpoint) bool {
+	return ep != nil && (x.in.Node == "" || ep.Node == x.in.Node)
+}
+
+func (x *Incremental) index(key string, ep *api.Endpoint) {
+	x.eps[key] = *ep
+	for _, ip := range ep.IPs {
+		if x.byIP[ip] == nil {
+			x.byIP[ip] = map[string]struct{}{}
+		}
+		x.byIP[ip][key] = struct{}{}
+	}
+}
+
+func (x *Incremental) unindex(key string, ep *api.Endpoint) {
+	if ep == nil {
+		return
+	}
+	delete(x.eps, key)
+	for _, ip := range ep.IPs {
+		delete(x.byIP[ip], key)
+		if len(x.byIP[ip]) == 0 {
+			delete(x.byIP, ip)
+		}
+	}
+}
+
+func (x *Incremental) recompile() *Program {
+	in := x.in
+	in.Endpoints = make([]api.Endpoint, 0, len(x.eps))
+	for _, k := range slices.Sorted(maps.Keys(x.eps)) {
+		in.Endpoints = append(in.Endpoints, x.eps[k])
+	}
+	x.prog, x.defs = compile(in)
+	x.nsMatch = map[nsSelKey]bool{}
+	x.compiles++
+	return x.prog
+}
+
+// moveElements compares what old and nw contribute to each used pod set
+// and copies the changed sets into a new Program.
+func (x *Incremental) moveElements(key string, old, nw *api.Endpoint) SetChanges {
+	var ch SetChanges
+	var sets map[string]Set // copy of x.prog.Sets, made on the first change
+	for _, name := range slices.Sorted(maps.Keys(x.defs)) {
+		def := x.defs[name]
+		if def.kind == SetCIDRs {
+			continue
+		}
+		switch def.kind {
+		case SetAddrs:
+			was, is := x.addrsOf(def, old), x.addrsOf(def, nw)
+			add, del := settleList(key, was, is, x.byIP, netip.Prefix.Addr, x.eps, func(ep *api.Endpoint) []netip.Prefix { return x.addrsOf(def, ep) }, comparePrefix)
+			if len(add)+len(del) == 0 {
+				continue
+			}
+			if sets == nil {
+				sets = maps.Clone(x.prog.Sets)
+			}
+			s := sets[name]
+			s.Prefixes = moveSorted(s.Prefixes, add, del, comparePrefix)
+			sets[name] = s
+			putList(&ch.AddPrefixes, name, add)
+			putList(&ch.DelPrefixes, name, del)
+		case SetAddrPorts:
+			was, is := x.portsOf(def, old), x.portsOf(def, nw)
+			addP, delP := settleList(key, was, is, x.byIP, func(a AddrPort) netip.Addr { return a.Addr }, x.eps, func(ep *api.Endpoint) []AddrPort { return x.portsOf(def, ep) }, compareAddrPort)
+			if len(addP)+len(delP) == 0 {
+				continue
+			}
+			if sets == nil {
+				sets = maps.Clone(x.prog.Sets)
+			}
+			s := sets[name]
+			s.AddrPorts = moveSorted(s.AddrPorts, addP, delP, compareAddrPort)
+			sets[name] = s
+			putList(&ch.AddPorts, name, addP)
+			putList(&ch.DelPorts, name, delP)
+		}
+	}
+	if sets != nil {
+		p := *x.prog
+		p.Sets = sets
+		x.prog = &p
+	}
+	return ch
+}
+
+// settleList returns the elements of is not in was (added) and of was not
+// in is (removed), less those another endpoint with the same address still
+// contributes: an element leaves a set only when no member gives it.
+func settleList[E comparable](key string, was, is []E, byIP map[netip.Addr]map[string]struct{}, addr func(E) netip.Addr, eps map[string]api.Endpoint, of func(*api.Endpoint) []E, compare func(a, b E) int) (add, del []E) {
+	if slices.Equal(was, is) {
+		return nil, nil
+	}
+	others := func(e E) bool {
+		for k := range byIP[addr(e)] {
+			if k == key {
+				continue
+			}
+			ep := eps[k]
+			if slices.Contains(of(&ep), e) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, e := range is {
+		if !slices.Contains(was, e) && !others(e) {
+			add = append(add, e)
+		}
+	}
+	for _, e := range was {
+		if !slices.Contains(is, e) && !others(e) {
+			del = append(del, e)
+		}
+	}
+	slices.SortFunc(add, compare)
+	slices.SortFunc(del, compare)
+	return add, del
+}
+
+// member reports whether ep belongs to the pods of def.
+func (x *Incremental) member(def *setDef, ep *api.Endpoint) bool {
+	if ep == nil {
+		return false
+	}
+	p := def.pods
+	if p == nil {
+		return true // a named port on all pods
+	}
+	if p.nsSel == nil {
+		if ep.Namespace != p.scope {
+			return false
+		}
+	} else if !x.nsMatches(p.nsSel, ep.Namespace) {
+		return false
+	}
+	return p.podSel.Empty() || p.podSel.Matches(ep.Labels)
+}
+
+func (x *Incremental) nsMatches(sel *api.LabelSelector, ns string) bool {
+	k := nsSelKey{selectorText(sel), ns}
+	if m, ok := x.nsMatch[k]; ok {
+		return m
+	}
+	labels, ok := x.nsLabels[ns]
+	if !ok {
+		labels = api.Namespace{Name: ns}.EffectiveLabels()
+	}
+	m := sel.Matches(labels)
+	x.nsMatch[k] = m
+	return m
+}
+
+// addrsOf is what ep gives a SetAddrs set: its IPv4 addresses as /32s.
+func (x *Incremental) addrsOf(def *setDef, ep *api.Endpoint) []netip.Prefix {
+	if !x.member(def, ep) {
+		return nil
+	}
+	var out []netip.Prefix
+	for _, ip := range ep.IPs {
+		if ip.Is4() {
+			out = append(out, netip.PrefixFrom(ip, 32))
+		}
+	}
+	slices.SortFunc(out, comparePrefix)
+	return slices.Compact(out)
+}
+
+// portsOf is what ep gives a SetAddrPorts set.
+func (x *Incremental) portsOf(def *setDef, ep *api.Endpoint) []AddrPort {
+	if !x.member(def, ep) {
+		return nil
+	}
+	var out []AddrPort
+	for _, pm := range resolve(ep.Ports, def.port) {
+		for _, ip := range ep.IPs {
+			if ip.Is4() {
+				out = append(out, AddrPort{Addr: ip, Proto: pm.Proto, Port: pm.From})
+			}
+		}
+	}
+	slices.SortFunc(out, compareAddrPort)
+	return slices.Compact(out)
+}
+
+func compareAddrPort(a, b AddrPort) int {
+	return cmp.Or(a.Addr.Compare(b.Addr), cmp.Compare(a.Proto, b.Proto), cmp.Compare(a.Port, b.Port))
+}
+
+// moveSorted returns a new sorted list: list less del plus add.
+func moveSorted[E any](list, add, del []E, compare func(a, b E) int) []E {
+	out := make([]E, 0, len(list)+len(add))
+	for _, e := range list {
+		if _, found := slices.BinarySearchFunc(del, e, compare); !found {
+			out = append(out, e)
+		}
+	}
+	for _, e := range add {
+		i, found := slices.BinarySearchFunc(out, e, compare)
+		if !found {
+			out = slices.Insert(out, i, e)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+func putList[E any](m *map[string][]E, name string, l []E) {
+	if len(l) == 0 {
+		return
+	}
+	if *m == nil {
+		*m = map[string][]E{}
+	}
+	(*m)[name] = l
+}
+
+// String renders c for logs and tests, sorted.
+func (c SetChanges) String() string {
+	var lines []string
+	for name, l := range c.AddPrefixes {
+		for _, p := range l {
+			lines = append(lines, "add "+name+" "+p.String())
+		}
+	}
+	for name, l := range c.DelPrefixes {
+		for _, p := range l {
+			lines = append(lines, "del "+name+" "+p.String())
+		}
+	}
+	for name, l := range c.AddPorts {
+		for _, p := range l {
+			lines = append(lines, "add "+name+" "+p.String())
+		}
+	}
+	for name, l := range c.DelPorts {
+		for _, p := range l {
+			lines = append(lines, "del "+name+" "+p.String())
+		}
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
+}

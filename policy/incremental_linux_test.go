@@ -1,0 +1,69 @@
+package policy
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/skeinnet/skein/api"
+	"github.com/skeinnet/skein/internal/nstest"
+)
+
+// TestApplyElementsFollowsIncremental: remote endpoints come and go; each
+// change reaches the kernel through ApplyElements alone (element batches, no
+// rebuild, no patch of chains), queued two or three at a time as the
+// Reconciler would, and the table in the namespace always lists what a full
+// render of the incremental program says.
+func TestApplyElementsFollowsIncremental(t *testing.T) {
+	ns := nstest.New(t)
+	c := newConn(t, ns)
+	a := NewApplier(c, nil)
+	ctx := t.Context()
+	rng := rand.New(rand.NewPCG(9, 10))
+
+	in := withPolicies(t, Input{Node: "n1"}, walkPolicies)
+	in.Endpoints = []api.Endpoint{{Namespace: "x", Name: "a", Labels: map[string]string{"pod": "a"}, IPs: []netip.Addr{netip.MustParseAddr("10.0.1.1")},
+		Node: "n1", ContainerID: "local", IfName: "eth0", HostIface: "sk00000000001"}}
+	x := NewIncremental(in)
+	if err := a.Apply(ctx, x.Program()); err != nil {
+		t.Fatal(err)
+	}
+	var queued []SetChanges
+	for step := range 120 {
+		i := rng.IntN(12)
+		ep := api.Endpoint{
+			Namespace: []string{"x", "y", "z"}[rng.IntN(3)], Name: fmt.Sprintf("r%d", i),
+			Labels: map[string]string{"pod": "b", "role": []string{"client", "server"}[rng.IntN(2)]},
+			Ports:  modelPorts()[:rng.IntN(3)],
+			IPs:    []netip.Addr{netip.AddrFrom4([4]byte{10, 0, 2, byte(1 + rng.IntN(8))})},
+			Node:   "n2", ContainerID: fmt.Sprintf("c%d", i), IfName: "eth0",
+		}
+		var ch SetChanges
+		var full bool
+		if rng.IntN(4) == 0 {
+			ch, full = x.PutEndpoint(EndpointKey(&ep), nil)
+		} else {
+			ch, full = x.PutEndpoint(EndpointKey(&ep), &ep)
+		}
+		if full {
+			t.Fatalf("step %d: a remote endpoint recompiled", step)
+		}
+		queued = append(queued, ch)
+		if rng.IntN(3) > 0 {
+			continue
+		}
+		if err := a.ApplyElements(ctx, x.Program(), queued); err != nil {
+			t.Fatalf("step %d: ApplyElements: %v", step, err)
+		}
+		queued = nil
+		if d := cmp.Diff(expectTable(Render(x.Program())), listTable(t, c)); d != "" {
+			t.Fatalf("step %d: table != render of the program (-want +got):\n%s", step, d)
+		}
+	}
+	if st := a.Stats(); st.Rebuilds != 1 || st.Patches != 0 || st.Failures != 0 {
+		t.Errorf("stats %+v: want one rebuild (the first apply), then element updates only", st)
+	}
+}

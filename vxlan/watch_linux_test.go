@@ -1,0 +1,116 @@
+package vxlan
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	gocmp "github.com/google/go-cmp/cmp"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/skeinnet/skein/api"
+	"github.com/skeinnet/skein/internal/nstest"
+)
+
+// TestDriftRepairedFromKernelEvents runs a Reconciler with the kernel watch
+// in a namespace (periodic resync far away), removes a route, a neighbour,
+// an FDB entry and the whole device by hand, changes a neighbour, and checks
+// each is back within a second and counted as drift of its kind, while the
+// reconciler's own changes count as none.
+func TestDriftRepairedFromKernelEvents(t *testing.T) {
+	ns := nstest.New(t)
+	h := ns.Handle
+	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "ul0"}, PeerName: "ul1"}); err != nil {
+		t.Fatalf("add underlay veth: %v", err)
+	}
+	ns.LinkUp(t, "ul0", pfx("192.0.2.1/24"))
+	ns.LinkUp(t, "ul1", pfx("192.0.2.200/24"))
+	cfg := selfCfg
+	cfg.UnderlayIfIndex = mustLink(t, h, "ul0").Attrs().Index
+
+	r, err := NewReconciler(ReconcilerConfig{Dataplane: NewNetlinkDataplane(h, testLog(t)), Log: testLog(t), Resync: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	nsh := netns.NsHandle(ns.Fd())
+	watching := make(chan error, 1)
+	go func() { watching <- WatchKernel(ctx, &nsh, api.VXLANDevice, func(ev Event) { r.KernelEvent(ev) }) }()
+	running := make(chan error, 1)
+	go func() { running <- r.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-running; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		if err := <-watching; err != nil {
+			t.Errorf("WatchKernel: %v", err)
+		}
+	}()
+
+	p := NewPlanner(cfg, []Peer{peerB, peerC})
+	r.Set(p.State())
+	want := p.State().Lines()
+	converged := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(time.Second)
+		for {
+			if _, err := h.LinkByName(api.VXLANDevice); err == nil {
+				if gocmp.Equal(want, kernelLines(t, ns, api.VXLANDevice, cfg.UnderlayIfIndex)) {
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not repaired within 1 s:\n%s", what, gocmp.Diff(want, kernelLines(t, ns, api.VXLANDevice, cfg.UnderlayIfIndex)))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	converged("initial sync")
+	// An incremental change of our own is no drift.
+	c := p.DeletePeer(peerC.Node)
+	r.Update(c)
+	want = p.State().Lines()
+	converged("own update")
+	time.Sleep(100 * time.Millisecond) // let the echoes of our own changes arrive
+	if d := r.Drifts(); len(d) != 0 {
+		t.Fatalf("drift counted for the reconciler's own changes: %v", d)
+	}
+
+	vx := mustLink(t, h, api.VXLANDevice)
+	route := &netlink.Route{LinkIndex: vx.Attrs().Index, Dst: ipNet(peerB.Blocks[0]), Gw: peerB.VTEPIP.AsSlice(), Protocol: api.RouteProtocol, Flags: int(netlink.FLAG_ONLINK)}
+	if err := h.RouteDel(route); err != nil {
+		t.Fatalf("delete route by hand: %v", err)
+	}
+	converged("route deleted by hand")
+	neigh := &netlink.Neigh{LinkIndex: vx.Attrs().Index, Family: unix.AF_INET, IP: peerB.VTEPIP.AsSlice(), HardwareAddr: peerB.VTEPMAC, State: netlink.NUD_PERMANENT}
+	if err := h.NeighDel(neigh); err != nil {
+		t.Fatalf("delete neighbour by hand: %v", err)
+	}
+	converged("neighbour deleted by hand")
+	neigh.HardwareAddr = net.HardwareAddr{2, 9, 9, 9, 9, 9}
+	if err := h.NeighSet(neigh); err != nil {
+		t.Fatalf("change neighbour by hand: %v", err)
+	}
+	converged("neighbour changed by hand")
+	fdb := &netlink.Neigh{LinkIndex: vx.Attrs().Index, Family: unix.AF_BRIDGE, HardwareAddr: peerB.VTEPMAC, IP: peerB.UnderlayIP.AsSlice(), Flags: netlink.NTF_SELF, State: netlink.NUD_PERMANENT}
+	if err := h.NeighDel(fdb); err != nil {
+		t.Fatalf("delete fdb entry by hand: %v", err)
+	}
+	converged("fdb entry deleted by hand")
+	if err := h.LinkDel(vx); err != nil {
+		t.Fatalf("delete device by hand: %v", err)
+	}
+	converged("device deleted by hand")
+
+	d := r.Drifts()
+	for _, kind := range []string{DriftRoute, DriftNeigh, DriftFDB, DriftLink} {
+		if d[kind] == 0 {
+			t.Errorf("drift of kind %s not counted: %v", kind, d)
+		}
+	}
+}

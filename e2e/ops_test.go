@@ -617,4 +617,20 @@ func TestOpsIPAMAudit(t *testing.T) {
 	if f := parseFindings(t, r); f.has("leaked-address", h.Name, leak.String()) || f.has("stale-endpoint", ghost.Node, "ops-stale/eth0") {
 		t.Errorf("ipam check after release still finds them:\n%s", r)
 	}
+
+	// From the root namespace no agent answers: a check that found nothing
+	// must not pass for one that checked everything (exit 3, and the table
+	// says what was not checked and how to check it); --etcd-only says it
+	// checked etcd alone and passes.
+	r = opsSkein(ctx, t, "ipam", "check")
+	if len(parseFindings(t, opsSkein(ctx, t, "ipam", "check", "-o", "json")).Findings) == 0 {
+		if r.code != 3 || !strings.Contains(r.stdout, "NOT checked") || !strings.Contains(r.stdout, "run `skein ipam check` on it") {
+			t.Errorf("ipam check with no agent reachable: want exit 3 and the unchecked nodes named\n%s", r)
+		}
+		if r := opsSkein(ctx, t, "ipam", "check", "--etcd-only"); r.code != 0 {
+			t.Errorf("ipam check --etcd-only: want exit 0\n%s", r)
+		}
+	} else if r := opsSkein(ctx, t, "ipam", "check", "--etcd-only"); r.code == 3 {
+		t.Errorf("ipam check --etcd-only exits 3 (unchecked agents) although it asks none\n%s", r)
+	}
 }

@@ -261,12 +261,20 @@ type agentIPAM struct {
 type ipamFlags struct {
 	agentFlags
 	grace time.Duration
+	// etcdOnly checks etcd alone and says so: no agent is asked, and
+	// unchecked agents do not fail the check.
+	etcdOnly bool
 }
 
 func (f *ipamFlags) register(cmd *cobra.Command) {
 	f.agentFlags.register(cmd)
 	cmd.Flags().DurationVar(&f.grace, "grace", 5*time.Minute, "an allocation without endpoint counts as leaked only when older than this (an ADD in flight has none yet)")
+	cmd.Flags().BoolVar(&f.etcdOnly, "etcd-only", false, "check what etcd holds only; do not ask the agents (leaked-address and endpoint-without-allocation are not checked)")
 }
+
+// exitUnchecked is `skein ipam check`'s status when nothing was found but
+// some agents could not be asked: "no problem" would claim what nobody checked.
+const exitUnchecked = 3
 
 func newIPAMCheckCmd(g *globalFlags) *cobra.Command {
 	f := &ipamFlags{}
@@ -285,8 +293,9 @@ agent knows (its allocations, kept in its --state-dir), from each agent's /debug
   allocation-outside-blocks   an agent allocated from a block that is not its own (agent needed)
   block-outside-pools         a block in none of the cluster's pools
 
-Nodes whose agent cannot be reached are listed as unchecked: run the check on that host (the debug
-endpoint listens on loopback by default). Exit status 2 when anything is found.`,
+Nodes whose agent cannot be reached are listed as unchecked, with how to check them: run the check
+on that host (the debug endpoint listens on loopback by default). Exit status 2 when anything is found,
+3 when nothing is found but some agents could not be asked (use --etcd-only to check etcd alone).`,
 		Example: `  skein ipam check
   skein ipam check -o json | jq '.findings[] | select(.kind == "leaked-address")'
   skein ipam check --grace 1m`,
@@ -302,10 +311,14 @@ endpoint listens on loopback by default). Exit status 2 when anything is found.`
 			if len(rep.Findings) > 0 {
 				return &exitError{code: exitUnhealthy, err: fmt.Errorf("%d finding(s)", len(rep.Findings))}
 			}
+			if len(rep.Unchecked) > 0 && !f.etcdOnly {
+				return &exitError{code: exitUnchecked, err: fmt.Errorf("%d node(s) not checked", len(rep.Unchecked)), said: true}
+			}
 			return nil
 		},
 	}
 	f.register(cmd)
+	cmd.Example += "\n  skein ipam check --etcd-only          # etcd alone, from an admin machine that cannot reach the agents"
 	return cmd
 }
 
@@ -321,9 +334,14 @@ func runIPAMCheck(cmd *cobra.Command, g *globalFlags, f *ipamFlags) (ipamReport,
 		return ipamReport{}, err
 	}
 	allocs, unchecked := map[string]agentIPAM{}, map[string]string{}
-	if f.query {
+	switch {
+	case f.etcdOnly:
+		for name := range inv.Nodes {
+			unchecked[name] = "agents not asked (--etcd-only)"
+		}
+	case f.query:
 		allocs, unchecked = probeIPAM(cmd.Context(), inv, f.timeout)
-	} else {
+	default:
 		for name := range inv.Nodes {
 			unchecked[name] = "agents not asked (--agents=false)"
 		}
@@ -562,9 +580,12 @@ func findingWhat(f ipamFinding) string {
 }
 
 func renderIPAMReport(tw *tabwriter.Writer, rep ipamReport, wide bool) {
-	if len(rep.Findings) == 0 {
+	switch {
+	case len(rep.Findings) == 0 && len(rep.Unchecked) > 0:
+		fmt.Fprintf(tw, "no problems found in what could be checked (etcd rev %d); %d node(s) NOT checked, see below\n", rep.Rev, len(rep.Unchecked))
+	case len(rep.Findings) == 0:
 		fmt.Fprintf(tw, "no problems found (etcd rev %d)\n", rep.Rev)
-	} else {
+	default:
 		fmt.Fprint(tw, "KIND\tNODE\tWHAT\tDETAIL")
 		if wide {
 			fmt.Fprint(tw, "\tFIX")
@@ -585,6 +606,7 @@ func renderIPAMReport(tw *tabwriter.Writer, rep ipamReport, wide bool) {
 		for _, u := range rep.Unchecked {
 			fmt.Fprintf(tw, "  %s: %s\n", u.Node, u.Reason)
 		}
+		fmt.Fprintln(tw, "to check a node: run `skein ipam check` on it (its debug endpoint is on loopback); --etcd-only checks etcd alone")
 	}
 }
 

@@ -361,3 +361,24 @@ func TestRenderIPAMShow(t *testing.T) {
 		t.Errorf("ipam show (-want +got):\n%s", d)
 	}
 }
+
+// TestRenderIPAMReportUnchecked: a check that found nothing but could not
+// ask some agents does not say "no problems found" alone: it names the
+// nodes it did not check and how to check them.
+func TestRenderIPAMReportUnchecked(t *testing.T) {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	renderIPAMReport(tw, ipamReport{Rev: 7, Unchecked: []uncheckedNode{{Node: "n2", Reason: "debug endpoint: connection refused"}}}, false)
+	_ = tw.Flush()
+	for _, want := range []string{"no problems found in what could be checked", "1 node(s) NOT checked", "n2: debug endpoint: connection refused", "run `skein ipam check` on it", "--etcd-only"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, b.String())
+		}
+	}
+	b.Reset()
+	renderIPAMReport(tw, ipamReport{Rev: 7}, false)
+	_ = tw.Flush()
+	if got := b.String(); got != "no problems found (etcd rev 7)\n" {
+		t.Errorf("report with everything checked = %q", got)
+	}
+}

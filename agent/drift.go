@@ -14,33 +14,36 @@ const watchRetry = time.Second
 
 // watchKernel turns foreign changes to the overlay's routes, neighbours, FDB
 // entries and device into immediate repairs (vxlan.Reconciler.KernelEvent).
-// A broken subscription is renewed, with a full sync for what it missed.
 func (a *Agent) watchKernel(ctx context.Context) error {
-	for {
-		err := vxlan.WatchKernel(ctx, nil, api.VXLANDevice, func(ev vxlan.Event) { a.vx.KernelEvent(ev) })
-		if ctx.Err() != nil {
-			return nil
-		}
-		a.log.Warn("kernel watch broken; renewing it", "err", err)
-		a.vx.Trigger()
-		if !sleepCtx(ctx, watchRetry) {
-			return nil
-		}
-	}
+	return a.rewatch(ctx, "kernel", func(ctx context.Context) error {
+		return vxlan.WatchKernel(ctx, nil, api.VXLANDevice, func(ev vxlan.Event) { a.vx.KernelEvent(ev) })
+	}, a.vx.Trigger)
 }
 
 // watchTable does the same for table inet skein: another process's change
 // to it makes the policy reconciler rewrite the table.
 func (a *Agent) watchTable(ctx context.Context) error {
+	return a.rewatch(ctx, "nftables", func(ctx context.Context) error {
+		return policy.WatchTable(ctx, 0, a.pol.rec.TableDrift)
+	}, a.pol.rec.Rewrite)
+}
+
+// rewatch runs watch until ctx is done, renewing it when it breaks; resync
+// repairs whatever changed while no event could be seen.
+func (a *Agent) rewatch(ctx context.Context, what string, watch func(context.Context) error, resync func()) error {
 	for {
-		err := policy.WatchTable(ctx, 0, a.pol.rec.TableDrift)
+		err := watch(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
-		a.log.Warn("nftables watch broken; renewing it", "err", err)
-		a.pol.rec.Rewrite()
-		if !sleepCtx(ctx, watchRetry) {
+		a.log.Warn("watch broken; renewing it", "kind", what, "err", err)
+		resync()
+		t := time.NewTimer(watchRetry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
 			return nil
+		case <-t.C:
 		}
 	}
 }
@@ -59,15 +62,4 @@ func (a *Agent) drifts() map[string]int {
 		}
 	}
 	return out
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

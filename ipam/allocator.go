@@ -300,13 +300,12 @@ func (a *Allocator) allocate(ctx context.Context, network string, o api.Owner, p
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for {
-		if ip, ok := a.owners[o]; ok {
-			al := a.allocs[ip]
-			if err := a.matchLocked(al, network); err != nil {
-				return netip.Addr{}, false, fmt.Errorf("allocate for %s in network %q: %w", o, network, err)
-			}
-			a.fillLocked(ip, o, network, pod)
-			return ip, true, nil
+		switch al, ok, err := a.attachmentLocked(network, o); {
+		case err != nil:
+			return netip.Addr{}, false, fmt.Errorf("allocate: %w", err)
+		case ok:
+			a.fillLocked(al.IP, o, network, pod)
+			return al.IP, true, nil
 		}
 		now := a.now()
 		if ip, ok := pickAddr(a.usableBlocksLocked(), a.allocs, a.cooling, now); ok {
@@ -325,6 +324,21 @@ func (a *Allocator) allocate(ctx context.Context, network string, o api.Owner, p
 			return netip.Addr{}, false, fmt.Errorf("allocate for %s: %w", o, err)
 		}
 	}
+}
+
+// attachmentLocked returns the allocation of network's attachment o; ok is
+// false when o holds nothing, and the error wraps ErrOtherNetwork when
+// another network holds o. a.mu must be held.
+func (a *Allocator) attachmentLocked(network string, o api.Owner) (Allocation, bool, error) {
+	ip, ok := a.owners[o]
+	if !ok {
+		return Allocation{}, false, nil
+	}
+	al := a.allocs[ip]
+	if err := a.matchLocked(al, network); err != nil {
+		return al, true, fmt.Errorf("%s in network %q: %w", o, network, err)
+	}
+	return al, true, nil
 }
 
 // fillLocked records on an existing allocation the network (allocations
@@ -436,14 +450,14 @@ func (a *Allocator) Release(_ context.Context, network string, o api.Owner) ([]n
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	ip, ok := a.owners[o]
-	if !ok {
+	al, ok, err := a.attachmentLocked(network, o)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("release: %w", err)
+	case !ok:
 		return nil, nil
 	}
-	al := a.allocs[ip]
-	if err := a.matchLocked(al, network); err != nil {
-		return nil, fmt.Errorf("release %s in network %q: %w", o, network, err)
-	}
+	ip := al.IP
 	a.freeLocked(al, a.now())
 	if err := a.saveLocked(); err != nil {
 		a.restoreLocked(al)
@@ -462,18 +476,14 @@ func (a *Allocator) Held(network string, o api.Owner) ([]netip.Addr, error) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	ip, ok := a.owners[o]
-	if !ok {
-		return nil, nil
-	}
-	al := a.allocs[ip]
-	if err := a.matchLocked(al, network); err != nil {
-		return nil, fmt.Errorf("%s in network %q: %w", o, network, err)
+	al, ok, err := a.attachmentLocked(network, o)
+	if err != nil || !ok {
+		return nil, err
 	}
 	if al.Network == "" {
 		a.adoptLocked(al, network)
 	}
-	return []netip.Addr{ip}, nil
+	return []netip.Addr{al.IP}, nil
 }
 
 // Stale returns network's allocations whose owner is not in valid, sorted

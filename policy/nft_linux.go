@@ -122,29 +122,10 @@ func (a *Applier) Apply(ctx context.Context, p *Program) error {
 			err = a.patch(d)
 		}
 	}
-	a.stats.LastDuration = time.Since(start)
-	a.stats.LastApply = time.Now()
-	if err != nil {
-		a.last = nil
-		a.stats.Failures++
-		a.stats.LastError = err.Error()
-		if errors.Is(err, unix.EMSGSIZE) {
-			err = fmt.Errorf("%w (create the connection with policy.NewConn or policy.SockOptions)", err)
-		}
-		return fmt.Errorf("apply nftables table inet %s (%s): %w", TableName, kind, err)
-	}
-	switch kind {
-	case "rebuild":
-		a.stats.Rebuilds++
-	case "patch":
-		a.stats.Patches++
-	default:
-		a.stats.Updates++
+	if err := a.doneLocked(start, kind, ops, err); err != nil {
+		return err
 	}
 	a.last = rs
-	a.stats.LastKind = kind
-	a.stats.LastError = ""
-	a.stats.LastOps = ops
 	a.stats.Sets, a.stats.Rules, a.stats.Elements = rs.Counts()
 	a.stats.Chains = len(rs.Chains) + 2
 	if ops > 0 {
@@ -176,20 +157,40 @@ func (a *Applier) ApplyElements(ctx context.Context, p *Program, chs []SetChange
 	if ops > 0 {
 		err = a.patch(d)
 	}
+	if err := a.doneLocked(start, "elements", ops, err); err != nil {
+		return err
+	}
+	a.last.moveElements(d)
+	a.stats.Sets, a.stats.Rules, a.stats.Elements = a.last.Counts()
+	return nil
+}
+
+// doneLocked records an apply of the given kind ("rebuild", "patch" or
+// "elements") in the stats, and wraps its error; after a failure the table's
+// content is unknown, so the next Apply rebuilds it. a.mu must be held.
+func (a *Applier) doneLocked(start time.Time, kind string, ops int, err error) error {
 	a.stats.LastDuration = time.Since(start)
 	a.stats.LastApply = time.Now()
 	if err != nil {
 		a.last = nil
 		a.stats.Failures++
 		a.stats.LastError = err.Error()
-		return fmt.Errorf("apply nftables table inet %s (elements): %w", TableName, err)
+		if errors.Is(err, unix.EMSGSIZE) {
+			err = fmt.Errorf("%w (create the connection with policy.NewConn or policy.SockOptions)", err)
+		}
+		return fmt.Errorf("apply nftables table inet %s (%s): %w", TableName, kind, err)
 	}
-	a.last.moveElements(d)
-	a.stats.Updates++
-	a.stats.LastKind = "elements"
+	switch kind {
+	case "rebuild":
+		a.stats.Rebuilds++
+	case "patch":
+		a.stats.Patches++
+	default:
+		a.stats.Updates++
+	}
+	a.stats.LastKind = kind
 	a.stats.LastError = ""
 	a.stats.LastOps = ops
-	a.stats.Sets, a.stats.Rules, a.stats.Elements = a.last.Counts()
 	return nil
 }
 

@@ -41,6 +41,12 @@ const (
 	scaleNewEndpoints = 20
 	// scaleSetTimeout bounds one new endpoint → set wait.
 	scaleSetTimeout = 30 * time.Second
+	// An agent is quiet when it used at most scaleQuietTicks clock ticks
+	// over scaleQuietSpan (4 % of a core); quiesce waits at most
+	// scaleQuiesceMax for that.
+	scaleQuietTicks = 2
+	scaleQuietSpan  = 500 * time.Millisecond
+	scaleQuiesceMax = 30 * time.Second
 	// scaleJoinBase is the index of the first joining node, above any step.
 	scaleJoinBase = 90000
 )
@@ -351,6 +357,9 @@ func (s *scaleLab) steady(ctx context.Context, st *ScaleStep) error {
 	if st.RSS, _, _, err = procStatus(pid); err != nil {
 		return fmt.Errorf("agent on %s: %w", s.host, err)
 	}
+	if err := s.quiesce(ctx, pid); err != nil {
+		return err
+	}
 	ticks0, err := procCPUTicks(pid)
 	if err != nil {
 		return err
@@ -369,6 +378,32 @@ func (s *scaleLab) steady(ctx context.Context, st *ScaleStep) error {
 		return err
 	}
 	return s.changes(ctx, st, pid)
+}
+
+// quiesce waits, at most scaleQuiesceMax, until the agent used at most
+// scaleQuietTicks of CPU over scaleQuietSpan, so that a window does not
+// start with the backlog of what came before.
+func (s *scaleLab) quiesce(ctx context.Context, pid int) error {
+	deadline := time.Now().Add(scaleQuiesceMax)
+	prev, err := procCPUTicks(pid)
+	if err != nil {
+		return err
+	}
+	for time.Now().Before(deadline) {
+		if err := sleepCtx(ctx, scaleQuietSpan); err != nil {
+			return err
+		}
+		t, err := procCPUTicks(pid)
+		if err != nil {
+			return err
+		}
+		if t-prev <= scaleQuietTicks {
+			return nil
+		}
+		prev = t
+	}
+	s.b.log.Warn("agent not quiet", "host", s.host, "after", scaleQuiesceMax)
+	return nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -455,6 +490,9 @@ func (s *scaleLab) changeOp(k int, namespace string) (clientv3.Op, netip.Addr, e
 // it), minus its idle rate, to them.
 func (s *scaleLab) changes(ctx context.Context, st *ScaleStep, pid int) error {
 	n := s.b.cfg.scaleChanges
+	if err := s.quiesce(ctx, pid); err != nil {
+		return err
+	}
 	ticks0, err := procCPUTicks(pid)
 	if err != nil {
 		return err

@@ -105,6 +105,13 @@ func (s *scaleLab) newEndpoints(ctx context.Context, st *ScaleStep) error {
 	if err := sleepCtx(ctx, polMonitorStart); err != nil {
 		return err
 	}
+	pid, err := s.agentPID()
+	if err != nil {
+		return err
+	}
+	if err := s.quiesce(ctx, pid); err != nil {
+		return err
+	}
 	for range scaleNewEndpoints {
 		op, a, err := s.changeOp(s.extra, polFakeNamespace(0))
 		if err != nil {
@@ -119,6 +126,7 @@ func (s *scaleLab) newEndpoints(ctx context.Context, st *ScaleStep) error {
 		for {
 			if t, ok := inSet.get(a); ok {
 				st.NewEndpoint = append(st.NewEndpoint, t.Sub(t0))
+				s.b.log.Debug("scale new endpoint", "addr", a, "took", t.Sub(t0))
 				break
 			}
 			if time.Now().After(deadline) {

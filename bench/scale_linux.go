@@ -35,8 +35,6 @@ const (
 	scalePoll = 20 * time.Millisecond
 	// scaleSettle lets the agent finish after a burst before a window opens.
 	scaleSettle = 2 * time.Second
-	// scaleChangeRate is the pace of the endpoint puts of the CPU figure.
-	scaleChangeRate = 20 // per second
 	// scaleNewEndpoints is the number of new endpoint → remote set samples.
 	scaleNewEndpoints = 20
 	// scaleSetTimeout bounds one new endpoint → set wait.
@@ -122,7 +120,7 @@ func (b *bench) measureScale(ctx context.Context) (res *ScaleResult, err error) 
 		return nil, err
 	}
 
-	res = &ScaleResult{Host: s.host, EndpointsPerNode: b.cfg.scaleEndpoints, Changes: b.cfg.scaleChanges, IdleWindow: b.cfg.scaleIdle, SyncTimeout: b.cfg.scaleSyncTimeout}
+	res = &ScaleResult{Host: s.host, EndpointsPerNode: b.cfg.scaleEndpoints, Changes: b.cfg.scaleChanges, ChangeRate: b.cfg.scaleChangeRate, IdleWindow: b.cfg.scaleIdle, SyncTimeout: b.cfg.scaleSyncTimeout}
 	for _, n := range b.cfg.scaleNodes {
 		if ctx.Err() != nil {
 			return res, ctx.Err()
@@ -498,7 +496,7 @@ func (s *scaleLab) changes(ctx context.Context, st *ScaleStep, pid int) error {
 		return err
 	}
 	t0 := time.Now()
-	tick := time.NewTicker(time.Second / scaleChangeRate)
+	tick := time.NewTicker(time.Second / time.Duration(s.b.cfg.scaleChangeRate))
 	defer tick.Stop()
 	for k := range n {
 		op, _, err := s.changeOp(s.extra+k, "")

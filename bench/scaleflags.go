@@ -16,6 +16,7 @@ type scaleConfig struct {
 	scaleEndpoints      int
 	scaleJoins          int
 	scaleChanges        int
+	scaleChangeRate     int // endpoint puts per second
 	scaleIdle           time.Duration
 	scaleSyncTimeout    time.Duration
 	fanoutWatchers      []int
@@ -33,6 +34,7 @@ func scaleFlags(c *scaleConfig) func() error {
 	flag.IntVar(&c.scaleEndpoints, "scale-endpoints", 50, "endpoints per simulated node (at most 50: the rest of each /26 is for changes)")
 	flag.IntVar(&c.scaleJoins, "scale-joins", 10, "node joins per scale step")
 	flag.IntVar(&c.scaleChanges, "scale-changes", 200, "remote endpoint puts of the CPU-per-change figure")
+	flag.IntVar(&c.scaleChangeRate, "scale-change-rate", 20, "pace of those puts per second (a busy agent coalesces changes that come faster than it recomputes)")
 	flag.DurationVar(&c.scaleIdle, "scale-idle", 20*time.Second, "idle window of each scale step")
 	flag.DurationVar(&c.scaleSyncTimeout, "scale-sync-timeout", 3*time.Minute, "bound on one step's sync")
 	watchers := flag.String("fanout-watchers", "100,300,1000", "simulated watching agents of the fan-out phase")
@@ -54,8 +56,8 @@ func scaleFlags(c *scaleConfig) func() error {
 			return fmt.Errorf("-scale-nodes: want at least one count")
 		case c.scaleEndpoints < 1 || c.scaleEndpoints > 50:
 			return fmt.Errorf("-scale-endpoints %d: want 1 to 50", c.scaleEndpoints)
-		case c.scaleChanges < 1 || c.fanoutRate < 1:
-			return fmt.Errorf("-scale-changes and -fanout-rate must be positive")
+		case c.scaleChanges < 1 || c.scaleChangeRate < 1 || c.fanoutRate < 1:
+			return fmt.Errorf("-scale-changes, -scale-change-rate and -fanout-rate must be positive")
 		case strings.Contains(c.scaleLab, "-") || strings.Contains(c.fanoutLab, "-"):
 			return fmt.Errorf("-scale-lab and -fanout-lab: lab names contain no \"-\"")
 		}

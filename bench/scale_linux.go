@@ -38,11 +38,11 @@ const (
 	// scaleNewEndpoints is the number of new endpoint → remote set samples.
 	scaleNewEndpoints = 20
 	// scaleSetTimeout bounds one new endpoint → set wait.
-	scaleSetTimeout = 30 * time.Second
+	scaleSetTimeout = 60 * time.Second
 	// An agent is quiet when it used at most scaleQuietTicks clock ticks
-	// over scaleQuietSpan (4 % of a core); quiesce waits at most
+	// over scaleQuietSpan (10 % of a core); quiesce waits at most
 	// scaleQuiesceMax for that.
-	scaleQuietTicks = 2
+	scaleQuietTicks = 5
 	scaleQuietSpan  = 500 * time.Millisecond
 	scaleQuiesceMax = 30 * time.Second
 	// scaleJoinBase is the index of the first joining node, above any step.

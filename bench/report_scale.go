@@ -143,7 +143,7 @@ func (r *Report) scale(b *strings.Builder) {
 	if s == nil {
 		return
 	}
-	b.WriteString("## Scale (issue 9)\n\n")
+	b.WriteString("## 8. Scale (issue 9)\n\n")
 	fmt.Fprintf(b, "One real agent (%s) in a lab of its own, measured from outside (/proc/<pid>/stat and status, routes in its\n", s.Host)
 	fmt.Fprintf(b, "namespace over netlink, `nft monitor` there, /debug/topology), while simulated nodes are written into the lab's etcd\n")
 	fmt.Fprintf(b, "as their agents would write them: a node record, one /26 block and %d endpoint records each, labelled like the\n", s.EndpointsPerNode)
@@ -329,7 +329,7 @@ func (r *Report) fanout(b *strings.Builder) {
 	if f == nil {
 		return
 	}
-	b.WriteString("## Watch fan-out (issue 9)\n\n")
+	b.WriteString("## 9. Watch fan-out (issue 9)\n\n")
 	fmt.Fprintf(b, "N simulated agents, each its own etcd client with one watch on the range an agent watches (the cluster prefix\n")
 	fmt.Fprintf(b, "up to `status/`), in helper processes on this machine, on a one-member lab etcd with one real agent; the bench\n")
 	fmt.Fprintf(b, "puts %d endpoint records per second for %s. Delay: from the record's Created stamp, taken just before the\n", f.Rate, f.Window)

@@ -48,11 +48,14 @@ type ScaleStep struct {
 	// ChangeCPU is agent CPU-seconds per remote endpoint put, net of the
 	// idle rate; ChangeCPURaw without that correction.
 	ChangeCPU, ChangeCPURaw float64
-	RSS                     int64
-	IdlePct                 float64
-	NewEndpoint             []time.Duration
-	Ready, ReadyExt         time.Duration // policy steps: agent's own, from exec
-	Err                     string
+	// ChangeLagged: the agent was still busy when the window closed, so
+	// ChangeCPU is a lower bound.
+	ChangeLagged    bool
+	RSS             int64
+	IdlePct         float64
+	NewEndpoint     []time.Duration
+	Ready, ReadyExt time.Duration // policy steps: agent's own, from exec
+	Err             string
 }
 
 // top returns the node step at targetScaleNodes (or the largest) and the
@@ -101,7 +104,7 @@ func (r *Report) scaleTargets() []target {
 	rows = append(rows, t)
 	t = target{what: "Scale: CPU per remote endpoint change", goal: fmt.Sprintf("≤ %.0f ms at 1 000 nodes", targetScaleChangeCPU*1000)}
 	if ok(n) && n.ChangeCPURaw > 0 {
-		t.measured, t.met, t.ok = cpuMS(n.ChangeCPU)+at(n), n.ChangeCPU <= targetScaleChangeCPU && full(n), true
+		t.measured, t.met, t.ok = changeText(n)+at(n), n.ChangeCPU <= targetScaleChangeCPU && full(n) && !n.ChangeLagged, true
 	}
 	rows = append(rows, t)
 	t = target{what: "Scale: agent RSS after sync", goal: fmt.Sprintf("≤ %d MB at 1 000 nodes", targetScaleRSSBytes>>20)}
@@ -137,6 +140,14 @@ func syncText(st *ScaleStep) string {
 
 func cpuMS(s float64) string { return fmt.Sprintf("%.1f ms", s*1000) }
 
+// changeText is a step's CPU per change, "≥" when the agent had not caught up.
+func changeText(st *ScaleStep) string {
+	if st.ChangeLagged {
+		return "≥ " + cpuMS(st.ChangeCPU) + " (still busy " + scaleCatchUpText + " after)"
+	}
+	return cpuMS(st.ChangeCPU)
+}
+
 // scale writes the scale section.
 func (r *Report) scale(b *strings.Builder) {
 	s := r.Scale
@@ -152,7 +163,8 @@ func (r *Report) scale(b *strings.Builder) {
 	fmt.Fprintf(b, "keys deleted, agent started); the policy steps add the policy phase's NetworkPolicies on the largest step and\n")
 	fmt.Fprintf(b, "restart the agent. Sync: first write → every simulated block routed over `skein.vxlan` (bounded by %s).\n", s.SyncTimeout)
 	fmt.Fprintf(b, "Join: one more node + block (one transaction) → its route, from the join-watch helper's etcd watch and route\n")
-	fmt.Fprintf(b, "subscription. CPU per change: %d new remote endpoints put at %d/s, the agent's CPU over that window plus %s,\n", s.Changes, s.ChangeRate, scaleSettle)
+	fmt.Fprintf(b, "subscription. CPU per change: %d new remote endpoints put at %d/s, the agent's CPU from the first put until it is\n", s.Changes, s.ChangeRate)
+	fmt.Fprintf(b, "quiet again (at most %s after the last),\n", scaleCatchUpText)
 	fmt.Fprintf(b, "minus its idle rate, divided by %d (an agent that recomputes everything coalesces changes that come faster than\n", s.Changes)
 	fmt.Fprintf(b, "it recomputes, so this is the cost at that pace, lower than that of one change alone). Idle: CPU over %s, once\n", s.IdleWindow)
 	fmt.Fprintf(b, "the agent is quiet, with nothing changing. New endpoint → set: from\n")
@@ -178,7 +190,7 @@ func (r *Report) scale(b *strings.Builder) {
 		}
 		change := "—"
 		if st.ChangeCPURaw > 0 {
-			change = fmt.Sprintf("%s (raw %s)", cpuMS(st.ChangeCPU), cpuMS(st.ChangeCPURaw))
+			change = fmt.Sprintf("%s (raw %s)", changeText(&st), cpuMS(st.ChangeCPURaw))
 		}
 		rss, idle := "—", "—"
 		if st.RSS > 0 {
@@ -360,3 +372,7 @@ func verdict(t target) string {
 	}
 	return notMeasured
 }
+
+// scaleCatchUpText is scaleCatchUpMax as the report says it (the bound is
+// in a Linux-only file).
+const scaleCatchUpText = "2 min"

@@ -45,6 +45,9 @@ const (
 	scaleQuietTicks = 5
 	scaleQuietSpan  = 500 * time.Millisecond
 	scaleQuiesceMax = 30 * time.Second
+	// scaleCatchUpMax bounds the wait for the agent to work off the
+	// endpoint changes of the CPU figure.
+	scaleCatchUpMax = 2 * time.Minute
 	// scaleJoinBase is the index of the first joining node, above any step.
 	scaleJoinBase = 90000
 )
@@ -382,26 +385,33 @@ func (s *scaleLab) steady(ctx context.Context, st *ScaleStep) error {
 // scaleQuietTicks of CPU over scaleQuietSpan, so that a window does not
 // start with the backlog of what came before.
 func (s *scaleLab) quiesce(ctx context.Context, pid int) error {
-	deadline := time.Now().Add(scaleQuiesceMax)
+	_, err := s.quiesceFor(ctx, pid, scaleQuiesceMax)
+	return err
+}
+
+// quiesceFor is quiesce with a bound of its own; it reports whether the
+// agent became quiet.
+func (s *scaleLab) quiesceFor(ctx context.Context, pid int, bound time.Duration) (bool, error) {
+	deadline := time.Now().Add(bound)
 	prev, err := procCPUTicks(pid)
 	if err != nil {
-		return err
+		return false, err
 	}
 	for time.Now().Before(deadline) {
 		if err := sleepCtx(ctx, scaleQuietSpan); err != nil {
-			return err
+			return false, err
 		}
 		t, err := procCPUTicks(pid)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if t-prev <= scaleQuietTicks {
-			return nil
+			return true, nil
 		}
 		prev = t
 	}
-	s.b.log.Warn("agent not quiet", "host", s.host, "after", scaleQuiesceMax)
-	return nil
+	s.b.log.Warn("agent not quiet", "host", s.host, "after", bound)
+	return false, nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -483,9 +493,10 @@ func (s *scaleLab) changeOp(k int, namespace string) (clientv3.Op, netip.Addr, e
 	return clientv3.OpPut(s.sc.Prefix()+simEndpointKey(ep), string(v)), a, nil
 }
 
-// changes puts cfg.scaleChanges new remote endpoints at scaleChangeRate per
-// second and charges the agent's CPU over that window (and a settle after
-// it), minus its idle rate, to them.
+// changes puts cfg.scaleChanges new remote endpoints at -scale-change-rate
+// per second and charges the agent's CPU from the first put until it is
+// quiet again (at most scaleCatchUpMax after the last), minus its idle
+// rate, to them.
 func (s *scaleLab) changes(ctx context.Context, st *ScaleStep, pid int) error {
 	n := s.b.cfg.scaleChanges
 	if err := s.quiesce(ctx, pid); err != nil {
@@ -513,9 +524,16 @@ func (s *scaleLab) changes(ctx context.Context, st *ScaleStep, pid int) error {
 		}
 	}
 	s.extra += n
+	// The window closes when the agent has worked off the changes (a
+	// recomputing agent lags far behind at 1 000 nodes), within a bound.
 	if err := sleepCtx(ctx, scaleSettle); err != nil {
 		return err
 	}
+	quiet, err := s.quiesceFor(ctx, pid, scaleCatchUpMax)
+	if err != nil {
+		return err
+	}
+	st.ChangeLagged = !quiet
 	ticks1, err := procCPUTicks(pid)
 	if err != nil {
 		return err

@@ -87,8 +87,8 @@ type simKV struct{ Key, Value string }
 
 // simNodeKVs returns the keys simulated node i writes: its block, its
 // endpoints (addresses 1..perNode of the block) and last its node record,
-// as an agent claims before it registers. keyOf maps a kind and name to
-// the key relative to the store prefix.
+// as an agent claims before it registers. Keys are relative to the store
+// prefix.
 func simNodeKVs(i, perNode int, block netip.Prefix) ([]simKV, error) {
 	if perNode > blockSize(block)-2 {
 		return nil, fmt.Errorf("endpoints per node %d: block %s holds at most %d", perNode, block, blockSize(block)-2)

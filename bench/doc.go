@@ -35,6 +35,21 @@
 //     reflector): routed throughput and request/response against a
 //     hand-built routed pair, interleaved; pings across an agent restart;
 //     node join → routes on every host, for both.
+//  8. Scale (lab "skbenchscale", -scale-lab): one real agent while 100, 300
+//     and 1 000 simulated nodes (node record, one /26 block, 50 endpoints
+//     each; underlay addresses in 198.18.0.0/15, unroutable from every lab
+//     host and never sent to) are written into the lab's etcd: sync time,
+//     join latency, CPU per remote endpoint change, RSS and idle CPU, then
+//     1 000 and 10 000 NetworkPolicies on top (start → ready, new endpoint
+//     → set). It also writes docs/scale.svg next to the report.
+//  9. Watch fan-out (lab "skbenchfan", -fanout-lab): 100, 300 and 1 000
+//     simulated watching agents (`bench watch-fanout` helpers) while
+//     endpoint records are put at a steady rate: etcd CPU and delivery
+//     delay (see docs/scale.md).
+//
+// A run of only the scale and fan-out phases touches no other lab, e.g.
+//
+//	go run ./bench -phases scale,fanout -scale-nodes 100,300 -scale-policies 1000 -out /tmp/x.md
 //
 // -phases and -rows select part of the run, e.g. to repeat one data-plane
 // comparison with more rounds:
@@ -48,5 +63,6 @@
 // The program also contains its helpers, internal subcommands it execs:
 // `bench rr-server` and `bench rr-client` (request/response, inside the
 // namespaces) and `bench join-watch` (the etcd and route watcher of phase 5,
-// at real-time priority when chrt allows).
+// at real-time priority when chrt allows) and `bench watch-fanout` (phase 9's
+// watchers).
 package main

@@ -30,6 +30,7 @@ type config struct {
 	noSettings    bool
 	extraSettings bool
 	verbose       bool
+	scaleConfig
 }
 
 func main() {
@@ -48,14 +49,19 @@ func main() {
 	flag.IntVar(&cfg.joins, "joins", 12, "node joins in the convergence phase")
 	flag.IntVar(&cfg.restarts, "restarts", 12, "agent restarts in the start → ready phase")
 	flag.DurationVar(&cfg.idle, "idle", 30*time.Second, "idle window for the agent CPU figure")
-	flag.DurationVar(&cfg.timeout, "timeout", 20*time.Minute, "bound on the whole run (cleanup comes on top)")
+	flag.DurationVar(&cfg.timeout, "timeout", 45*time.Minute, "bound on the whole run (cleanup comes on top)")
 	flag.BoolVar(&cfg.noSettings, "no-settings", false, "skip the candidate settings rows")
 	flag.BoolVar(&cfg.extraSettings, "extra-settings", false, "also measure GRO on the pod veths, threaded NAPI and the hand-built pair without br_netfilter")
 	flag.BoolVar(&cfg.verbose, "v", false, "debug logging")
+	parseScale := scaleFlags(&cfg.scaleConfig)
 	phases := flag.String("phases", allPhases, "comma-separated phases to run: "+allPhases)
 	rows := flag.String("rows", "", "comma-separated data-plane rows to measure (default all; bare and every base row are always kept), e.g. skein,skein+gro")
 	flag.Parse()
 	cfg.phases = set(*phases)
+	if err := parseScale(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
 	for p := range cfg.phases {
 		if !strings.Contains(","+allPhases+",", ","+p+",") {
 			fmt.Fprintf(os.Stderr, "bench: unknown phase %q (want some of %s)\n", p, allPhases)
@@ -87,7 +93,7 @@ func main() {
 }
 
 // allPhases lists the phases in the order they run.
-const allPhases = "dataplane,agent,cni,ready,join,policy,bgp"
+const allPhases = "dataplane,agent,cni,ready,join,policy,bgp,scale,fanout"
 
 // set splits a comma-separated list into a set.
 func set(list string) map[string]bool {

@@ -48,6 +48,8 @@ type Report struct {
 	Join      *JoinResult
 	Policy    *PolicyResult
 	BGP       *BGPResult
+	Scale     *ScaleResult
+	Fanout    *FanoutResult
 
 	// Failures lists phases that did not complete, as "phase: error".
 	Failures []string
@@ -195,6 +197,8 @@ func (r *Report) render(w io.Writer) error {
 	r.agents(&b)
 	r.policy(&b)
 	r.bgp(&b)
+	r.scale(&b)
+	r.fanout(&b)
 	r.method(&b)
 	_, err := io.WriteString(w, b.String())
 	return err

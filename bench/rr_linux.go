@@ -140,8 +140,10 @@ func helperMain(args []string) int {
 		}
 	case len(args) > 0 && args[0] == "join-watch":
 		err = joinWatchMain(args[1:])
+	case len(args) > 0 && args[0] == "watch-fanout":
+		err = watchFanoutMain(args[1:])
 	default:
-		err = fmt.Errorf("usage: bench rr-server ADDR | bench rr-client ADDR N WARMUP | bench join-watch ENDPOINT PREFIX")
+		err = fmt.Errorf("usage: bench rr-server ADDR | bench rr-client ADDR N WARMUP | bench join-watch ENDPOINT PREFIX | bench watch-fanout ENDPOINT PREFIX M")
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -141,6 +141,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	phase("node join", func() (err error) { rep.Join, err = b.measureJoin(ctx, l); return err })
 	phase("policy", func() (err error) { rep.Policy, err = b.measurePolicy(ctx); return err })
 	phase("bgp", func() (err error) { rep.BGP, err = b.measureBGP(ctx); return err })
+	phase("scale", func() (err error) { rep.Scale, err = b.measureScale(ctx); return err })
+	phase("fanout", func() (err error) { rep.Fanout, err = b.measureFanout(ctx); return err })
 	if ctx.Err() != nil {
 		return fmt.Errorf("interrupted; no report written: %w", context.Cause(ctx))
 	}
@@ -156,6 +158,11 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	}
 	if err := os.WriteFile(cfg.out, buf.Bytes(), 0o644); err != nil {
 		return err
+	}
+	if rep.Scale != nil {
+		if err := os.WriteFile(filepath.Join(filepath.Dir(cfg.out), scaleSVGName), []byte(rep.Scale.scaleSVG()), 0o644); err != nil {
+			return err
+		}
 	}
 	log.Info("report written", "path", cfg.out, "took", rep.Took.Round(time.Second), "failures", len(rep.Failures))
 	return nil
@@ -195,6 +202,17 @@ func (b *bench) stopProcs() {
 func (b *bench) cleanup(ctx context.Context) error {
 	b.stopProcs()
 	var errs []error
+	for _, name := range []string{b.cfg.scaleLab, b.cfg.fanoutLab} {
+		if err := lab.Down(ctx, name, filepath.Join(runDir, name)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if ownLabsOnly(b.cfg.phases) {
+		// The scale and fan-out phases run on labs of their own names: a
+		// run of only those leaves the shared bench labs (maybe another
+		// run's) alone.
+		return errors.Join(errs...)
+	}
 	nss, err := benchNamespaces()
 	if err != nil {
 		errs = append(errs, err)
@@ -247,7 +265,7 @@ func removeCNICache(nss []string) {
 // needsMainLab reports whether a selected phase runs on the shared lab.
 func needsMainLab(phases map[string]bool) bool {
 	for p := range phases {
-		if p != "policy" && p != "bgp" {
+		if p != "policy" && p != "bgp" && p != "scale" && p != "fanout" {
 			return true
 		}
 	}
@@ -269,4 +287,15 @@ func phaseKey(name string) string {
 		return "join"
 	}
 	return name
+}
+
+// ownLabsOnly reports whether every selected phase runs on a lab named by
+// its own flag.
+func ownLabsOnly(phases map[string]bool) bool {
+	for p := range phases {
+		if p != "scale" && p != "fanout" {
+			return false
+		}
+	}
+	return true
 }

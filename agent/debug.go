@@ -201,12 +201,13 @@ func (d *debugServer) statusRecords(ctx context.Context) (map[string]api.NodeSta
 	rctx, cancel := context.WithTimeout(ctx, statusReadTimeout)
 	defer cancel()
 	raw, err := d.a.store.StatusRecords(rctx)
-	d.statusAt = time.Now()
 	if err != nil {
+		// Not cached: the next request asks again (after an etcd outage
+		// the agent's client may need a moment to reconnect).
 		d.a.metrics.etcdError("status_read")
-		d.status, d.statusErr = nil, "read status records: "+err.Error()
-		return d.status, d.statusErr
+		return nil, "read status records: " + err.Error()
 	}
+	d.statusAt = time.Now()
 	d.status, d.statusErr = decodeStatusRecords(raw)
 	return d.status, d.statusErr
 }

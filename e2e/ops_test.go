@@ -302,34 +302,40 @@ func TestOpsDebugEndpoints(t *testing.T) {
 		t.Fatalf("release: %d", code)
 	}
 
-	code, body := httpGet(ctx, t, hc, base+"/debug/topology")
-	if code != http.StatusOK {
-		t.Fatalf("/debug/topology: %d %s", code, body)
-	}
+	// After an earlier test's etcd outage the agent's own etcd client may
+	// need a moment to reconnect: wait (bounded) for its view to be whole.
 	var top agent.Topology
-	if err := json.Unmarshal([]byte(body), &top); err != nil {
-		t.Fatalf("/debug/topology: %v", err)
-	}
-	nodes := map[string]agent.TopologyNode{}
-	for _, n := range top.Nodes {
-		nodes[n.Name] = n
-	}
-	if top.Node.Name != h.Name || !top.Ready || top.Dataplane == nil || top.Dataplane.Syncs == 0 {
-		t.Errorf("topology header: node %q ready %v dataplane %+v", top.Node.Name, top.Ready, top.Dataplane)
-	}
-	for _, other := range shared.Hosts() {
-		n, ok := nodes[other.Name]
-		switch {
-		case !ok:
-			t.Errorf("host %s missing from %s's topology", other.Name, h.Name)
-		case n.UnderlayIP != other.UnderlayIP || !n.Alive || len(n.Blocks) == 0 || n.Status == nil:
-			t.Errorf("host %s in the topology: %+v", other.Name, n)
-		case other.Name != h.Name && n.Link.State != agent.LinkUp:
-			t.Errorf("tunnel %s -> %s: %+v", h.Name, other.Name, n.Link)
+	waitFor(ctx, t, 30*time.Second, h.Name+"'s /debug/topology to show every host with status and link up", func() (bool, string) {
+		code, body := httpGet(ctx, t, hc, base+"/debug/topology")
+		if code != http.StatusOK {
+			return false, fmt.Sprintf("/debug/topology: %d %s", code, body)
 		}
-	}
+		top = agent.Topology{}
+		if err := json.Unmarshal([]byte(body), &top); err != nil {
+			return false, fmt.Sprintf("/debug/topology: %v", err)
+		}
+		nodes := map[string]agent.TopologyNode{}
+		for _, n := range top.Nodes {
+			nodes[n.Name] = n
+		}
+		if top.Node.Name != h.Name || !top.Ready || top.Dataplane == nil || top.Dataplane.Syncs == 0 {
+			return false, fmt.Sprintf("topology header: node %q ready %v dataplane %+v", top.Node.Name, top.Ready, top.Dataplane)
+		}
+		for _, other := range shared.Hosts() {
+			n, ok := nodes[other.Name]
+			switch {
+			case !ok:
+				return false, fmt.Sprintf("host %s missing from %s's topology", other.Name, h.Name)
+			case n.UnderlayIP != other.UnderlayIP || !n.Alive || len(n.Blocks) == 0 || n.Status == nil:
+				return false, fmt.Sprintf("host %s in the topology: %+v (status error %q)", other.Name, n, top.StatusError)
+			case other.Name != h.Name && n.Link.State != agent.LinkUp:
+				return false, fmt.Sprintf("tunnel %s -> %s: %+v", h.Name, other.Name, n.Link)
+			}
+		}
+		return true, ""
+	})
 
-	code, body = httpGet(ctx, t, hc, base+"/metrics")
+	code, body := httpGet(ctx, t, hc, base+"/metrics")
 	if code != http.StatusOK {
 		t.Fatalf("/metrics: %d", code)
 	}

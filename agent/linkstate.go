@@ -90,7 +90,7 @@ func GradeLink(a, b LinkSide) PairLink {
 	}
 	l.Observed = l.Basis == BasisObserved
 	if len(l.AgentDown) > 0 {
-		details = append(details, "agent down on "+strings.Join(l.AgentDown, " and ")+", data path kept")
+		details = append(details, strings.Join(l.AgentDown, " and ")+": "+AgentDownDataPathKept)
 	}
 	l.Detail = strings.Join(details, "; ")
 	return l

@@ -67,6 +67,26 @@ func TestLinkStateAgentDown(t *testing.T) {
 			return
 		}
 		waitHealthy(cctx, t)
+		// The observer's /debug/topology caches status records for a
+		// moment: wait until it shows the victim back, for the next tests.
+		hc, err := shared.HTTPClient(observer.Name)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		waitFor(cctx, t, 30*time.Second, observer.Name+"'s /debug/topology with "+victim.Name+" back", func() (bool, string) {
+			_, body := httpGet(cctx, t, hc, "http://"+observer.DebugAddr+"/debug/topology")
+			var topo agent.Topology
+			if err := json.Unmarshal([]byte(body), &topo); err != nil {
+				return false, body
+			}
+			for _, n := range topo.Nodes {
+				if n.Name == victim.Name {
+					return n.Alive && n.Status != nil, body
+				}
+			}
+			return false, body
+		})
 	})
 
 	// The heartbeat lapses (at once on a clean stop, within the lease TTL

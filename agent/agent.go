@@ -57,6 +57,7 @@ type Agent struct {
 	// peersUpMu guards the cached PeersUp of the last vxlan sync count.
 	peersUpMu                  sync.Mutex
 	peersUpSyncs, peersUpCount int
+	peerLinks                  map[string]string
 	readyOnce                  sync.Once
 	readyAt                    atomic.Int64 // unix nanos of the first time every readiness condition held
 	statusCh                   chan api.NodeStatus

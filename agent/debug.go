@@ -38,6 +38,9 @@ type Topology struct {
 	StoreRev int64     `json:"storeRev"`
 	// Nodes is every node, this one included (Self), sorted by name.
 	Nodes []TopologyNode `json:"nodes"`
+	// Links is every pair of nodes graded by GradeLink: this node's sides
+	// observed, the others' as their status records report (what /ui draws).
+	Links []PairLink `json:"links"`
 	// Blocks is every block affinity in the cluster, by address.
 	Blocks []api.Block `json:"blocks"`
 	// Endpoints are this node's endpoints.
@@ -68,8 +71,11 @@ type TopologyNode struct {
 	Blocks []string `json:"blocks"`
 	// Endpoints counts the node's published endpoints.
 	Endpoints int `json:"endpoints"`
-	// Link is this node's tunnel or BGP session to it (zero for Self).
+	// Link is this node's side of its tunnel or BGP session to it, from
+	// this node's kernel (zero for Self).
 	Link Link `json:"link"`
+	// Agent is "up", or AgentDownDataPathKept when the node has no heartbeat.
+	Agent string `json:"agent"`
 	// Status is what the node last published at status/<node>; nil when its
 	// heartbeat is gone (or the records could not be read: see StatusError).
 	Status *api.NodeStatus `json:"status,omitempty"`
@@ -293,7 +299,30 @@ func (a *Agent) topology(status map[string]api.NodeStatus) Topology {
 	sort.Slice(t.Blocks, func(i, j int) bool { return t.Blocks[i].CIDR.Addr().Less(t.Blocks[j].CIDR.Addr()) })
 	t.Endpoints = localEndpoints(a.cfg.NodeName, *snap)
 	t.Nodes = a.topologyNodes(*snap, t.Dataplane, t.BGP, status)
+	t.Links = topologyLinks(t.Nodes)
 	return t
+}
+
+// topologyLinks grades every pair of nodes: this node's side as its kernel
+// has it, every other side as that node last reported.
+func topologyLinks(nodes []TopologyNode) []PairLink {
+	side := func(n, other TopologyNode) LinkSide {
+		s := LinkSide{Node: n.Name, AgentUp: n.Alive}
+		if n.Self {
+			l := other.Link
+			s.Observed = &l
+		} else if n.Status != nil {
+			s.Reported = n.Status.Links[other.Name]
+		}
+		return s
+	}
+	out := []PairLink{}
+	for i, a := range nodes {
+		for _, b := range nodes[i+1:] {
+			out = append(out, GradeLink(side(a, b), side(b, a)))
+		}
+	}
+	return out
 }
 
 // topologyNodes lists every node with its blocks, endpoint count, liveness,
@@ -336,6 +365,7 @@ func (a *Agent) topologyNodes(snap store.Snapshot, dp *vxlan.DebugState, bgp any
 			tn.Alive = true // we are answering
 			tn.Link = Link{}
 		}
+		tn.Agent = AgentState(tn.Alive)
 		if tn.Blocks == nil {
 			tn.Blocks = []string{}
 		}
@@ -369,22 +399,35 @@ func (a *Agent) vxlanLinks(snap store.Snapshot, dp vxlan.DebugState) map[string]
 	return links
 }
 
-// vxlanPeersUp counts the peers whose VXLAN entries are all in the kernel
-// as of the reconciler's last sync (for NodeStatus.PeersUp).
-func (a *Agent) vxlanPeersUp(dp vxlan.DebugState) int {
+// vxlanPeerLinks counts the peers whose VXLAN entries are all in the kernel
+// as of the reconciler's last sync, and grades each (for NodeStatus.PeersUp
+// and NodeStatus.Links).
+func (a *Agent) vxlanPeerLinks(dp vxlan.DebugState) (int, map[string]string) {
 	a.viewMu.RLock()
 	defer a.viewMu.RUnlock()
 	snap := a.snap.Load()
 	if snap == nil {
-		return 0
+		return 0, nil
 	}
+	links := linkStates(a.cfg.NodeName, a.vxlanLinks(*snap, dp))
 	up := 0
-	for _, l := range a.vxlanLinks(*snap, dp) {
-		if l.State == LinkUp {
+	for _, s := range links {
+		if s == LinkUp {
 			up++
 		}
 	}
-	return up
+	return up, links
+}
+
+// linkStates keeps the state of each link to another node.
+func linkStates(self string, links map[string]Link) map[string]string {
+	out := make(map[string]string, len(links))
+	for name, l := range links {
+		if name != self && l.State != "" {
+			out[name] = l.State
+		}
+	}
+	return out
 }
 
 // vxlanLink grades one peer's wanted entries against the kernel's.

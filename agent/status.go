@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/skeinnet/skein/api"
+	"github.com/skeinnet/skein/store"
 )
 
 // statusRefresh is how often the status record is rewritten regardless;
@@ -58,18 +59,21 @@ func statusFingerprint(st api.NodeStatus) string {
 	for _, n := range st.BGP {
 		fp += " " + n.Name + "=" + n.State
 	}
+	fp += fmt.Sprint(" links=", st.Links) // fmt sorts map keys
 	return fp
 }
 
-// peersUp returns vxlanPeersUp, recomputed only after a sync: the status
-// loop asks every second, and grading every peer costs O(cluster).
-func (a *Agent) peersUp(syncs int) int {
+// peersUp returns vxlanPeerLinks (how many are up, and each peer's state),
+// recomputed only after a sync: the status loop asks every second, and
+// grading every peer costs O(cluster).
+func (a *Agent) peersUp(syncs int) (int, map[string]string) {
 	a.peersUpMu.Lock()
 	defer a.peersUpMu.Unlock()
 	if syncs != a.peersUpSyncs || syncs == 0 {
-		a.peersUpCount, a.peersUpSyncs = a.vxlanPeersUp(a.vx.Debug()), syncs
+		a.peersUpCount, a.peerLinks = a.vxlanPeerLinks(a.vx.Debug())
+		a.peersUpSyncs = syncs
 	}
-	return a.peersUpCount
+	return a.peersUpCount, a.peerLinks
 }
 
 func (a *Agent) nodeStatus() api.NodeStatus {
@@ -94,7 +98,8 @@ func (a *Agent) nodeStatus() api.NodeStatus {
 	if a.vx != nil {
 		d := a.vx.Stats()
 		st.LastSync = d.LastSync
-		st.Peers, st.PeersUp = d.Neighs, a.peersUp(d.Syncs)
+		st.Peers = d.Neighs
+		st.PeersUp, st.Links = a.peersUp(d.Syncs)
 		st.LastError = d.LastError
 	}
 	if a.bgp != nil {
@@ -111,6 +116,11 @@ func (a *Agent) nodeStatus() api.NodeStatus {
 			}
 		}
 		st.Peers = len(d.Neighbors)
+		if bgp := a.bgpDebug(); bgp != nil {
+			a.readView(func(snap store.Snapshot) {
+				st.Links = linkStates(a.cfg.NodeName, bgpLinks(snap, bgp))
+			})
+		}
 	}
 	if a.pol != nil {
 		d := a.pol.rec.Debug()

@@ -163,6 +163,9 @@ type NodeStatus struct {
 	// PeersUp counts peers with a working path: VXLAN peers programmed, or
 	// BGP sessions Established.
 	PeersUp int `json:"peersUp"`
+	// Links grades this node's side of its link to each other node (up,
+	// partial, pending, down, none: see docs/operations.md "Link states").
+	Links map[string]string `json:"links,omitempty"`
 	// EmptyBlocks are the node's blocks with no allocation and no cooling
 	// address, and since when (`skein ipam show` prints them).
 	EmptyBlocks []EmptyBlock `json:"emptyBlocks,omitempty"`

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -195,15 +196,17 @@ func TestOpsStatus(t *testing.T) {
 	var graph struct {
 		Links []struct {
 			From, To, State string
+			AgentDown       []string
 		} `json:"links"`
 	}
 	if err := json.Unmarshal([]byte(topo.stdout), &graph); err != nil {
 		t.Fatalf("topology -o json: %v\n%s", err, topo)
 	}
+	// A stopped agent keeps its data path: its links stay up, marked.
 	for _, l := range graph.Links {
 		touches := l.From == victim || l.To == victim
-		if touches != (l.State == agent.LinkDown) {
-			t.Errorf("link %s-%s is %s with %s down", l.From, l.To, l.State, victim)
+		if l.State != agent.LinkUp || touches != slices.Contains(l.AgentDown, victim) {
+			t.Errorf("link %s-%s is %s (agent down: %v) with %s's agent stopped", l.From, l.To, l.State, l.AgentDown, victim)
 		}
 	}
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -128,6 +129,14 @@ type nodeReport struct {
 	Peers string `json:"peers,omitempty"`
 	// Links is the agent's own view of its links, when it answered.
 	Links map[string]agent.Link `json:"links,omitempty"`
+	// LinkStates is the node's side of its link to each other node:
+	// observed (Links) when the agent answered, else as its status record
+	// reports it.
+	LinkStates map[string]string `json:"linkStates,omitempty"`
+	// AgentState is "up" or "agent down, data path kept".
+	AgentState string `json:"agentState"`
+	// reported is LinkStates from the status record alone.
+	reported map[string]string
 	// Sessions maps peer nodes to the state of the node's BGP session with
 	// them, as its status record reports.
 	Sessions   map[string]string `json:"sessions,omitempty"`
@@ -345,6 +354,7 @@ func buildReport(in statusInput) clusterReport {
 	expectedPeers := len(inv.Nodes) - 1
 	for name := range names {
 		nr := nodeReport{Name: name, Alive: inv.Alive[name], Blocks: blocksOf[name], Endpoints: endpointsOf[name], Agent: "not asked"}
+		nr.AgentState = agent.AgentState(nr.Alive)
 		sort.Strings(nr.Blocks)
 		if nr.Blocks == nil {
 			nr.Blocks = []string{}
@@ -373,6 +383,7 @@ func buildReport(in statusInput) clusterReport {
 			}
 			nr.Peers = fmt.Sprintf("%d/%d", st.PeersUp, st.Peers)
 			nr.Unpublished, nr.UnpublishedSince = st.Unpublished, st.UnpublishedSince
+			nr.reported = reportedLinks(st, bgpSessions(inv, st.BGP))
 			reachable := !st.EtcdUnreachable
 			nr.EtcdReachable = &reachable
 			if st.Backend == api.BackendBGP {
@@ -414,7 +425,7 @@ func buildReport(in statusInput) clusterReport {
 			problem("heartbeat but no status record")
 		}
 		if !nr.Alive {
-			problem("no heartbeat: agent down or cut off from etcd (its containers keep their routes until `skein node delete`)")
+			problem("no heartbeat: %s (agent stopped or cut off from etcd; its containers and its peers keep their routes until `skein node delete`)", agent.AgentDownDataPathKept)
 		}
 		if p, ok := in.probes[name]; ok {
 			nr.Agent = "ok"
@@ -453,6 +464,13 @@ func buildReport(in statusInput) clusterReport {
 				}
 			}
 		}
+		nr.LinkStates = maps.Clone(nr.reported)
+		for peer, l := range nr.Links {
+			if nr.LinkStates == nil {
+				nr.LinkStates = map[string]string{}
+			}
+			nr.LinkStates[peer] = l.State
+		}
 		if nr.EtcdReachable != nil && !*nr.EtcdReachable {
 			problem("agent cannot reach etcd: new containers start from its own blocks only, and are published when etcd is back")
 		}
@@ -485,6 +503,25 @@ func bgpSessions(inv store.Inventory, neighbors []api.BGPNeighbor) map[string]st
 		}
 		if node != "" {
 			out[node] = n.State
+		}
+	}
+	return out
+}
+
+// reportedLinks is a node's side of each link as its status record says:
+// its Links, else (older agents) its BGP sessions.
+func reportedLinks(st api.NodeStatus, sessions map[string]string) map[string]string {
+	if len(st.Links) > 0 {
+		return st.Links
+	}
+	if len(sessions) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(sessions))
+	for peer, state := range sessions {
+		out[peer] = agent.LinkDown
+		if state == "Established" {
+			out[peer] = agent.LinkUp
 		}
 	}
 	return out

@@ -77,7 +77,7 @@ func TestBuildReport(t *testing.T) {
 		{name: "agent down", change: func(_ *testing.T, in *statusInput) {
 			delete(in.inv.Alive, "n2")
 			delete(in.inv.Status, "n2")
-		}, want: map[string][]string{"n2": {"no heartbeat: agent down or cut off from etcd (its containers keep their routes until `skein node delete`)"}}},
+		}, want: map[string][]string{"n2": {"no heartbeat: agent down, data path kept (agent stopped or cut off from etcd; its containers and its peers keep their routes until `skein node delete`)"}}},
 		{name: "not ready with error", change: func(t *testing.T, in *statusInput) {
 			setStatus(t, in.inv, "n3", func(st *api.NodeStatus) { st.Ready, st.LastError = false, "sync vxlan: boom" })
 		}, want: map[string][]string{"n3": {"not ready", "last error: sync vxlan: boom"}}},
@@ -219,22 +219,36 @@ func TestBuildGraph(t *testing.T) {
 	}}
 	delete(in.inv.Alive, "n3")
 	delete(in.inv.Status, "n3")
-	g := buildGraph(buildReport(in), true)
 	type link struct {
-		From, To, State string
-		Observed        bool
+		From, To, State, Basis string
+		AgentDown              []string
 	}
-	var got []link
-	for _, l := range g.Links {
-		got = append(got, link{l.From, l.To, l.State, l.Observed})
+	links := func(g topologyGraph) []link {
+		var got []link
+		for _, l := range g.Links {
+			got = append(got, link{l.From, l.To, l.State, l.Basis, l.AgentDown})
+		}
+		return got
 	}
-	want := []link{{"n1", "n2", "up", true}, {"n1", "n3", "down", true}, {"n2", "n3", "down", false}}
-	if d := cmp.Diff(want, got); d != "" {
+	// n3's agent is stopped: n2's record says nothing of n3, so that link
+	// is unknown, never down.
+	g := buildGraph(buildReport(in), true)
+	want := []link{{"n1", "n2", "up", "observed", nil}, {"n1", "n3", "down", "observed", []string{"n3"}}, {"n2", "n3", "unknown", "none", []string{"n3"}}}
+	if d := cmp.Diff(want, links(g)); d != "" {
 		t.Errorf("links (-want +got):\n%s", d)
 	}
 	if g := buildGraph(buildReport(in), false); len(g.Links) != 2 {
-		t.Errorf("without a full mesh only observed links are drawn: %+v", g.Links)
+		t.Errorf("without a full mesh only links with a known side are drawn: %+v", g.Links)
 	}
+	// Once n2 reports its side to n3 programmed, the link to the stopped
+	// agent is up (reported), and n2's side to n1 down makes that link down
+	// whatever n1 observes.
+	setStatus(t, in.inv, "n2", func(st *api.NodeStatus) { st.Links = map[string]string{"n3": agent.LinkUp, "n1": agent.LinkDown} })
+	want = []link{{"n1", "n2", "down", "observed", nil}, {"n1", "n3", "down", "observed", []string{"n3"}}, {"n2", "n3", "up", "reported", []string{"n3"}}}
+	if d := cmp.Diff(want, links(buildGraph(buildReport(in), true))); d != "" {
+		t.Errorf("links with n2's record (-want +got):\n%s", d)
+	}
+	g = buildGraph(buildReport(in), true)
 	var b strings.Builder
 	if err := (&globalFlags{Output: "table"}).render(&b, g, func(tw *tabwriter.Writer, wide bool) { renderGraph(tw, g, wide) }); err != nil {
 		t.Fatal(err)

@@ -18,16 +18,9 @@ type topologyGraph struct {
 	Links []graphLink `json:"links"`
 }
 
-// graphLink is the tunnel or BGP session between two nodes.
-type graphLink struct {
-	From  string `json:"from"`
-	To    string `json:"to"`
-	State string `json:"state"`
-	// Observed is true when an agent at one end reported the link itself;
-	// false when the state is inferred from both ends' status records.
-	Observed bool   `json:"observed"`
-	Detail   string `json:"detail,omitempty"`
-}
+// graphLink is the tunnel or BGP session between two nodes, graded by
+// agent.GradeLink as /debug/topology grades it.
+type graphLink = agent.PairLink
 
 func newTopologyCmd(g *globalFlags) *cobra.Command {
 	af := &agentFlags{}
@@ -36,10 +29,12 @@ func newTopologyCmd(g *globalFlags) *cobra.Command {
 		Short: "Print the cluster as a graph: nodes and the tunnels or BGP sessions between them",
 		Long: `Print every node and its link to every other node (the same graph /ui draws).
 
-A link's state comes from the agent at one end when its debug endpoint answers ("seen by"): up when
-every VXLAN entry for the peer is in the kernel or the BGP session is established, partial, pending,
-down or none. Otherwise it is inferred from both ends' status records ("reported"): up when both are
-alive, ready and error-free, down when either has no heartbeat.
+Each end grades its own side of a link: up when every VXLAN entry for the peer is in its kernel or
+the BGP session is established, partial, pending, down or none. A side is "observed" when that end's
+debug endpoint answered just now, else "reported" as its status record last said; the link takes the
+worse known side. A node whose agent is stopped is "agent down, data path kept": its kernel and its
+peers keep forwarding, so its links are graded by what is known, never down for that reason alone
+(unknown when nothing is). See docs/operations.md "Link states".
 
 Exit status as for skein status: 2 when anything is unhealthy.`,
 		Example: `  skein topology
@@ -68,22 +63,14 @@ Exit status as for skein status: 2 when anything is unhealthy.`,
 }
 
 // buildGraph links every pair of nodes. Without a full mesh (BGP with route
-// reflectors) only links an agent reported are drawn.
+// reflectors) only links some end has a session for are drawn.
 func buildGraph(rep clusterReport, fullMesh bool) topologyGraph {
 	g := topologyGraph{clusterReport: rep, Links: []graphLink{}}
 	for i, a := range rep.Nodes {
 		for _, b := range rep.Nodes[i+1:] {
-			l := graphLink{From: a.Name, To: b.Name}
-			if la, ok := a.Links[b.Name]; ok {
-				l.State, l.Observed, l.Detail = la.State, true, "seen by "+a.Name+": "+orDash(la.Detail)
-			} else if lb, ok := b.Links[a.Name]; ok {
-				l.State, l.Observed, l.Detail = lb.State, true, "seen by "+b.Name+": "+orDash(lb.Detail)
-			} else if state, ok := sessionState(a, b); ok {
-				l.State, l.Detail = state, "reported by the nodes' BGP sessions"
-			} else if !fullMesh {
+			l := agent.GradeLink(linkSide(a, b), linkSide(b, a))
+			if !fullMesh && (l.State == agent.LinkNone || l.State == agent.LinkUnknown) {
 				continue
-			} else {
-				l.State, l.Detail = inferLink(a, b)
 			}
 			g.Links = append(g.Links, l)
 		}
@@ -91,38 +78,15 @@ func buildGraph(rep clusterReport, fullMesh bool) topologyGraph {
 	return g
 }
 
-// sessionState grades a BGP session from either end's status record.
-func sessionState(a, b nodeReport) (string, bool) {
-	state, ok := a.Sessions[b.Name]
-	if !ok {
-		state, ok = b.Sessions[a.Name]
+// linkSide is what the report knows of n's side of its link to other: its
+// agent's own view when it answered, else its status record.
+func linkSide(n, other nodeReport) agent.LinkSide {
+	s := agent.LinkSide{Node: n.Name, AgentUp: n.Alive}
+	if l, ok := n.Links[other.Name]; ok {
+		s.Observed = &l
 	}
-	if !ok {
-		return "", false
-	}
-	if state == "Established" {
-		return agent.LinkUp, true
-	}
-	return agent.LinkDown, true
-}
-
-// inferLink grades the link between two nodes from their status records.
-func inferLink(a, b nodeReport) (state, detail string) {
-	switch {
-	case !a.Alive || !b.Alive:
-		var dead []string
-		for _, n := range []nodeReport{a, b} {
-			if !n.Alive {
-				dead = append(dead, n.Name)
-			}
-		}
-		return agent.LinkDown, "reported: no heartbeat from " + strings.Join(dead, " and ")
-	case a.Ready == nil || b.Ready == nil:
-		return agent.LinkPending, "reported: no status record yet"
-	case !*a.Ready || !*b.Ready || a.LastError != "" || b.LastError != "":
-		return agent.LinkPartial, "reported: an end is not ready or has an error"
-	}
-	return agent.LinkUp, "reported: both ends ready"
+	s.Reported = n.reported[other.Name]
+	return s
 }
 
 func renderGraph(tw *tabwriter.Writer, g topologyGraph, wide bool) {
@@ -136,7 +100,7 @@ func renderGraph(tw *tabwriter.Writer, g topologyGraph, wide bool) {
 	}
 	for _, n := range g.Nodes {
 		fmt.Fprintln(tw)
-		state := "dead"
+		state := agent.AgentDownDataPathKept
 		if n.Alive {
 			state = "alive"
 			if n.Ready != nil && *n.Ready {
@@ -166,11 +130,7 @@ func renderGraph(tw *tabwriter.Writer, g topologyGraph, wide bool) {
 			if other == n.Name {
 				other = l.From
 			}
-			how := "reported"
-			if l.Observed {
-				how = "observed"
-			}
-			fmt.Fprintf(tw, "  %s %s\t%s\t(%s)", branch, other, l.State, how)
+			fmt.Fprintf(tw, "  %s %s\t%s\t(%s)", branch, other, l.State, l.Basis)
 			if wide {
 				fmt.Fprintf(tw, "\t%s", l.Detail)
 			}

@@ -400,6 +400,7 @@ var troubleChecks = map[string]troubleCheck{
 	"ip neigh show dev skein.vxlan":              {want: `PERMANENT`},
 	"bridge fdb show dev skein.vxlan":            {want: `dst `},
 	"ip link show skein.vxlan":                   {want: `mtu 1450`},
+	"skein lab exec":                             {want: `mtu 1450`},
 	"ping -c 3 -M do -s 1422":                    {want: ` 0% packet loss`},
 	"ping -c 1 -M do -s 1423":                    {want: `(?i)message too long`, fail: true},
 	"curl -s 127.0.0.1:9595/debug/policy | jq":   {want: `"appliedVersion"`},
@@ -409,8 +410,7 @@ var troubleChecks = map[string]troubleCheck{
 // troubleSkip are commands of marked blocks that do not run on the lab,
 // each with the reason.
 var troubleSkip = map[string]string{
-	"journalctl":     "no systemd in the lab: skeind logs to a file",
-	"skein lab exec": "needs the lab's own name; the container MTU is what the ping -M do lines test",
+	"journalctl": "no systemd in the lab: skeind logs to a file",
 }
 
 // troubleshoot runs every command line of the troubleshooting page's marked
@@ -420,6 +420,8 @@ func troubleshoot(ctx context.Context, t *testing.T, e docEnv, host, admin strin
 	for _, name := range []string{"start", "vxlan", "mtu", "policy"} {
 		text := block(t, blocks, "troubleshooting.md", name)
 		text = strings.ReplaceAll(text, "<remote container IP>", remoteIP)
+		// The page's example is the default lab; this one has its own name.
+		text = strings.ReplaceAll(text, "skein lab exec ", "skein lab exec --name "+e.l.Name()+" ")
 		for _, ln := range strings.Split(text, "\n") {
 			cmdline := strings.TrimSpace(ln)
 			if cmdline == "" {

@@ -455,8 +455,8 @@ func troubleshoot(ctx context.Context, t *testing.T, e docEnv, host, admin strin
 						if err := dec.Decode(&v); err != nil {
 							t.Fatalf("%s: output is not JSON: %v\n%s", cmdline, err, r.stdout)
 						}
-						if v == nil {
-							t.Errorf("%s: prints a null value:\n%s", cmdline, r.stdout)
+						if allNull(v) {
+							t.Errorf("%s: prints a null value (or an object of nulls), a jq precedence slip:\n%s", cmdline, r.stdout)
 						}
 					}
 				}
@@ -466,6 +466,21 @@ func troubleshoot(ctx context.Context, t *testing.T, e docEnv, host, admin strin
 			})
 		}
 	}
+}
+
+// allNull reports whether v is null or an object whose values are all null,
+// what `jq '.a, .b[] | {x}'` prints for a missing .a.
+func allNull(v any) bool {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return v == nil
+	}
+	for _, x := range m {
+		if !allNull(x) {
+			return false
+		}
+	}
+	return true
 }
 
 // skipReason returns why cmdline does not run on the lab, "" when it does.

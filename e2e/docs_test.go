@@ -30,10 +30,12 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -144,6 +146,8 @@ type docEnv struct {
 	dir  string // the admin's working directory: pki/ lives here
 	bin  string
 	path string // PATH with the binaries under test first
+	// exited is closed when a process of start has exited.
+	exited map[*exec.Cmd]chan struct{}
 }
 
 // shell runs a bash script inside a lab host, in the admin's directory,
@@ -161,7 +165,7 @@ func (e docEnv) shell(ctx context.Context, t *testing.T, host, script string, en
 
 // start starts a long-running process inside a lab host, logging to logPath;
 // t.Cleanup kills it.
-func (e docEnv) start(ctx context.Context, t *testing.T, host, logPath string, env []string, args ...string) {
+func (e docEnv) start(ctx context.Context, t *testing.T, host, logPath string, env []string, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd, err := e.l.Command(ctx, host, args...)
 	if err != nil {
@@ -177,11 +181,34 @@ func (e docEnv) start(ctx context.Context, t *testing.T, host, logPath string, e
 		f.Close()
 		t.Fatalf("start %v in %s: %v", args, host, err)
 	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait() // an exit is seen by whoever needs it through exited
+		f.Close()
+		close(exited)
+	}()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill() // ip netns exec execs the program, so this is it
-		_ = cmd.Wait()
-		f.Close()
+		<-exited
 	})
+	e.exited[cmd] = exited
+	return cmd
+}
+
+// stop sends SIGTERM to a process of start (what `systemctl stop` does) and
+// waits for it to exit.
+func (e docEnv) stop(ctx context.Context, t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("stop %v: %v", cmd.Args, err)
+	}
+	select {
+	case <-e.exited[cmd]:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%v still running 30 s after SIGTERM", cmd.Args)
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
 }
 
 // TestDocsInstallGuide runs docs/install.md on a 2-host lab of its own
@@ -224,7 +251,7 @@ func TestDocsInstallGuide(t *testing.T) {
 	}
 	h1, h2 := hosts[0], hosts[1]
 	bin := filepath.Dir(opsBin())
-	e := docEnv{l: l, dir: t.TempDir(), bin: bin, path: bin + ":" + os.Getenv("PATH")}
+	e := docEnv{l: l, dir: t.TempDir(), bin: bin, path: bin + ":" + os.Getenv("PATH"), exited: map[*exec.Cmd]chan struct{}{}}
 	pki := filepath.Join(e.dir, "pki") + "/"
 
 	// docSubs maps the guide's example network onto the lab: etcd-1 runs on
@@ -289,8 +316,11 @@ func TestDocsInstallGuide(t *testing.T) {
 
 	// 4 and 6. Every host's agent from the guide's env file.
 	envBlock := block(t, install, "install.md", "agent-env")
+	agents := map[string]*exec.Cmd{}
+	states := map[string]string{}
 	for _, h := range hosts {
 		state := filepath.Join(e.dir, h.Name+"-state")
+		states[h.Name] = state
 		subs := append(append([][2]string(nil), docSubs...),
 			[2]string{"/run/skein/skeind.sock", h.Socket},
 			[2]string{"/var/lib/skein", state})
@@ -306,7 +336,7 @@ func TestDocsInstallGuide(t *testing.T) {
 			kv = append(kv, k+"="+v)
 		}
 		_ = os.Remove(h.Socket)
-		e.start(ctx, t, h.Name, filepath.Join(e.dir, h.Name+"-skeind.log"), kv, filepath.Join(bin, "skeind"))
+		agents[h.Name] = e.start(ctx, t, h.Name, filepath.Join(e.dir, h.Name+"-skeind.log"), kv, filepath.Join(bin, "skeind"))
 	}
 	for _, h := range hosts {
 		hc, err := l.HTTPClient(h.Name)
@@ -378,6 +408,80 @@ func TestDocsInstallGuide(t *testing.T) {
 	}
 
 	troubleshoot(ctx, t, e, h1.Name, admin, trouble, cs[1].IP.String())
+
+	// "Removing Skein from a host", on host 2; the admin is host 1.
+	remove := block(t, install, "install.md", "remove")
+	remove = strings.ReplaceAll(remove, `"$(hostname)"`, h2.Name)
+	remove = substitute(t, "remove", remove, append(append([][2]string(nil), docSubs...), [2]string{"/var/lib/skein", states[h2.Name]}))
+	for _, cmdline := range docLines(remove) {
+		switch {
+		case cmdline == "systemctl disable --now skeind":
+			e.stop(ctx, t, agents[h2.Name])
+		case strings.HasPrefix(cmdline, "rm /etc/cni/"):
+			// The lab runs the binaries from bin/: `make install` put none
+			// of these files on its hosts.
+		case strings.HasPrefix(cmdline, "skein "):
+			if r := e.shell(ctx, t, h1.Name, admin+cmdline); r.code != 0 {
+				t.Fatalf("install.md remove: %s on the admin machine:\n%s", cmdline, r)
+			}
+		default:
+			if r := e.shell(ctx, t, h2.Name, "set -e\n"+strings.ReplaceAll(cmdline, "; ", "\n")); r.code != 0 {
+				t.Fatalf("install.md remove: %s on %s:\n%s", cmdline, h2.Name, r)
+			}
+		}
+	}
+	checkRemoved(ctx, t, e, h1.Name, h2.Name, admin, states[h2.Name])
+}
+
+// checkRemoved checks that nothing of Skein is left on the removed host and
+// that the remaining host forgot it: one node in `skein status`, no route
+// over skein.vxlan on host 1 (its only peer is gone; its containers' /32
+// routes stay).
+func checkRemoved(ctx context.Context, t *testing.T, e docEnv, admin, gone, adminEnv, state string) {
+	t.Helper()
+	for _, probe := range []string{"ip link show skein.vxlan", "nft list table inet skein"} {
+		if r := e.shell(ctx, t, gone, probe); r.code == 0 {
+			t.Errorf("after the removal, %s on %s still finds it:\n%s", probe, gone, r)
+		}
+	}
+	if r := e.shell(ctx, t, gone, "ip route show proto 78"); strings.TrimSpace(r.stdout) != "" || r.code != 0 {
+		t.Errorf("after the removal, %s keeps routes of Skein's:\n%s", gone, r)
+	}
+	if _, err := os.Stat(state); !os.IsNotExist(err) {
+		t.Errorf("after the removal, the state dir %s is still there (%v)", state, err)
+	}
+	waitFor(ctx, t, 10*time.Second, admin+" drops its route to "+gone+"'s block", func() (bool, string) {
+		r := e.shell(ctx, t, admin, "ip route show proto 78")
+		return r.code == 0 && !strings.Contains(r.stdout, "skein.vxlan"), r.String()
+	})
+	st := e.shell(ctx, t, admin, adminEnv+"skein status -o json")
+	rep := parseStatus(t, st)
+	if !rep.Healthy || len(rep.Nodes) != 1 || rep.Nodes[0].Name != admin {
+		t.Errorf("skein status after removing %s: healthy=%v, want healthy with only %s:\n%s", gone, rep.Healthy, admin, st)
+	}
+}
+
+// docLines returns the commands of a shell block, one per line, with
+// backslash continuations joined and trailing "# comments" dropped (no
+// command in the marked blocks has a literal " #").
+func docLines(text string) []string {
+	var out []string
+	var cur string
+	for _, ln := range strings.Split(text, "\n") {
+		if i := strings.Index(ln, " #"); i >= 0 {
+			ln = ln[:i]
+		}
+		ln = strings.TrimSpace(ln)
+		if c, ok := strings.CutSuffix(ln, "\\"); ok {
+			cur += c
+			continue
+		}
+		if ln = strings.TrimSpace(cur + ln); ln != "" {
+			out = append(out, ln)
+		}
+		cur = ""
+	}
+	return out
 }
 
 // troubleCheck is what a pasted troubleshooting command must do, as the
@@ -422,16 +526,7 @@ func troubleshoot(ctx context.Context, t *testing.T, e docEnv, host, admin strin
 		text = strings.ReplaceAll(text, "<remote container IP>", remoteIP)
 		// The page's example is the default lab; this one has its own name.
 		text = strings.ReplaceAll(text, "skein lab exec ", "skein lab exec --name "+e.l.Name()+" ")
-		for _, ln := range strings.Split(text, "\n") {
-			cmdline := strings.TrimSpace(ln)
-			if cmdline == "" {
-				continue
-			}
-			// Drop a trailing "# comment" (no command on the page has a
-			// literal #).
-			if i := strings.Index(cmdline, " #"); i >= 0 {
-				cmdline = strings.TrimSpace(cmdline[:i])
-			}
+		for _, cmdline := range docLines(text) {
 			t.Run(name+"/"+cmdline, func(t *testing.T) {
 				if why := skipReason(cmdline); why != "" {
 					t.Skip(why)

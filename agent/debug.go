@@ -258,7 +258,11 @@ func (a *Agent) topology(status map[string]api.NodeStatus) Topology {
 		t.IPAM = a.alloc.Stats()
 	}
 	if a.vx != nil {
-		d := a.vx.Debug()
+		// What the kernel has now, not what the last sync saw: the links
+		// below are graded against it.
+		kctx, cancel := context.WithTimeout(context.Background(), statusReadTimeout)
+		d := a.vx.DebugKernel(kctx)
+		cancel()
 		t.Dataplane = &d
 		if d.LastError != "" {
 			t.Errors = append(t.Errors, ComponentError{Component: "vxlan", Error: d.LastError})
@@ -537,12 +541,12 @@ func (a *Agent) debugHandler() http.Handler {
 		t.StatusError = statusErr
 		writeJSON(w, http.StatusOK, t)
 	})
-	mux.HandleFunc("GET /debug/vxlan", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /debug/vxlan", func(w http.ResponseWriter, r *http.Request) {
 		if a.vx == nil {
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": "this node does not run the vxlan backend"})
 			return
 		}
-		writeJSON(w, http.StatusOK, a.vx.Debug())
+		a.vx.ServeHTTPDebug(w, r)
 	})
 	mux.HandleFunc("GET /debug/bgp", func(w http.ResponseWriter, _ *http.Request) {
 		writeHook(w, a.bgpDebug(), "this node does not run the bgp backend")

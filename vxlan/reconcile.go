@@ -347,8 +347,13 @@ func compareFDBKey(a, b FDBKey) int {
 type DebugState struct {
 	// Desired and Actual are State.Lines of the last Set and of the kernel
 	// as of the last sync.
-	Desired   []string  `json:"desired"`
-	Actual    []string  `json:"actual"`
+	Desired []string `json:"desired"`
+	Actual  []string `json:"actual"`
+	// ActualFrom says where Actual comes from: "kernel" (read when asked)
+	// or "last sync" (what the reconciler last saw or did); ActualError says
+	// why the kernel could not be read.
+	ActualFrom  string `json:"actualFrom,omitempty"`
+	ActualError string `json:"actualError,omitempty"`
 	LastSync  time.Time `json:"lastSync,omitzero"`
 	LastError string    `json:"lastError,omitempty"`
 	// LastOps counts the changes the last sync made.
@@ -403,7 +408,7 @@ func (r *Reconciler) Debug() DebugState {
 		d.Routes, d.Neighs, d.FDB = len(r.desired.Routes), len(r.desired.Neighs), len(r.desired.FDB)
 	}
 	if r.syncs > 0 && r.actual.Link.Name != "" {
-		d.Actual = r.actual.Lines()
+		d.Actual, d.ActualFrom = r.actual.Lines(), "last sync"
 	}
 	if r.lastErr != nil {
 		d.LastError = r.lastErr.Error()
@@ -411,12 +416,33 @@ func (r *Reconciler) Debug() DebugState {
 	return d
 }
 
-// ServeHTTPDebug writes Debug as JSON.
-func (r *Reconciler) ServeHTTPDebug(w http.ResponseWriter, _ *http.Request) {
+// DebugKernel is Debug with Actual read from the kernel now, so that a
+// debug view compares what Skein wants with what the kernel has, not with
+// what the reconciler last saw. It falls back to the last sync's view (and
+// says why) when the kernel cannot be read.
+func (r *Reconciler) DebugKernel(ctx context.Context) DebugState {
+	d := r.Debug()
+	r.mu.Lock()
+	devs, synced := r.devs, !r.lastFull.IsZero()
+	r.mu.Unlock()
+	if !synced {
+		return d
+	}
+	have, err := r.dp.Observe(ctx, devs)
+	if err != nil {
+		d.ActualError = err.Error()
+		return d
+	}
+	d.Actual, d.ActualFrom = have.Lines(), "kernel"
+	return d
+}
+
+// ServeHTTPDebug writes DebugKernel as JSON.
+func (r *Reconciler) ServeHTTPDebug(w http.ResponseWriter, req *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(r.Debug()); err != nil {
+	if err := enc.Encode(r.DebugKernel(req.Context())); err != nil {
 		r.log.Debug("write debug state", "err", err)
 	}
 }

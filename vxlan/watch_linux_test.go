@@ -3,6 +3,7 @@ package vxlan
 import (
 	"context"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -112,5 +113,40 @@ func TestDriftRepairedFromKernelEvents(t *testing.T) {
 		if d[kind] == 0 {
 			t.Errorf("drift of kind %s not counted: %v", kind, d)
 		}
+	}
+}
+
+// TestDebugKernelReadsTheKernel: a route deleted by hand (no watch running)
+// is missing from DebugKernel's actual at once, while the last sync's view
+// still lists it: a debug view compares with the kernel, not with memory.
+func TestDebugKernelReadsTheKernel(t *testing.T) {
+	ns := nstest.New(t)
+	h := ns.Handle
+	if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "ul0"}, PeerName: "ul1"}); err != nil {
+		t.Fatalf("add underlay veth: %v", err)
+	}
+	ns.LinkUp(t, "ul0", pfx("192.0.2.1/24"))
+	cfg := selfCfg
+	cfg.UnderlayIfIndex = mustLink(t, h, "ul0").Attrs().Index
+	r, err := NewReconciler(ReconcilerConfig{Dataplane: NewNetlinkDataplane(h, testLog(t)), Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Set(Plan(cfg, []Peer{peerB}))
+	if err := r.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	vx := mustLink(t, h, api.VXLANDevice)
+	route := &netlink.Route{LinkIndex: vx.Attrs().Index, Dst: ipNet(peerB.Blocks[0]), Gw: peerB.VTEPIP.AsSlice(), Protocol: api.RouteProtocol, Flags: int(netlink.FLAG_ONLINK)}
+	if err := h.RouteDel(route); err != nil {
+		t.Fatalf("delete route by hand: %v", err)
+	}
+	line := Route{Dst: peerB.Blocks[0], Gw: peerB.VTEPIP, OnLink: true}.String()
+	if d := r.Debug(); !slices.Contains(d.Actual, line) || d.ActualFrom != "last sync" {
+		t.Fatalf("Debug(): actual %q from %q, want the last sync's view with %q", d.Actual, d.ActualFrom, line)
+	}
+	d := r.DebugKernel(t.Context())
+	if d.ActualFrom != "kernel" || slices.Contains(d.Actual, line) || !slices.Contains(d.Desired, line) {
+		t.Fatalf("DebugKernel(): actual %q from %q (error %q), want the kernel's view without %q", d.Actual, d.ActualFrom, d.ActualError, line)
 	}
 }

@@ -352,10 +352,10 @@ type DebugState struct {
 	// ActualFrom says where Actual comes from: "kernel" (read when asked)
 	// or "last sync" (what the reconciler last saw or did); ActualError says
 	// why the kernel could not be read.
-	ActualFrom  string `json:"actualFrom,omitempty"`
-	ActualError string `json:"actualError,omitempty"`
-	LastSync  time.Time `json:"lastSync,omitzero"`
-	LastError string    `json:"lastError,omitempty"`
+	ActualFrom  string    `json:"actualFrom,omitempty"`
+	ActualError string    `json:"actualError,omitempty"`
+	LastSync    time.Time `json:"lastSync,omitzero"`
+	LastError   string    `json:"lastError,omitempty"`
 	// LastOps counts the changes the last sync made.
 	LastOps  int `json:"lastOps"`
 	Syncs    int `json:"syncs"`

@@ -45,7 +45,7 @@ func (a *Agent) onDelta(d store.Delta) {
 		a.updatePeers(d)
 	}
 	bgpPeers := false
-	policies := len(d.Namespaces)+len(d.Nodes) > 0
+	policies := len(d.Namespaces) > 0
 	for _, c := range d.Other {
 		bgpPeers = bgpPeers || strings.HasPrefix(c.Key, "bgppeers/")
 		policies = policies || strings.HasPrefix(c.Key, "policies/")
@@ -53,10 +53,16 @@ func (a *Agent) onDelta(d store.Delta) {
 	if a.bgp != nil && (len(d.Nodes)+len(d.Blocks) > 0 || bgpPeers) {
 		a.readView(a.updateBGP)
 	}
-	if policies {
+	switch {
+	case policies:
 		a.pol.update(nil)
-	} else if len(d.Endpoints) > 0 {
-		a.pol.endpoints(d.Endpoints)
+	default:
+		if len(d.Endpoints) > 0 {
+			a.pol.endpoints(d.Endpoints)
+		}
+		if len(d.Nodes) > 0 {
+			a.pol.nodes()
+		}
 	}
 }
 

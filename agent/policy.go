@@ -53,6 +53,10 @@ type enforcer struct {
 	// remote are the changes of other nodes' endpoints since the last
 	// compile, in order: they only move set elements; guarded by mu.
 	remote []store.Change[api.Endpoint]
+	// nodesChanged says node records changed since the last compile: they
+	// move the VXLAN filter's peers and the node addresses, never a rule;
+	// guarded by mu.
+	nodesChanged bool
 	// gen counts changes to the input (snap, pending); guarded by mu.
 	gen uint64
 	// pending holds endpoints committed here but not yet seen back from the
@@ -139,6 +143,14 @@ func (e *enforcer) update(snap *store.Snapshot) {
 	e.mu.Unlock()
 }
 
+// nodes says node records changed.
+func (e *enforcer) nodes() {
+	e.mu.Lock()
+	e.nodesChanged = true
+	e.markDirtyLocked()
+	e.mu.Unlock()
+}
+
 // endpoints queues endpoint changes. Those of other nodes only move the
 // elements of the sets that select them (policy.Incremental); one of this
 // node's changes its chains and recompiles.
@@ -181,11 +193,18 @@ func (e *enforcer) compile() {
 	e.setMu.Lock()
 	defer e.setMu.Unlock()
 	full := e.full || e.inc == nil
-	remote := e.remote
-	e.full, e.remote = false, nil
-	var in policy.Input
-	if full {
+	remote, nodesChanged := e.remote, e.nodesChanged
+	e.full, e.remote, e.nodesChanged = false, nil, false
+	var (
+		in     policy.Input
+		nodes  []api.Node
+		filter *policy.VXLANFilter
+	)
+	switch {
+	case full:
 		in = e.inputLocked()
+	case nodesChanged:
+		nodes, filter = e.nodesLocked()
 	}
 	gen := e.gen
 	e.mu.Unlock()
@@ -212,6 +231,38 @@ func (e *enforcer) compile() {
 			e.rec.Update(e.inc.Program(), ch)
 		}
 	}
+	if nodesChanged {
+		if ch, recompiled := e.inc.SetNodes(nodes, filter); recompiled {
+			e.rec.Set(e.inc.Program())
+		} else {
+			e.rec.Update(e.inc.Program(), ch)
+		}
+	}
+}
+
+// nodesLocked reads the nodes and the VXLAN filter from the agent's view
+// (or the newest snapshot); e.mu must be held.
+func (e *enforcer) nodesLocked() ([]api.Node, *policy.VXLANFilter) {
+	var (
+		nodes  []api.Node
+		filter *policy.VXLANFilter
+	)
+	read := func(snap store.Snapshot) {
+		for _, n := range snap.Nodes {
+			nodes = append(nodes, n)
+		}
+		slices.SortFunc(nodes, func(a, b api.Node) int { return strings.Compare(a.Name, b.Name) })
+		if e.vxlanPort != 0 {
+			filter = vxlanFilter(e.node, e.vxlanPort, &snap)
+		}
+	}
+	switch {
+	case e.view != nil:
+		e.view(read)
+	case e.snap != nil:
+		read(*e.snap)
+	}
+	return nodes, filter
 }
 
 // inputLocked builds the compiler's input from the agent's view (or the

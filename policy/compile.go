@@ -123,17 +123,7 @@ func Compile(in Input) *Program {
 // program uses, which Incremental needs to move set elements on its own.
 func compile(in Input) (*Program, map[string]*setDef) {
 	c := &compiler{in: &in, ix: newIndex(in.Endpoints, in.Namespaces), sets: map[string]*setDef{}}
-	p := &Program{Sets: map[string]Set{}, VXLAN: in.VXLAN}
-	for _, n := range in.Nodes {
-		for _, a := range []netip.Addr{n.UnderlayIP, n.VTEPIP} {
-			if a.IsValid() {
-				if p.NodeAddrs == nil {
-					p.NodeAddrs = map[string][]netip.Addr{}
-				}
-				p.NodeAddrs[n.Name] = append(p.NodeAddrs[n.Name], a)
-			}
-		}
-	}
+	p := &Program{Sets: map[string]Set{}, VXLAN: in.VXLAN, NodeAddrs: nodeAddrs(in.Nodes)}
 
 	local := map[int]int{} // endpoint index → index in p.Endpoints
 	for _, i := range c.ix.order {
@@ -168,6 +158,22 @@ func compile(in Input) (*Program, map[string]*setDef) {
 	used := c.materialize(p)
 	p.Warnings = c.warnings
 	return p, used
+}
+
+// nodeAddrs returns each node's underlay and VTEP addresses, nil for none.
+func nodeAddrs(nodes []api.Node) map[string][]netip.Addr {
+	var out map[string][]netip.Addr
+	for _, n := range nodes {
+		for _, a := range []netip.Addr{n.UnderlayIP, n.VTEPIP} {
+			if a.IsValid() {
+				if out == nil {
+					out = map[string][]netip.Addr{}
+				}
+				out[n.Name] = append(out[n.Name], a)
+			}
+		}
+	}
+	return out
 }
 
 func (c *compiler) warnf(format string, args ...any) {

@@ -46,11 +46,13 @@ type SetChanges struct {
 	DelPrefixes map[string][]netip.Prefix
 	AddPorts    map[string][]AddrPort
 	DelPorts    map[string][]AddrPort
+	// AddVXLAN and DelVXLAN change the VXLAN source filter's peers.
+	AddVXLAN, DelVXLAN []netip.Addr
 }
 
 // Len returns how many elements c adds or removes.
 func (c SetChanges) Len() int {
-	n := 0
+	n := len(c.AddVXLAN) + len(c.DelVXLAN)
 	for _, m := range []map[string][]netip.Prefix{c.AddPrefixes, c.DelPrefixes} {
 		for _, l := range m {
 			n += len(l)
@@ -111,10 +113,42 @@ func (x *Incremental) SetNamespaces(nss []api.Namespace) *Program {
 	return x.recompile()
 }
 
-// SetNodes replaces the nodes and the VXLAN filter and recompiles.
-func (x *Incremental) SetNodes(nodes []api.Node, vxlan *VXLANFilter) *Program {
+// SetNodes replaces the nodes and the VXLAN filter. Nodes name no pod, so
+// rules and sets stay: the program gets the new node addresses and filter,
+// and the changes list the filter's peers that come and go (full is false).
+// A filter that appears, goes or changes port recompiles (full true).
+func (x *Incremental) SetNodes(nodes []api.Node, vxlan *VXLANFilter) (SetChanges, bool) {
+	old := x.in.VXLAN
 	x.in.Nodes, x.in.VXLAN = nodes, vxlan
-	return x.recompile()
+	if x.prog == nil || (old == nil) != (vxlan == nil) || (old != nil && old.Port != vxlan.Port) {
+		x.recompile()
+		return SetChanges{}, true
+	}
+	p := *x.prog
+	p.NodeAddrs = nodeAddrs(nodes)
+	p.VXLAN = vxlan
+	x.prog = &p
+	var ch SetChanges
+	if vxlan != nil {
+		ch.AddVXLAN, ch.DelVXLAN = diffSorted(old.Peers, vxlan.Peers)
+	}
+	return ch, false
+}
+
+// diffSorted returns what is in b and not in a, and what is in a and not in
+// b; both lists sorted.
+func diffSorted(a, b []netip.Addr) (add, del []netip.Addr) {
+	for _, x := range b {
+		if _, ok := slices.BinarySearchFunc(a, x, netip.Addr.Compare); !ok {
+			add = append(add, x)
+		}
+	}
+	for _, x := range a {
+		if _, ok := slices.BinarySearchFunc(b, x, netip.Addr.Compare); !ok {
+			del = append(del, x)
+		}
+	}
+	return add, del
 }
 
 func (x *Incremental) setNamespaces(nss []api.Namespace) {
@@ -388,6 +422,12 @@ func (c SetChanges) String() string {
 		for _, p := range l {
 			lines = append(lines, "del "+name+" "+p.String())
 		}
+	}
+	for _, a := range c.AddVXLAN {
+		lines = append(lines, "add "+VXLANPeers+" "+a.String())
+	}
+	for _, a := range c.DelVXLAN {
+		lines = append(lines, "del "+VXLANPeers+" "+a.String())
 	}
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")

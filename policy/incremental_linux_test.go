@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/nftables"
 
 	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/internal/nstest"
@@ -65,5 +67,56 @@ func TestApplyElementsFollowsIncremental(t *testing.T) {
 	}
 	if st := a.Stats(); st.Rebuilds != 1 || st.Patches != 0 || st.Failures != 0 {
 		t.Errorf("stats %+v: want one rebuild (the first apply), then element updates only", st)
+	}
+}
+
+// TestApplyElementsMovesVXLANPeers: nodes joining and leaving reach the
+// VXLAN filter's set as element updates, without a rebuild of the table.
+func TestApplyElementsMovesVXLANPeers(t *testing.T) {
+	ns := nstest.New(t)
+	c := newConn(t, ns)
+	a := NewApplier(c, nil)
+	ctx := t.Context()
+	rng := rand.New(rand.NewPCG(11, 12))
+	in := withPolicies(t, Input{Node: "n1", VXLAN: &VXLANFilter{Port: 4789, Peers: []netip.Addr{}}}, walkPolicies)
+	in.Endpoints = []api.Endpoint{{Namespace: "x", Name: "a", Labels: map[string]string{"pod": "a"}, IPs: []netip.Addr{netip.MustParseAddr("10.0.1.1")},
+		Node: "n1", ContainerID: "local", IfName: "eth0", HostIface: "sk00000000001"}}
+	x := NewIncremental(in)
+	if err := a.Apply(ctx, x.Program()); err != nil {
+		t.Fatal(err)
+	}
+	peersSet := &nftables.Set{Table: table, Name: VXLANPeers, KeyType: nftables.TypeIPAddr}
+	for step := range 40 {
+		nodes, f := randomNodes(rng)
+		if f == nil {
+			f = &VXLANFilter{Port: 4789, Peers: []netip.Addr{}}
+		}
+		ch, full := x.SetNodes(nodes, f)
+		if full {
+			t.Fatalf("step %d: a node change recompiled", step)
+		}
+		if err := a.ApplyElements(ctx, x.Program(), []SetChanges{ch}); err != nil {
+			t.Fatalf("step %d: ApplyElements: %v", step, err)
+		}
+		elems, err := c.GetSetElements(peersSet)
+		if err != nil {
+			t.Fatalf("step %d: elements of %s: %v", step, VXLANPeers, err)
+		}
+		var got []string
+		for _, e := range elems {
+			got = append(got, netip.AddrFrom4([4]byte(e.Key)).String())
+		}
+		var want []string
+		for _, p := range f.Peers {
+			want = append(want, p.String())
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Fatalf("step %d: %s = %v, want %v", step, VXLANPeers, got, want)
+		}
+	}
+	if st := a.Stats(); st.Rebuilds != 1 || st.Failures != 0 {
+		t.Errorf("stats %+v: want the first apply's rebuild only", st)
 	}
 }

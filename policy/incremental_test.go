@@ -65,7 +65,7 @@ spec:
 // reported, applied to the previous program's sets, give the new ones.
 func TestIncrementalRandomWalk(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
-	base := withPolicies(t, Input{Node: "n1"}, walkPolicies)
+	base := withPolicies(t, Input{Node: "n1", VXLAN: &VXLANFilter{Port: 4789, Peers: []netip.Addr{}}}, walkPolicies)
 	nss := map[string]api.Namespace{}
 	for _, ns := range []string{"x", "y", "z"} {
 		nss[ns] = api.Namespace{Name: ns, Labels: map[string]string{"ns": ns}}
@@ -122,7 +122,7 @@ func TestIncrementalRandomWalk(t *testing.T) {
 				eps[key] = ep
 				ch, full = x.PutEndpoint(EndpointKey(&ep), &ep)
 			}
-		case r < 19:
+		case r < 18:
 			ns := []string{"x", "y", "z"}[rng.IntN(3)]
 			l := map[string]string{"ns": ns}
 			if t := rng.IntN(3); t > 0 {
@@ -130,6 +130,24 @@ func TestIncrementalRandomWalk(t *testing.T) {
 			}
 			nss[ns] = api.Namespace{Name: ns, Labels: l}
 			x.SetNamespaces(input().Namespaces)
+		case r < 19:
+			// Nodes come and go: the VXLAN filter's peers move, no rule.
+			base.Nodes, base.VXLAN = randomNodes(rng)
+			prevVX := prev.VXLAN
+			ch, full = x.SetNodes(base.Nodes, base.VXLAN)
+			switch {
+			case full:
+			case base.VXLAN == nil: // no filter before or after
+				if ch.Len() != 0 {
+					t.Fatalf("step %d: no filter, yet changes %q", step, ch)
+				}
+			default:
+				peers := moveSorted(prevVX.Peers, ch.AddVXLAN, ch.DelVXLAN, netip.Addr.Compare)
+				if !slices.Equal(peers, base.VXLAN.Peers) && len(peers)+len(base.VXLAN.Peers) > 0 {
+					t.Fatalf("step %d: previous filter + changes = %v, want %v", step, peers, base.VXLAN.Peers)
+				}
+			}
+			ch = SetChanges{} // no set element moved
 		default:
 			in := input()
 			x.SetPolicies(in.NetworkPolicies, in.ANPs, in.BANPs)
@@ -153,6 +171,25 @@ func TestIncrementalRandomWalk(t *testing.T) {
 		t.Fatalf("only %d incremental steps: the walk does not exercise the remote path", incremental)
 	}
 	t.Logf("%d incremental steps, %d full compiles", incremental, x.Compiles())
+}
+
+// randomNodes draws a few nodes and the VXLAN filter made of their underlay
+// addresses (nil now and then: no filter, which recompiles).
+func randomNodes(rng *rand.Rand) ([]api.Node, *VXLANFilter) {
+	var nodes []api.Node
+	f := &VXLANFilter{Port: 4789, Peers: []netip.Addr{}}
+	for i := range 6 {
+		if rng.IntN(2) == 0 {
+			continue
+		}
+		ip := netip.AddrFrom4([4]byte{192, 0, 2, byte(1 + i)})
+		nodes = append(nodes, api.Node{Name: fmt.Sprintf("n%d", i), UnderlayIP: ip})
+		f.Peers = append(f.Peers, ip)
+	}
+	if rng.IntN(8) == 0 {
+		return nodes, nil
+	}
+	return nodes, f
 }
 
 // applySetChanges returns a copy of sets moved by ch.

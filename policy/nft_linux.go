@@ -145,7 +145,7 @@ func (a *Applier) ApplyElements(ctx context.Context, p *Program, chs []SetChange
 		return err
 	}
 	a.mu.Lock()
-	if a.last == nil {
+	if a.last == nil || !sameFilterShape(a.last.VXLAN, p.VXLAN) {
 		a.mu.Unlock()
 		return a.Apply(ctx, p)
 	}
@@ -402,6 +402,15 @@ func addVXLANFilter(c *nftables.Conn, v *VXLANFilter) error {
 	return nil
 }
 
+// sameFilterShape reports whether two VXLAN filters differ at most in their
+// peers, which element updates can change.
+func sameFilterShape(a, b *VXLANFilter) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Port == b.Port
+}
+
 func vxlanEqual(a, b *VXLANFilter) bool {
 	if a == nil || b == nil {
 		return a == b
@@ -463,6 +472,15 @@ func (a *Applier) patch(d *TableDiff) error {
 	}
 
 	egress, ingress := dispatchMap(EgressDispatch), dispatchMap(IngressDispatch)
+	if len(d.AddVXLANPeers)+len(d.DelVXLANPeers) > 0 {
+		peers := &nftables.Set{Table: table, Name: VXLANPeers, KeyType: nftables.TypeIPAddr}
+		// The set holds IPv4 underlays only, as addVXLANFilter builds it.
+		v4 := func(l []netip.Addr) []netip.Addr {
+			return slices.DeleteFunc(slices.Clone(l), func(a netip.Addr) bool { return !a.Is4() })
+		}
+		del(peers, addrElements(v4(d.DelVXLANPeers)))
+		add(peers, addrElements(v4(d.AddVXLANPeers)))
+	}
 	del(egress, dispatchKeys(d.DelEgress))
 	del(ingress, dispatchKeys(d.DelIngress))
 	del(addrsSet(), ifaceAddrElements(d.DelIfaceAddrs))

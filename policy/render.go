@@ -412,6 +412,8 @@ type TableDiff struct {
 	// Dispatch changes: a changed target is a delete plus an add.
 	AddEgress, DelEgress   map[string]string
 	AddIngress, DelIngress map[string]string
+	// VXLAN source filter peers (element changes of set vxlan_peers).
+	AddVXLANPeers, DelVXLANPeers []netip.Addr
 }
 
 // Structural reports whether d adds or deletes sets or chains.
@@ -424,6 +426,7 @@ func (d *TableDiff) Structural() bool {
 func (d *TableDiff) Len() int {
 	n := len(d.AddSets) + len(d.AddChains) + len(d.DelChains) + len(d.DelSets)
 	n += len(d.AddIfaceAddrs) + len(d.DelIfaceAddrs) + len(d.AddEgress) + len(d.DelEgress) + len(d.AddIngress) + len(d.DelIngress)
+	n += len(d.AddVXLANPeers) + len(d.DelVXLANPeers)
 	for _, m := range []map[string][]netip.Addr{d.AddAddrs, d.DelAddrs} {
 		for _, v := range m {
 			n += len(v)
@@ -593,13 +596,31 @@ func elementDiff(rs *Ruleset, chs []SetChanges) *TableDiff {
 			}
 		}
 	}
+	vxlan := map[netip.Addr]bool{}
 	for _, ch := range chs {
 		want(ch.DelPrefixes, false)
 		want(ch.AddPrefixes, true)
 		wantPorts(ch.DelPorts, false)
 		wantPorts(ch.AddPorts, true)
+		for _, a := range ch.DelVXLAN {
+			vxlan[a] = false
+		}
+		for _, a := range ch.AddVXLAN {
+			vxlan[a] = true
+		}
 	}
 	d := &TableDiff{}
+	if rs.VXLAN != nil {
+		for _, a := range slices.SortedFunc(maps.Keys(vxlan), netip.Addr.Compare) {
+			_, has := slices.BinarySearchFunc(rs.VXLAN.Peers, a, netip.Addr.Compare)
+			switch in := vxlan[a]; {
+			case in && !has:
+				d.AddVXLANPeers = append(d.AddVXLANPeers, a)
+			case !in && has:
+				d.DelVXLANPeers = append(d.DelVXLANPeers, a)
+			}
+		}
+	}
 	for _, name := range slices.Sorted(maps.Keys(addrs)) {
 		s := rs.set(name)
 		if s == nil || s.Kind != SetAddrs {
@@ -653,6 +674,13 @@ func (rs *Ruleset) set(name string) *NFTSet {
 // moveElements applies d's element changes to rs's sets (rs then describes
 // the table after d).
 func (rs *Ruleset) moveElements(d *TableDiff) {
+	if rs.VXLAN != nil && len(d.AddVXLANPeers)+len(d.DelVXLANPeers) > 0 {
+		// A new filter: the old one may be shared with a Program.
+		rs.VXLAN = &VXLANFilter{Port: rs.VXLAN.Port, Peers: moveSorted(rs.VXLAN.Peers, d.AddVXLANPeers, d.DelVXLANPeers, netip.Addr.Compare)}
+		if rs.VXLAN.Peers == nil {
+			rs.VXLAN.Peers = []netip.Addr{}
+		}
+	}
 	prefixes := func(l []netip.Addr) []netip.Prefix {
 		out := make([]netip.Prefix, len(l))
 		for i, a := range l {

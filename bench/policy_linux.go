@@ -609,29 +609,11 @@ func (p *polLab) measureNewEndpoints(ctx context.Context) ([]time.Duration, erro
 	inSet := &firstSeen{at: map[netip.Addr]time.Time{}}
 	created := &firstSeen{at: map[netip.Addr]time.Time{}}
 
-	mon := exec.Command("nft", "monitor")
-	out, err := mon.StdoutPipe()
+	stopMonitor, err := p.b.monitorSetAdds(p.srvHost, inSet)
 	if err != nil {
 		return nil, err
 	}
-	if err := p.b.startTracked(p.srvHost, mon); err != nil {
-		return nil, fmt.Errorf("nft monitor in %s: %w", p.srvHost, err)
-	}
-	defer func() {
-		_ = mon.Process.Kill() // it runs until killed
-		_ = mon.Wait()         // the status of a killed process
-	}()
-	go func() {
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 64<<10), 16<<20)
-		for sc.Scan() {
-			t := time.Now()
-			for _, a := range nftElementAdds(sc.Text()) {
-				inSet.mark(a, t)
-			}
-		}
-		_, _ = io.Copy(io.Discard, out) // a line over the buffer: drain until killed
-	}()
+	defer stopMonitor()
 
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -697,4 +679,32 @@ func (p *polLab) measureNewEndpoints(ctx context.Context) ([]time.Duration, erro
 	}
 	p.b.log.Info("new endpoint → remote set", "p50", percentile(res, 50), "max", slices.Max(res))
 	return res, nil
+}
+
+// monitorSetAdds runs `nft monitor` in host and marks in inSet when each
+// address is first added to a set there, until the returned stop is called.
+func (b *bench) monitorSetAdds(host string, inSet *firstSeen) (stop func(), err error) {
+	mon := exec.Command("nft", "monitor")
+	out, err := mon.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := b.startTracked(host, mon); err != nil {
+		return nil, fmt.Errorf("nft monitor in %s: %w", host, err)
+	}
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 16<<20)
+		for sc.Scan() {
+			t := time.Now()
+			for _, a := range nftElementAdds(sc.Text()) {
+				inSet.mark(a, t)
+			}
+		}
+		_, _ = io.Copy(io.Discard, out) // a line over the buffer: drain until killed
+	}()
+	return func() {
+		_ = mon.Process.Kill() // it runs until killed
+		_ = mon.Wait()         // the status of a killed process
+	}, nil
 }

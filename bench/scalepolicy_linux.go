@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/netip"
-	"os/exec"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -81,29 +78,11 @@ func (s *scaleLab) policyStep(ctx context.Context, st *ScaleStep) error {
 // backs it (its sighting is up to one poll late).
 func (s *scaleLab) newEndpoints(ctx context.Context, st *ScaleStep) error {
 	inSet := &firstSeen{at: map[netip.Addr]time.Time{}}
-	mon := exec.Command("nft", "monitor")
-	out, err := mon.StdoutPipe()
+	stopMonitor, err := s.b.monitorSetAdds(s.host, inSet)
 	if err != nil {
 		return err
 	}
-	if err := s.b.startTracked(s.host, mon); err != nil {
-		return fmt.Errorf("nft monitor in %s: %w", s.host, err)
-	}
-	defer func() {
-		_ = mon.Process.Kill() // it runs until killed
-		_ = mon.Wait()         // the status of a killed process
-	}()
-	go func() {
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 64<<10), 16<<20)
-		for sc.Scan() {
-			t := time.Now()
-			for _, a := range nftElementAdds(sc.Text()) {
-				inSet.mark(a, t)
-			}
-		}
-		_, _ = io.Copy(io.Discard, out) // a line over the buffer: drain until killed
-	}()
+	defer stopMonitor()
 	if err := sleepCtx(ctx, polMonitorStart); err != nil {
 		return err
 	}

@@ -222,9 +222,13 @@ func (a *Agent) run(ctx context.Context) error {
 		enforce:    func(ctx context.Context, ep api.Endpoint) error { return a.pol.committed(ctx, ep) },
 		forget:     forget,
 		endpointOf: a.localEndpoint,
-		health:     health,
-		journal:    jr,
-		published:  map[api.Owner]bool{},
+		namespaceKnown: func(name string) (known bool) {
+			a.readView(func(s store.Snapshot) { _, known = s.Namespaces[name] })
+			return known
+		},
+		health:    health,
+		journal:   jr,
+		published: map[api.Owner]bool{},
 	}
 	a.pub = &publisher{
 		j:      jr,

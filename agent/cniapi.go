@@ -60,6 +60,10 @@ type cniServer struct {
 	enforce func(ctx context.Context, ep api.Endpoint) error
 	// forget drops what enforce kept for an endpoint that is gone.
 	forget func(o api.Owner)
+	// namespaceKnown reports whether the agent's view already holds the
+	// namespace record, so an ADD writes it only for a namespace's first
+	// pod; optional, nil writes it every time.
+	namespaceKnown func(name string) bool
 	// endpointOf returns the endpoint record the store holds for a local
 	// attachment, as last seen by the watch.
 	endpointOf func(o api.Owner) (api.Endpoint, bool)
@@ -201,7 +205,10 @@ func (s *cniServer) publish(ctx context.Context, ep api.Endpoint) (journaled boo
 		defer cancel()
 		// The namespace record appears with its first pod, so `skein namespace
 		// list` and policy see it; an admin's labels are never overwritten.
-		err := s.store.EnsureNamespace(cctx, ep.Namespace)
+		var err error
+		if s.namespaceKnown == nil || !s.namespaceKnown(ep.Namespace) {
+			err = s.store.EnsureNamespace(cctx, ep.Namespace)
+		}
 		if err == nil {
 			err = s.store.PutEndpoint(cctx, ep)
 		}

@@ -62,6 +62,8 @@ type memEndpoints struct {
 	eps  map[api.Owner]api.Endpoint
 	nss  map[string]api.Namespace
 	fail error
+	// ensures counts EnsureNamespace calls (etcd writes in the agent).
+	ensures int
 }
 
 func (m *memEndpoints) PutEndpoint(_ context.Context, ep api.Endpoint) error {
@@ -106,6 +108,7 @@ func (m *memEndpoints) setFail(err error) {
 func (m *memEndpoints) EnsureNamespace(_ context.Context, name string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.ensures++
 	if m.fail != nil {
 		return m.fail
 	}
@@ -534,5 +537,32 @@ func TestCNIRefusalNotJournaled(t *testing.T) {
 	}
 	if !f.cni.journal.empty() || !f.cni.health.reachable() {
 		t.Errorf("refusal journaled (%+v) or counted as an outage (%+v)", f.cni.journal.stats(), f.cni.health.state())
+	}
+}
+
+// TestCNINamespaceWrittenOncePerNamespace: an ADD writes the namespace record
+// only when the agent's view lacks it, not once per pod: one etcd write less
+// per ADD, and one fewer exposure to an etcd leader election.
+func TestCNINamespaceWrittenOncePerNamespace(t *testing.T) {
+	f := newFixture(t)
+	f.cni.namespaceKnown = func(name string) bool {
+		f.eps.mu.Lock()
+		defer f.eps.mu.Unlock()
+		_, ok := f.eps.nss[name]
+		return ok
+	}
+	for _, id := range []string{"a", "b", "c"} {
+		var ar api.AllocateResponse
+		if code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Network: testNet, Owner: owner(id), Pod: api.PodInfo{Namespace: "x", Name: id}}, &ar); code != 200 {
+			t.Fatalf("allocate %s: %d %+v", id, code, ae)
+		}
+		if code, ae := f.call(t, api.PathCommit, api.CommitRequest{Network: testNet, Owner: owner(id), Pod: api.PodInfo{Namespace: "x", Name: id}, IPs: []netip.Addr{ar.IPs[0].Addr()}}, nil); code != 200 {
+			t.Fatalf("commit %s: %d %+v", id, code, ae)
+		}
+	}
+	f.eps.mu.Lock()
+	defer f.eps.mu.Unlock()
+	if _, ok := f.eps.nss["x"]; !ok || f.eps.ensures != 1 {
+		t.Errorf("namespace x written %d times (present %v), want once", f.eps.ensures, ok)
 	}
 }

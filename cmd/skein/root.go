@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
+	"github.com/skeinnet/skein/internal/flagsource"
 	"github.com/skeinnet/skein/store"
 )
 
@@ -93,33 +94,27 @@ func newRootCmd() *cobra.Command {
 // over the file.
 func (g *globalFlags) fromEnv(cmd *cobra.Command) error {
 	var errs []error
-	file, fromFile, err := g.readConfig(cmd)
+	file, fromFile, err := g.readConfig()
 	if err != nil {
 		return err
 	}
-	for _, name := range []string{"etcd-endpoints", "etcd-prefix", "etcd-cert", "etcd-key", "etcd-ca", "output", "timeout"} {
+	var flags []flagsource.Flag
+	for _, name := range globalSettings {
 		f := cmd.Flags().Lookup(name)
-		if f == nil || f.Changed {
+		if f == nil {
 			continue
 		}
-		env := "SKEIN_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-		v, ok := os.LookupEnv(env)
-		src := env
-		if !ok {
-			var fv any
-			if fv, ok = fromFile[name]; ok {
-				v, src = configValue(fv), file+": "+name
+		set := f.Value.Set
+		if name == "etcd-endpoints" {
+			set = func(v string) error {
+				g.EtcdEndpoints = nil // Set appends to a slice flag's default
+				return f.Value.Set(v)
 			}
 		}
-		if !ok {
-			continue
-		}
-		if name == "etcd-endpoints" {
-			g.EtcdEndpoints = nil // Set appends to a slice flag's default
-		}
-		if err := f.Value.Set(v); err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: %w", src, v, err))
-		}
+		flags = append(flags, flagsource.Flag{Name: name, Changed: f.Changed, Set: set})
+	}
+	if err := flagsource.Fill(flags, file, fromFile); err != nil {
+		errs = append(errs, err)
 	}
 	switch g.Output {
 	case "table", "wide", "json", "yaml":
@@ -201,9 +196,13 @@ func (g *globalFlags) ctx(cmd *cobra.Command) (context.Context, context.CancelFu
 	return context.WithTimeout(cmd.Context(), g.Timeout)
 }
 
+// globalSettings are the global flags the environment and the config file
+// may set.
+var globalSettings = []string{"etcd-endpoints", "etcd-prefix", "etcd-cert", "etcd-key", "etcd-ca", "output", "timeout"}
+
 // readConfig loads the CLI config file: --config, else SKEIN_CONFIG, else
 // the default file when it exists. Unknown keys are an error.
-func (g *globalFlags) readConfig(cmd *cobra.Command) (string, map[string]any, error) {
+func (g *globalFlags) readConfig() (string, map[string]any, error) {
 	file := g.Config
 	if file == "" {
 		file = os.Getenv("SKEIN_CONFIG")
@@ -211,36 +210,13 @@ func (g *globalFlags) readConfig(cmd *cobra.Command) (string, map[string]any, er
 	explicit := file != ""
 	if !explicit {
 		file = defaultConfigFile
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		if !explicit && errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
 			return "", nil, nil
 		}
-		return "", nil, fmt.Errorf("config file: %w", err)
 	}
-	var m map[string]any
-	if err := yaml.Unmarshal(b, &m); err != nil {
-		return "", nil, fmt.Errorf("config file %s: %w", file, err)
-	}
-	for k := range m {
-		switch k {
-		case "etcd-endpoints", "etcd-prefix", "etcd-cert", "etcd-key", "etcd-ca", "output", "timeout":
-		default:
-			return "", nil, fmt.Errorf("config file %s: unknown setting %q (want etcd-endpoints, etcd-prefix, etcd-cert, etcd-key, etcd-ca, output or timeout)", file, k)
-		}
+	m, err := flagsource.ReadFile(file, globalSettings)
+	if err != nil {
+		return "", nil, err
 	}
 	return file, m, nil
-}
-
-// configValue renders a YAML value as a flag would take it (lists joined by commas).
-func configValue(v any) string {
-	if list, ok := v.([]any); ok {
-		parts := make([]string, len(list))
-		for i, x := range list {
-			parts[i] = fmt.Sprint(x)
-		}
-		return strings.Join(parts, ",")
-	}
-	return fmt.Sprint(v)
 }

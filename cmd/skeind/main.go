@@ -3,7 +3,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -13,9 +12,9 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
-	"sigs.k8s.io/yaml"
 
 	"github.com/skeinnet/skein/agent"
+	"github.com/skeinnet/skein/internal/flagsource"
 	"github.com/skeinnet/skein/store"
 )
 
@@ -120,40 +119,22 @@ func run(ctx context.Context, args []string) error {
 func applyEnvAndFile(fs *flag.FlagSet, file string) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var fromFile map[string]any
+	var (
+		flags []flagsource.Flag
+		names []string
+	)
+	fs.VisitAll(func(f *flag.Flag) {
+		flags = append(flags, flagsource.Flag{Name: f.Name, Changed: set[f.Name], Set: f.Value.Set})
+		names = append(names, f.Name)
+	})
+	var values map[string]any
 	if file != "" {
-		b, err := os.ReadFile(file)
-		if err != nil {
+		var err error
+		if values, err = flagsource.ReadFile(file, names); err != nil {
 			return fmt.Errorf("--config: %w", err)
 		}
-		if err := yaml.Unmarshal(b, &fromFile); err != nil {
-			return fmt.Errorf("--config %s: %w", file, err)
-		}
-		for k := range fromFile {
-			if fs.Lookup(k) == nil {
-				return fmt.Errorf("--config %s: unknown setting %q", file, k)
-			}
-		}
 	}
-	var errs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] {
-			return
-		}
-		env := "SKEIN_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(env); ok {
-			if err := f.Value.Set(v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
-			}
-			return
-		}
-		if v, ok := fromFile[f.Name]; ok {
-			if err := f.Value.Set(fmt.Sprint(v)); err != nil {
-				errs = append(errs, fmt.Errorf("--config %s: %s: %w", file, f.Name, err))
-			}
-		}
-	})
-	return errors.Join(errs...)
+	return flagsource.Fill(flags, file, values)
 }
 
 func splitList(s string) []string {

@@ -1,0 +1,90 @@
+// Package flagsource fills command-line flags from their two other sources,
+// the SKEIN_* environment and a YAML config file, in one order for every
+// Skein binary: a flag given on the command line wins over the environment,
+// which wins over the file. skeind (package flag) and skein (cobra/pflag)
+// both load their settings through it.
+package flagsource
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Flag is one flag as the loader sees it.
+type Flag struct {
+	// Name is the flag's name without dashes, e.g. "etcd-endpoints".
+	Name string
+	// Changed reports that the command line set it: nothing overrides it.
+	Changed bool
+	// Set parses a value as the command line would.
+	Set func(string) error
+}
+
+// EnvName returns the environment variable of a flag: SKEIN_ and the name
+// in capitals with "_" for "-" (etcd-endpoints → SKEIN_ETCD_ENDPOINTS).
+func EnvName(flag string) string {
+	return "SKEIN_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// ReadFile reads a YAML file of flag values keyed by flag name. A key that
+// names no flag in known is an error naming the file, the key and the
+// settings it may hold, so a typo never goes unnoticed.
+func ReadFile(path string, known []string) (map[string]any, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	for k := range m {
+		if !slices.Contains(known, k) {
+			return nil, fmt.Errorf("config file %s: unknown setting %q (want one of %s)", path, k, strings.Join(known, ", "))
+		}
+	}
+	return m, nil
+}
+
+// Fill sets every flag the command line did not set: from its environment
+// variable, else from the file's value (file names the file in errors; nil
+// values means no file). All problems are returned together.
+func Fill(flags []Flag, file string, values map[string]any) error {
+	var errs []error
+	for _, f := range flags {
+		if f.Changed {
+			continue
+		}
+		env := EnvName(f.Name)
+		if v, ok := os.LookupEnv(env); ok {
+			if err := f.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
+			}
+			continue
+		}
+		if v, ok := values[f.Name]; ok {
+			if err := f.Set(Value(v)); err != nil {
+				errs = append(errs, fmt.Errorf("config file %s: %s: %w", file, f.Name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Value renders a YAML value as a flag takes it: a list joined by commas,
+// anything else as printed.
+func Value(v any) string {
+	if list, ok := v.([]any); ok {
+		parts := make([]string, len(list))
+		for i, x := range list {
+			parts[i] = fmt.Sprint(x)
+		}
+		return strings.Join(parts, ",")
+	}
+	return fmt.Sprint(v)
+}

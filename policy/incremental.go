@@ -223,40 +223,33 @@ func (x *Incremental) recompile() *Program {
 func (x *Incremental) moveElements(key string, old, nw *api.Endpoint) SetChanges {
 	var ch SetChanges
 	var sets map[string]Set // copy of x.prog.Sets, made on the first change
+	edit := func(name string, f func(*Set)) {
+		if sets == nil {
+			sets = maps.Clone(x.prog.Sets)
+		}
+		s := sets[name]
+		f(&s)
+		sets[name] = s
+	}
 	for _, name := range slices.Sorted(maps.Keys(x.defs)) {
 		def := x.defs[name]
-		if def.kind == SetCIDRs {
-			continue
-		}
 		switch def.kind {
 		case SetAddrs:
-			was, is := x.addrsOf(def, old), x.addrsOf(def, nw)
-			add, del := settleList(key, was, is, x.byIP, netip.Prefix.Addr, x.eps, func(ep *api.Endpoint) []netip.Prefix { return x.addrsOf(def, ep) }, comparePrefix)
-			if len(add)+len(del) == 0 {
-				continue
+			of := func(ep *api.Endpoint) []netip.Prefix { return x.addrsOf(def, ep) }
+			add, del := settleList(key, of(old), of(nw), x.byIP, netip.Prefix.Addr, x.eps, of, comparePrefix)
+			if len(add)+len(del) > 0 {
+				edit(name, func(s *Set) { s.Prefixes = moveSorted(s.Prefixes, add, del, comparePrefix) })
+				putList(&ch.AddPrefixes, name, add)
+				putList(&ch.DelPrefixes, name, del)
 			}
-			if sets == nil {
-				sets = maps.Clone(x.prog.Sets)
-			}
-			s := sets[name]
-			s.Prefixes = moveSorted(s.Prefixes, add, del, comparePrefix)
-			sets[name] = s
-			putList(&ch.AddPrefixes, name, add)
-			putList(&ch.DelPrefixes, name, del)
 		case SetAddrPorts:
-			was, is := x.portsOf(def, old), x.portsOf(def, nw)
-			addP, delP := settleList(key, was, is, x.byIP, func(a AddrPort) netip.Addr { return a.Addr }, x.eps, func(ep *api.Endpoint) []AddrPort { return x.portsOf(def, ep) }, compareAddrPort)
-			if len(addP)+len(delP) == 0 {
-				continue
+			of := func(ep *api.Endpoint) []AddrPort { return x.portsOf(def, ep) }
+			add, del := settleList(key, of(old), of(nw), x.byIP, func(a AddrPort) netip.Addr { return a.Addr }, x.eps, of, compareAddrPort)
+			if len(add)+len(del) > 0 {
+				edit(name, func(s *Set) { s.AddrPorts = moveSorted(s.AddrPorts, add, del, compareAddrPort) })
+				putList(&ch.AddPorts, name, add)
+				putList(&ch.DelPorts, name, del)
 			}
-			if sets == nil {
-				sets = maps.Clone(x.prog.Sets)
-			}
-			s := sets[name]
-			s.AddrPorts = moveSorted(s.AddrPorts, addP, delP, compareAddrPort)
-			sets[name] = s
-			putList(&ch.AddPorts, name, addP)
-			putList(&ch.DelPorts, name, delP)
 		}
 	}
 	if sets != nil {

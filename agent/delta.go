@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -124,25 +123,13 @@ func (a *Agent) updatePeers(d store.Delta) {
 // vxlanPeer is node name as an overlay peer, false when it is this node, gone
 // or not usable (no underlay, VTEP or MAC yet).
 func (a *Agent) vxlanPeer(name string) (vxlan.Peer, bool) {
-	if name == a.cfg.NodeName {
-		return vxlan.Peer{}, false
-	}
 	a.viewMu.RLock()
 	n, ok := a.snap.Load().Nodes[name]
 	a.viewMu.RUnlock()
-	if !ok || !n.UnderlayIP.IsValid() || !n.VTEPIP.IsValid() || len(n.VTEPMAC) != 6 {
+	if !ok {
 		return vxlan.Peer{}, false
 	}
-	blocks := slices.Clone(a.blocksOf[name])
-	slices.SortFunc(blocks, func(x, y netip.Prefix) int { return x.Addr().Compare(y.Addr()) })
-	return vxlan.Peer{
-		Node:       name,
-		UnderlayIP: n.UnderlayIP,
-		VTEPMAC:    net.HardwareAddr(slices.Clone(n.VTEPMAC)),
-		VTEPIP:     n.VTEPIP,
-		Blocks:     blocks,
-		SameSubnet: a.ul.Network.IsValid() && a.ul.Network.Contains(n.UnderlayIP),
-	}, true
+	return vxlanPeerOf(a.cfg.NodeName, name, a.ul.Network, n, a.blocksOf[name])
 }
 
 // readView runs fn with the agent's view of the cluster, read-locked; fn

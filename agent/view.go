@@ -22,22 +22,30 @@ func vxlanPeers(self string, underlay netip.Prefix, snap store.Snapshot) []vxlan
 	}
 	var peers []vxlan.Peer
 	for name, n := range snap.Nodes {
-		if name == self || !n.UnderlayIP.IsValid() || !n.VTEPIP.IsValid() || len(n.VTEPMAC) != 6 {
-			continue
+		if p, ok := vxlanPeerOf(self, name, underlay, n, byNode[name]); ok {
+			peers = append(peers, p)
 		}
-		blocks := byNode[name]
-		sort.Slice(blocks, func(i, j int) bool { return blocks[i].Addr().Less(blocks[j].Addr()) })
-		peers = append(peers, vxlan.Peer{
-			Node:       name,
-			UnderlayIP: n.UnderlayIP,
-			VTEPMAC:    net.HardwareAddr(slices.Clone(n.VTEPMAC)),
-			VTEPIP:     n.VTEPIP,
-			Blocks:     blocks,
-			SameSubnet: underlay.IsValid() && underlay.Contains(n.UnderlayIP),
-		})
 	}
 	sort.Slice(peers, func(i, j int) bool { return peers[i].Node < peers[j].Node })
 	return peers
+}
+
+// vxlanPeerOf turns node name's record and blocks into an overlay peer;
+// false for this node and for a node without underlay, VTEP or MAC yet.
+func vxlanPeerOf(self, name string, underlay netip.Prefix, n api.Node, blocks []netip.Prefix) (vxlan.Peer, bool) {
+	if name == self || !n.UnderlayIP.IsValid() || !n.VTEPIP.IsValid() || len(n.VTEPMAC) != 6 {
+		return vxlan.Peer{}, false
+	}
+	blocks = slices.Clone(blocks)
+	slices.SortFunc(blocks, func(x, y netip.Prefix) int { return x.Addr().Compare(y.Addr()) })
+	return vxlan.Peer{
+		Node:       name,
+		UnderlayIP: n.UnderlayIP,
+		VTEPMAC:    net.HardwareAddr(slices.Clone(n.VTEPMAC)),
+		VTEPIP:     n.VTEPIP,
+		Blocks:     blocks,
+		SameSubnet: underlay.IsValid() && underlay.Contains(n.UnderlayIP),
+	}, true
 }
 
 // localEndpoints returns this node's endpoints from the snapshot, sorted by key.

@@ -304,7 +304,7 @@ func (a *Allocator) allocate(ctx context.Context, network string, o api.Owner, p
 		case err != nil:
 			return netip.Addr{}, false, fmt.Errorf("allocate: %w", err)
 		case ok:
-			a.fillLocked(al.IP, o, network, pod)
+			a.fillLocked(al, network, pod)
 			return al.IP, true, nil
 		}
 		now := a.now()
@@ -344,20 +344,19 @@ func (a *Allocator) attachmentLocked(network string, o api.Owner) (Allocation, b
 // fillLocked records on an existing allocation the network (allocations
 // from before networks were recorded have none) and the pod name, when it
 // lacks them. a.mu must be held.
-func (a *Allocator) fillLocked(ip netip.Addr, o api.Owner, network, pod string) {
-	al := a.allocs[ip]
-	if al.Network != "" && (al.Pod != "" || pod == "") {
+func (a *Allocator) fillLocked(al Allocation, network, pod string) {
+	if al.Network == "" {
+		a.adoptLocked(al, network)
+		al = a.allocs[al.IP]
+	}
+	if al.Pod != "" || pod == "" {
 		return
 	}
-	al.Network = network
-	if al.Pod == "" {
-		al.Pod = pod
-	}
-	a.allocs[ip] = al
+	al.Pod = pod
+	a.allocs[al.IP] = al
 	if err := a.saveLocked(); err != nil {
-		// The address is held either way; only the pod name or the adopted
-		// network is not on disk (adopted again next time).
-		a.log.Warn("allocation update not saved", "ip", ip, "container_id", o.ContainerID, "ifname", o.IfName, "err", err)
+		// The address is held either way; only the pod name is not on disk.
+		a.log.Warn("pod name not saved", "ip", al.IP, "container_id", al.Owner.ContainerID, "ifname", al.Owner.IfName, "err", err)
 	}
 }
 

@@ -47,14 +47,7 @@ const (
 func (b *bench) measureFanout(ctx context.Context) (res *FanoutResult, err error) {
 	name := b.cfg.fanoutLab
 	dir := filepath.Join(runDir, name)
-	defer func() {
-		b.stopProcs()
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		if derr := lab.Down(cctx, name, dir); derr != nil {
-			err = errors.Join(err, derr)
-		}
-	}()
+	defer b.labDown(ctx, name, dir, true, &err)
 	b.log.Info("fan-out lab up", "name", name)
 	l, err := lab.Up(ctx, lab.Config{Name: name, Hosts: 1, ContainersPerHost: -1, PodCIDR: scalePodCIDR, BlockSize: scaleBlockBits, BinDir: b.cfg.bin, RunDir: dir, Log: b.log})
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -89,14 +88,7 @@ func (p *polLab) hosts() []string { return []string{p.cliHost, p.srvHost} }
 // measurePolicy runs the policy phase on a lab of its own, which it removes.
 func (b *bench) measurePolicy(ctx context.Context) (res *PolicyResult, err error) {
 	dir := filepath.Join(runDir, polLabName)
-	defer func() {
-		b.stopProcs()
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		if derr := lab.Down(cctx, polLabName, dir); derr != nil {
-			err = errors.Join(err, derr)
-		}
-	}()
+	defer b.labDown(ctx, polLabName, dir, true, &err)
 	b.log.Info("policy lab up", "name", polLabName)
 	l, err := lab.Up(ctx, lab.Config{Name: polLabName, Hosts: 2, ContainersPerHost: -1, BinDir: b.cfg.bin, RunDir: dir, Log: b.log})
 	if err != nil {

@@ -299,3 +299,17 @@ func ownLabsOnly(phases map[string]bool) bool {
 	}
 	return true
 }
+
+// labDown removes a phase's lab, after the processes the bench started
+// (stopProcs) when asked, and adds a failure to *err. It is deferred by the
+// phases that bring up a lab of their own.
+func (b *bench) labDown(ctx context.Context, name, dir string, stopProcs bool, err *error) {
+	if stopProcs {
+		b.stopProcs()
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if derr := lab.Down(cctx, name, dir); derr != nil {
+		*err = errors.Join(*err, derr)
+	}
+}

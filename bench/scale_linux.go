@@ -73,13 +73,7 @@ type scaleLab struct {
 func (b *bench) measureScale(ctx context.Context) (res *ScaleResult, err error) {
 	name := b.cfg.scaleLab
 	dir := filepath.Join(runDir, name)
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-		defer cancel()
-		if derr := lab.Down(cctx, name, dir); derr != nil {
-			err = errors.Join(err, derr)
-		}
-	}()
+	defer b.labDown(ctx, name, dir, false, &err)
 	b.log.Info("scale lab up", "name", name)
 	l, err := lab.Up(ctx, lab.Config{Name: name, Hosts: 1, ContainersPerHost: -1, PodCIDR: scalePodCIDR, BlockSize: scaleBlockBits, BinDir: b.cfg.bin, RunDir: dir, Log: b.log})
 	if err != nil {

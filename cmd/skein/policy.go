@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -211,19 +212,16 @@ func newPolicyGetCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cl, ctx, done, err := g.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			o, err := cl.GetPolicy(ctx, kind, pns, name)
-			if errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("%s %s not found", kind, objectRef(pns, name))
-			}
-			if err != nil {
-				return err
-			}
-			return renderObject(cmd.OutOrStdout(), g, o)
+			return g.withStore(cmd, func(ctx context.Context, cl *store.Client) error {
+				o, err := cl.GetPolicy(ctx, kind, pns, name)
+				if errors.Is(err, store.ErrNotFound) {
+					return fmt.Errorf("%s %s not found", kind, objectRef(pns, name))
+				}
+				if err != nil {
+					return err
+				}
+				return renderObject(cmd.OutOrStdout(), g, o)
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&ns, "namespace", "n", api.DefaultNamespace, "namespace of a NetworkPolicy given by NAME alone")
@@ -263,27 +261,24 @@ func newPolicyListCmd(g *globalFlags) *cobra.Command {
 					return err
 				}
 			}
-			cl, ctx, done, err := g.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			objs, err := cl.ListPolicies(ctx, kind)
-			if err != nil {
-				return err
-			}
-			out := []api.Object{}
-			for _, o := range objs {
-				if ns == "" || o.GetNamespace() == ns {
-					out = append(out, o)
+			return g.withStore(cmd, func(ctx context.Context, cl *store.Client) error {
+				objs, err := cl.ListPolicies(ctx, kind)
+				if err != nil {
+					return err
 				}
-			}
-			sort.SliceStable(out, func(i, j int) bool { return policyOrder(out[i]) < policyOrder(out[j]) })
-			return g.render(cmd.OutOrStdout(), out, func(tw *tabwriter.Writer, _ bool) {
-				fmt.Fprintln(tw, "KIND\tNAMESPACE\tNAME\tSUMMARY")
-				for _, o := range out {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", o.GetKind(), dash(o.GetNamespace()), o.GetName(), policySummary(o))
+				out := []api.Object{}
+				for _, o := range objs {
+					if ns == "" || o.GetNamespace() == ns {
+						out = append(out, o)
+					}
 				}
+				sort.SliceStable(out, func(i, j int) bool { return policyOrder(out[i]) < policyOrder(out[j]) })
+				return g.render(cmd.OutOrStdout(), out, func(tw *tabwriter.Writer, _ bool) {
+					fmt.Fprintln(tw, "KIND\tNAMESPACE\tNAME\tSUMMARY")
+					for _, o := range out {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", o.GetKind(), dash(o.GetNamespace()), o.GetName(), policySummary(o))
+					}
+				})
 			})
 		},
 	}

@@ -180,15 +180,19 @@ func newVersionCmd() *cobra.Command {
 	}
 }
 
-// open connects to etcd and returns the client, a context with the per-call
-// deadline, and a func that releases both.
-func (g *globalFlags) open(cmd *cobra.Command) (*store.Client, context.Context, func(), error) {
+// withStore is how every command reaches etcd: it connects with the global
+// flags, runs fn with the client and a context bounded by --timeout, and
+// closes the client. A command that makes many calls takes a fresh deadline
+// for each with g.ctx.
+func (g *globalFlags) withStore(cmd *cobra.Command, fn func(ctx context.Context, cl *store.Client) error) error {
 	cl, err := g.client(cmd.Context())
 	if err != nil {
-		return nil, nil, nil, err
+		return err
 	}
+	defer cl.Close()
 	ctx, cancel := g.ctx(cmd)
-	return cl, ctx, func() { cancel(); cl.Close() }, nil
+	defer cancel()
+	return fn(ctx, cl)
 }
 
 // ctx returns the command's context with the per-call deadline.

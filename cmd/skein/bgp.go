@@ -8,9 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
-	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -183,31 +181,16 @@ notification, so the peer drops the cluster's routes at once and the agents its 
 	}
 }
 
-// completeBGPPeerNames completes peer names from etcd, quietly giving up
-// when etcd does not answer within a second.
+// completeBGPPeerNames completes peer names from etcd.
 func completeBGPPeerNames(g *globalFlags) cobra.CompletionFunc {
-	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
-		if len(args) > 0 || g.fromEnv(cmd) != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		ctx, cancel := context.WithTimeout(cmd.Context(), time.Second)
-		defer cancel()
-		gg := *g
-		gg.Timeout = time.Second
-		cl, err := gg.client(ctx)
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		defer cl.Close()
+	return g.completeFromStore(func(ctx context.Context, cl *store.Client) ([]string, error) {
 		peers, _ := cl.ListBGPPeers(ctx) // completion offers what decodes
-		var out []cobra.Completion
-		for _, p := range peers {
-			if strings.HasPrefix(p.Name, toComplete) {
-				out = append(out, p.Name)
-			}
+		names := make([]string, len(peers))
+		for i, p := range peers {
+			names[i] = p.Name
 		}
-		return out, cobra.ShellCompDirectiveNoFileComp
-	}
+		return names, nil
+	})
 }
 
 func newBGPStatusCmd(g *globalFlags) *cobra.Command {

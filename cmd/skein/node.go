@@ -166,37 +166,16 @@ a live node is undone at once, as its agent registers again.`,
 	return cmd
 }
 
-// completeNodeNames completes node names from etcd, quietly giving up when
-// etcd does not answer within a second.
+// completeNodeNames completes node names from etcd.
 func completeNodeNames(g *globalFlags) cobra.CompletionFunc {
-	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
-		if len(args) > 0 {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		if err := g.fromEnv(cmd); err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		ctx, cancel := context.WithTimeout(cmd.Context(), time.Second)
-		defer cancel()
-		gg := *g
-		gg.Timeout = time.Second
-		cl, err := gg.client(ctx)
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		defer cl.Close()
+	return g.completeFromStore(func(ctx context.Context, cl *store.Client) ([]string, error) {
 		nodes, err := cl.ListNodes(ctx)
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
+		names := make([]string, len(nodes))
+		for i, n := range nodes {
+			names[i] = n.Name
 		}
-		var out []cobra.Completion
-		for _, n := range nodes {
-			if strings.HasPrefix(n.Name, toComplete) {
-				out = append(out, n.Name)
-			}
-		}
-		return out, cobra.ShellCompDirectiveNoFileComp
-	}
+		return names, err
+	})
 }
 
 // nodeRows reads nodes, liveness and blocks; only is a name filter ("" =

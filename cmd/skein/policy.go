@@ -56,20 +56,17 @@ plugin (they belong in offline files for trace and matrix).`,
 					return fmt.Errorf("endpoint %s: endpoints come from the CNI plugin and cannot be applied (keep them in files for offline trace and matrix)", api.ObjectName(o))
 				}
 			}
-			cl, err := g.client(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			out := cmd.OutOrStdout()
-			for _, o := range objs {
-				res, err := applyObject(cmd, g, cl, o)
-				if err != nil {
-					return err
+			return g.withStore(cmd, func(_ context.Context, cl *store.Client) error {
+				out := cmd.OutOrStdout()
+				for _, o := range objs {
+					res, err := applyObject(cmd, g, cl, o)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(out, "%s %s %s\n", strings.ToLower(o.GetKind()), api.ObjectName(o), res)
 				}
-				fmt.Fprintf(out, "%s %s %s\n", strings.ToLower(o.GetKind()), api.ObjectName(o), res)
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "file to apply, - for stdin (repeatable)")
@@ -405,28 +402,25 @@ are skipped). Deleting a policy that does not exist is an error unless
 			default:
 				return errors.New("give KIND NS/NAME (or KIND NAME), or -f FILE")
 			}
-			cl, err := g.client(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			var errs []error
-			for _, r := range refs {
-				ctx, cancel := g.ctx(cmd)
-				err := cl.DeletePolicy(ctx, r.kind, r.ns, r.name)
-				cancel()
-				switch {
-				case errors.Is(err, store.ErrNotFound):
-					if !ignoreNotFound {
-						errs = append(errs, fmt.Errorf("%s %s not found", r.kind, objectRef(r.ns, r.name)))
+			return g.withStore(cmd, func(_ context.Context, cl *store.Client) error {
+				var errs []error
+				for _, r := range refs {
+					ctx, cancel := g.ctx(cmd)
+					err := cl.DeletePolicy(ctx, r.kind, r.ns, r.name)
+					cancel()
+					switch {
+					case errors.Is(err, store.ErrNotFound):
+						if !ignoreNotFound {
+							errs = append(errs, fmt.Errorf("%s %s not found", r.kind, objectRef(r.ns, r.name)))
+						}
+					case err != nil:
+						errs = append(errs, err)
+					default:
+						fmt.Fprintf(cmd.OutOrStdout(), "%s %s deleted\n", strings.ToLower(r.kind), objectRef(r.ns, r.name))
 					}
-				case err != nil:
-					errs = append(errs, err)
-				default:
-					fmt.Fprintf(cmd.OutOrStdout(), "%s %s deleted\n", strings.ToLower(r.kind), objectRef(r.ns, r.name))
 				}
-			}
-			return errors.Join(errs...)
+				return errors.Join(errs...)
+			})
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "delete the policies in this file, - for stdin (repeatable)")

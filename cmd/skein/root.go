@@ -195,6 +195,33 @@ func (g *globalFlags) withStore(cmd *cobra.Command, fn func(ctx context.Context,
 	return fn(ctx, cl)
 }
 
+// completeFromStore completes a command's one argument from the names list
+// returns, through withStore, quietly giving up when etcd does not answer
+// within a second.
+func (g *globalFlags) completeFromStore(list func(ctx context.Context, cl *store.Client) ([]string, error)) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) > 0 || g.fromEnv(cmd) != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		quick := *g
+		quick.Timeout = time.Second
+		var out []cobra.Completion
+		_ = quick.withStore(cmd, func(ctx context.Context, cl *store.Client) error { // no completion is the answer to any error
+			names, err := list(ctx, cl)
+			if err != nil {
+				return err
+			}
+			for _, n := range names {
+				if strings.HasPrefix(n, toComplete) {
+					out = append(out, n)
+				}
+			}
+			return nil
+		})
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
+}
+
 // ctx returns the command's context with the per-call deadline.
 func (g *globalFlags) ctx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(cmd.Context(), g.Timeout)

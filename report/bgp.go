@@ -11,9 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/skeinnet/skein/agent"
 	"github.com/skeinnet/skein/api"
-	"github.com/skeinnet/skein/bgp"
 	"github.com/skeinnet/skein/probe"
 	"github.com/skeinnet/skein/store"
 )
@@ -55,7 +53,7 @@ type BGPNode struct {
 
 // BGPProbe is what asking one agent's /debug/bgp gave.
 type BGPProbe struct {
-	State *bgp.DebugState
+	State *api.BGPStatus
 	Err   string
 }
 
@@ -65,7 +63,7 @@ type BGPProbe struct {
 func ProbeBGP(ctx context.Context, inv store.Inventory, timeout time.Duration) map[string]BGPProbe {
 	return probe.Each(ctx, inv, timeout, func(msg string) BGPProbe { return BGPProbe{Err: msg} },
 		func(ctx context.Context, hc *http.Client, _ string, n api.Node, addr string) BGPProbe {
-			var ds bgp.DebugState
+			var ds api.BGPStatus
 			switch err := probe.Get(ctx, hc, addr, "/debug/bgp", &ds); {
 			case err != nil:
 				return BGPProbe{Err: err.Error()}
@@ -78,7 +76,7 @@ func ProbeBGP(ctx context.Context, inv store.Inventory, timeout time.Duration) m
 }
 
 // neighborsOf converts an agent's live BGP state into the published form.
-func neighborsOf(ds *bgp.DebugState) []api.BGPNeighbor {
+func neighborsOf(ds *api.BGPStatus) []api.BGPNeighbor {
 	out := make([]api.BGPNeighbor, 0, len(ds.Neighbors))
 	for _, n := range ds.Neighbors {
 		out = append(out, api.BGPNeighbor{
@@ -115,7 +113,7 @@ func BuildBGP(inv store.Inventory, probes map[string]BGPProbe) BGP {
 	for _, name := range slices.Sorted(maps.Keys(inv.Nodes)) {
 		n := inv.Nodes[name]
 		nr := BGPNode{Name: n.Name, UnderlayIP: n.UnderlayIP, Alive: inv.Alive[n.Name], Source: "none", Agent: "not asked", Neighbors: []api.BGPNeighbor{}}
-		if v, ok := n.Labels[agent.RouteReflectorLabel]; ok {
+		if v, ok := n.Labels[api.RouteReflectorLabel]; ok {
 			nr.Reflector = &v
 		}
 		problem := func(format string, args ...any) { nr.Problems = append(nr.Problems, fmt.Sprintf(format, args...)) }

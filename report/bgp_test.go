@@ -7,7 +7,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/skeinnet/skein/api"
-	"github.com/skeinnet/skein/bgp"
 	"github.com/skeinnet/skein/store"
 )
 
@@ -93,7 +92,7 @@ func TestBuildBGPReport(t *testing.T) {
 	}
 
 	// An agent's live view wins over its status record.
-	live := &bgp.DebugState{RouterID: netip.MustParseAddr("10.0.0.2"), Neighbors: []bgp.NeighborState{
+	live := &api.BGPStatus{RouterID: netip.MustParseAddr("10.0.0.2"), Neighbors: []api.BGPSession{
 		{Name: "n1", Address: netip.MustParseAddr("10.0.0.1"), ASN: 64512, State: "Established", Uptime: "5s", Received: 1, Advertised: 2},
 		{Name: "tor", Address: netip.MustParseAddr("10.0.0.254"), ASN: 64512, State: "Connect", LastError: "dial tcp 10.0.0.254:179: connection refused"},
 	}}

@@ -1,7 +1,6 @@
 package report
 
 import (
-	"github.com/skeinnet/skein/agent"
 	"github.com/skeinnet/skein/api"
 )
 
@@ -9,17 +8,17 @@ import (
 // and the links between them.
 type Graph struct {
 	Cluster
-	Links []agent.PairLink `json:"links"`
+	Links []api.PairLink `json:"links"`
 }
 
 // NewGraph links every pair of nodes. Without a full mesh (BGP with route
 // reflectors) only links some end has a session for are drawn.
 func NewGraph(rep Cluster, fullMesh bool) Graph {
-	g := Graph{Cluster: rep, Links: []agent.PairLink{}}
+	g := Graph{Cluster: rep, Links: []api.PairLink{}}
 	for i, a := range rep.Nodes {
 		for _, b := range rep.Nodes[i+1:] {
-			l := agent.GradeLink(linkSide(a, b), linkSide(b, a))
-			if !fullMesh && (l.State == agent.LinkNone || l.State == agent.LinkUnknown) {
+			l := api.GradeLink(linkSide(a, b), linkSide(b, a))
+			if !fullMesh && (l.State == api.LinkNone || l.State == api.LinkUnknown) {
 				continue
 			}
 			g.Links = append(g.Links, l)
@@ -30,8 +29,8 @@ func NewGraph(rep Cluster, fullMesh bool) Graph {
 
 // linkSide is what the report knows of n's side of its link to other: its
 // agent's own view when it answered, else its status record.
-func linkSide(n, other Node) agent.LinkSide {
-	s := agent.LinkSide{Node: n.Name, AgentUp: n.Alive}
+func linkSide(n, other Node) api.LinkSide {
+	s := api.LinkSide{Node: n.Name, AgentUp: n.Alive}
 	if l, ok := n.Links[other.Name]; ok {
 		s.Observed = &l
 	}

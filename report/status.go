@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/skeinnet/skein/agent"
 	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/probe"
 	"github.com/skeinnet/skein/store"
@@ -45,7 +44,7 @@ type Node struct {
 	// Peers is "up/total" peers (VXLAN) or sessions (BGP), as far as known.
 	Peers string `json:"peers,omitempty"`
 	// Links is the agent's own view of its links, when it answered.
-	Links map[string]agent.Link `json:"links,omitempty"`
+	Links map[string]api.Link `json:"links,omitempty"`
 	// LinkStates is the node's side of its link to each other node:
 	// observed (Links) when the agent answered, else as its status record
 	// reports it.
@@ -81,7 +80,7 @@ type Node struct {
 // AgentProbe is what asking one agent's debug endpoint gave.
 type AgentProbe struct {
 	Addr     string
-	Topology *agent.Topology
+	Topology *api.Topology
 	Err      string
 }
 
@@ -102,7 +101,7 @@ func ProbeAgents(ctx context.Context, inv store.Inventory, timeout time.Duration
 	return probe.Each(ctx, inv, timeout, func(msg string) AgentProbe { return AgentProbe{Err: msg} },
 		func(ctx context.Context, hc *http.Client, name string, _ api.Node, addr string) AgentProbe {
 			p := AgentProbe{Addr: addr}
-			var t agent.Topology
+			var t api.Topology
 			if err := probe.Get(ctx, hc, addr, "/debug/topology", &t); err != nil {
 				p.Err = err.Error()
 			} else if t.Node.Name != name {
@@ -148,7 +147,7 @@ func Build(in Input) Cluster {
 	expectedPeers := len(inv.Nodes) - 1
 	for name := range names {
 		nr := Node{Name: name, Alive: inv.Alive[name], Blocks: blocksOf[name], Endpoints: endpointsOf[name], Agent: "not asked"}
-		nr.AgentState = agent.AgentState(nr.Alive)
+		nr.AgentState = api.AgentState(nr.Alive)
 		sort.Strings(nr.Blocks)
 		if nr.Blocks == nil {
 			nr.Blocks = []string{}
@@ -219,7 +218,7 @@ func Build(in Input) Cluster {
 			problem("heartbeat but no status record")
 		}
 		if !nr.Alive {
-			problem("no heartbeat: %s (agent stopped or cut off from etcd; its containers and its peers keep their routes until `skein node delete`)", agent.AgentDownDataPathKept)
+			problem("no heartbeat: %s (agent stopped or cut off from etcd; its containers and its peers keep their routes until `skein node delete`)", api.AgentDownDataPathKept)
 		}
 		if p, ok := in.Probes[name]; ok {
 			nr.Agent = "ok"
@@ -233,7 +232,7 @@ func Build(in Input) Cluster {
 					reachable := o.Etcd.Reachable
 					nr.EtcdReachable = &reachable
 				}
-				nr.Links = map[string]agent.Link{}
+				nr.Links = map[string]api.Link{}
 				up, total := 0, 0
 				var bad []string
 				for _, tn := range t.Nodes {
@@ -242,7 +241,7 @@ func Build(in Input) Cluster {
 					}
 					nr.Links[tn.Name] = tn.Link
 					total++
-					if tn.Link.State == agent.LinkUp {
+					if tn.Link.State == api.LinkUp {
 						up++
 					} else {
 						bad = append(bad, tn.Name+" "+tn.Link.State)
@@ -313,9 +312,9 @@ func reportedLinks(st api.NodeStatus, sessions map[string]string) map[string]str
 	}
 	out := make(map[string]string, len(sessions))
 	for peer, state := range sessions {
-		out[peer] = agent.LinkDown
+		out[peer] = api.LinkDown
 		if state == "Established" {
-			out[peer] = agent.LinkUp
+			out[peer] = api.LinkUp
 		}
 	}
 	return out

@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/skeinnet/skein/api"
-	"github.com/skeinnet/skein/bgp"
 )
 
 func TestBGPPeerCommands(t *testing.T) {
@@ -106,7 +105,7 @@ func TestBGPStatusCommand(t *testing.T) {
 
 	// n1's agent answers with its live state; n2's debug address reaches
 	// n1's agent, which must not be taken for n2's.
-	live := bgp.DebugState{RouterID: netip.MustParseAddr("10.0.0.1"), ASN: 64512, Neighbors: []bgp.NeighborState{
+	live := api.BGPStatus{RouterID: netip.MustParseAddr("10.0.0.1"), ASN: 64512, Neighbors: []api.BGPSession{
 		{Name: "n2", Address: netip.MustParseAddr("10.0.0.2"), ASN: 64512, State: "Established", Uptime: "42s", Received: 1, Advertised: 1},
 	}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

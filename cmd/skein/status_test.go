@@ -14,7 +14,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/skeinnet/skein/agent"
 	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/report"
 )
@@ -25,10 +24,10 @@ import (
 func TestStatusCommand(t *testing.T) {
 	tc := newTestCluster(t)
 	// n1's agent answers; n2's hangs; n3's address reaches n1's agent.
-	topo := agent.Topology{Node: api.Node{Name: "n1"}, Ready: true, Nodes: []agent.TopologyNode{
+	topo := api.Topology{Node: api.Node{Name: "n1"}, Ready: true, Nodes: []api.TopologyNode{
 		{Node: api.Node{Name: "n1"}, Self: true},
-		{Node: api.Node{Name: "n2"}, Link: agent.Link{Kind: "vxlan", State: agent.LinkUp}},
-		{Node: api.Node{Name: "n3"}, Link: agent.Link{Kind: "vxlan", State: agent.LinkUp}},
+		{Node: api.Node{Name: "n2"}, Link: api.Link{Kind: "vxlan", State: api.LinkUp}},
+		{Node: api.Node{Name: "n3"}, Link: api.Link{Kind: "vxlan", State: api.LinkUp}},
 	}}
 	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/debug/topology" {
@@ -189,7 +188,7 @@ func TestRenderGraph(t *testing.T) {
 			{Name: "n2", Alive: true, Ready: &ready},
 			{Name: "n3", Problems: []string{"no heartbeat: agent down, data path kept"}},
 		}},
-		Links: []agent.PairLink{
+		Links: []api.PairLink{
 			{From: "n1", To: "n2", State: "up", Basis: "observed"},
 			{From: "n1", To: "n3", State: "down", Basis: "observed", AgentDown: []string{"n3"}},
 			{From: "n2", To: "n3", State: "up", Basis: "reported", AgentDown: []string{"n3"}},

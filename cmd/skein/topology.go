@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/skeinnet/skein/agent"
+	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/report"
 )
 
@@ -58,7 +58,7 @@ func renderGraph(tw *tabwriter.Writer, g report.Graph, wide bool) {
 	}
 	for _, n := range g.Nodes {
 		fmt.Fprintln(tw)
-		state := agent.AgentDownDataPathKept
+		state := api.AgentDownDataPathKept
 		if n.Alive {
 			state = "alive"
 			if n.Ready != nil && *n.Ready {
@@ -73,7 +73,7 @@ func renderGraph(tw *tabwriter.Writer, g report.Graph, wide bool) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\tblocks %s\t%d endpoints\tpolicy sync %s\n", n.Name, under, state,
 			orDash(strings.Join(n.Blocks, ",")), n.Endpoints, ago(n.PolicySync, g.Checked))
-		var mine []agent.PairLink
+		var mine []api.PairLink
 		for _, l := range g.Links {
 			if l.From == n.Name || l.To == n.Name {
 				mine = append(mine, l)

@@ -26,6 +26,7 @@ type BGP struct {
 	Problems []string      `json:"problems,omitempty"`
 }
 
+// ProblemCount counts the cluster-wide problems and every node's.
 func (r BGP) ProblemCount() int {
 	n := len(r.Problems)
 	for _, nr := range r.Nodes {
@@ -79,10 +80,7 @@ func ProbeBGP(ctx context.Context, inv store.Inventory, timeout time.Duration) m
 func neighborsOf(ds *api.BGPStatus) []api.BGPNeighbor {
 	out := make([]api.BGPNeighbor, 0, len(ds.Neighbors))
 	for _, n := range ds.Neighbors {
-		out = append(out, api.BGPNeighbor{
-			Name: n.Name, Address: n.Address, ASN: n.ASN, State: n.State, Uptime: n.Uptime,
-			Received: n.Received, Advertised: n.Advertised, LastError: n.LastError,
-		})
+		out = append(out, n.Neighbor())
 	}
 	return out
 }
@@ -144,7 +142,7 @@ func BuildBGP(inv store.Inventory, probes map[string]BGPProbe) BGP {
 		}
 		var down []string
 		for _, nb := range nr.Neighbors {
-			if nb.State != "Established" {
+			if nb.State != api.BGPEstablished {
 				down = append(down, nb.Name+" "+nb.State)
 			}
 		}

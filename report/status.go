@@ -183,7 +183,7 @@ func Build(in Input) Cluster {
 				nr.Sessions = bgpSessions(inv, st.BGP)
 				var down []string
 				for _, n := range st.BGP {
-					if n.State != "Established" {
+					if n.State != api.BGPEstablished {
 						down = append(down, n.Name+" "+n.State)
 					}
 				}
@@ -313,7 +313,7 @@ func reportedLinks(st api.NodeStatus, sessions map[string]string) map[string]str
 	out := make(map[string]string, len(sessions))
 	for peer, state := range sessions {
 		out[peer] = api.LinkDown
-		if state == "Established" {
+		if state == api.BGPEstablished {
 			out[peer] = api.LinkUp
 		}
 	}

@@ -49,14 +49,16 @@ const PolicyKeyKind = "policies"
 // clusterScopedSegment stands for the namespace of cluster-scoped objects in keys.
 const clusterScopedSegment = "_"
 
-// IsPolicyKind reports whether kind is one of the three stored policy kinds.
+// IsPolicyKind reports whether kind is one of the four stored policy kinds.
 func IsPolicyKind(kind string) bool {
-	return kind == KindNetworkPolicy || kind == KindAdminNetworkPolicy || kind == KindBaselineAdminNetworkPolicy
+	return kind == KindNetworkPolicy || kind == KindAdminNetworkPolicy || kind == KindBaselineAdminNetworkPolicy ||
+		kind == KindClusterNetworkPolicy
 }
 
 // ClusterScoped reports whether objects of kind have no namespace.
 func ClusterScoped(kind string) bool {
-	return kind == KindAdminNetworkPolicy || kind == KindBaselineAdminNetworkPolicy || kind == KindNamespace
+	return kind == KindAdminNetworkPolicy || kind == KindBaselineAdminNetworkPolicy || kind == KindNamespace ||
+		kind == KindClusterNetworkPolicy
 }
 
 // PolicyKey returns the key of a policy relative to the store prefix:
@@ -95,9 +97,16 @@ func newObject(apiVersion, kind string) (Object, error) {
 	if kind == "" {
 		return nil, FieldError{Path: "kind", Msg: "required value"}
 	}
+	if kind == KindClusterNetworkPolicy {
+		// Upstream serves the same schema as v1beta1 and v1alpha2.
+		if apiVersion != PolicyV1Beta1 && apiVersion != PolicyV1Alpha2 {
+			return nil, FieldError{Path: "apiVersion", Msg: fmt.Sprintf("unknown apiVersion %q for kind %s (want %s or %s)", apiVersion, kind, PolicyV1Beta1, PolicyV1Alpha2)}
+		}
+		return &ClusterNetworkPolicy{}, nil
+	}
 	v, ok := want[kind]
 	if !ok {
-		return nil, FieldError{Path: "kind", Msg: fmt.Sprintf("unknown kind %q (want NetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy, Namespace or Endpoint)", kind)}
+		return nil, FieldError{Path: "kind", Msg: fmt.Sprintf("unknown kind %q (want NetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy, Namespace or Endpoint)", kind)}
 	}
 	if apiVersion != v {
 		return nil, FieldError{Path: "apiVersion", Msg: fmt.Sprintf("unknown apiVersion %q for kind %s (want %s)", apiVersion, kind, v)}
@@ -136,6 +145,8 @@ func Defaults(o Object) {
 	case *BaselineAdminNetworkPolicy:
 		v.Namespace = ""
 		AdminPolicyPortDefaults(v.Spec.Ingress, v.Spec.Egress)
+	case *ClusterNetworkPolicy:
+		v.Namespace = ""
 	case *NamespaceDoc:
 		v.Namespace = ""
 	case *EndpointDoc:

@@ -433,13 +433,8 @@ func addStoredPolicies(in *policy.Input, other map[string][]byte, decode func(ke
 			}
 			invalid = append(invalid, inv)
 		}
-		switch p := obj.(type) {
-		case *api.NetworkPolicy:
-			in.NetworkPolicies = append(in.NetworkPolicies, *p)
-		case *api.AdminNetworkPolicy:
-			in.ANPs = append(in.ANPs, *p)
-		case *api.BaselineAdminNetworkPolicy:
-			in.BANPs = append(in.BANPs, *p)
+		if obj != nil {
+			in.AddPolicy(obj)
 		}
 	}
 	return invalid

@@ -35,6 +35,24 @@ type Input struct {
 	Quarantines []Quarantine
 }
 
+// AddPolicy appends o to the list of its kind and reports whether o is a
+// policy of one of the four kinds.
+func (in *Input) AddPolicy(o api.Object) bool {
+	switch p := o.(type) {
+	case *api.NetworkPolicy:
+		in.NetworkPolicies = append(in.NetworkPolicies, *p)
+	case *api.AdminNetworkPolicy:
+		in.ANPs = append(in.ANPs, *p)
+	case *api.BaselineAdminNetworkPolicy:
+		in.BANPs = append(in.BANPs, *p)
+	case *api.ClusterNetworkPolicy:
+		in.CNPs = append(in.CNPs, *p)
+	default:
+		return false
+	}
+	return true
+}
+
 // Quarantine isolates the pods a stored policy names when the policy does
 // not decode or validate: dropping it would fail open (a deny-all that
 // isolates nothing). Its pods get a rule ahead of every AdminNetworkPolicy

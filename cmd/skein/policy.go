@@ -169,14 +169,15 @@ var policyKinds = map[string]string{
 	"networkpolicy": api.KindNetworkPolicy, "networkpolicies": api.KindNetworkPolicy, "netpol": api.KindNetworkPolicy, "np": api.KindNetworkPolicy,
 	"adminnetworkpolicy": api.KindAdminNetworkPolicy, "adminnetworkpolicies": api.KindAdminNetworkPolicy, "anp": api.KindAdminNetworkPolicy,
 	"baselineadminnetworkpolicy": api.KindBaselineAdminNetworkPolicy, "baselineadminnetworkpolicies": api.KindBaselineAdminNetworkPolicy, "banp": api.KindBaselineAdminNetworkPolicy,
+	"clusternetworkpolicy": api.KindClusterNetworkPolicy, "clusternetworkpolicies": api.KindClusterNetworkPolicy, "cnp": api.KindClusterNetworkPolicy,
 }
 
-// parsePolicyKind accepts a kind in any case, plural, or short (np, anp, banp).
+// parsePolicyKind accepts a kind in any case, plural, or short (np, anp, banp, cnp).
 func parsePolicyKind(s string) (string, error) {
 	if k, ok := policyKinds[strings.ToLower(s)]; ok {
 		return k, nil
 	}
-	return "", fmt.Errorf("unknown policy kind %q (want networkpolicy|np, adminnetworkpolicy|anp or baselineadminnetworkpolicy|banp)", s)
+	return "", fmt.Errorf("unknown policy kind %q (want networkpolicy|np, adminnetworkpolicy|anp, baselineadminnetworkpolicy|banp or clusternetworkpolicy|cnp)", s)
 }
 
 // parsePolicyRef splits NS/NAME for NetworkPolicy (NAME alone uses ns) or
@@ -287,20 +288,26 @@ func newPolicyListCmd(g *globalFlags) *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVar(&kindFlag, "kind", "", "only this kind (np, anp, banp or the full name)")
+	cmd.Flags().StringVar(&kindFlag, "kind", "", "only this kind (np, anp, banp, cnp or the full name)")
 	cmd.Flags().StringVarP(&ns, "namespace", "n", "", "only NetworkPolicies of this namespace")
 	return cmd
 }
 
-// policyOrder sorts the list as evaluation goes: ANP, NetworkPolicy, BANP.
+// policyOrder sorts the list as evaluation goes: the Admin tier (ANP, then
+// Admin CNP), NetworkPolicy, the Baseline tier (Baseline CNP, then BANP).
 func policyOrder(o api.Object) int {
-	switch o.GetKind() {
-	case api.KindAdminNetworkPolicy:
+	switch p := o.(type) {
+	case *api.AdminNetworkPolicy:
 		return 0
-	case api.KindNetworkPolicy:
-		return 1
+	case *api.ClusterNetworkPolicy:
+		if p.Spec.Tier == api.TierAdmin {
+			return 1
+		}
+		return 3
+	case *api.NetworkPolicy:
+		return 2
 	}
-	return 2
+	return 4
 }
 
 func dash(s string) string {
@@ -321,6 +328,9 @@ func policySummary(o api.Object) string {
 			len(p.Spec.Ingress), len(p.Spec.Egress))
 	case *api.BaselineAdminNetworkPolicy:
 		return fmt.Sprintf("subject=%s ingress=%d egress=%d", subjectString(p.Spec.Subject), len(p.Spec.Ingress), len(p.Spec.Egress))
+	case *api.ClusterNetworkPolicy:
+		return fmt.Sprintf("tier=%s priority=%d subject=%s ingress=%d egress=%d", p.Spec.Tier, p.Spec.Priority, subjectString(p.Spec.Subject),
+			len(p.Spec.Ingress), len(p.Spec.Egress))
 	}
 	return ""
 }

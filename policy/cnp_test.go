@@ -58,8 +58,8 @@ func TestClusterNetworkPolicies(t *testing.T) {
 			},
 		},
 		{
-			name: "Admin tier: equal priorities by name",
-			docs: cnp("b-deny", "Admin", 10, "Deny", fromY, "") + "---" + cnp("a-accept", "Admin", 10, "Accept", fromY, ""),
+			name:   "Admin tier: equal priorities by name",
+			docs:   cnp("b-deny", "Admin", 10, "Deny", fromY, "") + "---" + cnp("a-accept", "Admin", 10, "Accept", fromY, ""),
 			probes: []probe{{from: "y/a", to: "x/a", port: 80, allowed: true, rule: "a-accept"}},
 		},
 		{
@@ -104,18 +104,18 @@ spec:
 			},
 		},
 		{
-			name: "Baseline CNPs come before BaselineAdminNetworkPolicies",
-			docs: banp("default", "Deny", fromY) + "---" + cnp("accept-y", "Baseline", 1000, "Accept", fromY, ""),
+			name:   "Baseline CNPs come before BaselineAdminNetworkPolicies",
+			docs:   banp("default", "Deny", fromY) + "---" + cnp("accept-y", "Baseline", 1000, "Accept", fromY, ""),
 			probes: []probe{{from: "y/a", to: "x/a", port: 80, allowed: true, rule: "ClusterNetworkPolicy accept-y"}},
 		},
 		{
-			name: "ANP and Admin CNP: priority first",
-			docs: anp("deny-y", 20, "Deny", fromY) + "---" + cnp("accept-y", "Admin", 10, "Accept", fromY, ""),
+			name:   "ANP and Admin CNP: priority first",
+			docs:   anp("deny-y", 20, "Deny", fromY) + "---" + cnp("accept-y", "Admin", 10, "Accept", fromY, ""),
 			probes: []probe{{from: "y/a", to: "x/a", port: 80, allowed: true, rule: "ClusterNetworkPolicy accept-y"}},
 		},
 		{
-			name: "ANP and Admin CNP at equal priority: the ANP first",
-			docs: cnp("a-accept-y", "Admin", 10, "Accept", fromY, "") + "---" + anp("z-deny-y", 10, "Deny", fromY),
+			name:   "ANP and Admin CNP at equal priority: the ANP first",
+			docs:   cnp("a-accept-y", "Admin", 10, "Accept", fromY, "") + "---" + anp("z-deny-y", 10, "Deny", fromY),
 			probes: []probe{{from: "y/a", to: "x/a", port: 80, allowed: false, rule: "AdminNetworkPolicy z-deny-y"}},
 		},
 		{

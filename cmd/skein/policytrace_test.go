@@ -124,3 +124,28 @@ func TestPolicyTraceLiveInvalidPolicy(t *testing.T) {
 		t.Errorf("trace from the quarantined pod (egress): %v\n%s", err, out)
 	}
 }
+
+// TestPolicyTraceOfflineCNP: offline trace evaluates ClusterNetworkPolicies
+// of both tiers (v1beta1 and v1alpha2) and names the deciding rule.
+func TestPolicyTraceOfflineCNP(t *testing.T) {
+	tests := []struct {
+		port string
+		want []string
+	}{
+		{"80", []string{"DENY", `ClusterNetworkPolicy baseline-x (Baseline tier, priority 10) ingress rule 0 "no-y": Deny`,
+			`ClusterNetworkPolicy guard-x (Admin tier, priority 10) ingress rule 0 "pass-y": Pass to the NetworkPolicy tier`}},
+		{"81", []string{"ALLOW", "no rule matches x/a ingress: default allow"}},
+	}
+	for _, tc := range tests {
+		out, err := runSkein(t, "policy", "trace", "-f", "testdata/cluster.yaml", "-f", "testdata/cnp.yaml",
+			"--from", "y/b", "--to", "x/a", "--port", tc.port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("trace y/b -> x/a port %s lacks %q:\n%s", tc.port, w, out)
+			}
+		}
+	}
+}

@@ -367,8 +367,8 @@ type AdminNetworkPolicyIngressPeer struct {
 }
 
 // AdminNetworkPolicyEgressPeer is one destination; exactly one field is set.
-// Nodes is part of the upstream schema so files decode, but validation
-// rejects it: Skein does not implement node peers.
+// Nodes selects nodes by the labels of their records and matches their
+// underlay addresses.
 type AdminNetworkPolicyEgressPeer struct {
 	Namespaces *LabelSelector `json:"namespaces,omitempty"`
 	Pods       *NamespacedPod `json:"pods,omitempty"`

@@ -178,3 +178,30 @@ func mustJSON(t *testing.T, v any) []byte {
 	}
 	return b
 }
+
+// TestDecodeNodeDoc: offline files may hold nodes (for nodes peers); bad
+// ones name the field and line.
+func TestDecodeNodeDoc(t *testing.T) {
+	t.Parallel()
+	doc := "apiVersion: skein.dev/v1\nkind: Node\nmetadata: {name: n1, labels: {zone: a}}\nunderlayIP: 192.168.0.1\n"
+	objs, err := DecodeDocuments("nodes.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, ok := objs[0].(*NodeDoc)
+	if !ok {
+		t.Fatalf("object is %T, want *NodeDoc", objs[0])
+	}
+	if got := n.ToNode(); got.Name != "n1" || got.UnderlayIP.String() != "192.168.0.1" || got.Labels["zone"] != "a" {
+		t.Errorf("ToNode = %+v", got)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{strings.Replace(doc, "underlayIP: 192.168.0.1\n", "", 1), "document 1 (line 1): underlayIP: required value"},
+		{strings.Replace(doc, "zone: a", "zone: -a", 1), `line 3: metadata.labels[zone]: invalid label value "-a"`},
+		{strings.Replace(doc, "skein.dev/v1", "v1", 1), `line 1: apiVersion: unknown apiVersion "v1" for kind Node (want skein.dev/v1)`},
+	} {
+		if _, err := DecodeDocuments("nodes.yaml", []byte(tc.in)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("DecodeDocuments = %v, want an error containing %q", err, tc.want)
+		}
+	}
+}

@@ -58,7 +58,7 @@ func IsPolicyKind(kind string) bool {
 // ClusterScoped reports whether objects of kind have no namespace.
 func ClusterScoped(kind string) bool {
 	return kind == KindAdminNetworkPolicy || kind == KindBaselineAdminNetworkPolicy || kind == KindNamespace ||
-		kind == KindClusterNetworkPolicy
+		kind == KindClusterNetworkPolicy || kind == KindNode
 }
 
 // PolicyKey returns the key of a policy relative to the store prefix:
@@ -93,6 +93,7 @@ func newObject(apiVersion, kind string) (Object, error) {
 		KindBaselineAdminNetworkPolicy: PolicyV1Alpha1,
 		KindNamespace:                  CoreV1,
 		KindEndpoint:                   SkeinV1,
+		KindNode:                       SkeinV1,
 	}
 	if kind == "" {
 		return nil, FieldError{Path: "kind", Msg: "required value"}
@@ -106,7 +107,7 @@ func newObject(apiVersion, kind string) (Object, error) {
 	}
 	v, ok := want[kind]
 	if !ok {
-		return nil, FieldError{Path: "kind", Msg: fmt.Sprintf("unknown kind %q (want NetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy, Namespace or Endpoint)", kind)}
+		return nil, FieldError{Path: "kind", Msg: fmt.Sprintf("unknown kind %q (want NetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy, Namespace, Endpoint or Node)", kind)}
 	}
 	if apiVersion != v {
 		return nil, FieldError{Path: "apiVersion", Msg: fmt.Sprintf("unknown apiVersion %q for kind %s (want %s)", apiVersion, kind, v)}
@@ -120,6 +121,8 @@ func newObject(apiVersion, kind string) (Object, error) {
 		return &BaselineAdminNetworkPolicy{}, nil
 	case KindNamespace:
 		return &NamespaceDoc{}, nil
+	case KindNode:
+		return &NodeDoc{}, nil
 	default:
 		return &EndpointDoc{}, nil
 	}
@@ -148,6 +151,8 @@ func Defaults(o Object) {
 	case *ClusterNetworkPolicy:
 		v.Namespace = ""
 	case *NamespaceDoc:
+		v.Namespace = ""
+	case *NodeDoc:
 		v.Namespace = ""
 	case *EndpointDoc:
 		if v.Namespace == "" {

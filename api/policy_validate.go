@@ -519,6 +519,21 @@ func ValidateNamespaceDoc(d *NamespaceDoc) error {
 	return e.list.asError()
 }
 
+// ValidateNodeDoc checks a Node document. It returns FieldErrors or nil.
+func ValidateNodeDoc(d *NodeDoc) error {
+	var e errs
+	e.meta(d.ObjectMeta, false, func(s string) string {
+		if err := ValidateNodeName(s); err != nil {
+			return err.Error()
+		}
+		return ""
+	})
+	if !d.UnderlayIP.IsValid() {
+		e.add("underlayIP", "required value")
+	}
+	return e.list.asError()
+}
+
 // ValidateEndpointDoc checks an Endpoint document. It returns FieldErrors or nil.
 func ValidateEndpointDoc(d *EndpointDoc) error {
 	var e errs
@@ -569,6 +584,8 @@ func ValidateObject(o Object) error {
 		return ValidateNamespaceDoc(v)
 	case *EndpointDoc:
 		return ValidateEndpointDoc(v)
+	case *NodeDoc:
+		return ValidateNodeDoc(v)
 	}
 	return FieldErrors{{Path: "kind", Msg: "unsupported type " + strconv.Quote(fmt.Sprintf("%T", o))}}
 }

@@ -40,8 +40,9 @@ file is decoded and validated first: one bad document rejects everything, and th
 error names its file, document number, line and field.
 
 Namespace documents add their labels to the namespace (creating it); labels not in
-the document are kept. Endpoint documents are refused: endpoints come from the CNI
-plugin (they belong in offline files for trace and matrix).`,
+the document are kept. Endpoint and Node documents are refused: endpoints come from
+the CNI plugin, nodes register themselves (both belong in offline files for trace
+and matrix).`,
 		Example: `  skein policy apply -f policies.yaml
   kubectl get netpol -A -o yaml | skein policy apply -f -`,
 		Args: cobra.NoArgs,
@@ -53,6 +54,9 @@ plugin (they belong in offline files for trace and matrix).`,
 			for _, o := range objs {
 				if o.GetKind() == api.KindEndpoint {
 					return fmt.Errorf("endpoint %s: endpoints come from the CNI plugin and cannot be applied (keep them in files for offline trace and matrix)", api.ObjectName(o))
+				}
+				if o.GetKind() == api.KindNode {
+					return fmt.Errorf("node %s: nodes register themselves (skeind) and cannot be applied (keep them in files for offline trace and matrix)", api.ObjectName(o))
 				}
 			}
 			cl, err := g.client(cmd.Context())

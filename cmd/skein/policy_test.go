@@ -248,6 +248,10 @@ func TestCLIClusterNetworkPolicy(t *testing.T) {
 	if out := c.mustRun("", "policy", "delete", "cnp", "base"); out != "clusternetworkpolicy base deleted\n" {
 		t.Errorf("delete output %q", out)
 	}
+	node := "apiVersion: skein.dev/v1\nkind: Node\nmetadata: {name: n1}\nunderlayIP: 192.168.0.1\n"
+	if _, err := c.run(node, "policy", "apply", "-f", "-"); err == nil || !strings.Contains(err.Error(), "node n1: nodes register themselves") {
+		t.Errorf("apply of a Node document: %v", err)
+	}
 	bad := strings.Replace(cliCNPs, "tier: Admin", "tier: admin", 1)
 	if _, err := c.run(bad, "policy", "apply", "-f", "-"); err == nil || !strings.Contains(err.Error(), `document 2 (line 10): line 14: spec.tier: unsupported value "admin"`) {
 		t.Errorf("apply with a bad tier: %v", err)

@@ -178,6 +178,8 @@ func addObject(in *policy.Input, o api.Object) {
 		in.Namespaces = append(in.Namespaces, v.ToNamespace())
 	case *api.EndpointDoc:
 		in.Endpoints = append(in.Endpoints, v.ToEndpoint())
+	case *api.NodeDoc:
+		in.Nodes = append(in.Nodes, v.ToNode())
 	}
 }
 

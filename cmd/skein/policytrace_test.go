@@ -149,3 +149,28 @@ func TestPolicyTraceOfflineCNP(t *testing.T) {
 		}
 	}
 }
+
+// TestPolicyTraceOfflineNodesPeer: Node documents give offline trace the
+// node records a nodes peer selects; a pod's own node stays reachable.
+func TestPolicyTraceOfflineNodesPeer(t *testing.T) {
+	tests := []struct {
+		from, to string
+		want     []string
+	}{
+		{"y/b", "192.168.0.1", []string{"DENY", `ClusterNetworkPolicy no-zone-a (Admin tier, priority 1) egress rule 0 "no-ssh": Deny`}},
+		{"y/b", "192.168.0.2", []string{"ALLOW", "its own node node-2"}},
+		{"x/a", "192.168.0.1", []string{"ALLOW", "its own node node-1"}},
+	}
+	for _, tc := range tests {
+		out, err := runSkein(t, "policy", "trace", "-f", "testdata/cluster.yaml", "-f", "testdata/nodes.yaml",
+			"--from", tc.from, "--to", tc.to, "--port", "22")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("trace %s -> %s port 22 lacks %q:\n%s", tc.from, tc.to, w, out)
+			}
+		}
+	}
+}

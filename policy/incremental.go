@@ -407,7 +407,7 @@ func settleList[E comparable](key string, was, is []E, byIP map[netip.Addr]holde
 
 // member reports whether ep belongs to the pods of def.
 func (x *Incremental) member(def *setDef, ep *api.Endpoint) bool {
-	if ep == nil {
+	if ep == nil || def.nodes != nil { // a nodes set holds no pod
 		return false
 	}
 	p := def.pods

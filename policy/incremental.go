@@ -142,8 +142,8 @@ func (x *Incremental) Program() *Program { return x.prog }
 func (x *Incremental) Compiles() int { return x.compiles }
 
 // SetPolicies replaces the policies and recompiles.
-func (x *Incremental) SetPolicies(nps []api.NetworkPolicy, anps []api.AdminNetworkPolicy, banps []api.BaselineAdminNetworkPolicy) *Program {
-	x.in.NetworkPolicies, x.in.ANPs, x.in.BANPs = nps, anps, banps
+func (x *Incremental) SetPolicies(nps []api.NetworkPolicy, anps []api.AdminNetworkPolicy, banps []api.BaselineAdminNetworkPolicy, cnps []api.ClusterNetworkPolicy) *Program {
+	x.in.NetworkPolicies, x.in.ANPs, x.in.BANPs, x.in.CNPs = nps, anps, banps, cnps
 	return x.recompile()
 }
 
@@ -155,9 +155,10 @@ func (x *Incremental) SetNamespaces(nss []api.Namespace) *Program {
 }
 
 // SetNodes replaces the nodes and the VXLAN filter. Nodes name no pod, so
-// rules and sets stay: the program gets the new node addresses and filter,
-// and the changes list the filter's peers that come and go (full is false).
-// A filter that appears, goes or changes port recompiles (full true).
+// rules stay: the program gets the new node addresses and filter, the sets
+// of nodes peers get the underlay addresses of the nodes they now select,
+// and the changes list the elements that come and go (full is false). A
+// filter that appears, goes or changes port recompiles (full true).
 func (x *Incremental) SetNodes(nodes []api.Node, vxlan *VXLANFilter) (SetChanges, bool) {
 	old := x.in.VXLAN
 	x.in.Nodes, x.in.VXLAN = nodes, vxlan
@@ -168,12 +169,48 @@ func (x *Incremental) SetNodes(nodes []api.Node, vxlan *VXLANFilter) (SetChanges
 	p := *x.prog
 	p.NodeAddrs = nodeAddrs(nodes)
 	p.VXLAN = vxlan
-	x.prog = &p
 	var ch SetChanges
 	if vxlan != nil {
 		ch.AddVXLAN, ch.DelVXLAN = diffSorted(old.Peers, vxlan.Peers)
 	}
+	cloned := false
+	for _, name := range slices.Sorted(maps.Keys(x.defs)) {
+		def := x.defs[name]
+		if def.nodes == nil {
+			continue
+		}
+		was, is := p.Sets[name].Prefixes, nodeAddrsOf(def.nodes, nodes)
+		add, del := diffPrefixes(was, is)
+		if len(add)+len(del) == 0 {
+			continue
+		}
+		if !cloned {
+			p.Sets, cloned = maps.Clone(p.Sets), true // copy on write
+		}
+		s := p.Sets[name]
+		s.Prefixes = is
+		p.Sets[name] = s
+		putList(&ch.AddPrefixes, name, add)
+		putList(&ch.DelPrefixes, name, del)
+	}
+	x.prog = &p
 	return ch, false
+}
+
+// diffPrefixes returns what is in b and not in a, and what is in a and not
+// in b; both sorted, as a and b are.
+func diffPrefixes(a, b []netip.Prefix) (add, del []netip.Prefix) {
+	for _, x := range b {
+		if _, ok := slices.BinarySearchFunc(a, x, comparePrefix); !ok {
+			add = append(add, x)
+		}
+	}
+	for _, x := range a {
+		if _, ok := slices.BinarySearchFunc(b, x, comparePrefix); !ok {
+			del = append(del, x)
+		}
+	}
+	return add, del
 }
 
 // diffSorted returns what is in b and not in a, and what is in a and not in
@@ -307,6 +344,9 @@ func (x *Incremental) moveElements(key string, old, nw *api.Endpoint) SetChanges
 	}
 	for _, name := range slices.Sorted(maps.Keys(x.defs)) {
 		def := x.defs[name]
+		if def.nodes != nil {
+			continue // node addresses: SetNodes moves them
+		}
 		switch def.kind {
 		case SetAddrs:
 			of := func(ep *api.Endpoint) []netip.Prefix { return x.addrsOf(def, ep) }
@@ -367,7 +407,7 @@ func settleList[E comparable](key string, was, is []E, byIP map[netip.Addr]holde
 
 // member reports whether ep belongs to the pods of def.
 func (x *Incremental) member(def *setDef, ep *api.Endpoint) bool {
-	if ep == nil {
+	if ep == nil || def.nodes != nil { // a nodes set holds no pod
 		return false
 	}
 	p := def.pods

@@ -84,13 +84,8 @@ func addStored(in *policy.Input, other map[string][]byte, decode Decoder) []api.
 			}
 			invalid = append(invalid, inv)
 		}
-		switch p := obj.(type) {
-		case *api.NetworkPolicy:
-			in.NetworkPolicies = append(in.NetworkPolicies, *p)
-		case *api.AdminNetworkPolicy:
-			in.ANPs = append(in.ANPs, *p)
-		case *api.BaselineAdminNetworkPolicy:
-			in.BANPs = append(in.BANPs, *p)
+		if obj != nil {
+			in.AddPolicy(obj)
 		}
 	}
 	return invalid

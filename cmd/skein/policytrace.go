@@ -172,17 +172,16 @@ func offlineInput(stdin io.Reader, files []string) (policy.Input, error) {
 }
 
 func addObject(in *policy.Input, o api.Object) {
+	if in.AddPolicy(o) {
+		return
+	}
 	switch v := o.(type) {
-	case *api.NetworkPolicy:
-		in.NetworkPolicies = append(in.NetworkPolicies, *v)
-	case *api.AdminNetworkPolicy:
-		in.ANPs = append(in.ANPs, *v)
-	case *api.BaselineAdminNetworkPolicy:
-		in.BANPs = append(in.BANPs, *v)
 	case *api.NamespaceDoc:
 		in.Namespaces = append(in.Namespaces, v.ToNamespace())
 	case *api.EndpointDoc:
 		in.Endpoints = append(in.Endpoints, v.ToEndpoint())
+	case *api.NodeDoc:
+		in.Nodes = append(in.Nodes, v.ToNode())
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/skeinnet/skein/api"
@@ -83,6 +84,40 @@ func (d *NetlinkDataplane) DelVeth(_ context.Context, hostIface string) error {
 	}
 	if err := d.h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("delete veth %s: %w", hostIface, err)
+	}
+	return nil
+}
+
+// SetGatewayNeigh implements Dataplane. The container interface is the host
+// veth's peer, found by index in the container's netns.
+func (d *NetlinkDataplane) SetGatewayNeigh(_ context.Context, netnsPath, hostIface string) error {
+	host, err := d.h.LinkByName(hostIface)
+	if err != nil {
+		return fmt.Errorf("look up %s: %w", hostIface, err)
+	}
+	ns, err := netns.GetFromPath(netnsPath)
+	if err != nil {
+		return fmt.Errorf("open netns %s: %w", netnsPath, err)
+	}
+	defer ns.Close()
+	c, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("netlink in netns %s: %w", netnsPath, err)
+	}
+	defer c.Close()
+	peer, err := c.LinkByIndex(host.Attrs().ParentIndex)
+	if err != nil {
+		return fmt.Errorf("peer of %s in netns %s: %w", hostIface, netnsPath, err)
+	}
+	n := &netlink.Neigh{
+		LinkIndex:    peer.Attrs().Index,
+		Family:       netlink.FAMILY_V4,
+		State:        netlink.NUD_PERMANENT,
+		IP:           net.ParseIP(api.GatewayIP).To4(),
+		HardwareAddr: host.Attrs().HardwareAddr,
+	}
+	if err := c.NeighSet(n); err != nil {
+		return fmt.Errorf("set neighbour %s lladdr %s dev %s in netns %s: %w", api.GatewayIP, host.Attrs().HardwareAddr, peer.Attrs().Name, netnsPath, err)
 	}
 	return nil
 }

@@ -23,3 +23,8 @@ func (*NetlinkDataplane) AddVeth(context.Context, Veth) error { return errors.Ne
 
 // DelVeth fails off Linux.
 func (*NetlinkDataplane) DelVeth(context.Context, string) error { return errors.New("linux only") }
+
+// SetGatewayNeigh fails off Linux.
+func (*NetlinkDataplane) SetGatewayNeigh(context.Context, string, string) error {
+	return errors.New("linux only")
+}

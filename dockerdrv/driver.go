@@ -66,6 +66,11 @@ type Dataplane interface {
 	// DelVeth removes the host veth (and with it its peer and route);
 	// a missing one is not an error.
 	DelVeth(ctx context.Context, hostIface string) error
+	// SetGatewayNeigh points the container's gateway 169.254.1.1 at the
+	// host veth's MAC with a permanent neighbour in netnsPath, as skein-cni
+	// does: libnetwork sets none, and proxy ARP answers only on hosts with
+	// a route to 169.254.1.1 (a default route).
+	SetGatewayNeigh(ctx context.Context, netnsPath, hostIface string) error
 }
 
 // Veth is a routed veth pair whose peer libnetwork moves into the container.
@@ -80,6 +85,7 @@ type Veth struct {
 type engineAPI interface {
 	Network(ctx context.Context, id string) (engineNetwork, error)
 	Container(ctx context.Context, id string) (engineContainer, error)
+	ContainerPID(ctx context.Context, id string) (int, error)
 }
 
 // Config configures a Driver.

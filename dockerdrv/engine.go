@@ -88,6 +88,24 @@ func (e *Engine) Container(ctx context.Context, id string) (engineContainer, err
 	return engineContainer{}, fmt.Errorf("container %s: %w", short(id), errNotFound)
 }
 
+// ContainerPID returns the pid of a running container's process. This is a
+// container inspect: it waits for the container's start to finish, so it
+// is never called from a libnetwork call.
+func (e *Engine) ContainerPID(ctx context.Context, id string) (int, error) {
+	var c struct {
+		State struct {
+			Pid int `json:"Pid"`
+		} `json:"State"`
+	}
+	if err := e.get(ctx, "/containers/"+url.PathEscape(id)+"/json", &c); err != nil {
+		return 0, err
+	}
+	if c.State.Pid == 0 {
+		return 0, fmt.Errorf("container %s has no process: %w", short(id), errNotFound)
+	}
+	return c.State.Pid, nil
+}
+
 func (e *Engine) get(ctx context.Context, path string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker"+path, nil)
 	if err != nil {

@@ -54,28 +54,41 @@ func (d *Driver) Run(ctx context.Context) error {
 }
 
 // resolveAll asks the engine which container each unnamed endpoint belongs
-// to and commits the endpoint again with the container's name and labels.
+// to, commits the endpoint again with the container's name and labels, and
+// sets the container's gateway neighbour.
 func (d *Driver) resolveAll(ctx context.Context) {
-	type todo struct{ owner, network, endpoint string }
+	type todo struct{ owner, network, endpoint, container, hostIface string }
 	var work []todo
 	d.mu.Lock()
 	for _, a := range d.st.Attachments {
-		if a.Committed && a.Container == "" && a.EndpointID != "" {
-			work = append(work, todo{a.Owner.ContainerID, a.NetworkID, a.EndpointID})
+		if a.Committed && a.EndpointID != "" && a.HostIface != "" && (a.Container == "" || !a.Neigh) {
+			work = append(work, todo{a.Owner.ContainerID, a.NetworkID, a.EndpointID, a.Container, a.HostIface})
 		}
 	}
 	d.mu.Unlock()
 	for _, t := range work {
-		if err := d.resolve(ctx, t.owner, t.network, t.endpoint); err != nil && !errors.Is(err, errNotFound) {
-			d.log.Debug("docker endpoint not resolved yet", "endpoint", short(t.endpoint), "err", err)
+		cid := t.container
+		if cid == "" {
+			var err error
+			if cid, err = d.name(ctx, t.owner, t.network, t.endpoint); err != nil {
+				if !errors.Is(err, errNotFound) {
+					d.log.Debug("docker endpoint not resolved yet", "endpoint", short(t.endpoint), "err", err)
+				}
+				continue
+			}
+		}
+		if err := d.neigh(ctx, t.owner, t.endpoint, cid, t.hostIface); err != nil && !errors.Is(err, errNotFound) {
+			d.log.Debug("docker container gateway neighbour not set yet", "container", short(cid), "err", err)
 		}
 	}
 }
 
-func (d *Driver) resolve(ctx context.Context, owner, networkID, endpointID string) error {
+// name finds the container of an endpoint and commits the endpoint with the
+// container's identity; it returns the container id.
+func (d *Driver) name(ctx context.Context, owner, networkID, endpointID string) (string, error) {
 	n, err := d.engine.Network(ctx, networkID)
 	if err != nil {
-		return err
+		return "", err
 	}
 	cid := ""
 	for id, ep := range n.Containers {
@@ -84,11 +97,11 @@ func (d *Driver) resolve(ctx context.Context, owner, networkID, endpointID strin
 		}
 	}
 	if cid == "" {
-		return fmt.Errorf("endpoint %s not in network %s yet: %w", short(endpointID), short(networkID), errNotFound)
+		return "", fmt.Errorf("endpoint %s not in network %s yet: %w", short(endpointID), short(networkID), errNotFound)
 	}
 	c, err := d.engine.Container(ctx, cid)
 	if err != nil {
-		return err
+		return "", err
 	}
 	name := ""
 	if len(c.Names) > 0 {
@@ -98,11 +111,14 @@ func (d *Driver) resolve(ctx context.Context, owner, networkID, endpointID strin
 	defer d.mu.Unlock()
 	a, ok := d.st.Attachments[owner]
 	if !ok || a.EndpointID != endpointID || !a.Committed {
-		return nil // left or released meanwhile
+		return "", fmt.Errorf("endpoint %s left meanwhile: %w", short(endpointID), errNotFound)
 	}
-	netLabels := d.st.Networks[networkID].Labels
-	if len(n.Labels) > 0 || len(n.Options) > 0 {
-		netLabels = mergeLabels(n.Options, n.Labels)
+	// The engine knows the network's labels (libnetwork passes only its
+	// driver options); later Joins on this network start with them.
+	netLabels := mergeLabels(n.Options, n.Labels)
+	if nw, ok := d.st.Networks[networkID]; ok {
+		nw.Labels = netLabels
+		d.st.Networks[networkID] = nw
 	}
 	pod, skipped := podOf(endpointID, containerInfo{ID: cid, Name: name, Labels: c.Labels, NetworkLabels: netLabels})
 	if len(skipped) > 0 {
@@ -112,12 +128,30 @@ func (d *Driver) resolve(ctx context.Context, owner, networkID, endpointID strin
 		if _, err := d.backend.Commit(ctx, api.CommitRequest{
 			Owner: a.Owner, Network: d.network, Pod: pod, IPs: []netip.Addr{a.IP}, HostIface: a.HostIface,
 		}); err != nil {
-			return fmt.Errorf("commit endpoint of container %s: %w", short(cid), err)
+			return "", fmt.Errorf("commit endpoint of container %s: %w", short(cid), err)
 		}
 		d.log.Info("docker endpoint named after its container", "container", short(cid), "pod", pod.Namespace+"/"+pod.Name, "labels", pod.Labels)
 	}
 	a.Pod, a.Container = pod, cid
-	return d.saveLocked()
+	return cid, d.saveLocked()
+}
+
+// neigh sets the gateway neighbour in a running container's netns.
+func (d *Driver) neigh(ctx context.Context, owner, endpointID, cid, hostIface string) error {
+	pid, err := d.engine.ContainerPID(ctx, cid)
+	if err != nil {
+		return err
+	}
+	if err := d.dp.SetGatewayNeigh(ctx, fmt.Sprintf("/proc/%d/ns/net", pid), hostIface); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if a, ok := d.st.Attachments[owner]; ok && a.EndpointID == endpointID {
+		a.Neigh = true
+		return d.saveLocked()
+	}
+	return nil
 }
 
 // reconcile frees attachments whose endpoint dockerd no longer has: a

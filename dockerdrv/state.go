@@ -27,6 +27,8 @@ type attachment struct {
 	HostIface string `json:"hostIface,omitempty"`
 	// Container is the Docker container id, once the engine named it.
 	Container string `json:"container,omitempty"`
+	// Neigh is true once the container's gateway neighbour is set.
+	Neigh bool `json:"neigh,omitempty"`
 	// Pod is the identity last committed; Committed is false until Join's
 	// commit succeeded.
 	MTU       int         `json:"mtu,omitempty"`

@@ -212,7 +212,7 @@ func (d *Driver) Handler() http.Handler {
 func (d *Driver) requestPool(_ context.Context, body []byte) (any, error) {
 	var req requestPoolRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, fmt.Errorf("RequestPool: %w", err)
+		return nil, fmt.Errorf("decode RequestPool request: %w", err)
 	}
 	switch {
 	case req.V6:
@@ -226,7 +226,7 @@ func (d *Driver) requestPool(_ context.Context, body []byte) (any, error) {
 func (d *Driver) requestAddress(ctx context.Context, body []byte) (any, error) {
 	var req requestAddressRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, fmt.Errorf("RequestAddress: %w", err)
+		return nil, fmt.Errorf("decode RequestAddress request: %w", err)
 	}
 	if req.Options[requestAddressType] == gatewayRequest {
 		// Only asked when the pool's data names no gateway; there is none.
@@ -263,7 +263,7 @@ const requestAddressType = "RequestAddressType"
 func (d *Driver) releaseAddress(ctx context.Context, body []byte) (any, error) {
 	var req releaseAddressRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, fmt.Errorf("ReleaseAddress: %w", err)
+		return nil, fmt.Errorf("decode ReleaseAddress request: %w", err)
 	}
 	ip, err := parseAddr(req.Address)
 	if err != nil {
@@ -303,7 +303,7 @@ func (d *Driver) freeLocked(ctx context.Context, a *attachment) error {
 func (d *Driver) createNetwork(_ context.Context, body []byte) (any, error) {
 	var req createNetworkRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, fmt.Errorf("CreateNetwork: %w", err)
+		return nil, fmt.Errorf("decode CreateNetwork request: %w", err)
 	}
 	if len(req.IPv6Data) > 0 {
 		return nil, errors.New("skein: IPv6 is not supported yet (leave out --ipv6)")
@@ -328,7 +328,7 @@ func (d *Driver) createNetwork(_ context.Context, body []byte) (any, error) {
 func (d *Driver) deleteNetwork(_ context.Context, body []byte) (any, error) {
 	var req networkRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, fmt.Errorf("DeleteNetwork: %w", err)
+		return nil, fmt.Errorf("decode DeleteNetwork request: %w", err)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -339,7 +339,7 @@ func (d *Driver) deleteNetwork(_ context.Context, body []byte) (any, error) {
 func (d *Driver) createEndpoint(_ context.Context, body []byte) (any, error) {
 	var req createEndpointRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, fmt.Errorf("CreateEndpoint: %w", err)
+		return nil, fmt.Errorf("decode CreateEndpoint request: %w", err)
 	}
 	if req.Interface == nil || req.Interface.Address == "" {
 		return nil, errors.New("skein: endpoint without an address: create the network with --ipam-driver skein")
@@ -370,7 +370,7 @@ func (d *Driver) createEndpoint(_ context.Context, body []byte) (any, error) {
 func (d *Driver) deleteEndpoint(ctx context.Context, body []byte) (any, error) {
 	var req endpointRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, fmt.Errorf("DeleteEndpoint: %w", err)
+		return nil, fmt.Errorf("decode DeleteEndpoint request: %w", err)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -393,7 +393,7 @@ func (d *Driver) deleteEndpoint(ctx context.Context, body []byte) (any, error) {
 func (d *Driver) join(ctx context.Context, body []byte) (any, error) {
 	var req joinRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, fmt.Errorf("Join: %w", err)
+		return nil, fmt.Errorf("decode Join request: %w", err)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -442,7 +442,7 @@ func (d *Driver) join(ctx context.Context, body []byte) (any, error) {
 func (d *Driver) leave(ctx context.Context, body []byte) (any, error) {
 	var req endpointRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, fmt.Errorf("Leave: %w", err)
+		return nil, fmt.Errorf("decode Leave request: %w", err)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -179,7 +179,7 @@ func TestErrors(t *testing.T) {
 		{"NetworkDriver.CreateEndpoint", createEndpointRequest{NetworkID: testNet, EndpointID: testEP, Interface: &endpointInterface{Address: "172.18.0.2/16"}}, "--ipam-driver skein"},
 		{"NetworkDriver.CreateEndpoint", createEndpointRequest{NetworkID: testNet, EndpointID: testEP}, "--ipam-driver skein"},
 		{"NetworkDriver.Join", joinRequest{NetworkID: testNet, EndpointID: testEP}, "unknown"},
-		{"IpamDriver.RequestAddress", "not an object", "RequestAddress"},
+		{"IpamDriver.RequestAddress", "not an object", "decode RequestAddress request"},
 	} {
 		code, msg := hs.call(c.method, c.req, nil)
 		if code == http.StatusOK || !strings.Contains(msg, c.want) {

@@ -119,7 +119,7 @@ func (s *state) save(path string) error {
 	if err != nil {
 		return fmt.Errorf("docker driver state: %w", err)
 	}
-	defer os.Remove(tmp.Name()) // gone after the rename; cleans up a failure
+	defer func() { _ = os.Remove(tmp.Name()) }() // gone after the rename; cleans up a failure
 	if _, err := tmp.Write(b); err != nil {
 		tmp.Close()
 		return fmt.Errorf("write docker driver state: %w", err)

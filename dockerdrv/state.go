@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/skeinnet/skein/api"
+	"github.com/skeinnet/skein/internal/atomicfile"
 )
 
 // attachment is one address handed to libnetwork and, once libnetwork made
@@ -86,6 +87,9 @@ func (s *state) owners() []api.Owner {
 
 // loadState reads the state file; a missing file is an empty state.
 func loadState(path string) (*state, error) {
+	if err := atomicfile.RemoveStaleTemps(filepath.Dir(path), filepath.Base(path)); err != nil {
+		return nil, fmt.Errorf("docker driver state: %w", err)
+	}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return newState(), nil
@@ -106,7 +110,8 @@ func loadState(path string) (*state, error) {
 	return st, nil
 }
 
-// save writes the state file atomically: a temporary file, synced, renamed.
+// save writes the state file atomically (a crash leaves the old or the new
+// state, never a mix).
 func (s *state) save(path string) error {
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
@@ -115,24 +120,8 @@ func (s *state) save(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("docker driver state dir: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".docker-state-")
-	if err != nil {
-		return fmt.Errorf("docker driver state: %w", err)
-	}
-	defer func() { _ = os.Remove(tmp.Name()) }() // gone after the rename; cleans up a failure
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write docker driver state: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync docker driver state: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close docker driver state: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("move docker driver state into place: %w", err)
+	if err := atomicfile.Write(path, b); err != nil {
+		return fmt.Errorf("save docker driver state: %w", err)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -117,6 +118,24 @@ func TestDocker(t *testing.T) {
 	})
 
 	ipamCheck(ctx, t, l, hosts[0].Name, "with Docker containers")
+	// `skein status` counts the Docker container among its node's endpoints.
+	stCmd := exec.CommandContext(ctx, filepath.Join(bin, "skein"), "status", "-o", "json")
+	stCmd.Env = append(os.Environ(), "SKEIN_ETCD_ENDPOINTS="+l.EtcdEndpoints()[0])
+	stOut := runCmd(t, stCmd)
+	var st struct {
+		Nodes []struct {
+			Name      string `json:"name"`
+			Endpoints int    `json:"endpoints"`
+		} `json:"nodes"`
+	}
+	if err := json.Unmarshal([]byte(stOut.stdout), &st); err != nil || len(st.Nodes) != 2 {
+		t.Errorf("skein status -o json: %v\n%s", err, stOut)
+	}
+	for _, n := range st.Nodes {
+		if n.Name == hosts[0].Name && n.Endpoints != 2 { // its CNI container and web
+			t.Errorf("skein status: %s has %d endpoints, want 2", n.Name, n.Endpoints)
+		}
+	}
 	// The /ui draws the agent's topology: the Docker container is in it.
 	topo, err := agentGet(ctx, l, hosts[0].Name, "/debug/topology")
 	if err != nil || !strings.Contains(string(topo), web.IPs[0].String()) {

@@ -87,10 +87,15 @@ func TestDocker(t *testing.T) {
 		eng = append(eng, d)
 	}
 	d1, d2 := eng[0], eng[1]
+	// A refusal reaches the docker command with the driver's reason.
+	if out, err := d1.docker(ctx, nil, "network", "create", "-d", "skein", "--ipam-driver", "skein", "--subnet", "172.30.0.0/16", "bad"); err == nil || !strings.Contains(out, "leave out --subnet") {
+		t.Errorf("network create --subnet: err %v, want the driver's refusal:\n%s", err, out)
+	}
 	d1.must(ctx, t, nil, "run", "-d", "--name", "web", "--network", dockerNet, "--label", "app=web", dockerImage, "sleep", "100000")
 	d2.must(ctx, t, nil, "run", "-d", "--name", "client", "--network", dockerNet, "--label", "app=client", dockerImage, "sleep", "100000")
 
 	web := waitDockerEndpoint(ctx, t, sc, "web", "app", "web")
+
 	client := waitDockerEndpoint(ctx, t, sc, "client", "app", "client")
 	t.Logf("web %s on %s, client %s on %s", web.IPs[0], web.Node, client.IPs[0], client.Node)
 	if web.Node != hosts[0].Name || client.Node != hosts[1].Name || web.Network != "docker" {

@@ -40,8 +40,14 @@ const (
 	ifName = "eth0"
 	// dstPrefix is the container interface's name prefix (libnetwork adds an index).
 	dstPrefix = "eth"
-	// resolveEvery is how often unnamed endpoints are looked up in the engine.
-	resolveEvery = time.Second
+	// resolvePending is how soon an endpoint the engine could not name yet
+	// is looked up again; resolveIdle how often the driver looks otherwise
+	// (a missed kick).
+	resolvePending = 50 * time.Millisecond
+	resolveIdle    = 5 * time.Second
+	// resolveFast is how long after Join an endpoint is looked up at the
+	// pending pace; one the engine never names is looked up at the idle pace.
+	resolveFast = 30 * time.Second
 	// staleAfter is how long an address may stay without an endpoint the
 	// engine lists before reconciliation frees it (creating an endpoint and
 	// joining it takes well under a second).
@@ -341,6 +347,7 @@ func (d *Driver) createEndpoint(_ context.Context, body []byte) (any, error) {
 	if err := json.Unmarshal(body, &req); err != nil {
 		return nil, fmt.Errorf("decode CreateEndpoint request: %w", err)
 	}
+	d.log.Debug("docker endpoint", "endpoint", short(req.EndpointID), "options", req.Options)
 	if req.Interface == nil || req.Interface.Address == "" {
 		return nil, errors.New("skein: endpoint without an address: create the network with --ipam-driver skein")
 	}
@@ -395,6 +402,7 @@ func (d *Driver) join(ctx context.Context, body []byte) (any, error) {
 	if err := json.Unmarshal(body, &req); err != nil {
 		return nil, fmt.Errorf("decode Join request: %w", err)
 	}
+	d.log.Debug("docker join", "endpoint", short(req.EndpointID), "sandbox", req.SandboxKey, "options", req.Options)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	a, ok := d.st.byEndpoint(req.EndpointID)
@@ -423,7 +431,7 @@ func (d *Driver) join(ctx context.Context, body []byte) (any, error) {
 		a.HostIface = ""
 		return nil, fmt.Errorf("skein: join: %w", err)
 	}
-	a.Pod, a.Committed, a.Container = pod, true, ""
+	a.Pod, a.Committed, a.Container, a.Neigh, a.Joined = pod, true, "", false, time.Now().UTC()
 	if err := d.saveLocked(); err != nil {
 		return nil, err
 	}

@@ -261,7 +261,13 @@ func TestResolve(t *testing.T) {
 	a, _ := hs.d.st.byEndpoint(testEP)
 	ctx := context.Background()
 
-	hs.d.resolveAll(ctx) // the engine does not list the endpoint yet
+	if n := hs.d.resolveAll(ctx); n != 1 { // the engine does not list the endpoint yet
+		t.Errorf("pending %d, want 1", n)
+	}
+	a.Joined = time.Now().Add(-2 * resolveFast)
+	if n := hs.d.resolveAll(ctx); n != 0 {
+		t.Errorf("an endpoint unnamed for long still pending (%d): looked up at the fast pace forever", n)
+	}
 	if ep, _ := hs.be.record(a.Owner); ep.Name != "ep-"+short(testEP) || ep.Namespace != "default" {
 		t.Errorf("before resolution: %+v", ep)
 	}
@@ -269,7 +275,9 @@ func TestResolve(t *testing.T) {
 		Containers: map[string]engineEndpoint{testCtr: {EndpointID: testEP, Name: "web"}}}
 	eng.containers[testCtr] = engineContainer{ID: testCtr, Names: []string{"/web"}, Labels: map[string]string{"app": "web", NamespaceLabel: "shop", "bad label!": "x"}}
 	eng.pids[testCtr] = 4242
-	hs.d.resolveAll(ctx)
+	if n := hs.d.resolveAll(ctx); n != 0 {
+		t.Errorf("pending %d after resolution", n)
+	}
 	ep, _ := hs.be.record(a.Owner)
 	if ep.Name != "web" || ep.Namespace != "shop" || ep.Labels["app"] != "web" || ep.Labels["zone"] != "a" || ep.Labels[ContainerLabel] != short(testCtr) {
 		t.Errorf("after resolution: %+v", ep)

@@ -33,36 +33,44 @@ func (d *Driver) Run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	resolve := time.NewTicker(resolveEvery)
-	defer resolve.Stop()
 	resync := time.NewTicker(d.resync)
 	defer resync.Stop()
-	d.resolveAll(ctx)
+	next := time.NewTimer(0)
+	defer next.Stop()
 	d.reconcile(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-d.kick:
-			d.resolveAll(ctx)
-		case <-resolve.C:
-			d.resolveAll(ctx)
+		case <-next.C:
 		case <-resync.C:
 			d.reconcile(ctx)
+			continue
 		}
+		// A container being started shows in the engine a few
+		// milliseconds after Join: look again soon while one is pending.
+		wait := resolveIdle
+		if d.resolveAll(ctx) > 0 {
+			wait = resolvePending
+		}
+		next.Reset(wait)
 	}
 }
 
 // resolveAll asks the engine which container each unnamed endpoint belongs
 // to, commits the endpoint again with the container's name and labels, and
 // sets the container's gateway neighbour.
-func (d *Driver) resolveAll(ctx context.Context) {
-	type todo struct{ owner, network, endpoint, container, hostIface string }
+func (d *Driver) resolveAll(ctx context.Context) (pending int) {
+	type todo struct {
+		owner, network, endpoint, container, hostIface string
+		fresh                                          bool
+	}
 	var work []todo
 	d.mu.Lock()
 	for _, a := range d.st.Attachments {
 		if a.Committed && a.EndpointID != "" && a.HostIface != "" && (a.Container == "" || !a.Neigh) {
-			work = append(work, todo{a.Owner.ContainerID, a.NetworkID, a.EndpointID, a.Container, a.HostIface})
+			work = append(work, todo{a.Owner.ContainerID, a.NetworkID, a.EndpointID, a.Container, a.HostIface, time.Since(a.Joined) < resolveFast})
 		}
 	}
 	d.mu.Unlock()
@@ -74,13 +82,22 @@ func (d *Driver) resolveAll(ctx context.Context) {
 				if !errors.Is(err, errNotFound) {
 					d.log.Debug("docker endpoint not resolved yet", "endpoint", short(t.endpoint), "err", err)
 				}
+				if t.fresh {
+					pending++
+				}
 				continue
 			}
 		}
-		if err := d.neigh(ctx, t.owner, t.endpoint, cid, t.hostIface); err != nil && !errors.Is(err, errNotFound) {
-			d.log.Debug("docker container gateway neighbour not set yet", "container", short(cid), "err", err)
+		if err := d.neigh(ctx, t.owner, t.endpoint, cid, t.hostIface); err != nil {
+			if !errors.Is(err, errNotFound) {
+				d.log.Debug("docker container gateway neighbour not set yet", "container", short(cid), "err", err)
+			}
+			if t.fresh {
+				pending++
+			}
 		}
 	}
+	return pending
 }
 
 // name finds the container of an endpoint and commits the endpoint with the

@@ -25,7 +25,8 @@ type attachment struct {
 	NetworkID  string `json:"networkID,omitempty"`
 	EndpointID string `json:"endpointID,omitempty"`
 	// Set by Join; cleared by Leave.
-	HostIface string `json:"hostIface,omitempty"`
+	HostIface string    `json:"hostIface,omitempty"`
+	Joined    time.Time `json:"joined,omitzero"`
 	// Container is the Docker container id, once the engine named it.
 	Container string `json:"container,omitempty"`
 	// Neigh is true once the container's gateway neighbour is set.

@@ -72,8 +72,7 @@ func TestDocker(t *testing.T) {
 		}
 	})
 	sc := labStore(ctx, t, l)
-	releaseRunDocker := privateRunDocker(t)
-	t.Cleanup(releaseRunDocker) // after the dockerds are gone (cleanups run last-in first-out)
+	t.Cleanup(privateRunDirs(t)) // after the dockerds are gone (cleanups run last-in first-out)
 
 	hosts := l.Hosts()
 	image := busyboxTar(t)
@@ -308,7 +307,7 @@ type dockerHost struct {
 func newDockerHost(t *testing.T, l *lab.Lab, h lab.Host) *dockerHost {
 	t.Helper()
 	d := &dockerHost{l: l, host: h, dir: filepath.Join(l.RunDir(), strings.TrimPrefix(h.Name, l.Name()+"-"), "docker")}
-	for _, sub := range []string{"etc/plugins", "run", "data", "exec", "ns"} {
+	for _, sub := range []string{"etc/plugins", "run", "containerd", "data", "exec", "ns"} {
 		if err := os.MkdirAll(filepath.Join(d.dir, sub), 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -325,8 +324,11 @@ func newDockerHost(t *testing.T, l *lab.Lab, h lab.Host) *dockerHost {
 	if err := os.WriteFile(d.mntNS(), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// /run/containerd is private too: dockerd would use a system
+	// containerd's socket there instead of starting its own, and the shims
+	// put their sockets in /run/containerd/s.
 	d.run(t, "unshare", "--mount="+d.mntNS(), "--propagation", "private", "sh", "-c",
-		fmt.Sprintf("mount --bind %s /etc/docker && mount --bind %s /run/docker", filepath.Join(d.dir, "etc"), filepath.Join(d.dir, "run")))
+		fmt.Sprintf("mount --bind %[1]s/etc /etc/docker && mount --bind %[1]s/run /run/docker && mount --bind %[1]s/containerd /run/containerd", d.dir))
 	return d
 }
 
@@ -468,20 +470,26 @@ func procsMentioning(s string) []int {
 	return pids
 }
 
-// privateRunDocker makes sure /run/docker exists as a mount point for the
-// dockerds' private /run/docker, and returns what removes it again if the
-// test created it.
-func privateRunDocker(t *testing.T) func() {
+// privateRunDirs makes sure /run/docker and /run/containerd exist as mount
+// points for the dockerds' private ones, and returns what removes those the
+// test created.
+func privateRunDirs(t *testing.T) func() {
 	t.Helper()
-	if _, err := os.Stat("/run/docker"); err == nil {
-		return func() {}
-	}
-	if err := os.Mkdir("/run/docker", 0o700); err != nil {
-		t.Fatal(err)
+	var made []string
+	for _, dir := range []string{"/run/docker", "/run/containerd"} {
+		if _, err := os.Stat(dir); err == nil {
+			continue
+		}
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		made = append(made, dir)
 	}
 	return func() {
-		if err := os.Remove("/run/docker"); err != nil {
-			t.Errorf("remove /run/docker: %v", err)
+		for _, dir := range made {
+			if err := os.Remove(dir); err != nil {
+				t.Errorf("remove %s: %v", dir, err)
+			}
 		}
 	}
 }

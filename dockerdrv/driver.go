@@ -319,7 +319,7 @@ func (d *Driver) createNetwork(_ context.Context, body []byte) (any, error) {
 			return nil, fmt.Errorf("skein: network pool %s is not Skein's: create the network with --ipam-driver skein", p.Pool)
 		}
 	}
-	n := network{ID: req.NetworkID, Labels: networkLabels(req.Options)}
+	n := network{ID: req.NetworkID, Labels: networkLabels(req.Options), Created: time.Now().UTC()}
 	d.log.Debug("docker network options", "network", short(req.NetworkID), "options", req.Options)
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -328,6 +328,7 @@ func (d *Driver) createNetwork(_ context.Context, body []byte) (any, error) {
 		return nil, err
 	}
 	d.log.Info("docker network created", "network", short(req.NetworkID), "labels", n.Labels)
+	d.signal()
 	return struct{}{}, nil
 }
 

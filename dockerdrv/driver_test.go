@@ -257,9 +257,21 @@ func TestResolve(t *testing.T) {
 	eng := newFakeEngine()
 	hs.d.engine = eng
 	hs.createNetwork(nil)
+	ctx := context.Background()
+	if n := hs.d.resolveAll(ctx); n != 1 {
+		t.Errorf("network the engine does not show yet: pending %d, want 1", n)
+	}
+	// The network's labels, read as soon as the engine shows it, start
+	// the first Join.
+	eng.networks[testNet] = engineNetwork{ID: testNet, Labels: map[string]string{NamespaceLabel: "shop"}}
+	if n := hs.d.resolveAll(ctx); n != 0 {
+		t.Errorf("pending %d after the network resolved", n)
+	}
 	hs.attach(testEP)
 	a, _ := hs.d.st.byEndpoint(testEP)
-	ctx := context.Background()
+	if ep, _ := hs.be.record(a.Owner); ep.Namespace != "shop" || ep.Name != "ep-"+short(testEP) {
+		t.Errorf("first commit: %+v, want namespace shop from the network's label", ep)
+	}
 
 	if n := hs.d.resolveAll(ctx); n != 1 { // the engine does not list the endpoint yet
 		t.Errorf("pending %d, want 1", n)
@@ -267,9 +279,6 @@ func TestResolve(t *testing.T) {
 	a.Joined = time.Now().Add(-2 * resolveFast)
 	if n := hs.d.resolveAll(ctx); n != 0 {
 		t.Errorf("an endpoint unnamed for long still pending (%d): looked up at the fast pace forever", n)
-	}
-	if ep, _ := hs.be.record(a.Owner); ep.Name != "ep-"+short(testEP) || ep.Namespace != "default" {
-		t.Errorf("before resolution: %+v", ep)
 	}
 	eng.networks[testNet] = engineNetwork{ID: testNet, Labels: map[string]string{"zone": "a"},
 		Containers: map[string]engineEndpoint{testCtr: {EndpointID: testEP, Name: "web"}}}

@@ -62,6 +62,7 @@ func (d *Driver) Run(ctx context.Context) error {
 // to, commits the endpoint again with the container's name and labels, and
 // sets the container's gateway neighbour.
 func (d *Driver) resolveAll(ctx context.Context) (pending int) {
+	pending = d.resolveNetworks(ctx)
 	type todo struct {
 		owner, network, endpoint, container, hostIface string
 		fresh                                          bool
@@ -100,6 +101,49 @@ func (d *Driver) resolveAll(ctx context.Context) (pending int) {
 	return pending
 }
 
+// resolveNetworks reads the labels of new networks from the engine, where
+// a network appears once CreateNetwork returned, so that the first Join on
+// a network already has them.
+func (d *Driver) resolveNetworks(ctx context.Context) (pending int) {
+	var ids []string
+	d.mu.Lock()
+	for id, n := range d.st.Networks {
+		if !n.Resolved {
+			ids = append(ids, id)
+		}
+	}
+	d.mu.Unlock()
+	for _, id := range ids {
+		n, err := d.engine.Network(ctx, id)
+		if err != nil {
+			d.mu.Lock()
+			if nw, ok := d.st.Networks[id]; ok && time.Since(nw.Created) < resolveFast {
+				pending++
+			}
+			d.mu.Unlock()
+			continue
+		}
+		d.learnNetwork(id, n)
+	}
+	return pending
+}
+
+// learnNetwork keeps the labels and driver options the engine reports for
+// a network. libnetwork passes only the options to CreateNetwork.
+func (d *Driver) learnNetwork(id string, n engineNetwork) map[string]string {
+	labels := mergeLabels(n.Options, n.Labels)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if nw, ok := d.st.Networks[id]; ok {
+		nw.Labels, nw.Resolved = labels, true
+		d.st.Networks[id] = nw
+		if err := d.saveLocked(); err != nil {
+			d.log.Warn("docker driver: save network labels", "err", err)
+		}
+	}
+	return labels
+}
+
 // name finds the container of an endpoint and commits the endpoint with the
 // container's identity; it returns the container id.
 func (d *Driver) name(ctx context.Context, owner, networkID, endpointID string) (string, error) {
@@ -124,18 +168,12 @@ func (d *Driver) name(ctx context.Context, owner, networkID, endpointID string) 
 	if len(c.Names) > 0 {
 		name = c.Names[0]
 	}
+	netLabels := d.learnNetwork(networkID, n)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	a, ok := d.st.Attachments[owner]
 	if !ok || a.EndpointID != endpointID || !a.Committed {
 		return "", fmt.Errorf("endpoint %s left meanwhile: %w", short(endpointID), errNotFound)
-	}
-	// The engine knows the network's labels (libnetwork passes only its
-	// driver options); later Joins on this network start with them.
-	netLabels := mergeLabels(n.Options, n.Labels)
-	if nw, ok := d.st.Networks[networkID]; ok {
-		nw.Labels = netLabels
-		d.st.Networks[networkID] = nw
 	}
 	pod, skipped := podOf(endpointID, containerInfo{ID: cid, Name: name, Labels: c.Labels, NetworkLabels: netLabels})
 	if len(skipped) > 0 {

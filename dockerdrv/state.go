@@ -42,6 +42,11 @@ type attachment struct {
 type network struct {
 	ID     string            `json:"id"`
 	Labels map[string]string `json:"labels,omitempty"`
+	// Created is when CreateNetwork came; Resolved is true once the
+	// labels were read from the engine (CreateNetwork carries only the
+	// driver options).
+	Created  time.Time `json:"created,omitzero"`
+	Resolved bool      `json:"resolved,omitempty"`
 }
 
 // state is everything the driver must remember across restarts of skeind

@@ -184,6 +184,10 @@ func TestDocker(t *testing.T) {
 	d1.stop(ctx, t)
 	d1.start(ctx, t)
 	waitPing(ctx, t, d2, "client", web.IPs[0], true)
+	// The driver's reconciliation keeps what dockerd lists in the network.
+	if out := d1.must(ctx, t, nil, "network", "inspect", dockerNet, "--format", "{{range .Containers}}{{.Name}} {{end}}"); !strings.Contains(out, "web") {
+		t.Errorf("after dockerd restart the network lists %q, want web", out)
+	}
 	if ep := endpointOf(ctx, t, sc, dockerNS, "web"); ep.IPs[0] != web.IPs[0] || ep.ContainerID != web.ContainerID {
 		t.Errorf("after dockerd restart web is %+v, was %+v", ep, web)
 	}

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/skeinnet/skein/api"
+	"github.com/skeinnet/skein/audit"
 )
 
 // Sentinel errors callers branch on with errors.Is; they are always wrapped
@@ -53,6 +54,12 @@ type Config struct {
 	// CAFile verifies the servers; optional, default the system roots. TLS
 	// is used when CAFile or CertFile is set.
 	CAFile string
+	// Username and Password authenticate with etcd's own users; optional.
+	// Without them, etcd takes the identity from the client certificate's CN.
+	Username, Password string
+	// Audit, when set, makes every write method record the change under
+	// audit/ in the same transaction (the CLI sets it); optional.
+	Audit *audit.Actor
 	// DialTimeout bounds the reachability check in New; optional, default 5s.
 	DialTimeout time.Duration
 	// Log receives lifecycle events and etcd client errors; optional, default discard.
@@ -68,6 +75,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--etcd-key %s given without --etcd-cert: a client key needs its certificate", c.KeyFile)
 	case c.CertFile != "" && c.KeyFile == "":
 		return fmt.Errorf("--etcd-cert %s given without --etcd-key: a client certificate needs its key", c.CertFile)
+	case c.Password != "" && c.Username == "":
+		return errors.New("--etcd-password given without --etcd-user")
 	}
 	return nil
 }
@@ -77,6 +86,11 @@ type Client struct {
 	cli    *clientv3.Client
 	prefix string
 	log    *slog.Logger
+	// actor, when set, is recorded with every write (Config.Audit).
+	actor *audit.Actor
+	// identity is the etcd user this client acts as ("" without one), for
+	// permission errors.
+	identity string
 
 	resyncs atomic.Int64
 
@@ -132,6 +146,8 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		Endpoints:   cfg.Endpoints,
 		DialTimeout: timeout,
 		TLS:         tlsCfg,
+		Username:    cfg.Username,
+		Password:    cfg.Password,
 		// The client logs every retry at warn; only its errors are worth keeping.
 		Logger:               newZapLogger(log, zapcore.ErrorLevel, nil),
 		DialKeepAliveTime:    10 * time.Second,
@@ -142,7 +158,12 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	cli.KV = endpointKV{KV: cli.KV, eps: eps}
 	cli.Lease = endpointLease{Lease: cli.Lease, kv: endpointKV{eps: eps}}
-	c := &Client{cli: cli, prefix: prefix, log: log}
+	c := &Client{cli: cli, prefix: prefix, log: log, actor: cfg.Audit, identity: cfg.Username}
+	if c.identity == "" && cfg.CertFile != "" {
+		if cn, err := audit.CertCN(cfg.CertFile); err == nil {
+			c.identity = cn
+		}
+	}
 
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

@@ -207,3 +207,30 @@ func (c *Client) PruneAudit(ctx context.Context, now time.Time) (int, error) {
 	}
 	return n, nil
 }
+
+// PutAuthUser records what `skein auth grant` gave a user, audited.
+func (c *Client) PutAuthUser(ctx context.Context, u AuthUser) error {
+	b, err := json.Marshal(u)
+	if err != nil {
+		return fmt.Errorf("encode user %s: %w", u.Name, err)
+	}
+	return c.putKey(ctx, c.prefix+AuthUserKey(u.Name), b)
+}
+
+// DeleteAuthUser removes a user's record, audited; ErrNotFound when absent.
+func (c *Client) DeleteAuthUser(ctx context.Context, name string) error {
+	return c.deleteKey(ctx, c.prefix+AuthUserKey(name))
+}
+
+// AuthUsers returns the recorded grants by user name.
+func (c *Client) AuthUsers(ctx context.Context) (map[string]AuthUser, error) {
+	us, err := list[AuthUser](ctx, c, c.prefix+kindAuth+"/users/")
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]AuthUser, len(us))
+	for _, u := range us {
+		out[u.Name] = u
+	}
+	return out, nil
+}

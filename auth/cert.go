@@ -111,23 +111,3 @@ func parseKey(b []byte) (crypto.Signer, error) {
 	}
 	return s, nil
 }
-
-// CheckClientCert returns an error when the certificate in certPEM is not
-// valid at now, naming when it was valid.
-func CheckClientCert(certPEM []byte, now time.Time) error {
-	blk, _ := pem.Decode(certPEM)
-	if blk == nil || blk.Type != "CERTIFICATE" {
-		return errors.New("no PEM certificate")
-	}
-	c, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		return err
-	}
-	switch {
-	case now.After(c.NotAfter):
-		return fmt.Errorf("certificate %q expired at %s", c.Subject.CommonName, c.NotAfter.UTC().Format(time.RFC3339))
-	case now.Before(c.NotBefore):
-		return fmt.Errorf("certificate %q is not valid before %s", c.Subject.CommonName, c.NotBefore.UTC().Format(time.RFC3339))
-	}
-	return nil
-}

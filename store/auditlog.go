@@ -234,3 +234,71 @@ func (c *Client) AuthUsers(ctx context.Context) (map[string]AuthUser, error) {
 	}
 	return out, nil
 }
+
+// RawKeys returns every key under the prefix (without it) and its value,
+// read at one revision, which it returns too.
+func (c *Client) RawKeys(ctx context.Context) (map[string][]byte, int64, error) {
+	resp, err := c.cli.Get(ctx, c.prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, 0, fmt.Errorf("get %s*: %w", c.prefix, err)
+	}
+	out := make(map[string][]byte, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		out[strings.TrimPrefix(string(kv.Key), c.prefix)] = kv.Value
+	}
+	return out, resp.Header.Revision, nil
+}
+
+// RawWrite is one key (without prefix) to put, or to delete when Value is nil.
+type RawWrite struct {
+	Key   string
+	Value []byte
+}
+
+// WriteRaw writes ws in transactions of at most 100 operations, each
+// guarded by the revision rev the caller planned them at (nothing under
+// the prefix changed since), so nothing is written over a change it did
+// not see; the first carries one audit record of kind what, name name and
+// the summary lines. With more than 100 writes a failure can leave the
+// earlier transactions applied; rerunning the same restore finishes it.
+func (c *Client) WriteRaw(ctx context.Context, rev int64, what, name string, summary []string, ws []RawWrite) error {
+	ops := make([]clientv3.Op, 0, len(ws)+1)
+	if c.actor != nil {
+		r := audit.Record{Time: time.Now().UTC(), Actor: *c.actor, Op: audit.Update, Kind: what, Name: name, Diff: summary}
+		b, err := audit.Encode(r)
+		if err != nil {
+			return err
+		}
+		ops = append(ops, clientv3.OpPut(c.prefix+audit.Key(r), string(b)))
+	}
+	for _, w := range ws {
+		if w.Value == nil {
+			ops = append(ops, clientv3.OpDelete(c.prefix+w.Key))
+		} else {
+			ops = append(ops, clientv3.OpPut(c.prefix+w.Key, string(w.Value)))
+		}
+	}
+	// Every kind but heartbeats, status records and audit records, which
+	// change on their own while a restore runs.
+	var guard []clientv3.Cmp
+	for _, k := range []string{kindCluster, kindNodes + "/", kindBlocks + "/", kindEndpoints + "/", kindNamespaces + "/",
+		api.PolicyKeyKind + "/", api.BGPPeerKeyKind + "/", kindAuth + "/"} {
+		guard = append(guard, clientv3.Compare(clientv3.ModRevision(c.prefix+k).WithPrefix(), "<", rev+1))
+	}
+	for i := 0; len(ops) > 0; i++ {
+		chunk := ops[:min(len(ops), maxTxnBlocks)]
+		ops = ops[len(chunk):]
+		txn := c.cli.Txn(ctx)
+		if i == 0 {
+			txn = txn.If(guard...)
+		}
+		resp, err := txn.Then(chunk...).Commit()
+		if err != nil {
+			return fmt.Errorf("%s: write %s*: %w", what, c.prefix, c.writeErr(ctx, c.prefix, err))
+		}
+		if !resp.Succeeded {
+			return fmt.Errorf("%s: %s* changed since it was read at revision %d: %w", what, c.prefix, rev, ErrChanged)
+		}
+	}
+	return nil
+}

@@ -3,11 +3,14 @@ package store
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -77,6 +80,34 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--etcd-cert %s given without --etcd-key: a client certificate needs its key", c.CertFile)
 	case c.Password != "" && c.Username == "":
 		return errors.New("--etcd-password given without --etcd-user")
+	}
+	if c.CertFile != "" {
+		return checkCertTime(c.CertFile, time.Now())
+	}
+	return nil
+}
+
+// checkCertTime says when a client certificate is outside its validity, so
+// that an expired certificate reads as such rather than as a failed
+// handshake. An unreadable file is left to the TLS setup to report.
+func checkCertTime(path string, now time.Time) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil //nolint:nilerr // New reports the unreadable file with its context
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil
+	}
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return nil //nolint:nilerr // as above: New's TLS setup names the problem
+	}
+	switch {
+	case now.After(cert.NotAfter):
+		return fmt.Errorf("--etcd-cert %s: certificate %q expired at %s", path, cert.Subject.CommonName, cert.NotAfter.UTC().Format(time.RFC3339))
+	case now.Before(cert.NotBefore):
+		return fmt.Errorf("--etcd-cert %s: certificate %q is not valid before %s", path, cert.Subject.CommonName, cert.NotBefore.UTC().Format(time.RFC3339))
 	}
 	return nil
 }

@@ -381,7 +381,7 @@ func (c *Client) put(ctx context.Context, key string, v any, opts ...clientv3.Op
 		return fmt.Errorf("encode %s: %w", key, err)
 	}
 	if _, err := c.cli.Put(ctx, key, string(b), opts...); err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
+		return fmt.Errorf("put %s: %w", key, c.writeErr(ctx, key, err))
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap/zapcore"
@@ -229,6 +230,15 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 			return nil, fmt.Errorf("etcd %s: TLS setup does not match the server: %s", eps, describe(res, len(cfg.Endpoints)))
 		}
 		err = <-got
+	}
+	if err != nil && (errors.Is(err, rpctypes.ErrPermissionDenied) || errors.Is(err, rpctypes.ErrGRPCPermissionDenied)) {
+		// etcd answered: the identity lacks a role, it is not a connection problem.
+		_ = cli.Close() // the permission error is the one to report
+		who := c.identity
+		if who == "" {
+			who = "this client"
+		}
+		return nil, fmt.Errorf("etcd %s: %s may not read %s (no Skein role granted? see skein auth grant): %w", eps, who, prefix, ErrPermissionDenied)
 	}
 	if err != nil {
 		_ = cli.Close() // the reachability error is the one to report

@@ -11,10 +11,6 @@ import (
 	"github.com/skeinnet/skein/store"
 )
 
-// RouteReflectorLabel marks a node as a BGP route reflector; its value is
-// the reflector's cluster id (an IPv4 address, or empty for the router id).
-const RouteReflectorLabel = "skein.dev/route-reflector"
-
 func (a *Agent) newSpeaker() (*bgp.Speaker, error) {
 	cfg := bgp.Config{
 		RouterID: a.ul.IP,
@@ -24,12 +20,12 @@ func (a *Agent) newSpeaker() (*bgp.Speaker, error) {
 	for _, p := range a.cluster.Pools {
 		cfg.Import = append(cfg.Import, p.CIDR)
 	}
-	if id, ok := a.self.Labels[RouteReflectorLabel]; ok {
+	if id, ok := a.self.Labels[api.RouteReflectorLabel]; ok {
 		rr := &bgp.RRConfig{}
 		if id != "" {
 			cid, err := netip.ParseAddr(id)
 			if err != nil || !cid.Is4() {
-				return nil, fmt.Errorf("label %s=%q: cluster id must be an IPv4 address", RouteReflectorLabel, id)
+				return nil, fmt.Errorf("label %s=%q: cluster id must be an IPv4 address", api.RouteReflectorLabel, id)
 			}
 			rr.ClusterID = cid
 		}
@@ -52,7 +48,7 @@ func planBGP(self string, cl api.Cluster, snap store.Snapshot) (bgpPlan, []strin
 	var plan bgpPlan
 	var errs []string
 	asn := cl.BGP.ASN
-	isRR := func(n api.Node) bool { _, ok := n.Labels[RouteReflectorLabel]; return ok }
+	isRR := func(n api.Node) bool { _, ok := n.Labels[api.RouteReflectorLabel]; return ok }
 	me, ok := snap.Nodes[self]
 	plan.reflector = ok && isRR(me)
 	names := make([]string, 0, len(snap.Nodes))

@@ -28,6 +28,9 @@ user name) or with --etcd-user/--etcd-password.
   network-admin  writes everything, and manages users (etcd's root role)
   node           writes what an agent writes: nodes/, alive/, status/, blocks/,
                  endpoints/, namespaces/`,
+		Example: `  skein auth setup --node skeind-h1
+  skein auth grant alice policy-admin --namespaces team-a
+  skein auth list`,
 	}
 	cmd.AddCommand(newAuthSetupCmd(g), newAuthGrantCmd(g), newAuthRevokeCmd(g), newAuthListCmd(g), newAuthCertCmd())
 	return cmd

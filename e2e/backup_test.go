@@ -142,6 +142,33 @@ spec:
 	if r := opsSkein(ctx, t, "audit", "--kind", "restore", "--since", "5m"); r.code != 0 || !strings.Contains(r.stdout, "skein-backup.json") {
 		t.Errorf("the restore left no audit record:\n%s", r)
 	}
+
+	// A restore that would change a live node's record needs --force.
+	n, err := cl.GetNode(ctx, hosts[0].Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Labels == nil {
+		n.Labels = map[string]string{}
+	}
+	n.Labels["backup-test"] = "changed"
+	if err := cl.PutNode(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	r = opsSkein(ctx, t, "restore", "-f", file)
+	if r.code == 0 || !strings.Contains(r.stderr, "nodes whose agents are running") || !strings.Contains(r.stderr, hosts[0].Name) ||
+		!strings.Contains(r.stdout, "~ nodes/"+hosts[0].Name) {
+		t.Errorf("restore over a live node without --force: want the diff and a refusal naming %s\n%s", hosts[0].Name, r)
+	}
+	if got, err := cl.GetNode(ctx, hosts[0].Name); err != nil || got.Labels["backup-test"] != "changed" {
+		t.Errorf("the refused restore changed the node record: %+v, %v", got.Labels, err)
+	}
+	if r := opsSkein(ctx, t, "restore", "-f", file, "--force"); r.code != 0 {
+		t.Errorf("restore --force:\n%s", r)
+	}
+	if got, err := cl.GetNode(ctx, hosts[0].Name); err != nil || got.Labels["backup-test"] != "" {
+		t.Errorf("restore --force left the node record as it was: %+v, %v", got.Labels, err)
+	}
 }
 
 // configKeys returns the keys a backup holds and a restore writes (all but

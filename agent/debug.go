@@ -10,16 +10,13 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
-	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/store"
-	"github.com/skeinnet/skein/vxlan"
 )
 
 // statusCacheTTL bounds how often /debug/topology reads the status records
@@ -100,25 +97,10 @@ func (a *Agent) topology(status map[string]api.NodeStatus) api.Topology {
 		Nodes:     []api.TopologyNode{},
 		Blocks:    []api.Block{},
 		Endpoints: []api.Endpoint{},
-		BGP:       a.bgpDebug(),
 		Policy:    a.policyDebug(),
 	}
 	if a.alloc != nil {
 		t.IPAM = a.alloc.Stats()
-	}
-	if a.vx != nil {
-		// What the kernel has now, not what the last sync saw: the links
-		// below are graded against it.
-		kctx, cancel := context.WithTimeout(context.Background(), statusReadTimeout)
-		d := a.vx.DebugKernel(kctx)
-		cancel()
-		t.Dataplane = &d
-		if d.LastError != "" {
-			t.Errors = append(t.Errors, api.ComponentError{Component: "vxlan", Error: d.LastError})
-		}
-	}
-	if v := t.BGP; v != nil && v.LastError != "" {
-		t.Errors = append(t.Errors, api.ComponentError{Component: "bgp", Error: v.LastError})
 	}
 	if v := t.Policy; v != nil {
 		if v.LastError != "" {
@@ -141,9 +123,15 @@ func (a *Agent) topology(status map[string]api.NodeStatus) api.Topology {
 	a.viewMu.RLock()
 	defer a.viewMu.RUnlock()
 	snap := a.snap.Load()
+	// What the kernel has now, not what the last sync saw: the links are
+	// graded against it.
+	kctx, cancel := context.WithTimeout(context.Background(), statusReadTimeout)
+	defer cancel()
 	if snap == nil {
+		a.be.observe(kctx, store.Snapshot{}, &t)
 		return t
 	}
+	links := a.be.observe(kctx, *snap, &t)
 	t.StoreRev = snap.Rev
 	t.StoreError = snap.Errors
 	for _, b := range snap.Blocks {
@@ -151,7 +139,7 @@ func (a *Agent) topology(status map[string]api.NodeStatus) api.Topology {
 	}
 	sort.Slice(t.Blocks, func(i, j int) bool { return t.Blocks[i].CIDR.Addr().Less(t.Blocks[j].CIDR.Addr()) })
 	t.Endpoints = localEndpoints(a.cfg.NodeName, *snap)
-	t.Nodes = a.topologyNodes(*snap, t.Dataplane, t.BGP, status)
+	t.Nodes = a.topologyNodes(*snap, links, status)
 	t.Links = topologyLinks(t.Nodes)
 	return t
 }
@@ -180,7 +168,7 @@ func topologyLinks(nodes []api.TopologyNode) []api.PairLink {
 
 // topologyNodes lists every node with its blocks, endpoint count, liveness,
 // published status and this node's link to it.
-func (a *Agent) topologyNodes(snap store.Snapshot, dp *vxlan.DebugState, bgp *api.BGPStatus, status map[string]api.NodeStatus) []api.TopologyNode {
+func (a *Agent) topologyNodes(snap store.Snapshot, links map[string]api.Link, status map[string]api.NodeStatus) []api.TopologyNode {
 	blocksOf := map[string][]string{}
 	for _, b := range snap.Blocks {
 		blocksOf[b.Node] = append(blocksOf[b.Node], b.CIDR.String())
@@ -194,13 +182,6 @@ func (a *Agent) topologyNodes(snap store.Snapshot, dp *vxlan.DebugState, bgp *ap
 		// Just deleted and not yet re-registered: still show ourselves.
 		nodes = maps.Clone(nodes)
 		nodes[a.cfg.NodeName] = a.self
-	}
-	var links map[string]api.Link
-	switch {
-	case dp != nil:
-		links = a.vxlanLinks(snap, *dp)
-	case bgp != nil:
-		links = bgpLinks(snap, bgp)
 	}
 	out := make([]api.TopologyNode, 0, len(nodes))
 	for name, n := range nodes {
@@ -231,47 +212,6 @@ func (a *Agent) topologyNodes(snap store.Snapshot, dp *vxlan.DebugState, bgp *ap
 	return out
 }
 
-// vxlanLinks compares, per peer, the entries the planner wants for it with
-// the entries the reconciler last saw in the kernel.
-func (a *Agent) vxlanLinks(snap store.Snapshot, dp vxlan.DebugState) map[string]api.Link {
-	actual := make(map[string]bool, len(dp.Actual))
-	for _, l := range dp.Actual {
-		actual[l] = true
-	}
-	cfg := a.vxlanConfig()
-	peers := vxlanPeers(a.cfg.NodeName, a.ul.Network, snap)
-	links := make(map[string]api.Link, len(snap.Nodes))
-	for name := range snap.Nodes {
-		if name != a.cfg.NodeName {
-			links[name] = api.Link{Kind: string(api.BackendVXLAN), State: api.LinkNone, Detail: "no VTEP registered yet"}
-		}
-	}
-	for _, p := range peers {
-		links[p.Node] = vxlanLink(vxlan.Plan(cfg, []vxlan.Peer{p}), actual, dp)
-	}
-	return links
-}
-
-// vxlanPeerLinks counts the peers whose VXLAN entries are all in the kernel
-// as of the reconciler's last sync, and grades each (for NodeStatus.PeersUp
-// and NodeStatus.Links).
-func (a *Agent) vxlanPeerLinks(dp vxlan.DebugState) (int, map[string]string) {
-	a.viewMu.RLock()
-	defer a.viewMu.RUnlock()
-	snap := a.snap.Load()
-	if snap == nil {
-		return 0, nil
-	}
-	links := linkStates(a.cfg.NodeName, a.vxlanLinks(*snap, dp))
-	up := 0
-	for _, s := range links {
-		if s == api.LinkUp {
-			up++
-		}
-	}
-	return up, links
-}
-
 // linkStates keeps the state of each link to another node.
 func linkStates(self string, links map[string]api.Link) map[string]string {
 	out := make(map[string]string, len(links))
@@ -281,78 +221,6 @@ func linkStates(self string, links map[string]api.Link) map[string]string {
 		}
 	}
 	return out
-}
-
-// vxlanLink grades one peer's wanted entries against the kernel's.
-func vxlanLink(want vxlan.State, actual map[string]bool, dp vxlan.DebugState) api.Link {
-	l := api.Link{Kind: string(api.BackendVXLAN)}
-	var lines []string
-	for _, n := range want.Neighs {
-		lines = append(lines, n.String())
-	}
-	for _, e := range want.FDB {
-		lines = append(lines, e.String())
-	}
-	for _, r := range want.Routes {
-		lines = append(lines, r.String())
-	}
-	var missing []string
-	for _, line := range lines {
-		if !actual[line] {
-			missing = append(missing, line)
-		}
-	}
-	slices.Sort(missing)
-	switch {
-	case dp.Syncs == 0:
-		l.State, l.Detail = api.LinkPending, "dataplane not synced yet"
-	case len(missing) == 0:
-		l.State = api.LinkUp
-		l.Detail = strconv.Itoa(len(lines)) + " entries programmed"
-	case len(missing) < len(lines):
-		l.State = api.LinkPartial
-		l.Detail = "missing: " + strings.Join(missing, "; ")
-	default:
-		l.State = api.LinkDown
-		l.Detail = "nothing programmed"
-		if dp.LastError != "" {
-			l.Detail += ": " + dp.LastError
-		}
-	}
-	return l
-}
-
-// bgpLinks maps each node to this node's session with it: by node name,
-// else by underlay address.
-func bgpLinks(snap store.Snapshot, v *api.BGPStatus) map[string]api.Link {
-	if v == nil {
-		return nil
-	}
-	byIP := map[string]string{}
-	for name, n := range snap.Nodes {
-		if n.UnderlayIP.IsValid() {
-			byIP[n.UnderlayIP.String()] = name
-		}
-	}
-	links := map[string]api.Link{}
-	for name := range snap.Nodes {
-		links[name] = api.Link{Kind: string(api.BackendBGP), State: api.LinkNone, Detail: "no session"}
-	}
-	for _, s := range v.Neighbors {
-		node := s.Name
-		if _, known := snap.Nodes[node]; !known {
-			node = byIP[s.Address.String()]
-		}
-		if node == "" {
-			continue // an external peer
-		}
-		l := api.Link{Kind: string(api.BackendBGP), State: api.LinkDown, Detail: s.State}
-		if s.Up() {
-			l.State = api.LinkUp
-		}
-		links[node] = l
-	}
-	return links
 }
 
 // isLoopbackAddr reports whether a listen address only accepts connections
@@ -389,16 +257,8 @@ func (a *Agent) debugHandler() http.Handler {
 		t.StatusError = statusErr
 		writeJSON(w, http.StatusOK, t)
 	})
-	mux.HandleFunc("GET /debug/vxlan", func(w http.ResponseWriter, r *http.Request) {
-		if a.vx == nil {
-			writeJSON(w, http.StatusNotFound, map[string]string{"error": "this node does not run the vxlan backend"})
-			return
-		}
-		a.vx.ServeHTTPDebug(w, r)
-	})
-	mux.HandleFunc("GET /debug/bgp", func(w http.ResponseWriter, _ *http.Request) {
-		writeHook(w, a.bgpDebug(), "this node does not run the bgp backend")
-	})
+	mux.HandleFunc("GET /debug/vxlan", func(w http.ResponseWriter, r *http.Request) { a.be.serveDebug(api.BackendVXLAN, w, r) })
+	mux.HandleFunc("GET /debug/bgp", func(w http.ResponseWriter, r *http.Request) { a.be.serveDebug(api.BackendBGP, w, r) })
 	mux.HandleFunc("GET /debug/policy", func(w http.ResponseWriter, _ *http.Request) {
 		writeHook(w, a.policyDebug(), "policy enforcement is not running on this node")
 	})

@@ -98,6 +98,7 @@ type debugFixture struct {
 	dp  *memDP
 	srv *httptest.Server
 	log *syncBuffer
+	vx  *vxlan.Reconciler
 }
 
 var (
@@ -133,12 +134,12 @@ func newDebugFixture(t *testing.T, debugAddr string) *debugFixture {
 		log:     log,
 		ul:      underlay{Iface: "eth0", Index: 2, MTU: 1500, IP: netip.MustParseAddr("10.0.0.1"), Network: netip.MustParsePrefix("10.0.0.0/24")},
 		alloc:   alloc,
-		vx:      vx,
 		cluster: api.Cluster{Backend: api.BackendVXLAN, VXLAN: api.VXLANConfig{VNI: 4096, Port: 4789}},
 		metrics: newMetrics(),
 		started: time.Now().Add(-time.Minute),
 	}
 	a.self = api.Node{Name: "n1", UnderlayIP: a.ul.IP, VTEPMAC: vtepMAC("n1"), VTEPIP: alloc.VTEPAddr(), MTU: 1450, Version: "v-test"}
+	a.be = newVXLANBackend("n1", a.ul.Network, a.vxlanConfig(), vx, a.readView, log)
 	snap := store.Snapshot{
 		Rev: 42,
 		Nodes: map[string]api.Node{
@@ -161,7 +162,7 @@ func newDebugFixture(t *testing.T, debugAddr string) *debugFixture {
 		Errors: []string{"/skein/nodes/bad: json: cannot unmarshal array"},
 	}
 	a.snap.Store(&snap)
-	f := &debugFixture{a: a, dp: dp, log: &buf}
+	f := &debugFixture{a: a, vx: vx, dp: dp, log: &buf}
 	f.sync(t)
 	a.serving.Store(true)
 	f.srv = httptest.NewServer(a.debugHandler())
@@ -173,8 +174,8 @@ func newDebugFixture(t *testing.T, debugAddr string) *debugFixture {
 func (f *debugFixture) sync(t *testing.T) {
 	t.Helper()
 	a := f.a
-	a.vx.Set(vxlan.Plan(a.vxlanConfig(), vxlanPeers("n1", a.ul.Network, *a.snap.Load())))
-	_ = a.vx.Sync(t.Context()) // failures are what some tests look at
+	f.vx.Set(vxlan.Plan(a.vxlanConfig(), vxlanPeers("n1", a.ul.Network, *a.snap.Load())))
+	_ = f.vx.Sync(t.Context()) // failures are what some tests look at
 }
 
 func (f *debugFixture) get(t *testing.T, path string) (*http.Response, string) {
@@ -280,7 +281,8 @@ func TestDebugTopologyBeforeSync(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &Agent{cfg: Config{NodeName: "n1"}, log: slog.New(slog.DiscardHandler), vx: vx, metrics: newMetrics()}
+	a := &Agent{cfg: Config{NodeName: "n1"}, log: slog.New(slog.DiscardHandler), metrics: newMetrics()}
+	a.be = newVXLANBackend("n1", netip.Prefix{}, vxlan.Config{}, vx, a.readView, a.log)
 	top := a.topology(nil)
 	if top.Ready || top.Reason == "" || len(top.Nodes) != 0 || top.Nodes == nil {
 		t.Errorf("topology before anything loaded: ready %v reason %q nodes %#v", top.Ready, top.Reason, top.Nodes)

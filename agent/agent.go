@@ -39,8 +39,9 @@ type Agent struct {
 	// pub replays endpoint changes made while etcd was unreachable.
 	pub *publisher
 
-	// snap is the agent's view of the cluster, moved in place by onDelta
-	// under viewMu: readers hold viewMu.RLock (readView) while they use it.
+	// snap is the agent's view of the cluster: the store's own copy, which
+	// its watch moves in place under viewMu (store.WatchView). Readers hold
+	// viewMu.RLock (readView) while they use it.
 	viewMu  sync.RWMutex
 	snap    atomic.Pointer[store.Snapshot]
 	serving atomic.Bool
@@ -250,7 +251,7 @@ func (a *Agent) run(ctx context.Context) error {
 			return nil
 		}
 	})
-	g.Go(func() error { return a.store.WatchDeltas(gctx, a.onDelta) })
+	g.Go(func() error { return a.store.WatchView(gctx, &a.viewMu, a.onDelta) })
 	g.Go(func() error { return a.be.run(gctx) })
 	g.Go(func() error { return a.watchTable(gctx) })
 	g.Go(func() error { return a.pol.rec.Run(gctx) })

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -22,6 +23,12 @@ import (
 var version = "dev"
 
 func main() {
+	// The agent's heap is mostly its long-lived view of the cluster:
+	// collecting at 50 % growth instead of Go's 100 % keeps resident memory
+	// near what that view needs. GOGC, when set, decides.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
 	err := run(ctx, os.Args[1:])
 	stop()

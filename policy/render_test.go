@@ -142,6 +142,7 @@ func applyDiff(have *Ruleset, d *TableDiff) *Ruleset {
 	sortChains(out.Chains)
 	addrs, _ := diffSlices(d.DelIfaceAddrs, have.Addrs)
 	out.Addrs = sortIfaceAddrs(append(addrs, d.AddIfaceAddrs...))
+	out.Tracked = moveSorted(have.Tracked, d.AddTracked, d.DelTracked, netip.Addr.Compare)
 	for _, m := range []struct {
 		have, add, del, out map[string]string
 	}{{have.EgressDispatch, d.AddEgress, d.DelEgress, out.EgressDispatch}, {have.IngressDispatch, d.AddIngress, d.DelIngress, out.IngressDispatch}} {

@@ -389,6 +389,7 @@ func nftHeadRuleset(hostVeth, podIP, pool string, mode headMode) string {
 		ip daddr != @pod_cidrs return
 		ip saddr @tracked_addrs return
 		ip daddr @tracked_addrs return
+		fib daddr type local return
 		notrack
 	}
 	chain prerouting {

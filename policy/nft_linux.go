@@ -823,6 +823,13 @@ func untrackExprs(tracked, pods *nftables.Set) []baseRule {
 		lookup(false, pods, true),
 		lookup(true, tracked, false),
 		lookup(false, tracked, false),
+		// To this host (its VTEP address is a pod address): its own
+		// firewall may judge connections by their state.
+		{exprs: []expr.Any{
+			&expr.Fib{Register: reg1, FlagDADDR: true, ResultADDRTYPE: true},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binary.NativeEndian.AppendUint32(nil, unix.RTN_LOCAL)},
+			ret,
+		}},
 		{exprs: []expr.Any{&expr.Notrack{}}, comment: untrackComment},
 	}
 }

@@ -328,7 +328,9 @@ const (
 // applies to is tracked: the untrack chain, at raw priority (before
 // conntrack), marks TCP between two pod addresses `notrack` unless one of
 // them is a selected endpoint here. Every other packet (UDP, ICMP, traffic
-// to or from outside the pod pools, which NAT may need) stays tracked. A TCP
+// to or from outside the pod pools, which NAT may need, and traffic to this
+// host: its VTEP address is in a pool, and a stateful host firewall must see
+// its connections) stays tracked. A TCP
 // connection that was untracked when its pod became selected is picked up
 // mid-stream by conntrack (tcp_loose): its first packets are new but not
 // SYNs, and the forward chain accepts TCP without SYN before any policy,
@@ -346,6 +348,7 @@ var (
 		"ip daddr != @" + PodCIDRSet + " return",
 		"ip saddr @" + TrackedAddrs + " return",
 		"ip daddr @" + TrackedAddrs + " return",
+		"fib daddr type local return",
 		`notrack comment "` + untrackComment + `"`,
 	}
 	baseForward = []string{

@@ -174,6 +174,13 @@ func TestTraffic(t *testing.T) {
 // tcpFlows counts the TCP conntrack entries between a and b in ns.
 func tcpFlows(t *testing.T, ns *nstest.NS, a, b netip.Addr) int {
 	t.Helper()
+	return flows(t, ns, a, b, false)
+}
+
+// flows counts the TCP conntrack entries between a and b in ns, only those
+// that a opened (conntrack saw a's SYN first) when opened is set.
+func flows(t *testing.T, ns *nstest.NS, a, b netip.Addr, opened bool) int {
+	t.Helper()
 	flows, err := ns.Handle.ConntrackTableList(netlink.ConntrackTable, netlink.FAMILY_V4)
 	if err != nil {
 		t.Fatalf("list conntrack in %s: %v", ns.Name, err)
@@ -182,7 +189,7 @@ func tcpFlows(t *testing.T, ns *nstest.NS, a, b netip.Addr) int {
 	for _, f := range flows {
 		src, _ := netip.AddrFromSlice(f.Forward.SrcIP.To4())
 		dst, _ := netip.AddrFromSlice(f.Forward.DstIP.To4())
-		if f.Forward.Protocol == 6 && (src == a && dst == b || src == b && dst == a) {
+		if f.Forward.Protocol == 6 && (src == a && dst == b || !opened && src == b && dst == a) {
 			n++
 		}
 	}
@@ -207,6 +214,10 @@ func testTraffic(t *testing.T, pods []netip.Prefix) {
 		serve(t, b.ns, netip.AddrPortFrom(b.ip, port))
 	}
 	b8080, b8081 := netip.AddrPortFrom(b.ip, 8080), netip.AddrPortFrom(b.ip, 8081)
+	// A host address inside the pod pool, as a VTEP address is.
+	vtep := netip.MustParseAddr("10.99.0.1")
+	host.LinkUp(t, "lo", netip.PrefixFrom(vtep, 32))
+	serve(t, host, netip.AddrPortFrom(vtep, 8080))
 
 	// A second address in a, routed back to a by the host, for spoofing.
 	spoofed := netip.MustParseAddr("10.99.0.99")
@@ -260,6 +271,11 @@ func testTraffic(t *testing.T, pods []netip.Prefix) {
 		t.Errorf("no TCP conntrack entries between a and b, want them tracked")
 	case pods != nil && n != 0:
 		t.Errorf("%d TCP conntrack entries between a and b, want none: no policy selects them", n)
+	}
+	expectConnect(t, "no policy: a to the host's pool address", a.ns, netip.Addr{}, netip.AddrPortFrom(vtep, 8080))
+	// Entries the host's replies open (OUTPUT is tracked) do not count.
+	if n := flows(t, host, a.ip, vtep, true); n == 0 {
+		t.Errorf("no TCP conntrack entries from a to the host's pool address, want them tracked")
 	}
 
 	apply(`

@@ -39,8 +39,9 @@ type Agent struct {
 	// pub replays endpoint changes made while etcd was unreachable.
 	pub *publisher
 
-	// snap is the agent's view of the cluster, moved in place by onDelta
-	// under viewMu: readers hold viewMu.RLock (readView) while they use it.
+	// snap is the agent's view of the cluster: the store's own copy, which
+	// its watch moves in place under viewMu (store.WatchView). Readers hold
+	// viewMu.RLock (readView) while they use it.
 	viewMu  sync.RWMutex
 	snap    atomic.Pointer[store.Snapshot]
 	serving atomic.Bool
@@ -238,6 +239,14 @@ func (a *Agent) run(ctx context.Context) error {
 		kick:    make(chan struct{}, 1),
 	}
 	cni.pub = a.pub
+	docker, err := a.newDockerPlugin(cni)
+	if err != nil {
+		sockLn.Close()
+		if debugLn != nil {
+			debugLn.Close()
+		}
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		return a.store.HeartbeatIdentity(gctx, a.cfg.NodeName, a.id.Hash, 30*time.Second, a.statusCh)
@@ -250,7 +259,7 @@ func (a *Agent) run(ctx context.Context) error {
 			return nil
 		}
 	})
-	g.Go(func() error { return a.store.WatchDeltas(gctx, a.onDelta) })
+	g.Go(func() error { return a.store.WatchView(gctx, &a.viewMu, a.onDelta) })
 	g.Go(func() error { return a.be.run(gctx) })
 	g.Go(func() error { return a.watchTable(gctx) })
 	g.Go(func() error { return a.pol.rec.Run(gctx) })
@@ -261,6 +270,9 @@ func (a *Agent) run(ctx context.Context) error {
 	})
 	if debugLn != nil {
 		g.Go(func() error { return serve(gctx, debugLn, a.debugHandler(), nil) })
+	}
+	if docker != nil {
+		g.Go(func() error { return docker.run(gctx, a.log) })
 	}
 	if grace := a.cfg.BlockReleaseGrace; grace > 0 {
 		g.Go(func() error { return a.alloc.RunBlockRelease(gctx, ipam.ReleaseEvery(grace)) })

@@ -32,6 +32,13 @@ type Config struct {
 	TakeOverNode bool
 	Log          *slog.Logger // optional
 
+	// DockerPluginSocket is where the Docker (libnetwork) network and IPAM
+	// driver listens; optional, default "" = no Docker driver.
+	DockerPluginSocket string
+	// DockerHost is the Docker engine API the driver reads container names
+	// and labels from; optional, "" = endpoints get network labels only.
+	DockerHost string
+
 	// BlockReleaseGrace is how long a block other than the home block must
 	// stay empty (no allocation, no address cooling down) before the agent
 	// returns it to the pool; optional, default 0 = never. skeind's

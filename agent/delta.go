@@ -7,7 +7,7 @@ import (
 )
 
 // onDelta takes every change of the cluster from the store's watch. The
-// agent's view (a.snap) moves in place under viewMu, and each consumer gets
+// agent's view (a.snap) has moved in place under viewMu, and each consumer gets
 // only what concerns it: the overlay the peers whose node or blocks changed,
 // BGP and policy only the kinds they read. A Reset (first load, resync)
 // rebuilds everything; every other delta costs what it lists.
@@ -22,10 +22,7 @@ func (a *Agent) onDelta(d store.Delta) {
 		a.resetConsumers(*d.Snapshot)
 		return
 	}
-	a.viewMu.Lock()
-	a.snap.Load().Apply(d)
-	a.viewMu.Unlock()
-
+	// The view already holds d (store.WatchView applied it).
 	for _, c := range d.Nodes {
 		switch {
 		case c.Old == nil:

@@ -304,6 +304,14 @@ type BGPSession struct {
 	LastErrorAt time.Time `json:"lastErrorAt,omitzero"`
 }
 
+// Neighbor is the session as a status record publishes it.
+func (s BGPSession) Neighbor() BGPNeighbor {
+	return BGPNeighbor{
+		Name: s.Name, Address: s.Address, ASN: s.ASN, State: s.State, Uptime: s.Uptime,
+		Received: s.Received, Advertised: s.Advertised, LastError: s.LastError,
+	}
+}
+
 // Up reports whether the session is established.
 func (n BGPSession) Up() bool { return strings.EqualFold(n.State, BGPEstablished) }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -40,8 +41,9 @@ file is decoded and validated first: one bad document rejects everything, and th
 error names its file, document number, line and field.
 
 Namespace documents add their labels to the namespace (creating it); labels not in
-the document are kept. Endpoint documents are refused: endpoints come from the CNI
-plugin (they belong in offline files for trace and matrix).`,
+the document are kept. Endpoint and Node documents are refused: endpoints come from
+the CNI plugin, nodes register themselves (both belong in offline files for trace
+and matrix).`,
 		Example: `  skein policy apply -f policies.yaml
   kubectl get netpol -A -o yaml | skein policy apply -f -`,
 		Args: cobra.NoArgs,
@@ -54,21 +56,21 @@ plugin (they belong in offline files for trace and matrix).`,
 				if o.GetKind() == api.KindEndpoint {
 					return fmt.Errorf("endpoint %s: endpoints come from the CNI plugin and cannot be applied (keep them in files for offline trace and matrix)", api.ObjectName(o))
 				}
-			}
-			cl, err := g.client(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			out := cmd.OutOrStdout()
-			for _, o := range objs {
-				res, err := applyObject(cmd, g, cl, o)
-				if err != nil {
-					return err
+				if o.GetKind() == api.KindNode {
+					return fmt.Errorf("node %s: nodes register themselves (skeind) and cannot be applied (keep them in files for offline trace and matrix)", api.ObjectName(o))
 				}
-				fmt.Fprintf(out, "%s %s %s\n", strings.ToLower(o.GetKind()), api.ObjectName(o), res)
 			}
-			return nil
+			return g.withStore(cmd, func(_ context.Context, cl *store.Client) error {
+				out := cmd.OutOrStdout()
+				for _, o := range objs {
+					res, err := applyObject(cmd, g, cl, o)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(out, "%s %s %s\n", strings.ToLower(o.GetKind()), api.ObjectName(o), res)
+				}
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "file to apply, - for stdin (repeatable)")
@@ -169,14 +171,15 @@ var policyKinds = map[string]string{
 	"networkpolicy": api.KindNetworkPolicy, "networkpolicies": api.KindNetworkPolicy, "netpol": api.KindNetworkPolicy, "np": api.KindNetworkPolicy,
 	"adminnetworkpolicy": api.KindAdminNetworkPolicy, "adminnetworkpolicies": api.KindAdminNetworkPolicy, "anp": api.KindAdminNetworkPolicy,
 	"baselineadminnetworkpolicy": api.KindBaselineAdminNetworkPolicy, "baselineadminnetworkpolicies": api.KindBaselineAdminNetworkPolicy, "banp": api.KindBaselineAdminNetworkPolicy,
+	"clusternetworkpolicy": api.KindClusterNetworkPolicy, "clusternetworkpolicies": api.KindClusterNetworkPolicy, "cnp": api.KindClusterNetworkPolicy,
 }
 
-// parsePolicyKind accepts a kind in any case, plural, or short (np, anp, banp).
+// parsePolicyKind accepts a kind in any case, plural, or short (np, anp, banp, cnp).
 func parsePolicyKind(s string) (string, error) {
 	if k, ok := policyKinds[strings.ToLower(s)]; ok {
 		return k, nil
 	}
-	return "", fmt.Errorf("unknown policy kind %q (want networkpolicy|np, adminnetworkpolicy|anp or baselineadminnetworkpolicy|banp)", s)
+	return "", fmt.Errorf("unknown policy kind %q (want networkpolicy|np, adminnetworkpolicy|anp, baselineadminnetworkpolicy|banp or clusternetworkpolicy|cnp)", s)
 }
 
 // parsePolicyRef splits NS/NAME for NetworkPolicy (NAME alone uses ns) or
@@ -211,19 +214,16 @@ func newPolicyGetCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cl, ctx, done, err := g.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			o, err := cl.GetPolicy(ctx, kind, pns, name)
-			if errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("%s %s not found", kind, objectRef(pns, name))
-			}
-			if err != nil {
-				return err
-			}
-			return renderObject(cmd.OutOrStdout(), g, o)
+			return g.withStore(cmd, func(ctx context.Context, cl *store.Client) error {
+				o, err := cl.GetPolicy(ctx, kind, pns, name)
+				if errors.Is(err, store.ErrNotFound) {
+					return fmt.Errorf("%s %s not found", kind, objectRef(pns, name))
+				}
+				if err != nil {
+					return err
+				}
+				return renderObject(cmd.OutOrStdout(), g, o)
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&ns, "namespace", "n", api.DefaultNamespace, "namespace of a NetworkPolicy given by NAME alone")
@@ -263,44 +263,47 @@ func newPolicyListCmd(g *globalFlags) *cobra.Command {
 					return err
 				}
 			}
-			cl, ctx, done, err := g.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			objs, err := cl.ListPolicies(ctx, kind)
-			if err != nil {
-				return err
-			}
-			out := []api.Object{}
-			for _, o := range objs {
-				if ns == "" || o.GetNamespace() == ns {
-					out = append(out, o)
+			return g.withStore(cmd, func(ctx context.Context, cl *store.Client) error {
+				objs, err := cl.ListPolicies(ctx, kind)
+				if err != nil {
+					return err
 				}
-			}
-			sort.SliceStable(out, func(i, j int) bool { return policyOrder(out[i]) < policyOrder(out[j]) })
-			return g.render(cmd.OutOrStdout(), out, func(tw *tabwriter.Writer, _ bool) {
-				fmt.Fprintln(tw, "KIND\tNAMESPACE\tNAME\tSUMMARY")
-				for _, o := range out {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", o.GetKind(), dash(o.GetNamespace()), o.GetName(), policySummary(o))
+				out := []api.Object{}
+				for _, o := range objs {
+					if ns == "" || o.GetNamespace() == ns {
+						out = append(out, o)
+					}
 				}
+				sort.SliceStable(out, func(i, j int) bool { return policyOrder(out[i]) < policyOrder(out[j]) })
+				return g.render(cmd.OutOrStdout(), out, func(tw *tabwriter.Writer, _ bool) {
+					fmt.Fprintln(tw, "KIND\tNAMESPACE\tNAME\tSUMMARY")
+					for _, o := range out {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", o.GetKind(), dash(o.GetNamespace()), o.GetName(), policySummary(o))
+					}
+				})
 			})
 		},
 	}
-	cmd.Flags().StringVar(&kindFlag, "kind", "", "only this kind (np, anp, banp or the full name)")
+	cmd.Flags().StringVar(&kindFlag, "kind", "", "only this kind (np, anp, banp, cnp or the full name)")
 	cmd.Flags().StringVarP(&ns, "namespace", "n", "", "only NetworkPolicies of this namespace")
 	return cmd
 }
 
-// policyOrder sorts the list as evaluation goes: ANP, NetworkPolicy, BANP.
+// policyOrder sorts the list as evaluation goes: the Admin tier (ANP, then
+// Admin CNP), NetworkPolicy, the Baseline tier (Baseline CNP, then BANP).
 func policyOrder(o api.Object) int {
-	switch o.GetKind() {
-	case api.KindAdminNetworkPolicy:
+	switch p := o.(type) {
+	case *api.AdminNetworkPolicy:
 		return 0
-	case api.KindNetworkPolicy:
-		return 1
+	case *api.ClusterNetworkPolicy:
+		if p.Spec.Tier == api.TierAdmin {
+			return 1
+		}
+		return 3
+	case *api.NetworkPolicy:
+		return 2
 	}
-	return 2
+	return 4
 }
 
 func dash(s string) string {
@@ -321,6 +324,9 @@ func policySummary(o api.Object) string {
 			len(p.Spec.Ingress), len(p.Spec.Egress))
 	case *api.BaselineAdminNetworkPolicy:
 		return fmt.Sprintf("subject=%s ingress=%d egress=%d", subjectString(p.Spec.Subject), len(p.Spec.Ingress), len(p.Spec.Egress))
+	case *api.ClusterNetworkPolicy:
+		return fmt.Sprintf("tier=%s priority=%d subject=%s ingress=%d egress=%d", p.Spec.Tier, p.Spec.Priority, subjectString(p.Spec.Subject),
+			len(p.Spec.Ingress), len(p.Spec.Egress))
 	}
 	return ""
 }
@@ -410,28 +416,25 @@ are skipped). Deleting a policy that does not exist is an error unless
 			default:
 				return errors.New("give KIND NS/NAME (or KIND NAME), or -f FILE")
 			}
-			cl, err := g.client(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			var errs []error
-			for _, r := range refs {
-				ctx, cancel := g.ctx(cmd)
-				err := cl.DeletePolicy(ctx, r.kind, r.ns, r.name)
-				cancel()
-				switch {
-				case errors.Is(err, store.ErrNotFound):
-					if !ignoreNotFound {
-						errs = append(errs, fmt.Errorf("%s %s not found", r.kind, objectRef(r.ns, r.name)))
+			return g.withStore(cmd, func(_ context.Context, cl *store.Client) error {
+				var errs []error
+				for _, r := range refs {
+					ctx, cancel := g.ctx(cmd)
+					err := cl.DeletePolicy(ctx, r.kind, r.ns, r.name)
+					cancel()
+					switch {
+					case errors.Is(err, store.ErrNotFound):
+						if !ignoreNotFound {
+							errs = append(errs, fmt.Errorf("%s %s not found", r.kind, objectRef(r.ns, r.name)))
+						}
+					case err != nil:
+						errs = append(errs, err)
+					default:
+						fmt.Fprintf(cmd.OutOrStdout(), "%s %s deleted\n", strings.ToLower(r.kind), objectRef(r.ns, r.name))
 					}
-				case err != nil:
-					errs = append(errs, err)
-				default:
-					fmt.Fprintf(cmd.OutOrStdout(), "%s %s deleted\n", strings.ToLower(r.kind), objectRef(r.ns, r.name))
 				}
-			}
-			return errors.Join(errs...)
+				return errors.Join(errs...)
+			})
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "delete the policies in this file, - for stdin (repeatable)")

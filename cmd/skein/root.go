@@ -180,15 +180,46 @@ func newVersionCmd() *cobra.Command {
 	}
 }
 
-// open connects to etcd and returns the client, a context with the per-call
-// deadline, and a func that releases both.
-func (g *globalFlags) open(cmd *cobra.Command) (*store.Client, context.Context, func(), error) {
+// withStore is how every command reaches etcd: it connects with the global
+// flags, runs fn with the client and a context bounded by --timeout, and
+// closes the client. A command that makes many calls takes a fresh deadline
+// for each with g.ctx.
+func (g *globalFlags) withStore(cmd *cobra.Command, fn func(ctx context.Context, cl *store.Client) error) error {
 	cl, err := g.client(cmd.Context())
 	if err != nil {
-		return nil, nil, nil, err
+		return err
 	}
+	defer cl.Close()
 	ctx, cancel := g.ctx(cmd)
-	return cl, ctx, func() { cancel(); cl.Close() }, nil
+	defer cancel()
+	return fn(ctx, cl)
+}
+
+// completeFromStore completes a command's one argument from the names list
+// returns, through withStore, quietly giving up when etcd does not answer
+// within a second.
+func (g *globalFlags) completeFromStore(list func(ctx context.Context, cl *store.Client) ([]string, error)) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) > 0 || g.fromEnv(cmd) != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		quick := *g
+		quick.Timeout = time.Second
+		var out []cobra.Completion
+		_ = quick.withStore(cmd, func(ctx context.Context, cl *store.Client) error { // no completion is the answer to any error
+			names, err := list(ctx, cl)
+			if err != nil {
+				return err
+			}
+			for _, n := range names {
+				if strings.HasPrefix(n, toComplete) {
+					out = append(out, n)
+				}
+			}
+			return nil
+		})
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
 }
 
 // ctx returns the command's context with the per-call deadline.

@@ -56,6 +56,9 @@ func run(ctx context.Context, args []string) error {
 		configFile = fs.String("config", "", "optional YAML file of flag values (flag name: value)")
 		showVer    = fs.Bool("version", false, "print the version and exit")
 
+		dockerSocket = fs.String("docker-plugin-socket", "", "serve the Docker network and IPAM driver \"skein\" on this unix socket (e.g. /run/docker/plugins/skein.sock); empty: off")
+		dockerHost   = fs.String("docker-host", "unix:///var/run/docker.sock", "with --docker-plugin-socket: the Docker engine API, read for container names and labels")
+
 		releaseGrace = fs.Duration("block-release-grace", agent.DefaultBlockReleaseGrace,
 			"return a block other than the home block to the pool once it has been empty this long (no container, no address cooling down); 0 disables")
 		trackAll = fs.Bool("conntrack-all-pods", false,
@@ -100,6 +103,9 @@ func run(ctx context.Context, args []string) error {
 
 		BlockReleaseGrace: *releaseGrace,
 		ConntrackAllPods:  *trackAll,
+	}
+	if *dockerSocket != "" {
+		cfg.DockerPluginSocket, cfg.DockerHost = *dockerSocket, *dockerHost
 	}
 	if cfg.NodeName == "" {
 		if cfg.NodeName, err = os.Hostname(); err != nil {

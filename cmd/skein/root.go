@@ -25,6 +25,8 @@ type globalFlags struct {
 	EtcdCert      string
 	EtcdKey       string
 	EtcdCA        string
+	EtcdUser      string
+	EtcdPassword  string
 	Output        string
 	Timeout       time.Duration
 	Config        string
@@ -73,6 +75,8 @@ func newRootCmd() *cobra.Command {
 	pf.StringVar(&g.EtcdCert, "etcd-cert", "", "etcd client certificate (env SKEIN_ETCD_CERT)")
 	pf.StringVar(&g.EtcdKey, "etcd-key", "", "etcd client key (env SKEIN_ETCD_KEY)")
 	pf.StringVar(&g.EtcdCA, "etcd-ca", "", "etcd CA certificate (env SKEIN_ETCD_CA)")
+	pf.StringVar(&g.EtcdUser, "etcd-user", "", "etcd user name, instead of the client certificate's CN (env SKEIN_ETCD_USER)")
+	pf.StringVar(&g.EtcdPassword, "etcd-password", "", "etcd user's password (env SKEIN_ETCD_PASSWORD)")
 	pf.StringVarP(&g.Output, "output", "o", "table", "output format: table, wide, json or yaml")
 	pf.DurationVar(&g.Timeout, "timeout", 10*time.Second, "deadline for each call to etcd")
 	pf.StringVar(&g.Config, "config", "", "YAML file of global flag values, e.g. `etcd-endpoints: https://10.0.0.10:2379` (env SKEIN_CONFIG; default "+defaultConfigFile+" when present)")
@@ -86,6 +90,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newClusterCmd(g), newNodeCmd(g), newIPAMCmd(g), epCmd, nsCmd, polCmd, newLabCmd(g), newVersionCmd())
 	root.AddCommand(newOpsCmds(g)...)
 	root.AddCommand(newBGPCmd(g))
+	root.AddCommand(newAuthCmd(g), newAuditCmd(g), newBackupCmd(g), newRestoreCmd(g))
 	return root
 }
 
@@ -146,7 +151,10 @@ func (g *globalFlags) storeConfig() store.Config {
 		CertFile:    g.EtcdCert,
 		KeyFile:     g.EtcdKey,
 		CAFile:      g.EtcdCA,
+		Username:    g.EtcdUser,
+		Password:    g.EtcdPassword,
 		DialTimeout: g.Timeout,
+		Audit:       g.actor(),
 	}
 }
 
@@ -229,7 +237,7 @@ func (g *globalFlags) ctx(cmd *cobra.Command) (context.Context, context.CancelFu
 
 // globalSettings are the global flags the environment and the config file
 // may set.
-var globalSettings = []string{"etcd-endpoints", "etcd-prefix", "etcd-cert", "etcd-key", "etcd-ca", "output", "timeout"}
+var globalSettings = []string{"etcd-endpoints", "etcd-prefix", "etcd-cert", "etcd-key", "etcd-ca", "etcd-user", "etcd-password", "output", "timeout"}
 
 // readConfig loads the CLI config file: --config, else SKEIN_CONFIG, else
 // the default file when it exists. Unknown keys are an error.

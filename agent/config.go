@@ -44,6 +44,11 @@ type Config struct {
 	// returns it to the pool; optional, default 0 = never. skeind's
 	// --block-release-grace defaults to DefaultBlockReleaseGrace.
 	BlockReleaseGrace time.Duration
+	// ConntrackAllPods keeps connection tracking on for all pod traffic;
+	// optional, default false: TCP between pods that no policy selects on
+	// this host skips conntrack (policy.ApplierConfig.PodCIDRs). Set it
+	// where a conntrack-based service proxy NATs pod-to-pod connections.
+	ConntrackAllPods bool
 }
 
 // EmbeddedTLS is the server side of TLS for the embedded etcd. The agent

@@ -93,8 +93,14 @@ func newEnforcer(node string, a *Agent) (*enforcer, error) {
 	if err != nil {
 		return nil, err
 	}
+	var pods []netip.Prefix
+	if !a.cfg.ConntrackAllPods {
+		for _, p := range a.cluster.Pools {
+			pods = append(pods, p.CIDR)
+		}
+	}
 	rec, err := policy.NewReconciler(policy.ReconcilerConfig{
-		Dataplane: policy.NewApplier(conn, a.log),
+		Dataplane: policy.NewApplierWith(policy.ApplierConfig{Conn: conn, Log: a.log, PodCIDRs: pods}),
 		Log:       a.log,
 		Resync:    a.cfg.Resync,
 	})

@@ -68,6 +68,8 @@ func run(ctx context.Context, args []string) error {
 
 		releaseGrace = fs.Duration("block-release-grace", agent.DefaultBlockReleaseGrace,
 			"return a block other than the home block to the pool once it has been empty this long (no container, no address cooling down); 0 disables")
+		trackAll = fs.Bool("conntrack-all-pods", false,
+			"connection-track all pod traffic, not only that of pods a policy selects: for a conntrack-based service proxy (kube-proxy) that NATs pod-to-pod connections")
 	)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: skeind [flags]\n\nEvery flag can also be set as SKEIN_<FLAG> in the environment (e.g. SKEIN_NODE_NAME)\nor in --config; command-line flags win over the environment, which wins over the file.\n\n")
@@ -107,6 +109,7 @@ func run(ctx context.Context, args []string) error {
 		Log:          log,
 
 		BlockReleaseGrace: *releaseGrace,
+		ConntrackAllPods:  *trackAll,
 	}
 	if *dockerSocket != "" {
 		cfg.DockerPluginSocket, cfg.DockerHost = *dockerSocket, *dockerHost

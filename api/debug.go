@@ -316,7 +316,7 @@ func (s BGPSession) Neighbor() BGPNeighbor {
 }
 
 // Up reports whether the session is established.
-func (n BGPSession) Up() bool { return strings.EqualFold(n.State, BGPEstablished) }
+func (s BGPSession) Up() bool { return strings.EqualFold(s.State, BGPEstablished) }
 
 // BGPRejection is a learned best path that is not installed, and why.
 type BGPRejection struct {

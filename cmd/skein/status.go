@@ -100,6 +100,9 @@ func unhealthyExit(rep clusterReport) error {
 	for _, nr := range rep.Nodes {
 		n += len(nr.Problems)
 	}
+	if rep.Kube != nil {
+		n += len(rep.Kube.Problems)
+	}
 	// The verdict and each problem are in the output (stdout, after the table; `healthy` in JSON).
 	return &exitError{code: exitUnhealthy, err: fmt.Errorf("unhealthy: %d problem(s)", n), said: true}
 }
@@ -112,6 +115,8 @@ type clusterReport struct {
 	Healthy  bool         `json:"healthy"`
 	Problems []string     `json:"problems,omitempty"`
 	Nodes    []nodeReport `json:"nodes"`
+	// Kube is the Kubernetes sync (skein-kube), when one runs or ran.
+	Kube *kubeReport `json:"kube,omitempty"`
 }
 
 // nodeReport is one node's line of `skein status`.
@@ -481,7 +486,8 @@ func buildReport(in statusInput) clusterReport {
 		rep.Nodes = append(rep.Nodes, nr)
 	}
 	sort.Slice(rep.Nodes, func(i, j int) bool { return rep.Nodes[i].Name < rep.Nodes[j].Name })
-	rep.Healthy = len(rep.Problems) == 0
+	rep.Kube = buildKubeReport(inv.Other[api.KubeStatusKey], in.now)
+	rep.Healthy = len(rep.Problems) == 0 && (rep.Kube == nil || rep.Kube.Healthy)
 	for _, nr := range rep.Nodes {
 		rep.Healthy = rep.Healthy && nr.Healthy
 	}
@@ -603,4 +609,5 @@ func renderStatus(tw *tabwriter.Writer, rep clusterReport, wide bool) {
 			fmt.Fprintf(tw, "  %s: %s\n", n.Name, p)
 		}
 	}
+	renderKube(tw, rep.Kube, rep.Checked)
 }

@@ -122,10 +122,7 @@ func Run(ctx context.Context, cfg Config) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		publishStatus(lctx, cli, prefix+api.KubeStatusKey, cfg.Identity, st, cfg.StatusInterval, func(ctx context.Context) error {
-			_, err := cfg.Kube.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).Raw()
-			return err
-		})
+		publishStatus(lctx, cli, prefix+api.KubeStatusKey, cfg.Identity, st, cfg.StatusInterval, ping(cfg.Kube))
 	}()
 	err = c.run(lctx, cfg.Workers)
 	cancel()
@@ -139,4 +136,18 @@ func Run(ctx context.Context, cfg Config) error {
 		return nil
 	}
 	return err
+}
+
+// ping asks the API server's /readyz within ctx. A client without a REST
+// client (the fakes of unit tests) asks for the server version instead.
+func ping(kc kubernetes.Interface) func(context.Context) error {
+	return func(ctx context.Context) error {
+		rc := kc.Discovery().RESTClient()
+		if rc == nil {
+			_, err := kc.Discovery().ServerVersion()
+			return err
+		}
+		_, err := rc.Get().AbsPath("/readyz").DoRaw(ctx)
+		return err
+	}
 }

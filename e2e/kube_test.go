@@ -922,4 +922,3 @@ func (k *kubeEnv) mustCreate(ctx context.Context, t *testing.T, what string, cre
 		t.Fatalf("create %s: %v", what, err)
 	}
 }
-

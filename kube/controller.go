@@ -23,7 +23,6 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 	npinformers "sigs.k8s.io/network-policy-api/pkg/client/informers/externalversions"
-
 )
 
 // Queue key kinds besides the policy kinds (api.Kind*).
@@ -382,4 +381,3 @@ func served(cfg Config, groupVersion, resource string) (bool, error) {
 	}
 	return false, nil
 }
-

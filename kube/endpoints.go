@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/skeinnet/skein/api"
 )
@@ -27,7 +27,7 @@ type endpointEntry struct {
 // by namespace/name without listing them all.
 type endpointIndex struct {
 	mu    sync.Mutex
-	byKey map[string]endpointEntry         // etcd key (without prefix) → record
+	byKey map[string]endpointEntry       // etcd key (without prefix) → record
 	byPod map[string]map[string]struct{} // "ns/name" → etcd keys
 }
 

@@ -141,12 +141,13 @@ func (c *controller) watch(kind string, inf cache.SharedIndexInformer) error {
 // run starts the informers and the endpoint watch, resyncs fully, then
 // works the queue until ctx ends.
 func (c *controller) run(ctx context.Context, workers int) error {
-	defer c.queue.ShutDown()
 	start := time.Now()
 	c.namespaces.Start(ctx.Done())
 	c.npFactory.Start(ctx.Done())
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	// Workers block in queue.Get: shut it down before waiting for them.
+	defer c.queue.ShutDown()
 	loaded := make(chan struct{})
 	wg.Go(func() {
 		_ = watchEndpoints(ctx, c.m.cli, c.m.prefix, c.idx, func(pod string) {

@@ -25,7 +25,7 @@ KUBE_APISERVER := $(BIN)/kube-apiserver-$(KUBE_VERSION)
 
 $(KUBE_APISERVER):
 	@mkdir -p $(BIN)
-	cd tools/kube && nice $(GO) build -trimpath -ldflags '-s -w' -o $@.tmp k8s.io/kubernetes/cmd/kube-apiserver
+	cd tools/kube && nice $(GO) build -trimpath -ldflags '-s -w -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION)' -o $@.tmp k8s.io/kubernetes/cmd/kube-apiserver
 	mv $@.tmp $@
 
 tools: $(KUBE_APISERVER)

@@ -271,6 +271,7 @@ func (k *kubeEnv) startAPIServer(ctx context.Context, t *testing.T, apiserver st
 		"--service-account-signing-key-file=" + saKey,
 		"--service-cluster-ip-range=10.96.0.0/16",
 		"--enable-priority-and-fairness=false",
+		"--allow-privileged=true", // skeind's DaemonSet is privileged
 		"--profiling=false",
 	}
 	if f := k.s.l.EtcdTLS(); f != nil {
@@ -317,7 +318,7 @@ func (k *kubeEnv) startAPIServer(ctx context.Context, t *testing.T, apiserver st
 // startIn starts a process inside a lab namespace; the test stops it.
 func (k *kubeEnv) startIn(ctx context.Context, t *testing.T, ns, name, bin string, args ...string) *exec.Cmd {
 	t.Helper()
-	logf, err := os.Create(filepath.Join(k.dir, name+".log"))
+	logf, err := os.OpenFile(filepath.Join(k.dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -485,6 +486,23 @@ current-context: lab
 	k.mu.Unlock()
 }
 
+// stopSync stops a replica: SIGTERM (it resigns), SIGKILL after 10 s.
+func stopSync(t *testing.T, host string, cmd *exec.Cmd) {
+	t.Helper()
+	start := time.Now()
+	_ = cmd.Process.Signal(syscall.SIGTERM) // it may be gone already
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }() // the exit status of a stopped replica says nothing
+	select {
+	case <-done:
+		t.Logf("skein-kube on %s stopped in %s", host, time.Since(start).Round(time.Millisecond))
+	case <-time.After(10 * time.Second):
+		t.Errorf("skein-kube on %s did not stop within 10s of SIGTERM; killed", host)
+		_ = cmd.Process.Kill() // it would not stop
+		<-done
+	}
+}
+
 // status reads skein-kube's status record.
 func (k *kubeEnv) status(ctx context.Context) (api.KubeStatus, bool, error) {
 	var st api.KubeStatus
@@ -602,17 +620,24 @@ func (k *kubeEnv) waitPolicies(ctx context.Context, t *testing.T, want map[strin
 // not a NetworkPolicy.
 func kubeNetworkPolicies(t *testing.T, docs string) ([]*networkingv1.NetworkPolicy, bool) {
 	t.Helper()
+	// Skein's decoder reads the cases as `skein policy apply` does (YAML
+	// 1.2: "y" is a string, not a boolean); its JSON is the upstream schema.
+	objs, err := api.DecodeDocuments("case", []byte(docs))
+	if err != nil {
+		t.Fatalf("decode case: %v", err)
+	}
 	var out []*networkingv1.NetworkPolicy
-	for _, doc := range strings.Split(docs, "\n---") {
-		if strings.TrimSpace(doc) == "" {
-			continue
+	for _, o := range objs {
+		if o.GetKind() != api.KindNetworkPolicy {
+			return nil, false
+		}
+		b, err := json.Marshal(o)
+		if err != nil {
+			t.Fatal(err)
 		}
 		var np networkingv1.NetworkPolicy
-		if err := yaml.Unmarshal([]byte(doc), &np); err != nil {
-			t.Fatalf("decode %q: %v", doc, err)
-		}
-		if np.Kind != "NetworkPolicy" {
-			return nil, false
+		if err := json.Unmarshal(b, &np); err != nil {
+			t.Fatalf("NetworkPolicy %s: %v", b, err)
 		}
 		out = append(out, &np)
 	}
@@ -689,8 +714,7 @@ func (k *kubeEnv) restartSyncs(ctx context.Context, t *testing.T) {
 	k.syncs = map[string]*exec.Cmd{}
 	k.mu.Unlock()
 	for _, h := range hosts {
-		_ = cmds[h].Process.Signal(syscall.SIGTERM) // it resigns and exits
-		_ = cmds[h].Wait()                          // exit status of a stopped replica says nothing
+		stopSync(t, h, cmds[h])
 	}
 	since := time.Now()
 	for _, h := range hosts {
@@ -859,8 +883,7 @@ func (k *kubeEnv) testResync(ctx context.Context, t *testing.T) {
 	k.mu.Unlock()
 	var hosts []string
 	for h, c := range cmds {
-		_ = c.Process.Signal(syscall.SIGTERM) // stop them all
-		_ = c.Wait()                          // exit status of a stopped replica says nothing
+		stopSync(t, h, c)
 		hosts = append(hosts, h)
 	}
 	if err := k.cs.NetworkingV1().NetworkPolicies("z").Delete(ctx, "gone-while-down", metav1.DeleteOptions{}); err != nil {

@@ -125,6 +125,7 @@ func Run(ctx context.Context, cfg Config) error {
 		publishStatus(lctx, cli, prefix+api.KubeStatusKey, cfg.Identity, st, cfg.StatusInterval, ping(cfg.Kube))
 	}()
 	err = c.run(lctx, cfg.Workers)
+	cfg.Log.Info("mirroring stopped", "node", cfg.Identity, "err", err)
 	cancel()
 	<-done
 	select {

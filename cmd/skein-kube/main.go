@@ -106,6 +106,7 @@ func run(ctx context.Context, args []string) error {
 	if errors.Is(err, kube.ErrLostLead) {
 		log.Error("lost the lead; exiting so that a restart campaigns again", "err", err)
 	}
+	log.Info("skein-kube stopped", "err", err)
 	return err
 }
 

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -17,7 +16,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/skeinnet/skein/api"
-	"github.com/skeinnet/skein/bgp"
 	"github.com/skeinnet/skein/ipam"
 	"github.com/skeinnet/skein/store"
 	"github.com/skeinnet/skein/vxlan"
@@ -25,13 +23,13 @@ import (
 
 // Agent is one running skeind. Build it with Run.
 type Agent struct {
-	cfg     Config
-	log     *slog.Logger
-	ul      underlay
-	store   *store.Client
-	alloc   *ipam.Allocator
-	vx      *vxlan.Reconciler // nil unless the backend is vxlan
-	bgp     *bgp.Speaker      // nil unless the backend is bgp
+	cfg   Config
+	log   *slog.Logger
+	ul    underlay
+	store *store.Client
+	alloc *ipam.Allocator
+	// be is the VXLAN or BGP backend, set before anything runs.
+	be      backend
 	pol     *enforcer
 	self    api.Node
 	cluster api.Cluster
@@ -41,26 +39,17 @@ type Agent struct {
 	// pub replays endpoint changes made while etcd was unreachable.
 	pub *publisher
 
-	// snap is the agent's view of the cluster, moved in place by onDelta
-	// under viewMu: readers hold viewMu.RLock (readView) while they use it.
-	viewMu sync.RWMutex
-	snap   atomic.Pointer[store.Snapshot]
-	// vxPlan and blocksOf (blocks by node) belong to the watch goroutine.
-	vxPlan     *vxlan.Planner
-	blocksOf   map[string][]netip.Prefix
-	serving    atomic.Bool
-	bgpRunning atomic.Bool
+	// snap is the agent's view of the cluster: the store's own copy, which
+	// its watch moves in place under viewMu (store.WatchView). Readers hold
+	// viewMu.RLock (readView) while they use it.
+	viewMu  sync.RWMutex
+	snap    atomic.Pointer[store.Snapshot]
+	serving atomic.Bool
 	// reregistering is set while a re-registration of the node record runs.
 	reregistering atomic.Bool
-	// bgpErrs is the last peer-planning problem, logged once per change.
-	bgpErrs atomic.Value
-	// peersUpMu guards the cached PeersUp of the last vxlan sync count.
-	peersUpMu                  sync.Mutex
-	peersUpSyncs, peersUpCount int
-	peerLinks                  map[string]string
-	readyOnce                  sync.Once
-	readyAt                    atomic.Int64 // unix nanos of the first time every readiness condition held
-	statusCh                   chan api.NodeStatus
+	readyOnce     sync.Once
+	readyAt       atomic.Int64 // unix nanos of the first time every readiness condition held
+	statusCh      chan api.NodeStatus
 	// takenOver is set once the node record names another identity: the
 	// agent then refuses every request and exits with fatal's error.
 	takenOver atomic.Bool
@@ -152,7 +141,7 @@ func (a *Agent) run(ctx context.Context) error {
 		a.self.MTU = ul.MTU - api.VXLANOverhead
 		a.self.VTEPMAC = vtepMAC(a.cfg.NodeName)
 		a.self.VTEPIP = a.alloc.VTEPAddr()
-		a.vx, err = vxlan.NewReconciler(vxlan.ReconcilerConfig{
+		rec, err := vxlan.NewReconciler(vxlan.ReconcilerConfig{
 			Dataplane: vxlan.NewNetlinkDataplane(nil, a.log),
 			Resync:    a.cfg.Resync,
 			Log:       a.log,
@@ -160,13 +149,16 @@ func (a *Agent) run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("vxlan: %w", err)
 		}
+		a.be = newVXLANBackend(a.cfg.NodeName, ul.Network, a.vxlanConfig(), rec, a.readView, a.log)
 	case api.BackendBGP:
 		a.self.MTU = ul.MTU // routed: no encapsulation
 		a.self.RouterID = ul.IP
 		a.self.ASN = a.cluster.BGP.ASN
-		if a.bgp, err = a.newSpeaker(); err != nil {
+		sp, err := newSpeaker(ul, a.cluster, a.self, a.log)
+		if err != nil {
 			return fmt.Errorf("bgp: %w", err)
 		}
+		a.be = newBGPBackend(a.cfg.NodeName, a.cluster, ul.IP, sp, a.alloc.Blocks, a.readView, a.log)
 	default:
 		return fmt.Errorf("cluster backend %q is not supported by this agent", a.cluster.Backend)
 	}
@@ -259,18 +251,9 @@ func (a *Agent) run(ctx context.Context) error {
 			return nil
 		}
 	})
-	g.Go(func() error { return a.store.WatchDeltas(gctx, a.onDelta) })
-	if a.vx != nil {
-		g.Go(func() error { return a.vx.Run(gctx) })
-		g.Go(func() error { return a.watchKernel(gctx) })
-	}
+	g.Go(func() error { return a.store.WatchView(gctx, &a.viewMu, a.onDelta) })
+	g.Go(func() error { return a.be.run(gctx) })
 	g.Go(func() error { return a.watchTable(gctx) })
-	if a.bgp != nil {
-		g.Go(func() error {
-			a.bgpRunning.Store(true)
-			return a.bgp.Run(gctx)
-		})
-	}
 	g.Go(func() error { return a.pol.rec.Run(gctx) })
 	g.Go(func() error { return a.pol.run(gctx) })
 	g.Go(func() error { return a.pub.Run(gctx) })
@@ -394,10 +377,11 @@ func (a *Agent) readiness() (bool, string) {
 		return false, "no address block held"
 	case a.snap.Load() == nil:
 		return false, "cluster state not loaded yet"
-	case a.vx != nil && a.vx.Debug().Syncs == 0:
-		return false, "dataplane not synced yet"
-	case a.bgp != nil && !a.bgpRunning.Load():
-		return false, "bgp speaker not started yet"
+	}
+	if why := a.be.notReady(); why != "" {
+		return false, why
+	}
+	switch {
 	case a.pol != nil && a.pol.rec.Debug().Syncs == 0:
 		return false, "policy not enforced yet"
 	case !a.serving.Load():

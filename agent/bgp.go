@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"sort"
 	"strings"
@@ -11,25 +12,21 @@ import (
 	"github.com/skeinnet/skein/store"
 )
 
-// RouteReflectorLabel marks a node as a BGP route reflector; its value is
-// the reflector's cluster id (an IPv4 address, or empty for the router id).
-const RouteReflectorLabel = "skein.dev/route-reflector"
-
-func (a *Agent) newSpeaker() (*bgp.Speaker, error) {
+func newSpeaker(ul underlay, cl api.Cluster, self api.Node, log *slog.Logger) (*bgp.Speaker, error) {
 	cfg := bgp.Config{
-		RouterID: a.ul.IP,
-		ASN:      a.cluster.BGP.ASN,
-		Log:      a.log,
+		RouterID: ul.IP,
+		ASN:      cl.BGP.ASN,
+		Log:      log,
 	}
-	for _, p := range a.cluster.Pools {
+	for _, p := range cl.Pools {
 		cfg.Import = append(cfg.Import, p.CIDR)
 	}
-	if id, ok := a.self.Labels[RouteReflectorLabel]; ok {
+	if id, ok := self.Labels[api.RouteReflectorLabel]; ok {
 		rr := &bgp.RRConfig{}
 		if id != "" {
 			cid, err := netip.ParseAddr(id)
 			if err != nil || !cid.Is4() {
-				return nil, fmt.Errorf("label %s=%q: cluster id must be an IPv4 address", RouteReflectorLabel, id)
+				return nil, fmt.Errorf("label %s=%q: cluster id must be an IPv4 address", api.RouteReflectorLabel, id)
 			}
 			rr.ClusterID = cid
 		}
@@ -38,51 +35,41 @@ func (a *Agent) newSpeaker() (*bgp.Speaker, error) {
 	return bgp.New(cfg)
 }
 
-// bgpPlan is what the speaker should have: its peers and role.
-type bgpPlan struct {
-	peers     []bgp.Peer
-	reflector bool
+// isReflector reports whether n carries the route-reflector label.
+func isReflector(n api.Node) bool { _, ok := n.Labels[api.RouteReflectorLabel]; return ok }
+
+// nodePeer is this node's session with node name, planned from that node's
+// record alone (and this node's role): with the node mesh every other node;
+// without it, reflectors peer with every node (as their clients) and with
+// each other, other nodes peer only with reflectors. Liveness plays no part.
+func nodePeer(self string, selfRR bool, cl api.Cluster, name string, n api.Node) (bgp.Peer, bool) {
+	if name == self || !n.UnderlayIP.IsValid() {
+		return bgp.Peer{}, false
+	}
+	asn := cl.BGP.ASN
+	switch {
+	case cl.BGP.NodeMesh:
+		return bgp.Peer{Name: name, Address: n.UnderlayIP, ASN: asn, Description: "node mesh"}, true
+	case selfRR:
+		return bgp.Peer{Name: name, Address: n.UnderlayIP, ASN: asn, RouteReflectorClient: !isReflector(n), Description: "reflector client"}, true
+	case isReflector(n):
+		return bgp.Peer{Name: name, Address: n.UnderlayIP, ASN: asn, Description: "route reflector"}, true
+	}
+	return bgp.Peer{}, false
 }
 
-// planBGP derives this node's BGP peers from the cluster: with the node mesh
-// every other node; without it, reflectors peer with every node (as their
-// clients) and with each other, other nodes peer only with reflectors; and
-// external peers meant for all nodes or for this one. Liveness plays no part.
-func planBGP(self string, cl api.Cluster, snap store.Snapshot) (bgpPlan, []string) {
-	var plan bgpPlan
-	var errs []string
-	asn := cl.BGP.ASN
-	isRR := func(n api.Node) bool { _, ok := n.Labels[RouteReflectorLabel]; return ok }
-	me, ok := snap.Nodes[self]
-	plan.reflector = ok && isRR(me)
-	names := make([]string, 0, len(snap.Nodes))
-	for name := range snap.Nodes {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		n := snap.Nodes[name]
-		if name == self || !n.UnderlayIP.IsValid() {
-			continue
-		}
-		switch {
-		case cl.BGP.NodeMesh:
-			plan.peers = append(plan.peers, bgp.Peer{Name: name, Address: n.UnderlayIP, ASN: asn, Description: "node mesh"})
-		case plan.reflector:
-			plan.peers = append(plan.peers, bgp.Peer{Name: name, Address: n.UnderlayIP, ASN: asn, RouteReflectorClient: !isRR(n), Description: "reflector client"})
-		case isRR(n):
-			plan.peers = append(plan.peers, bgp.Peer{Name: name, Address: n.UnderlayIP, ASN: asn, Description: "route reflector"})
-		}
-	}
-	keys := make([]string, 0, len(snap.Other))
-	for k := range snap.Other {
+// externalPeers are the stored BGPPeers meant for every node or for this
+// one, by key order; errs names the records that do not decode.
+func externalPeers(self string, other map[string][]byte) (peers []bgp.Peer, errs []string) {
+	keys := make([]string, 0)
+	for k := range other {
 		if strings.HasPrefix(k, "bgppeers/") {
 			keys = append(keys, k)
 		}
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		p, err := api.DecodeBGPPeer(snap.Other[k])
+		p, err := api.DecodeBGPPeer(other[k])
 		if err != nil {
 			errs = append(errs, k+": "+err.Error())
 			continue
@@ -90,37 +77,107 @@ func planBGP(self string, cl api.Cluster, snap store.Snapshot) (bgpPlan, []strin
 		if p.Node != "" && p.Node != self {
 			continue
 		}
-		plan.peers = append(plan.peers, bgp.Peer{Name: p.Name, Address: p.PeerIP, ASN: p.ASN, Port: p.Port, Description: p.Description})
+		peers = append(peers, bgp.Peer{Name: p.Name, Address: p.PeerIP, ASN: p.ASN, Port: p.Port, Description: p.Description})
 	}
+	return peers, errs
+}
+
+// bgpPlan is what the speaker should have: its peers and role.
+type bgpPlan struct {
+	peers     []bgp.Peer
+	reflector bool
+}
+
+// planBGP derives this node's BGP peers from the whole cluster: the node
+// peers by name, then the external ones. It is the resync path and what the
+// per-node planner (bgpPeers) must always equal.
+func planBGP(self string, cl api.Cluster, snap store.Snapshot) (bgpPlan, []string) {
+	var plan bgpPlan
+	me, ok := snap.Nodes[self]
+	plan.reflector = ok && isReflector(me)
+	names := make([]string, 0, len(snap.Nodes))
+	for name := range snap.Nodes {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if p, ok := nodePeer(self, plan.reflector, cl, name, snap.Nodes[name]); ok {
+			plan.peers = append(plan.peers, p)
+		}
+	}
+	ext, errs := externalPeers(self, snap.Other)
+	plan.peers = append(plan.peers, ext...)
 	return plan, errs
 }
 
-// ownBlocks lists the blocks the store says this node holds.
-func ownBlocks(self string, snap store.Snapshot) []netip.Prefix {
-	var out []netip.Prefix
-	for p, b := range snap.Blocks {
-		if b.Node == self {
-			out = append(out, p)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Addr().Less(out[j].Addr()) })
-	return out
+// bgpPeers plans this node's peers one changed node at a time: a node's
+// record changing replans that node's session only. This node's own record
+// (its role) and the BGPPeer records replan their part in full.
+type bgpPeers struct {
+	self      string
+	cl        api.Cluster
+	reflector bool
+	byNode    map[string]bgp.Peer
+	external  []bgp.Peer
+	errs      []string
 }
 
-// updateBGP hands the speaker its desired state from a new snapshot.
-func (a *Agent) updateBGP(s store.Snapshot) {
-	plan, errs := planBGP(a.cfg.NodeName, a.cluster, s)
-	blocks := a.alloc.Blocks()
-	a.bgp.SetLocal(blocks)
-	a.bgp.SetAdvertised(blocks, a.ul.IP)
-	if err := a.bgp.SetPeers(plan.peers); err != nil {
-		errs = append(errs, err.Error())
-	}
-	msg := strings.Join(errs, "; ")
-	if prev, _ := a.bgpErrs.Load().(string); prev != msg {
-		a.bgpErrs.Store(msg)
-		if msg != "" {
-			a.log.Warn("bgp peers not all usable", "err", msg)
+func newBGPPeers(self string, cl api.Cluster, s store.Snapshot) *bgpPeers {
+	p := &bgpPeers{self: self, cl: cl}
+	p.resetNodes(s)
+	p.external, p.errs = externalPeers(self, s.Other)
+	return p
+}
+
+func (p *bgpPeers) resetNodes(s store.Snapshot) {
+	me, ok := s.Nodes[p.self]
+	p.reflector = ok && isReflector(me)
+	p.byNode = make(map[string]bgp.Peer, len(s.Nodes))
+	for name, n := range s.Nodes {
+		if peer, ok := nodePeer(p.self, p.reflector, p.cl, name, n); ok {
+			p.byNode[name] = peer
 		}
 	}
+}
+
+// update replans what d changed; s has d applied. It reports whether the
+// peers may have changed.
+func (p *bgpPeers) update(s store.Snapshot, d store.Delta) bool {
+	changed := false
+	for _, c := range d.Nodes {
+		changed = true
+		if c.Key == p.self {
+			p.resetNodes(s) // this node's role decides every session
+			break
+		}
+		n, ok := s.Nodes[c.Key]
+		peer, want := nodePeer(p.self, p.reflector, p.cl, c.Key, n)
+		if ok && want {
+			p.byNode[c.Key] = peer
+		} else {
+			delete(p.byNode, c.Key)
+		}
+	}
+	for _, c := range d.Other {
+		if strings.HasPrefix(c.Key, "bgppeers/") {
+			p.external, p.errs = externalPeers(p.self, s.Other)
+			return true
+		}
+	}
+	return changed
+}
+
+// plan lists the peers in planBGP's order.
+func (p *bgpPeers) plan() bgpPlan {
+	plan := bgpPlan{reflector: p.reflector, peers: make([]bgp.Peer, 0, len(p.byNode)+len(p.external))}
+	names := make([]string, 0, len(p.byNode))
+	for name := range p.byNode {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		plan.peers = append(plan.peers, p.byNode[name])
+	}
+	plan.peers = append(plan.peers, p.external...)
+	return plan
 }

@@ -48,7 +48,7 @@ type EmbeddedTLS struct {
 
 // Defaults for Config.
 const (
-	DefaultSocket    = "/run/skein/skeind.sock"
+	DefaultSocket    = api.DefaultSocket
 	DefaultStateDir  = "/var/lib/skein"
 	DefaultDebugAddr = "127.0.0.1:9595"
 )

@@ -10,168 +10,14 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
-	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/skeinnet/skein/api"
-	"github.com/skeinnet/skein/ipam"
 	"github.com/skeinnet/skein/store"
-	"github.com/skeinnet/skein/vxlan"
 )
-
-// Topology is this node's view of the cluster, served at /debug/topology and
-// drawn by /ui. `skein status` reads it too, so fields are only ever added.
-type Topology struct {
-	// Node is this node's own record.
-	Node       api.Node    `json:"node"`
-	Backend    api.Backend `json:"backend"`
-	Ready      bool        `json:"ready"`
-	Reason     string      `json:"reason,omitempty"`
-	Started    time.Time   `json:"started"`
-	ReadyAfter string      `json:"readyAfter,omitempty"`
-	// Now is the agent's clock when it answered, to compute ages against.
-	Now      time.Time `json:"now"`
-	StoreRev int64     `json:"storeRev"`
-	// Nodes is every node, this one included (Self), sorted by name.
-	Nodes []TopologyNode `json:"nodes"`
-	// Links is every pair of nodes graded by GradeLink: this node's sides
-	// observed, the others' as their status records report (what /ui draws).
-	Links []PairLink `json:"links"`
-	// Blocks is every block affinity in the cluster, by address.
-	Blocks []api.Block `json:"blocks"`
-	// Endpoints are this node's endpoints.
-	Endpoints []api.Endpoint `json:"endpoints"`
-	IPAM      ipam.Stats     `json:"ipam"`
-	// Dataplane is the VXLAN reconciler's state (nil in BGP mode).
-	Dataplane *vxlan.DebugState `json:"dataplane,omitempty"`
-	// BGP and Policy are what those components report, as they report it.
-	BGP    any `json:"bgp,omitempty"`
-	Policy any `json:"policy,omitempty"`
-	// Errors are the components' last errors.
-	Errors []ComponentError `json:"errors,omitempty"`
-	// StoreError lists undecodable keys in etcd ("key: error").
-	StoreError []string `json:"storeErrors,omitempty"`
-	// Offline is etcd reachability as this agent sees it and the endpoint
-	// changes it made while etcd was away that are not yet published.
-	Offline *OfflineState `json:"offline,omitempty"`
-	// StatusError says why the other nodes' status records are missing.
-	StatusError string `json:"statusError,omitempty"`
-}
-
-// TopologyNode is one node as this one sees it.
-type TopologyNode struct {
-	api.Node
-	Self  bool `json:"self,omitempty"`
-	Alive bool `json:"alive"`
-	// Blocks are the block CIDRs the node holds.
-	Blocks []string `json:"blocks"`
-	// Endpoints counts the node's published endpoints.
-	Endpoints int `json:"endpoints"`
-	// Link is this node's side of its tunnel or BGP session to it, from
-	// this node's kernel (zero for Self).
-	Link Link `json:"link"`
-	// Agent is "up", or AgentDownDataPathKept when the node has no heartbeat.
-	Agent string `json:"agent"`
-	// Status is what the node last published at status/<node>; nil when its
-	// heartbeat is gone (or the records could not be read: see StatusError).
-	Status *api.NodeStatus `json:"status,omitempty"`
-}
-
-// Link is the state of the dataplane connection from this node to another.
-type Link struct {
-	// Kind is "vxlan" or "bgp".
-	Kind string `json:"kind,omitempty"`
-	// State is one of the Link* constants.
-	State  string `json:"state,omitempty"`
-	Detail string `json:"detail,omitempty"`
-}
-
-// Link states.
-const (
-	// LinkUp: every FDB, neighbour and route entry is in the kernel, or the
-	// BGP session is established.
-	LinkUp = "up"
-	// LinkPartial: some of the node's VXLAN entries are missing.
-	LinkPartial = "partial"
-	// LinkPending: the dataplane has not synced yet.
-	LinkPending = "pending"
-	// LinkDown: none of the entries is in the kernel, or the session is not
-	// established.
-	LinkDown = "down"
-	// LinkNone: no tunnel is expected (the node has no VTEP yet) or no
-	// session is configured.
-	LinkNone = "none"
-)
-
-// ComponentError is one component's last error.
-type ComponentError struct {
-	Component string `json:"component"`
-	Error     string `json:"error"`
-}
-
-// bgpView is the part of bgpDebug's JSON (bgp.DebugState) that the
-// topology, metrics and UI read.
-type bgpView struct {
-	Neighbors    []bgpNeighbor `json:"neighbors"`
-	LastSync     time.Time     `json:"lastSync"`
-	LastDuration time.Duration `json:"lastDuration"`
-	LastError    string        `json:"lastError"`
-	Syncs        int           `json:"syncs"`
-	Failures     int           `json:"failures"`
-}
-
-// bgpNeighbor is one BGP session (bgp.NeighborState).
-type bgpNeighbor struct {
-	// Name is the peer's node name for node peers, the BGPPeer's otherwise.
-	Name    string `json:"name"`
-	Address string `json:"address"`
-	ASN     uint32 `json:"asn"`
-	// State is Idle, Connect, Active, OpenSent, OpenConfirm or Established
-	// (or NotConfigured, Stopped).
-	State string `json:"state"`
-}
-
-func (n bgpNeighbor) up() bool { return strings.EqualFold(n.State, "established") }
-
-// policyView is the part of policyDebug's JSON (the policy reconciler's
-// DebugState) that the topology, metrics and UI read.
-type policyView struct {
-	DesiredVersion uint64    `json:"desiredVersion"`
-	AppliedVersion uint64    `json:"appliedVersion"`
-	LastSync       time.Time `json:"lastSync"`
-	LastError      string    `json:"lastError"`
-	Syncs          int       `json:"syncs"`
-	Failures       int       `json:"failures"`
-	Dataplane      struct {
-		Chains       int           `json:"chains"`
-		Rules        int           `json:"rules"`
-		Sets         int           `json:"sets"`
-		Elements     int           `json:"elements"`
-		LastDuration time.Duration `json:"lastDuration"`
-	} `json:"dataplane"`
-	BadPolicies []string `json:"badPolicies"`
-}
-
-// decodeView re-reads a hook's value v into the view type T by JSON names;
-// ok is false when v is nil or does not fit.
-func decodeView[T any](v any) (T, bool) {
-	var out T
-	if v == nil {
-		return out, false
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return out, false
-	}
-	if err := json.Unmarshal(b, &out); err != nil {
-		return out, false
-	}
-	return out, true
-}
 
 // statusCacheTTL bounds how often /debug/topology reads the status records
 // from etcd, however many pages poll it.
@@ -239,51 +85,36 @@ func decodeStatusRecords(raw map[string][]byte) (map[string]api.NodeStatus, stri
 
 // topology assembles this node's view. status holds the nodes' published
 // status records (nil when unavailable).
-func (a *Agent) topology(status map[string]api.NodeStatus) Topology {
+func (a *Agent) topology(status map[string]api.NodeStatus) api.Topology {
 	ready, reason := a.readiness()
-	t := Topology{
+	t := api.Topology{
 		Node:      a.self,
 		Backend:   a.cluster.Backend,
 		Ready:     ready,
 		Reason:    reason,
 		Started:   a.started.UTC(),
 		Now:       time.Now().UTC(),
-		Nodes:     []TopologyNode{},
+		Nodes:     []api.TopologyNode{},
 		Blocks:    []api.Block{},
 		Endpoints: []api.Endpoint{},
-		BGP:       a.bgpDebug(),
 		Policy:    a.policyDebug(),
 	}
 	if a.alloc != nil {
 		t.IPAM = a.alloc.Stats()
 	}
-	if a.vx != nil {
-		// What the kernel has now, not what the last sync saw: the links
-		// below are graded against it.
-		kctx, cancel := context.WithTimeout(context.Background(), statusReadTimeout)
-		d := a.vx.DebugKernel(kctx)
-		cancel()
-		t.Dataplane = &d
-		if d.LastError != "" {
-			t.Errors = append(t.Errors, ComponentError{Component: "vxlan", Error: d.LastError})
-		}
-	}
-	if v, ok := decodeView[bgpView](t.BGP); ok && v.LastError != "" {
-		t.Errors = append(t.Errors, ComponentError{Component: "bgp", Error: v.LastError})
-	}
-	if v, ok := decodeView[policyView](t.Policy); ok {
+	if v := t.Policy; v != nil {
 		if v.LastError != "" {
-			t.Errors = append(t.Errors, ComponentError{Component: "policy", Error: v.LastError})
+			t.Errors = append(t.Errors, api.ComponentError{Component: "policy", Error: v.LastError})
 		}
 		for _, bad := range v.BadPolicies {
-			t.Errors = append(t.Errors, ComponentError{Component: "policy", Error: "invalid stored policy: " + bad})
+			t.Errors = append(t.Errors, api.ComponentError{Component: "policy", Error: "invalid stored policy: " + bad})
 		}
 	}
 	if a.pub != nil {
 		o := a.pub.state()
 		t.Offline = &o
 		if o.LastError != "" {
-			t.Errors = append(t.Errors, ComponentError{Component: "journal", Error: o.LastError})
+			t.Errors = append(t.Errors, api.ComponentError{Component: "journal", Error: o.LastError})
 		}
 	}
 	if at := a.readyAt.Load(); at > 0 {
@@ -292,9 +123,15 @@ func (a *Agent) topology(status map[string]api.NodeStatus) Topology {
 	a.viewMu.RLock()
 	defer a.viewMu.RUnlock()
 	snap := a.snap.Load()
+	// What the kernel has now, not what the last sync saw: the links are
+	// graded against it.
+	kctx, cancel := context.WithTimeout(context.Background(), statusReadTimeout)
+	defer cancel()
 	if snap == nil {
+		a.be.observe(kctx, store.Snapshot{}, &t)
 		return t
 	}
+	links := a.be.observe(kctx, *snap, &t)
 	t.StoreRev = snap.Rev
 	t.StoreError = snap.Errors
 	for _, b := range snap.Blocks {
@@ -302,16 +139,16 @@ func (a *Agent) topology(status map[string]api.NodeStatus) Topology {
 	}
 	sort.Slice(t.Blocks, func(i, j int) bool { return t.Blocks[i].CIDR.Addr().Less(t.Blocks[j].CIDR.Addr()) })
 	t.Endpoints = localEndpoints(a.cfg.NodeName, *snap)
-	t.Nodes = a.topologyNodes(*snap, t.Dataplane, t.BGP, status)
+	t.Nodes = a.topologyNodes(*snap, links, status)
 	t.Links = topologyLinks(t.Nodes)
 	return t
 }
 
 // topologyLinks grades every pair of nodes: this node's side as its kernel
 // has it, every other side as that node last reported.
-func topologyLinks(nodes []TopologyNode) []PairLink {
-	side := func(n, other TopologyNode) LinkSide {
-		s := LinkSide{Node: n.Name, AgentUp: n.Alive}
+func topologyLinks(nodes []api.TopologyNode) []api.PairLink {
+	side := func(n, other api.TopologyNode) api.LinkSide {
+		s := api.LinkSide{Node: n.Name, AgentUp: n.Alive}
 		if n.Self {
 			l := other.Link
 			s.Observed = &l
@@ -320,10 +157,10 @@ func topologyLinks(nodes []TopologyNode) []PairLink {
 		}
 		return s
 	}
-	out := []PairLink{}
+	out := []api.PairLink{}
 	for i, a := range nodes {
 		for _, b := range nodes[i+1:] {
-			out = append(out, GradeLink(side(a, b), side(b, a)))
+			out = append(out, api.GradeLink(side(a, b), side(b, a)))
 		}
 	}
 	return out
@@ -331,7 +168,7 @@ func topologyLinks(nodes []TopologyNode) []PairLink {
 
 // topologyNodes lists every node with its blocks, endpoint count, liveness,
 // published status and this node's link to it.
-func (a *Agent) topologyNodes(snap store.Snapshot, dp *vxlan.DebugState, bgp any, status map[string]api.NodeStatus) []TopologyNode {
+func (a *Agent) topologyNodes(snap store.Snapshot, links map[string]api.Link, status map[string]api.NodeStatus) []api.TopologyNode {
 	blocksOf := map[string][]string{}
 	for _, b := range snap.Blocks {
 		blocksOf[b.Node] = append(blocksOf[b.Node], b.CIDR.String())
@@ -346,18 +183,11 @@ func (a *Agent) topologyNodes(snap store.Snapshot, dp *vxlan.DebugState, bgp any
 		nodes = maps.Clone(nodes)
 		nodes[a.cfg.NodeName] = a.self
 	}
-	var links map[string]Link
-	switch {
-	case dp != nil:
-		links = a.vxlanLinks(snap, *dp)
-	case bgp != nil:
-		links = bgpLinks(snap, bgp)
-	}
-	out := make([]TopologyNode, 0, len(nodes))
+	out := make([]api.TopologyNode, 0, len(nodes))
 	for name, n := range nodes {
 		bl := blocksOf[name]
 		sort.Strings(bl)
-		tn := TopologyNode{
+		tn := api.TopologyNode{
 			Node:      n,
 			Self:      name == a.cfg.NodeName,
 			Alive:     snap.Alive[name],
@@ -367,9 +197,9 @@ func (a *Agent) topologyNodes(snap store.Snapshot, dp *vxlan.DebugState, bgp any
 		}
 		if tn.Self {
 			tn.Alive = true // we are answering
-			tn.Link = Link{}
+			tn.Link = api.Link{}
 		}
-		tn.Agent = AgentState(tn.Alive)
+		tn.Agent = api.AgentState(tn.Alive)
 		if tn.Blocks == nil {
 			tn.Blocks = []string{}
 		}
@@ -382,49 +212,8 @@ func (a *Agent) topologyNodes(snap store.Snapshot, dp *vxlan.DebugState, bgp any
 	return out
 }
 
-// vxlanLinks compares, per peer, the entries the planner wants for it with
-// the entries the reconciler last saw in the kernel.
-func (a *Agent) vxlanLinks(snap store.Snapshot, dp vxlan.DebugState) map[string]Link {
-	actual := make(map[string]bool, len(dp.Actual))
-	for _, l := range dp.Actual {
-		actual[l] = true
-	}
-	cfg := a.vxlanConfig()
-	peers := vxlanPeers(a.cfg.NodeName, a.ul.Network, snap)
-	links := make(map[string]Link, len(snap.Nodes))
-	for name := range snap.Nodes {
-		if name != a.cfg.NodeName {
-			links[name] = Link{Kind: string(api.BackendVXLAN), State: LinkNone, Detail: "no VTEP registered yet"}
-		}
-	}
-	for _, p := range peers {
-		links[p.Node] = vxlanLink(vxlan.Plan(cfg, []vxlan.Peer{p}), actual, dp)
-	}
-	return links
-}
-
-// vxlanPeerLinks counts the peers whose VXLAN entries are all in the kernel
-// as of the reconciler's last sync, and grades each (for NodeStatus.PeersUp
-// and NodeStatus.Links).
-func (a *Agent) vxlanPeerLinks(dp vxlan.DebugState) (int, map[string]string) {
-	a.viewMu.RLock()
-	defer a.viewMu.RUnlock()
-	snap := a.snap.Load()
-	if snap == nil {
-		return 0, nil
-	}
-	links := linkStates(a.cfg.NodeName, a.vxlanLinks(*snap, dp))
-	up := 0
-	for _, s := range links {
-		if s == LinkUp {
-			up++
-		}
-	}
-	return up, links
-}
-
 // linkStates keeps the state of each link to another node.
-func linkStates(self string, links map[string]Link) map[string]string {
+func linkStates(self string, links map[string]api.Link) map[string]string {
 	out := make(map[string]string, len(links))
 	for name, l := range links {
 		if name != self && l.State != "" {
@@ -432,79 +221,6 @@ func linkStates(self string, links map[string]Link) map[string]string {
 		}
 	}
 	return out
-}
-
-// vxlanLink grades one peer's wanted entries against the kernel's.
-func vxlanLink(want vxlan.State, actual map[string]bool, dp vxlan.DebugState) Link {
-	l := Link{Kind: string(api.BackendVXLAN)}
-	var lines []string
-	for _, n := range want.Neighs {
-		lines = append(lines, n.String())
-	}
-	for _, e := range want.FDB {
-		lines = append(lines, e.String())
-	}
-	for _, r := range want.Routes {
-		lines = append(lines, r.String())
-	}
-	var missing []string
-	for _, line := range lines {
-		if !actual[line] {
-			missing = append(missing, line)
-		}
-	}
-	slices.Sort(missing)
-	switch {
-	case dp.Syncs == 0:
-		l.State, l.Detail = LinkPending, "dataplane not synced yet"
-	case len(missing) == 0:
-		l.State = LinkUp
-		l.Detail = strconv.Itoa(len(lines)) + " entries programmed"
-	case len(missing) < len(lines):
-		l.State = LinkPartial
-		l.Detail = "missing: " + strings.Join(missing, "; ")
-	default:
-		l.State = LinkDown
-		l.Detail = "nothing programmed"
-		if dp.LastError != "" {
-			l.Detail += ": " + dp.LastError
-		}
-	}
-	return l
-}
-
-// bgpLinks maps each node to this node's session with it: by node name,
-// else by underlay address.
-func bgpLinks(snap store.Snapshot, bgp any) map[string]Link {
-	v, ok := decodeView[bgpView](bgp)
-	if !ok {
-		return nil
-	}
-	byIP := map[string]string{}
-	for name, n := range snap.Nodes {
-		if n.UnderlayIP.IsValid() {
-			byIP[n.UnderlayIP.String()] = name
-		}
-	}
-	links := map[string]Link{}
-	for name := range snap.Nodes {
-		links[name] = Link{Kind: string(api.BackendBGP), State: LinkNone, Detail: "no session"}
-	}
-	for _, s := range v.Neighbors {
-		node := s.Name
-		if _, known := snap.Nodes[node]; !known {
-			node = byIP[s.Address]
-		}
-		if node == "" {
-			continue // an external peer
-		}
-		l := Link{Kind: string(api.BackendBGP), State: LinkDown, Detail: s.State}
-		if s.up() {
-			l.State = LinkUp
-		}
-		links[node] = l
-	}
-	return links
 }
 
 // isLoopbackAddr reports whether a listen address only accepts connections
@@ -541,16 +257,8 @@ func (a *Agent) debugHandler() http.Handler {
 		t.StatusError = statusErr
 		writeJSON(w, http.StatusOK, t)
 	})
-	mux.HandleFunc("GET /debug/vxlan", func(w http.ResponseWriter, r *http.Request) {
-		if a.vx == nil {
-			writeJSON(w, http.StatusNotFound, map[string]string{"error": "this node does not run the vxlan backend"})
-			return
-		}
-		a.vx.ServeHTTPDebug(w, r)
-	})
-	mux.HandleFunc("GET /debug/bgp", func(w http.ResponseWriter, _ *http.Request) {
-		writeHook(w, a.bgpDebug(), "this node does not run the bgp backend")
-	})
+	mux.HandleFunc("GET /debug/vxlan", func(w http.ResponseWriter, r *http.Request) { a.be.serveDebug(api.BackendVXLAN, w, r) })
+	mux.HandleFunc("GET /debug/bgp", func(w http.ResponseWriter, r *http.Request) { a.be.serveDebug(api.BackendBGP, w, r) })
 	mux.HandleFunc("GET /debug/policy", func(w http.ResponseWriter, _ *http.Request) {
 		writeHook(w, a.policyDebug(), "policy enforcement is not running on this node")
 	})
@@ -634,7 +342,7 @@ func debugHostAllowed(host, listenHost string, local netip.Addr) bool {
 }
 
 // writeHook writes a component's debug value, or 404 when it is not running.
-func writeHook(w http.ResponseWriter, v any, absent string) {
+func writeHook[T any](w http.ResponseWriter, v *T, absent string) {
 	if v == nil {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": absent})
 		return

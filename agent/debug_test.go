@@ -98,6 +98,7 @@ type debugFixture struct {
 	dp  *memDP
 	srv *httptest.Server
 	log *syncBuffer
+	vx  *vxlan.Reconciler
 }
 
 var (
@@ -133,12 +134,12 @@ func newDebugFixture(t *testing.T, debugAddr string) *debugFixture {
 		log:     log,
 		ul:      underlay{Iface: "eth0", Index: 2, MTU: 1500, IP: netip.MustParseAddr("10.0.0.1"), Network: netip.MustParsePrefix("10.0.0.0/24")},
 		alloc:   alloc,
-		vx:      vx,
 		cluster: api.Cluster{Backend: api.BackendVXLAN, VXLAN: api.VXLANConfig{VNI: 4096, Port: 4789}},
 		metrics: newMetrics(),
 		started: time.Now().Add(-time.Minute),
 	}
 	a.self = api.Node{Name: "n1", UnderlayIP: a.ul.IP, VTEPMAC: vtepMAC("n1"), VTEPIP: alloc.VTEPAddr(), MTU: 1450, Version: "v-test"}
+	a.be = newVXLANBackend("n1", a.ul.Network, a.vxlanConfig(), vx, a.readView, log)
 	snap := store.Snapshot{
 		Rev: 42,
 		Nodes: map[string]api.Node{
@@ -161,7 +162,7 @@ func newDebugFixture(t *testing.T, debugAddr string) *debugFixture {
 		Errors: []string{"/skein/nodes/bad: json: cannot unmarshal array"},
 	}
 	a.snap.Store(&snap)
-	f := &debugFixture{a: a, dp: dp, log: &buf}
+	f := &debugFixture{a: a, vx: vx, dp: dp, log: &buf}
 	f.sync(t)
 	a.serving.Store(true)
 	f.srv = httptest.NewServer(a.debugHandler())
@@ -173,8 +174,8 @@ func newDebugFixture(t *testing.T, debugAddr string) *debugFixture {
 func (f *debugFixture) sync(t *testing.T) {
 	t.Helper()
 	a := f.a
-	a.vx.Set(vxlan.Plan(a.vxlanConfig(), vxlanPeers("n1", a.ul.Network, *a.snap.Load())))
-	_ = a.vx.Sync(t.Context()) // failures are what some tests look at
+	f.vx.Set(vxlan.Plan(a.vxlanConfig(), vxlanPeers("n1", a.ul.Network, *a.snap.Load())))
+	_ = f.vx.Sync(t.Context()) // failures are what some tests look at
 }
 
 func (f *debugFixture) get(t *testing.T, path string) (*http.Response, string) {
@@ -191,20 +192,20 @@ func (f *debugFixture) get(t *testing.T, path string) (*http.Response, string) {
 	return resp, string(b)
 }
 
-func (f *debugFixture) topology(t *testing.T) Topology {
+func (f *debugFixture) topology(t *testing.T) api.Topology {
 	t.Helper()
 	resp, body := f.get(t, "/debug/topology")
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("/debug/topology: %s\n%s", resp.Status, body)
 	}
-	var top Topology
+	var top api.Topology
 	if err := json.Unmarshal([]byte(body), &top); err != nil {
-		t.Fatalf("/debug/topology is not a Topology: %v\n%s", err, body)
+		t.Fatalf("/debug/topology is not a api.Topology: %v\n%s", err, body)
 	}
 	return top
 }
 
-// nodeSummary is what the tests compare of each TopologyNode.
+// nodeSummary is what the tests compare of each api.TopologyNode.
 type nodeSummary struct {
 	Name      string
 	Self      bool
@@ -214,7 +215,7 @@ type nodeSummary struct {
 	Link      string
 }
 
-func summarize(top Topology) []nodeSummary {
+func summarize(top api.Topology) []nodeSummary {
 	var out []nodeSummary
 	for _, n := range top.Nodes {
 		out = append(out, nodeSummary{n.Name, n.Self, n.Alive, len(n.Blocks), n.Endpoints, n.Link.State})
@@ -227,8 +228,8 @@ func TestDebugTopology(t *testing.T) {
 	top := f.topology(t)
 	want := []nodeSummary{
 		{Name: "n1", Self: true, Alive: true, Blocks: 1, Endpoints: 1},
-		{Name: "n2", Alive: true, Blocks: 2, Endpoints: 2, Link: LinkUp},
-		{Name: "n3", Blocks: 1, Link: LinkNone},
+		{Name: "n2", Alive: true, Blocks: 2, Endpoints: 2, Link: api.LinkUp},
+		{Name: "n3", Blocks: 1, Link: api.LinkNone},
 	}
 	if d := cmp.Diff(want, summarize(top)); d != "" {
 		t.Errorf("nodes (-want +got):\n%s", d)
@@ -257,7 +258,7 @@ func TestDebugTopology(t *testing.T) {
 	f.sync(t)
 	top = f.topology(t)
 	n2 := top.Nodes[1]
-	if n2.Link.State != LinkPartial || !strings.Contains(n2.Link.Detail, "missing: fdb") {
+	if n2.Link.State != api.LinkPartial || !strings.Contains(n2.Link.Detail, "missing: fdb") {
 		t.Errorf("n2 link after losing its FDB entry: %+v, want partial naming the fdb entry", n2.Link)
 	}
 	if len(top.Errors) != 1 || top.Errors[0].Component != "vxlan" || !strings.Contains(top.Errors[0].Error, "injected failure") {
@@ -270,7 +271,7 @@ func TestDebugTopology(t *testing.T) {
 	f.dp.failing = " " // every op fails
 	f.dp.mu.Unlock()
 	f.sync(t)
-	if l := f.topology(t).Nodes[1].Link; l.State != LinkDown || !strings.Contains(l.Detail, "injected failure") {
+	if l := f.topology(t).Nodes[1].Link; l.State != api.LinkDown || !strings.Contains(l.Detail, "injected failure") {
 		t.Errorf("n2 link with nothing programmed: %+v", l)
 	}
 }
@@ -280,7 +281,8 @@ func TestDebugTopologyBeforeSync(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &Agent{cfg: Config{NodeName: "n1"}, log: slog.New(slog.DiscardHandler), vx: vx, metrics: newMetrics()}
+	a := &Agent{cfg: Config{NodeName: "n1"}, log: slog.New(slog.DiscardHandler), metrics: newMetrics()}
+	a.be = newVXLANBackend("n1", netip.Prefix{}, vxlan.Config{}, vx, a.readView, a.log)
 	top := a.topology(nil)
 	if top.Ready || top.Reason == "" || len(top.Nodes) != 0 || top.Nodes == nil {
 		t.Errorf("topology before anything loaded: ready %v reason %q nodes %#v", top.Ready, top.Reason, top.Nodes)
@@ -289,7 +291,7 @@ func TestDebugTopologyBeforeSync(t *testing.T) {
 	a.snap.Store(&snap)
 	a.ul = underlay{IP: netip.MustParseAddr("10.0.0.1")}
 	top = a.topology(nil)
-	if len(top.Nodes) != 1 || top.Nodes[0].Link.State != LinkPending {
+	if len(top.Nodes) != 1 || top.Nodes[0].Link.State != api.LinkPending {
 		t.Errorf("peer before the first sync: %+v, want pending", top.Nodes)
 	}
 }
@@ -444,31 +446,23 @@ func TestBGPLinks(t *testing.T) {
 		"n3": {Name: "n3", UnderlayIP: netip.MustParseAddr("10.0.0.3")},
 		"n4": {Name: "n4", UnderlayIP: netip.MustParseAddr("10.0.0.4")},
 	}}
-	// A hook value of the speaker's own type: only the JSON names matter.
-	type neighbor struct {
-		Name     string     `json:"name"`
-		Address  netip.Addr `json:"address"`
-		State    string     `json:"state"`
-		Uptime   string     `json:"uptime"`
-		Received int        `json:"prefixesReceived"`
-	}
-	hook := map[string]any{"neighbors": []neighbor{
+	st := &api.BGPStatus{Neighbors: []api.BGPSession{
 		{Name: "n2", Address: netip.MustParseAddr("10.0.0.2"), State: "Established"},
 		{Name: "bgppeer-x", Address: netip.MustParseAddr("10.0.0.3"), State: "Active"},
 		{Name: "tor", Address: netip.MustParseAddr("192.0.2.1"), State: "Established"},
 	}}
-	got := bgpLinks(snap, hook)
-	want := map[string]Link{
-		"n1": {Kind: "bgp", State: LinkNone, Detail: "no session"},
-		"n2": {Kind: "bgp", State: LinkUp, Detail: "Established"},
-		"n3": {Kind: "bgp", State: LinkDown, Detail: "Active"},
-		"n4": {Kind: "bgp", State: LinkNone, Detail: "no session"},
+	got := bgpLinks(snap, st)
+	want := map[string]api.Link{
+		"n1": {Kind: "bgp", State: api.LinkNone, Detail: "no session"},
+		"n2": {Kind: "bgp", State: api.LinkUp, Detail: "Established"},
+		"n3": {Kind: "bgp", State: api.LinkDown, Detail: "Active"},
+		"n4": {Kind: "bgp", State: api.LinkNone, Detail: "no session"},
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("bgpLinks (-want +got):\n%s", d)
 	}
-	if got := bgpLinks(snap, "not a view"); got != nil {
-		t.Errorf("bgpLinks of an unreadable hook value = %v, want nil", got)
+	if got := bgpLinks(snap, nil); got != nil {
+		t.Errorf("bgpLinks without a BGP backend = %v, want nil", got)
 	}
 }
 

@@ -15,7 +15,7 @@ import (
 )
 
 // IdentityFile is the file under --state-dir that holds the node's secret.
-const IdentityFile = "node-identity"
+const IdentityFile = api.IdentityFile
 
 // identityPrefix marks the hash kind in api.Node.Identity.
 const identityPrefix = "sha256:"

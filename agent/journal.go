@@ -217,17 +217,10 @@ func (j *journal) pending(op journalOp, o api.Owner) bool {
 	return slices.ContainsFunc(j.entries, func(e journalEntry) bool { return e.Op == op && e.owner() == o })
 }
 
-// JournalStats is what status and the debug endpoint show of the journal.
-type JournalStats struct {
-	// Unpublished counts the queued changes; Oldest is when the first was made.
-	Unpublished int       `json:"unpublished"`
-	Oldest      time.Time `json:"oldest,omitzero"`
-}
-
-func (j *journal) stats() JournalStats {
+func (j *journal) stats() api.JournalStats {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	s := JournalStats{Unpublished: len(j.entries)}
+	s := api.JournalStats{Unpublished: len(j.entries)}
 	if len(j.entries) > 0 {
 		s.Oldest = j.entries[0].Queued
 	}

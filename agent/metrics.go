@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/skeinnet/skein/api"
 )
 
 // metrics is the agent's Prometheus registry; a registry per agent keeps
@@ -109,12 +111,6 @@ func (m *metrics) registerAgent(a *Agent) {
 	m.reg.MustRegister(&agentCollector{a: a})
 }
 
-// lastDurationView reads a reconciler's last sync duration from its debug
-// state, where it reports one (JSON name lastDuration).
-type lastDurationView struct {
-	LastDuration time.Duration `json:"lastDuration"`
-}
-
 // agentCollector reads component state at scrape time.
 type agentCollector struct {
 	a *Agent
@@ -169,47 +165,10 @@ func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	a := c.a
-	component := func(name string, syncs, failures int, last time.Time, dur time.Duration) {
-		ch <- prometheus.MustNewConstMetric(descSyncs, prometheus.CounterValue, float64(syncs), name)
-		ch <- prometheus.MustNewConstMetric(descSyncErrors, prometheus.CounterValue, float64(failures), name)
-		if !last.IsZero() {
-			ch <- prometheus.MustNewConstMetric(descLastSync, prometheus.GaugeValue, float64(last.UnixNano())/1e9, name)
-		}
-		if dur > 0 {
-			ch <- prometheus.MustNewConstMetric(descLastDuration, prometheus.GaugeValue, dur.Seconds(), name)
-		}
-	}
-	if a.vx != nil {
-		d := a.vx.Debug()
-		dur, _ := decodeView[lastDurationView](d) // a field vxlan.DebugState may grow
-		component("vxlan", d.Syncs, d.Failures, d.LastSync, dur.LastDuration)
-		ch <- prometheus.MustNewConstMetric(descLastOps, prometheus.GaugeValue, float64(d.LastOps), "vxlan")
-		for kind, n := range map[string]int{"route": d.Routes, "neigh": d.Neighs, "fdb": d.FDB} {
-			ch <- prometheus.MustNewConstMetric(descObjects, prometheus.GaugeValue, float64(n), "vxlan", kind)
-		}
-	}
-	if v, ok := decodeView[bgpView](a.bgpDebug()); ok {
-		component("bgp", v.Syncs, v.Failures, v.LastSync, v.LastDuration)
-		byState := map[string]int{}
-		for _, n := range v.Neighbors {
-			state := strings.ToLower(n.State)
-			if state == "" {
-				state = "unknown"
-			}
-			byState[state]++
-			up := 0.0
-			if n.up() {
-				up = 1
-			}
-			ch <- prometheus.MustNewConstMetric(descBGPSessionUp, prometheus.GaugeValue, up, n.Address, n.Name)
-		}
-		for state, count := range byState {
-			ch <- prometheus.MustNewConstMetric(descBGPSessions, prometheus.GaugeValue, float64(count), state)
-		}
-	}
-	if v, ok := decodeView[policyView](a.policyDebug()); ok {
+	a.be.collect(ch)
+	if v := a.policyDebug(); v != nil {
 		dp := v.Dataplane
-		component("policy", v.Syncs, v.Failures, v.LastSync, dp.LastDuration)
+		syncMetrics(ch, "policy", v.Syncs, v.Failures, v.LastSync, dp.LastDuration)
 		ch <- prometheus.MustNewConstMetric(descPolicyRules, prometheus.GaugeValue, float64(dp.Rules))
 		ch <- prometheus.MustNewConstMetric(descPolicySets, prometheus.GaugeValue, float64(dp.Sets))
 		ch <- prometheus.MustNewConstMetric(descPolicyElements, prometheus.GaugeValue, float64(dp.Elements))
@@ -235,13 +194,8 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descNodes, prometheus.GaugeValue, float64(alive), "true")
 	ch <- prometheus.MustNewConstMetric(descNodes, prometheus.GaugeValue, float64(len(snap.Nodes)-alive), "false")
-	var links map[string]Link
-	if a.vx != nil {
-		links = a.vxlanLinks(*snap, a.vx.Debug())
-	} else if bgp := a.bgpDebug(); bgp != nil {
-		links = bgpLinks(*snap, bgp)
-	}
-	byState := map[string]int{LinkUp: 0, LinkPartial: 0, LinkPending: 0, LinkDown: 0, LinkNone: 0}
+	links := a.be.links(*snap)
+	byState := map[string]int{api.LinkUp: 0, api.LinkPartial: 0, api.LinkPending: 0, api.LinkDown: 0, api.LinkNone: 0}
 	for name, l := range links {
 		if name != a.cfg.NodeName {
 			byState[l.State]++

@@ -433,13 +433,8 @@ func addStoredPolicies(in *policy.Input, other map[string][]byte, decode func(ke
 			}
 			invalid = append(invalid, inv)
 		}
-		switch p := obj.(type) {
-		case *api.NetworkPolicy:
-			in.NetworkPolicies = append(in.NetworkPolicies, *p)
-		case *api.AdminNetworkPolicy:
-			in.ANPs = append(in.ANPs, *p)
-		case *api.BaselineAdminNetworkPolicy:
-			in.BANPs = append(in.BANPs, *p)
+		if obj != nil {
+			in.AddPolicy(obj)
 		}
 	}
 	return invalid
@@ -481,21 +476,16 @@ func vxlanFilter(self string, port uint16, snap *store.Snapshot) *policy.VXLANFi
 	return f
 }
 
-// policyState is what /debug/policy and the topology show.
-type policyState struct {
-	policy.DebugState
-	// BadPolicies are the invalid stored policies, as "key: error
-	// (enforced: ...)".
-	BadPolicies []string `json:"badPolicies,omitempty"`
-}
-
-func (e *enforcer) debug() policyState {
+// debug is what /debug/policy and the topology show.
+func (e *enforcer) debug() api.PolicyStatus {
 	inv := e.invalidPolicies()
 	bad := make([]string, len(inv))
 	for i, p := range inv {
 		bad[i] = p.String()
 	}
-	return policyState{DebugState: e.rec.Debug(), BadPolicies: bad}
+	d := e.rec.Debug()
+	d.BadPolicies = bad
+	return d
 }
 
 // invalidPolicies returns the stored policies that do not decode, as of

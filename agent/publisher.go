@@ -55,17 +55,10 @@ func (h *etcdHealth) observe(err error, now time.Time) bool {
 	return unavailable
 }
 
-// EtcdState is what status and the debug endpoint show of etcd reachability.
-type EtcdState struct {
-	Reachable bool      `json:"reachable"`
-	Since     time.Time `json:"since,omitzero"`
-	LastError string    `json:"lastError,omitempty"`
-}
-
-func (h *etcdHealth) state() EtcdState {
+func (h *etcdHealth) state() api.EtcdState {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return EtcdState{Reachable: !h.down, Since: h.since, LastError: h.lastErr}
+	return api.EtcdState{Reachable: !h.down, Since: h.since, LastError: h.lastErr}
 }
 
 // publisher replays the journal into the store, in order, as soon as etcd
@@ -206,19 +199,11 @@ func (p *publisher) setErr(err error) {
 	}
 }
 
-// OfflineState is the journal and etcd reachability as /debug/topology
-// shows them.
-type OfflineState struct {
-	Etcd EtcdState `json:"etcd"`
-	JournalStats
-	LastError string `json:"lastError,omitempty"`
-}
-
-func (p *publisher) state() OfflineState {
+func (p *publisher) state() api.OfflineState {
 	p.mu.Lock()
 	last := p.lastErr
 	p.mu.Unlock()
-	return OfflineState{Etcd: p.health.state(), JournalStats: p.j.stats(), LastError: last}
+	return api.OfflineState{Etcd: p.health.state(), JournalStats: p.j.stats(), LastError: last}
 }
 
 // releaseAfterUnpublish is the publisher's release: free the address now that

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/skeinnet/skein/api"
-	"github.com/skeinnet/skein/store"
 )
 
 // statusRefresh is how often the status record is rewritten regardless;
@@ -63,19 +62,6 @@ func statusFingerprint(st api.NodeStatus) string {
 	return fp
 }
 
-// peersUp returns vxlanPeerLinks (how many are up, and each peer's state),
-// recomputed only after a sync: the status loop asks every second, and
-// grading every peer costs O(cluster).
-func (a *Agent) peersUp(syncs int) (int, map[string]string) {
-	a.peersUpMu.Lock()
-	defer a.peersUpMu.Unlock()
-	if syncs != a.peersUpSyncs || syncs == 0 {
-		a.peersUpCount, a.peerLinks = a.vxlanPeerLinks(a.vx.Debug())
-		a.peersUpSyncs = syncs
-	}
-	return a.peersUpCount, a.peerLinks
-}
-
 func (a *Agent) nodeStatus() api.NodeStatus {
 	ready, reason := a.readiness()
 	st := api.NodeStatus{
@@ -95,33 +81,7 @@ func (a *Agent) nodeStatus() api.NodeStatus {
 		grace = -1 // release is off: no block has a release time
 	}
 	st.EmptyBlocks = a.alloc.EmptyBlocks(grace)
-	if a.vx != nil {
-		d := a.vx.Stats()
-		st.LastSync = d.LastSync
-		st.Peers = d.Neighs
-		st.PeersUp, st.Links = a.peersUp(d.Syncs)
-		st.LastError = d.LastError
-	}
-	if a.bgp != nil {
-		d := a.bgp.Debug()
-		st.LastSync = d.LastSync
-		st.LastError = d.LastError
-		for _, n := range d.Neighbors {
-			st.BGP = append(st.BGP, api.BGPNeighbor{
-				Name: n.Name, Address: n.Address, ASN: n.ASN, State: n.State, Uptime: n.Uptime,
-				Received: n.Received, Advertised: n.Advertised, LastError: n.LastError,
-			})
-			if n.State == "Established" {
-				st.PeersUp++
-			}
-		}
-		st.Peers = len(d.Neighbors)
-		if bgp := a.bgpDebug(); bgp != nil {
-			a.readView(func(snap store.Snapshot) {
-				st.Links = linkStates(a.cfg.NodeName, bgpLinks(snap, bgp))
-			})
-		}
-	}
+	a.be.status(&st)
 	if a.pol != nil {
 		d := a.pol.rec.Debug()
 		st.PolicyVersion, st.PolicySync, st.PolicyError = d.AppliedVersion, d.LastSync, d.LastError

@@ -49,14 +49,16 @@ const PolicyKeyKind = "policies"
 // clusterScopedSegment stands for the namespace of cluster-scoped objects in keys.
 const clusterScopedSegment = "_"
 
-// IsPolicyKind reports whether kind is one of the three stored policy kinds.
+// IsPolicyKind reports whether kind is one of the four stored policy kinds.
 func IsPolicyKind(kind string) bool {
-	return kind == KindNetworkPolicy || kind == KindAdminNetworkPolicy || kind == KindBaselineAdminNetworkPolicy
+	return kind == KindNetworkPolicy || kind == KindAdminNetworkPolicy || kind == KindBaselineAdminNetworkPolicy ||
+		kind == KindClusterNetworkPolicy
 }
 
 // ClusterScoped reports whether objects of kind have no namespace.
 func ClusterScoped(kind string) bool {
-	return kind == KindAdminNetworkPolicy || kind == KindBaselineAdminNetworkPolicy || kind == KindNamespace
+	return kind == KindAdminNetworkPolicy || kind == KindBaselineAdminNetworkPolicy || kind == KindNamespace ||
+		kind == KindClusterNetworkPolicy || kind == KindNode
 }
 
 // PolicyKey returns the key of a policy relative to the store prefix:
@@ -91,13 +93,21 @@ func newObject(apiVersion, kind string) (Object, error) {
 		KindBaselineAdminNetworkPolicy: PolicyV1Alpha1,
 		KindNamespace:                  CoreV1,
 		KindEndpoint:                   SkeinV1,
+		KindNode:                       SkeinV1,
 	}
 	if kind == "" {
 		return nil, FieldError{Path: "kind", Msg: "required value"}
 	}
+	if kind == KindClusterNetworkPolicy {
+		// Upstream serves the same schema as v1beta1 and v1alpha2.
+		if apiVersion != PolicyV1Beta1 && apiVersion != PolicyV1Alpha2 {
+			return nil, FieldError{Path: "apiVersion", Msg: fmt.Sprintf("unknown apiVersion %q for kind %s (want %s or %s)", apiVersion, kind, PolicyV1Beta1, PolicyV1Alpha2)}
+		}
+		return &ClusterNetworkPolicy{}, nil
+	}
 	v, ok := want[kind]
 	if !ok {
-		return nil, FieldError{Path: "kind", Msg: fmt.Sprintf("unknown kind %q (want NetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy, Namespace or Endpoint)", kind)}
+		return nil, FieldError{Path: "kind", Msg: fmt.Sprintf("unknown kind %q (want NetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy, ClusterNetworkPolicy, Namespace, Endpoint or Node)", kind)}
 	}
 	if apiVersion != v {
 		return nil, FieldError{Path: "apiVersion", Msg: fmt.Sprintf("unknown apiVersion %q for kind %s (want %s)", apiVersion, kind, v)}
@@ -111,6 +121,8 @@ func newObject(apiVersion, kind string) (Object, error) {
 		return &BaselineAdminNetworkPolicy{}, nil
 	case KindNamespace:
 		return &NamespaceDoc{}, nil
+	case KindNode:
+		return &NodeDoc{}, nil
 	default:
 		return &EndpointDoc{}, nil
 	}
@@ -136,7 +148,11 @@ func Defaults(o Object) {
 	case *BaselineAdminNetworkPolicy:
 		v.Namespace = ""
 		AdminPolicyPortDefaults(v.Spec.Ingress, v.Spec.Egress)
+	case *ClusterNetworkPolicy:
+		v.Namespace = ""
 	case *NamespaceDoc:
+		v.Namespace = ""
+	case *NodeDoc:
 		v.Namespace = ""
 	case *EndpointDoc:
 		if v.Namespace == "" {

@@ -19,6 +19,7 @@ const (
 	KindBaselineAdminNetworkPolicy = "BaselineAdminNetworkPolicy"
 	KindNamespace                  = "Namespace"
 	KindEndpoint                   = "Endpoint"
+	KindNode                       = "Node"
 )
 
 // Protocols a port may name; TCP is the default everywhere.
@@ -367,8 +368,8 @@ type AdminNetworkPolicyIngressPeer struct {
 }
 
 // AdminNetworkPolicyEgressPeer is one destination; exactly one field is set.
-// Nodes is part of the upstream schema so files decode, but validation
-// rejects it: Skein does not implement node peers.
+// Nodes selects nodes by the labels of their records and matches their
+// underlay addresses.
 type AdminNetworkPolicyEgressPeer struct {
 	Namespaces *LabelSelector `json:"namespaces,omitempty"`
 	Pods       *NamespacedPod `json:"pods,omitempty"`
@@ -487,4 +488,18 @@ func (d EndpointDoc) ToEndpoint() Endpoint {
 		IPs:       d.IPs,
 		Node:      d.Node,
 	}
+}
+
+// NodeDoc is a Node document (apiVersion skein.dev/v1) in an offline file:
+// a node's name, labels and underlay address, which nodes peers of admin
+// policies match.
+type NodeDoc struct {
+	TypeMeta   `json:",inline"`
+	ObjectMeta `json:"metadata"`
+	UnderlayIP netip.Addr `json:"underlayIP"`
+}
+
+// ToNode converts d to the stored form (without VXLAN or BGP details).
+func (d NodeDoc) ToNode() Node {
+	return Node{Name: d.Name, UnderlayIP: d.UnderlayIP, Labels: d.Labels}
 }

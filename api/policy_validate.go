@@ -369,14 +369,7 @@ func ValidateBaselineAdminNetworkPolicy(banp *BaselineAdminNetworkPolicy) error 
 const maxAdminItems = 100
 
 func (e *errs) adminSpec(subj AdminNetworkPolicySubject, ingress []AdminNetworkPolicyIngressRule, egress []AdminNetworkPolicyEgressRule, pass bool) {
-	switch {
-	case subj.Namespaces == nil && subj.Pods == nil:
-		e.add("spec.subject", "must specify exactly one of namespaces or pods")
-	case subj.Namespaces != nil && subj.Pods != nil:
-		e.add("spec.subject", "may specify only one of namespaces or pods")
-	}
-	e.selector(subj.Namespaces, "spec.subject.namespaces")
-	e.namespacedPod(subj.Pods, "spec.subject.pods")
+	e.subject(subj)
 	if len(ingress) > maxAdminItems {
 		e.add("spec.ingress", "must have at most %d rules", maxAdminItems)
 	}
@@ -406,16 +399,23 @@ func (e *errs) adminSpec(subj AdminNetworkPolicySubject, ingress []AdminNetworkP
 		} else if len(r.To) > maxAdminItems {
 			e.add(p+".to", "must have at most %d peers", maxAdminItems)
 		}
+		noNamedPorts := false
 		for j, peer := range r.To {
 			pp := idx(p+".to", j)
 			e.onePeer(pp, peer.Namespaces != nil, peer.Pods != nil, peer.Nodes != nil, peer.Networks != nil)
 			e.selector(peer.Namespaces, pp+".namespaces")
 			e.namespacedPod(peer.Pods, pp+".pods")
-			if peer.Nodes != nil {
-				e.add(pp+".nodes", "node peers are not supported by skein")
-			}
+			e.selector(peer.Nodes, pp+".nodes")
 			if peer.Networks != nil {
 				e.networks(pp+".networks", peer.Networks)
+			}
+			noNamedPorts = noNamedPorts || peer.Nodes != nil || peer.Networks != nil
+		}
+		if noNamedPorts && r.Ports != nil {
+			for k, port := range *r.Ports {
+				if port.NamedPort != nil {
+					e.add(idx(p+".ports", k)+".namedPort", "may not be set when a peer is networks or nodes: they have no named ports")
+				}
 			}
 		}
 	}
@@ -519,6 +519,21 @@ func ValidateNamespaceDoc(d *NamespaceDoc) error {
 	return e.list.asError()
 }
 
+// ValidateNodeDoc checks a Node document. It returns FieldErrors or nil.
+func ValidateNodeDoc(d *NodeDoc) error {
+	var e errs
+	e.meta(d.ObjectMeta, false, func(s string) string {
+		if err := ValidateNodeName(s); err != nil {
+			return err.Error()
+		}
+		return ""
+	})
+	if !d.UnderlayIP.IsValid() {
+		e.add("underlayIP", "required value")
+	}
+	return e.list.asError()
+}
+
 // ValidateEndpointDoc checks an Endpoint document. It returns FieldErrors or nil.
 func ValidateEndpointDoc(d *EndpointDoc) error {
 	var e errs
@@ -563,10 +578,14 @@ func ValidateObject(o Object) error {
 		return ValidateAdminNetworkPolicy(v)
 	case *BaselineAdminNetworkPolicy:
 		return ValidateBaselineAdminNetworkPolicy(v)
+	case *ClusterNetworkPolicy:
+		return ValidateClusterNetworkPolicy(v)
 	case *NamespaceDoc:
 		return ValidateNamespaceDoc(v)
 	case *EndpointDoc:
 		return ValidateEndpointDoc(v)
+	case *NodeDoc:
+		return ValidateNodeDoc(v)
 	}
 	return FieldErrors{{Path: "kind", Msg: "unsupported type " + strconv.Quote(fmt.Sprintf("%T", o))}}
 }

@@ -217,9 +217,16 @@ func TestValidateAdminNetworkPolicy(t *testing.T) {
 		{"two fields in a peer", func(p *AdminNetworkPolicy) {
 			p.Spec.Egress[0].To[0].Namespaces = &LabelSelector{}
 		}, "spec.egress[0].to[0]: must specify exactly one of namespaces, pods, nodes or networks"},
-		{"nodes unsupported", func(p *AdminNetworkPolicy) {
+		{"nodes peer", func(p *AdminNetworkPolicy) {
+			p.Spec.Egress[0].To = []AdminNetworkPolicyEgressPeer{{Nodes: &LabelSelector{MatchLabels: map[string]string{"zone": "a"}}}}
+		}, ""},
+		{"nodes selector validated", func(p *AdminNetworkPolicy) {
+			p.Spec.Egress[0].To = []AdminNetworkPolicyEgressPeer{{Nodes: &LabelSelector{MatchLabels: map[string]string{"-bad": "a"}}}}
+		}, `spec.egress[0].to[0].nodes.matchLabels: invalid label key "-bad"`},
+		{"named port with nodes peer", func(p *AdminNetworkPolicy) {
 			p.Spec.Egress[0].To = []AdminNetworkPolicyEgressPeer{{Nodes: &LabelSelector{}}}
-		}, "spec.egress[0].to[0].nodes: node peers are not supported"},
+			p.Spec.Egress[0].Ports = &[]AdminNetworkPolicyPort{{NamedPort: ptr("web")}}
+		}, "spec.egress[0].ports[0].namedPort: may not be set when a peer is networks or nodes"},
 		{"bad network", func(p *AdminNetworkPolicy) { p.Spec.Egress[0].To[0].Networks = []CIDR{"10.0.0.1"} }, `spec.egress[0].to[0].networks[0]: invalid CIDR "10.0.0.1"`},
 		{"mapped network", func(p *AdminNetworkPolicy) { p.Spec.Egress[0].To[0].Networks = []CIDR{"::ffff:10.0.0.0/104"} }, "invalid CIDR"},
 		{"empty networks", func(p *AdminNetworkPolicy) { p.Spec.Egress[0].To[0].Networks = []CIDR{} }, "spec.egress[0].to[0].networks: must have at least one CIDR"},

@@ -245,6 +245,16 @@ type BGPNeighbor struct {
 	LastError  string     `json:"lastError,omitempty"`
 }
 
+// RouteReflectorLabel marks a node as a BGP route reflector; its value is
+// the reflector's cluster id (an IPv4 address, or empty for the router id).
+const RouteReflectorLabel = "skein.dev/route-reflector"
+
+// DefaultSocket is where skeind serves skein-cni (and `skein ipam check --leaked`).
+const DefaultSocket = "/run/skein/skeind.sock"
+
+// IdentityFile is the file under skeind's --state-dir that holds the node's secret.
+const IdentityFile = "node-identity"
+
 // RouteProtocol marks kernel routes Skein owns (rtnetlink protocol number), so
 // that Skein only ever lists and deletes its own routes.
 const RouteProtocol = 78

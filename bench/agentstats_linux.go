@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/lab"
 )
 
@@ -199,10 +200,7 @@ func pollReady(ctx context.Context, hc *http.Client, t0 time.Time) (time.Duratio
 }
 
 // agentTopology is the part of /debug/topology the bench reads.
-type agentTopology struct {
-	Ready      bool   `json:"ready"`
-	ReadyAfter string `json:"readyAfter"`
-}
+type agentTopology = api.Topology
 
 func topology(ctx context.Context, hc *http.Client) (agentTopology, error) {
 	var t agentTopology

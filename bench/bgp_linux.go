@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/bgp"
 	"github.com/skeinnet/skein/lab"
 )
@@ -94,15 +95,7 @@ func (b *bench) setupRouted(ctx context.Context, mtu int) (endpoint, endpoint, e
 }
 
 // bgpDebug is the part of an agent's /debug/bgp the bench reads.
-type bgpDebug struct {
-	Running   bool `json:"running"`
-	Syncing   bool `json:"syncing"`
-	Neighbors []struct {
-		Name  string `json:"name"`
-		State string `json:"state"`
-	} `json:"neighbors"`
-	Routes []string `json:"routes"`
-}
+type bgpDebug = api.BGPStatus
 
 func getBGPDebug(ctx context.Context, hc *http.Client) (bgpDebug, error) {
 	var d bgpDebug
@@ -128,7 +121,7 @@ func getBGPDebug(ctx context.Context, hc *http.Client) (bgpDebug, error) {
 
 // synced reports whether the speaker runs, has all its neighbours
 // Established and no longer keeps routes of an earlier run; otherwise why not.
-func (d bgpDebug) synced(want int) (bool, string) {
+func bgpSynced(d api.BGPStatus, want int) (bool, string) {
 	switch {
 	case !d.Running:
 		return false, "not running"
@@ -138,7 +131,7 @@ func (d bgpDebug) synced(want int) (bool, string) {
 		return false, fmt.Sprintf("%d neighbours, want %d", len(d.Neighbors), want)
 	}
 	for _, n := range d.Neighbors {
-		if n.State != "Established" {
+		if !n.Up() {
 			return false, fmt.Sprintf("neighbour %s is %s", n.Name, n.State)
 		}
 	}
@@ -161,7 +154,7 @@ func waitBGPSynced(ctx context.Context, l *lab.Lab, hosts []string, want int) (t
 			why := ""
 			if err == nil {
 				var ok bool
-				if ok, why = d.synced(want); ok {
+				if ok, why = bgpSynced(d, want); ok {
 					break
 				}
 			} else {

@@ -347,19 +347,7 @@ func (p *polLab) setLevel(ctx context.Context, n int) ([]time.Duration, error) {
 }
 
 // policyDebug is the part of an agent's /debug/policy the bench reads.
-type policyDebug struct {
-	DesiredVersion uint64 `json:"desiredVersion"`
-	AppliedVersion uint64 `json:"appliedVersion"`
-	Dataplane      struct {
-		Chains       int           `json:"chains"`
-		Rules        int           `json:"rules"`
-		Sets         int           `json:"sets"`
-		Elements     int           `json:"elements"`
-		LastDuration time.Duration `json:"lastDuration"`
-		LastApply    time.Time     `json:"lastApply"`
-	} `json:"dataplane"`
-	LastError string `json:"lastError"`
-}
+type policyDebug = api.PolicyStatus
 
 func getPolicyDebug(ctx context.Context, hc *http.Client) (policyDebug, error) {
 	var d policyDebug

@@ -185,7 +185,7 @@ func addrString(a netip.Addr) string {
 // Peer is one BGP neighbour the speaker should have.
 type Peer struct {
 	// Name identifies the peer (a node name, or the name of an external
-	// peer); unique among the peers of one SetPeers call.
+	// peer); unique among the peers of one Set call.
 	Name string
 	// Address is the peer's IPv4 address; unique among the peers.
 	Address netip.Addr

@@ -8,74 +8,18 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/skeinnet/skein/api"
 )
 
 // debugTimeout bounds the gobgp query behind Debug.
 const debugTimeout = 5 * time.Second
 
 // NeighborState is one neighbour in the debug state.
-type NeighborState struct {
-	Name                 string     `json:"name"`
-	Address              netip.Addr `json:"address"`
-	ASN                  uint32     `json:"asn"`
-	Port                 int        `json:"port,omitempty"`
-	RouteReflectorClient bool       `json:"routeReflectorClient,omitempty"`
-	Passive              bool       `json:"passive,omitempty"`
-	Description          string     `json:"description,omitempty"`
-	// State is Idle, Connect, Active, OpenSent, OpenConfirm or Established;
-	// NotConfigured before gobgp has the peer, Stopped when not running.
-	State string `json:"state"`
-	// Since is when the session last went up (Established) or down.
-	Since time.Time `json:"since,omitzero"`
-	// Uptime is how long the session has been Established.
-	Uptime string `json:"uptime,omitempty"`
-	// Received, Accepted and Advertised count IPv4 unicast prefixes.
-	Received   int `json:"prefixesReceived"`
-	Accepted   int `json:"prefixesAccepted"`
-	Advertised int `json:"prefixesAdvertised"`
-	// Flaps counts sessions that went down soon after coming up.
-	Flaps int `json:"flaps,omitempty"`
-	// GracefulRestart reports that graceful restart was negotiated;
-	// PeerRestarting that the peer's routes are kept while it restarts.
-	GracefulRestart bool `json:"gracefulRestart,omitempty"`
-	PeerRestarting  bool `json:"peerRestarting,omitempty"`
-	// LastError is the last reason gobgp gave for a failed or lost session.
-	LastError   string    `json:"lastError,omitempty"`
-	LastErrorAt time.Time `json:"lastErrorAt,omitzero"`
-}
+type NeighborState = api.BGPSession
 
 // DebugState is what the debug endpoint shows about BGP.
-type DebugState struct {
-	RouterID        netip.Addr `json:"routerID"`
-	ASN             uint32     `json:"asn"`
-	Listen          string     `json:"listen"`
-	Running         bool       `json:"running"`
-	GracefulRestart bool       `json:"gracefulRestart"`
-	// ClusterID is set when the speaker is a route reflector.
-	ClusterID netip.Addr `json:"clusterID,omitzero"`
-	// Syncing reports that routes of an earlier run are kept until the
-	// peers have re-sent theirs (or StaleRouteTime passes).
-	Syncing bool `json:"syncing"`
-	// WaitingForAdvertised reports that peers are not configured because
-	// SetAdvertised was never called.
-	WaitingForAdvertised bool            `json:"waitingForAdvertised,omitempty"`
-	Neighbors            []NeighborState `json:"neighbors"`
-	Advertised           []netip.Prefix  `json:"advertised"`
-	NextHop              netip.Addr      `json:"nextHop,omitzero"`
-	Local                []netip.Prefix  `json:"local"`
-	// Routes are the kernel routes the speaker owns, as of the last sync.
-	Routes []string `json:"routes"`
-	// Rejected are learned best paths that are not installed, and why.
-	Rejected []Rejection `json:"rejected,omitempty"`
-	// Blocked are destinations held by a route the speaker does not own.
-	Blocked []string `json:"blocked,omitempty"`
-	// LastSync, LastDuration, Syncs and Failures are about route syncs.
-	LastSync     time.Time     `json:"lastSync,omitzero"`
-	LastDuration time.Duration `json:"lastDuration"`
-	LastError    string        `json:"lastError,omitempty"`
-	Syncs        int           `json:"syncs"`
-	Failures     int           `json:"failures"`
-}
+type DebugState = api.BGPStatus
 
 // Debug returns a snapshot for the debug endpoint. While Run runs it asks
 // gobgp for the session states.

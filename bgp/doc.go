@@ -4,8 +4,8 @@
 //
 // # Model
 //
-// Each node advertises its blocks (SetAdvertised) with next hop = its
-// underlay IP, keeps sessions with the desired peers (SetPeers: the node
+// Each node advertises its blocks (Desired.Advertised) with next hop = its
+// underlay IP, keeps sessions with the desired peers (Desired.Peers: the node
 // mesh, route reflectors, external top-of-rack routers) and installs the
 // best IPv4 unicast path of every learned prefix as a kernel route
 // "prefix via next hop", marked with Skein's route protocol. Two
@@ -16,7 +16,7 @@
 // End-of-RIB, session states) only trigger the route loop.
 //
 // Learned paths are not installed when they overlap one of the node's own
-// blocks (SetLocal), fall outside Config.Import, point back at the node, or
+// blocks (Desired.Local), fall outside Config.Import, point back at the node, or
 // collide with a kernel route the speaker does not own (which it never
 // replaces); each is logged once and shown in Debug.
 //
@@ -52,7 +52,7 @@
 // drops the kept routes at its first failed reconnection), sets the Restart
 // State and Forwarding State bits, keeps the old kernel routes until every
 // peer is established and has sent End-of-RIB, and only then deletes what
-// was not re-learned. Removing a peer (SetPeers) sends a Cease
+// was not re-learned. Removing a peer (Set) sends a Cease
 // notification: the peer drops this node's routes at once, and this node
 // its.
 //

@@ -2,9 +2,10 @@ package bgp
 
 import (
 	"cmp"
-	"fmt"
 	"net/netip"
 	"slices"
+
+	"github.com/skeinnet/skein/api"
 )
 
 // Path is one best path of the BGP table, as the planner sees it.
@@ -28,17 +29,7 @@ type Route struct {
 func (r Route) String() string { return r.Dst.String() + " via " + r.Gw.String() }
 
 // Rejection is a learned path that is not installed, and why.
-type Rejection struct {
-	Prefix  netip.Prefix `json:"prefix"`
-	NextHop netip.Addr   `json:"nextHop,omitzero"`
-	Peer    netip.Addr   `json:"peer,omitzero"`
-	Reason  string       `json:"reason"`
-}
-
-// String renders the rejection for logs and the debug state.
-func (r Rejection) String() string {
-	return fmt.Sprintf("%s via %s from %s: %s", r.Prefix, addrString(r.NextHop), addrString(r.Peer), r.Reason)
-}
+type Rejection = api.BGPRejection
 
 // PlanInput is everything the route planner depends on.
 type PlanInput struct {

@@ -45,9 +45,9 @@ type Speaker struct {
 	restartDelay time.Duration
 
 	mu         sync.Mutex
-	peers      []Peer // desired, valid, in SetPeers order
+	peers      []Peer // desired, valid, in Set's order
 	peersSet   bool
-	advertised map[netip.Prefix]netip.Addr // nil until the first SetAdvertised
+	advertised map[netip.Prefix]netip.Addr // nil until the first Set
 	local      []netip.Prefix
 	router     *gobgpRouter // non-nil while Run runs
 	runStart   time.Time
@@ -94,13 +94,35 @@ func New(cfg Config) (*Speaker, error) {
 	return s, nil
 }
 
-// SetPeers sets the desired neighbours; sessions are added, removed and
-// re-created (when a peer's address-independent settings change) in the
-// background. Invalid peers and duplicates (by name or address; the first
-// wins) are left out and reported in the error, the others are applied. A
-// peer with this speaker's own address is ignored, so the full node list
-// may be passed. It never blocks on the network.
-func (s *Speaker) SetPeers(peers []Peer) error {
+// Desired is everything the agent wants of the speaker.
+type Desired struct {
+	// Peers are the neighbours to keep sessions with. Invalid peers and
+	// duplicates (by name or address; the first wins) are left out and
+	// reported by Set; a peer with the speaker's own address is ignored, so
+	// the full node list may be passed.
+	Peers []Peer
+	// Advertised are the prefixes this node originates, all with next hop
+	// NextHop (the node's underlay IP; RouterID when invalid).
+	Advertised []netip.Prefix
+	NextHop    netip.Addr
+	// Local are this node's own blocks: learned paths overlapping one of
+	// them are never installed (and logged once).
+	Local []netip.Prefix
+}
+
+// Set makes d the speaker's desired state. Sessions are added, removed and
+// re-created (when a peer's address-independent settings change) and
+// prefixes advertised or withdrawn in the background; it never blocks on
+// the network. Peers are configured only once Set was called, so that a
+// restarted node never sends End-of-RIB before its own blocks (which would
+// make its peers drop them). The error lists the peers left out.
+func (s *Speaker) Set(d Desired) error {
+	s.setLocal(d.Local)
+	s.setAdvertised(d.Advertised, d.NextHop)
+	return s.setPeers(d.Peers)
+}
+
+func (s *Speaker) setPeers(peers []Peer) error {
 	ok, err := ValidatePeers(peers)
 	ok = slices.DeleteFunc(ok, func(p Peer) bool { return p.Address == s.cfg.ListenAddr || p.Address == s.cfg.RouterID })
 	s.mu.Lock()
@@ -113,13 +135,7 @@ func (s *Speaker) SetPeers(peers []Peer) error {
 	return nil
 }
 
-// SetAdvertised sets the prefixes this node originates, all with next hop
-// nextHop (the node's underlay IP; RouterID when invalid). Removed prefixes
-// are withdrawn. Peers are configured only after the first call, so that a
-// restarted node never sends End-of-RIB before its own blocks (which would
-// make its peers drop them): call it, with no prefixes if need be, before
-// or with SetPeers.
-func (s *Speaker) SetAdvertised(prefixes []netip.Prefix, nextHop netip.Addr) {
+func (s *Speaker) setAdvertised(prefixes []netip.Prefix, nextHop netip.Addr) {
 	if !nextHop.IsValid() {
 		nextHop = s.cfg.RouterID
 	}
@@ -137,9 +153,7 @@ func (s *Speaker) SetAdvertised(prefixes []netip.Prefix, nextHop netip.Addr) {
 	s.cfgLoop.Trigger()
 }
 
-// SetLocal sets this node's own blocks: learned paths overlapping one of
-// them are never installed (and logged once).
-func (s *Speaker) SetLocal(prefixes []netip.Prefix) {
+func (s *Speaker) setLocal(prefixes []netip.Prefix) {
 	local := make([]netip.Prefix, 0, len(prefixes))
 	for _, p := range prefixes {
 		if p.IsValid() {
@@ -235,7 +249,7 @@ func (s *Speaker) syncConfig(ctx context.Context) error {
 	}
 	if !advSet {
 		if logWait {
-			s.log.Info("peers wait for the first SetAdvertised")
+			s.log.Info("peers wait for the first Set")
 		}
 		return nil
 	}

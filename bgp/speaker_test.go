@@ -32,10 +32,10 @@ func mesh(t *testing.T, nodes ...*node) {
 	}
 	for i, n := range nodes {
 		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, byte(i + 1), 0}), 24)
-		n.s.SetLocal([]netip.Prefix{p})
-		n.s.SetAdvertised([]netip.Prefix{p}, n.addr)
-		if err := n.s.SetPeers(peers); err != nil {
-			t.Fatalf("SetPeers(%s) = %v", n.name, err)
+		n.s.setLocal([]netip.Prefix{p})
+		n.s.setAdvertised([]netip.Prefix{p}, n.addr)
+		if err := n.s.setPeers(peers); err != nil {
+			t.Fatalf("setPeers(%s) = %v", n.name, err)
 		}
 	}
 }
@@ -68,9 +68,9 @@ func TestMeshLearnsAndWithdraws(t *testing.T) {
 	}
 
 	// b withdraws its block, then advertises two.
-	b.s.SetAdvertised(nil, b.addr)
+	b.s.setAdvertised(nil, b.addr)
 	waitFor(t, sessionTimeout, "a drops b's withdrawn block", func() bool { return !a.dp.has("10.1.2.0/24 via 127.1.0.2") })
-	b.s.SetAdvertised([]netip.Prefix{pfx("10.1.2.0/24"), pfx("10.1.20.0/24")}, b.addr)
+	b.s.setAdvertised([]netip.Prefix{pfx("10.1.2.0/24"), pfx("10.1.20.0/24")}, b.addr)
 	waitFor(t, sessionTimeout, "c learns b's new blocks", func() bool {
 		return c.dp.has("10.1.2.0/24 via 127.1.0.2") && c.dp.has("10.1.20.0/24 via 127.1.0.2")
 	})
@@ -90,7 +90,7 @@ func TestMeshLearnsAndWithdraws(t *testing.T) {
 	}
 
 	// Removing a peer withdraws its routes on both sides.
-	a.s.SetPeers([]Peer{c.peer()}) //nolint:errcheck // valid input
+	a.s.setPeers([]Peer{c.peer()}) //nolint:errcheck // valid input
 	waitFor(t, 5*time.Second, "a drops b's blocks after removing b", func() bool { return len(a.dp.lines()) == 0 })
 	waitFor(t, 5*time.Second, "b drops a's block after a removed it", func() bool { return !b.dp.has("10.1.1.0/24 via 127.1.0.1") })
 }
@@ -134,9 +134,9 @@ func TestGracefulRestartLosesNoRoute(t *testing.T) {
 
 	b2 := &node{name: "b", addr: b.addr, port: b.port, cfg: b.cfg, dp: b.dp, log: newLogRecorder(t.Output())}
 	b2.start(t)
-	b2.s.SetLocal([]netip.Prefix{pfx("10.1.2.0/24")})
-	b2.s.SetAdvertised([]netip.Prefix{pfx("10.1.2.0/24")}, b2.addr)
-	if err := b2.s.SetPeers([]Peer{a.peer()}); err != nil {
+	b2.s.setLocal([]netip.Prefix{pfx("10.1.2.0/24")})
+	b2.s.setAdvertised([]netip.Prefix{pfx("10.1.2.0/24")}, b2.addr)
+	if err := b2.s.setPeers([]Peer{a.peer()}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "restarted b syncs", func() bool { return b2.s.Debug().Syncing })
@@ -168,15 +168,15 @@ func TestRouteReflector(t *testing.T) {
 	}
 	for i, n := range []*node{rr, c1, c2} {
 		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 3, byte(i), 0}), 24)
-		n.s.SetLocal([]netip.Prefix{p})
-		n.s.SetAdvertised([]netip.Prefix{p}, n.addr)
+		n.s.setLocal([]netip.Prefix{p})
+		n.s.setAdvertised([]netip.Prefix{p}, n.addr)
 	}
 	client := func(n *node) Peer { p := n.peer(); p.RouteReflectorClient = true; return p }
-	if err := rr.s.SetPeers([]Peer{client(c1), client(c2)}); err != nil {
+	if err := rr.s.setPeers([]Peer{client(c1), client(c2)}); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []*node{c1, c2} {
-		if err := c.s.SetPeers([]Peer{rr.peer()}); err != nil { // no session between the clients
+		if err := c.s.setPeers([]Peer{rr.peer()}); err != nil { // no session between the clients
 			t.Fatal(err)
 		}
 	}
@@ -197,11 +197,11 @@ func TestLocalOverlapNotInstalledLoggedOnce(t *testing.T) {
 	integration(t, "")
 	a, b := newNode(t, "a", "127.1.4.1"), newNode(t, "b", "127.1.4.2")
 	mesh(t, a, b) // a: 10.1.1.0/24 local
-	b.s.SetAdvertised([]netip.Prefix{pfx("10.1.2.0/24"), pfx("10.1.1.0/25")}, b.addr)
+	b.s.setAdvertised([]netip.Prefix{pfx("10.1.2.0/24"), pfx("10.1.1.0/25")}, b.addr)
 	waitFor(t, sessionTimeout, "a learns b's block", func() bool { return a.dp.has("10.1.2.0/24 via 127.1.4.2") })
 	waitFor(t, sessionTimeout, "a rejects the overlap", func() bool { return len(a.s.Debug().Rejected) == 1 })
 	// More syncs with the overlap still there.
-	b.s.SetAdvertised([]netip.Prefix{pfx("10.1.2.0/24"), pfx("10.1.1.0/25"), pfx("10.1.3.0/24")}, b.addr)
+	b.s.setAdvertised([]netip.Prefix{pfx("10.1.2.0/24"), pfx("10.1.1.0/25"), pfx("10.1.3.0/24")}, b.addr)
 	waitFor(t, sessionTimeout, "a learns b's second block", func() bool { return a.dp.has("10.1.3.0/24 via 127.1.4.2") })
 
 	if d := cmp.Diff([]string{"10.1.2.0/24 via 127.1.4.2", "10.1.3.0/24 via 127.1.4.2"}, a.dp.lines()); d != "" {
@@ -215,7 +215,7 @@ func TestLocalOverlapNotInstalledLoggedOnce(t *testing.T) {
 		t.Errorf("overlap logged %d times, want once:\n%s", n, strings.Join(a.log.all(), "\n"))
 	}
 	// b's block moves to a: a stops installing it.
-	a.s.SetLocal([]netip.Prefix{pfx("10.1.1.0/24"), pfx("10.1.3.0/24")})
+	a.s.setLocal([]netip.Prefix{pfx("10.1.1.0/24"), pfx("10.1.3.0/24")})
 	waitFor(t, 5*time.Second, "a removes a route to its new local block", func() bool { return !a.dp.has("10.1.3.0/24 via 127.1.4.2") })
 }
 
@@ -260,11 +260,11 @@ func TestPeerThatNeverAnswers(t *testing.T) {
 	integration(t, "")
 	a := newNode(t, "a", "127.1.5.1")
 	a.start(t)
-	a.s.SetAdvertised([]netip.Prefix{pfx("10.1.1.0/24")}, a.addr)
+	a.s.setAdvertised([]netip.Prefix{pfx("10.1.1.0/24")}, a.addr)
 	refused := Peer{Name: "refused", Address: netip.MustParseAddr("127.1.5.9"), ASN: testASN, Port: freePort(t, netip.MustParseAddr("127.1.5.9"))}
 	silentAddr := netip.MustParseAddr("127.1.5.8")
 	silent := Peer{Name: "silent", Address: silentAddr, ASN: 65010, Port: silentListener(t, silentAddr)}
-	if err := a.s.SetPeers([]Peer{refused, silent}); err != nil {
+	if err := a.s.setPeers([]Peer{refused, silent}); err != nil {
 		t.Fatal(err)
 	}
 	var first time.Time
@@ -314,8 +314,8 @@ func TestFlappingPeer(t *testing.T) {
 		waitFor(t, 5*time.Second, "a drops b", func() bool { return !a.dp.has("10.1.2.0/24 via 127.1.6.2") })
 		b = &node{name: "b", addr: b.addr, port: b.port, cfg: b.cfg, dp: b.dp, log: b.log}
 		b.start(t)
-		b.s.SetAdvertised([]netip.Prefix{pfx("10.1.2.0/24")}, b.addr)
-		if err := b.s.SetPeers([]Peer{a.peer()}); err != nil {
+		b.s.setAdvertised([]netip.Prefix{pfx("10.1.2.0/24")}, b.addr)
+		if err := b.s.setPeers([]Peer{a.peer()}); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("flap %d done", i+1)
@@ -336,13 +336,13 @@ func TestSetPeersRejectsDuplicates(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := func(name, addr string) Peer { return Peer{Name: name, Address: netip.MustParseAddr(addr), ASN: 64512} }
-	err = s.SetPeers([]Peer{p("n1", "127.1.7.2"), p("n1", "127.1.7.3"), p("n2", "127.1.7.2"), p("n3", "127.1.7.4")})
+	err = s.setPeers([]Peer{p("n1", "127.1.7.2"), p("n1", "127.1.7.3"), p("n2", "127.1.7.2"), p("n3", "127.1.7.4")})
 	if !errors.Is(err, ErrDuplicatePeer) {
-		t.Fatalf("SetPeers() = %v, want ErrDuplicatePeer", err)
+		t.Fatalf("setPeers() = %v, want ErrDuplicatePeer", err)
 	}
 	for _, s := range []string{`"n1": duplicate peer name`, `"n2": duplicate peer address 127.1.7.2 (also peer "n1")`} {
 		if !strings.Contains(err.Error(), s) {
-			t.Errorf("SetPeers() error %q does not mention %q", err, s)
+			t.Errorf("setPeers() error %q does not mention %q", err, s)
 		}
 	}
 	var names []string

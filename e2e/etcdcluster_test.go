@@ -30,7 +30,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/skeinnet/skein/agent"
+	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/lab"
 	"github.com/skeinnet/skein/store"
 )
@@ -593,7 +593,7 @@ func viewMatches(ctx context.Context, t *testing.T, l *lab.Lab, sc *store.Client
 	if err != nil {
 		return false, err.Error()
 	}
-	var topo agent.Topology
+	var topo api.Topology
 	if err := json.Unmarshal(b, &topo); err != nil {
 		return false, fmt.Sprintf("decode topology: %v", err)
 	}

@@ -20,7 +20,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/skeinnet/skein/agent"
 	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/lab"
 	"github.com/skeinnet/skein/store"
@@ -30,7 +29,7 @@ import (
 // stateDir.
 func identityFingerprint(t *testing.T, stateDir string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(stateDir, agent.IdentityFile))
+	b, err := os.ReadFile(filepath.Join(stateDir, api.IdentityFile))
 	if err != nil {
 		t.Fatalf("read identity: %v", err)
 	}
@@ -185,7 +184,7 @@ func TestWipedStateDirTakeOver(t *testing.T) {
 	before := readNodeState(ctx, t, cl, h.Name)
 	oldFP := identityFingerprint(t, h.StateDir)
 
-	if err := os.Remove(filepath.Join(h.StateDir, agent.IdentityFile)); err != nil {
+	if err := os.Remove(filepath.Join(h.StateDir, api.IdentityFile)); err != nil {
 		t.Fatal(err)
 	}
 	if err := shared.StopAgent(ctx, h.Name); err != nil {

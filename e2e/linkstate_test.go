@@ -12,24 +12,24 @@ import (
 	"testing"
 	"time"
 
-	"github.com/skeinnet/skein/agent"
+	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/lab"
 )
 
 // linkStatusReport is the part of `skein status -o json` about link state.
 type linkStatusReport struct {
 	Nodes []struct {
-		Name       string                `json:"name"`
-		Alive      bool                  `json:"alive"`
-		AgentState string                `json:"agentState"`
-		Links      map[string]agent.Link `json:"links"`
-		LinkStates map[string]string     `json:"linkStates"`
+		Name       string              `json:"name"`
+		Alive      bool                `json:"alive"`
+		AgentState string              `json:"agentState"`
+		Links      map[string]api.Link `json:"links"`
+		LinkStates map[string]string   `json:"linkStates"`
 	} `json:"nodes"`
 }
 
 // linkGraph is the part of `skein topology -o json` about links.
 type linkGraph struct {
-	Links []agent.PairLink `json:"links"`
+	Links []api.PairLink `json:"links"`
 }
 
 // pairKey names a link the same way whichever end comes first.
@@ -76,7 +76,7 @@ func TestLinkStateAgentDown(t *testing.T) {
 		}
 		waitFor(cctx, t, 30*time.Second, observer.Name+"'s /debug/topology with "+victim.Name+" back", func() (bool, string) {
 			_, body := httpGet(cctx, t, hc, "http://"+observer.DebugAddr+"/debug/topology")
-			var topo agent.Topology
+			var topo api.Topology
 			if err := json.Unmarshal([]byte(body), &topo); err != nil {
 				return false, body
 			}
@@ -140,8 +140,8 @@ func TestLinkStateAgentDown(t *testing.T) {
 		}
 		for _, n := range rep.Nodes {
 			if n.Name == victim.Name {
-				if n.AgentState != agent.AgentDownDataPathKept {
-					t.Errorf("%s: %s agentState %q, want %q", view, n.Name, n.AgentState, agent.AgentDownDataPathKept)
+				if n.AgentState != api.AgentDownDataPathKept {
+					t.Errorf("%s: %s agentState %q, want %q", view, n.Name, n.AgentState, api.AgentDownDataPathKept)
 				}
 				continue
 			}
@@ -188,7 +188,7 @@ func TestLinkStateAgentDown(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("/debug/topology on %s: %d\n%s", observer.Name, code, body)
 	}
-	var topo agent.Topology
+	var topo api.Topology
 	if err := json.Unmarshal([]byte(body), &topo); err != nil {
 		t.Fatalf("/debug/topology on %s: %v", observer.Name, err)
 	}
@@ -198,8 +198,8 @@ func TestLinkStateAgentDown(t *testing.T) {
 		note(view, l.From, l.To, l.State)
 	}
 	for _, n := range topo.Nodes {
-		if n.Name == victim.Name && (n.Agent != agent.AgentDownDataPathKept || n.Link.State != agent.LinkUp) {
-			t.Errorf("%s: node %s is agent %q, link %+v; want %q and up", view, n.Name, n.Agent, n.Link, agent.AgentDownDataPathKept)
+		if n.Name == victim.Name && (n.Agent != api.AgentDownDataPathKept || n.Link.State != api.LinkUp) {
+			t.Errorf("%s: node %s is agent %q, link %+v; want %q and up", view, n.Name, n.Agent, n.Link, api.AgentDownDataPathKept)
 		}
 	}
 
@@ -209,9 +209,9 @@ func TestLinkStateAgentDown(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("/metrics on %s: %d", observer.Name, code)
 	}
-	for _, state := range []string{agent.LinkUp, agent.LinkPartial, agent.LinkPending, agent.LinkDown, agent.LinkNone} {
+	for _, state := range []string{api.LinkUp, api.LinkPartial, api.LinkPending, api.LinkDown, api.LinkNone} {
 		want := 0.0
-		if state == agent.LinkUp {
+		if state == api.LinkUp {
 			want = float64(len(hosts) - 1)
 		}
 		series := `skein_peers{state="` + state + `"}`
@@ -219,7 +219,7 @@ func TestLinkStateAgentDown(t *testing.T) {
 			t.Errorf("%s on %s: %v (found %v), want %v", series, observer.Name, v, ok, want)
 		}
 	}
-	note("skein_peers on "+observer.Name, observer.Name, victim.Name, agent.LinkUp)
+	note("skein_peers on "+observer.Name, observer.Name, victim.Name, api.LinkUp)
 
 	// Every view names every link to the victim, and all say the same: up.
 	var views []string
@@ -229,7 +229,7 @@ func TestLinkStateAgentDown(t *testing.T) {
 	sort.Strings(views)
 	for _, v := range views {
 		for link, state := range seen[v] {
-			if state != agent.LinkUp {
+			if state != api.LinkUp {
 				t.Errorf("%s: link %s is %q while traffic flows, want up", v, link, state)
 			}
 		}
@@ -249,24 +249,24 @@ func TestLinkStateAgentDown(t *testing.T) {
 // checkPairLinks: every link is shown, none is down, the links to the
 // stopped host name its agent as down, and the link from observer (when
 // set) was observed.
-func checkPairLinks(t *testing.T, view string, links []agent.PairLink, victim, observer string) {
+func checkPairLinks(t *testing.T, view string, links []api.PairLink, victim, observer string) {
 	t.Helper()
 	n := len(shared.Hosts())
 	if len(links) != n*(n-1)/2 {
 		t.Errorf("%s: %d links, want %d: %+v", view, len(links), n*(n-1)/2, links)
 	}
 	for _, l := range links {
-		if l.State == agent.LinkDown {
+		if l.State == api.LinkDown {
 			t.Errorf("%s: link %s-%s shown down while traffic flows: %+v", view, l.From, l.To, l)
 		}
 		touches := l.From == victim || l.To == victim
 		if touches != slices.Contains(l.AgentDown, victim) {
 			t.Errorf("%s: link %s-%s agentDown %v (agent of %s stopped)", view, l.From, l.To, l.AgentDown, victim)
 		}
-		if touches && !strings.Contains(l.Detail, agent.AgentDownDataPathKept) {
-			t.Errorf("%s: link %s-%s detail %q does not say %q", view, l.From, l.To, l.Detail, agent.AgentDownDataPathKept)
+		if touches && !strings.Contains(l.Detail, api.AgentDownDataPathKept) {
+			t.Errorf("%s: link %s-%s detail %q does not say %q", view, l.From, l.To, l.Detail, api.AgentDownDataPathKept)
 		}
-		if observer != "" && pairKey(l.From, l.To) == pairKey(observer, victim) && l.Basis != agent.BasisObserved {
+		if observer != "" && pairKey(l.From, l.To) == pairKey(observer, victim) && l.Basis != api.BasisObserved {
 			t.Errorf("%s: link %s-%s basis %q, want observed", view, l.From, l.To, l.Basis)
 		}
 	}

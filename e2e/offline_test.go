@@ -13,12 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/skeinnet/skein/agent"
+	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/lab"
 )
 
 // agentTopology reads /debug/topology of host h's agent.
-func agentTopology(ctx context.Context, t *testing.T, h lab.Host) agent.Topology {
+func agentTopology(ctx context.Context, t *testing.T, h lab.Host) api.Topology {
 	t.Helper()
 	hc, err := shared.HTTPClient(h.Name)
 	if err != nil {
@@ -28,7 +28,7 @@ func agentTopology(ctx context.Context, t *testing.T, h lab.Host) agent.Topology
 	if code != http.StatusOK {
 		t.Fatalf("/debug/topology on %s: %d %s", h.Name, code, body)
 	}
-	var top agent.Topology
+	var top api.Topology
 	if err := json.Unmarshal([]byte(body), &top); err != nil {
 		t.Fatalf("/debug/topology on %s: %v", h.Name, err)
 	}

@@ -22,7 +22,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/skeinnet/skein/agent"
 	"github.com/skeinnet/skein/api"
 )
 
@@ -86,14 +85,14 @@ type statusReport struct {
 	Healthy  bool     `json:"healthy"`
 	Problems []string `json:"problems"`
 	Nodes    []struct {
-		Name     string                `json:"name"`
-		Alive    bool                  `json:"alive"`
-		Ready    *bool                 `json:"ready"`
-		Healthy  bool                  `json:"healthy"`
-		Agent    string                `json:"agent"`
-		Peers    string                `json:"peers"`
-		Links    map[string]agent.Link `json:"links"`
-		Problems []string              `json:"problems"`
+		Name     string              `json:"name"`
+		Alive    bool                `json:"alive"`
+		Ready    *bool               `json:"ready"`
+		Healthy  bool                `json:"healthy"`
+		Agent    string              `json:"agent"`
+		Peers    string              `json:"peers"`
+		Links    map[string]api.Link `json:"links"`
+		Problems []string            `json:"problems"`
 	} `json:"nodes"`
 }
 
@@ -205,7 +204,7 @@ func TestOpsStatus(t *testing.T) {
 	// A stopped agent keeps its data path: its links stay up, marked.
 	for _, l := range graph.Links {
 		touches := l.From == victim || l.To == victim
-		if l.State != agent.LinkUp || touches != slices.Contains(l.AgentDown, victim) {
+		if l.State != api.LinkUp || touches != slices.Contains(l.AgentDown, victim) {
 			t.Errorf("link %s-%s is %s (agent down: %v) with %s's agent stopped", l.From, l.To, l.State, l.AgentDown, victim)
 		}
 	}
@@ -237,7 +236,7 @@ func TestOpsStatusFromHost(t *testing.T) {
 				t.Errorf("%s's own agent: %q, links %v", h, n.Agent, n.Links)
 			}
 			for peer, l := range n.Links {
-				if l.State != agent.LinkUp {
+				if l.State != api.LinkUp {
 					t.Errorf("link %s -> %s: %+v", h, peer, l)
 				}
 			}
@@ -307,17 +306,17 @@ func TestOpsDebugEndpoints(t *testing.T) {
 
 	// After an earlier test's etcd outage the agent's own etcd client may
 	// need a moment to reconnect: wait (bounded) for its view to be whole.
-	var top agent.Topology
+	var top api.Topology
 	waitFor(ctx, t, 30*time.Second, h.Name+"'s /debug/topology to show every host with status and link up", func() (bool, string) {
 		code, body := httpGet(ctx, t, hc, base+"/debug/topology")
 		if code != http.StatusOK {
 			return false, fmt.Sprintf("/debug/topology: %d %s", code, body)
 		}
-		top = agent.Topology{}
+		top = api.Topology{}
 		if err := json.Unmarshal([]byte(body), &top); err != nil {
 			return false, fmt.Sprintf("/debug/topology: %v", err)
 		}
-		nodes := map[string]agent.TopologyNode{}
+		nodes := map[string]api.TopologyNode{}
 		for _, n := range top.Nodes {
 			nodes[n.Name] = n
 		}
@@ -331,7 +330,7 @@ func TestOpsDebugEndpoints(t *testing.T) {
 				return false, fmt.Sprintf("host %s missing from %s's topology", other.Name, h.Name)
 			case n.UnderlayIP != other.UnderlayIP || !n.Alive || len(n.Blocks) == 0 || n.Status == nil:
 				return false, fmt.Sprintf("host %s in the topology: %+v (status error %q)", other.Name, n, top.StatusError)
-			case other.Name != h.Name && n.Link.State != agent.LinkUp:
+			case other.Name != h.Name && n.Link.State != api.LinkUp:
 				return false, fmt.Sprintf("tunnel %s -> %s: %+v", h.Name, other.Name, n.Link)
 			}
 		}

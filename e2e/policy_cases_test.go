@@ -5,8 +5,11 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The static policy cases of TestPolicy (policy_test.go).
@@ -34,6 +37,11 @@ func polANP(name string, priority int, spec string) string {
 
 func polBANP(name, spec string) string {
 	return fmt.Sprintf("apiVersion: policy.networking.k8s.io/v1alpha1\nkind: BaselineAdminNetworkPolicy\nmetadata: {name: %s}\nspec:\n%s\n---\n", name, polIndent(spec))
+}
+
+// polCNP renders a ClusterNetworkPolicy (v1beta1) of tier around spec.
+func polCNP(name, tier string, priority int, spec string) string {
+	return fmt.Sprintf("apiVersion: policy.networking.k8s.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {name: %s}\nspec:\n  tier: %s\n  priority: %d\n%s\n---\n", name, tier, priority, polIndent(spec))
 }
 
 func polIndent(s string) string {
@@ -425,5 +433,204 @@ ingress:
 				{"z/a", "x/a", tcp80, true, `NetworkPolicy x/a-allow-all ingress rule 0`},
 			},
 		},
+		{
+			// Both ClusterNetworkPolicy tiers with the older kinds: at equal
+			// priority the ANP decides before the Admin CNP (z denied
+			// though a CNP accepts it); y passes to the NetworkPolicy tier,
+			// which isolates only x/a; for x/b and x/c the Baseline tier
+			// decides: y/b passes out of it (allowed), the rest of y is
+			// denied by the next Baseline CNP.
+			name: "CNPTiersPassAndBaseline",
+			policies: polCNP("cnp-pass-y", "Admin", 5, `
+subject: {namespaces: {matchLabels: {ns: x}}}
+ingress:
+- name: pass-y
+  action: Pass
+  from:
+  - namespaces: {matchLabels: {ns: y}}`) + polCNP("cnp-accept-z", "Admin", 5, `
+subject: {namespaces: {matchLabels: {ns: x}}}
+ingress:
+- action: Accept
+  from:
+  - namespaces: {matchLabels: {ns: z}}`) + polANP("anp-deny-z", 5, `
+subject: {namespaces: {matchLabels: {ns: x}}}
+ingress:
+- name: no-z
+  action: Deny
+  from:
+  - namespaces: {matchLabels: {ns: z}}`) + polNP("x", "a-from-y-a", `
+podSelector: {matchLabels: {pod: a}}
+ingress:
+- from:
+  - namespaceSelector: {matchLabels: {ns: y}}
+    podSelector: {matchLabels: {pod: a}}`) + polCNP("base-pass-y-b", "Baseline", 1, `
+subject: {namespaces: {matchLabels: {ns: x}}}
+ingress:
+- name: pass-y-b
+  action: Pass
+  from:
+  - pods:
+      namespaceSelector: {matchLabels: {ns: y}}
+      podSelector: {matchLabels: {pod: b}}`) + polCNP("base-deny-y", "Baseline", 2, `
+subject: {namespaces: {matchLabels: {ns: x}}}
+ingress:
+- action: Deny
+  from:
+  - namespaces: {matchLabels: {ns: y}}
+  protocols:
+  - tcp: {destinationPort: {range: {start: 80, end: 81}}}`),
+			probes: []polPort{tcp80, udp80},
+			want: func(from, to *polPod, pp polPort) bool {
+				if to.ns != "x" {
+					return true
+				}
+				switch from.ns {
+				case "z":
+					return false
+				case "y":
+					if to.name == "a" {
+						return from.name == "a"
+					}
+					return from.name == "b" || pp.proto == "UDP"
+				}
+				return to.name != "a"
+			},
+			traces: []polTrace{
+				{"z/a", "x/b", tcp80, false, `AdminNetworkPolicy anp-deny-z .*no-z`},
+				{"y/a", "x/a", tcp80, true, `NetworkPolicy x/a-from-y-a ingress rule 0`},
+				{"y/b", "x/c", tcp80, true, `ClusterNetworkPolicy base-pass-y-b \(Baseline tier, priority 1\) ingress rule 0`},
+				{"y/c", "x/c", tcp80, false, `ClusterNetworkPolicy base-deny-y \(Baseline tier, priority 2\) ingress rule 0`},
+			},
+		},
+		{
+			// A nodes egress peer: y/a may not reach port 8088 of the nodes
+			// labelled with the test's zone. Pods are untouched; the node
+			// sets follow a relabel of the node record.
+			name: "CNPNodesPeer",
+			policies: polCNP("no-zone-e2e", "Admin", 1, `
+subject:
+  pods:
+    namespaceSelector: {matchLabels: {ns: y}}
+    podSelector: {matchLabels: {pod: a}}
+egress:
+- name: no-nodes
+  action: Deny
+  to:
+  - nodes: {matchLabels: {e2e-zone: locked}}
+  protocols:
+  - tcp: {destinationPort: {number: 8088}}`),
+			probes: []polPort{tcp80},
+			want:   func(_, _ *polPod, _ polPort) bool { return true },
+			extra:  func(t *testing.T) { s.testNodesPeer(ctx, t, s.byKey["y/a"]) },
+		},
+	}
+}
+
+// testNodesPeer labels the node record of a host other than from's with
+// e2e-zone=locked (CNPNodesPeer denies from's egress to such nodes on
+// 8088), checks probe and trace to every host, then moves the label to
+// another host and checks again: the nodes set follows node records.
+func (s *polSuite) testNodesPeer(ctx context.Context, t *testing.T, from *polPod) {
+	cl := labStore(ctx, t, s.l)
+	setZone := func(host, zone string) {
+		t.Helper()
+		n, err := cl.GetNode(ctx, host)
+		if err != nil {
+			t.Fatalf("get node %s: %v", host, err)
+		}
+		if n.Labels == nil {
+			n.Labels = map[string]string{}
+		}
+		if zone == "" {
+			delete(n.Labels, "e2e-zone")
+		} else {
+			n.Labels["e2e-zone"] = zone
+		}
+		if err := cl.PutNode(ctx, n); err != nil {
+			t.Fatalf("label node %s: %v", host, err)
+		}
+	}
+	var others []string
+	for _, h := range s.l.Hosts() {
+		if h.Name != from.c.Host {
+			others = append(others, h.Name)
+		}
+	}
+	defer func() {
+		for _, h := range others {
+			setZone(h, "")
+		}
+	}()
+	for _, locked := range others {
+		for _, h := range others {
+			zone := "open"
+			if h == locked {
+				zone = "locked"
+			}
+			setZone(h, zone)
+		}
+		s.expectPodToHosts(ctx, t, from, locked)
+	}
+}
+
+// expectPodToHosts dials port 8088 of every host from pod from until only
+// host locked refuses (bounded by polEnforceWait), and checks that trace
+// agrees on each host.
+func (s *polSuite) expectPodToHosts(ctx context.Context, t *testing.T, from *polPod, locked string) {
+	t.Helper()
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for _, h := range s.l.Hosts() {
+		ln, err := s.l.Listen(ctx, h.Name, "tcp4", "0.0.0.0:8088")
+		if err != nil {
+			t.Fatalf("listen in %s: %v", h.Name, err)
+		}
+		lns = append(lns, ln)
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+	}
+	deadline := time.Now().Add(polEnforceWait)
+	for {
+		var wrong []string
+		for _, h := range s.l.Hosts() {
+			dctx, cancel := context.WithTimeout(ctx, polProbeTimeout)
+			c, err := s.l.Dial(dctx, from.c.Name, "tcp4", netip.AddrPortFrom(h.UnderlayIP, 8088).String())
+			cancel()
+			if c != nil {
+				c.Close()
+			}
+			if want := h.Name != locked; (err == nil) != want {
+				wrong = append(wrong, fmt.Sprintf("%s (%s): err=%v, want allowed=%v", h.Name, h.UnderlayIP, err, want))
+			}
+		}
+		if len(wrong) == 0 {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			t.Errorf("%s -> hosts with %s locked: %s", from.key(), locked, strings.Join(wrong, "; "))
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, h := range s.l.Hosts() {
+		tr := polTrace{from.key(), h.UnderlayIP.String(), polPort{"TCP", 8088}, true, `.`}
+		switch {
+		case h.Name == from.c.Host:
+			tr.rule = `to its own node`
+		case h.Name == locked:
+			tr.allowed, tr.rule = false, `ClusterNetworkPolicy no-zone-e2e \(Admin tier, priority 1\) egress rule 0 "no-nodes"`
+		}
+		s.expectTrace(ctx, t, tr)
 	}
 }

@@ -90,13 +90,7 @@ type Allocation struct {
 }
 
 // Stats summarises the node's address space.
-type Stats struct {
-	Blocks   int `json:"blocks"`
-	Capacity int `json:"capacity"` // addresses pods may get in the node's blocks
-	Used     int `json:"used"`
-	Free     int `json:"free"`    // allocatable now: neither used nor cooling
-	Cooling  int `json:"cooling"` // released and still resting
-}
+type Stats = api.IPAMStats
 
 // Allocator hands out this node's pod addresses. It is safe for concurrent use.
 type Allocator struct {

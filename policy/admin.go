@@ -9,25 +9,52 @@ import (
 	"github.com/skeinnet/skein/api"
 )
 
-// adminPolicy is what ANPs and BANPs share, seen by the compiler.
+// adminPolicy is what ANPs, BANPs and CNPs share, seen by the compiler.
+// CNPs are converted to the ANP rule shape (see cnpAdmin).
 type adminPolicy struct {
 	kind     string
 	name     string
+	tier     string // TierAdmin or TierBaseline
 	priority int32
-	subject  api.AdminNetworkPolicySubject
-	ingress  []api.AdminNetworkPolicyIngressRule
-	egress   []api.AdminNetworkPolicyEgressRule
+	// pass: Pass is a valid action (not in a BANP).
+	pass    bool
+	subject api.AdminNetworkPolicySubject
+	ingress []api.AdminNetworkPolicyIngressRule
+	egress  []api.AdminNetworkPolicyEgressRule
 }
 
-// compileANPs appends the AdminNetworkPolicy tier, ordered by priority and
-// then name (the deterministic tie-break for equal priorities).
-func (c *compiler) compileANPs(p *Program, local map[int]int) {
-	pols := make([]adminPolicy, len(c.in.ANPs))
-	for i, a := range c.in.ANPs {
-		pols[i] = adminPolicy{KindANP, a.Name, a.Spec.Priority, a.Spec.Subject, a.Spec.Ingress, a.Spec.Egress}
+// Origin tiers of admin policy rules.
+const (
+	TierAdmin    = "Admin"
+	TierBaseline = "Baseline"
+)
+
+// kindRank orders kinds within a tier at equal priority: the older kind
+// first (AdminNetworkPolicy before ClusterNetworkPolicy in the Admin tier).
+func kindRank(kind string) int {
+	if kind == KindCNP {
+		return 1
+	}
+	return 0
+}
+
+// compileAdminTier appends the Admin tier: AdminNetworkPolicies and Admin
+// tier ClusterNetworkPolicies together, by ascending priority, then
+// AdminNetworkPolicy before ClusterNetworkPolicy, then by name (upstream
+// leaves the order of equal priorities undefined; this one is
+// deterministic).
+func (c *compiler) compileAdminTier(p *Program, local map[int]int) {
+	pols := make([]adminPolicy, 0, len(c.in.ANPs))
+	for _, a := range c.in.ANPs {
+		pols = append(pols, adminPolicy{KindANP, a.Name, TierAdmin, a.Spec.Priority, true, a.Spec.Subject, a.Spec.Ingress, a.Spec.Egress})
+	}
+	for i := range c.in.CNPs {
+		if cnp := &c.in.CNPs[i]; cnp.Spec.Tier == api.TierAdmin {
+			pols = append(pols, cnpAdmin(cnp))
+		}
 	}
 	slices.SortStableFunc(pols, func(a, b adminPolicy) int {
-		return cmp.Or(cmp.Compare(a.priority, b.priority), strings.Compare(a.name, b.name))
+		return cmp.Or(cmp.Compare(a.priority, b.priority), cmp.Compare(kindRank(a.kind), kindRank(b.kind)), strings.Compare(a.name, b.name))
 	})
 	for i := range pols {
 		c.admin(p, local, &pols[i], func(ep *EndpointProgram) (*[]Rule, *[]Rule) {
@@ -36,14 +63,26 @@ func (c *compiler) compileANPs(p *Program, local map[int]int) {
 	}
 }
 
-// compileBANPs appends the BaselineAdminNetworkPolicy tier, ordered by name.
-// Upstream allows a single BANP named "default"; Skein applies them all.
-func (c *compiler) compileBANPs(p *Program, local map[int]int) {
-	pols := make([]adminPolicy, len(c.in.BANPs))
-	for i, b := range c.in.BANPs {
-		pols[i] = adminPolicy{KindBANP, b.Name, 0, b.Spec.Subject, b.Spec.Ingress, b.Spec.Egress}
+// compileBaselineTier appends the Baseline tier: Baseline tier
+// ClusterNetworkPolicies by priority then name, then
+// BaselineAdminNetworkPolicies by name. Upstream allows a single BANP named
+// "default"; Skein applies them all.
+func (c *compiler) compileBaselineTier(p *Program, local map[int]int) {
+	var pols []adminPolicy
+	for i := range c.in.CNPs {
+		if cnp := &c.in.CNPs[i]; cnp.Spec.Tier == api.TierBaseline {
+			pols = append(pols, cnpAdmin(cnp))
+		}
 	}
-	slices.SortStableFunc(pols, func(a, b adminPolicy) int { return strings.Compare(a.name, b.name) })
+	slices.SortStableFunc(pols, func(a, b adminPolicy) int {
+		return cmp.Or(cmp.Compare(a.priority, b.priority), strings.Compare(a.name, b.name))
+	})
+	banps := make([]adminPolicy, len(c.in.BANPs))
+	for i, b := range c.in.BANPs {
+		banps[i] = adminPolicy{KindBANP, b.Name, TierBaseline, 0, false, b.Spec.Subject, b.Spec.Ingress, b.Spec.Egress}
+	}
+	slices.SortStableFunc(banps, func(a, b adminPolicy) int { return strings.Compare(a.name, b.name) })
+	pols = append(pols, banps...)
 	for i := range pols {
 		c.admin(p, local, &pols[i], func(ep *EndpointProgram) (*[]Rule, *[]Rule) {
 			return &ep.Ingress.BANP, &ep.Egress.BANP
@@ -108,12 +147,15 @@ func ingressPeers(from []api.AdminNetworkPolicyIngressPeer) []api.AdminNetworkPo
 func (c *compiler) adminRule(a *adminPolicy, dir string, j int, name string, action api.AdminNetworkPolicyRuleAction, peers []api.AdminNetworkPolicyEgressPeer, ports *[]api.AdminNetworkPolicyPort) (ruleTmpl, bool) {
 	where := fmt.Sprintf("%s %s %s rule %d", a.kind, a.name, dir, j)
 	t := ruleTmpl{origin: Origin{Kind: a.kind, Name: a.name, Priority: a.priority, Direction: dir, Index: j, RuleName: name}}
+	if a.kind == KindCNP {
+		t.origin.Tier = a.tier
+	}
 	switch {
 	case action == api.ActionAllow:
 		t.action = Allow
 	case action == api.ActionDeny:
 		t.action = Deny
-	case action == api.ActionPass && a.kind == KindANP:
+	case action == api.ActionPass && a.pass:
 		t.action = Pass
 	default:
 		c.warnf("%s: action %q: rule ignored", where, action)
@@ -168,7 +210,7 @@ func (c *compiler) adminPeer(peer api.AdminNetworkPolicyEgressPeer) ([]string, e
 		pods := *peer.Pods
 		return []string{c.podSet(podPeer{nsSel: &pods.NamespaceSelector, podSel: &pods.PodSelector})}, nil
 	case peer.Nodes != nil:
-		return nil, fmt.Errorf("nodes peers are not supported")
+		return []string{c.nodeSet(peer.Nodes)}, nil
 	}
 	var names []string
 	for _, cidr := range peer.Networks {

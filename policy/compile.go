@@ -11,15 +11,17 @@ import (
 )
 
 // Input is everything the compiler looks at: the cluster's endpoints and
-// namespaces, and the three policy kinds. Compile never modifies it.
+// namespaces, and the four policy kinds. Compile never modifies it.
 type Input struct {
 	Endpoints       []api.Endpoint
 	Namespaces      []api.Namespace
 	NetworkPolicies []api.NetworkPolicy
 	ANPs            []api.AdminNetworkPolicy
 	BANPs           []api.BaselineAdminNetworkPolicy
+	CNPs            []api.ClusterNetworkPolicy
 	// Nodes are optional: their addresses let Trace recognize a host talking
-	// to its own endpoints, which no policy filters.
+	// to its own endpoints, which no policy filters, and they are what the
+	// nodes peers of admin policies select (by label, underlay address).
 	Nodes []api.Node
 	// Node limits the program to the endpoints of one node (the agent); ""
 	// compiles every endpoint (trace, matrix). Selector sets always cover
@@ -31,6 +33,24 @@ type Input struct {
 	// Quarantines stand for stored policies that do not decode or
 	// validate: the pods they name are isolated.
 	Quarantines []Quarantine
+}
+
+// AddPolicy appends o to the list of its kind and reports whether o is a
+// policy of one of the four kinds.
+func (in *Input) AddPolicy(o api.Object) bool {
+	switch p := o.(type) {
+	case *api.NetworkPolicy:
+		in.NetworkPolicies = append(in.NetworkPolicies, *p)
+	case *api.AdminNetworkPolicy:
+		in.ANPs = append(in.ANPs, *p)
+	case *api.BaselineAdminNetworkPolicy:
+		in.BANPs = append(in.BANPs, *p)
+	case *api.ClusterNetworkPolicy:
+		in.CNPs = append(in.CNPs, *p)
+	default:
+		return false
+	}
+	return true
 }
 
 // Quarantine isolates the pods a stored policy names when the policy does
@@ -94,7 +114,8 @@ type compiler struct {
 type setDef struct {
 	kind     SetKind
 	desc     string
-	pods     *podPeer // SetAddrs and SetAddrPorts; nil with SetAddrPorts = all pods
+	pods     *podPeer           // SetAddrs and SetAddrPorts; nil with SetAddrPorts = all pods
+	nodes    *api.LabelSelector // SetAddrs of a nodes peer: node underlay addresses
 	port     namedPort
 	prefixes []netip.Prefix // SetCIDRs
 }
@@ -102,14 +123,17 @@ type setDef struct {
 // Compile turns policies, endpoints and namespaces into a Program. It is pure
 // and deterministic: equal inputs give equal programs.
 //
-// Order of evaluation per endpoint and direction: AdminNetworkPolicies by
-// ascending priority, equal priorities by ascending name (upstream leaves
-// that order undefined), their rules in order, first match wins; Pass jumps
-// to the NetworkPolicy tier. NetworkPolicies: if any selects the endpoint for
-// the direction, the endpoint is isolated and only what one of their rules
-// allows passes; the BaselineAdminNetworkPolicy tier never sees an isolated
-// endpoint's traffic. BaselineAdminNetworkPolicies by name, rules in order,
-// first match wins. Nothing matched: allow.
+// Order of evaluation per endpoint and direction: the Admin tier
+// (AdminNetworkPolicies and Admin tier ClusterNetworkPolicies) by ascending
+// priority, at equal priority AdminNetworkPolicies first, then by ascending
+// name (upstream leaves that order undefined), their rules in order, first
+// match wins; Pass jumps to the NetworkPolicy tier. NetworkPolicies: if any
+// selects the endpoint for the direction, the endpoint is isolated and only
+// what one of their rules allows passes; the Baseline tier never sees an
+// isolated endpoint's traffic. The Baseline tier: Baseline tier
+// ClusterNetworkPolicies by priority then name, then
+// BaselineAdminNetworkPolicies by name, rules in order, first match wins;
+// Pass leaves the tier (allow). Nothing matched: allow.
 //
 // Parts of policies the API server would reject (a peer with no selector, a
 // peer mixing ipBlock with a selector, an unknown protocol, a bad CIDR) match
@@ -146,9 +170,9 @@ func compile(in Input) (*Program, map[string]*setDef) {
 	}
 
 	c.compileQuarantines(p, local)
-	c.compileANPs(p, local)
+	c.compileAdminTier(p, local)
 	c.compileNPs(p, local)
-	c.compileBANPs(p, local)
+	c.compileBaselineTier(p, local)
 
 	for i := range p.Endpoints {
 		ep := &p.Endpoints[i]
@@ -554,7 +578,7 @@ func (c *compiler) addrPortSet(peer string, np namedPort) string {
 	on := "all pods"
 	if peer != "" {
 		def := c.sets[peer]
-		if def.kind != SetAddrs {
+		if def.kind != SetAddrs || def.nodes != nil {
 			return ""
 		}
 		pods = def.pods
@@ -600,6 +624,10 @@ func (c *compiler) materialize(p *Program) map[string]*setDef {
 		case SetCIDRs:
 			s.Prefixes = def.prefixes
 		case SetAddrs:
+			if def.nodes != nil {
+				s.Prefixes = nodeAddrsOf(def.nodes, c.in.Nodes)
+				break
+			}
 			s.Prefixes = c.addrs(c.ix.pods(*def.pods))
 		case SetAddrPorts:
 			s.AddrPorts = c.addrPorts(def)

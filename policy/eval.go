@@ -40,8 +40,10 @@ func (p Peer) String() string {
 // Decision is the outcome of one direction of a connection.
 type Decision struct {
 	Allowed bool `json:"allowed"`
-	// Tier is "quarantine" (an invalid stored policy), "ANP", "NP", "BANP"
-	// or "default".
+	// Tier is "quarantine" (an invalid stored policy), "ANP" (the Admin
+	// tier: AdminNetworkPolicies and Admin ClusterNetworkPolicies), "NP",
+	// "BANP" (the Baseline tier: Baseline ClusterNetworkPolicies and
+	// BaselineAdminNetworkPolicies) or "default".
 	Tier string `json:"tier"`
 	// Origin is the deciding rule; nil for defaults and NP isolation.
 	Origin *Origin `json:"origin,omitempty"`
@@ -182,7 +184,7 @@ func (ev *evaluator) direction(ep *EndpointProgram, dir string, d *Direction, pe
 		return dec
 	}
 	if len(d.ANP) > 0 && !passed {
-		step("%s %s: no AdminNetworkPolicy rule matches", who, dir)
+		step("%s %s: no Admin tier rule matches", who, dir)
 	}
 	if d.Isolated {
 		for i := range d.NP {
@@ -199,11 +201,20 @@ func (ev *evaluator) direction(ep *EndpointProgram, dir string, d *Direction, pe
 	}
 	for i := range d.BANP {
 		r := &d.BANP[i]
-		if ev.matches(r, peer, dst, proto, port) {
-			dec := ruled("BANP", r)
-			step("%s %s: %s", who, dir, dec.Text)
-			return dec
+		if !ev.matches(r, peer, dst, proto, port) {
+			continue
 		}
+		if r.Action == Pass {
+			// Only a Baseline ClusterNetworkPolicy can pass here: there is
+			// no tier after this one, so the default decides.
+			o := r.Origin
+			text := fmt.Sprintf("%s: Pass out of the Baseline tier: default allow", o)
+			step("%s %s: %s", who, dir, text)
+			return Decision{Allowed: true, Tier: "BANP", Origin: &o, Text: text}
+		}
+		dec := ruled("BANP", r)
+		step("%s %s: %s", who, dir, dec.Text)
+		return dec
 	}
 	text := fmt.Sprintf("no rule matches %s %s: default allow", who, dir)
 	step("%s", text)

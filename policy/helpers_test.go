@@ -87,6 +87,10 @@ func withPolicies(t testing.TB, in Input, docs string) Input {
 			var banp api.BaselineAdminNetworkPolicy
 			err = yaml.Unmarshal([]byte(doc), &banp)
 			in.BANPs = append(in.BANPs, banp)
+		case api.KindClusterNetworkPolicy:
+			var cnp api.ClusterNetworkPolicy
+			err = yaml.Unmarshal([]byte(doc), &cnp)
+			in.CNPs = append(in.CNPs, cnp)
 		default:
 			t.Fatalf("unknown kind %q", tm.Kind)
 		}

@@ -26,9 +26,13 @@ import (
 // Programs are copy-on-write: a Program returned earlier is never modified,
 // so it can be handed to the Reconciler while Incremental moves on.
 type Incremental struct {
-	in   Input // Endpoints is unused: eps holds them
-	eps  map[string]api.Endpoint
-	byIP map[netip.Addr]map[string]struct{}
+	in Input // Endpoints is unused: local and pods hold them
+	// local are this node's endpoints, whole; pods the others, by key,
+	// reduced to what selectors and sets read.
+	local map[string]api.Endpoint
+	pods  map[string]podRef
+	// byIP finds the endpoints holding an address (almost always one).
+	byIP map[netip.Addr]holders
 	// nsLabels are the effective labels of namespaces with a record.
 	nsLabels map[string]map[string]string
 	nsMatch  map[nsSelKey]bool
@@ -39,6 +43,41 @@ type Incremental struct {
 }
 
 type nsSelKey struct{ sel, ns string }
+
+// podRef is what Incremental keeps of another node's endpoint: what selectors
+// and sets read, 88 bytes where the record takes 192 (its label map and
+// strings are the store's, shared).
+type podRef struct {
+	namespace, node string
+	labels          map[string]string
+	ports           []api.NamedPort
+	ips             []netip.Addr
+}
+
+func podOf(ep *api.Endpoint) podRef {
+	return podRef{namespace: ep.Namespace, node: ep.Node, labels: ep.Labels, ports: ep.Ports, ips: ep.IPs}
+}
+
+// endpoint is p as the compiler takes it.
+func (p podRef) endpoint() api.Endpoint {
+	return api.Endpoint{Namespace: p.namespace, Node: p.node, Labels: p.labels, Ports: p.ports, IPs: p.ips}
+}
+
+// holders are the keys of the endpoints with one address: first, and the
+// rare others (an address reused before its old record is gone).
+type holders struct {
+	first string
+	more  []string
+}
+
+func (h holders) each(fn func(string)) {
+	if h.first != "" {
+		fn(h.first)
+	}
+	for _, k := range h.more {
+		fn(k)
+	}
+}
 
 // SetChanges are the elements a change added to and removed from each set.
 type SetChanges struct {
@@ -83,13 +122,15 @@ func EndpointKey(ep *api.Endpoint) string {
 
 // SetInput replaces everything (a resync) and recompiles.
 func (x *Incremental) SetInput(in Input) *Program {
-	x.eps = make(map[string]api.Endpoint, len(in.Endpoints))
-	x.byIP = map[netip.Addr]map[string]struct{}{}
-	for _, ep := range in.Endpoints {
+	x.local = map[string]api.Endpoint{}
+	x.pods = make(map[string]podRef, len(in.Endpoints))
+	x.byIP = make(map[netip.Addr]holders, len(in.Endpoints))
+	eps := in.Endpoints
+	in.Endpoints = nil
+	x.in = in // before index: it files by in.Node
+	for _, ep := range eps {
 		x.index(EndpointKey(&ep), &ep)
 	}
-	in.Endpoints = nil
-	x.in = in
 	x.setNamespaces(in.Namespaces)
 	return x.recompile()
 }
@@ -101,8 +142,8 @@ func (x *Incremental) Program() *Program { return x.prog }
 func (x *Incremental) Compiles() int { return x.compiles }
 
 // SetPolicies replaces the policies and recompiles.
-func (x *Incremental) SetPolicies(nps []api.NetworkPolicy, anps []api.AdminNetworkPolicy, banps []api.BaselineAdminNetworkPolicy) *Program {
-	x.in.NetworkPolicies, x.in.ANPs, x.in.BANPs = nps, anps, banps
+func (x *Incremental) SetPolicies(nps []api.NetworkPolicy, anps []api.AdminNetworkPolicy, banps []api.BaselineAdminNetworkPolicy, cnps []api.ClusterNetworkPolicy) *Program {
+	x.in.NetworkPolicies, x.in.ANPs, x.in.BANPs, x.in.CNPs = nps, anps, banps, cnps
 	return x.recompile()
 }
 
@@ -114,9 +155,10 @@ func (x *Incremental) SetNamespaces(nss []api.Namespace) *Program {
 }
 
 // SetNodes replaces the nodes and the VXLAN filter. Nodes name no pod, so
-// rules and sets stay: the program gets the new node addresses and filter,
-// and the changes list the filter's peers that come and go (full is false).
-// A filter that appears, goes or changes port recompiles (full true).
+// rules stay: the program gets the new node addresses and filter, the sets
+// of nodes peers get the underlay addresses of the nodes they now select,
+// and the changes list the elements that come and go (full is false). A
+// filter that appears, goes or changes port recompiles (full true).
 func (x *Incremental) SetNodes(nodes []api.Node, vxlan *VXLANFilter) (SetChanges, bool) {
 	old := x.in.VXLAN
 	x.in.Nodes, x.in.VXLAN = nodes, vxlan
@@ -127,12 +169,48 @@ func (x *Incremental) SetNodes(nodes []api.Node, vxlan *VXLANFilter) (SetChanges
 	p := *x.prog
 	p.NodeAddrs = nodeAddrs(nodes)
 	p.VXLAN = vxlan
-	x.prog = &p
 	var ch SetChanges
 	if vxlan != nil {
 		ch.AddVXLAN, ch.DelVXLAN = diffSorted(old.Peers, vxlan.Peers)
 	}
+	cloned := false
+	for _, name := range slices.Sorted(maps.Keys(x.defs)) {
+		def := x.defs[name]
+		if def.nodes == nil {
+			continue
+		}
+		was, is := p.Sets[name].Prefixes, nodeAddrsOf(def.nodes, nodes)
+		add, del := diffPrefixes(was, is)
+		if len(add)+len(del) == 0 {
+			continue
+		}
+		if !cloned {
+			p.Sets, cloned = maps.Clone(p.Sets), true // copy on write
+		}
+		s := p.Sets[name]
+		s.Prefixes = is
+		p.Sets[name] = s
+		putList(&ch.AddPrefixes, name, add)
+		putList(&ch.DelPrefixes, name, del)
+	}
+	x.prog = &p
 	return ch, false
+}
+
+// diffPrefixes returns what is in b and not in a, and what is in a and not
+// in b; both sorted, as a and b are.
+func diffPrefixes(a, b []netip.Prefix) (add, del []netip.Prefix) {
+	for _, x := range b {
+		if _, ok := slices.BinarySearchFunc(a, x, comparePrefix); !ok {
+			add = append(add, x)
+		}
+	}
+	for _, x := range a {
+		if _, ok := slices.BinarySearchFunc(b, x, comparePrefix); !ok {
+			del = append(del, x)
+		}
+	}
+	return add, del
 }
 
 // diffSorted returns what is in b and not in a, and what is in a and not in
@@ -163,33 +241,49 @@ func (x *Incremental) setNamespaces(nss []api.Namespace) {
 // under key. For a remote endpoint it returns the set elements that changed
 // and full false; for a local one it recompiles and returns full true.
 func (x *Incremental) PutEndpoint(key string, ep *api.Endpoint) (SetChanges, bool) {
-	old, had := x.eps[key]
-	var oldp *api.Endpoint
-	if had {
-		oldp = &old
-	}
+	oldp := x.endpoint(key)
 	x.unindex(key, oldp)
 	if ep != nil {
 		x.index(key, ep)
 	}
-	if x.local(oldp) || x.local(ep) {
+	if x.isLocal(oldp) || x.isLocal(ep) {
 		x.recompile()
 		return SetChanges{}, true
 	}
 	return x.moveElements(key, oldp, ep), false
 }
 
-func (x *Incremental) local(ep *api.Endpoint) bool {
+func (x *Incremental) isLocal(ep *api.Endpoint) bool {
 	return ep != nil && (x.in.Node == "" || ep.Node == x.in.Node)
 }
 
+// endpoint returns the endpoint filed under key, nil when none is.
+func (x *Incremental) endpoint(key string) *api.Endpoint {
+	if ep, ok := x.local[key]; ok {
+		return &ep
+	}
+	if p, ok := x.pods[key]; ok {
+		ep := p.endpoint()
+		return &ep
+	}
+	return nil
+}
+
 func (x *Incremental) index(key string, ep *api.Endpoint) {
-	x.eps[key] = *ep
+	if x.isLocal(ep) {
+		x.local[key] = *ep
+	} else {
+		x.pods[key] = podOf(ep)
+	}
 	for _, ip := range ep.IPs {
-		if x.byIP[ip] == nil {
-			x.byIP[ip] = map[string]struct{}{}
+		h, ok := x.byIP[ip]
+		switch {
+		case !ok:
+			h.first = key
+		case h.first != key && !slices.Contains(h.more, key):
+			h.more = append(h.more, key)
 		}
-		x.byIP[ip][key] = struct{}{}
+		x.byIP[ip] = h
 	}
 }
 
@@ -197,20 +291,37 @@ func (x *Incremental) unindex(key string, ep *api.Endpoint) {
 	if ep == nil {
 		return
 	}
-	delete(x.eps, key)
+	delete(x.local, key)
+	delete(x.pods, key)
 	for _, ip := range ep.IPs {
-		delete(x.byIP[ip], key)
-		if len(x.byIP[ip]) == 0 {
+		h := x.byIP[ip]
+		if h.first == key {
+			h.first = ""
+			if len(h.more) > 0 {
+				h.first, h.more = h.more[0], h.more[1:]
+			}
+		} else {
+			h.more = slices.DeleteFunc(h.more, func(k string) bool { return k == key })
+		}
+		if len(h.more) == 0 {
+			h.more = nil
+		}
+		if h.first == "" {
 			delete(x.byIP, ip)
+		} else {
+			x.byIP[ip] = h
 		}
 	}
 }
 
 func (x *Incremental) recompile() *Program {
 	in := x.in
-	in.Endpoints = make([]api.Endpoint, 0, len(x.eps))
-	for _, k := range slices.Sorted(maps.Keys(x.eps)) {
-		in.Endpoints = append(in.Endpoints, x.eps[k])
+	in.Endpoints = make([]api.Endpoint, 0, len(x.local)+len(x.pods))
+	keys := slices.Collect(maps.Keys(x.local))
+	keys = append(keys, slices.Collect(maps.Keys(x.pods))...)
+	slices.Sort(keys)
+	for _, k := range keys {
+		in.Endpoints = append(in.Endpoints, *x.endpoint(k))
 	}
 	x.prog, x.defs = compile(in)
 	x.nsMatch = map[nsSelKey]bool{}
@@ -233,10 +344,13 @@ func (x *Incremental) moveElements(key string, old, nw *api.Endpoint) SetChanges
 	}
 	for _, name := range slices.Sorted(maps.Keys(x.defs)) {
 		def := x.defs[name]
+		if def.nodes != nil {
+			continue // node addresses: SetNodes moves them
+		}
 		switch def.kind {
 		case SetAddrs:
 			of := func(ep *api.Endpoint) []netip.Prefix { return x.addrsOf(def, ep) }
-			add, del := settleList(key, of(old), of(nw), x.byIP, netip.Prefix.Addr, x.eps, of, comparePrefix)
+			add, del := settleList(key, of(old), of(nw), x.byIP, netip.Prefix.Addr, x.endpoint, of, comparePrefix)
 			if len(add)+len(del) > 0 {
 				edit(name, func(s *Set) { s.Prefixes = moveSorted(s.Prefixes, add, del, comparePrefix) })
 				putList(&ch.AddPrefixes, name, add)
@@ -244,7 +358,7 @@ func (x *Incremental) moveElements(key string, old, nw *api.Endpoint) SetChanges
 			}
 		case SetAddrPorts:
 			of := func(ep *api.Endpoint) []AddrPort { return x.portsOf(def, ep) }
-			add, del := settleList(key, of(old), of(nw), x.byIP, func(a AddrPort) netip.Addr { return a.Addr }, x.eps, of, compareAddrPort)
+			add, del := settleList(key, of(old), of(nw), x.byIP, func(a AddrPort) netip.Addr { return a.Addr }, x.endpoint, of, compareAddrPort)
 			if len(add)+len(del) > 0 {
 				edit(name, func(s *Set) { s.AddrPorts = moveSorted(s.AddrPorts, add, del, compareAddrPort) })
 				putList(&ch.AddPorts, name, add)
@@ -263,21 +377,18 @@ func (x *Incremental) moveElements(key string, old, nw *api.Endpoint) SetChanges
 // settleList returns the elements of is not in was (added) and of was not
 // in is (removed), less those another endpoint with the same address still
 // contributes: an element leaves a set only when no member gives it.
-func settleList[E comparable](key string, was, is []E, byIP map[netip.Addr]map[string]struct{}, addr func(E) netip.Addr, eps map[string]api.Endpoint, of func(*api.Endpoint) []E, compare func(a, b E) int) (add, del []E) {
+func settleList[E comparable](key string, was, is []E, byIP map[netip.Addr]holders, addr func(E) netip.Addr, endpoint func(string) *api.Endpoint, of func(*api.Endpoint) []E, compare func(a, b E) int) (add, del []E) {
 	if slices.Equal(was, is) {
 		return nil, nil
 	}
 	others := func(e E) bool {
-		for k := range byIP[addr(e)] {
-			if k == key {
-				continue
+		found := false
+		byIP[addr(e)].each(func(k string) {
+			if k != key && !found && slices.Contains(of(endpoint(k)), e) {
+				found = true
 			}
-			ep := eps[k]
-			if slices.Contains(of(&ep), e) {
-				return true
-			}
-		}
-		return false
+		})
+		return found
 	}
 	for _, e := range is {
 		if !slices.Contains(was, e) && !others(e) {
@@ -296,7 +407,7 @@ func settleList[E comparable](key string, was, is []E, byIP map[netip.Addr]map[s
 
 // member reports whether ep belongs to the pods of def.
 func (x *Incremental) member(def *setDef, ep *api.Endpoint) bool {
-	if ep == nil {
+	if ep == nil || def.nodes != nil { // a nodes set holds no pod
 		return false
 	}
 	p := def.pods

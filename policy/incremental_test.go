@@ -150,7 +150,7 @@ func TestIncrementalRandomWalk(t *testing.T) {
 			ch = SetChanges{} // no set element moved
 		default:
 			in := input()
-			x.SetPolicies(in.NetworkPolicies, in.ANPs, in.BANPs)
+			x.SetPolicies(in.NetworkPolicies, in.ANPs, in.BANPs, in.CNPs)
 		}
 		want := Compile(input())
 		if d := gocmp.Diff(want, x.Program(), cmpopts.EquateEmpty(), cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})); d != "" {

@@ -48,8 +48,9 @@ func ParseProtocol(s string) (Protocol, error) {
 // Action is what a rule does with the connections it matches.
 type Action uint8
 
-// Rule actions. NetworkPolicy rules are all Allow; Pass only occurs in the
-// AdminNetworkPolicy tier and hands the decision to the NetworkPolicy tier.
+// Rule actions. NetworkPolicy rules are all Allow. Pass in the Admin tier
+// hands the decision to the NetworkPolicy tier; in the Baseline tier (only
+// ClusterNetworkPolicies) it leaves the tier, which allows.
 const (
 	Allow Action = iota
 	Deny
@@ -76,17 +77,20 @@ const (
 	KindANP        = "AdminNetworkPolicy"
 	KindNP         = "NetworkPolicy"
 	KindBANP       = "BaselineAdminNetworkPolicy"
+	KindCNP        = "ClusterNetworkPolicy"
 	KindQuarantine = "Quarantine"
 )
 
 // Origin says which policy rule a compiled Rule comes from.
 type Origin struct {
-	// Kind is KindANP, KindNP or KindBANP.
+	// Kind is KindANP, KindNP, KindBANP, KindCNP or KindQuarantine.
 	Kind string `json:"kind"`
+	// Tier is the tier of a ClusterNetworkPolicy: TierAdmin or TierBaseline.
+	Tier string `json:"tier,omitempty"`
 	// Namespace is the policy's namespace (NetworkPolicy only).
 	Namespace string `json:"namespace,omitempty"`
 	Name      string `json:"name"`
-	// Priority is the AdminNetworkPolicy priority.
+	// Priority is the AdminNetworkPolicy or ClusterNetworkPolicy priority.
 	Priority int32 `json:"priority,omitempty"`
 	// Direction is "ingress" or "egress".
 	Direction string `json:"direction"`
@@ -126,8 +130,11 @@ func (o Origin) String() string {
 		b.WriteByte('/')
 	}
 	b.WriteString(o.Name)
-	if o.Kind == KindANP {
+	switch o.Kind {
+	case KindANP:
 		fmt.Fprintf(&b, " (priority %d)", o.Priority)
+	case KindCNP:
+		fmt.Fprintf(&b, " (%s tier, priority %d)", o.Tier, o.Priority)
 	}
 	fmt.Fprintf(&b, " %s rule %d", o.Direction, o.Index)
 	if o.RuleName != "" {
@@ -181,9 +188,12 @@ type Rule struct {
 }
 
 // Direction is the compiled policy of one endpoint for one direction,
-// evaluated in order: ANP rules (first match wins; Pass skips to the NP
+// evaluated in order: Admin tier rules in ANP (AdminNetworkPolicies and
+// Admin ClusterNetworkPolicies; first match wins; Pass skips to the NP
 // tier), then, if Isolated, the NP allow rules (any match allows, no match
-// denies), then BANP rules (first match wins), then allow.
+// denies), then Baseline tier rules in BANP (Baseline ClusterNetworkPolicies
+// and BaselineAdminNetworkPolicies; first match wins; Pass allows), then
+// allow.
 type Direction struct {
 	ANP []Rule `json:"anp,omitempty"`
 	// Isolated reports whether a NetworkPolicy selects the endpoint for this

@@ -12,32 +12,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/internal/reconcile"
 )
 
 // ApplyStats describes a dataplane's applies and the size of its table.
-type ApplyStats struct {
-	// Rebuilds counts whole-table batches, Patches batches that add or
-	// delete chains or sets in place, Updates element-only batches (and
-	// applies with nothing to do).
-	Rebuilds int `json:"rebuilds"`
-	Patches  int `json:"patches"`
-	Updates  int `json:"updates"`
-	Failures int `json:"failures"`
-	// LastKind is "rebuild", "patch" or "elements".
-	LastKind string `json:"lastKind,omitempty"`
-	// Chains, Rules, Sets and Elements describe the last applied table.
-	Chains   int `json:"chains"`
-	Rules    int `json:"rules"`
-	Sets     int `json:"sets"`
-	Elements int `json:"elements"`
-	// LastOps is the number of operations of the last apply (1 for a
-	// rebuild; see TableDiff.Len).
-	LastOps      int           `json:"lastOps"`
-	LastDuration time.Duration `json:"lastDuration"`
-	LastApply    time.Time     `json:"lastApply,omitzero"`
-	LastError    string        `json:"lastError,omitempty"`
-}
+type ApplyStats = api.PolicyDataplane
 
 // Dataplane enforces Programs; *Applier is the nftables one.
 type Dataplane interface {
@@ -103,12 +83,7 @@ type Reconciler struct {
 }
 
 // programSummary describes the desired program on the debug endpoint.
-type programSummary struct {
-	Endpoints int      `json:"endpoints"`
-	Sets      int      `json:"sets"`
-	Rules     int      `json:"rules"`
-	Warnings  []string `json:"warnings,omitempty"`
-}
+type programSummary = api.PolicyProgram
 
 // NewReconciler returns a Reconciler; call Set and Run.
 func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
@@ -314,16 +289,7 @@ func (r *Reconciler) wait(ctx context.Context, what string, doneLocked func() bo
 }
 
 // DebugState is what /debug/policy shows.
-type DebugState struct {
-	DesiredVersion uint64         `json:"desiredVersion"`
-	AppliedVersion uint64         `json:"appliedVersion"`
-	Program        programSummary `json:"program"`
-	Dataplane      ApplyStats     `json:"dataplane"`
-	LastSync       time.Time      `json:"lastSync,omitzero"`
-	LastError      string         `json:"lastError,omitempty"`
-	Syncs          int            `json:"syncs"`
-	Failures       int            `json:"failures"`
-}
+type DebugState = api.PolicyStatus
 
 // Debug returns the reconciler's state.
 func (r *Reconciler) Debug() DebugState {

@@ -162,6 +162,64 @@ func startDeltas(t *testing.T, c *Client) *deltaConsumer {
 	return dc
 }
 
+// sharedConsumer runs WatchView and keeps the store's shared view.
+type sharedConsumer struct {
+	mu     sync.RWMutex
+	view   *Snapshot
+	resets int
+	notify chan struct{}
+}
+
+func startShared(t *testing.T, c *Client) *sharedConsumer {
+	t.Helper()
+	sc := &sharedConsumer{notify: make(chan struct{}, 1)}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- c.WatchView(ctx, &sc.mu, func(d Delta) {
+			if d.Reset {
+				sc.mu.Lock()
+				sc.view = d.Snapshot
+				sc.resets++
+				sc.mu.Unlock()
+			}
+			select {
+			case sc.notify <- struct{}{}:
+			default:
+			}
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("WatchView returned %v, want nil", err)
+		}
+	})
+	return sc
+}
+
+// waitRev waits until the shared view reaches rev and returns its content.
+func (sc *sharedConsumer) waitRev(t *testing.T, rev int64) view {
+	t.Helper()
+	deadline := time.After(waitTimeout)
+	for {
+		sc.mu.RLock()
+		var v view
+		if sc.view != nil {
+			v = viewOf(sc.view)
+		}
+		sc.mu.RUnlock()
+		if v.Rev >= rev {
+			return v
+		}
+		select {
+		case <-sc.notify:
+		case <-deadline:
+			t.Fatalf("shared view stuck at rev %d, want %d", v.Rev, rev)
+		}
+	}
+}
+
 // waitRev waits until the consumer's view reaches rev.
 func (dc *deltaConsumer) waitRev(t *testing.T, rev int64) view {
 	t.Helper()
@@ -197,6 +255,7 @@ func TestWatchDeltasRandomWalk(t *testing.T) {
 		t.Fatal(err)
 	}
 	dc := startDeltas(t, c)
+	sc := startShared(t, c)
 
 	kinds := []string{kindNodes, kindBlocks, kindEndpoints, kindNamespaces, kindAlive, "policies", "bgppeers", kindStatus, kindCluster}
 	value := func(kind, name string, i int) string {
@@ -265,6 +324,11 @@ func TestWatchDeltasRandomWalk(t *testing.T) {
 		want.Rev, got.Rev = 0, 0
 		if d := cmp.Diff(want, got, cmpopts.EquateEmpty(), cmpAddrs); d != "" {
 			t.Fatalf("step %d (%s %s): view from deltas != fresh load (-load +deltas):\n%s", step, kind, k, d)
+		}
+		shared := sc.waitRev(t, resp.Header.Revision)
+		shared.Rev = 0
+		if d := cmp.Diff(want, shared, cmpopts.EquateEmpty(), cmpAddrs); d != "" {
+			t.Fatalf("step %d (%s %s): WatchView's shared view != fresh load (-load +shared):\n%s", step, kind, k, d)
 		}
 		dc.mu.Lock()
 		applied := viewOf(&dc.snap)

@@ -29,7 +29,7 @@ const (
 // policyKey returns the full key of a policy after checking its segments.
 func (c *Client) policyKey(kind, namespace, name string) (string, error) {
 	if !api.IsPolicyKind(kind) {
-		return "", fmt.Errorf("%q is not a policy kind (want NetworkPolicy, AdminNetworkPolicy or BaselineAdminNetworkPolicy)", kind)
+		return "", fmt.Errorf("%q is not a policy kind (want NetworkPolicy, AdminNetworkPolicy, BaselineAdminNetworkPolicy or ClusterNetworkPolicy)", kind)
 	}
 	if api.ClusterScoped(kind) {
 		if namespace != "" {
@@ -44,8 +44,9 @@ func (c *Client) policyKey(kind, namespace, name string) (string, error) {
 	return c.prefix + api.PolicyKey(kind, namespace, name), nil
 }
 
-// PutPolicy creates or replaces a policy (NetworkPolicy, AdminNetworkPolicy
-// or BaselineAdminNetworkPolicy) at policies/<kind>/<namespace or _>/<name>.
+// PutPolicy creates or replaces a policy (NetworkPolicy, AdminNetworkPolicy,
+// BaselineAdminNetworkPolicy or ClusterNetworkPolicy) at
+// policies/<kind>/<namespace or _>/<name>.
 // It does not validate o beyond its key (callers decode with
 // api.DecodeDocuments, which does), and writes nothing when the stored value
 // is already identical, so watchers see no change.

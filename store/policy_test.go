@@ -46,6 +46,15 @@ spec:
   subject: {namespaces: {}}
   ingress: [{action: Deny, from: [{namespaces: {}}]}]
 `
+	testCNP = `apiVersion: policy.networking.k8s.io/v1beta1
+kind: ClusterNetworkPolicy
+metadata: {name: guard}
+spec:
+  tier: Baseline
+  priority: 3
+  subject: {namespaces: {}}
+  egress: [{action: Pass, to: [{nodes: {matchLabels: {zone: a}}}]}]
+`
 )
 
 func TestPolicyCRUD(t *testing.T) {
@@ -55,13 +64,14 @@ func TestPolicyCRUD(t *testing.T) {
 	np := decodeOne(t, fmt.Sprintf(testNP, 80))
 	anp := decodeOne(t, testANP)
 	banp := decodeOne(t, testBANP)
+	cnp := decodeOne(t, testCNP)
 
 	for _, step := range []struct {
 		o    api.Object
 		want PutResult
 	}{
 		{np, Created}, {np, Unchanged}, {decodeOne(t, fmt.Sprintf(testNP, 81)), Configured},
-		{anp, Created}, {banp, Created},
+		{anp, Created}, {banp, Created}, {cnp, Created}, {cnp, Unchanged},
 	} {
 		got, err := c.PutPolicy(ctx, step.o)
 		if err != nil {
@@ -83,6 +93,13 @@ func TestPolicyCRUD(t *testing.T) {
 		t.Errorf("GetPolicy(ANP) mismatch (-want +got):\n%s", d)
 	}
 
+	if d := cmp.Diff(decodeOne(t, testCNP), mustGet(t, c, api.KindClusterNetworkPolicy, "", "guard")); d != "" {
+		t.Errorf("GetPolicy(CNP) mismatch (-want +got):\n%s", d)
+	}
+	if resp, err := c.Etcd().Get(ctx, c.Prefix()+"policies/ClusterNetworkPolicy/_/guard"); err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("raw get of the CNP key: %v", err)
+	}
+
 	// Keys are as documented, so agents can find them in Snapshot.Other.
 	resp, err := c.Etcd().Get(ctx, c.Prefix()+"policies/AdminNetworkPolicy/_/deny-y")
 	if err != nil || len(resp.Kvs) != 1 {
@@ -93,7 +110,7 @@ func TestPolicyCRUD(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ListPolicies: %v", err)
 	}
-	if d := cmp.Diff([]string{"AdminNetworkPolicy deny-y", "BaselineAdminNetworkPolicy default", "NetworkPolicy x/allow-web"}, names(all)); d != "" {
+	if d := cmp.Diff([]string{"AdminNetworkPolicy deny-y", "BaselineAdminNetworkPolicy default", "ClusterNetworkPolicy guard", "NetworkPolicy x/allow-web"}, names(all)); d != "" {
 		t.Errorf("ListPolicies mismatch (-want +got):\n%s", d)
 	}
 	only, err := c.ListPolicies(ctx, api.KindNetworkPolicy)
@@ -125,6 +142,7 @@ func TestPolicyBadKeys(t *testing.T) {
 	}{
 		{"not a policy kind", "Namespace", "", "x", `"Namespace" is not a policy kind`},
 		{"namespace on ANP", api.KindAdminNetworkPolicy, "x", "a", "cluster-scoped"},
+		{"namespace on CNP", api.KindClusterNetworkPolicy, "x", "a", "cluster-scoped"},
 		{"no namespace on NP", api.KindNetworkPolicy, "", "a", "empty namespace"},
 		{"slash in name", api.KindNetworkPolicy, "x", "a/b", "contains '/'"},
 	}

@@ -50,6 +50,8 @@ type state struct {
 	alive      map[string]bool
 	other      map[string][]byte
 	errs       map[string]string // by full key
+	// labels shares the endpoints' label maps.
+	labels labelSets
 }
 
 func newState(prefix string) *state {
@@ -110,7 +112,16 @@ func (s *state) set(rest string, value []byte) error {
 	case kindNodes:
 		return setTyped(s.nodes, name, value, oneSegment)
 	case kindEndpoints:
-		return setTyped(s.endpoints, name, value, threeSegments)
+		if old, ok := s.endpoints[name]; ok {
+			s.labels.release(old.Labels)
+		}
+		if err := setTyped(s.endpoints, name, value, threeSegments); err != nil {
+			return err
+		}
+		if ep, ok := s.endpoints[name]; ok {
+			compactEndpoint(&ep, &s.labels)
+			s.endpoints[name] = ep
+		}
 	case kindNamespaces:
 		return setTyped(s.namespaces, name, value, oneSegment)
 	case kindAlive:
@@ -201,6 +212,22 @@ func (s *state) snapshot() Snapshot {
 	}
 	snap.Errors = s.errorList()
 	return snap
+}
+
+// shared is a Snapshot whose maps are the state's own: they move with
+// every event the state applies (see WatchView).
+func (s *state) shared() *Snapshot {
+	return &Snapshot{
+		Rev:        s.rev,
+		Cluster:    s.cluster,
+		Nodes:      s.nodes,
+		Blocks:     s.blocks,
+		Endpoints:  s.endpoints,
+		Namespaces: s.namespaces,
+		Alive:      s.alive,
+		Other:      s.other,
+		Errors:     s.errorList(),
+	}
 }
 
 // errorList returns the undecodable keys as "key: error", sorted.

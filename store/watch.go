@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -55,6 +56,36 @@ func (c *Client) WatchDeltas(ctx context.Context, fn func(Delta)) error {
 		if d.ErrorsChanged {
 			d.Errors = st.errorList()
 		}
+		if !d.Empty() {
+			fn(d)
+		}
+	})
+}
+
+// WatchView is WatchDeltas for a consumer that keeps one view of the
+// cluster and reads it under mu: the Reset delta's Snapshot is the store's
+// own working copy, and every later delta has already been applied to it,
+// under mu, when fn runs (fn must not Apply it again). The consumer holds
+// one copy of the cluster instead of two, which at 50 000 endpoints is the
+// difference that matters. Readers of the view hold mu (or its read side);
+// fn runs on WatchView's goroutine, the only writer.
+func (c *Client) WatchView(ctx context.Context, mu sync.Locker, fn func(Delta)) error {
+	var view *Snapshot
+	return c.watch(ctx, func(st *state) {
+		view = st.shared()
+		fn(Delta{Rev: st.rev, Reset: true, Snapshot: view})
+	}, func(st *state, evs []*clientv3.Event) {
+		d := Delta{Rev: st.rev}
+		mu.Lock()
+		for _, ev := range evs {
+			st.applyDelta(string(ev.Kv.Key), eventValue(ev), &d)
+		}
+		if d.ErrorsChanged {
+			d.Errors = st.errorList()
+			view.Errors = d.Errors
+		}
+		view.Rev, view.Cluster = st.rev, st.cluster
+		mu.Unlock()
 		if !d.Empty() {
 			fn(d)
 		}

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/internal/reconcile"
 )
 
@@ -109,6 +110,7 @@ type Reconciler struct {
 	syncs    int
 	failures int
 	lastOps  int
+	lastDur  time.Duration
 	// fullSyncs and updates count the two kinds of sync, for tests and debug.
 	fullSyncs, updates int
 	// drifts counts foreign kernel changes by kind (KernelEvent).
@@ -250,6 +252,7 @@ func (r *Reconciler) Sync(ctx context.Context) error {
 		r.updates++
 	}
 	r.lastSync, r.lastErr, r.lastOps = time.Now(), err, ops
+	r.lastDur = r.lastSync.Sub(start)
 	r.syncs++
 	if err != nil {
 		r.failures++
@@ -344,34 +347,16 @@ func compareFDBKey(a, b FDBKey) int {
 }
 
 // DebugState is what the debug endpoint shows about the overlay.
-type DebugState struct {
-	// Desired and Actual are State.Lines of the last Set and of the kernel
-	// as of the last sync.
-	Desired []string `json:"desired"`
-	Actual  []string `json:"actual"`
-	// ActualFrom says where Actual comes from: "kernel" (read when asked)
-	// or "last sync" (what the reconciler last saw or did); ActualError says
-	// why the kernel could not be read.
-	ActualFrom  string    `json:"actualFrom,omitempty"`
-	ActualError string    `json:"actualError,omitempty"`
-	LastSync    time.Time `json:"lastSync,omitzero"`
-	LastError   string    `json:"lastError,omitempty"`
-	// LastOps counts the changes the last sync made.
-	LastOps  int `json:"lastOps"`
-	Syncs    int `json:"syncs"`
-	Failures int `json:"failures"`
-	// Routes, Neighs and FDB count desired objects.
-	Routes int `json:"routes"`
-	Neighs int `json:"neighs"`
-	FDB    int `json:"fdb"`
-}
+type DebugState = api.VXLANStatus
 
 // Stats is the cheap part of Debug: counters, no object lists. It costs the
 // same whatever the cluster's size, for loops that poll it.
 type Stats struct {
-	LastSync  time.Time
-	LastError string
-	Syncs     int
+	LastSync     time.Time
+	LastDuration time.Duration
+	LastOps      int
+	LastError    string
+	Syncs        int
 	// FullSyncs and Updates split Syncs by kind.
 	FullSyncs, Updates int
 	Failures           int
@@ -383,7 +368,7 @@ type Stats struct {
 func (r *Reconciler) Stats() Stats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	st := Stats{LastSync: r.lastSync, Syncs: r.syncs, FullSyncs: r.fullSyncs, Updates: r.updates, Failures: r.failures}
+	st := Stats{LastSync: r.lastSync, LastDuration: r.lastDur, LastOps: r.lastOps, Syncs: r.syncs, FullSyncs: r.fullSyncs, Updates: r.updates, Failures: r.failures}
 	if r.desired != nil {
 		st.Routes, st.Neighs, st.FDB = len(r.desired.Routes), len(r.desired.Neighs), len(r.desired.FDB)
 	}
@@ -398,10 +383,11 @@ func (r *Reconciler) Debug() DebugState {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	d := DebugState{
-		LastSync: r.lastSync,
-		LastOps:  r.lastOps,
-		Syncs:    r.syncs,
-		Failures: r.failures,
+		LastSync:     r.lastSync,
+		LastDuration: r.lastDur,
+		LastOps:      r.lastOps,
+		Syncs:        r.syncs,
+		Failures:     r.failures,
 	}
 	if r.desired != nil {
 		d.Desired = r.desired.Lines()

@@ -60,7 +60,9 @@ func TestDriftRepairedFromKernelEvents(t *testing.T) {
 		t.Helper()
 		deadline := time.Now().Add(time.Second)
 		for {
-			if _, err := h.LinkByName(api.VXLANDevice); err == nil {
+			// A device the reconciler just re-created is up a moment
+			// later: only an up device can have converged.
+			if l, err := h.LinkByName(api.VXLANDevice); err == nil && l.Attrs().Flags&net.FlagUp != 0 {
 				if gocmp.Equal(want, kernelLines(t, ns, api.VXLANDevice, cfg.UnderlayIfIndex)) {
 					return
 				}

@@ -16,7 +16,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/skeinnet/skein/agent"
 	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/bgp"
 	"github.com/skeinnet/skein/store"
@@ -370,7 +369,7 @@ func buildBGPReport(inv store.Inventory, probes map[string]bgpProbe) bgpReport {
 	for _, name := range slices.Sorted(maps.Keys(inv.Nodes)) {
 		n := inv.Nodes[name]
 		nr := bgpNodeReport{Name: n.Name, UnderlayIP: n.UnderlayIP, Alive: inv.Alive[n.Name], Source: "none", Agent: "not asked", Neighbors: []api.BGPNeighbor{}}
-		if v, ok := n.Labels[agent.RouteReflectorLabel]; ok {
+		if v, ok := n.Labels[api.RouteReflectorLabel]; ok {
 			nr.Reflector = &v
 		}
 		problem := func(format string, args ...any) { nr.Problems = append(nr.Problems, fmt.Sprintf(format, args...)) }

@@ -20,7 +20,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/skeinnet/skein/agent"
 	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/ipam"
 	"github.com/skeinnet/skein/store"
@@ -706,7 +705,7 @@ Double claims and allocations outside blocks are left for an operator. Exit stat
 	f.register(cmd)
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "only print what would be released")
 	cmd.Flags().BoolVar(&leaked, "leaked", false, "also free leaked addresses of the node whose agent serves --socket")
-	cmd.Flags().StringVar(&socket, "socket", agent.DefaultSocket, "the local agent's socket, for --leaked")
+	cmd.Flags().StringVar(&socket, "socket", api.DefaultSocket, "the local agent's socket, for --leaked")
 	return cmd
 }
 

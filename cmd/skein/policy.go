@@ -40,8 +40,9 @@ file is decoded and validated first: one bad document rejects everything, and th
 error names its file, document number, line and field.
 
 Namespace documents add their labels to the namespace (creating it); labels not in
-the document are kept. Endpoint documents are refused: endpoints come from the CNI
-plugin (they belong in offline files for trace and matrix).`,
+the document are kept. Endpoint and Node documents are refused: endpoints come from
+the CNI plugin, nodes register themselves (both belong in offline files for trace
+and matrix).`,
 		Example: `  skein policy apply -f policies.yaml
   kubectl get netpol -A -o yaml | skein policy apply -f -`,
 		Args: cobra.NoArgs,
@@ -53,6 +54,9 @@ plugin (they belong in offline files for trace and matrix).`,
 			for _, o := range objs {
 				if o.GetKind() == api.KindEndpoint {
 					return fmt.Errorf("endpoint %s: endpoints come from the CNI plugin and cannot be applied (keep them in files for offline trace and matrix)", api.ObjectName(o))
+				}
+				if o.GetKind() == api.KindNode {
+					return fmt.Errorf("node %s: nodes register themselves (skeind) and cannot be applied (keep them in files for offline trace and matrix)", api.ObjectName(o))
 				}
 			}
 			cl, err := g.client(cmd.Context())
@@ -172,14 +176,15 @@ var policyKinds = map[string]string{
 	"networkpolicy": api.KindNetworkPolicy, "networkpolicies": api.KindNetworkPolicy, "netpol": api.KindNetworkPolicy, "np": api.KindNetworkPolicy,
 	"adminnetworkpolicy": api.KindAdminNetworkPolicy, "adminnetworkpolicies": api.KindAdminNetworkPolicy, "anp": api.KindAdminNetworkPolicy,
 	"baselineadminnetworkpolicy": api.KindBaselineAdminNetworkPolicy, "baselineadminnetworkpolicies": api.KindBaselineAdminNetworkPolicy, "banp": api.KindBaselineAdminNetworkPolicy,
+	"clusternetworkpolicy": api.KindClusterNetworkPolicy, "clusternetworkpolicies": api.KindClusterNetworkPolicy, "cnp": api.KindClusterNetworkPolicy,
 }
 
-// parsePolicyKind accepts a kind in any case, plural, or short (np, anp, banp).
+// parsePolicyKind accepts a kind in any case, plural, or short (np, anp, banp, cnp).
 func parsePolicyKind(s string) (string, error) {
 	if k, ok := policyKinds[strings.ToLower(s)]; ok {
 		return k, nil
 	}
-	return "", fmt.Errorf("unknown policy kind %q (want networkpolicy|np, adminnetworkpolicy|anp or baselineadminnetworkpolicy|banp)", s)
+	return "", fmt.Errorf("unknown policy kind %q (want networkpolicy|np, adminnetworkpolicy|anp, baselineadminnetworkpolicy|banp or clusternetworkpolicy|cnp)", s)
 }
 
 // parsePolicyRef splits NS/NAME for NetworkPolicy (NAME alone uses ns) or
@@ -290,20 +295,26 @@ func newPolicyListCmd(g *globalFlags) *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVar(&kindFlag, "kind", "", "only this kind (np, anp, banp or the full name)")
+	cmd.Flags().StringVar(&kindFlag, "kind", "", "only this kind (np, anp, banp, cnp or the full name)")
 	cmd.Flags().StringVarP(&ns, "namespace", "n", "", "only NetworkPolicies of this namespace")
 	return cmd
 }
 
-// policyOrder sorts the list as evaluation goes: ANP, NetworkPolicy, BANP.
+// policyOrder sorts the list as evaluation goes: the Admin tier (ANP, then
+// Admin CNP), NetworkPolicy, the Baseline tier (Baseline CNP, then BANP).
 func policyOrder(o api.Object) int {
-	switch o.GetKind() {
-	case api.KindAdminNetworkPolicy:
+	switch p := o.(type) {
+	case *api.AdminNetworkPolicy:
 		return 0
-	case api.KindNetworkPolicy:
-		return 1
+	case *api.ClusterNetworkPolicy:
+		if p.Spec.Tier == api.TierAdmin {
+			return 1
+		}
+		return 3
+	case *api.NetworkPolicy:
+		return 2
 	}
-	return 2
+	return 4
 }
 
 func dash(s string) string {
@@ -324,6 +335,9 @@ func policySummary(o api.Object) string {
 			len(p.Spec.Ingress), len(p.Spec.Egress))
 	case *api.BaselineAdminNetworkPolicy:
 		return fmt.Sprintf("subject=%s ingress=%d egress=%d", subjectString(p.Spec.Subject), len(p.Spec.Ingress), len(p.Spec.Egress))
+	case *api.ClusterNetworkPolicy:
+		return fmt.Sprintf("tier=%s priority=%d subject=%s ingress=%d egress=%d", p.Spec.Tier, p.Spec.Priority, subjectString(p.Spec.Subject),
+			len(p.Spec.Ingress), len(p.Spec.Egress))
 	}
 	return ""
 }

@@ -193,6 +193,71 @@ func TestCLIPolicyLifecycle(t *testing.T) {
 	}
 }
 
+const cliCNPs = `apiVersion: policy.networking.k8s.io/v1beta1
+kind: ClusterNetworkPolicy
+metadata: {name: base}
+spec:
+  tier: Baseline
+  priority: 7
+  subject: {namespaces: {}}
+  ingress: [{action: Deny, from: [{namespaces: {}}]}]
+---
+apiVersion: policy.networking.k8s.io/v1beta1
+kind: ClusterNetworkPolicy
+metadata: {name: admin}
+spec:
+  tier: Admin
+  priority: 3
+  subject: {namespaces: {}}
+  egress: [{action: Pass, to: [{nodes: {}}]}]
+`
+
+// TestCLIClusterNetworkPolicy: apply, list (tiers in evaluation order around
+// the NetworkPolicies), get and delete of ClusterNetworkPolicies by their
+// short name.
+func TestCLIClusterNetworkPolicy(t *testing.T) {
+	c := newTestCLI(t)
+	out := c.mustRun(cliPolicies+"---\n"+cliCNPs, "policy", "apply", "-f", "-")
+	for _, s := range []string{"clusternetworkpolicy base created", "clusternetworkpolicy admin created"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("apply output lacks %q:\n%s", s, out)
+		}
+	}
+	out = c.mustRun("", "policy", "list")
+	if !strings.Contains(out, "tier=Admin priority=3 subject=namespaces(<all>) ingress=0 egress=1") {
+		t.Errorf("policy list lacks the CNP summary:\n%s", out)
+	}
+	order := []string{"deny-z", "admin", "allow-web", "base"}
+	for i := 1; i < len(order); i++ {
+		if strings.Index(out, order[i-1]) > strings.Index(out, order[i]) {
+			t.Errorf("policy list: want the order %v (evaluation order):\n%s", order, out)
+		}
+	}
+	out = c.mustRun("", "policy", "list", "--kind", "cnp")
+	if strings.Contains(out, "allow-web") || !strings.Contains(out, "base") {
+		t.Errorf("policy list --kind cnp:\n%s", out)
+	}
+	out = c.mustRun("", "policy", "get", "clusternetworkpolicies", "base", "-o", "json")
+	var got api.ClusterNetworkPolicy
+	if err := json.Unmarshal([]byte(out), &got); err != nil || got.Spec.Tier != api.TierBaseline || got.Spec.Priority != 7 {
+		t.Errorf("policy get cnp -o json: %v\n%s", err, out)
+	}
+	if _, err := c.run("", "policy", "get", "cnp", "x/base"); err == nil || !strings.Contains(err.Error(), "cluster-scoped") {
+		t.Errorf("get cnp with a namespace: %v", err)
+	}
+	if out := c.mustRun("", "policy", "delete", "cnp", "base"); out != "clusternetworkpolicy base deleted\n" {
+		t.Errorf("delete output %q", out)
+	}
+	node := "apiVersion: skein.dev/v1\nkind: Node\nmetadata: {name: n1}\nunderlayIP: 192.168.0.1\n"
+	if _, err := c.run(node, "policy", "apply", "-f", "-"); err == nil || !strings.Contains(err.Error(), "node n1: nodes register themselves") {
+		t.Errorf("apply of a Node document: %v", err)
+	}
+	bad := strings.Replace(cliCNPs, "tier: Admin", "tier: admin", 1)
+	if _, err := c.run(bad, "policy", "apply", "-f", "-"); err == nil || !strings.Contains(err.Error(), `document 2 (line 10): line 14: spec.tier: unsupported value "admin"`) {
+		t.Errorf("apply with a bad tier: %v", err)
+	}
+}
+
 // TestCLIApplyAllOrNothing: one bad document writes nothing and the error
 // names the file, document, line and field.
 func TestCLIApplyAllOrNothing(t *testing.T) {

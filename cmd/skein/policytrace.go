@@ -170,17 +170,16 @@ func offlineInput(stdin io.Reader, files []string) (policy.Input, error) {
 }
 
 func addObject(in *policy.Input, o api.Object) {
+	if in.AddPolicy(o) {
+		return
+	}
 	switch v := o.(type) {
-	case *api.NetworkPolicy:
-		in.NetworkPolicies = append(in.NetworkPolicies, *v)
-	case *api.AdminNetworkPolicy:
-		in.ANPs = append(in.ANPs, *v)
-	case *api.BaselineAdminNetworkPolicy:
-		in.BANPs = append(in.BANPs, *v)
 	case *api.NamespaceDoc:
 		in.Namespaces = append(in.Namespaces, v.ToNamespace())
 	case *api.EndpointDoc:
 		in.Endpoints = append(in.Endpoints, v.ToEndpoint())
+	case *api.NodeDoc:
+		in.Nodes = append(in.Nodes, v.ToNode())
 	}
 }
 
@@ -208,7 +207,7 @@ func liveInput(cmd *cobra.Command, g *globalFlags) (policy.Input, error) {
 		return in, err
 	}
 	pols, invalid := agent.StoredPolicyInput(raw)
-	in.NetworkPolicies, in.ANPs, in.BANPs, in.Quarantines = pols.NetworkPolicies, pols.ANPs, pols.BANPs, pols.Quarantines
+	in.NetworkPolicies, in.ANPs, in.BANPs, in.CNPs, in.Quarantines = pols.NetworkPolicies, pols.ANPs, pols.BANPs, pols.CNPs, pols.Quarantines
 	for _, p := range invalid {
 		// An agent that saw a valid version of it before keeps that one.
 		fmt.Fprintf(cmd.ErrOrStderr(), "warning: invalid stored policy %s: %s (quarantined here; see skein status for what each node enforces)\n", p.Key, p.Error)

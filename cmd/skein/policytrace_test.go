@@ -124,3 +124,53 @@ func TestPolicyTraceLiveInvalidPolicy(t *testing.T) {
 		t.Errorf("trace from the quarantined pod (egress): %v\n%s", err, out)
 	}
 }
+
+// TestPolicyTraceOfflineCNP: offline trace evaluates ClusterNetworkPolicies
+// of both tiers (v1beta1 and v1alpha2) and names the deciding rule.
+func TestPolicyTraceOfflineCNP(t *testing.T) {
+	tests := []struct {
+		port string
+		want []string
+	}{
+		{"80", []string{"DENY", `ClusterNetworkPolicy baseline-x (Baseline tier, priority 10) ingress rule 0 "no-y": Deny`,
+			`ClusterNetworkPolicy guard-x (Admin tier, priority 10) ingress rule 0 "pass-y": Pass to the NetworkPolicy tier`}},
+		{"81", []string{"ALLOW", "no rule matches x/a ingress: default allow"}},
+	}
+	for _, tc := range tests {
+		out, err := runSkein(t, "policy", "trace", "-f", "testdata/cluster.yaml", "-f", "testdata/cnp.yaml",
+			"--from", "y/b", "--to", "x/a", "--port", tc.port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("trace y/b -> x/a port %s lacks %q:\n%s", tc.port, w, out)
+			}
+		}
+	}
+}
+
+// TestPolicyTraceOfflineNodesPeer: Node documents give offline trace the
+// node records a nodes peer selects; a pod's own node stays reachable.
+func TestPolicyTraceOfflineNodesPeer(t *testing.T) {
+	tests := []struct {
+		from, to string
+		want     []string
+	}{
+		{"y/b", "192.168.0.1", []string{"DENY", `ClusterNetworkPolicy no-zone-a (Admin tier, priority 1) egress rule 0 "no-ssh": Deny`}},
+		{"y/b", "192.168.0.2", []string{"ALLOW", "its own node node-2"}},
+		{"x/a", "192.168.0.1", []string{"ALLOW", "its own node node-1"}},
+	}
+	for _, tc := range tests {
+		out, err := runSkein(t, "policy", "trace", "-f", "testdata/cluster.yaml", "-f", "testdata/nodes.yaml",
+			"--from", tc.from, "--to", tc.to, "--port", "22")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("trace %s -> %s port 22 lacks %q:\n%s", tc.from, tc.to, w, out)
+			}
+		}
+	}
+}

@@ -17,7 +17,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/skeinnet/skein/agent"
 	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/store"
 )
@@ -133,7 +132,7 @@ type nodeReport struct {
 	// Peers is "up/total" peers (VXLAN) or sessions (BGP), as far as known.
 	Peers string `json:"peers,omitempty"`
 	// Links is the agent's own view of its links, when it answered.
-	Links map[string]agent.Link `json:"links,omitempty"`
+	Links map[string]api.Link `json:"links,omitempty"`
 	// LinkStates is the node's side of its link to each other node:
 	// observed (Links) when the agent answered, else as its status record
 	// reports it.
@@ -169,7 +168,7 @@ type nodeReport struct {
 // agentProbe is what asking one agent's debug endpoint gave.
 type agentProbe struct {
 	Addr     string
-	Topology *agent.Topology
+	Topology *api.Topology
 	Err      string
 }
 
@@ -253,7 +252,7 @@ func probeAgents(ctx context.Context, inv store.Inventory, timeout time.Duration
 	return probeEach(ctx, inv, timeout, func(msg string) agentProbe { return agentProbe{Err: msg} },
 		func(hc *http.Client, name string, _ api.Node, addr string) agentProbe {
 			p := agentProbe{Addr: addr}
-			var t agent.Topology
+			var t api.Topology
 			if err := agentGet(ctx, hc, addr, "/debug/topology", &t); err != nil {
 				p.Err = err.Error()
 			} else if t.Node.Name != name {
@@ -359,7 +358,7 @@ func buildReport(in statusInput) clusterReport {
 	expectedPeers := len(inv.Nodes) - 1
 	for name := range names {
 		nr := nodeReport{Name: name, Alive: inv.Alive[name], Blocks: blocksOf[name], Endpoints: endpointsOf[name], Agent: "not asked"}
-		nr.AgentState = agent.AgentState(nr.Alive)
+		nr.AgentState = api.AgentState(nr.Alive)
 		sort.Strings(nr.Blocks)
 		if nr.Blocks == nil {
 			nr.Blocks = []string{}
@@ -430,7 +429,7 @@ func buildReport(in statusInput) clusterReport {
 			problem("heartbeat but no status record")
 		}
 		if !nr.Alive {
-			problem("no heartbeat: %s (agent stopped or cut off from etcd; its containers and its peers keep their routes until `skein node delete`)", agent.AgentDownDataPathKept)
+			problem("no heartbeat: %s (agent stopped or cut off from etcd; its containers and its peers keep their routes until `skein node delete`)", api.AgentDownDataPathKept)
 		}
 		if p, ok := in.probes[name]; ok {
 			nr.Agent = "ok"
@@ -444,7 +443,7 @@ func buildReport(in statusInput) clusterReport {
 					reachable := o.Etcd.Reachable
 					nr.EtcdReachable = &reachable
 				}
-				nr.Links = map[string]agent.Link{}
+				nr.Links = map[string]api.Link{}
 				up, total := 0, 0
 				var bad []string
 				for _, tn := range t.Nodes {
@@ -453,7 +452,7 @@ func buildReport(in statusInput) clusterReport {
 					}
 					nr.Links[tn.Name] = tn.Link
 					total++
-					if tn.Link.State == agent.LinkUp {
+					if tn.Link.State == api.LinkUp {
 						up++
 					} else {
 						bad = append(bad, tn.Name+" "+tn.Link.State)
@@ -525,9 +524,9 @@ func reportedLinks(st api.NodeStatus, sessions map[string]string) map[string]str
 	}
 	out := make(map[string]string, len(sessions))
 	for peer, state := range sessions {
-		out[peer] = agent.LinkDown
+		out[peer] = api.LinkDown
 		if state == "Established" {
-			out[peer] = agent.LinkUp
+			out[peer] = api.LinkUp
 		}
 	}
 	return out

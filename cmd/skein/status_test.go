@@ -15,7 +15,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/cobra"
 
-	"github.com/skeinnet/skein/agent"
 	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/store"
 )
@@ -61,10 +60,10 @@ func setStatus(t *testing.T, inv store.Inventory, node string, f func(*api.NodeS
 
 func TestBuildReport(t *testing.T) {
 	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	topo := func(self string, links map[string]string) *agent.Topology {
-		tp := &agent.Topology{Node: api.Node{Name: self}, Ready: true, Nodes: []agent.TopologyNode{{Node: api.Node{Name: self}, Self: true}}}
+	topo := func(self string, links map[string]string) *api.Topology {
+		tp := &api.Topology{Node: api.Node{Name: self}, Ready: true, Nodes: []api.TopologyNode{{Node: api.Node{Name: self}, Self: true}}}
 		for peer, state := range links {
-			tp.Nodes = append(tp.Nodes, agent.TopologyNode{Node: api.Node{Name: peer}, Link: agent.Link{Kind: "vxlan", State: state}})
+			tp.Nodes = append(tp.Nodes, api.TopologyNode{Node: api.Node{Name: peer}, Link: api.Link{Kind: "vxlan", State: state}})
 		}
 		return tp
 	}
@@ -120,8 +119,8 @@ func TestBuildReport(t *testing.T) {
 			setStatus(t, in.inv, "n2", func(st *api.NodeStatus) { st.Unpublished, st.UnpublishedSince = 2, now.Add(-time.Minute) })
 		}, want: map[string][]string{"n2": {"2 endpoint change(s) not yet in etcd (oldest 1m0s ago): other nodes' policy does not know them yet"}}},
 		{name: "agent cut off from etcd", change: func(_ *testing.T, in *statusInput) {
-			tp := topo("n3", map[string]string{"n1": agent.LinkUp, "n2": agent.LinkUp})
-			tp.Offline = &agent.OfflineState{Etcd: agent.EtcdState{Reachable: false}, JournalStats: agent.JournalStats{Unpublished: 1, Oldest: now.Add(-10 * time.Second)}}
+			tp := topo("n3", map[string]string{"n1": api.LinkUp, "n2": api.LinkUp})
+			tp.Offline = &api.OfflineState{Etcd: api.EtcdState{Reachable: false}, JournalStats: api.JournalStats{Unpublished: 1, Oldest: now.Add(-10 * time.Second)}}
 			in.probes = map[string]agentProbe{"n3": {Addr: "c", Topology: tp}}
 		}, want: map[string][]string{"n3": {
 			"agent cannot reach etcd: new containers start from its own blocks only, and are published when etcd is back",
@@ -129,8 +128,8 @@ func TestBuildReport(t *testing.T) {
 		}}},
 		{name: "agent views", change: func(_ *testing.T, in *statusInput) {
 			in.probes = map[string]agentProbe{
-				"n1": {Addr: "a", Topology: topo("n1", map[string]string{"n2": agent.LinkUp, "n3": agent.LinkPartial})},
-				"n2": {Addr: "b", Topology: topo("n2", map[string]string{"n1": agent.LinkUp, "n3": agent.LinkUp})},
+				"n1": {Addr: "a", Topology: topo("n1", map[string]string{"n2": api.LinkUp, "n3": api.LinkPartial})},
+				"n2": {Addr: "b", Topology: topo("n2", map[string]string{"n1": api.LinkUp, "n3": api.LinkUp})},
 				"n3": {Addr: "c", Err: "connection refused"},
 			}
 		}, want: map[string][]string{"n1": {"links not up: n3 partial"}}},
@@ -211,10 +210,10 @@ func TestAgentAddr(t *testing.T) {
 func TestBuildGraph(t *testing.T) {
 	now := time.Now()
 	in := statusInput{inv: inventory(3, now), now: now, probes: map[string]agentProbe{
-		"n1": {Topology: &agent.Topology{Node: api.Node{Name: "n1"}, Ready: true, Nodes: []agent.TopologyNode{
+		"n1": {Topology: &api.Topology{Node: api.Node{Name: "n1"}, Ready: true, Nodes: []api.TopologyNode{
 			{Node: api.Node{Name: "n1"}, Self: true},
-			{Node: api.Node{Name: "n2"}, Link: agent.Link{State: agent.LinkUp, Detail: "4 entries programmed"}},
-			{Node: api.Node{Name: "n3"}, Link: agent.Link{State: agent.LinkDown}},
+			{Node: api.Node{Name: "n2"}, Link: api.Link{State: api.LinkUp, Detail: "4 entries programmed"}},
+			{Node: api.Node{Name: "n3"}, Link: api.Link{State: api.LinkDown}},
 		}}},
 	}}
 	delete(in.inv.Alive, "n3")
@@ -243,7 +242,7 @@ func TestBuildGraph(t *testing.T) {
 	// Once n2 reports its side to n3 programmed, the link to the stopped
 	// agent is up (reported), and n2's side to n1 down makes that link down
 	// whatever n1 observes.
-	setStatus(t, in.inv, "n2", func(st *api.NodeStatus) { st.Links = map[string]string{"n3": agent.LinkUp, "n1": agent.LinkDown} })
+	setStatus(t, in.inv, "n2", func(st *api.NodeStatus) { st.Links = map[string]string{"n3": api.LinkUp, "n1": api.LinkDown} })
 	want = []link{{"n1", "n2", "down", "observed", nil}, {"n1", "n3", "down", "observed", []string{"n3"}}, {"n2", "n3", "up", "reported", []string{"n3"}}}
 	if d := cmp.Diff(want, links(buildGraph(buildReport(in), true))); d != "" {
 		t.Errorf("links with n2's record (-want +got):\n%s", d)
@@ -266,10 +265,10 @@ func TestBuildGraph(t *testing.T) {
 func TestStatusCommand(t *testing.T) {
 	tc := newTestCluster(t)
 	// n1's agent answers; n2's hangs; n3's address reaches n1's agent.
-	topo := agent.Topology{Node: api.Node{Name: "n1"}, Ready: true, Nodes: []agent.TopologyNode{
+	topo := api.Topology{Node: api.Node{Name: "n1"}, Ready: true, Nodes: []api.TopologyNode{
 		{Node: api.Node{Name: "n1"}, Self: true},
-		{Node: api.Node{Name: "n2"}, Link: agent.Link{Kind: "vxlan", State: agent.LinkUp}},
-		{Node: api.Node{Name: "n3"}, Link: agent.Link{Kind: "vxlan", State: agent.LinkUp}},
+		{Node: api.Node{Name: "n2"}, Link: api.Link{Kind: "vxlan", State: api.LinkUp}},
+		{Node: api.Node{Name: "n3"}, Link: api.Link{Kind: "vxlan", State: api.LinkUp}},
 	}}
 	good := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/debug/topology" {

@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/skeinnet/skein/agent"
 	"github.com/skeinnet/skein/api"
 )
 
@@ -19,8 +18,8 @@ type topologyGraph struct {
 }
 
 // graphLink is the tunnel or BGP session between two nodes, graded by
-// agent.GradeLink as /debug/topology grades it.
-type graphLink = agent.PairLink
+// api.GradeLink as /debug/topology grades it.
+type graphLink = api.PairLink
 
 func newTopologyCmd(g *globalFlags) *cobra.Command {
 	af := &agentFlags{}
@@ -68,8 +67,8 @@ func buildGraph(rep clusterReport, fullMesh bool) topologyGraph {
 	g := topologyGraph{clusterReport: rep, Links: []graphLink{}}
 	for i, a := range rep.Nodes {
 		for _, b := range rep.Nodes[i+1:] {
-			l := agent.GradeLink(linkSide(a, b), linkSide(b, a))
-			if !fullMesh && (l.State == agent.LinkNone || l.State == agent.LinkUnknown) {
+			l := api.GradeLink(linkSide(a, b), linkSide(b, a))
+			if !fullMesh && (l.State == api.LinkNone || l.State == api.LinkUnknown) {
 				continue
 			}
 			g.Links = append(g.Links, l)
@@ -80,8 +79,8 @@ func buildGraph(rep clusterReport, fullMesh bool) topologyGraph {
 
 // linkSide is what the report knows of n's side of its link to other: its
 // agent's own view when it answered, else its status record.
-func linkSide(n, other nodeReport) agent.LinkSide {
-	s := agent.LinkSide{Node: n.Name, AgentUp: n.Alive}
+func linkSide(n, other nodeReport) api.LinkSide {
+	s := api.LinkSide{Node: n.Name, AgentUp: n.Alive}
 	if l, ok := n.Links[other.Name]; ok {
 		s.Observed = &l
 	}
@@ -100,7 +99,7 @@ func renderGraph(tw *tabwriter.Writer, g topologyGraph, wide bool) {
 	}
 	for _, n := range g.Nodes {
 		fmt.Fprintln(tw)
-		state := agent.AgentDownDataPathKept
+		state := api.AgentDownDataPathKept
 		if n.Alive {
 			state = "alive"
 			if n.Ready != nil && *n.Ready {

@@ -735,7 +735,10 @@ func (k *kubeEnv) waitSynced(ctx context.Context, t *testing.T, since time.Time,
 		if err != nil || !ok {
 			return false, err
 		}
-		return st.Synced && st.Connected && st.Updated.After(since) && st.Leader != notLeader, fmt.Errorf("status %+v", st)
+		if st.Synced && st.Connected && st.Updated.After(since) && st.Leader != notLeader {
+			return true, nil
+		}
+		return false, fmt.Errorf("status %+v", st)
 	})
 	return st
 }

@@ -8,32 +8,21 @@ import (
 	"github.com/skeinnet/skein/api"
 )
 
-// ClusterNetworkPolicy (policy.networking.k8s.io/v1beta1), the successor of
-// ANP and BANP.
-const (
-	kindClusterNetworkPolicy = "ClusterNetworkPolicy"
-	policyV1Beta1            = "policy.networking.k8s.io/v1beta1"
-)
-
-// clusterNetworkPolicySources mirrors ClusterNetworkPolicies when this
-// Skein's policy compiler knows the kind (an older api package would only
-// quarantine them).
+// clusterNetworkPolicySources mirrors ClusterNetworkPolicies (v1beta1, the
+// successor of ANP and BANP) where the API server serves them.
 func clusterNetworkPolicySources(nf npinformers.SharedInformerFactory) []struct {
 	gv, resource, kind string
 	source             func() *policySource
 } {
-	if !api.IsPolicyKind(kindClusterNetworkPolicy) {
-		return nil
-	}
 	return []struct {
 		gv, resource, kind string
 		source             func() *policySource
-	}{{policyV1Beta1, "clusternetworkpolicies", kindClusterNetworkPolicy, func() *policySource {
+	}{{api.PolicyV1Beta1, "clusternetworkpolicies", api.KindClusterNetworkPolicy, func() *policySource {
 		return &policySource{
 			informer: nf.Policy().V1beta1().ClusterNetworkPolicies().Informer(),
 			doc: func(obj any) policyDoc {
 				p := obj.(*npv1beta1.ClusterNetworkPolicy)
-				return newPolicyDoc(policyV1Beta1, kindClusterNetworkPolicy, "", p.Name, p.Labels, p.Spec)
+				return newPolicyDoc(api.PolicyV1Beta1, api.KindClusterNetworkPolicy, "", p.Name, p.Labels, p.Spec)
 			},
 		}
 	}}}

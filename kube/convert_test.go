@@ -10,7 +10,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	npv1alpha1 "sigs.k8s.io/network-policy-api/apis/v1alpha1"
+	npv1beta1 "sigs.k8s.io/network-policy-api/apis/v1beta1"
 
 	"github.com/skeinnet/skein/api"
 )
@@ -45,33 +45,31 @@ func TestNewPolicyDocNetworkPolicy(t *testing.T) {
 	}
 }
 
-// An ANP with a node peer is valid in Kubernetes; Skein refuses node peers.
-// The stored value must make agents isolate what it selects: it does not
-// decode, and its subject is still readable.
+// A ClusterNetworkPolicy with a domainNames peer is valid in Kubernetes;
+// Skein cannot enforce it. The stored value must make agents isolate what
+// it selects: it does not decode, and its subject is still readable.
 func TestNewPolicyDocUnenforceableFailsClosed(t *testing.T) {
 	t.Parallel()
-	spec := npv1alpha1.AdminNetworkPolicySpec{
+	spec := npv1beta1.ClusterNetworkPolicySpec{
+		Tier:     npv1beta1.AdminTier,
 		Priority: 10,
-		Subject:  npv1alpha1.AdminNetworkPolicySubject{Namespaces: &metav1.LabelSelector{MatchLabels: map[string]string{"ns": "x"}}},
-		Egress: []npv1alpha1.AdminNetworkPolicyEgressRule{{
-			Action: npv1alpha1.AdminNetworkPolicyRuleActionAllow,
-			To:     []npv1alpha1.AdminNetworkPolicyEgressPeer{{Nodes: &metav1.LabelSelector{}}},
+		Subject:  npv1beta1.ClusterNetworkPolicySubject{Namespaces: &metav1.LabelSelector{MatchLabels: map[string]string{"ns": "x"}}},
+		Egress: []npv1beta1.ClusterNetworkPolicyEgressRule{{
+			Action: npv1beta1.ClusterNetworkPolicyRuleActionAccept,
+			To:     []npv1beta1.ClusterNetworkPolicyEgressPeer{{DomainNames: []npv1beta1.DomainName{"example.com"}}},
 		}},
 	}
-	d := newPolicyDoc(api.PolicyV1Alpha1, api.KindAdminNetworkPolicy, "", "to-nodes", nil, spec)
-	if d.Err == nil {
-		t.Skip("this Skein enforces ANP node peers; the fail-closed path needs another unsupported field")
+	d := newPolicyDoc(api.PolicyV1Beta1, api.KindClusterNetworkPolicy, "", "to-domain", nil, spec)
+	if d.Err == nil || !strings.Contains(d.Err.Error(), "domainNames") {
+		t.Fatalf("err = %v, want one naming domainNames", d.Err)
 	}
-	if !strings.Contains(d.Err.Error(), "nodes") {
-		t.Errorf("error %q does not name the field", d.Err)
-	}
-	if _, err := api.DecodePolicy(api.KindAdminNetworkPolicy, d.Raw); err == nil {
+	if _, err := api.DecodePolicy(api.KindClusterNetworkPolicy, d.Raw); err == nil {
 		t.Fatalf("agents decode the stored value of an unenforceable policy:\n%s", d.Raw)
 	}
 	if !api.OwnedByKubernetes(d.Raw) {
 		t.Errorf("poisoned value lost the owner annotation: %s", d.Raw)
 	}
-	tgt := api.ReadPolicyTarget(api.KindAdminNetworkPolicy, "", "to-nodes", d.Raw)
+	tgt := api.ReadPolicyTarget(api.KindClusterNetworkPolicy, "", "to-domain", d.Raw)
 	if tgt.Subject == nil || tgt.Subject.Namespaces == nil || tgt.Subject.Namespaces.MatchLabels["ns"] != "x" {
 		t.Errorf("quarantine target %+v: want the subject ns=x (not every pod)", tgt)
 	}

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	npv1alpha1 "sigs.k8s.io/network-policy-api/apis/v1alpha1"
+	npv1beta1 "sigs.k8s.io/network-policy-api/apis/v1beta1"
 	npfake "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned/fake"
 
 	"github.com/skeinnet/skein/api"
@@ -46,7 +47,10 @@ func newSyncEnv(t *testing.T, ctx context.Context) *syncEnv {
 	}
 	t.Cleanup(func() { _ = st.Close() }) // closing a test client
 	kc := kubefake.NewClientset()
-	kc.Resources = []*metav1.APIResourceList{{GroupVersion: api.PolicyV1Alpha1, APIResources: []metav1.APIResource{{Name: "adminnetworkpolicies"}, {Name: "baselineadminnetworkpolicies"}}}}
+	kc.Resources = []*metav1.APIResourceList{
+		{GroupVersion: api.PolicyV1Alpha1, APIResources: []metav1.APIResource{{Name: "adminnetworkpolicies"}, {Name: "baselineadminnetworkpolicies"}}},
+		{GroupVersion: api.PolicyV1Beta1, APIResources: []metav1.APIResource{{Name: "clusternetworkpolicies"}}},
+	}
 	return &syncEnv{t: t, st: st, kube: kc, np: npfake.NewSimpleClientset()}
 }
 
@@ -186,11 +190,19 @@ func TestMirror(t *testing.T) {
 	if _, err := e.kube.NetworkingV1().NetworkPolicies("x").Create(ctx, same, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	anp := &npv1alpha1.AdminNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "to-nodes"}, Spec: npv1alpha1.AdminNetworkPolicySpec{
-		Priority: 5, Subject: npv1alpha1.AdminNetworkPolicySubject{Namespaces: &metav1.LabelSelector{}},
-		Egress: []npv1alpha1.AdminNetworkPolicyEgressRule{{Action: npv1alpha1.AdminNetworkPolicyRuleActionDeny, To: []npv1alpha1.AdminNetworkPolicyEgressPeer{{Nodes: &metav1.LabelSelector{}}}}},
+	anp := &npv1alpha1.AdminNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "deny-x"}, Spec: npv1alpha1.AdminNetworkPolicySpec{
+		Priority: 5, Subject: npv1alpha1.AdminNetworkPolicySubject{Namespaces: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "a"}}},
+		Ingress: []npv1alpha1.AdminNetworkPolicyIngressRule{{Action: npv1alpha1.AdminNetworkPolicyRuleActionDeny, From: []npv1alpha1.AdminNetworkPolicyIngressPeer{{Namespaces: &metav1.LabelSelector{}}}}},
 	}}
 	if _, err := e.np.PolicyV1alpha1().AdminNetworkPolicies().Create(ctx, anp, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Valid in Kubernetes, not enforceable by Skein (domain name peers).
+	cnp := &npv1beta1.ClusterNetworkPolicy{ObjectMeta: metav1.ObjectMeta{Name: "to-domain"}, Spec: npv1beta1.ClusterNetworkPolicySpec{
+		Tier: npv1beta1.AdminTier, Priority: 5, Subject: npv1beta1.ClusterNetworkPolicySubject{Namespaces: &metav1.LabelSelector{}},
+		Egress: []npv1beta1.ClusterNetworkPolicyEgressRule{{Action: npv1beta1.ClusterNetworkPolicyRuleActionAccept, To: []npv1beta1.ClusterNetworkPolicyEgressPeer{{DomainNames: []npv1beta1.DomainName{"example.com"}}}}},
+	}}
+	if _, err := e.np.PolicyV1beta1().ClusterNetworkPolicies().Create(ctx, cnp, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	e.waitFor(ctx, "policies mirrored", func() error {
@@ -198,17 +210,21 @@ func TestMirror(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		deny, mine, toNodes := raw["policies/NetworkPolicy/x/deny"], raw["policies/NetworkPolicy/x/mine"], raw["policies/AdminNetworkPolicy/_/to-nodes"]
+		deny, mine := raw["policies/NetworkPolicy/x/deny"], raw["policies/NetworkPolicy/x/mine"]
+		anp, toDomain := raw["policies/AdminNetworkPolicy/_/deny-x"], raw["policies/ClusterNetworkPolicy/_/to-domain"]
 		switch {
 		case !api.OwnedByKubernetes(deny):
 			return fmt.Errorf("x/deny: %s", deny)
 		case mine == nil || api.OwnedByKubernetes(mine):
 			return fmt.Errorf("the CLI's x/mine was overwritten: %s", mine)
-		case !api.OwnedByKubernetes(toNodes):
-			return fmt.Errorf("to-nodes: %s", toNodes)
+		case !api.OwnedByKubernetes(toDomain):
+			return fmt.Errorf("to-domain: %s", toDomain)
 		}
-		if _, err := api.DecodePolicy(api.KindAdminNetworkPolicy, toNodes); err == nil {
-			return fmt.Errorf("unenforceable ANP stored as an enforceable one: %s", toNodes)
+		if _, err := api.DecodePolicy(api.KindAdminNetworkPolicy, anp); err != nil {
+			return fmt.Errorf("ANP deny-x: %v", err)
+		}
+		if _, err := api.DecodePolicy(api.KindClusterNetworkPolicy, toDomain); err == nil {
+			return fmt.Errorf("unenforceable CNP stored as an enforceable one: %s", toDomain)
 		}
 		return nil
 	})
@@ -219,7 +235,7 @@ func TestMirror(t *testing.T) {
 		}
 		joined := strings.Join(st.Errors, "\n")
 		if st.Leader != "r1" || !st.Synced || !st.Connected || !strings.Contains(joined, "NetworkPolicy x/mine: not mirrored") ||
-			!strings.Contains(joined, "AdminNetworkPolicy to-nodes: Skein cannot enforce") {
+			!strings.Contains(joined, "ClusterNetworkPolicy to-domain: Skein cannot enforce") {
 			return fmt.Errorf("status %+v", st)
 		}
 		return nil
@@ -233,7 +249,7 @@ func TestMirror(t *testing.T) {
 		for _, ev := range evs.Items {
 			reasons[ev.InvolvedObject.Kind+" "+ev.InvolvedObject.Name] = ev.Reason
 		}
-		if reasons["NetworkPolicy mine"] != "SkeinConflict" || reasons["AdminNetworkPolicy to-nodes"] != "SkeinCannotEnforce" {
+		if reasons["NetworkPolicy mine"] != "SkeinConflict" || reasons["ClusterNetworkPolicy to-domain"] != "SkeinCannotEnforce" {
 			return fmt.Errorf("events %v", reasons)
 		}
 		return nil

@@ -34,6 +34,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
+	npv1beta1 "sigs.k8s.io/network-policy-api/apis/v1beta1"
+	npclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
 	"sigs.k8s.io/yaml"
 
 	"github.com/skeinnet/skein/api"
@@ -66,11 +68,14 @@ const (
 
 // kubeEnv is the API server, clients to it, and the skein-kube replicas.
 type kubeEnv struct {
+	// top is TestKube's t: processes started in subtests outlive them.
+	top     *testing.T
 	s       *polSuite
 	dir     string
 	apiHost lab.Host
 	url     string
 	cs      kubernetes.Interface
+	np      npclient.Interface
 	dyn     dynamic.Interface
 	mapper  *restmapper.DeferredDiscoveryRESTMapper
 	st      *store.Client
@@ -128,6 +133,8 @@ func TestKube(t *testing.T) {
 	if n < 8 {
 		t.Errorf("only %d NetworkPolicy cases found in polCases; want at least 8", n)
 	}
+	t.Run("ClusterNetworkPolicyAdminDeny", func(t *testing.T) { k.testCNP(ctx, t) })
+	t.Run("UnenforceableFailsClosedWithEvent", func(t *testing.T) { k.testUnenforceable(ctx, t) })
 	t.Run("CLIRefusesKubernetesOwned", func(t *testing.T) { k.testCLIRefuses(ctx, t) })
 	t.Run("RelabelPodViaAPI", func(t *testing.T) { k.testRelabelPod(ctx, t) })
 	t.Run("RelabelNamespaceViaAPI", func(t *testing.T) { k.testRelabelNamespace(ctx, t) })
@@ -166,9 +173,10 @@ func kubeSetup(ctx context.Context, t *testing.T, bin, apiserver string) *kubeEn
 		t.Fatalf("store: %v", err)
 	}
 	t.Cleanup(func() { _ = st.Close() }) // best effort at the end
-	k := &kubeEnv{s: s, dir: t.TempDir(), apiHost: l.Hosts()[0], st: st, bin: bin, syncs: map[string]*exec.Cmd{}}
+	k := &kubeEnv{top: t, s: s, dir: t.TempDir(), apiHost: l.Hosts()[0], st: st, bin: bin, syncs: map[string]*exec.Cmd{}}
 	k.startAPIServer(ctx, t, apiserver)
 	k.applyRBAC(ctx, t)
+	k.installCRDs(ctx, t)
 
 	hosts := l.Hosts()
 	for _, h := range hosts {
@@ -294,6 +302,9 @@ func (k *kubeEnv) startAPIServer(ctx context.Context, t *testing.T, apiserver st
 	if k.dyn, err = dynamic.NewForConfig(rc); err != nil {
 		t.Fatal(err)
 	}
+	if k.np, err = npclient.NewForConfig(rc); err != nil {
+		t.Fatal(err)
+	}
 	wctx, cancel := context.WithTimeout(ctx, kubeWait)
 	defer cancel()
 	var last error
@@ -328,7 +339,7 @@ func (k *kubeEnv) startIn(ctx context.Context, t *testing.T, ns, name, bin strin
 		logf.Close()
 		t.Fatalf("start %s in %s: %v", name, ns, err)
 	}
-	t.Cleanup(func() {
+	k.top.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			_ = cmd.Process.Signal(syscall.SIGTERM) // best effort: it may be gone
 			done := make(chan struct{})
@@ -341,8 +352,8 @@ func (k *kubeEnv) startIn(ctx context.Context, t *testing.T, ns, name, bin strin
 			}
 		}
 		logf.Close()
-		if t.Failed() {
-			t.Logf("--- tail of %s.log ---\n%s", name, kubeTail(logf.Name(), 25))
+		if k.top.Failed() {
+			k.top.Logf("--- tail of %s.log ---\n%s", name, kubeTail(logf.Name(), 25))
 		}
 	})
 	_ = ctx
@@ -837,10 +848,17 @@ ingress:
 }
 
 func (k *kubeEnv) testStatus(ctx context.Context, t *testing.T) {
-	st := k.waitSynced(ctx, t, time.Time{}, "")
-	if st.Namespaces < 3 || st.Pods != 9 || st.Endpoints != 9 || len(st.Errors) != 0 {
-		t.Errorf("status record %+v: want ≥3 namespaces, 9 pods on 9 endpoints, no errors", st)
-	}
+	var st api.KubeStatus
+	k.waitFor(ctx, t, "status: ≥3 namespaces, 9 pods on 9 endpoints, no errors", func() (bool, error) {
+		var err error
+		if st, _, err = k.status(ctx); err != nil {
+			return false, err
+		}
+		if !st.Synced || !st.Connected || st.Namespaces < 3 || st.Pods != 9 || st.Endpoints != 9 || len(st.Errors) != 0 {
+			return false, fmt.Errorf("status %+v", st)
+		}
+		return true, nil
+	})
 	out, err := k.s.skein(ctx, "status", "--agents=false")
 	if err != nil {
 		t.Errorf("skein status: %v", err)
@@ -899,6 +917,135 @@ func (k *kubeEnv) testResync(ctx context.Context, t *testing.T) {
 		k.startSync(ctx, t, h)
 	}
 	k.waitPolicies(ctx, t, map[string]string{})
+}
+
+// --- ClusterNetworkPolicy ---
+
+// installCRDs installs the ClusterNetworkPolicy CRD of network-policy-api
+// v0.3.0 (from the module cache) and waits until the API serves it.
+func (k *kubeEnv) installCRDs(ctx context.Context, t *testing.T) {
+	t.Helper()
+	out, err := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/network-policy-api").Output()
+	if err != nil {
+		t.Fatalf("go list -m sigs.k8s.io/network-policy-api: %v (run go mod download)", err)
+	}
+	f := filepath.Join(strings.TrimSpace(string(out)), "config", "crd", "standard", "policy.networking.k8s.io_clusternetworkpolicies.yaml")
+	b, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		t.Fatalf("%s: %v", f, err)
+	}
+	if err := k.apply(ctx, &unstructured.Unstructured{Object: m}, false); err != nil {
+		t.Fatal(err)
+	}
+	k.waitFor(ctx, t, "ClusterNetworkPolicy served", func() (bool, error) {
+		_, err := k.np.PolicyV1beta1().ClusterNetworkPolicies().List(ctx, metav1.ListOptions{})
+		return err == nil, err
+	})
+	k.mapper.Reset()
+}
+
+// waitStored waits until n policies of kind owned by Kubernetes are stored.
+func (k *kubeEnv) waitStored(ctx context.Context, t *testing.T, kind string, n int) {
+	t.Helper()
+	k.waitFor(ctx, t, fmt.Sprintf("%d %s mirrored", n, kind), func() (bool, error) {
+		raw, err := k.st.RawPolicies(ctx)
+		if err != nil {
+			return false, err
+		}
+		got := 0
+		for key, v := range raw {
+			if kd, _, _, ok := api.ParsePolicyKey(key); ok && kd == kind && api.OwnedByKubernetes(v) {
+				got++
+			}
+		}
+		return got == n, fmt.Errorf("%d stored", got)
+	})
+}
+
+func (k *kubeEnv) createCNP(ctx context.Context, t *testing.T, name, doc string) {
+	t.Helper()
+	var cnp npv1beta1.ClusterNetworkPolicy
+	if err := yaml.Unmarshal([]byte(doc), &cnp); err != nil {
+		t.Fatalf("decode CNP %s: %v", name, err)
+	}
+	cnp.Name = name
+	if _, err := k.np.PolicyV1beta1().ClusterNetworkPolicies().Create(ctx, &cnp, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create ClusterNetworkPolicy %s: %v", name, err)
+	}
+}
+
+func (k *kubeEnv) deleteCNPs(ctx context.Context, t *testing.T) {
+	t.Helper()
+	if err := k.np.PolicyV1beta1().ClusterNetworkPolicies().DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+		t.Errorf("delete ClusterNetworkPolicies: %v", err)
+	}
+	k.waitStored(ctx, t, api.KindClusterNetworkPolicy, 0)
+}
+
+// The documents below quote label values: sigs.k8s.io/yaml reads YAML 1.1,
+// where a bare y is a boolean.
+func (k *kubeEnv) testCNP(ctx context.Context, t *testing.T) {
+	defer k.deleteCNPs(ctx, t)
+	k.createCNP(ctx, t, "x-deny-from-z", `
+spec:
+  tier: Admin
+  priority: 10
+  subject: {namespaces: {matchLabels: {ns: "x"}}}
+  ingress:
+  - name: no-z
+    action: Deny
+    from: [{namespaces: {matchLabels: {ns: "z"}}}]`)
+	k.waitStored(ctx, t, api.KindClusterNetworkPolicy, 1)
+	k.s.check(ctx, t, "ClusterNetworkPolicy: x denies z", []polPort{tcp80, udp81}, func(from, to *polPod, _ polPort) bool {
+		return to.ns != "x" || from.ns != "z"
+	})
+}
+
+// testUnenforceable: a CNP Kubernetes accepts and Skein cannot represent
+// (a domainNames peer) isolates the pods it selects and gets an Event.
+func (k *kubeEnv) testUnenforceable(ctx context.Context, t *testing.T) {
+	defer k.deleteCNPs(ctx, t)
+	k.createCNP(ctx, t, "ya-to-domain", `
+spec:
+  tier: Admin
+  priority: 20
+  subject: {pods: {namespaceSelector: {matchLabels: {ns: "y"}}, podSelector: {matchLabels: {pod: "a"}}}}
+  egress:
+  - action: Accept
+    to: [{domainNames: ["example.com"]}]`)
+	k.waitStored(ctx, t, api.KindClusterNetworkPolicy, 1)
+	k.s.check(ctx, t, "unenforceable CNP: y/a isolated", []polPort{tcp80}, func(from, to *polPod, _ polPort) bool {
+		return from.key() != "y/a" && to.key() != "y/a"
+	})
+	k.waitFor(ctx, t, "Event SkeinCannotEnforce on the CNP", func() (bool, error) {
+		evs, err := k.cs.CoreV1().Events("").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, ev := range evs.Items {
+			if ev.InvolvedObject.Kind == api.KindClusterNetworkPolicy && ev.InvolvedObject.Name == "ya-to-domain" && ev.Reason == "SkeinCannotEnforce" {
+				if !strings.Contains(ev.Message, "domainNames") {
+					return false, fmt.Errorf("event message %q does not name the field", ev.Message)
+				}
+				return true, nil
+			}
+		}
+		return false, fmt.Errorf("%d events, none for ya-to-domain", len(evs.Items))
+	})
+	k.waitFor(ctx, t, "the CNP listed in the status record", func() (bool, error) {
+		st, _, err := k.status(ctx)
+		if err != nil {
+			return false, err
+		}
+		if !strings.Contains(strings.Join(st.Errors, "\n"), "ClusterNetworkPolicy ya-to-domain") {
+			return false, fmt.Errorf("errors %v", st.Errors)
+		}
+		return true, nil
+	})
 }
 
 // --- helpers ---

@@ -139,7 +139,12 @@ func TestMirror(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop, done := e.start(ctx, "r1")
-	defer func() { stop(); <-done }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("replica stopped with %v", err)
+		}
+	}()
 
 	e.waitFor(ctx, "labels of a pod known before its endpoint", func() error {
 		l, p, err := e.endpointLabels(ctx, "x", "early")
@@ -292,7 +297,12 @@ func TestFailoverAndResync(t *testing.T) {
 		return nil
 	})
 	stop2, done2 := e.start(ctx, "r2")
-	defer func() { stop2(); <-done2 }()
+	defer func() {
+		stop2()
+		if err := <-done2; err != nil {
+			t.Errorf("r2 stopped with %v", err)
+		}
+	}()
 	stop1()
 	if err := <-done1; err != nil {
 		t.Fatalf("r1 stopped with %v", err)

@@ -41,9 +41,7 @@ func buildKubeReport(raw []byte, now time.Time) *kubeReport {
 	if !r.Synced {
 		r.Problems = append(r.Problems, "initial sync not finished")
 	}
-	for _, e := range r.Errors {
-		r.Problems = append(r.Problems, e)
-	}
+	r.Problems = append(r.Problems, r.Errors...)
 	r.Healthy = len(r.Problems) == 0
 	return r
 }

@@ -962,7 +962,10 @@ func (k *kubeEnv) waitStored(ctx context.Context, t *testing.T, kind string, n i
 				got++
 			}
 		}
-		return got == n, fmt.Errorf("%d stored", got)
+		if got != n {
+			return false, fmt.Errorf("%d stored", got)
+		}
+		return true, nil
 	})
 }
 

@@ -922,14 +922,16 @@ func (k *kubeEnv) testResync(ctx context.Context, t *testing.T) {
 // --- ClusterNetworkPolicy ---
 
 // installCRDs installs the ClusterNetworkPolicy CRD of network-policy-api
-// v0.3.0 (from the module cache) and waits until the API serves it.
+// v0.3.0 (from the module cache) and waits until the API serves it: the
+// experimental channel's, which has the domainNames peer (the standard
+// one prunes it).
 func (k *kubeEnv) installCRDs(ctx context.Context, t *testing.T) {
 	t.Helper()
 	out, err := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/network-policy-api").Output()
 	if err != nil {
 		t.Fatalf("go list -m sigs.k8s.io/network-policy-api: %v (run go mod download)", err)
 	}
-	f := filepath.Join(strings.TrimSpace(string(out)), "config", "crd", "standard", "policy.networking.k8s.io_clusternetworkpolicies.yaml")
+	f := filepath.Join(strings.TrimSpace(string(out)), "config", "crd", "experimental", "policy.networking.k8s.io_clusternetworkpolicies.yaml")
 	b, err := os.ReadFile(f)
 	if err != nil {
 		t.Fatal(err)

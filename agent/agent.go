@@ -239,6 +239,14 @@ func (a *Agent) run(ctx context.Context) error {
 		kick:    make(chan struct{}, 1),
 	}
 	cni.pub = a.pub
+	docker, err := a.newDockerPlugin(cni)
+	if err != nil {
+		sockLn.Close()
+		if debugLn != nil {
+			debugLn.Close()
+		}
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		return a.store.HeartbeatIdentity(gctx, a.cfg.NodeName, a.id.Hash, 30*time.Second, a.statusCh)
@@ -262,6 +270,9 @@ func (a *Agent) run(ctx context.Context) error {
 	})
 	if debugLn != nil {
 		g.Go(func() error { return serve(gctx, debugLn, a.debugHandler(), nil) })
+	}
+	if docker != nil {
+		g.Go(func() error { return docker.run(gctx, a.log) })
 	}
 	if grace := a.cfg.BlockReleaseGrace; grace > 0 {
 		g.Go(func() error { return a.alloc.RunBlockRelease(gctx, ipam.ReleaseEvery(grace)) })

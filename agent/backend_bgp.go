@@ -91,10 +91,7 @@ func (b *bgpBackend) status(st *api.NodeStatus) {
 	d := b.speaker.Debug()
 	st.LastSync, st.LastError = d.LastSync, d.LastError
 	for _, n := range d.Neighbors {
-		st.BGP = append(st.BGP, api.BGPNeighbor{
-			Name: n.Name, Address: n.Address, ASN: n.ASN, State: n.State, Uptime: n.Uptime,
-			Received: n.Received, Advertised: n.Advertised, LastError: n.LastError,
-		})
+		st.BGP = append(st.BGP, n.Neighbor())
 		if n.Up() {
 			st.PeersUp++
 		}

@@ -32,11 +32,23 @@ type Config struct {
 	TakeOverNode bool
 	Log          *slog.Logger // optional
 
+	// DockerPluginSocket is where the Docker (libnetwork) network and IPAM
+	// driver listens; optional, default "" = no Docker driver.
+	DockerPluginSocket string
+	// DockerHost is the Docker engine API the driver reads container names
+	// and labels from; optional, "" = endpoints get network labels only.
+	DockerHost string
+
 	// BlockReleaseGrace is how long a block other than the home block must
 	// stay empty (no allocation, no address cooling down) before the agent
 	// returns it to the pool; optional, default 0 = never. skeind's
 	// --block-release-grace defaults to DefaultBlockReleaseGrace.
 	BlockReleaseGrace time.Duration
+	// ConntrackAllPods keeps connection tracking on for all pod traffic;
+	// optional, default false: TCP between pods that no policy selects on
+	// this host skips conntrack (policy.ApplierConfig.PodCIDRs). Set it
+	// where a conntrack-based service proxy NATs pod-to-pod connections.
+	ConntrackAllPods bool
 }
 
 // EmbeddedTLS is the server side of TLS for the embedded etcd. The agent

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -283,14 +284,14 @@ func TestDebugTopologyBeforeSync(t *testing.T) {
 	}
 	a := &Agent{cfg: Config{NodeName: "n1"}, log: slog.New(slog.DiscardHandler), metrics: newMetrics()}
 	a.be = newVXLANBackend("n1", netip.Prefix{}, vxlan.Config{}, vx, a.readView, a.log)
-	top := a.topology(nil)
+	top := a.topology(nil, false)
 	if top.Ready || top.Reason == "" || len(top.Nodes) != 0 || top.Nodes == nil {
 		t.Errorf("topology before anything loaded: ready %v reason %q nodes %#v", top.Ready, top.Reason, top.Nodes)
 	}
 	snap := store.Snapshot{Nodes: map[string]api.Node{"n2": {Name: "n2", UnderlayIP: netip.MustParseAddr("10.0.0.2"), VTEPMAC: vtepMAC("n2"), VTEPIP: blockN2.Addr()}}}
 	a.snap.Store(&snap)
 	a.ul = underlay{IP: netip.MustParseAddr("10.0.0.1")}
-	top = a.topology(nil)
+	top = a.topology(nil, false)
 	if len(top.Nodes) != 1 || top.Nodes[0].Link.State != api.LinkPending {
 		t.Errorf("peer before the first sync: %+v, want pending", top.Nodes)
 	}
@@ -567,5 +568,26 @@ func TestDebugGuard(t *testing.T) {
 		if tc.want == http.StatusMethodNotAllowed && resp.Header.Get("Allow") != "GET, HEAD" {
 			t.Errorf("%s %s: Allow %q, want \"GET, HEAD\"", tc.method, tc.path, resp.Header.Get("Allow"))
 		}
+	}
+}
+
+// TestTopologyLinksBounded: past allPairsUpTo nodes the topology grades
+// only this node's pairs (n-1), unless every pair is asked for.
+func TestTopologyLinksBounded(t *testing.T) {
+	var nodes []api.TopologyNode
+	for i := range allPairsUpTo + 6 {
+		nodes = append(nodes, api.TopologyNode{Node: api.Node{Name: fmt.Sprintf("n%03d", i)}, Self: i == 3, Alive: true})
+	}
+	n := len(nodes)
+	if got := len(topologyLinks(nodes, false)); got != n-1 {
+		t.Errorf("this node's pairs: %d links, want %d", got, n-1)
+	}
+	for _, l := range topologyLinks(nodes, false) {
+		if l.From != "n003" && l.To != "n003" {
+			t.Errorf("pair %s-%s does not involve this node", l.From, l.To)
+		}
+	}
+	if got := len(topologyLinks(nodes, true)); got != n*(n-1)/2 {
+		t.Errorf("every pair: %d links, want %d", got, n*(n-1)/2)
 	}
 }

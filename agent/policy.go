@@ -2,19 +2,18 @@ package agent
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/policy"
+	"github.com/skeinnet/skein/policyinput"
 	"github.com/skeinnet/skein/store"
 )
 
@@ -94,8 +93,14 @@ func newEnforcer(node string, a *Agent) (*enforcer, error) {
 	if err != nil {
 		return nil, err
 	}
+	var pods []netip.Prefix
+	if !a.cfg.ConntrackAllPods {
+		for _, p := range a.cluster.Pools {
+			pods = append(pods, p.CIDR)
+		}
+	}
 	rec, err := policy.NewReconciler(policy.ReconcilerConfig{
-		Dataplane: policy.NewApplier(conn, a.log),
+		Dataplane: policy.NewApplierWith(policy.ApplierConfig{Conn: conn, Log: a.log, PodCIDRs: pods}),
 		Log:       a.log,
 		Resync:    a.cfg.Resync,
 	})
@@ -273,7 +278,7 @@ func (e *enforcer) inputLocked() policy.Input {
 		invalid []api.InvalidPolicy
 	)
 	read := func(snap store.Snapshot) {
-		in, invalid = policyInput(e.node, &snap, e.decodeLocked)
+		in, invalid = policyinput.FromSnapshot(e.node, &snap, e.decodeLocked)
 		if e.vxlanPort != 0 {
 			in.VXLAN = vxlanFilter(e.node, e.vxlanPort, &snap)
 		}
@@ -364,102 +369,6 @@ func (e *enforcer) released(o api.Owner) {
 	e.mu.Lock()
 	delete(e.pending, o)
 	e.mu.Unlock()
-}
-
-// policyInput turns a snapshot into the compiler's input. It also returns
-// the stored policies that do not decode: each is quarantined (the pods it
-// names are isolated) unless decode still returns its last valid value.
-// None is ever dropped silently.
-func policyInput(node string, snap *store.Snapshot, decode func(key, kind string, raw []byte) (api.Object, error)) (policy.Input, []api.InvalidPolicy) {
-	in := policy.Input{Node: node}
-	for _, ep := range snap.Endpoints {
-		in.Endpoints = append(in.Endpoints, ep)
-	}
-	// Map order is random; a stable order keeps the program stable.
-	slices.SortFunc(in.Endpoints, func(a, b api.Endpoint) int {
-		return cmp.Or(cmp.Compare(a.ContainerID, b.ContainerID), cmp.Compare(a.IfName, b.IfName))
-	})
-	for _, ns := range snap.Namespaces {
-		in.Namespaces = append(in.Namespaces, ns)
-	}
-	for _, n := range snap.Nodes {
-		in.Nodes = append(in.Nodes, n)
-	}
-	invalid := addStoredPolicies(&in, snap.Other, decode)
-	return in, invalid
-}
-
-// StoredPolicyInput returns the compiler input of stored policies (raw
-// values by key, as store.Snapshot.Other or store.Client.RawPolicies give
-// them) as an agent that sees them for the first time compiles them:
-// invalid ones are quarantined and listed. `skein policy trace` and
-// `matrix` use it so they answer what the hosts do.
-func StoredPolicyInput(raw map[string][]byte) (policy.Input, []api.InvalidPolicy) {
-	var in policy.Input
-	invalid := addStoredPolicies(&in, raw, func(_, kind string, raw []byte) (api.Object, error) {
-		return api.DecodePolicy(kind, raw)
-	})
-	return in, invalid
-}
-
-// addStoredPolicies adds the policies among other (keys of other kinds are
-// skipped) to in: valid ones as they are, invalid ones as quarantines
-// unless decode still returns their last valid value.
-func addStoredPolicies(in *policy.Input, other map[string][]byte, decode func(key, kind string, raw []byte) (api.Object, error)) []api.InvalidPolicy {
-	var invalid []api.InvalidPolicy
-	keys := make([]string, 0, len(other))
-	for k := range other {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		raw := other[k]
-		kind, ns, name, ok := api.ParsePolicyKey(k)
-		if !ok {
-			if inv, q, isPolicy := unknownPolicy(k, raw); isPolicy {
-				invalid = append(invalid, inv)
-				if q != nil {
-					in.Quarantines = append(in.Quarantines, *q)
-				}
-			}
-			continue
-		}
-		obj, err := decode(k, kind, raw)
-		if err != nil {
-			inv := api.InvalidPolicy{Key: k, Error: err.Error(), Enforced: api.EnforcedLastValid}
-			if obj == nil {
-				inv.Enforced = api.EnforcedQuarantine
-				in.Quarantines = append(in.Quarantines, policy.Quarantine{Target: api.ReadPolicyTarget(kind, ns, name, raw), Reason: inv.Error})
-			}
-			invalid = append(invalid, inv)
-		}
-		if obj != nil {
-			in.AddPolicy(obj)
-		}
-	}
-	return invalid
-}
-
-// unknownPolicy handles a key under policies/ that ParsePolicyKey refuses.
-// A kind this agent does not know (written by a newer Skein or another
-// tool) at policies/<kind>/<ns or _>/<name> is quarantined: its namespace,
-// or every pod when it is cluster-scoped. Other keys there cannot name
-// pods; they are reported only. isPolicy is false outside policies/.
-func unknownPolicy(key string, raw []byte) (inv api.InvalidPolicy, q *policy.Quarantine, isPolicy bool) {
-	rest, ok := strings.CutPrefix(key, api.PolicyKeyKind+"/")
-	if !ok {
-		return inv, nil, false
-	}
-	parts := strings.Split(rest, "/")
-	if len(parts) != 3 || slices.Contains(parts, "") {
-		return api.InvalidPolicy{Key: key, Error: "not a policy key: want policies/<kind>/<namespace or _>/<name>", Enforced: "nothing: names no pods"}, nil, true
-	}
-	ns := parts[1]
-	if ns == "_" {
-		ns = ""
-	}
-	inv = api.InvalidPolicy{Key: key, Error: fmt.Sprintf("unknown policy kind %q", parts[0]), Enforced: api.EnforcedQuarantine}
-	return inv, &policy.Quarantine{Target: api.ReadPolicyTarget(parts[0], ns, parts[2], raw), Reason: inv.Error}, true
 }
 
 // vxlanFilter lists the underlay addresses VXLAN is accepted from: every

@@ -16,6 +16,7 @@ import (
 
 	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/policy"
+	"github.com/skeinnet/skein/policyinput"
 	"github.com/skeinnet/skein/store"
 )
 
@@ -145,7 +146,7 @@ func TestPolicyInputInvalid(t *testing.T) {
 		"policies/BaselineAdminNetworkPolicy/_/empty": []byte(`{"kind":"BaselineAdminNetworkPolicy"}`),
 	}}
 	e.mu.Lock()
-	in, invalid := policyInput("n1", snap, e.decodeLocked)
+	in, invalid := policyinput.FromSnapshot("n1", snap, e.decodeLocked)
 	e.mu.Unlock()
 	var got []string
 	for _, p := range invalid {
@@ -184,14 +185,14 @@ func TestPolicyInputInvalid(t *testing.T) {
 	// Valid, then updated to invalid: the valid value stays, reported.
 	snap = &store.Snapshot{Other: map[string][]byte{"policies/NetworkPolicy/x/deny": []byte(good)}}
 	e.mu.Lock()
-	in, invalid = policyInput("n1", snap, e.decodeLocked)
+	in, invalid = policyinput.FromSnapshot("n1", snap, e.decodeLocked)
 	e.mu.Unlock()
 	if len(invalid) != 0 || len(in.NetworkPolicies) != 1 {
 		t.Fatalf("valid policy: invalid %v, policies %d", invalid, len(in.NetworkPolicies))
 	}
 	snap = &store.Snapshot{Other: map[string][]byte{"policies/NetworkPolicy/x/deny": []byte(bad)}}
 	e.mu.Lock()
-	in, invalid = policyInput("n1", snap, e.decodeLocked)
+	in, invalid = policyinput.FromSnapshot("n1", snap, e.decodeLocked)
 	e.mu.Unlock()
 	if len(invalid) != 1 || invalid[0].Enforced != api.EnforcedLastValid || len(in.NetworkPolicies) != 1 || len(in.Quarantines) != 0 {
 		t.Errorf("valid → invalid: invalid %v, policies %d, quarantines %d; want the last valid value enforced", invalid, len(in.NetworkPolicies), len(in.Quarantines))

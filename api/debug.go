@@ -26,8 +26,11 @@ type Topology struct {
 	StoreRev int64     `json:"storeRev"`
 	// Nodes is every node, this one included (Self), sorted by name.
 	Nodes []TopologyNode `json:"nodes"`
-	// Links is every pair of nodes graded by GradeLink: this node's sides
-	// observed, the others' as their status records report (what /ui draws).
+	// Links are pairs of nodes graded by GradeLink: this node's sides
+	// observed, the others' as their status records report (what /ui
+	// draws). Every pair in clusters of up to 64 nodes or when asked
+	// (/debug/topology?links=all); beyond, this node's pairs only: the
+	// pairs grow as the square of the nodes.
 	Links []PairLink `json:"links"`
 	// Blocks is every block affinity in the cluster, by address.
 	Blocks []Block `json:"blocks"`
@@ -304,8 +307,16 @@ type BGPSession struct {
 	LastErrorAt time.Time `json:"lastErrorAt,omitzero"`
 }
 
+// Neighbor is the session as a status record publishes it.
+func (s BGPSession) Neighbor() BGPNeighbor {
+	return BGPNeighbor{
+		Name: s.Name, Address: s.Address, ASN: s.ASN, State: s.State, Uptime: s.Uptime,
+		Received: s.Received, Advertised: s.Advertised, LastError: s.LastError,
+	}
+}
+
 // Up reports whether the session is established.
-func (n BGPSession) Up() bool { return strings.EqualFold(n.State, BGPEstablished) }
+func (s BGPSession) Up() bool { return strings.EqualFold(s.State, BGPEstablished) }
 
 // BGPRejection is a learned best path that is not installed, and why.
 type BGPRejection struct {

@@ -301,7 +301,7 @@ func (b *bench) measureDataplane(ctx context.Context, l *lab.Lab) (*DataplaneRes
 	}
 	res := &DataplaneResult{}
 	if t := nftTables(ctx, sc.Host); t != "" {
-		res.Notes = append(res.Notes, fmt.Sprintf("Skein's hosts carry nftables tables (%s): \"Skein as is\" includes the agent's policy table; the hand+nft row prices a copy of its head on the hand-built pair.", t))
+		res.Notes = append(res.Notes, fmt.Sprintf("Skein's hosts carry nftables tables (%s): \"Skein as is\" includes the agent's policy table; the hand+nft rows price copies of its head on the hand-built pair.", t))
 	}
 	res.Notes = append(res.Notes, fmt.Sprintf("Skein's device %s: MTU %d, learning %v, UDP checksum %v, port %d; the hand-built pair uses the same UDP checksum setting and the \"alt\" row the other one.",
 		api.VXLANDevice, vx.MTU, vx.Learning, vx.UDPCSum, vx.Port))
@@ -328,13 +328,16 @@ func (b *bench) measureDataplane(ctx context.Context, l *lab.Lab) (*DataplaneRes
 	}
 	if !b.cfg.noSettings {
 		if _, err := exec.LookPath("nft"); err == nil {
-			s := handNft(true)
-			paths = append(paths, dpPath{key: "hand+nft", name: "hand-built VXLAN + a copy of the head of Skein's nftables table (conntrack on)", base: pathHand,
-				client: ha, server: hb, apply: s.apply, revert: s.revert})
-			if b.cfg.extraSettings {
-				s := handNft(false)
-				paths = append(paths, dpPath{key: "hand+nft-noct", name: "hand-built VXLAN + the same table without its ct rules (no conntrack)", base: pathHand,
-					client: ha, server: hb, apply: s.apply, revert: s.revert})
+			for _, r := range []struct {
+				key, name string
+				mode      headMode
+			}{
+				{"hand+nft-all", "hand-built VXLAN + a copy of the head of Skein's table before issue 11 (conntrack for every packet)", headTrackAll},
+				{"hand+nft", "hand-built VXLAN + a copy of the head of Skein's table (pods no policy selects: notrack)", headUntracked},
+				{"hand+nft-sel", "hand-built VXLAN + the same with both pods selected by an allow-all policy (conntrack)", headSelected},
+			} {
+				s := handNft(r.mode)
+				paths = append(paths, dpPath{key: r.key, name: r.name, base: pathHand, client: ha, server: hb, apply: s.apply, revert: s.revert})
 			}
 		}
 	}

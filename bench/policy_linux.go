@@ -476,7 +476,7 @@ func (p *polLab) timeEnforced(ctx context.Context, change func() error) (time.Du
 }
 
 // compileInput reads what the agents load and turns it into the
-// compiler's input as an agent does (agent.policyInput: every stored policy
+// compiler's input as an agent does (policyinput.FromSnapshot: every stored policy
 // decoded and validated by api.DecodePolicy); it returns how long the
 // decoding took.
 func (p *polLab) compileInput(ctx context.Context) (policy.Input, time.Duration, error) {

@@ -122,10 +122,12 @@ func TestTargetRows(t *testing.T) {
 			name:   "fixture",
 			mutate: func(*Report) {},
 			want: []string{
-				// skein/bare per round: 0.75, 0.95 (round 3 failed) → median 0.85.
-				"Skein VXLAN TCP throughput: 0.85 × bare: not met",
+				// skein/hand per round: 0.94, 1.12 (round 3 failed) → median 1.03.
+				"Skein VXLAN TCP throughput (no policy): 1.03 × hand-built: met",
 				// p50 21 ms vs 40 ms.
 				"CNI ADD p50 (skein-cni): 0.53 × (21.0 ms vs 40.0 ms): met",
+				// p50 30 ms vs 45 ms.
+				"CNI DEL p50 (skein-cni): 0.67 × (30.0 ms vs 45.0 ms): met",
 				"Node join → route on every host, p99: 12.0 ms (n=3): met",
 				"Agent start → ready, p99: 160.0 ms (n=3; from exec: 180.0 ms): not met",
 				"Agent RSS: 36.0 MB (max of agents): not met",
@@ -147,8 +149,9 @@ func TestTargetRows(t *testing.T) {
 			name:   "phases missing",
 			mutate: func(r *Report) { *r = Report{} },
 			want: []string{
-				"Skein VXLAN TCP throughput: : not measured",
+				"Skein VXLAN TCP throughput (no policy): : not measured",
 				"CNI ADD p50 (skein-cni): : not measured",
+				"CNI DEL p50 (skein-cni): : not measured",
 				"Node join → route on every host, p99: : not measured",
 				"Agent start → ready, p99: : not measured",
 				"Agent RSS: : not measured",
@@ -175,8 +178,9 @@ func TestTargetRows(t *testing.T) {
 				r.BGP.Dataplane.Paths[2].Gbps = []float64{12, 12, 13}
 			},
 			want: []string{
-				"Skein VXLAN TCP throughput: 0.95 × bare: met",
+				"Skein VXLAN TCP throughput (no policy): 1.15 × hand-built: met",
 				"CNI ADD p50 (skein-cni): 0.53 × (21.0 ms vs 40.0 ms): met",
+				"CNI DEL p50 (skein-cni): 0.67 × (30.0 ms vs 45.0 ms): met",
 				"Node join → route on every host, p99: 12.0 ms (n=3): met",
 				"Agent start → ready, p99: 40.0 ms (n=3; from exec: 180.0 ms): met",
 				"Agent RSS: 30.0 MB (max of agents): met",

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 
 	"github.com/skeinnet/skein/internal/nlretry"
@@ -276,47 +275,10 @@ func skeinSettings(o skeinOpts) ([]dpPath, error) {
 			mk("skein+napi", "Skein + GRO and threaded NAPI on eth0 and the pod veths",
 				&ethtoolSetting{devs: append(append([]nsDev(nil), eth0s...), pods...), features: []string{"gro"}, threaded: true}))
 	}
-	if _, err := exec.LookPath("nft"); err == nil {
-		rows = append(rows,
-			mk("skein+notrack-vx", "Skein + no conntrack for the VXLAN underlay packets (udp dport "+strconv.Itoa(o.vxlanPort)+")",
-				notrack(o.hosts, notrackVXLAN(o.vxlanPort))),
-			mk("skein+notrack", "Skein + no conntrack for VXLAN and pod-to-pod packets (prices conntrack; changes policy semantics)",
-				notrack(o.hosts, notrackVXLAN(o.vxlanPort)+notrackPods(o.podCIDR))))
-	}
 	if brNetfilterOn(o.underlayNS) {
 		rows = append(rows, mk("skein+nobrnf", "Skein, underlay bridge without br_netfilter (lab underlay, not the agent)", noBrNetfilter(o.underlayNS)))
 	}
 	return rows, nil
-}
-
-// notrackVXLAN returns raw-priority rules that keep the VXLAN packets a host
-// sends and receives out of conntrack; policy never needs their state.
-func notrackVXLAN(port int) string {
-	return fmt.Sprintf("\t\tudp dport %d notrack\n", port)
-}
-
-// notrackPods returns a rule that keeps pod-to-pod packets out of conntrack.
-func notrackPods(cidr string) string {
-	return fmt.Sprintf("\t\tip saddr %s ip daddr %s notrack\n", cidr, cidr)
-}
-
-// notrack returns a setting that loads the given notrack rules into a table
-// of the bench's own on each host, in prerouting and output before conntrack.
-func notrack(hosts []string, rules string) *nftSetting {
-	rs := fmt.Sprintf(`table inet %s {
-	chain prerouting {
-		type filter hook prerouting priority raw - 10; policy accept;
-%s	}
-	chain output {
-		type filter hook output priority raw - 10; policy accept;
-%s	}
-}
-`, nftTable, rules, rules)
-	s := &nftSetting{rulesets: map[string]string{}}
-	for _, h := range hosts {
-		s.rulesets[h] = rs
-	}
-	return s
 }
 
 // brNetfilterKeys make a bridge hand bridged frames to the IP, IPv6 and ARP
@@ -339,23 +301,36 @@ func noBrNetfilter(ns string) *sysctlSetting {
 // nftTable is the table the nftables rows load (never Skein's own).
 const nftTable = "skbench"
 
+// headMode says which layout of the head of Skein's table a hand-built row
+// copies.
+type headMode int
+
+const (
+	// headTrackAll is the layout before issue 11: conntrack on for every
+	// forwarded packet.
+	headTrackAll headMode = iota
+	// headUntracked is today's layout for a pod no policy selects: its TCP
+	// with other pods is marked notrack before conntrack.
+	headUntracked
+	// headSelected is today's layout with the pod selected by a policy (in
+	// tracked_addrs) that allows everything: conntrack, one ct state check,
+	// and a dispatch lookup that finds a chain with one accept rule.
+	headSelected
+)
+
 // handRuleset mirrors the head of Skein's own table (agent policy, inet
-// skein) for hand-built host i: an anti-spoofing set lookup at raw priority
-// and a forward chain that accepts established flows first, which turns
-// conntrack on. Compared with the plain hand-built row it prices what the
-// policy table costs every forwarded packet.
-func handRuleset(i int, conntrack bool) string {
-	return nftHeadRuleset(fmt.Sprintf("c%dh", i+1), handPodIP[i], conntrack)
+// skein) for hand-built host i, in the given layout. Compared with the plain
+// hand-built row it prices what the policy table costs every forwarded
+// packet.
+func handRuleset(i int, mode headMode) string {
+	return nftHeadRuleset(fmt.Sprintf("c%dh", i+1), handPodIP[i], "10.99.0.0/16", mode)
 }
 
-// nftHeadRuleset is handRuleset for a host whose container veth is hostVeth
-// and whose container has address podIP.
-func nftHeadRuleset(hostVeth, podIP string, conntrack bool) string {
-	ct := "\t\tct state established,related accept\n\t\tct state invalid drop\n"
-	if !conntrack {
-		ct = ""
-	}
-	return fmt.Sprintf(`table inet %s {
+// nftHeadRuleset is handRuleset for a host whose container veth is hostVeth,
+// whose container has address podIP, in pod pool pool.
+func nftHeadRuleset(hostVeth, podIP, pool string, mode headMode) string {
+	if mode == headTrackAll {
+		return fmt.Sprintf(`table inet %s {
 	set ep_addrs {
 		type ifname . ipv4_addr
 		elements = { "%s" . %s }
@@ -373,11 +348,71 @@ func nftHeadRuleset(hostVeth, podIP string, conntrack bool) string {
 	}
 	chain forward {
 		type filter hook forward priority filter; policy accept;
-%s		iifname vmap @egress_dispatch
+		ct state established,related accept
+		ct state invalid drop
+		iifname vmap @egress_dispatch
 		oifname vmap @ingress_dispatch
 	}
 }
-`, nftTable, hostVeth, podIP, ct)
+`, nftTable, hostVeth, podIP)
+	}
+	tracked, dispatch := "", ""
+	if mode == headSelected {
+		tracked = "\t\telements = { " + podIP + " }\n"
+		dispatch = fmt.Sprintf("\t\telements = { %q : jump in-all }\n", hostVeth)
+	}
+	return fmt.Sprintf(`table inet %[1]s {
+	set ep_addrs {
+		type ifname . ipv4_addr
+		elements = { "%[2]s" . %[3]s }
+	}
+	set tracked_addrs {
+		type ipv4_addr
+%[4]s	}
+	set pod_cidrs {
+		type ipv4_addr
+		flags interval
+		elements = { %[5]s }
+	}
+	chain in-all {
+		return
+	}
+	map egress_dispatch {
+		type ifname : verdict
+	}
+	map ingress_dispatch {
+		type ifname : verdict
+%[6]s	}
+	chain untrack {
+		meta l4proto != tcp return
+		ip saddr != @pod_cidrs return
+		ip daddr != @pod_cidrs return
+		ip saddr @tracked_addrs return
+		ip daddr @tracked_addrs return
+		fib daddr type local return
+		notrack
+	}
+	chain prerouting {
+		type filter hook prerouting priority raw; policy accept;
+		iifname . ip saddr @ep_addrs goto untrack
+		iifname "c*" drop
+		ip daddr @pod_cidrs goto untrack
+		udp dport 4789 notrack
+	}
+	chain output {
+		type filter hook output priority raw; policy accept;
+		udp dport 4789 notrack
+	}
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		ct state established,related,untracked accept
+		tcp flags ! syn accept
+		ct state invalid drop
+		iifname vmap @egress_dispatch
+		oifname vmap @ingress_dispatch
+	}
+}
+`, nftTable, hostVeth, podIP, tracked, pool, dispatch)
 }
 
 // nftSetting loads a ruleset into namespaces and deletes its table after.
@@ -411,12 +446,12 @@ func (s *nftSetting) revert(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// handNft returns the nftables row's setting for the hand-built hosts,
-// with or without the conntrack rules.
-func handNft(conntrack bool) *nftSetting {
+// handNft returns the nftables row's setting for the hand-built hosts, in
+// the given layout.
+func handNft(mode headMode) *nftSetting {
 	s := &nftSetting{rulesets: map[string]string{}}
 	for i, h := range handHosts {
-		s.rulesets[h] = handRuleset(i, conntrack)
+		s.rulesets[h] = handRuleset(i, mode)
 	}
 	return s
 }

@@ -16,7 +16,7 @@ const (
 	DefaultPort           = 179
 	DefaultHoldTime       = 9 * time.Second
 	DefaultKeepAlive      = 3 * time.Second
-	DefaultConnectRetry   = 5 * time.Second
+	DefaultConnectRetry   = time.Second
 	DefaultRestartTime    = 120 * time.Second
 	DefaultStaleRouteTime = 60 * time.Second
 	// MainTable is the kernel's main routing table (RT_TABLE_MAIN).

@@ -72,7 +72,7 @@ func TestConfigDefaulted(t *testing.T) {
 		RouterID: id, ASN: 64512, ListenAddr: id, ListenPort: 179,
 		RestartTime: 120 * time.Second, StaleRouteTime: 60 * time.Second,
 		RouteReflector: &RRConfig{ClusterID: id},
-		HoldTime:       30 * time.Second, KeepAlive: 10 * time.Second, ConnectRetry: 5 * time.Second,
+		HoldTime:       30 * time.Second, KeepAlive: 10 * time.Second, ConnectRetry: DefaultConnectRetry,
 		Table: 254, RouteProtocol: 78,
 	}
 	if d := cmp.Diff(want, got, cmpopts.IgnoreFields(Config{}, "Log"), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); d != "" {

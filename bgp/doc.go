@@ -27,8 +27,11 @@
 //   - Hold time 9 s, keepalive 3 s (the usual data-centre profile, as FRR's
 //     "datacenter" defaults): a dead peer is noticed in under 10 s, and a
 //     busy host still has three keepalives' slack.
-//   - Connect retry 5 s: a peer that does not answer is retried every 5–10 s
-//     (gobgp adds up to 100 % jitter), quietly.
+//   - Connect retry 1 s: a peer that does not answer (not started yet, or
+//     not yet told about this node) is retried every 1–2 s (gobgp adds up to
+//     100 % jitter), as often as gobgp's first attempt, so a join whose first
+//     attempt failed is not held back 5–10 s. A dead peer costs a SYN per
+//     1–2 s. (gobgp's dial timeout is the retry less a second, at least 1 s.)
 //   - The first connection attempt to a new peer is gobgp's, 1–2 s after the
 //     peer is added (hard-wired in gobgp v3); both ends try, so a node join
 //     is usually up in 1–1.5 s, then the routes flow within milliseconds

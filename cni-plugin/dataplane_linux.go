@@ -214,10 +214,13 @@ func hostSysctls(w wiring) error {
 // created with.
 func (d *netlinkDataplane) Unplumb(netnsPath string, owner api.Owner) error {
 	var errs []error
-	if err := delVeth(d.host, api.HostIfaceName(owner), nil); err != nil {
+	deleted, err := delVeth(d.host, api.HostIfaceName(owner), nil)
+	if err != nil {
 		errs = append(errs, fmt.Errorf("host: %w", err))
 	}
-	if netnsPath != "" && owner.IfName != "" {
+	// A veth's peer goes with it: entering the netns to find nothing
+	// there cost every DEL a namespace open and a netlink socket.
+	if !deleted && netnsPath != "" && owner.IfName != "" {
 		if err := d.delContainerIface(netnsPath, owner); err != nil {
 			errs = append(errs, fmt.Errorf("netns %s: %w", netnsPath, err))
 		}
@@ -239,27 +242,31 @@ func (d *netlinkDataplane) delContainerIface(netnsPath string, owner api.Owner) 
 		return nil
 	}
 	defer c.Close()
-	return delVeth(c, owner.IfName, containerMAC(owner))
+	_, err = delVeth(c, owner.IfName, containerMAC(owner))
+	return err
 }
 
 // delVeth deletes the veth called name, if it has the MAC mac (any MAC when
-// nil). A missing link, or one that is not provably ours, is left alone
-// without error.
-func delVeth(h *netlink.Handle, name string, mac net.HardwareAddr) error {
+// nil), and reports whether it did. A missing link, or one that is not
+// provably ours, is left alone without error.
+func delVeth(h *netlink.Handle, name string, mac net.HardwareAddr) (bool, error) {
 	l, err := h.LinkByName(name)
 	if isLinkNotFound(err) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("look up %s: %w", name, err)
+		return false, fmt.Errorf("look up %s: %w", name, err)
 	}
 	if l.Type() != "veth" || (mac != nil && l.Attrs().HardwareAddr.String() != mac.String()) {
-		return nil
+		return false, nil
 	}
-	if err := h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("delete %s: %w", name, err)
+	if err := h.LinkDel(l); err != nil {
+		if errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENOENT) {
+			return false, nil
+		}
+		return false, fmt.Errorf("delete %s: %w", name, err)
 	}
-	return nil
+	return true, nil
 }
 
 // Observe implements dataplane.

@@ -70,6 +70,8 @@ type Applier struct {
 	log  *slog.Logger
 	// beforeFlush, set by tests, may add to a batch before it is sent.
 	beforeFlush func(c *nftables.Conn, t *nftables.Table)
+	// podCIDRs are ApplierConfig.PodCIDRs, IPv4, sorted and disjoint.
+	podCIDRs []netip.Prefix
 
 	mu    sync.Mutex // serializes Apply; guards the fields below
 	last  *Ruleset   // what the table holds; nil: unknown, rebuild
@@ -79,12 +81,54 @@ type Applier struct {
 // NewApplier returns an Applier over conn, which the caller creates with
 // NewConn or SockOptions (bound to the right network namespace): with the
 // default socket buffers, rebuilds of tables with large sets fail with
-// "message too long". log is optional.
+// "message too long". log is optional. It tracks all pod traffic; see
+// ApplierConfig.PodCIDRs.
 func NewApplier(conn *nftables.Conn, log *slog.Logger) *Applier {
+	return NewApplierWith(ApplierConfig{Conn: conn, Log: log})
+}
+
+// ApplierConfig configures an Applier.
+type ApplierConfig struct {
+	// Conn is the nftables connection (see NewApplier); required.
+	Conn *nftables.Conn
+	// Log is optional.
+	Log *slog.Logger
+	// PodCIDRs are the cluster's pod pools; optional, default none. TCP
+	// between two of their addresses skips conntrack unless one end is an
+	// endpoint here that a policy selects. Leave it empty to track all pod
+	// traffic, e.g. where a conntrack-based service proxy NATs pod to pod
+	// connections (their replies need conntrack).
+	PodCIDRs []netip.Prefix
+}
+
+// NewApplierWith returns an Applier configured by cfg.
+func NewApplierWith(cfg ApplierConfig) *Applier {
+	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Applier{conn: conn, log: log.With("component", "policy")}
+	var pods []netip.Prefix
+	for _, p := range cfg.PodCIDRs {
+		if p.Addr().Is4() {
+			pods = append(pods, p.Masked())
+		}
+	}
+	slices.SortFunc(pods, comparePrefix)
+	return &Applier{conn: cfg.Conn, log: log.With("component", "policy"), podCIDRs: mergePrefixes(pods)}
+}
+
+// mergePrefixes drops the prefixes of sorted (by comparePrefix) that an
+// earlier one covers: an interval set takes no overlapping elements. Sorted
+// so, a prefix that overlaps an earlier one lies inside it.
+func mergePrefixes(sorted []netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range sorted {
+		if n := len(out); n > 0 && out[n-1].Overlaps(p) {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 var table = &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
@@ -101,6 +145,7 @@ func (a *Applier) Apply(ctx context.Context, p *Program) error {
 	defer a.mu.Unlock()
 	start := time.Now()
 	rs := Render(p)
+	rs.PodCIDRs = a.podCIDRs
 	var (
 		err  error
 		ops  int
@@ -127,7 +172,7 @@ func (a *Applier) Apply(ctx context.Context, p *Program) error {
 	}
 	a.last = rs
 	a.stats.Sets, a.stats.Rules, a.stats.Elements = rs.Counts()
-	a.stats.Chains = len(rs.Chains) + 2
+	a.stats.Chains = len(rs.Chains) + 3
 	if ops > 0 {
 		a.log.Debug("nftables applied", "op", kind, "count", ops, "dur", a.stats.LastDuration)
 	}
@@ -293,6 +338,14 @@ func peerSet(s *NFTSet) *nftables.Set {
 	return out
 }
 
+func trackedSet() *nftables.Set {
+	return &nftables.Set{Table: table, Name: TrackedAddrs, KeyType: nftables.TypeIPAddr}
+}
+
+func podCIDRSet() *nftables.Set {
+	return &nftables.Set{Table: table, Name: PodCIDRSet, KeyType: nftables.TypeIPAddr, Interval: true}
+}
+
 func addrsSet() *nftables.Set {
 	return &nftables.Set{Table: table, Name: EndpointAddrs, KeyType: ifaceAddrType, Concatenation: true}
 }
@@ -322,6 +375,17 @@ func (a *Applier) rebuild(rs *Ruleset) error {
 	if err := addSet(c, addrs, ifaceAddrElements(rs.Addrs)); err != nil {
 		return err
 	}
+	tracked, pods := trackedSet(), podCIDRSet()
+	if err := addSet(c, tracked, addrElements(rs.Tracked)); err != nil {
+		return err
+	}
+	if err := addSet(c, pods, prefixElements(rs.PodCIDRs)); err != nil {
+		return err
+	}
+	untrack := c.AddChain(&nftables.Chain{Table: table, Name: UntrackChain})
+	for _, r := range untrackExprs(tracked, pods) {
+		c.AddRule(&nftables.Rule{Table: table, Chain: untrack, Exprs: r.exprs, UserData: comment(r.comment)})
+	}
 	chains := map[string]*nftables.Chain{}
 	for _, ch := range rs.Chains {
 		chains[ch.Name] = c.AddChain(&nftables.Chain{Table: table, Name: ch.Name})
@@ -344,24 +408,30 @@ func (a *Applier) rebuild(rs *Ruleset) error {
 		Table: table, Name: "prerouting", Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw, Policy: &accept,
 	})
-	accepts, drop := preroutingExprs(addrs)
-	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: accepts})
-	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: drop, UserData: comment(spoofComment)})
-	// The ct rules switch connection tracking on in the host's namespace,
-	// which costs ~15 % of VXLAN throughput here (docs/benchmarks.md). They
-	// stay even without policy: a flow that conntrack never saw would be
-	// judged as new, mid-stream, once a policy arrives, and cut.
+	fromPod, spoof, toPod := preroutingExprs(addrs, pods)
+	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: fromPod})
+	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: spoof, UserData: comment(spoofComment)})
+	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: toPod})
+	// The forward chain's ct rules switch connection tracking on in the
+	// host's namespace; the untrack chain keeps it for traffic a policy
+	// applies to (docs/benchmarks.md prices both).
 	fwd := c.AddChain(&nftables.Chain{
 		Table: table, Name: "forward", Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept,
 	})
-	for _, exprs := range forwardExprs(egress, ingress) {
-		c.AddRule(&nftables.Rule{Table: table, Chain: fwd, Exprs: exprs})
+	for _, r := range forwardExprs(egress, ingress) {
+		c.AddRule(&nftables.Rule{Table: table, Chain: fwd, Exprs: r.exprs, UserData: comment(r.comment)})
 	}
 	if rs.VXLAN != nil {
 		if err := addVXLANFilter(c, rs.VXLAN); err != nil {
 			return err
 		}
+		c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: udpPortNotrack(rs.VXLAN.Port)})
+		out := c.AddChain(&nftables.Chain{
+			Table: table, Name: "output", Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityRaw, Policy: &accept,
+		})
+		c.AddRule(&nftables.Rule{Table: table, Chain: out, Exprs: udpPortNotrack(rs.VXLAN.Port)})
 	}
 	if a.beforeFlush != nil {
 		a.beforeFlush(c, table)
@@ -485,6 +555,10 @@ func (a *Applier) patch(d *TableDiff) error {
 	del(ingress, dispatchKeys(d.DelIngress))
 	del(addrsSet(), ifaceAddrElements(d.DelIfaceAddrs))
 	add(addrsSet(), ifaceAddrElements(d.AddIfaceAddrs))
+	// In the batch with the dispatch entries: an endpoint is tracked from
+	// the moment its policy applies.
+	del(trackedSet(), addrElements(d.DelTracked))
+	add(trackedSet(), addrElements(d.AddTracked))
 	add(egress, dispatchElements(d.AddEgress))
 	add(ingress, dispatchElements(d.AddIngress))
 
@@ -530,16 +604,21 @@ func peerElements(s *NFTSet) []nftables.SetElement {
 	case SetAddrPorts:
 		return addrPortElements(s.AddrPorts)
 	case SetCIDRs:
-		var out []nftables.SetElement
-		for _, p := range s.Prefixes {
-			out = append(out, nftables.SetElement{Key: p.Addr().AsSlice()})
-			if end, ok := prefixEnd(p); ok {
-				out = append(out, nftables.SetElement{Key: end.AsSlice(), IntervalEnd: true})
-			}
-		}
-		return out
+		return prefixElements(s.Prefixes)
 	}
 	return addrElements(addrsOf(s.Prefixes))
+}
+
+// prefixElements returns the interval elements of disjoint IPv4 prefixes.
+func prefixElements(ps []netip.Prefix) []nftables.SetElement {
+	var out []nftables.SetElement
+	for _, p := range ps {
+		out = append(out, nftables.SetElement{Key: p.Addr().AsSlice()})
+		if end, ok := prefixEnd(p); ok {
+			out = append(out, nftables.SetElement{Key: end.AsSlice(), IntervalEnd: true})
+		}
+	}
+	return out
 }
 
 // prefixEnd returns the first address after p, or false when p reaches the
@@ -696,19 +775,21 @@ func ruleExprs(r *NFTRule, sets map[string]*nftables.Set) []expr.Any {
 	return out
 }
 
-// preroutingExprs: accept a Skein host interface's own addresses, drop the
-// rest of what arrives on Skein host interfaces. A Skein host interface is
-// "sk" plus 11 characters; Skein's other devices (skein.vxlan) start with
-// "skein." and are excluded. Both are prefix compares (a cmp shorter than the
-// name, no mask), which nft lists as `iifname "sk*" iifname != "skein.*"`.
-func preroutingExprs(addrs *nftables.Set) (accept, drop []expr.Any) {
-	accept = append(ipv4Only(),
+// preroutingExprs: a Skein host interface's own addresses go on to the
+// untrack chain, the rest of what arrives on Skein host interfaces is
+// dropped, and packets to pod addresses go to the untrack chain. A Skein host
+// interface is "sk" plus 11 characters; Skein's other devices (skein.vxlan)
+// start with "skein." and are excluded. Both are prefix compares (a cmp
+// shorter than the name, no mask), which nft lists as
+// `iifname "sk*" iifname != "skein.*"`.
+func preroutingExprs(addrs, pods *nftables.Set) (fromPod, spoof, toPod []expr.Any) {
+	fromPod = append(ipv4Only(),
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
 		loadAddr(true, reg32e),
 		&expr.Lookup{SourceRegister: reg1, SetName: addrs.Name, SetID: addrs.ID},
-		&expr.Verdict{Kind: expr.VerdictAccept},
+		&expr.Verdict{Kind: expr.VerdictGoto, Chain: UntrackChain},
 	)
-	drop = []expr.Any{
+	spoof = []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte(HostIfacePrefix)},
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
@@ -716,12 +797,63 @@ func preroutingExprs(addrs *nftables.Set) (accept, drop []expr.Any) {
 		&expr.Counter{}, // spoofing attempts show in `nft list chain inet skein prerouting`
 		&expr.Verdict{Kind: expr.VerdictDrop},
 	}
-	return accept, drop
+	toPod = append(ipv4Only(),
+		loadAddr(false, reg1),
+		&expr.Lookup{SourceRegister: reg1, SetName: pods.Name, SetID: pods.ID},
+		&expr.Verdict{Kind: expr.VerdictGoto, Chain: UntrackChain},
+	)
+	return fromPod, spoof, toPod
 }
 
-// forwardExprs: established and related first, invalid dropped, then
-// dispatch by interface.
-func forwardExprs(egress, ingress *nftables.Set) [][]expr.Any {
+// untrackExprs: the untrack chain, which only IPv4 packets reach.
+func untrackExprs(tracked, pods *nftables.Set) []baseRule {
+	ret := &expr.Verdict{Kind: expr.VerdictReturn}
+	lookup := func(saddr bool, s *nftables.Set, invert bool) baseRule {
+		// The nfproto test is implied (both gotos check it) but nft lists
+		// raw payloads without it.
+		return baseRule{exprs: append(ipv4Only(), loadAddr(saddr, reg1), &expr.Lookup{SourceRegister: reg1, SetName: s.Name, SetID: s.ID, Invert: invert}, ret)}
+	}
+	return []baseRule{
+		{exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: []byte{unix.IPPROTO_TCP}},
+			ret,
+		}},
+		lookup(true, pods, true),
+		lookup(false, pods, true),
+		lookup(true, tracked, false),
+		lookup(false, tracked, false),
+		// To this host (its VTEP address is a pod address): its own
+		// firewall may judge connections by their state.
+		{exprs: []expr.Any{
+			&expr.Fib{Register: reg1, FlagDADDR: true, ResultADDRTYPE: true},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binary.NativeEndian.AppendUint32(nil, unix.RTN_LOCAL)},
+			ret,
+		}},
+		{exprs: []expr.Any{&expr.Notrack{}}, comment: untrackComment},
+	}
+}
+
+// udpPortNotrack: udp dport port notrack.
+func udpPortNotrack(port uint16) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.IPPROTO_UDP}},
+		loadDport(reg1),
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: be16(port)},
+		&expr.Notrack{},
+	}
+}
+
+// baseRule is a rule of a fixed chain.
+type baseRule struct {
+	exprs   []expr.Any
+	comment string
+}
+
+// forwardExprs: established, related and untracked first, TCP picked up
+// mid-stream next, invalid dropped, then dispatch by interface.
+func forwardExprs(egress, ingress *nftables.Set) []baseRule {
 	state := func(bits uint32, kind expr.VerdictKind) []expr.Any {
 		return []expr.Any{
 			&expr.Ct{Register: reg1, Key: expr.CtKeySTATE},
@@ -737,10 +869,22 @@ func forwardExprs(egress, ingress *nftables.Set) [][]expr.Any {
 			&expr.Lookup{SourceRegister: reg1, SetName: m.Name, SetID: m.ID, IsDestRegSet: true, DestRegister: 0},
 		}
 	}
-	return [][]expr.Any{
-		state(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED, expr.VerdictAccept),
-		state(expr.CtStateBitINVALID, expr.VerdictDrop),
-		dispatch(expr.MetaKeyIIFNAME, egress),
-		dispatch(expr.MetaKeyOIFNAME, ingress),
+	noSYN := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.IPPROTO_TCP}},
+		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 1, Mask: []byte{tcpSYN}, Xor: []byte{0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{0}},
+		&expr.Verdict{Kind: expr.VerdictAccept},
+	}
+	return []baseRule{
+		{exprs: state(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED|expr.CtStateBitUNTRACKED, expr.VerdictAccept)},
+		{exprs: noSYN, comment: pickupComment},
+		{exprs: state(expr.CtStateBitINVALID, expr.VerdictDrop)},
+		{exprs: dispatch(expr.MetaKeyIIFNAME, egress)},
+		{exprs: dispatch(expr.MetaKeyOIFNAME, ingress)},
 	}
 }
+
+// tcpSYN is the SYN bit of the TCP flags byte.
+const tcpSYN = 0x02

@@ -122,7 +122,7 @@ func verdictText(b []byte) string {
 
 // expectTable returns what listTable should find for rs.
 func expectTable(rs *Ruleset) listed {
-	out := listed{Chains: map[string]int{"prerouting": len(basePrerouting), "forward": len(baseForward)}, Sets: map[string][]string{}}
+	out := listed{Chains: map[string]int{"prerouting": len(basePrerouting), UntrackChain: len(untrackRules), "forward": len(baseForward)}, Sets: map[string][]string{}}
 	for _, c := range rs.Chains {
 		out.Chains[c.Name] = len(c.Rules)
 	}
@@ -140,6 +140,18 @@ func expectTable(rs *Ruleset) listed {
 	}
 	slices.Sort(texts)
 	out.Sets[EndpointAddrs] = texts
+	texts = nil
+	for _, e := range addrElements(rs.Tracked) {
+		texts = append(texts, elementText(trackedSet(), e))
+	}
+	slices.Sort(texts)
+	out.Sets[TrackedAddrs] = texts
+	texts = nil
+	for _, e := range prefixElements(rs.PodCIDRs) {
+		texts = append(texts, elementText(podCIDRSet(), e))
+	}
+	slices.Sort(texts)
+	out.Sets[PodCIDRSet] = texts
 	for name, m := range map[string]map[string]string{EgressDispatch: rs.EgressDispatch, IngressDispatch: rs.IngressDispatch} {
 		texts = nil
 		for iface, chain := range m {
@@ -188,13 +200,17 @@ func TestApplierListsBack(t *testing.T) {
 	if text := nftList(t, ns); text != "" {
 		t.Logf("nft list table inet skein:\n%s", text)
 		for _, want := range []string{
-			"ct state established,related accept",
+			"ct state established,related,untracked accept",
+			"tcp flags ! syn accept comment",
+			"ip daddr @pod_cidrs goto untrack",
+			"ip daddr @tracked_addrs return",
+			"notrack comment",
 			"iifname vmap @egress_dispatch",
 			"oifname vmap @ingress_dispatch",
 			"ip daddr . meta l4proto . th dport @n-",
 			"udp dport 1000-2000",
 			"type filter hook prerouting priority raw; policy accept;",
-			"iifname . ip saddr @ep_addrs accept",
+			"iifname . ip saddr @ep_addrs goto untrack",
 			// The anti-spoofing drop is a wildcard match an admin can read.
 			`iifname "sk*" iifname != "skein.*" counter packets 0 bytes 0 drop comment`,
 		} {

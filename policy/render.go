@@ -17,6 +17,13 @@ const (
 	EgressDispatch  = "egress_dispatch"
 	IngressDispatch = "ingress_dispatch"
 	EndpointAddrs   = "ep_addrs"
+	// TrackedAddrs holds the addresses of this host's endpoints that some
+	// policy selects: only their traffic needs connection tracking.
+	TrackedAddrs = "tracked_addrs"
+	// PodCIDRSet holds the cluster's pod pools (see Ruleset.PodCIDRs).
+	PodCIDRSet = "pod_cidrs"
+	// UntrackChain decides, before conntrack, which packets skip it.
+	UntrackChain = "untrack"
 	// HostIfacePrefix starts every Skein host veth name ("sk" + 11 hex).
 	HostIfacePrefix = "sk"
 	// HostIfaceLen is the length of a Skein host veth name.
@@ -130,6 +137,14 @@ type Ruleset struct {
 	Addrs []IfaceAddr
 	// VXLAN is the overlay source filter (an input chain), nil without one.
 	VXLAN *VXLANFilter
+	// Tracked are the IPv4 addresses of the endpoints that have a dispatch
+	// entry (some policy selects them), sorted: conntrack follows every
+	// packet to or from them.
+	Tracked []netip.Addr
+	// PodCIDRs are the cluster's pod pools, which the applier's config
+	// supplies (Render leaves them empty). TCP between two pod addresses
+	// neither of which is in Tracked skips conntrack; none tracks all.
+	PodCIDRs []netip.Prefix
 }
 
 // Render turns p into the Ruleset that enforces it. Endpoints without a host
@@ -148,13 +163,25 @@ func Render(p *Program) *Ruleset {
 				rs.Addrs = append(rs.Addrs, IfaceAddr{Iface: ep.HostIface, Addr: ip})
 			}
 		}
+		selected := false
 		if c := renderDirection(&ep.Ingress, "in", true, chains, used); c != "" {
 			rs.IngressDispatch[ep.HostIface] = c
+			selected = true
 		}
 		if c := renderDirection(&ep.Egress, "out", false, chains, used); c != "" {
 			rs.EgressDispatch[ep.HostIface] = c
+			selected = true
+		}
+		if selected {
+			for _, ip := range ep.IPs {
+				if ip.Is4() {
+					rs.Tracked = append(rs.Tracked, ip)
+				}
+			}
 		}
 	}
+	slices.SortFunc(rs.Tracked, netip.Addr.Compare)
+	rs.Tracked = slices.Compact(rs.Tracked)
 	for _, name := range slices.Sorted(maps.Keys(chains)) {
 		rs.Chains = append(rs.Chains, chains[name])
 	}
@@ -258,6 +285,7 @@ func truncate(s string) string {
 // most in elements (of sets, dispatch maps and the anti-spoofing set).
 func (rs *Ruleset) Structure() string {
 	var b strings.Builder
+	fmt.Fprintf(&b, "%s %v\n", PodCIDRSet, rs.PodCIDRs)
 	for _, s := range rs.Sets {
 		fmt.Fprintf(&b, "set %s %s\n", s.Name, s.Kind)
 	}
@@ -270,15 +298,15 @@ func (rs *Ruleset) Structure() string {
 	return b.String()
 }
 
-// Counts returns the number of sets (the peer sets and the three fixed
+// Counts returns the number of sets (the peer sets and the five fixed
 // ones), rules (in all chains, the base chains included) and elements.
 func (rs *Ruleset) Counts() (sets, rules, elements int) {
-	sets = len(rs.Sets) + 3
-	rules = len(baseForward) + len(basePrerouting)
+	sets = len(rs.Sets) + 5
+	rules = len(baseForward) + len(basePrerouting) + len(untrackRules)
 	for _, c := range rs.Chains {
 		rules += len(c.Rules)
 	}
-	elements = len(rs.Addrs) + len(rs.EgressDispatch) + len(rs.IngressDispatch)
+	elements = len(rs.Addrs) + len(rs.EgressDispatch) + len(rs.IngressDispatch) + len(rs.Tracked) + len(rs.PodCIDRs)
 	for _, s := range rs.Sets {
 		elements += len(s.Prefixes) + len(s.AddrPorts)
 	}
@@ -286,20 +314,46 @@ func (rs *Ruleset) Counts() (sets, rules, elements int) {
 }
 
 const (
-	spoofComment = "a Skein container sends only from its own addresses"
-	vxlanComment = "VXLAN only from cluster nodes"
+	spoofComment   = "a Skein container sends only from its own addresses"
+	vxlanComment   = "VXLAN only from cluster nodes"
+	untrackComment = "TCP between pods no policy selects here skips conntrack"
+	pickupComment  = "TCP of a connection conntrack did not see open: older than its pod's policy"
 	// VXLANPeers is the set of underlay addresses VXLAN is accepted from.
 	VXLANPeers = "vxlan_peers"
 )
 
 // The fixed base chains, in nft syntax (the applier builds the same rules).
+//
+// Conntrack costs every packet it sees, so only traffic that a policy
+// applies to is tracked: the untrack chain, at raw priority (before
+// conntrack), marks TCP between two pod addresses `notrack` unless one of
+// them is a selected endpoint here. Every other packet (UDP, ICMP, traffic
+// to or from outside the pod pools, which NAT may need, and traffic to this
+// host: its VTEP address is in a pool, and a stateful host firewall must see
+// its connections) stays tracked. A TCP
+// connection that was untracked when its pod became selected is picked up
+// mid-stream by conntrack (tcp_loose): its first packets are new but not
+// SYNs, and the forward chain accepts TCP without SYN before any policy,
+// since such a packet cannot open a connection. So a connection
+// established before a deny keeps working, as when everything was tracked.
 var (
 	basePrerouting = []string{
-		"meta nfproto ipv4 iifname . ip saddr @" + EndpointAddrs + " accept",
-		`iifname "` + HostIfacePrefix + `*" iifname != "` + DevicePrefix + `*" drop comment "` + spoofComment + `"`,
+		"meta nfproto ipv4 iifname . ip saddr @" + EndpointAddrs + " goto " + UntrackChain,
+		`iifname "` + HostIfacePrefix + `*" iifname != "` + DevicePrefix + `*" counter drop comment "` + spoofComment + `"`,
+		"meta nfproto ipv4 ip daddr @" + PodCIDRSet + " goto " + UntrackChain,
+	}
+	untrackRules = []string{
+		"meta l4proto != tcp return",
+		"ip saddr != @" + PodCIDRSet + " return",
+		"ip daddr != @" + PodCIDRSet + " return",
+		"ip saddr @" + TrackedAddrs + " return",
+		"ip daddr @" + TrackedAddrs + " return",
+		"fib daddr type local return",
+		`notrack comment "` + untrackComment + `"`,
 	}
 	baseForward = []string{
-		"ct state established,related accept",
+		"ct state established,related,untracked accept",
+		`tcp flags ! syn accept comment "` + pickupComment + `"`,
 		"ct state invalid drop",
 		"iifname vmap @" + EgressDispatch,
 		"oifname vmap @" + IngressDispatch,
@@ -352,15 +406,33 @@ func (rs *Ruleset) String() string {
 		writeElements(&b, elems)
 		b.WriteString("\t}\n")
 	}
-	b.WriteString("\tchain prerouting {\n\t\ttype filter hook prerouting priority raw; policy accept;\n")
-	for _, r := range basePrerouting {
-		b.WriteString("\t\t" + r + "\n")
+	b.WriteString("\tset " + TrackedAddrs + " {\n\t\ttype ipv4_addr\n")
+	elems = elems[:0]
+	for _, a := range rs.Tracked {
+		elems = append(elems, a.String())
 	}
-	b.WriteString("\t}\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n")
-	for _, r := range baseForward {
-		b.WriteString("\t\t" + r + "\n")
+	writeElements(&b, elems)
+	b.WriteString("\t}\n\tset " + PodCIDRSet + " {\n\t\ttype ipv4_addr\n\t\tflags interval\n")
+	elems = elems[:0]
+	for _, p := range rs.PodCIDRs {
+		elems = append(elems, p.String())
 	}
+	writeElements(&b, elems)
 	b.WriteString("\t}\n")
+	writeChain := func(head string, rules []string) {
+		b.WriteString(head)
+		for _, r := range rules {
+			b.WriteString("\t\t" + r + "\n")
+		}
+		b.WriteString("\t}\n")
+	}
+	pre := basePrerouting
+	if v := rs.VXLAN; v != nil {
+		pre = append(slices.Clip(pre), vxlanNotrack(v.Port))
+	}
+	writeChain("\tchain prerouting {\n\t\ttype filter hook prerouting priority raw; policy accept;\n", pre)
+	writeChain("\tchain "+UntrackChain+" {\n", untrackRules)
+	writeChain("\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n", baseForward)
 	if v := rs.VXLAN; v != nil {
 		var peers []string
 		for _, a := range v.Peers {
@@ -369,6 +441,7 @@ func (rs *Ruleset) String() string {
 		fmt.Fprintf(&b, "\tset %s {\n\t\ttype ipv4_addr\n", VXLANPeers)
 		writeElements(&b, peers)
 		fmt.Fprintf(&b, "\t}\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\tudp dport %d ip saddr != @%s counter drop comment %q\n\t}\n", v.Port, VXLANPeers, vxlanComment)
+		writeChain("\tchain output {\n\t\ttype filter hook output priority raw; policy accept;\n", []string{vxlanNotrack(v.Port)})
 	}
 	for _, c := range rs.Chains {
 		b.WriteString("\tchain " + c.Name + " {\n")
@@ -379,6 +452,13 @@ func (rs *Ruleset) String() string {
 	}
 	b.WriteString("}\n")
 	return b.String()
+}
+
+// vxlanNotrack is the rule that keeps the overlay's underlay packets, in
+// (prerouting) and out (output), out of conntrack: nothing matches their
+// state, and the inner packets are tracked or not on their own.
+func vxlanNotrack(port uint16) string {
+	return fmt.Sprintf("udp dport %d notrack", port)
 }
 
 func writeElements(b *strings.Builder, elems []string) {
@@ -409,6 +489,9 @@ type TableDiff struct {
 	AddAddrPorts, DelAddrPorts map[string][]AddrPort
 	// Anti-spoofing changes.
 	AddIfaceAddrs, DelIfaceAddrs []IfaceAddr
+	// Changes of the tracked endpoint addresses: an endpoint becoming
+	// selected or unselected is an element change, never a rebuild.
+	AddTracked, DelTracked []netip.Addr
 	// Dispatch changes: a changed target is a delete plus an add.
 	AddEgress, DelEgress   map[string]string
 	AddIngress, DelIngress map[string]string
@@ -426,7 +509,7 @@ func (d *TableDiff) Structural() bool {
 func (d *TableDiff) Len() int {
 	n := len(d.AddSets) + len(d.AddChains) + len(d.DelChains) + len(d.DelSets)
 	n += len(d.AddIfaceAddrs) + len(d.DelIfaceAddrs) + len(d.AddEgress) + len(d.DelEgress) + len(d.AddIngress) + len(d.DelIngress)
-	n += len(d.AddVXLANPeers) + len(d.DelVXLANPeers)
+	n += len(d.AddVXLANPeers) + len(d.DelVXLANPeers) + len(d.AddTracked) + len(d.DelTracked)
 	for _, m := range []map[string][]netip.Addr{d.AddAddrs, d.DelAddrs} {
 		for _, v := range m {
 			n += len(v)
@@ -516,6 +599,7 @@ func DiffRulesets(have, want *Ruleset) *TableDiff {
 	d.DelChains = append(d.DelChains, later...)
 
 	d.AddIfaceAddrs, d.DelIfaceAddrs = diffSlices(have.Addrs, want.Addrs)
+	d.AddTracked, d.DelTracked = diffSlices(have.Tracked, want.Tracked)
 	d.AddEgress, d.DelEgress = diffMaps(have.EgressDispatch, want.EgressDispatch)
 	d.AddIngress, d.DelIngress = diffMaps(have.IngressDispatch, want.IngressDispatch)
 	return d

@@ -5,9 +5,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/skeinnet/skein/api"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")
@@ -142,6 +146,7 @@ func applyDiff(have *Ruleset, d *TableDiff) *Ruleset {
 	sortChains(out.Chains)
 	addrs, _ := diffSlices(d.DelIfaceAddrs, have.Addrs)
 	out.Addrs = sortIfaceAddrs(append(addrs, d.AddIfaceAddrs...))
+	out.Tracked = moveSorted(have.Tracked, d.AddTracked, d.DelTracked, netip.Addr.Compare)
 	for _, m := range []struct {
 		have, add, del, out map[string]string
 	}{{have.EgressDispatch, d.AddEgress, d.DelEgress, out.EgressDispatch}, {have.IngressDispatch, d.AddIngress, d.DelIngress, out.IngressDispatch}} {
@@ -155,4 +160,52 @@ func applyDiff(have *Ruleset, d *TableDiff) *Ruleset {
 		}
 	}
 	return out
+}
+
+// TestTrackedFollowsSelection: an endpoint that a policy comes to select
+// (or stops selecting) changes the tracked set and its dispatch entries,
+// elements only, when its chain exists already.
+func TestTrackedFollowsSelection(t *testing.T) {
+	t.Parallel()
+	a, b := netip.MustParseAddr("10.0.1.1"), netip.MustParseAddr("10.0.1.2")
+	in := func(bSelected bool) Input {
+		lb := map[string]string{"pod": "b"}
+		if bSelected {
+			lb["isolated"] = "yes"
+		}
+		return withPolicies(t, Input{
+			Namespaces: []api.Namespace{{Name: "x"}},
+			Endpoints: []api.Endpoint{
+				{Namespace: "x", Name: "a", Labels: map[string]string{"pod": "a", "isolated": "yes"}, IPs: []netip.Addr{a}, Node: "n1", HostIface: "sk0000000000a"},
+				{Namespace: "x", Name: "b", Labels: lb, IPs: []netip.Addr{b}, Node: "n1", HostIface: "sk0000000000b"},
+			},
+			Node: "n1",
+		}, `
+metadata: {name: deny, namespace: x}
+spec: {podSelector: {matchLabels: {isolated: "yes"}}}`)
+	}
+	off, on := Render(Compile(in(false))), Render(Compile(in(true)))
+	if d := cmp.Diff([]netip.Addr{a}, off.Tracked, cmpopts.EquateComparable(netip.Addr{})); d != "" {
+		t.Errorf("tracked with only a selected (-want +got):\n%s", d)
+	}
+	for _, tc := range []struct {
+		name         string
+		have, want   *Ruleset
+		add, del     []netip.Addr
+		addIn, delIn int
+	}{
+		{"b becomes selected", off, on, []netip.Addr{b}, nil, 1, 0},
+		{"b no longer selected", on, off, nil, []netip.Addr{b}, 0, 1},
+	} {
+		d := DiffRulesets(tc.have, tc.want)
+		if d.Structural() {
+			t.Errorf("%s: diff is structural: %+v", tc.name, d)
+		}
+		if !slices.Equal(d.AddTracked, tc.add) || !slices.Equal(d.DelTracked, tc.del) {
+			t.Errorf("%s: tracked +%v -%v, want +%v -%v", tc.name, d.AddTracked, d.DelTracked, tc.add, tc.del)
+		}
+		if len(d.AddIngress) != tc.addIn || len(d.DelIngress) != tc.delIn {
+			t.Errorf("%s: ingress dispatch +%v -%v, want %d added, %d deleted", tc.name, d.AddIngress, d.DelIngress, tc.addIn, tc.delIn)
+		}
+	}
 }

@@ -164,8 +164,39 @@ func expectBlocked(t *testing.T, what string, ns *nstest.NS, src netip.Addr, dst
 }
 
 // TestTraffic enforces programs on a host namespace with two routed pods and
-// checks real TCP connections.
+// checks real TCP connections, with conntrack following all pod traffic and
+// with TCP between pods no policy selects left out of it.
 func TestTraffic(t *testing.T) {
+	t.Run("track all", func(t *testing.T) { testTraffic(t, nil) })
+	t.Run("untrack unselected", func(t *testing.T) { testTraffic(t, []netip.Prefix{netip.MustParsePrefix("10.99.0.0/16")}) })
+}
+
+// tcpFlows counts the TCP conntrack entries between a and b in ns.
+func tcpFlows(t *testing.T, ns *nstest.NS, a, b netip.Addr) int {
+	t.Helper()
+	return flows(t, ns, a, b, false)
+}
+
+// flows counts the TCP conntrack entries between a and b in ns, only those
+// that a opened (conntrack saw a's SYN first) when opened is set.
+func flows(t *testing.T, ns *nstest.NS, a, b netip.Addr, opened bool) int {
+	t.Helper()
+	flows, err := ns.Handle.ConntrackTableList(netlink.ConntrackTable, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatalf("list conntrack in %s: %v", ns.Name, err)
+	}
+	n := 0
+	for _, f := range flows {
+		src, _ := netip.AddrFromSlice(f.Forward.SrcIP.To4())
+		dst, _ := netip.AddrFromSlice(f.Forward.DstIP.To4())
+		if f.Forward.Protocol == 6 && (src == a && dst == b || !opened && src == b && dst == a) {
+			n++
+		}
+	}
+	return n
+}
+
+func testTraffic(t *testing.T, pods []netip.Prefix) {
 	host := nstest.New(t)
 	if err := host.Do(func() error {
 		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
@@ -183,6 +214,10 @@ func TestTraffic(t *testing.T) {
 		serve(t, b.ns, netip.AddrPortFrom(b.ip, port))
 	}
 	b8080, b8081 := netip.AddrPortFrom(b.ip, 8080), netip.AddrPortFrom(b.ip, 8081)
+	// A host address inside the pod pool, as a VTEP address is.
+	vtep := netip.MustParseAddr("10.99.0.1")
+	host.LinkUp(t, "lo", netip.PrefixFrom(vtep, 32))
+	serve(t, host, netip.AddrPortFrom(vtep, 8080))
 
 	// A second address in a, routed back to a by the host, for spoofing.
 	spoofed := netip.MustParseAddr("10.99.0.99")
@@ -205,7 +240,7 @@ func TestTraffic(t *testing.T) {
 	expectConnect(t, "no table: a to b", a.ns, netip.Addr{}, b8080)
 	expectConnect(t, "no table: a to b from a spoofed address", a.ns, spoofed, b8080)
 
-	ap := NewApplier(newConn(t, host), nil)
+	ap := NewApplierWith(ApplierConfig{Conn: newConn(t, host), PodCIDRs: pods})
 	ctx := context.Background()
 	apply := func(docs string) {
 		t.Helper()
@@ -225,6 +260,23 @@ func TestTraffic(t *testing.T) {
 	apply("")
 	expectConnect(t, "no policy: a to b", a.ns, netip.Addr{}, b8080)
 	expectBlocked(t, "no policy: a to b from a spoofed address", a.ns, spoofed, b8080)
+	// Opened while no policy selects a or b: untracked with pods set.
+	early, err := dial(a.ns, netip.Addr{}, b8080, allowWait)
+	if err != nil {
+		t.Fatalf("open a connection before any policy: %v", err)
+	}
+	defer early.Close()
+	switch n := tcpFlows(t, host, a.ip, b.ip); {
+	case pods == nil && n == 0:
+		t.Errorf("no TCP conntrack entries between a and b, want them tracked")
+	case pods != nil && n != 0:
+		t.Errorf("%d TCP conntrack entries between a and b, want none: no policy selects them", n)
+	}
+	expectConnect(t, "no policy: a to the host's pool address", a.ns, netip.Addr{}, netip.AddrPortFrom(vtep, 8080))
+	// Entries the host's replies open (OUTPUT is tracked) do not count.
+	if n := flows(t, host, a.ip, vtep, true); n == 0 {
+		t.Errorf("no TCP conntrack entries from a to the host's pool address, want them tracked")
+	}
 
 	apply(`
 metadata: {name: b-from-a-8080, namespace: x}
@@ -246,6 +298,12 @@ spec: {podSelector: {matchLabels: {pod: b}}}`)
 	expectBlocked(t, "b denies all ingress: new connection", a.ns, netip.Addr{}, b8080)
 	if err := echo(long, allowWait); err != nil {
 		t.Errorf("established connection after the policy flip: %v, want it to survive", err)
+	}
+	if err := echo(early, allowWait); err != nil {
+		t.Errorf("connection opened before any policy, after b's deny-all: %v, want it to survive", err)
+	}
+	if n := tcpFlows(t, host, a.ip, b.ip); n == 0 {
+		t.Errorf("no TCP conntrack entries between a and b once b is selected, want them tracked")
 	}
 	expectConnect(t, "host to b despite b's deny-all", host, netip.Addr{}, b8080)
 	if err := long.Close(); err != nil {

@@ -131,9 +131,13 @@ func (c *Client) ReleaseBlockIf(ctx context.Context, cidr netip.Prefix, modRev i
 		return fmt.Errorf("release %s: %w", key, err)
 	}
 	cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(key), "=", modRev))
-	resp, err := c.cli.Txn(ctx).If(cmps...).Then(clientv3.OpDelete(key)).Commit()
+	rec, err := c.guardedDeleteRecord(ctx, key)
 	if err != nil {
 		return fmt.Errorf("release %s: %w", key, err)
+	}
+	resp, err := c.cli.Txn(ctx).If(cmps...).Then(append([]clientv3.Op{clientv3.OpDelete(key)}, rec...)...).Commit()
+	if err != nil {
+		return fmt.Errorf("release %s: %w", key, c.writeErr(ctx, key, err))
 	}
 	if !resp.Succeeded {
 		return fmt.Errorf("release %s: %w", key, ErrChanged)
@@ -154,15 +158,36 @@ func (c *Client) DeleteEndpointIf(ctx context.Context, node string, o api.Owner,
 		return fmt.Errorf("delete %s: %w", key, err)
 	}
 	cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(key), "=", modRev))
-	resp, err := c.cli.Txn(ctx).If(cmps...).Then(clientv3.OpDelete(key)).Commit()
+	rec, err := c.guardedDeleteRecord(ctx, key)
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", key, err)
+	}
+	resp, err := c.cli.Txn(ctx).If(cmps...).Then(append([]clientv3.Op{clientv3.OpDelete(key)}, rec...)...).Commit()
+	if err != nil {
+		return fmt.Errorf("delete %s: %w", key, c.writeErr(ctx, key, err))
 	}
 	if !resp.Succeeded {
 		return fmt.Errorf("delete %s: %w", key, ErrChanged)
 	}
 	c.log.Info("endpoint record deleted", "node", node, "container_id", o.ContainerID, "ifname", o.IfName)
 	return nil
+}
+
+// guardedDeleteRecord returns the audit op of deleting key as it is now; a
+// value that changed meanwhile fails the caller's revision guard anyway.
+func (c *Client) guardedDeleteRecord(ctx context.Context, key string) ([]clientv3.Op, error) {
+	if c.actor == nil {
+		return nil, nil
+	}
+	resp, err := c.cli.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	var before []byte
+	if len(resp.Kvs) > 0 {
+		before = resp.Kvs[0].Value
+	}
+	return c.auditOps(key, before, nil)
 }
 
 // maxLastSeenProbes bounds the reads LastSeen makes in etcd's history.

@@ -44,17 +44,7 @@ func (c *Client) CreateBGPPeer(ctx context.Context, p api.BGPPeer) error {
 	if err != nil {
 		return fmt.Errorf("create bgp peer: %w", err)
 	}
-	resp, err := c.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, value)).
-		Commit()
-	if err != nil {
-		return fmt.Errorf("create %s: %w", key, err)
-	}
-	if !resp.Succeeded {
-		return fmt.Errorf("create %s: %w", key, ErrExists)
-	}
-	return nil
+	return c.createKey(ctx, key, []byte(value))
 }
 
 // PutBGPPeer creates or replaces an external BGP peer. Invalid peers are
@@ -64,10 +54,7 @@ func (c *Client) PutBGPPeer(ctx context.Context, p api.BGPPeer) error {
 	if err != nil {
 		return fmt.Errorf("put bgp peer: %w", err)
 	}
-	if _, err := c.cli.Put(ctx, key, value); err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
-	}
-	return nil
+	return c.putKey(ctx, key, []byte(value))
 }
 
 // GetBGPPeer returns one external BGP peer; ErrNotFound when absent.
@@ -123,12 +110,5 @@ func (c *Client) DeleteBGPPeer(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("delete bgp peer: %w", err)
 	}
-	resp, err := c.cli.Delete(ctx, key)
-	if err != nil {
-		return fmt.Errorf("delete %s: %w", key, err)
-	}
-	if resp.Deleted == 0 {
-		return fmt.Errorf("delete %s: %w", key, ErrNotFound)
-	}
-	return nil
+	return c.deleteKey(ctx, key)
 }

@@ -3,20 +3,25 @@ package store
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/skeinnet/skein/api"
+	"github.com/skeinnet/skein/audit"
 )
 
 // Sentinel errors callers branch on with errors.Is; they are always wrapped
@@ -53,6 +58,12 @@ type Config struct {
 	// CAFile verifies the servers; optional, default the system roots. TLS
 	// is used when CAFile or CertFile is set.
 	CAFile string
+	// Username and Password authenticate with etcd's own users; optional.
+	// Without them, etcd takes the identity from the client certificate's CN.
+	Username, Password string
+	// Audit, when set, makes every write method record the change under
+	// audit/ in the same transaction (the CLI sets it); optional.
+	Audit *audit.Actor
 	// DialTimeout bounds the reachability check in New; optional, default 5s.
 	DialTimeout time.Duration
 	// Log receives lifecycle events and etcd client errors; optional, default discard.
@@ -68,6 +79,36 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--etcd-key %s given without --etcd-cert: a client key needs its certificate", c.KeyFile)
 	case c.CertFile != "" && c.KeyFile == "":
 		return fmt.Errorf("--etcd-cert %s given without --etcd-key: a client certificate needs its key", c.CertFile)
+	case c.Password != "" && c.Username == "":
+		return errors.New("--etcd-password given without --etcd-user")
+	}
+	if c.CertFile != "" {
+		return checkCertTime(c.CertFile, time.Now())
+	}
+	return nil
+}
+
+// checkCertTime says when a client certificate is outside its validity, so
+// that an expired certificate reads as such rather than as a failed
+// handshake. An unreadable file is left to the TLS setup to report.
+func checkCertTime(path string, now time.Time) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil //nolint:nilerr // New reports the unreadable file with its context
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil
+	}
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return nil //nolint:nilerr // as above: New's TLS setup names the problem
+	}
+	switch {
+	case now.After(cert.NotAfter):
+		return fmt.Errorf("--etcd-cert %s: certificate %q expired at %s", path, cert.Subject.CommonName, cert.NotAfter.UTC().Format(time.RFC3339))
+	case now.Before(cert.NotBefore):
+		return fmt.Errorf("--etcd-cert %s: certificate %q is not valid before %s", path, cert.Subject.CommonName, cert.NotBefore.UTC().Format(time.RFC3339))
 	}
 	return nil
 }
@@ -77,6 +118,11 @@ type Client struct {
 	cli    *clientv3.Client
 	prefix string
 	log    *slog.Logger
+	// actor, when set, is recorded with every write (Config.Audit).
+	actor *audit.Actor
+	// identity is the etcd user this client acts as ("" without one), for
+	// permission errors.
+	identity string
 
 	resyncs atomic.Int64
 
@@ -132,6 +178,8 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		Endpoints:   cfg.Endpoints,
 		DialTimeout: timeout,
 		TLS:         tlsCfg,
+		Username:    cfg.Username,
+		Password:    cfg.Password,
 		// The client logs every retry at warn; only its errors are worth keeping.
 		Logger:               newZapLogger(log, zapcore.ErrorLevel, nil),
 		DialKeepAliveTime:    10 * time.Second,
@@ -142,7 +190,12 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	cli.KV = endpointKV{KV: cli.KV, eps: eps}
 	cli.Lease = endpointLease{Lease: cli.Lease, kv: endpointKV{eps: eps}}
-	c := &Client{cli: cli, prefix: prefix, log: log}
+	c := &Client{cli: cli, prefix: prefix, log: log, actor: cfg.Audit, identity: cfg.Username}
+	if c.identity == "" && cfg.CertFile != "" {
+		if cn, err := audit.CertCN(cfg.CertFile); err == nil {
+			c.identity = cn
+		}
+	}
 
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -177,6 +230,15 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 			return nil, fmt.Errorf("etcd %s: TLS setup does not match the server: %s", eps, describe(res, len(cfg.Endpoints)))
 		}
 		err = <-got
+	}
+	if err != nil && (errors.Is(err, rpctypes.ErrPermissionDenied) || errors.Is(err, rpctypes.ErrGRPCPermissionDenied)) {
+		// etcd answered: the identity lacks a role, it is not a connection problem.
+		_ = cli.Close() // the permission error is the one to report
+		who := c.identity
+		if who == "" {
+			who = "this client"
+		}
+		return nil, fmt.Errorf("etcd %s: %s may not read %s (no Skein role granted? see skein auth grant): %w", eps, who, prefix, ErrPermissionDenied)
 	}
 	if err != nil {
 		_ = cli.Close() // the reachability error is the one to report
@@ -329,7 +391,7 @@ func (c *Client) put(ctx context.Context, key string, v any, opts ...clientv3.Op
 		return fmt.Errorf("encode %s: %w", key, err)
 	}
 	if _, err := c.cli.Put(ctx, key, string(b), opts...); err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
+		return fmt.Errorf("put %s: %w", key, c.writeErr(ctx, key, err))
 	}
 	return nil
 }

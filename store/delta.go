@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/skeinnet/skein/api"
+	"github.com/skeinnet/skein/audit"
 )
 
 // Change is one typed change of a stored object. Old is nil when the key was
@@ -115,7 +116,7 @@ func (s *state) applyDelta(key string, value []byte, d *Delta) {
 		if is := s.alive[name]; is != was {
 			d.Alive = append(d.Alive, AliveChange{Node: name, Alive: is})
 		}
-	case kindStatus:
+	case kindStatus, audit.KeyKind, kindAuth:
 		do()
 	default:
 		track(s.other, rest, rest, &d.Other, do)

@@ -245,6 +245,10 @@ func (dc *deltaConsumer) waitRev(t *testing.T, rev int64) view {
 // deltas alone equals a fresh load of the store, and that each delta's Old
 // values are what the consumer held.
 func TestWatchDeltasRandomWalk(t *testing.T) {
+	// Pages of 3 keys: every load (the consumers' first, each fresh load
+	// compared against) reads several pages at one revision.
+	defer func(n int64) { loadPage = n }(loadPage)
+	loadPage = 3
 	e := startEtcd(t)
 	c := newClient(t, e)
 	ctx := t.Context()

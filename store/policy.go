@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -59,17 +60,15 @@ func (c *Client) PutPolicy(ctx context.Context, o api.Object) (PutResult, error)
 	if err != nil {
 		return "", fmt.Errorf("encode %s: %w", key, err)
 	}
-	resp, err := c.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.Value(key), "=", string(b))).
-		Else(clientv3.OpPut(key, string(b), clientv3.WithPrevKV())).
-		Commit()
-	if err != nil {
+	old, wrote, err := c.replaceKey(ctx, key, func(old []byte) ([]byte, bool, error) {
+		return b, !bytes.Equal(old, b), nil
+	})
+	switch {
+	case err != nil:
 		return "", fmt.Errorf("put %s: %w", key, err)
-	}
-	if resp.Succeeded {
+	case !wrote:
 		return Unchanged, nil
-	}
-	if put := resp.Responses[0].GetResponsePut(); put != nil && put.PrevKv != nil {
+	case old != nil:
 		return Configured, nil
 	}
 	return Created, nil
@@ -151,12 +150,19 @@ func (c *Client) DeletePolicy(ctx context.Context, kind, namespace, name string)
 	if err != nil {
 		return fmt.Errorf("delete policy: %w", err)
 	}
-	resp, err := c.cli.Delete(ctx, key)
+	return c.deleteKey(ctx, key)
+}
+
+// deleteKey deletes key with its audit record; ErrNotFound when absent.
+func (c *Client) deleteKey(ctx context.Context, key string) error {
+	_, _, err := c.replaceKey(ctx, key, func(old []byte) ([]byte, bool, error) {
+		if old == nil {
+			return nil, false, ErrNotFound
+		}
+		return nil, true, nil
+	})
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", key, err)
-	}
-	if resp.Deleted == 0 {
-		return fmt.Errorf("delete %s: %w", key, ErrNotFound)
 	}
 	return nil
 }
@@ -245,13 +251,21 @@ func casUpdate[T any](ctx context.Context, c *Client, key string, update func(v 
 		if err != nil {
 			return zero, fmt.Errorf("encode %s: %w", key, err)
 		}
+		var before []byte
+		if len(kvs) > 0 {
+			before = kvs[0].Value
+		}
+		rec, err := c.auditOps(key, before, b)
+		if err != nil {
+			return zero, err
+		}
 		tresp, err := c.cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
-			Then(clientv3.OpPut(key, string(b))).
+			Then(append([]clientv3.Op{clientv3.OpPut(key, string(b))}, rec...)...).
 			Else(clientv3.OpGet(key)).
 			Commit()
 		if err != nil {
-			return zero, fmt.Errorf("put %s: %w", key, err)
+			return zero, fmt.Errorf("put %s: %w", key, c.writeErr(ctx, key, err))
 		}
 		if tresp.Succeeded {
 			return v, nil

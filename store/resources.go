@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -36,22 +37,42 @@ func (c *Client) CreateCluster(ctx context.Context, cl api.Cluster) error {
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", key, err)
 	}
-	resp, err := c.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, string(b))).
-		Commit()
+	return c.createKey(ctx, key, b)
+}
+
+// createKey writes key with its audit record unless it exists (ErrExists).
+func (c *Client) createKey(ctx context.Context, key string, b []byte) error {
+	_, _, err := c.replaceKey(ctx, key, func(old []byte) ([]byte, bool, error) {
+		if old != nil {
+			return nil, false, ErrExists
+		}
+		return b, true, nil
+	})
 	if err != nil {
 		return fmt.Errorf("create %s: %w", key, err)
-	}
-	if !resp.Succeeded {
-		return fmt.Errorf("create %s: %w", key, ErrExists)
 	}
 	return nil
 }
 
 // PutCluster overwrites the cluster configuration.
 func (c *Client) PutCluster(ctx context.Context, cl api.Cluster) error {
-	return c.put(ctx, c.key(kindCluster), cl)
+	key := c.key(kindCluster)
+	b, err := json.Marshal(cl)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	return c.putKey(ctx, key, b)
+}
+
+// putKey writes key with its audit record unless it already holds b.
+func (c *Client) putKey(ctx context.Context, key string, b []byte) error {
+	_, _, err := c.replaceKey(ctx, key, func(old []byte) ([]byte, bool, error) {
+		return b, !bytes.Equal(old, b), nil
+	})
+	if err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	return nil
 }
 
 // PutNode creates or replaces a node record.
@@ -88,6 +109,14 @@ func (c *Client) DeleteNode(ctx context.Context, name string) error {
 	}
 	nodeKey := c.key(kindNodes, name)
 	for range casAttempts {
+		nresp, err := c.cli.Get(ctx, nodeKey)
+		if err != nil {
+			return fmt.Errorf("delete node %s: %w", name, err)
+		}
+		var nodeVal []byte
+		if len(nresp.Kvs) > 0 {
+			nodeVal = nresp.Kvs[0].Value
+		}
 		resp, err := c.cli.Get(ctx, c.key(kindBlocks)+"/", clientv3.WithPrefix())
 		if err != nil {
 			return fmt.Errorf("delete node %s: list blocks: %w", name, err)
@@ -118,6 +147,11 @@ func (c *Client) DeleteNode(ctx context.Context, name string) error {
 				ops = append(ops, clientv3.OpDelete(string(kv.Key)))
 			}
 			if i == len(chunks)-1 {
+				rec, err := c.auditOps(nodeKey, nodeVal, nil)
+				if err != nil {
+					return err
+				}
+				ops = append(ops, rec...)
 				ops = append(ops,
 					clientv3.OpDelete(c.key(kindEndpoints, name)+"/", clientv3.WithPrefix()),
 					clientv3.OpDelete(c.key(kindAlive, name)),
@@ -127,7 +161,7 @@ func (c *Client) DeleteNode(ctx context.Context, name string) error {
 			}
 			tresp, err := c.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
 			if err != nil {
-				return fmt.Errorf("delete node %s: %w", name, err)
+				return fmt.Errorf("delete node %s: %w", name, c.writeErr(ctx, nodeKey, err))
 			}
 			if !tresp.Succeeded {
 				conflict = true

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/skeinnet/skein/api"
+	"github.com/skeinnet/skein/audit"
 )
 
 // Snapshot is the cluster as an agent sees it at one revision. Each Snapshot
@@ -147,7 +148,7 @@ func (s *state) set(rest string, value []byte) error {
 			return err
 		}
 		s.blocks[cidr] = b
-	case kindStatus:
+	case kindStatus, audit.KeyKind, kindAuth:
 		return errIgnored
 	default:
 		return s.setOther(rest, value)

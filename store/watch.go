@@ -150,20 +150,37 @@ func (c *Client) watch(ctx context.Context, loaded func(*state), batch func(*sta
 // Resyncs returns how many times Watch reloaded after its first load.
 func (c *Client) Resyncs() int64 { return c.resyncs.Load() }
 
-// load reads everything under the prefix at one revision.
+// loadPage bounds the keys of one read of load: at 50 000 endpoints one
+// response would be tens of megabytes, held at once beside what it decodes
+// to, and the process keeps that peak as resident memory.
+var loadPage int64 = 2000
+
+// load reads everything under the prefix at one revision, a page at a time.
 func (c *Client) load(ctx context.Context) (*state, error) {
 	lctx, cancel := context.WithTimeout(ctx, loadTimeout)
 	defer cancel()
-	resp, err := c.cli.Get(lctx, c.prefix, clientv3.WithRange(c.watchEnd()))
-	if err != nil {
-		return nil, fmt.Errorf("get %s*: %w", c.prefix, err)
-	}
 	st := newState(c.prefix)
-	st.rev = resp.Header.Revision
-	for _, kv := range resp.Kvs {
-		st.apply(string(kv.Key), putValue(kv.Value))
+	key, end := c.prefix, c.watchEnd()
+	for {
+		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(loadPage)}
+		if st.rev != 0 {
+			opts = append(opts, clientv3.WithRev(st.rev)) // every page at the first one's revision
+		}
+		resp, err := c.cli.Get(lctx, key, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("get %s* from %s: %w", c.prefix, key, err)
+		}
+		if st.rev == 0 {
+			st.rev = resp.Header.Revision
+		}
+		for _, kv := range resp.Kvs {
+			st.apply(string(kv.Key), putValue(kv.Value))
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return st, nil
+		}
+		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
-	return st, nil
 }
 
 // follow hands the watch responses from st.rev+1 on to batch, after moving

@@ -5,19 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/http"
 	"net/netip"
 	"slices"
-	"sort"
 	"strconv"
-	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/skeinnet/skein/api"
-	"github.com/skeinnet/skein/bgp"
+	"github.com/skeinnet/skein/report"
 	"github.com/skeinnet/skein/store"
 )
 
@@ -71,37 +67,34 @@ peer to change it.`,
 			if err := p.Validate(); err != nil {
 				return err
 			}
-			cl, ctx, done, err := g.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			inv, err := cl.Inventory(ctx)
-			if err != nil {
-				return err
-			}
-			for _, name := range slices.Sorted(maps.Keys(inv.Nodes)) {
-				if n := inv.Nodes[name]; n.UnderlayIP == p.PeerIP {
-					return fmt.Errorf("bgp peer %s: %s is node %s's underlay address; nodes peer with each other through the node mesh or route reflectors", p.Name, p.PeerIP, n.Name)
+			return g.withStore(cmd, func(ctx context.Context, cl *store.Client) error {
+				inv, err := cl.Inventory(ctx)
+				if err != nil {
+					return err
 				}
-			}
-			if err := cl.CreateBGPPeer(ctx, p); err != nil {
-				if errors.Is(err, store.ErrExists) {
-					return fmt.Errorf("bgp peer %q exists (skein bgp peer delete %s first, or choose another name)", p.Name, p.Name)
+				for _, name := range slices.Sorted(maps.Keys(inv.Nodes)) {
+					if n := inv.Nodes[name]; n.UnderlayIP == p.PeerIP {
+						return fmt.Errorf("bgp peer %s: %s is node %s's underlay address; nodes peer with each other through the node mesh or route reflectors", p.Name, p.PeerIP, n.Name)
+					}
 				}
-				return err
-			}
-			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "bgp peer %s added: %s AS %d, %s\n", p.Name, p.PeerIP, p.ASN, peerScope(p))
-			if p.Node != "" {
-				if _, ok := inv.Nodes[p.Node]; !ok {
-					fmt.Fprintf(cmd.ErrOrStderr(), "note: node %s is not registered (yet); its agent will peer when it starts\n", p.Node)
+				if err := cl.CreateBGPPeer(ctx, p); err != nil {
+					if errors.Is(err, store.ErrExists) {
+						return fmt.Errorf("bgp peer %q exists (skein bgp peer delete %s first, or choose another name)", p.Name, p.Name)
+					}
+					return err
 				}
-			}
-			if inv.Cluster != nil && inv.Cluster.Backend != api.BackendBGP {
-				fmt.Fprintf(cmd.ErrOrStderr(), "note: the cluster runs backend %s; BGP peers apply to backend bgp only\n", inv.Cluster.Backend)
-			}
-			return nil
+				w := cmd.OutOrStdout()
+				fmt.Fprintf(w, "bgp peer %s added: %s AS %d, %s\n", p.Name, p.PeerIP, p.ASN, peerScope(p))
+				if p.Node != "" {
+					if _, ok := inv.Nodes[p.Node]; !ok {
+						fmt.Fprintf(cmd.ErrOrStderr(), "note: node %s is not registered (yet); its agent will peer when it starts\n", p.Node)
+					}
+				}
+				if inv.Cluster != nil && inv.Cluster.Backend != api.BackendBGP {
+					fmt.Fprintf(cmd.ErrOrStderr(), "note: the cluster runs backend %s; BGP peers apply to backend bgp only\n", inv.Cluster.Backend)
+				}
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -131,38 +124,35 @@ func newBGPPeerListCmd(g *globalFlags) *cobra.Command {
 		Example: "  skein bgp peer list\n  skein bgp peer list -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, ctx, done, err := g.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			peers, lerr := cl.ListBGPPeers(ctx)
-			if peers == nil && lerr != nil {
-				return lerr
-			}
-			err = g.render(cmd.OutOrStdout(), peers, func(tw *tabwriter.Writer, wide bool) {
-				fmt.Fprint(tw, "NAME\tPEER IP\tASN\tNODES\tPORT")
-				if wide {
-					fmt.Fprint(tw, "\tDESCRIPTION")
+			return g.withStore(cmd, func(ctx context.Context, cl *store.Client) error {
+				peers, lerr := cl.ListBGPPeers(ctx)
+				if peers == nil && lerr != nil {
+					return lerr
 				}
-				fmt.Fprintln(tw)
-				for _, p := range peers {
-					port := "179"
-					if p.Port != 0 {
-						port = strconv.Itoa(p.Port)
-					}
-					nodes := p.Node
-					if nodes == "" {
-						nodes = "(all)"
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s", p.Name, p.PeerIP, p.ASN, nodes, port)
+				err := g.render(cmd.OutOrStdout(), peers, func(tw *tabwriter.Writer, wide bool) {
+					fmt.Fprint(tw, "NAME\tPEER IP\tASN\tNODES\tPORT")
 					if wide {
-						fmt.Fprintf(tw, "\t%s", p.Description)
+						fmt.Fprint(tw, "\tDESCRIPTION")
 					}
 					fmt.Fprintln(tw)
-				}
+					for _, p := range peers {
+						port := "179"
+						if p.Port != 0 {
+							port = strconv.Itoa(p.Port)
+						}
+						nodes := p.Node
+						if nodes == "" {
+							nodes = "(all)"
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s", p.Name, p.PeerIP, p.ASN, nodes, port)
+						if wide {
+							fmt.Fprintf(tw, "\t%s", p.Description)
+						}
+						fmt.Fprintln(tw)
+					}
+				})
+				return errors.Join(err, lerr)
 			})
-			return errors.Join(err, lerr)
 		},
 	}
 }
@@ -177,48 +167,30 @@ notification, so the peer drops the cluster's routes at once and the agents its 
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeBGPPeerNames(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, ctx, done, err := g.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			if err := cl.DeleteBGPPeer(ctx, args[0]); err != nil {
-				if errors.Is(err, store.ErrNotFound) {
-					return fmt.Errorf("bgp peer %q not found (see skein bgp peer list)", args[0])
+			return g.withStore(cmd, func(ctx context.Context, cl *store.Client) error {
+				if err := cl.DeleteBGPPeer(ctx, args[0]); err != nil {
+					if errors.Is(err, store.ErrNotFound) {
+						return fmt.Errorf("bgp peer %q not found (see skein bgp peer list)", args[0])
+					}
+					return err
 				}
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "bgp peer %s deleted\n", args[0])
-			return nil
+				fmt.Fprintf(cmd.OutOrStdout(), "bgp peer %s deleted\n", args[0])
+				return nil
+			})
 		},
 	}
 }
 
-// completeBGPPeerNames completes peer names from etcd, quietly giving up
-// when etcd does not answer within a second.
+// completeBGPPeerNames completes peer names from etcd.
 func completeBGPPeerNames(g *globalFlags) cobra.CompletionFunc {
-	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
-		if len(args) > 0 || g.fromEnv(cmd) != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		ctx, cancel := context.WithTimeout(cmd.Context(), time.Second)
-		defer cancel()
-		gg := *g
-		gg.Timeout = time.Second
-		cl, err := gg.client(ctx)
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		defer cl.Close()
+	return g.completeFromStore(func(ctx context.Context, cl *store.Client) ([]string, error) {
 		peers, _ := cl.ListBGPPeers(ctx) // completion offers what decodes
-		var out []cobra.Completion
-		for _, p := range peers {
-			if strings.HasPrefix(p.Name, toComplete) {
-				out = append(out, p.Name)
-			}
+		names := make([]string, len(peers))
+		for i, p := range peers {
+			names[i] = p.Name
 		}
-		return out, cobra.ShellCompDirectiveNoFileComp
-	}
+		return names, nil
+	})
 }
 
 func newBGPStatusCmd(g *globalFlags) *cobra.Command {
@@ -239,182 +211,38 @@ no heartbeat or published no sessions, 1 when the status could not be read.`,
   skein bgp status -o json | jq '.nodes[].neighbors[] | select(.state != "Established")'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, ctx, done, err := g.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			inv, err := cl.Inventory(ctx)
-			if err != nil {
-				return err
-			}
-			if inv.Cluster == nil {
-				return errors.New("no cluster configuration (run `skein cluster init --backend bgp`)")
-			}
-			if inv.Cluster.Backend != api.BackendBGP {
-				return fmt.Errorf("the cluster runs backend %s: there is no BGP (see skein status)", inv.Cluster.Backend)
-			}
-			probes := map[string]bgpProbe{}
-			if af.query {
-				probes = probeBGP(cmd.Context(), inv, af.timeout)
-			}
-			rep := buildBGPReport(inv, probes)
-			if err := g.render(cmd.OutOrStdout(), rep, func(tw *tabwriter.Writer, wide bool) { renderBGPReport(tw, rep, wide) }); err != nil {
-				return err
-			}
-			if !rep.Healthy {
-				return &exitError{code: exitUnhealthy, err: fmt.Errorf("bgp unhealthy: %d problem(s)", rep.problemCount())}
-			}
-			return nil
+			return g.withStore(cmd, func(ctx context.Context, cl *store.Client) error {
+				inv, err := cl.Inventory(ctx)
+				if err != nil {
+					return err
+				}
+				if inv.Cluster == nil {
+					return errors.New("no cluster configuration (run `skein cluster init --backend bgp`)")
+				}
+				if inv.Cluster.Backend != api.BackendBGP {
+					return fmt.Errorf("the cluster runs backend %s: there is no BGP (see skein status)", inv.Cluster.Backend)
+				}
+				var probes map[string]report.BGPProbe
+				if af.query {
+					probes = report.ProbeBGP(cmd.Context(), inv, af.timeout)
+				}
+				rep := report.BuildBGP(inv, probes)
+				if err := g.render(cmd.OutOrStdout(), rep, func(tw *tabwriter.Writer, wide bool) { renderBGPReport(tw, rep, wide) }); err != nil {
+					return err
+				}
+				if !rep.Healthy {
+					return &exitError{code: exitUnhealthy, err: fmt.Errorf("bgp unhealthy: %d problem(s)", rep.ProblemCount())}
+				}
+				return nil
+			})
 		},
 	}
 	af.register(cmd)
 	return cmd
 }
 
-// bgpReport is what `skein bgp status` prints (and -o json|yaml gives).
-type bgpReport struct {
-	ASN      uint32          `json:"asn"`
-	NodeMesh bool            `json:"nodeMesh"`
-	Peers    []api.BGPPeer   `json:"externalPeers"`
-	Nodes    []bgpNodeReport `json:"nodes"`
-	Healthy  bool            `json:"healthy"`
-	Problems []string        `json:"problems,omitempty"`
-}
-
-func (r bgpReport) problemCount() int {
-	n := len(r.Problems)
-	for _, nr := range r.Nodes {
-		n += len(nr.Problems)
-	}
-	return n
-}
-
-// bgpNodeReport is one node's sessions.
-type bgpNodeReport struct {
-	Name       string     `json:"name"`
-	UnderlayIP netip.Addr `json:"underlayIP,omitzero"`
-	Alive      bool       `json:"alive"`
-	// Reflector is the node's route-reflector cluster id label, when set.
-	Reflector *string `json:"routeReflector,omitempty"`
-	// Source is where Neighbors come from: "agent" (its debug endpoint),
-	// "etcd" (its status record) or "none".
-	Source    string            `json:"source"`
-	Neighbors []api.BGPNeighbor `json:"neighbors"`
-	// Agent says whether the debug endpoint answered: "ok", "not asked",
-	// "no address", or why not.
-	Agent    string   `json:"agent"`
-	Problems []string `json:"problems,omitempty"`
-}
-
-// bgpProbe is what asking one agent's /debug/bgp gave.
-type bgpProbe struct {
-	State *bgp.DebugState
-	Err   string
-}
-
-// probeBGP asks every node's debug endpoint for its BGP state, each within
-// timeout and all at once (up to maxProbes); failures are recorded, never
-// fatal.
-func probeBGP(ctx context.Context, inv store.Inventory, timeout time.Duration) map[string]bgpProbe {
-	return probeEach(ctx, inv, timeout, func(msg string) bgpProbe { return bgpProbe{Err: msg} },
-		func(hc *http.Client, _ string, n api.Node, addr string) bgpProbe {
-			var ds bgp.DebugState
-			switch err := agentGet(ctx, hc, addr, "/debug/bgp", &ds); {
-			case err != nil:
-				return bgpProbe{Err: err.Error()}
-			case n.UnderlayIP.IsValid() && ds.RouterID != n.UnderlayIP:
-				// A loopback address reaches whichever agent runs here.
-				return bgpProbe{Err: fmt.Sprintf("%s answered with router id %s, not %s (its debug address is not reachable from here)", addr, ds.RouterID, n.UnderlayIP)}
-			}
-			return bgpProbe{State: &ds}
-		})
-}
-
-// neighborsOf converts an agent's live BGP state into the published form.
-func neighborsOf(ds *bgp.DebugState) []api.BGPNeighbor {
-	out := make([]api.BGPNeighbor, 0, len(ds.Neighbors))
-	for _, n := range ds.Neighbors {
-		out = append(out, api.BGPNeighbor{
-			Name: n.Name, Address: n.Address, ASN: n.ASN, State: n.State, Uptime: n.Uptime,
-			Received: n.Received, Advertised: n.Advertised, LastError: n.LastError,
-		})
-	}
-	return out
-}
-
-// buildBGPReport grades every node's sessions; it is pure so tests can
-// feed it. A node is healthy when it heartbeats and every session it
-// reports is Established; without an agent's answer its status record
-// decides.
-func buildBGPReport(inv store.Inventory, probes map[string]bgpProbe) bgpReport {
-	rep := bgpReport{Nodes: []bgpNodeReport{}, Peers: []api.BGPPeer{}}
-	if c := inv.Cluster; c != nil && c.BGP != nil {
-		rep.ASN, rep.NodeMesh = c.BGP.ASN, c.BGP.NodeMesh
-	}
-	for _, k := range slices.Sorted(maps.Keys(inv.Other)) {
-		if !strings.HasPrefix(k, api.BGPPeerKeyKind+"/") {
-			continue
-		}
-		p, err := api.DecodeBGPPeer(inv.Other[k])
-		if err != nil {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("undecodable %s: %v", k, err))
-			continue
-		}
-		rep.Peers = append(rep.Peers, p)
-	}
-	for _, e := range inv.Errors {
-		rep.Problems = append(rep.Problems, "undecodable record in etcd: "+e)
-	}
-	for _, name := range slices.Sorted(maps.Keys(inv.Nodes)) {
-		n := inv.Nodes[name]
-		nr := bgpNodeReport{Name: n.Name, UnderlayIP: n.UnderlayIP, Alive: inv.Alive[n.Name], Source: "none", Agent: "not asked", Neighbors: []api.BGPNeighbor{}}
-		if v, ok := n.Labels[api.RouteReflectorLabel]; ok {
-			nr.Reflector = &v
-		}
-		problem := func(format string, args ...any) { nr.Problems = append(nr.Problems, fmt.Sprintf(format, args...)) }
-		st, hasStatus, err := decodeStatus(inv, n.Name)
-		if err != nil {
-			problem("%v", err)
-		}
-		if hasStatus {
-			nr.Source, nr.Neighbors = "etcd", append(nr.Neighbors, st.BGP...)
-		}
-		if p, ok := probes[n.Name]; ok {
-			nr.Agent = "ok"
-			if p.Err != "" {
-				nr.Agent = p.Err
-			} else if p.State != nil {
-				nr.Source, nr.Neighbors = "agent", neighborsOf(p.State)
-			}
-		}
-		sort.Slice(nr.Neighbors, func(i, j int) bool { return nr.Neighbors[i].Name < nr.Neighbors[j].Name })
-		if !nr.Alive {
-			problem("no heartbeat: agent down or cut off from etcd (peers keep its routes for the graceful-restart time, then until `skein node delete`)")
-		}
-		switch {
-		case nr.Source == "none" && nr.Alive:
-			problem("no BGP state published yet")
-		case nr.Source != "none" && len(nr.Neighbors) == 0 && len(inv.Nodes) > 1:
-			problem("no BGP sessions configured")
-		}
-		var down []string
-		for _, nb := range nr.Neighbors {
-			if nb.State != "Established" {
-				down = append(down, nb.Name+" "+nb.State)
-			}
-		}
-		if len(down) > 0 {
-			problem("sessions not established: %s", strings.Join(down, ", "))
-		}
-		rep.Nodes = append(rep.Nodes, nr)
-	}
-	rep.Healthy = rep.problemCount() == 0
-	return rep
-}
-
 // renderBGPReport prints the cluster's BGP setup and one line per session.
-func renderBGPReport(tw *tabwriter.Writer, rep bgpReport, wide bool) {
+func renderBGPReport(tw *tabwriter.Writer, rep report.BGP, wide bool) {
 	mesh := "node mesh"
 	if !rep.NodeMesh {
 		mesh = "route reflectors (no node mesh)"

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"text/tabwriter"
@@ -35,24 +36,21 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cl, ctx, done, err := g.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			if force {
-				err = cl.PutCluster(ctx, c)
-			} else {
-				err = cl.CreateCluster(ctx, c)
-			}
-			if errors.Is(err, store.ErrExists) {
-				return fmt.Errorf("the cluster is already initialised (see `skein cluster show`; --force overwrites, which is unsafe once nodes hold blocks): %w", err)
-			}
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "cluster initialised: pools %v, backend %s\n", cidrs, c.Backend)
-			return nil
+			return g.withStore(cmd, func(ctx context.Context, cl *store.Client) error {
+				if force {
+					err = cl.PutCluster(ctx, c)
+				} else {
+					err = cl.CreateCluster(ctx, c)
+				}
+				if errors.Is(err, store.ErrExists) {
+					return fmt.Errorf("the cluster is already initialised (see `skein cluster show`; --force overwrites, which is unsafe once nodes hold blocks): %w", err)
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "cluster initialised: pools %v, backend %s\n", cidrs, c.Backend)
+				return nil
+			})
 		},
 	}
 	f := initCmd.Flags()
@@ -72,32 +70,29 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 		Example: "  skein cluster show\n  skein cluster show -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, ctx, done, err := g.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			c, err := cl.GetCluster(ctx)
-			if errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("the cluster is not initialised yet: run `skein cluster init --pod-cidr CIDR`")
-			}
-			if err != nil {
-				return err
-			}
-			return g.render(cmd.OutOrStdout(), c, func(tw *tabwriter.Writer, _ bool) {
-				fmt.Fprintf(tw, "BACKEND\t%s\n", c.Backend)
-				for _, p := range c.Pools {
-					fmt.Fprintf(tw, "POOL\t%s\tblocks /%d\n", p.CIDR, p.BlockSize)
+			return g.withStore(cmd, func(ctx context.Context, cl *store.Client) error {
+				c, err := cl.GetCluster(ctx)
+				if errors.Is(err, store.ErrNotFound) {
+					return fmt.Errorf("the cluster is not initialised yet: run `skein cluster init --pod-cidr CIDR`")
 				}
-				if c.Backend == api.BackendVXLAN {
-					fmt.Fprintf(tw, "VXLAN\tvni %d\tport %d\n", c.VXLAN.VNI, c.VXLAN.Port)
+				if err != nil {
+					return err
 				}
-				if c.BGP != nil {
-					fmt.Fprintf(tw, "BGP\tasn %d\tnode mesh %v\n", c.BGP.ASN, c.BGP.NodeMesh)
-				}
-				if !c.Created.IsZero() {
-					fmt.Fprintf(tw, "CREATED\t%s\n", c.Created.Format(time.RFC3339))
-				}
+				return g.render(cmd.OutOrStdout(), c, func(tw *tabwriter.Writer, _ bool) {
+					fmt.Fprintf(tw, "BACKEND\t%s\n", c.Backend)
+					for _, p := range c.Pools {
+						fmt.Fprintf(tw, "POOL\t%s\tblocks /%d\n", p.CIDR, p.BlockSize)
+					}
+					if c.Backend == api.BackendVXLAN {
+						fmt.Fprintf(tw, "VXLAN\tvni %d\tport %d\n", c.VXLAN.VNI, c.VXLAN.Port)
+					}
+					if c.BGP != nil {
+						fmt.Fprintf(tw, "BGP\tasn %d\tnode mesh %v\n", c.BGP.ASN, c.BGP.NodeMesh)
+					}
+					if !c.Created.IsZero() {
+						fmt.Fprintf(tw, "CREATED\t%s\n", c.Created.Format(time.RFC3339))
+					}
+				})
 			})
 		},
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/skeinnet/skein/api"
+	"github.com/skeinnet/skein/store"
 )
 
 func newEndpointCmd(g *globalFlags) *cobra.Command {
@@ -21,44 +23,41 @@ func newEndpointCmd(g *globalFlags) *cobra.Command {
 		Example: "  skein endpoint list\n  skein endpoint list --node h1 -o wide",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, ctx, done, err := g.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			eps, err := cl.ListEndpoints(ctx)
-			if err != nil {
-				return err
-			}
-			out := []api.Endpoint{}
-			for _, ep := range eps {
-				if node == "" || ep.Node == node {
-					out = append(out, ep)
+			return g.withStore(cmd, func(ctx context.Context, cl *store.Client) error {
+				eps, err := cl.ListEndpoints(ctx)
+				if err != nil {
+					return err
 				}
-			}
-			sort.Slice(out, func(i, j int) bool {
-				if out[i].Namespace != out[j].Namespace {
-					return out[i].Namespace < out[j].Namespace
-				}
-				return out[i].Name < out[j].Name
-			})
-			return g.render(cmd.OutOrStdout(), out, func(tw *tabwriter.Writer, wide bool) {
-				fmt.Fprint(tw, "NAMESPACE\tNAME\tNODE\tIPS\tLABELS")
-				if wide {
-					fmt.Fprint(tw, "\tCONTAINER\tIFNAME\tHOST IFACE")
-				}
-				fmt.Fprintln(tw)
-				for _, ep := range out {
-					ips := make([]string, len(ep.IPs))
-					for i, ip := range ep.IPs {
-						ips[i] = ip.String()
+				out := []api.Endpoint{}
+				for _, ep := range eps {
+					if node == "" || ep.Node == node {
+						out = append(out, ep)
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s", ep.Namespace, ep.Name, ep.Node, strings.Join(ips, ","), labelString(ep.Labels))
+				}
+				sort.Slice(out, func(i, j int) bool {
+					if out[i].Namespace != out[j].Namespace {
+						return out[i].Namespace < out[j].Namespace
+					}
+					return out[i].Name < out[j].Name
+				})
+				return g.render(cmd.OutOrStdout(), out, func(tw *tabwriter.Writer, wide bool) {
+					fmt.Fprint(tw, "NAMESPACE\tNAME\tNODE\tIPS\tLABELS")
 					if wide {
-						fmt.Fprintf(tw, "\t%s\t%s\t%s", ep.ContainerID, ep.IfName, ep.HostIface)
+						fmt.Fprint(tw, "\tCONTAINER\tIFNAME\tHOST IFACE")
 					}
 					fmt.Fprintln(tw)
-				}
+					for _, ep := range out {
+						ips := make([]string, len(ep.IPs))
+						for i, ip := range ep.IPs {
+							ips[i] = ip.String()
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s", ep.Namespace, ep.Name, ep.Node, strings.Join(ips, ","), labelString(ep.Labels))
+						if wide {
+							fmt.Fprintf(tw, "\t%s\t%s\t%s", ep.ContainerID, ep.IfName, ep.HostIface)
+						}
+						fmt.Fprintln(tw)
+					}
+				})
 			})
 		},
 	}
@@ -76,20 +75,17 @@ func newNamespaceCmd(g *globalFlags) *cobra.Command {
 		Example: "  skein namespace list -o yaml",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, ctx, done, err := g.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			nss, err := cl.ListNamespaces(ctx)
-			if err != nil {
-				return err
-			}
-			return g.render(cmd.OutOrStdout(), nss, func(tw *tabwriter.Writer, _ bool) {
-				fmt.Fprintln(tw, "NAME\tLABELS")
-				for _, ns := range nss {
-					fmt.Fprintf(tw, "%s\t%s\n", ns.Name, labelString(ns.EffectiveLabels()))
+			return g.withStore(cmd, func(ctx context.Context, cl *store.Client) error {
+				nss, err := cl.ListNamespaces(ctx)
+				if err != nil {
+					return err
 				}
+				return g.render(cmd.OutOrStdout(), nss, func(tw *tabwriter.Writer, _ bool) {
+					fmt.Fprintln(tw, "NAME\tLABELS")
+					for _, ns := range nss {
+						fmt.Fprintf(tw, "%s\t%s\n", ns.Name, labelString(ns.EffectiveLabels()))
+					}
+				})
 			})
 		},
 	}

@@ -13,96 +13,9 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/skeinnet/skein/api"
-	"github.com/skeinnet/skein/ipam"
+	"github.com/skeinnet/skein/ipamaudit"
 	"github.com/skeinnet/skein/store"
 )
-
-func TestAuditIPAM(t *testing.T) {
-	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	ip := netip.MustParseAddr
-	owner := func(c string) api.Owner { return api.Owner{ContainerID: c, IfName: "eth0"} }
-	ep := func(node, c string, ips ...string) api.Endpoint {
-		e := api.Endpoint{Namespace: "x", Name: c, Node: node, ContainerID: c, IfName: "eth0"}
-		for _, s := range ips {
-			e.IPs = append(e.IPs, ip(s))
-		}
-		return e
-	}
-	inv := inventory(2, now) // n1 holds 10.244.1.0/26, n2 10.244.2.0/26
-	gone := netip.MustParsePrefix("10.244.9.0/26")
-	outside := netip.MustParsePrefix("10.99.0.0/26")
-	inv.Blocks[gone] = api.Block{CIDR: gone, Node: "gone"}
-	inv.Blocks[outside] = api.Block{CIDR: outside, Node: "n2"}
-	for _, e := range []api.Endpoint{
-		ep("n1", "ok1", "10.244.1.2"),
-		ep("n1", "dup1", "10.244.1.3"),
-		ep("n2", "dup2", "10.244.1.3"),    // also outside n2's blocks
-		ep("n1", "far", "10.244.5.7"),     // in no block of n1 (and unclaimed)
-		ep("n1", "unalloc", "10.244.1.9"), // the agent holds nothing for it
-		ep("gone", "orphan", "10.244.9.2"),
-	} {
-		key := e.Node + "/" + e.ContainerID + "/eth0"
-		inv.Endpoints[key] = e
-		inv.ModRevs[store.EndpointModRevKey(e.Node, owner(e.ContainerID))] = 50
-	}
-	alloc := func(c, addr string, age time.Duration) ipam.Allocation {
-		return ipam.Allocation{IP: ip(addr), Owner: owner(c), Pod: "x/" + c, Block: netip.MustParsePrefix("10.244.1.0/26"), Created: now.Add(-age)}
-	}
-	allocs := map[string]agentIPAM{"n1": {Node: "n1", Allocations: []ipam.Allocation{
-		alloc("ok1", "10.244.1.2", time.Hour),
-		alloc("dup1", "10.244.1.3", time.Hour),
-		alloc("far", "10.244.5.7", time.Hour),          // an allocation outside n1's blocks
-		alloc("leak", "10.244.1.20", time.Hour),        // no endpoint: leaked
-		alloc("adding", "10.244.1.21", 10*time.Second), // no endpoint yet: an ADD in flight
-	}}}
-	rep := auditIPAM(inv, allocs, map[string]string{"n2": "debug endpoint: connection refused"}, now, 5*time.Minute)
-
-	type row struct{ Kind, Node, What string }
-	var got []row
-	for _, f := range rep.Findings {
-		got = append(got, row{f.Kind, f.Node, findingWhat(f)})
-	}
-	want := []row{
-		{findAllocationOutsideBlocks, "n1", "far/eth0 10.244.5.7"},
-		{findBlockOutsidePools, "n2", "block 10.99.0.0/26"},
-		{findDoubleClaim, "", "10.244.1.3"},
-		{findEndpointOutsideBlocks, "n1", "far/eth0 10.244.5.7"},
-		{findEndpointOutsideBlocks, "n2", "dup2/eth0 10.244.1.3"},
-		{findEndpointNoAllocation, "n1", "unalloc/eth0 10.244.1.9"},
-		{findLeakedAddress, "n1", "leak/eth0 10.244.1.20"},
-		{findOrphanBlock, "gone", "block 10.244.9.0/26"},
-		{findStaleEndpoint, "gone", "orphan/eth0 10.244.9.2"},
-	}
-	if d := cmp.Diff(want, got); d != "" {
-		t.Errorf("findings (-want +got):\n%s", d)
-	}
-	if d := cmp.Diff([]uncheckedNode{{"n2", "debug endpoint: connection refused"}}, rep.Unchecked); d != "" {
-		t.Errorf("unchecked (-want +got):\n%s", d)
-	}
-	// The guards a release would use.
-	for _, f := range rep.Findings {
-		switch {
-		case f.Kind == findOrphanBlock:
-			if f.modRev != inv.ModRevs[store.BlockModRevKey(gone)] || !cmp.Equal(f.guard.NodesAbsent, []string{"gone"}) {
-				t.Errorf("orphan block guard: rev %d %+v", f.modRev, f.guard)
-			}
-		case f.Kind == findEndpointOutsideBlocks && f.Node == "n1":
-			// 10.244.5.0/26 was unclaimed: it must still be.
-			if d := cmp.Diff(map[netip.Prefix]int64{netip.MustParsePrefix("10.244.5.0/26"): 0}, f.guard.Blocks); d != "" || f.modRev != 50 {
-				t.Errorf("endpoint-outside-blocks guard (-want +got):\n%s", d)
-			}
-		case f.Kind == findEndpointOutsideBlocks && f.Node == "n2":
-			// 10.244.1.0/26 is n1's: it must not change hands.
-			if d := cmp.Diff(map[netip.Prefix]int64{netip.MustParsePrefix("10.244.1.0/26"): 101}, f.guard.Blocks); d != "" {
-				t.Errorf("endpoint-outside-blocks guard (-want +got):\n%s", d)
-			}
-		}
-	}
-	clean := auditIPAM(inventory(2, now), nil, nil, now, time.Minute)
-	if len(clean.Findings) != 0 {
-		t.Errorf("findings on a clean cluster: %+v", clean.Findings)
-	}
-}
 
 // TestIPAMReleaseCommand: check names the problems (exit 2); release
 // --dry-run changes nothing; release fixes them, and check is then clean.
@@ -128,7 +41,7 @@ func TestIPAMReleaseCommand(t *testing.T) {
 	if exitCode(err) != exitUnhealthy {
 		t.Fatalf("check: exit %d (%v), want %d\n%s", exitCode(err), err, exitUnhealthy, out)
 	}
-	for _, want := range []string{findOrphanBlock, findStaleEndpoint, findEndpointOutsideBlocks, "3 finding(s)", "allocations not checked", "n1: the agent serves no debug endpoint"} {
+	for _, want := range []string{ipamaudit.OrphanBlock, ipamaudit.StaleEndpoint, ipamaudit.EndpointOutsideBlocks, "3 finding(s)", "allocations not checked", "n1: the agent serves no debug endpoint"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("check output lacks %q:\n%s", want, out)
 		}
@@ -153,7 +66,7 @@ func TestIPAMReleaseCommand(t *testing.T) {
 	}
 	for _, r := range results {
 		if !strings.HasPrefix(r.Result, "released") {
-			t.Errorf("%s %s: %s", r.Kind, findingWhat(r.ipamFinding), r.Result)
+			t.Errorf("%s %s: %s", r.Kind, r.What(), r.Result)
 		}
 	}
 	inv, err := tc.cl.Inventory(ctx)
@@ -184,14 +97,14 @@ func TestIPAMReleaseSkipsChanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep := auditIPAM(inv, nil, nil, time.Now(), time.Minute)
-	if len(rep.Findings) != 1 || rep.Findings[0].Kind != findOrphanBlock {
+	rep := ipamaudit.Audit(inv, nil, nil, time.Now(), time.Minute)
+	if len(rep.Findings) != 1 || rep.Findings[0].Kind != ipamaudit.OrphanBlock {
 		t.Fatalf("findings %+v", rep.Findings)
 	}
 	if err := tc.cl.PutNode(ctx, api.Node{Name: "back"}); err != nil {
 		t.Fatal(err)
 	}
-	if got := applyRelease(ctx, tc.g, tc.cl, rep.Findings[0]); !strings.HasPrefix(got, "skipped: changed") {
+	if got := ipamaudit.Release(ctx, tc.cl, rep.Findings[0], tc.g.Timeout); !strings.HasPrefix(got, "skipped: changed") {
 		t.Errorf("release after the node came back: %q", got)
 	}
 	if blocks, _ := tc.cl.ListBlocks(ctx); len(blocks) != 1 {
@@ -313,7 +226,7 @@ func TestIPAMShowEmptyBlocks(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ipam show -o json: %v\n%s", err, out)
 	}
-	var usage []poolUsage
+	var usage []ipamaudit.PoolUsage
 	if err := json.Unmarshal([]byte(out), &usage); err != nil {
 		t.Fatalf("decode: %v\n%s", err, out)
 	}
@@ -337,9 +250,9 @@ func TestIPAMShowEmptyBlocks(t *testing.T) {
 func TestRenderIPAMShow(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	pfx := netip.MustParsePrefix
-	usage := []poolUsage{{
+	usage := []ipamaudit.PoolUsage{{
 		CIDR: pfx("10.244.0.0/16"), BlockSize: 26, BlocksTotal: 1024, BlocksUsed: 4, EndpointIPs: 3,
-		Blocks: []blockUsage{
+		Blocks: []ipamaudit.BlockUsage{
 			{Block: api.Block{CIDR: pfx("10.244.1.0/26"), Node: "n1"}, Empty: &api.EmptyBlock{CIDR: pfx("10.244.1.0/26"), Since: now.Add(-2 * time.Hour), Home: true}},
 			{Block: api.Block{CIDR: pfx("10.244.2.0/26"), Node: "n1"}, Endpoints: 3},
 			{Block: api.Block{CIDR: pfx("10.244.3.0/26"), Node: "n1"}, Empty: &api.EmptyBlock{CIDR: pfx("10.244.3.0/26"), Since: now.Add(-11 * time.Minute), ReleaseAt: now.Add(-time.Minute)}},
@@ -370,7 +283,7 @@ func TestRenderIPAMShow(t *testing.T) {
 func TestRenderIPAMReportUnchecked(t *testing.T) {
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-	renderIPAMReport(tw, ipamReport{Rev: 7, Unchecked: []uncheckedNode{{Node: "n2", Reason: "debug endpoint: connection refused"}}}, false)
+	renderIPAMReport(tw, ipamaudit.Report{Rev: 7, Unchecked: []ipamaudit.Unchecked{{Node: "n2", Reason: "debug endpoint: connection refused"}}}, false)
 	_ = tw.Flush()
 	for _, want := range []string{"no problems found in what could be checked", "1 node(s) NOT checked", "n2: debug endpoint: connection refused", "run `skein ipam check` on it", "--etcd-only"} {
 		if !strings.Contains(b.String(), want) {
@@ -378,7 +291,7 @@ func TestRenderIPAMReportUnchecked(t *testing.T) {
 		}
 	}
 	b.Reset()
-	renderIPAMReport(tw, ipamReport{Rev: 7}, false)
+	renderIPAMReport(tw, ipamaudit.Report{Rev: 7}, false)
 	_ = tw.Flush()
 	if got := b.String(); got != "no problems found (etcd rev 7)\n" {
 		t.Errorf("report with everything checked = %q", got)

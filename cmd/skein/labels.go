@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -53,17 +54,14 @@ label ` + api.NamespaceNameLabel + ` is implied and cannot be changed.`,
 			if err != nil {
 				return err
 			}
-			cl, ctx, done, err := g.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			ns, err := cl.LabelNamespace(ctx, args[0], set, remove)
-			if err != nil {
-				return err
-			}
-			return g.render(cmd.OutOrStdout(), ns, func(tw *tabwriter.Writer, _ bool) {
-				fmt.Fprintf(tw, "namespace %s labelled: %s\n", ns.Name, labelString(ns.EffectiveLabels()))
+			return g.withStore(cmd, func(ctx context.Context, cl *store.Client) error {
+				ns, err := cl.LabelNamespace(ctx, args[0], set, remove)
+				if err != nil {
+					return err
+				}
+				return g.render(cmd.OutOrStdout(), ns, func(tw *tabwriter.Writer, _ bool) {
+					fmt.Fprintf(tw, "namespace %s labelled: %s\n", ns.Name, labelString(ns.EffectiveLabels()))
+				})
 			})
 		},
 	}
@@ -89,22 +87,19 @@ from the CNI arguments again.`,
 			if err != nil {
 				return err
 			}
-			cl, ctx, done, err := g.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			eps, err := cl.LabelEndpoint(ctx, ns, name, set, remove)
-			if errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("endpoint %s/%s not found (see skein endpoint list)", ns, name)
-			}
-			if err != nil {
-				return err
-			}
-			return g.render(cmd.OutOrStdout(), eps, func(tw *tabwriter.Writer, _ bool) {
-				for _, ep := range eps {
-					fmt.Fprintf(tw, "endpoint %s/%s (%s %s/%s) labelled: %s\n", ep.Namespace, ep.Name, ep.Node, shortID(ep.ContainerID), ep.IfName, labelString(ep.Labels))
+			return g.withStore(cmd, func(ctx context.Context, cl *store.Client) error {
+				eps, err := cl.LabelEndpoint(ctx, ns, name, set, remove)
+				if errors.Is(err, store.ErrNotFound) {
+					return fmt.Errorf("endpoint %s/%s not found (see skein endpoint list)", ns, name)
 				}
+				if err != nil {
+					return err
+				}
+				return g.render(cmd.OutOrStdout(), eps, func(tw *tabwriter.Writer, _ bool) {
+					for _, ep := range eps {
+						fmt.Fprintf(tw, "endpoint %s/%s (%s %s/%s) labelled: %s\n", ep.Namespace, ep.Name, ep.Node, shortID(ep.ContainerID), ep.IfName, labelString(ep.Labels))
+					}
+				})
 			})
 		},
 	}

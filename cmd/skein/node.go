@@ -131,37 +131,34 @@ a live node is undone at once, as its agent registers again.`,
 		ValidArgsFunction: completeNodeNames(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			cl, ctx, done, err := g.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			inv, err := cl.Inventory(ctx)
-			if err != nil {
-				return err
-			}
-			if _, ok := inv.Nodes[name]; !ok {
-				return fmt.Errorf("node %q not found (see skein node list)", name)
-			}
-			if inv.Alive[name] && !force {
-				return fmt.Errorf("node %q is alive (its agent heartbeats); stop skeind there first, or use --force", name)
-			}
-			blocks, eps := 0, 0
-			for _, b := range inv.Blocks {
-				if b.Node == name {
-					blocks++
+			return g.withStore(cmd, func(ctx context.Context, cl *store.Client) error {
+				inv, err := cl.Inventory(ctx)
+				if err != nil {
+					return err
 				}
-			}
-			for _, ep := range inv.Endpoints {
-				if ep.Node == name {
-					eps++
+				if _, ok := inv.Nodes[name]; !ok {
+					return fmt.Errorf("node %q not found (see skein node list)", name)
 				}
-			}
-			if err := cl.DeleteNode(ctx, name); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "node %s deleted: %d block(s) and %d endpoint(s) freed\n", name, blocks, eps)
-			return nil
+				if inv.Alive[name] && !force {
+					return fmt.Errorf("node %q is alive (its agent heartbeats); stop skeind there first, or use --force", name)
+				}
+				blocks, eps := 0, 0
+				for _, b := range inv.Blocks {
+					if b.Node == name {
+						blocks++
+					}
+				}
+				for _, ep := range inv.Endpoints {
+					if ep.Node == name {
+						eps++
+					}
+				}
+				if err := cl.DeleteNode(ctx, name); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "node %s deleted: %d block(s) and %d endpoint(s) freed\n", name, blocks, eps)
+				return nil
+			})
 		},
 	}
 	del.Flags().BoolVar(&force, "force", false, "delete even if the node's agent is alive")
@@ -169,93 +166,70 @@ a live node is undone at once, as its agent registers again.`,
 	return cmd
 }
 
-// completeNodeNames completes node names from etcd, quietly giving up when
-// etcd does not answer within a second.
+// completeNodeNames completes node names from etcd.
 func completeNodeNames(g *globalFlags) cobra.CompletionFunc {
-	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
-		if len(args) > 0 {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		if err := g.fromEnv(cmd); err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		ctx, cancel := context.WithTimeout(cmd.Context(), time.Second)
-		defer cancel()
-		gg := *g
-		gg.Timeout = time.Second
-		cl, err := gg.client(ctx)
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		defer cl.Close()
+	return g.completeFromStore(func(ctx context.Context, cl *store.Client) ([]string, error) {
 		nodes, err := cl.ListNodes(ctx)
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
+		names := make([]string, len(nodes))
+		for i, n := range nodes {
+			names[i] = n.Name
 		}
-		var out []cobra.Completion
-		for _, n := range nodes {
-			if strings.HasPrefix(n.Name, toComplete) {
-				out = append(out, n.Name)
-			}
-		}
-		return out, cobra.ShellCompDirectiveNoFileComp
-	}
+		return names, err
+	})
 }
 
 // nodeRows reads nodes, liveness and blocks; only is a name filter ("" =
 // all). With stale > 0 only stale nodes are returned, with their last
 // status time.
 func nodeRows(cmd *cobra.Command, g *globalFlags, only string, stale time.Duration) ([]nodeRow, error) {
-	cl, ctx, done, err := g.open(cmd)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	nodes, err := cl.ListNodes(ctx)
-	if err != nil {
-		return nil, err
-	}
-	alive, err := cl.AliveNodes(ctx)
-	if err != nil {
-		return nil, err
-	}
-	blocks, err := cl.ListBlocks(ctx)
-	if err != nil {
-		return nil, err
-	}
-	byNode := map[string][]string{}
-	for _, b := range blocks {
-		byNode[b.Node] = append(byNode[b.Node], b.CIDR.String())
-	}
-	now := time.Now()
 	rows := []nodeRow{}
-	for _, n := range nodes {
-		if only != "" && n.Name != only {
-			continue
+	err := g.withStore(cmd, func(ctx context.Context, cl *store.Client) error {
+		nodes, err := cl.ListNodes(ctx)
+		if err != nil {
+			return err
 		}
-		bl := byNode[n.Name]
-		sort.Strings(bl)
-		r := nodeRow{Node: n, Alive: alive[n.Name], Blocks: bl}
-		if stale > 0 {
-			if r.Alive {
+		alive, err := cl.AliveNodes(ctx)
+		if err != nil {
+			return err
+		}
+		blocks, err := cl.ListBlocks(ctx)
+		if err != nil {
+			return err
+		}
+		byNode := map[string][]string{}
+		for _, b := range blocks {
+			byNode[b.Node] = append(byNode[b.Node], b.CIDR.String())
+		}
+		now := time.Now()
+		for _, n := range nodes {
+			if only != "" && n.Name != only {
 				continue
 			}
-			seen, err := cl.LastSeen(ctx, n.Name)
-			switch {
-			case err == nil:
-				if now.Sub(seen) < stale {
+			bl := byNode[n.Name]
+			sort.Strings(bl)
+			r := nodeRow{Node: n, Alive: alive[n.Name], Blocks: bl}
+			if stale > 0 {
+				if r.Alive {
 					continue
 				}
-				r.LastSeen = &seen
-			case errors.Is(err, store.ErrHistoryCompacted):
-				r.LastSeenNote = "unknown (etcd history compacted)"
-			case errors.Is(err, store.ErrNotFound):
-				r.LastSeenNote = "never (no status since registration)"
-			default:
-				return nil, err
+				seen, err := cl.LastSeen(ctx, n.Name)
+				switch {
+				case err == nil:
+					if now.Sub(seen) < stale {
+						continue
+					}
+					r.LastSeen = &seen
+				case errors.Is(err, store.ErrHistoryCompacted):
+					r.LastSeenNote = "unknown (etcd history compacted)"
+				case errors.Is(err, store.ErrNotFound):
+					r.LastSeenNote = "never (no status since registration)"
+				default:
+					return err
+				}
 			}
+			rows = append(rows, r)
 		}
-		rows = append(rows, r)
-	}
-	return rows, nil
+		return nil
+	})
+	return rows, err
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -59,20 +60,17 @@ and matrix).`,
 					return fmt.Errorf("node %s: nodes register themselves (skeind) and cannot be applied (keep them in files for offline trace and matrix)", api.ObjectName(o))
 				}
 			}
-			cl, err := g.client(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			out := cmd.OutOrStdout()
-			for _, o := range objs {
-				res, err := applyObject(cmd, g, cl, o)
-				if err != nil {
-					return err
+			return g.withStore(cmd, func(_ context.Context, cl *store.Client) error {
+				out := cmd.OutOrStdout()
+				for _, o := range objs {
+					res, err := applyObject(cmd, g, cl, o)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(out, "%s %s %s\n", strings.ToLower(o.GetKind()), api.ObjectName(o), res)
 				}
-				fmt.Fprintf(out, "%s %s %s\n", strings.ToLower(o.GetKind()), api.ObjectName(o), res)
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "file to apply, - for stdin (repeatable)")
@@ -219,19 +217,16 @@ func newPolicyGetCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cl, ctx, done, err := g.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			o, err := cl.GetPolicy(ctx, kind, pns, name)
-			if errors.Is(err, store.ErrNotFound) {
-				return fmt.Errorf("%s %s not found", kind, objectRef(pns, name))
-			}
-			if err != nil {
-				return err
-			}
-			return renderObject(cmd.OutOrStdout(), g, o)
+			return g.withStore(cmd, func(ctx context.Context, cl *store.Client) error {
+				o, err := cl.GetPolicy(ctx, kind, pns, name)
+				if errors.Is(err, store.ErrNotFound) {
+					return fmt.Errorf("%s %s not found", kind, objectRef(pns, name))
+				}
+				if err != nil {
+					return err
+				}
+				return renderObject(cmd.OutOrStdout(), g, o)
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&ns, "namespace", "n", api.DefaultNamespace, "namespace of a NetworkPolicy given by NAME alone")
@@ -271,27 +266,24 @@ func newPolicyListCmd(g *globalFlags) *cobra.Command {
 					return err
 				}
 			}
-			cl, ctx, done, err := g.open(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			objs, err := cl.ListPolicies(ctx, kind)
-			if err != nil {
-				return err
-			}
-			out := []api.Object{}
-			for _, o := range objs {
-				if ns == "" || o.GetNamespace() == ns {
-					out = append(out, o)
+			return g.withStore(cmd, func(ctx context.Context, cl *store.Client) error {
+				objs, err := cl.ListPolicies(ctx, kind)
+				if err != nil {
+					return err
 				}
-			}
-			sort.SliceStable(out, func(i, j int) bool { return policyOrder(out[i]) < policyOrder(out[j]) })
-			return g.render(cmd.OutOrStdout(), out, func(tw *tabwriter.Writer, _ bool) {
-				fmt.Fprintln(tw, "KIND\tNAMESPACE\tNAME\tSUMMARY")
-				for _, o := range out {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", o.GetKind(), dash(o.GetNamespace()), o.GetName(), policySummary(o))
+				out := []api.Object{}
+				for _, o := range objs {
+					if ns == "" || o.GetNamespace() == ns {
+						out = append(out, o)
+					}
 				}
+				sort.SliceStable(out, func(i, j int) bool { return policyOrder(out[i]) < policyOrder(out[j]) })
+				return g.render(cmd.OutOrStdout(), out, func(tw *tabwriter.Writer, _ bool) {
+					fmt.Fprintln(tw, "KIND\tNAMESPACE\tNAME\tSUMMARY")
+					for _, o := range out {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", o.GetKind(), dash(o.GetNamespace()), o.GetName(), policySummary(o))
+					}
+				})
 			})
 		},
 	}
@@ -427,31 +419,28 @@ are skipped). Deleting a policy that does not exist is an error unless
 			default:
 				return errors.New("give KIND NS/NAME (or KIND NAME), or -f FILE")
 			}
-			cl, err := g.client(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			var errs []error
-			for _, r := range refs {
-				ctx, cancel := g.ctx(cmd)
-				err := refuseKubeOwned(ctx, cl, nil, r.kind, r.ns, r.name)
-				if err == nil {
-					err = cl.DeletePolicy(ctx, r.kind, r.ns, r.name)
-				}
-				cancel()
-				switch {
-				case errors.Is(err, store.ErrNotFound):
-					if !ignoreNotFound {
-						errs = append(errs, fmt.Errorf("%s %s not found", r.kind, objectRef(r.ns, r.name)))
+			return g.withStore(cmd, func(_ context.Context, cl *store.Client) error {
+				var errs []error
+				for _, r := range refs {
+					ctx, cancel := g.ctx(cmd)
+					err := refuseKubeOwned(ctx, cl, nil, r.kind, r.ns, r.name)
+					if err == nil {
+						err = cl.DeletePolicy(ctx, r.kind, r.ns, r.name)
 					}
-				case err != nil:
-					errs = append(errs, err)
-				default:
-					fmt.Fprintf(cmd.OutOrStdout(), "%s %s deleted\n", strings.ToLower(r.kind), objectRef(r.ns, r.name))
+					cancel()
+					switch {
+					case errors.Is(err, store.ErrNotFound):
+						if !ignoreNotFound {
+							errs = append(errs, fmt.Errorf("%s %s not found", r.kind, objectRef(r.ns, r.name)))
+						}
+					case err != nil:
+						errs = append(errs, err)
+					default:
+						fmt.Fprintf(cmd.OutOrStdout(), "%s %s deleted\n", strings.ToLower(r.kind), objectRef(r.ns, r.name))
+					}
 				}
-			}
-			return errors.Join(errs...)
+				return errors.Join(errs...)
+			})
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "delete the policies in this file, - for stdin (repeatable)")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -8,9 +9,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/skeinnet/skein/agent"
 	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/policy"
+	"github.com/skeinnet/skein/policyinput"
+	"github.com/skeinnet/skein/store"
 )
 
 // traceOutput is what `policy trace -o json|yaml` prints.
@@ -183,34 +185,27 @@ func addObject(in *policy.Input, o api.Object) {
 	}
 }
 
-// liveInput reads endpoints, namespaces, nodes and policies from etcd.
-// Stored policies that do not decode are quarantined, as the agents do
-// (agent.StoredPolicyInput), and reported on stderr.
+// liveInput builds the input from etcd at one revision, as the agents do
+// (policyinput.FromSnapshot, for every node's endpoints). Stored policies
+// that do not decode are quarantined, as an agent that never saw a valid
+// value does, and reported on stderr.
 func liveInput(cmd *cobra.Command, g *globalFlags) (policy.Input, error) {
 	var in policy.Input
-	cl, ctx, done, err := g.open(cmd)
-	if err != nil {
-		return in, err
-	}
-	defer done()
-	if in.Endpoints, err = cl.ListEndpoints(ctx); err != nil {
-		return in, err
-	}
-	if in.Namespaces, err = cl.ListNamespaces(ctx); err != nil {
-		return in, err
-	}
-	if in.Nodes, err = cl.ListNodes(ctx); err != nil {
-		return in, err
-	}
-	raw, err := cl.RawPolicies(ctx)
-	if err != nil {
-		return in, err
-	}
-	pols, invalid := agent.StoredPolicyInput(raw)
-	in.NetworkPolicies, in.ANPs, in.BANPs, in.CNPs, in.Quarantines = pols.NetworkPolicies, pols.ANPs, pols.BANPs, pols.CNPs, pols.Quarantines
-	for _, p := range invalid {
-		// An agent that saw a valid version of it before keeps that one.
-		fmt.Fprintf(cmd.ErrOrStderr(), "warning: invalid stored policy %s: %s (quarantined here; see skein status for what each node enforces)\n", p.Key, p.Error)
-	}
-	return in, nil
+	err := g.withStore(cmd, func(ctx context.Context, cl *store.Client) error {
+		inv, err := cl.Inventory(ctx)
+		if err != nil {
+			return err
+		}
+		var invalid []api.InvalidPolicy
+		in, invalid = policyinput.FromSnapshot("", &inv.Snapshot, policyinput.Decode)
+		for _, p := range invalid {
+			// An agent that saw a valid version of it before keeps that one.
+			fmt.Fprintf(cmd.ErrOrStderr(), "warning: invalid stored policy %s: %s (quarantined here; see skein status for what each node enforces)\n", p.Key, p.Error)
+		}
+		for _, e := range inv.Errors {
+			fmt.Fprintf(cmd.ErrOrStderr(), "warning: undecodable record in etcd, left out: %s\n", e)
+		}
+		return nil
+	})
+	return in, err
 }

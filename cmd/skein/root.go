@@ -25,6 +25,8 @@ type globalFlags struct {
 	EtcdCert      string
 	EtcdKey       string
 	EtcdCA        string
+	EtcdUser      string
+	EtcdPassword  string
 	Output        string
 	Timeout       time.Duration
 	Config        string
@@ -73,6 +75,8 @@ func newRootCmd() *cobra.Command {
 	pf.StringVar(&g.EtcdCert, "etcd-cert", "", "etcd client certificate (env SKEIN_ETCD_CERT)")
 	pf.StringVar(&g.EtcdKey, "etcd-key", "", "etcd client key (env SKEIN_ETCD_KEY)")
 	pf.StringVar(&g.EtcdCA, "etcd-ca", "", "etcd CA certificate (env SKEIN_ETCD_CA)")
+	pf.StringVar(&g.EtcdUser, "etcd-user", "", "etcd user name, instead of the client certificate's CN (env SKEIN_ETCD_USER)")
+	pf.StringVar(&g.EtcdPassword, "etcd-password", "", "etcd user's password (env SKEIN_ETCD_PASSWORD)")
 	pf.StringVarP(&g.Output, "output", "o", "table", "output format: table, wide, json or yaml")
 	pf.DurationVar(&g.Timeout, "timeout", 10*time.Second, "deadline for each call to etcd")
 	pf.StringVar(&g.Config, "config", "", "YAML file of global flag values, e.g. `etcd-endpoints: https://10.0.0.10:2379` (env SKEIN_CONFIG; default "+defaultConfigFile+" when present)")
@@ -86,6 +90,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newClusterCmd(g), newNodeCmd(g), newIPAMCmd(g), epCmd, nsCmd, polCmd, newLabCmd(g), newVersionCmd())
 	root.AddCommand(newOpsCmds(g)...)
 	root.AddCommand(newBGPCmd(g))
+	root.AddCommand(newAuthCmd(g), newAuditCmd(g), newBackupCmd(g), newRestoreCmd(g))
 	return root
 }
 
@@ -146,7 +151,10 @@ func (g *globalFlags) storeConfig() store.Config {
 		CertFile:    g.EtcdCert,
 		KeyFile:     g.EtcdKey,
 		CAFile:      g.EtcdCA,
+		Username:    g.EtcdUser,
+		Password:    g.EtcdPassword,
 		DialTimeout: g.Timeout,
+		Audit:       g.actor(),
 	}
 }
 
@@ -180,15 +188,46 @@ func newVersionCmd() *cobra.Command {
 	}
 }
 
-// open connects to etcd and returns the client, a context with the per-call
-// deadline, and a func that releases both.
-func (g *globalFlags) open(cmd *cobra.Command) (*store.Client, context.Context, func(), error) {
+// withStore is how every command reaches etcd: it connects with the global
+// flags, runs fn with the client and a context bounded by --timeout, and
+// closes the client. A command that makes many calls takes a fresh deadline
+// for each with g.ctx.
+func (g *globalFlags) withStore(cmd *cobra.Command, fn func(ctx context.Context, cl *store.Client) error) error {
 	cl, err := g.client(cmd.Context())
 	if err != nil {
-		return nil, nil, nil, err
+		return err
 	}
+	defer cl.Close()
 	ctx, cancel := g.ctx(cmd)
-	return cl, ctx, func() { cancel(); cl.Close() }, nil
+	defer cancel()
+	return fn(ctx, cl)
+}
+
+// completeFromStore completes a command's one argument from the names list
+// returns, through withStore, quietly giving up when etcd does not answer
+// within a second.
+func (g *globalFlags) completeFromStore(list func(ctx context.Context, cl *store.Client) ([]string, error)) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) > 0 || g.fromEnv(cmd) != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		quick := *g
+		quick.Timeout = time.Second
+		var out []cobra.Completion
+		_ = quick.withStore(cmd, func(ctx context.Context, cl *store.Client) error { // no completion is the answer to any error
+			names, err := list(ctx, cl)
+			if err != nil {
+				return err
+			}
+			for _, n := range names {
+				if strings.HasPrefix(n, toComplete) {
+					out = append(out, n)
+				}
+			}
+			return nil
+		})
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
 }
 
 // ctx returns the command's context with the per-call deadline.
@@ -198,7 +237,7 @@ func (g *globalFlags) ctx(cmd *cobra.Command) (context.Context, context.CancelFu
 
 // globalSettings are the global flags the environment and the config file
 // may set.
-var globalSettings = []string{"etcd-endpoints", "etcd-prefix", "etcd-cert", "etcd-key", "etcd-ca", "output", "timeout"}
+var globalSettings = []string{"etcd-endpoints", "etcd-prefix", "etcd-cert", "etcd-key", "etcd-ca", "etcd-user", "etcd-password", "output", "timeout"}
 
 // readConfig loads the CLI config file: --config, else SKEIN_CONFIG, else
 // the default file when it exists. Unknown keys are an error.

@@ -12,252 +12,11 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/cobra"
 
 	"github.com/skeinnet/skein/api"
-	"github.com/skeinnet/skein/store"
+	"github.com/skeinnet/skein/report"
 )
-
-// inventory builds an etcd view of nodes n1..nN, each with a block, all
-// alive with ready status records that see every peer.
-func inventory(n int, now time.Time) store.Inventory {
-	inv := store.Inventory{
-		Snapshot: store.Snapshot{
-			Rev:       7,
-			Cluster:   &api.Cluster{Backend: api.BackendVXLAN, Pools: []api.Pool{{CIDR: netip.MustParsePrefix("10.244.0.0/16"), BlockSize: 26}}},
-			Nodes:     map[string]api.Node{},
-			Blocks:    map[netip.Prefix]api.Block{},
-			Endpoints: map[string]api.Endpoint{},
-			Alive:     map[string]bool{},
-		},
-		Status:  map[string][]byte{},
-		ModRevs: map[string]int64{},
-	}
-	for i := 1; i <= n; i++ {
-		name := "n" + string(rune('0'+i))
-		block := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(i), 0}), 26)
-		inv.Nodes[name] = api.Node{Name: name, UnderlayIP: netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), Version: "v1"}
-		inv.Blocks[block] = api.Block{CIDR: block, Node: name}
-		inv.ModRevs[store.BlockModRevKey(block)] = int64(100 + i)
-		inv.Alive[name] = true
-		st, _ := json.Marshal(api.NodeStatus{Node: name, Version: "v1", Backend: api.BackendVXLAN,
-			Ready: true, Peers: n - 1, PeersUp: n - 1, Updated: now.Add(-5 * time.Second), LastSync: now.Add(-3 * time.Second)})
-		inv.Status[name] = st
-	}
-	return inv
-}
-
-func setStatus(t *testing.T, inv store.Inventory, node string, f func(*api.NodeStatus)) {
-	t.Helper()
-	var st api.NodeStatus
-	if err := json.Unmarshal(inv.Status[node], &st); err != nil {
-		t.Fatal(err)
-	}
-	f(&st)
-	inv.Status[node], _ = json.Marshal(st)
-}
-
-func TestBuildReport(t *testing.T) {
-	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	topo := func(self string, links map[string]string) *api.Topology {
-		tp := &api.Topology{Node: api.Node{Name: self}, Ready: true, Nodes: []api.TopologyNode{{Node: api.Node{Name: self}, Self: true}}}
-		for peer, state := range links {
-			tp.Nodes = append(tp.Nodes, api.TopologyNode{Node: api.Node{Name: peer}, Link: api.Link{Kind: "vxlan", State: state}})
-		}
-		return tp
-	}
-	tests := []struct {
-		name   string
-		change func(t *testing.T, in *statusInput)
-		want   map[string][]string // node ("" for the cluster) → problems
-	}{
-		{name: "healthy", change: func(*testing.T, *statusInput) {}, want: map[string][]string{}},
-		{name: "agent down", change: func(_ *testing.T, in *statusInput) {
-			delete(in.inv.Alive, "n2")
-			delete(in.inv.Status, "n2")
-		}, want: map[string][]string{"n2": {"no heartbeat: agent down, data path kept (agent stopped or cut off from etcd; its containers and its peers keep their routes until `skein node delete`)"}}},
-		{name: "not ready with error", change: func(t *testing.T, in *statusInput) {
-			setStatus(t, in.inv, "n3", func(st *api.NodeStatus) { st.Ready, st.LastError = false, "sync vxlan: boom" })
-		}, want: map[string][]string{"n3": {"not ready", "last error: sync vxlan: boom"}}},
-		{name: "missing peers", change: func(t *testing.T, in *statusInput) {
-			setStatus(t, in.inv, "n1", func(st *api.NodeStatus) { st.Peers = 1 })
-		}, want: map[string][]string{"n1": {"programs 1 of 2 peers"}}},
-		{name: "stale status", change: func(t *testing.T, in *statusInput) {
-			setStatus(t, in.inv, "n1", func(st *api.NodeStatus) { st.Updated = now.Add(-5 * time.Minute) })
-		}, want: map[string][]string{"n1": {"status not refreshed for 5m0s (agent stuck, or clocks apart)"}}},
-		{name: "corrupt records", change: func(_ *testing.T, in *statusInput) {
-			in.inv.Status["n2"] = []byte(`{"ready":"yes"}`)
-			in.inv.Errors = []string{"/skein/nodes/x: bad"}
-		}, want: map[string][]string{
-			"":   {"undecodable record in etcd: /skein/nodes/x: bad"},
-			"n2": {"status record of n2: json: cannot unmarshal string into Go struct field NodeStatus.ready of type bool"},
-		}},
-		{name: "no cluster config", change: func(_ *testing.T, in *statusInput) { in.inv.Cluster = nil },
-			want: map[string][]string{"": {"no cluster configuration (run `skein cluster init`)"}}},
-		{name: "heartbeat without node record", change: func(_ *testing.T, in *statusInput) {
-			in.inv.Alive["ghost"] = true
-		}, want: map[string][]string{"ghost": {"no node record (heartbeat without registration)", "heartbeat but no status record"}}},
-		{name: "bgp sessions down", change: func(t *testing.T, in *statusInput) {
-			setStatus(t, in.inv, "n1", func(st *api.NodeStatus) {
-				st.Backend, st.Peers, st.PeersUp = api.BackendBGP, 2, 1
-				st.BGP = []api.BGPNeighbor{{Name: "n2", State: "Established"}, {Name: "n3", State: "Active"}}
-			})
-		}, want: map[string][]string{"n1": {"BGP sessions not established: n3 Active"}}},
-		{name: "vxlan peers not programmed", change: func(t *testing.T, in *statusInput) {
-			setStatus(t, in.inv, "n2", func(st *api.NodeStatus) { st.PeersUp = 1 })
-		}, want: map[string][]string{"n2": {"1 of 2 peers fully programmed"}}},
-		{name: "policy error", change: func(t *testing.T, in *statusInput) {
-			setStatus(t, in.inv, "n2", func(st *api.NodeStatus) { st.PolicyError = "apply: netlink: EPERM" })
-		}, want: map[string][]string{"n2": {"policy: apply: netlink: EPERM"}}},
-		{name: "invalid stored policy", change: func(t *testing.T, in *statusInput) {
-			setStatus(t, in.inv, "n1", func(st *api.NodeStatus) {
-				st.InvalidPolicies = []api.InvalidPolicy{{Key: "policies/NetworkPolicy/x/deny", Error: "spec.policyTypes[0]: unsupported value", Enforced: api.EnforcedQuarantine}}
-			})
-		}, want: map[string][]string{"n1": {"invalid stored policy policies/NetworkPolicy/x/deny: spec.policyTypes[0]: unsupported value (enforced: quarantine)"}}},
-		{name: "unpublished endpoint changes", change: func(t *testing.T, in *statusInput) {
-			setStatus(t, in.inv, "n2", func(st *api.NodeStatus) { st.Unpublished, st.UnpublishedSince = 2, now.Add(-time.Minute) })
-		}, want: map[string][]string{"n2": {"2 endpoint change(s) not yet in etcd (oldest 1m0s ago): other nodes' policy does not know them yet"}}},
-		{name: "agent cut off from etcd", change: func(_ *testing.T, in *statusInput) {
-			tp := topo("n3", map[string]string{"n1": api.LinkUp, "n2": api.LinkUp})
-			tp.Offline = &api.OfflineState{Etcd: api.EtcdState{Reachable: false}, JournalStats: api.JournalStats{Unpublished: 1, Oldest: now.Add(-10 * time.Second)}}
-			in.probes = map[string]agentProbe{"n3": {Addr: "c", Topology: tp}}
-		}, want: map[string][]string{"n3": {
-			"agent cannot reach etcd: new containers start from its own blocks only, and are published when etcd is back",
-			"1 endpoint change(s) not yet in etcd (oldest 10s ago): other nodes' policy does not know them yet",
-		}}},
-		{name: "agent views", change: func(_ *testing.T, in *statusInput) {
-			in.probes = map[string]agentProbe{
-				"n1": {Addr: "a", Topology: topo("n1", map[string]string{"n2": api.LinkUp, "n3": api.LinkPartial})},
-				"n2": {Addr: "b", Topology: topo("n2", map[string]string{"n1": api.LinkUp, "n3": api.LinkUp})},
-				"n3": {Addr: "c", Err: "connection refused"},
-			}
-		}, want: map[string][]string{"n1": {"links not up: n3 partial"}}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			in := statusInput{inv: inventory(3, now), now: now}
-			tc.change(t, &in)
-			rep := buildReport(in)
-			got := map[string][]string{}
-			if len(rep.Problems) > 0 {
-				got[""] = rep.Problems
-			}
-			for _, n := range rep.Nodes {
-				if len(n.Problems) > 0 {
-					got[n.Name] = n.Problems
-				}
-				if n.Healthy != (len(n.Problems) == 0) {
-					t.Errorf("%s: healthy %v with problems %v", n.Name, n.Healthy, n.Problems)
-				}
-			}
-			if d := cmp.Diff(tc.want, got); d != "" {
-				t.Errorf("problems (-want +got):\n%s", d)
-			}
-			if rep.Healthy != (len(tc.want) == 0) {
-				t.Errorf("healthy = %v, want %v", rep.Healthy, len(tc.want) == 0)
-			}
-		})
-	}
-}
-
-func TestBuildReportColumns(t *testing.T) {
-	now := time.Now()
-	in := statusInput{inv: inventory(2, now), now: now, probes: map[string]agentProbe{
-		"n2": {Addr: "x", Err: "127.0.0.1:9595 answered as node \"n1\""},
-	}}
-	in.inv.Endpoints["n1/c/eth0"] = api.Endpoint{Node: "n1"}
-	rep := buildReport(in)
-	n1, n2 := rep.Nodes[0], rep.Nodes[1]
-	if n1.Peers != "1/1" || n1.Endpoints != 1 || len(n1.Blocks) != 1 || n1.Ready == nil || !*n1.Ready || n1.Agent != "not asked" {
-		t.Errorf("n1 row: %+v", n1)
-	}
-	if !strings.Contains(n2.Agent, "answered as node") || !n2.Healthy {
-		t.Errorf("n2 row: agent %q healthy %v: an agent unreachable from here is shown, not a problem", n2.Agent, n2.Healthy)
-	}
-	var b strings.Builder
-	if err := (&globalFlags{Output: "wide"}).render(&b, rep, func(tw *tabwriter.Writer, wide bool) { renderStatus(tw, rep, wide) }); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"NODE", "n1", "10.0.0.1", "1/1", "2 nodes, 2 alive, 1 endpoints, backend vxlan, etcd rev 7: healthy"} {
-		if !strings.Contains(b.String(), want) {
-			t.Errorf("table lacks %q:\n%s", want, b.String())
-		}
-	}
-}
-
-func TestAgentAddr(t *testing.T) {
-	n := api.Node{Name: "n1", UnderlayIP: netip.MustParseAddr("10.0.0.1"), DebugAddr: "127.0.0.1:9595"}
-	for _, tc := range []struct {
-		node, status, want string
-	}{
-		{"127.0.0.1:9595", "", "127.0.0.1:9595"},
-		{"127.0.0.1:9595", "10.0.0.1:9600", "10.0.0.1:9600"},
-		{":9595", "", "10.0.0.1:9595"},
-		{"0.0.0.0:9595", "", "10.0.0.1:9595"},
-		{"[::]:9595", "", "10.0.0.1:9595"},
-		{"off", "", ""},
-		{"", "", ""},
-		{"garbage", "", ""},
-	} {
-		n.DebugAddr = tc.node
-		if got := agentAddr(n, api.NodeStatus{DebugAddr: tc.status}); got != tc.want {
-			t.Errorf("agentAddr(node %q, status %q) = %q, want %q", tc.node, tc.status, got, tc.want)
-		}
-	}
-}
-
-func TestBuildGraph(t *testing.T) {
-	now := time.Now()
-	in := statusInput{inv: inventory(3, now), now: now, probes: map[string]agentProbe{
-		"n1": {Topology: &api.Topology{Node: api.Node{Name: "n1"}, Ready: true, Nodes: []api.TopologyNode{
-			{Node: api.Node{Name: "n1"}, Self: true},
-			{Node: api.Node{Name: "n2"}, Link: api.Link{State: api.LinkUp, Detail: "4 entries programmed"}},
-			{Node: api.Node{Name: "n3"}, Link: api.Link{State: api.LinkDown}},
-		}}},
-	}}
-	delete(in.inv.Alive, "n3")
-	delete(in.inv.Status, "n3")
-	type link struct {
-		From, To, State, Basis string
-		AgentDown              []string
-	}
-	links := func(g topologyGraph) []link {
-		var got []link
-		for _, l := range g.Links {
-			got = append(got, link{l.From, l.To, l.State, l.Basis, l.AgentDown})
-		}
-		return got
-	}
-	// n3's agent is stopped: n2's record says nothing of n3, so that link
-	// is unknown, never down.
-	g := buildGraph(buildReport(in), true)
-	want := []link{{"n1", "n2", "up", "observed", nil}, {"n1", "n3", "down", "observed", []string{"n3"}}, {"n2", "n3", "unknown", "none", []string{"n3"}}}
-	if d := cmp.Diff(want, links(g)); d != "" {
-		t.Errorf("links (-want +got):\n%s", d)
-	}
-	if g := buildGraph(buildReport(in), false); len(g.Links) != 2 {
-		t.Errorf("without a full mesh only links with a known side are drawn: %+v", g.Links)
-	}
-	// Once n2 reports its side to n3 programmed, the link to the stopped
-	// agent is up (reported), and n2's side to n1 down makes that link down
-	// whatever n1 observes.
-	setStatus(t, in.inv, "n2", func(st *api.NodeStatus) { st.Links = map[string]string{"n3": api.LinkUp, "n1": api.LinkDown} })
-	want = []link{{"n1", "n2", "down", "observed", nil}, {"n1", "n3", "down", "observed", []string{"n3"}}, {"n2", "n3", "up", "reported", []string{"n3"}}}
-	if d := cmp.Diff(want, links(buildGraph(buildReport(in), true))); d != "" {
-		t.Errorf("links with n2's record (-want +got):\n%s", d)
-	}
-	g = buildGraph(buildReport(in), true)
-	var b strings.Builder
-	if err := (&globalFlags{Output: "table"}).render(&b, g, func(tw *tabwriter.Writer, wide bool) { renderGraph(tw, g, wide) }); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"UNHEALTHY", "├── n2", "up", "(observed)", "└── n3", "down", "(reported)", "! no heartbeat"} {
-		if !strings.Contains(b.String(), want) {
-			t.Errorf("topology text lacks %q:\n%s", want, b.String())
-		}
-	}
-}
 
 // TestStatusCommand: exit 0 on a healthy cluster, 2 once an agent stops;
 // agents are asked each with its own deadline, and one that hangs does not
@@ -302,7 +61,7 @@ func TestStatusCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rep clusterReport
+	var rep report.Cluster
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("-o json: %v\n%s", err, out)
 	}
@@ -397,4 +156,51 @@ func TestEveryCommandHasExample(t *testing.T) {
 		}
 	}
 	walk(root)
+}
+
+// TestRenderStatus: the table has a row per node and the verdict after it.
+func TestRenderStatus(t *testing.T) {
+	now := time.Now()
+	ready := true
+	rep := report.Cluster{Backend: api.BackendVXLAN, Rev: 7, Checked: now, Healthy: true, Nodes: []report.Node{
+		{Name: "n1", UnderlayIP: netip.MustParseAddr("10.0.0.1"), Alive: true, Ready: &ready, Peers: "1/1", Blocks: []string{"10.244.1.0/26"}, Endpoints: 1, Agent: "not asked", Healthy: true},
+		{Name: "n2", UnderlayIP: netip.MustParseAddr("10.0.0.2"), Alive: true, Ready: &ready, Peers: "1/1", Blocks: []string{"10.244.2.0/26"}, Agent: `127.0.0.1:9595 answered as node "n1"`, Healthy: true},
+	}}
+	var b strings.Builder
+	if err := (&globalFlags{Output: "wide"}).render(&b, rep, func(tw *tabwriter.Writer, wide bool) { renderStatus(tw, rep, wide) }); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"NODE", "n1", "10.0.0.1", "1/1", "answered as node", "2 nodes, 2 alive, 1 endpoints, backend vxlan, etcd rev 7: healthy"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+// TestRenderGraph: each node lists its links as a tree, with the basis of
+// each state, and its problems.
+func TestRenderGraph(t *testing.T) {
+	now := time.Now()
+	ready := true
+	g := report.Graph{
+		Cluster: report.Cluster{Backend: api.BackendVXLAN, Rev: 7, Checked: now, Nodes: []report.Node{
+			{Name: "n1", Alive: true, Ready: &ready},
+			{Name: "n2", Alive: true, Ready: &ready},
+			{Name: "n3", Problems: []string{"no heartbeat: agent down, data path kept"}},
+		}},
+		Links: []api.PairLink{
+			{From: "n1", To: "n2", State: "up", Basis: "observed"},
+			{From: "n1", To: "n3", State: "down", Basis: "observed", AgentDown: []string{"n3"}},
+			{From: "n2", To: "n3", State: "up", Basis: "reported", AgentDown: []string{"n3"}},
+		},
+	}
+	var b strings.Builder
+	if err := (&globalFlags{Output: "table"}).render(&b, g, func(tw *tabwriter.Writer, wide bool) { renderGraph(tw, g, wide) }); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"UNHEALTHY", "├── n2", "up", "(observed)", "└── n3", "down", "(reported)", "! no heartbeat"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("topology text lacks %q:\n%s", want, b.String())
+		}
+	}
 }

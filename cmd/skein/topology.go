@@ -8,18 +8,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/skeinnet/skein/api"
+	"github.com/skeinnet/skein/report"
 )
-
-// topologyGraph is what `skein topology` prints: the nodes of `skein status`
-// and the links between them.
-type topologyGraph struct {
-	clusterReport
-	Links []graphLink `json:"links"`
-}
-
-// graphLink is the tunnel or BGP session between two nodes, graded by
-// api.GradeLink as /debug/topology grades it.
-type graphLink = api.PairLink
 
 func newTopologyCmd(g *globalFlags) *cobra.Command {
 	af := &agentFlags{}
@@ -45,12 +35,8 @@ Exit status as for skein status: 2 when anything is unhealthy.`,
 			if err != nil {
 				return err
 			}
-			rep := buildReport(in)
-			nodeMesh := true
-			if in.inv.Cluster != nil && in.inv.Cluster.Backend == api.BackendBGP && in.inv.Cluster.BGP != nil {
-				nodeMesh = in.inv.Cluster.BGP.NodeMesh
-			}
-			graph := buildGraph(rep, nodeMesh)
+			rep := report.Build(in)
+			graph := report.NewGraph(rep, report.FullMesh(in.Inv.Cluster))
 			if err := g.render(cmd.OutOrStdout(), graph, func(tw *tabwriter.Writer, wide bool) { renderGraph(tw, graph, wide) }); err != nil {
 				return err
 			}
@@ -61,34 +47,7 @@ Exit status as for skein status: 2 when anything is unhealthy.`,
 	return cmd
 }
 
-// buildGraph links every pair of nodes. Without a full mesh (BGP with route
-// reflectors) only links some end has a session for are drawn.
-func buildGraph(rep clusterReport, fullMesh bool) topologyGraph {
-	g := topologyGraph{clusterReport: rep, Links: []graphLink{}}
-	for i, a := range rep.Nodes {
-		for _, b := range rep.Nodes[i+1:] {
-			l := api.GradeLink(linkSide(a, b), linkSide(b, a))
-			if !fullMesh && (l.State == api.LinkNone || l.State == api.LinkUnknown) {
-				continue
-			}
-			g.Links = append(g.Links, l)
-		}
-	}
-	return g
-}
-
-// linkSide is what the report knows of n's side of its link to other: its
-// agent's own view when it answered, else its status record.
-func linkSide(n, other nodeReport) api.LinkSide {
-	s := api.LinkSide{Node: n.Name, AgentUp: n.Alive}
-	if l, ok := n.Links[other.Name]; ok {
-		s.Observed = &l
-	}
-	s.Reported = n.reported[other.Name]
-	return s
-}
-
-func renderGraph(tw *tabwriter.Writer, g topologyGraph, wide bool) {
+func renderGraph(tw *tabwriter.Writer, g report.Graph, wide bool) {
 	verdict := "healthy"
 	if !g.Healthy {
 		verdict = "UNHEALTHY"
@@ -114,7 +73,7 @@ func renderGraph(tw *tabwriter.Writer, g topologyGraph, wide bool) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\tblocks %s\t%d endpoints\tpolicy sync %s\n", n.Name, under, state,
 			orDash(strings.Join(n.Blocks, ",")), n.Endpoints, ago(n.PolicySync, g.Checked))
-		var mine []graphLink
+		var mine []api.PairLink
 		for _, l := range g.Links {
 			if l.From == n.Name || l.To == n.Name {
 				mine = append(mine, l)

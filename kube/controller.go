@@ -86,7 +86,7 @@ func newController(ctx context.Context, cfg Config, m *mirror, st *statusTracker
 		return nil, fmt.Errorf("node informer: %w", err)
 	}
 	c.npFactory = npinformers.NewSharedInformerFactory(cfg.Policy, cfg.Resync)
-	srcs, err := policySources(ctx, cfg, f, c.npFactory)
+	srcs, err := policySources(cfg, f, c.npFactory)
 	if err != nil {
 		return nil, err
 	}

@@ -1,7 +1,6 @@
 package kube
 
 import (
-	"context"
 	"fmt"
 
 	networkingv1 "k8s.io/api/networking/v1"
@@ -25,8 +24,7 @@ type policySource struct {
 // policySources returns a source per policy kind the API server serves.
 // NetworkPolicy is always there; the network-policy-api kinds exist only
 // where their CRDs are installed (ANP and BANP are not in v0.3.0's CRDs).
-func policySources(ctx context.Context, cfg Config, f informers.SharedInformerFactory, nf npinformers.SharedInformerFactory) (map[string]*policySource, error) {
-	_ = ctx // discovery in this client-go takes no context
+func policySources(cfg Config, f informers.SharedInformerFactory, nf npinformers.SharedInformerFactory) (map[string]*policySource, error) {
 	out := map[string]*policySource{
 		api.KindNetworkPolicy: {
 			informer: f.Networking().V1().NetworkPolicies().Informer(),

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -278,6 +279,7 @@ func (e *enforcer) inputLocked() policy.Input {
 		invalid []api.InvalidPolicy
 	)
 	read := func(snap store.Snapshot) {
+		e.predecodeLocked(snap.Other)
 		in, invalid = policyinput.FromSnapshot(e.node, &snap, e.decodeLocked)
 		if e.vxlanPort != 0 {
 			in.VXLAN = vxlanFilter(e.node, e.vxlanPort, &snap)
@@ -346,6 +348,54 @@ func (e *enforcer) decodeLocked(key, kind string, raw []byte) (api.Object, error
 	}
 	e.decoded[key] = decodedPolicy{raw: raw, obj: obj, err: err}
 	return obj, err
+}
+
+// predecodeMin is the number of new or changed stored policies from which
+// predecodeLocked decodes them on every core: an agent starting with 10 000
+// policies spends most of its start decoding them.
+const predecodeMin = 64
+
+// predecodeLocked decodes the stored policies the cache does not hold yet,
+// in parallel (decoding is pure), and files them as decodeLocked would;
+// e.mu must be held.
+func (e *enforcer) predecodeLocked(other map[string][]byte) {
+	type job struct {
+		key, kind string
+		raw       []byte
+		obj       api.Object
+		err       error
+	}
+	var jobs []job
+	for k, raw := range other {
+		kind, _, _, ok := api.ParsePolicyKey(k)
+		if !ok {
+			continue
+		}
+		if d, cached := e.decoded[k]; cached && bytes.Equal(d.raw, raw) {
+			continue
+		}
+		jobs = append(jobs, job{key: k, kind: kind, raw: raw})
+	}
+	if len(jobs) < predecodeMin {
+		return // decodeLocked does them one by one
+	}
+	var wg sync.WaitGroup
+	workers := runtime.GOMAXPROCS(0)
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(jobs); i += workers {
+				jobs[i].obj, jobs[i].err = api.DecodePolicy(jobs[i].kind, jobs[i].raw)
+			}
+		})
+	}
+	wg.Wait()
+	for _, j := range jobs {
+		obj := j.obj
+		if d, ok := e.decoded[j.key]; j.err != nil && ok {
+			obj = d.obj // the last valid value stays enforced
+		}
+		e.decoded[j.key] = decodedPolicy{raw: j.raw, obj: obj, err: j.err}
+	}
 }
 
 // committed records a just-published endpoint and waits until its rules

@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -241,5 +243,47 @@ func TestInvalidPolicyLoggedOncePerChange(t *testing.T) {
 	}
 	if inv := e.invalidPolicies(); len(inv) != 0 {
 		t.Errorf("invalid policies after the delete: %v", inv)
+	}
+}
+
+// TestPredecodeEqualsOneByOne: decoding many stored policies in parallel
+// files exactly what decoding them one by one does, the last valid value of
+// a policy updated to an invalid one included.
+func TestPredecodeEqualsOneByOne(t *testing.T) {
+	other := map[string][]byte{}
+	for i := range 3 * predecodeMin {
+		raw := fmt.Sprintf(`{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"p%d","namespace":"ns"},"spec":{"podSelector":{"matchLabels":{"app":"a%d"}}}}`, i, i%7)
+		if i%10 == 0 {
+			raw = `{"kind":"NetworkPolicy","metadata":{"name":"bad"},"spec":{"podSelector":{"matchLabels":{"app":1}}}}`
+		}
+		other[fmt.Sprintf("policies/NetworkPolicy/ns/p%d", i)] = []byte(raw)
+	}
+	other["bgppeers/x"] = []byte(`{}`) // not a policy: left alone
+	prev := `{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"p10","namespace":"ns"},"spec":{"podSelector":{}}}`
+
+	serial := &enforcer{decoded: map[string]decodedPolicy{}}
+	parallel := &enforcer{decoded: map[string]decodedPolicy{}}
+	for _, e := range []*enforcer{serial, parallel} {
+		if _, err := e.decodeLocked("policies/NetworkPolicy/ns/p10", api.KindNetworkPolicy, []byte(prev)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k, raw := range other {
+		if kind, _, _, ok := api.ParsePolicyKey(k); ok {
+			_, _ = serial.decodeLocked(k, kind, raw) // errors are what is compared
+		}
+	}
+	parallel.predecodeLocked(other)
+	if len(parallel.decoded) != len(serial.decoded) {
+		t.Fatalf("parallel filed %d policies, one by one %d", len(parallel.decoded), len(serial.decoded))
+	}
+	for k, want := range serial.decoded {
+		got := parallel.decoded[k]
+		if !bytes.Equal(got.raw, want.raw) || fmt.Sprint(got.err) != fmt.Sprint(want.err) || !reflect.DeepEqual(got.obj, want.obj) {
+			t.Errorf("%s: parallel %+v, one by one %+v", k, got, want)
+		}
+	}
+	if d := parallel.decoded["policies/NetworkPolicy/ns/p10"]; d.err == nil || d.obj == nil {
+		t.Errorf("p10 updated to an invalid value: err %v obj %v, want the error and the last valid object", d.err, d.obj)
 	}
 }

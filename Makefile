@@ -14,12 +14,22 @@ all: build
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build $(GOFLAGS_B) -o $(BIN)/ ./cmd/skeind ./cmd/skein
+	$(GO) build $(GOFLAGS_B) -o $(BIN)/ ./cmd/skeind ./cmd/skein ./cmd/skein-kube
 	$(GO) build $(GOFLAGS_B) -o $(BIN)/skein-cni ./cni-plugin
 
 # Reference tools used by e2e and bench: cnitool and the reference plugins, built
-# from the Go modules Skein already depends on.
-tools:
+# from the Go modules Skein already depends on, and kube-apiserver (its own
+# module, tools/kube: 10-30 minutes the first time, then kept per version).
+KUBE_VERSION   := v1.37.2
+KUBE_APISERVER := $(BIN)/kube-apiserver-$(KUBE_VERSION)
+
+$(KUBE_APISERVER):
+	@mkdir -p $(BIN)
+	cd tools/kube && nice $(GO) build -trimpath -ldflags '-s -w -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION)' -o $@.tmp k8s.io/kubernetes/cmd/kube-apiserver
+	mv $@.tmp $@
+
+tools: $(KUBE_APISERVER)
+	ln -sf $(notdir $(KUBE_APISERVER)) $(BIN)/kube-apiserver
 	@mkdir -p $(BIN)/ref
 	$(GO) build -o $(BIN)/cnitool github.com/containernetworking/cni/cnitool
 	GOBIN=$(BIN)/ref $(GO) install github.com/containernetworking/plugins/plugins/main/bridge@v1.10.0 \

@@ -132,6 +132,9 @@ type Endpoint struct {
 type Namespace struct {
 	Name   string            `json:"name"`
 	Labels map[string]string `json:"labels,omitempty"`
+	// Owner is OwnerKubernetes when skein-kube mirrors the namespace from
+	// the Kubernetes API; empty for namespaces of the CLI and the agents.
+	Owner string `json:"owner,omitempty"`
 }
 
 // NamespaceNameLabel is implied on every namespace, as in Kubernetes.

@@ -28,6 +28,8 @@ type Cluster struct {
 	Healthy  bool        `json:"healthy"`
 	Problems []string    `json:"problems,omitempty"`
 	Nodes    []Node      `json:"nodes"`
+	// Kube is the Kubernetes sync (skein-kube), when one runs or ran.
+	Kube *Kube `json:"kube,omitempty"`
 }
 
 // Node is one node's line of `skein status`.
@@ -274,7 +276,8 @@ func Build(in Input) Cluster {
 		rep.Nodes = append(rep.Nodes, nr)
 	}
 	sort.Slice(rep.Nodes, func(i, j int) bool { return rep.Nodes[i].Name < rep.Nodes[j].Name })
-	rep.Healthy = len(rep.Problems) == 0
+	rep.Kube = BuildKube(inv.Other[api.KubeStatusKey], in.Now)
+	rep.Healthy = len(rep.Problems) == 0 && (rep.Kube == nil || rep.Kube.Healthy)
 	for _, nr := range rep.Nodes {
 		rep.Healthy = rep.Healthy && nr.Healthy
 	}
@@ -325,6 +328,9 @@ func (r Cluster) ProblemCount() int {
 	n := len(r.Problems)
 	for _, nr := range r.Nodes {
 		n += len(nr.Problems)
+	}
+	if r.Kube != nil {
+		n += len(r.Kube.Problems)
 	}
 	return n
 }

@@ -82,6 +82,9 @@ and matrix).`,
 func applyObject(cmd *cobra.Command, g *globalFlags, cl *store.Client, o api.Object) (string, error) {
 	ctx, cancel := g.ctx(cmd)
 	defer cancel()
+	if err := refuseKubeOwned(ctx, cl, o, o.GetKind(), o.GetNamespace(), o.GetName()); err != nil {
+		return "", err
+	}
 	if ns, ok := o.(*api.NamespaceDoc); ok {
 		labels := map[string]string{}
 		for k, v := range ns.Labels {
@@ -420,7 +423,10 @@ are skipped). Deleting a policy that does not exist is an error unless
 				var errs []error
 				for _, r := range refs {
 					ctx, cancel := g.ctx(cmd)
-					err := cl.DeletePolicy(ctx, r.kind, r.ns, r.name)
+					err := refuseKubeOwned(ctx, cl, nil, r.kind, r.ns, r.name)
+					if err == nil {
+						err = cl.DeletePolicy(ctx, r.kind, r.ns, r.name)
+					}
 					cancel()
 					switch {
 					case errors.Is(err, store.ErrNotFound):

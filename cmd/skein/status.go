@@ -190,4 +190,5 @@ func renderStatus(tw *tabwriter.Writer, rep report.Cluster, wide bool) {
 			fmt.Fprintf(tw, "  %s: %s\n", n.Name, p)
 		}
 	}
+	renderKube(tw, rep.Kube, rep.Checked)
 }

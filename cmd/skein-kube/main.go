@@ -1,0 +1,179 @@
+// Command skein-kube mirrors Kubernetes namespaces, pods, nodes and network
+// policies into Skein's etcd (package kube). Run two replicas: one leads,
+// the other waits on the etcd election. Wiring only.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	npclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
+
+	"github.com/skeinnet/skein/internal/flagsource"
+	"github.com/skeinnet/skein/kube"
+	"github.com/skeinnet/skein/store"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
+	err := run(ctx, os.Args[1:])
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "skein-kube:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("skein-kube", flag.ContinueOnError)
+	host, _ := os.Hostname()
+	var (
+		kubeconfig = fs.String("kubeconfig", "", "kubeconfig file (default: the in-cluster service account)")
+		endpoints  = fs.String("etcd-endpoints", "", "comma-separated etcd client URLs of Skein's etcd")
+		prefix     = fs.String("etcd-prefix", "/skein/", "etcd key prefix")
+		cert       = fs.String("etcd-cert", "", "etcd client certificate (TLS)")
+		key        = fs.String("etcd-key", "", "etcd client key (TLS)")
+		ca         = fs.String("etcd-ca", "", "etcd CA certificate (TLS)")
+		identity   = fs.String("identity", envOr("POD_NAME", host), "this replica's name in the leader election (default: $POD_NAME or the hostname)")
+		leaseTTL   = fs.Duration("lease-ttl", 15*time.Second, "how long a dead leader keeps the lead before a standby takes over")
+		resync     = fs.Duration("resync", 10*time.Minute, "informer resync period")
+		workers    = fs.Int("workers", 4, "objects mirrored in parallel")
+		qps        = fs.Float64("kube-qps", 50, "requests per second to the API server")
+		logLevel   = fs.String("log-level", "info", "debug, info, warn or error")
+		logFormat  = fs.String("log-format", "text", "text or json")
+		configFile = fs.String("config", "", "optional YAML file of flag values (flag name: value)")
+		showVer    = fs.Bool("version", false, "print the version and exit")
+	)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: skein-kube [flags]\n\nEvery flag can also be set as SKEIN_<FLAG> in the environment (e.g. SKEIN_ETCD_ENDPOINTS)\nor in --config; command-line flags win over the environment, which wins over the file.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *showVer {
+		fmt.Println(version)
+		return nil
+	}
+	if err := applyEnvAndFile(fs, *configFile); err != nil {
+		return err
+	}
+	log, err := newLogger(*logLevel, *logFormat)
+	if err != nil {
+		return err
+	}
+	rc, err := restConfig(*kubeconfig)
+	if err != nil {
+		return err
+	}
+	rc.QPS, rc.Burst = float32(*qps), int(*qps*2)
+	rc.UserAgent = "skein-kube/" + version
+	kc, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	pc, err := npclient.NewForConfig(rc)
+	if err != nil {
+		return fmt.Errorf("network-policy-api client: %w", err)
+	}
+	st, err := store.New(ctx, store.Config{
+		Endpoints: splitList(*endpoints), Prefix: *prefix,
+		CertFile: *cert, KeyFile: *key, CAFile: *ca, Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	log.Info("skein-kube starting", "version", version, "node", *identity)
+	err = kube.Run(ctx, kube.Config{
+		Kube: kc, Policy: pc, Store: st, Identity: *identity,
+		LeaseTTL: *leaseTTL, Resync: *resync, Workers: *workers, Log: log,
+	})
+	if errors.Is(err, kube.ErrLostLead) {
+		log.Error("lost the lead; exiting so that a restart campaigns again", "err", err)
+	}
+	log.Info("skein-kube stopped", "err", err)
+	return err
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		rc, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("in-cluster config (give --kubeconfig outside a cluster): %w", err)
+		}
+		return rc, nil
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("--kubeconfig %s: %w", kubeconfig, err)
+	}
+	return rc, nil
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func applyEnvAndFile(fs *flag.FlagSet, file string) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var (
+		flags []flagsource.Flag
+		names []string
+	)
+	fs.VisitAll(func(f *flag.Flag) {
+		flags = append(flags, flagsource.Flag{Name: f.Name, Changed: set[f.Name], Set: f.Value.Set})
+		names = append(names, f.Name)
+	})
+	var values map[string]any
+	if file != "" {
+		var err error
+		if values, err = flagsource.ReadFile(file, names); err != nil {
+			return fmt.Errorf("--config: %w", err)
+		}
+	}
+	return flagsource.Fill(flags, file, values)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}

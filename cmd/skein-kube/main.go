@@ -8,10 +8,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -69,10 +67,10 @@ func run(ctx context.Context, args []string) error {
 		fmt.Println(version)
 		return nil
 	}
-	if err := applyEnvAndFile(fs, *configFile); err != nil {
+	if err := flagsource.ApplyFlagSet(fs, *configFile); err != nil {
 		return err
 	}
-	log, err := newLogger(*logLevel, *logFormat)
+	log, err := flagsource.Logger(os.Stderr, *logLevel, *logFormat)
 	if err != nil {
 		return err
 	}
@@ -91,7 +89,7 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("network-policy-api client: %w", err)
 	}
 	st, err := store.New(ctx, store.Config{
-		Endpoints: splitList(*endpoints), Prefix: *prefix,
+		Endpoints: flagsource.List(*endpoints), Prefix: *prefix,
 		CertFile: *cert, KeyFile: *key, CAFile: *ca, Log: log,
 	})
 	if err != nil {
@@ -130,50 +128,4 @@ func envOr(k, def string) string {
 		return v
 	}
 	return def
-}
-
-func applyEnvAndFile(fs *flag.FlagSet, file string) error {
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var (
-		flags []flagsource.Flag
-		names []string
-	)
-	fs.VisitAll(func(f *flag.Flag) {
-		flags = append(flags, flagsource.Flag{Name: f.Name, Changed: set[f.Name], Set: f.Value.Set})
-		names = append(names, f.Name)
-	})
-	var values map[string]any
-	if file != "" {
-		var err error
-		if values, err = flagsource.ReadFile(file, names); err != nil {
-			return fmt.Errorf("--config: %w", err)
-		}
-	}
-	return flagsource.Fill(flags, file, values)
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-func newLogger(level, format string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
-	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -82,17 +81,17 @@ func run(ctx context.Context, args []string) error {
 		fmt.Println(version)
 		return nil
 	}
-	if err := applyEnvAndFile(fs, *configFile); err != nil {
+	if err := flagsource.ApplyFlagSet(fs, *configFile); err != nil {
 		return err
 	}
-	log, err := newLogger(*logLevel, *logFormat)
+	log, err := flagsource.Logger(os.Stderr, *logLevel, *logFormat)
 	if err != nil {
 		return err
 	}
 	cfg := agent.Config{
 		NodeName: *nodeName,
 		Etcd: store.Config{
-			Endpoints: splitList(*endpoints),
+			Endpoints: flagsource.List(*endpoints),
 			Prefix:    *prefix,
 			CertFile:  *cert,
 			KeyFile:   *key,
@@ -132,56 +131,11 @@ func run(ctx context.Context, args []string) error {
 
 // applyEnvAndFile fills flags not given on the command line from SKEIN_*
 // variables, then from the config file.
-func applyEnvAndFile(fs *flag.FlagSet, file string) error {
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var (
-		flags []flagsource.Flag
-		names []string
-	)
-	fs.VisitAll(func(f *flag.Flag) {
-		flags = append(flags, flagsource.Flag{Name: f.Name, Changed: set[f.Name], Set: f.Value.Set})
-		names = append(names, f.Name)
-	})
-	var values map[string]any
-	if file != "" {
-		var err error
-		if values, err = flagsource.ReadFile(file, names); err != nil {
-			return fmt.Errorf("--config: %w", err)
-		}
-	}
-	return flagsource.Fill(flags, file, values)
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-func newLogger(level, format string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
-	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", format)
-}
 
 // parseLabels parses "k=v,k2=v2".
 func parseLabels(s string) (map[string]string, error) {
 	out := map[string]string{}
-	for _, kv := range splitList(s) {
+	for _, kv := range flagsource.List(s) {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
 			return nil, fmt.Errorf("--labels: %q is not key=value", kv)

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/skeinnet/skein/internal/flagsource"
 )
 
 func TestFlagsFromEnvAndFile(t *testing.T) {
@@ -23,7 +25,7 @@ func TestFlagsFromEnvAndFile(t *testing.T) {
 	if err := fs.Parse([]string{"--node-name", "flag-node"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := applyEnvAndFile(fs, file); err != nil {
+	if err := flagsource.ApplyFlagSet(fs, file); err != nil {
 		t.Fatal(err)
 	}
 	if *node != "flag-node" || *socket != "/from/env.sock" || *state != "/from/file" {
@@ -44,9 +46,9 @@ func TestConfigFileErrors(t *testing.T) {
 			}
 			fs := flag.NewFlagSet("t", flag.ContinueOnError)
 			fs.String("node-name", "", "")
-			err := applyEnvAndFile(fs, file)
+			err := flagsource.ApplyFlagSet(fs, file)
 			if err == nil || !strings.Contains(err.Error(), file) {
-				t.Fatalf("applyEnvAndFile(%s) = %v, want an error naming the file", name, err)
+				t.Fatalf("flagsource.ApplyFlagSet(%s) = %v, want an error naming the file", name, err)
 			}
 		})
 	}

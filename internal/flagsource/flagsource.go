@@ -7,7 +7,10 @@ package flagsource
 
 import (
 	"errors"
+	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -87,4 +90,55 @@ func Value(v any) string {
 		return strings.Join(parts, ",")
 	}
 	return fmt.Sprint(v)
+}
+
+// ApplyFlagSet fills the flags of fs the command line left unset from the
+// environment and then from file (YAML; "" for none): the daemons' one
+// loader, flags > env > file.
+func ApplyFlagSet(fs *flag.FlagSet, file string) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var (
+		flags []Flag
+		names []string
+	)
+	fs.VisitAll(func(f *flag.Flag) {
+		flags = append(flags, Flag{Name: f.Name, Changed: set[f.Name], Set: f.Value.Set})
+		names = append(names, f.Name)
+	})
+	var values map[string]any
+	if file != "" {
+		var err error
+		if values, err = ReadFile(file, names); err != nil {
+			return fmt.Errorf("--config: %w", err)
+		}
+	}
+	return Fill(flags, file, values)
+}
+
+// List splits a comma-separated flag value, dropping empty items.
+func List(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Logger is the daemons' slog logger on w for --log-level and --log-format.
+func Logger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }

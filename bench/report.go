@@ -300,8 +300,7 @@ func (r *Report) targetRows() []target {
 	}
 	rows = append(rows, rss, cpu)
 	rows = append(rows, r.policyTargets()...)
-	rows = append(rows, r.bgpTargets()...)
-	return append(rows, r.kubeTargets()...)
+	return append(rows, r.bgpTargets()...)
 }
 
 func (r *Report) targets(b *strings.Builder) {

@@ -69,6 +69,11 @@ func (r *Report) kube(b *strings.Builder) {
 	fmt.Fprintf(b, "is labelled `probe=on` through the API, timed from the PATCH to its address added to a set on every host\n")
 	fmt.Fprintf(b, "(`nft monitor` in each). Sync: the API filled to %s pods, skein-kube restarted, timed from its start to its\n", count(k.SyncPods))
 	fmt.Fprintf(b, "status record saying synced; VmHWM read from /proc then.\n\n")
+	b.WriteString("Targets of issue 12.\n\n| target | goal | measured | |\n|---|---|---|---|\n")
+	for _, t := range r.kubeTargets() {
+		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", t.what, t.goal, orDash(t.measured), verdict(t))
+	}
+	b.WriteString("\n")
 	b.WriteString("| figure | value |\n|---|---|\n")
 	if len(k.Probes) > 0 {
 		fmt.Fprintf(b, "| label → set on every host p50 / p99 / max | %s / %s / %s (n=%d) |\n", ms(percentile(k.Probes, 50)), ms(percentile(k.Probes, 99)), ms(percentile(k.Probes, 100)), len(k.Probes))

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -203,7 +205,7 @@ func (k *kubeLab) stopSync() {
 	if k.sync == nil {
 		return
 	}
-	_ = k.sync.Process.Signal(os.Interrupt) // it may be gone
+	_ = k.sync.Process.Signal(unix.SIGTERM) // it may be gone
 	done := make(chan struct{})
 	go func() { _ = k.sync.Wait(); close(done) }() // the status of a stopped replica says nothing
 	select {
@@ -383,7 +385,10 @@ func (k *kubeLab) measureLabelToSet(ctx context.Context) ([]time.Duration, error
 		if err != nil || !ok {
 			return false, err
 		}
-		return st.Synced && st.Policies >= kubeLoadPolicies && st.Pods >= kubeLoadPods, fmt.Errorf("status %+v", st)
+		if st.Synced && st.Policies >= kubeLoadPolicies && st.Pods >= kubeLoadPods {
+			return true, nil
+		}
+		return false, fmt.Errorf("status %+v", st)
 	}); err != nil {
 		return nil, err
 	}
@@ -416,7 +421,10 @@ func (k *kubeLab) measureLabelToSet(ctx context.Context) ([]time.Duration, error
 				n++
 			}
 		}
-		return n >= len(pods), fmt.Errorf("%d of %d wired endpoints labelled", n, len(pods))
+		if n >= len(pods) {
+			return true, nil
+		}
+		return false, fmt.Errorf("%d of %d wired endpoints labelled", n, len(pods))
 	}); err != nil {
 		return nil, err
 	}
@@ -449,6 +457,11 @@ func (k *kubeLab) measureLabelToSet(ctx context.Context) ([]time.Duration, error
 			all := true
 			for _, s := range seen {
 				t, ok := s.get(a)
+				if ok && t.Before(t0) {
+					// In a set before its label: something else put it
+					// there, so this probe would measure nothing.
+					return res, fmt.Errorf("pod %s (%s) was in a set before it was labelled", name, a)
+				}
 				all = all && ok
 				last = later(last, t)
 			}
@@ -496,7 +509,10 @@ func (k *kubeLab) measureSync(ctx context.Context, res *KubeResult) error {
 		if err != nil || !ok {
 			return false, err
 		}
-		return st.Synced && st.Updated.After(start) && st.Pods >= kubeSyncPods, fmt.Errorf("status %+v", st)
+		if st.Synced && st.Updated.After(start) && st.Pods >= kubeSyncPods {
+			return true, nil
+		}
+		return false, fmt.Errorf("status %+v", st)
 	}); err != nil {
 		return err
 	}

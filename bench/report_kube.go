@@ -27,8 +27,9 @@ type KubeResult struct {
 	// set on every host.
 	Probes []time.Duration
 	// SyncPods are in the API when skein-kube restarts; SyncWall is its
-	// start → status synced, SyncReported its own figure, SyncMirrored the
-	// pods its status counts, HWMBytes its VmHWM once synced.
+	// exec → "initial sync done" logged, SyncReported its own figure (from
+	// leading), SyncMirrored the pods its status counts, HWMBytes its VmHWM
+	// once synced.
 	SyncPods     int
 	SyncWall     time.Duration
 	SyncReported time.Duration
@@ -47,7 +48,7 @@ func (r *Report) kubeTargets() []target {
 			enf.measured, enf.met, enf.ok = fmt.Sprintf("%s (n=%d)", ms(v), len(k.Probes)), v <= targetKubeEnforceP99, true
 		}
 		if k.SyncWall > 0 {
-			syn.measured, syn.met, syn.ok = fmt.Sprintf("%s start → synced (own figure %s)", ms(k.SyncWall), ms(k.SyncReported)), k.SyncWall <= targetKubeSync, true
+			syn.measured, syn.met, syn.ok = fmt.Sprintf("%s exec → synced (own figure %s)", ms(k.SyncWall), ms(k.SyncReported)), k.SyncWall <= targetKubeSync, true
 		}
 		if k.HWMBytes > 0 {
 			mem.measured, mem.met, mem.ok = mb(k.HWMBytes), k.HWMBytes <= targetKubeHWMBytes, true
@@ -67,8 +68,9 @@ func (r *Report) kube(b *strings.Builder) {
 	fmt.Fprintf(b, "as e2e/kube_test.go starts them. Enforcement: %s pods and %s NetworkPolicies in the API (all but the wired\n", count(k.Pods), count(k.Policies))
 	fmt.Fprintf(b, "pods API-only); a server pod on each host, selected by a policy allowing `probe=on`; each of %d wired client pods\n", len(k.Probes))
 	fmt.Fprintf(b, "is labelled `probe=on` through the API, timed from the PATCH to its address added to a set on every host\n")
-	fmt.Fprintf(b, "(`nft monitor` in each). Sync: the API filled to %s pods, skein-kube restarted, timed from its start to its\n", count(k.SyncPods))
-	fmt.Fprintf(b, "status record saying synced; VmHWM read from /proc then.\n\n")
+	fmt.Fprintf(b, "(`nft monitor` in each). Sync: the API filled to %s pods, skein-kube restarted (SIGTERM, it resigns its\n", count(k.SyncPods))
+	fmt.Fprintf(b, "lease), timed from its exec to its \"initial sync done\" log line (election, informer lists, every pod reconciled\n")
+	fmt.Fprintf(b, "against etcd); its own figure starts once it leads. VmHWM is read from /proc once its status record says synced.\n\n")
 	b.WriteString("Targets of issue 12.\n\n| target | goal | measured | |\n|---|---|---|---|\n")
 	for _, t := range r.kubeTargets() {
 		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", t.what, t.goal, orDash(t.measured), verdict(t))
@@ -79,7 +81,7 @@ func (r *Report) kube(b *strings.Builder) {
 		fmt.Fprintf(b, "| label → set on every host p50 / p99 / max | %s / %s / %s (n=%d) |\n", ms(percentile(k.Probes, 50)), ms(percentile(k.Probes, 99)), ms(percentile(k.Probes, 100)), len(k.Probes))
 	}
 	if k.SyncWall > 0 {
-		fmt.Fprintf(b, "| initial sync, %s pods: start → synced (own figure) | %s (%s), %s pods mirrored |\n", count(k.SyncPods), ms(k.SyncWall), ms(k.SyncReported), count(k.SyncMirrored))
+		fmt.Fprintf(b, "| initial sync, %s pods: exec → synced (own figure) | %s (%s), %s pods mirrored |\n", count(k.SyncPods), ms(k.SyncWall), ms(k.SyncReported), count(k.SyncMirrored))
 		fmt.Fprintf(b, "| skein-kube VmHWM | %s |\n", mb(k.HWMBytes))
 	}
 	b.WriteString("\n")

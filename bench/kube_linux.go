@@ -2,15 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -28,10 +22,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/lab"
+	"github.com/skeinnet/skein/lab/kubeapi"
 	"github.com/skeinnet/skein/store"
 )
 
@@ -46,7 +40,6 @@ import (
 const (
 	kubeLabName = nsPrefix + "kube"
 	kubeToken   = "skein-bench-admin-token"
-	kubePort    = "6443"
 	kubeNS      = "bench"
 	// kubeProbes wired client pods, each labelled once: one sample each.
 	kubeProbes = 30
@@ -63,7 +56,7 @@ type kubeLab struct {
 	b    *bench
 	l    *lab.Lab
 	dir  string
-	url  string
+	srv  *kubeapi.Server
 	cs   kubernetes.Interface
 	st   *store.Client
 	sync *exec.Cmd
@@ -102,62 +95,22 @@ func (b *bench) measureKube(ctx context.Context) (res *KubeResult, err error) {
 	return res, nil
 }
 
-// startAPIServer runs kube-apiserver in the lab's first host with the
-// flags e2e/kube_test.go uses (admin token only: the bench measures the
-// sync, not the manifests' RBAC) and waits for /readyz.
+// startAPIServer runs kube-apiserver in the lab's first host as
+// e2e/kube_test.go does (lab/kubeapi), with an admin token only: the bench
+// measures the sync, not the manifests' RBAC.
 func (k *kubeLab) startAPIServer(ctx context.Context) error {
-	h := k.l.Hosts()[0]
-	ip := h.UnderlayIP.String()
-	k.url = "https://" + net.JoinHostPort(ip, kubePort)
-	saKey := filepath.Join(k.dir, "sa.key")
-	if err := writeECKey(saKey); err != nil {
+	srv, err := kubeapi.Prepare(k.l, k.l.Hosts()[0], k.dir, []kubeapi.Token{{Token: kubeToken, User: "admin", UID: "admin-uid", Groups: []string{"system:masters"}}})
+	if err != nil {
 		return err
 	}
-	tokens := filepath.Join(k.dir, "tokens.csv")
-	if err := os.WriteFile(tokens, []byte(kubeToken+",admin,admin-uid,system:masters\n"), 0o600); err != nil {
+	k.srv = srv
+	if _, err := k.start(srv.Host, "kube-apiserver", filepath.Join(k.b.cfg.bin, "kube-apiserver"), srv.Args...); err != nil {
 		return err
 	}
-	args := []string{
-		"--etcd-servers=" + strings.Join(k.l.EtcdUnderlayEndpoints(), ","),
-		"--etcd-prefix=/kube-registry",
-		"--advertise-address=" + ip, "--bind-address=" + ip, "--secure-port=" + kubePort,
-		"--endpoint-reconciler-type=none",
-		"--cert-dir=" + filepath.Join(k.dir, "certs"),
-		"--token-auth-file=" + tokens,
-		"--authorization-mode=RBAC",
-		"--disable-admission-plugins=ServiceAccount",
-		"--service-account-issuer=https://kubernetes.default.svc",
-		"--service-account-key-file=" + saKey,
-		"--service-account-signing-key-file=" + saKey,
-		"--service-cluster-ip-range=10.96.0.0/16",
-		"--enable-priority-and-fairness=false",
-		"--profiling=false",
-	}
-	if f := k.l.EtcdTLS(); f != nil {
-		args = append(args, "--etcd-cafile="+f.CA, "--etcd-certfile="+f.Cert, "--etcd-keyfile="+f.Key)
-	}
-	if _, err := k.start(h.Name, "kube-apiserver", filepath.Join(k.b.cfg.bin, "kube-apiserver"), args...); err != nil {
-		return err
-	}
-	rc := &rest.Config{
-		Host: k.url, BearerToken: kubeToken,
-		TLSClientConfig: rest.TLSClientConfig{Insecure: true},
-		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return k.l.Dial(ctx, h.Name, network, addr)
-		},
-		QPS: 2000, Burst: 4000,
-	}
-	var err error
-	if k.cs, err = kubernetes.NewForConfig(rc); err != nil {
+	if k.cs, err = kubernetes.NewForConfig(srv.RestConfig(kubeToken, 2000, 4000)); err != nil {
 		return fmt.Errorf("kube client: %w", err)
 	}
-	return k.waitFor(ctx, "kube-apiserver ready", func() (bool, error) {
-		if _, err := k.cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx); err != nil {
-			return false, err
-		}
-		_, err := k.cs.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
-		return err == nil, err
-	})
+	return kubeapi.WaitReady(ctx, k.cs, kubeWait)
 }
 
 // start runs a process inside a lab namespace, logging to the phase's
@@ -180,14 +133,7 @@ func (k *kubeLab) start(ns, name, bin string, args ...string) (*exec.Cmd, error)
 func (k *kubeLab) startSync() error {
 	h := k.l.Hosts()[1].Name
 	kc := filepath.Join(k.dir, "kubeconfig")
-	conf := fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters: [{name: lab, cluster: {server: %q, insecure-skip-tls-verify: true}}]
-users: [{name: skein-kube, user: {token: %q}}]
-contexts: [{name: lab, context: {cluster: lab, user: skein-kube}}]
-current-context: lab
-`, k.url, kubeToken)
-	if err := os.WriteFile(kc, []byte(conf), 0o600); err != nil {
+	if err := os.WriteFile(kc, []byte(k.srv.Kubeconfig(kubeToken)), 0o600); err != nil {
 		return err
 	}
 	args := []string{"--kubeconfig=" + kc, "--etcd-endpoints=" + strings.Join(k.l.EtcdUnderlayEndpoints(), ","),
@@ -579,17 +525,4 @@ func vmHWM(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("pid %d: no VmHWM", pid)
-}
-
-// writeECKey writes a fresh P-256 key, the API server's ServiceAccount key.
-func writeECKey(path string) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	der, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600)
 }

@@ -214,6 +214,7 @@ func (a *Agent) run(ctx context.Context) error {
 		enforce:    func(ctx context.Context, ep api.Endpoint) error { return a.pol.committed(ctx, ep) },
 		forget:     forget,
 		endpointOf: a.localEndpoint,
+		kubePod:    a.store.GetKubePod,
 		namespaceKnown: func(name string) (known bool) {
 			a.readView(func(s store.Snapshot) { _, known = s.Namespaces[name] })
 			return known

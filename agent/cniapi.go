@@ -67,6 +67,8 @@ type cniServer struct {
 	// endpointOf returns the endpoint record the store holds for a local
 	// attachment, as last seen by the watch.
 	endpointOf func(o api.Owner) (api.Endpoint, bool)
+	// kubePod reads the pod skein-kube mirrored (store.GetKubePod); optional.
+	kubePod func(ctx context.Context, namespace, name string) (api.KubePod, bool, error)
 	// health, journal and pub carry endpoint changes through an etcd outage.
 	health  *etcdHealth
 	journal *journal
@@ -189,6 +191,7 @@ func (s *cniServer) commitAttachment(ctx context.Context, req api.CommitRequest)
 	if ep.Namespace == "" {
 		ep.Namespace = "default"
 	}
+	s.addKubeLabels(ctx, &ep, req.Pod.UID)
 	journaled, err := s.publish(ctx, ep)
 	if err != nil {
 		return api.Endpoint{}, newCallError(http.StatusServiceUnavailable, codeTryAgainLater, "publish endpoint", err)
@@ -526,4 +529,33 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	// The client may have gone away; there is nobody left to tell.
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// kubePodTimeout bounds the read of a mirrored pod at ADD.
+const kubePodTimeout = 500 * time.Millisecond
+
+// addKubeLabels gives a Kubernetes pod's endpoint (uid from K8S_POD_UID) the
+// labels and named ports skein-kube mirrored for that pod, so the policies
+// that select it by label cover it from its first packet rather than from
+// when skein-kube labels the record. A record of another pod of the same
+// name, none at all, or etcd not answering leaves ep as the runtime gave it
+// (skein-kube labels it as soon as it sees it).
+func (s *cniServer) addKubeLabels(ctx context.Context, ep *api.Endpoint, uid string) {
+	if uid == "" || ep.Name == "" || s.kubePod == nil || (s.health != nil && !s.health.reachable()) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, kubePodTimeout)
+	defer cancel()
+	p, ok, err := s.kubePod(ctx, ep.Namespace, ep.Name)
+	switch {
+	case err != nil:
+		s.log.Warn("mirrored pod not read; the endpoint gets its labels when skein-kube sees it", "pod", ep.Namespace+"/"+ep.Name, "err", err)
+		return
+	case !ok || p.UID != uid:
+		return
+	}
+	ep.Labels = p.Labels
+	if len(p.Ports) > 0 {
+		ep.Ports = p.Ports
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -564,5 +565,44 @@ func TestCNINamespaceWrittenOncePerNamespace(t *testing.T) {
 	defer f.eps.mu.Unlock()
 	if _, ok := f.eps.nss["x"]; !ok || f.eps.ensures != 1 {
 		t.Errorf("namespace x written %d times (present %v), want once", f.eps.ensures, ok)
+	}
+}
+
+// TestCNIKubeLabelsAtAdd: a kubelet's ADD (K8S_POD_UID) publishes the
+// endpoint with the labels and named ports skein-kube mirrored for that pod,
+// so label-selecting policies cover it from its first packet; a record of
+// another pod of the same name, or none, leaves what the runtime gave.
+func TestCNIKubeLabelsAtAdd(t *testing.T) {
+	f := newFixtureWith(t, "10.9.0.0/29", "")
+	mirrored := map[string]api.KubePod{
+		"shop/web-0": {UID: "uid-new", Labels: map[string]string{"app": "web", "tier": "front"}, Ports: []api.NamedPort{{Name: "http", Port: 8080, Protocol: api.ProtocolTCP}}},
+		"shop/db-0":  {UID: "uid-old-db", Labels: map[string]string{"app": "db"}},
+	}
+	f.cni.kubePod = func(_ context.Context, ns, name string) (api.KubePod, bool, error) {
+		p, ok := mirrored[ns+"/"+name]
+		return p, ok, nil
+	}
+	for _, c := range []struct {
+		id, name, uid string
+		want          map[string]string
+		wantPorts     int
+	}{
+		{"k1", "web-0", "uid-new", map[string]string{"app": "web", "tier": "front"}, 1},
+		{"k2", "db-0", "uid-new-db", map[string]string{"from": "runtime"}, 0}, // the record is an earlier pod's
+		{"k3", "cache-0", "uid-c", map[string]string{"from": "runtime"}, 0},   // nothing mirrored yet
+		{"k4", "web-0", "", map[string]string{"from": "runtime"}, 0},          // not a kubelet: no UID
+	} {
+		pod := api.PodInfo{Namespace: "shop", Name: c.name, UID: c.uid, Labels: map[string]string{"from": "runtime"}}
+		var ar api.AllocateResponse
+		if code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Network: testNet, Owner: owner(c.id), Pod: pod}, &ar); code != 200 {
+			t.Fatalf("%s: allocate: %d %+v", c.id, code, ae)
+		}
+		if code, ae := f.call(t, api.PathCommit, api.CommitRequest{Network: testNet, Owner: owner(c.id), IPs: []netip.Addr{ar.IPs[0].Addr()}, HostIface: "sk" + c.id, Pod: pod}, nil); code != 200 {
+			t.Fatalf("%s: commit: %d %+v", c.id, code, ae)
+		}
+		ep := f.eps.eps[owner(c.id)]
+		if !maps.Equal(ep.Labels, c.want) || len(ep.Ports) != c.wantPorts {
+			t.Errorf("%s (%s uid %q): published labels %v ports %v, want %v and %d ports", c.id, c.name, c.uid, ep.Labels, ep.Ports, c.want, c.wantPorts)
+		}
 	}
 }

@@ -24,6 +24,20 @@ const KubeStatusKey = KubeSyncKey + "/status"
 // KubeLeaderKey is the election prefix of the skein-kube replicas.
 const KubeLeaderKey = KubeSyncKey + "/leader/"
 
+// KubePodsKey prefixes the pods skein-kube mirrors, by namespace/name
+// (sync/kube/pods/<ns>/<name>): the agent reads a pod's record when the CNI
+// ADD publishes its endpoint, so policies that select the pod by label
+// cover it from its first packet, before skein-kube labels the record.
+const KubePodsKey = KubeSyncKey + "/pods/"
+
+// KubePod is one mirrored pod: its UID (a record of an earlier pod of the
+// same name is never applied to a new one), labels and named ports.
+type KubePod struct {
+	UID    string            `json:"uid"`
+	Labels map[string]string `json:"labels,omitempty"`
+	Ports  []NamedPort       `json:"ports,omitempty"`
+}
+
 // KubeStatus is the health of the Kubernetes sync, at sync/kube/status,
 // written by the active skein-kube every few seconds and on change.
 type KubeStatus struct {

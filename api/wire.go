@@ -35,10 +35,12 @@ func HostIfaceName(o Owner) string {
 
 // PodInfo is what the runtime told the plugin about the workload.
 type PodInfo struct {
-	Namespace string            `json:"namespace,omitempty"`
-	Name      string            `json:"name,omitempty"`
-	Labels    map[string]string `json:"labels,omitempty"`
-	Ports     []NamedPort       `json:"ports,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name,omitempty"`
+	// UID is the Kubernetes pod's (K8S_POD_UID), when a kubelet called.
+	UID    string            `json:"uid,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
+	Ports  []NamedPort       `json:"ports,omitempty"`
 }
 
 // AllocateRequest asks the agent for the attachment's addresses. It is

@@ -152,7 +152,7 @@ func loadConf(stdin []byte) (*config, error) {
 // first 12 characters of the container id.
 func podInfo(c *config, cniArgs, containerID string) (api.PodInfo, error) {
 	kv := parseCNIArgs(cniArgs)
-	pod := api.PodInfo{Namespace: kv["K8S_POD_NAMESPACE"], Name: kv["K8S_POD_NAME"]}
+	pod := api.PodInfo{Namespace: kv["K8S_POD_NAMESPACE"], Name: kv["K8S_POD_NAME"], UID: kv["K8S_POD_UID"]}
 	// A bad name is the runtime's config (7): the agent would refuse it on
 	// every retry, and code 11 makes runtimes retry forever.
 	if pod.Namespace != "" {

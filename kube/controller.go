@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/skeinnet/skein/api"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -270,12 +271,18 @@ func (c *controller) syncPod(ctx context.Context, k objKey) error {
 	}
 	entries := c.idx.of(pod)
 	if !exists {
-		// The pod is gone; its records go with its CNI DEL.
+		// The pod is gone; its endpoint records go with its CNI DEL.
 		c.stat.setPod(pod, false, 0)
-		return nil
+		_, err := c.m.dropKubePod(ctx, k.ns, k.name)
+		return err
 	}
 	p := obj.(*corev1.Pod)
-	_, err = labelEndpoints(ctx, c.m, entries, podLabels(p.Labels), podPorts(&p.Spec))
+	labels, ports := podLabels(p.Labels), podPorts(&p.Spec)
+	// The record first: an ADD that comes now finds the labels.
+	if _, err := c.m.setKubePod(ctx, k.ns, k.name, api.KubePod{UID: string(p.UID), Labels: labels, Ports: ports}); err != nil {
+		return err
+	}
+	_, err = labelEndpoints(ctx, c.m, entries, labels, ports)
 	c.stat.setPod(pod, true, len(entries))
 	return err
 }

@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -171,7 +172,34 @@ func allEqual(have map[string]any, want map[string]string) bool {
 	return true
 }
 
-// ownedKeys lists the namespace and policy records Kubernetes owns, as
+// setKubePod stores pod namespace/name's mirror record unless it is equal.
+func (m *mirror) setKubePod(ctx context.Context, namespace, name string, want api.KubePod) (changed bool, err error) {
+	key := api.KubePodsKey + namespace + "/" + name
+	raw, rev, err := m.get(ctx, key)
+	if err != nil {
+		return false, err
+	}
+	b, err := json.Marshal(want)
+	if err != nil {
+		return false, fmt.Errorf("encode pod %s/%s: %w", namespace, name, err)
+	}
+	if raw != nil && bytes.Equal(raw, b) {
+		return false, nil
+	}
+	return true, m.put(ctx, key, rev, b)
+}
+
+// dropKubePod removes pod namespace/name's mirror record, if any.
+func (m *mirror) dropKubePod(ctx context.Context, namespace, name string) (changed bool, err error) {
+	key := api.KubePodsKey + namespace + "/" + name
+	raw, rev, err := m.get(ctx, key)
+	if err != nil || raw == nil {
+		return false, err
+	}
+	return true, m.del(ctx, key, rev)
+}
+
+// ownedKeys lists the namespace, policy and pod records Kubernetes owns, as
 // queue keys, for the resync that removes what vanished while no replica
 // ran.
 func (m *mirror) ownedKeys(ctx context.Context) ([]objKey, error) {
@@ -194,6 +222,16 @@ func (m *mirror) ownedKeys(ctx context.Context) ([]objKey, error) {
 		kind, ns, name, ok := api.ParsePolicyKey(strings.TrimPrefix(string(kv.Key), m.prefix))
 		if ok && api.OwnedByKubernetes(kv.Value) {
 			out = append(out, objKey{kind: kind, ns: ns, name: name})
+		}
+	}
+	resp, err = m.cli.Get(ctx, m.prefix+api.KubePodsKey, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, fmt.Errorf("list mirrored pods: %w", err)
+	}
+	for _, kv := range resp.Kvs {
+		ns, name, ok := strings.Cut(strings.TrimPrefix(string(kv.Key), m.prefix+api.KubePodsKey), "/")
+		if ok {
+			out = append(out, objKey{kind: kindPod, ns: ns, name: name})
 		}
 	}
 	slices.SortFunc(out, compareKeys)

@@ -91,6 +91,10 @@ type Config struct {
 	// for every host; the cluster then runs without the node mesh. Needs
 	// Backend "bgp"; optional, default none (hosts share one L2 subnet).
 	ToR string
+	// VXLANDirectRouting turns on the cluster's VXLAN direct routing
+	// (hosts on one subnet route pod blocks via each other's underlay
+	// address); optional, default off.
+	VXLANDirectRouting bool
 	// Subnets is the number of underlay subnets the hosts are spread over
 	// (host i on subnet 1+(i-1)%Subnets); only the ToR routes between them.
 	// More than one needs a ToR; optional, default 1.
@@ -235,7 +239,7 @@ func (c Config) cluster() (api.Cluster, error) {
 	cl := api.Cluster{
 		Pools:   []api.Pool{pool},
 		Backend: api.Backend(c.Backend),
-		VXLAN:   api.VXLANConfig{VNI: api.DefaultVNI, Port: api.DefaultVXLANPort},
+		VXLAN:   api.VXLANConfig{VNI: api.DefaultVNI, Port: api.DefaultVXLANPort, DirectRouting: c.VXLANDirectRouting},
 	}
 	if cl.Backend == api.BackendBGP {
 		// With a top-of-rack route reflector the hosts peer only with it.

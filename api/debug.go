@@ -75,12 +75,16 @@ type TopologyNode struct {
 
 // Link is the state of the dataplane connection from one node to another.
 type Link struct {
-	// Kind is "vxlan" or "bgp".
+	// Kind is "vxlan", LinkKindDirect or "bgp".
 	Kind string `json:"kind,omitempty"`
 	// State is one of the Link* constants.
 	State  string `json:"state,omitempty"`
 	Detail string `json:"detail,omitempty"`
 }
+
+// LinkKindDirect is the kind of a VXLAN-backend link routed directly on
+// the shared underlay subnet (VXLANConfig.DirectRouting).
+const LinkKindDirect = "vxlan-direct"
 
 // Link states.
 const (

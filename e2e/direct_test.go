@@ -53,11 +53,33 @@ func hostSkeinRoutes(ctx context.Context, l *lab.Lab, host string) (map[string]d
 // a direct route deleted by hand comes back (drift repair on the underlay
 // device).
 func TestVXLANDirectRouting(t *testing.T) {
+	checkDirectLab(t, lab.Config{Name: directLabName, Backend: string(api.BackendVXLAN), VXLANDirectRouting: true, Hosts: 3, ContainersPerHost: 1})
+}
+
+// TestVXLANDirectRoutingCrossSubnet: the same with the hosts on two
+// underlay subnets behind a router (the lab's ToR, routing the underlay
+// only): hosts 1 and 3 share a subnet and route to each other directly,
+// host 2 is across the router and stays on the overlay both ways.
+func TestVXLANDirectRoutingCrossSubnet(t *testing.T) {
+	checkDirectLab(t, lab.Config{Name: labName + "dx", Backend: string(api.BackendVXLAN), VXLANDirectRouting: true,
+		ToR: lab.ToRBIRD, Subnets: 2, Hosts: 3, ContainersPerHost: 1})
+}
+
+// checkDirectLab brings up cfg's lab and checks that hosts on one subnet
+// route to each other directly and hosts on different subnets through the
+// overlay, that every container reaches every other, the link kinds in
+// `skein status`, and drift repair of a route.
+func checkDirectLab(t *testing.T, cfg lab.Config) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	l := upBGPLab(t, lab.Config{Name: directLabName, Backend: string(api.BackendVXLAN), VXLANDirectRouting: true, Hosts: 3, ContainersPerHost: 1})
+	l := upBGPLab(t, cfg)
 	cl := labStore(ctx, t, l)
 	hosts := l.Hosts()
+	subnetOf := map[string]int{}
+	for _, h := range hosts {
+		subnetOf[h.Name] = h.Subnet
+	}
+	direct := func(a, b lab.Host) bool { return a.Subnet == b.Subnet }
 
 	// wantRoutes reports what differs from: every other host's blocks via
 	// its underlay address on the underlay interface, and nothing else.
@@ -80,13 +102,16 @@ func TestVXLANDirectRouting(t *testing.T) {
 				for _, b := range blocks[owner.Name] {
 					want[b.String()] = true
 					r := got[b.String()]
-					if r.Gateway != owner.UnderlayIP.String() || r.Dev != lab.HostIface {
+					switch {
+					case direct(self, owner) && (r.Gateway != owner.UnderlayIP.String() || r.Dev != lab.HostIface):
 						bad = append(bad, fmt.Sprintf("%s: %s via %q dev %q, want via %s dev %s", self.Name, b, r.Gateway, r.Dev, owner.UnderlayIP, lab.HostIface))
+					case !direct(self, owner) && r.Dev != api.VXLANDevice:
+						bad = append(bad, fmt.Sprintf("%s: %s via %q dev %q, want dev %s (other subnet)", self.Name, b, r.Gateway, r.Dev, api.VXLANDevice))
 					}
 				}
 			}
 			for dst, r := range got {
-				if !want[dst] {
+				if !want[dst] && r.Dev != api.VXLANDevice { // overlay peers may add a VTEP route
 					bad = append(bad, fmt.Sprintf("%s: unexpected route %s via %s dev %s", self.Name, dst, r.Gateway, r.Dev))
 				}
 			}
@@ -96,14 +121,29 @@ func TestVXLANDirectRouting(t *testing.T) {
 	}
 	waitFor(ctx, t, 30*time.Second, "direct routes to every other host's blocks", wantRoutes)
 
-	t.Run("no overlay entries", func(t *testing.T) {
+	t.Run("no overlay entries for direct peers", func(t *testing.T) {
 		for _, h := range hosts {
+			overlayPeers := 0
+			directUnderlays := map[string]bool{}
+			for _, o := range hosts {
+				switch {
+				case o.Name == h.Name:
+				case direct(h, o):
+					directUnderlays[o.UnderlayIP.String()] = true
+				default:
+					overlayPeers++
+				}
+			}
 			out, err := l.Exec(ctx, h.Name, "ip", "-j", "neigh", "show", "dev", api.VXLANDevice, "nud", "permanent")
 			if err != nil {
 				t.Fatalf("%s: ip neigh: %v: %s", h.Name, err, out)
 			}
-			if s := strings.TrimSpace(string(out)); s != "[]" && s != "" {
-				t.Errorf("%s: neighbours on %s for direct peers: %s", h.Name, api.VXLANDevice, s)
+			var neighs []json.RawMessage
+			if err := json.Unmarshal(out, &neighs); err != nil {
+				t.Fatalf("%s: parse ip -j neigh: %v: %s", h.Name, err, out)
+			}
+			if len(neighs) != overlayPeers {
+				t.Errorf("%s: %d neighbours on %s, want %d (one per peer on another subnet): %s", h.Name, len(neighs), api.VXLANDevice, overlayPeers, out)
 			}
 			out, err = l.Exec(ctx, h.Name, "bridge", "-j", "fdb", "show", "dev", api.VXLANDevice)
 			if err != nil {
@@ -115,10 +155,18 @@ func TestVXLANDirectRouting(t *testing.T) {
 			if err := json.Unmarshal(out, &fdb); err != nil {
 				t.Fatalf("%s: parse bridge -j fdb: %v: %s", h.Name, err, out)
 			}
+			n := 0
 			for _, e := range fdb {
-				if e.Dst != "" {
+				if e.Dst == "" {
+					continue
+				}
+				n++
+				if directUnderlays[e.Dst] {
 					t.Errorf("%s: FDB entry to %s on %s for a direct peer: %s", h.Name, e.Dst, api.VXLANDevice, out)
 				}
+			}
+			if n != overlayPeers {
+				t.Errorf("%s: %d FDB entries on %s, want %d (one per peer on another subnet): %s", h.Name, n, api.VXLANDevice, overlayPeers, out)
 			}
 		}
 	})
@@ -150,8 +198,12 @@ func TestVXLANDirectRouting(t *testing.T) {
 						bad = append(bad, fmt.Sprintf("%d links, want %d: %v", len(n.Links), len(hosts)-1, r))
 					}
 					for peer, lk := range n.Links {
-						if lk.State != api.LinkUp || lk.Kind != api.LinkKindDirect {
-							bad = append(bad, fmt.Sprintf("→ %s: %s %s (%s), want %s %s", peer, lk.Kind, lk.State, lk.Detail, api.LinkKindDirect, api.LinkUp))
+						kind := string(api.BackendVXLAN)
+						if subnetOf[peer] == h.Subnet {
+							kind = api.LinkKindDirect
+						}
+						if lk.State != api.LinkUp || lk.Kind != kind {
+							bad = append(bad, fmt.Sprintf("→ %s: %s %s (%s), want %s %s", peer, lk.Kind, lk.State, lk.Detail, kind, api.LinkUp))
 						}
 					}
 					slices.Sort(bad)
@@ -168,10 +220,16 @@ func TestVXLANDirectRouting(t *testing.T) {
 		if err != nil || len(got) == 0 {
 			t.Fatalf("%s: routes %v: %v", h.Name, got, err)
 		}
+		// A direct route when the host has one: those live on the underlay
+		// device, which the watch must cover too.
 		var victim directRoute
 		for _, r := range got {
-			victim = r
-			break
+			if victim.Dst == "" || r.Dev == lab.HostIface {
+				victim = r
+			}
+		}
+		if victim.Dev != lab.HostIface {
+			t.Fatalf("%s: no direct route to delete: %v", h.Name, got)
 		}
 		if out, err := l.Exec(ctx, h.Name, "ip", "route", "del", victim.Dst, "proto", fmt.Sprint(api.RouteProtocol)); err != nil {
 			t.Fatalf("%s: delete route %s: %v: %s", h.Name, victim.Dst, err, out)

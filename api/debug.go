@@ -158,6 +158,9 @@ type PairLink struct {
 	From  string `json:"from"`
 	To    string `json:"to"`
 	State string `json:"state"`
+	// Kind is the kind of an observed side (Link.Kind: vxlan, vxlan-direct
+	// or bgp); empty when no side was observed.
+	Kind string `json:"kind,omitempty"`
 	// Observed is true when Basis is observed.
 	Observed bool   `json:"observed"`
 	Basis    string `json:"basis"`
@@ -187,6 +190,9 @@ func GradeLink(a, b LinkSide) PairLink {
 		switch {
 		case s.Observed != nil && s.Observed.State != "":
 			state, detail, basis = s.Observed.State, s.Observed.Detail, BasisObserved
+			if l.Kind == "" {
+				l.Kind = s.Observed.Kind
+			}
 		case s.Reported != "":
 			state, basis = s.Reported, BasisReported
 		default:

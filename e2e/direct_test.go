@@ -49,7 +49,8 @@ func hostSkeinRoutes(ctx context.Context, l *lab.Lab, host string) (map[string]d
 // hosts on one underlay subnet. Every host routes every other host's blocks
 // via that host's underlay address on the underlay interface, with no
 // neighbour or FDB entry on the VXLAN device for it; every container reaches
-// every other; `skein status` grades each link up with kind vxlan-direct;
+// every other; `skein status` and `skein topology` grade each link up with
+// kind vxlan-direct;
 // a direct route deleted by hand comes back (drift repair on the underlay
 // device).
 func TestVXLANDirectRouting(t *testing.T) {
@@ -172,6 +173,9 @@ func checkDirectLab(t *testing.T, cfg lab.Config) {
 	})
 
 	t.Run("connectivity", func(t *testing.T) {
+		if cs := l.Containers(); len(cs) != len(hosts) {
+			t.Fatalf("%d containers, want one per host: %v", len(cs), cs)
+		}
 		checkAllPairs(ctx, t, l, l.Containers())
 	})
 
@@ -211,6 +215,44 @@ func checkDirectLab(t *testing.T, cfg lab.Config) {
 				}
 				return false, "node missing from skein status: " + r.String()
 			})
+		}
+	})
+
+	t.Run("topology", func(t *testing.T) {
+		// The link's kind comes from its observed side: from inside a host,
+		// that host's.
+		for _, h := range hosts {
+			cmd, err := l.Command(ctx, h.Name, opsBin(), "--etcd-endpoints", l.EtcdUnderlayEndpoints()[0], "topology", "-o", "json")
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := runCmd(t, cmd)
+			var g linkGraph
+			if err := json.Unmarshal([]byte(r.stdout), &g); err != nil {
+				t.Fatalf("%s: parse skein topology: %v\n%v", h.Name, err, r)
+			}
+			n := 0
+			for _, lk := range g.Links {
+				peer := lk.To
+				switch h.Name {
+				case lk.From:
+				case lk.To:
+					peer = lk.From
+				default:
+					continue
+				}
+				n++
+				kind := string(api.BackendVXLAN)
+				if subnetOf[peer] == h.Subnet {
+					kind = api.LinkKindDirect
+				}
+				if lk.Kind != kind || lk.State != api.LinkUp {
+					t.Errorf("%s: link to %s is %s %s (%s), want %s %s", h.Name, peer, lk.Kind, lk.State, lk.Detail, kind, api.LinkUp)
+				}
+			}
+			if n != len(hosts)-1 {
+				t.Errorf("%s: %d links in skein topology, want %d:\n%v", h.Name, n, len(hosts)-1, r)
+			}
 		}
 	})
 

@@ -51,6 +51,7 @@ type Report struct {
 	BGP       *BGPResult
 	Scale     *ScaleResult
 	Fanout    *FanoutResult
+	Kube      *KubeResult
 
 	// Failures lists phases that did not complete, as "phase: error".
 	Failures []string
@@ -200,6 +201,7 @@ func (r *Report) render(w io.Writer) error {
 	r.bgp(&b)
 	r.scale(&b)
 	r.fanout(&b)
+	r.kube(&b)
 	r.method(&b)
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -143,6 +143,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	phase("bgp", func() (err error) { rep.BGP, err = b.measureBGP(ctx); return err })
 	phase("scale", func() (err error) { rep.Scale, err = b.measureScale(ctx); return err })
 	phase("fanout", func() (err error) { rep.Fanout, err = b.measureFanout(ctx); return err })
+	phase("kube", func() (err error) { rep.Kube, err = b.measureKube(ctx); return err })
 	if ctx.Err() != nil {
 		return fmt.Errorf("interrupted; no report written: %w", context.Cause(ctx))
 	}
@@ -230,7 +231,7 @@ func (b *bench) cleanup(ctx context.Context) error {
 	if err := lab.Down(ctx, labName, filepath.Join(runDir, "lab")); err != nil {
 		errs = append(errs, err)
 	}
-	for _, name := range []string{polLabName, bgpLabName, birdLabName} {
+	for _, name := range []string{polLabName, bgpLabName, birdLabName, kubeLabName} {
 		if err := lab.Down(ctx, name, filepath.Join(runDir, name)); err != nil {
 			errs = append(errs, err)
 		}
@@ -265,7 +266,7 @@ func removeCNICache(nss []string) {
 // needsMainLab reports whether a selected phase runs on the shared lab.
 func needsMainLab(phases map[string]bool) bool {
 	for p := range phases {
-		if p != "policy" && p != "bgp" && p != "scale" && p != "fanout" {
+		if p != "policy" && p != "bgp" && p != "scale" && p != "fanout" && p != "kube" {
 			return true
 		}
 	}

@@ -4,16 +4,10 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,7 +26,6 @@ import (
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	npv1beta1 "sigs.k8s.io/network-policy-api/apis/v1beta1"
 	npclient "sigs.k8s.io/network-policy-api/pkg/client/clientset/versioned"
@@ -40,6 +33,7 @@ import (
 
 	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/lab"
+	"github.com/skeinnet/skein/lab/kubeapi"
 	"github.com/skeinnet/skein/store"
 )
 
@@ -57,7 +51,6 @@ var kubeLabName = labName + "k"
 const (
 	kubeAdminToken = "skein-e2e-admin-token"
 	kubeSyncToken  = "skein-e2e-kube-token"
-	kubeAPIPort    = "6443"
 	// kubeWait bounds how long a change made through the API may take to
 	// reach etcd (skein-kube), or the API server to start.
 	kubeWait = 90 * time.Second
@@ -73,6 +66,7 @@ type kubeEnv struct {
 	s       *polSuite
 	dir     string
 	apiHost lab.Host
+	srv     *kubeapi.Server
 	url     string
 	cs      kubernetes.Interface
 	np      npclient.Interface
@@ -254,48 +248,19 @@ func kubeSetup(ctx context.Context, t *testing.T, bin, apiserver string) *kubeEn
 
 func (k *kubeEnv) startAPIServer(ctx context.Context, t *testing.T, apiserver string) {
 	t.Helper()
-	ip := k.apiHost.UnderlayIP.String()
-	k.url = "https://" + net.JoinHostPort(ip, kubeAPIPort)
-	saKey := filepath.Join(k.dir, "sa.key")
-	writeECKey(t, saKey)
-	tokens := filepath.Join(k.dir, "tokens.csv")
 	// skein-kube authenticates as its ServiceAccount, so the manifests'
 	// RBAC is what authorizes it.
-	csv := fmt.Sprintf("%s,admin,admin-uid,system:masters\n%s,system:serviceaccount:kube-system:skein-kube,skein-kube-uid,\"system:serviceaccounts,system:serviceaccounts:kube-system\"\n", kubeAdminToken, kubeSyncToken)
-	if err := os.WriteFile(tokens, []byte(csv), 0o600); err != nil {
+	srv, err := kubeapi.Prepare(k.s.l, k.apiHost, k.dir, []kubeapi.Token{
+		{Token: kubeAdminToken, User: "admin", UID: "admin-uid", Groups: []string{"system:masters"}},
+		{Token: kubeSyncToken, User: "system:serviceaccount:kube-system:skein-kube", UID: "skein-kube-uid", Groups: []string{"system:serviceaccounts", "system:serviceaccounts:kube-system"}},
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	args := []string{
-		"--etcd-servers=" + strings.Join(k.s.l.EtcdUnderlayEndpoints(), ","),
-		"--etcd-prefix=/kube-registry",
-		"--advertise-address=" + ip, "--bind-address=" + ip, "--secure-port=" + kubeAPIPort,
-		"--endpoint-reconciler-type=none",
-		"--cert-dir=" + filepath.Join(k.dir, "certs"),
-		"--token-auth-file=" + tokens,
-		"--authorization-mode=RBAC",
-		"--disable-admission-plugins=ServiceAccount",
-		"--service-account-issuer=https://kubernetes.default.svc",
-		"--service-account-key-file=" + saKey,
-		"--service-account-signing-key-file=" + saKey,
-		"--service-cluster-ip-range=10.96.0.0/16",
-		"--enable-priority-and-fairness=false",
-		"--allow-privileged=true", // skeind's DaemonSet is privileged
-		"--profiling=false",
-	}
-	if f := k.s.l.EtcdTLS(); f != nil {
-		args = append(args, "--etcd-cafile="+f.CA, "--etcd-certfile="+f.Cert, "--etcd-keyfile="+f.Key)
-	}
-	k.startIn(ctx, t, k.apiHost.Name, "kube-apiserver", apiserver, args...)
+	k.srv, k.url = srv, srv.URL
+	k.startIn(ctx, t, k.apiHost.Name, "kube-apiserver", apiserver, srv.Args...)
 
-	rc := &rest.Config{
-		Host: k.url, BearerToken: kubeAdminToken,
-		TLSClientConfig: rest.TLSClientConfig{Insecure: true},
-		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return k.s.l.Dial(ctx, k.apiHost.Name, network, addr)
-		},
-		QPS: 100, Burst: 200,
-	}
-	var err error
+	rc := srv.RestConfig(kubeAdminToken, 100, 200)
 	if k.cs, err = kubernetes.NewForConfig(rc); err != nil {
 		t.Fatal(err)
 	}
@@ -305,24 +270,9 @@ func (k *kubeEnv) startAPIServer(ctx context.Context, t *testing.T, apiserver st
 	if k.np, err = npclient.NewForConfig(rc); err != nil {
 		t.Fatal(err)
 	}
-	wctx, cancel := context.WithTimeout(ctx, kubeWait)
-	defer cancel()
-	var last error
-	for wctx.Err() == nil {
-		_, last = k.cs.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(wctx)
-		if last == nil {
-			break
-		}
-		pauseCtx(wctx, 500*time.Millisecond)
+	if err := kubeapi.WaitReady(ctx, k.cs, kubeWait); err != nil {
+		t.Fatalf("%v\n%s", err, kubeTail(filepath.Join(k.dir, "kube-apiserver.log"), 30))
 	}
-	if last != nil {
-		t.Fatalf("kube-apiserver not ready after %s: %v\n%s", kubeWait, last, kubeTail(filepath.Join(k.dir, "kube-apiserver.log"), 30))
-	}
-	// The system namespaces appear shortly after /readyz.
-	k.waitFor(ctx, t, "namespace kube-system", func() (bool, error) {
-		_, err := k.cs.CoreV1().Namespaces().Get(ctx, "kube-system", metav1.GetOptions{})
-		return err == nil, nil
-	})
 	k.mapper = restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(k.cs.Discovery()))
 }
 
@@ -358,21 +308,6 @@ func (k *kubeEnv) startIn(ctx context.Context, t *testing.T, ns, name, bin strin
 	})
 	_ = ctx
 	return cmd
-}
-
-func writeECKey(t *testing.T, path string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // --- manifests ---
@@ -476,14 +411,7 @@ func (k *kubeEnv) testManifests(ctx context.Context, t *testing.T) {
 func (k *kubeEnv) startSync(ctx context.Context, t *testing.T, host string) {
 	t.Helper()
 	kc := filepath.Join(k.dir, "kubeconfig-"+host)
-	conf := fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters: [{name: lab, cluster: {server: %q, insecure-skip-tls-verify: true}}]
-users: [{name: skein-kube, user: {token: %q}}]
-contexts: [{name: lab, context: {cluster: lab, user: skein-kube}}]
-current-context: lab
-`, k.url, kubeSyncToken)
-	if err := os.WriteFile(kc, []byte(conf), 0o600); err != nil {
+	if err := os.WriteFile(kc, []byte(k.srv.Kubeconfig(kubeSyncToken)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	args := []string{"--kubeconfig=" + kc, "--etcd-endpoints=" + strings.Join(k.s.l.EtcdUnderlayEndpoints(), ","),

@@ -377,6 +377,7 @@ func (a *Agent) vxlanConfig() vxlan.Config {
 		MTU:             a.self.MTU,
 		VTEPMAC:         net.HardwareAddr(a.self.VTEPMAC),
 		VTEPIP:          a.self.VTEPIP,
+		DirectRouting:   a.cluster.VXLAN.DirectRouting,
 	}
 }
 

@@ -123,11 +123,13 @@ func (w *walker) step() store.Delta {
 // path), for the VXLAN overlay and for BGP's peers, in both BGP topologies.
 func TestBackendPlannersEqualFullPlan(t *testing.T) {
 	for seed := range uint64(10) {
-		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+		direct := seed%2 == 1 // odd seeds route same-subnet peers directly
+		t.Run(fmt.Sprint("seed", seed, "direct", direct), func(t *testing.T) {
 			w := newWalker(seed)
 			self := "n0"
 			underlay := netip.MustParsePrefix("10.0.0.0/24")
-			cfg := vxlan.Config{Device: api.VXLANDevice, VNI: 1, Port: 4789, UnderlayIP: netip.MustParseAddr("10.0.0.48"), MTU: 1450}
+			cfg := vxlan.Config{Device: api.VXLANDevice, VNI: 1, Port: 4789, UnderlayIP: netip.MustParseAddr("10.0.0.48"), MTU: 1450,
+				UnderlayIfIndex: 2, DirectRouting: direct}
 			rec, err := vxlan.NewReconciler(vxlan.ReconcilerConfig{Dataplane: newMemDP()})
 			if err != nil {
 				t.Fatal(err)
@@ -138,6 +140,7 @@ func TestBackendPlannersEqualFullPlan(t *testing.T) {
 			mesh := api.Cluster{BGP: &api.BGPConfig{ASN: 64512, NodeMesh: true}}
 			rr := api.Cluster{BGP: &api.BGPConfig{ASN: 64512}}
 			meshPeers, rrPeers := newBGPPeers(self, mesh, w.snap), newBGPPeers(self, rr, w.snap)
+			directSeen := 0 // steps whose plan had a direct route
 			for step := range 200 {
 				d := w.step()
 				vx.update(w.snap, d)
@@ -147,6 +150,12 @@ func TestBackendPlannersEqualFullPlan(t *testing.T) {
 				want := vxlan.Plan(cfg, vxlanPeers(self, underlay, w.snap))
 				if diff := cmp.Diff(want.Lines(), vx.plan.State().Lines()); diff != "" {
 					t.Fatalf("step %d: vxlan plan differs from a full plan (-full +incremental):\n%s", step, diff)
+				}
+				for _, r := range want.Routes {
+					if r.Direct {
+						directSeen++
+						break
+					}
 				}
 				for _, c := range []struct {
 					name string
@@ -161,6 +170,11 @@ func TestBackendPlannersEqualFullPlan(t *testing.T) {
 						t.Fatalf("step %d: bgp %s errors differ (-full +incremental):\n%s", step, c.name, diff)
 					}
 				}
+			}
+			// With direct routing the walk must reach direct routes, or it
+			// proves nothing about them; without, it must never.
+			if direct != (directSeen > 0) {
+				t.Fatalf("direct routing %v: %d steps planned direct routes", direct, directSeen)
 			}
 		})
 	}

@@ -194,6 +194,11 @@ func (b *vxlanBackend) gradeLinks(snap store.Snapshot, dp vxlan.DebugState) map[
 // vxlanLink grades one peer's wanted entries against the kernel's.
 func vxlanLink(want vxlan.State, actual map[string]bool, dp vxlan.DebugState) api.Link {
 	l := api.Link{Kind: string(api.BackendVXLAN)}
+	if isDirect(want) {
+		// Graded by its routes alone: a direct peer has no FDB or
+		// neighbour entries.
+		l.Kind = api.LinkKindDirect
+	}
 	var lines []string
 	for _, n := range want.Neighs {
 		lines = append(lines, n.String())
@@ -228,4 +233,14 @@ func vxlanLink(want vxlan.State, actual map[string]bool, dp vxlan.DebugState) ap
 		}
 	}
 	return l
+}
+
+// isDirect reports whether a peer's plan routes it directly on the underlay.
+func isDirect(want vxlan.State) bool {
+	for _, r := range want.Routes {
+		if r.Direct {
+			return true
+		}
+	}
+	return false
 }

@@ -75,12 +75,16 @@ type TopologyNode struct {
 
 // Link is the state of the dataplane connection from one node to another.
 type Link struct {
-	// Kind is "vxlan" or "bgp".
+	// Kind is "vxlan", LinkKindDirect or "bgp".
 	Kind string `json:"kind,omitempty"`
 	// State is one of the Link* constants.
 	State  string `json:"state,omitempty"`
 	Detail string `json:"detail,omitempty"`
 }
+
+// LinkKindDirect is the kind of a VXLAN-backend link routed directly on
+// the shared underlay subnet (VXLANConfig.DirectRouting).
+const LinkKindDirect = "vxlan-direct"
 
 // Link states.
 const (
@@ -154,6 +158,9 @@ type PairLink struct {
 	From  string `json:"from"`
 	To    string `json:"to"`
 	State string `json:"state"`
+	// Kind is the kind of an observed side (Link.Kind: vxlan, vxlan-direct
+	// or bgp); empty when no side was observed.
+	Kind string `json:"kind,omitempty"`
 	// Observed is true when Basis is observed.
 	Observed bool   `json:"observed"`
 	Basis    string `json:"basis"`
@@ -183,6 +190,9 @@ func GradeLink(a, b LinkSide) PairLink {
 		switch {
 		case s.Observed != nil && s.Observed.State != "":
 			state, detail, basis = s.Observed.State, s.Observed.Detail, BasisObserved
+			if l.Kind == "" {
+				l.Kind = s.Observed.Kind
+			}
 		case s.Reported != "":
 			state, basis = s.Reported, BasisReported
 		default:

@@ -39,6 +39,10 @@ type Pool struct {
 type VXLANConfig struct {
 	VNI  int `json:"vni"`
 	Port int `json:"port"`
+	// DirectRouting routes the blocks of a node on this node's underlay
+	// subnet via its underlay address, without encapsulation; nodes on
+	// other subnets stay on the overlay.
+	DirectRouting bool `json:"directRouting,omitempty"`
 }
 
 // BGPConfig configures the routed backend.

@@ -89,8 +89,14 @@ type Config struct {
 	// ToR adds a top-of-rack router namespace running a real BGP daemon,
 	// "bird" (BIRD 2) or "frr" (FRR's bgpd and zebra), as route reflector
 	// for every host; the cluster then runs without the node mesh. Needs
-	// Backend "bgp"; optional, default none (hosts share one L2 subnet).
+	// Backend "bgp", or "vxlan" with VXLANDirectRouting, where the ToR only
+	// routes the underlay between subnets (its BGP sessions stay idle);
+	// optional, default none (hosts share one L2 subnet).
 	ToR string
+	// VXLANDirectRouting turns on the cluster's VXLAN direct routing
+	// (hosts on one subnet route pod blocks via each other's underlay
+	// address); optional, default off.
+	VXLANDirectRouting bool
 	// Subnets is the number of underlay subnets the hosts are spread over
 	// (host i on subnet 1+(i-1)%Subnets); only the ToR routes between them.
 	// More than one needs a ToR; optional, default 1.
@@ -201,8 +207,8 @@ func (c Config) validate() error {
 			errs = append(errs, fmt.Errorf("subnets %d: hosts on more than one subnet need a router between them (--tor bird or --tor frr)", c.Subnets))
 		}
 	case ToRBIRD, ToRFRR:
-		if api.Backend(c.Backend) != api.BackendBGP {
-			errs = append(errs, fmt.Errorf("tor %s: needs backend bgp, not %s", c.ToR, c.Backend))
+		if api.Backend(c.Backend) != api.BackendBGP && !c.VXLANDirectRouting {
+			errs = append(errs, fmt.Errorf("tor %s: needs backend bgp, or vxlan with direct routing, not %s", c.ToR, c.Backend))
 		}
 		if c.Subnets < 1 || c.Subnets > MaxSubnets {
 			errs = append(errs, fmt.Errorf("subnets %d: must be between 1 and %d", c.Subnets, MaxSubnets))
@@ -235,7 +241,7 @@ func (c Config) cluster() (api.Cluster, error) {
 	cl := api.Cluster{
 		Pools:   []api.Pool{pool},
 		Backend: api.Backend(c.Backend),
-		VXLAN:   api.VXLANConfig{VNI: api.DefaultVNI, Port: api.DefaultVXLANPort},
+		VXLAN:   api.VXLANConfig{VNI: api.DefaultVNI, Port: api.DefaultVXLANPort, DirectRouting: c.VXLANDirectRouting},
 	}
 	if cl.Backend == api.BackendBGP {
 		// With a top-of-rack route reflector the hosts peer only with it.

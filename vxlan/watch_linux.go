@@ -2,6 +2,7 @@ package vxlan
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -28,6 +29,12 @@ func WatchKernel(ctx context.Context, ns *netns.NsHandle, device string, fn func
 	defer cancel()
 	errc := make(chan error, 3)
 	onErr := func(err error) {
+		if errors.Is(err, netlink.ErrDumpInterrupted) {
+			// Only the initial link dump can be interrupted (by a link
+			// changing meanwhile); its messages still arrive and the live
+			// events that follow correct what it missed.
+			return
+		}
 		select {
 		case errc <- err:
 		default:

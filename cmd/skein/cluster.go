@@ -24,17 +24,25 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 		nodeMesh  bool
 		vni, port int
 		force     bool
+		direct    bool
 	)
 	initCmd := &cobra.Command{
 		Use:   "init",
 		Short: "Write the cluster configuration (pools, backend) to etcd",
 		Example: `  skein cluster init --pod-cidr 10.244.0.0/16
-  skein cluster init --pod-cidr 10.244.0.0/16,10.245.0.0/16 --block-size 24 --backend vxlan`,
+  skein cluster init --pod-cidr 10.244.0.0/16,10.245.0.0/16 --block-size 24 --backend vxlan
+  skein cluster init --pod-cidr 10.244.0.0/16 --vxlan-direct-routing`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := buildCluster(cidrs, blockSize, backend, asn, nodeMesh, vni, port)
 			if err != nil {
 				return err
+			}
+			if direct {
+				if c.Backend != api.BackendVXLAN {
+					return fmt.Errorf("--vxlan-direct-routing: needs backend vxlan, not %s", c.Backend)
+				}
+				c.VXLAN.DirectRouting = true
 			}
 			return g.withStore(cmd, func(ctx context.Context, cl *store.Client) error {
 				if force {
@@ -61,6 +69,7 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 	f.BoolVar(&nodeMesh, "node-mesh", true, "full BGP mesh between nodes (backend bgp)")
 	f.IntVar(&vni, "vni", api.DefaultVNI, "VXLAN network identifier")
 	f.IntVar(&port, "vxlan-port", api.DefaultVXLANPort, "VXLAN UDP port")
+	f.BoolVar(&direct, "vxlan-direct-routing", false, "route to nodes on the same underlay subnet without encapsulation (backend vxlan)")
 	f.BoolVar(&force, "force", false, "overwrite an existing configuration")
 	_ = initCmd.MarkFlagRequired("pod-cidr") // the flag exists: cannot fail
 
@@ -84,7 +93,7 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 						fmt.Fprintf(tw, "POOL\t%s\tblocks /%d\n", p.CIDR, p.BlockSize)
 					}
 					if c.Backend == api.BackendVXLAN {
-						fmt.Fprintf(tw, "VXLAN\tvni %d\tport %d\n", c.VXLAN.VNI, c.VXLAN.Port)
+						fmt.Fprintf(tw, "VXLAN\tvni %d\tport %d\tdirect routing %v\n", c.VXLAN.VNI, c.VXLAN.Port, c.VXLAN.DirectRouting)
 					}
 					if c.BGP != nil {
 						fmt.Fprintf(tw, "BGP\tasn %d\tnode mesh %v\n", c.BGP.ASN, c.BGP.NodeMesh)

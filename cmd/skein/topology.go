@@ -89,6 +89,9 @@ func renderGraph(tw *tabwriter.Writer, g report.Graph, wide bool) {
 				other = l.From
 			}
 			fmt.Fprintf(tw, "  %s %s\t%s\t(%s)", branch, other, l.State, l.Basis)
+			if l.Kind != "" {
+				fmt.Fprintf(tw, " %s", l.Kind)
+			}
 			if wide {
 				fmt.Fprintf(tw, "\t%s", l.Detail)
 			}

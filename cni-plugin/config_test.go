@@ -113,7 +113,7 @@ func TestPodInfo(t *testing.T) {
 		{
 			name:    "kubernetes CNI_ARGS with IgnoreUnknown and unknown keys",
 			cniArgs: "IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=" + cid + ";K8S_POD_UID=4f6c-11",
-			want:    api.PodInfo{Namespace: "shop", Name: "web-0"},
+			want:    api.PodInfo{Namespace: "shop", Name: "web-0", UID: "4f6c-11"},
 		},
 		{
 			name:    "unknown keys without IgnoreUnknown, odd pairs skipped",

@@ -164,7 +164,7 @@ func TestAddCheckDel(t *testing.T) {
 		t.Errorf("ADD result = %s, want 1.1.0 with 198.18.0.2/32", stdout)
 	}
 	wantCommit := []api.CommitRequest{{
-		Owner: owner, Network: "skein", Pod: api.PodInfo{Namespace: "shop", Name: "web-0", Labels: map[string]string{"app": "web"}},
+		Owner: owner, Network: "skein", Pod: api.PodInfo{Namespace: "shop", Name: "web-0", UID: "1234", Labels: map[string]string{"app": "web"}},
 		IPs: []netip.Addr{netip.MustParseAddr("198.18.0.2")}, HostIface: api.HostIfaceName(owner), Netns: "/run/netns/c1",
 	}}
 	if d := cmp.Diff(wantCommit, h.agent.Commits(), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); d != "" {

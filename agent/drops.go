@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -95,6 +96,7 @@ func (d *dropLog) add(p nflog.Packet, now time.Time) {
 	if d.lookup != nil {
 		drop.From, drop.To = d.lookup(p.Src, p.Dst)
 	}
+	drop.Rule = ruleText(&drop)
 	d.mu.Lock()
 	d.seq++
 	drop.Seq = d.seq
@@ -145,6 +147,25 @@ func (d *dropLog) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	out := d.snapshot(since, time.Now())
 	writeJSON(w, http.StatusOK, &out)
+}
+
+// ruleText completes an isolation drop's prefix with the isolated endpoint,
+// to the text `policy trace` prints: "x/a is isolated for ingress by ...".
+func ruleText(d *api.Drop) string {
+	isolated := policy.IsolatedLogPrefix + "ingress"
+	who, addr := d.To, d.Dst
+	if !strings.HasPrefix(d.Rule, isolated) {
+		isolated = policy.IsolatedLogPrefix + "egress"
+		who, addr = d.From, d.Src
+		if !strings.HasPrefix(d.Rule, isolated) {
+			return d.Rule
+		}
+	}
+	name := addr.String()
+	if who != nil {
+		name = who.Namespace + "/" + who.Name
+	}
+	return name + " is " + d.Rule
 }
 
 func protoName(p uint8) string {

@@ -59,6 +59,11 @@ func TestDropLogRing(t *testing.T) {
 		t.Fatalf("other: %v, want %d", v, total-maxDropRules)
 	}
 
+	d.add(nflog.Packet{Prefix: "isolated for ingress by NetworkPolicy y/deny and no rule allows it: Deny", Src: netip.MustParseAddr("10.0.1.1"), Dst: netip.MustParseAddr("10.0.2.2"), Proto: 17, DstPort: 53}, now)
+	if got := d.snapshot(uint64(total), now).Drops; len(got) != 1 || got[0].Rule != "y/b is isolated for ingress by NetworkPolicy y/deny and no rule allows it: Deny" || got[0].Proto != "UDP" {
+		t.Fatalf("isolation drop: %+v", got)
+	}
+
 	rec := httptest.NewRecorder()
 	d.serve(rec, httptest.NewRequest("GET", "/debug/drops?since=x", nil))
 	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "since") {

@@ -63,11 +63,16 @@ const (
 // SpoofLogPrefix names the anti-spoofing drop in the drop log.
 const SpoofLogPrefix = "anti-spoofing: " + spoofComment
 
-// logRule is the log rule that goes before drop rule r.
-func logRule(r NFTRule) NFTRule {
+// IsolatedLogPrefix starts the log prefix of an isolation drop: the agent
+// puts "<endpoint> is " before it to get the text `policy trace` prints.
+const IsolatedLogPrefix = "isolated for "
+
+// logRule is the log rule that goes before drop rule r; prefix names the
+// rule as `policy trace` does.
+func logRule(r NFTRule, prefix string) NFTRule {
 	l := r
 	l.Verdict, l.Target = VerdictLog, ""
-	l.Comment = logPrefix(r.Comment)
+	l.Comment = logPrefix(prefix)
 	return l
 }
 
@@ -245,7 +250,13 @@ func renderDirection(d *Direction, prefix string, saddr bool, chains map[string]
 	if d.Isolated {
 		tail = renderRules(tail, d.NP, saddr, "", used)
 		drop := NFTRule{Verdict: VerdictDrop, Comment: truncate("isolated by NetworkPolicy " + strings.Join(d.IsolatedBy, ", "))}
-		tail = append(tail, logRule(drop), drop)
+		dir := egress
+		if saddr {
+			dir = ingress
+		}
+		// The text of policy.Eval's isolation decision, less "<who> is ".
+		prefix := fmt.Sprintf("%s%s by NetworkPolicy %s and no rule allows it: %s", IsolatedLogPrefix, dir, strings.Join(d.IsolatedBy, ", "), Deny)
+		tail = append(tail, logRule(drop, prefix), drop)
 	} else {
 		tail = renderRules(tail, d.BANP, saddr, "", used)
 	}
@@ -266,6 +277,8 @@ func renderRules(out []NFTRule, rules []Rule, saddr bool, tail string, used map[
 	for i := range rules {
 		r := &rules[i]
 		base := NFTRule{Saddr: saddr, Set: r.Peers, PortSet: r.PeerPorts, Comment: truncate(r.Origin.String())}
+		// The text of policy.Eval's decision for r.
+		prefix := fmt.Sprintf("%s: %s", r.Origin, r.Action)
 		switch r.Action {
 		case Allow:
 			base.Verdict = VerdictReturn
@@ -284,22 +297,22 @@ func renderRules(out []NFTRule, rules []Rule, saddr bool, tail string, used map[
 			used[r.PeerPorts] = true
 		}
 		if r.Ports == nil {
-			out = appendRule(out, base)
+			out = appendRule(out, base, prefix)
 			continue
 		}
 		for _, pm := range r.Ports {
 			nr := base
 			nr.Proto, nr.From, nr.To = pm.Proto, pm.From, pm.To
-			out = appendRule(out, nr)
+			out = appendRule(out, nr, prefix)
 		}
 	}
 	return out
 }
 
 // appendRule appends r, after its log rule when r drops.
-func appendRule(out []NFTRule, r NFTRule) []NFTRule {
+func appendRule(out []NFTRule, r NFTRule, prefix string) []NFTRule {
 	if r.Verdict == VerdictDrop {
-		out = append(out, logRule(r))
+		out = append(out, logRule(r, prefix))
 	}
 	return append(out, r)
 }

@@ -92,6 +92,10 @@ func runPolicyDrops(ctx context.Context, cmd *cobra.Command, g *globalFlags, f *
 				if err := probe.Get(ctx, hc, addr, "/debug/drops?since="+strconv.FormatUint(since[name], 10), &d); err != nil {
 					return dropsAnswer{err: err.Error()}
 				}
+				if d.Node != name {
+					// A loopback address reaches whichever agent runs here.
+					return dropsAnswer{err: fmt.Sprintf("%s answered as node %s (its debug address is not reachable from here)", addr, d.Node)}
+				}
 				return dropsAnswer{drops: d}
 			})
 		var rows []nodeDrop

@@ -55,7 +55,7 @@ ingress:
 		t.Fatal("x/b reached y/b on TCP/80, which drops-b denies")
 	}
 	d := s.waitDrop(ctx, t, func(d api.Drop) bool { return d.Src == xb.c.IP && d.Dst == yb.c.IP && d.DstPort == 80 })
-	t.Logf("denied x/b -> y/b TCP/80 showed in `skein policy drops` after %s: %+v", time.Since(start).Round(time.Millisecond), d)
+	t.Logf("denied x/b -> y/b TCP/80: logged %s after the connect began, shown by `skein policy drops` %s after it began (the connect itself waits %s): %+v", d.Time.Sub(start).Round(time.Millisecond), time.Since(start).Round(time.Millisecond), polProbeTimeout, d)
 	if d.Proto != "TCP" || d.Rule != tr.Rule || d.From == nil || *d.From != (api.EndpointRef{Namespace: "x", Name: "b"}) ||
 		d.To == nil || *d.To != (api.EndpointRef{Namespace: "y", Name: "b"}) {
 		t.Errorf("drop %+v; want TCP from x/b to y/b, rule %q", d, tr.Rule)

@@ -40,7 +40,7 @@ func TestDropLogRing(t *testing.T) {
 		t.Fatalf("kept %d drops of total %d, want %d of %d", len(got.Drops), got.Total, dropRingSize, total)
 	}
 	for i, dr := range got.Drops {
-		if want := uint64(total-dropRingSize+i+1); dr.Seq != want {
+		if want := uint64(total - dropRingSize + i + 1); dr.Seq != want {
 			t.Fatalf("drop %d has seq %d, want %d (oldest first)", i, dr.Seq, want)
 		}
 	}

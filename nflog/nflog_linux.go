@@ -22,6 +22,7 @@ const (
 	msgConfig       = 1
 	attrCfgCmd      = 1
 	attrCfgMode     = 2
+	attrCfgQThresh  = 4
 	cmdBind         = 1
 	cmdUnbind       = 2
 	copyPacket      = 2
@@ -68,6 +69,12 @@ func Open(group uint16, netns int) (*Reader, error) {
 	if err := r.config(netlink.Attribute{Type: attrCfgMode, Data: mode}); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("nflog: set copy mode of group %d: %w", group, err)
+	}
+	// The kernel batches up to 100 packets for up to a second by default:
+	// send each at once, so a drop shows when it happens.
+	if err := r.config(netlink.Attribute{Type: attrCfgQThresh, Data: binary.BigEndian.AppendUint32(nil, 1)}); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("nflog: set queue threshold of group %d: %w", group, err)
 	}
 	return r, nil
 }

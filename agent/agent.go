@@ -35,6 +35,8 @@ type Agent struct {
 	cluster api.Cluster
 	id      identity
 	metrics *metrics
+	// drops is the denied-flow log (agent/drops.go).
+	drops   *dropLog
 	started time.Time
 	// pub replays endpoint changes made while etcd was unreachable.
 	pub *publisher
@@ -170,6 +172,7 @@ func (a *Agent) run(ctx context.Context) error {
 		return err
 	}
 	a.metrics = newMetrics()
+	a.startDrops()
 
 	if a.pol, err = newEnforcer(a.cfg.NodeName, a); err != nil {
 		return err
@@ -266,6 +269,7 @@ func (a *Agent) run(ctx context.Context) error {
 	g.Go(func() error { return a.pol.rec.Run(gctx) })
 	g.Go(func() error { return a.pol.run(gctx) })
 	g.Go(func() error { return a.pub.Run(gctx) })
+	g.Go(func() error { return a.drops.run(gctx) })
 	g.Go(func() error {
 		return serve(gctx, sockLn, a.metrics.instrument(a.refuseWhenTakenOver(cni.handler())), func() { a.serving.Store(true) })
 	})

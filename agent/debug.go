@@ -272,6 +272,7 @@ func (a *Agent) debugHandler() http.Handler {
 		writeHook(w, a.policyDebug(), "policy enforcement is not running on this node")
 	})
 	mux.HandleFunc("GET /debug/ipam", a.alloc.ServeHTTPDebug)
+	mux.HandleFunc("GET /debug/drops", a.drops.serve)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n")) // client gone: nothing to do
@@ -361,7 +362,7 @@ func writeHook[T any](w http.ResponseWriter, v *T, absent string) {
 
 // indexHTML lists the endpoints.
 func indexHTML(pprofOn bool) string {
-	links := []string{"ui", "debug/topology", "debug/vxlan", "debug/bgp", "debug/policy", "debug/ipam", "metrics", "healthz", "readyz"}
+	links := []string{"ui", "debug/topology", "debug/vxlan", "debug/bgp", "debug/policy", "debug/ipam", "debug/drops", "metrics", "healthz", "readyz"}
 	if pprofOn {
 		links = append(links, "debug/pprof/")
 	}

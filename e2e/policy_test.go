@@ -118,6 +118,7 @@ func TestPolicy(t *testing.T) {
 		s.check(ctx, t, "no policy", all4, func(_, _ *polPod, _ polPort) bool { return true })
 	})
 	t.Run("AntiSpoofing", func(t *testing.T) { s.testAntiSpoofing(ctx, t) })
+	t.Run("DropsLogged", func(t *testing.T) { s.testDrops(ctx, t) })
 	for _, c := range polCases(ctx, s) {
 		t.Run(c.name, func(t *testing.T) {
 			defer s.deleteAllPolicies(ctx, t)

@@ -410,6 +410,7 @@ func (a *Applier) rebuild(rs *Ruleset) error {
 	})
 	fromPod, spoof, toPod := preroutingExprs(addrs, pods)
 	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: fromPod})
+	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: append(spoof[:4:4], dropLogExprs(SpoofLogPrefix)...)})
 	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: spoof, UserData: comment(spoofComment)})
 	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: toPod})
 	// The forward chain's ct rules switch connection tracking on in the
@@ -769,10 +770,21 @@ func ruleExprs(r *NFTRule, sets map[string]*nftables.Set) []expr.Any {
 		out = append(out, &expr.Verdict{Kind: expr.VerdictReturn})
 	case VerdictGoto:
 		out = append(out, &expr.Verdict{Kind: expr.VerdictGoto, Chain: r.Target})
+	case VerdictLog:
+		out = append(out, dropLogExprs(r.Comment)...)
 	default:
 		out = append(out, &expr.Verdict{Kind: expr.VerdictDrop})
 	}
 	return out
+}
+
+// dropLogExprs: limit rate dropLogRate/second burst dropLogBurst packets
+// log prefix PREFIX group DropLogGroup, with no verdict.
+func dropLogExprs(prefix string) []expr.Any {
+	return []expr.Any{
+		&expr.Limit{Type: expr.LimitTypePkts, Rate: dropLogRate, Unit: expr.LimitTimeSecond, Burst: dropLogBurst},
+		&expr.Log{Key: 1<<unix.NFTA_LOG_PREFIX | 1<<unix.NFTA_LOG_GROUP, Group: DropLogGroup, Data: []byte(prefix)},
+	}
 }
 
 // preroutingExprs: a Skein host interface's own addresses go on to the

@@ -41,7 +41,47 @@ const (
 	VerdictReturn = "return"
 	VerdictDrop   = "drop"
 	VerdictGoto   = "goto"
+	// VerdictLog is a rule without a verdict: it logs what it matches to
+	// DropLogGroup, rate-limited, and the next rule (the drop) decides. A
+	// limit that did not match would make a drop rule not match, so the log
+	// is a rule of its own.
+	VerdictLog = "log"
 )
+
+// DropLogGroup is the NFLOG group policy and anti-spoofing drops are logged
+// to; the log prefix is the name of the rule that drops (Origin.String()).
+const DropLogGroup = 27
+
+// Per-rule log rate: a flood of denied packets costs the agent at most this.
+const (
+	dropLogRate  = 10
+	dropLogBurst = 20
+	// maxLogPrefix is nft's log prefix limit (128 with the NUL).
+	maxLogPrefix = 127
+)
+
+// SpoofLogPrefix names the anti-spoofing drop in the drop log.
+const SpoofLogPrefix = "anti-spoofing: " + spoofComment
+
+// IsolatedLogPrefix starts the log prefix of an isolation drop: the agent
+// puts "<endpoint> is " before it to get the text `policy trace` prints.
+const IsolatedLogPrefix = "isolated for "
+
+// logRule is the log rule that goes before drop rule r; prefix names the
+// rule as `policy trace` does.
+func logRule(r NFTRule, prefix string) NFTRule {
+	l := r
+	l.Verdict, l.Target = VerdictLog, ""
+	l.Comment = logPrefix(prefix)
+	return l
+}
+
+func logPrefix(s string) string {
+	if len(s) <= maxLogPrefix {
+		return s
+	}
+	return s[:maxLogPrefix-3] + "..."
+}
 
 // NFTRule is one rule of an endpoint chain. It matches a connection when
 // every field that is set matches; the fields render to, in order:
@@ -93,8 +133,11 @@ func (r NFTRule) String() string {
 	if r.Target != "" {
 		v += " " + r.Target
 	}
+	if r.Verdict == VerdictLog {
+		v = fmt.Sprintf("limit rate %d/second burst %d packets log prefix %q group %d", dropLogRate, dropLogBurst, r.Comment, DropLogGroup)
+	}
 	parts = append(parts, v)
-	if r.Comment != "" {
+	if r.Comment != "" && r.Verdict != VerdictLog {
 		parts = append(parts, fmt.Sprintf("comment %q", r.Comment))
 	}
 	return strings.Join(parts, " ")
@@ -206,7 +249,14 @@ func renderDirection(d *Direction, prefix string, saddr bool, chains map[string]
 	var tail []NFTRule
 	if d.Isolated {
 		tail = renderRules(tail, d.NP, saddr, "", used)
-		tail = append(tail, NFTRule{Verdict: VerdictDrop, Comment: truncate("isolated by NetworkPolicy " + strings.Join(d.IsolatedBy, ", "))})
+		drop := NFTRule{Verdict: VerdictDrop, Comment: truncate("isolated by NetworkPolicy " + strings.Join(d.IsolatedBy, ", "))}
+		dir := egress
+		if saddr {
+			dir = ingress
+		}
+		// The text of policy.Eval's isolation decision, less "<who> is ".
+		prefix := fmt.Sprintf("%s%s by NetworkPolicy %s and no rule allows it: %s", IsolatedLogPrefix, dir, strings.Join(d.IsolatedBy, ", "), Deny)
+		tail = append(tail, logRule(drop, prefix), drop)
 	} else {
 		tail = renderRules(tail, d.BANP, saddr, "", used)
 	}
@@ -227,6 +277,8 @@ func renderRules(out []NFTRule, rules []Rule, saddr bool, tail string, used map[
 	for i := range rules {
 		r := &rules[i]
 		base := NFTRule{Saddr: saddr, Set: r.Peers, PortSet: r.PeerPorts, Comment: truncate(r.Origin.String())}
+		// The text of policy.Eval's decision for r.
+		prefix := fmt.Sprintf("%s: %s", r.Origin, r.Action)
 		switch r.Action {
 		case Allow:
 			base.Verdict = VerdictReturn
@@ -245,16 +297,24 @@ func renderRules(out []NFTRule, rules []Rule, saddr bool, tail string, used map[
 			used[r.PeerPorts] = true
 		}
 		if r.Ports == nil {
-			out = append(out, base)
+			out = appendRule(out, base, prefix)
 			continue
 		}
 		for _, pm := range r.Ports {
 			nr := base
 			nr.Proto, nr.From, nr.To = pm.Proto, pm.From, pm.To
-			out = append(out, nr)
+			out = appendRule(out, nr, prefix)
 		}
 	}
 	return out
+}
+
+// appendRule appends r, after its log rule when r drops.
+func appendRule(out []NFTRule, r NFTRule, prefix string) []NFTRule {
+	if r.Verdict == VerdictDrop {
+		out = append(out, logRule(r, prefix))
+	}
+	return append(out, r)
 }
 
 // addChain adds a chain of rules named after its content and returns the
@@ -339,6 +399,7 @@ const (
 var (
 	basePrerouting = []string{
 		"meta nfproto ipv4 iifname . ip saddr @" + EndpointAddrs + " goto " + UntrackChain,
+		`iifname "` + HostIfacePrefix + `*" iifname != "` + DevicePrefix + `*" ` + fmt.Sprintf("limit rate %d/second burst %d packets log prefix %q group %d", dropLogRate, dropLogBurst, SpoofLogPrefix, DropLogGroup),
 		`iifname "` + HostIfacePrefix + `*" iifname != "` + DevicePrefix + `*" counter drop comment "` + spoofComment + `"`,
 		"meta nfproto ipv4 ip daddr @" + PodCIDRSet + " goto " + UntrackChain,
 	}

@@ -86,7 +86,7 @@ func newRootCmd() *cobra.Command {
 	epCmd := newEndpointCmd(g)
 	epCmd.AddCommand(newEndpointLabelCmd(g))
 	polCmd := newPolicyCmd(g)
-	polCmd.AddCommand(newPolicyTraceCmd(g), newPolicyMatrixCmd(g))
+	polCmd.AddCommand(newPolicyTraceCmd(g), newPolicyMatrixCmd(g), newPolicyDropsCmd(g))
 	root.AddCommand(newClusterCmd(g), newNodeCmd(g), newIPAMCmd(g), epCmd, nsCmd, polCmd, newLabCmd(g), newVersionCmd())
 	root.AddCommand(newOpsCmds(g)...)
 	root.AddCommand(newBGPCmd(g))

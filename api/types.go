@@ -93,9 +93,13 @@ type Node struct {
 	RouterID   netip.Addr        `json:"routerID,omitzero"`
 	ASN        uint32            `json:"asn,omitempty"`
 	Labels     map[string]string `json:"labels,omitempty"`
-	DebugAddr  string            `json:"debugAddr,omitempty"`
-	MTU        int               `json:"mtu,omitempty"`
-	Version    string            `json:"version,omitempty"`
+	// KubeLabels are the keys of Labels that skein-kube set from the
+	// Kubernetes Node: it removes them when Kubernetes does, and leaves
+	// the node's own (skeind --labels) alone.
+	KubeLabels []string `json:"kubeLabels,omitempty"`
+	DebugAddr  string   `json:"debugAddr,omitempty"`
+	MTU        int      `json:"mtu,omitempty"`
+	Version    string   `json:"version,omitempty"`
 	// Identity is "sha256:<hex>" of the secret its agent keeps in
 	// --state-dir: the agent that can show the secret owns the name. Empty
 	// in records written before identities existed.

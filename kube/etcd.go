@@ -149,13 +149,34 @@ func (m *mirror) setNodeLabels(ctx context.Context, name string, labels map[stri
 	have, _ := n["labels"].(map[string]any)
 	merged := map[string]any{}
 	maps.Copy(merged, have)
+	// Labels Kubernetes set before and no longer has go; the node's own
+	// (skeind --labels) stay: kubeLabels names the keys that came from here.
+	var prev []string
+	if l, ok := n["kubeLabels"].([]any); ok {
+		for _, k := range l {
+			if s, ok := k.(string); ok {
+				prev = append(prev, s)
+			}
+		}
+	}
+	for _, k := range prev {
+		if _, still := labels[k]; !still {
+			delete(merged, k)
+		}
+	}
 	for k, v := range labels {
 		merged[k] = v
 	}
-	if len(merged) == len(have) && allEqual(have, labels) {
+	keys := slices.Sorted(maps.Keys(labels))
+	if len(merged) == len(have) && allEqual(have, labels) && slices.Equal(keys, slices.Sorted(slices.Values(prev))) {
 		return false, nil
 	}
 	n["labels"] = merged
+	if len(keys) > 0 {
+		n["kubeLabels"] = keys
+	} else {
+		delete(n, "kubeLabels")
+	}
 	b, err := json.Marshal(n)
 	if err != nil {
 		return false, fmt.Errorf("encode %s: %w", key, err)

@@ -39,39 +39,17 @@ func main() {
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("skein-kube", flag.ContinueOnError)
 	host, _ := os.Hostname()
+	daemon := flagsource.AddDaemon(fs, " of Skein's etcd")
 	var (
 		kubeconfig = fs.String("kubeconfig", "", "kubeconfig file (default: the in-cluster service account)")
-		endpoints  = fs.String("etcd-endpoints", "", "comma-separated etcd client URLs of Skein's etcd")
-		prefix     = fs.String("etcd-prefix", "/skein/", "etcd key prefix")
-		cert       = fs.String("etcd-cert", "", "etcd client certificate (TLS)")
-		key        = fs.String("etcd-key", "", "etcd client key (TLS)")
-		ca         = fs.String("etcd-ca", "", "etcd CA certificate (TLS)")
 		identity   = fs.String("identity", envOr("POD_NAME", host), "this replica's name in the leader election (default: $POD_NAME or the hostname)")
 		leaseTTL   = fs.Duration("lease-ttl", 15*time.Second, "how long a dead leader keeps the lead before a standby takes over")
 		resync     = fs.Duration("resync", 10*time.Minute, "informer resync period")
 		workers    = fs.Int("workers", 4, "objects mirrored in parallel")
 		qps        = fs.Float64("kube-qps", 50, "requests per second to the API server")
-		logLevel   = fs.String("log-level", "info", "debug, info, warn or error")
-		logFormat  = fs.String("log-format", "text", "text or json")
-		configFile = fs.String("config", "", "optional YAML file of flag values (flag name: value)")
-		showVer    = fs.Bool("version", false, "print the version and exit")
 	)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: skein-kube [flags]\n\nEvery flag can also be set as SKEIN_<FLAG> in the environment (e.g. SKEIN_ETCD_ENDPOINTS)\nor in --config; command-line flags win over the environment, which wins over the file.\n\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *showVer {
-		fmt.Println(version)
-		return nil
-	}
-	if err := flagsource.ApplyFlagSet(fs, *configFile); err != nil {
-		return err
-	}
-	log, err := flagsource.Logger(os.Stderr, *logLevel, *logFormat)
-	if err != nil {
+	log, printed, err := daemon.Load(fs, args, version, os.Stdout, os.Stderr)
+	if err != nil || printed {
 		return err
 	}
 	rc, err := restConfig(*kubeconfig)
@@ -88,10 +66,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("network-policy-api client: %w", err)
 	}
-	st, err := store.New(ctx, store.Config{
-		Endpoints: flagsource.List(*endpoints), Prefix: *prefix,
-		CertFile: *cert, KeyFile: *key, CAFile: *ca, Log: log,
-	})
+	st, err := store.New(ctx, daemon.Store(log))
 	if err != nil {
 		return err
 	}

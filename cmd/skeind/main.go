@@ -15,7 +15,6 @@ import (
 
 	"github.com/skeinnet/skein/agent"
 	"github.com/skeinnet/skein/internal/flagsource"
-	"github.com/skeinnet/skein/store"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -39,13 +38,9 @@ func main() {
 
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("skeind", flag.ContinueOnError)
+	daemon := flagsource.AddDaemon(fs, "")
 	var (
 		nodeName   = fs.String("node-name", "", "name of this node (default: the hostname)")
-		endpoints  = fs.String("etcd-endpoints", "", "comma-separated etcd client URLs")
-		prefix     = fs.String("etcd-prefix", "/skein/", "etcd key prefix")
-		cert       = fs.String("etcd-cert", "", "etcd client certificate (TLS)")
-		key        = fs.String("etcd-key", "", "etcd client key (TLS)")
-		ca         = fs.String("etcd-ca", "", "etcd CA certificate (TLS)")
 		embedded   = fs.Bool("embedded-etcd", false, "run an in-process etcd (single machine); --etcd-endpoints then gives its listen URLs")
 		embCert    = fs.String("embedded-etcd-cert", "", "with --embedded-etcd: server certificate for its client listener (https:// endpoints)")
 		embKey     = fs.String("embedded-etcd-key", "", "with --embedded-etcd: key of --embedded-etcd-cert")
@@ -55,12 +50,8 @@ func run(ctx context.Context, args []string) error {
 		socket     = fs.String("socket", agent.DefaultSocket, "unix socket skein-cni talks to (root-only)")
 		stateDir   = fs.String("state-dir", agent.DefaultStateDir, "where allocations are persisted")
 		debugAddr  = fs.String("debug-addr", agent.DefaultDebugAddr, "debug HTTP address (topology, metrics, pprof); \"off\" disables")
-		logLevel   = fs.String("log-level", "info", "debug, info, warn or error")
-		logFormat  = fs.String("log-format", "text", "text or json")
 		labels     = fs.String("labels", "", "node labels k=v,k2=v2 (e.g. skein.dev/route-reflector=10.0.0.1 makes a BGP route reflector)")
 		takeOver   = fs.Bool("take-over-node", false, "take the node name from another identity that is not alive (this host re-installed or its --state-dir wiped); refused while the other heartbeats")
-		configFile = fs.String("config", "", "optional YAML file of flag values (flag name: value)")
-		showVer    = fs.Bool("version", false, "print the version and exit")
 
 		dockerSocket = fs.String("docker-plugin-socket", "", "serve the Docker network and IPAM driver \"skein\" on this unix socket (e.g. /run/docker/plugins/skein.sock); empty: off")
 		dockerHost   = fs.String("docker-host", "unix:///var/run/docker.sock", "with --docker-plugin-socket: the Docker engine API, read for container names and labels")
@@ -70,33 +61,13 @@ func run(ctx context.Context, args []string) error {
 		trackAll = fs.Bool("conntrack-all-pods", false,
 			"connection-track all pod traffic, not only that of pods a policy selects: for a conntrack-based service proxy (kube-proxy) that NATs pod-to-pod connections")
 	)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: skeind [flags]\n\nEvery flag can also be set as SKEIN_<FLAG> in the environment (e.g. SKEIN_NODE_NAME)\nor in --config; command-line flags win over the environment, which wins over the file.\n\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *showVer {
-		fmt.Println(version)
-		return nil
-	}
-	if err := flagsource.ApplyFlagSet(fs, *configFile); err != nil {
-		return err
-	}
-	log, err := flagsource.Logger(os.Stderr, *logLevel, *logFormat)
-	if err != nil {
+	log, printed, err := daemon.Load(fs, args, version, os.Stdout, os.Stderr)
+	if err != nil || printed {
 		return err
 	}
 	cfg := agent.Config{
-		NodeName: *nodeName,
-		Etcd: store.Config{
-			Endpoints: flagsource.List(*endpoints),
-			Prefix:    *prefix,
-			CertFile:  *cert,
-			KeyFile:   *key,
-			CAFile:    *ca,
-		},
+		NodeName:     *nodeName,
+		Etcd:         daemon.Store(log),
 		EmbeddedEtcd: *embedded,
 		EmbeddedTLS:  agent.EmbeddedTLS{CertFile: *embCert, KeyFile: *embKey, ClientCAFile: *embCA},
 		Iface:        *iface,

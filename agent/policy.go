@@ -454,3 +454,13 @@ func (e *enforcer) invalidPolicies() []api.InvalidPolicy {
 	defer e.mu.Unlock()
 	return slices.Clone(e.invalid)
 }
+
+// policyDebug returns the policy enforcement state (program version, last
+// sync, last error, rule and set counts), or nil before policy runs.
+func (a *Agent) policyDebug() *api.PolicyStatus {
+	if a.pol == nil {
+		return nil
+	}
+	d := a.pol.debug()
+	return &d
+}

@@ -150,9 +150,9 @@ func (b *bench) measureReady(ctx context.Context, l *lab.Lab) (*ReadyResult, err
 		}
 		// /readyz answers from the live conditions; readyAfter is recorded
 		// by the agent's ready loop a few milliseconds later.
-		var top agentTopology
+		var top api.Topology
 		for deadline := time.Now().Add(5 * time.Second); top.ReadyAfter == "" && time.Now().Before(deadline); {
-			if top, err = topology(ctx, hc); err != nil {
+			if top, err = debugGet[api.Topology](ctx, hc, "/debug/topology"); err != nil {
 				return res, err
 			}
 			if top.ReadyAfter == "" {
@@ -199,25 +199,26 @@ func pollReady(ctx context.Context, hc *http.Client, t0 time.Time) (time.Duratio
 	}
 }
 
-// agentTopology is the part of /debug/topology the bench reads.
-type agentTopology = api.Topology
-
-func topology(ctx context.Context, hc *http.Client) (agentTopology, error) {
-	var t agentTopology
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+lab.AgentDebugAddr+"/debug/topology", nil)
+// debugGet reads one of the agent's debug endpoints (path, e.g.
+// "/debug/bgp") into a value of its api type, within 5 s.
+func debugGet[T any](ctx context.Context, hc *http.Client, path string) (T, error) {
+	var v T
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+lab.AgentDebugAddr+path, nil)
 	if err != nil {
-		return t, err
+		return v, err
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return t, fmt.Errorf("topology: %w", err)
+		return v, fmt.Errorf("%s: %w", path, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return t, fmt.Errorf("topology: %s", resp.Status)
+		return v, fmt.Errorf("%s: %s", path, resp.Status)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&t); err != nil {
-		return t, fmt.Errorf("topology: %w", err)
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return v, fmt.Errorf("%s: %w", path, err)
 	}
-	return t, nil
+	return v, nil
 }

@@ -3,10 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/netip"
 	"os/exec"
 	"path/filepath"
@@ -94,31 +92,6 @@ func (b *bench) setupRouted(ctx context.Context, mtu int) (endpoint, endpoint, e
 	return endpoint{routedCtrs[0], c1}, endpoint{routedCtrs[1], c2}, nil
 }
 
-// bgpDebug is the part of an agent's /debug/bgp the bench reads.
-type bgpDebug = api.BGPStatus
-
-func getBGPDebug(ctx context.Context, hc *http.Client) (bgpDebug, error) {
-	var d bgpDebug
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodGet, "http://"+lab.AgentDebugAddr+"/debug/bgp", nil)
-	if err != nil {
-		return d, err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return d, fmt.Errorf("debug/bgp: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return d, fmt.Errorf("debug/bgp: %s", resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
-		return d, fmt.Errorf("debug/bgp: %w", err)
-	}
-	return d, nil
-}
-
 // synced reports whether the speaker runs, has all its neighbours
 // Established and no longer keeps routes of an earlier run; otherwise why not.
 func bgpSynced(d api.BGPStatus, want int) (bool, string) {
@@ -150,7 +123,7 @@ func waitBGPSynced(ctx context.Context, l *lab.Lab, hosts []string, want int) (t
 			return 0, err
 		}
 		for {
-			d, err := getBGPDebug(ctx, hc)
+			d, err := debugGet[api.BGPStatus](ctx, hc, "/debug/bgp")
 			why := ""
 			if err == nil {
 				var ok bool

@@ -346,31 +346,6 @@ func (p *polLab) setLevel(ctx context.Context, n int) ([]time.Duration, error) {
 	return ready, nil
 }
 
-// policyDebug is the part of an agent's /debug/policy the bench reads.
-type policyDebug = api.PolicyStatus
-
-func getPolicyDebug(ctx context.Context, hc *http.Client) (policyDebug, error) {
-	var d policyDebug
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodGet, "http://"+lab.AgentDebugAddr+"/debug/policy", nil)
-	if err != nil {
-		return d, err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return d, fmt.Errorf("debug/policy: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return d, fmt.Errorf("debug/policy: %s", resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
-		return d, fmt.Errorf("debug/policy: %w", err)
-	}
-	return d, nil
-}
-
 // levelStats records the agents' memory and the server host's table.
 func (p *polLab) levelStats(ctx context.Context, lv *PolicyLevel) error {
 	for _, h := range p.hosts() {
@@ -384,7 +359,7 @@ func (p *polLab) levelStats(ctx context.Context, lv *PolicyLevel) error {
 		}
 		lv.Agents = append(lv.Agents, AgentMem{Host: h, RSSBytes: rss, PeakRSSBytes: hwm})
 	}
-	d, err := getPolicyDebug(ctx, p.hc[p.srvHost])
+	d, err := debugGet[api.PolicyStatus](ctx, p.hc[p.srvHost], "/debug/policy")
 	if err != nil {
 		return err
 	}
@@ -423,7 +398,7 @@ func (p *polLab) measureApply(ctx context.Context, lv *PolicyLevel) error {
 func (p *polLab) timeEnforced(ctx context.Context, change func() error) (time.Duration, error) {
 	before := map[string]uint64{}
 	for _, h := range p.hosts() {
-		d, err := getPolicyDebug(ctx, p.hc[h])
+		d, err := debugGet[api.PolicyStatus](ctx, p.hc[h], "/debug/policy")
 		if err != nil {
 			return 0, err
 		}
@@ -443,7 +418,7 @@ func (p *polLab) timeEnforced(ctx context.Context, change func() error) (time.Du
 			wctx, cancel := context.WithTimeout(gctx, polEnforceTimeout)
 			defer cancel()
 			for {
-				d, err := getPolicyDebug(wctx, p.hc[h])
+				d, err := debugGet[api.PolicyStatus](wctx, p.hc[h], "/debug/policy")
 				seen := time.Now()
 				if err != nil {
 					return err

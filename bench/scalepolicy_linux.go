@@ -56,7 +56,7 @@ func (s *scaleLab) policyStep(ctx context.Context, st *ScaleStep) error {
 		return err
 	}
 	st.ReadyExt = time.Since(t0)
-	if top, err := topology(ctx, s.hc); err == nil {
+	if top, err := debugGet[api.Topology](ctx, s.hc, "/debug/topology"); err == nil {
 		if d, err := time.ParseDuration(top.ReadyAfter); err == nil {
 			st.Ready = d
 		}

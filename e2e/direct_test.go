@@ -220,39 +220,44 @@ func checkDirectLab(t *testing.T, cfg lab.Config) {
 
 	t.Run("topology", func(t *testing.T) {
 		// The link's kind comes from its observed side: from inside a host,
-		// that host's.
+		// that host's. The other side is what that host last published, so
+		// the pair is up once every host's status record says so.
 		for _, h := range hosts {
-			cmd, err := l.Command(ctx, h.Name, opsBin(), "--etcd-endpoints", l.EtcdUnderlayEndpoints()[0], "topology", "-o", "json")
-			if err != nil {
-				t.Fatal(err)
-			}
-			r := runCmd(t, cmd)
-			var g linkGraph
-			if err := json.Unmarshal([]byte(r.stdout), &g); err != nil {
-				t.Fatalf("%s: parse skein topology: %v\n%v", h.Name, err, r)
-			}
-			n := 0
-			for _, lk := range g.Links {
-				peer := lk.To
-				switch h.Name {
-				case lk.From:
-				case lk.To:
-					peer = lk.From
-				default:
-					continue
+			waitFor(ctx, t, 30*time.Second, h.Name+"'s links up with their kind in skein topology", func() (bool, string) {
+				cmd, err := l.Command(ctx, h.Name, opsBin(), "--etcd-endpoints", l.EtcdUnderlayEndpoints()[0], "topology", "-o", "json")
+				if err != nil {
+					return false, err.Error()
 				}
-				n++
-				kind := string(api.BackendVXLAN)
-				if subnetOf[peer] == h.Subnet {
-					kind = api.LinkKindDirect
+				r := runCmd(t, cmd)
+				var g linkGraph
+				if err := json.Unmarshal([]byte(r.stdout), &g); err != nil {
+					return false, fmt.Sprintf("parse skein topology: %v\n%v", err, r)
 				}
-				if lk.Kind != kind || lk.State != api.LinkUp {
-					t.Errorf("%s: link to %s is %s %s (%s), want %s %s", h.Name, peer, lk.Kind, lk.State, lk.Detail, kind, api.LinkUp)
+				var bad []string
+				n := 0
+				for _, lk := range g.Links {
+					peer := lk.To
+					switch h.Name {
+					case lk.From:
+					case lk.To:
+						peer = lk.From
+					default:
+						continue
+					}
+					n++
+					kind := string(api.BackendVXLAN)
+					if subnetOf[peer] == h.Subnet {
+						kind = api.LinkKindDirect
+					}
+					if lk.Kind != kind || lk.State != api.LinkUp {
+						bad = append(bad, fmt.Sprintf("link to %s is %s %s (%s), want %s %s", peer, lk.Kind, lk.State, lk.Detail, kind, api.LinkUp))
+					}
 				}
-			}
-			if n != len(hosts)-1 {
-				t.Errorf("%s: %d links in skein topology, want %d:\n%v", h.Name, n, len(hosts)-1, r)
-			}
+				if n != len(hosts)-1 {
+					bad = append(bad, fmt.Sprintf("%d links in skein topology, want %d:\n%v", n, len(hosts)-1, r))
+				}
+				return len(bad) == 0, strings.Join(bad, "\n")
+			})
 		}
 	})
 

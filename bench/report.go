@@ -29,6 +29,7 @@ const (
 	pathRouted       = "routed"     // hand-built routed pair (BGP phase)
 	pathRoutedNft    = "routed+nft" // the same with a copy of Skein's nftables head
 	pathSkeinBGP     = "skein-bgp"
+	pathSkeinDirect  = "skein-direct" // VXLAN direct routing (BGP phase)
 	notMeasured      = "not measured"
 	reportTimeFormat = "2006-01-02 15:04:05 MST"
 	// cniMetric is the histogram the agent keeps of its CNI API calls.

@@ -1,12 +1,15 @@
 package agent
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/skeinnet/skein/api"
 )
@@ -106,5 +109,53 @@ func TestDebugMatrix(t *testing.T) {
 	_, body := getJSON[api.PolicyMatrix](t, f, "/debug/matrix?namespace=big", http.StatusRequestEntityTooLarge)
 	if !strings.Contains(body, `namespace \"big\" has 101 endpoints`) || !strings.Contains(body, "skein policy matrix --namespace big") {
 		t.Errorf("too big: %s", body)
+	}
+}
+
+// TestUIViewsEscape opens the /ui's endpoint and matrix views in headless
+// Chromium (skipped without it) over an agent whose endpoint names and
+// labels carry HTML: they render as text, and no script of theirs runs.
+func TestUIViewsEscape(t *testing.T) {
+	browser := ""
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			browser = p
+			break
+		}
+	}
+	if browser == "" {
+		t.Skip("no chromium")
+	}
+	f := newDebugFixture(t, "127.0.0.1:0")
+	snap := f.a.snap.Load()
+	const evil = `<img src=x onerror="document.body.setAttribute('data-pwned','1')">`
+	ep := snap.Endpoints["n2/c2/eth0"]
+	ep.Labels = map[string]string{"note": evil}
+	ep.Name = "<b>bold</b>"
+	snap.Endpoints["n2/c2/eth0"] = ep
+	for _, view := range []string{"endpoints", "matrix&namespace=x"} {
+		ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+		cmd := exec.CommandContext(ctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+			"--disable-dev-shm-usage", "--user-data-dir="+t.TempDir(), "--virtual-time-budget=5000", "--dump-dom",
+			f.srv.URL+"/ui?view="+view)
+		out, err := cmd.Output()
+		cancel()
+		if err != nil {
+			t.Fatalf("chromium: %v", err)
+		}
+		dom := string(out)
+		name, _, _ := strings.Cut(view, "&")
+		if !strings.Contains(dom, `id="view-`+name+`" data-rendered="true"`) {
+			t.Fatalf("view %s not rendered:\n%s", view, dom)
+		}
+		if strings.Contains(dom, `data-pwned="1"`) || strings.Contains(dom, "<img") || strings.Contains(dom, "<b>bold") {
+			t.Errorf("view %s: user input became HTML:\n%s", view, dom)
+		}
+		if !strings.Contains(dom, "&lt;b&gt;bold&lt;/b&gt;") {
+			t.Errorf("view %s: the endpoint name is not shown as text", view)
+		}
+		if view == "endpoints" && !strings.Contains(dom, `note=&lt;img src=x onerror="document.body.setAttribute('data-pwned','1')"&gt;`) {
+			t.Errorf("the label is not shown as text:\n%s", dom)
+		}
 	}
 }

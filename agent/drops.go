@@ -57,7 +57,7 @@ func newDropLog(log *slog.Logger, node string, reg prometheus.Registerer, lookup
 		log: log, node: node, lookup: lookup, rules: map[string]bool{},
 		counter: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "skein_policy_drops_total",
-			Help: "Dropped packets logged by policy and anti-spoofing rules (rate-limited per rule), by rule.",
+			Help: "Dropped packets logged by policy and anti-spoofing rules (rate-limited per endpoint), by rule.",
 		}, []string{"rule"}),
 	}
 	reg.MustRegister(d.counter)

@@ -1,0 +1,131 @@
+package policy
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/skeinnet/skein/api"
+	"github.com/skeinnet/skein/internal/nstest"
+	"github.com/skeinnet/skein/nflog"
+)
+
+// TestDropLogPerEndpoint: pods b and c are isolated for ingress by the
+// same policy (so by the same chain and log rule). While a floods b with
+// denied packets, the few denied packets a sends c are all logged: each
+// policed endpoint has its own log limit, and b's flood is held to its
+// limit.
+func TestDropLogPerEndpoint(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for network namespaces")
+	}
+	host := nstest.New(t)
+	if err := host.Do(func() error {
+		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	a := plumb(t, host, "sk0000000000a", netip.MustParseAddr("10.99.0.2"))
+	b := plumb(t, host, "sk0000000000b", netip.MustParseAddr("10.99.0.3"))
+	c := plumb(t, host, "sk0000000000c", netip.MustParseAddr("10.99.0.4"))
+	in := withPolicies(t, Input{
+		Namespaces: []api.Namespace{{Name: "x"}},
+		Endpoints: []api.Endpoint{
+			{Namespace: "x", Name: "a", Labels: map[string]string{"pod": "a"}, IPs: []netip.Addr{a.ip}, Node: "h", HostIface: a.iface},
+			{Namespace: "x", Name: "b", Labels: map[string]string{"pod": "quiet"}, IPs: []netip.Addr{b.ip}, Node: "h", HostIface: b.iface},
+			{Namespace: "x", Name: "c", Labels: map[string]string{"pod": "quiet"}, IPs: []netip.Addr{c.ip}, Node: "h", HostIface: c.iface},
+		},
+		Node: "h",
+	}, `
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny, namespace: x}
+spec: {podSelector: {matchLabels: {pod: quiet}}}`)
+	ap := NewApplierWith(ApplierConfig{Conn: newConn(t, host)})
+	if err := ap.Apply(context.Background(), Compile(in)); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+
+	r, err := nflog.Open(DropLogGroup, host.Fd())
+	if err != nil {
+		t.Fatalf("open NFLOG group %d: %v", DropLogGroup, err)
+	}
+	defer func() { _ = r.Close() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var (
+		mu     sync.Mutex
+		logged = map[netip.Addr]int{}
+	)
+	go func() {
+		_ = r.Run(ctx, func(p nflog.Packet) {
+			mu.Lock()
+			logged[p.Dst]++
+			mu.Unlock()
+		})
+	}()
+
+	udp := func(dst netip.Addr) net.Conn {
+		var conn net.Conn
+		if err := a.ns.Do(func() error {
+			var err error
+			conn, err = net.Dial("udp4", netip.AddrPortFrom(dst, 9).String())
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		return conn
+	}
+	toB, toC := udp(b.ip), udp(c.ip)
+	start := time.Now()
+	floodEnd := start.Add(1500 * time.Millisecond)
+	var flood sync.WaitGroup
+	sentB := 0
+	flood.Go(func() {
+		for time.Now().Before(floodEnd) {
+			if _, err := toB.Write([]byte("flood")); err == nil {
+				sentB++
+			}
+		}
+	})
+	const toCCount = 5
+	time.Sleep(300 * time.Millisecond) // b's flood has used up any shared limit by now
+	for range toCCount {
+		if _, err := toC.Write([]byte("quiet")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	flood.Wait()
+	elapsed := time.Since(start)
+
+	// Read until c's lines are in, or a bounded wait.
+	var gotB, gotC int
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		mu.Lock()
+		gotB, gotC = logged[b.ip], logged[c.ip]
+		mu.Unlock()
+		if gotC >= toCCount {
+			break
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // late lines of b's flood
+	mu.Lock()
+	gotB = logged[b.ip]
+	mu.Unlock()
+	t.Logf("flood of %d packets to b in %s: %d logged; %d to c: %d logged", sentB, elapsed.Round(time.Millisecond), gotB, toCCount, gotC)
+	if sentB < 1000 {
+		t.Fatalf("only %d packets flooded to b: not a flood", sentB)
+	}
+	if gotC != toCCount {
+		t.Errorf("c's %d denied packets: %d logged; b's flood starved c's log lines", toCCount, gotC)
+	}
+	if maxB := dropLogBurst + int(float64(dropLogRate)*(elapsed+time.Second).Seconds()); gotB > maxB || gotB < dropLogBurst {
+		t.Errorf("b's flood: %d lines logged, want its burst %d up to %d (the limit)", gotB, dropLogBurst, maxB)
+	}
+}

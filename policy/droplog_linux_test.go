@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -127,5 +128,66 @@ spec: {podSelector: {matchLabels: {pod: quiet}}}`)
 	}
 	if maxB := dropLogBurst + int(float64(dropLogRate)*(elapsed+time.Second).Seconds()); gotB > maxB || gotB < dropLogBurst {
 		t.Errorf("b's flood: %d lines logged, want its burst %d up to %d (the limit)", gotB, dropLogBurst, maxB)
+	}
+}
+
+// TestDropLogOff: with NoDropLog the table has no log rule (the drops
+// stay), nothing reaches the log group, and the applier's counts match the
+// kernel's.
+func TestDropLogOff(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for network namespaces")
+	}
+	host := nstest.New(t)
+	if err := host.Do(func() error {
+		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	a := plumb(t, host, "sk0000000000a", netip.MustParseAddr("10.99.0.2"))
+	b := plumb(t, host, "sk0000000000b", netip.MustParseAddr("10.99.0.3"))
+	serve(t, b.ns, netip.AddrPortFrom(b.ip, 8080))
+	in := withPolicies(t, Input{
+		Namespaces: []api.Namespace{{Name: "x"}},
+		Endpoints: []api.Endpoint{
+			{Namespace: "x", Name: "a", Labels: map[string]string{"pod": "a"}, IPs: []netip.Addr{a.ip}, Node: "h", HostIface: a.iface},
+			{Namespace: "x", Name: "b", Labels: map[string]string{"pod": "b"}, IPs: []netip.Addr{b.ip}, Node: "h", HostIface: b.iface},
+		},
+		Node: "h",
+	}, `
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny, namespace: x}
+spec: {podSelector: {matchLabels: {pod: b}}}`)
+	ap := NewApplierWith(ApplierConfig{Conn: newConn(t, host), NoDropLog: true})
+	ctx := context.Background()
+	if err := ap.Apply(ctx, Compile(in)); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	obs, err := ap.Observe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := ap.Stats(); obs.Rules != st.Rules || obs.Sets != st.Sets || obs.Chains != st.Chains {
+		t.Errorf("stats %+v, observed %+v", st, obs)
+	}
+	if text := nftList(t, host); strings.Contains(text, "log prefix") || text == "" {
+		t.Errorf("table with the drop log off still logs (or did not list):\n%s", text)
+	}
+
+	r, err := nflog.Open(DropLogGroup, host.Fd())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = r.Close() }()
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	logged := make(chan nflog.Packet, 16)
+	go func() { _ = r.Run(rctx, func(p nflog.Packet) { logged <- p }) }()
+	expectBlocked(t, "a to b with the log off", a.ns, netip.Addr{}, netip.AddrPortFrom(b.ip, 8080))
+	select {
+	case p := <-logged:
+		t.Errorf("logged with the drop log off: %+v", p)
+	case <-rctx.Done():
 	}
 }

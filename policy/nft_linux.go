@@ -72,6 +72,8 @@ type Applier struct {
 	beforeFlush func(c *nftables.Conn, t *nftables.Table)
 	// podCIDRs are ApplierConfig.PodCIDRs, IPv4, sorted and disjoint.
 	podCIDRs []netip.Prefix
+	// noDropLog is ApplierConfig.NoDropLog.
+	noDropLog bool
 
 	mu    sync.Mutex // serializes Apply; guards the fields below
 	last  *Ruleset   // what the table holds; nil: unknown, rebuild
@@ -99,6 +101,9 @@ type ApplierConfig struct {
 	// traffic, e.g. where a conntrack-based service proxy NATs pod to pod
 	// connections (their replies need conntrack).
 	PodCIDRs []netip.Prefix
+	// NoDropLog leaves the drop log rules out of the table (the drops
+	// stay): nothing reaches DropLogGroup.
+	NoDropLog bool
 }
 
 // NewApplierWith returns an Applier configured by cfg.
@@ -114,7 +119,7 @@ func NewApplierWith(cfg ApplierConfig) *Applier {
 		}
 	}
 	slices.SortFunc(pods, comparePrefix)
-	return &Applier{conn: cfg.Conn, log: log.With("component", "policy"), podCIDRs: mergePrefixes(pods)}
+	return &Applier{conn: cfg.Conn, log: log.With("component", "policy"), podCIDRs: mergePrefixes(pods), noDropLog: cfg.NoDropLog}
 }
 
 // mergePrefixes drops the prefixes of sorted (by comparePrefix) that an
@@ -146,6 +151,9 @@ func (a *Applier) Apply(ctx context.Context, p *Program) error {
 	start := time.Now()
 	rs := Render(p)
 	rs.PodCIDRs = a.podCIDRs
+	if a.noDropLog {
+		rs.WithoutDropLog()
+	}
 	var (
 		err  error
 		ops  int
@@ -418,7 +426,9 @@ func (a *Applier) rebuild(rs *Ruleset) error {
 	})
 	fromPod, spoof, toPod := preroutingExprs(addrs, pods)
 	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: fromPod})
-	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: append(spoof[:4:4], dropLogExprs(SpoofLogPrefix, true, dl.ID)...)})
+	if !rs.NoDropLog {
+		c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: append(spoof[:4:4], dropLogExprs(SpoofLogPrefix, true, dl.ID)...)})
+	}
 	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: spoof, UserData: comment(spoofComment)})
 	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: toPod})
 	// The forward chain's ct rules switch connection tracking on in the

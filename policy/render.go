@@ -192,8 +192,10 @@ type IfaceAddr struct {
 // Ruleset is the content of table inet skein for a Program: what the applier
 // writes, besides the fixed base chains.
 type Ruleset struct {
-	Sets   []NFTSet   // sorted by name
-	Chains []NFTChain // sorted by name
+	// NoDropLog: the log rules are left out (WithoutDropLog).
+	NoDropLog bool
+	Sets      []NFTSet   // sorted by name
+	Chains    []NFTChain // sorted by name
 	// EgressDispatch and IngressDispatch map a host interface to the chain
 	// of its egress (traffic from the container) and ingress.
 	EgressDispatch  map[string]string
@@ -381,11 +383,23 @@ func (rs *Ruleset) Structure() string {
 	return b.String()
 }
 
-// Counts returns the number of sets (the peer sets and the five fixed
+// WithoutDropLog takes the log rules out of rs (skeind --drop-log=false).
+// The chains keep their names: they only need to be unique.
+func (rs *Ruleset) WithoutDropLog() {
+	rs.NoDropLog = true
+	for i := range rs.Chains {
+		rs.Chains[i].Rules = slices.DeleteFunc(slices.Clone(rs.Chains[i].Rules), func(r NFTRule) bool { return r.Verdict == VerdictLog })
+	}
+}
+
+// Counts returns the number of sets (the peer sets and the six fixed
 // ones), rules (in all chains, the base chains included) and elements.
 func (rs *Ruleset) Counts() (sets, rules, elements int) {
 	sets = len(rs.Sets) + 6 // the fixed ones, drop_log included
 	rules = len(baseForward) + len(basePrerouting) + len(untrackRules)
+	if rs.NoDropLog {
+		rules-- // the anti-spoofing log rule
+	}
 	for _, c := range rs.Chains {
 		rules += len(c.Rules)
 	}

@@ -646,7 +646,8 @@ func (r *Report) dropLog(b *strings.Builder) {
 	}
 	fmt.Fprintf(b, "Client pod → server pod through one host namespace, the server under %d AdminNetworkPolicy Deny rules (for\n", dlDenyRules)
 	b.WriteString("other peers) before a NetworkPolicy Allow, enforced by Skein's compiler and applier. Each round applies the table\n")
-	b.WriteString("without its log rules (`skeind --drop-log=false`) and with them (as shipped), and measures both, interleaved.\n\n")
+	b.WriteString("without its log rules (`skeind --drop-log=false`) and with them (as shipped), and measures both, interleaved\n")
+	fmt.Fprintf(b, "(the order alternates round by round), %d rounds; the ratios are per round.\n\n", r.Settings.Rounds)
 	b.WriteString("| row | TCP Gbit/s (median) | RR p50 µs | RR p99 µs |\n|---|---|---|---|\n")
 	for _, p := range []*PathResult{off, on} {
 		var good []float64

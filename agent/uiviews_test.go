@@ -133,6 +133,12 @@ func TestUIViewsEscape(t *testing.T) {
 	ep.Labels = map[string]string{"note": evil}
 	ep.Name = "<b>bold</b>"
 	snap.Endpoints["n2/c2/eth0"] = ep
+	// More than a page: the endpoints view says how many it leaves out.
+	bulk := netip.MustParseAddr("10.244.20.0")
+	for i := range endpointsDefaultLimit + 5 {
+		bulk = bulk.Next()
+		snap.Endpoints[fmt.Sprintf("n2/bulk%d/eth0", i)] = api.Endpoint{Namespace: "bulk", Name: fmt.Sprint("p", i), Node: "n2", IPs: []netip.Addr{bulk}}
+	}
 	for _, view := range []string{"endpoints", "matrix&namespace=x"} {
 		ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 		cmd := exec.CommandContext(ctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -153,6 +159,9 @@ func TestUIViewsEscape(t *testing.T) {
 		}
 		if !strings.Contains(dom, "&lt;b&gt;bold&lt;/b&gt;") {
 			t.Errorf("view %s: the endpoint name is not shown as text", view)
+		}
+		if view == "endpoints" && !strings.Contains(dom, "8 more matching endpoint(s) not shown") {
+			t.Errorf("the endpoints view does not say what it leaves out:\n%s", dom)
 		}
 		if view == "endpoints" && !strings.Contains(dom, `note=&lt;img src=x onerror="document.body.setAttribute('data-pwned','1')"&gt;`) {
 			t.Errorf("the label is not shown as text:\n%s", dom)

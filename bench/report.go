@@ -633,7 +633,7 @@ const dlDenyRules = 8
 // dropLog writes the drop-log phase: allowed traffic through the policy
 // table with and without its log rules, interleaved, as ratios.
 func (r *Report) dropLog(b *strings.Builder) {
-	b.WriteString("## Drop logging on allowed traffic\n\n")
+	b.WriteString("## 11. Drop logging on allowed traffic (issue 13)\n\n")
 	d := r.DropLog
 	if d == nil {
 		b.WriteString(notMeasured + ".\n\n")

@@ -137,7 +137,7 @@ func TestUIViewsEscape(t *testing.T) {
 	bulk := netip.MustParseAddr("10.244.20.0")
 	for i := range endpointsDefaultLimit + 5 {
 		bulk = bulk.Next()
-		snap.Endpoints[fmt.Sprintf("n2/bulk%d/eth0", i)] = api.Endpoint{Namespace: "bulk", Name: fmt.Sprint("p", i), Node: "n2", IPs: []netip.Addr{bulk}}
+		snap.Endpoints[fmt.Sprintf("n2/bulk%d/eth0", i)] = api.Endpoint{Namespace: "zbulk", Name: fmt.Sprint("p", i), Node: "n2", IPs: []netip.Addr{bulk}}
 	}
 	for _, view := range []string{"endpoints", "matrix&namespace=x"} {
 		ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)

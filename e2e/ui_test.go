@@ -201,7 +201,9 @@ podSelector: {matchLabels: {pod: web}}
 ingress:
 - from: [{podSelector: {matchLabels: {pod: client}}}]
   ports: [{protocol: TCP, port: 80}]`))
-	t.Cleanup(func() { _, _ = s.skein(context.Background(), "policy", "delete", "NetworkPolicy", "uiv/web-from-client") })
+	t.Cleanup(func() {
+		_, _ = s.skein(context.Background(), "policy", "delete", "NetworkPolicy", "uiv/web-from-client")
+	})
 	enforced := false
 	for deadline := time.Now().Add(polEnforceWait); time.Now().Before(deadline) && !enforced; {
 		enforced = !s.probe(ctx, evilPod, web, tcp80)

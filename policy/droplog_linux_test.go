@@ -109,7 +109,7 @@ spec: {podSelector: {matchLabels: {pod: quiet}}}`)
 	var gotB, gotC int
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		mu.Lock()
-		gotB, gotC = logged[b.ip], logged[c.ip]
+		gotC = logged[c.ip]
 		mu.Unlock()
 		if gotC >= toCCount {
 			break

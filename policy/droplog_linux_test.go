@@ -70,6 +70,21 @@ spec: {podSelector: {matchLabels: {pod: quiet}}}`)
 		})
 	}()
 
+	// The limits the packets add to drop_log are the kernel's doing, not a
+	// foreign edit: the agent's drift watch must not see them (or every
+	// logged drop would rebuild the table and reset the limits).
+	var drifts []string
+	wctx, wcancel := context.WithCancel(ctx)
+	watched := make(chan error, 1)
+	go func() {
+		watched <- WatchTable(wctx, host.Fd(), func(kinds []string) {
+			mu.Lock()
+			drifts = append(drifts, kinds...)
+			mu.Unlock()
+		})
+	}()
+	time.Sleep(100 * time.Millisecond) // subscribed before the first packet
+
 	udp := func(dst netip.Addr) net.Conn {
 		var conn net.Conn
 		if err := a.ns.Do(func() error {
@@ -118,6 +133,15 @@ spec: {podSelector: {matchLabels: {pod: quiet}}}`)
 	time.Sleep(200 * time.Millisecond) // late lines of b's flood
 	mu.Lock()
 	gotB = logged[b.ip]
+	mu.Unlock()
+	wcancel()
+	if err := <-watched; err != nil {
+		t.Errorf("watch table: %v", err)
+	}
+	mu.Lock()
+	if len(drifts) > 0 {
+		t.Errorf("logged drops show as foreign table changes: %v", drifts)
+	}
 	mu.Unlock()
 	t.Logf("flood of %d packets to b in %s: %d logged; %d to c: %d logged", sentB, elapsed.Round(time.Millisecond), gotB, toCCount, gotC)
 	if sentB < 1000 {

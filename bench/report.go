@@ -92,6 +92,11 @@ type PathResult struct {
 	RRP50 []float64
 	// Retrans holds the sender's retransmits of each round.
 	Retrans []int
+	// Conn holds the new-connection times (connect, one round trip,
+	// close) of all rounds, where a phase measures them (drop log).
+	Conn []time.Duration
+	// ConnP50 holds each round's p50 new-connection time, in microseconds.
+	ConnP50 []float64
 	// Err is the last error of a failed round.
 	Err string
 }
@@ -648,7 +653,7 @@ func (r *Report) dropLog(b *strings.Builder) {
 	b.WriteString("other peers) before a NetworkPolicy Allow, enforced by Skein's compiler and applier. Each round applies the table\n")
 	b.WriteString("without its log rules (`skeind --drop-log=false`) and with them (as shipped), and measures both, interleaved\n")
 	fmt.Fprintf(b, "(the order alternates round by round), %d rounds; the ratios are per round.\n\n", r.Settings.Rounds)
-	b.WriteString("| row | TCP Gbit/s (median) | RR p50 µs | RR p99 µs |\n|---|---|---|---|\n")
+	b.WriteString("| row | TCP Gbit/s (median) | RR p50 µs | RR p99 µs | new connection p50 µs | p99 µs |\n|---|---|---|---|---|---|\n")
 	for _, p := range []*PathResult{off, on} {
 		var good []float64
 		for _, g := range p.Gbps {
@@ -656,24 +661,29 @@ func (r *Report) dropLog(b *strings.Builder) {
 				good = append(good, g)
 			}
 		}
-		tput, rr50, rr99 := "—", "—", "—"
+		tput, rr50, rr99, c50, c99 := "—", "—", "—", "—", "—"
 		if len(good) > 0 {
 			tput = fmt.Sprintf("%.2f", median(good))
 		}
 		if len(p.RR) > 0 {
 			rr50, rr99 = us(percentile(p.RR, 50)), us(percentile(p.RR, 99))
 		}
-		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", p.Name, tput, rr50, rr99)
+		if len(p.Conn) > 0 {
+			c50, c99 = us(percentile(p.Conn, 50)), us(percentile(p.Conn, 99))
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", p.Name, tput, rr50, rr99, c50, c99)
 	}
 	tr := ratios(on.Gbps, off.Gbps)
 	rr := ratios(on.RRP50, off.RRP50)
+	cr := ratios(on.ConnP50, off.ConnP50)
 	b.WriteString("\n| ratio log on / log off, per round | median | range | effect |\n|---|---|---|---|\n")
 	for _, x := range []struct {
 		name string
 		rs   []float64
 		// words for a ratio clearly above and below 1
 		up, down string
-	}{{"TCP throughput", tr, "faster", "slower"}, {"RR p50 round trip", rr, "longer (slower)", "shorter (faster)"}} {
+	}{{"TCP throughput", tr, "faster", "slower"}, {"RR p50 round trip", rr, "longer (slower)", "shorter (faster)"},
+		{"new connection p50", cr, "longer (slower)", "shorter (faster)"}} {
 		if len(x.rs) == 0 {
 			fmt.Fprintf(b, "| %s | — | — | — |\n", x.name)
 			continue

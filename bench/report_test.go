@@ -87,8 +87,8 @@ func fixtureReport() *Report {
 			Notes:        []string{"a bgp note"},
 		},
 		DropLog: &DataplaneResult{Paths: []PathResult{
-			{Key: "log-off", Name: "log off", Gbps: []float64{20, 21, 19}, RR: us(30, 31, 32), RRP50: []float64{30, 31, 32}},
-			{Key: "log-on", Name: "log on", Base: "log-off", Gbps: []float64{20.2, 20.8, 19.1}, RR: us(30, 32, 31), RRP50: []float64{30, 32, 31}},
+			{Key: "log-off", Name: "log off", Gbps: []float64{20, 21, 19}, RR: us(30, 31, 32), RRP50: []float64{30, 31, 32}, Conn: us(90, 100, 110), ConnP50: []float64{90, 100, 110}},
+			{Key: "log-on", Name: "log on", Base: "log-off", Gbps: []float64{20.2, 20.8, 19.1}, RR: us(30, 32, 31), RRP50: []float64{30, 32, 31}, Conn: us(95, 99, 120), ConnP50: []float64{95, 99, 120}},
 		}, Notes: []string{"a drop-log note"}},
 	}
 }

@@ -87,6 +87,10 @@ func fixtureReport() *Report {
 			Timers:       BGPTimers{Hold: 9 * time.Second, Keepalive: 3 * time.Second, ConnectRetry: 5 * time.Second, RestartTime: 120 * time.Second, StaleRoute: time.Minute},
 			Notes:        []string{"a bgp note"},
 		},
+		DropLog: &DataplaneResult{Paths: []PathResult{
+			{Key: "log-off", Name: "log off", Gbps: []float64{20, 21, 19}, RR: us(30, 31, 32), RRP50: []float64{30, 31, 32}, Conn: us(90, 100, 110), ConnP50: []float64{90, 100, 110}},
+			{Key: "log-on", Name: "log on", Base: "log-off", Gbps: []float64{20.2, 20.8, 19.1}, RR: us(30, 32, 31), RRP50: []float64{30, 32, 31}, Conn: us(95, 99, 120), ConnP50: []float64{95, 99, 120}},
+		}, Notes: []string{"a drop-log note"}},
 	}
 }
 

@@ -37,7 +37,7 @@ type WireGuardConfig struct {
 }
 
 // RotateKeyRequest asks a node's agent for a new WireGuard key, at
-// /skein/wireguard/rotate/<node>. The agent acts on each new ID once and
+// /skein/rotate-key/<node>. The agent acts on each new ID once and
 // records it as done in its status.
 type RotateKeyRequest struct {
 	Node      string    `json:"node"`
@@ -106,5 +106,6 @@ func (c Cluster) defaultEncryption() Cluster {
 	return c
 }
 
-// RotateKeyKey is the store key (under the prefix) of node's rotate-key request.
-func RotateKeyKey(node string) string { return "wireguard/rotate/" + node }
+// RotateKeyKey is the store key (under the prefix) of node's rotate-key
+// request. It sorts before status/, so the agents' watch sees it.
+func RotateKeyKey(node string) string { return "rotate-key/" + node }

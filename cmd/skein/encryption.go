@@ -34,7 +34,7 @@ func applyEncryption(c *api.Cluster, encryption string, port int) error {
 
 // newRotateKeyCmd is `skein node rotate-key`.
 func newRotateKeyCmd(g *globalFlags) *cobra.Command {
-	var timeout time.Duration
+	var wait time.Duration
 	cmd := &cobra.Command{
 		Use:   "rotate-key NAME",
 		Short: "Give a node a new WireGuard key (encryption wireguard)",
@@ -42,8 +42,8 @@ func newRotateKeyCmd(g *globalFlags) *cobra.Command {
 sets it on its device and publishes the new public key in its node record; every other agent then
 updates that peer. Sessions with the node re-handshake within seconds; nothing restarts.
 
-Waits (up to --timeout, 0: not at all) until the node record carries a new key.`,
-		Example:           "  skein node rotate-key h2\n  skein node rotate-key h2 --timeout 0   # request only",
+Waits (up to --wait, 0: not at all) until the node record carries a new key.`,
+		Example:           "  skein node rotate-key h2\n  skein node rotate-key h2 --wait 0   # request only",
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeNodeNames(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -70,28 +70,31 @@ Waits (up to --timeout, 0: not at all) until the node record carries a new key.`
 					return err
 				}
 				out := cmd.OutOrStdout()
-				if timeout <= 0 {
+				if wait <= 0 {
 					fmt.Fprintf(out, "key rotation of node %s requested (%s)\n", name, r.ID)
 					return nil
 				}
-				deadline := time.Now().Add(timeout)
+				// Each read takes its own --timeout; the wait is --wait.
+				deadline := time.Now().Add(wait)
 				for time.Now().Before(deadline) {
-					cur, err := cl.GetNode(ctx, name)
+					cctx, cancel := g.ctx(cmd)
+					cur, err := cl.GetNode(cctx, name)
+					cancel()
 					if err == nil && cur.WireGuardKey != "" && cur.WireGuardKey != n.WireGuardKey {
 						fmt.Fprintf(out, "node %s: new WireGuard public key %s (was %s)\n", name, cur.WireGuardKey, orNone(n.WireGuardKey))
 						return nil
 					}
 					select {
-					case <-ctx.Done():
-						return ctx.Err()
+					case <-cmd.Context().Done():
+						return cmd.Context().Err()
 					case <-time.After(200 * time.Millisecond):
 					}
 				}
-				return fmt.Errorf("node %s: no new key published within %s (is its agent running? the request stays pending: see skein status %s)", name, timeout, name)
+				return fmt.Errorf("node %s: no new key published within %s (is its agent running? the request stays pending and the agent acts on it when it runs)", name, wait)
 			})
 		},
 	}
-	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the new public key (0: do not wait)")
+	cmd.Flags().DurationVar(&wait, "wait", 30*time.Second, "how long to wait for the new public key (0: do not wait)")
 	return cmd
 }
 

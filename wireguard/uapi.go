@@ -70,6 +70,9 @@ func parseUAPIPeers(s string) ([]PeerStats, error) {
 			cur = &out[len(out)-1]
 			continue
 		}
+		if k == "errno" && v != "0" {
+			return nil, fmt.Errorf("uapi: errno %s", v)
+		}
 		if cur == nil {
 			continue // device fields
 		}
@@ -90,10 +93,6 @@ func parseUAPIPeers(s string) ([]PeerStats, error) {
 			cur.RxBytes, err = strconv.ParseInt(v, 10, 64)
 		case "tx_bytes":
 			cur.TxBytes, err = strconv.ParseInt(v, 10, 64)
-		case "errno":
-			if v != "0" {
-				return nil, fmt.Errorf("uapi: errno %s", v)
-			}
 		}
 		if err != nil {
 			return nil, fmt.Errorf("uapi: %s=%q: %w", k, v, err)

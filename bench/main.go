@@ -93,7 +93,7 @@ func main() {
 }
 
 // allPhases lists the phases in the order they run.
-const allPhases = "dataplane,agent,cni,ready,join,policy,bgp,scale,fanout,kube"
+const allPhases = "dataplane,agent,cni,ready,join,policy,bgp,scale,fanout,kube,wireguard"
 
 // set splits a comma-separated list into a set.
 func set(list string) map[string]bool {

@@ -52,6 +52,7 @@ type Report struct {
 	Scale     *ScaleResult
 	Fanout    *FanoutResult
 	Kube      *KubeResult
+	WireGuard *WireGuardResult
 
 	// Failures lists phases that did not complete, as "phase: error".
 	Failures []string
@@ -202,6 +203,7 @@ func (r *Report) render(w io.Writer) error {
 	r.scale(&b)
 	r.fanout(&b)
 	r.kube(&b)
+	r.wireguard(&b)
 	r.method(&b)
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -12,18 +12,18 @@ import (
 type scaleConfig struct {
 	scaleLab, fanoutLab string
 	// wireguardLab prefixes the WireGuard phase's two labs (+"p", +"e").
-	wireguardLab string
-	scaleNodes          []int // node counts, one step each
-	scalePolicies       []int // policy counts on top of the largest step
-	scaleEndpoints      int
-	scaleJoins          int
-	scaleChanges        int
-	scaleChangeRate     int // endpoint puts per second
-	scaleIdle           time.Duration
-	scaleSyncTimeout    time.Duration
-	fanoutWatchers      []int
-	fanoutRate          int
-	fanoutWindow        time.Duration
+	wireguardLab     string
+	scaleNodes       []int // node counts, one step each
+	scalePolicies    []int // policy counts on top of the largest step
+	scaleEndpoints   int
+	scaleJoins       int
+	scaleChanges     int
+	scaleChangeRate  int // endpoint puts per second
+	scaleIdle        time.Duration
+	scaleSyncTimeout time.Duration
+	fanoutWatchers   []int
+	fanoutRate       int
+	fanoutWindow     time.Duration
 }
 
 // scaleFlags registers the flags of the scale and fan-out phases; the

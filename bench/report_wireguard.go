@@ -12,7 +12,7 @@ func (r *Report) wireguard(b *strings.Builder) {
 	if w == nil {
 		return
 	}
-	fmt.Fprintf(b, "## Encryption: WireGuard vs plain VXLAN\n\n")
+	fmt.Fprintf(b, "## 11. Encryption: WireGuard vs plain VXLAN (issue 14)\n\n")
 	fmt.Fprintf(b, "Two 2-host labs of the phase's own, one plain VXLAN and one `--encryption wireguard` (device: %s),\n", orUnknown(w.Device))
 	fmt.Fprintf(b, "iperf3 (%d s) between the containers of the two hosts, %d interleaved rounds (medians). CPU is\n", r.Settings.IperfSeconds, w.Rounds)
 	fmt.Fprintf(b, "read around each run: the two agents' utime+stime (wireguard-go encrypts inside skeind) and the whole\n")

@@ -45,6 +45,9 @@ func NewReconciler(dev Device, pools []netip.Prefix, src netip.Addr, resync time
 	if resync <= 0 {
 		resync = 30 * time.Second
 	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	return &Reconciler{dev: dev, pools: pools, src: src, resync: resync, log: log, kick: make(chan struct{}, 1)}
 }
 

@@ -313,7 +313,7 @@ func payloadSeen(ctx context.Context, t *testing.T, l *lab.Lab, src, dst lab.Con
 	}
 	ln, err := l.Listen(ctx, dst.Name, "tcp", netip.AddrPortFrom(dst.IP, 7411).String())
 	if err != nil {
-		capt.Stop()
+		_, _ = capt.Stop()
 		t.Fatal(err)
 	}
 	got := make(chan []byte, 1)

@@ -99,7 +99,7 @@ func TestTunnelBetweenTwoHosts(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 	var c net.Conn
 	if err := nsA.Do(func() (err error) {
 		c, err = net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP("10.244.0.1")}, &net.UDPAddr{IP: net.ParseIP("10.244.1.1"), Port: 9000})

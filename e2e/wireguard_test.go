@@ -33,8 +33,8 @@ var wgLabName = labName + "wg"
 // TestWireGuardEncryption: a three-host cluster with --encryption wireguard
 // (wireguard-go on TUN devices: this kernel has no WireGuard module). Every
 // container reaches every other; a payload sent between containers on two
-// hosts never crosses the underlay bridge in clear, while on the shared,
-// unencrypted lab the same check sees it (the capture's control); the
+// hosts never crosses the underlay bridge in clear, while on a plain VXLAN
+// lab the same check sees it (the capture's control); the
 // private keys stay in the state dirs; `skein status` and /metrics show the
 // handshake age per peer; traffic comes back after agent restarts and
 // survives a key rotation; a node whose key is gone gets no path at all.
@@ -104,10 +104,11 @@ func TestWireGuardEncryption(t *testing.T) {
 	})
 
 	t.Run("no pod payload in clear on the underlay", func(t *testing.T) {
-		// The control: the shared lab runs VXLAN without encryption, and
-		// the same capture must see the payload there.
-		src, dst := pickCrossHost(t, shared)
-		if n := payloadSeen(ctx, t, shared, src, dst); n == 0 {
+		// The control: a lab of the same shape without encryption, where
+		// the same capture must see the payload.
+		plain := upBGPLab(t, lab.Config{Name: wgLabName + "p", Backend: string(api.BackendVXLAN), Hosts: 2, ContainersPerHost: 1})
+		src, dst := pickCrossHost(t, plain)
+		if n := payloadSeen(ctx, t, plain, src, dst); n == 0 {
 			t.Fatalf("control: the payload sent %s -> %s on the unencrypted lab was not seen on its underlay: the capture sees nothing", src.Name, dst.Name)
 		}
 		src, dst = pickCrossHost(t, l)
@@ -306,6 +307,13 @@ func pingMatrix(ctx context.Context, t *testing.T, l *lab.Lab) {
 // got it, and returns in how many underlay frames it was seen in clear.
 func payloadSeen(ctx context.Context, t *testing.T, l *lab.Lab, src, dst lab.Container) int {
 	t.Helper()
+	// A lab just up may not have programmed its peers yet.
+	pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	err := l.Ping(pctx, src.Name, dst.IP)
+	cancel()
+	if err != nil {
+		t.Fatalf("%s does not reach %s: %v", src.Name, dst.Name, err)
+	}
 	payload := canary()
 	capt, err := l.CaptureUnderlay(ctx)
 	if err != nil {

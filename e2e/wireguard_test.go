@@ -251,6 +251,38 @@ func TestWireGuardEncryption(t *testing.T) {
 			t.Errorf("ping after the key is back: %v", err)
 		}
 	})
+
+	t.Run("host without TUN refuses to start", func(t *testing.T) {
+		h := hosts[len(hosts)-1]
+		if err := l.StopAgent(ctx, h.Name); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := l.StartAgent(ctx, h.Name); err != nil {
+				t.Errorf("start %s's agent again: %v", h.Name, err)
+			}
+		}()
+		// The agent's own mount namespace hides /dev/net/tun (and the
+		// kernel here has no WireGuard module): it can make no device.
+		skeind := filepath.Join(filepath.Dir(opsBin()), "skeind")
+		script := "mount --bind /dev/null /dev/net/tun && exec " + skeind +
+			" --node-name " + h.Name + " --etcd-endpoints " + l.EtcdUnderlayEndpoints()[0] + " --iface " + lab.HostIface +
+			" --socket " + h.Socket + " --state-dir " + h.StateDir + " --debug-addr " + h.DebugAddr
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		out, err := l.Exec(sctx, h.Name, "unshare", "--mount", "--propagation", "private", "sh", "-c", script)
+		if err == nil {
+			t.Fatalf("skeind started on %s without TUN:\n%s", h.Name, out)
+		}
+		for _, want := range []string{"node " + h.Name + ": encryption wireguard", "create TUN device " + api.WireGuardDevice} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("skeind's error lacks %q:\n%s", want, out)
+			}
+		}
+		if out, err := l.Exec(ctx, h.Name, "ip", "link", "show", api.WireGuardDevice); err == nil {
+			t.Errorf("%s: %s left behind:\n%s", h.Name, api.WireGuardDevice, out)
+		}
+	})
 }
 
 // waitWireGuardUp waits until every node has a handshake with each of the

@@ -78,10 +78,10 @@ func (a *Agent) newWireGuardBackend() (*wgBackend, error) {
 		log.Info("wireguard key created", "path", path)
 	}
 	dev, err := wireguard.Open(wireguard.Config{
-		Name:      api.WireGuardDevice,
-		MTU:       a.self.MTU,
-		Addr:      a.self.VTEPIP,
-		Log:       log,
+		Name: api.WireGuardDevice,
+		MTU:  a.self.MTU,
+		Addr: a.self.VTEPIP,
+		Log:  log,
 	})
 	if err != nil {
 		return nil, err

@@ -161,6 +161,28 @@ func TestWireGuardEncryption(t *testing.T) {
 		}
 	})
 
+	t.Run("policy applies to tunnelled traffic", func(t *testing.T) {
+		src, dst := pickCrossHost(t, l)
+		pol := filepath.Join(t.TempDir(), "deny.yaml")
+		doc := "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: wg-deny, namespace: default}\nspec:\n  podSelector: {}\n  policyTypes: [Ingress]\n"
+		if err := os.WriteFile(pol, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Log(wgSkein(ctx, t, l, "policy", "apply", "-f", pol))
+		waitFor(ctx, t, 20*time.Second, "deny-all ingress to stop "+src.Name+" -> "+dst.Name+" through the tunnel", func() (bool, string) {
+			pctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			err := l.Ping(pctx, src.Name, dst.IP)
+			return err != nil, "still answered"
+		})
+		t.Log(wgSkein(ctx, t, l, "policy", "delete", "NetworkPolicy", "default/wg-deny"))
+		pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		if err := l.Ping(pctx, src.Name, dst.IP); err != nil {
+			t.Fatalf("ping after the policy is gone: %v", err)
+		}
+	})
+
 	t.Run("agent restart", func(t *testing.T) {
 		src, dst := pickCrossHost(t, l)
 		const count = 500 // 10 s at 20 ms

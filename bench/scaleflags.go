@@ -11,19 +11,17 @@ import (
 // scaleConfig holds the settings of the scale and fan-out phases.
 type scaleConfig struct {
 	scaleLab, fanoutLab string
-	// wireguardLab prefixes the WireGuard phase's two labs (+"p", +"e").
-	wireguardLab     string
-	scaleNodes       []int // node counts, one step each
-	scalePolicies    []int // policy counts on top of the largest step
-	scaleEndpoints   int
-	scaleJoins       int
-	scaleChanges     int
-	scaleChangeRate  int // endpoint puts per second
-	scaleIdle        time.Duration
-	scaleSyncTimeout time.Duration
-	fanoutWatchers   []int
-	fanoutRate       int
-	fanoutWindow     time.Duration
+	scaleNodes          []int // node counts, one step each
+	scalePolicies       []int // policy counts on top of the largest step
+	scaleEndpoints      int
+	scaleJoins          int
+	scaleChanges        int
+	scaleChangeRate     int // endpoint puts per second
+	scaleIdle           time.Duration
+	scaleSyncTimeout    time.Duration
+	fanoutWatchers      []int
+	fanoutRate          int
+	fanoutWindow        time.Duration
 }
 
 // scaleFlags registers the flags of the scale and fan-out phases; the
@@ -31,7 +29,6 @@ type scaleConfig struct {
 func scaleFlags(c *scaleConfig) func() error {
 	flag.StringVar(&c.scaleLab, "scale-lab", nsPrefix+"scale", "lab name of the scale phase")
 	flag.StringVar(&c.fanoutLab, "fanout-lab", nsPrefix+"fan", "lab name of the fan-out phase")
-	flag.StringVar(&c.wireguardLab, "wireguard-lab", nsPrefix+"wg", "lab name prefix of the WireGuard phase (its labs are NAMEp, plain, and NAMEe, encrypted)")
 	nodes := flag.String("scale-nodes", "100,300,1000", "simulated node counts of the scale phase")
 	pols := flag.String("scale-policies", "1000,10000", "NetworkPolicy counts on top of the largest node count (empty: none)")
 	flag.IntVar(&c.scaleEndpoints, "scale-endpoints", 50, "endpoints per simulated node (at most 50: the rest of each /26 is for changes)")

@@ -29,10 +29,7 @@ type Agent struct {
 	store *store.Client
 	alloc *ipam.Allocator
 	// be is the VXLAN or BGP backend, set before anything runs.
-	be backend
-	// wg is be when the cluster encrypts with WireGuard: its public key
-	// goes into the node record.
-	wg      *wgBackend
+	be      backend
 	pol     *enforcer
 	self    api.Node
 	cluster api.Cluster
@@ -59,6 +56,9 @@ type Agent struct {
 	// agent then refuses every request and exits with fatal's error.
 	takenOver atomic.Bool
 	fatal     chan error
+	// wg is be when the cluster encrypts with WireGuard: its public key
+	// goes into the node record.
+	wg *wgBackend
 }
 
 // Run starts the agent and blocks until ctx is done. A clean shutdown leaves

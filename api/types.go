@@ -57,11 +57,11 @@ type Cluster struct {
 	Backend Backend     `json:"backend"`
 	VXLAN   VXLANConfig `json:"vxlan"`
 	BGP     *BGPConfig  `json:"bgp,omitempty"`
+	Created time.Time   `json:"created,omitempty"`
 	// Encryption "wireguard" tunnels pod traffic between hosts through
 	// WireGuard (docs/encryption.md); empty sends it as the backend does.
 	Encryption Encryption       `json:"encryption,omitempty"`
 	WireGuard  *WireGuardConfig `json:"wireguard,omitempty"`
-	Created    time.Time        `json:"created,omitempty"`
 }
 
 // MAC is a hardware address that marshals as the usual colon form

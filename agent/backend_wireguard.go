@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -401,6 +400,6 @@ func (b *wgBackend) serveDebug(kind api.Backend, w http.ResponseWriter, _ *http.
 	writeJSON(w, http.StatusOK, map[string]any{
 		"wireguard": ws, "tunnelRoutes": tunnel, "unreachableRoutes": blocked,
 		"syncs": d.Syncs, "failures": d.Failures, "lastSync": d.LastSync, "lastError": d.LastError,
-		"repairs": d.Repairs, "device": api.WireGuardDevice, "lastDurationMs": strconv.FormatInt(d.LastDuration.Milliseconds(), 10),
+		"repairs": d.Repairs, "device": api.WireGuardDevice, "lastDurationMs": d.LastDuration.Milliseconds(),
 	})
 }

@@ -153,6 +153,9 @@ func TestWireGuardEncryption(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if code, body := httpGet(ctx, t, hc, "http://"+h.DebugAddr+"/debug/wireguard"); code != 200 || !strings.Contains(body, `"tunnelRoutes"`) || !strings.Contains(body, `"device":"userspace"`) {
+			t.Errorf("%s /debug/wireguard: %d %s", h.Name, code, body)
+		}
 		_, body := httpGet(ctx, t, hc, "http://"+h.DebugAddr+"/metrics")
 		for _, o := range hosts[1:] {
 			if _, ok := metricValue(body, `skein_wireguard_handshake_age_seconds{peer="`+o.Name+`"}`); !ok {

@@ -271,6 +271,7 @@ func (a *Agent) debugHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /debug/vxlan", func(w http.ResponseWriter, r *http.Request) { a.be.serveDebug(api.BackendVXLAN, w, r) })
 	mux.HandleFunc("GET /debug/bgp", func(w http.ResponseWriter, r *http.Request) { a.be.serveDebug(api.BackendBGP, w, r) })
+	mux.HandleFunc("GET /debug/wireguard", func(w http.ResponseWriter, r *http.Request) { a.be.serveDebug(debugWireGuard, w, r) })
 	mux.HandleFunc("GET /debug/policy", func(w http.ResponseWriter, _ *http.Request) {
 		writeHook(w, a.policyDebug(), "policy enforcement is not running on this node")
 	})

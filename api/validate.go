@@ -72,7 +72,7 @@ func (c Cluster) Validate() error {
 	default:
 		return fmt.Errorf("cluster: unknown backend %q (want vxlan or bgp)", c.Backend)
 	}
-	return nil
+	return c.validateEncryption()
 }
 
 // Defaulted returns c with zero fields set to their defaults.
@@ -94,7 +94,7 @@ func (c Cluster) Defaulted() Cluster {
 	if c.Backend == BackendBGP && c.BGP == nil {
 		c.BGP = &BGPConfig{ASN: DefaultASN, NodeMesh: true}
 	}
-	return c
+	return c.defaultEncryption()
 }
 
 // ParsePrefix parses a CIDR and names the field in its error.

@@ -84,3 +84,22 @@ func TestMACJSON(t *testing.T) {
 		t.Error("bad MAC accepted")
 	}
 }
+
+// TestClusterValidateEncryption: a stored cluster with encryption on is
+// checked like cluster init checks it (skeind reads it from etcd).
+func TestClusterValidateEncryption(t *testing.T) {
+	ok := Cluster{Pools: []Pool{{CIDR: netip.MustParsePrefix("10.244.0.0/16"), BlockSize: 26}}, Encryption: EncryptionWireGuard}.Defaulted()
+	if err := ok.Validate(); err != nil || ok.WireGuard == nil || ok.WireGuard.Port != DefaultWireGuardPort {
+		t.Fatalf("defaulted wireguard cluster: %+v: %v", ok.WireGuard, err)
+	}
+	bad := ok
+	bad.WireGuard = nil
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "needs a wireguard port") {
+		t.Errorf("no port: %v", err)
+	}
+	bad = ok
+	bad.Encryption = "rot13"
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), `unknown encryption "rot13"`) {
+		t.Errorf("unknown encryption: %v", err)
+	}
+}

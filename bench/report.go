@@ -54,7 +54,8 @@ type Report struct {
 	Fanout    *FanoutResult
 	Kube      *KubeResult
 	// DropLog prices the drop log on allowed traffic (log-on vs log-off).
-	DropLog *DataplaneResult
+	DropLog   *DataplaneResult
+	WireGuard *WireGuardResult
 
 	// Failures lists phases that did not complete, as "phase: error".
 	Failures []string
@@ -211,6 +212,7 @@ func (r *Report) render(w io.Writer) error {
 	r.fanout(&b)
 	r.kube(&b)
 	r.dropLog(&b)
+	r.wireguard(&b)
 	r.method(&b)
 	_, err := io.WriteString(w, b.String())
 	return err

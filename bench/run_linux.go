@@ -147,6 +147,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	phase("fanout", func() (err error) { rep.Fanout, err = b.measureFanout(ctx); return err })
 	phase("kube", func() (err error) { rep.Kube, err = b.measureKube(ctx); return err })
 	phase("droplog", func() (err error) { rep.DropLog, err = b.measureDropLog(ctx); return err })
+	phase("wireguard", func() (err error) { rep.WireGuard, err = b.measureWireGuard(ctx); return err })
 	if ctx.Err() != nil {
 		return fmt.Errorf("interrupted; no report written: %w", context.Cause(ctx))
 	}
@@ -206,7 +207,8 @@ func (b *bench) stopProcs() {
 func (b *bench) cleanup(ctx context.Context) error {
 	b.stopProcs()
 	var errs []error
-	for _, name := range []string{b.cfg.scaleLab, b.cfg.fanoutLab} {
+	wgPlain, wgEnc := b.wgLabs()
+	for _, name := range []string{b.cfg.scaleLab, b.cfg.fanoutLab, wgPlain, wgEnc} {
 		if err := lab.Down(ctx, name, filepath.Join(runDir, name)); err != nil {
 			errs = append(errs, err)
 		}
@@ -269,7 +271,7 @@ func removeCNICache(nss []string) {
 // needsMainLab reports whether a selected phase runs on the shared lab.
 func needsMainLab(phases map[string]bool) bool {
 	for p := range phases {
-		if p != "policy" && p != "bgp" && p != "scale" && p != "fanout" && p != "kube" && p != "droplog" {
+		if p != "policy" && p != "bgp" && p != "scale" && p != "fanout" && p != "kube" && p != "droplog" && p != "wireguard" {
 			return true
 		}
 	}
@@ -297,7 +299,7 @@ func phaseKey(name string) string {
 // its own flag.
 func ownLabsOnly(phases map[string]bool) bool {
 	for p := range phases {
-		if p != "scale" && p != "fanout" {
+		if p != "scale" && p != "fanout" && p != "wireguard" {
 			return false
 		}
 	}

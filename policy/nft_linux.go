@@ -70,8 +70,10 @@ type Applier struct {
 	log  *slog.Logger
 	// beforeFlush, set by tests, may add to a batch before it is sent.
 	beforeFlush func(c *nftables.Conn, t *nftables.Table)
-	// podCIDRs are ApplierConfig.PodCIDRs, IPv4, sorted and disjoint.
+	// podCIDRs are ApplierConfig.PodCIDRs, sorted (IPv4 first) and disjoint.
 	podCIDRs []netip.Prefix
+	// ipv6: a pod pool is IPv6, so the table always handles IPv6.
+	ipv6 bool
 
 	mu    sync.Mutex // serializes Apply; guards the fields below
 	last  *Ruleset   // what the table holds; nil: unknown, rebuild
@@ -108,13 +110,15 @@ func NewApplierWith(cfg ApplierConfig) *Applier {
 		log = slog.New(slog.DiscardHandler)
 	}
 	var pods []netip.Prefix
+	ipv6 := false
 	for _, p := range cfg.PodCIDRs {
-		if p.Addr().Is4() {
+		if p.IsValid() {
 			pods = append(pods, p.Masked())
+			ipv6 = ipv6 || p.Addr().Is6()
 		}
 	}
 	slices.SortFunc(pods, comparePrefix)
-	return &Applier{conn: cfg.Conn, log: log.With("component", "policy"), podCIDRs: mergePrefixes(pods)}
+	return &Applier{conn: cfg.Conn, log: log.With("component", "policy"), podCIDRs: mergePrefixes(pods), ipv6: ipv6}
 }
 
 // mergePrefixes drops the prefixes of sorted (by comparePrefix) that an
@@ -144,15 +148,16 @@ func (a *Applier) Apply(ctx context.Context, p *Program) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	start := time.Now()
-	rs := Render(p)
+	rs := render(p, a.ipv6)
 	rs.PodCIDRs = a.podCIDRs
 	var (
 		err  error
 		ops  int
 		kind string
 	)
-	// Node joins and leaves are rare: a changed VXLAN filter rebuilds.
-	if a.last == nil || !vxlanEqual(a.last.VXLAN, rs.VXLAN) {
+	// Node joins and leaves are rare: a changed VXLAN filter rebuilds; so
+	// does the first IPv6 address (or the last one going).
+	if a.last == nil || !vxlanEqual(a.last.VXLAN, rs.VXLAN) || a.last.IPv6 != rs.IPv6 {
 		kind = "rebuild"
 		err = a.rebuild(rs)
 		ops = 1
@@ -173,6 +178,9 @@ func (a *Applier) Apply(ctx context.Context, p *Program) error {
 	a.last = rs
 	a.stats.Sets, a.stats.Rules, a.stats.Elements = rs.Counts()
 	a.stats.Chains = len(rs.Chains) + 3
+	if rs.IPv6 {
+		a.stats.Chains += len(base6Chains)
+	}
 	if ops > 0 {
 		a.log.Debug("nftables applied", "op", kind, "count", ops, "dur", a.stats.LastDuration)
 	}
@@ -190,7 +198,9 @@ func (a *Applier) ApplyElements(ctx context.Context, p *Program, chs []SetChange
 		return err
 	}
 	a.mu.Lock()
-	if a.last == nil || !sameFilterShape(a.last.VXLAN, p.VXLAN) {
+	// An IPv6 element needs the IPv6 twins of the sets, which a table
+	// without IPv6 lacks: a rebuild adds them.
+	if a.last == nil || !sameFilterShape(a.last.VXLAN, p.VXLAN) || (!a.last.IPv6 && changesHaveIPv6(chs)) {
 		a.mu.Unlock()
 		return a.Apply(ctx, p)
 	}
@@ -323,32 +333,69 @@ func (a *Applier) Observe(ctx context.Context) (Observed, error) {
 
 // Set declarations.
 var (
-	addrPortType  = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
-	ifaceAddrType = nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIPAddr)
+	addrPortType   = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
+	addrPortType6  = nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService)
+	ifaceAddrType  = nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIPAddr)
+	ifaceAddrType6 = nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIP6Addr)
 )
 
+// addrType returns the key type of an address of family v6 (or IPv4).
+func addrType(v6 bool) nftables.SetDatatype {
+	if v6 {
+		return nftables.TypeIP6Addr
+	}
+	return nftables.TypeIPAddr
+}
+
 func peerSet(s *NFTSet) *nftables.Set {
-	out := &nftables.Set{Table: table, Name: s.Name, KeyType: nftables.TypeIPAddr, Comment: s.Comment}
+	out := &nftables.Set{Table: table, Name: s.Name, KeyType: addrType(s.V6), Comment: s.Comment}
 	switch s.Kind {
 	case SetCIDRs:
 		out.Interval = true
 	case SetAddrPorts:
 		out.KeyType, out.Concatenation = addrPortType, true
+		if s.V6 {
+			out.KeyType = addrPortType6
+		}
 	}
 	return out
 }
 
-func trackedSet() *nftables.Set {
+func trackedSet(v6 bool) *nftables.Set {
+	if v6 {
+		return &nftables.Set{Table: table, Name: TrackedAddrs6, KeyType: nftables.TypeIP6Addr}
+	}
 	return &nftables.Set{Table: table, Name: TrackedAddrs, KeyType: nftables.TypeIPAddr}
 }
 
-func podCIDRSet() *nftables.Set {
+func podCIDRSet(v6 bool) *nftables.Set {
+	if v6 {
+		return &nftables.Set{Table: table, Name: PodCIDRSet6, KeyType: nftables.TypeIP6Addr, Interval: true}
+	}
 	return &nftables.Set{Table: table, Name: PodCIDRSet, KeyType: nftables.TypeIPAddr, Interval: true}
 }
 
-func addrsSet() *nftables.Set {
+func addrsSet(v6 bool) *nftables.Set {
+	if v6 {
+		return &nftables.Set{Table: table, Name: EndpointAddrs6, KeyType: ifaceAddrType6, Concatenation: true}
+	}
 	return &nftables.Set{Table: table, Name: EndpointAddrs, KeyType: ifaceAddrType, Concatenation: true}
 }
+
+// ofFamily returns the elements of l whose address is IPv6 (v6) or IPv4.
+func ofFamily[E any](l []E, v6 bool, addr func(E) netip.Addr) []E {
+	var out []E
+	for _, e := range l {
+		if addr(e).Is6() == v6 {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func addrOf(a netip.Addr) netip.Addr        { return a }
+func ifaceAddrOf(ia IfaceAddr) netip.Addr    { return ia.Addr }
+func prefixAddrOf(p netip.Prefix) netip.Addr { return p.Addr() }
 
 func dispatchMap(name string) *nftables.Set {
 	// Host byte order is how nft(8) expects ifname keys, so listings show names.
@@ -371,20 +418,25 @@ func (a *Applier) rebuild(rs *Ruleset) error {
 		}
 		sets[s.Name] = ns
 	}
-	addrs := addrsSet()
-	if err := addSet(c, addrs, ifaceAddrElements(rs.Addrs)); err != nil {
+	addrs := addrsSet(false)
+	if err := addSet(c, addrs, ifaceAddrElements(ofFamily(rs.Addrs, false, ifaceAddrOf))); err != nil {
 		return err
 	}
-	tracked, pods := trackedSet(), podCIDRSet()
-	if err := addSet(c, tracked, addrElements(rs.Tracked)); err != nil {
+	tracked, pods := trackedSet(false), podCIDRSet(false)
+	if err := addSet(c, tracked, addrElements(ofFamily(rs.Tracked, false, addrOf))); err != nil {
 		return err
 	}
-	if err := addSet(c, pods, prefixElements(rs.PodCIDRs)); err != nil {
+	if err := addSet(c, pods, prefixElements(ofFamily(rs.PodCIDRs, false, prefixAddrOf))); err != nil {
 		return err
 	}
 	untrack := c.AddChain(&nftables.Chain{Table: table, Name: UntrackChain})
-	for _, r := range untrackExprs(tracked, pods) {
+	for _, r := range untrackExprs(tracked, pods, false) {
 		c.AddRule(&nftables.Rule{Table: table, Chain: untrack, Exprs: r.exprs, UserData: comment(r.comment)})
+	}
+	if rs.IPv6 {
+		if err := addBase6(c, rs); err != nil {
+			return err
+		}
 	}
 	chains := map[string]*nftables.Chain{}
 	for _, ch := range rs.Chains {
@@ -408,6 +460,14 @@ func (a *Applier) rebuild(rs *Ruleset) error {
 		Table: table, Name: "prerouting", Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw, Policy: &accept,
 	})
+	if rs.IPv6 {
+		// IPv6 has chains of its own, so IPv4 packets walk no IPv6 rule but this one.
+		c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.NFPROTO_IPV6}},
+			&expr.Verdict{Kind: expr.VerdictGoto, Chain: Prerouting6Chain},
+		}})
+	}
 	fromPod, spoof, toPod := preroutingExprs(addrs, pods)
 	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: fromPod})
 	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: append(spoof[:4:4], dropLogExprs(SpoofLogPrefix)...)})
@@ -505,11 +565,16 @@ func (a *Applier) patch(d *TableDiff) error {
 			errs = append(errs, c.SetDeleteElements(s, chunk))
 		}
 	}
-	addrSet := func(name string) *nftables.Set {
-		return &nftables.Set{Table: table, Name: name, KeyType: nftables.TypeIPAddr}
+	// Peer set names say their family: only IPv6 twins hold IPv6.
+	addrSet := func(name string, addrs []netip.Addr) *nftables.Set {
+		return &nftables.Set{Table: table, Name: name, KeyType: addrType(len(addrs) > 0 && addrs[0].Is6())}
 	}
-	addrPortSet := func(name string) *nftables.Set {
-		return &nftables.Set{Table: table, Name: name, KeyType: addrPortType, Concatenation: true}
+	addrPortSet := func(name string, aps []AddrPort) *nftables.Set {
+		kt := addrPortType
+		if len(aps) > 0 && aps[0].Addr.Is6() {
+			kt = addrPortType6
+		}
+		return &nftables.Set{Table: table, Name: name, KeyType: kt, Concatenation: true}
 	}
 
 	sets := map[string]*nftables.Set{}
@@ -520,16 +585,16 @@ func (a *Applier) patch(d *TableDiff) error {
 		sets[s.Name] = ns
 	}
 	for name, addrs := range d.DelAddrs {
-		del(addrSet(name), addrElements(addrs))
+		del(addrSet(name, addrs), addrElements(addrs))
 	}
 	for name, aps := range d.DelAddrPorts {
-		del(addrPortSet(name), addrPortElements(aps))
+		del(addrPortSet(name, aps), addrPortElements(aps))
 	}
 	for name, addrs := range d.AddAddrs {
-		add(addrSet(name), addrElements(addrs))
+		add(addrSet(name, addrs), addrElements(addrs))
 	}
 	for name, aps := range d.AddAddrPorts {
-		add(addrPortSet(name), addrPortElements(aps))
+		add(addrPortSet(name, aps), addrPortElements(aps))
 	}
 
 	chains := map[string]*nftables.Chain{}
@@ -554,12 +619,16 @@ func (a *Applier) patch(d *TableDiff) error {
 	}
 	del(egress, dispatchKeys(d.DelEgress))
 	del(ingress, dispatchKeys(d.DelIngress))
-	del(addrsSet(), ifaceAddrElements(d.DelIfaceAddrs))
-	add(addrsSet(), ifaceAddrElements(d.AddIfaceAddrs))
-	// In the batch with the dispatch entries: an endpoint is tracked from
-	// the moment its policy applies.
-	del(trackedSet(), addrElements(d.DelTracked))
-	add(trackedSet(), addrElements(d.AddTracked))
+	for _, v6 := range []bool{false, true} {
+		// A diff between rulesets of one IPv6 state (Apply rebuilds on a
+		// change): with IPv6 off there is no IPv6 element to move.
+		del(addrsSet(v6), ifaceAddrElements(ofFamily(d.DelIfaceAddrs, v6, ifaceAddrOf)))
+		add(addrsSet(v6), ifaceAddrElements(ofFamily(d.AddIfaceAddrs, v6, ifaceAddrOf)))
+		// In the batch with the dispatch entries: an endpoint is tracked
+		// from the moment its policy applies.
+		del(trackedSet(v6), addrElements(ofFamily(d.DelTracked, v6, addrOf)))
+		add(trackedSet(v6), addrElements(ofFamily(d.AddTracked, v6, addrOf)))
+	}
 	add(egress, dispatchElements(d.AddEgress))
 	add(ingress, dispatchElements(d.AddIngress))
 
@@ -610,7 +679,8 @@ func peerElements(s *NFTSet) []nftables.SetElement {
 	return addrElements(addrsOf(s.Prefixes))
 }
 
-// prefixElements returns the interval elements of disjoint IPv4 prefixes.
+// prefixElements returns the interval elements of disjoint prefixes of one
+// family.
 func prefixElements(ps []netip.Prefix) []nftables.SetElement {
 	var out []nftables.SetElement
 	for _, p := range ps {
@@ -625,16 +695,14 @@ func prefixElements(ps []netip.Prefix) []nftables.SetElement {
 // prefixEnd returns the first address after p, or false when p reaches the
 // end of the address space (the interval then stays open).
 func prefixEnd(p netip.Prefix) (netip.Addr, bool) {
-	a := p.Addr().As4()
-	v := binary.BigEndian.Uint32(a[:])
-	size := uint64(1) << (32 - p.Bits())
-	end := uint64(v) + size
-	if end > 0xffffffff {
-		return netip.Addr{}, false
+	p = p.Masked()
+	b := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
 	}
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], uint32(end))
-	return netip.AddrFrom4(b), true
+	last, _ := netip.AddrFromSlice(b)
+	end := last.Next()
+	return end, end.IsValid()
 }
 
 func addrElements(addrs []netip.Addr) []nftables.SetElement {
@@ -648,11 +716,12 @@ func addrElements(addrs []netip.Addr) []nftables.SetElement {
 func addrPortElements(aps []AddrPort) []nftables.SetElement {
 	out := make([]nftables.SetElement, 0, len(aps))
 	for _, ap := range aps {
-		k := make([]byte, 12)
-		a := ap.Addr.As4()
-		copy(k, a[:])
-		k[4] = byte(ap.Proto)
-		binary.BigEndian.PutUint16(k[8:], ap.Port)
+		// Each part of a concatenation takes whole 4-byte registers.
+		a := ap.Addr.AsSlice()
+		k := make([]byte, len(a)+8)
+		copy(k, a)
+		k[len(a)] = byte(ap.Proto)
+		binary.BigEndian.PutUint16(k[len(a)+4:], ap.Port)
 		out = append(out, nftables.SetElement{Key: k})
 	}
 	return out
@@ -667,8 +736,7 @@ func ifname(name string) []byte {
 func ifaceAddrElements(ias []IfaceAddr) []nftables.SetElement {
 	out := make([]nftables.SetElement, 0, len(ias))
 	for _, ia := range ias {
-		a := ia.Addr.As4()
-		out = append(out, nftables.SetElement{Key: append(ifname(ia.Iface), a[:]...)})
+		out = append(out, nftables.SetElement{Key: append(ifname(ia.Iface), ia.Addr.AsSlice()...)})
 	}
 	return out
 }
@@ -705,19 +773,36 @@ const (
 	reg32e = 12
 )
 
-func ipv4Only() []expr.Any {
+func ipv4Only() []expr.Any { return familyOnly(false) }
+
+// familyOnly: meta nfproto ipv6 (v6) or ipv4.
+func familyOnly(v6 bool) []expr.Any {
+	nfproto := byte(unix.NFPROTO_IPV4)
+	if v6 {
+		nfproto = unix.NFPROTO_IPV6
+	}
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.NFPROTO_IPV4}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{nfproto}},
 	}
 }
 
-func loadAddr(saddr bool, reg uint32) *expr.Payload {
-	off := uint32(16)
+func loadAddr(saddr bool, reg uint32) *expr.Payload { return loadFamilyAddr(false, saddr, reg) }
+
+// loadFamilyAddr loads the source or destination address of an IPv6 (v6)
+// or IPv4 header.
+func loadFamilyAddr(v6, saddr bool, reg uint32) *expr.Payload {
+	off, n := uint32(16), uint32(4)
 	if saddr {
 		off = 12
 	}
-	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: 4}
+	if v6 {
+		off, n = 24, 16
+		if saddr {
+			off = 8
+		}
+	}
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n}
 }
 
 func loadDport(reg uint32) *expr.Payload {
@@ -739,16 +824,22 @@ func setID(sets map[string]*nftables.Set, name string) uint32 {
 func ruleExprs(r *NFTRule, sets map[string]*nftables.Set) []expr.Any {
 	var out []expr.Any
 	if r.Set != "" || r.PortSet != "" {
-		out = append(out, ipv4Only()...)
+		out = append(out, familyOnly(r.V6)...)
 	}
 	if r.Set != "" {
-		out = append(out, loadAddr(r.Saddr, reg1), &expr.Lookup{SourceRegister: reg1, SetName: r.Set, SetID: setID(sets, r.Set)})
+		out = append(out, loadFamilyAddr(r.V6, r.Saddr, reg1), &expr.Lookup{SourceRegister: reg1, SetName: r.Set, SetID: setID(sets, r.Set)})
 	}
 	if r.PortSet != "" {
+		// The address fills reg 1 (IPv4: its first 4 bytes, reg32 8), the
+		// protocol and port the 4-byte registers after it.
+		proto, port := uint32(reg32b), uint32(reg32c)
+		if r.V6 {
+			proto, port = reg32e, reg32e+1
+		}
 		out = append(out,
-			loadAddr(false, reg1),
-			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg32b},
-			loadDport(reg32c),
+			loadFamilyAddr(r.V6, false, reg1),
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: proto},
+			loadDport(port),
 			&expr.Lookup{SourceRegister: reg1, SetName: r.PortSet, SetID: setID(sets, r.PortSet)},
 		)
 	}
@@ -817,13 +908,14 @@ func preroutingExprs(addrs, pods *nftables.Set) (fromPod, spoof, toPod []expr.An
 	return fromPod, spoof, toPod
 }
 
-// untrackExprs: the untrack chain, which only IPv4 packets reach.
-func untrackExprs(tracked, pods *nftables.Set) []baseRule {
+// untrackExprs: the untrack chain, which only IPv4 packets reach, or with
+// v6 the untrack6 chain, which only IPv6 packets reach.
+func untrackExprs(tracked, pods *nftables.Set, v6 bool) []baseRule {
 	ret := &expr.Verdict{Kind: expr.VerdictReturn}
 	lookup := func(saddr bool, s *nftables.Set, invert bool) baseRule {
 		// The nfproto test is implied (both gotos check it) but nft lists
 		// raw payloads without it.
-		return baseRule{exprs: append(ipv4Only(), loadAddr(saddr, reg1), &expr.Lookup{SourceRegister: reg1, SetName: s.Name, SetID: s.ID, Invert: invert}, ret)}
+		return baseRule{exprs: append(familyOnly(v6), loadFamilyAddr(v6, saddr, reg1), &expr.Lookup{SourceRegister: reg1, SetName: s.Name, SetID: s.ID, Invert: invert}, ret)}
 	}
 	return []baseRule{
 		{exprs: []expr.Any{

@@ -393,7 +393,7 @@ func ofFamily[E any](l []E, v6 bool, addr func(E) netip.Addr) []E {
 	return out
 }
 
-func addrOf(a netip.Addr) netip.Addr        { return a }
+func addrOf(a netip.Addr) netip.Addr         { return a }
 func ifaceAddrOf(ia IfaceAddr) netip.Addr    { return ia.Addr }
 func prefixAddrOf(p netip.Prefix) netip.Addr { return p.Addr() }
 

@@ -81,7 +81,7 @@ func flushNeigh6(t *testing.T, ns *nstest.NS) {
 		t.Fatalf("list neighbors in %s: %v", ns.Name, err)
 	}
 	for _, n := range neighs {
-		if n.State&netlink.NUD_NOARP != 0 || n.IP.IsMulticast() {
+		if n.State&(netlink.NUD_NOARP|netlink.NUD_PERMANENT) != 0 || n.IP.IsMulticast() {
 			continue
 		}
 		if err := ns.Handle.NeighDel(&n); err != nil {
@@ -113,30 +113,55 @@ func neighResolved(t *testing.T, ns *nstest.NS, link string, a netip.Addr) bool 
 // eth0, from link-local src, to all nodes.
 func sendRA(t *testing.T, ns *nstest.NS, src netip.Addr) {
 	t.Helper()
+	// type, code, checksum (the kernel fills it), hop limit, flags, router
+	// lifetime, reachable time, retransmit timer.
+	ra := []byte{134, 0, 0, 0, 64, 0, 0x07, 0x08, 0, 0, 0, 0, 0, 0, 0, 0}
+	sendICMP6(t, ns, src, netip.MustParseAddr("ff02::1"), ra)
+}
+
+// sendNA sends a solicited, overriding neighbor advertisement from ns's
+// eth0, from src to dst, claiming target for eth0's link-layer address.
+func sendNA(t *testing.T, ns *nstest.NS, src, dst, target netip.Addr) {
+	t.Helper()
+	eth0, err := ns.Handle.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	na := []byte{136, 0, 0, 0, 0x60, 0, 0, 0}
+	tgt := target.As16()
+	na = append(na, tgt[:]...)
+	na = append(na, 2, 1) // target link-layer address option
+	na = append(na, eth0.Attrs().HardwareAddr...)
+	sendICMP6(t, ns, src, dst, na)
+}
+
+// sendICMP6 sends msg as ICMPv6, hop limit 255 (as neighbor discovery
+// wants), from ns's eth0, from src to dst.
+func sendICMP6(t *testing.T, ns *nstest.NS, src, dst netip.Addr, msg []byte) {
+	t.Helper()
 	eth0, err := ns.Handle.LinkByName("eth0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	zone := uint32(eth0.Attrs().Index)
-	// type, code, checksum (the kernel fills it), hop limit, flags, router
-	// lifetime, reachable time, retransmit timer.
-	ra := []byte{134, 0, 0, 0, 64, 0, 0x07, 0x08, 0, 0, 0, 0, 0, 0, 0, 0}
 	err = ns.Do(func() error {
 		fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_RAW, unix.IPPROTO_ICMPV6)
 		if err != nil {
 			return err
 		}
 		defer unix.Close(fd)
-		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_HOPS, 255); err != nil {
-			return err
+		for _, opt := range []int{unix.IPV6_MULTICAST_HOPS, unix.IPV6_UNICAST_HOPS} {
+			if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, opt, 255); err != nil {
+				return err
+			}
 		}
 		if err := unix.Bind(fd, &unix.SockaddrInet6{Addr: src.As16(), ZoneId: zone}); err != nil {
 			return err
 		}
-		return unix.Sendto(fd, ra, 0, &unix.SockaddrInet6{Addr: netip.MustParseAddr("ff02::1").As16(), ZoneId: zone})
+		return unix.Sendto(fd, msg, 0, &unix.SockaddrInet6{Addr: dst.As16(), ZoneId: zone})
 	})
 	if err != nil {
-		t.Fatalf("send router advertisement from %s: %v", ns.Name, err)
+		t.Fatalf("send ICMPv6 type %d from %s: %v", msg[0], ns.Name, err)
 	}
 }
 
@@ -157,6 +182,29 @@ func raRoute(t *testing.T, host *nstest.NS, link string, gw netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// claim makes host resolve claimed (routed to a) while a answers with forged
+// neighbor advertisements from its link-local address src, and reports
+// whether the host took one. It leaves the host without a neighbor entry
+// for claimed.
+func claim(t *testing.T, host *nstest.NS, a pod6, src, claimed netip.Addr) bool {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Fails: a does not have the address. It makes the host solicit.
+		if c, err := dial(host, netip.Addr{}, netip.AddrPortFrom(claimed, 8080), denyWait); err == nil {
+			_ = c.Close()
+		}
+	}()
+	took := waitUntil(denyWait, func() bool {
+		sendNA(t, a.ns, src, gateway6, claimed)
+		return neighResolved(t, host, a.iface, claimed)
+	})
+	<-done
+	flushNeigh6(t, host)
+	return took
 }
 
 // waitUntil polls cond until it holds or wait passes.
@@ -217,14 +265,14 @@ func testTraffic6(t *testing.T, pods []netip.Prefix) {
 		t.Fatal(err)
 	}
 	// A second address in a the host routes to a, with a static neighbor
-	// entry, for source spoofing; a third without one, for which a answers
-	// neighbor solicitations itself (neighbor advertisement spoofing).
+	// entry, for source spoofing; another the host routes to a, which a
+	// does not have but claims with forged neighbor advertisements.
 	spoofed := netip.MustParseAddr("fd00:99::99")
 	claimed := netip.MustParseAddr("fd00:99::98")
-	// A link-local address of a's, to send router advertisements from.
+	// A link-local address of a's, to send router and neighbor
+	// advertisements from.
 	aLL := netip.MustParseAddr("fe80::a")
 	addrNoDAD(t, a.ns, aEth0, spoofed, 128)
-	addrNoDAD(t, a.ns, aEth0, claimed, 128)
 	addrNoDAD(t, a.ns, aEth0, aLL, 64)
 	for _, ip := range []netip.Addr{spoofed, claimed} {
 		if err := host.Handle.RouteAdd(&netlink.Route{LinkIndex: aLink.Attrs().Index, Dst: prefix6(ip), Scope: netlink.SCOPE_LINK}); err != nil {
@@ -234,16 +282,14 @@ func testTraffic6(t *testing.T, pods []netip.Prefix) {
 	if err := host.Handle.NeighSet(&netlink.Neigh{LinkIndex: aLink.Attrs().Index, Family: netlink.FAMILY_V6, IP: spoofed.AsSlice(), HardwareAddr: aEth0.Attrs().HardwareAddr, State: netlink.NUD_PERMANENT}); err != nil {
 		t.Fatal(err)
 	}
-	serve(t, a.ns, netip.AddrPortFrom(claimed, 8080))
 	// The host takes router advertisements on a's veth although it forwards.
 	sysctl(t, host, "/proc/sys/net/ipv6/conf/"+a.iface+"/accept_ra", "2")
 
 	// Controls without any table: all of it works.
 	expectConnect(t, "no table: a to b over IPv6", a.ns, netip.Addr{}, b8080)
 	expectConnect(t, "no table: a to b from a spoofed IPv6 address", a.ns, spoofed, b8080)
-	expectConnect(t, "no table: host to an address a claims", host, netip.Addr{}, netip.AddrPortFrom(claimed, 8080))
-	if !neighResolved(t, host, a.iface, claimed) {
-		t.Errorf("no table: the host did not learn a's link-layer address for %s", claimed)
+	if !claim(t, host, a, aLL, claimed) {
+		t.Errorf("no table: the host did not take a's forged neighbor advertisement for %s", claimed)
 	}
 	sendRA(t, a.ns, aLL)
 	if !waitUntil(allowWait, func() bool { return raRoute(t, host, a.iface, aLL) }) {
@@ -281,9 +327,8 @@ func testTraffic6(t *testing.T, pods []netip.Prefix) {
 		t.Errorf("no policy: a did not resolve its gateway %s", gateway6)
 	}
 	expectBlocked(t, "no policy: a to b from a spoofed IPv6 address", a.ns, spoofed, b8080)
-	expectBlocked(t, "no policy: host to an address a claims", host, netip.Addr{}, netip.AddrPortFrom(claimed, 8080))
-	if neighResolved(t, host, a.iface, claimed) {
-		t.Errorf("no policy: the host took a's neighbor advertisement for %s, which is not a's", claimed)
+	if claim(t, host, a, aLL, claimed) {
+		t.Errorf("no policy: the host took a's forged neighbor advertisement for %s, which is not a's", claimed)
 	}
 	sendRA(t, a.ns, aLL)
 	// What passes shows within allowWait (see the control); this is long

@@ -184,6 +184,54 @@ func raRoute(t *testing.T, host *nstest.NS, link string, gw netip.Addr) bool {
 	return false
 }
 
+// ping6 sends ICMPv6 echo requests from ns's eth0, from src to dst, and
+// reports whether a reply came within wait.
+func ping6(t *testing.T, ns *nstest.NS, src, dst netip.Addr, wait time.Duration) bool {
+	t.Helper()
+	eth0, err := ns.Handle.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	zone := uint32(eth0.Attrs().Index)
+	if !dst.IsLinkLocalUnicast() {
+		zone = 0
+	}
+	var fd int
+	err = ns.Do(func() error {
+		var err error
+		if fd, err = unix.Socket(unix.AF_INET6, unix.SOCK_RAW, unix.IPPROTO_ICMPV6); err != nil {
+			return err
+		}
+		return unix.Bind(fd, &unix.SockaddrInet6{Addr: src.As16(), ZoneId: zone})
+	})
+	if err != nil {
+		t.Fatalf("echo socket in %s: %v", ns.Name, err)
+	}
+	defer unix.Close(fd)
+	tv := unix.NsecToTimeval((100 * time.Millisecond).Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		t.Fatal(err)
+	}
+	req := []byte{128, 0, 0, 0, 0x5c, 0x6b, 0, 1}
+	buf := make([]byte, 1500)
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		if err := unix.Sendto(fd, req, 0, &unix.SockaddrInet6{Addr: dst.As16(), ZoneId: zone}); err != nil {
+			t.Fatalf("send echo request to %s: %v", dst, err)
+		}
+		for {
+			n, from, err := unix.Recvfrom(fd, buf, 0)
+			if err != nil {
+				break // timeout: send again
+			}
+			if f, ok := from.(*unix.SockaddrInet6); ok && netip.AddrFrom16(f.Addr) == dst && n >= 8 && buf[0] == 129 && buf[4] == req[4] && buf[5] == req[5] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // claim makes host resolve claimed (routed to a) while a answers with forged
 // neighbor advertisements from its link-local address src, and reports
 // whether the host took one. It leaves the host without a neighbor entry
@@ -325,6 +373,12 @@ func testTraffic6(t *testing.T, pods []netip.Prefix) {
 	expectConnect(t, "no policy: a to b over IPv6, neighbor discovery included", a.ns, netip.Addr{}, b8080)
 	if !neighResolved(t, a.ns, "eth0", gateway6) {
 		t.Errorf("no policy: a did not resolve its gateway %s", gateway6)
+	}
+	if !ping6(t, a.ns, aLL, gateway6, allowWait) {
+		t.Errorf("no policy: a's ping from its link-local %s to its gateway %s got no reply", aLL, gateway6)
+	}
+	if !ping6(t, a.ns, a.ip6, b.ip6, allowWait) {
+		t.Errorf("no policy: a's ping to b %s got no reply", b.ip6)
 	}
 	expectBlocked(t, "no policy: a to b from a spoofed IPv6 address", a.ns, spoofed, b8080)
 	if claim(t, host, a, aLL, claimed) {

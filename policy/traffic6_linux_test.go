@@ -356,7 +356,7 @@ func testTraffic6(t *testing.T, pods []netip.Prefix) {
 			name string
 			pod  pod6
 		}{{"a", a}, {"b", b}, {"c", c}} {
-			eps = append(eps, api.Endpoint{Namespace: "x", Name: p.name, Labels: map[string]string{"pod": p.name}, IPs: []netip.Addr{p.pod.ip, p.pod.ip6}, Node: "h", HostIface: p.pod.iface})
+			eps = append(eps, api.Endpoint{Namespace: "x", Name: p.name, Labels: map[string]string{"pod": p.name}, Ports: []api.NamedPort{{Name: "http", Port: 8080, Protocol: "TCP"}}, IPs: []netip.Addr{p.pod.ip, p.pod.ip6}, Node: "h", HostIface: p.pod.iface})
 		}
 		in := withPolicies(t, Input{Namespaces: []api.Namespace{{Name: "x"}}, Endpoints: eps, Node: "h"}, docs)
 		if err := ap.Apply(ctx, Compile(in)); err != nil {
@@ -442,6 +442,17 @@ spec:
   ingress: [{from: [{ipBlock: {cidr: "10.99.0.0/16"}}]}]`)
 	expectConnect(t, "IPv4 ipBlock: a over IPv4", a.ns, netip.Addr{}, b4)
 	expectBlocked(t, "IPv4 ipBlock only: a over IPv6", a.ns, netip.Addr{}, b8080)
+
+	// Egress to a named port: (address, protocol, port) sets of each family.
+	apply(`
+metadata: {name: a-to-http, namespace: x}
+spec:
+  podSelector: {matchLabels: {pod: a}}
+  policyTypes: [Egress]
+  egress: [{to: [{podSelector: {}}], ports: [{port: http}]}]`)
+	expectConnect(t, "a to named port http of c over IPv6", a.ns, netip.Addr{}, netip.AddrPortFrom(c.ip6, 8080))
+	expectConnect(t, "a to named port http of c over IPv4", a.ns, netip.Addr{}, netip.AddrPortFrom(c.ip, 8080))
+	expectBlocked(t, "a to c over IPv6 on a port not named http", a.ns, netip.Addr{}, netip.AddrPortFrom(c.ip6, 8081))
 
 	apply(`
 metadata: {name: a-deny-egress, namespace: x}

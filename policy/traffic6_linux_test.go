@@ -255,6 +255,24 @@ func claim(t *testing.T, host *nstest.NS, a pod6, src, claimed netip.Addr) bool 
 	return took
 }
 
+// tcpFlows6 counts the IPv6 TCP conntrack entries between x and y in ns.
+func tcpFlows6(t *testing.T, ns *nstest.NS, x, y netip.Addr) int {
+	t.Helper()
+	flows, err := ns.Handle.ConntrackTableList(netlink.ConntrackTable, netlink.FAMILY_V6)
+	if err != nil {
+		t.Fatalf("list conntrack in %s: %v", ns.Name, err)
+	}
+	n := 0
+	for _, f := range flows {
+		src, _ := netip.AddrFromSlice(f.Forward.SrcIP)
+		dst, _ := netip.AddrFromSlice(f.Forward.DstIP)
+		if f.Forward.Protocol == unix.IPPROTO_TCP && (src == x && dst == y || src == y && dst == x) {
+			n++
+		}
+	}
+	return n
+}
+
 // waitUntil polls cond until it holds or wait passes.
 func waitUntil(wait time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(wait)
@@ -396,6 +414,12 @@ func testTraffic6(t *testing.T, pods []netip.Prefix) {
 		t.Fatalf("open an IPv6 connection before any policy: %v", err)
 	}
 	defer early.Close()
+	switch n := tcpFlows6(t, host, a.ip6, b.ip6); {
+	case pods == nil && n == 0:
+		t.Errorf("no IPv6 TCP conntrack entries between a and b, want them tracked")
+	case pods != nil && n != 0:
+		t.Errorf("%d IPv6 TCP conntrack entries between a and b, want none: no policy selects them", n)
+	}
 
 	apply(`
 metadata: {name: b-from-a-8080, namespace: x}
@@ -425,6 +449,9 @@ spec: {podSelector: {matchLabels: {pod: b}}}`)
 		t.Errorf("IPv6 connection opened before any policy, after b's deny-all: %v, want it to survive", err)
 	}
 	expectConnect(t, "host to b over IPv6 despite b's deny-all", host, netip.Addr{}, b8080)
+	if n := tcpFlows6(t, host, a.ip6, b.ip6); n == 0 {
+		t.Errorf("no IPv6 TCP conntrack entries between a and b once b is selected, want them tracked")
+	}
 
 	apply(`
 metadata: {name: b-from-pods-but-a, namespace: x}

@@ -78,11 +78,13 @@ func prerouting6Exprs(pods *nftables.Set) []baseRule {
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: []byte(DevicePrefix)},
 			goTo(FromPod6Chain),
 		}},
-		{exprs: []expr.Any{
+		// The nfproto test is implied (only IPv6 gets here), but nft lists
+		// raw payloads without it.
+		{exprs: append(familyOnly(true),
 			loadFamilyAddr(true, false, reg1),
 			&expr.Lookup{SourceRegister: reg1, SetName: pods.Name, SetID: pods.ID},
 			goTo(UntrackChain6),
-		}},
+		)},
 	}
 }
 
@@ -100,10 +102,11 @@ func icmp6Type(t byte) []expr.Any {
 // base6Chains.
 func fromPod6Exprs(addrs *nftables.Set) []baseRule {
 	with := func(x []expr.Any, more ...expr.Any) []expr.Any { return append(x, more...) }
-	unspecified := []expr.Any{
+	// As in prerouting6Exprs, the nfproto tests make nft list "ip6 saddr".
+	unspecified := append(familyOnly(true),
 		loadFamilyAddr(true, true, reg1),
 		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: make([]byte, 16)},
-	}
+	)
 	return []baseRule{
 		{exprs: with(icmp6Type(icmp6RouterAdvert), goTo(Router6Chain))},
 		{exprs: with(icmp6Type(icmp6Redirect), goTo(Router6Chain))},
@@ -124,13 +127,15 @@ func fromPod6Exprs(addrs *nftables.Set) []baseRule {
 			&expr.Lookup{SourceRegister: reg1, SetName: addrs.Name, SetID: addrs.ID, Invert: true},
 			goTo(Spoof6Chain),
 		)},
-		{exprs: []expr.Any{
+		{exprs: append(familyOnly(true),
 			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
 			loadFamilyAddr(true, true, reg32e),
 			&expr.Lookup{SourceRegister: reg1, SetName: addrs.Name, SetID: addrs.ID},
 			goTo(UntrackChain6),
-		}},
+		)},
 		{exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.NFPROTO_IPV6}},
 			loadFamilyAddr(true, true, reg1),
 			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 16, Mask: linkLocalMask, Xor: make([]byte, 16)},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: linkLocalAddr},

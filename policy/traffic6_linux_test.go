@@ -232,6 +232,41 @@ func ping6(t *testing.T, ns *nstest.NS, src, dst netip.Addr, wait time.Duration)
 	return false
 }
 
+// dhcp6Reply sends UDP from port 547 (a DHCPv6 server's) of pod a's
+// link-local src to the host's gateway6 port 546 (a client's) and reports
+// whether the host received it within wait.
+func dhcp6Reply(t *testing.T, host *nstest.NS, a pod6, src netip.Addr, wait time.Duration) bool {
+	t.Helper()
+	var pc net.PacketConn
+	if err := host.Do(func() error {
+		var err error
+		pc, err = net.ListenPacket("udp6", "[::]:546")
+		return err
+	}); err != nil {
+		t.Fatalf("listen on UDP 546 in the host: %v", err)
+	}
+	defer pc.Close()
+	var c net.Conn
+	if err := a.ns.Do(func() error {
+		d := net.Dialer{LocalAddr: &net.UDPAddr{IP: src.AsSlice(), Port: 547, Zone: "eth0"}}
+		var err error
+		c, err = d.Dial("udp6", "[fe80::1%eth0]:546")
+		return err
+	}); err != nil {
+		t.Fatalf("dial from UDP 547 in %s: %v", a.ns.Name, err)
+	}
+	defer c.Close()
+	got := make(chan bool, 1)
+	go func() {
+		buf := make([]byte, 64)
+		_ = pc.SetReadDeadline(time.Now().Add(wait))
+		_, _, err := pc.ReadFrom(buf)
+		got <- err == nil
+	}()
+	_, _ = c.Write([]byte("advertise")) // a drop shows as nothing received
+	return <-got
+}
+
 // claim makes host resolve claimed (routed to a) while a answers with forged
 // neighbor advertisements from its link-local address src, and reports
 // whether the host took one. It leaves the host without a neighbor entry
@@ -364,6 +399,9 @@ func testTraffic6(t *testing.T, pods []netip.Prefix) {
 	if err := host.Handle.RouteDel(&netlink.Route{LinkIndex: aLink.Attrs().Index, Dst: &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}, Gw: aLL.AsSlice()}); err != nil {
 		t.Fatalf("delete the route the router advertisement made: %v", err)
 	}
+	if !dhcp6Reply(t, host, a, aLL, allowWait) {
+		t.Errorf("no table: the host did not receive a's DHCPv6 server reply")
+	}
 
 	ap := NewApplierWith(ApplierConfig{Conn: newConn(t, host), PodCIDRs: pods})
 	ctx := context.Background()
@@ -408,6 +446,9 @@ func testTraffic6(t *testing.T, pods []netip.Prefix) {
 	time.Sleep(denyWait)
 	if raRoute(t, host, a.iface, aLL) {
 		t.Errorf("no policy: a's router advertisement gave the host a default route via %s", aLL)
+	}
+	if dhcp6Reply(t, host, a, aLL, denyWait) {
+		t.Errorf("no policy: the host received a's DHCPv6 server reply")
 	}
 	early, err := dial(a.ns, netip.Addr{}, b8080, allowWait)
 	if err != nil {

@@ -496,6 +496,8 @@ const (
 	pickupComment  = "TCP of a connection conntrack did not see open: older than its pod's policy"
 	// VXLANPeers is the set of underlay addresses VXLAN is accepted from.
 	VXLANPeers = "vxlan_peers"
+	// VXLANPeers6 is its twin for IPv6 underlays.
+	VXLANPeers6 = "vxlan_peers6"
 )
 
 // The fixed base chains, in nft syntax (the applier builds the same rules).
@@ -698,9 +700,18 @@ func (rs *Ruleset) String() string {
 		for _, a := range v.Peers {
 			peers = append(peers, a.String())
 		}
+		var peers6 []string
+		for _, a := range v.Peers {
+			if a.Is6() {
+				peers6 = append(peers6, a.String())
+			}
+		}
+		peers = slices.DeleteFunc(peers, func(s string) bool { return strings.Contains(s, ":") })
 		fmt.Fprintf(&b, "\tset %s {\n\t\ttype ipv4_addr\n", VXLANPeers)
 		writeElements(&b, peers)
-		fmt.Fprintf(&b, "\t}\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\tudp dport %d ip saddr != @%s counter drop comment %q\n\t}\n", v.Port, VXLANPeers, vxlanComment)
+		fmt.Fprintf(&b, "\t}\n\tset %s {\n\t\ttype ipv6_addr\n", VXLANPeers6)
+		writeElements(&b, peers6)
+		fmt.Fprintf(&b, "\t}\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\tudp dport %d ip saddr != @%s counter drop comment %q\n\t\tudp dport %d ip6 saddr != @%s counter drop comment %q\n\t}\n", v.Port, VXLANPeers, vxlanComment, v.Port, VXLANPeers6, vxlanComment)
 		writeChain("\tchain output {\n\t\ttype filter hook output priority raw; policy accept;\n", []string{vxlanNotrack(v.Port)})
 	}
 	for _, c := range rs.Chains {

@@ -511,6 +511,15 @@ spec:
 	expectConnect(t, "IPv4 ipBlock: a over IPv4", a.ns, netip.Addr{}, b4)
 	expectBlocked(t, "IPv4 ipBlock only: a over IPv6", a.ns, netip.Addr{}, b8080)
 
+	// The whole IPv6 space: an interval that runs to the end of the family.
+	apply(`
+metadata: {name: b-from-any-v6, namespace: x}
+spec:
+  podSelector: {matchLabels: {pod: b}}
+  ingress: [{from: [{ipBlock: {cidr: "::/0"}}]}]`)
+	expectConnect(t, "ipBlock ::/0: a over IPv6", a.ns, netip.Addr{}, b8080)
+	expectBlocked(t, "ipBlock ::/0 only: a over IPv4", a.ns, netip.Addr{}, b4)
+
 	// Egress to a named port: (address, protocol, port) sets of each family.
 	apply(`
 metadata: {name: a-to-http, namespace: x}

@@ -502,35 +502,39 @@ func (a *Applier) rebuild(rs *Ruleset) error {
 
 // addVXLANFilter adds the input chain that drops VXLAN from anything but a
 // cluster node: udp dport PORT ip saddr != @vxlan_peers counter drop.
+// An IPv6 underlay gets the same filter with set vxlan_peers6 (always
+// there: a node's underlay family can change by element updates).
 func addVXLANFilter(c *nftables.Conn, v *VXLANFilter) error {
-	set := &nftables.Set{Table: table, Name: VXLANPeers, KeyType: nftables.TypeIPAddr}
-	elems := make([]nftables.SetElement, 0, len(v.Peers))
-	for _, a := range v.Peers {
-		if a.Is4() {
-			b := a.As4()
-			elems = append(elems, nftables.SetElement{Key: b[:]})
-		}
-	}
-	if err := addSet(c, set, elems); err != nil {
-		return err
-	}
 	accept := nftables.ChainPolicyAccept
 	in := c.AddChain(&nftables.Chain{
 		Table: table, Name: "input", Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept,
 	})
-	exprs := append(ipv4Only(),
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.IPPROTO_UDP}},
-		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.BigEndian.PutUint16(v.Port)},
-		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
-		&expr.Lookup{SourceRegister: reg1, SetName: set.Name, SetID: set.ID, Invert: true},
-		&expr.Counter{},
-		&expr.Verdict{Kind: expr.VerdictDrop},
-	)
-	c.AddRule(&nftables.Rule{Table: table, Chain: in, Exprs: exprs, UserData: comment(vxlanComment)})
+	for _, v6 := range []bool{false, true} {
+		set := vxlanPeersSet(v6)
+		if err := addSet(c, set, addrElements(ofFamily(v.Peers, v6, addrOf))); err != nil {
+			return err
+		}
+		exprs := append(familyOnly(v6),
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.IPPROTO_UDP}},
+			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.BigEndian.PutUint16(v.Port)},
+			loadFamilyAddr(v6, true, reg1),
+			&expr.Lookup{SourceRegister: reg1, SetName: set.Name, SetID: set.ID, Invert: true},
+			&expr.Counter{},
+			&expr.Verdict{Kind: expr.VerdictDrop},
+		)
+		c.AddRule(&nftables.Rule{Table: table, Chain: in, Exprs: exprs, UserData: comment(vxlanComment)})
+	}
 	return nil
+}
+
+func vxlanPeersSet(v6 bool) *nftables.Set {
+	if v6 {
+		return &nftables.Set{Table: table, Name: VXLANPeers6, KeyType: nftables.TypeIP6Addr}
+	}
+	return &nftables.Set{Table: table, Name: VXLANPeers, KeyType: nftables.TypeIPAddr}
 }
 
 // sameFilterShape reports whether two VXLAN filters differ at most in their
@@ -608,14 +612,9 @@ func (a *Applier) patch(d *TableDiff) error {
 	}
 
 	egress, ingress := dispatchMap(EgressDispatch), dispatchMap(IngressDispatch)
-	if len(d.AddVXLANPeers)+len(d.DelVXLANPeers) > 0 {
-		peers := &nftables.Set{Table: table, Name: VXLANPeers, KeyType: nftables.TypeIPAddr}
-		// The set holds IPv4 underlays only, as addVXLANFilter builds it.
-		v4 := func(l []netip.Addr) []netip.Addr {
-			return slices.DeleteFunc(slices.Clone(l), func(a netip.Addr) bool { return !a.Is4() })
-		}
-		del(peers, addrElements(v4(d.DelVXLANPeers)))
-		add(peers, addrElements(v4(d.AddVXLANPeers)))
+	for _, v6 := range []bool{false, true} {
+		del(vxlanPeersSet(v6), addrElements(ofFamily(d.DelVXLANPeers, v6, addrOf)))
+		add(vxlanPeersSet(v6), addrElements(ofFamily(d.AddVXLANPeers, v6, addrOf)))
 	}
 	del(egress, dispatchKeys(d.DelEgress))
 	del(ingress, dispatchKeys(d.DelIngress))

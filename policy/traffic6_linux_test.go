@@ -269,19 +269,19 @@ func dhcp6Reply(t *testing.T, host *nstest.NS, a pod6, src netip.Addr, wait time
 
 // claim makes host resolve claimed (routed to a) while a answers with forged
 // neighbor advertisements from its link-local address src, and reports
-// whether the host took one. It leaves the host without a neighbor entry
-// for claimed.
-func claim(t *testing.T, host *nstest.NS, a pod6, src, claimed netip.Addr) bool {
+// whether the host took one within wait. It leaves the host without a
+// neighbor entry for claimed.
+func claim(t *testing.T, host *nstest.NS, a pod6, src, claimed netip.Addr, wait time.Duration) bool {
 	t.Helper()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		// Fails: a does not have the address. It makes the host solicit.
-		if c, err := dial(host, netip.Addr{}, netip.AddrPortFrom(claimed, 8080), denyWait); err == nil {
+		if c, err := dial(host, netip.Addr{}, netip.AddrPortFrom(claimed, 8080), wait); err == nil {
 			_ = c.Close()
 		}
 	}()
-	took := waitUntil(denyWait, func() bool {
+	took := waitUntil(wait, func() bool {
 		sendNA(t, a.ns, src, gateway6, claimed)
 		return neighResolved(t, host, a.iface, claimed)
 	})
@@ -389,7 +389,7 @@ func testTraffic6(t *testing.T, pods []netip.Prefix) {
 	// Controls without any table: all of it works.
 	expectConnect(t, "no table: a to b over IPv6", a.ns, netip.Addr{}, b8080)
 	expectConnect(t, "no table: a to b from a spoofed IPv6 address", a.ns, spoofed, b8080)
-	if !claim(t, host, a, aLL, claimed) {
+	if !claim(t, host, a, aLL, claimed, allowWait) {
 		t.Errorf("no table: the host did not take a's forged neighbor advertisement for %s", claimed)
 	}
 	sendRA(t, a.ns, aLL)
@@ -437,7 +437,7 @@ func testTraffic6(t *testing.T, pods []netip.Prefix) {
 		t.Errorf("no policy: a's ping to b %s got no reply", b.ip6)
 	}
 	expectBlocked(t, "no policy: a to b from a spoofed IPv6 address", a.ns, spoofed, b8080)
-	if claim(t, host, a, aLL, claimed) {
+	if claim(t, host, a, aLL, claimed, denyWait) {
 		t.Errorf("no policy: the host took a's forged neighbor advertisement for %s, which is not a's", claimed)
 	}
 	sendRA(t, a.ns, aLL)

@@ -48,6 +48,8 @@ func TestApplierListsBackDualStack(t *testing.T) {
 			"meta nfproto ipv6 goto prerouting6",
 			"icmpv6 type nd-router-advert goto router6_drop",
 			"udp sport 547 goto router6_drop",
+			"icmpv6 type nd-redirect goto router6_drop",
+			"ip6 saddr fe80::/10 return",
 		} {
 			if !strings.Contains(text, want) {
 				t.Errorf("nft listing lacks %q", want)

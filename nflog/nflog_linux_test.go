@@ -2,6 +2,7 @@ package nflog
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -67,6 +68,7 @@ func testReadLogged(t *testing.T, pa, pb netip.Prefix) {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}},
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x27, 0x0f}},
+		&expr.Counter{}, // tells, on failure, whether the rule saw the packets
 		&expr.Log{Key: 1<<unix.NFTA_LOG_PREFIX | 1<<unix.NFTA_LOG_GROUP, Group: group, Data: []byte("test rule")},
 	}})
 	if err := nc.Flush(); err != nil {
@@ -117,5 +119,13 @@ func testReadLogged(t *testing.T, pa, pb netip.Prefix) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	t.Fatal("no logged packet within 10s")
+	matched := "unknown"
+	if rules, err := nc.GetRules(tbl, ch); err == nil && len(rules) == 1 {
+		for _, e := range rules[0].Exprs {
+			if c, ok := e.(*expr.Counter); ok {
+				matched = fmt.Sprint(c.Packets)
+			}
+		}
+	}
+	t.Fatalf("no logged packet within 10s (the log rule matched %s packets)", matched)
 }

@@ -187,6 +187,8 @@ func protoName(p uint8) string {
 		return "SCTP"
 	case unix.IPPROTO_ICMP:
 		return "ICMP"
+	case unix.IPPROTO_ICMPV6:
+		return "ICMPv6"
 	}
 	return strconv.Itoa(int(p))
 }

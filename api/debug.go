@@ -473,4 +473,6 @@ type MatrixCell struct {
 	Allowed  bool   `json:"allowed"`
 	// Rule is the deciding rule, as `skein policy trace` prints it.
 	Rule string `json:"rule"`
+	// Family is 6 for a cell of an IPv6 matrix, 0 for IPv4.
+	Family int `json:"family,omitempty"`
 }

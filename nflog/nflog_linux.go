@@ -30,7 +30,7 @@ const (
 	attrPayload     = 9
 	attrIfindexIn   = 4
 	attrIfindexOut  = 5
-	copyRange       = 64 // IPv4 header with options and the ports
+	copyRange       = 128 // an IPv4 header with options or an IPv6 header with some extension headers, and the ports
 	nfgenmsgLen     = 4
 	receiveDeadline = 500 * time.Millisecond
 )
@@ -159,7 +159,60 @@ func Parse(b []byte) (Packet, bool) {
 	if ad.Err() != nil {
 		return p, false
 	}
+	if len(payload) > 0 && payload[0]>>4 == 6 {
+		return p, parseIPv6(payload, &p)
+	}
 	return p, parseIPv4(payload, &p)
+}
+
+// IPv6 extension headers parseIPv6 skips to find the transport header.
+const (
+	ip6HopByHop = 0
+	ip6Routing  = 43
+	ip6Fragment = 44
+	ip6DestOpts = 60
+)
+
+// parseIPv6 decodes an IPv6 packet; Proto is the transport protocol after
+// the extension headers, and ports are left 0 when the copy ends before
+// them (or in a later fragment).
+func parseIPv6(b []byte, p *Packet) bool {
+	if len(b) < 40 {
+		return false
+	}
+	p.Src = netip.AddrFrom16([16]byte(b[8:24]))
+	p.Dst = netip.AddrFrom16([16]byte(b[24:40]))
+	next, off := b[6], 40
+	for {
+		switch next {
+		case ip6HopByHop, ip6Routing, ip6DestOpts:
+			if len(b) < off+2 {
+				p.Proto = next
+				return true
+			}
+			next, off = b[off], off+8+int(b[off+1])*8
+			continue
+		case ip6Fragment:
+			if len(b) < off+8 {
+				p.Proto = next
+				return true
+			}
+			later := binary.BigEndian.Uint16(b[off+2:])&0xfff8 != 0
+			next, off = b[off], off+8
+			if later {
+				p.Proto = next
+				return true
+			}
+			continue
+		}
+		break
+	}
+	p.Proto = next
+	if (p.Proto == unix.IPPROTO_TCP || p.Proto == unix.IPPROTO_UDP) && len(b) >= off+4 {
+		p.SrcPort = binary.BigEndian.Uint16(b[off:])
+		p.DstPort = binary.BigEndian.Uint16(b[off+2:])
+	}
+	return true
 }
 
 func parseIPv4(b []byte, p *Packet) bool {

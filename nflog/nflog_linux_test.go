@@ -2,13 +2,16 @@ package nflog
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/skeinnet/skein/internal/nstest"
@@ -16,12 +19,44 @@ import (
 
 // TestReadLogged logs UDP to port 9999 arriving in a namespace and checks the
 // reader sees the packet with its prefix, addresses and ports, and nothing
-// for port 9998, which no rule logs.
+// for port 9998, which no rule logs; over IPv4 and over IPv6.
 func TestReadLogged(t *testing.T) {
 	if unix.Geteuid() != 0 {
 		t.Skip("needs root for network namespaces")
 	}
-	a, b := nstest.Pair(t, netip.MustParsePrefix("192.0.2.1/24"), netip.MustParsePrefix("192.0.2.2/24"))
+	t.Run("IPv4", func(t *testing.T) {
+		testReadLogged(t, netip.MustParsePrefix("192.0.2.1/24"), netip.MustParsePrefix("192.0.2.2/24"))
+	})
+	t.Run("IPv6", func(t *testing.T) {
+		testReadLogged(t, netip.MustParsePrefix("fd00:2::1/64"), netip.MustParsePrefix("fd00:2::2/64"))
+	})
+}
+
+func testReadLogged(t *testing.T, pa, pb netip.Prefix) {
+	a, b := nstest.New(t), nstest.New(t)
+	for _, ns := range []*nstest.NS{a, b} {
+		// Addresses usable at once: no duplicate address detection.
+		if err := ns.Do(func() error {
+			return os.WriteFile("/proc/sys/net/ipv6/conf/default/accept_dad", []byte("0"), 0o644)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nstest.Veth(t, a, b, "veth0", pa, pb)
+	// A static neighbor entry: what is under test is the log, not the
+	// resolution of b's address.
+	la, err := a.Handle.LinkByName("veth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb, err := b.Handle.LinkByName("veth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Handle.NeighSet(&netlink.Neigh{LinkIndex: la.Attrs().Index, IP: pb.Addr().AsSlice(), HardwareAddr: lb.Attrs().HardwareAddr, State: netlink.NUD_PERMANENT}); err != nil {
+		t.Fatal(err)
+	}
+	dst := func(port uint16) string { return netip.AddrPortFrom(pb.Addr(), port).String() }
 	const group = 27
 	nc := b.Nftables(t)
 	tbl := nc.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: "t"})
@@ -33,6 +68,7 @@ func TestReadLogged(t *testing.T) {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_UDP}},
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x27, 0x0f}},
+		&expr.Counter{}, // tells, on failure, whether the rule saw the packets
 		&expr.Log{Key: 1<<unix.NFTA_LOG_PREFIX | 1<<unix.NFTA_LOG_GROUP, Group: group, Data: []byte("test rule")},
 	}})
 	if err := nc.Flush(); err != nil {
@@ -46,7 +82,7 @@ func TestReadLogged(t *testing.T) {
 	var conn net.Conn
 	if err := a.Do(func() error {
 		var err error
-		conn, err = net.Dial("udp", "192.0.2.2:9998")
+		conn, err = net.Dial("udp", dst(9998))
 		return err
 	}); err != nil {
 		t.Fatalf("dial: %v", err)
@@ -55,7 +91,7 @@ func TestReadLogged(t *testing.T) {
 	var conn2 net.Conn
 	if err := a.Do(func() error {
 		var err error
-		conn2, err = net.Dial("udp", "192.0.2.2:9999")
+		conn2, err = net.Dial("udp", dst(9999))
 		return err
 	}); err != nil {
 		t.Fatalf("dial: %v", err)
@@ -74,7 +110,7 @@ func TestReadLogged(t *testing.T) {
 			if p.DstPort != 9999 {
 				t.Fatalf("logged a packet no rule logs: %+v", p)
 			}
-			want := Packet{Prefix: "test rule", Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("192.0.2.2"),
+			want := Packet{Prefix: "test rule", Src: pa.Addr(), Dst: pb.Addr(),
 				Proto: unix.IPPROTO_UDP, SrcPort: p.SrcPort, DstPort: 9999, InIf: p.InIf}
 			if p != want {
 				t.Fatalf("got %+v, want %+v", p, want)
@@ -83,5 +119,13 @@ func TestReadLogged(t *testing.T) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	t.Fatal("no logged packet within 10s")
+	matched := "unknown"
+	if rules, err := nc.GetRules(tbl, ch); err == nil && len(rules) == 1 {
+		for _, e := range rules[0].Exprs {
+			if c, ok := e.(*expr.Counter); ok {
+				matched = fmt.Sprint(c.Packets)
+			}
+		}
+	}
+	t.Fatalf("no logged packet within 10s (the log rule matched %s packets)", matched)
 }

@@ -136,3 +136,50 @@ func TestCompileBigCluster(t *testing.T) {
 		{from: "ns-8/pod-4", to: "ns-3/pod-13", port: 80, allowed: false, rule: "anp-3"},
 	})
 }
+
+// dualStackCluster is bigCluster with an IPv6 address on every endpoint
+// and an IPv6 twin of every ipBlock.
+func dualStackCluster() Input {
+	in := bigCluster()
+	for i := range in.Endpoints {
+		ep := &in.Endpoints[i]
+		a := ep.IPs[0].As4()
+		ep.IPs = append(ep.IPs, netip.AddrFrom16([16]byte{0: 0xfd, 13: a[1], 14: a[2], 15: a[3]}))
+	}
+	for i := range in.NetworkPolicies {
+		np := &in.NetworkPolicies[i]
+		np.Spec.Egress[0].To = append(np.Spec.Egress[0].To, api.NetworkPolicyPeer{IPBlock: &api.IPBlock{CIDR: "fd00::/64", Except: []string{fmt.Sprintf("fd00::%x:0/112", i%10)}}})
+	}
+	return in
+}
+
+// BenchmarkRenderNode renders one node's program of bigCluster (IPv4
+// only), and reports the rules and elements of its table.
+func BenchmarkRenderNode(b *testing.B) { benchRenderNode(b, bigCluster()) }
+
+// BenchmarkRenderNodeDualStack is BenchmarkRenderNode with dual-stack
+// endpoints and ipBlocks of both families.
+func BenchmarkRenderNodeDualStack(b *testing.B) { benchRenderNode(b, dualStackCluster()) }
+
+func benchRenderNode(b *testing.B, in Input) {
+	in.Node = "node-7"
+	p := Compile(in)
+	b.ResetTimer()
+	var rs *Ruleset
+	for b.Loop() {
+		rs = Render(p)
+	}
+	_, rules, elems := rs.Counts()
+	b.ReportMetric(float64(rules), "rules")
+	b.ReportMetric(float64(elems), "elements")
+}
+
+// BenchmarkCompileDualStack is BenchmarkCompile1000x10000 with dual-stack
+// endpoints.
+func BenchmarkCompileDualStack(b *testing.B) {
+	in := dualStackCluster()
+	b.ResetTimer()
+	for b.Loop() {
+		Compile(in)
+	}
+}

@@ -101,14 +101,13 @@ func (c *compiler) nodeSet(sel *api.LabelSelector) string {
 	return name
 }
 
-// nodeAddrsOf returns the IPv4 underlay addresses (as /32s) of the nodes
-// sel matches, sorted: what a nodes peer matches. Pods are IPv4 only, like
-// the sets.
+// nodeAddrsOf returns the underlay addresses (as /32s or /128s) of the
+// nodes sel matches, sorted: what a nodes peer matches.
 func nodeAddrsOf(sel *api.LabelSelector, nodes []api.Node) []netip.Prefix {
 	var out []netip.Prefix
 	for _, n := range nodes {
-		if n.UnderlayIP.Is4() && sel.Matches(n.Labels) {
-			out = append(out, netip.PrefixFrom(n.UnderlayIP, 32))
+		if n.UnderlayIP.IsValid() && sel.Matches(n.Labels) {
+			out = append(out, onePrefix(n.UnderlayIP))
 		}
 	}
 	slices.SortFunc(out, comparePrefix)

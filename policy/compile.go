@@ -537,8 +537,9 @@ func (c *compiler) podSet(p podPeer) string {
 }
 
 // cidrSet declares the set of an ipBlock and returns its name, or false
-// when a CIDR does not parse. IPv6 blocks give empty sets: pods are IPv4
-// only and nftables matches IPv4 sets.
+// when a CIDR does not parse. An ipBlock matches addresses of its own
+// family only (0.0.0.0/0 is not ::/0), and except prefixes of the other
+// family change nothing.
 func (c *compiler) cidrSet(cidr string, except []string) (string, bool) {
 	base, err := netip.ParsePrefix(cidr)
 	if err != nil {
@@ -565,11 +566,7 @@ func (c *compiler) cidrSet(cidr string, except []string) (string, bool) {
 	}
 	name := setName(SetCIDRs, desc)
 	if _, ok := c.sets[name]; !ok {
-		var prefixes []netip.Prefix
-		if base.Addr().Is4() {
-			prefixes = subtract(base, ex)
-		}
-		c.sets[name] = &setDef{kind: SetCIDRs, desc: desc, prefixes: prefixes}
+		c.sets[name] = &setDef{kind: SetCIDRs, desc: desc, prefixes: subtract(base, ex)}
 	}
 	return name, true
 }
@@ -649,9 +646,7 @@ func (c *compiler) addrs(eps []int) []netip.Prefix {
 	var out []netip.Prefix
 	for _, i := range eps {
 		for _, ip := range c.ix.eps[i].IPs {
-			if ip.Is4() {
-				out = append(out, netip.PrefixFrom(ip, 32))
-			}
+			out = append(out, onePrefix(ip))
 		}
 	}
 	slices.SortFunc(out, comparePrefix)
@@ -668,9 +663,7 @@ func (c *compiler) addrPorts(def *setDef) []AddrPort {
 		e := &c.ix.eps[i]
 		for _, pm := range resolve(e.Ports, def.port) {
 			for _, ip := range e.IPs {
-				if ip.Is4() {
-					out = append(out, AddrPort{Addr: ip, Proto: pm.Proto, Port: pm.From})
-				}
+				out = append(out, AddrPort{Addr: ip.Unmap(), Proto: pm.Proto, Port: pm.From})
 			}
 		}
 	}
@@ -678,4 +671,11 @@ func (c *compiler) addrPorts(def *setDef) []AddrPort {
 		return cmp.Or(a.Addr.Compare(b.Addr), cmp.Compare(a.Proto, b.Proto), cmp.Compare(a.Port, b.Port))
 	})
 	return slices.Compact(out)
+}
+
+// onePrefix returns ip as a one-address prefix of its family (a /32 or a
+// /128); an IPv4-mapped IPv6 address counts as IPv4.
+func onePrefix(ip netip.Addr) netip.Prefix {
+	ip = ip.Unmap()
+	return netip.PrefixFrom(ip, ip.BitLen())
 }

@@ -228,15 +228,16 @@ type end struct {
 	name string
 }
 
-func (ev *evaluator) resolve(p Peer) (end, error) {
+// resolve resolves p; a named endpoint by its address of family (4 or 6).
+func (ev *evaluator) resolve(p Peer, family int) (end, error) {
 	if p.Name != "" {
 		ep, ok := ev.byKey[p.Namespace+"/"+p.Name]
 		if !ok {
 			return end{}, fmt.Errorf("endpoint %s not found", p)
 		}
-		a := firstIPv4(ep.IPs)
+		a := firstOf(ep.IPs, family)
 		if !a.IsValid() {
-			return end{}, fmt.Errorf("endpoint %s has no IPv4 address", p)
+			return end{}, fmt.Errorf("endpoint %s has no IPv%d address", p, family)
 		}
 		return end{ep: ep, addr: a, name: ep.Key()}, nil
 	}
@@ -250,20 +251,37 @@ func (ev *evaluator) resolve(p Peer) (end, error) {
 	return end{addr: a, name: a.String()}, nil
 }
 
-func firstIPv4(ips []netip.Addr) netip.Addr {
+// firstOf returns the first address of family (4 or 6) in ips.
+func firstOf(ips []netip.Addr, family int) netip.Addr {
 	for _, ip := range ips {
-		if ip.Is4() {
+		if ip = ip.Unmap(); familyOf(ip) == family {
 			return ip
 		}
 	}
 	return netip.Addr{}
 }
 
+func familyOf(a netip.Addr) int {
+	if a.Unmap().Is4() {
+		return 4
+	}
+	return 6
+}
+
 // Trace decides whether from may open a connection to to on port and
 // protocol proto (TCP, UDP or SCTP), evaluating the source's egress (if it is
 // an endpoint of p) and the destination's ingress (likewise), and names the
-// deciding rule. Traffic from an endpoint to itself is always allowed.
+// deciding rule. Traffic from an endpoint to itself is always allowed. A
+// named endpoint stands for its address of the other peer's family when
+// that is an address, else for its IPv4 address (TraceFamily chooses).
 func Trace(p *Program, from, to Peer, port int, proto string) (Verdict, error) {
+	return TraceFamily(p, 0, from, to, port, proto)
+}
+
+// TraceFamily is Trace over IPv4 (family 4) or IPv6 (6): named endpoints
+// stand for their address of that family, and an address peer must be of
+// it. Family 0 takes the family of an address peer, else IPv4.
+func TraceFamily(p *Program, family int, from, to Peer, port int, proto string) (Verdict, error) {
 	pr, err := ParseProtocol(proto)
 	if err != nil {
 		return Verdict{}, err
@@ -271,12 +289,33 @@ func Trace(p *Program, from, to Peer, port int, proto string) (Verdict, error) {
 	if port < 1 || port > 65535 {
 		return Verdict{}, fmt.Errorf("port %d: want 1-65535", port)
 	}
+	for _, x := range []struct {
+		what string
+		p    Peer
+	}{{"from", from}, {"to", to}} {
+		if x.p.Name != "" || !x.p.IP.IsValid() {
+			continue
+		}
+		switch f := familyOf(x.p.IP); {
+		case family == 0:
+			family = f
+		case family != f:
+			return Verdict{}, fmt.Errorf("%s: %s is not an IPv%d address", x.what, x.p.IP, family)
+		}
+	}
+	switch family {
+	case 0:
+		family = 4
+	case 4, 6:
+	default:
+		return Verdict{}, fmt.Errorf("address family %d: want 4 or 6", family)
+	}
 	ev := newEvaluator(p)
-	src, err := ev.resolve(from)
+	src, err := ev.resolve(from, family)
 	if err != nil {
 		return Verdict{}, fmt.Errorf("from: %w", err)
 	}
-	dst, err := ev.resolve(to)
+	dst, err := ev.resolve(to, family)
 	if err != nil {
 		return Verdict{}, fmt.Errorf("to: %w", err)
 	}
@@ -345,11 +384,23 @@ type Cell struct {
 	Protocol string `json:"protocol"`
 	Allowed  bool   `json:"allowed"`
 	Rule     string `json:"rule"`
+	// Family is 6 for a cell of an IPv6 matrix, 0 for IPv4.
+	Family int `json:"family,omitempty"`
 }
 
 // Matrix traces every ordered pair of p's endpoints (itself included) on
-// every port and protocol, in order: protocol, port, from, to.
+// every port and protocol, in order: protocol, port, from, to, over IPv4.
 func Matrix(p *Program, ports []int, protos []string) ([]Cell, error) {
+	return MatrixFamily(p, 4, ports, protos)
+}
+
+// MatrixFamily is Matrix over IPv4 (family 4) or IPv6 (6): each endpoint
+// stands for its address of that family; endpoints without one are left
+// out.
+func MatrixFamily(p *Program, family int, ports []int, protos []string) ([]Cell, error) {
+	if family != 4 && family != 6 {
+		return nil, fmt.Errorf("address family %d: want 4 or 6", family)
+	}
 	prs := make([]Protocol, len(protos))
 	for i, s := range protos {
 		pr, err := ParseProtocol(s)
@@ -367,7 +418,7 @@ func Matrix(p *Program, ports []int, protos []string) ([]Cell, error) {
 	var ends []end
 	for i := range p.Endpoints {
 		ep := &p.Endpoints[i]
-		if a := firstIPv4(ep.IPs); a.IsValid() {
+		if a := firstOf(ep.IPs, family); a.IsValid() {
 			ends = append(ends, end{ep: ep, addr: a, name: ep.Key()})
 		}
 	}
@@ -377,7 +428,11 @@ func Matrix(p *Program, ports []int, protos []string) ([]Cell, error) {
 			for _, src := range ends {
 				for _, dst := range ends {
 					v := ev.trace(src, dst, pr, uint16(port))
-					cells = append(cells, Cell{From: src.name, To: dst.name, Port: port, Protocol: pr.String(), Allowed: v.Allowed, Rule: v.Rule})
+					c := Cell{From: src.name, To: dst.name, Port: port, Protocol: pr.String(), Allowed: v.Allowed, Rule: v.Rule}
+					if family == 6 {
+						c.Family = 6
+					}
+					cells = append(cells, c)
 				}
 			}
 		}
@@ -390,15 +445,16 @@ func Matrix(p *Program, ports []int, protos []string) ([]Cell, error) {
 // "X" denied.
 func WriteTruthTable(w io.Writer, cells []Cell) error {
 	type key struct {
-		proto string
-		port  int
+		proto  string
+		port   int
+		family int
 	}
 	var keys []key
 	tables := map[key]map[[2]string]bool{}
 	var names []string
 	seen := map[string]bool{}
 	for _, c := range cells {
-		k := key{c.Protocol, c.Port}
+		k := key{c.Protocol, c.Port, c.Family}
 		if tables[k] == nil {
 			tables[k] = map[[2]string]bool{}
 			keys = append(keys, k)
@@ -417,7 +473,11 @@ func WriteTruthTable(w io.Writer, cells []Cell) error {
 		if i > 0 {
 			b.WriteByte('\n')
 		}
-		fmt.Fprintf(&b, "%s/%d\n-", k.proto, k.port)
+		fmt.Fprintf(&b, "%s/%d", k.proto, k.port)
+		if k.family == 6 {
+			b.WriteString(" over IPv6")
+		}
+		b.WriteString("\n-")
 		for _, n := range names {
 			b.WriteString("\t" + n)
 		}

@@ -38,6 +38,21 @@ func modelIP(ns, p string) netip.Addr {
 	return netip.AddrFrom4([4]byte{10, 0, ns[0] - 'x' + 1, p[0] - 'a' + 1})
 }
 
+// modelIP6 returns the IPv6 address of pod p in namespace ns:
+// fd00:0:0:<ns>::<pod>, numbered as modelIP.
+func modelIP6(ns, p string) netip.Addr {
+	return netip.AddrFrom16([16]byte{0: 0xfd, 7: ns[0] - 'x' + 1, 15: p[0] - 'a' + 1})
+}
+
+// dualStack gives every endpoint of in (a model) its IPv6 address too.
+func dualStack(in Input) Input {
+	for i := range in.Endpoints {
+		ep := &in.Endpoints[i]
+		ep.IPs = append(ep.IPs, modelIP6(ep.Namespace, ep.Name))
+	}
+	return in
+}
+
 // model returns the upstream e2e cluster, pods spread over nodes n1 and n2.
 func model() Input {
 	var in Input
@@ -174,9 +189,25 @@ func truth(t *testing.T, proto string, port int, allowed func(from, to string) b
 // matrixTable renders Matrix(p) on one port and protocol.
 func matrixTable(t *testing.T, p *Program, proto string, port int) string {
 	t.Helper()
-	cells, err := Matrix(p, []int{port}, []string{proto})
+	return matrixTableFamily(t, p, 4, proto, port)
+}
+
+// matrixTableFamily renders MatrixFamily(p, family) on one port and
+// protocol, as truth renders its tables (without the family).
+func matrixTableFamily(t *testing.T, p *Program, family int, proto string, port int) string {
+	t.Helper()
+	cells, err := MatrixFamily(p, family, []int{port}, []string{proto})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(cells) != len(modelNamespaces)*len(modelPods)*len(modelNamespaces)*len(modelPods) {
+		t.Fatalf("IPv%d matrix has %d cells, want one per pair of model pods", family, len(cells))
+	}
+	for i := range cells {
+		if cells[i].Family != 0 && cells[i].Family != 6 || (cells[i].Family == 6) != (family == 6) {
+			t.Fatalf("IPv%d matrix cell %+v", family, cells[i])
+		}
+		cells[i].Family = 0
 	}
 	var b strings.Builder
 	if err := WriteTruthTable(&b, cells); err != nil {

@@ -438,16 +438,14 @@ func (x *Incremental) nsMatches(sel *api.LabelSelector, ns string) bool {
 	return m
 }
 
-// addrsOf is what ep gives a SetAddrs set: its IPv4 addresses as /32s.
+// addrsOf is what ep gives a SetAddrs set: its addresses as /32s and /128s.
 func (x *Incremental) addrsOf(def *setDef, ep *api.Endpoint) []netip.Prefix {
 	if !x.member(def, ep) {
 		return nil
 	}
 	var out []netip.Prefix
 	for _, ip := range ep.IPs {
-		if ip.Is4() {
-			out = append(out, netip.PrefixFrom(ip, 32))
-		}
+		out = append(out, onePrefix(ip))
 	}
 	slices.SortFunc(out, comparePrefix)
 	return slices.Compact(out)
@@ -461,9 +459,7 @@ func (x *Incremental) portsOf(def *setDef, ep *api.Endpoint) []AddrPort {
 	var out []AddrPort
 	for _, pm := range resolve(ep.Ports, def.port) {
 		for _, ip := range ep.IPs {
-			if ip.Is4() {
-				out = append(out, AddrPort{Addr: ip, Proto: pm.Proto, Port: pm.From})
-			}
+			out = append(out, AddrPort{Addr: ip.Unmap(), Proto: pm.Proto, Port: pm.From})
 		}
 	}
 	slices.SortFunc(out, compareAddrPort)

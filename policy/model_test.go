@@ -32,8 +32,10 @@ func decodeInto(t *testing.T, in Input, docs string) Input {
 	return in
 }
 
-// TestModelMatrix runs classic upstream e2e cases on the x/y/z model and
-// compares Matrix with the expected truth tables.
+// TestModelMatrix runs classic upstream e2e cases on the x/y/z model, its
+// pods dual-stack, and compares Matrix over IPv4 and over IPv6 with the
+// expected truth tables: the same for both families, except where a case
+// says otherwise (ipBlocks name one family).
 func TestModelMatrix(t *testing.T) {
 	t.Parallel()
 	type table struct {
@@ -46,6 +48,9 @@ func TestModelMatrix(t *testing.T) {
 		name   string
 		docs   string
 		tables []table
+		// docs6 and tables6 replace docs and tables over IPv6, if set.
+		docs6   string
+		tables6 []table
 	}{
 		{
 			name: "no policy",
@@ -138,6 +143,43 @@ spec:
 			tables: []table{
 				{"TCP", 80, func(from, to string) bool { return from != "x/a" || ns(to) != "y" }},
 			},
+			docs6: `
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: cidr-except, namespace: x}
+spec:
+  podSelector: {matchLabels: {pod: a}}
+  policyTypes: [Egress]
+  egress: [{to: [{ipBlock: {cidr: "fd00::/48", except: ["fd00:0:0:2::/64"]}}]}]`,
+		},
+		{
+			// The policy selects x/a for egress in both families; its
+			// IPv4 block allows no IPv6 (and 0.0.0.0/0 would not either).
+			name: "an IPv4 ipBlock isolates for IPv6 too",
+			docs: `
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: cidr-v4, namespace: x}
+spec:
+  podSelector: {matchLabels: {pod: a}}
+  policyTypes: [Egress]
+  egress: [{to: [{ipBlock: {cidr: 0.0.0.0/0}}]}]`,
+			tables:  []table{{"TCP", 80, all}},
+			tables6: []table{{"TCP", 80, func(from, _ string) bool { return from != "x/a" }}},
+		},
+		{
+			name: "admin deny of an IPv6 block into x",
+			docs: `
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: deny-v6-y}
+spec:
+  priority: 10
+  subject: {namespaces: {matchLabels: {ns: x}}}
+  egress:
+  - {name: no-y, action: Deny, to: [{networks: ["fd00:0:0:2::/64"]}]}`,
+			tables:  []table{{"TCP", 80, all}},
+			tables6: []table{{"TCP", 80, func(from, to string) bool { return ns(from) != "x" || ns(to) != "y" }}},
 		},
 		{
 			name: "admin deny z into x, pass y to a deny-all NetworkPolicy",
@@ -165,12 +207,21 @@ spec:
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			p := Compile(decodeInto(t, model(), tc.docs))
-			for _, tb := range tc.tables {
-				want := truth(t, tb.proto, tb.port, tb.allowed)
-				got := matrixTable(t, p, tb.proto, tb.port)
-				if d := cmp.Diff(want, got); d != "" {
-					t.Errorf("%s/%d truth table (-want +got):\n%s", tb.proto, tb.port, d)
+			for _, family := range []int{4, 6} {
+				docs, tables := tc.docs, tc.tables
+				if family == 6 && tc.docs6 != "" {
+					docs = tc.docs6
+				}
+				if family == 6 && tc.tables6 != nil {
+					tables = tc.tables6
+				}
+				p := Compile(decodeInto(t, dualStack(model()), docs))
+				for _, tb := range tables {
+					want := truth(t, tb.proto, tb.port, tb.allowed)
+					got := matrixTableFamily(t, p, family, tb.proto, tb.port)
+					if d := cmp.Diff(want, got); d != "" {
+						t.Errorf("IPv%d %s/%d truth table (-want +got):\n%s", family, tb.proto, tb.port, d)
+					}
 				}
 			}
 		})

@@ -70,10 +70,12 @@ type Applier struct {
 	log  *slog.Logger
 	// beforeFlush, set by tests, may add to a batch before it is sent.
 	beforeFlush func(c *nftables.Conn, t *nftables.Table)
-	// podCIDRs are ApplierConfig.PodCIDRs, IPv4, sorted and disjoint.
+	// podCIDRs are ApplierConfig.PodCIDRs, sorted (IPv4 first) and disjoint.
 	podCIDRs []netip.Prefix
 	// noDropLog is ApplierConfig.NoDropLog.
 	noDropLog bool
+	// ipv6: a pod pool is IPv6, so the table always handles IPv6.
+	ipv6 bool
 
 	mu    sync.Mutex // serializes Apply; guards the fields below
 	last  *Ruleset   // what the table holds; nil: unknown, rebuild
@@ -113,13 +115,15 @@ func NewApplierWith(cfg ApplierConfig) *Applier {
 		log = slog.New(slog.DiscardHandler)
 	}
 	var pods []netip.Prefix
+	ipv6 := false
 	for _, p := range cfg.PodCIDRs {
-		if p.Addr().Is4() {
+		if p.IsValid() {
 			pods = append(pods, p.Masked())
+			ipv6 = ipv6 || p.Addr().Is6()
 		}
 	}
 	slices.SortFunc(pods, comparePrefix)
-	return &Applier{conn: cfg.Conn, log: log.With("component", "policy"), podCIDRs: mergePrefixes(pods), noDropLog: cfg.NoDropLog}
+	return &Applier{conn: cfg.Conn, log: log.With("component", "policy"), podCIDRs: mergePrefixes(pods), noDropLog: cfg.NoDropLog, ipv6: ipv6}
 }
 
 // mergePrefixes drops the prefixes of sorted (by comparePrefix) that an
@@ -149,7 +153,7 @@ func (a *Applier) Apply(ctx context.Context, p *Program) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	start := time.Now()
-	rs := Render(p)
+	rs := render(p, a.ipv6)
 	rs.PodCIDRs = a.podCIDRs
 	if a.noDropLog {
 		rs.WithoutDropLog()
@@ -159,8 +163,9 @@ func (a *Applier) Apply(ctx context.Context, p *Program) error {
 		ops  int
 		kind string
 	)
-	// Node joins and leaves are rare: a changed VXLAN filter rebuilds.
-	if a.last == nil || !vxlanEqual(a.last.VXLAN, rs.VXLAN) {
+	// Node joins and leaves are rare: a changed VXLAN filter rebuilds; so
+	// does the first IPv6 address (or the last one going).
+	if a.last == nil || !vxlanEqual(a.last.VXLAN, rs.VXLAN) || a.last.IPv6 != rs.IPv6 {
 		kind = "rebuild"
 		err = a.rebuild(rs)
 		ops = 1
@@ -181,6 +186,9 @@ func (a *Applier) Apply(ctx context.Context, p *Program) error {
 	a.last = rs
 	a.stats.Sets, a.stats.Rules, a.stats.Elements = rs.Counts()
 	a.stats.Chains = len(rs.Chains) + 3
+	if rs.IPv6 {
+		a.stats.Chains += len(base6Chains)
+	}
 	if ops > 0 {
 		a.log.Debug("nftables applied", "op", kind, "count", ops, "dur", a.stats.LastDuration)
 	}
@@ -198,7 +206,9 @@ func (a *Applier) ApplyElements(ctx context.Context, p *Program, chs []SetChange
 		return err
 	}
 	a.mu.Lock()
-	if a.last == nil || !sameFilterShape(a.last.VXLAN, p.VXLAN) {
+	// An IPv6 element needs the IPv6 twins of the sets, which a table
+	// without IPv6 lacks: a rebuild adds them.
+	if a.last == nil || !sameFilterShape(a.last.VXLAN, p.VXLAN) || (!a.last.IPv6 && changesHaveIPv6(chs)) {
 		a.mu.Unlock()
 		return a.Apply(ctx, p)
 	}
@@ -316,7 +326,7 @@ func (a *Applier) Observe(ctx context.Context) (Observed, error) {
 	}
 	for _, s := range sets {
 		o.Sets++
-		if s.Name == DropLogSet {
+		if s.Name == DropLogSet || s.Name == DropLogSet6 {
 			continue // the log limits the packets add: not the program's
 		}
 		elems, err := a.conn.GetSetElements(s)
@@ -334,32 +344,69 @@ func (a *Applier) Observe(ctx context.Context) (Observed, error) {
 
 // Set declarations.
 var (
-	addrPortType  = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
-	ifaceAddrType = nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIPAddr)
+	addrPortType   = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
+	addrPortType6  = nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService)
+	ifaceAddrType  = nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIPAddr)
+	ifaceAddrType6 = nftables.MustConcatSetType(nftables.TypeIFName, nftables.TypeIP6Addr)
 )
 
+// addrType returns the key type of an address of family v6 (or IPv4).
+func addrType(v6 bool) nftables.SetDatatype {
+	if v6 {
+		return nftables.TypeIP6Addr
+	}
+	return nftables.TypeIPAddr
+}
+
 func peerSet(s *NFTSet) *nftables.Set {
-	out := &nftables.Set{Table: table, Name: s.Name, KeyType: nftables.TypeIPAddr, Comment: s.Comment}
+	out := &nftables.Set{Table: table, Name: s.Name, KeyType: addrType(s.V6), Comment: s.Comment}
 	switch s.Kind {
 	case SetCIDRs:
 		out.Interval = true
 	case SetAddrPorts:
 		out.KeyType, out.Concatenation = addrPortType, true
+		if s.V6 {
+			out.KeyType = addrPortType6
+		}
 	}
 	return out
 }
 
-func trackedSet() *nftables.Set {
+func trackedSet(v6 bool) *nftables.Set {
+	if v6 {
+		return &nftables.Set{Table: table, Name: TrackedAddrs6, KeyType: nftables.TypeIP6Addr}
+	}
 	return &nftables.Set{Table: table, Name: TrackedAddrs, KeyType: nftables.TypeIPAddr}
 }
 
-func podCIDRSet() *nftables.Set {
+func podCIDRSet(v6 bool) *nftables.Set {
+	if v6 {
+		return &nftables.Set{Table: table, Name: PodCIDRSet6, KeyType: nftables.TypeIP6Addr, Interval: true}
+	}
 	return &nftables.Set{Table: table, Name: PodCIDRSet, KeyType: nftables.TypeIPAddr, Interval: true}
 }
 
-func addrsSet() *nftables.Set {
+func addrsSet(v6 bool) *nftables.Set {
+	if v6 {
+		return &nftables.Set{Table: table, Name: EndpointAddrs6, KeyType: ifaceAddrType6, Concatenation: true}
+	}
 	return &nftables.Set{Table: table, Name: EndpointAddrs, KeyType: ifaceAddrType, Concatenation: true}
 }
+
+// ofFamily returns the elements of l whose address is IPv6 (v6) or IPv4.
+func ofFamily[E any](l []E, v6 bool, addr func(E) netip.Addr) []E {
+	var out []E
+	for _, e := range l {
+		if addr(e).Is6() == v6 {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func addrOf(a netip.Addr) netip.Addr         { return a }
+func ifaceAddrOf(ia IfaceAddr) netip.Addr    { return ia.Addr }
+func prefixAddrOf(p netip.Prefix) netip.Addr { return p.Addr() }
 
 func dispatchMap(name string) *nftables.Set {
 	// Host byte order is how nft(8) expects ifname keys, so listings show names.
@@ -374,11 +421,18 @@ func (a *Applier) rebuild(rs *Ruleset) error {
 	c.AddTable(table)
 
 	sets := map[string]*nftables.Set{}
-	dl := dropLogSet()
+	dl := dropLogSet(false)
 	if err := addSet(c, dl, nil); err != nil {
 		return err
 	}
 	sets[DropLogSet] = dl
+	if rs.IPv6 {
+		dl6 := dropLogSet(true)
+		if err := addSet(c, dl6, nil); err != nil {
+			return err
+		}
+		sets[DropLogSet6] = dl6
+	}
 	for i := range rs.Sets {
 		s := &rs.Sets[i]
 		ns := peerSet(s)
@@ -387,20 +441,25 @@ func (a *Applier) rebuild(rs *Ruleset) error {
 		}
 		sets[s.Name] = ns
 	}
-	addrs := addrsSet()
-	if err := addSet(c, addrs, ifaceAddrElements(rs.Addrs)); err != nil {
+	addrs := addrsSet(false)
+	if err := addSet(c, addrs, ifaceAddrElements(ofFamily(rs.Addrs, false, ifaceAddrOf))); err != nil {
 		return err
 	}
-	tracked, pods := trackedSet(), podCIDRSet()
-	if err := addSet(c, tracked, addrElements(rs.Tracked)); err != nil {
+	tracked, pods := trackedSet(false), podCIDRSet(false)
+	if err := addSet(c, tracked, addrElements(ofFamily(rs.Tracked, false, addrOf))); err != nil {
 		return err
 	}
-	if err := addSet(c, pods, prefixElements(rs.PodCIDRs)); err != nil {
+	if err := addSet(c, pods, prefixElements(ofFamily(rs.PodCIDRs, false, prefixAddrOf))); err != nil {
 		return err
 	}
 	untrack := c.AddChain(&nftables.Chain{Table: table, Name: UntrackChain})
-	for _, r := range untrackExprs(tracked, pods) {
+	for _, r := range untrackExprs(tracked, pods, false) {
 		c.AddRule(&nftables.Rule{Table: table, Chain: untrack, Exprs: r.exprs, UserData: comment(r.comment)})
+	}
+	if rs.IPv6 {
+		if err := addBase6(c, rs, sets[DropLogSet6]); err != nil {
+			return err
+		}
 	}
 	chains := map[string]*nftables.Chain{}
 	for _, ch := range rs.Chains {
@@ -424,10 +483,18 @@ func (a *Applier) rebuild(rs *Ruleset) error {
 		Table: table, Name: "prerouting", Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw, Policy: &accept,
 	})
+	if rs.IPv6 {
+		// IPv6 has chains of its own, so IPv4 packets walk no IPv6 rule but this one.
+		c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.NFPROTO_IPV6}},
+			&expr.Verdict{Kind: expr.VerdictGoto, Chain: Prerouting6Chain},
+		}})
+	}
 	fromPod, spoof, toPod := preroutingExprs(addrs, pods)
 	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: fromPod})
 	if !rs.NoDropLog {
-		c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: append(spoof[:4:4], dropLogExprs(SpoofLogPrefix, true, dl.ID)...)})
+		c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: append(spoof[:4:4], dropLogExprs(SpoofLogPrefix, true, false, dl.ID)...)})
 	}
 	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: spoof, UserData: comment(spoofComment)})
 	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: toPod})
@@ -460,35 +527,39 @@ func (a *Applier) rebuild(rs *Ruleset) error {
 
 // addVXLANFilter adds the input chain that drops VXLAN from anything but a
 // cluster node: udp dport PORT ip saddr != @vxlan_peers counter drop.
+// An IPv6 underlay gets the same filter with set vxlan_peers6 (always
+// there: a node's underlay family can change by element updates).
 func addVXLANFilter(c *nftables.Conn, v *VXLANFilter) error {
-	set := &nftables.Set{Table: table, Name: VXLANPeers, KeyType: nftables.TypeIPAddr}
-	elems := make([]nftables.SetElement, 0, len(v.Peers))
-	for _, a := range v.Peers {
-		if a.Is4() {
-			b := a.As4()
-			elems = append(elems, nftables.SetElement{Key: b[:]})
-		}
-	}
-	if err := addSet(c, set, elems); err != nil {
-		return err
-	}
 	accept := nftables.ChainPolicyAccept
 	in := c.AddChain(&nftables.Chain{
 		Table: table, Name: "input", Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept,
 	})
-	exprs := append(ipv4Only(),
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.IPPROTO_UDP}},
-		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.BigEndian.PutUint16(v.Port)},
-		&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
-		&expr.Lookup{SourceRegister: reg1, SetName: set.Name, SetID: set.ID, Invert: true},
-		&expr.Counter{},
-		&expr.Verdict{Kind: expr.VerdictDrop},
-	)
-	c.AddRule(&nftables.Rule{Table: table, Chain: in, Exprs: exprs, UserData: comment(vxlanComment)})
+	for _, v6 := range []bool{false, true} {
+		set := vxlanPeersSet(v6)
+		if err := addSet(c, set, addrElements(ofFamily(v.Peers, v6, addrOf))); err != nil {
+			return err
+		}
+		exprs := append(familyOnly(v6),
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.IPPROTO_UDP}},
+			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: binaryutil.BigEndian.PutUint16(v.Port)},
+			loadFamilyAddr(v6, true, reg1),
+			&expr.Lookup{SourceRegister: reg1, SetName: set.Name, SetID: set.ID, Invert: true},
+			&expr.Counter{},
+			&expr.Verdict{Kind: expr.VerdictDrop},
+		)
+		c.AddRule(&nftables.Rule{Table: table, Chain: in, Exprs: exprs, UserData: comment(vxlanComment)})
+	}
 	return nil
+}
+
+func vxlanPeersSet(v6 bool) *nftables.Set {
+	if v6 {
+		return &nftables.Set{Table: table, Name: VXLANPeers6, KeyType: nftables.TypeIP6Addr}
+	}
+	return &nftables.Set{Table: table, Name: VXLANPeers, KeyType: nftables.TypeIPAddr}
 }
 
 // sameFilterShape reports whether two VXLAN filters differ at most in their
@@ -523,11 +594,16 @@ func (a *Applier) patch(d *TableDiff) error {
 			errs = append(errs, c.SetDeleteElements(s, chunk))
 		}
 	}
-	addrSet := func(name string) *nftables.Set {
-		return &nftables.Set{Table: table, Name: name, KeyType: nftables.TypeIPAddr}
+	// Peer set names say their family: only IPv6 twins hold IPv6.
+	addrSet := func(name string, addrs []netip.Addr) *nftables.Set {
+		return &nftables.Set{Table: table, Name: name, KeyType: addrType(len(addrs) > 0 && addrs[0].Is6())}
 	}
-	addrPortSet := func(name string) *nftables.Set {
-		return &nftables.Set{Table: table, Name: name, KeyType: addrPortType, Concatenation: true}
+	addrPortSet := func(name string, aps []AddrPort) *nftables.Set {
+		kt := addrPortType
+		if len(aps) > 0 && aps[0].Addr.Is6() {
+			kt = addrPortType6
+		}
+		return &nftables.Set{Table: table, Name: name, KeyType: kt, Concatenation: true}
 	}
 
 	sets := map[string]*nftables.Set{}
@@ -538,16 +614,16 @@ func (a *Applier) patch(d *TableDiff) error {
 		sets[s.Name] = ns
 	}
 	for name, addrs := range d.DelAddrs {
-		del(addrSet(name), addrElements(addrs))
+		del(addrSet(name, addrs), addrElements(addrs))
 	}
 	for name, aps := range d.DelAddrPorts {
-		del(addrPortSet(name), addrPortElements(aps))
+		del(addrPortSet(name, aps), addrPortElements(aps))
 	}
 	for name, addrs := range d.AddAddrs {
-		add(addrSet(name), addrElements(addrs))
+		add(addrSet(name, addrs), addrElements(addrs))
 	}
 	for name, aps := range d.AddAddrPorts {
-		add(addrPortSet(name), addrPortElements(aps))
+		add(addrPortSet(name, aps), addrPortElements(aps))
 	}
 
 	chains := map[string]*nftables.Chain{}
@@ -561,23 +637,22 @@ func (a *Applier) patch(d *TableDiff) error {
 	}
 
 	egress, ingress := dispatchMap(EgressDispatch), dispatchMap(IngressDispatch)
-	if len(d.AddVXLANPeers)+len(d.DelVXLANPeers) > 0 {
-		peers := &nftables.Set{Table: table, Name: VXLANPeers, KeyType: nftables.TypeIPAddr}
-		// The set holds IPv4 underlays only, as addVXLANFilter builds it.
-		v4 := func(l []netip.Addr) []netip.Addr {
-			return slices.DeleteFunc(slices.Clone(l), func(a netip.Addr) bool { return !a.Is4() })
-		}
-		del(peers, addrElements(v4(d.DelVXLANPeers)))
-		add(peers, addrElements(v4(d.AddVXLANPeers)))
+	for _, v6 := range []bool{false, true} {
+		del(vxlanPeersSet(v6), addrElements(ofFamily(d.DelVXLANPeers, v6, addrOf)))
+		add(vxlanPeersSet(v6), addrElements(ofFamily(d.AddVXLANPeers, v6, addrOf)))
 	}
 	del(egress, dispatchKeys(d.DelEgress))
 	del(ingress, dispatchKeys(d.DelIngress))
-	del(addrsSet(), ifaceAddrElements(d.DelIfaceAddrs))
-	add(addrsSet(), ifaceAddrElements(d.AddIfaceAddrs))
-	// In the batch with the dispatch entries: an endpoint is tracked from
-	// the moment its policy applies.
-	del(trackedSet(), addrElements(d.DelTracked))
-	add(trackedSet(), addrElements(d.AddTracked))
+	for _, v6 := range []bool{false, true} {
+		// A diff between rulesets of one IPv6 state (Apply rebuilds on a
+		// change): with IPv6 off there is no IPv6 element to move.
+		del(addrsSet(v6), ifaceAddrElements(ofFamily(d.DelIfaceAddrs, v6, ifaceAddrOf)))
+		add(addrsSet(v6), ifaceAddrElements(ofFamily(d.AddIfaceAddrs, v6, ifaceAddrOf)))
+		// In the batch with the dispatch entries: an endpoint is tracked
+		// from the moment its policy applies.
+		del(trackedSet(v6), addrElements(ofFamily(d.DelTracked, v6, addrOf)))
+		add(trackedSet(v6), addrElements(ofFamily(d.AddTracked, v6, addrOf)))
+	}
 	add(egress, dispatchElements(d.AddEgress))
 	add(ingress, dispatchElements(d.AddIngress))
 
@@ -628,7 +703,8 @@ func peerElements(s *NFTSet) []nftables.SetElement {
 	return addrElements(addrsOf(s.Prefixes))
 }
 
-// prefixElements returns the interval elements of disjoint IPv4 prefixes.
+// prefixElements returns the interval elements of disjoint prefixes of one
+// family.
 func prefixElements(ps []netip.Prefix) []nftables.SetElement {
 	var out []nftables.SetElement
 	for _, p := range ps {
@@ -643,16 +719,14 @@ func prefixElements(ps []netip.Prefix) []nftables.SetElement {
 // prefixEnd returns the first address after p, or false when p reaches the
 // end of the address space (the interval then stays open).
 func prefixEnd(p netip.Prefix) (netip.Addr, bool) {
-	a := p.Addr().As4()
-	v := binary.BigEndian.Uint32(a[:])
-	size := uint64(1) << (32 - p.Bits())
-	end := uint64(v) + size
-	if end > 0xffffffff {
-		return netip.Addr{}, false
+	p = p.Masked()
+	b := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
 	}
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], uint32(end))
-	return netip.AddrFrom4(b), true
+	last, _ := netip.AddrFromSlice(b)
+	end := last.Next()
+	return end, end.IsValid()
 }
 
 func addrElements(addrs []netip.Addr) []nftables.SetElement {
@@ -666,11 +740,12 @@ func addrElements(addrs []netip.Addr) []nftables.SetElement {
 func addrPortElements(aps []AddrPort) []nftables.SetElement {
 	out := make([]nftables.SetElement, 0, len(aps))
 	for _, ap := range aps {
-		k := make([]byte, 12)
-		a := ap.Addr.As4()
-		copy(k, a[:])
-		k[4] = byte(ap.Proto)
-		binary.BigEndian.PutUint16(k[8:], ap.Port)
+		// Each part of a concatenation takes whole 4-byte registers.
+		a := ap.Addr.AsSlice()
+		k := make([]byte, len(a)+8)
+		copy(k, a)
+		k[len(a)] = byte(ap.Proto)
+		binary.BigEndian.PutUint16(k[len(a)+4:], ap.Port)
 		out = append(out, nftables.SetElement{Key: k})
 	}
 	return out
@@ -685,8 +760,7 @@ func ifname(name string) []byte {
 func ifaceAddrElements(ias []IfaceAddr) []nftables.SetElement {
 	out := make([]nftables.SetElement, 0, len(ias))
 	for _, ia := range ias {
-		a := ia.Addr.As4()
-		out = append(out, nftables.SetElement{Key: append(ifname(ia.Iface), a[:]...)})
+		out = append(out, nftables.SetElement{Key: append(ifname(ia.Iface), ia.Addr.AsSlice()...)})
 	}
 	return out
 }
@@ -723,19 +797,36 @@ const (
 	reg32e = 12
 )
 
-func ipv4Only() []expr.Any {
+func ipv4Only() []expr.Any { return familyOnly(false) }
+
+// familyOnly: meta nfproto ipv6 (v6) or ipv4.
+func familyOnly(v6 bool) []expr.Any {
+	nfproto := byte(unix.NFPROTO_IPV4)
+	if v6 {
+		nfproto = unix.NFPROTO_IPV6
+	}
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{unix.NFPROTO_IPV4}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte{nfproto}},
 	}
 }
 
-func loadAddr(saddr bool, reg uint32) *expr.Payload {
-	off := uint32(16)
+func loadAddr(saddr bool, reg uint32) *expr.Payload { return loadFamilyAddr(false, saddr, reg) }
+
+// loadFamilyAddr loads the source or destination address of an IPv6 (v6)
+// or IPv4 header.
+func loadFamilyAddr(v6, saddr bool, reg uint32) *expr.Payload {
+	off, n := uint32(16), uint32(4)
 	if saddr {
 		off = 12
 	}
-	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: 4}
+	if v6 {
+		off, n = 24, 16
+		if saddr {
+			off = 8
+		}
+	}
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n}
 }
 
 func loadDport(reg uint32) *expr.Payload {
@@ -757,16 +848,22 @@ func setID(sets map[string]*nftables.Set, name string) uint32 {
 func ruleExprs(r *NFTRule, sets map[string]*nftables.Set) []expr.Any {
 	var out []expr.Any
 	if r.Set != "" || r.PortSet != "" {
-		out = append(out, ipv4Only()...)
+		out = append(out, familyOnly(r.V6)...)
 	}
 	if r.Set != "" {
-		out = append(out, loadAddr(r.Saddr, reg1), &expr.Lookup{SourceRegister: reg1, SetName: r.Set, SetID: setID(sets, r.Set)})
+		out = append(out, loadFamilyAddr(r.V6, r.Saddr, reg1), &expr.Lookup{SourceRegister: reg1, SetName: r.Set, SetID: setID(sets, r.Set)})
 	}
 	if r.PortSet != "" {
+		// The address fills reg 1 (IPv4: its first 4 bytes, reg32 8), the
+		// protocol and port the 4-byte registers after it.
+		proto, port := uint32(reg32b), uint32(reg32c)
+		if r.V6 {
+			proto, port = reg32e, reg32e+1
+		}
 		out = append(out,
-			loadAddr(false, reg1),
-			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg32b},
-			loadDport(reg32c),
+			loadFamilyAddr(r.V6, false, reg1),
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: proto},
+			loadDport(port),
 			&expr.Lookup{SourceRegister: reg1, SetName: r.PortSet, SetID: setID(sets, r.PortSet)},
 		)
 	}
@@ -789,7 +886,11 @@ func ruleExprs(r *NFTRule, sets map[string]*nftables.Set) []expr.Any {
 	case VerdictGoto:
 		out = append(out, &expr.Verdict{Kind: expr.VerdictGoto, Chain: r.Target})
 	case VerdictLog:
-		out = append(out, dropLogExprs(r.Comment, !r.Saddr, setID(sets, DropLogSet))...)
+		name := DropLogSet
+		if r.V6 {
+			name = DropLogSet6
+		}
+		out = append(out, dropLogExprs(r.Comment, !r.Saddr, r.V6, setID(sets, name))...)
 	default:
 		out = append(out, &expr.Verdict{Kind: expr.VerdictDrop})
 	}
@@ -799,20 +900,29 @@ func ruleExprs(r *NFTRule, sets map[string]*nftables.Set) []expr.Any {
 // dropLogExprs: meta nfproto ipv4 update @drop_log { ip saddr|daddr limit
 // rate dropLogRate/second burst dropLogBurst packets } log prefix PREFIX
 // group DropLogGroup, with no verdict: one limit per policed endpoint
-// (bySource: the source), created on its first drop. The reader parses
-// IPv4 only, so IPv6 drops are dropped unlogged.
-func dropLogExprs(prefix string, bySource bool, setID uint32) []expr.Any {
-	return append(ipv4Only(),
-		loadAddr(bySource, reg1),
-		&expr.Dynset{SrcRegKey: reg1, SetName: DropLogSet, SetID: setID, Operation: uint32(unix.NFT_DYNSET_OP_UPDATE),
+// (bySource: the source), created on its first drop. With v6 the same for
+// IPv6 packets, in drop_log6.
+func dropLogExprs(prefix string, bySource, v6 bool, setID uint32) []expr.Any {
+	name := DropLogSet
+	if v6 {
+		name = DropLogSet6
+	}
+	return append(familyOnly(v6),
+		loadFamilyAddr(v6, bySource, reg1),
+		&expr.Dynset{SrcRegKey: reg1, SetName: name, SetID: setID, Operation: uint32(unix.NFT_DYNSET_OP_UPDATE),
 			Exprs: []expr.Any{&expr.Limit{Type: expr.LimitTypePkts, Rate: dropLogRate, Unit: expr.LimitTimeSecond, Burst: dropLogBurst}}},
 		&expr.Log{Key: 1<<unix.NFTA_LOG_PREFIX | 1<<unix.NFTA_LOG_GROUP, Group: DropLogGroup, Data: []byte(prefix)},
 	)
 }
 
-// dropLogSet is the bounded dynamic set of per-endpoint log limits.
-func dropLogSet() *nftables.Set {
-	return &nftables.Set{Table: table, Name: DropLogSet, KeyType: nftables.TypeIPAddr, Dynamic: true,
+// dropLogSet is the bounded dynamic set of per-endpoint log limits, of
+// IPv6 addresses with v6.
+func dropLogSet(v6 bool) *nftables.Set {
+	name, key := DropLogSet, nftables.TypeIPAddr
+	if v6 {
+		name, key = DropLogSet6, nftables.TypeIP6Addr
+	}
+	return &nftables.Set{Table: table, Name: name, KeyType: key, Dynamic: true,
 		HasTimeout: true, Timeout: dropLogSetTimeout, Size: dropLogSetSize}
 }
 
@@ -846,13 +956,14 @@ func preroutingExprs(addrs, pods *nftables.Set) (fromPod, spoof, toPod []expr.An
 	return fromPod, spoof, toPod
 }
 
-// untrackExprs: the untrack chain, which only IPv4 packets reach.
-func untrackExprs(tracked, pods *nftables.Set) []baseRule {
+// untrackExprs: the untrack chain, which only IPv4 packets reach, or with
+// v6 the untrack6 chain, which only IPv6 packets reach.
+func untrackExprs(tracked, pods *nftables.Set, v6 bool) []baseRule {
 	ret := &expr.Verdict{Kind: expr.VerdictReturn}
 	lookup := func(saddr bool, s *nftables.Set, invert bool) baseRule {
 		// The nfproto test is implied (both gotos check it) but nft lists
 		// raw payloads without it.
-		return baseRule{exprs: append(ipv4Only(), loadAddr(saddr, reg1), &expr.Lookup{SourceRegister: reg1, SetName: s.Name, SetID: s.ID, Invert: invert}, ret)}
+		return baseRule{exprs: append(familyOnly(v6), loadFamilyAddr(v6, saddr, reg1), &expr.Lookup{SourceRegister: reg1, SetName: s.Name, SetID: s.ID, Invert: invert}, ret)}
 	}
 	return []baseRule{
 		{exprs: []expr.Any{

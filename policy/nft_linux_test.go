@@ -82,12 +82,13 @@ func elementText(s *nftables.Set, e nftables.SetElement) string {
 	switch {
 	case s.IsMap:
 		return string(bytes.TrimRight(e.Key, "\x00")) + " : " + verdictText(e.Val)
-	case s.Name == EndpointAddrs:
-		a, _ := netip.AddrFromSlice(e.Key[16:20])
+	case s.Name == EndpointAddrs || s.Name == EndpointAddrs6:
+		a, _ := netip.AddrFromSlice(e.Key[16:])
 		return string(bytes.TrimRight(e.Key[:16], "\x00")) + " . " + a.String()
-	case len(e.Key) == 12:
-		a, _ := netip.AddrFromSlice(e.Key[:4])
-		return fmt.Sprintf("%s . %s . %d", a, Protocol(e.Key[4]), binary.BigEndian.Uint16(e.Key[8:10]))
+	case len(e.Key) == 12 || len(e.Key) == 24:
+		n := len(e.Key) - 8
+		a, _ := netip.AddrFromSlice(e.Key[:n])
+		return fmt.Sprintf("%s . %s . %d", a, Protocol(e.Key[n]), binary.BigEndian.Uint16(e.Key[n+4:n+6]))
 	}
 	a, _ := netip.AddrFromSlice(e.Key)
 	if e.IntervalEnd {
@@ -126,6 +127,12 @@ func expectTable(rs *Ruleset) listed {
 	for _, c := range rs.Chains {
 		out.Chains[c.Name] = len(c.Rules)
 	}
+	if rs.IPv6 {
+		out.Chains["prerouting"]++
+		for _, c := range base6Chains {
+			out.Chains[c.name] = len(c.rules)
+		}
+	}
 	for _, s := range rs.Sets {
 		var texts []string
 		for _, e := range peerElements(&s) {
@@ -135,24 +142,33 @@ func expectTable(rs *Ruleset) listed {
 		out.Sets[s.Name] = texts
 	}
 	var texts []string
-	for _, e := range ifaceAddrElements(rs.Addrs) {
-		texts = append(texts, elementText(addrsSet(), e))
+	for _, v6 := range []bool{false, true} {
+		if v6 && !rs.IPv6 {
+			break
+		}
+		texts = nil
+		for _, e := range ifaceAddrElements(ofFamily(rs.Addrs, v6, ifaceAddrOf)) {
+			texts = append(texts, elementText(addrsSet(v6), e))
+		}
+		slices.Sort(texts)
+		out.Sets[addrsSet(v6).Name] = texts
+		texts = nil
+		for _, e := range addrElements(ofFamily(rs.Tracked, v6, addrOf)) {
+			texts = append(texts, elementText(trackedSet(v6), e))
+		}
+		slices.Sort(texts)
+		out.Sets[trackedSet(v6).Name] = texts
+		texts = nil
+		for _, e := range prefixElements(ofFamily(rs.PodCIDRs, v6, prefixAddrOf)) {
+			texts = append(texts, elementText(podCIDRSet(v6), e))
+		}
+		slices.Sort(texts)
+		out.Sets[podCIDRSet(v6).Name] = texts
 	}
-	slices.Sort(texts)
-	out.Sets[EndpointAddrs] = texts
-	texts = nil
-	for _, e := range addrElements(rs.Tracked) {
-		texts = append(texts, elementText(trackedSet(), e))
-	}
-	slices.Sort(texts)
-	out.Sets[TrackedAddrs] = texts
-	texts = nil
-	for _, e := range prefixElements(rs.PodCIDRs) {
-		texts = append(texts, elementText(podCIDRSet(), e))
-	}
-	slices.Sort(texts)
-	out.Sets[PodCIDRSet] = texts
 	out.Sets[DropLogSet] = nil // empty until a drop is logged
+	if rs.IPv6 {
+		out.Sets[DropLogSet6] = nil
+	}
 	for name, m := range map[string]map[string]string{EgressDispatch: rs.EgressDispatch, IngressDispatch: rs.IngressDispatch} {
 		texts = nil
 		for iface, chain := range m {

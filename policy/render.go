@@ -32,7 +32,29 @@ const (
 	// DevicePrefix starts Skein's other devices (skein.vxlan): the
 	// anti-spoofing drop of HostIfacePrefix names leaves them out.
 	DevicePrefix = "skein."
+
+	// The IPv6 twins of the fixed sets and chains, in the table only when
+	// the ruleset has IPv6 (Ruleset.IPv6).
+	EndpointAddrs6 = "ep_addrs6"
+	TrackedAddrs6  = "tracked_addrs6"
+	PodCIDRSet6    = "pod_cidrs6"
+	UntrackChain6  = "untrack6"
+	// Prerouting6Chain takes every IPv6 packet from the prerouting hook;
+	// FromPod6Chain every IPv6 packet from a container.
+	Prerouting6Chain = "prerouting6"
+	FromPod6Chain    = "from_pod6"
+	// Spoof6Chain and Router6Chain log and drop what FromPod6Chain refuses:
+	// a foreign source or neighbor advertisement target; router
+	// advertisements, redirects and DHCPv6 server replies.
+	Spoof6Chain  = "spoof6_drop"
+	Router6Chain = "router6_drop"
+	// v6SetSuffix names the IPv6 twin of a peer set.
+	v6SetSuffix = "_v6"
 )
+
+// V6SetName returns the name of the IPv6 twin of peer set name: nftables
+// sets hold one address family, so each peer set of an IPv6 ruleset is two.
+func V6SetName(name string) string { return name + v6SetSuffix }
 
 // maxComment caps rule comments, as nft does.
 const maxComment = 128
@@ -63,8 +85,10 @@ const DropLogGroup = 27
 const (
 	dropLogRate  = 10
 	dropLogBurst = 20
-	// DropLogSet is the dynamic set of per-endpoint log limits.
+	// DropLogSet and DropLogSet6 are the dynamic sets of per-endpoint log
+	// limits, by IPv4 and IPv6 address.
 	DropLogSet        = "drop_log"
+	DropLogSet6       = "drop_log6"
 	dropLogSetSize    = 65536
 	dropLogSetTimeout = time.Minute
 	// maxLogPrefix is nft's log prefix limit (128 with the NUL).
@@ -88,14 +112,19 @@ func logRule(r NFTRule, prefix string) NFTRule {
 }
 
 // dropLogText renders a log rule's limit and log, keyed by the policed
-// endpoint: the source (bySource) or the destination.
-func dropLogText(bySource bool, prefix string) string {
+// endpoint: the source (bySource) or the destination, of an IPv6 packet
+// (v6) or an IPv4 one.
+func dropLogText(bySource, v6 bool, prefix string) string {
 	key := "daddr"
 	if bySource {
 		key = "saddr"
 	}
-	return fmt.Sprintf("meta nfproto ipv4 update @%s { ip %s limit rate %d/second burst %d packets } log prefix %q group %d",
-		DropLogSet, key, dropLogRate, dropLogBurst, prefix, DropLogGroup)
+	family, ip, set := "ipv4", "ip", DropLogSet
+	if v6 {
+		family, ip, set = "ipv6", "ip6", DropLogSet6
+	}
+	return fmt.Sprintf("meta nfproto %s update @%s { %s %s limit rate %d/second burst %d packets } log prefix %q group %d",
+		family, set, ip, key, dropLogRate, dropLogBurst, prefix, DropLogGroup)
 }
 
 func logPrefix(s string) string {
@@ -108,15 +137,18 @@ func logPrefix(s string) string {
 // NFTRule is one rule of an endpoint chain. It matches a connection when
 // every field that is set matches; the fields render to, in order:
 //
-//	meta nfproto ipv4
-//	ip saddr|daddr @Set                          (Set != "")
-//	ip daddr . meta l4proto . th dport @PortSet  (PortSet != "")
+//	meta nfproto ipv4|ipv6                       (Set or PortSet != "")
+//	ip|ip6 saddr|daddr @Set                      (Set != "")
+//	ip|ip6 daddr . meta l4proto . th dport @PortSet  (PortSet != "")
 //	meta l4proto Proto                           (Proto != 0)
 //	th dport From-To                             (From != 0)
 //	Verdict [Target]
 type NFTRule struct {
 	// Saddr says whether Set matches the source (ingress) or destination.
-	Saddr   bool
+	Saddr bool
+	// V6 says Set and PortSet are IPv6 sets, matched against IPv6
+	// packets; otherwise they are IPv4 sets. Rules without sets match both.
+	V6      bool
 	Set     string
 	PortSet string
 	Proto   Protocol
@@ -131,15 +163,19 @@ type NFTRule struct {
 // String renders r in nft syntax.
 func (r NFTRule) String() string {
 	var parts []string
+	ip := "ip"
+	if r.V6 {
+		ip = "ip6"
+	}
 	if r.Set != "" {
 		dir := "daddr"
 		if r.Saddr {
 			dir = "saddr"
 		}
-		parts = append(parts, "ip "+dir+" @"+r.Set)
+		parts = append(parts, ip+" "+dir+" @"+r.Set)
 	}
 	if r.PortSet != "" {
-		parts = append(parts, "ip daddr . meta l4proto . th dport @"+r.PortSet)
+		parts = append(parts, ip+" daddr . meta l4proto . th dport @"+r.PortSet)
 	}
 	if r.Proto != 0 {
 		parts = append(parts, "meta l4proto "+strings.ToLower(r.Proto.String()))
@@ -156,7 +192,7 @@ func (r NFTRule) String() string {
 		v += " " + r.Target
 	}
 	if r.Verdict == VerdictLog {
-		v = dropLogText(!r.Saddr, r.Comment)
+		v = dropLogText(!r.Saddr, r.V6, r.Comment)
 	}
 	parts = append(parts, v)
 	if r.Comment != "" && r.Verdict != VerdictLog {
@@ -173,17 +209,21 @@ type NFTChain struct {
 	Rules []NFTRule
 }
 
-// NFTSet is a named set of peers.
+// NFTSet is a named set of peers, of one address family.
 type NFTSet struct {
-	Name      string
-	Kind      SetKind
+	Name string
+	Kind SetKind
+	// V6 says the set holds IPv6 addresses (it is the twin of a peer set;
+	// see V6SetName), IPv4 otherwise.
+	V6        bool
 	Comment   string
 	Prefixes  []netip.Prefix
 	AddrPorts []AddrPort
 }
 
-// IfaceAddr is an element of the anti-spoofing set: an address a host
-// interface's container may send from.
+// IfaceAddr is an element of the anti-spoofing sets (ep_addrs for IPv4,
+// ep_addrs6 for IPv6): an address a host interface's container may send
+// from.
 type IfaceAddr struct {
 	Iface string
 	Addr  netip.Addr
@@ -204,10 +244,17 @@ type Ruleset struct {
 	Addrs []IfaceAddr
 	// VXLAN is the overlay source filter (an input chain), nil without one.
 	VXLAN *VXLANFilter
-	// Tracked are the IPv4 addresses of the endpoints that have a dispatch
-	// entry (some policy selects them), sorted: conntrack follows every
-	// packet to or from them.
+	// Tracked are the addresses of the endpoints that have a dispatch
+	// entry (some policy selects them), sorted (IPv4 first): conntrack
+	// follows every packet to or from them.
 	Tracked []netip.Addr
+	// IPv6 says the table handles IPv6: peer sets have IPv6 twins, rules
+	// that match addresses come in both families, and the IPv6 base chains
+	// (anti-spoofing, untrack) exist. Without it every IPv6 packet from a
+	// container is dropped as spoofed, and an isolated endpoint receives
+	// IPv6 only through rules that match any address. A cluster without
+	// IPv6 addresses so pays nothing for it.
+	IPv6 bool
 	// PodCIDRs are the cluster's pod pools, which the applier's config
 	// supplies (Render leaves them empty). TCP between two pod addresses
 	// neither of which is in Tracked skips conntrack; none tracks all.
@@ -215,9 +262,15 @@ type Ruleset struct {
 }
 
 // Render turns p into the Ruleset that enforces it. Endpoints without a host
-// interface (not attached on this host) are skipped.
-func Render(p *Program) *Ruleset {
+// interface (not attached on this host) are skipped. The ruleset has IPv6
+// (Ruleset.IPv6) iff p has an IPv6 address anywhere: in an endpoint or in a
+// set.
+func Render(p *Program) *Ruleset { return render(p, false) }
+
+// render is Render; ipv6 forces IPv6 on (the cluster has an IPv6 pool).
+func render(p *Program, ipv6 bool) *Ruleset {
 	rs := &Ruleset{EgressDispatch: map[string]string{}, IngressDispatch: map[string]string{}, VXLAN: p.VXLAN}
+	rs.IPv6 = ipv6 || hasIPv6(p)
 	chains := map[string]NFTChain{}
 	used := map[string]bool{}
 	for i := range p.Endpoints {
@@ -226,24 +279,20 @@ func Render(p *Program) *Ruleset {
 			continue
 		}
 		for _, ip := range ep.IPs {
-			if ip.Is4() {
-				rs.Addrs = append(rs.Addrs, IfaceAddr{Iface: ep.HostIface, Addr: ip})
-			}
+			rs.Addrs = append(rs.Addrs, IfaceAddr{Iface: ep.HostIface, Addr: ip.Unmap()})
 		}
 		selected := false
-		if c := renderDirection(&ep.Ingress, "in", true, chains, used); c != "" {
+		if c := renderDirection(&ep.Ingress, "in", true, rs.IPv6, chains, used); c != "" {
 			rs.IngressDispatch[ep.HostIface] = c
 			selected = true
 		}
-		if c := renderDirection(&ep.Egress, "out", false, chains, used); c != "" {
+		if c := renderDirection(&ep.Egress, "out", false, rs.IPv6, chains, used); c != "" {
 			rs.EgressDispatch[ep.HostIface] = c
 			selected = true
 		}
 		if selected {
 			for _, ip := range ep.IPs {
-				if ip.Is4() {
-					rs.Tracked = append(rs.Tracked, ip)
-				}
+				rs.Tracked = append(rs.Tracked, ip.Unmap())
 			}
 		}
 	}
@@ -254,7 +303,25 @@ func Render(p *Program) *Ruleset {
 	}
 	for _, name := range slices.Sorted(maps.Keys(used)) {
 		s := p.Sets[name]
-		rs.Sets = append(rs.Sets, NFTSet{Name: name, Kind: s.Kind, Comment: truncate(s.Desc), Prefixes: s.Prefixes, AddrPorts: s.AddrPorts})
+		v4 := NFTSet{Name: name, Kind: s.Kind, Comment: truncate(s.Desc), Prefixes: s.Prefixes, AddrPorts: s.AddrPorts}
+		if !rs.IPv6 {
+			rs.Sets = append(rs.Sets, v4)
+			continue
+		}
+		// Prefixes and AddrPorts are sorted with IPv4 first.
+		n4 := slices.IndexFunc(s.Prefixes, func(p netip.Prefix) bool { return !p.Addr().Is4() })
+		if n4 < 0 {
+			n4 = len(s.Prefixes)
+		}
+		a4 := slices.IndexFunc(s.AddrPorts, func(a AddrPort) bool { return !a.Addr.Is4() })
+		if a4 < 0 {
+			a4 = len(s.AddrPorts)
+		}
+		v6 := v4
+		v4.Prefixes, v4.AddrPorts = nilIfEmpty(s.Prefixes[:n4:n4]), nilIfEmpty(s.AddrPorts[:a4:a4])
+		v6.Name, v6.V6 = V6SetName(name), true
+		v6.Prefixes, v6.AddrPorts = nilIfEmpty(s.Prefixes[n4:]), nilIfEmpty(s.AddrPorts[a4:])
+		rs.Sets = append(rs.Sets, v4, v6)
 	}
 	slices.SortFunc(rs.Addrs, func(a, b IfaceAddr) int {
 		return cmp.Or(strings.Compare(a.Iface, b.Iface), a.Addr.Compare(b.Addr))
@@ -262,9 +329,39 @@ func Render(p *Program) *Ruleset {
 	return rs
 }
 
+func nilIfEmpty[E any](l []E) []E {
+	if len(l) == 0 {
+		return nil
+	}
+	return l
+}
+
+// hasIPv6 reports whether p holds an IPv6 address: an endpoint's, or an
+// element of a set a rule uses.
+func hasIPv6(p *Program) bool {
+	for i := range p.Endpoints {
+		for _, ip := range p.Endpoints[i].IPs {
+			if ip.Is6() && !ip.Is4In6() {
+				return true
+			}
+		}
+	}
+	for _, s := range p.Sets {
+		// Sorted with IPv4 first: the last element tells.
+		if n := len(s.Prefixes); n > 0 && s.Prefixes[n-1].Addr().Is6() {
+			return true
+		}
+		if n := len(s.AddrPorts); n > 0 && s.AddrPorts[n-1].Addr.Is6() {
+			return true
+		}
+	}
+	return false
+}
+
 // renderDirection adds the chains of d to chains and returns the entry
-// chain's name, or "" when d lets everything through.
-func renderDirection(d *Direction, prefix string, saddr bool, chains map[string]NFTChain, used map[string]bool) string {
+// chain's name, or "" when d lets everything through. With ipv6, rules
+// that match addresses come twice: for IPv4 and for IPv6.
+func renderDirection(d *Direction, prefix string, saddr, ipv6 bool, chains map[string]NFTChain, used map[string]bool) string {
 	if d.Empty() {
 		return ""
 	}
@@ -272,7 +369,7 @@ func renderDirection(d *Direction, prefix string, saddr bool, chains map[string]
 	// isolate, the baseline tier. Falling off its end returns: allow.
 	var tail []NFTRule
 	if d.Isolated {
-		tail = renderRules(tail, d.NP, saddr, "", used)
+		tail = renderRules(tail, d.NP, saddr, ipv6, "", used)
 		// Saddr (no set to match) says which end the log limit is keyed by.
 		drop := NFTRule{Saddr: saddr, Verdict: VerdictDrop, Comment: truncate("isolated by NetworkPolicy " + strings.Join(d.IsolatedBy, ", "))}
 		dir := egress
@@ -281,24 +378,25 @@ func renderDirection(d *Direction, prefix string, saddr bool, chains map[string]
 		}
 		// The text of policy.Eval's isolation decision, less "<who> is ".
 		prefix := fmt.Sprintf("%s%s by NetworkPolicy %s and no rule allows it: %s", IsolatedLogPrefix, dir, strings.Join(d.IsolatedBy, ", "), Deny)
-		tail = append(tail, logRule(drop, prefix), drop)
+		tail = appendRule(tail, drop, prefix, ipv6)
 	} else {
-		tail = renderRules(tail, d.BANP, saddr, "", used)
+		tail = renderRules(tail, d.BANP, saddr, ipv6, "", used)
 	}
 	tailName := addChain(chains, prefix, tail)
 	if len(d.ANP) == 0 {
 		return tailName
 	}
-	head := renderRules(nil, d.ANP, saddr, tailName, used)
+	head := renderRules(nil, d.ANP, saddr, ipv6, tailName, used)
 	if tailName != "" {
 		head = append(head, NFTRule{Verdict: VerdictGoto, Target: tailName})
 	}
 	return addChain(chains, prefix, head)
 }
 
-// renderRules appends the nft rules of rules: one per port match. Pass goes
+// renderRules appends the nft rules of rules: one per port match, and with
+// ipv6 one more per port match of a rule that matches addresses. Pass goes
 // to the tail chain, or returns when there is none.
-func renderRules(out []NFTRule, rules []Rule, saddr bool, tail string, used map[string]bool) []NFTRule {
+func renderRules(out []NFTRule, rules []Rule, saddr, ipv6 bool, tail string, used map[string]bool) []NFTRule {
 	for i := range rules {
 		r := &rules[i]
 		base := NFTRule{Saddr: saddr, Set: r.Peers, PortSet: r.PeerPorts, Comment: truncate(r.Origin.String())}
@@ -322,24 +420,43 @@ func renderRules(out []NFTRule, rules []Rule, saddr bool, tail string, used map[
 			used[r.PeerPorts] = true
 		}
 		if r.Ports == nil {
-			out = appendRule(out, base, prefix)
+			out = appendRule(out, base, prefix, ipv6)
 			continue
 		}
 		for _, pm := range r.Ports {
 			nr := base
 			nr.Proto, nr.From, nr.To = pm.Proto, pm.From, pm.To
-			out = appendRule(out, nr, prefix)
+			out = appendRule(out, nr, prefix, ipv6)
 		}
 	}
 	return out
 }
 
-// appendRule appends r, after its log rule when r drops.
-func appendRule(out []NFTRule, r NFTRule, prefix string) []NFTRule {
+// appendRule appends r, after its log rule when r drops; with ipv6 and sets
+// in r, its IPv6 twin follows. A drop without sets matches both families:
+// with ipv6 it gets a second log rule, keyed by the IPv6 address.
+func appendRule(out []NFTRule, r NFTRule, prefix string, ipv6 bool) []NFTRule {
+	generic := r.Set == "" && r.PortSet == ""
 	if r.Verdict == VerdictDrop {
 		out = append(out, logRule(r, prefix))
+		if ipv6 && generic {
+			l := logRule(r, prefix)
+			l.V6 = true
+			out = append(out, l)
+		}
 	}
-	return append(out, r)
+	out = append(out, r)
+	if !ipv6 || generic {
+		return out
+	}
+	r.V6 = true
+	if r.Set != "" {
+		r.Set = V6SetName(r.Set)
+	}
+	if r.PortSet != "" {
+		r.PortSet = V6SetName(r.PortSet)
+	}
+	return appendRule(out, r, prefix, false)
 }
 
 // addChain adds a chain of rules named after its content and returns the
@@ -370,7 +487,7 @@ func truncate(s string) string {
 // most in elements (of sets, dispatch maps and the anti-spoofing set).
 func (rs *Ruleset) Structure() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %v\n", PodCIDRSet, rs.PodCIDRs)
+	fmt.Fprintf(&b, "ipv6 %v\n%s %v\n", rs.IPv6, PodCIDRSet, rs.PodCIDRs)
 	for _, s := range rs.Sets {
 		fmt.Fprintf(&b, "set %s %s\n", s.Name, s.Kind)
 	}
@@ -393,12 +510,23 @@ func (rs *Ruleset) WithoutDropLog() {
 }
 
 // Counts returns the number of sets (the peer sets and the six fixed
-// ones), rules (in all chains, the base chains included) and elements.
+// ones, ten with IPv6), rules (in all chains, the base chains included)
+// and elements.
 func (rs *Ruleset) Counts() (sets, rules, elements int) {
 	sets = len(rs.Sets) + 6 // the fixed ones, drop_log included
 	rules = len(baseForward) + len(basePrerouting) + len(untrackRules)
 	if rs.NoDropLog {
 		rules-- // the anti-spoofing log rule
+	}
+	if rs.IPv6 {
+		sets += 4 // endpoint, tracked and pod addresses, drop_log6
+		rules++   // prerouting6Goto
+		for _, c := range base6Chains {
+			rules += len(c.rules)
+			if rs.NoDropLog && (c.name == Spoof6Chain || c.name == Router6Chain) {
+				rules-- // their log rule
+			}
+		}
 	}
 	for _, c := range rs.Chains {
 		rules += len(c.Rules)
@@ -410,13 +538,20 @@ func (rs *Ruleset) Counts() (sets, rules, elements int) {
 	return sets, rules, elements
 }
 
+// Router6LogPrefix names the drop of router messages from containers in the
+// drop log.
+const Router6LogPrefix = "anti-spoofing: " + router6Comment
+
 const (
+	router6Comment = "no router advertisements, redirects or DHCPv6 server replies from containers"
 	spoofComment   = "a Skein container sends only from its own addresses"
 	vxlanComment   = "VXLAN only from cluster nodes"
 	untrackComment = "TCP between pods no policy selects here skips conntrack"
 	pickupComment  = "TCP of a connection conntrack did not see open: older than its pod's policy"
 	// VXLANPeers is the set of underlay addresses VXLAN is accepted from.
 	VXLANPeers = "vxlan_peers"
+	// VXLANPeers6 is its twin for IPv6 underlays.
+	VXLANPeers6 = "vxlan_peers6"
 )
 
 // The fixed base chains, in nft syntax (the applier builds the same rules).
@@ -436,7 +571,7 @@ const (
 var (
 	basePrerouting = []string{
 		"meta nfproto ipv4 iifname . ip saddr @" + EndpointAddrs + " goto " + UntrackChain,
-		`iifname "` + HostIfacePrefix + `*" iifname != "` + DevicePrefix + `*" ` + dropLogText(true, SpoofLogPrefix),
+		`iifname "` + HostIfacePrefix + `*" iifname != "` + DevicePrefix + `*" ` + dropLogText(true, false, SpoofLogPrefix),
 		`iifname "` + HostIfacePrefix + `*" iifname != "` + DevicePrefix + `*" counter drop comment "` + spoofComment + `"`,
 		"meta nfproto ipv4 ip daddr @" + PodCIDRSet + " goto " + UntrackChain,
 	}
@@ -448,6 +583,52 @@ var (
 		"ip daddr @" + TrackedAddrs + " return",
 		"fib daddr type local return",
 		`notrack comment "` + untrackComment + `"`,
+	}
+	// prerouting6Goto starts the prerouting chain of an IPv6 ruleset.
+	prerouting6Goto = "meta nfproto ipv6 goto " + Prerouting6Chain
+	// base6Chains are the regular chains an IPv6 ruleset adds. A container
+	// may send from its own addresses and from link-local ones (which never
+	// leave the veth: the host does not forward them), and from :: only
+	// duplicate address detection (a neighbor solicitation) and MLD reports.
+	// It may not act as a router (router advertisements, redirects, DHCPv6
+	// server replies) nor advertise a neighbor address that is not its own
+	// or link-local (which would steal another pod's traffic on the host).
+	base6Chains = []struct {
+		name  string
+		rules []string
+	}{
+		{Prerouting6Chain, []string{
+			`iifname "` + HostIfacePrefix + `*" iifname != "` + DevicePrefix + `*" goto ` + FromPod6Chain,
+			"ip6 daddr @" + PodCIDRSet6 + " goto " + UntrackChain6,
+		}},
+		{FromPod6Chain, []string{
+			"icmpv6 type nd-router-advert goto " + Router6Chain,
+			"icmpv6 type nd-redirect goto " + Router6Chain,
+			"udp sport 547 goto " + Router6Chain,
+			"icmpv6 type nd-neighbor-advert icmpv6 taddr != fe80::/10 iifname . icmpv6 taddr != @" + EndpointAddrs6 + " goto " + Spoof6Chain,
+			"iifname . ip6 saddr @" + EndpointAddrs6 + " goto " + UntrackChain6,
+			"ip6 saddr fe80::/10 return",
+			"ip6 saddr :: icmpv6 type nd-neighbor-solicit return",
+			"ip6 saddr :: icmpv6 type mld2-listener-report return",
+			"goto " + Spoof6Chain,
+		}},
+		{Spoof6Chain, []string{
+			dropLogText(true, true, SpoofLogPrefix),
+			`counter drop comment "` + spoofComment + `"`,
+		}},
+		{Router6Chain, []string{
+			dropLogText(true, true, Router6LogPrefix),
+			`counter drop comment "` + router6Comment + `"`,
+		}},
+		{UntrackChain6, []string{
+			"meta l4proto != tcp return",
+			"ip6 saddr != @" + PodCIDRSet6 + " return",
+			"ip6 daddr != @" + PodCIDRSet6 + " return",
+			"ip6 saddr @" + TrackedAddrs6 + " return",
+			"ip6 daddr @" + TrackedAddrs6 + " return",
+			"fib daddr type local return",
+			`notrack comment "` + untrackComment + `"`,
+		}},
 	}
 	baseForward = []string{
 		"ct state established,related,untracked accept",
@@ -464,20 +645,24 @@ func (rs *Ruleset) String() string {
 	fmt.Fprintf(&b, "table inet %s {\n", TableName)
 	for _, s := range rs.Sets {
 		fmt.Fprintf(&b, "\tset %s {\n\t\tcomment %q\n", s.Name, s.Comment)
+		addr := "ipv4_addr"
+		if s.V6 {
+			addr = "ipv6_addr"
+		}
 		var elems []string
 		switch s.Kind {
 		case SetAddrs:
-			b.WriteString("\t\ttype ipv4_addr\n")
+			b.WriteString("\t\ttype " + addr + "\n")
 			for _, p := range s.Prefixes {
 				elems = append(elems, p.Addr().String())
 			}
 		case SetCIDRs:
-			b.WriteString("\t\ttype ipv4_addr\n\t\tflags interval\n")
+			b.WriteString("\t\ttype " + addr + "\n\t\tflags interval\n")
 			for _, p := range s.Prefixes {
 				elems = append(elems, p.String())
 			}
 		case SetAddrPorts:
-			b.WriteString("\t\ttype ipv4_addr . inet_proto . inet_service\n")
+			b.WriteString("\t\ttype " + addr + " . inet_proto . inet_service\n")
 			for _, e := range s.AddrPorts {
 				elems = append(elems, fmt.Sprintf("%s . %s . %d", e.Addr, strings.ToLower(e.Proto.String()), e.Port))
 			}
@@ -485,13 +670,25 @@ func (rs *Ruleset) String() string {
 		writeElements(&b, elems)
 		b.WriteString("\t}\n")
 	}
-	b.WriteString("\tset " + EndpointAddrs + " {\n\t\ttype ifname . ipv4_addr\n")
 	var elems []string
-	for _, a := range rs.Addrs {
-		elems = append(elems, fmt.Sprintf("%q . %s", a.Iface, a.Addr))
+	for _, v6 := range []bool{false, true} {
+		if v6 && !rs.IPv6 {
+			break
+		}
+		name, addr := EndpointAddrs, "ipv4_addr"
+		if v6 {
+			name, addr = EndpointAddrs6, "ipv6_addr"
+		}
+		b.WriteString("\tset " + name + " {\n\t\ttype ifname . " + addr + "\n")
+		elems = elems[:0]
+		for _, a := range rs.Addrs {
+			if a.Addr.Is6() == v6 {
+				elems = append(elems, fmt.Sprintf("%q . %s", a.Iface, a.Addr))
+			}
+		}
+		writeElements(&b, elems)
+		b.WriteString("\t}\n")
 	}
-	writeElements(&b, elems)
-	b.WriteString("\t}\n")
 	for _, m := range []struct {
 		name string
 		m    map[string]string
@@ -504,19 +701,32 @@ func (rs *Ruleset) String() string {
 		writeElements(&b, elems)
 		b.WriteString("\t}\n")
 	}
-	b.WriteString("\tset " + TrackedAddrs + " {\n\t\ttype ipv4_addr\n")
-	elems = elems[:0]
-	for _, a := range rs.Tracked {
-		elems = append(elems, a.String())
+	for _, v6 := range []bool{false, true} {
+		if v6 && !rs.IPv6 {
+			break
+		}
+		tracked, pods, addr := TrackedAddrs, PodCIDRSet, "ipv4_addr"
+		if v6 {
+			tracked, pods, addr = TrackedAddrs6, PodCIDRSet6, "ipv6_addr"
+		}
+		b.WriteString("\tset " + tracked + " {\n\t\ttype " + addr + "\n")
+		elems = elems[:0]
+		for _, a := range rs.Tracked {
+			if a.Is6() == v6 {
+				elems = append(elems, a.String())
+			}
+		}
+		writeElements(&b, elems)
+		b.WriteString("\t}\n\tset " + pods + " {\n\t\ttype " + addr + "\n\t\tflags interval\n")
+		elems = elems[:0]
+		for _, p := range rs.PodCIDRs {
+			if p.Addr().Is6() == v6 {
+				elems = append(elems, p.String())
+			}
+		}
+		writeElements(&b, elems)
+		b.WriteString("\t}\n")
 	}
-	writeElements(&b, elems)
-	b.WriteString("\t}\n\tset " + PodCIDRSet + " {\n\t\ttype ipv4_addr\n\t\tflags interval\n")
-	elems = elems[:0]
-	for _, p := range rs.PodCIDRs {
-		elems = append(elems, p.String())
-	}
-	writeElements(&b, elems)
-	b.WriteString("\t}\n")
 	writeChain := func(head string, rules []string) {
 		b.WriteString(head)
 		for _, r := range rules {
@@ -525,20 +735,37 @@ func (rs *Ruleset) String() string {
 		b.WriteString("\t}\n")
 	}
 	pre := basePrerouting
+	if rs.IPv6 {
+		pre = append([]string{prerouting6Goto}, pre...)
+	}
 	if v := rs.VXLAN; v != nil {
 		pre = append(slices.Clip(pre), vxlanNotrack(v.Port))
 	}
 	writeChain("\tchain prerouting {\n\t\ttype filter hook prerouting priority raw; policy accept;\n", pre)
 	writeChain("\tchain "+UntrackChain+" {\n", untrackRules)
+	if rs.IPv6 {
+		for _, c := range base6Chains {
+			writeChain("\tchain "+c.name+" {\n", c.rules)
+		}
+	}
 	writeChain("\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n", baseForward)
 	if v := rs.VXLAN; v != nil {
 		var peers []string
 		for _, a := range v.Peers {
 			peers = append(peers, a.String())
 		}
+		var peers6 []string
+		for _, a := range v.Peers {
+			if a.Is6() {
+				peers6 = append(peers6, a.String())
+			}
+		}
+		peers = slices.DeleteFunc(peers, func(s string) bool { return strings.Contains(s, ":") })
 		fmt.Fprintf(&b, "\tset %s {\n\t\ttype ipv4_addr\n", VXLANPeers)
 		writeElements(&b, peers)
-		fmt.Fprintf(&b, "\t}\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\tudp dport %d ip saddr != @%s counter drop comment %q\n\t}\n", v.Port, VXLANPeers, vxlanComment)
+		fmt.Fprintf(&b, "\t}\n\tset %s {\n\t\ttype ipv6_addr\n", VXLANPeers6)
+		writeElements(&b, peers6)
+		fmt.Fprintf(&b, "\t}\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\tudp dport %d ip saddr != @%s counter drop comment %q\n\t\tudp dport %d ip6 saddr != @%s counter drop comment %q\n\t}\n", v.Port, VXLANPeers, vxlanComment, v.Port, VXLANPeers6, vxlanComment)
 		writeChain("\tchain output {\n\t\ttype filter hook output priority raw; policy accept;\n", []string{vxlanNotrack(v.Port)})
 	}
 	for _, c := range rs.Chains {
@@ -759,21 +986,23 @@ func elementDiff(rs *Ruleset, chs []SetChanges) *TableDiff {
 	addrs := map[string]map[netip.Addr]bool{}
 	ports := map[string]map[AddrPort]bool{}
 	want := func(m map[string][]netip.Prefix, in bool) {
-		for name, l := range m {
-			if addrs[name] == nil {
-				addrs[name] = map[netip.Addr]bool{}
-			}
+		for set, l := range m {
 			for _, p := range l {
+				name := familySet(set, p.Addr())
+				if addrs[name] == nil {
+					addrs[name] = map[netip.Addr]bool{}
+				}
 				addrs[name][p.Addr()] = in
 			}
 		}
 	}
 	wantPorts := func(m map[string][]AddrPort, in bool) {
-		for name, l := range m {
-			if ports[name] == nil {
-				ports[name] = map[AddrPort]bool{}
-			}
+		for set, l := range m {
 			for _, ap := range l {
+				name := familySet(set, ap.Addr)
+				if ports[name] == nil {
+					ports[name] = map[AddrPort]bool{}
+				}
 				ports[name][ap] = in
 			}
 		}
@@ -809,7 +1038,7 @@ func elementDiff(rs *Ruleset, chs []SetChanges) *TableDiff {
 			continue
 		}
 		for _, a := range slices.SortedFunc(maps.Keys(addrs[name]), netip.Addr.Compare) {
-			p := netip.PrefixFrom(a, 32)
+			p := onePrefix(a)
 			_, has := slices.BinarySearchFunc(s.Prefixes, p, comparePrefix)
 			switch in := addrs[name][a]; {
 			case in && !has:
@@ -835,6 +1064,36 @@ func elementDiff(rs *Ruleset, chs []SetChanges) *TableDiff {
 		}
 	}
 	return d
+}
+
+// familySet returns the nftables set of peer set name that holds a: the
+// set itself for IPv4, its IPv6 twin for IPv6.
+func familySet(name string, a netip.Addr) string {
+	if a.Is6() {
+		return V6SetName(name)
+	}
+	return name
+}
+
+// changesHaveIPv6 reports whether chs add an IPv6 address to a set.
+func changesHaveIPv6(chs []SetChanges) bool {
+	for _, ch := range chs {
+		for _, l := range ch.AddPrefixes {
+			for _, p := range l {
+				if p.Addr().Is6() {
+					return true
+				}
+			}
+		}
+		for _, l := range ch.AddPorts {
+			for _, ap := range l {
+				if ap.Addr.Is6() {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 func putElem[E any](m *map[string][]E, name string, e E) {
@@ -866,7 +1125,7 @@ func (rs *Ruleset) moveElements(d *TableDiff) {
 	prefixes := func(l []netip.Addr) []netip.Prefix {
 		out := make([]netip.Prefix, len(l))
 		for i, a := range l {
-			out[i] = netip.PrefixFrom(a, 32)
+			out[i] = onePrefix(a)
 		}
 		return out
 	}

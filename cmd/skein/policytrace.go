@@ -30,20 +30,23 @@ func newPolicyTraceCmd(g *globalFlags) *cobra.Command {
 		from, to string
 		port     int
 		proto    string
+		family   int
 	)
 	cmd := &cobra.Command{
-		Use:   "trace --from NS/NAME|IP --to NS/NAME|IP --port N [--protocol TCP|UDP|SCTP] [-f FILE]...",
+		Use:   "trace --from NS/NAME|IP --to NS/NAME|IP --port N [--protocol TCP|UDP|SCTP] [--family 4|6] [-f FILE]...",
 		Short: "Tell whether a connection would be allowed, and by which policy rule",
 		Long: `Evaluate a new connection from one endpoint (or address) to another against the
 compiled policy program, the same program the agents enforce: the source's egress and
 the destination's ingress, AdminNetworkPolicies first, then NetworkPolicies, then
 BaselineAdminNetworkPolicies. Prints ALLOW or DENY with the deciding policy and rule,
-and exits 0 either way.
+and exits 0 either way. An endpoint given by name stands for its address of the family
+of the other peer when that is an address, else of --family (default IPv4).
 
 Without -f it reads the live cluster from etcd. With -f it reads only the files:
 Namespace and Endpoint documents describe the cluster, the rest are policies.`,
 		Example: `  skein policy trace --from x/a --to y/b --port 80
   skein policy trace --from 203.0.113.7 --to y/b --port 53 --protocol UDP -o json
+  skein policy trace --from x/a --to y/b --port 80 --family 6
   skein policy trace -f cluster.yaml -f policies.yaml --from x/a --to y/b --port 80`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -59,7 +62,7 @@ Namespace and Endpoint documents describe the cluster, the rest are policies.`,
 			if err != nil {
 				return err
 			}
-			v, err := policy.Trace(p, src, dst, port, proto)
+			v, err := policy.TraceFamily(p, family, src, dst, port, proto)
 			if err != nil {
 				return err
 			}
@@ -89,6 +92,7 @@ Namespace and Endpoint documents describe the cluster, the rest are policies.`,
 	f.StringVar(&to, "to", "", "destination: NAMESPACE/NAME of an endpoint, or an IP address")
 	f.IntVar(&port, "port", 0, "destination port")
 	f.StringVar(&proto, "protocol", "TCP", "TCP, UDP or SCTP")
+	f.IntVar(&family, "family", 0, "address family of named endpoints: 4 or 6 (default: the other peer's, else 4)")
 	for _, name := range []string{"from", "to", "port"} {
 		_ = cmd.MarkFlagRequired(name) // the flags exist: cannot fail
 	}
@@ -101,15 +105,17 @@ func newPolicyMatrixCmd(g *globalFlags) *cobra.Command {
 		ports     []int
 		protos    []string
 		namespace string
+		family    int
 	)
 	cmd := &cobra.Command{
-		Use:   "matrix [--namespace NS] [--ports 80,81] [--protocols TCP,UDP,SCTP] [-f FILE]...",
+		Use:   "matrix [--namespace NS] [--ports 80,81] [--protocols TCP,UDP,SCTP] [--family 4|6] [-f FILE]...",
 		Short: "Print who can reach whom among all endpoints, like the upstream e2e truth tables",
 		Long: `Trace every ordered pair of endpoints on every port and protocol and print one truth
 table per protocol and port: rows are sources, columns destinations, "." allowed and
 "X" denied. -o json prints the cells with the deciding rule of each. --namespace keeps
 one namespace's endpoints (policies from other namespaces still apply), as the /ui's
-matrix view does.
+matrix view does. --family 6 traces the endpoints' IPv6 addresses (endpoints without
+one are left out).
 
 Without -f it reads the live cluster from etcd; with -f only the files (Namespace and
 Endpoint documents describe the cluster).`,
@@ -121,7 +127,7 @@ Endpoint documents describe the cluster).`,
 			if err != nil {
 				return err
 			}
-			cells, err := policy.Matrix(p, ports, protos)
+			cells, err := policy.MatrixFamily(p, family, ports, protos)
 			if err != nil {
 				return err
 			}
@@ -137,6 +143,7 @@ Endpoint documents describe the cluster).`,
 	f.IntSliceVar(&ports, "ports", []int{80, 81}, "destination ports")
 	f.StringSliceVar(&protos, "protocols", []string{"TCP"}, "protocols: TCP, UDP, SCTP")
 	f.StringVar(&namespace, "namespace", "", "only the endpoints of this namespace")
+	f.IntVar(&family, "family", 4, "address family: 4 or 6")
 	return cmd
 }
 

@@ -46,7 +46,9 @@ func TestRequestStatusPublishes(t *testing.T) {
 	go func() { done <- a.statusLoop(ctx) }()
 	defer func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("statusLoop() = %v", err)
+		}
 	}()
 	// The loop's first check publishes (nothing was published yet); after
 	// it, an unchanged status waits for the 10 s refresh.

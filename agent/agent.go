@@ -52,6 +52,7 @@ type Agent struct {
 	readyOnce     sync.Once
 	readyAt       atomic.Int64 // unix nanos of the first time every readiness condition held
 	statusCh      chan api.NodeStatus
+	statusKick    chan struct{} // requestStatus → statusLoop
 	// takenOver is set once the node record names another identity: the
 	// agent then refuses every request and exits with fatal's error.
 	takenOver atomic.Bool
@@ -68,7 +69,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.validate(); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	a := &Agent{cfg: cfg, log: cfg.Log.With("node", cfg.NodeName), started: time.Now(), statusCh: make(chan api.NodeStatus, 1), fatal: make(chan error, 1)}
+	a := &Agent{cfg: cfg, log: cfg.Log.With("node", cfg.NodeName), started: time.Now(), statusCh: make(chan api.NodeStatus, 1), statusKick: make(chan struct{}, 1), fatal: make(chan error, 1)}
 	return a.run(ctx)
 }
 
@@ -226,7 +227,7 @@ func (a *Agent) run(ctx context.Context) error {
 		store:      a.store,
 		ready:      a.readiness,
 		log:        a.log.With("component", "cni"),
-		onChange:   a.publishStatus,
+		onChange:   a.requestStatus,
 		enforce:    func(ctx context.Context, ep api.Endpoint) error { return a.pol.committed(ctx, ep) },
 		forget:     forget,
 		endpointOf: a.localEndpoint,
@@ -251,7 +252,7 @@ func (a *Agent) run(ctx context.Context) error {
 			cni.markPublished(api.Owner{ContainerID: ep.ContainerID, IfName: ep.IfName}, true)
 		},
 		release: releaseAfterUnpublish(a.alloc, forget, a.log.With("component", "journal")),
-		changed: a.publishStatus,
+		changed: a.requestStatus,
 		log:     a.log.With("component", "journal"),
 		kick:    make(chan struct{}, 1),
 	}

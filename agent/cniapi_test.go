@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -604,5 +606,48 @@ func TestCNIKubeLabelsAtAdd(t *testing.T) {
 		if !maps.Equal(ep.Labels, c.want) || len(ep.Ports) != c.wantPorts {
 			t.Errorf("%s (%s uid %q): published labels %v ports %v, want %v and %d ports", c.id, c.name, c.uid, ep.Labels, ep.Ports, c.want, c.wantPorts)
 		}
+	}
+}
+
+// The release answers before the status update that follows it: a client
+// reading the reply to its end (the plugin does) has it while the update
+// still runs.
+func TestReleaseAnswerBeforeStatusUpdate(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.addEndpoint(t, testNet, owner("a"))
+	var blocking atomic.Bool
+	unblock := make(chan struct{})
+	defer close(unblock)
+	f.cni.onChange = func() {
+		if blocking.Load() {
+			<-unblock
+		}
+	}
+	blocking.Store(true)
+	type reply struct {
+		body []byte
+		err  error
+	}
+	got := make(chan reply, 1)
+	go func() {
+		b, _ := json.Marshal(api.ReleaseRequest{Network: testNet, Owner: owner("a")})
+		r, err := http.Post(f.srv.URL+api.PathRelease, "application/json", bytes.NewReader(b))
+		if err != nil {
+			got <- reply{err: err}
+			return
+		}
+		defer r.Body.Close()
+		body, err := io.ReadAll(r.Body)
+		got <- reply{body, err}
+	}()
+	select {
+	case r := <-got:
+		var rr api.ReleaseResponse
+		if r.err != nil || json.Unmarshal(r.body, &rr) != nil || len(rr.Released) != 1 {
+			t.Errorf("release reply = %q, %v; want one released address", r.body, r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("release reply not complete while the status update runs")
 	}
 }

@@ -17,8 +17,8 @@ const (
 )
 
 // publishStatus hands the heartbeat the newest NodeStatus without blocking:
-// a pending older value is replaced.
-func (a *Agent) publishStatus() {
+// a pending older value is replaced. It returns what it handed over.
+func (a *Agent) publishStatus() api.NodeStatus {
 	st := a.nodeStatus()
 	select {
 	case <-a.statusCh:
@@ -27,6 +27,17 @@ func (a *Agent) publishStatus() {
 	select {
 	case a.statusCh <- st:
 	default:
+	}
+	return st
+}
+
+// requestStatus asks the status loop for a fresh record at once, without
+// building it here: the CNI calls that change the status must not wait for
+// it (building one took up to ~13 ms of a DEL, measured in issue 11).
+func (a *Agent) requestStatus() {
+	select {
+	case a.statusKick <- struct{}{}:
+	default: // a request is pending; it will see this change too
 	}
 }
 
@@ -39,6 +50,8 @@ func (a *Agent) statusLoop(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-a.statusKick:
+			last, lastAt = statusFingerprint(a.publishStatus()), time.Now()
 		case <-t.C:
 			fp := statusFingerprint(a.nodeStatus())
 			if fp != last || time.Since(lastAt) >= statusRefresh {

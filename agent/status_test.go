@@ -1,7 +1,9 @@
 package agent
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"github.com/skeinnet/skein/api"
 )
@@ -28,5 +30,39 @@ func TestStatusEmptyBlocks(t *testing.T) {
 	filled.EmptyBlocks = nil
 	if statusFingerprint(st) == statusFingerprint(filled) {
 		t.Error("the fingerprint ignores empty blocks: a change would wait for the 10 s refresh")
+	}
+}
+
+// TestRequestStatusPublishes: a CNI call's requestStatus makes the status
+// loop publish a fresh record at once, not at the next 10 s refresh (the
+// calls no longer build the record themselves).
+func TestRequestStatusPublishes(t *testing.T) {
+	f := newDebugFixture(t, "off")
+	a := f.a
+	a.statusCh = make(chan api.NodeStatus, 1)
+	a.statusKick = make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- a.statusLoop(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("statusLoop() = %v", err)
+		}
+	}()
+	// The loop's first check publishes (nothing was published yet); after
+	// it, an unchanged status waits for the 10 s refresh.
+	select {
+	case <-a.statusCh:
+	case <-time.After(5 * statusCheck):
+		t.Fatal("the status loop published nothing")
+	}
+	// Nothing in the fingerprint changes here, so only the request can
+	// make the loop publish before the refresh.
+	a.requestStatus()
+	select {
+	case <-a.statusCh:
+	case <-time.After(statusRefresh / 2):
+		t.Fatal("requestStatus: no fresh status before the periodic refresh")
 	}
 }

@@ -29,9 +29,12 @@ import (
 //     off): node joins.
 
 // Names and sizes of the BGP phase.
-const (
+var (
 	bgpLabName  = nsPrefix + "bgp"
 	birdLabName = nsPrefix + "bird"
+)
+
+const (
 	// bgpJoins is the number of node joins per lab.
 	bgpJoins = 5
 	// bgpPingInterval and bgpPingCount: 12 s of pings (more with ping's own

@@ -11,6 +11,9 @@
 // directory under /run; it removes all of it when it ends, also on
 // failure or Ctrl-C, and never touches the root network namespace. A run that
 // was killed is cleaned up by the next one before it starts.
+// SKEIN_BENCH_LAB=<1-8 lowercase letters> replaces the "skbench" prefix (and
+// the run directory's name), so that runs sharing a machine never clean up
+// each other's namespaces.
 //
 // Phases, in order (each compares Skein with a baseline measured in the same
 // run and reports ratios):

@@ -37,10 +37,11 @@ import (
 // NetworkPolicies in the API, and (b) skein-kube's initial sync time and
 // VmHWM with kubeSyncPods pods in the API.
 
+var kubeLabName = nsPrefix + "kube"
+
 const (
-	kubeLabName = nsPrefix + "kube"
-	kubeToken   = "skein-bench-admin-token"
-	kubeNS      = "bench"
+	kubeToken = "skein-bench-admin-token"
+	kubeNS    = "bench"
 	// kubeProbes wired client pods, each labelled once: one sample each.
 	kubeProbes = 30
 	// kubeWait bounds every wait on the API server or the mirror.

@@ -41,9 +41,11 @@ import (
 // loaded is enforced, so the start is the exact moment the level is in
 // place, and it costs one compile instead of one per transaction.
 
-// Names and sizes of the policy phase.
+// polLabName names the policy phase's lab.
+var polLabName = nsPrefix + "pol"
+
+// Sizes of the policy phase.
 const (
-	polLabName = nsPrefix + "pol"
 	// polCompilePolicies is the level at which compile time and agent
 	// memory are the "1 000 policies × 10 000 endpoints".
 	polCompilePolicies = 1000

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,18 +21,36 @@ import (
 )
 
 // Names of everything the bench creates.
-const (
+var (
 	// nsPrefix starts every namespace name; the lab is named after it, so
-	// its namespaces are "skbench-*" as well.
-	nsPrefix = "skbench"
+	// its namespaces are "skbench-*" as well. SKEIN_BENCH_LAB replaces it,
+	// so that runs sharing a machine never stop each other's namespaces.
+	nsPrefix = benchPrefix()
 	labName  = nsPrefix
 	// runDir holds the lab's run directory and the bench's own files.
-	runDir = "/run/skein-bench"
+	runDir = "/run/skein-bench" + strings.TrimPrefix("-"+nsPrefix, "-skbench")
+)
+
+const (
 	// cniCacheDir is where cnitool (libcni) caches results.
 	cniCacheDir = "/var/lib/cni/results"
 	// cleanupTimeout bounds the final cleanup.
 	cleanupTimeout = 3 * time.Minute
 )
+
+// benchPrefix is SKEIN_BENCH_LAB when set to a short lowercase name, else
+// "skbench"; a bad value ends the run before anything is created.
+func benchPrefix() string {
+	p := os.Getenv("SKEIN_BENCH_LAB")
+	if p == "" {
+		return "skbench"
+	}
+	if len(p) > 8 || strings.Trim(p, "abcdefghijklmnopqrstuvwxyz") != "" {
+		fmt.Fprintf(os.Stderr, "bench: SKEIN_BENCH_LAB=%q: want 1-8 lowercase letters\n", p)
+		os.Exit(2)
+	}
+	return p
+}
 
 // bench is one run's state: what it started, so that cleanup can end it.
 type bench struct {

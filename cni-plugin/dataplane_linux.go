@@ -61,6 +61,8 @@ func (d *netlinkDataplane) Preflight(netnsPath, hostIface string) error {
 // peer born inside the container netns (no move), down, so the host side's
 // sysctls are set before IPv6 could configure anything on it.
 func (d *netlinkDataplane) Plumb(w wiring, ifName string) (plumbed, error) {
+	st := newSteps()
+	defer func() { d.log.Debug("plumb", st.attr()) }()
 	nsh, err := openNetns(w.Netns)
 	if err != nil {
 		return plumbed{}, err
@@ -71,6 +73,7 @@ func (d *netlinkDataplane) Plumb(w wiring, ifName string) (plumbed, error) {
 		return plumbed{}, fmt.Errorf("netlink in netns %s: %w", w.Netns, err)
 	}
 	defer c.Close()
+	st.done("netns_handle")
 
 	la := netlink.NewLinkAttrs()
 	la.Name = w.HostIface
@@ -86,12 +89,15 @@ func (d *netlinkDataplane) Plumb(w wiring, ifName string) (plumbed, error) {
 	if veth.Index == 0 {
 		return plumbed{}, fmt.Errorf("create veth %s: index unknown after creation", w.HostIface)
 	}
+	st.done("veth_add")
 	if err := hostSysctls(w); err != nil {
 		return plumbed{}, err
 	}
+	st.done("sysctls")
 	if err := d.host.LinkSetUp(veth); err != nil {
 		return plumbed{}, fmt.Errorf("set %s up: %w", w.HostIface, err)
 	}
+	st.done("host_up")
 
 	cl, err := c.LinkByName(ifName)
 	if err != nil {
@@ -123,15 +129,18 @@ func (d *netlinkDataplane) Plumb(w wiring, ifName string) (plumbed, error) {
 	if err := c.NeighSet(neigh); err != nil {
 		return plumbed{}, fmt.Errorf("set neighbour %s lladdr %s dev %s: %w", w.Gateway, w.HostMAC, ifName, err)
 	}
+	st.done("container_addr_routes_neigh")
 	for _, r := range hostRoutes(w) {
 		if err := d.host.RouteReplace(nlRoute(veth.Index, r, api.RouteProtocol)); err != nil {
 			return plumbed{}, fmt.Errorf("replace route %s dev %s: %w", r, w.HostIface, err)
 		}
 	}
+	st.done("host_route")
 	if err := d.waitOperUp(w.HostIface, operUpTimeout); err != nil {
 		// Traffic flows once the kernel catches up; not worth failing the ADD.
 		d.log.Warn("host veth not operationally up yet", "ifname", w.HostIface, "err", err)
 	}
+	st.done("wait_oper_up")
 	return plumbed{ContainerMAC: cl.Attrs().HardwareAddr, MTU: cl.Attrs().MTU}, nil
 }
 

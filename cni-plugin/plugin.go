@@ -102,13 +102,14 @@ func newLogger(c *config, stderr io.Writer) (*slog.Logger, func()) {
 }
 
 func (p *plugin) cmdAdd(args *skel.CmdArgs) (err error) {
+	st := newSteps()
 	s, err := p.start("add", args)
 	if err != nil {
 		return err
 	}
 	defer s.close()
 	start := time.Now()
-	defer func() { logDone(s.log, start, err) }()
+	defer func() { logDone(s.log, start, err, st) }()
 
 	pod, err := podInfo(s.conf, args.Args, args.ContainerID)
 	if err != nil {
@@ -134,6 +135,7 @@ func (p *plugin) cmdAdd(args *skel.CmdArgs) (err error) {
 	case err != nil:
 		return types.NewError(types.ErrInternal, "preflight", err.Error())
 	}
+	st.done("start_preflight")
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.conf.Timeout)
 	defer cancel()
@@ -141,6 +143,7 @@ func (p *plugin) cmdAdd(args *skel.CmdArgs) (err error) {
 	if err != nil {
 		return err
 	}
+	st.done("allocate")
 	s.log.Debug("allocated", "ips", alloc.IPs, "existing", alloc.Existing)
 	created := false
 	defer func() {
@@ -158,13 +161,17 @@ func (p *plugin) cmdAdd(args *skel.CmdArgs) (err error) {
 	if err != nil {
 		return types.NewError(types.ErrInternal, "plumb "+args.IfName, err.Error())
 	}
+	st.done("plumb")
 	err = s.agent.Commit(ctx, api.CommitRequest{
 		Owner: owner, Network: s.conf.Name, Pod: pod, IPs: w.IPs, HostIface: w.HostIface, Netns: args.Netns,
 	})
 	if err != nil {
 		return err
 	}
-	return printResult(p.stdout, buildResult(w, args.IfName, pl, prev), s.conf.CNIVersion)
+	st.done("commit")
+	err = printResult(p.stdout, buildResult(w, args.IfName, pl, prev), s.conf.CNIVersion)
+	st.done("result")
+	return err
 }
 
 // rollback undoes a failed ADD after allocation: remove the veth (this also
@@ -187,13 +194,14 @@ func rollback(ctx context.Context, s *session, dp dataplane, owner api.Owner, cr
 }
 
 func (p *plugin) cmdDel(args *skel.CmdArgs) (err error) {
+	st := newSteps()
 	s, err := p.start("del", args)
 	if err != nil {
 		return err
 	}
 	defer s.close()
 	start := time.Now()
-	defer func() { logDone(s.log, start, err) }()
+	defer func() { logDone(s.log, start, err, st) }()
 
 	owner := api.Owner{ContainerID: args.ContainerID, IfName: args.IfName}
 	hostIface := api.HostIfaceName(owner)
@@ -206,6 +214,7 @@ func (p *plugin) cmdDel(args *skel.CmdArgs) (err error) {
 		s.log.Warn("DEL for an attachment of another network: nothing removed", "network", s.conf.Name, "held_by", held.HeldBy)
 		return nil
 	}
+	st.done("start_check")
 	// Links first, so the addresses are never free while still plumbed.
 	var linkErr error
 	dp, err := p.newDataplane(s.log)
@@ -215,7 +224,9 @@ func (p *plugin) cmdDel(args *skel.CmdArgs) (err error) {
 	if err != nil {
 		linkErr = fmt.Errorf("remove veth %s: %w", hostIface, err)
 	}
+	st.done("unplumb")
 	_, relErr := s.agent.Release(ctx, s.conf.Name, owner)
+	st.done("release")
 	switch {
 	case relErr != nil && linkErr != nil:
 		te := asTypesError(relErr)
@@ -351,12 +362,17 @@ func (p *plugin) cmdStatus(args *skel.CmdArgs) (err error) {
 // logDone logs the outcome of a command. A failure is both returned and
 // logged, against the usual rule: the runtime that receives the error is
 // another process, and the log file is the plugin's only record of it.
-func logDone(log *slog.Logger, start time.Time, err error) {
+// st, when not nil, adds the time each step took.
+func logDone(log *slog.Logger, start time.Time, err error, st ...*steps) {
+	args := []any{"dur", time.Since(start)}
+	for _, s := range st {
+		args = append(args, s.attr())
+	}
 	if err != nil {
-		log.Info("failed", "dur", time.Since(start), "err", err)
+		log.Info("failed", append(args, "err", err)...)
 		return
 	}
-	log.Debug("done", "dur", time.Since(start))
+	log.Debug("done", args...)
 }
 
 // asTypesError returns err as a CNI error, wrapping anything else as internal.

@@ -146,8 +146,10 @@ func TestDuplicateNodeName(t *testing.T) {
 				t.Errorf("second skeind %v: output lacks %q:\n%s", extra, w, out)
 			}
 		}
-		if _, err := os.Stat(filepath.Join(state, "ipam.json")); err == nil {
-			t.Errorf("second skeind %v wrote an ipam state: it must refuse before adopting blocks", extra)
+		for _, f := range []string{"ipam.json", "ipam.state.0", "ipam.state.1"} {
+			if _, err := os.Stat(filepath.Join(state, f)); err == nil {
+				t.Errorf("second skeind %v wrote an ipam state (%s): it must refuse before adopting blocks", extra, f)
+			}
 		}
 	}
 

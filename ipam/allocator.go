@@ -15,6 +15,7 @@ import (
 
 	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/internal/atomicfile"
+	"github.com/skeinnet/skein/internal/slotfile"
 )
 
 // BlockStore keeps the cluster-wide block affinities. *store.Client implements it.
@@ -63,7 +64,7 @@ type Config struct {
 	Node     string     // required: this node's name
 	Pools    []api.Pool // required: the cluster's pools (IPv4); a zero BlockSize means api.DefaultBlockSize
 	Store    BlockStore // required
-	StateDir string     // required: the state lives in StateDir/ipam.json (mode 0600)
+	StateDir string     // required: the state lives in StateDir/ipam.state.{0,1} (mode 0600)
 	// Cooldown is how long a released address rests before reuse; optional,
 	// default DefaultCooldown; negative disables the cooldown.
 	Cooldown  time.Duration
@@ -97,7 +98,7 @@ type Allocator struct {
 	node      string
 	pools     []api.Pool
 	store     BlockStore
-	path      string
+	dir       string
 	cooldown  time.Duration
 	maxBlocks int
 	grace     time.Duration
@@ -123,6 +124,9 @@ type Allocator struct {
 	// node got the block; it means "empty since" only for a block that holds
 	// no allocation and no cooling address now.
 	quietAt map[netip.Prefix]time.Time
+	// slots hold the state on disk; every change is written there before
+	// the call that made it returns.
+	slots *slotfile.File
 	// releasing holds blocks whose release to the pool is in flight or
 	// failed (and is retried): no address is ever picked from them.
 	releasing map[netip.Prefix]bool
@@ -167,7 +171,7 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 		node:      cfg.Node,
 		pools:     pools,
 		store:     cfg.Store,
-		path:      filepath.Join(cfg.StateDir, StateFileName),
+		dir:       cfg.StateDir,
 		cooldown:  cfg.Cooldown,
 		maxBlocks: cfg.MaxBlocks,
 		now:       cfg.Now,
@@ -193,13 +197,16 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("ipam: create state dir: %w", err)
 	}
-	if err := atomicfile.RemoveStaleTemps(cfg.StateDir, StateFileName); err != nil {
-		a.log.Warn("stale temp files left in state dir", "err", err)
+	for _, name := range []string{StateFileName, StateName + ".0", StateName + ".1"} {
+		if err := atomicfile.RemoveStaleTemps(cfg.StateDir, name); err != nil {
+			a.log.Warn("stale temp files left in state dir", "err", err)
+		}
 	}
-	st, found, err := loadState(a.path, a.node)
+	slots, st, found, legacy, err := openState(cfg.StateDir, a.node)
 	if err != nil {
 		return nil, fmt.Errorf("ipam: %w", err)
 	}
+	a.slots = slots
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -217,6 +224,13 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 	a.loadQuietLocked(a.now())
 	if err := a.saveLocked(); err != nil {
 		return nil, fmt.Errorf("ipam: %w", err)
+	}
+	if legacy {
+		// The slots hold the state now; a leftover legacy file is never read
+		// again, so a crash before this removal is harmless.
+		if err := os.Remove(filepath.Join(cfg.StateDir, StateFileName)); err != nil {
+			a.log.Warn("legacy ipam state file left in state dir", "err", err)
+		}
 	}
 	a.log.Info("ipam ready", "prefix", a.home, "count", len(a.allocs),
 		"blocks", len(a.blocks), "state_found", found)
@@ -661,5 +675,12 @@ func (a *Allocator) saveLocked() error {
 		st.Cooling = append(st.Cooling, coolingAddr{IP: ip, Until: until})
 	}
 	slices.SortFunc(st.Cooling, func(x, y coolingAddr) int { return x.IP.Compare(y.IP) })
-	return saveState(a.path, st)
+	doc, err := encodeState(st)
+	if err != nil {
+		return err
+	}
+	if err := a.slots.Write(doc); err != nil {
+		return fmt.Errorf("save ipam state: %w", err)
+	}
+	return nil
 }

@@ -99,12 +99,14 @@ func TestNewClaimsHomeBlock(t *testing.T) {
 	if d := cmp.Diff(Stats{Blocks: 1, Capacity: 3, Free: 3}, a.Stats()); d != "" {
 		t.Errorf("Stats() (-want +got):\n%s", d)
 	}
-	fi, err := os.Stat(filepath.Join(e.dir, StateFileName))
-	if err != nil {
-		t.Fatalf("state file: %v", err)
-	}
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("state file mode %v, want 0600", fi.Mode().Perm())
+	for _, n := range []string{StateName + ".0", StateName + ".1"} {
+		fi, err := os.Stat(filepath.Join(e.dir, n))
+		if err != nil {
+			t.Fatalf("state file: %v", err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("state file %s mode %v, want 0600", n, fi.Mode().Perm())
+		}
 	}
 }
 
@@ -467,7 +469,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func TestCorruptStateFile(t *testing.T) {
+func TestCorruptLegacyStateFile(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	path := filepath.Join(e.dir, StateFileName)
@@ -661,18 +663,21 @@ func TestLegacyAllocationAdopted(t *testing.T) {
 	e := newEnv(t)
 	a := e.newAlloc(e.config())
 	ip := mustAllocate(t, a, owner("old"), "ns/old")
-	// Rewrite the state file as the previous version wrote it: no network.
-	st, _, err := loadState(filepath.Join(e.dir, StateFileName), "node-a")
+	// Rewrite the state as the version before networks wrote it: no
+	// network, in the legacy whole file, no slots.
+	_, st, _, _, err := openState(e.dir, "node-a")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range st.Allocations {
 		st.Allocations[i].Network = ""
 	}
-	if err := saveState(filepath.Join(e.dir, StateFileName), st); err != nil {
-		t.Fatal(err)
-	}
+	writeLegacy(t, filepath.Join(e.dir, StateFileName), st)
+	removeSlots(t, e.dir)
 	b := e.newAlloc(e.config())
+	if _, err := os.Stat(filepath.Join(e.dir, StateFileName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("legacy state file after New: %v, want it removed (the slots hold the state)", err)
+	}
 	for _, n := range []string{"net-a", "net-b"} {
 		if stale, err := b.Stale(n, nil); err != nil || len(stale) != 0 {
 			t.Errorf("Stale(%s, nothing valid) = %v, %v; want the legacy allocation left alone", n, stale, err)
@@ -816,5 +821,81 @@ func TestParallelAllocateOneNode(t *testing.T) {
 	b := e.newAlloc(cfg)
 	if d := cmp.Diff(a.Allocations(), b.Allocations(), cmpOpts); d != "" {
 		t.Errorf("restart (-want +got):\n%s", d)
+	}
+}
+
+func TestCorruptStateSlots(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for _, n := range []string{StateName + ".0", StateName + ".1"} {
+		if err := os.WriteFile(filepath.Join(e.dir, n), []byte("garbage"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := New(context.Background(), e.config())
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(e.dir, StateName)) || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("New() = %v, want a corrupt-state error naming %s", err, filepath.Join(e.dir, StateName))
+	}
+	if e.store.claims != 0 {
+		t.Errorf("store saw %d claims, want none", e.store.claims)
+	}
+}
+
+// A crash while a change is written tears the older slot only: a restart
+// keeps every allocation a call returned for.
+func TestTornStateWriteKeepsAnsweredAllocations(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.newAlloc(e.config())
+	ip1 := mustAllocate(t, a, owner("c1"), "")
+	ip2 := mustAllocate(t, a, owner("c2"), "")
+	// Crash while c3's allocation is written: the slot that write went to
+	// holds only its first half, and c3 was never answered.
+	mustAllocate(t, a, owner("c3"), "")
+	torn := a.slots.Newest()
+	b, err := os.ReadFile(torn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(torn, b[:len(b)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := e.newAlloc(e.config())
+	for o, ip := range map[string]netip.Addr{"c1": ip1, "c2": ip2} {
+		if got := r.Lookup(owner(o)); len(got) != 1 || got[0] != ip {
+			t.Errorf("after a torn write, Lookup(%s) = %v, want [%s]", o, got, ip)
+		}
+	}
+	if got := r.Lookup(owner("c3")); got != nil {
+		t.Errorf("after a torn write, Lookup(c3) = %v, want nothing (never answered)", got)
+	}
+	if got := mustAllocate(t, r, owner("c4"), ""); got == ip1 || got == ip2 {
+		t.Errorf("Allocate(c4) after the restart = %s, an address already held", got)
+	}
+}
+
+func BenchmarkAllocateRelease(b *testing.B) {
+	store := newFakeStore()
+	a, err := New(context.Background(), Config{
+		Node: "node-a", Pools: []api.Pool{pool("10.0.0.0/16", 26)}, Store: store,
+		StateDir: b.TempDir(), Cooldown: -1,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	// A node with 40 pods: each change rewrites all of them.
+	for i := range 40 {
+		if _, _, err := a.Allocate(ctx, testNet, owner(fmt.Sprintf("p%d", i)), "ns/p"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for b.Loop() {
+		if _, _, err := a.Allocate(ctx, testNet, owner("c"), "ns/c"); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := a.Release(ctx, testNet, owner("c")); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

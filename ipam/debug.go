@@ -44,7 +44,7 @@ func (a *Allocator) ServeHTTPDebug(w http.ResponseWriter, _ *http.Request) {
 		Stats:       a.statsLocked(now),
 		Allocations: a.sortedAllocsLocked(),
 		Cooling:     []coolingAddr{},
-		StateFile:   a.path,
+		StateFile:   a.slots.Newest(),
 		Now:         now,
 		EmptyBlocks: a.emptyBlocksLocked(now),
 		Claiming:    a.claiming != nil,

@@ -31,7 +31,7 @@ func TestServeHTTPDebug(t *testing.T) {
 		Stats:       Stats{Blocks: 1, Capacity: 3, Used: 1, Free: 1, Cooling: 1},
 		Allocations: a.Allocations(),
 		Cooling:     []coolingAddr{{IP: addr("10.0.0.13"), Until: e.clock.Now().Add(DefaultCooldown)}},
-		StateFile:   a.path,
+		StateFile:   a.slots.Newest(),
 		Now:         e.clock.Now(),
 	}
 	if d := cmp.Diff(want, got, cmpOpts); d != "" {

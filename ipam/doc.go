@@ -16,9 +16,12 @@
 // block being released.
 //
 // Addresses inside the node's blocks are allocated by the node's agent alone
-// and never touch the store: the allocator keeps them in StateDir/ipam.json,
-// rewritten atomically (temp file, fsync, rename) before any call returns, so a
-// restart keeps every container's address.
+// and never touch the store: the allocator keeps them in two slot files,
+// StateDir/ipam.state.0 and .1 (internal/slotfile), rewritten in turn in place
+// with one fdatasync before any call returns, so a restart keeps every
+// container's address and a crash during a write leaves the previous state.
+// A legacy StateDir/ipam.json (earlier versions) is read when the slots hold
+// no state yet and removed once they do.
 //
 // Invariants:
 //   - The first address of every block is never handed out; the node's VTEP

@@ -7,13 +7,21 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/skeinnet/skein/api"
-	"github.com/skeinnet/skein/internal/atomicfile"
+	"github.com/skeinnet/skein/internal/slotfile"
 )
 
-// StateFileName is the name of the allocator's state file inside StateDir.
+// StateName names the allocator's state inside StateDir: two slot files,
+// StateName+".0" and StateName+".1", rewritten in turn in place with one
+// fdatasync per change (internal/slotfile).
+const StateName = "ipam.state"
+
+// StateFileName is the state file earlier versions rewrote whole (temp file,
+// fsync, rename, directory fsync) on every change. New reads it when no slot
+// holds a state yet and removes it once the slots hold one.
 const StateFileName = "ipam.json"
 
 const stateVersion = 1
@@ -34,9 +42,10 @@ type coolingAddr struct {
 	Until time.Time  `json:"until"`
 }
 
-// loadState reads and checks the state file at path. A missing file is an
-// empty state (ok=false); anything unreadable is an error naming the file,
-// because silently starting empty would hand out addresses containers hold.
+// loadState reads and checks the legacy whole-file state at path. A missing
+// file is an empty state (ok=false); anything unreadable is an error naming
+// the file, because silently starting empty would hand out addresses
+// containers hold.
 func loadState(path, node string) (st stateFile, ok bool, err error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -45,13 +54,19 @@ func loadState(path, node string) (st stateFile, ok bool, err error) {
 	if err != nil {
 		return stateFile{}, false, fmt.Errorf("read ipam state %s: %w", path, err)
 	}
+	st, err = decodeState(b, path, node)
+	return st, err == nil, err
+}
+
+// decodeState parses and checks one state document read from where.
+func decodeState(b []byte, where, node string) (st stateFile, err error) {
 	if err := json.Unmarshal(b, &st); err != nil {
-		return stateFile{}, false, fmt.Errorf("ipam state %s is corrupt (fix or move it away; containers on this node may hold addresses it lists): %w", path, err)
+		return stateFile{}, fmt.Errorf("ipam state %s is corrupt (fix or move it away; containers on this node may hold addresses it lists): %w", where, err)
 	}
 	if err := st.check(node); err != nil {
-		return stateFile{}, false, fmt.Errorf("ipam state %s is corrupt (fix or move it away; containers on this node may hold addresses it lists): %w", path, err)
+		return stateFile{}, fmt.Errorf("ipam state %s is corrupt (fix or move it away; containers on this node may hold addresses it lists): %w", where, err)
 	}
-	return st, true, nil
+	return st, nil
 }
 
 // check validates a decoded state file for node.
@@ -106,14 +121,26 @@ func (st stateFile) check(node string) error {
 	return nil
 }
 
-// saveState writes st to path atomically.
-func saveState(path string, st stateFile) error {
+// encodeState renders st as the document the slots (or the legacy file) hold.
+func encodeState(st stateFile) ([]byte, error) {
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
-		return fmt.Errorf("encode ipam state: %w", err)
+		return nil, fmt.Errorf("encode ipam state: %w", err)
 	}
-	if err := atomicfile.Write(path, append(data, '\n')); err != nil {
-		return fmt.Errorf("save ipam state: %w", err)
+	return append(data, '\n'), nil
+}
+
+// openState opens the state slots in dir and returns the newest state: from
+// the slots, or, when they hold none yet, from the legacy file (legacy=true).
+func openState(dir, node string) (slots *slotfile.File, st stateFile, found, legacy bool, err error) {
+	slots, doc, found, err := slotfile.Open(dir, StateName)
+	if err != nil {
+		return nil, stateFile{}, false, false, fmt.Errorf("ipam state in %s is corrupt (fix or move it away; containers on this node may hold addresses it lists): %w", dir, err)
 	}
-	return nil
+	if found {
+		st, err = decodeState(doc, filepath.Join(dir, StateName+".{0,1}"), node)
+		return slots, st, err == nil, false, err
+	}
+	st, found, err = loadState(filepath.Join(dir, StateFileName), node)
+	return slots, st, found, found, err
 }

@@ -93,7 +93,6 @@ func TestLoadStateMissing(t *testing.T) {
 func TestSaveLoadRoundTrip(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	path := filepath.Join(dir, StateFileName)
 	created := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	want := stateFile{
 		Version: stateVersion, Node: "n1", Home: pfx("10.0.0.4/30"),
@@ -104,32 +103,60 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 		}},
 		Cooling: []coolingAddr{{IP: addr("10.0.0.1"), Until: created.Add(time.Minute)}},
 	}
-	// Twice: the second write replaces the first.
-	for range 2 {
-		if err := saveState(path, want); err != nil {
+	slots, _, found, _, err := openState(dir, "n1")
+	if err != nil || found {
+		t.Fatalf("openState() of an empty dir = %t, %v", found, err)
+	}
+	// Three writes: the slots take turns, the newest wins.
+	for range 3 {
+		doc, err := encodeState(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := slots.Write(doc); err != nil {
 			t.Fatal(err)
 		}
 	}
-	got, found, err := loadState(path, "n1")
-	if err != nil || !found {
-		t.Fatalf("loadState() = %t, %v", found, err)
+	_, got, found, legacy, err := openState(dir, "n1")
+	if err != nil || !found || legacy {
+		t.Fatalf("openState() = found %t, legacy %t, %v", found, legacy, err)
 	}
 	if d := cmp.Diff(want, got, cmpOpts); d != "" {
 		t.Errorf("round trip mismatch (-want +got):\n%s", d)
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("state file mode = %v, want 0600", fi.Mode().Perm())
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != 1 {
-		t.Errorf("state dir holds %d entries, want only %s (no temp files)", len(entries), StateFileName)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if d := cmp.Diff([]string{StateName + ".0", StateName + ".1"}, names); d != "" {
+		t.Errorf("state dir entries (-want +got):\n%s", d)
+	}
+}
+
+// writeLegacy writes st as the whole-file state earlier versions kept.
+func writeLegacy(t *testing.T, path string, st stateFile) {
+	t.Helper()
+	doc, err := encodeState(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// removeSlots deletes the state slots in dir, as before the first start of
+// a version that keeps them.
+func removeSlots(t *testing.T, dir string) {
+	t.Helper()
+	for _, n := range []string{StateName + ".0", StateName + ".1"} {
+		if err := os.Remove(filepath.Join(dir, n)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -185,9 +212,7 @@ func FuzzLoadState(f *testing.F) {
 		if err := st.check("node-a"); err != nil {
 			t.Fatalf("accepted state fails check: %v", err)
 		}
-		if err := saveState(path, st); err != nil {
-			t.Fatal(err)
-		}
+		writeLegacy(t, path, st)
 		again, _, err := loadState(path, "node-a")
 		if err != nil {
 			t.Fatalf("reload of a saved accepted state: %v", err)

@@ -14,7 +14,7 @@ import (
 // one underlay subnet, so that every path between its hosts is a plain
 // routed one (issue 14, item 3). It is measured in the same rounds as the
 // hand-built routed pair it should match.
-const directLabName = nsPrefix + "dr"
+var directLabName = nsPrefix + "dr"
 
 // directPath brings up the direct-routing lab and returns its container
 // pair as a data-plane path against the hand-built routed pair. It checks

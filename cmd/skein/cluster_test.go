@@ -19,18 +19,29 @@ func TestBuildClusterBadInput(t *testing.T) {
 		{"overlap", []string{"10.244.0.0/16", "10.244.3.0/24"}, 26, "vxlan", "pools overlap"},
 		{"block size", []string{"10.244.0.0/16"}, 8, "vxlan", "block size /8"},
 		{"backend", []string{"10.244.0.0/16"}, 26, "weave", `unknown backend "weave"`},
+		{"v6 block size", []string{"10.244.0.0/16", "fd00::/56"}, 26, "vxlan", "--pod-cidr[1] with --block-size-v6 64: pool fd00::/56: IPv6 block size /64"},
+		{"v6 overlap", []string{"10.244.0.0/16", "fd00::/56", "fd00:0:0:ff::/64"}, 26, "vxlan", "pools overlap"},
+		{"v6 only", []string{"fd00::/56"}, 26, "vxlan", "IPv6 pools need an IPv4 pool"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := buildCluster(tc.cidrs, tc.block, tc.backend, 64512, true, 4096, 4789)
+			v6 := 122
+			if tc.name == "v6 block size" {
+				v6 = 64
+			}
+			_, err := buildCluster(tc.cidrs, tc.block, v6, tc.backend, 64512, true, 4096, 4789)
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("buildCluster() = %v, want error containing %q", err, tc.wantErr)
 			}
 		})
 	}
-	c, err := buildCluster([]string{"10.244.0.0/16"}, 26, "vxlan", 64512, true, 4096, 4789)
+	c, err := buildCluster([]string{"10.244.0.0/16"}, 26, 122, "vxlan", 64512, true, 4096, 4789)
 	if err != nil || c.Pools[0].BlockSize != 26 || c.VXLAN.VNI != 4096 {
 		t.Fatalf("valid input: %+v %v", c, err)
+	}
+	c, err = buildCluster([]string{"10.244.0.0/16", "fd00:10:244::/56"}, 26, 122, "vxlan", 64512, true, 4096, 4789)
+	if err != nil || len(c.Pools) != 2 || c.Pools[1].BlockSize != 122 {
+		t.Fatalf("dual-stack input: %+v %v", c, err)
 	}
 }
 

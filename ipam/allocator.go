@@ -61,9 +61,11 @@ const (
 // Config configures an Allocator.
 type Config struct {
 	Node     string     // required: this node's name
-	Pools    []api.Pool // required: the cluster's pools (IPv4); a zero BlockSize means api.DefaultBlockSize
+	Pools    []api.Pool // required: the cluster's pools of one family; a zero BlockSize means the family's default
 	Store    BlockStore // required
-	StateDir string     // required: the state lives in StateDir/ipam.json (mode 0600)
+	StateDir string     // required: the state lives in StateDir/StateFile (mode 0600)
+	// StateFile names the state file; optional, default StateFileName.
+	StateFile string
 	// Cooldown is how long a released address rests before reuse; optional,
 	// default DefaultCooldown; negative disables the cooldown.
 	Cooldown  time.Duration
@@ -96,6 +98,7 @@ type Stats = api.IPAMStats
 type Allocator struct {
 	node      string
 	pools     []api.Pool
+	v6        bool // the pools' family
 	store     BlockStore
 	path      string
 	cooldown  time.Duration
@@ -163,11 +166,15 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 	if cfg.ReleaseGrace < 0 {
 		return nil, fmt.Errorf("ipam: block release grace %s is negative", cfg.ReleaseGrace)
 	}
+	if cfg.StateFile == "" {
+		cfg.StateFile = StateFileName
+	}
 	a := &Allocator{
 		node:      cfg.Node,
 		pools:     pools,
+		v6:        pools[0].CIDR.Addr().Is6(),
 		store:     cfg.Store,
-		path:      filepath.Join(cfg.StateDir, StateFileName),
+		path:      filepath.Join(cfg.StateDir, cfg.StateFile),
 		cooldown:  cfg.Cooldown,
 		maxBlocks: cfg.MaxBlocks,
 		now:       cfg.Now,
@@ -189,11 +196,14 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 		a.log = slog.New(slog.DiscardHandler)
 	}
 	a.log = a.log.With("component", "ipam", "node", a.node)
+	if a.v6 {
+		a.log = a.log.With("family", "ipv6")
+	}
 
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("ipam: create state dir: %w", err)
 	}
-	if err := atomicfile.RemoveStaleTemps(cfg.StateDir, StateFileName); err != nil {
+	if err := atomicfile.RemoveStaleTemps(cfg.StateDir, cfg.StateFile); err != nil {
 		a.log.Warn("stale temp files left in state dir", "err", err)
 	}
 	st, found, err := loadState(a.path, a.node)
@@ -229,12 +239,19 @@ func checkPools(in []api.Pool) ([]api.Pool, error) {
 		return nil, errors.New("at least one pool is required")
 	}
 	pools := slices.Clone(in)
+	v6 := pools[0].CIDR.Addr().Is6()
 	for i := range pools {
 		if pools[i].BlockSize == 0 {
 			pools[i].BlockSize = api.DefaultBlockSize
+			if v6 {
+				pools[i].BlockSize = api.DefaultBlockSizeV6
+			}
 		}
 		if err := pools[i].Validate(); err != nil {
 			return nil, err
+		}
+		if pools[i].CIDR.Addr().Is6() != v6 {
+			return nil, fmt.Errorf("pools %s and %s: one allocator serves one address family", pools[0].CIDR, pools[i].CIDR)
 		}
 		for _, o := range pools[:i] {
 			if o.CIDR.Overlaps(pools[i].CIDR) {

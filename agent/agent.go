@@ -27,7 +27,7 @@ type Agent struct {
 	log   *slog.Logger
 	ul    underlay
 	store *store.Client
-	alloc *ipam.Allocator
+	alloc *ipam.Dual
 	// be is the VXLAN or BGP backend, set before anything runs.
 	be      backend
 	pol     *enforcer
@@ -118,7 +118,7 @@ func (a *Agent) run(ctx context.Context) error {
 	if err := a.claimNode(ctx); err != nil {
 		return err
 	}
-	a.alloc, err = ipam.New(ctx, ipam.Config{
+	a.alloc, err = ipam.NewDual(ctx, ipam.Config{
 		Node:     a.cfg.NodeName,
 		Pools:    a.cluster.Pools,
 		Store:    a.store,
@@ -143,6 +143,7 @@ func (a *Agent) run(ctx context.Context) error {
 		a.self.MTU = ul.MTU - api.VXLANOverhead
 		a.self.VTEPMAC = vtepMAC(a.cfg.NodeName)
 		a.self.VTEPIP = a.alloc.VTEPAddr()
+		a.self.VTEPIP6 = a.alloc.VTEPAddr6()
 		rec, err := vxlan.NewReconciler(vxlan.ReconcilerConfig{
 			Dataplane: vxlan.NewNetlinkDataplane(nil, a.log),
 			Resync:    a.cfg.Resync,

@@ -94,7 +94,7 @@ func (d *Dual) allocate(ctx context.Context, network string, o api.Owner, pod st
 	ip6, ex6, err := d.v6.allocate(ctx, network, o, pod, mayClaim)
 	if err != nil {
 		if !ex4 {
-			if _, rerr := d.v4.Release(ctx, network, o); rerr != nil {
+			if rerr := d.v4.undo(network, o); rerr != nil {
 				err = errors.Join(err, fmt.Errorf("undo the IPv4 allocation %s: %w", ip4, rerr))
 			}
 		}
@@ -251,4 +251,25 @@ func (d *Dual) ServeHTTPDebug(w http.ResponseWriter, r *http.Request) {
 	out.EmptyBlocks = append(out.EmptyBlocks, v6.EmptyBlocks...)
 	out.Stats = d.Stats()
 	writeDebug(w, out)
+}
+
+// HomeBlock returns the node's IPv4 home block.
+func (d *Dual) HomeBlock() netip.Prefix { return d.v4.HomeBlock() }
+
+// undo frees the address network's attachment o was just given, without a
+// cooldown: no container ever used it.
+func (a *Allocator) undo(network string, o api.Owner) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	al, ok, err := a.attachmentLocked(network, o)
+	if err != nil || !ok {
+		return err
+	}
+	a.freeLocked(al, a.now())
+	delete(a.cooling, al.IP)
+	if err := a.saveLocked(); err != nil {
+		a.restoreLocked(al)
+		return err
+	}
+	return nil
 }

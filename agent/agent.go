@@ -114,6 +114,13 @@ func (a *Agent) run(ctx context.Context) error {
 	if a.cluster, err = waitCluster(ctx, a.store, a.log); err != nil {
 		return err
 	}
+	// Before any block is claimed: a node that cannot carry IPv6 joins
+	// nothing of a dual-stack cluster.
+	if api.DualStack(a.cluster.Pools) {
+		if err := enableForwarding6(a.cfg.NodeName); err != nil {
+			return err
+		}
+	}
 	// Before ipam.New: it adopts the blocks the name holds in etcd.
 	if err := a.claimNode(ctx); err != nil {
 		return err
@@ -382,6 +389,7 @@ func (a *Agent) vxlanConfig() vxlan.Config {
 		MTU:             a.self.MTU,
 		VTEPMAC:         net.HardwareAddr(a.self.VTEPMAC),
 		VTEPIP:          a.self.VTEPIP,
+		VTEPIP6:         a.self.VTEPIP6,
 		DirectRouting:   a.cluster.VXLAN.DirectRouting,
 	}
 }

@@ -36,10 +36,10 @@ func newMemDP() *memDP {
 	return &memDP{st: vxlan.State{Neighs: map[netip.Addr]vxlan.Neigh{}, FDB: map[vxlan.FDBKey]vxlan.FDBEntry{}, Routes: map[netip.Prefix]vxlan.Route{}}}
 }
 
-func (m *memDP) EnsureLink(_ context.Context, spec vxlan.LinkSpec, addr netip.Prefix) (vxlan.Devices, error) {
+func (m *memDP) EnsureLink(_ context.Context, spec vxlan.LinkSpec, addr, addr6 netip.Prefix) (vxlan.Devices, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.st.Link, m.st.Addr = spec, addr
+	m.st.Link, m.st.Addr, m.st.Addr6 = spec, addr, addr6
 	return vxlan.Devices{Overlay: 10, Underlay: spec.UnderlayIndex}, nil
 }
 
@@ -150,9 +150,9 @@ func newDebugFixture(t *testing.T, debugAddr string) *debugFixture {
 		},
 		Blocks: map[netip.Prefix]api.Block{
 			alloc.V4().HomeBlock(): {CIDR: alloc.V4().HomeBlock(), Node: "n1"},
-			blockN2:           {CIDR: blockN2, Node: "n2"},
-			blockN2b:          {CIDR: blockN2b, Node: "n2"},
-			blockN3:           {CIDR: blockN3, Node: "n3"},
+			blockN2:                {CIDR: blockN2, Node: "n2"},
+			blockN2b:               {CIDR: blockN2b, Node: "n2"},
+			blockN3:                {CIDR: blockN3, Node: "n3"},
 		},
 		Endpoints: map[string]api.Endpoint{
 			"n1/c1/eth0": {Namespace: "x", Name: "a", Node: "n1", ContainerID: "c1", IfName: "eth0", IPs: []netip.Addr{alloc.V4().HomeBlock().Addr().Next().Next()}},

@@ -63,9 +63,7 @@ type Config struct {
 	Node     string     // required: this node's name
 	Pools    []api.Pool // required: the cluster's pools of one family; a zero BlockSize means the family's default
 	Store    BlockStore // required
-	StateDir string     // required: the state lives in StateDir/StateFile (mode 0600)
-	// StateFile names the state file; optional, default StateFileName.
-	StateFile string
+	StateDir string     // required: the state lives in StateDir/ipam.json (mode 0600)
 	// Cooldown is how long a released address rests before reuse; optional,
 	// default DefaultCooldown; negative disables the cooldown.
 	Cooldown  time.Duration
@@ -166,15 +164,12 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 	if cfg.ReleaseGrace < 0 {
 		return nil, fmt.Errorf("ipam: block release grace %s is negative", cfg.ReleaseGrace)
 	}
-	if cfg.StateFile == "" {
-		cfg.StateFile = StateFileName
-	}
 	a := &Allocator{
 		node:      cfg.Node,
 		pools:     pools,
 		v6:        pools[0].CIDR.Addr().Is6(),
 		store:     cfg.Store,
-		path:      filepath.Join(cfg.StateDir, cfg.StateFile),
+		path:      filepath.Join(cfg.StateDir, StateFileName),
 		cooldown:  cfg.Cooldown,
 		maxBlocks: cfg.MaxBlocks,
 		now:       cfg.Now,
@@ -203,7 +198,7 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("ipam: create state dir: %w", err)
 	}
-	if err := atomicfile.RemoveStaleTemps(cfg.StateDir, cfg.StateFile); err != nil {
+	if err := atomicfile.RemoveStaleTemps(cfg.StateDir, StateFileName); err != nil {
 		a.log.Warn("stale temp files left in state dir", "err", err)
 	}
 	st, found, err := loadState(a.path, a.node)

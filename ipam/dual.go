@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -14,14 +15,15 @@ import (
 	"github.com/skeinnet/skein/api"
 )
 
-// StateFileNameV6 is the IPv6 allocator's state file inside StateDir; the
-// IPv4 one keeps StateFileName, so a node of a v4-only cluster is unchanged.
-const StateFileNameV6 = "ipam-v6.json"
+// StateDirV6 is the IPv6 allocator's state directory inside StateDir; the
+// IPv4 allocator keeps StateDir itself, so a node of an IPv4-only cluster
+// is unchanged.
+const StateDirV6 = "ipv6"
 
 // Dual hands out one address per family to each attachment: an IPv4
 // allocator always, and an IPv6 one when the cluster has IPv6 pools. Each
 // family has its own blocks, home block (its first address is the node's
-// VTEP address of that family) and state file. An attachment holds both
+// VTEP address of that family) and state (IPv6: in StateDir/ipv6). An attachment holds both
 // addresses or none: when the IPv6 allocation fails, the IPv4 address it
 // just got is released again.
 type Dual struct {
@@ -31,14 +33,14 @@ type Dual struct {
 
 // NewDual splits cfg.Pools by family and starts one Allocator per family
 // present; an IPv4 pool is required (the overlay and every container have
-// an IPv4 address). cfg.StateFile is ignored.
+// an IPv4 address).
 func NewDual(ctx context.Context, cfg Config) (*Dual, error) {
 	v4Pools, v6Pools := api.PoolsOf(cfg.Pools, false), api.PoolsOf(cfg.Pools, true)
 	if len(v4Pools) == 0 && len(v6Pools) > 0 {
 		return nil, errors.New("ipam: IPv6 pools need an IPv4 pool too")
 	}
 	c4 := cfg
-	c4.Pools, c4.StateFile = v4Pools, StateFileName
+	c4.Pools = v4Pools
 	v4, err := New(ctx, c4)
 	if err != nil {
 		return nil, err
@@ -46,7 +48,7 @@ func NewDual(ctx context.Context, cfg Config) (*Dual, error) {
 	d := &Dual{v4: v4}
 	if len(v6Pools) > 0 {
 		c6 := cfg
-		c6.Pools, c6.StateFile = v6Pools, StateFileNameV6
+		c6.Pools, c6.StateDir = v6Pools, filepath.Join(cfg.StateDir, StateDirV6)
 		if d.v6, err = New(ctx, c6); err != nil {
 			return nil, fmt.Errorf("ipv6: %w", err)
 		}

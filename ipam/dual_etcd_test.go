@@ -81,7 +81,7 @@ func TestDualStackEtcd(t *testing.T) {
 		t.Errorf("IPv4 addresses used = %d after the failed Allocate, want %d (the IPv4 address given back)", got, before)
 	}
 
-	for _, f := range []string{ipam.StateFileName, ipam.StateFileNameV6} {
+	for _, f := range []string{ipam.StateFileName, filepath.Join(ipam.StateDirV6, ipam.StateFileName)} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("state file %s: %v", f, err)
 		}

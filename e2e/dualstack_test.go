@@ -184,9 +184,14 @@ func checkAllPairsFamilies(ctx context.Context, t *testing.T, l *lab.Lab, cs []l
 				if src.Name == dst.Name {
 					continue
 				}
-				if err := l.Ping(ctx, src.Name, ip); err != nil {
+				// Bounded per pair: one broken path must not eat the
+				// test's whole budget. Generous: the paths are up already
+				// (routes were checked), a slow machine may delay replies.
+				pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				if err := l.Ping(pctx, src.Name, ip); err != nil {
 					t.Errorf("ping %s -> %s (%s): %v", src.Name, dst.Name, ip, err)
 				}
+				cancel()
 				if err := tcpEcho(ctx, l, src.Name, netip.AddrPortFrom(ip, port)); err != nil {
 					t.Errorf("tcp %s -> %s: %v", src.Name, netip.AddrPortFrom(ip, port), err)
 				}

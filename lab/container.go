@@ -118,7 +118,11 @@ func (l *Lab) AddContainer(ctx context.Context, host string, opts ContainerOpts)
 	if err != nil {
 		return Container{}, err
 	}
-	l.progress("container %s %s (pod %s/%s)", name, ip, c.PodNS, c.PodName)
+	ips := ip.String()
+	if ip6.IsValid() {
+		ips += " " + ip6.String()
+	}
+	l.progress("container %s %s (pod %s/%s)", name, ips, c.PodNS, c.PodName)
 	return c, nil
 }
 

@@ -221,7 +221,9 @@ func (d *NetlinkDataplane) Observe(_ context.Context, devs Devices) (State, erro
 		}
 		for _, n := range ns {
 			ip, ok := netip.AddrFromSlice(n.IP)
-			if !ok || n.LinkIndex != devs.Overlay {
+			// Multicast entries (IPv6 MLD reports: ff02::16) are the
+			// kernel's own, never Skein's to keep or delete.
+			if !ok || n.LinkIndex != devs.Overlay || ip.IsMulticast() {
 				continue
 			}
 			ip = ip.Unmap()

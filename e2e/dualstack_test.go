@@ -134,6 +134,14 @@ func TestDualStack(t *testing.T) {
 		}
 		return r.stdout
 	}
+	// Healthy: every node counts each peer once and has it fully
+	// programmed (a dual-stack peer has two neighbours, one FDB entry).
+	waitFor(ctx, t, 30*time.Second, "skein status healthy", func() (bool, string) {
+		cmd := exec.CommandContext(ctx, opsBin(), "status")
+		cmd.Env = append(cmd.Environ(), env)
+		r := runCmd(t, cmd)
+		return r.code == 0, r.String()
+	})
 	eps := skein("endpoint", "list")
 	for _, c := range cs {
 		if !strings.Contains(eps, c.IP.String()+","+c.IP6.String()) {

@@ -56,6 +56,9 @@ type Agent struct {
 	// agent then refuses every request and exits with fatal's error.
 	takenOver atomic.Bool
 	fatal     chan error
+	// wg is be when the cluster encrypts with WireGuard: its public key
+	// goes into the node record.
+	wg *wgBackend
 }
 
 // Run starts the agent and blocks until ctx is done. A clean shutdown leaves
@@ -151,6 +154,16 @@ func (a *Agent) run(ctx context.Context) error {
 		a.self.VTEPMAC = vtepMAC(a.cfg.NodeName)
 		a.self.VTEPIP = a.alloc.VTEPAddr()
 		a.self.VTEPIP6 = a.alloc.VTEPAddr6()
+		if a.cluster.Encryption == api.EncryptionWireGuard {
+			// WireGuard replaces the overlay (agent/backend_wireguard.go).
+			a.self.MTU = ul.MTU - api.WireGuardOverhead
+			wb, err := a.newWireGuardBackend()
+			if err != nil {
+				return fmt.Errorf("node %s: encryption wireguard: %w", a.cfg.NodeName, err)
+			}
+			a.be, a.wg = wb, wb
+			break
+		}
 		rec, err := vxlan.NewReconciler(vxlan.ReconcilerConfig{
 			Dataplane: vxlan.NewNetlinkDataplane(nil, a.log),
 			Resync:    a.cfg.Resync,
@@ -185,7 +198,7 @@ func (a *Agent) run(ctx context.Context) error {
 	if a.pol, err = newEnforcer(a.cfg.NodeName, a); err != nil {
 		return err
 	}
-	if a.cluster.Backend == api.BackendVXLAN {
+	if a.cluster.Backend == api.BackendVXLAN && a.wg == nil {
 		a.pol.vxlanPort = uint16(a.cluster.VXLAN.Port)
 	}
 

@@ -49,6 +49,9 @@ type Config struct {
 	// this host skips conntrack (policy.ApplierConfig.PodCIDRs). Set it
 	// where a conntrack-based service proxy NATs pod-to-pod connections.
 	ConntrackAllPods bool
+	// NoDropLog leaves the drop log out: no log rules in the policy table,
+	// no NFLOG reader, an empty /debug/drops (skeind --drop-log=false).
+	NoDropLog bool
 }
 
 // EmbeddedTLS is the server side of TLS for the embedded etcd. The agent

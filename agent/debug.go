@@ -37,6 +37,9 @@ type debugServer struct {
 	statusAt  time.Time
 	status    map[string]api.NodeStatus
 	statusErr string
+
+	// matrixSem lets one /debug/matrix compute at a time.
+	matrixSem chan struct{}
 }
 
 // statusRecords returns every node's published status, read from etcd at
@@ -247,7 +250,7 @@ func isLoopbackAddr(addr string) bool {
 }
 
 func (a *Agent) debugHandler() http.Handler {
-	d := &debugServer{a: a, log: a.log.With("component", "debug")}
+	d := &debugServer{a: a, log: a.log.With("component", "debug"), matrixSem: make(chan struct{}, 1)}
 	a.metrics.registerAgent(a)
 	loopback := isLoopbackAddr(a.cfg.DebugAddr)
 	if !loopback {
@@ -268,11 +271,14 @@ func (a *Agent) debugHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /debug/vxlan", func(w http.ResponseWriter, r *http.Request) { a.be.serveDebug(api.BackendVXLAN, w, r) })
 	mux.HandleFunc("GET /debug/bgp", func(w http.ResponseWriter, r *http.Request) { a.be.serveDebug(api.BackendBGP, w, r) })
+	mux.HandleFunc("GET /debug/wireguard", func(w http.ResponseWriter, r *http.Request) { a.be.serveDebug(debugWireGuard, w, r) })
 	mux.HandleFunc("GET /debug/policy", func(w http.ResponseWriter, _ *http.Request) {
 		writeHook(w, a.policyDebug(), "policy enforcement is not running on this node")
 	})
 	mux.HandleFunc("GET /debug/ipam", a.alloc.ServeHTTPDebug)
 	mux.HandleFunc("GET /debug/drops", a.drops.serve)
+	mux.HandleFunc("GET /debug/endpoints", d.serveEndpoints)
+	mux.HandleFunc("GET /debug/matrix", d.serveMatrix)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n")) // client gone: nothing to do
@@ -362,7 +368,7 @@ func writeHook[T any](w http.ResponseWriter, v *T, absent string) {
 
 // indexHTML lists the endpoints.
 func indexHTML(pprofOn bool) string {
-	links := []string{"ui", "debug/topology", "debug/vxlan", "debug/bgp", "debug/policy", "debug/ipam", "debug/drops", "metrics", "healthz", "readyz"}
+	links := []string{"ui", "debug/topology", "debug/vxlan", "debug/bgp", "debug/policy", "debug/ipam", "debug/drops", "debug/endpoints", "debug/matrix?namespace=default", "metrics", "healthz", "readyz"}
 	if pprofOn {
 		links = append(links, "debug/pprof/")
 	}

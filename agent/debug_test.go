@@ -364,8 +364,10 @@ func TestDebugUI(t *testing.T) {
 	if !strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'self'") {
 		t.Errorf("/ui has no restrictive CSP: %q", resp.Header.Get("Content-Security-Policy"))
 	}
-	if !strings.Contains(body, `fetch("/debug/topology"`) {
-		t.Errorf("/ui does not poll /debug/topology")
+	for _, path := range []string{`fetch("/debug/topology"`, `"/debug/endpoints?"`, `"/debug/matrix?"`, `"/debug/drops?since="`} {
+		if !strings.Contains(body, path) {
+			t.Errorf("/ui does not read %s", path)
+		}
 	}
 	// Self-contained: no external scripts, styles, fonts or images.
 	for _, re := range []string{`<script[^>]+src=`, `<link[^>]+href=`, `@import`, `url\(`, `https?://(?:[^w"]|w[^w])`} {

@@ -42,6 +42,8 @@ type dropLog struct {
 	seq       uint64
 	rules     map[string]bool
 	readerErr string
+	// off: skeind --drop-log=false, nothing is logged.
+	off bool
 }
 
 // startDrops creates a's drop log; run it with a.drops.run.
@@ -50,6 +52,7 @@ func (a *Agent) startDrops() {
 		a.readView(func(snap store.Snapshot) { from, to = endpointsByAddr(snap, src, dst) })
 		return from, to
 	})
+	a.drops.off = a.cfg.NoDropLog
 }
 
 func newDropLog(log *slog.Logger, node string, reg prometheus.Registerer, lookup func(src, dst netip.Addr) (from, to *api.EndpointRef)) *dropLog {
@@ -57,7 +60,7 @@ func newDropLog(log *slog.Logger, node string, reg prometheus.Registerer, lookup
 		log: log, node: node, lookup: lookup, rules: map[string]bool{},
 		counter: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "skein_policy_drops_total",
-			Help: "Dropped packets logged by policy and anti-spoofing rules (rate-limited per rule), by rule.",
+			Help: "Dropped packets logged by policy and anti-spoofing rules (rate-limited per endpoint), by rule.",
 		}, []string{"rule"}),
 	}
 	reg.MustRegister(d.counter)
@@ -68,6 +71,12 @@ func newDropLog(log *slog.Logger, node string, reg prometheus.Registerer, lookup
 // nfnetlink_log) is reported at /debug/drops, not fatal: enforcement does
 // not depend on it.
 func (d *dropLog) run(ctx context.Context) error {
+	if d.off {
+		d.mu.Lock()
+		d.readerErr = "drop logging is off on this node (skeind --drop-log=false)"
+		d.mu.Unlock()
+		return nil
+	}
 	r, err := nflog.Open(policy.DropLogGroup, 0)
 	if err != nil {
 		d.fail(err)

@@ -160,7 +160,8 @@ var (
 func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSyncs, descSyncErrors, descLastSync, descLastOps, descObjects,
 		descPeers, descNodes, descStoreErrors, descBGPSessions, descBGPSessionUp, descLastDuration, descPolicyRules,
-		descPolicySets, descPolicyElements, descPolicyVersion, descPolicyBad, descDrift} {
+		descPolicySets, descPolicyElements, descPolicyVersion, descPolicyBad, descDrift,
+		descWGHandshakeAge, descWGRx, descWGTx, descWGBlocked} {
 		ch <- d
 	}
 }

@@ -101,7 +101,7 @@ func newEnforcer(node string, a *Agent) (*enforcer, error) {
 		}
 	}
 	rec, err := policy.NewReconciler(policy.ReconcilerConfig{
-		Dataplane: policy.NewApplierWith(policy.ApplierConfig{Conn: conn, Log: a.log, PodCIDRs: pods}),
+		Dataplane: policy.NewApplierWith(policy.ApplierConfig{Conn: conn, Log: a.log, PodCIDRs: pods, NoDropLog: a.cfg.NoDropLog}),
 		Log:       a.log,
 		Resync:    a.cfg.Resync,
 	})

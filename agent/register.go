@@ -99,6 +99,9 @@ func (a *Agent) putNode(ctx context.Context) error {
 		// agent's own --labels win on conflict. a.self is not changed: it is
 		// read concurrently once the agent runs.
 		rec := a.self
+		if a.wg != nil {
+			rec.WireGuardKey = a.wg.publicKey() // changes with rotate-key
+		}
 		rec.Labels = maps.Clone(a.self.Labels)
 		if cur != nil && len(cur.Labels) > 0 {
 			rec.Labels = maps.Clone(cur.Labels)

@@ -426,3 +426,51 @@ type PolicyStatus struct {
 	// BadPolicies are the stored policies that could not be enforced.
 	BadPolicies []string `json:"badPolicies,omitempty"`
 }
+
+// EndpointPage is what /debug/endpoints serves: one page of the cluster's
+// endpoints as this agent holds them, sorted by namespace, name and
+// interface, optionally filtered.
+type EndpointPage struct {
+	Node     string    `json:"node"`
+	Now      time.Time `json:"now"`
+	StoreRev int64     `json:"storeRev"`
+	// Total counts the endpoints that match the filter; Endpoints holds
+	// those from Offset on, at most Limit of them, and More says how many
+	// matching ones follow the page.
+	Total     int        `json:"total"`
+	Offset    int        `json:"offset"`
+	Limit     int        `json:"limit"`
+	More      int        `json:"more"`
+	Endpoints []Endpoint `json:"endpoints"`
+}
+
+// PolicyMatrix is what /debug/matrix serves: who may reach whom among one
+// namespace's endpoints, computed from this agent's view by the code behind
+// `skein policy matrix`.
+type PolicyMatrix struct {
+	Node      string    `json:"node"`
+	Now       time.Time `json:"now"`
+	StoreRev  int64     `json:"storeRev"`
+	Namespace string    `json:"namespace"`
+	Ports     []int     `json:"ports"`
+	Protocols []string  `json:"protocols"`
+	// Endpoints are the rows and columns, "namespace/name", sorted.
+	Endpoints []string `json:"endpoints"`
+	// Cells are in order protocol, port, from, to.
+	Cells []MatrixCell `json:"cells"`
+	// Warnings are the compiler's; Invalid the stored policies that do not
+	// decode (quarantined here, as `skein policy matrix` does).
+	Warnings []string        `json:"warnings,omitempty"`
+	Invalid  []InvalidPolicy `json:"invalid,omitempty"`
+}
+
+// MatrixCell is one connection of a PolicyMatrix (policy.Cell).
+type MatrixCell struct {
+	From     string `json:"from"`
+	To       string `json:"to"`
+	Port     int    `json:"port"`
+	Protocol string `json:"protocol"`
+	Allowed  bool   `json:"allowed"`
+	// Rule is the deciding rule, as `skein policy trace` prints it.
+	Rule string `json:"rule"`
+}

@@ -7,7 +7,7 @@ import (
 
 // Drops is what an agent's /debug/drops serves: the packets its policy and
 // anti-spoofing rules dropped recently, as nftables logged them (rate-limited
-// per rule, so a flood shows as a sample).
+// per policed endpoint, so a flood shows as a sample).
 type Drops struct {
 	Node string    `json:"node"`
 	Now  time.Time `json:"now"`

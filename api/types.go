@@ -69,6 +69,10 @@ type Cluster struct {
 	VXLAN   VXLANConfig `json:"vxlan"`
 	BGP     *BGPConfig  `json:"bgp,omitempty"`
 	Created time.Time   `json:"created,omitempty"`
+	// Encryption "wireguard" tunnels pod traffic between hosts through
+	// WireGuard (docs/encryption.md); empty sends it as the backend does.
+	Encryption Encryption       `json:"encryption,omitempty"`
+	WireGuard  *WireGuardConfig `json:"wireguard,omitempty"`
 }
 
 // MAC is a hardware address that marshals as the usual colon form
@@ -119,6 +123,9 @@ type Node struct {
 	// --state-dir: the agent that can show the secret owns the name. Empty
 	// in records written before identities existed.
 	Identity string `json:"identity,omitempty"`
+	// WireGuardKey is the node's WireGuard public key (base64), with
+	// encryption on; its private key stays in the agent's --state-dir.
+	WireGuardKey string `json:"wireguardKey,omitempty"`
 }
 
 // Block is the affinity of one pool block to a node, at /skein/blocks/<cidr>.
@@ -212,6 +219,8 @@ type NodeStatus struct {
 	// EtcdUnreachable reports that the agent's last etcd call failed for
 	// lack of etcd (the record itself is written once etcd is back).
 	EtcdUnreachable bool `json:"etcdUnreachable,omitempty"`
+	// WireGuard is the node's WireGuard device and peers (encryption on).
+	WireGuard *WireGuardStatus `json:"wireguard,omitempty"`
 }
 
 // InvalidPolicy is a stored policy that does not decode or validate. It is

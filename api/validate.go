@@ -87,6 +87,10 @@ func (c Cluster) Validate() error {
 	if DualStack(c.Pools) && c.Backend == BackendBGP {
 		return fmt.Errorf("cluster: backend bgp does not advertise IPv6 pools yet (IPv6 unicast AFI); use backend vxlan for dual-stack")
 	}
+	if DualStack(c.Pools) && c.Encryption == EncryptionWireGuard {
+		// Fail closed: the WireGuard peers carry the IPv4 blocks only.
+		return fmt.Errorf("cluster: encryption wireguard does not carry IPv6 pools yet; dual-stack runs on the VXLAN overlay without encryption")
+	}
 	switch c.Backend {
 	case BackendVXLAN:
 		if c.VXLAN.VNI < 1 || c.VXLAN.VNI > 1<<24-1 {
@@ -102,7 +106,7 @@ func (c Cluster) Validate() error {
 	default:
 		return fmt.Errorf("cluster: unknown backend %q (want vxlan or bgp)", c.Backend)
 	}
-	return nil
+	return c.validateEncryption()
 }
 
 // Defaulted returns c with zero fields set to their defaults.
@@ -127,7 +131,7 @@ func (c Cluster) Defaulted() Cluster {
 	if c.Backend == BackendBGP && c.BGP == nil {
 		c.BGP = &BGPConfig{ASN: DefaultASN, NodeMesh: true}
 	}
-	return c
+	return c.defaultEncryption()
 }
 
 // ParsePrefix parses a CIDR and names the field in its error.

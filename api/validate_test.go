@@ -27,6 +27,7 @@ func TestClusterValidate(t *testing.T) {
 		{"ipv6 block wider than pool", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26), pool("fd00::/120", 112)}}, "between /120 and /126"},
 		{"ipv6 overlap", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26), pool("fd00::/56", 122), pool("fd00:0:0:10::/64", 122)}}, "pools[1] fd00::/56 and pools[2] fd00:0:0:10::/64: pools overlap"},
 		{"ipv4-mapped", Cluster{Pools: []Pool{pool("::ffff:10.0.0.0/104", 122)}}, "IPv4-mapped"},
+		{"ipv6 with wireguard", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26), pool("fd00::/56", 122)}, Encryption: EncryptionWireGuard}, "encryption wireguard does not carry IPv6"},
 		{"ipv6 with bgp", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26), pool("fd00::/56", 122)}, Backend: BackendBGP, BGP: &BGPConfig{ASN: 64512}}, "backend bgp does not advertise IPv6"},
 		{"overlap", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26), pool("10.244.128.0/17", 26)}}, "pools[0] 10.244.0.0/16 and pools[1] 10.244.128.0/17: pools overlap"},
 		{"bad backend", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26)}, Backend: "ipip"}, `unknown backend "ipip"`},
@@ -93,5 +94,24 @@ func TestMACJSON(t *testing.T) {
 	}
 	if err := m.UnmarshalText([]byte("zz")); err == nil {
 		t.Error("bad MAC accepted")
+	}
+}
+
+// TestClusterValidateEncryption: a stored cluster with encryption on is
+// checked like cluster init checks it (skeind reads it from etcd).
+func TestClusterValidateEncryption(t *testing.T) {
+	ok := Cluster{Pools: []Pool{{CIDR: netip.MustParsePrefix("10.244.0.0/16"), BlockSize: 26}}, Encryption: EncryptionWireGuard}.Defaulted()
+	if err := ok.Validate(); err != nil || ok.WireGuard == nil || ok.WireGuard.Port != DefaultWireGuardPort {
+		t.Fatalf("defaulted wireguard cluster: %+v: %v", ok.WireGuard, err)
+	}
+	bad := ok
+	bad.WireGuard = nil
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "needs a wireguard port") {
+		t.Errorf("no port: %v", err)
+	}
+	bad = ok
+	bad.Encryption = "rot13"
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), `unknown encryption "rot13"`) {
+		t.Errorf("unknown encryption: %v", err)
 	}
 }

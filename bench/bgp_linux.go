@@ -196,7 +196,7 @@ func (b *bench) measureBGP(ctx context.Context) (res *BGPResult, err error) {
 	}
 	defer func() {
 		b.stopProcs()
-		for _, n := range []string{bgpLabName, birdLabName} {
+		for _, n := range []string{bgpLabName, birdLabName, directLabName} {
 			if derr := b.downLab(ctx, n); derr != nil {
 				err = errors.Join(err, derr)
 			}
@@ -246,10 +246,21 @@ func (b *bench) measureBGPMesh(ctx context.Context, res *BGPResult) error {
 	if t := nftTables(ctx, sc.Host); t != "" {
 		res.Notes = append(res.Notes, fmt.Sprintf("Skein's hosts carry nftables tables (%s), so every Skein packet goes through conntrack and the policy table's head; the plain hand-built pair has none, the \"+ nftables\" row prices that head on it.", t))
 	}
-	if err := b.measureRouted(ctx, res, endpoint{sc.Name, sc.IP}, endpoint{ss.Name, ss.IP}); err != nil {
+	// The direct-routing lab runs in the same rounds; without it the BGP
+	// rows still count.
+	var extra []dpPath
+	if p, err := b.directPath(ctx); err != nil {
+		res.Notes = append(res.Notes, fmt.Sprintf("VXLAN direct routing not measured: %v", err))
+	} else {
+		extra = append(extra, p)
+	}
+	if err := b.measureRouted(ctx, res, endpoint{sc.Name, sc.IP}, endpoint{ss.Name, ss.IP}, extra...); err != nil {
 		return err
 	}
 	b.stopProcs() // the servers must not disturb what follows
+	if err := b.downLab(ctx, directLabName); err != nil {
+		return err
+	}
 	if res.Restart, err = b.measureRestart(ctx, l, sc, ss); err != nil {
 		return fmt.Errorf("agent restart: %w", err)
 	}
@@ -260,8 +271,8 @@ func (b *bench) measureBGPMesh(ctx context.Context, res *BGPResult) error {
 }
 
 // measureRouted measures the hand-built routed pair and Skein's BGP path in
-// interleaved rounds.
-func (b *bench) measureRouted(ctx context.Context, res *BGPResult, skc, sks endpoint) error {
+// interleaved rounds, with extra paths measured against the same pair.
+func (b *bench) measureRouted(ctx context.Context, res *BGPResult, skc, sks endpoint, extra ...dpPath) error {
 	ra, rb, err := b.setupRouted(ctx, res.ContainerMTU)
 	if err != nil {
 		return err
@@ -276,7 +287,12 @@ func (b *bench) measureRouted(ctx context.Context, res *BGPResult, skc, sks endp
 			client: ra, server: rb, apply: s.apply, revert: s.revert})
 	}
 	paths = append(paths, dpPath{key: pathSkeinBGP, name: "Skein BGP, node mesh (lab, container → container across hosts)", base: pathRouted, client: skc, server: sks})
-	for _, srv := range []endpoint{rb, sks} {
+	servers := []endpoint{rb, sks}
+	for _, p := range extra {
+		paths = append(paths, p)
+		servers = append(servers, p.server)
+	}
+	for _, srv := range servers {
 		if err := b.startServers(ctx, srv); err != nil {
 			return err
 		}

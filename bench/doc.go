@@ -46,6 +46,12 @@
 //     simulated watching agents (`bench watch-fanout` helpers) while
 //     endpoint records are put at a steady rate: etcd CPU and delivery
 //     delay (see docs/scale.md).
+//  11. Drop logging (no lab; namespaces skbench-xd*): two routed pods behind
+//     one host namespace, the server under Deny rules it must walk past,
+//     enforced by the policy applier with and without the drop log rules
+//     (skeind --drop-log=false), interleaved with the order alternating:
+//     throughput, request/response and new connections (`bench
+//     crr-client`), as ratios log on / log off.
 //
 // A run of only the scale and fan-out phases touches no other lab, e.g.
 //
@@ -61,8 +67,8 @@
 //	go run ./bench -phases policy,bgp -out /tmp/x.md
 //
 // The program also contains its helpers, internal subcommands it execs:
-// `bench rr-server` and `bench rr-client` (request/response, inside the
-// namespaces) and `bench join-watch` (the etcd and route watcher of phase 5,
+// `bench rr-server`, `bench rr-client` (request/response, inside the
+// namespaces) and `bench crr-client` (new connections) and `bench join-watch` (the etcd and route watcher of phase 5,
 // at real-time priority when chrt allows) and `bench watch-fanout` (phase 9's
 // watchers).
 package main

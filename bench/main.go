@@ -30,6 +30,8 @@ type config struct {
 	noSettings    bool
 	extraSettings bool
 	verbose       bool
+	// wireguardLab prefixes the WireGuard phase's two labs (+"p", +"e").
+	wireguardLab string
 	scaleConfig
 }
 
@@ -53,6 +55,7 @@ func main() {
 	flag.BoolVar(&cfg.noSettings, "no-settings", false, "skip the candidate settings rows")
 	flag.BoolVar(&cfg.extraSettings, "extra-settings", false, "also measure GRO on the pod veths, threaded NAPI and the hand-built pair without br_netfilter")
 	flag.BoolVar(&cfg.verbose, "v", false, "debug logging")
+	flag.StringVar(&cfg.wireguardLab, "wireguard-lab", nsPrefix+"wg", "lab name prefix of the WireGuard phase (its labs are NAMEp, plain, and NAMEe, encrypted)")
 	parseScale := scaleFlags(&cfg.scaleConfig)
 	phases := flag.String("phases", allPhases, "comma-separated phases to run: "+allPhases)
 	rows := flag.String("rows", "", "comma-separated data-plane rows to measure (default all; bare and every base row are always kept), e.g. skein,skein+gro")
@@ -93,7 +96,7 @@ func main() {
 }
 
 // allPhases lists the phases in the order they run.
-const allPhases = "dataplane,agent,cni,ready,join,policy,bgp,scale,fanout,kube"
+const allPhases = "dataplane,agent,cni,ready,join,policy,bgp,scale,fanout,kube,droplog,wireguard"
 
 // set splits a comma-separated list into a set.
 func set(list string) map[string]bool {

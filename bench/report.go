@@ -29,6 +29,7 @@ const (
 	pathRouted       = "routed"     // hand-built routed pair (BGP phase)
 	pathRoutedNft    = "routed+nft" // the same with a copy of Skein's nftables head
 	pathSkeinBGP     = "skein-bgp"
+	pathSkeinDirect  = "skein-direct" // VXLAN direct routing (BGP phase)
 	notMeasured      = "not measured"
 	reportTimeFormat = "2006-01-02 15:04:05 MST"
 	// cniMetric is the histogram the agent keeps of its CNI API calls.
@@ -52,6 +53,9 @@ type Report struct {
 	Scale     *ScaleResult
 	Fanout    *FanoutResult
 	Kube      *KubeResult
+	// DropLog prices the drop log on allowed traffic (log-on vs log-off).
+	DropLog   *DataplaneResult
+	WireGuard *WireGuardResult
 
 	// Failures lists phases that did not complete, as "phase: error".
 	Failures []string
@@ -90,6 +94,11 @@ type PathResult struct {
 	RRP50 []float64
 	// Retrans holds the sender's retransmits of each round.
 	Retrans []int
+	// Conn holds the new-connection times (connect, one round trip,
+	// close) of all rounds, where a phase measures them (drop log).
+	Conn []time.Duration
+	// ConnP50 holds each round's p50 new-connection time, in microseconds.
+	ConnP50 []float64
 	// Err is the last error of a failed round.
 	Err string
 }
@@ -202,6 +211,8 @@ func (r *Report) render(w io.Writer) error {
 	r.scale(&b)
 	r.fanout(&b)
 	r.kube(&b)
+	r.dropLog(&b)
+	r.wireguard(&b)
 	r.method(&b)
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -621,4 +632,82 @@ func effect(rs []float64) string {
 		return "slower"
 	}
 	return "no clear effect"
+}
+
+// dlDenyRules is the number of Deny rules allowed traffic walks past in
+// the drop-log phase.
+const dlDenyRules = 8
+
+// dropLog writes the drop-log phase: allowed traffic through the policy
+// table with and without its log rules, interleaved, as ratios.
+func (r *Report) dropLog(b *strings.Builder) {
+	b.WriteString("## 11. Drop logging on allowed traffic (issue 13)\n\n")
+	d := r.DropLog
+	if d == nil {
+		b.WriteString(notMeasured + ".\n\n")
+		return
+	}
+	on, off := d.path("log-on"), d.path("log-off")
+	if on == nil || off == nil {
+		b.WriteString("Not measured: a row is missing.\n\n")
+		return
+	}
+	fmt.Fprintf(b, "Client pod → server pod through one host namespace, the server under %d AdminNetworkPolicy Deny rules (for\n", dlDenyRules)
+	b.WriteString("other peers) before a NetworkPolicy Allow, enforced by Skein's compiler and applier. Each round applies the table\n")
+	b.WriteString("without its log rules (`skeind --drop-log=false`) and with them (as shipped), and measures both, interleaved\n")
+	fmt.Fprintf(b, "(the order alternates round by round), %d rounds; the ratios are per round.\n\n", r.Settings.Rounds)
+	b.WriteString("| row | TCP Gbit/s (median) | RR p50 µs | RR p99 µs | new connection p50 µs | p99 µs |\n|---|---|---|---|---|---|\n")
+	for _, p := range []*PathResult{off, on} {
+		var good []float64
+		for _, g := range p.Gbps {
+			if g > 0 {
+				good = append(good, g)
+			}
+		}
+		tput, rr50, rr99, c50, c99 := "—", "—", "—", "—", "—"
+		if len(good) > 0 {
+			tput = fmt.Sprintf("%.2f", median(good))
+		}
+		if len(p.RR) > 0 {
+			rr50, rr99 = us(percentile(p.RR, 50)), us(percentile(p.RR, 99))
+		}
+		if len(p.Conn) > 0 {
+			c50, c99 = us(percentile(p.Conn, 50)), us(percentile(p.Conn, 99))
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s |\n", p.Name, tput, rr50, rr99, c50, c99)
+	}
+	tr := ratios(on.Gbps, off.Gbps)
+	rr := ratios(on.RRP50, off.RRP50)
+	cr := ratios(on.ConnP50, off.ConnP50)
+	b.WriteString("\n| ratio log on / log off, per round | median | range | effect |\n|---|---|---|---|\n")
+	for _, x := range []struct {
+		name string
+		rs   []float64
+		// words for a ratio clearly above and below 1
+		up, down string
+	}{{"TCP throughput", tr, "faster", "slower"}, {"RR p50 round trip", rr, "longer (slower)", "shorter (faster)"},
+		{"new connection p50", cr, "longer (slower)", "shorter (faster)"}} {
+		if len(x.rs) == 0 {
+			fmt.Fprintf(b, "| %s | — | — | — |\n", x.name)
+			continue
+		}
+		e := effect(x.rs)
+		switch e {
+		case "faster":
+			e = x.up
+		case "slower":
+			e = x.down
+		}
+		fmt.Fprintf(b, "| %s | %.3f | %.3f – %.3f | %s |\n", x.name, median(x.rs), slices.Min(x.rs), slices.Max(x.rs), e)
+	}
+	b.WriteString("\n")
+	for _, p := range []*PathResult{off, on} {
+		if p.Err != "" {
+			fmt.Fprintf(b, "- %s: a round failed: %s\n", p.Key, p.Err)
+		}
+	}
+	for _, n := range d.Notes {
+		fmt.Fprintf(b, "- %s\n", n)
+	}
+	b.WriteString("\n")
 }

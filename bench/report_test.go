@@ -77,6 +77,7 @@ func fixtureReport() *Report {
 				{Key: pathRouted, Name: "routed", Gbps: []float64{14, 12, 13}, RR: us(35, 40), RRP50: []float64{35, 40, 38}},
 				{Key: pathRoutedNft, Name: "routed + nft", Base: pathRouted, Gbps: []float64{13, 12, 12}, RR: us(40, 45), RRP50: []float64{40, 45, 42}},
 				{Key: pathSkeinBGP, Name: "skein bgp", Base: pathRouted, Gbps: []float64{13.8, 11.5, 0}, RR: us(41, 46), RRP50: []float64{41, 46, 0}, Err: "iperf3: boom"},
+				{Key: pathSkeinDirect, Name: "skein direct", Base: pathRouted, Gbps: []float64{12.6, 10.8, 13}, RR: us(36, 41), RRP50: []float64{36, 41, 39}},
 			}},
 			ContainerMTU: 1500,
 			Restart:      &BGPRestart{Host: "h2", Interval: 20 * time.Millisecond, Sent: 600, Received: 600, Restart: ms(100)[0], Resynced: ms(6300)[0], PingSpan: ms(14000)[0]},
@@ -86,6 +87,10 @@ func fixtureReport() *Report {
 			Timers:       BGPTimers{Hold: 9 * time.Second, Keepalive: 3 * time.Second, ConnectRetry: 5 * time.Second, RestartTime: 120 * time.Second, StaleRoute: time.Minute},
 			Notes:        []string{"a bgp note"},
 		},
+		DropLog: &DataplaneResult{Paths: []PathResult{
+			{Key: "log-off", Name: "log off", Gbps: []float64{20, 21, 19}, RR: us(30, 31, 32), RRP50: []float64{30, 31, 32}, Conn: us(90, 100, 110), ConnP50: []float64{90, 100, 110}},
+			{Key: "log-on", Name: "log on", Base: "log-off", Gbps: []float64{20.2, 20.8, 19.1}, RR: us(30, 32, 31), RRP50: []float64{30, 32, 31}, Conn: us(95, 99, 120), ConnP50: []float64{95, 99, 120}},
+		}, Notes: []string{"a drop-log note"}},
 	}
 }
 
@@ -141,6 +146,8 @@ func TestTargetRows(t *testing.T) {
 				"Full policy compile, 1 000 policies × 10 002 endpoints: 110.0 ms (median of 3, max 120.0 ms): met",
 				// 13.8/14, 11.5/12 (round 3 failed) → median 0.97.
 				"BGP routed TCP throughput: 0.97 × hand-built: met",
+				// 12.6/14, 10.8/12, 13/13 → median 0.90.
+				"VXLAN direct-routing TCP throughput (same subnet): 0.90 × hand-built: not met",
 				"BGP node join → routes on every host, p99 (node mesh): 1900.0 ms (n=3): not met",
 				"Pings lost across a BGP agent restart: 0 of 600: met",
 			},
@@ -162,6 +169,7 @@ func TestTargetRows(t *testing.T) {
 				"New endpoint → its IP in the sets of another host, p99: : not measured",
 				"Full policy compile, 1 000 policies × 10 000 endpoints: : not measured",
 				"BGP routed TCP throughput: : not measured",
+				"VXLAN direct-routing TCP throughput (same subnet): : not measured",
 				"BGP node join → routes on every host, p99 (node mesh): : not measured",
 				"Pings lost across a BGP agent restart: : not measured",
 			},
@@ -176,6 +184,7 @@ func TestTargetRows(t *testing.T) {
 				top.Apply, r.Policy.NewEndpoint = ms3(150, 160, 200), ms3(50, 60, 100)
 				r.BGP.MeshJoin.Converge = ms3(800, 900, 1000)
 				r.BGP.Dataplane.Paths[2].Gbps = []float64{12, 12, 13}
+				r.BGP.Dataplane.Paths[3].Gbps = []float64{14, 12, 13}
 			},
 			want: []string{
 				"Skein VXLAN TCP throughput (no policy): 1.15 × hand-built: met",
@@ -192,6 +201,7 @@ func TestTargetRows(t *testing.T) {
 				"Full policy compile, 1 000 policies × 10 002 endpoints: 110.0 ms (median of 3, max 120.0 ms): met",
 				// 12/14, 12/12, 13/13 → median 1.
 				"BGP routed TCP throughput: 1.00 × hand-built: met",
+				"VXLAN direct-routing TCP throughput (same subnet): 1.00 × hand-built: met",
 				"BGP node join → routes on every host, p99 (node mesh): 1000.0 ms (n=3): met",
 				"Pings lost across a BGP agent restart: 0 of 600: met",
 			},

@@ -125,6 +125,67 @@ func rrClient(addr string, n, warmup int, stdout io.Writer) error {
 	return w.Flush()
 }
 
+// crrClient opens n+warmup connections to addr one after another, each
+// sending one byte, reading the echo and closing (with a reset, so no
+// TIME_WAIT piles up), and prints the timed ones' durations in nanoseconds,
+// one per line. A connection's first packet is what walks a pod's policy
+// chains; the rest of it is conntrack's.
+func crrClient(addr string, n, warmup int, stdout io.Writer) error {
+	runtime.LockOSThread()
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return fmt.Errorf("crr-client: %w", err)
+	}
+	sa := &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	buf := []byte{'x'}
+	times := make([]int64, 0, n)
+	one := func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("socket: %w", err)
+		}
+		defer unix.Close(fd)
+		tv := unix.Timeval{Sec: 5}
+		_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv) // best effort: a lost path then hangs 5 s per read
+		_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
+		_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+		if err := unix.Connect(fd, sa); err != nil {
+			return fmt.Errorf("connect %s: %w", addr, err)
+		}
+		if _, err := unix.Write(fd, buf); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		for {
+			m, err := unix.Read(fd, buf)
+			if err != nil && errors.Is(err, unix.EINTR) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("read: %w", err)
+			}
+			if m == 0 {
+				return errors.New("server closed the connection")
+			}
+			return nil
+		}
+	}
+	for i := range warmup + n {
+		t0 := time.Now()
+		if err := one(); err != nil {
+			return fmt.Errorf("crr-client: connection %d: %w", i, err)
+		}
+		if i >= warmup {
+			times = append(times, int64(time.Since(t0)))
+		}
+	}
+	w := bufio.NewWriter(stdout)
+	for _, r := range times {
+		_, _ = w.WriteString(strconv.FormatInt(r, 10)) // a write error sticks: Flush returns it
+		_ = w.WriteByte('\n')
+	}
+	return w.Flush()
+}
+
 // helperMain runs the helper subcommand in args (without the program name)
 // and returns the process exit code.
 func helperMain(args []string) int {
@@ -138,12 +199,18 @@ func helperMain(args []string) int {
 		if err = errors.Join(nerr, werr); err == nil {
 			err = rrClient(args[1], n, w, os.Stdout)
 		}
+	case len(args) == 4 && args[0] == "crr-client":
+		n, nerr := strconv.Atoi(args[2])
+		w, werr := strconv.Atoi(args[3])
+		if err = errors.Join(nerr, werr); err == nil {
+			err = crrClient(args[1], n, w, os.Stdout)
+		}
 	case len(args) > 0 && args[0] == "join-watch":
 		err = joinWatchMain(args[1:])
 	case len(args) > 0 && args[0] == "watch-fanout":
 		err = watchFanoutMain(args[1:])
 	default:
-		err = fmt.Errorf("usage: bench rr-server ADDR | bench rr-client ADDR N WARMUP | bench join-watch ENDPOINT PREFIX | bench watch-fanout ENDPOINT PREFIX M")
+		err = fmt.Errorf("usage: bench rr-server ADDR | bench rr-client ADDR N WARMUP | bench crr-client ADDR N WARMUP | bench join-watch ENDPOINT PREFIX | bench watch-fanout ENDPOINT PREFIX M")
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -42,6 +42,8 @@ type bench struct {
 	mu    sync.Mutex
 	procs []*exec.Cmd // guarded by mu
 	nss   []string    // guarded by mu: namespaces made outside the lab
+	// dlServers: the drop-log phase's servers run (guarded by mu).
+	dlServers bool
 }
 
 // addNS creates a namespace and records it for cleanup.
@@ -144,6 +146,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	phase("scale", func() (err error) { rep.Scale, err = b.measureScale(ctx); return err })
 	phase("fanout", func() (err error) { rep.Fanout, err = b.measureFanout(ctx); return err })
 	phase("kube", func() (err error) { rep.Kube, err = b.measureKube(ctx); return err })
+	phase("droplog", func() (err error) { rep.DropLog, err = b.measureDropLog(ctx); return err })
+	phase("wireguard", func() (err error) { rep.WireGuard, err = b.measureWireGuard(ctx); return err })
 	if ctx.Err() != nil {
 		return fmt.Errorf("interrupted; no report written: %w", context.Cause(ctx))
 	}
@@ -203,7 +207,8 @@ func (b *bench) stopProcs() {
 func (b *bench) cleanup(ctx context.Context) error {
 	b.stopProcs()
 	var errs []error
-	for _, name := range []string{b.cfg.scaleLab, b.cfg.fanoutLab} {
+	wgPlain, wgEnc := b.wgLabs()
+	for _, name := range []string{b.cfg.scaleLab, b.cfg.fanoutLab, wgPlain, wgEnc} {
 		if err := lab.Down(ctx, name, filepath.Join(runDir, name)); err != nil {
 			errs = append(errs, err)
 		}
@@ -266,7 +271,7 @@ func removeCNICache(nss []string) {
 // needsMainLab reports whether a selected phase runs on the shared lab.
 func needsMainLab(phases map[string]bool) bool {
 	for p := range phases {
-		if p != "policy" && p != "bgp" && p != "scale" && p != "fanout" && p != "kube" {
+		if p != "policy" && p != "bgp" && p != "scale" && p != "fanout" && p != "kube" && p != "droplog" && p != "wireguard" {
 			return true
 		}
 	}
@@ -294,7 +299,7 @@ func phaseKey(name string) string {
 // its own flag.
 func ownLabsOnly(phases map[string]bool) bool {
 	for p := range phases {
-		if p != "scale" && p != "fanout" {
+		if p != "scale" && p != "fanout" && p != "wireguard" {
 			return false
 		}
 	}

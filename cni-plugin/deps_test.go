@@ -10,7 +10,7 @@ import (
 )
 
 // TestDependencies keeps the plugin thin: it is exec'd for every container,
-// so it must not link the etcd client or server, GoBGP or gRPC, and from this
+// so it must not link the etcd client or server, GoBGP, gRPC or WireGuard, and from this
 // module it may only use the api package.
 func TestDependencies(t *testing.T) {
 	t.Parallel()
@@ -18,7 +18,7 @@ func TestDependencies(t *testing.T) {
 	if err != nil {
 		t.Fatalf("go list -deps: %v\n%s", err, out)
 	}
-	forbidden := []string{"go.etcd.io/", "github.com/osrg/gobgp", "google.golang.org/grpc", "github.com/prometheus/"}
+	forbidden := []string{"go.etcd.io/", "github.com/osrg/gobgp", "google.golang.org/grpc", "github.com/prometheus/", "golang.zx2c4.com/"}
 	const module = "github.com/skeinnet/skein/"
 	// nlretry is the one retry of interrupted netlink dumps; it links only netlink.
 	allowed := map[string]bool{module + "api": true, module + "cni-plugin": true, module + "internal/nlretry": true}

@@ -97,6 +97,10 @@ type Config struct {
 	// (hosts on one subnet route pod blocks via each other's underlay
 	// address); optional, default off.
 	VXLANDirectRouting bool
+	// Encryption "wireguard" makes the cluster encrypt pod traffic between
+	// hosts (as `skein cluster init --encryption wireguard`); optional,
+	// default none.
+	Encryption string
 	// Subnets is the number of underlay subnets the hosts are spread over
 	// (host i on subnet 1+(i-1)%Subnets); only the ToR routes between them.
 	// More than one needs a ToR; optional, default 1.
@@ -257,6 +261,13 @@ func (c Config) cluster() (api.Cluster, error) {
 		Pools:   pools,
 		Backend: api.Backend(c.Backend),
 		VXLAN:   api.VXLANConfig{VNI: api.DefaultVNI, Port: api.DefaultVXLANPort, DirectRouting: c.VXLANDirectRouting},
+	}
+	if c.Encryption != "" {
+		cl.Encryption = api.Encryption(c.Encryption)
+		cl = cl.Defaulted()
+		if err := cl.Validate(); err != nil {
+			return api.Cluster{}, fmt.Errorf("encryption: %w", err)
+		}
 	}
 	if cl.Backend == api.BackendBGP {
 		// With a top-of-rack route reflector the hosts peer only with it.

@@ -27,6 +27,10 @@ type Input struct {
 	// compiles every endpoint (trace, matrix). Selector sets always cover
 	// the whole cluster.
 	Node string
+	// Namespace, when set, further limits the program to the endpoints of
+	// one namespace (a namespace's matrix); selector sets still cover the
+	// whole cluster.
+	Namespace string
 	// VXLAN, when set, makes the table accept VXLAN packets only from the
 	// other nodes' underlay addresses (backend vxlan).
 	VXLAN *VXLANFilter
@@ -152,7 +156,7 @@ func compile(in Input) (*Program, map[string]*setDef) {
 	local := map[int]int{} // endpoint index → index in p.Endpoints
 	for _, i := range c.ix.order {
 		ep := &in.Endpoints[i]
-		if in.Node != "" && ep.Node != in.Node {
+		if (in.Node != "" && ep.Node != in.Node) || (in.Namespace != "" && ep.Namespace != in.Namespace) {
 			continue
 		}
 		local[i] = len(p.Endpoints)

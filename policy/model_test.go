@@ -209,3 +209,47 @@ spec: {podSelector: {}}`))
 		t.Errorf("Matrix with ICMP: err = %v", err)
 	}
 }
+
+// TestMatrixNamespace: a program limited to one namespace gives that
+// namespace's pairs with the verdicts of the whole cluster's matrix (its
+// selectors still see every namespace).
+func TestMatrixNamespace(t *testing.T) {
+	t.Parallel()
+	in := decodeInto(t, model(), `
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: only-from-a, namespace: x}
+spec:
+  podSelector: {}
+  ingress: [{from: [{podSelector: {matchLabels: {pod: a}}}]}]`)
+	all, err := Matrix(Compile(in), []int{80}, []string{"TCP"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Namespace = "x"
+	cells, err := Matrix(Compile(in), []int{80}, []string{"TCP"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cells) != 9 {
+		t.Fatalf("got %d cells for namespace x, want 3×3", len(cells))
+	}
+	var want []Cell
+	for _, c := range all {
+		if strings.HasPrefix(c.From, "x/") && strings.HasPrefix(c.To, "x/") {
+			want = append(want, c)
+		}
+	}
+	if d := cmp.Diff(want, cells); d != "" {
+		t.Errorf("namespace x cells differ from the whole matrix's (-want +got):\n%s", d)
+	}
+	denied := 0
+	for _, c := range cells {
+		if !c.Allowed {
+			denied++
+		}
+	}
+	if denied != 4 { // from x/b and x/c to the other two
+		t.Errorf("%d denied cells in x, want 4: %+v", denied, cells)
+	}
+}

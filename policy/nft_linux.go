@@ -72,6 +72,8 @@ type Applier struct {
 	beforeFlush func(c *nftables.Conn, t *nftables.Table)
 	// podCIDRs are ApplierConfig.PodCIDRs, IPv4, sorted and disjoint.
 	podCIDRs []netip.Prefix
+	// noDropLog is ApplierConfig.NoDropLog.
+	noDropLog bool
 
 	mu    sync.Mutex // serializes Apply; guards the fields below
 	last  *Ruleset   // what the table holds; nil: unknown, rebuild
@@ -99,6 +101,9 @@ type ApplierConfig struct {
 	// traffic, e.g. where a conntrack-based service proxy NATs pod to pod
 	// connections (their replies need conntrack).
 	PodCIDRs []netip.Prefix
+	// NoDropLog leaves the drop log rules out of the table (the drops
+	// stay): nothing reaches DropLogGroup.
+	NoDropLog bool
 }
 
 // NewApplierWith returns an Applier configured by cfg.
@@ -114,7 +119,7 @@ func NewApplierWith(cfg ApplierConfig) *Applier {
 		}
 	}
 	slices.SortFunc(pods, comparePrefix)
-	return &Applier{conn: cfg.Conn, log: log.With("component", "policy"), podCIDRs: mergePrefixes(pods)}
+	return &Applier{conn: cfg.Conn, log: log.With("component", "policy"), podCIDRs: mergePrefixes(pods), noDropLog: cfg.NoDropLog}
 }
 
 // mergePrefixes drops the prefixes of sorted (by comparePrefix) that an
@@ -146,6 +151,9 @@ func (a *Applier) Apply(ctx context.Context, p *Program) error {
 	start := time.Now()
 	rs := Render(p)
 	rs.PodCIDRs = a.podCIDRs
+	if a.noDropLog {
+		rs.WithoutDropLog()
+	}
 	var (
 		err  error
 		ops  int
@@ -308,6 +316,9 @@ func (a *Applier) Observe(ctx context.Context) (Observed, error) {
 	}
 	for _, s := range sets {
 		o.Sets++
+		if s.Name == DropLogSet {
+			continue // the log limits the packets add: not the program's
+		}
 		elems, err := a.conn.GetSetElements(s)
 		if err != nil {
 			return o, fmt.Errorf("list elements of set %s: %w", s.Name, err)
@@ -363,6 +374,11 @@ func (a *Applier) rebuild(rs *Ruleset) error {
 	c.AddTable(table)
 
 	sets := map[string]*nftables.Set{}
+	dl := dropLogSet()
+	if err := addSet(c, dl, nil); err != nil {
+		return err
+	}
+	sets[DropLogSet] = dl
 	for i := range rs.Sets {
 		s := &rs.Sets[i]
 		ns := peerSet(s)
@@ -410,7 +426,9 @@ func (a *Applier) rebuild(rs *Ruleset) error {
 	})
 	fromPod, spoof, toPod := preroutingExprs(addrs, pods)
 	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: fromPod})
-	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: append(spoof[:4:4], dropLogExprs(SpoofLogPrefix)...)})
+	if !rs.NoDropLog {
+		c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: append(spoof[:4:4], dropLogExprs(SpoofLogPrefix, true, dl.ID)...)})
+	}
 	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: spoof, UserData: comment(spoofComment)})
 	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: toPod})
 	// The forward chain's ct rules switch connection tracking on in the
@@ -771,20 +789,31 @@ func ruleExprs(r *NFTRule, sets map[string]*nftables.Set) []expr.Any {
 	case VerdictGoto:
 		out = append(out, &expr.Verdict{Kind: expr.VerdictGoto, Chain: r.Target})
 	case VerdictLog:
-		out = append(out, dropLogExprs(r.Comment)...)
+		out = append(out, dropLogExprs(r.Comment, !r.Saddr, setID(sets, DropLogSet))...)
 	default:
 		out = append(out, &expr.Verdict{Kind: expr.VerdictDrop})
 	}
 	return out
 }
 
-// dropLogExprs: limit rate dropLogRate/second burst dropLogBurst packets
-// log prefix PREFIX group DropLogGroup, with no verdict.
-func dropLogExprs(prefix string) []expr.Any {
-	return []expr.Any{
-		&expr.Limit{Type: expr.LimitTypePkts, Rate: dropLogRate, Unit: expr.LimitTimeSecond, Burst: dropLogBurst},
+// dropLogExprs: meta nfproto ipv4 update @drop_log { ip saddr|daddr limit
+// rate dropLogRate/second burst dropLogBurst packets } log prefix PREFIX
+// group DropLogGroup, with no verdict: one limit per policed endpoint
+// (bySource: the source), created on its first drop. The reader parses
+// IPv4 only, so IPv6 drops are dropped unlogged.
+func dropLogExprs(prefix string, bySource bool, setID uint32) []expr.Any {
+	return append(ipv4Only(),
+		loadAddr(bySource, reg1),
+		&expr.Dynset{SrcRegKey: reg1, SetName: DropLogSet, SetID: setID, Operation: uint32(unix.NFT_DYNSET_OP_UPDATE),
+			Exprs: []expr.Any{&expr.Limit{Type: expr.LimitTypePkts, Rate: dropLogRate, Unit: expr.LimitTimeSecond, Burst: dropLogBurst}}},
 		&expr.Log{Key: 1<<unix.NFTA_LOG_PREFIX | 1<<unix.NFTA_LOG_GROUP, Group: DropLogGroup, Data: []byte(prefix)},
-	}
+	)
+}
+
+// dropLogSet is the bounded dynamic set of per-endpoint log limits.
+func dropLogSet() *nftables.Set {
+	return &nftables.Set{Table: table, Name: DropLogSet, KeyType: nftables.TypeIPAddr, Dynamic: true,
+		HasTimeout: true, Timeout: dropLogSetTimeout, Size: dropLogSetSize}
 }
 
 // preroutingExprs: a Skein host interface's own addresses go on to the

@@ -152,6 +152,7 @@ func expectTable(rs *Ruleset) listed {
 	}
 	slices.Sort(texts)
 	out.Sets[PodCIDRSet] = texts
+	out.Sets[DropLogSet] = nil // empty until a drop is logged
 	for name, m := range map[string]map[string]string{EgressDispatch: rs.EgressDispatch, IngressDispatch: rs.IngressDispatch} {
 		texts = nil
 		for iface, chain := range m {

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Names of the fixed objects in table inet skein.
@@ -52,10 +53,20 @@ const (
 // to; the log prefix is the name of the rule that drops (Origin.String()).
 const DropLogGroup = 27
 
-// Per-rule log rate: a flood of denied packets costs the agent at most this.
+// Per-endpoint log rate: each policed endpoint address (the destination of
+// an ingress drop, the source of an egress or anti-spoofing drop) has its
+// own limit in the dynamic set DropLogSet, so one noisy endpoint cannot use
+// up another's log lines. The set is bounded: at most dropLogSetSize
+// addresses, each forgotten dropLogSetTimeout after its last logged drop
+// (an address the full set has no room for is not logged; its packets
+// are still dropped).
 const (
 	dropLogRate  = 10
 	dropLogBurst = 20
+	// DropLogSet is the dynamic set of per-endpoint log limits.
+	DropLogSet        = "drop_log"
+	dropLogSetSize    = 65536
+	dropLogSetTimeout = time.Minute
 	// maxLogPrefix is nft's log prefix limit (128 with the NUL).
 	maxLogPrefix = 127
 )
@@ -74,6 +85,17 @@ func logRule(r NFTRule, prefix string) NFTRule {
 	l.Verdict, l.Target = VerdictLog, ""
 	l.Comment = logPrefix(prefix)
 	return l
+}
+
+// dropLogText renders a log rule's limit and log, keyed by the policed
+// endpoint: the source (bySource) or the destination.
+func dropLogText(bySource bool, prefix string) string {
+	key := "daddr"
+	if bySource {
+		key = "saddr"
+	}
+	return fmt.Sprintf("meta nfproto ipv4 update @%s { ip %s limit rate %d/second burst %d packets } log prefix %q group %d",
+		DropLogSet, key, dropLogRate, dropLogBurst, prefix, DropLogGroup)
 }
 
 func logPrefix(s string) string {
@@ -134,7 +156,7 @@ func (r NFTRule) String() string {
 		v += " " + r.Target
 	}
 	if r.Verdict == VerdictLog {
-		v = fmt.Sprintf("limit rate %d/second burst %d packets log prefix %q group %d", dropLogRate, dropLogBurst, r.Comment, DropLogGroup)
+		v = dropLogText(!r.Saddr, r.Comment)
 	}
 	parts = append(parts, v)
 	if r.Comment != "" && r.Verdict != VerdictLog {
@@ -170,8 +192,10 @@ type IfaceAddr struct {
 // Ruleset is the content of table inet skein for a Program: what the applier
 // writes, besides the fixed base chains.
 type Ruleset struct {
-	Sets   []NFTSet   // sorted by name
-	Chains []NFTChain // sorted by name
+	// NoDropLog: the log rules are left out (WithoutDropLog).
+	NoDropLog bool
+	Sets      []NFTSet   // sorted by name
+	Chains    []NFTChain // sorted by name
 	// EgressDispatch and IngressDispatch map a host interface to the chain
 	// of its egress (traffic from the container) and ingress.
 	EgressDispatch  map[string]string
@@ -249,7 +273,8 @@ func renderDirection(d *Direction, prefix string, saddr bool, chains map[string]
 	var tail []NFTRule
 	if d.Isolated {
 		tail = renderRules(tail, d.NP, saddr, "", used)
-		drop := NFTRule{Verdict: VerdictDrop, Comment: truncate("isolated by NetworkPolicy " + strings.Join(d.IsolatedBy, ", "))}
+		// Saddr (no set to match) says which end the log limit is keyed by.
+		drop := NFTRule{Saddr: saddr, Verdict: VerdictDrop, Comment: truncate("isolated by NetworkPolicy " + strings.Join(d.IsolatedBy, ", "))}
 		dir := egress
 		if saddr {
 			dir = ingress
@@ -358,11 +383,23 @@ func (rs *Ruleset) Structure() string {
 	return b.String()
 }
 
-// Counts returns the number of sets (the peer sets and the five fixed
+// WithoutDropLog takes the log rules out of rs (skeind --drop-log=false).
+// The chains keep their names: they only need to be unique.
+func (rs *Ruleset) WithoutDropLog() {
+	rs.NoDropLog = true
+	for i := range rs.Chains {
+		rs.Chains[i].Rules = slices.DeleteFunc(slices.Clone(rs.Chains[i].Rules), func(r NFTRule) bool { return r.Verdict == VerdictLog })
+	}
+}
+
+// Counts returns the number of sets (the peer sets and the six fixed
 // ones), rules (in all chains, the base chains included) and elements.
 func (rs *Ruleset) Counts() (sets, rules, elements int) {
-	sets = len(rs.Sets) + 5
+	sets = len(rs.Sets) + 6 // the fixed ones, drop_log included
 	rules = len(baseForward) + len(basePrerouting) + len(untrackRules)
+	if rs.NoDropLog {
+		rules-- // the anti-spoofing log rule
+	}
 	for _, c := range rs.Chains {
 		rules += len(c.Rules)
 	}
@@ -399,7 +436,7 @@ const (
 var (
 	basePrerouting = []string{
 		"meta nfproto ipv4 iifname . ip saddr @" + EndpointAddrs + " goto " + UntrackChain,
-		`iifname "` + HostIfacePrefix + `*" iifname != "` + DevicePrefix + `*" ` + fmt.Sprintf("limit rate %d/second burst %d packets log prefix %q group %d", dropLogRate, dropLogBurst, SpoofLogPrefix, DropLogGroup),
+		`iifname "` + HostIfacePrefix + `*" iifname != "` + DevicePrefix + `*" ` + dropLogText(true, SpoofLogPrefix),
 		`iifname "` + HostIfacePrefix + `*" iifname != "` + DevicePrefix + `*" counter drop comment "` + spoofComment + `"`,
 		"meta nfproto ipv4 ip daddr @" + PodCIDRSet + " goto " + UntrackChain,
 	}

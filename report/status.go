@@ -72,6 +72,8 @@ type Node struct {
 	UnpublishedSince time.Time `json:"unpublishedSince,omitzero"`
 	// EtcdReachable is the agent's own view of etcd, when known.
 	EtcdReachable *bool `json:"etcdReachable,omitempty"`
+	// WireGuard is the node's WireGuard device and peers (encryption on).
+	WireGuard *WireGuard `json:"wireguard,omitempty"`
 	// Agent says whether the debug endpoint answered: "ok", "not asked",
 	// "no address", or why not.
 	Agent    string   `json:"agent"`
@@ -199,6 +201,11 @@ func Build(in Input) Cluster {
 				if st.PeersUp < st.Peers {
 					problem("%d of %d peers fully programmed", st.PeersUp, st.Peers)
 				}
+			}
+			var wgProblems []string
+			nr.WireGuard, wgProblems = wireguardOf(st)
+			for _, p := range wgProblems {
+				problem("%s", p)
 			}
 			if !st.Ready {
 				problem("not ready")

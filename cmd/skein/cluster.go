@@ -26,6 +26,8 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 		vni, port int
 		force     bool
 		direct    bool
+		encrypt   string
+		wgPort    int
 	)
 	initCmd := &cobra.Command{
 		Use:   "init",
@@ -33,6 +35,7 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 		Example: `  skein cluster init --pod-cidr 10.244.0.0/16
   skein cluster init --pod-cidr 10.244.0.0/16,10.245.0.0/16 --block-size 24 --backend vxlan
   skein cluster init --pod-cidr 10.244.0.0/16 --vxlan-direct-routing
+  skein cluster init --pod-cidr 10.244.0.0/16 --encryption wireguard
   skein cluster init --pod-cidr 10.244.0.0/16 --pod-cidr fd00:10:244::/56   # dual-stack`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -45,6 +48,9 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 					return fmt.Errorf("--vxlan-direct-routing: needs backend vxlan, not %s", c.Backend)
 				}
 				c.VXLAN.DirectRouting = true
+			}
+			if err := applyEncryption(&c, encrypt, wgPort); err != nil {
+				return err
 			}
 			return g.withStore(cmd, func(ctx context.Context, cl *store.Client) error {
 				if force {
@@ -73,6 +79,8 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 	f.IntVar(&vni, "vni", api.DefaultVNI, "VXLAN network identifier")
 	f.IntVar(&port, "vxlan-port", api.DefaultVXLANPort, "VXLAN UDP port")
 	f.BoolVar(&direct, "vxlan-direct-routing", false, "route to nodes on the same underlay subnet without encapsulation (backend vxlan)")
+	f.StringVar(&encrypt, "encryption", "none", "encrypt pod traffic between hosts: wireguard (backend vxlan; docs/encryption.md) or none")
+	f.IntVar(&wgPort, "wireguard-port", api.DefaultWireGuardPort, "WireGuard UDP port (--encryption wireguard)")
 	f.BoolVar(&force, "force", false, "overwrite an existing configuration")
 	_ = initCmd.MarkFlagRequired("pod-cidr") // the flag exists: cannot fail
 
@@ -97,6 +105,9 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 					}
 					if c.Backend == api.BackendVXLAN {
 						fmt.Fprintf(tw, "VXLAN\tvni %d\tport %d\tdirect routing %v\n", c.VXLAN.VNI, c.VXLAN.Port, c.VXLAN.DirectRouting)
+					}
+					if c.WireGuard != nil {
+						fmt.Fprintf(tw, "ENCRYPTION\t%s\tport %d\n", c.Encryption, c.WireGuard.Port)
 					}
 					if c.BGP != nil {
 						fmt.Fprintf(tw, "BGP\tasn %d\tnode mesh %v\n", c.BGP.ASN, c.BGP.NodeMesh)

@@ -12,7 +12,7 @@ import (
 func TestThinCLI(t *testing.T) {
 	t.Parallel()
 	const why = "cmd/skein must stay a thin client (issue 10)"
-	thin := []string{"github.com/skeinnet/skein/agent", "github.com/osrg/gobgp", "github.com/skeinnet/skein/bgp"}
+	thin := []string{"github.com/skeinnet/skein/agent", "github.com/osrg/gobgp", "github.com/skeinnet/skein/bgp", "golang.zx2c4.com/"}
 	t.Run("GOOS=linux", func(t *testing.T) {
 		t.Parallel()
 		// TODO(cli): ban github.com/google/nftables here too once the policy

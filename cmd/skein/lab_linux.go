@@ -89,6 +89,7 @@ func newLabUpCmd(lf *labFlags) *cobra.Command {
 	f.IntVar(&cfg.Hosts, "hosts", lab.DefaultHosts, "number of hosts")
 	f.IntVar(&cfg.ContainersPerHost, "containers-per-host", lab.DefaultContainersPerHost, "containers on each host")
 	f.StringVar(&cfg.Backend, "backend", lab.DefaultBackend, "cluster backend: vxlan or bgp")
+	f.StringVar(&cfg.Encryption, "encryption", "", "wireguard: encrypt pod traffic between hosts (backend vxlan)")
 	f.StringVar(&cfg.ToR, "tor", "", "with --backend bgp: a top-of-rack router namespace running bird (BIRD 2) or frr (FRR), route reflector for every host (node mesh off)")
 	f.IntVar(&cfg.Subnets, "subnets", 1, "with --tor: spread the hosts over this many underlay subnets, routed only by the ToR")
 	f.IntVar(&cfg.EtcdMembers, "etcd-members", 1, fmt.Sprintf("etcd members, each its own process, as one raft cluster (1 to %d)", lab.MaxEtcdMembers))

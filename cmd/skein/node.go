@@ -43,7 +43,7 @@ func newNodeCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "node",
 		Short:   "List, show and delete nodes",
-		Example: "  skein node list\n  skein node show h1\n  skein node delete h4",
+		Example: "  skein node list\n  skein node show h1\n  skein node delete h4\n  skein node rotate-key h2",
 	}
 	var stale time.Duration
 	list := &cobra.Command{
@@ -162,7 +162,7 @@ a live node is undone at once, as its agent registers again.`,
 		},
 	}
 	del.Flags().BoolVar(&force, "force", false, "delete even if the node's agent is alive")
-	cmd.AddCommand(list, show, del)
+	cmd.AddCommand(list, show, del, newRotateKeyCmd(g))
 	return cmd
 }
 

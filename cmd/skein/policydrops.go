@@ -49,7 +49,7 @@ func newPolicyDropsCmd(g *globalFlags) *cobra.Command {
 		Use:   "drops [--follow] [--namespace NS] [--pod NAME]",
 		Short: "Show the packets policy and anti-spoofing rules dropped, from every node's /debug/drops",
 		Long: `Show the packets that policy rules and the anti-spoofing rule dropped recently, as each node's agent
-logged them (nftables logs drops to an NFLOG group, at most 10 a second per rule; the agent keeps the
+logged them (nftables logs drops to an NFLOG group, at most 10 a second per policed endpoint; the agent keeps the
 last 1024). RULE is the rule's name as 'skein policy trace' prints it. Nodes whose agent cannot be
 asked are listed on stderr. --follow keeps asking and prints new drops as they come.`,
 		Example: `  skein policy drops

@@ -97,16 +97,19 @@ Namespace and Endpoint documents describe the cluster, the rest are policies.`,
 
 func newPolicyMatrixCmd(g *globalFlags) *cobra.Command {
 	var (
-		files  []string
-		ports  []int
-		protos []string
+		files     []string
+		ports     []int
+		protos    []string
+		namespace string
 	)
 	cmd := &cobra.Command{
-		Use:   "matrix [--ports 80,81] [--protocols TCP,UDP,SCTP] [-f FILE]...",
+		Use:   "matrix [--namespace NS] [--ports 80,81] [--protocols TCP,UDP,SCTP] [-f FILE]...",
 		Short: "Print who can reach whom among all endpoints, like the upstream e2e truth tables",
 		Long: `Trace every ordered pair of endpoints on every port and protocol and print one truth
 table per protocol and port: rows are sources, columns destinations, "." allowed and
-"X" denied. -o json prints the cells with the deciding rule of each.
+"X" denied. -o json prints the cells with the deciding rule of each. --namespace keeps
+one namespace's endpoints (policies from other namespaces still apply), as the /ui's
+matrix view does.
 
 Without -f it reads the live cluster from etcd; with -f only the files (Namespace and
 Endpoint documents describe the cluster).`,
@@ -114,7 +117,7 @@ Endpoint documents describe the cluster).`,
   skein policy matrix -f cluster.yaml -f policies.yaml -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := policyProgram(cmd, g, files)
+			p, err := policyProgramIn(cmd, g, files, namespace)
 			if err != nil {
 				return err
 			}
@@ -133,12 +136,19 @@ Endpoint documents describe the cluster).`,
 	f.StringArrayVarP(&files, "filename", "f", nil, "read the cluster and policies from this file instead of etcd, - for stdin (repeatable)")
 	f.IntSliceVar(&ports, "ports", []int{80, 81}, "destination ports")
 	f.StringSliceVar(&protos, "protocols", []string{"TCP"}, "protocols: TCP, UDP, SCTP")
+	f.StringVar(&namespace, "namespace", "", "only the endpoints of this namespace")
 	return cmd
 }
 
 // policyProgram compiles the whole cluster (every endpoint), from files or
 // from etcd, and prints the compiler's warnings to stderr.
 func policyProgram(cmd *cobra.Command, g *globalFlags, files []string) (*policy.Program, error) {
+	return policyProgramIn(cmd, g, files, "")
+}
+
+// policyProgramIn is policyProgram limited to the endpoints of namespace
+// ("" for all).
+func policyProgramIn(cmd *cobra.Command, g *globalFlags, files []string, namespace string) (*policy.Program, error) {
 	var (
 		in  policy.Input
 		err error
@@ -151,6 +161,7 @@ func policyProgram(cmd *cobra.Command, g *globalFlags, files []string) (*policy.
 	if err != nil {
 		return nil, err
 	}
+	in.Namespace = namespace
 	p := policy.Compile(in)
 	for _, w := range p.Warnings {
 		fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)

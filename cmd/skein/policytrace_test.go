@@ -67,6 +67,24 @@ func TestPolicyMatrixOfflineJSON(t *testing.T) {
 	if got["y/b>x/a"] || !got["x/a>y/b"] {
 		t.Errorf("matrix cells %+v: want y/b->x/a denied, x/a->y/b allowed", cells)
 	}
+
+	// --namespace keeps x's pairs, with the whole matrix's verdicts.
+	out, err = runSkein(t, "policy", "matrix", "-f", "testdata/cluster.yaml", "-f", "testdata/deny-x.yaml", "--ports", "80", "--namespace", "x", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cells = nil
+	if err := json.Unmarshal([]byte(out), &cells); err != nil {
+		t.Fatalf("matrix --namespace x -o json: %v\n%s", err, out)
+	}
+	if len(cells) == 0 {
+		t.Fatal("matrix --namespace x: no cells")
+	}
+	for _, c := range cells {
+		if !strings.HasPrefix(c.From, "x/") || !strings.HasPrefix(c.To, "x/") || c.Allowed != got[c.From+">"+c.To] {
+			t.Errorf("matrix --namespace x cell %+v: want x's pairs only, as in the whole matrix (allowed %v)", c, got[c.From+">"+c.To])
+		}
+	}
 }
 
 // TestPolicyFileRecursiveAlias: the file `a: &a {b: *a}` is an

@@ -190,5 +190,34 @@ func renderStatus(tw *tabwriter.Writer, rep report.Cluster, wide bool) {
 			fmt.Fprintf(tw, "  %s: %s\n", n.Name, p)
 		}
 	}
+	renderWireGuard(tw, rep)
 	renderKube(tw, rep.Kube, rep.Checked)
+}
+
+// renderWireGuard lists each node's WireGuard peers with their handshake age.
+func renderWireGuard(tw *tabwriter.Writer, rep report.Cluster) {
+	header := false
+	for _, n := range rep.Nodes {
+		if n.WireGuard == nil {
+			continue
+		}
+		if !header {
+			fmt.Fprintf(tw, "\nWIREGUARD\tDEVICE\tPEER\tHANDSHAKE\tRX\tTX\n")
+			header = true
+		}
+		if len(n.WireGuard.Peers) == 0 {
+			fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\n", n.Name, n.WireGuard.Device)
+		}
+		for _, p := range n.WireGuard.Peers {
+			shake := "never"
+			switch {
+			case p.Blocked != "":
+				shake = "no path: " + p.Blocked
+			case p.HandshakeAge != nil:
+				shake = p.HandshakeAge.Round(time.Second).String() + " ago"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\n", n.Name, n.WireGuard.Device, p.Node, shake, p.RxBytes, p.TxBytes)
+		}
+	}
+	_ = tw.Flush()
 }

@@ -58,6 +58,7 @@ func run(ctx context.Context, args []string) error {
 
 		releaseGrace = fs.Duration("block-release-grace", agent.DefaultBlockReleaseGrace,
 			"return a block other than the home block to the pool once it has been empty this long (no container, no address cooling down); 0 disables")
+		dropLog  = fs.Bool("drop-log", true, "log policy and anti-spoofing drops to NFLOG for /debug/drops and skein policy drops (rate-limited per endpoint); false leaves the log rules out")
 		trackAll = fs.Bool("conntrack-all-pods", false,
 			"connection-track all pod traffic, not only that of pods a policy selects: for a conntrack-based service proxy (kube-proxy) that NATs pod-to-pod connections")
 	)
@@ -80,6 +81,7 @@ func run(ctx context.Context, args []string) error {
 
 		BlockReleaseGrace: *releaseGrace,
 		ConntrackAllPods:  *trackAll,
+		NoDropLog:         !*dropLog,
 	}
 	if *dockerSocket != "" {
 		cfg.DockerPluginSocket, cfg.DockerHost = *dockerSocket, *dockerHost

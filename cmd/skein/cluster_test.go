@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -78,5 +79,44 @@ func TestCLIConfigFile(t *testing.T) {
 	}
 	if _, err := runSkein(t, "node", "list", "--config", file); err == nil || !strings.Contains(err.Error(), `unknown setting "etcd-endpoint"`) {
 		t.Fatalf("typo in the config file: %v", err)
+	}
+}
+
+// TestClusterInitDualStackFlags: --pod-cidr repeated and as a comma list
+// both make the same dual-stack cluster in etcd, IPv6 blocks of
+// --block-size-v6; a bad IPv6 block size changes nothing.
+func TestClusterInitDualStackFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--pod-cidr", "10.244.0.0/16", "--pod-cidr", "fd00:10:244::/56", "--block-size-v6", "120"},
+		{"--pod-cidr", "10.244.0.0/16,fd00:10:244::/56", "--block-size-v6", "120"},
+	} {
+		tc := newTestCluster(t)
+		before, err := tc.cl.GetCluster(tc.ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad := append([]string{"init", "--force"}, args...)
+		bad[len(bad)-1] = "64"
+		if out, err := run(t, newClusterCmd(tc.g), bad...); err == nil || !strings.Contains(err.Error(), "--block-size-v6 64") {
+			t.Errorf("cluster %v = %v, %s; want an error naming --block-size-v6 64", bad, err, out)
+		}
+		if got, err := tc.cl.GetCluster(tc.ctx(t)); err != nil || len(got.Pools) != len(before.Pools) {
+			t.Errorf("after a refused init the cluster has pools %v (err %v), want %v unchanged", got.Pools, err, before.Pools)
+		}
+		if out, err := run(t, newClusterCmd(tc.g), append([]string{"init", "--force"}, args...)...); err != nil {
+			t.Fatalf("cluster init %v: %v\n%s", args, err, out)
+		}
+		got, err := tc.cl.GetCluster(tc.ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"10.244.0.0/16 /26", "fd00:10:244::/56 /120"}
+		var have []string
+		for _, p := range got.Pools {
+			have = append(have, fmt.Sprintf("%s /%d", p.CIDR, p.BlockSize))
+		}
+		if strings.Join(have, ",") != strings.Join(want, ",") {
+			t.Errorf("cluster init %v: pools %v, want %v", args, have, want)
+		}
 	}
 }

@@ -81,10 +81,9 @@ func TestDualStackEtcd(t *testing.T) {
 		t.Errorf("IPv4 addresses used = %d after the failed Allocate, want %d (the IPv4 address given back)", got, before)
 	}
 
-	for _, f := range []string{ipam.StateFileName, filepath.Join(ipam.StateDirV6, ipam.StateFileName)} {
-		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-			t.Errorf("state file %s: %v", f, err)
-		}
+	// Each family keeps its own state: IPv6 in its own directory.
+	if ents, err := os.ReadDir(filepath.Join(dir, ipam.StateDirV6)); err != nil || len(ents) == 0 {
+		t.Errorf("IPv6 state dir %s: %d entries, %v", ipam.StateDirV6, len(ents), err)
 	}
 
 	// Release frees both families.

@@ -27,7 +27,7 @@ type Agent struct {
 	log   *slog.Logger
 	ul    underlay
 	store *store.Client
-	alloc *ipam.Allocator
+	alloc *ipam.Dual
 	// be is the VXLAN or BGP backend, set before anything runs.
 	be      backend
 	pol     *enforcer
@@ -118,11 +118,18 @@ func (a *Agent) run(ctx context.Context) error {
 	if a.cluster, err = waitCluster(ctx, a.store, a.log); err != nil {
 		return err
 	}
+	// Before any block is claimed: a node that cannot carry IPv6 joins
+	// nothing of a dual-stack cluster.
+	if api.DualStack(a.cluster.Pools) {
+		if err := enableForwarding6(a.cfg.NodeName); err != nil {
+			return err
+		}
+	}
 	// Before ipam.New: it adopts the blocks the name holds in etcd.
 	if err := a.claimNode(ctx); err != nil {
 		return err
 	}
-	a.alloc, err = ipam.New(ctx, ipam.Config{
+	a.alloc, err = ipam.NewDual(ctx, ipam.Config{
 		Node:     a.cfg.NodeName,
 		Pools:    a.cluster.Pools,
 		Store:    a.store,
@@ -147,6 +154,7 @@ func (a *Agent) run(ctx context.Context) error {
 		a.self.MTU = ul.MTU - api.VXLANOverhead
 		a.self.VTEPMAC = vtepMAC(a.cfg.NodeName)
 		a.self.VTEPIP = a.alloc.VTEPAddr()
+		a.self.VTEPIP6 = a.alloc.VTEPAddr6()
 		if a.cluster.Encryption == api.EncryptionWireGuard {
 			// WireGuard replaces the overlay (agent/backend_wireguard.go).
 			a.self.MTU = ul.MTU - api.WireGuardOverhead
@@ -395,6 +403,7 @@ func (a *Agent) vxlanConfig() vxlan.Config {
 		MTU:             a.self.MTU,
 		VTEPMAC:         net.HardwareAddr(a.self.VTEPMAC),
 		VTEPIP:          a.self.VTEPIP,
+		VTEPIP6:         a.self.VTEPIP6,
 		DirectRouting:   a.cluster.VXLAN.DirectRouting,
 	}
 }

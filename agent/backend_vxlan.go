@@ -119,7 +119,9 @@ func (b *vxlanBackend) notReady() string {
 func (b *vxlanBackend) status(st *api.NodeStatus) {
 	d := b.rec.Stats()
 	st.LastSync, st.LastError = d.LastSync, d.LastError
-	st.Peers = d.Neighs
+	// One FDB entry per peer reached through the tunnel, whatever its
+	// families (a dual-stack peer has two neighbours).
+	st.Peers = d.FDB
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if d.Syncs != b.upSyncs || d.Syncs == 0 {

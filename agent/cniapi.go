@@ -30,8 +30,8 @@ const (
 // addrAllocator is what the CNI API needs from ipam. Every call names the
 // CNI network: an attachment is network + container id + ifname.
 type addrAllocator interface {
-	Allocate(ctx context.Context, network string, o api.Owner, pod string) (netip.Addr, bool, error)
-	AllocateLocal(ctx context.Context, network string, o api.Owner, pod string) (netip.Addr, bool, error)
+	Allocate(ctx context.Context, network string, o api.Owner, pod string) ([]netip.Addr, bool, error)
+	AllocateLocal(ctx context.Context, network string, o api.Owner, pod string) ([]netip.Addr, bool, error)
 	Release(ctx context.Context, network string, o api.Owner) ([]netip.Addr, error)
 	Held(network string, o api.Owner) ([]netip.Addr, error)
 	Get(o api.Owner) (ipam.Allocation, error)
@@ -120,7 +120,7 @@ func (s *cniServer) allocateAttachment(ctx context.Context, req api.AllocateRequ
 		// Only the node's own blocks: a new block needs etcd.
 		allocate = s.alloc.AllocateLocal
 	}
-	ip, existing, err := allocate(ctx, req.Network, req.Owner, podName(req.Pod))
+	ips, existing, err := allocate(ctx, req.Network, req.Owner, podName(req.Pod))
 	if err != nil {
 		code, status := uint(codeInternal), http.StatusServiceUnavailable
 		switch {
@@ -138,13 +138,19 @@ func (s *cniServer) allocateAttachment(ctx context.Context, req api.AllocateRequ
 		}
 		return api.AllocateResponse{}, newCallError(status, code, "allocate address", err)
 	}
-	s.log.Debug("address allocated", "network", req.Network, "container_id", req.ContainerID, "ifname", req.IfName, "ip", ip, "existing", existing)
-	return api.AllocateResponse{
-		IPs:      []netip.Prefix{netip.PrefixFrom(ip, ip.BitLen())},
+	s.log.Debug("address allocated", "network", req.Network, "container_id", req.ContainerID, "ifname", req.IfName, "ip", ips, "existing", existing)
+	resp := api.AllocateResponse{
 		Gateway:  netip.MustParseAddr(api.GatewayIP),
 		MTU:      s.mtu,
 		Existing: existing,
-	}, nil
+	}
+	for _, ip := range ips {
+		resp.IPs = append(resp.IPs, netip.PrefixFrom(ip, ip.BitLen()))
+		if ip.Is6() {
+			resp.Gateway6 = netip.MustParseAddr(api.GatewayIPv6)
+		}
+	}
+	return resp, nil
 }
 
 func (s *cniServer) commit(w http.ResponseWriter, r *http.Request) {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -127,7 +128,7 @@ const testNet = "net-a"
 type fixture struct {
 	srv   *httptest.Server
 	eps   *memEndpoints
-	alloc *ipam.Allocator
+	alloc *ipam.Dual
 	cni   *cniServer
 	dir   string
 	now   time.Time
@@ -140,17 +141,25 @@ func newFixture(t *testing.T) *fixture {
 	return newFixtureWith(t, "10.9.0.0/30", "")
 }
 
-// newFixtureWith serves the CNI API over a real ipam.Allocator on a pool of
-// /30 blocks, with its state (and journal) in dir (a fresh one when empty).
+// newFixtureWith serves the CNI API over a real ipam.Dual on pool (comma
+// separated; IPv4 pools of /30 blocks, IPv6 of /126), with its state (and journal) in dir (a fresh one when empty).
 func newFixtureWith(t testing.TB, pool, dir string) *fixture {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
 	f := &fixture{eps: &memEndpoints{eps: map[api.Owner]api.Endpoint{}, nss: map[string]api.Namespace{}}, now: time.Unix(1000, 0), dir: dir}
-	alloc, err := ipam.New(context.Background(), ipam.Config{
+	var pools []api.Pool
+	for _, p := range strings.Split(pool, ",") {
+		bs := 30
+		if strings.Contains(p, ":") {
+			bs = 126
+		}
+		pools = append(pools, api.Pool{CIDR: netip.MustParsePrefix(p), BlockSize: bs})
+	}
+	alloc, err := ipam.NewDual(context.Background(), ipam.Config{
 		Node:     "n1",
-		Pools:    []api.Pool{{CIDR: netip.MustParsePrefix(pool), BlockSize: 30}},
+		Pools:    pools,
 		Store:    &memBlocks{owners: map[netip.Prefix]string{}},
 		StateDir: dir,
 		Cooldown: time.Minute,
@@ -649,5 +658,48 @@ func TestReleaseAnswerBeforeStatusUpdate(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("release reply not complete while the status update runs")
+	}
+}
+
+// TestCNIDualStack: in a dual-stack cluster ADD gets an IPv4 and an IPv6
+// address and both gateways; commit, CHECK and DEL cover both; when IPv6 is
+// exhausted the ADD fails and holds no IPv4 address either.
+func TestCNIDualStack(t *testing.T) {
+	f := newFixtureWith(t, "10.9.0.0/24,fd00:9::/126", "")
+	var ar api.AllocateResponse
+	if code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Network: testNet, Owner: owner("a")}, &ar); code != 200 {
+		t.Fatalf("allocate: %d %+v", code, ae)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("10.9.0.1/32"), netip.MustParsePrefix("fd00:9::1/128")}
+	if !slices.Equal(ar.IPs, want) || ar.Gateway.String() != api.GatewayIP || ar.Gateway6.String() != api.GatewayIPv6 {
+		t.Fatalf("allocate response %+v, want IPs %v and gateways %s, %s", ar, want, api.GatewayIP, api.GatewayIPv6)
+	}
+	ips := []netip.Addr{want[0].Addr(), want[1].Addr()}
+	if code, ae := f.call(t, api.PathCommit, api.CommitRequest{Network: testNet, Owner: owner("a"), IPs: ips, HostIface: "skx"}, nil); code != 200 {
+		t.Fatalf("commit: %d %+v", code, ae)
+	}
+	if ep := f.eps.eps[owner("a")]; !slices.Equal(ep.IPs, ips) {
+		t.Errorf("published endpoint IPs %v, want %v", ep.IPs, ips)
+	}
+	var cr api.CheckResponse
+	if code, _ := f.call(t, api.PathCheck, api.ReleaseRequest{Network: testNet, Owner: owner("a")}, &cr); code != 200 || !slices.Equal(cr.IPs, ips) {
+		t.Errorf("check: %d %+v, want IPs %v", code, cr, ips)
+	}
+	for _, id := range []string{"b", "c"} {
+		if code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Network: testNet, Owner: owner(id)}, nil); code != 200 {
+			t.Fatalf("allocate %s: %d %+v", id, code, ae)
+		}
+	}
+	// fd00:9::/126 holds 3 pod addresses: the fourth ADD gets nothing.
+	code, ae := f.call(t, api.PathAllocate, api.AllocateRequest{Network: testNet, Owner: owner("d")}, nil)
+	if code == 200 || ae.Code != codePoolExhausted {
+		t.Errorf("allocate with IPv6 exhausted: %d %+v, want code %d", code, ae, codePoolExhausted)
+	}
+	if got := f.alloc.Lookup(owner("d")); len(got) != 0 {
+		t.Errorf("failed ADD left %v held", got)
+	}
+	var rr api.ReleaseResponse
+	if code, ae := f.call(t, api.PathRelease, api.ReleaseRequest{Network: testNet, Owner: owner("a")}, &rr); code != 200 || !slices.Equal(rr.Released, ips) {
+		t.Fatalf("release: %d %+v %+v, want %v released", code, ae, rr, ips)
 	}
 }

@@ -36,10 +36,10 @@ func newMemDP() *memDP {
 	return &memDP{st: vxlan.State{Neighs: map[netip.Addr]vxlan.Neigh{}, FDB: map[vxlan.FDBKey]vxlan.FDBEntry{}, Routes: map[netip.Prefix]vxlan.Route{}}}
 }
 
-func (m *memDP) EnsureLink(_ context.Context, spec vxlan.LinkSpec, addr netip.Prefix) (vxlan.Devices, error) {
+func (m *memDP) EnsureLink(_ context.Context, spec vxlan.LinkSpec, addr, addr6 netip.Prefix) (vxlan.Devices, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.st.Link, m.st.Addr = spec, addr
+	m.st.Link, m.st.Addr, m.st.Addr6 = spec, addr, addr6
 	return vxlan.Devices{Overlay: 10, Underlay: spec.UnderlayIndex}, nil
 }
 
@@ -116,7 +116,7 @@ func newDebugFixture(t *testing.T, debugAddr string) *debugFixture {
 	t.Helper()
 	var buf syncBuffer
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(&buf, t.Output()), nil))
-	alloc, err := ipam.New(t.Context(), ipam.Config{
+	alloc, err := ipam.NewDual(t.Context(), ipam.Config{
 		Node:     "n1",
 		Pools:    []api.Pool{{CIDR: netip.MustParsePrefix("10.244.0.0/16"), BlockSize: 26}},
 		Store:    &memBlocks{owners: map[netip.Prefix]string{blockN2: "n2", blockN2b: "n2", blockN3: "n3"}},
@@ -149,13 +149,13 @@ func newDebugFixture(t *testing.T, debugAddr string) *debugFixture {
 			"n3": {Name: "n3", UnderlayIP: netip.MustParseAddr("10.0.0.3")},
 		},
 		Blocks: map[netip.Prefix]api.Block{
-			alloc.HomeBlock(): {CIDR: alloc.HomeBlock(), Node: "n1"},
-			blockN2:           {CIDR: blockN2, Node: "n2"},
-			blockN2b:          {CIDR: blockN2b, Node: "n2"},
-			blockN3:           {CIDR: blockN3, Node: "n3"},
+			alloc.V4().HomeBlock(): {CIDR: alloc.V4().HomeBlock(), Node: "n1"},
+			blockN2:                {CIDR: blockN2, Node: "n2"},
+			blockN2b:               {CIDR: blockN2b, Node: "n2"},
+			blockN3:                {CIDR: blockN3, Node: "n3"},
 		},
 		Endpoints: map[string]api.Endpoint{
-			"n1/c1/eth0": {Namespace: "x", Name: "a", Node: "n1", ContainerID: "c1", IfName: "eth0", IPs: []netip.Addr{alloc.HomeBlock().Addr().Next().Next()}},
+			"n1/c1/eth0": {Namespace: "x", Name: "a", Node: "n1", ContainerID: "c1", IfName: "eth0", IPs: []netip.Addr{alloc.V4().HomeBlock().Addr().Next().Next()}},
 			"n2/c2/eth0": {Namespace: "x", Name: "b", Node: "n2", ContainerID: "c2", IfName: "eth0", IPs: []netip.Addr{blockN2.Addr().Next().Next()}},
 			"n2/c3/eth0": {Namespace: "x", Name: "c", Node: "n2", ContainerID: "c3", IfName: "eth0", IPs: []netip.Addr{blockN2.Addr().Next().Next().Next()}},
 		},

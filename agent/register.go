@@ -112,6 +112,6 @@ func (a *Agent) putNode(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.log.Info("node registered", "ip", a.self.UnderlayIP, "mac", a.self.VTEPMAC.String(), "vtep", a.self.VTEPIP, "blocks", a.alloc.Blocks(), "identity", fingerprint(a.id.Hash))
+	a.log.Info("node registered", "ip", a.self.UnderlayIP, "mac", a.self.VTEPMAC.String(), "vtep", a.self.VTEPIP, "vtep6", a.self.VTEPIP6, "blocks", a.alloc.Blocks(), "identity", fingerprint(a.id.Hash))
 	return nil
 }

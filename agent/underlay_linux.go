@@ -109,3 +109,23 @@ func enableForwarding() error {
 	}
 	return nil
 }
+
+// enableForwarding6 turns on IPv6 forwarding in the agent's network
+// namespace for a dual-stack cluster, or says why it cannot: a kernel
+// without IPv6 (or with it disabled) cannot carry the cluster's IPv6 pools.
+// Forwarding makes the host a router: its interfaces stop taking router
+// advertisements, which the IPv4 underlay does not need.
+func enableForwarding6(node string) error {
+	const p = "/proc/sys/net/ipv6/conf/all/forwarding"
+	if b, err := os.ReadFile("/proc/sys/net/ipv6/conf/all/disable_ipv6"); err != nil || (len(b) > 0 && b[0] == '1') {
+		return fmt.Errorf("node %s: the cluster has IPv6 pools but this kernel has IPv6 disabled or not built in (net.ipv6.conf.all.disable_ipv6, err %v)", node, err)
+	}
+	b, err := os.ReadFile(p)
+	if err == nil && len(b) > 0 && b[0] == '1' {
+		return nil
+	}
+	if err := os.WriteFile(p, []byte("1"), 0o644); err != nil {
+		return fmt.Errorf("node %s: enable IPv6 forwarding: %w", node, err)
+	}
+	return nil
+}

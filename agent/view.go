@@ -43,6 +43,7 @@ func vxlanPeerOf(self, name string, underlay netip.Prefix, n api.Node, blocks []
 		UnderlayIP: n.UnderlayIP,
 		VTEPMAC:    net.HardwareAddr(slices.Clone(n.VTEPMAC)),
 		VTEPIP:     n.VTEPIP,
+		VTEPIP6:    n.VTEPIP6,
 		Blocks:     blocks,
 		SameSubnet: underlay.IsValid() && underlay.Contains(n.UnderlayIP),
 	}, true

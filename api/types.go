@@ -19,6 +19,12 @@ const (
 // Defaults for a new cluster.
 const (
 	DefaultBlockSize = 26
+	// DefaultBlockSizeV6 gives IPv6 blocks 64 addresses, as many as a /26.
+	DefaultBlockSizeV6 = 122
+	// MinBlockSizeV6 and MaxBlockSizeV6 bound IPv6 blocks: at most 2^32
+	// addresses (a node walks its blocks address by address) and at least 4.
+	MinBlockSizeV6   = 96
+	MaxBlockSizeV6   = 126
 	DefaultVNI       = 4096
 	DefaultVXLANPort = 4789
 	DefaultASN       = 64512
@@ -27,9 +33,14 @@ const (
 	// GatewayIP is the link-local next hop every container routes through; the
 	// host side of its veth answers for it.
 	GatewayIP = "169.254.1.1"
+	// GatewayIPv6 is the IPv6 next hop of every container: a link-local
+	// address the host side of each veth carries (nodad), so no proxy
+	// neighbour discovery is needed.
+	GatewayIPv6 = "fe80::1"
 )
 
-// Pool is a range of pod addresses split into blocks of BlockSize bits.
+// Pool is a range of pod addresses split into blocks of BlockSize bits. Its
+// family is its CIDR's: a pool is IPv4 or IPv6, never both.
 type Pool struct {
 	CIDR      netip.Prefix `json:"cidr"`
 	BlockSize int          `json:"blockSize"`
@@ -90,13 +101,17 @@ func (m *MAC) UnmarshalText(b []byte) error {
 
 // Node is a host running skeind, at /skein/nodes/<name>.
 type Node struct {
-	Name       string            `json:"name"`
-	UnderlayIP netip.Addr        `json:"underlayIP"`
-	VTEPMAC    MAC               `json:"vtepMAC,omitempty"`
-	VTEPIP     netip.Addr        `json:"vtepIP,omitzero"`
-	RouterID   netip.Addr        `json:"routerID,omitzero"`
-	ASN        uint32            `json:"asn,omitempty"`
-	Labels     map[string]string `json:"labels,omitempty"`
+	Name       string     `json:"name"`
+	UnderlayIP netip.Addr `json:"underlayIP"`
+	VTEPMAC    MAC        `json:"vtepMAC,omitempty"`
+	VTEPIP     netip.Addr `json:"vtepIP,omitzero"`
+	// VTEPIP6 is the VXLAN device's IPv6 address (the first of the node's
+	// IPv6 home block), the next hop of routes to its IPv6 blocks; unset
+	// in clusters without an IPv6 pool.
+	VTEPIP6  netip.Addr        `json:"vtepIP6,omitzero"`
+	RouterID netip.Addr        `json:"routerID,omitzero"`
+	ASN      uint32            `json:"asn,omitempty"`
+	Labels   map[string]string `json:"labels,omitempty"`
 	// KubeLabels are the keys of Labels that skein-kube set from the
 	// Kubernetes Node: it removes them when Kubernetes does, and leaves
 	// the node's own (skeind --labels) alone.

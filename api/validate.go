@@ -25,7 +25,8 @@ func ValidateNodeName(name string) error {
 	return nil
 }
 
-// Validate checks a Pool: an IPv4 network address and a block size that fits.
+// Validate checks a Pool: a network address and a block size that fits its
+// family (IPv4: up to /30; IPv6: /96 to /126).
 func (p Pool) Validate() error {
 	if !p.CIDR.IsValid() {
 		return fmt.Errorf("pool: invalid CIDR")
@@ -33,14 +34,35 @@ func (p Pool) Validate() error {
 	if p.CIDR != p.CIDR.Masked() {
 		return fmt.Errorf("pool %s: host bits set (did you mean %s?)", p.CIDR, p.CIDR.Masked())
 	}
-	if !p.CIDR.Addr().Is4() {
-		return fmt.Errorf("pool %s: only IPv4 pools are supported yet", p.CIDR)
+	if p.CIDR.Addr().Is4In6() {
+		return fmt.Errorf("pool %s: an IPv4-mapped IPv6 prefix; write the IPv4 prefix instead", p.CIDR)
+	}
+	if p.CIDR.Addr().Is6() {
+		lo := max(p.CIDR.Bits(), MinBlockSizeV6)
+		if p.BlockSize < lo || p.BlockSize > MaxBlockSizeV6 {
+			return fmt.Errorf("pool %s: IPv6 block size /%d must be between /%d and /%d", p.CIDR, p.BlockSize, lo, MaxBlockSizeV6)
+		}
+		return nil
 	}
 	if p.BlockSize < p.CIDR.Bits() || p.BlockSize > 30 {
 		return fmt.Errorf("pool %s: block size /%d must be between /%d and /30", p.CIDR, p.BlockSize, p.CIDR.Bits())
 	}
 	return nil
 }
+
+// PoolsOf returns the pools of one family (v6 false: IPv4) in their order.
+func PoolsOf(pools []Pool, v6 bool) []Pool {
+	var out []Pool
+	for _, p := range pools {
+		if p.CIDR.Addr().Is6() == v6 {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// DualStack reports whether the pools hold IPv6 addresses.
+func DualStack(pools []Pool) bool { return len(PoolsOf(pools, true)) > 0 }
 
 // Validate checks the whole cluster config and fills nothing in; see Defaulted.
 func (c Cluster) Validate() error {
@@ -56,6 +78,18 @@ func (c Cluster) Validate() error {
 				return fmt.Errorf("cluster: pools[%d] %s and pools[%d] %s: %w", j, c.Pools[j].CIDR, i, p.CIDR, ErrOverlap)
 			}
 		}
+	}
+	// The overlay runs over IPv4 and every container has an IPv4 address;
+	// IPv6 is the second family.
+	if DualStack(c.Pools) && len(PoolsOf(c.Pools, false)) == 0 {
+		return fmt.Errorf("cluster: IPv6 pools need an IPv4 pool too (IPv6-only clusters are not supported yet)")
+	}
+	if DualStack(c.Pools) && c.Backend == BackendBGP {
+		return fmt.Errorf("cluster: backend bgp does not advertise IPv6 pools yet (IPv6 unicast AFI); use backend vxlan for dual-stack")
+	}
+	if DualStack(c.Pools) && c.Encryption == EncryptionWireGuard {
+		// Fail closed: the WireGuard peers carry the IPv4 blocks only.
+		return fmt.Errorf("cluster: encryption wireguard does not carry IPv6 pools yet; dual-stack runs on the VXLAN overlay without encryption")
 	}
 	switch c.Backend {
 	case BackendVXLAN:
@@ -80,6 +114,9 @@ func (c Cluster) Defaulted() Cluster {
 	for i := range c.Pools {
 		if c.Pools[i].BlockSize == 0 {
 			c.Pools[i].BlockSize = DefaultBlockSize
+			if c.Pools[i].CIDR.Addr().Is6() {
+				c.Pools[i].BlockSize = DefaultBlockSizeV6
+			}
 		}
 	}
 	if c.Backend == "" {

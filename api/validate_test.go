@@ -20,7 +20,15 @@ func TestClusterValidate(t *testing.T) {
 		{"host bits", Cluster{Pools: []Pool{pool("10.244.1.0/16", 26)}}, "host bits set (did you mean 10.244.0.0/16?)"},
 		{"block larger than pool", Cluster{Pools: []Pool{pool("10.244.0.0/24", 16)}}, "block size /16 must be between /24 and /30"},
 		{"block too small", Cluster{Pools: []Pool{pool("10.244.0.0/16", 31)}}, "block size /31"},
-		{"ipv6", Cluster{Pools: []Pool{pool("fd00::/64", 120)}}, "only IPv4"},
+		{"dual-stack", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26), pool("fd00:10:244::/56", 122)}}, ""},
+		{"ipv6 only", Cluster{Pools: []Pool{pool("fd00::/64", 120)}}, "IPv6 pools need an IPv4 pool too"},
+		{"ipv6 block too large", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26), pool("fd00::/56", 64)}}, "IPv6 block size /64 must be between /96 and /126"},
+		{"ipv6 block too small", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26), pool("fd00::/56", 127)}}, "IPv6 block size /127"},
+		{"ipv6 block wider than pool", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26), pool("fd00::/120", 112)}}, "between /120 and /126"},
+		{"ipv6 overlap", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26), pool("fd00::/56", 122), pool("fd00:0:0:10::/64", 122)}}, "pools[1] fd00::/56 and pools[2] fd00:0:0:10::/64: pools overlap"},
+		{"ipv4-mapped", Cluster{Pools: []Pool{pool("::ffff:10.0.0.0/104", 122)}}, "IPv4-mapped"},
+		{"ipv6 with wireguard", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26), pool("fd00::/56", 122)}, Encryption: EncryptionWireGuard}, "encryption wireguard does not carry IPv6"},
+		{"ipv6 with bgp", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26), pool("fd00::/56", 122)}, Backend: BackendBGP, BGP: &BGPConfig{ASN: 64512}}, "backend bgp does not advertise IPv6"},
 		{"overlap", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26), pool("10.244.128.0/17", 26)}}, "pools[0] 10.244.0.0/16 and pools[1] 10.244.128.0/17: pools overlap"},
 		{"bad backend", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26)}, Backend: "ipip"}, `unknown backend "ipip"`},
 		{"bad vni", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26)}, VXLAN: VXLANConfig{VNI: 1 << 24, Port: 4789}}, "vni 16777216 out of range"},
@@ -39,6 +47,10 @@ func TestClusterValidate(t *testing.T) {
 				t.Fatalf("Validate() = %v, want error containing %q", err, tc.wantErr)
 			}
 		})
+	}
+	d := Cluster{Pools: []Pool{pool("10.244.0.0/16", 0), pool("fd00::/56", 0)}}.Defaulted()
+	if d.Pools[0].BlockSize != DefaultBlockSize || d.Pools[1].BlockSize != DefaultBlockSizeV6 {
+		t.Errorf("Defaulted block sizes = /%d, /%d; want /%d, /%d", d.Pools[0].BlockSize, d.Pools[1].BlockSize, DefaultBlockSize, DefaultBlockSizeV6)
 	}
 	err := Cluster{Pools: []Pool{pool("10.0.0.0/8", 26), pool("10.1.0.0/16", 26)}}.Defaulted().Validate()
 	if !errors.Is(err, ErrOverlap) {

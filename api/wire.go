@@ -55,9 +55,12 @@ type AllocateRequest struct {
 
 // AllocateResponse gives the addresses and link settings for a new attachment.
 type AllocateResponse struct {
-	IPs     []netip.Prefix `json:"ips"` // each a /32 (or /128)
+	IPs     []netip.Prefix `json:"ips"` // each a /32 (or /128): IPv4 first, then IPv6 in a dual-stack cluster
 	Gateway netip.Addr     `json:"gateway"`
-	MTU     int            `json:"mtu"`
+	// Gateway6 is the IPv6 next hop (GatewayIPv6), set when IPs holds an
+	// IPv6 address.
+	Gateway6 netip.Addr `json:"gateway6,omitzero"`
+	MTU      int        `json:"mtu"`
 	// Existing reports that the owner already held these addresses.
 	Existing bool `json:"existing,omitempty"`
 }

@@ -94,6 +94,14 @@ func (d *netlinkDataplane) Plumb(w wiring, ifName string) (plumbed, error) {
 		return plumbed{}, err
 	}
 	st.done("sysctls")
+	if w.Gateway6.IsValid() {
+		// The containers' IPv6 gateway, on every host veth (link-local:
+		// one per link); nodad so it answers from the first packet.
+		gw := &netlink.Addr{IPNet: prefixIPNetPtr(hostGateway6(w)), Flags: unix.IFA_F_NODAD}
+		if err := d.host.AddrAdd(veth, gw); err != nil {
+			return plumbed{}, fmt.Errorf("add address %s to %s: %w", hostGateway6(w), w.HostIface, err)
+		}
+	}
 	if err := d.host.LinkSetUp(veth); err != nil {
 		return plumbed{}, fmt.Errorf("set %s up: %w", w.HostIface, err)
 	}
@@ -105,6 +113,11 @@ func (d *netlinkDataplane) Plumb(w wiring, ifName string) (plumbed, error) {
 	}
 	for _, ip := range w.IPs {
 		addr := &netlink.Addr{IPNet: prefixIPNetPtr(netip.PrefixFrom(ip, ip.BitLen()))}
+		if ip.Is6() {
+			// Usable at once: no duplicate can exist (IPAM owns the
+			// address), and a tentative address would fail the first sends.
+			addr.Flags = unix.IFA_F_NODAD
+		}
 		if err := c.AddrAdd(cl, addr); err != nil {
 			return plumbed{}, fmt.Errorf("add address %s to %s: %w", ip, ifName, err)
 		}
@@ -119,15 +132,24 @@ func (d *netlinkDataplane) Plumb(w wiring, ifName string) (plumbed, error) {
 			return plumbed{}, fmt.Errorf("add route %s dev %s: %w", r, ifName, err)
 		}
 	}
-	neigh := &netlink.Neigh{
-		LinkIndex:    cl.Attrs().Index,
-		Family:       netlink.FAMILY_V4,
-		State:        netlink.NUD_PERMANENT,
-		IP:           w.Gateway.AsSlice(),
-		HardwareAddr: w.HostMAC,
-	}
-	if err := c.NeighSet(neigh); err != nil {
-		return plumbed{}, fmt.Errorf("set neighbour %s lladdr %s dev %s: %w", w.Gateway, w.HostMAC, ifName, err)
+	for _, gw := range []netip.Addr{w.Gateway, w.Gateway6} {
+		if !gw.IsValid() {
+			continue
+		}
+		family := netlink.FAMILY_V4
+		if gw.Is6() {
+			family = netlink.FAMILY_V6
+		}
+		neigh := &netlink.Neigh{
+			LinkIndex:    cl.Attrs().Index,
+			Family:       family,
+			State:        netlink.NUD_PERMANENT,
+			IP:           gw.AsSlice(),
+			HardwareAddr: w.HostMAC,
+		}
+		if err := c.NeighSet(neigh); err != nil {
+			return plumbed{}, fmt.Errorf("set neighbour %s lladdr %s dev %s: %w", gw, w.HostMAC, ifName, err)
+		}
 	}
 	st.done("container_addr_routes_neigh")
 	for _, r := range hostRoutes(w) {
@@ -197,16 +219,30 @@ func (d *netlinkDataplane) waitOperUp(name string, timeout time.Duration) error 
 //     this veth appeared before the agent enabled forwarding globally.
 //   - disable_ipv6 while the attachment is IPv4-only: no link-local address,
 //     DAD or router solicitations on a link that carries no IPv6.
+//   - dual-stack: IPv6 on, no router advertisements accepted, no DAD (the
+//     gateway fe80::1 is added nodad; the kernel's own link-local address
+//     need not wait either), IPv6 forwarding on the device. Forwarding
+//     between devices is the agent's (net.ipv6.conf.all.forwarding).
 func hostSysctls(w wiring) error {
-	set := []struct {
+	type sysctl struct {
 		path     string
 		value    string
 		optional bool // absent when the kernel runs without IPv6
-	}{
+	}
+	set := []sysctl{
 		{filepath.Join("/proc/sys/net/ipv4/conf", w.HostIface, "proxy_arp"), "1", false},
 		{filepath.Join("/proc/sys/net/ipv4/neigh", w.HostIface, "proxy_delay"), "0", false},
 		{filepath.Join("/proc/sys/net/ipv4/conf", w.HostIface, "forwarding"), "1", false},
 		{filepath.Join("/proc/sys/net/ipv6/conf", w.HostIface, "disable_ipv6"), "1", true},
+	}
+	if w.Gateway6.IsValid() {
+		v6 := filepath.Join("/proc/sys/net/ipv6/conf", w.HostIface)
+		set = append(set[:3],
+			sysctl{filepath.Join(v6, "disable_ipv6"), "0", false},
+			sysctl{filepath.Join(v6, "accept_ra"), "0", false},
+			sysctl{filepath.Join(v6, "accept_dad"), "0", false},
+			sysctl{filepath.Join(v6, "forwarding"), "1", false},
+		)
 	}
 	for _, s := range set {
 		err := os.WriteFile(s.path, []byte(s.value), 0o644)
@@ -322,7 +358,7 @@ func observeLink(h *netlink.Handle, name string) (*linkState, error) {
 		MAC:    a.HardwareAddr,
 		Neighs: map[netip.Addr]net.HardwareAddr{},
 	}
-	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return h.AddrList(l, netlink.FAMILY_V4) })
+	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return h.AddrList(l, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, fmt.Errorf("list addresses of %s: %w", name, err)
 	}
@@ -333,13 +369,16 @@ func observeLink(h *netlink.Handle, name string) (*linkState, error) {
 	}
 	filter := &netlink.Route{LinkIndex: a.Index, Table: unix.RT_TABLE_MAIN}
 	routes, err := nlretry.Dump(func() ([]netlink.Route, error) {
-		return h.RouteListFiltered(netlink.FAMILY_V4, filter, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+		return h.RouteListFiltered(netlink.FAMILY_ALL, filter, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list routes of %s: %w", name, err)
 	}
 	for _, r := range routes {
 		dst := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+		if r.Family == netlink.FAMILY_V6 {
+			dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+		}
 		if r.Dst != nil {
 			p, ok := ipNetPrefix(r.Dst)
 			if !ok {
@@ -353,9 +392,13 @@ func observeLink(h *netlink.Handle, name string) (*linkState, error) {
 		}
 		s.Routes = append(s.Routes, route{Dst: dst, Gw: gw})
 	}
-	neighs, err := nlretry.Dump(func() ([]netlink.Neigh, error) { return h.NeighList(a.Index, netlink.FAMILY_V4) })
-	if err != nil {
-		return nil, fmt.Errorf("list neighbours of %s: %w", name, err)
+	var neighs []netlink.Neigh
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		ns, err := nlretry.Dump(func() ([]netlink.Neigh, error) { return h.NeighList(a.Index, family) })
+		if err != nil {
+			return nil, fmt.Errorf("list neighbours of %s: %w", name, err)
+		}
+		neighs = append(neighs, ns...)
 	}
 	for _, n := range neighs {
 		if n.State&netlink.NUD_PERMANENT == 0 {

@@ -22,8 +22,11 @@ type fakeAgent struct {
 	ln     *net.UnixListener
 	srv    *http.Server
 
-	mu     sync.Mutex
-	pool   netip.Prefix
+	mu   sync.Mutex
+	pool netip.Prefix
+	// pool6, when set, makes the agent dual-stack: each attachment also
+	// gets the address of pool6 whose last byte is its IPv4 address's.
+	pool6  netip.Prefix
 	mtu    int
 	ready  bool
 	leases map[api.Owner]*fakeLease
@@ -158,7 +161,10 @@ func (a *fakeAgent) allocate(w http.ResponseWriter, r *http.Request) {
 	if l := a.leases[req.Owner]; l != nil {
 		resp.Existing = true
 		for _, ip := range l.ips {
-			resp.IPs = append(resp.IPs, netip.PrefixFrom(ip, 32))
+			resp.IPs = append(resp.IPs, netip.PrefixFrom(ip, ip.BitLen()))
+		}
+		if len(l.ips) > 1 {
+			resp.Gateway6 = netip.MustParseAddr(api.GatewayIPv6)
 		}
 		writeJSON(w, http.StatusOK, resp)
 		return
@@ -171,8 +177,17 @@ func (a *fakeAgent) allocate(w http.ResponseWriter, r *http.Request) {
 	}
 	for ip := a.pool.Addr().Next().Next(); a.pool.Contains(ip); ip = ip.Next() {
 		if !used[ip] {
-			a.leases[req.Owner] = &fakeLease{ips: []netip.Addr{ip}}
+			l := &fakeLease{ips: []netip.Addr{ip}}
 			resp.IPs = []netip.Prefix{netip.PrefixFrom(ip, 32)}
+			if a.pool6.IsValid() {
+				b := a.pool6.Addr().As16()
+				b[15] = ip.As4()[3]
+				ip6 := netip.AddrFrom16(b)
+				l.ips = append(l.ips, ip6)
+				resp.IPs = append(resp.IPs, netip.PrefixFrom(ip6, 128))
+				resp.Gateway6 = netip.MustParseAddr(api.GatewayIPv6)
+			}
+			a.leases[req.Owner] = l
 			writeJSON(w, http.StatusOK, resp)
 			return
 		}

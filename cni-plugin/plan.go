@@ -24,9 +24,12 @@ type wiring struct {
 	HostIface string
 	HostMAC   net.HardwareAddr
 	CtrMAC    net.HardwareAddr // as created; a chained plugin may change it
-	IPs       []netip.Addr     // IPv4 only for now, each plumbed as a /32
+	IPs       []netip.Addr     // IPv4 first, then IPv6 when dual-stack; each plumbed as a /32 or /128
 	Gateway   netip.Addr
-	MTU       int // 0 leaves the kernel default
+	// Gateway6 is the IPv6 next hop, a link-local address the host veth
+	// carries; valid exactly when IPs holds an IPv6 address.
+	Gateway6 netip.Addr
+	MTU      int // 0 leaves the kernel default
 }
 
 // route is a route on one device: with Gw it goes via that next hop, without
@@ -57,18 +60,36 @@ func planWiring(o api.Owner, netnsPath string, alloc api.AllocateResponse) (wiri
 	if len(alloc.IPs) == 0 {
 		return wiring{}, fmt.Errorf("allocation for %s has no address", o)
 	}
+	var n4, n6 int
 	for _, p := range alloc.IPs {
 		a := p.Addr()
-		if !a.Is4() {
-			return wiring{}, fmt.Errorf("allocated address %s: only IPv4 is supported yet", p)
+		switch {
+		case !a.IsValid() || a.Is4In6() || a.IsLinkLocalUnicast() || a.IsMulticast() || a.IsUnspecified():
+			return wiring{}, fmt.Errorf("allocated address %s: not a unicast pod address", p)
+		case a.Is4():
+			n4++
+		default:
+			n6++
 		}
 		w.IPs = append(w.IPs, a)
+	}
+	if n4 != 1 || n6 > 1 {
+		return wiring{}, fmt.Errorf("allocation for %s: %v, want one IPv4 address and at most one IPv6 address", o, alloc.IPs)
 	}
 	if !w.Gateway.IsValid() {
 		w.Gateway = netip.MustParseAddr(api.GatewayIP)
 	}
 	if !w.Gateway.Is4() {
 		return wiring{}, fmt.Errorf("gateway %s: want an IPv4 address", w.Gateway)
+	}
+	if n6 > 0 {
+		w.Gateway6 = alloc.Gateway6
+		if !w.Gateway6.IsValid() {
+			w.Gateway6 = netip.MustParseAddr(api.GatewayIPv6)
+		}
+		if !w.Gateway6.Is6() || !w.Gateway6.IsLinkLocalUnicast() {
+			return wiring{}, fmt.Errorf("IPv6 gateway %s: want a link-local IPv6 address", w.Gateway6)
+		}
 	}
 	if w.MTU != 0 && (w.MTU < minMTU || w.MTU > maxMTU) {
 		return wiring{}, fmt.Errorf("MTU %d out of range %d-%d", w.MTU, minMTU, maxMTU)
@@ -95,13 +116,21 @@ func ownerMAC(side string, o api.Owner) net.HardwareAddr {
 }
 
 // containerRoutes are the routes on the container interface: the gateway
-// on-link, then the default route through it.
+// on-link, then the default route through it; with IPv6, the IPv6 default
+// route via the link-local gateway (always on-link, no route needed).
 func containerRoutes(w wiring) []route {
-	return []route{
+	out := []route{
 		{Dst: netip.PrefixFrom(w.Gateway, 32)},
 		{Dst: netip.PrefixFrom(netip.IPv4Unspecified(), 0), Gw: w.Gateway},
 	}
+	if w.Gateway6.IsValid() {
+		out = append(out, route{Dst: netip.PrefixFrom(netip.IPv6Unspecified(), 0), Gw: w.Gateway6})
+	}
+	return out
 }
+
+// hostGateway6 is the host veth's IPv6 address: the containers' gateway.
+func hostGateway6(w wiring) netip.Prefix { return netip.PrefixFrom(w.Gateway6, 64) }
 
 // hostRoutes are the /32 routes to the container on the host veth.
 func hostRoutes(w wiring) []route {
@@ -161,8 +190,13 @@ func checkWiring(w wiring, ifName string, have observed) []string {
 			}
 		}
 		if h != nil {
-			if mac, ok := c.Neighs[w.Gateway]; !ok || mac.String() != h.MAC.String() {
-				problems = append(problems, fmt.Sprintf("netns %s lacks permanent neighbour %s lladdr %s dev %s", w.Netns, w.Gateway, h.MAC, ifName))
+			for _, gw := range []netip.Addr{w.Gateway, w.Gateway6} {
+				if !gw.IsValid() {
+					continue
+				}
+				if mac, ok := c.Neighs[gw]; !ok || mac.String() != h.MAC.String() {
+					problems = append(problems, fmt.Sprintf("netns %s lacks permanent neighbour %s lladdr %s dev %s", w.Netns, gw, h.MAC, ifName))
+				}
 			}
 		}
 	}
@@ -180,6 +214,9 @@ func checkWiring(w wiring, ifName string, have observed) []string {
 			if !slices.Contains(h.Routes, r) {
 				problems = append(problems, fmt.Sprintf("host lacks route %s dev %s", r, w.HostIface))
 			}
+		}
+		if w.Gateway6.IsValid() && !slices.Contains(h.Addrs, hostGateway6(w)) {
+			problems = append(problems, fmt.Sprintf("host veth %s lacks address %s", w.HostIface, hostGateway6(w)))
 		}
 	}
 	return problems

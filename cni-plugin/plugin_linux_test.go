@@ -453,12 +453,12 @@ func assertNoSkeinLinks(t *testing.T, n *testNS) {
 
 func assertAddr(t *testing.T, n *testNS, l netlink.Link, want string) {
 	t.Helper()
-	addrs, err := n.NL.AddrList(l, netlink.FAMILY_V4)
+	addrs, err := n.NL.AddrList(l, netlink.FAMILY_ALL)
 	if err != nil {
 		t.Fatalf("list addresses: %v", err)
 	}
 	for _, a := range addrs {
-		if a.IPNet.String() == want {
+		if a.IPNet.String() == want && a.Flags&unix.IFA_F_TENTATIVE == 0 {
 			return
 		}
 	}
@@ -468,12 +468,15 @@ func assertAddr(t *testing.T, n *testNS, l netlink.Link, want string) {
 // assertRoute finds a main-table route out of l; proto -1 accepts any.
 func assertRoute(t *testing.T, n *testNS, l netlink.Link, dst, gw string, scope netlink.Scope, proto int) {
 	t.Helper()
-	routes, err := n.NL.RouteList(l, netlink.FAMILY_V4)
+	routes, err := n.NL.RouteList(l, netlink.FAMILY_ALL)
 	if err != nil {
 		t.Fatalf("list routes: %v", err)
 	}
 	for _, r := range routes {
 		d := "0.0.0.0/0"
+		if r.Family == netlink.FAMILY_V6 {
+			d = "::/0"
+		}
 		if r.Dst != nil {
 			d = r.Dst.String()
 		}
@@ -490,7 +493,11 @@ func assertRoute(t *testing.T, n *testNS, l netlink.Link, dst, gw string, scope 
 
 func assertPermanentNeigh(t *testing.T, n *testNS, l netlink.Link, ip string, mac net.HardwareAddr) {
 	t.Helper()
-	neighs, err := n.NL.NeighList(l.Attrs().Index, netlink.FAMILY_V4)
+	family := netlink.FAMILY_V4
+	if strings.Contains(ip, ":") {
+		family = netlink.FAMILY_V6
+	}
+	neighs, err := n.NL.NeighList(l.Attrs().Index, family)
 	if err != nil {
 		t.Fatalf("list neighbours: %v", err)
 	}
@@ -521,9 +528,14 @@ func readSysctl(t *testing.T, n *testNS, key string) string {
 // generous deadline passes (the first may wait for ARP).
 func ping(n *testNS, dst netip.Addr) error {
 	var conn net.PacketConn
+	network, laddr, echo, reply := "ip4:icmp", "0.0.0.0", byte(8), byte(0)
+	if dst.Is6() {
+		// The kernel fills in ICMPv6 checksums on raw sockets.
+		network, laddr, echo, reply = "ip6:ipv6-icmp", "::", 128, 129
+	}
 	if err := n.inNS(func() error {
 		var err error
-		conn, err = net.ListenPacket("ip4:icmp", "0.0.0.0") // the socket stays in n
+		conn, err = net.ListenPacket(network, laddr) // the socket stays in n
 		return err
 	}); err != nil {
 		return fmt.Errorf("open ICMP socket: %w", err)
@@ -533,8 +545,10 @@ func ping(n *testNS, dst netip.Addr) error {
 	buf := make([]byte, 1500)
 	deadline := time.Now().Add(10 * time.Second)
 	for seq := uint16(1); time.Now().Before(deadline); seq++ {
-		req := []byte{8, 0, 0, 0, byte(id >> 8), byte(id), byte(seq >> 8), byte(seq), 's', 'k', 'e', 'i', 'n'}
-		binary.BigEndian.PutUint16(req[2:], icmpChecksum(req))
+		req := []byte{echo, 0, 0, 0, byte(id >> 8), byte(id), byte(seq >> 8), byte(seq), 's', 'k', 'e', 'i', 'n'}
+		if dst.Is4() {
+			binary.BigEndian.PutUint16(req[2:], icmpChecksum(req))
+		}
 		if _, err := conn.WriteTo(req, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
 			return fmt.Errorf("send echo to %s: %w", dst, err)
 		}
@@ -546,7 +560,7 @@ func ping(n *testNS, dst netip.Addr) error {
 			if err != nil {
 				break // read deadline: send the next request
 			}
-			if from.String() == dst.String() && m >= 8 && buf[0] == 0 &&
+			if from.String() == dst.String() && m >= 8 && buf[0] == reply &&
 				binary.BigEndian.Uint16(buf[4:]) == id && binary.BigEndian.Uint16(buf[6:]) == seq {
 				return nil
 			}

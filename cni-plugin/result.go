@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
@@ -38,10 +40,14 @@ func buildResult(w wiring, ifName string, p plumbed, prev *types100.Result) *typ
 		&types100.Interface{Name: ifName, Mac: p.ContainerMAC.String(), Mtu: p.MTU, Sandbox: w.Netns},
 	)
 	for _, ip := range w.IPs {
+		gw := w.Gateway
+		if ip.Is6() {
+			gw = w.Gateway6
+		}
 		res.IPs = append(res.IPs, &types100.IPConfig{
 			Interface: types100.Int(hostIdx + 1),
 			Address:   prefixIPNet(netip.PrefixFrom(ip, ip.BitLen())),
-			Gateway:   net.IP(w.Gateway.AsSlice()),
+			Gateway:   net.IP(gw.AsSlice()),
 		})
 	}
 	for _, r := range containerRoutes(w) {
@@ -53,8 +59,24 @@ func buildResult(w wiring, ifName string, p plumbed, prev *types100.Result) *typ
 }
 
 // printResult writes res in the config's cniVersion (Mesos reads the 0.2.0
-// shape, ip4.ip).
+// shape, ip4.ip). A 0.1.0/0.2.0 result carries the IPv4 address and routes
+// only: those runtimes predate dual-stack.
 func printResult(w io.Writer, res *types100.Result, cniVersion string) error {
+	if cniVersion == "0.1.0" || cniVersion == "0.2.0" {
+		v4 := *res
+		v4.IPs, v4.Routes = nil, nil
+		for _, ipc := range res.IPs {
+			if ipc.Address.IP.To4() != nil {
+				v4.IPs = append(v4.IPs, ipc)
+			}
+		}
+		for _, r := range res.Routes {
+			if r.Dst.IP.To4() != nil {
+				v4.Routes = append(v4.Routes, r)
+			}
+		}
+		res = &v4
+	}
 	out, err := res.GetAsVersion(cniVersion)
 	if err != nil {
 		return types.NewError(types.ErrIncompatibleCNIVersion, "convert result to version "+cniVersion, err.Error())
@@ -112,14 +134,21 @@ func wiringFromResult(o api.Owner, netnsPath string, res *types100.Result) (wiri
 			return wiring{}, fmt.Errorf("prevResult address %s: invalid IP", ipc.Address.String())
 		}
 		a = a.Unmap()
-		if !a.Is4() {
-			continue // not ours: skein plumbs IPv4 only
-		}
 		w.IPs = append(w.IPs, a)
-		if g, ok := netip.AddrFromSlice(ipc.Gateway); ok && !w.Gateway.IsValid() {
+		g, ok := netip.AddrFromSlice(ipc.Gateway)
+		switch {
+		case !ok:
+		case a.Is4() && !w.Gateway.IsValid():
 			w.Gateway = g.Unmap()
+		case a.Is6() && !w.Gateway6.IsValid():
+			w.Gateway6 = g
+		}
+		if a.Is6() && !w.Gateway6.IsValid() {
+			w.Gateway6 = netip.MustParseAddr(api.GatewayIPv6)
 		}
 	}
+	// IPv4 first, as ADD plumbed them.
+	slices.SortStableFunc(w.IPs, func(x, y netip.Addr) int { return cmp.Compare(x.BitLen(), y.BitLen()) })
 	if len(w.IPs) == 0 {
 		return wiring{}, fmt.Errorf("prevResult lists no IPv4 address on interface %s", o.IfName)
 	}

@@ -5,13 +5,17 @@ import (
 	"time"
 )
 
-// usableRange returns the first and last address of block b that may be
-// handed to a pod: everything but the block's first address, which is
-// reserved (the home block's first address is the node's VTEP address).
-func usableRange(b netip.Prefix) (first, last uint32) {
-	base := addrU32(b.Masked().Addr())
-	size := uint32(1) << (32 - b.Bits()) // blocks are at most /30 by validation, never /0
-	return base + 1, base + size - 1
+// usableRange returns the offsets, from the block's first address, of the
+// first and last address of block b that may be handed to a pod: everything
+// but the block's first address, which is reserved (the home block's first
+// address is the node's VTEP address). Blocks hold at most 2^32 addresses
+// (IPv4 pools; IPv6 blocks are /96 or longer by validation).
+func usableRange(b netip.Prefix) (first, last uint64) {
+	host := b.Addr().BitLen() - b.Bits()
+	if host > 32 || host < 0 {
+		return 1, 0 // not a block: no usable address
+	}
+	return 1, uint64(1)<<host - 1
 }
 
 // usableCount returns how many pod addresses block b holds.
@@ -34,8 +38,9 @@ func coolingAt(cooling map[netip.Addr]time.Time, addr netip.Addr, now time.Time)
 func pickAddr[V any](blocks []netip.Prefix, used map[netip.Addr]V, cooling map[netip.Addr]time.Time, now time.Time) (netip.Addr, bool) {
 	for _, b := range blocks {
 		first, last := usableRange(b)
-		for v := first; v >= first && v <= last; v++ {
-			a := u32Addr(v)
+		base := b.Masked().Addr()
+		for v := first; v <= last; v++ {
+			a := addOffset(base, v)
 			if _, ok := used[a]; ok {
 				continue
 			}

@@ -49,6 +49,12 @@ func TestPickAddr(t *testing.T) {
 		},
 		{name: "top of the address space", blocks: pfxs("255.255.255.252/30"),
 			used: []string{"255.255.255.253", "255.255.255.254"}, want: "255.255.255.255"},
+		{name: "ipv6 skips the block's first address", blocks: pfxs("fd00::40/122"),
+			used: []string{"fd00::41"}, want: "fd00::42"},
+		{name: "ipv6 last address", blocks: pfxs("fd00::ffff:ffff:ffff:fffc/126"),
+			used: []string{"fd00::ffff:ffff:ffff:fffd", "fd00::ffff:ffff:ffff:fffe"}, want: "fd00::ffff:ffff:ffff:ffff"},
+		{name: "ipv6 full", blocks: pfxs("fd00::/126"),
+			used: []string{"fd00::1", "fd00::2", "fd00::3"}, want: ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -76,7 +82,7 @@ func TestUsableCount(t *testing.T) {
 	for _, tc := range []struct {
 		block string
 		want  int
-	}{{"10.0.0.0/30", 3}, {"10.0.0.0/26", 63}, {"10.0.0.0/16", 65535}} {
+	}{{"10.0.0.0/30", 3}, {"10.0.0.0/26", 63}, {"10.0.0.0/16", 65535}, {"fd00::/122", 63}, {"fd00::/126", 3}, {"fd00::/96", 1<<32 - 1}} {
 		if got := usableCount(pfx(tc.block)); got != tc.want {
 			t.Errorf("usableCount(%s) = %d, want %d", tc.block, got, tc.want)
 		}

@@ -62,7 +62,7 @@ const (
 // Config configures an Allocator.
 type Config struct {
 	Node     string     // required: this node's name
-	Pools    []api.Pool // required: the cluster's pools (IPv4); a zero BlockSize means api.DefaultBlockSize
+	Pools    []api.Pool // required: the cluster's pools of one family; a zero BlockSize means the family's default
 	Store    BlockStore // required
 	StateDir string     // required: the state lives in StateDir/ipam.state.{0,1} (mode 0600)
 	// Cooldown is how long a released address rests before reuse; optional,
@@ -97,6 +97,7 @@ type Stats = api.IPAMStats
 type Allocator struct {
 	node      string
 	pools     []api.Pool
+	v6        bool // the pools' family
 	store     BlockStore
 	dir       string
 	cooldown  time.Duration
@@ -170,6 +171,7 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 	a := &Allocator{
 		node:      cfg.Node,
 		pools:     pools,
+		v6:        pools[0].CIDR.Addr().Is6(),
 		store:     cfg.Store,
 		dir:       cfg.StateDir,
 		cooldown:  cfg.Cooldown,
@@ -193,6 +195,9 @@ func New(ctx context.Context, cfg Config) (*Allocator, error) {
 		a.log = slog.New(slog.DiscardHandler)
 	}
 	a.log = a.log.With("component", "ipam", "node", a.node)
+	if a.v6 {
+		a.log = a.log.With("family", "ipv6")
+	}
 
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("ipam: create state dir: %w", err)
@@ -243,12 +248,19 @@ func checkPools(in []api.Pool) ([]api.Pool, error) {
 		return nil, errors.New("at least one pool is required")
 	}
 	pools := slices.Clone(in)
+	v6 := pools[0].CIDR.Addr().Is6()
 	for i := range pools {
 		if pools[i].BlockSize == 0 {
 			pools[i].BlockSize = api.DefaultBlockSize
+			if v6 {
+				pools[i].BlockSize = api.DefaultBlockSizeV6
+			}
 		}
 		if err := pools[i].Validate(); err != nil {
 			return nil, err
+		}
+		if pools[i].CIDR.Addr().Is6() != v6 {
+			return nil, fmt.Errorf("pools %s and %s: one allocator serves one address family", pools[0].CIDR, pools[i].CIDR)
 		}
 		for _, o := range pools[:i] {
 			if o.CIDR.Overlaps(pools[i].CIDR) {

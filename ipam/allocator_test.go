@@ -511,7 +511,8 @@ func TestNewConfigErrors(t *testing.T) {
 	}{
 		{"no node", func(c *Config) { c.Node = "" }, "node name"},
 		{"no pools", func(c *Config) { c.Pools = nil }, "at least one pool"},
-		{"ipv6 pool", func(c *Config) { c.Pools = []api.Pool{pool("fd00::/64", 80)} }, "only IPv4"},
+		{"ipv6 block size", func(c *Config) { c.Pools = []api.Pool{pool("fd00::/64", 80)} }, "IPv6 block size /80 must be between /96 and /126"},
+		{"mixed families", func(c *Config) { c.Pools = []api.Pool{pool("10.9.0.0/16", 26), pool("fd00::/64", 122)} }, "one allocator serves one address family"},
 		{"overlap", func(c *Config) { c.Pools = []api.Pool{pool("10.0.0.0/16", 26), pool("10.0.1.0/24", 26)} }, "overlap"},
 		{"no store", func(c *Config) { c.Store = nil }, "store is required"},
 		{"no state dir", func(c *Config) { c.StateDir = "" }, "state dir is required"},

@@ -3,34 +3,65 @@ package ipam
 import (
 	"encoding/binary"
 	"hash/fnv"
+	"math/bits"
 	"net/netip"
 
 	"github.com/skeinnet/skein/api"
 )
 
-// addrU32 returns an IPv4 address as a number.
-func addrU32(a netip.Addr) uint32 {
-	b := a.As4()
-	return binary.BigEndian.Uint32(b[:])
+// maxPoolBlocks caps how many blocks of one pool a node considers: an IPv6
+// /56 of /122 blocks holds 2^66, more than a counter holds and more than
+// any cluster claims; only its first 2^62 are ever handed out.
+const maxPoolBlocks = uint64(1) << 62
+
+// addOffset returns a + off, in a's family, wrapping within the family.
+func addOffset(a netip.Addr, off uint64) netip.Addr {
+	if a.Is4() {
+		b := a.As4()
+		v := binary.BigEndian.Uint32(b[:]) + uint32(off)
+		binary.BigEndian.PutUint32(b[:], v)
+		return netip.AddrFrom4(b)
+	}
+	return addShifted(a, off, 0)
 }
 
-// u32Addr is the inverse of addrU32.
-func u32Addr(v uint32) netip.Addr {
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], v)
-	return netip.AddrFrom4(b)
+// addShifted returns the IPv6 address a + off<<shift (shift < 128).
+func addShifted(a netip.Addr, off uint64, shift int) netip.Addr {
+	b := a.As16()
+	hi, lo := binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
+	var dhi, dlo uint64
+	switch {
+	case shift == 0:
+		dlo = off
+	case shift < 64:
+		dhi, dlo = off>>(64-shift), off<<shift
+	default:
+		dhi = off << (shift - 64)
+	}
+	lo2, carry := bits.Add64(lo, dlo, 0)
+	hi2, _ := bits.Add64(hi, dhi, carry)
+	binary.BigEndian.PutUint64(b[:8], hi2)
+	binary.BigEndian.PutUint64(b[8:], lo2)
+	return netip.AddrFrom16(b)
 }
 
-// blockCount returns how many blocks pool p splits into.
+// blockCount returns how many blocks pool p splits into (at most
+// maxPoolBlocks).
 func blockCount(p api.Pool) uint64 {
+	if p.BlockSize-p.CIDR.Bits() >= 62 {
+		return maxPoolBlocks
+	}
 	return uint64(1) << (p.BlockSize - p.CIDR.Bits())
 }
 
 // blockAt returns the i-th block of pool p (0 ≤ i < blockCount(p)).
 func blockAt(p api.Pool, i uint64) netip.Prefix {
-	size := uint64(1) << (32 - p.BlockSize)
-	base := uint64(addrU32(p.CIDR.Masked().Addr()))
-	return netip.PrefixFrom(u32Addr(uint32(base+i*size)), p.BlockSize)
+	base := p.CIDR.Masked().Addr()
+	shift := base.BitLen() - p.BlockSize
+	if base.Is4() {
+		return netip.PrefixFrom(addOffset(base, i<<shift), p.BlockSize)
+	}
+	return netip.PrefixFrom(addShifted(base, i, shift), p.BlockSize)
 }
 
 // poolBlocks enumerates every block of pool p in address order. Use it only on

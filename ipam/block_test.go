@@ -57,6 +57,11 @@ func TestBlockAt(t *testing.T) {
 		{pool("10.244.0.0/16", 26), 5, pfx("10.244.1.64/26"), 1024},
 		{pool("10.244.0.0/16", 26), 1023, pfx("10.244.255.192/26"), 1024},
 		{pool("10.0.0.0/8", 30), 1<<22 - 1, pfx("10.255.255.252/30"), 1 << 22},
+		{pool("fd00:10:244::/56", 122), 0, pfx("fd00:10:244::/122"), 1 << 62},
+		{pool("fd00:10:244::/56", 122), 5, pfx("fd00:10:244::140/122"), 1 << 62},
+		// i<<6 crosses the 64-bit half: the carry lands in the upper half.
+		{pool("fd00:10:244::/56", 122), 1 << 58, pfx("fd00:10:244:1::/122"), 1 << 62},
+		{pool("fd00::/112", 120), 255, pfx("fd00::ff00/120"), 256},
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("%s/%d#%d", tc.pool.CIDR, tc.pool.BlockSize, tc.i), func(t *testing.T) {

@@ -267,10 +267,17 @@ func plural(n int, noun string) string {
 	return fmt.Sprintf("%d %ss", n, noun)
 }
 
+// listBlocks returns the cluster's claimed blocks of the allocator's family:
+// one allocator serves one family, and the other family's blocks are
+// another allocator's (see Dual).
 func (a *Allocator) listBlocks(ctx context.Context) ([]api.Block, error) {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	return a.store.ListBlocks(ctx)
+	all, err := a.store.ListBlocks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(all, func(b api.Block) bool { return b.CIDR.Addr().Is6() != a.v6 }), nil
 }
 
 func (a *Allocator) claimBlock(ctx context.Context, b netip.Prefix) (bool, error) {

@@ -34,6 +34,19 @@ type debugState struct {
 // ServeHTTPDebug writes the allocator's blocks, allocations and cooling
 // addresses as JSON, for the agent's /debug/ipam.
 func (a *Allocator) ServeHTTPDebug(w http.ResponseWriter, _ *http.Request) {
+	writeDebug(w, a.debugSnapshot())
+}
+
+// writeDebug writes v as indented JSON.
+func writeDebug(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v) // the client went away; nothing to do
+}
+
+// debugSnapshot is what ServeHTTPDebug shows.
+func (a *Allocator) debugSnapshot() debugState {
 	a.mu.Lock()
 	now := a.now()
 	d := debugState{
@@ -60,8 +73,5 @@ func (a *Allocator) ServeHTTPDebug(w http.ResponseWriter, _ *http.Request) {
 	a.mu.Unlock()
 	slices.SortFunc(d.Cooling, func(x, y coolingAddr) int { return x.IP.Compare(y.IP) })
 	slices.SortFunc(d.Releasing, comparePrefixes)
-	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(d) // the client went away; nothing to do
+	return d
 }

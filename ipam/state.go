@@ -79,8 +79,9 @@ func (st stateFile) check(node string) error {
 	}
 	blocks := make(map[netip.Prefix]bool, len(st.Blocks))
 	for _, b := range st.Blocks {
-		if !b.IsValid() || !b.Addr().Is4() || b != b.Masked() || b.Bits() > 30 {
-			return fmt.Errorf("block %s: not an IPv4 block of at least 4 addresses", b)
+		if !b.IsValid() || b != b.Masked() || (b.Addr().Is4() && b.Bits() > 30) ||
+			(b.Addr().Is6() && (b.Bits() < api.MinBlockSizeV6 || b.Bits() > api.MaxBlockSizeV6)) {
+			return fmt.Errorf("block %s: not an IPv4 block of at least 4 addresses or an IPv6 block /%d to /%d", b, api.MinBlockSizeV6, api.MaxBlockSizeV6)
 		}
 		if blocks[b] {
 			return fmt.Errorf("block %s listed twice", b)

@@ -35,27 +35,36 @@ func (c cniCall) runtimeConf() *libcni.RuntimeConf {
 	return &libcni.RuntimeConf{ContainerID: c.containerID, NetNS: c.netns, IfName: c.ifName, Args: c.args}
 }
 
-// cniAdd runs CNI ADD and returns the container's first IPv4 address.
-func cniAdd(ctx context.Context, c cniCall) (netip.Addr, error) {
+// cniAdd runs CNI ADD and returns the container's first IPv4 address and
+// its first IPv6 address (invalid when it has none).
+func cniAdd(ctx context.Context, c cniCall) (ip4, ip6 netip.Addr, err error) {
 	var res types.Result
-	err := c.run(func(cni *libcni.CNIConfig, list *libcni.NetworkConfigList) error {
+	err = c.run(func(cni *libcni.CNIConfig, list *libcni.NetworkConfigList) error {
 		var err error
 		res, err = cni.AddNetworkList(ctx, list, c.runtimeConf())
 		return err
 	})
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("CNI ADD %s: %w", c.containerID, err)
+		return netip.Addr{}, netip.Addr{}, fmt.Errorf("CNI ADD %s: %w", c.containerID, err)
 	}
 	r, err := types100.NewResultFromResult(res)
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("CNI ADD %s: convert result: %w", c.containerID, err)
+		return netip.Addr{}, netip.Addr{}, fmt.Errorf("CNI ADD %s: convert result: %w", c.containerID, err)
 	}
 	for _, ip := range r.IPs {
-		if a, ok := netip.AddrFromSlice(ip.Address.IP); ok && a.Unmap().Is4() {
-			return a.Unmap(), nil
+		a, ok := netip.AddrFromSlice(ip.Address.IP)
+		switch {
+		case !ok:
+		case a.Unmap().Is4() && !ip4.IsValid():
+			ip4 = a.Unmap()
+		case a.Is6() && !a.Is4In6() && !ip6.IsValid():
+			ip6 = a
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("CNI ADD %s: result has no IPv4 address", c.containerID)
+	if !ip4.IsValid() {
+		return netip.Addr{}, netip.Addr{}, fmt.Errorf("CNI ADD %s: result has no IPv4 address", c.containerID)
+	}
+	return ip4, ip6, nil
 }
 
 // cniDel runs CNI DEL.

@@ -98,7 +98,7 @@ func (l *Lab) AddContainer(ctx context.Context, host string, opts ContainerOpts)
 	if err := setLoUp(name); err != nil {
 		return Container{}, fmt.Errorf("add container: %w", err)
 	}
-	ip, err := cniAdd(ctx, call)
+	ip, ip6, err := cniAdd(ctx, call)
 	if err != nil {
 		// The plugin rolls back what it made; a DEL also frees what the
 		// agent may hold for the attachment.
@@ -109,7 +109,7 @@ func (l *Lab) AddContainer(ctx context.Context, host string, opts ContainerOpts)
 		}
 		return Container{}, fmt.Errorf("add container %s on %s: %w\n--- tail of %s ---\n%s", name, h.Name, err, call.logPath, tailFile(call.logPath, 10))
 	}
-	c.IP = ip
+	c.IP, c.IP6 = ip, ip6
 
 	l.mu.Lock()
 	l.st.Containers = append(l.st.Containers, c)
@@ -118,7 +118,11 @@ func (l *Lab) AddContainer(ctx context.Context, host string, opts ContainerOpts)
 	if err != nil {
 		return Container{}, err
 	}
-	l.progress("container %s %s (pod %s/%s)", name, ip, c.PodNS, c.PodName)
+	ips := ip.String()
+	if ip6.IsValid() {
+		ips += " " + ip6.String()
+	}
+	l.progress("container %s %s (pod %s/%s)", name, ips, c.PodNS, c.PodName)
 	return c, nil
 }
 

@@ -130,7 +130,11 @@ func (l *Lab) upEtcd(ctx context.Context, cl api.Cluster, withTLS bool) error {
 	for _, m := range l.State().Etcd {
 		l.progress("etcd %s up at %s (pid %d, admin endpoint %s)", m.Name, m.ClientURL, m.PID, m.AdminURL)
 	}
-	l.progress("cluster config written: pool %s, block /%d, backend %s", cl.Pools[0].CIDR, cl.Pools[0].BlockSize, cl.Backend)
+	var pools []string
+	for _, p := range cl.Pools {
+		pools = append(pools, fmt.Sprintf("%s (blocks /%d)", p.CIDR, p.BlockSize))
+	}
+	l.progress("cluster config written: pool %s, backend %s", strings.Join(pools, ", "), cl.Backend)
 	return nil
 }
 

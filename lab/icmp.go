@@ -9,18 +9,27 @@ import (
 const (
 	icmpEchoRequest = 8
 	icmpEchoReply   = 0
-	pingInterval    = 200 * time.Millisecond
-	defaultPingWait = 5 * time.Second
+	// ICMPv6 (RFC 4443); the kernel fills in the checksum on raw
+	// ICMPv6 sockets, over the pseudo-header it alone knows.
+	icmpv6EchoRequest = 128
+	icmpv6EchoReply   = 129
+	pingInterval      = 200 * time.Millisecond
+	defaultPingWait   = 5 * time.Second
 )
 
-// echoRequest builds an ICMP echo request.
-func echoRequest(id, seq uint16) []byte {
+// echoRequest builds an ICMP (v6: ICMPv6) echo request.
+func echoRequest(id, seq uint16, v6 bool) []byte {
 	b := make([]byte, 8, 8+16)
 	b[0] = icmpEchoRequest
+	if v6 {
+		b[0] = icmpv6EchoRequest
+	}
 	binary.BigEndian.PutUint16(b[4:], id)
 	binary.BigEndian.PutUint16(b[6:], seq)
 	b = append(b, "skein-lab-ping.."...)
-	binary.BigEndian.PutUint16(b[2:], icmpChecksum(b))
+	if !v6 {
+		binary.BigEndian.PutUint16(b[2:], icmpChecksum(b))
+	}
 	return b
 }
 

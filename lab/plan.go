@@ -117,10 +117,15 @@ type Config struct {
 	// RunDir holds lab.json, sockets, logs and agent state; optional, default
 	// /run/skein-lab/<Name>.
 	RunDir string
-	// PodCIDR is the cluster pool; optional, default 10.244.0.0/16.
+	// PodCIDR is the cluster's pools, comma separated; optional, default
+	// 10.244.0.0/16. An IPv6 pool next to the IPv4 one makes the lab
+	// dual-stack.
 	PodCIDR string
-	// BlockSize is the pool's block prefix length; optional, default 26.
+	// BlockSize is the IPv4 pools' block prefix length; optional, default 26.
 	BlockSize int
+	// BlockSizeV6 is the IPv6 pools' block prefix length; optional,
+	// default 122.
+	BlockSizeV6 int
 	// Out receives one progress line per step; optional.
 	Out io.Writer
 	// Log receives debug events; optional, default discard.
@@ -182,6 +187,9 @@ func (c Config) withDefaults() Config {
 	if c.BlockSize == 0 {
 		c.BlockSize = api.DefaultBlockSize
 	}
+	if c.BlockSizeV6 == 0 {
+		c.BlockSizeV6 = api.DefaultBlockSizeV6
+	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
@@ -234,16 +242,23 @@ func (c Config) validate() error {
 
 // cluster returns the cluster record the lab writes.
 func (c Config) cluster() (api.Cluster, error) {
-	cidr, err := netip.ParsePrefix(c.PodCIDR)
-	if err != nil {
-		return api.Cluster{}, fmt.Errorf("pod CIDR: %w", err)
-	}
-	pool := api.Pool{CIDR: cidr, BlockSize: c.BlockSize}
-	if err := pool.Validate(); err != nil {
-		return api.Cluster{}, err
+	var pools []api.Pool
+	for i, s := range strings.Split(c.PodCIDR, ",") {
+		cidr, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			return api.Cluster{}, fmt.Errorf("pod CIDR[%d]: %w", i, err)
+		}
+		pool := api.Pool{CIDR: cidr, BlockSize: c.BlockSize}
+		if cidr.Addr().Is6() {
+			pool.BlockSize = c.BlockSizeV6
+		}
+		if err := pool.Validate(); err != nil {
+			return api.Cluster{}, fmt.Errorf("pod CIDR[%d]: %w", i, err)
+		}
+		pools = append(pools, pool)
 	}
 	cl := api.Cluster{
-		Pools:   []api.Pool{pool},
+		Pools:   pools,
 		Backend: api.Backend(c.Backend),
 		VXLAN:   api.VXLANConfig{VNI: api.DefaultVNI, Port: api.DefaultVXLANPort, DirectRouting: c.VXLANDirectRouting},
 	}
@@ -257,6 +272,9 @@ func (c Config) cluster() (api.Cluster, error) {
 	if cl.Backend == api.BackendBGP {
 		// With a top-of-rack route reflector the hosts peer only with it.
 		cl.BGP = &api.BGPConfig{ASN: api.DefaultASN, NodeMesh: c.ToR == ""}
+	}
+	if err := cl.Validate(); err != nil {
+		return api.Cluster{}, err
 	}
 	return cl, nil
 }

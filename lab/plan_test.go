@@ -48,7 +48,7 @@ func TestConfigDefaults(t *testing.T) {
 	got.Log = nil
 	want := Config{
 		Name: "sklab", Hosts: 3, ContainersPerHost: 2, Backend: "vxlan", BinDir: "/b",
-		RunDir: "/run/skein-lab/sklab", PodCIDR: "10.244.0.0/16", BlockSize: 26, Subnets: 1, EtcdMembers: 1,
+		RunDir: "/run/skein-lab/sklab", PodCIDR: "10.244.0.0/16", BlockSize: 26, BlockSizeV6: 122, Subnets: 1, EtcdMembers: 1,
 	}
 	if d := cmp.Diff(want, got, cmp.AllowUnexported(Config{})); d != "" {
 		t.Errorf("withDefaults() mismatch (-want +got):\n%s", d)
@@ -77,6 +77,10 @@ func TestConfigValidate(t *testing.T) {
 		{"relative run dir", Config{BinDir: "/b", RunDir: "run"}, "absolute"},
 		{"bad pod CIDR", Config{BinDir: "/b", PodCIDR: "10.244.0.1/16"}, "host bits"},
 		{"block bigger than pool", Config{BinDir: "/b", PodCIDR: "10.244.0.0/24", BlockSize: 20}, "pool"},
+		{"dual-stack", Config{BinDir: "/b", PodCIDR: "10.244.0.0/16,fd00:10:244::/56"}, ""},
+		{"v6 block size", Config{BinDir: "/b", PodCIDR: "10.244.0.0/16,fd00:10:244::/56", BlockSizeV6: 64}, "pod CIDR[1]: pool fd00:10:244::/56: IPv6 block size /64"},
+		{"v6 only", Config{BinDir: "/b", PodCIDR: "fd00:10:244::/56"}, "IPv6 pools need an IPv4 pool"},
+		{"v6 with bgp", Config{BinDir: "/b", Backend: "bgp", PodCIDR: "10.244.0.0/16,fd00:10:244::/56"}, "backend bgp does not advertise IPv6"},
 		{"bird tor", Config{BinDir: "/b", Backend: "bgp", ToR: "bird"}, ""},
 		{"frr tor on two subnets", Config{BinDir: "/b", Backend: "bgp", ToR: "frr", Subnets: 2}, ""},
 		{"tor with vxlan", Config{BinDir: "/b", ToR: "bird"}, "needs backend bgp"},
@@ -490,7 +494,7 @@ func TestRemoveRunDir(t *testing.T) {
 
 func TestEchoRequest(t *testing.T) {
 	t.Parallel()
-	b := echoRequest(0x1234, 7)
+	b := echoRequest(0x1234, 7, false)
 	if b[0] != icmpEchoRequest || b[1] != 0 {
 		t.Errorf("type/code = %d/%d, want 8/0", b[0], b[1])
 	}

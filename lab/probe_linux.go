@@ -60,15 +60,17 @@ func listenPacketIn(ctx context.Context, ns, network, address string) (net.Packe
 // pingInterval until a reply arrives or ctx ends (after defaultPingWait when
 // ctx has no deadline).
 func pingIn(ctx context.Context, ns string, dst netip.Addr) error {
-	if !dst.Is4() {
-		return fmt.Errorf("ping %s: only IPv4", dst)
+	dst = dst.Unmap()
+	network, laddr, reply := "ip4:icmp", "0.0.0.0", byte(icmpEchoReply)
+	if dst.Is6() {
+		network, laddr, reply = "ip6:ipv6-icmp", "::", icmpv6EchoReply
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, defaultPingWait)
 		defer cancel()
 	}
-	c, err := listenPacketIn(ctx, ns, "ip4:icmp", "0.0.0.0")
+	c, err := listenPacketIn(ctx, ns, network, laddr)
 	if err != nil {
 		return fmt.Errorf("ping %s from %s: %w", dst, ns, err)
 	}
@@ -82,7 +84,7 @@ func pingIn(ctx context.Context, ns string, dst netip.Addr) error {
 	sent := make(chan struct{})
 	go func() {
 		defer close(sent)
-		sendEchoes(sctx, c, to, id)
+		sendEchoes(sctx, c, to, id, dst.Is6())
 	}()
 	defer func() { cancelSend(); <-sent }()
 
@@ -100,7 +102,7 @@ func pingIn(ctx context.Context, ns string, dst netip.Addr) error {
 			continue
 		}
 		src, _ := netip.AddrFromSlice(ip.IP)
-		if src.Unmap() != dst || n < 8 || buf[0] != icmpEchoReply || binary.BigEndian.Uint16(buf[4:]) != id {
+		if src.Unmap() != dst || n < 8 || buf[0] != reply || binary.BigEndian.Uint16(buf[4:]) != id {
 			continue
 		}
 		return nil
@@ -110,11 +112,11 @@ func pingIn(ctx context.Context, ns string, dst netip.Addr) error {
 // sendEchoes sends an echo request every pingInterval until ctx ends. Send
 // errors are ignored: an unreachable network while routes converge is what a
 // later try may get past, and the reader reports the outcome.
-func sendEchoes(ctx context.Context, c net.PacketConn, to net.Addr, id uint16) {
+func sendEchoes(ctx context.Context, c net.PacketConn, to net.Addr, id uint16, v6 bool) {
 	t := time.NewTicker(pingInterval)
 	defer t.Stop()
 	for seq := uint16(1); ; seq++ {
-		_, _ = c.WriteTo(echoRequest(id, seq), to) // see above
+		_, _ = c.WriteTo(echoRequest(id, seq, v6), to) // see above
 		select {
 		case <-ctx.Done():
 			return

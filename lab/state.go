@@ -48,6 +48,8 @@ type Container struct {
 	Labels      map[string]string `json:"labels,omitempty"`
 	Ports       []api.NamedPort   `json:"ports,omitempty"`
 	IP          netip.Addr        `json:"ip"`
+	// IP6 is the container's IPv6 address in a dual-stack lab.
+	IP6 netip.Addr `json:"ip6,omitzero"`
 }
 
 // Etcd is one member of the lab's etcd, a process of its own.

@@ -49,7 +49,7 @@ func dump[T any](what string, f func() (T, error)) (T, error) {
 }
 
 // EnsureLink implements Dataplane.
-func (d *NetlinkDataplane) EnsureLink(ctx context.Context, spec LinkSpec, addr netip.Prefix) (Devices, error) {
+func (d *NetlinkDataplane) EnsureLink(ctx context.Context, spec LinkSpec, addr, addr6 netip.Prefix) (Devices, error) {
 	devs := Devices{Underlay: spec.UnderlayIndex}
 	link, err := d.h.LinkByName(spec.Name)
 	var notFound netlink.LinkNotFoundError
@@ -91,7 +91,10 @@ func (d *NetlinkDataplane) EnsureLink(ctx context.Context, spec LinkSpec, addr n
 			return devs, fmt.Errorf("set %s up: %w", spec.Name, err)
 		}
 	}
-	return devs, d.ensureAddr(link, addr)
+	if err := d.ensureAddr(link, netlink.FAMILY_V4, addr); err != nil {
+		return devs, err
+	}
+	return devs, d.ensureAddr(link, netlink.FAMILY_V6, addr6)
 }
 
 func (d *NetlinkDataplane) createLink(spec LinkSpec) (netlink.Link, error) {
@@ -112,9 +115,10 @@ func (d *NetlinkDataplane) createLink(spec LinkSpec) (netlink.Link, error) {
 	if err != nil {
 		return nil, fmt.Errorf("get new link %s: %w", spec.Name, err)
 	}
-	// The overlay carries IPv4 only: no link-local address, no IPv6
-	// neighbour discovery or MLD over the tunnel. Best effort: a kernel
-	// without IPv6 refuses, and nothing depends on it.
+	// No link-local address, so no IPv6 neighbour discovery or MLD over
+	// the tunnel: IPv6 VTEP neighbours are permanent entries. Best effort:
+	// a kernel without IPv6 refuses, and an IPv4-only cluster does not
+	// need it.
 	if err := d.h.LinkSetIP6AddrGenMode(link, nl.IN6_ADDR_GEN_MODE_NONE); err != nil {
 		d.log.Debug("disable ipv6 link-local address", "ifname", spec.Name, "err", err)
 	}
@@ -145,21 +149,27 @@ func specOf(vx *netlink.Vxlan) LinkSpec {
 	}
 }
 
-// ensureAddr makes want the link's only address of its family.
-func (d *NetlinkDataplane) ensureAddr(link netlink.Link, want netip.Prefix) error {
+// ensureAddr makes want (invalid: none) the link's only address of family,
+// link-local IPv6 addresses aside. An IPv6 address is added nodad: IPAM
+// owns it, and a tentative address could not source packets.
+func (d *NetlinkDataplane) ensureAddr(link netlink.Link, family int, want netip.Prefix) error {
 	name := link.Attrs().Name
-	family := netlink.FAMILY_V4
-	if want.IsValid() && want.Addr().Is6() {
-		family = netlink.FAMILY_V6
-	}
 	addrs, err := dump("addresses of "+name, func() ([]netlink.Addr, error) { return d.h.AddrList(link, family) })
 	if err != nil {
 		return err
 	}
+	addrs = slices.DeleteFunc(addrs, func(a netlink.Addr) bool { return a.IP.IsLinkLocalUnicast() })
+	if len(addrs) == 0 && !want.IsValid() {
+		return nil
+	}
 	// Add before delete: removing a device's last IPv4 address makes the
 	// kernel flush every route through it.
 	if want.IsValid() && !slices.ContainsFunc(addrs, func(a netlink.Addr) bool { return prefixOf(a.IPNet) == want }) {
-		if err := d.h.AddrAdd(link, &netlink.Addr{IPNet: ipNet(want)}); err != nil && !errors.Is(err, unix.EEXIST) {
+		a := &netlink.Addr{IPNet: ipNet(want)}
+		if want.Addr().Is6() {
+			a.Flags = unix.IFA_F_NODAD
+		}
+		if err := d.h.AddrAdd(link, a); err != nil && !errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("add address %s to %s: %w", want, name, err)
 		}
 	}
@@ -192,6 +202,16 @@ func (d *NetlinkDataplane) Observe(_ context.Context, devs Devices) (State, erro
 	if len(addrs) > 0 {
 		st.Addr = prefixOf(addrs[0].IPNet)
 	}
+	addrs6, err := dump("addresses", func() ([]netlink.Addr, error) { return d.h.AddrList(link, netlink.FAMILY_V6) })
+	if err != nil {
+		return st, err
+	}
+	for _, a := range addrs6 {
+		if !a.IP.IsLinkLocalUnicast() {
+			st.Addr6 = prefixOf(a.IPNet)
+			break
+		}
+	}
 
 	st.Neighs = map[netip.Addr]Neigh{}
 	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
@@ -201,7 +221,9 @@ func (d *NetlinkDataplane) Observe(_ context.Context, devs Devices) (State, erro
 		}
 		for _, n := range ns {
 			ip, ok := netip.AddrFromSlice(n.IP)
-			if !ok || n.LinkIndex != devs.Overlay {
+			// Multicast entries (IPv6 MLD reports: ff02::16) are the
+			// kernel's own, never Skein's to keep or delete.
+			if !ok || n.LinkIndex != devs.Overlay || ip.IsMulticast() {
 				continue
 			}
 			ip = ip.Unmap()

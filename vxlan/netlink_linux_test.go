@@ -228,7 +228,7 @@ func TestNetlinkDataplaneReplacesForeignDevice(t *testing.T) {
 	dp := NewNetlinkDataplane(ns.Handle, testLog(t))
 	want := Plan(selfCfg, []Peer{peerB})
 	want.Link.UnderlayIndex = 0
-	if _, err := dp.EnsureLink(t.Context(), want.Link, want.Addr); err != nil {
+	if _, err := dp.EnsureLink(t.Context(), want.Link, want.Addr, want.Addr6); err != nil {
 		t.Fatalf("EnsureLink() = %v", err)
 	}
 	if _, ok := mustLink(t, ns.Handle, api.VXLANDevice).(*netlink.Vxlan); !ok {

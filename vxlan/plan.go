@@ -36,6 +36,9 @@ type Config struct {
 	VTEPMAC net.HardwareAddr
 	// VTEPIP is the device's address (installed as a /32); required.
 	VTEPIP netip.Addr
+	// VTEPIP6 is the device's IPv6 address (a /128) in a dual-stack
+	// cluster; optional. Without it no IPv6 block is routed.
+	VTEPIP6 netip.Addr
 	// DirectRouting routes blocks of peers on the same L2 subnet via their
 	// underlay IP instead of through the tunnel; optional.
 	DirectRouting bool
@@ -47,7 +50,9 @@ type Peer struct {
 	UnderlayIP netip.Addr
 	VTEPMAC    net.HardwareAddr
 	VTEPIP     netip.Addr
-	Blocks     []netip.Prefix
+	// VTEPIP6 is the next hop of the peer's IPv6 blocks; optional.
+	VTEPIP6 netip.Addr
+	Blocks  []netip.Prefix
 	// SameSubnet reports whether UnderlayIP is on-link from this host's
 	// underlay interface, so a direct route works.
 	SameSubnet bool
@@ -111,7 +116,9 @@ type Route struct {
 type State struct {
 	Link LinkSpec
 	// Addr is the VTEP IP as a host prefix on the device.
-	Addr   netip.Prefix
+	Addr netip.Prefix
+	// Addr6 is the IPv6 VTEP IP as a /128 on the device (dual-stack).
+	Addr6  netip.Prefix
 	Neighs map[netip.Addr]Neigh
 	FDB    map[FDBKey]FDBEntry
 	Routes map[netip.Prefix]Route
@@ -137,6 +144,13 @@ func (c Config) Defaulted() Config {
 // onlink. With DirectRouting, a peer on the same subnet gets routes via its
 // underlay IP on the underlay interface instead, and no neighbour or FDB entry.
 //
+// Dual-stack (both this host and the peer have an IPv6 VTEP IP): the peer's
+// IPv6 blocks are routed via its IPv6 VTEP IP, onlink, through the same
+// device over the IPv4 underlay, with a second permanent neighbour (IPv6
+// VTEP IP → the same VTEP MAC) and the same FDB entry. A direct route
+// cannot carry IPv6 over an IPv4 next hop, so with DirectRouting a
+// same-subnet peer's IPv6 blocks stay on the overlay.
+//
 // Peers are taken in node name order, so when two peers claim the same block,
 // VTEP IP or VTEP MAC, the first name wins whatever the input order. Skipped:
 // this host (by name, VTEP IP, VTEP MAC or underlay IP), peers missing a VTEP IP, a
@@ -160,6 +174,10 @@ func Plan(cfg Config, peers []Peer) State {
 	}
 	if cfg.VTEPIP.IsValid() {
 		st.Addr = netip.PrefixFrom(cfg.VTEPIP, cfg.VTEPIP.BitLen())
+	}
+	dual := cfg.VTEPIP6.Is6() && !cfg.VTEPIP6.Is4In6()
+	if dual {
+		st.Addr6 = netip.PrefixFrom(cfg.VTEPIP6, 128)
 	}
 
 	sorted := slices.Clone(peers)
@@ -186,10 +204,15 @@ func Plan(cfg Config, peers []Peer) State {
 		if !p.UnderlayIP.IsValid() || p.UnderlayIP.Is4() != cfg.UnderlayIP.Is4() {
 			continue
 		}
-		if cfg.DirectRouting && p.SameSubnet && cfg.UnderlayIfIndex != 0 {
+		direct := cfg.DirectRouting && p.SameSubnet && cfg.UnderlayIfIndex != 0
+		if direct {
 			for _, b := range p.Blocks {
 				addRoute(b, Route{Gw: p.UnderlayIP, Direct: true})
 			}
+		}
+		v6 := dual && p.VTEPIP6.Is6() && !p.VTEPIP6.Is4In6() && p.VTEPIP6 != cfg.VTEPIP6 &&
+			slices.ContainsFunc(p.Blocks, func(b netip.Prefix) bool { return b.Addr().Is6() })
+		if direct && !v6 {
 			continue
 		}
 		if !p.VTEPIP.IsValid() || len(p.VTEPMAC) != 6 {
@@ -198,19 +221,39 @@ func Plan(cfg Config, peers []Peer) State {
 		if _, taken := st.Neighs[p.VTEPIP]; taken || macs[p.VTEPMAC.String()] {
 			continue
 		}
+		if _, taken := st.Neighs[p.VTEPIP6]; v6 && taken {
+			v6 = false
+		}
 		macs[p.VTEPMAC.String()] = true
-		st.Neighs[p.VTEPIP] = Neigh{IP: p.VTEPIP, MAC: slices.Clone(p.VTEPMAC), Permanent: true}
 		fdb := FDBEntry{MAC: slices.Clone(p.VTEPMAC), Dst: p.UnderlayIP}
 		st.FDB[fdb.Key()] = fdb
-		covered := false
-		for _, b := range p.Blocks {
-			addRoute(b, Route{Gw: p.VTEPIP, OnLink: true})
-			covered = covered || b.Contains(p.VTEPIP)
+		// IPv4 through the tunnel unless routed directly; IPv6 always.
+		type hop struct {
+			gw  netip.Addr
+			is6 bool
 		}
-		if !covered {
-			// Replies to this host's VTEP IP (the source of host-to-pod
-			// traffic) need a way back when no block holds the VTEP IP.
-			addRoute(netip.PrefixFrom(p.VTEPIP, p.VTEPIP.BitLen()), Route{Gw: p.VTEPIP, OnLink: true})
+		var hops []hop
+		if !direct {
+			hops = append(hops, hop{p.VTEPIP, false})
+		}
+		if v6 {
+			hops = append(hops, hop{p.VTEPIP6, true})
+		}
+		for _, h := range hops {
+			st.Neighs[h.gw] = Neigh{IP: h.gw, MAC: slices.Clone(p.VTEPMAC), Permanent: true}
+			covered := false
+			for _, b := range p.Blocks {
+				if b.Addr().Is6() != h.is6 {
+					continue
+				}
+				addRoute(b, Route{Gw: h.gw, OnLink: true})
+				covered = covered || b.Contains(h.gw)
+			}
+			if !covered {
+				// Replies to this host's VTEP IP (the source of host-to-pod
+				// traffic) need a way back when no block holds the VTEP IP.
+				addRoute(netip.PrefixFrom(h.gw, h.gw.BitLen()), Route{Gw: h.gw, OnLink: true})
+			}
 		}
 	}
 	return st
@@ -285,6 +328,9 @@ func (s State) Lines() []string {
 	lines := []string{s.Link.String()}
 	if s.Addr.IsValid() {
 		lines = append(lines, "addr "+s.Addr.String())
+	}
+	if s.Addr6.IsValid() {
+		lines = append(lines, "addr "+s.Addr6.String())
 	}
 	for _, n := range s.Neighs {
 		lines = append(lines, n.String())

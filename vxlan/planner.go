@@ -195,7 +195,7 @@ func (s *State) initMaps() {
 // pick returns the objects of s under the keys of d, in maps of their own
 // (the link spec and address come along).
 func (s State) pick(d dirtyKeys) State {
-	out := State{Link: s.Link, Addr: s.Addr}
+	out := State{Link: s.Link, Addr: s.Addr, Addr6: s.Addr6}
 	out.initMaps()
 	for k := range d.neighs {
 		if v, ok := s.Neighs[k]; ok {

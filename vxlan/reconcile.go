@@ -64,7 +64,8 @@ type Dataplane interface {
 	// EnsureLink makes the device match spec, recreating it only when
 	// spec.Incompat says so, sets it up with addr as its only address, and
 	// returns the devices objects refer to.
-	EnsureLink(ctx context.Context, spec LinkSpec, addr netip.Prefix) (Devices, error)
+	// addr6 is the IPv6 address (invalid: none).
+	EnsureLink(ctx context.Context, spec LinkSpec, addr, addr6 netip.Prefix) (Devices, error)
 	// Observe returns the device's spec and address, and the objects Skein
 	// owns: every neighbour and FDB entry on the device, and routes marked
 	// with api.RouteProtocol on either device.
@@ -276,7 +277,7 @@ func (r *Reconciler) Sync(ctx context.Context) error {
 // sync returns the actual state as far as it knows it and the number of
 // successful operations.
 func (r *Reconciler) sync(ctx context.Context, want State) (State, Devices, int, error) {
-	devs, err := r.dp.EnsureLink(ctx, want.Link, want.Addr)
+	devs, err := r.dp.EnsureLink(ctx, want.Link, want.Addr, want.Addr6)
 	if err != nil {
 		return State{}, devs, 0, fmt.Errorf("ensure link %s: %w", want.Link.Name, err)
 	}

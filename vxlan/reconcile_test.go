@@ -36,7 +36,7 @@ func newFake() *fakeDP {
 	return &fakeDP{st: State{Neighs: map[netip.Addr]Neigh{}, FDB: map[FDBKey]FDBEntry{}, Routes: map[netip.Prefix]Route{}}}
 }
 
-func (f *fakeDP) EnsureLink(_ context.Context, spec LinkSpec, addr netip.Prefix) (Devices, error) {
+func (f *fakeDP) EnsureLink(_ context.Context, spec LinkSpec, addr, addr6 netip.Prefix) (Devices, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.linkFail != nil {

@@ -123,6 +123,9 @@ func neighEvent(u netlink.NeighUpdate) (Event, bool) {
 		}
 		return Event{Del: del, FDB: &FDBEntry{MAC: mac, Dst: ip.Unmap()}}, true
 	}
+	if ip.IsMulticast() {
+		return Event{}, false // the kernel's own (IPv6 MLD), never Skein's
+	}
 	// A neighbour's delete, and its state changes on the way out, come
 	// without a link-layer address: the IP names it.
 	return Event{Del: del, Neigh: &Neigh{IP: ip.Unmap(), MAC: mac}}, true

@@ -19,6 +19,7 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 	var (
 		cidrs     []string
 		blockSize int
+		blockV6   int
 		backend   string
 		asn       uint32
 		nodeMesh  bool
@@ -34,10 +35,11 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 		Example: `  skein cluster init --pod-cidr 10.244.0.0/16
   skein cluster init --pod-cidr 10.244.0.0/16,10.245.0.0/16 --block-size 24 --backend vxlan
   skein cluster init --pod-cidr 10.244.0.0/16 --vxlan-direct-routing
-  skein cluster init --pod-cidr 10.244.0.0/16 --encryption wireguard`,
+  skein cluster init --pod-cidr 10.244.0.0/16 --encryption wireguard
+  skein cluster init --pod-cidr 10.244.0.0/16 --pod-cidr fd00:10:244::/56   # dual-stack`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := buildCluster(cidrs, blockSize, backend, asn, nodeMesh, vni, port)
+			c, err := buildCluster(cidrs, blockSize, blockV6, backend, asn, nodeMesh, vni, port)
 			if err != nil {
 				return err
 			}
@@ -68,8 +70,9 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 		},
 	}
 	f := initCmd.Flags()
-	f.StringSliceVar(&cidrs, "pod-cidr", nil, "pod address pool(s), comma-separated (required)")
-	f.IntVar(&blockSize, "block-size", api.DefaultBlockSize, "prefix length of the blocks nodes lease from each pool")
+	f.StringSliceVar(&cidrs, "pod-cidr", nil, "pod address pool(s), repeatable or comma-separated; an IPv6 pool next to an IPv4 one makes the cluster dual-stack (required)")
+	f.IntVar(&blockSize, "block-size", api.DefaultBlockSize, "prefix length of the blocks nodes lease from each IPv4 pool")
+	f.IntVar(&blockV6, "block-size-v6", api.DefaultBlockSizeV6, fmt.Sprintf("prefix length of the blocks nodes lease from each IPv6 pool (/%d to /%d)", api.MinBlockSizeV6, api.MaxBlockSizeV6))
 	f.StringVar(&backend, "backend", string(api.BackendVXLAN), "inter-host dataplane: vxlan or bgp")
 	f.Uint32Var(&asn, "asn", api.DefaultASN, "BGP AS number (backend bgp)")
 	f.BoolVar(&nodeMesh, "node-mesh", true, "full BGP mesh between nodes (backend bgp)")
@@ -121,14 +124,21 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 }
 
 // buildCluster turns the init flags into a validated Cluster.
-func buildCluster(cidrs []string, blockSize int, backend string, asn uint32, nodeMesh bool, vni, port int) (api.Cluster, error) {
+func buildCluster(cidrs []string, blockSize, blockV6 int, backend string, asn uint32, nodeMesh bool, vni, port int) (api.Cluster, error) {
 	c := api.Cluster{Backend: api.Backend(backend), VXLAN: api.VXLANConfig{VNI: vni, Port: port}, Created: time.Now().UTC()}
 	for i, s := range cidrs {
 		p, err := api.ParsePrefix(fmt.Sprintf("--pod-cidr[%d]", i), s)
 		if err != nil {
 			return api.Cluster{}, err
 		}
-		c.Pools = append(c.Pools, api.Pool{CIDR: p, BlockSize: blockSize})
+		pool, flag := api.Pool{CIDR: p, BlockSize: blockSize}, "--block-size"
+		if p.Addr().Is6() {
+			pool.BlockSize, flag = blockV6, "--block-size-v6"
+		}
+		if err := pool.Validate(); err != nil {
+			return api.Cluster{}, fmt.Errorf("--pod-cidr[%d] with %s %d: %w", i, flag, pool.BlockSize, err)
+		}
+		c.Pools = append(c.Pools, pool)
 	}
 	if c.Backend == api.BackendBGP {
 		c.BGP = &api.BGPConfig{ASN: asn, NodeMesh: nodeMesh}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -19,18 +20,29 @@ func TestBuildClusterBadInput(t *testing.T) {
 		{"overlap", []string{"10.244.0.0/16", "10.244.3.0/24"}, 26, "vxlan", "pools overlap"},
 		{"block size", []string{"10.244.0.0/16"}, 8, "vxlan", "block size /8"},
 		{"backend", []string{"10.244.0.0/16"}, 26, "weave", `unknown backend "weave"`},
+		{"v6 block size", []string{"10.244.0.0/16", "fd00::/56"}, 26, "vxlan", "--pod-cidr[1] with --block-size-v6 64: pool fd00::/56: IPv6 block size /64"},
+		{"v6 overlap", []string{"10.244.0.0/16", "fd00::/56", "fd00:0:0:ff::/64"}, 26, "vxlan", "pools overlap"},
+		{"v6 only", []string{"fd00::/56"}, 26, "vxlan", "IPv6 pools need an IPv4 pool"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := buildCluster(tc.cidrs, tc.block, tc.backend, 64512, true, 4096, 4789)
+			v6 := 122
+			if tc.name == "v6 block size" {
+				v6 = 64
+			}
+			_, err := buildCluster(tc.cidrs, tc.block, v6, tc.backend, 64512, true, 4096, 4789)
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("buildCluster() = %v, want error containing %q", err, tc.wantErr)
 			}
 		})
 	}
-	c, err := buildCluster([]string{"10.244.0.0/16"}, 26, "vxlan", 64512, true, 4096, 4789)
+	c, err := buildCluster([]string{"10.244.0.0/16"}, 26, 122, "vxlan", 64512, true, 4096, 4789)
 	if err != nil || c.Pools[0].BlockSize != 26 || c.VXLAN.VNI != 4096 {
 		t.Fatalf("valid input: %+v %v", c, err)
+	}
+	c, err = buildCluster([]string{"10.244.0.0/16", "fd00:10:244::/56"}, 26, 122, "vxlan", 64512, true, 4096, 4789)
+	if err != nil || len(c.Pools) != 2 || c.Pools[1].BlockSize != 122 {
+		t.Fatalf("dual-stack input: %+v %v", c, err)
 	}
 }
 
@@ -67,5 +79,44 @@ func TestCLIConfigFile(t *testing.T) {
 	}
 	if _, err := runSkein(t, "node", "list", "--config", file); err == nil || !strings.Contains(err.Error(), `unknown setting "etcd-endpoint"`) {
 		t.Fatalf("typo in the config file: %v", err)
+	}
+}
+
+// TestClusterInitDualStackFlags: --pod-cidr repeated and as a comma list
+// both make the same dual-stack cluster in etcd, IPv6 blocks of
+// --block-size-v6; a bad IPv6 block size changes nothing.
+func TestClusterInitDualStackFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--pod-cidr", "10.244.0.0/16", "--pod-cidr", "fd00:10:244::/56", "--block-size-v6", "120"},
+		{"--pod-cidr", "10.244.0.0/16,fd00:10:244::/56", "--block-size-v6", "120"},
+	} {
+		tc := newTestCluster(t)
+		before, err := tc.cl.GetCluster(tc.ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad := append([]string{"init", "--force"}, args...)
+		bad[len(bad)-1] = "64"
+		if out, err := run(t, newClusterCmd(tc.g), bad...); err == nil || !strings.Contains(err.Error(), "--block-size-v6 64") {
+			t.Errorf("cluster %v = %v, %s; want an error naming --block-size-v6 64", bad, err, out)
+		}
+		if got, err := tc.cl.GetCluster(tc.ctx(t)); err != nil || len(got.Pools) != len(before.Pools) {
+			t.Errorf("after a refused init the cluster has pools %v (err %v), want %v unchanged", got.Pools, err, before.Pools)
+		}
+		if out, err := run(t, newClusterCmd(tc.g), append([]string{"init", "--force"}, args...)...); err != nil {
+			t.Fatalf("cluster init %v: %v\n%s", args, err, out)
+		}
+		got, err := tc.cl.GetCluster(tc.ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"10.244.0.0/16 /26", "fd00:10:244::/56 /120"}
+		var have []string
+		for _, p := range got.Pools {
+			have = append(have, fmt.Sprintf("%s /%d", p.CIDR, p.BlockSize))
+		}
+		if strings.Join(have, ",") != strings.Join(want, ",") {
+			t.Errorf("cluster init %v: pools %v, want %v", args, have, want)
+		}
 	}
 }

@@ -11,7 +11,7 @@ import (
 // pod traffic in clear or cannot work, naming the conflict.
 func TestApplyEncryption(t *testing.T) {
 	base := func(backend string, direct bool) api.Cluster {
-		c, err := buildCluster([]string{"10.244.0.0/16"}, 26, backend, 64512, true, 4096, 4789)
+		c, err := buildCluster([]string{"10.244.0.0/16"}, 26, api.DefaultBlockSizeV6, backend, 64512, true, 4096, 4789)
 		if err != nil {
 			t.Fatal(err)
 		}

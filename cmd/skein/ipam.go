@@ -70,7 +70,11 @@ returns it to the pool (skeind --block-release-grace, 10m by default; never the 
 // renderIPAMShow prints the pools and their blocks as of now.
 func renderIPAMShow(tw *tabwriter.Writer, usage []ipamaudit.PoolUsage, now time.Time) {
 	for _, u := range usage {
-		fmt.Fprintf(tw, "POOL %s\tblocks /%d\t%d/%d blocks claimed\t%d endpoint addresses\n", u.CIDR, u.BlockSize, u.BlocksUsed, u.BlocksTotal, u.EndpointIPs)
+		total := fmt.Sprint(u.BlocksTotal)
+		if u.BlocksTotal == 0 && u.BlockSize > u.CIDR.Bits() {
+			total = fmt.Sprintf("2^%d", u.BlockSize-u.CIDR.Bits()) // an IPv6 pool: too many to count
+		}
+		fmt.Fprintf(tw, "POOL %s\tblocks /%d\t%d/%s blocks claimed\t%d endpoint addresses\n", u.CIDR, u.BlockSize, u.BlocksUsed, total, u.EndpointIPs)
 		_ = tw.Flush() // the pool line has columns of its own; render's Flush reports a write error
 		fmt.Fprintln(tw, "  BLOCK\tNODE\tENDPOINTS\tEMPTY")
 		for _, b := range u.Blocks {

@@ -46,14 +46,18 @@ network namespace; every name carries the lab's prefix (--name).`,
 
 func newLabUpCmd(lf *labFlags) *cobra.Command {
 	cfg := lab.Config{}
-	var verbose bool
+	var (
+		verbose  bool
+		podCIDRs []string
+	)
 	cmd := &cobra.Command{
 		Use:     "up",
-		Example: "  skein lab up\n  skein lab up --hosts 4 --containers-per-host 3\n  skein lab up --name bgp --backend bgp --tor bird --subnets 2",
+		Example: "  skein lab up\n  skein lab up --hosts 4 --containers-per-host 3\n  skein lab up --name bgp --backend bgp --tor bird --subnets 2\n  skein lab up --pod-cidr 10.244.0.0/16 --pod-cidr fd00:10:244::/56   # dual-stack",
 		Short:   "Create a lab: underlay, etcd, hosts with agents, containers",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Name, cfg.RunDir = lf.name, lf.runDir
+			cfg.PodCIDR = strings.Join(podCIDRs, ",")
 			if cfg.BinDir == "" {
 				dir, err := selfDir()
 				if err != nil {
@@ -91,8 +95,9 @@ func newLabUpCmd(lf *labFlags) *cobra.Command {
 	f.IntVar(&cfg.EtcdMembers, "etcd-members", 1, fmt.Sprintf("etcd members, each its own process, as one raft cluster (1 to %d)", lab.MaxEtcdMembers))
 	f.BoolVar(&cfg.EtcdTLS, "etcd-tls", false, "etcd serves TLS only (clients and peers), with a CA and certificates the lab writes under <run dir>/tls")
 	f.StringVar(&cfg.BinDir, "bin-dir", "", "directory with skeind, skein and skein-cni (default: this binary's directory)")
-	f.StringVar(&cfg.PodCIDR, "pod-cidr", lab.DefaultPodCIDR, "pod address pool")
-	f.IntVar(&cfg.BlockSize, "block-size", api.DefaultBlockSize, "prefix length of the pool's blocks")
+	f.StringSliceVar(&podCIDRs, "pod-cidr", []string{lab.DefaultPodCIDR}, "pod address pools, repeatable or comma-separated; add an IPv6 pool for a dual-stack lab (e.g. --pod-cidr 10.244.0.0/16 --pod-cidr fd00:10:244::/56)")
+	f.IntVar(&cfg.BlockSize, "block-size", api.DefaultBlockSize, "prefix length of the IPv4 pools' blocks")
+	f.IntVar(&cfg.BlockSizeV6, "block-size-v6", api.DefaultBlockSizeV6, "prefix length of the IPv6 pools' blocks")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log every step to stderr")
 	return cmd
 }
@@ -261,7 +266,11 @@ func renderLabStatus(tw *tabwriter.Writer, st lab.Status, wide bool) {
 	}
 	fmt.Fprintln(tw)
 	for _, c := range st.Containers {
-		fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%s", c.Name, c.Host, c.PodNS, c.PodName, c.IP)
+		ips := c.IP.String()
+		if c.IP6.IsValid() {
+			ips += "," + c.IP6.String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%s", c.Name, c.Host, c.PodNS, c.PodName, ips)
 		if wide {
 			var ls []string
 			for k, v := range c.Labels {

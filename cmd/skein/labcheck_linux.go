@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"text/tabwriter"
 	"time"
 
@@ -62,20 +63,26 @@ Exit status: 0 when every pair answered, 2 when some pair did not answer within 
 					if src.Name == dst.Name {
 						continue
 					}
-					ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-					err := l.Ping(ctx, src.Name, dst.IP)
-					cancel()
-					r := pingResult{From: src.Name, To: dst.Name, IP: dst.IP.String(), OK: err == nil, Probed: true}
-					switch {
-					case err == nil:
-					case errors.Is(err, context.DeadlineExceeded):
-						r.Err = err.Error()
-						unanswered++
-					default:
-						r.Err, r.Probed = err.Error(), false
-						unprobed++
+					// Every family the destination has (dual-stack: both).
+					for _, ip := range []netip.Addr{dst.IP, dst.IP6} {
+						if !ip.IsValid() {
+							continue
+						}
+						ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+						err := l.Ping(ctx, src.Name, ip)
+						cancel()
+						r := pingResult{From: src.Name, To: dst.Name, IP: ip.String(), OK: err == nil, Probed: true}
+						switch {
+						case err == nil:
+						case errors.Is(err, context.DeadlineExceeded):
+							r.Err = err.Error()
+							unanswered++
+						default:
+							r.Err, r.Probed = err.Error(), false
+							unprobed++
+						}
+						res = append(res, r)
 					}
-					res = append(res, r)
 				}
 			}
 			if err := g.render(cmd.OutOrStdout(), res, func(tw *tabwriter.Writer, _ bool) {
@@ -101,7 +108,7 @@ Exit status: 0 when every pair answered, 2 when some pair did not answer within 
 			case len(res) == 0:
 				return errors.New("no container pairs to check")
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "all %d container pairs reach each other\n", len(res))
+			fmt.Fprintf(cmd.ErrOrStderr(), "all %d container pairs reach each other\n", len(res)) // a pair per family
 			return nil
 		},
 	}

@@ -86,7 +86,7 @@ until ` + "`skein node delete`" + ` removes them.`,
 						fmt.Fprintf(tw, "\t%s", seen)
 					}
 					if wide {
-						fmt.Fprintf(tw, "\t%s\t%s\t%d\t%s", r.VTEPIP, r.VTEPMAC, r.MTU, r.Version)
+						fmt.Fprintf(tw, "\t%s\t%s\t%d\t%s", vtepIPs(r.Node), r.VTEPMAC, r.MTU, r.Version)
 					}
 					fmt.Fprintln(tw)
 				}
@@ -111,7 +111,7 @@ until ` + "`skein node delete`" + ` removes them.`,
 			r := rows[0]
 			return g.render(cmd.OutOrStdout(), r, func(tw *tabwriter.Writer, _ bool) {
 				fmt.Fprintf(tw, "NAME\t%s\nUNDERLAY\t%s\nALIVE\t%v\nBLOCKS\t%s\nVTEP\t%s %s\nMTU\t%d\nDEBUG\t%s\nVERSION\t%s\nIDENTITY\t%s\n",
-					r.Name, r.UnderlayIP, r.Alive, strings.Join(r.Blocks, ","), r.VTEPIP, r.VTEPMAC, r.MTU, r.DebugAddr, r.Version, identityFingerprint(r.Identity))
+					r.Name, r.UnderlayIP, r.Alive, strings.Join(r.Blocks, ","), vtepIPs(r.Node), r.VTEPMAC, r.MTU, r.DebugAddr, r.Version, identityFingerprint(r.Identity))
 			})
 		},
 	}
@@ -232,4 +232,13 @@ func nodeRows(cmd *cobra.Command, g *globalFlags, only string, stale time.Durati
 		return nil
 	})
 	return rows, err
+}
+
+// vtepIPs renders a node's VTEP addresses: IPv4, and IPv6 in a dual-stack
+// cluster ("10.244.0.0,fd00::").
+func vtepIPs(n api.Node) string {
+	if n.VTEPIP6.IsValid() {
+		return n.VTEPIP.String() + "," + n.VTEPIP6.String()
+	}
+	return n.VTEPIP.String()
 }

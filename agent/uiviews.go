@@ -198,9 +198,7 @@ func matrix(snap *store.Snapshot, q matrixQuery) (api.PolicyMatrix, error) {
 	}
 	slices.Sort(out.Endpoints)
 	out.Endpoints = slices.Compact(out.Endpoints)
-	for _, c := range cells {
-		out.Cells = append(out.Cells, api.MatrixCell(c))
-	}
+	out.Cells = cells
 	return out, nil
 }
 

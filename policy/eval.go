@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/skeinnet/skein/api"
 )
 
 // Peer is one end of a traced connection: an endpoint by namespace and name,
@@ -376,17 +378,9 @@ func (ev *evaluator) trace(src, dst end, proto Protocol, port uint16) Verdict {
 	return v
 }
 
-// Cell is one entry of a reachability matrix.
-type Cell struct {
-	From     string `json:"from"`
-	To       string `json:"to"`
-	Port     int    `json:"port"`
-	Protocol string `json:"protocol"`
-	Allowed  bool   `json:"allowed"`
-	Rule     string `json:"rule"`
-	// Family is 6 for a cell of an IPv6 matrix, 0 for IPv4.
-	Family int `json:"family,omitempty"`
-}
+// Cell is one entry of a reachability matrix: the type the /ui's matrix
+// view and `skein policy matrix -o json` share.
+type Cell = api.MatrixCell
 
 // Matrix traces every ordered pair of p's endpoints (itself included) on
 // every port and protocol, in order: protocol, port, from, to, over IPv4.

@@ -69,7 +69,7 @@ e2e:
 bench: deps build tools
 	SKEIN_BIN=$(BIN) $(GO) run ./bench -bin $(BIN) -out docs/benchmarks.md
 
-demo: build  ## BACKEND=bgp [TOR=bird|frr] KEEP=1 LAB=name are optional
+demo: build  ## BACKEND=bgp [TOR=bird|frr] IPV6=1 ENCRYPTION=wireguard DIRECT=1 KEEP=1 LAB=name are optional
 	bash .ci/deps demo $(TOR)
 	BIN=$(BIN) bash scripts/demo.sh
 

@@ -3,7 +3,10 @@
 # across hosts over the VXLAN overlay, then a NetworkPolicy taking effect.
 # KEEP=1 leaves the lab running; BACKEND=bgp routes with BGP instead, and
 # TOR=bird|frr adds a top-of-rack route reflector with hosts on two subnets;
-# LAB=name names the lab (default sklab).
+# LAB=name names the lab (default sklab). IPV6=1 makes the lab dual-stack,
+# ENCRYPTION=wireguard encrypts pod traffic between hosts, DIRECT=1 routes
+# VXLAN hosts on one subnet directly (with TOR, hosts on two subnets show
+# both kinds of path).
 set -euo pipefail
 BIN=${BIN:-$(cd "$(dirname "$0")/.." && pwd)/bin}
 LAB=${LAB:-sklab}
@@ -17,7 +20,11 @@ trap '[ "${KEEP:-0}" = 1 ] || "$skein" lab down --name="$LAB"' EXIT
 BACKEND=${BACKEND:-vxlan}
 up=(--hosts 3 --containers-per-host 2 --backend "$BACKEND")
 [ -n "${TOR:-}" ] && up+=(--tor "$TOR" --subnets 2)
-step "bring up 3 hosts x 2 containers, backend $BACKEND (real skeind per host, real skein-cni via libcni)"
+what="backend $BACKEND"
+[ "${IPV6:-0}" = 1 ] && up+=(--pod-cidr 10.244.0.0/16 --pod-cidr fd00:10:244::/56) && what+=", dual-stack"
+[ -n "${ENCRYPTION:-}" ] && up+=(--encryption "$ENCRYPTION") && what+=", encryption $ENCRYPTION"
+[ "${DIRECT:-0}" = 1 ] && up+=(--vxlan-direct-routing) && what+=", direct routing"
+step "bring up 3 hosts x 2 containers, $what (real skeind per host, real skein-cni via libcni)"
 "$skein" lab up --name="$LAB" "${up[@]}"
 export SKEIN_ETCD_ENDPOINTS=$("$skein" lab status --name="$LAB" -o json | sed -n 's/.*"etcdEndpoint": *"\([^"]*\)".*/\1/p' | head -1)
 
@@ -32,10 +39,15 @@ fail=0
 for _ in $(seq 1 20); do "$skein" lab check --name="$LAB" >/dev/null 2>&1 && break; sleep 1; done
 "$skein" lab check --name="$LAB" || fail=1
 
-if [ "$BACKEND" = vxlan ]; then
+if [ -n "${ENCRYPTION:-}" ]; then
+  step "WireGuard on host h1: routes through skein.wg, peers and their handshakes"
+  "$skein" lab exec --name="$LAB" h1 -- ip route show proto 78
+  "$skein" status || true
+elif [ "$BACKEND" = vxlan ]; then
   step "the overlay on host h1: vxlan device, neighbours, FDB and routes"
   "$skein" lab exec --name="$LAB" h1 -- ip -d link show skein.vxlan | head -3
   "$skein" lab exec --name="$LAB" h1 -- ip route show proto 78
+  [ "${IPV6:-0}" = 1 ] && "$skein" lab exec --name="$LAB" h1 -- ip -6 route show proto 78
   "$skein" lab exec --name="$LAB" h1 -- ip neigh show dev skein.vxlan
   "$skein" lab exec --name="$LAB" h1 -- bridge fdb show dev skein.vxlan
 else

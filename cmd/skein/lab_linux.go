@@ -90,6 +90,7 @@ func newLabUpCmd(lf *labFlags) *cobra.Command {
 	f.IntVar(&cfg.ContainersPerHost, "containers-per-host", lab.DefaultContainersPerHost, "containers on each host")
 	f.StringVar(&cfg.Backend, "backend", lab.DefaultBackend, "cluster backend: vxlan or bgp")
 	f.StringVar(&cfg.Encryption, "encryption", "", "wireguard: encrypt pod traffic between hosts (backend vxlan)")
+	f.BoolVar(&cfg.VXLANDirectRouting, "vxlan-direct-routing", false, "with backend vxlan: hosts on one underlay subnet route pod blocks directly; with --tor and --subnets 2 the lab shows both kinds of path")
 	f.StringVar(&cfg.ToR, "tor", "", "with --backend bgp: a top-of-rack router namespace running bird (BIRD 2) or frr (FRR), route reflector for every host (node mesh off)")
 	f.IntVar(&cfg.Subnets, "subnets", 1, "with --tor: spread the hosts over this many underlay subnets, routed only by the ToR")
 	f.IntVar(&cfg.EtcdMembers, "etcd-members", 1, fmt.Sprintf("etcd members, each its own process, as one raft cluster (1 to %d)", lab.MaxEtcdMembers))

@@ -127,6 +127,9 @@ func TestUIViewsEscape(t *testing.T) {
 		t.Skip("no chromium")
 	}
 	f := newDebugFixture(t, "127.0.0.1:0")
+	// Changed under the view's lock, as the watch does: the server reads it
+	// when the browser asks, which the race detector cannot see ordered.
+	f.a.viewMu.Lock()
 	snap := f.a.snap.Load()
 	const evil = `<img src=x onerror="document.body.setAttribute('data-pwned','1')">`
 	ep := snap.Endpoints["n2/c2/eth0"]
@@ -139,6 +142,7 @@ func TestUIViewsEscape(t *testing.T) {
 		bulk = bulk.Next()
 		snap.Endpoints[fmt.Sprintf("n2/bulk%d/eth0", i)] = api.Endpoint{Namespace: "zbulk", Name: fmt.Sprint("p", i), Node: "n2", IPs: []netip.Addr{bulk}}
 	}
+	f.a.viewMu.Unlock()
 	for _, view := range []string{"endpoints", "matrix&namespace=x"} {
 		ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 		cmd := exec.CommandContext(ctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",

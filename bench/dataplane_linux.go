@@ -335,6 +335,8 @@ func (b *bench) measureDataplane(ctx context.Context, l *lab.Lab) (*DataplaneRes
 				{"hand+nft-all", "hand-built VXLAN + a copy of the head of Skein's table before issue 11 (conntrack for every packet)", headTrackAll},
 				{"hand+nft", "hand-built VXLAN + a copy of the head of Skein's table (pods no policy selects: notrack)", headUntracked},
 				{"hand+nft-sel", "hand-built VXLAN + the same with both pods selected by an allow-all policy (conntrack)", headSelected},
+				{"hand+hooks", "hand-built VXLAN + the same three base chains with no rule (the hooks alone)", headHooksOnly},
+				{"hand+notrack", "hand-built VXLAN + base chains that notrack every packet, no lookup (the least a notrack layout costs)", headNotrackOnly},
 			} {
 				s := handNft(r.mode)
 				paths = append(paths, dpPath{key: r.key, name: r.name, base: pathHand, client: ha, server: hb, apply: s.apply, revert: s.revert})

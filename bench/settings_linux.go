@@ -316,6 +316,12 @@ const (
 	// tracked_addrs) that allows everything: conntrack, one ct state check,
 	// and a dispatch lookup that finds a chain with one accept rule.
 	headSelected
+	// headHooksOnly has the table's three base chains (raw prerouting and
+	// output, filter forward) and no rule: what registering the hooks costs.
+	headHooksOnly
+	// headNotrackOnly marks every packet notrack and accepts untracked ones
+	// in forward, with no lookup: the least any notrack layout costs.
+	headNotrackOnly
 )
 
 // handRuleset mirrors the head of Skein's own table (agent policy, inet
@@ -329,6 +335,25 @@ func handRuleset(i int, mode headMode) string {
 // nftHeadRuleset is handRuleset for a host whose container veth is hostVeth,
 // whose container has address podIP, in pod pool pool.
 func nftHeadRuleset(hostVeth, podIP, pool string, mode headMode) string {
+	switch mode {
+	case headHooksOnly, headNotrackOnly:
+		pre, fwd := "", ""
+		if mode == headNotrackOnly {
+			pre, fwd = "\t\tnotrack\n", "\t\tct state untracked accept\n"
+		}
+		return fmt.Sprintf(`table inet %[1]s {
+	chain prerouting {
+		type filter hook prerouting priority raw; policy accept;
+%[2]s	}
+	chain output {
+		type filter hook output priority raw; policy accept;
+%[2]s	}
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+%[3]s	}
+}
+`, nftTable, pre, fwd)
+	}
 	if mode == headTrackAll {
 		return fmt.Sprintf(`table inet %s {
 	set ep_addrs {

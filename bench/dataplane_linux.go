@@ -335,6 +335,8 @@ func (b *bench) measureDataplane(ctx context.Context, l *lab.Lab) (*DataplaneRes
 				{"hand+nft-all", "hand-built VXLAN + a copy of the head of Skein's table before issue 11 (conntrack for every packet)", headTrackAll},
 				{"hand+nft", "hand-built VXLAN + a copy of the head of Skein's table (pods no policy selects: notrack)", headUntracked},
 				{"hand+nft-sel", "hand-built VXLAN + the same with both pods selected by an allow-all policy (conntrack)", headSelected},
+				{"hand+nft+vxf", "hand-built VXLAN + today's head + Skein's VXLAN source filter (input hook, IPv4 and IPv6 rule)", headUntrackedVXFilter},
+				{"hand+nft-fib", "hand-built VXLAN + today's head without the untrack chain's FIB lookup", headUntrackedNoFib},
 				{"hand+hooks", "hand-built VXLAN + the same three base chains with no rule (the hooks alone)", headHooksOnly},
 				{"hand+notrack", "hand-built VXLAN + base chains that notrack every packet, no lookup (the least a notrack layout costs)", headNotrackOnly},
 			} {

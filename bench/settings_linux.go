@@ -322,13 +322,47 @@ const (
 	// headNotrackOnly marks every packet notrack and accepts untracked ones
 	// in forward, with no lookup: the least any notrack layout costs.
 	headNotrackOnly
+	// headUntrackedVXFilter is headUntracked plus the VXLAN source filter
+	// on the input hook as Skein ships it (an IPv4 and an IPv6 rule), which
+	// every VXLAN packet to the host walks.
+	headUntrackedVXFilter
+	// headUntrackedNoFib is headUntracked without the untrack chain's
+	// `fib daddr type local` rule: what that one FIB lookup per packet costs.
+	headUntrackedNoFib
 )
+
+// vxlanFilter is the input chain and peer sets of Skein's VXLAN source
+// filter, for a table's body (peers: the underlay addresses allowed).
+func vxlanFilter(peers string) string {
+	return fmt.Sprintf(`	set vxlan_peers {
+		type ipv4_addr
+		elements = { %s }
+	}
+	set vxlan_peers6 {
+		type ipv6_addr
+	}
+	chain input {
+		type filter hook input priority filter; policy accept;
+		udp dport 4789 ip saddr != @vxlan_peers counter drop
+		udp dport 4789 ip6 saddr != @vxlan_peers6 counter drop
+	}
+`, peers)
+}
 
 // handRuleset mirrors the head of Skein's own table (agent policy, inet
 // skein) for hand-built host i, in the given layout. Compared with the plain
 // hand-built row it prices what the policy table costs every forwarded
 // packet.
 func handRuleset(i int, mode headMode) string {
+	if mode == headUntrackedNoFib {
+		rs := nftHeadRuleset(fmt.Sprintf("c%dh", i+1), handPodIP[i], "10.99.0.0/16", headUntracked)
+		return strings.Replace(rs, "\t\tfib daddr type local return\n", "", 1)
+	}
+	if mode == headUntrackedVXFilter {
+		rs := nftHeadRuleset(fmt.Sprintf("c%dh", i+1), handPodIP[i], "10.99.0.0/16", headUntracked)
+		end := strings.LastIndex(rs, "}")
+		return rs[:end] + vxlanFilter(strings.Join(handUnderlay[:], ", ")) + rs[end:]
+	}
 	return nftHeadRuleset(fmt.Sprintf("c%dh", i+1), handPodIP[i], "10.99.0.0/16", mode)
 }
 

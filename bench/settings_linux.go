@@ -354,15 +354,6 @@ func vxlanFilter(peers string) string {
 // hand-built row it prices what the policy table costs every forwarded
 // packet.
 func handRuleset(i int, mode headMode) string {
-	if mode == headUntrackedNoFib {
-		rs := nftHeadRuleset(fmt.Sprintf("c%dh", i+1), handPodIP[i], "10.99.0.0/16", headUntracked)
-		return strings.Replace(rs, "\t\tfib daddr type local return\n", "", 1)
-	}
-	if mode == headUntrackedVXFilter {
-		rs := nftHeadRuleset(fmt.Sprintf("c%dh", i+1), handPodIP[i], "10.99.0.0/16", headUntracked)
-		end := strings.LastIndex(rs, "}")
-		return rs[:end] + vxlanFilter(strings.Join(handUnderlay[:], ", ")) + rs[end:]
-	}
 	return nftHeadRuleset(fmt.Sprintf("c%dh", i+1), handPodIP[i], "10.99.0.0/16", mode)
 }
 
@@ -415,7 +406,14 @@ func nftHeadRuleset(hostVeth, podIP, pool string, mode headMode) string {
 }
 `, nftTable, hostVeth, podIP)
 	}
-	tracked, dispatch := "", ""
+	tracked, dispatch, vxf := "", "", ""
+	fib := "\t\tfib daddr type local return\n"
+	switch mode {
+	case headUntrackedNoFib:
+		fib = ""
+	case headUntrackedVXFilter:
+		vxf = vxlanFilter(strings.Join(handUnderlay[:], ", "))
+	}
 	if mode == headSelected {
 		tracked = "\t\telements = { " + podIP + " }\n"
 		dispatch = fmt.Sprintf("\t\telements = { %q : jump in-all }\n", hostVeth)
@@ -448,8 +446,7 @@ func nftHeadRuleset(hostVeth, podIP, pool string, mode headMode) string {
 		ip daddr != @pod_cidrs return
 		ip saddr @tracked_addrs return
 		ip daddr @tracked_addrs return
-		fib daddr type local return
-		notrack
+%[7]s		notrack
 	}
 	chain prerouting {
 		type filter hook prerouting priority raw; policy accept;
@@ -470,8 +467,8 @@ func nftHeadRuleset(hostVeth, podIP, pool string, mode headMode) string {
 		iifname vmap @egress_dispatch
 		oifname vmap @ingress_dispatch
 	}
-}
-`, nftTable, hostVeth, podIP, tracked, pool, dispatch)
+%[8]s}
+`, nftTable, hostVeth, podIP, tracked, pool, dispatch, fib, vxf)
 }
 
 // nftSetting loads a ruleset into namespaces and deletes its table after.

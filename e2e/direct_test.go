@@ -25,10 +25,16 @@ type directRoute struct {
 	Dev     string `json:"dev"`
 }
 
-// hostSkeinRoutes returns a host's IPv4 routes with Skein's protocol by
-// destination.
+// hostSkeinRoutes returns a host's IPv4 routes with Skein's protocol and a
+// gateway, by destination.
 func hostSkeinRoutes(ctx context.Context, l *lab.Lab, host string) (map[string]directRoute, error) {
-	out, err := l.Exec(ctx, host, "ip", "-j", "-4", "route", "show", "proto", fmt.Sprint(api.RouteProtocol))
+	return hostSkeinRoutesFamily(ctx, l, host, "-4")
+}
+
+// hostSkeinRoutesFamily is hostSkeinRoutes for family "-4" or "-6"; the
+// containers' own /32 and /128 routes have no gateway and are left out.
+func hostSkeinRoutesFamily(ctx context.Context, l *lab.Lab, host, family string) (map[string]directRoute, error) {
+	out, err := l.Exec(ctx, host, "ip", "-j", family, "route", "show", "proto", fmt.Sprint(api.RouteProtocol))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s", err, out)
 	}
@@ -38,7 +44,7 @@ func hostSkeinRoutes(ctx context.Context, l *lab.Lab, host string) (map[string]d
 	}
 	m := map[string]directRoute{}
 	for _, r := range rs {
-		if r.Gateway != "" { // containers' /32 routes have none
+		if r.Gateway != "" {
 			m[r.Dst] = r
 		}
 	}

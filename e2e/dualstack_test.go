@@ -70,7 +70,7 @@ func TestDualStack(t *testing.T) {
 	}
 	for _, h := range l.Hosts() {
 		waitFor(ctx, t, 30*time.Second, "IPv6 routes on "+h.Name, func() (bool, string) {
-			routes, err := hostSkeinRoutes6(ctx, l, h.Name)
+			routes, err := hostSkeinRoutesFamily(ctx, l, h.Name, "-6")
 			if err != nil {
 				return false, err.Error()
 			}
@@ -114,7 +114,7 @@ func TestDualStack(t *testing.T) {
 		t.Fatalf("delete route %s on %s: %v: %s", victim, h.Name, err, out)
 	}
 	waitFor(ctx, t, 30*time.Second, "IPv6 route "+victim+" back on "+h.Name, func() (bool, string) {
-		routes, err := hostSkeinRoutes6(ctx, l, h.Name)
+		routes, err := hostSkeinRoutesFamily(ctx, l, h.Name, "-6")
 		if err != nil {
 			return false, err.Error()
 		}
@@ -236,26 +236,6 @@ func checkAllPairsFamilies(ctx context.Context, t *testing.T, l *lab.Lab, cs []l
 			stop()
 		}
 	}
-}
-
-// hostSkeinRoutes6 returns a host's IPv6 routes with Skein's protocol and
-// a gateway, by destination.
-func hostSkeinRoutes6(ctx context.Context, l *lab.Lab, host string) (map[string]directRoute, error) {
-	out, err := l.Exec(ctx, host, "ip", "-j", "-6", "route", "show", "proto", fmt.Sprint(api.RouteProtocol))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s", err, out)
-	}
-	var rs []directRoute
-	if err := json.Unmarshal(out, &rs); err != nil {
-		return nil, fmt.Errorf("parse ip -j route: %w: %s", err, out)
-	}
-	m := map[string]directRoute{}
-	for _, r := range rs {
-		if r.Gateway != "" { // containers' /128 routes have none
-			m[r.Dst] = r
-		}
-	}
-	return m, nil
 }
 
 // debugIPAM reads a lab host's /debug/ipam.

@@ -25,11 +25,7 @@ func TestDropLogPerEndpoint(t *testing.T) {
 		t.Skip("needs root for network namespaces")
 	}
 	host := nstest.New(t)
-	if err := host.Do(func() error {
-		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
-	}); err != nil {
-		t.Fatal(err)
-	}
+	sysctl(t, host, "/proc/sys/net/ipv4/ip_forward", "1")
 	a := plumb(t, host, "sk0000000000a", netip.MustParseAddr("10.99.0.2"))
 	b := plumb(t, host, "sk0000000000b", netip.MustParseAddr("10.99.0.3"))
 	c := plumb(t, host, "sk0000000000c", netip.MustParseAddr("10.99.0.4"))
@@ -163,11 +159,7 @@ func TestDropLogOff(t *testing.T) {
 		t.Skip("needs root for network namespaces")
 	}
 	host := nstest.New(t)
-	if err := host.Do(func() error {
-		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
-	}); err != nil {
-		t.Fatal(err)
-	}
+	sysctl(t, host, "/proc/sys/net/ipv4/ip_forward", "1")
 	a := plumb(t, host, "sk0000000000a", netip.MustParseAddr("10.99.0.2"))
 	b := plumb(t, host, "sk0000000000b", netip.MustParseAddr("10.99.0.3"))
 	serve(t, b.ns, netip.AddrPortFrom(b.ip, 8080))

@@ -213,6 +213,9 @@ func (c Config) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("backend %q: must be vxlan or bgp", c.Backend))
 	}
+	if c.VXLANDirectRouting && api.Backend(c.Backend) != api.BackendVXLAN {
+		errs = append(errs, fmt.Errorf("vxlan direct routing: needs backend vxlan, not %s", c.Backend))
+	}
 	switch c.ToR {
 	case "":
 		if c.Subnets != 1 {

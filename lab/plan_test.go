@@ -85,6 +85,7 @@ func TestConfigValidate(t *testing.T) {
 		{"frr tor on two subnets", Config{BinDir: "/b", Backend: "bgp", ToR: "frr", Subnets: 2}, ""},
 		{"tor with vxlan", Config{BinDir: "/b", ToR: "bird"}, "needs backend bgp"},
 		{"tor with vxlan direct routing", Config{BinDir: "/b", ToR: "bird", Subnets: 2, VXLANDirectRouting: true}, ""},
+		{"direct routing with bgp", Config{BinDir: "/b", Backend: "bgp", VXLANDirectRouting: true}, "vxlan direct routing: needs backend vxlan, not bgp"},
 		{"unknown tor", Config{BinDir: "/b", Backend: "bgp", ToR: "quagga"}, `tor "quagga"`},
 		{"two subnets without tor", Config{BinDir: "/b", Backend: "bgp", Subnets: 2}, "need a router between them"},
 		{"too many subnets", Config{BinDir: "/b", Backend: "bgp", ToR: "bird", Subnets: 5}, "between 1 and 4"},

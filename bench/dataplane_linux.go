@@ -384,7 +384,7 @@ func (b *bench) measureDataplane(ctx context.Context, l *lab.Lab) (*DataplaneRes
 }
 
 // measurePath applies p's setting, runs iperf3 and request/response, and reverts.
-func (b *bench) measurePath(ctx context.Context, p dpPath) (gbps float64, retr int, rtts []time.Duration, err error) {
+func (b *bench) measurePath(ctx context.Context, p dpPath, prof *profiler) (gbps float64, retr int, rtts []time.Duration, err error) {
 	if p.apply != nil {
 		if err := p.apply(ctx); err != nil {
 			rerr := p.revert(context.WithoutCancel(ctx))
@@ -396,7 +396,9 @@ func (b *bench) measurePath(ctx context.Context, p dpPath) (gbps float64, retr i
 			}
 		}()
 	}
+	start := monotonic()
 	gbps, retr, err = b.iperf(ctx, p.client, p.server)
+	prof.record(p.key, start, monotonic(), gbps, b.cfg.iperfSeconds)
 	if err != nil {
 		return 0, 0, nil, err
 	}
@@ -477,12 +479,24 @@ func (b *bench) measureRounds(ctx context.Context, what string, paths []dpPath, 
 	for i, p := range paths {
 		out[i] = PathResult{Key: p.key, Name: p.name, Base: p.base}
 	}
+	// A profile needs rows to compare (the drop-log phase measures one
+	// row at a time).
+	var prof *profiler
+	if len(paths) > 1 {
+		prof = b.startProfiler(ctx)
+	}
+	defer func() {
+		cpu := b.stopProfiler(prof)
+		for i := range out {
+			out[i].CPU = cpu[out[i].Key]
+		}
+	}()
 	for round := range rounds {
 		for i, p := range paths {
 			if ctx.Err() != nil {
 				return out
 			}
-			gbps, retr, rtts, err := b.measurePath(ctx, p)
+			gbps, retr, rtts, err := b.measurePath(ctx, p, prof)
 			pr := &out[i]
 			pr.Gbps = append(pr.Gbps, gbps)
 			if gbps > 0 {

@@ -399,7 +399,11 @@ func (d *Driver) createNetwork(_ context.Context, body []byte) (any, error) {
 			return nil, fmt.Errorf("skein: network IPv6 pool %s is not Skein's: create the network with --ipam-driver skein", p.Pool)
 		}
 	}
-	if v6, _ := req.Options[enableIPv6Option].(bool); v6 && len(req.IPv6Data) == 0 {
+	v6, _ := req.Options[enableIPv6Option].(bool)
+	if (v6 || len(req.IPv6Data) > 0) && !d.ipv6 {
+		return nil, errors.New("skein: --ipv6: the Skein cluster has no IPv6 pool (skein cluster init --pod-cidr <v4> --pod-cidr <v6>); leave out --ipv6")
+	}
+	if v6 && len(req.IPv6Data) == 0 {
 		// Older Docker (20.10) asks the IPAM driver for no IPv6 pool unless
 		// an IPv6 subnet is given: its containers would get no IPv6 address.
 		return nil, fmt.Errorf("skein: --ipv6 without an IPv6 pool: this Docker asks for one only with an IPv6 subnet; add --subnet %s", poolAll6)

@@ -133,6 +133,10 @@ func TestIPv6Errors(t *testing.T) {
 	if code == http.StatusOK || !strings.Contains(msg, "no IPv6 pool") || !strings.Contains(msg, "leave out --ipv6") {
 		t.Errorf("--ipv6 on an IPv4-only cluster: %d %q", code, msg)
 	}
+	code, msg = v4only.call("NetworkDriver.CreateNetwork", createNetworkRequest{NetworkID: testNet, Options: map[string]any{enableIPv6Option: true}, IPv4Data: []ipamData{{Pool: poolAll}}}, nil)
+	if code == http.StatusOK || !strings.Contains(msg, "no IPv6 pool") {
+		t.Errorf("--ipv6 network on an IPv4-only cluster: %d %q", code, msg)
+	}
 
 	hs := newDualHarness(t)
 	for _, c := range []struct {

@@ -74,6 +74,7 @@ func TestDockerIPv6(t *testing.T) {
 			if !strings.Contains(out, "add --subnet ::/0") {
 				t.Fatalf("network create --ipv6 on %s: %v, want success or the driver's hint:\n%s", h.Name, err, out)
 			}
+			t.Logf("%s: network create --ipv6 refused with the driver's hint, created with --subnet ::/0: %s", h.Name, strings.TrimSpace(out))
 			d.must(ctx, t, nil, append(args, "--subnet", "::/0", net6)...)
 		}
 		eng = append(eng, d)

@@ -404,8 +404,8 @@ func (d *Driver) createNetwork(_ context.Context, body []byte) (any, error) {
 		return nil, errors.New("skein: --ipv6: the Skein cluster has no IPv6 pool (skein cluster init --pod-cidr <v4> --pod-cidr <v6>); leave out --ipv6")
 	}
 	if v6 && len(req.IPv6Data) == 0 {
-		// Older Docker (20.10) asks the IPAM driver for no IPv6 pool unless
-		// an IPv6 subnet is given: its containers would get no IPv6 address.
+		// An older Docker asks the IPAM driver for no IPv6 pool unless an
+		// IPv6 subnet is given: its containers would get no IPv6 address.
 		return nil, fmt.Errorf("skein: --ipv6 without an IPv6 pool: this Docker asks for one only with an IPv6 subnet; add --subnet %s", poolAll6)
 	}
 	n := network{ID: req.NetworkID, Labels: networkLabels(req.Options), Created: time.Now().UTC()}

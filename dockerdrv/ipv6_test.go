@@ -55,7 +55,7 @@ func TestIPv6Network(t *testing.T) {
 	if pool.PoolID != poolID6 || pool.Pool != "::/0" || pool.Data[gatewayRequest] != "::/0" {
 		t.Errorf("IPv6 pool %+v", pool)
 	}
-	// Docker 20.10 asks for the IPv6 pool only with --subnet ::/0.
+	// An older Docker asks for the IPv6 pool only with --subnet ::/0.
 	hs.mustCall("IpamDriver.RequestPool", requestPoolRequest{AddressSpace: addressSpce, Pool: "::/0", V6: true}, &pool)
 	hs.mustCall("NetworkDriver.CreateNetwork", createNetworkRequest{NetworkID: testNet, Options: map[string]any{enableIPv6Option: true},
 		IPv4Data: []ipamData{{Pool: poolAll, Gateway: poolAll}}, IPv6Data: []ipamData{{Pool: poolAll6, Gateway: poolAll6}}}, nil)

@@ -68,8 +68,9 @@ func TestDockerIPv6(t *testing.T) {
 		d.start(ctx, t)
 		d.must(ctx, t, image, "import", "-", dockerImage)
 		args := []string{"network", "create", "-d", "skein", "--ipam-driver", "skein", "--ipv6", "--label", "skein.dev/namespace=" + dockerNS}
-		// Docker before 25 asks an IPAM driver for no IPv6 pool unless an
-		// IPv6 subnet is given: the driver refuses, saying what to add.
+		// An older Docker asks an IPAM driver for no IPv6 pool unless an
+		// IPv6 subnet is given (20.10.24 asks): the driver refuses, saying
+		// what to add.
 		if out, err := d.docker(ctx, nil, append(args, net6)...); err != nil {
 			if !strings.Contains(out, "add --subnet ::/0") {
 				t.Fatalf("network create --ipv6 on %s: %v, want success or the driver's hint:\n%s", h.Name, err, out)

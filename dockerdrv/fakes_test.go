@@ -13,13 +13,13 @@ import (
 // fakeBackend is the agent's side: addresses from 10.244.0.0/24 by owner,
 // endpoint records by owner.
 type fakeBackend struct {
-	mu       sync.Mutex
-	next     int
-	held     map[api.Owner]netip.Addr
+	mu   sync.Mutex
+	next int
+	held map[api.Owner]netip.Addr
 	// dual: a dual-stack cluster, each owner also holds an IPv6 address
 	// from fd00:10:244::/120 (in held6).
-	dual  bool
-	held6 map[api.Owner]netip.Addr
+	dual     bool
+	held6    map[api.Owner]netip.Addr
 	records  map[api.Owner]api.Endpoint
 	commits  int
 	failWith error // returned by Allocate and Commit when set

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -81,7 +82,8 @@ func TestDockerIPv6(t *testing.T) {
 		eng = append(eng, d)
 	}
 	d1, d2 := eng[0], eng[1]
-	d1.must(ctx, t, nil, "run", "-d", "--name", "web6", "--network", net6, dockerImage, "sleep", "100000")
+	// NET_ADMIN: the anti-spoofing check below adds an address by hand.
+	d1.must(ctx, t, nil, "run", "-d", "--name", "web6", "--cap-add", "NET_ADMIN", "--network", net6, dockerImage, "sleep", "100000")
 	d2.must(ctx, t, nil, "run", "-d", "--name", "client6", "--network", net6, dockerImage, "sleep", "100000")
 	web := waitDualEndpoint(ctx, t, sc, "web6")
 	client := waitDualEndpoint(ctx, t, sc, "client6")
@@ -127,6 +129,24 @@ func TestDockerIPv6(t *testing.T) {
 	})
 	ipamCheck(ctx, t, l, hosts[0].Name, "with IPv6 Docker containers")
 
+	// Anti-spoofing knows the container's IPv6 address, and only that one:
+	// echo requests from it reach the CNI container on the other host, those
+	// from another address of the pool put on its eth0 by hand do not.
+	spoof := netip.MustParseAddr("fd00:10:244:ff::5")
+	d1.must(ctx, t, nil, "exec", "web6", "ip", "-6", "addr", "add", spoof.String()+"/128", "dev", "eth0")
+	waitFor(ctx, t, 10*time.Second, "DAD of "+spoof.String()+" in web6", func() (bool, string) {
+		out, err := d1.docker(ctx, nil, "exec", "web6", "ip", "-6", "addr", "show", "dev", "eth0")
+		return err == nil && strings.Contains(out, spoof.String()) && !strings.Contains(out, "tentative"), out
+	})
+	got := echoSources(ctx, t, l, far, func() {
+		_, _ = d1.docker(ctx, nil, "exec", "web6", "ping", "-c3", "-W1", "-I", spoof.String(), far.IP6.String()) // dropped: fails
+		d1.must(ctx, t, nil, "exec", "web6", "ping", "-c1", "-W2", far.IP6.String())
+	})
+	t.Logf("echo requests at %s by source: %v", far.Name, got)
+	if got[web.IPs[1]] == 0 || got[spoof] != 0 {
+		t.Errorf("echo requests at %s by source: %v; want some from web6's %s and none from the spoofed %s", far.Name, got, web.IPs[1], spoof)
+	}
+
 	// Removing the containers frees both families.
 	d1.must(ctx, t, nil, "rm", "-f", "web6")
 	d2.must(ctx, t, nil, "rm", "-f", "client6")
@@ -165,5 +185,36 @@ func waitDualEndpoint(ctx context.Context, t *testing.T, sc *store.Client, name 
 		}
 		return false, fmt.Sprintf("endpoints: %+v", eps)
 	})
+	return got
+}
+
+// echoSources counts the ICMPv6 echo requests container c receives on its
+// IPv6 address while send runs, by source address.
+func echoSources(ctx context.Context, t *testing.T, l *lab.Lab, c lab.Container, send func()) map[netip.Addr]int {
+	t.Helper()
+	pc, err := l.ListenPacket(ctx, c.Name, "ip6:ipv6-icmp", c.IP6.String())
+	if err != nil {
+		t.Fatalf("raw ICMPv6 socket in %s: %v", c.Name, err)
+	}
+	got := map[netip.Addr]int{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			ip, ok := netip.AddrFromSlice(from.(*net.IPAddr).IP)
+			if n > 0 && buf[0] == 128 && ok { // echo request
+				got[ip]++
+			}
+		}
+	}()
+	send()
+	time.Sleep(200 * time.Millisecond) // the last request arrives
+	pc.Close()
+	<-done
 	return got
 }

@@ -365,7 +365,18 @@ func TestWireGuardDualStack(t *testing.T) {
 	// Every pair over both families, ping and TCP.
 	checkAllPairsFamilies(ctx, t, l, cs)
 
+	// src's host gets an IPv6 default route onto the underlay, as a real
+	// host may have (the lab's have none): a pod packet that missed the
+	// tunnel would now leave in clear instead of finding no route.
 	src, dst := pickCrossHost(t, l)
+	for _, cmd := range [][]string{
+		{"ip", "-6", "neigh", "replace", "fe80::99", "lladdr", "02:00:00:00:00:99", "dev", lab.HostIface, "nud", "permanent"},
+		{"ip", "-6", "route", "replace", "default", "via", "fe80::99", "dev", lab.HostIface},
+	} {
+		if out, err := l.Exec(ctx, src.Host, cmd...); err != nil {
+			t.Fatalf("%s: %s: %v\n%s", src.Host, strings.Join(cmd, " "), err, out)
+		}
+	}
 	seen, wg := payloadSeenAt(ctx, t, l, src, dst, dst.IP6)
 	if seen != 0 {
 		t.Errorf("the IPv6 payload sent %s -> %s crossed the underlay in clear in %d frame(s)", src.Name, dst.IP6, seen)
@@ -380,15 +391,27 @@ func TestWireGuardDualStack(t *testing.T) {
 	if err := cl.PutNode(ctx, rec); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(ctx, t, 20*time.Second, "unreachable IPv6 route for "+dst.Host+"'s blocks on "+src.Host, func() (bool, string) {
+	// Applied once the tunnel route to dst's IPv6 block is gone.
+	var routes string
+	waitFor(ctx, t, 20*time.Second, "no IPv6 route through "+api.WireGuardDevice+" to "+dst.Host+"'s blocks on "+src.Host, func() (bool, string) {
 		out, _ := l.Exec(ctx, src.Host, "ip", "-6", "route", "show", "proto", fmt.Sprint(api.RouteProtocol))
-		for _, line := range strings.Split(string(out), "\n") {
-			if strings.HasPrefix(line, "unreachable ") && blockHolds(line, dst.IP6) && !strings.HasPrefix(line, "unreachable "+v6pool.String()) {
-				return true, ""
+		routes = string(out)
+		for _, line := range strings.Split(routes, "\n") {
+			if strings.Contains(line, "dev "+api.WireGuardDevice) && blockHolds(line, dst.IP6) {
+				return false, routes
 			}
 		}
-		return false, string(out)
+		return true, ""
 	})
+	blocked := false
+	for _, line := range strings.Split(routes, "\n") {
+		if strings.HasPrefix(line, "unreachable ") && blockHolds(line, dst.IP6) && !strings.HasPrefix(line, "unreachable "+v6pool.String()) {
+			blocked = true
+		}
+	}
+	if !blocked {
+		t.Errorf("%s: no unreachable route for %s's IPv6 block:\n%s", src.Host, dst.Host, routes)
+	}
 	pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
 	err = l.Ping(pctx, src.Name, dst.IP6)
 	pcancel()

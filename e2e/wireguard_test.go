@@ -352,6 +352,9 @@ func TestWireGuardDualStack(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if h.Name == hosts[0].Name {
+			t.Logf("%s: ip -6 route show proto %d:\n%s", h.Name, api.RouteProtocol, routes)
+		}
 		if !strings.Contains(string(routes), "unreachable "+v6pool.String()) {
 			t.Errorf("%s: no unreachable route for the IPv6 pool under the tunnel routes:\n%s", h.Name, routes)
 		}

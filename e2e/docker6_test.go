@@ -104,6 +104,12 @@ func TestDockerIPv6(t *testing.T) {
 	if !strings.Contains(routes, "default via "+api.GatewayIPv6+" dev eth0") {
 		t.Errorf("web6 has no IPv6 default route via %s:\n%s", api.GatewayIPv6, routes)
 	}
+	// The driver sets the gateway's permanent neighbour once the engine
+	// names the container (as for 169.254.1.1).
+	waitFor(ctx, t, 20*time.Second, "permanent neighbour "+api.GatewayIPv6+" in web6", func() (bool, string) {
+		out, err := d1.docker(ctx, nil, "exec", "web6", "ip", "-6", "neigh", "show", "dev", "eth0")
+		return err == nil && strings.Contains(out, api.GatewayIPv6+" ") && strings.Contains(out, "PERMANENT"), out
+	})
 	hostRoutes, err := l.Exec(ctx, hosts[0].Name, "ip", "-6", "route", "show", web.IPs[1].String()+"/128")
 	if err != nil || !strings.Contains(string(hostRoutes), "dev "+web.HostIface) {
 		t.Errorf("%s: no route %s/128 dev %s: %v\n%s", hosts[0].Name, web.IPs[1], web.HostIface, err, hostRoutes)

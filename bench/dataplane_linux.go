@@ -336,8 +336,8 @@ func (b *bench) measureDataplane(ctx context.Context, l *lab.Lab) (*DataplaneRes
 				{"hand+nft", "hand-built VXLAN + a copy of the head of Skein's table (one verdict-map lookup for anti-spoofing and selection, inline pool compares; pods no policy selects: notrack)", headVmap},
 				{"hand+nft-sel", "hand-built VXLAN + the same with both pods selected by an allow-all policy (conntrack)", headVmapSelected},
 				{"hand+nft-5", "hand-built VXLAN + the first untrack head (anti-spoofing lookup, then 2 interval and 2 hash lookups)", headUntracked},
-				{"hand+nft-5+vxf", "hand-built VXLAN + the first untrack head + Skein's VXLAN source filter (input hook, IPv4 and IPv6 rule)", headUntrackedVXFilter},
-				{"hand+nft-5-fib", "hand-built VXLAN + the first untrack head without its FIB lookup", headUntrackedNoFib},
+				{"hand+nft+vxf", "hand-built VXLAN + today's head + Skein's VXLAN source filter (input hook, IPv4 and IPv6 rule)", headVmapVXFilter},
+				{"hand+nft-fib", "hand-built VXLAN + today's head without the untrack chains' FIB lookup", headVmapNoFib},
 				{"hand+hooks", "hand-built VXLAN + the same three base chains with no rule (the hooks alone)", headHooksOnly},
 				{"hand+notrack", "hand-built VXLAN + base chains that notrack every packet, no lookup (the least a notrack layout costs)", headNotrackOnly},
 			} {

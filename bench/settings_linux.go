@@ -320,13 +320,6 @@ const (
 	// headNotrackOnly marks every packet notrack and accepts untracked ones
 	// in forward, with no lookup: the least any notrack layout costs.
 	headNotrackOnly
-	// headUntrackedVXFilter is headUntracked plus the VXLAN source filter
-	// on the input hook as Skein ships it (an IPv4 and an IPv6 rule), which
-	// every VXLAN packet to the host walks.
-	headUntrackedVXFilter
-	// headUntrackedNoFib is headUntracked without the untrack chain's
-	// `fib daddr type local` rule: what that one FIB lookup per packet costs.
-	headUntrackedNoFib
 	// headVmap is today's layout (issue 11's second pass): one
 	// verdict-map lookup on (veth, source) does anti-spoofing and tells
 	// selected from unselected pods at once, the pools are inline prefix
@@ -336,6 +329,13 @@ const (
 	// headVmapSelected is headVmap with both pods selected by an allow-all
 	// policy (conntrack).
 	headVmapSelected
+	// headVmapVXFilter is headVmap plus the VXLAN source filter on the
+	// input hook as Skein ships it (an IPv4 and an IPv6 rule), which every
+	// VXLAN packet to the host walks: the whole of Skein's table.
+	headVmapVXFilter
+	// headVmapNoFib is headVmap without the untrack chains' `fib daddr
+	// type local` rule: what that one FIB lookup per packet costs.
+	headVmapNoFib
 )
 
 // vxlanFilter is the input chain and peer sets of Skein's VXLAN source
@@ -386,8 +386,9 @@ func nftHeadRuleset(hostVeth, podIP, pool string, mode headMode) string {
 }
 `, nftTable, pre, fwd)
 	}
-	if mode == headVmap || mode == headVmapSelected {
-		return vmapHeadRuleset(hostVeth, podIP, pool, mode == headVmapSelected)
+	switch mode {
+	case headVmap, headVmapSelected, headVmapVXFilter, headVmapNoFib:
+		return vmapHeadRuleset(hostVeth, podIP, pool, mode)
 	}
 	if mode == headTrackAll {
 		return fmt.Sprintf(`table inet %s {
@@ -416,14 +417,6 @@ func nftHeadRuleset(hostVeth, podIP, pool string, mode headMode) string {
 }
 `, nftTable, hostVeth, podIP)
 	}
-	tracked, dispatch, vxf := "", "", ""
-	fib := "\t\tfib daddr type local return\n"
-	switch mode {
-	case headUntrackedNoFib:
-		fib = ""
-	case headUntrackedVXFilter:
-		vxf = vxlanFilter(strings.Join(handUnderlay[:], ", "))
-	}
 	return fmt.Sprintf(`table inet %[1]s {
 	set ep_addrs {
 		type ifname . ipv4_addr
@@ -431,28 +424,26 @@ func nftHeadRuleset(hostVeth, podIP, pool string, mode headMode) string {
 	}
 	set tracked_addrs {
 		type ipv4_addr
-%[4]s	}
+	}
 	set pod_cidrs {
 		type ipv4_addr
 		flags interval
-		elements = { %[5]s }
-	}
-	chain in-all {
-		return
+		elements = { %[4]s }
 	}
 	map egress_dispatch {
 		type ifname : verdict
 	}
 	map ingress_dispatch {
 		type ifname : verdict
-%[6]s	}
+	}
 	chain untrack {
 		meta l4proto != tcp return
 		ip saddr != @pod_cidrs return
 		ip daddr != @pod_cidrs return
 		ip saddr @tracked_addrs return
 		ip daddr @tracked_addrs return
-%[7]s		notrack
+		fib daddr type local return
+		notrack
 	}
 	chain prerouting {
 		type filter hook prerouting priority raw; policy accept;
@@ -473,17 +464,23 @@ func nftHeadRuleset(hostVeth, podIP, pool string, mode headMode) string {
 		iifname vmap @egress_dispatch
 		oifname vmap @ingress_dispatch
 	}
-%[8]s}
-`, nftTable, hostVeth, podIP, tracked, pool, dispatch, fib, vxf)
+}
+`, nftTable, hostVeth, podIP, pool)
 }
 
 // vmapHeadRuleset is nftHeadRuleset for headVmap and headVmapSelected.
-func vmapHeadRuleset(hostVeth, podIP, pool string, selected bool) string {
-	verdict, tracked, dispatch := "goto untrack_out", "", ""
-	if selected {
+func vmapHeadRuleset(hostVeth, podIP, pool string, mode headMode) string {
+	verdict, tracked, dispatch, vxf := "goto untrack_out", "", "", ""
+	fib := "\t\tfib daddr type local return\n"
+	switch mode {
+	case headVmapSelected:
 		verdict = "accept"
 		tracked = "\t\telements = { " + podIP + " }\n"
 		dispatch = fmt.Sprintf("\t\telements = { %q : jump in-all }\n", hostVeth)
+	case headVmapVXFilter:
+		vxf = vxlanFilter(strings.Join(handUnderlay[:], ", "))
+	case headVmapNoFib:
+		fib = ""
 	}
 	return fmt.Sprintf(`table inet %[1]s {
 	map ep_verdict {
@@ -506,15 +503,13 @@ func vmapHeadRuleset(hostVeth, podIP, pool string, selected bool) string {
 		meta l4proto != tcp return
 		ip daddr != %[7]s return
 		ip daddr @tracked_addrs return
-		fib daddr type local return
-		notrack
+%[8]s		notrack
 	}
 	chain untrack_in {
 		meta l4proto != tcp return
 		ip saddr != %[7]s return
 		ip daddr @tracked_addrs return
-		fib daddr type local return
-		notrack
+%[8]s		notrack
 	}
 	chain prerouting {
 		type filter hook prerouting priority raw; policy accept;
@@ -535,8 +530,8 @@ func vmapHeadRuleset(hostVeth, podIP, pool string, selected bool) string {
 		iifname vmap @egress_dispatch
 		oifname vmap @ingress_dispatch
 	}
-}
-`, nftTable, hostVeth, podIP, verdict, tracked, dispatch, pool)
+%[9]s}
+`, nftTable, hostVeth, podIP, verdict, tracked, dispatch, pool, fib, vxf)
 }
 
 // nftSetting loads a ruleset into namespaces and deletes its table after.

@@ -5,11 +5,8 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -29,35 +26,10 @@ var docker6LabName = labName + "dk6"
 // fe80::1 as CNI containers do; Docker containers on two hosts reach each
 // other, and a CNI container, over IPv6; removing them frees both families.
 func TestDockerIPv6(t *testing.T) {
-	for _, bin := range []string{dockerdBin, dockerCLI, busyboxBin, "nsenter", "unshare"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Fatalf("%s missing: run .ci/deps (docker.io, busybox-static, util-linux): %v", bin, err)
-		}
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	v6pool := netip.MustParsePrefix("fd00:10:244::/56")
-	_ = lab.Down(ctx, docker6LabName, "") // best effort: a crashed earlier run may have left it
-	l, err := lab.Up(ctx, lab.Config{
-		Name:              docker6LabName,
-		Hosts:             2,
-		ContainersPerHost: 1,
-		PodCIDR:           "10.244.0.0/16," + v6pool.String(),
-		BinDir:            binDir(),
-		Log:               slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
-	if err != nil {
-		t.Fatalf("docker lab up: %v", err)
-	}
-	t.Cleanup(func() {
-		dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer dcancel()
-		if err := l.Down(dctx); err != nil {
-			t.Errorf("docker lab down: %v", err)
-		}
-	})
-	sc := labStore(ctx, t, l)
-	t.Cleanup(privateRunDirs(t)) // after the dockerds are gone
+	l, sc := dockerLab(ctx, t, docker6LabName, "10.244.0.0/16,"+v6pool.String())
 
 	const net6 = "skeinnet6"
 	hosts := l.Hosts()

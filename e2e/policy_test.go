@@ -801,89 +801,124 @@ func (s *polSuite) traceMismatch(ctx context.Context, tr polTrace, fam int) erro
 	return nil
 }
 
-// testHostToPod: a host reaches its own pods in x although x denies all
-// ingress (kubelet probes), and trace agrees.
+// testHostToPod: a host reaches its own pods in x over each family
+// although x denies all ingress (kubelet probes), and trace agrees.
 func (s *polSuite) testHostToPod(ctx context.Context, t *testing.T) {
-	for _, p := range s.pods {
-		if p.ns != "x" {
-			continue
+	for _, fam := range s.families() {
+		for _, p := range s.pods {
+			if p.ns != "x" {
+				continue
+			}
+			dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			c, err := s.l.Dial(dctx, p.c.Host, fmt.Sprintf("tcp%d", fam), netip.AddrPortFrom(p.addr(fam), 80).String())
+			cancel()
+			if err != nil {
+				t.Errorf("host %s -> its pod %s (isolated) over IPv%d: %v; want allowed", p.c.Host, p.key(), fam, err)
+				continue
+			}
+			src := c.LocalAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
+			c.Close()
+			s.expectTrace(ctx, t, polTrace{src.String(), p.key(), tcp80, true, `from its own node`})
 		}
-		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		c, err := s.l.Dial(dctx, p.c.Host, "tcp4", netip.AddrPortFrom(p.c.IP, 80).String())
-		cancel()
-		if err != nil {
-			t.Errorf("host %s -> its pod %s (isolated): %v; want allowed", p.c.Host, p.key(), err)
-			continue
-		}
-		src := c.LocalAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
-		c.Close()
-		s.expectTrace(ctx, t, polTrace{src.String(), p.key(), tcp80, true, `from its own node`})
 	}
 }
 
 // testRemoteHostToPod: another host reaches a pod as any address outside
-// the cluster does (only the pod's own host is exempt); probe and trace
-// agree, tracing the source address the host's routing picks.
+// the cluster does (only the pod's own host is exempt), over each family;
+// probe and trace agree, tracing the source address the host's routing
+// picks.
 func (s *polSuite) testRemoteHostToPod(ctx context.Context, t *testing.T, to *polPod, allowed bool, rule string) {
-	for _, h := range s.l.Hosts() {
-		if h.Name == to.c.Host {
-			continue
+	for _, fam := range s.families() {
+		for _, h := range s.l.Hosts() {
+			if h.Name == to.c.Host {
+				continue
+			}
+			out, err := s.l.Exec(ctx, h.Name, "ip", "-o", "route", "get", to.addr(fam).String())
+			m := regexp.MustCompile(`\bsrc (\S+)`).FindStringSubmatch(string(out))
+			if err != nil || m == nil {
+				t.Fatalf("route to %s in %s: %v\n%s", to.addr(fam), h.Name, err, out)
+			}
+			dctx, cancel := context.WithTimeout(ctx, polProbeTimeout)
+			c, err := s.l.Dial(dctx, h.Name, fmt.Sprintf("tcp%d", fam), netip.AddrPortFrom(to.addr(fam), 80).String())
+			cancel()
+			if c != nil {
+				c.Close()
+			}
+			if (err == nil) != allowed {
+				t.Errorf("host %s (from %s) -> %s on another host over IPv%d: err=%v; want allowed=%v", h.Name, m[1], to.key(), fam, err, allowed)
+			}
+			s.expectTrace(ctx, t, polTrace{m[1], to.key(), tcp80, allowed, rule})
 		}
-		out, err := s.l.Exec(ctx, h.Name, "ip", "-o", "route", "get", to.c.IP.String())
-		m := regexp.MustCompile(`\bsrc (\S+)`).FindStringSubmatch(string(out))
-		if err != nil || m == nil {
-			t.Fatalf("route to %s in %s: %v\n%s", to.key(), h.Name, err, out)
-		}
-		dctx, cancel := context.WithTimeout(ctx, polProbeTimeout)
-		c, err := s.l.Dial(dctx, h.Name, "tcp4", netip.AddrPortFrom(to.c.IP, 80).String())
-		cancel()
-		if c != nil {
-			c.Close()
-		}
-		if (err == nil) != allowed {
-			t.Errorf("host %s (from %s) -> %s on another host: err=%v; want allowed=%v", h.Name, m[1], to.key(), err, allowed)
-		}
-		s.expectTrace(ctx, t, polTrace{m[1], to.key(), tcp80, allowed, rule})
 	}
+}
+
+// polHostAddrs are each host's addresses a pod reaches it by, per family:
+// its underlay address for IPv4 and, on a dual-stack lab, its VXLAN
+// device's IPv6 address (the underlay is IPv4 only).
+func (s *polSuite) polHostAddrs(ctx context.Context, t *testing.T, fam int) map[string]netip.Addr {
+	t.Helper()
+	out := map[string]netip.Addr{}
+	if fam == 4 {
+		for _, h := range s.l.Hosts() {
+			out[h.Name] = h.UnderlayIP
+		}
+		return out
+	}
+	cl := labStore(ctx, t, s.l)
+	for _, h := range s.l.Hosts() {
+		n, err := cl.GetNode(ctx, h.Name)
+		if err != nil {
+			t.Fatalf("get node %s: %v", h.Name, err)
+		}
+		if !n.VTEPIP6.IsValid() {
+			t.Fatalf("node %s has no IPv6 VTEP address", h.Name)
+		}
+		out[h.Name] = n.VTEPIP6
+	}
+	return out
 }
 
 // testPodToHosts: a pod reaches its own host whatever its egress policy
 // (the traffic never crosses the forward hook), and reaches other hosts
-// only as its egress allows; probe and trace agree on each.
+// only as its egress allows, over each family; probe and trace agree on
+// each.
 func (s *polSuite) testPodToHosts(ctx context.Context, t *testing.T, from *polPod, remoteAllowed bool) {
-	for _, h := range s.l.Hosts() {
-		ln, err := s.l.Listen(ctx, h.Name, "tcp4", "0.0.0.0:8088")
-		if err != nil {
-			t.Fatalf("listen in %s: %v", h.Name, err)
-		}
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
+	for _, fam := range s.families() {
+		addrs := s.polHostAddrs(ctx, t, fam)
+		for _, h := range s.l.Hosts() {
+			ln, err := s.l.Listen(ctx, h.Name, fmt.Sprintf("tcp%d", fam), netip.AddrPortFrom(addrs[h.Name], 8088).String())
+			if err != nil {
+				t.Fatalf("listen in %s: %v", h.Name, err)
+			}
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					c.Close()
 				}
+			}()
+			dctx, cancel := context.WithTimeout(ctx, polProbeTimeout)
+			c, err := s.l.Dial(dctx, from.c.Name, fmt.Sprintf("tcp%d", fam), netip.AddrPortFrom(addrs[h.Name], 8088).String())
+			cancel()
+			ln.Close()
+			if c != nil {
 				c.Close()
 			}
-		}()
-		dctx, cancel := context.WithTimeout(ctx, polProbeTimeout)
-		c, err := s.l.Dial(dctx, from.c.Name, "tcp4", netip.AddrPortFrom(h.UnderlayIP, 8088).String())
-		cancel()
-		ln.Close()
-		if c != nil {
-			c.Close()
+			own := h.Name == from.c.Host
+			want := own || remoteAllowed
+			if (err == nil) != want {
+				t.Errorf("%s -> host %s (%s, own host %v): err=%v; want allowed=%v", from.key(), h.Name, addrs[h.Name], own, err, want)
+			}
+			rule := `isolated for egress`
+			if own {
+				rule = `to its own node`
+			} else if remoteAllowed {
+				rule = `.`
+			}
+			s.expectTrace(ctx, t, polTrace{from.key(), addrs[h.Name].String(), polPort{"TCP", 8088}, want, rule})
 		}
-		own := h.Name == from.c.Host
-		want := own || remoteAllowed
-		if (err == nil) != want {
-			t.Errorf("%s -> host %s (%s, own host %v): err=%v; want allowed=%v", from.key(), h.Name, h.UnderlayIP, own, err, want)
-		}
-		rule := `isolated for egress`
-		if own {
-			rule = `to its own node`
-		} else if remoteAllowed {
-			rule = `.`
-		}
-		s.expectTrace(ctx, t, polTrace{from.key(), h.UnderlayIP.String(), polPort{"TCP", 8088}, want, rule})
 	}
 }
 

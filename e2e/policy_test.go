@@ -826,30 +826,35 @@ func (s *polSuite) testHostToPod(ctx context.Context, t *testing.T) {
 // testRemoteHostToPod: another host reaches a pod as any address outside
 // the cluster does (only the pod's own host is exempt), over each family;
 // probe and trace agree, tracing the source address the host's routing
-// picks.
+// picks. Every host and family at once: the denied ones wait.
 func (s *polSuite) testRemoteHostToPod(ctx context.Context, t *testing.T, to *polPod, allowed bool, rule string) {
+	var wg sync.WaitGroup
 	for _, fam := range s.families() {
 		for _, h := range s.l.Hosts() {
 			if h.Name == to.c.Host {
 				continue
 			}
-			out, err := s.l.Exec(ctx, h.Name, "ip", "-o", "route", "get", to.addr(fam).String())
-			m := regexp.MustCompile(`\bsrc (\S+)`).FindStringSubmatch(string(out))
-			if err != nil || m == nil {
-				t.Fatalf("route to %s in %s: %v\n%s", to.addr(fam), h.Name, err, out)
-			}
-			dctx, cancel := context.WithTimeout(ctx, polProbeTimeout)
-			c, err := s.l.Dial(dctx, h.Name, fmt.Sprintf("tcp%d", fam), netip.AddrPortFrom(to.addr(fam), 80).String())
-			cancel()
-			if c != nil {
-				c.Close()
-			}
-			if (err == nil) != allowed {
-				t.Errorf("host %s (from %s) -> %s on another host over IPv%d: err=%v; want allowed=%v", h.Name, m[1], to.key(), fam, err, allowed)
-			}
-			s.expectTrace(ctx, t, polTrace{m[1], to.key(), tcp80, allowed, rule})
+			wg.Go(func() {
+				out, err := s.l.Exec(ctx, h.Name, "ip", "-o", "route", "get", to.addr(fam).String())
+				m := regexp.MustCompile(`\bsrc (\S+)`).FindStringSubmatch(string(out))
+				if err != nil || m == nil {
+					t.Errorf("route to %s in %s: %v\n%s", to.addr(fam), h.Name, err, out)
+					return
+				}
+				dctx, cancel := context.WithTimeout(ctx, polProbeTimeout)
+				c, err := s.l.Dial(dctx, h.Name, fmt.Sprintf("tcp%d", fam), netip.AddrPortFrom(to.addr(fam), 80).String())
+				cancel()
+				if c != nil {
+					c.Close()
+				}
+				if (err == nil) != allowed {
+					t.Errorf("host %s (from %s) -> %s on another host over IPv%d: err=%v; want allowed=%v", h.Name, m[1], to.key(), fam, err, allowed)
+				}
+				s.expectTrace(ctx, t, polTrace{m[1], to.key(), tcp80, allowed, rule})
+			})
 		}
 	}
+	wg.Wait()
 }
 
 // polHostAddrs are each host's addresses a pod reaches it by, per family:
@@ -881,45 +886,55 @@ func (s *polSuite) polHostAddrs(ctx context.Context, t *testing.T, fam int) map[
 // testPodToHosts: a pod reaches its own host whatever its egress policy
 // (the traffic never crosses the forward hook), and reaches other hosts
 // only as its egress allows, over each family; probe and trace agree on
-// each.
+// each. Every host and family at once: the denied ones wait.
 func (s *polSuite) testPodToHosts(ctx context.Context, t *testing.T, from *polPod, remoteAllowed bool) {
+	var wg sync.WaitGroup
 	for _, fam := range s.families() {
 		addrs := s.polHostAddrs(ctx, t, fam)
 		for _, h := range s.l.Hosts() {
-			ln, err := s.l.Listen(ctx, h.Name, fmt.Sprintf("tcp%d", fam), netip.AddrPortFrom(addrs[h.Name], 8088).String())
-			if err != nil {
-				t.Fatalf("listen in %s: %v", h.Name, err)
-			}
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					c.Close()
-				}
-			}()
-			dctx, cancel := context.WithTimeout(ctx, polProbeTimeout)
-			c, err := s.l.Dial(dctx, from.c.Name, fmt.Sprintf("tcp%d", fam), netip.AddrPortFrom(addrs[h.Name], 8088).String())
-			cancel()
-			ln.Close()
-			if c != nil {
-				c.Close()
-			}
-			own := h.Name == from.c.Host
-			want := own || remoteAllowed
-			if (err == nil) != want {
-				t.Errorf("%s -> host %s (%s, own host %v): err=%v; want allowed=%v", from.key(), h.Name, addrs[h.Name], own, err, want)
-			}
-			rule := `isolated for egress`
-			if own {
-				rule = `to its own node`
-			} else if remoteAllowed {
-				rule = `.`
-			}
-			s.expectTrace(ctx, t, polTrace{from.key(), addrs[h.Name].String(), polPort{"TCP", 8088}, want, rule})
+			wg.Go(func() { s.podToHost(ctx, t, from, h.Name, addrs[h.Name], fam, remoteAllowed) })
 		}
 	}
+	wg.Wait()
+}
+
+// podToHost is one host of testPodToHosts: it listens on addr (of family
+// fam) of host, from dials it.
+func (s *polSuite) podToHost(ctx context.Context, t *testing.T, from *polPod, host string, addr netip.Addr, fam int, remoteAllowed bool) {
+	dst := netip.AddrPortFrom(addr, 8088).String()
+	ln, err := s.l.Listen(ctx, host, fmt.Sprintf("tcp%d", fam), dst)
+	if err != nil {
+		t.Errorf("listen in %s: %v", host, err)
+		return
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	dctx, cancel := context.WithTimeout(ctx, polProbeTimeout)
+	c, err := s.l.Dial(dctx, from.c.Name, fmt.Sprintf("tcp%d", fam), dst)
+	cancel()
+	ln.Close()
+	if c != nil {
+		c.Close()
+	}
+	own := host == from.c.Host
+	want := own || remoteAllowed
+	if (err == nil) != want {
+		t.Errorf("%s -> host %s (%s, own host %v): err=%v; want allowed=%v", from.key(), host, addr, own, err, want)
+	}
+	rule := `isolated for egress`
+	if own {
+		rule = `to its own node`
+	} else if remoteAllowed {
+		rule = `.`
+	}
+	s.expectTrace(ctx, t, polTrace{from.key(), addr.String(), polPort{"TCP", 8088}, want, rule})
 }
 
 // testAntiSpoofing: a pod that adds an address it does not own and sends

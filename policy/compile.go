@@ -189,10 +189,12 @@ func compile(in Input) (*Program, map[string]*setDef) {
 }
 
 // nodeAddrs returns each node's underlay and VTEP addresses, nil for none.
+// The IPv6 VTEP address counts: on an IPv4 underlay it is the address the
+// host reaches its own containers from over IPv6.
 func nodeAddrs(nodes []api.Node) map[string][]netip.Addr {
 	var out map[string][]netip.Addr
 	for _, n := range nodes {
-		for _, a := range []netip.Addr{n.UnderlayIP, n.VTEPIP} {
+		for _, a := range []netip.Addr{n.UnderlayIP, n.VTEPIP, n.VTEPIP6} {
 			if a.IsValid() {
 				if out == nil {
 					out = map[string][]netip.Addr{}

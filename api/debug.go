@@ -366,7 +366,11 @@ type BGPStatus struct {
 	Neighbors            []BGPSession   `json:"neighbors"`
 	Advertised           []netip.Prefix `json:"advertised"`
 	NextHop              netip.Addr     `json:"nextHop,omitzero"`
-	Local                []netip.Prefix `json:"local"`
+	// NextHop6 is the next hop of the advertised IPv6 blocks (the node's
+	// IPv6 underlay address); without it no IPv6 block is advertised or
+	// IPv6 route installed, and LastError says so.
+	NextHop6 netip.Addr     `json:"nextHop6,omitzero"`
+	Local    []netip.Prefix `json:"local"`
 	// Routes are the kernel routes the speaker owns, as of the last sync.
 	Routes []string `json:"routes"`
 	// Rejected are learned best paths that are not installed, and why.

@@ -48,10 +48,13 @@ func (s *Speaker) Debug() DebugState {
 	}
 	for p, nh := range s.advertised {
 		d.Advertised = append(d.Advertised, p)
-		d.NextHop = nh
+		if nh.Is4() {
+			d.NextHop = nh
+		}
 	}
+	d.NextHop6 = s.nextHop6
 	slices.SortFunc(d.Advertised, comparePrefix)
-	if err := errorsJoinNonNil(s.cfgErr, s.routeErr); err != "" {
+	if err := errorsJoinNonNil(s.advErr, s.cfgErr, s.routeErr); err != "" {
 		d.LastError = err
 	}
 	peers := slices.Clone(s.peers)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -182,7 +183,7 @@ func (a *Agent) run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("bgp: %w", err)
 		}
-		a.be = newBGPBackend(a.cfg.NodeName, a.cluster, ul.IP, sp, a.alloc.Blocks, a.readView, a.log)
+		a.be = newBGPBackend(a.cfg.NodeName, a.cluster, ul.IP, netip.Addr{} /* UnderlayIP6 once the v6 underlay contract lands */, sp, a.alloc.Blocks, a.readView, a.log)
 	default:
 		return fmt.Errorf("cluster backend %q is not supported by this agent", a.cluster.Backend)
 	}

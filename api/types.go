@@ -274,7 +274,11 @@ type BGPNeighbor struct {
 	Uptime     string     `json:"uptime,omitempty"`
 	Received   int        `json:"received"`
 	Advertised int        `json:"advertised"`
-	LastError  string     `json:"lastError,omitempty"`
+	// Received6 and Advertised6 are the IPv6 share of Received and
+	// Advertised (IPv6 unicast over the same session).
+	Received6   int    `json:"received6,omitempty"`
+	Advertised6 int    `json:"advertised6,omitempty"`
+	LastError   string `json:"lastError,omitempty"`
 }
 
 // RouteReflectorLabel marks a node as a BGP route reflector; its value is

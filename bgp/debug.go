@@ -89,6 +89,7 @@ func (s *Speaker) Debug() DebugState {
 			g := ns[i]
 			n.State, n.Flaps = g.State, g.Flaps
 			n.Received, n.Accepted, n.Advertised = g.Received, g.Accepted, g.Advertised
+			n.Received6, n.Advertised6 = g.Received6, g.Advertised6
 			n.GracefulRestart, n.PeerRestarting = g.GR, g.PeerRestarting
 			if g.established() {
 				n.Since = g.Uptime

@@ -85,7 +85,8 @@ type neighbor struct {
 	// Uptime and Downtime are the last transitions into and out of
 	// Established; zero when none happened.
 	Uptime, Downtime               time.Time
-	Received, Accepted, Advertised int
+	Received, Accepted, Advertised int // both families
+	Received6, Advertised6         int // the IPv6 share
 	Flaps                          int
 	// GR reports that graceful restart was negotiated for at least one
 	// family; GRFamilies lists them.
@@ -463,6 +464,9 @@ func (r *gobgpRouter) neighbors(ctx context.Context) ([]neighbor, error) {
 			n.Received += received
 			n.Accepted += accepted
 			n.Advertised += advertised
+			if f == ipv6Unicast {
+				n.Received6, n.Advertised6 = received, advertised
+			}
 		}
 		out = append(out, n)
 	})

@@ -61,7 +61,8 @@ func TestMeshIPv6(t *testing.T) {
 	}
 	waitFor(t, sessionTimeout, "a counts both families of b", func() bool {
 		nb := a.neighbor("b")
-		return nb.State == "Established" && nb.Received == 2 && nb.Accepted == 2 && nb.Advertised == 2
+		return nb.State == "Established" && nb.Received == 2 && nb.Accepted == 2 && nb.Advertised == 2 &&
+			nb.Received6 == 1 && nb.Advertised6 == 1
 	})
 
 	// b withdraws its IPv6 block; its IPv4 one stays.

@@ -106,6 +106,10 @@ type torNeighbor struct {
 	Node  string     // the node name
 	Addr  netip.Addr // the host's underlay address
 	Local netip.Addr // the ToR's address on the host's subnet
+	// Local6 is the ToR's IPv6 address on the host's subnet, the next hop
+	// of the IPv6 routes it reflects to the host; set when the underlay
+	// has IPv6.
+	Local6 netip.Addr
 }
 
 // torNeighbors lists the hosts of st as BGP neighbours of the ToR, by index.
@@ -135,6 +139,9 @@ type torConfigData struct {
 	RestartTime  int
 	LogPath      string
 	Neighbors    []torNeighbor
+	// V6 adds the IPv6 unicast family (MP-BGP over the IPv4 sessions) when
+	// the underlay has IPv6.
+	V6 bool
 }
 
 func torData(st State) torConfigData {
@@ -170,6 +177,15 @@ protocol kernel {
 		export all;
 	};
 }
+{{- if .V6}}
+
+protocol kernel {
+	ipv6 {
+		import none;
+		export all;
+	};
+}
+{{- end}}
 
 # Every host is an iBGP route-reflector client on a directly connected subnet.
 template bgp skeinhost {
@@ -190,12 +206,26 @@ template bgp skeinhost {
 		# another subnet is then reachable via an on-link gateway.
 		next hop self on;
 	};
+{{- if .V6}}
+	# IPv6 blocks over the same IPv4 session (MP-BGP), reflected the same
+	# way with the ToR's IPv6 address on the host's subnet as next hop.
+	ipv6 {
+		import all;
+		export all;
+		next hop self on;
+	};
+{{- end}}
 }
 {{range .Neighbors}}
 protocol bgp {{.Name}} from skeinhost {
 	description "{{.Node}}";
 	local {{.Local}} as {{$.ASN}};
 	neighbor {{.Addr}} as {{$.ASN}};
+{{- if $.V6}}
+	ipv6 {
+		next hop address {{.Local6}};
+	};
+{{- end}}
 }
 {{end}}`))
 
@@ -228,6 +258,16 @@ router bgp {{.ASN}}
   neighbor hosts route-reflector-client
   neighbor hosts next-hop-self force
  exit-address-family
+{{- if .V6}}
+ !
+ ! IPv6 blocks over the same IPv4 sessions (MP-BGP); next hop self is the
+ ! ToR's global IPv6 address on the host's interface.
+ address-family ipv6 unicast
+  neighbor hosts activate
+  neighbor hosts route-reflector-client
+  neighbor hosts next-hop-self force
+ exit-address-family
+{{- end}}
 !
 `))
 

@@ -328,7 +328,7 @@ func torQuery(ctx context.Context, t ToR, progs map[string]string, what string) 
 		case "status":
 			argv = append(argv, "show bgp summary")
 		case "routes":
-			argv = append(argv, "show bgp ipv4 unicast")
+			argv = append(argv, "show bgp ipv4 unicast", "-c", "show bgp ipv6 unicast")
 		case "sessions":
 			argv = append(argv, "show bgp ipv4 unicast summary json")
 		}
@@ -397,8 +397,9 @@ func (l *Lab) ToR() (ToR, error) {
 	return *st.ToR, nil
 }
 
-// ToRRoutes returns the ToR daemon's BGP table as it prints it: `birdc
-// show route` or vtysh's `show bgp ipv4 unicast`.
+// ToRRoutes returns the ToR daemon's BGP tables as it prints them: `birdc
+// show route` (every table) or vtysh's `show bgp ipv4 unicast` and `show
+// bgp ipv6 unicast`.
 func (l *Lab) ToRRoutes(ctx context.Context) (string, error) {
 	t, err := l.ToR()
 	if err != nil {

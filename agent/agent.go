@@ -86,12 +86,12 @@ func (a *Agent) run(ctx context.Context) error {
 	if created {
 		a.log.Info("node identity created", "identity", fingerprint(id.Hash), "path", id.Path)
 	}
-	ul, err := findUnderlay(a.cfg.Iface, a.cfg.UnderlayIP)
+	ul, err := findUnderlay(a.cfg.Iface, a.cfg.UnderlayIP, a.cfg.UnderlayIP6)
 	if err != nil {
-		return err
+		return fmt.Errorf("node %s: %w", a.cfg.NodeName, err)
 	}
 	a.ul = ul
-	a.log.Info("underlay found", "ifname", ul.Iface, "ip", ul.IP, "mtu", ul.MTU)
+	a.log.Info("underlay found", "ifname", ul.Iface, "ip", ul.IP, "ip6", ul.IP6, "mtu", ul.MTU)
 
 	etcdCfg := a.cfg.Etcd
 	if a.cfg.EmbeddedEtcd {
@@ -144,11 +144,12 @@ func (a *Agent) run(ctx context.Context) error {
 		return fmt.Errorf("ipam: %w", err)
 	}
 	a.self = api.Node{
-		Name:       a.cfg.NodeName,
-		UnderlayIP: ul.IP,
-		Labels:     a.cfg.Labels,
-		DebugAddr:  a.cfg.DebugAddr,
-		Version:    a.cfg.Version,
+		Name:        a.cfg.NodeName,
+		UnderlayIP:  ul.IP,
+		UnderlayIP6: ul.IP6,
+		Labels:      a.cfg.Labels,
+		DebugAddr:   a.cfg.DebugAddr,
+		Version:     a.cfg.Version,
 	}
 	switch a.cluster.Backend {
 	case api.BackendVXLAN:

@@ -101,10 +101,17 @@ func (m *MAC) UnmarshalText(b []byte) error {
 
 // Node is a host running skeind, at /skein/nodes/<name>.
 type Node struct {
-	Name       string     `json:"name"`
+	Name string `json:"name"`
+	// UnderlayIP is the address VXLAN, BGP sessions and etcd use: IPv4 on
+	// an IPv4 or dual-stack underlay, IPv6 (equal to UnderlayIP6) on an
+	// IPv6-only node.
 	UnderlayIP netip.Addr `json:"underlayIP"`
-	VTEPMAC    MAC        `json:"vtepMAC,omitempty"`
-	VTEPIP     netip.Addr `json:"vtepIP,omitzero"`
+	// UnderlayIP6 is the node's IPv6 underlay address, set whenever it has
+	// one: the next hop of IPv6 routes that go straight over the underlay
+	// (BGP, direct routing).
+	UnderlayIP6 netip.Addr `json:"underlayIP6,omitzero"`
+	VTEPMAC     MAC        `json:"vtepMAC,omitempty"`
+	VTEPIP      netip.Addr `json:"vtepIP,omitzero"`
 	// VTEPIP6 is the VXLAN device's IPv6 address (the first of the node's
 	// IPv6 home block), the next hop of routes to its IPv6 blocks; unset
 	// in clusters without an IPv6 pool.

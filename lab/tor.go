@@ -72,6 +72,39 @@ func ToRAddr(subnet int) netip.Addr {
 	return UnderlayGateway(subnet)
 }
 
+// ToRAddr6 returns the ToR's IPv6 address on subnet s: the IPv6 gateway of
+// host subnets, and fd00:255:0::fd on subnet 0, whose ::fe is the underlay
+// namespace.
+func ToRAddr6(subnet int) netip.Addr {
+	if subnet == 0 {
+		return UnderlayAddr6(0, 253)
+	}
+	return UnderlayGateway6(subnet)
+}
+
+// torPrefixes returns the ToR's addresses on subnet s for an underlay of
+// families u.
+func torPrefixes(u string, subnet int) []netip.Prefix {
+	v4, v6 := underlayFamilies(u)
+	var out []netip.Prefix
+	if v4 {
+		out = append(out, netip.PrefixFrom(ToRAddr(subnet), UnderlayPrefix(subnet).Bits()))
+	}
+	if v6 {
+		out = append(out, netip.PrefixFrom(ToRAddr6(subnet), UnderlayPrefix6(subnet).Bits()))
+	}
+	return out
+}
+
+// torAddrFor returns the ToR's address on subnet s in the family of addr
+// (a host's UnderlayIP): IPv6 for an IPv6-only host.
+func torAddrFor(addr netip.Addr, subnet int) netip.Addr {
+	if addr.Is6() {
+		return ToRAddr6(subnet)
+	}
+	return ToRAddr(subnet)
+}
+
 func torNS(lab string) string { return lab + "-tor" }
 
 // torLeg names the ToR's leg on subnet s: the bridge port in the underlay
@@ -122,7 +155,7 @@ func torNeighbors(st State) []torNeighbor {
 			Name:  shortName(st.Name, h.Name),
 			Node:  h.Name,
 			Addr:  h.UnderlayIP,
-			Local: ToRAddr(h.Subnet),
+			Local: torAddrFor(h.UnderlayIP, h.Subnet),
 		})
 	}
 	return out
@@ -318,15 +351,19 @@ func torPeers(st State, hosts []Host) []api.BGPPeer {
 		return nil
 	}
 	if st.Subnets <= 1 {
+		peer := ToRAddr(1)
+		if v4, _ := underlayFamilies(st.Underlay); !v4 {
+			peer = ToRAddr6(1)
+		}
 		return []api.BGPPeer{{
-			Name: ToRPeerName, PeerIP: ToRAddr(1), ASN: st.ToR.ASN,
+			Name: ToRPeerName, PeerIP: peer, ASN: st.ToR.ASN,
 			Description: st.ToR.Kind + " top-of-rack route reflector",
 		}}
 	}
 	out := make([]api.BGPPeer, 0, len(hosts))
 	for _, h := range hosts {
 		out = append(out, api.BGPPeer{
-			Name: ToRPeerName + "-" + shortName(st.Name, h.Name), PeerIP: ToRAddr(h.Subnet), ASN: st.ToR.ASN, Node: h.Name,
+			Name: ToRPeerName + "-" + shortName(st.Name, h.Name), PeerIP: torAddrFor(h.UnderlayIP, h.Subnet), ASN: st.ToR.ASN, Node: h.Name,
 			Description: fmt.Sprintf("%s top-of-rack route reflector on subnet %d", st.ToR.Kind, h.Subnet),
 		})
 	}

@@ -22,7 +22,7 @@ func torState(kind string, subnets int) State {
 	t := newToR(st.Name, st.RunDir, kind, api.DefaultASN)
 	st.ToR = &t
 	for i := 3; i >= 1; i-- { // out of order: rendering sorts by index
-		st.Hosts = append(st.Hosts, newHost(st.Name, st.RunDir, hostSubnet(kind, subnets, i), i))
+		st.Hosts = append(st.Hosts, newHost(st.Name, st.RunDir, "", hostSubnet(kind, subnets, i), i))
 	}
 	return st
 }

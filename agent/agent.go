@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -177,6 +176,15 @@ func (a *Agent) run(ctx context.Context) error {
 		}
 		a.be = newVXLANBackend(a.cfg.NodeName, ul.Network, a.vxlanConfig(), rec, a.readView, a.log)
 	case api.BackendBGP:
+		if !ul.IP.Is4() {
+			// The router id is IPv4, and IPv4 blocks need IPv4 next hops.
+			return fmt.Errorf("node %s: backend bgp needs an IPv4 underlay address (sessions, router id and IPv4 next hops); %s has only %s", a.cfg.NodeName, ul.Iface, ul.IP)
+		}
+		if api.DualStack(a.cluster.Pools) && !ul.IP6.IsValid() {
+			// Fail closed: the speaker advertises no IPv6 block and
+			// installs no IPv6 route (its status says so too).
+			a.log.Warn("no IPv6 underlay address: IPv6 blocks are not advertised and no IPv6 route is installed", "ifname", ul.Iface)
+		}
 		a.self.MTU = ul.MTU // routed: no encapsulation
 		a.self.RouterID = ul.IP
 		a.self.ASN = a.cluster.BGP.ASN
@@ -184,7 +192,7 @@ func (a *Agent) run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("bgp: %w", err)
 		}
-		a.be = newBGPBackend(a.cfg.NodeName, a.cluster, ul.IP, netip.Addr{} /* UnderlayIP6 once the v6 underlay contract lands */, sp, a.alloc.Blocks, a.readView, a.log)
+		a.be = newBGPBackend(a.cfg.NodeName, a.cluster, ul.IP, ul.IP6, sp, a.alloc.Blocks, a.readView, a.log)
 	default:
 		return fmt.Errorf("cluster backend %q is not supported by this agent", a.cluster.Backend)
 	}

@@ -231,6 +231,15 @@ func (c Config) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("backend %q: must be vxlan or bgp", c.Backend))
 	}
+	if api.Backend(c.Backend) == api.BackendBGP {
+		// Sessions, router ids and IPv4 next hops are IPv4; IPv6 routes
+		// go via the hosts' IPv6 underlay addresses.
+		if v4, _ := underlayFamilies(c.Underlay); !v4 {
+			errs = append(errs, fmt.Errorf("backend bgp: needs an IPv4 underlay (sessions and router ids are IPv4), not %s; use --underlay dual", c.Underlay))
+		} else if _, v6 := underlayFamilies(c.Underlay); !v6 && strings.Contains(c.PodCIDR, ":") {
+			errs = append(errs, fmt.Errorf("backend bgp with IPv6 pods: needs --underlay dual (IPv6 routes go via the hosts' IPv6 underlay addresses), not %s", c.Underlay))
+		}
+	}
 	if c.VXLANDirectRouting && api.Backend(c.Backend) != api.BackendVXLAN {
 		errs = append(errs, fmt.Errorf("vxlan direct routing: needs backend vxlan, not %s", c.Backend))
 	}

@@ -149,14 +149,19 @@ type torNeighbor struct {
 func torNeighbors(st State) []torNeighbor {
 	hs := slices.Clone(st.Hosts)
 	slices.SortFunc(hs, func(a, b Host) int { return a.Index - b.Index })
+	_, v6 := underlayFamilies(st.Underlay)
 	out := make([]torNeighbor, 0, len(hs))
 	for _, h := range hs {
-		out = append(out, torNeighbor{
+		n := torNeighbor{
 			Name:  shortName(st.Name, h.Name),
 			Node:  h.Name,
 			Addr:  h.UnderlayIP,
 			Local: torAddrFor(h.UnderlayIP, h.Subnet),
-		})
+		}
+		if v6 {
+			n.Local6 = ToRAddr6(h.Subnet)
+		}
+		out = append(out, n)
 	}
 	return out
 }
@@ -189,6 +194,9 @@ func torData(st State) torConfigData {
 		RestartTime:  torRestartTime,
 		LogPath:      t.LogPath,
 		Neighbors:    torNeighbors(st),
+		// MP-BGP: IPv6 unicast over the IPv4 sessions of a dual-stack
+		// underlay.
+		V6: st.Underlay == UnderlayDual,
 	}
 }
 

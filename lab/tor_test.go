@@ -72,6 +72,17 @@ func TestToRConfig(t *testing.T) {
 	if _, err := torConfig(st); err == nil {
 		t.Error("torConfig of an unknown kind succeeded")
 	}
+	// A dual-stack underlay adds the IPv6 family, next hop self on the
+	// ToR's IPv6 address on each host's subnet; the IPv4 part is unchanged.
+	for _, kind := range []string{ToRBIRD, ToRFRR} {
+		st := torState(kind, 2)
+		st.Underlay = UnderlayDual
+		conf, err := torConfig(st)
+		if err != nil {
+			t.Fatalf("torConfig(%s, dual): %v", kind, err)
+		}
+		golden(t, "TestToRConfig_"+kind+"_dual", conf)
+	}
 	z := frrZebraConfig(torState(ToRFRR, 1))
 	if !strings.Contains(z, "log file /run/skein-lab/sklab/tor/frr/zebra.log") {
 		t.Errorf("zebra config %q does not log under the run dir", z)

@@ -251,7 +251,10 @@ func checkRestart6(ctx context.Context, t *testing.T, l *lab.Lab, cl *store.Clie
 	t.Helper()
 	cs := l.Containers()
 	src, dst := cs[0], cs[1]
-	const count = 250 // 5 s at 20 ms
+	// 12 s at 20 ms: past the restarted speaker's 6 s wait before it
+	// reconnects, through its re-sync, when it must keep the routes of both
+	// families until its peers have re-sent them.
+	const count = 600
 	type result struct {
 		tx, rx int
 		out    string

@@ -263,7 +263,6 @@ func checkRestart6(ctx context.Context, t *testing.T, l *lab.Lab, cl *store.Clie
 	var (
 		wg      sync.WaitGroup
 		results = map[string]*result{}
-		cmds    []*exec.Cmd
 	)
 	for _, ip := range []netip.Addr{dst.IP, dst.IP6} {
 		cmd, err := l.Command(ctx, src.Name, "ping", "-i", "0.02", "-c", fmt.Sprint(count), "-W", "1", ip.String())
@@ -277,7 +276,6 @@ func checkRestart6(ctx context.Context, t *testing.T, l *lab.Lab, cl *store.Clie
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("start ping %s: %v", ip, err)
 		}
-		cmds = append(cmds, cmd)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

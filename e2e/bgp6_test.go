@@ -34,8 +34,9 @@ const dualPods = "10.244.0.0/16,fd00:10:244::/56"
 func TestBGPIPv6(t *testing.T) {
 	t.Run("mesh", func(t *testing.T) {
 		// Same subnet, no reflector: next hop = the owner's UnderlayIP6.
-		testBGP6(t, lab.Config{Name: "lbg6", Backend: string(api.BackendBGP), Underlay: lab.UnderlayDual,
+		l := testBGP6(t, lab.Config{Name: "lbg6", Backend: string(api.BackendBGP), Underlay: lab.UnderlayDual,
 			PodCIDR: dualPods, Hosts: 3, ContainersPerHost: 1}, true)
+		checkNoUnderlayIP6(t, l)
 	})
 	t.Run("bird", func(t *testing.T) {
 		testBGP6(t, lab.Config{Name: "lbg6b", Backend: string(api.BackendBGP), Underlay: lab.UnderlayDual, ToR: lab.ToRBIRD,
@@ -47,7 +48,7 @@ func TestBGPIPv6(t *testing.T) {
 	})
 }
 
-func testBGP6(t *testing.T, cfg lab.Config, restart bool) {
+func testBGP6(t *testing.T, cfg lab.Config, restart bool) *lab.Lab {
 	l := upBGPLab(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -125,6 +126,95 @@ func testBGP6(t *testing.T, cfg lab.Config, restart bool) {
 	if restart {
 		checkRestart6(ctx, t, l, cl, gw6)
 	}
+	return l
+}
+
+// checkNoUnderlayIP6 fails closed: a host whose underlay loses its IPv6
+// address (agent restarted without one) stops advertising its IPv6 blocks
+// and installs no IPv6 route, the others drop their routes to it, its IPv4
+// side keeps working, and `skein status` and `skein bgp status` name the
+// missing UnderlayIP6.
+func checkNoUnderlayIP6(t *testing.T, l *lab.Lab) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl := labStore(ctx, t, l)
+	hosts := l.Hosts()
+	gone := hosts[2]
+	if out, err := l.Exec(ctx, gone.Name, "ip", "-6", "addr", "flush", "dev", "eth0", "scope", "global"); err != nil {
+		t.Fatalf("flush %s's IPv6 underlay address: %v: %s", gone.Name, err, out)
+	}
+	if err := l.RestartAgent(ctx, gone.Name); err != nil {
+		t.Fatalf("restart agent on %s: %v", gone.Name, err)
+	}
+	blocks, err := blocksByNode(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Past the graceful-restart hold: the restarted speaker reconnects
+	// after 6 s and its End-of-RIB ends the stale IPv6 routes everywhere.
+	waitFor(ctx, t, 30*time.Second, "no IPv6 route to or from "+gone.Name, func() (bool, string) {
+		var bad []string
+		for _, h := range hosts {
+			rs, err := hostSkeinRoutesFamily(ctx, l, h.Name, "-6")
+			if err != nil {
+				return false, err.Error()
+			}
+			for dst, r := range rs {
+				if h.Name == gone.Name {
+					bad = append(bad, fmt.Sprintf("%s still routes %s via %s", h.Name, dst, r.Gateway))
+				}
+			}
+			if h.Name == gone.Name {
+				continue
+			}
+			for _, b := range blocks[gone.Name] {
+				if r, ok := rs[b.String()]; ok && b.Addr().Is6() {
+					bad = append(bad, fmt.Sprintf("%s still routes %s's %s via %s", h.Name, gone.Name, b, r.Gateway))
+				}
+			}
+		}
+		return len(bad) == 0, strings.Join(bad, "\n")
+	})
+	// The IPv4 side is untouched: every host still routes every other's
+	// IPv4 blocks via its IPv4 underlay address.
+	waitRoutesFamily(ctx, t, l, cl, "-4", func(_, owner lab.Host) string { return owner.UnderlayIP.String() })
+	cs := l.Containers()
+	if err := l.Ping(ctx, cs[0].Name, cs[2].IP); err != nil {
+		t.Errorf("IPv4 ping %s -> %s after %s lost its IPv6 underlay: %v", cs[0].Name, cs[2].Name, gone.Name, err)
+	}
+
+	env := append(os.Environ(), "SKEIN_ETCD_ENDPOINTS="+strings.Join(l.EtcdEndpoints(), ","))
+	waitFor(ctx, t, bgpSettle, "skein status and skein bgp status name the missing UnderlayIP6 of "+gone.Name, func() (bool, string) {
+		var bad []string
+		for _, args := range [][]string{{"status", "-o", "json"}, {"bgp", "status", "-o", "json"}} {
+			cmd := exec.CommandContext(ctx, opsBin(), args...)
+			cmd.Env = env
+			out, err := cmd.Output()
+			var rep struct {
+				Healthy bool `json:"healthy"`
+				Nodes   []struct {
+					Name     string   `json:"name"`
+					Problems []string `json:"problems"`
+				} `json:"nodes"`
+			}
+			if jerr := json.Unmarshal(out, &rep); jerr != nil {
+				return false, fmt.Sprintf("skein %s: %v %v\n%s", strings.Join(args, " "), err, jerr, out)
+			}
+			if rep.Healthy || err == nil {
+				bad = append(bad, fmt.Sprintf("skein %s: healthy %v, exit %v; want unhealthy", strings.Join(args, " "), rep.Healthy, err))
+			}
+			named := false
+			for _, n := range rep.Nodes {
+				if n.Name == gone.Name && strings.Contains(strings.Join(n.Problems, "; "), "UnderlayIP6") {
+					named = true
+				}
+			}
+			if !named {
+				bad = append(bad, fmt.Sprintf("skein %s: %s's problems do not name the missing UnderlayIP6: %s", strings.Join(args, " "), gone.Name, out))
+			}
+		}
+		return len(bad) == 0, strings.Join(bad, "\n")
+	})
 }
 
 // waitRoutesFamily waits until every host has a BGP route of family ("-4"

@@ -5,8 +5,11 @@ package e2e
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -59,7 +62,31 @@ func TestIPv6Underlay(t *testing.T) {
 	}
 	waitPeerRoutes(ctx, t, l, "-4")
 	waitPeerRoutes(ctx, t, l, "-6")
+	// The VXLAN source filter accepts the other nodes' IPv6 underlay
+	// addresses (through its IPv6 set).
+	for _, h := range hosts {
+		var want []string
+		for _, o := range hosts {
+			if o.Name != h.Name {
+				want = append(want, o.UnderlayIP6.String())
+			}
+		}
+		waitFor(ctx, t, 30*time.Second, "VXLAN source filter on "+h.Name, func() (bool, string) {
+			got, err := nftSetElems(ctx, l, h.Name, "vxlan_peers6")
+			if err != nil {
+				return false, err.Error()
+			}
+			slices.Sort(got)
+			return slices.Equal(got, want), fmt.Sprintf("vxlan_peers6 = %v, want %v", got, want)
+		})
+	}
 	checkAllPairsFamilies(ctx, t, l, cs)
+	// The CLI sees every node healthy, every link up.
+	cmd := exec.CommandContext(ctx, opsBin(), "status")
+	cmd.Env = append(cmd.Environ(), "SKEIN_ETCD_ENDPOINTS="+l.EtcdEndpoints()[0])
+	if r := runCmd(t, cmd); r.code != 0 {
+		t.Errorf("skein status on the IPv6-underlay lab: %s", r)
+	}
 
 	// The tunnel on the wire: IPv6/UDP to the VXLAN port, both inner
 	// families, and nothing IPv4 at all.
@@ -252,6 +279,30 @@ func TestDualUnderlayDirectRouting(t *testing.T) {
 		t.Errorf("skeind on %s with IPv6 disabled: %v, want %q", h3, err, want)
 		_ = l.StopAgent(ctx, h3)
 	}
+}
+
+// nftSetElems lists the elements of set name in host's table inet skein.
+func nftSetElems(ctx context.Context, l *lab.Lab, host, name string) ([]string, error) {
+	out, err := l.Exec(ctx, host, "nft", "-j", "list", "set", "inet", "skein", name)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", err, out)
+	}
+	var doc struct {
+		Nftables []struct {
+			Set *struct {
+				Elem []string `json:"elem"`
+			} `json:"set"`
+		} `json:"nftables"`
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		return nil, fmt.Errorf("parse nft -j: %w: %s", err, out)
+	}
+	for _, o := range doc.Nftables {
+		if o.Set != nil {
+			return o.Set.Elem, nil
+		}
+	}
+	return nil, fmt.Errorf("no set %s in: %s", name, out)
 }
 
 // waitPeerRoutes waits until every host routes every other host's blocks

@@ -212,6 +212,11 @@ func TestDualUnderlayDirectRouting(t *testing.T) {
 		})
 	}
 	checkAllPairsFamilies(ctx, t, l, cs)
+	cmd := exec.CommandContext(ctx, opsBin(), "node", "show", hosts[0].Name)
+	cmd.Env = append(cmd.Environ(), "SKEIN_ETCD_ENDPOINTS="+l.EtcdEndpoints()[0])
+	if r := runCmd(t, cmd); r.code != 0 || !strings.Contains(r.stdout, hosts[0].UnderlayIP.String()+","+hosts[0].UnderlayIP6.String()) {
+		t.Errorf("skein node show %s does not list both underlay addresses: %s", hosts[0].Name, r)
+	}
 
 	// IPv6 pod traffic on the wire: plain IPv6 between the pods, no tunnel.
 	src, dst := cs[0], cs[1]

@@ -93,8 +93,12 @@ func TestOverlayOverIPv6Underlay(t *testing.T) {
 	go func() { running <- me.rec.Run(ctx) }()
 	defer func() {
 		cancel()
-		<-running
-		<-watching
+		if err := <-running; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		if err := <-watching; err != nil {
+			t.Errorf("WatchKernel: %v", err)
+		}
 	}()
 	time.Sleep(100 * time.Millisecond) // the watch subscribes
 	underlay := mustLink(t, me.ns.Handle, "veth0").Attrs().Index
@@ -143,7 +147,7 @@ func udpEcho(t *testing.T, nsA, nsB *nstest.NS, src, dst netip.Addr) {
 	}); err != nil {
 		t.Fatalf("listen on %s in %s: %v", dst, nsB.Name, err)
 	}
-	defer server.Close()
+	defer func() { _ = server.Close() }()
 	go func() { // echo until the server closes
 		buf := make([]byte, 64)
 		for {
@@ -161,7 +165,7 @@ func udpEcho(t *testing.T, nsA, nsB *nstest.NS, src, dst netip.Addr) {
 	}); err != nil {
 		t.Fatalf("dial from %s in %s: %v", src, nsA.Name, err)
 	}
-	defer client.Close()
+	defer func() { _ = client.Close() }()
 	if err := client.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
 		t.Fatal(err)
 	}

@@ -58,7 +58,7 @@ type Peer struct {
 	// IPv6 blocks with direct routing; optional.
 	UnderlayIP6 netip.Addr
 	VTEPMAC     net.HardwareAddr
-	VTEPIP     netip.Addr
+	VTEPIP      netip.Addr
 	// VTEPIP6 is the next hop of the peer's IPv6 blocks; optional.
 	VTEPIP6 netip.Addr
 	Blocks  []netip.Prefix

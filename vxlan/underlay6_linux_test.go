@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -63,7 +62,8 @@ func TestOverlayOverIPv6Underlay(t *testing.T) {
 		if d := gocmp.Diff(want.Lines(), have.Lines()); d != "" {
 			t.Errorf("%s: kernel state (-want +have):\n%s", me.peer.Node, d)
 		}
-		if have.Link.Local != me.peer.UnderlayIP || !slices.ContainsFunc(have.Lines(), func(l string) bool { return l == "fdb "+other.peer.VTEPMAC.String()+" dst "+other.peer.UnderlayIP.String() }) {
+		_, fdbOK := have.FDB[FDBEntry{MAC: other.peer.VTEPMAC, Dst: other.peer.UnderlayIP}.Key()]
+		if have.Link.Local != me.peer.UnderlayIP || !fdbOK {
 			t.Errorf("%s: device local %s and FDB %v, want IPv6 local and an FDB entry to %s", me.peer.Node, have.Link.Local, have.FDB, other.peer.UnderlayIP)
 		}
 		me.ns.LinkUp(t, "lo", netip.Prefix{})

@@ -182,35 +182,7 @@ func TestDualUnderlayDirectRouting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hostOf := map[string]lab.Host{}
-	for _, h := range hosts {
-		hostOf[h.Name] = h
-	}
-	for _, h := range hosts {
-		waitFor(ctx, t, 30*time.Second, "direct routes on "+h.Name, func() (bool, string) {
-			r4, err := hostSkeinRoutesFamily(ctx, l, h.Name, "-4")
-			if err != nil {
-				return false, err.Error()
-			}
-			r6, err := hostSkeinRoutesFamily(ctx, l, h.Name, "-6")
-			if err != nil {
-				return false, err.Error()
-			}
-			for _, b := range blocks {
-				if b.Node == h.Name {
-					continue
-				}
-				routes, gw := r4, hostOf[b.Node].UnderlayIP
-				if b.CIDR.Addr().Is6() {
-					routes, gw = r6, hostOf[b.Node].UnderlayIP6
-				}
-				if r := routes[b.CIDR.String()]; r.Dev != lab.HostIface || r.Gateway != gw.String() {
-					return false, fmt.Sprintf("route to %s (%s) = %+v, want via %s dev %s", b.CIDR, b.Node, r, gw, lab.HostIface)
-				}
-			}
-			return true, ""
-		})
-	}
+	waitDirectRoutes(ctx, t, l, blocks)
 	checkAllPairsFamilies(ctx, t, l, cs)
 	cmd := exec.CommandContext(ctx, opsBin(), "node", "show", hosts[0].Name)
 	cmd.Env = append(cmd.Environ(), "SKEIN_ETCD_ENDPOINTS="+l.EtcdEndpoints()[0])
@@ -308,6 +280,78 @@ func nftSetElems(ctx context.Context, l *lab.Lab, host, name string) ([]string, 
 		}
 	}
 	return nil, fmt.Errorf("no set %s in: %s", name, out)
+}
+
+// TestIPv6UnderlayDirectRoutingPaths: direct routing wherever an underlay
+// address of the block's family is on the host's subnet, VXLAN elsewhere.
+// A dual-stack underlay on two subnets behind a BIRD ToR: hosts 1 and 3
+// route each other's blocks of both families directly, host 2 is across
+// the ToR and stays on VXLAN (over IPv4) both ways. An IPv6-only underlay:
+// IPv6 blocks direct, IPv4 blocks on VXLAN over IPv6 (no IPv4 next hop).
+// Every container reaches every other over both families.
+func TestIPv6UnderlayDirectRoutingPaths(t *testing.T) {
+	for _, cfg := range []lab.Config{
+		{Name: labName + "ux", Underlay: lab.UnderlayDual, ToR: lab.ToRBIRD, Subnets: 2},
+		{Name: labName + "u6d", Underlay: lab.UnderlayIPv6},
+	} {
+		t.Run(cfg.Underlay, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			cfg.Hosts, cfg.ContainersPerHost, cfg.VXLANDirectRouting = 3, 1, true
+			cfg.PodCIDR = dualPools[0].String() + "," + dualPools[1].String()
+			l := upBGPLab(t, cfg)
+			blocks, err := labStore(ctx, t, l).ListBlocks(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitDirectRoutes(ctx, t, l, blocks)
+			checkAllPairsFamilies(ctx, t, l, l.Containers())
+		})
+	}
+}
+
+// waitDirectRoutes waits until every host routes every other host's blocks
+// as direct routing should: via the other host's underlay address of the
+// block's family on the underlay interface when that address is on the
+// host's subnet (and the host has an address of that family), else through
+// the VXLAN device.
+func waitDirectRoutes(ctx context.Context, t *testing.T, l *lab.Lab, blocks []api.Block) {
+	t.Helper()
+	hosts := l.Hosts()
+	hostOf := map[string]lab.Host{}
+	for _, h := range hosts {
+		hostOf[h.Name] = h
+	}
+	for _, h := range hosts {
+		waitFor(ctx, t, 30*time.Second, "routes on "+h.Name, func() (bool, string) {
+			var bad []string
+			for _, family := range []string{"-4", "-6"} {
+				routes, err := hostSkeinRoutesFamily(ctx, l, h.Name, family)
+				if err != nil {
+					return false, err.Error()
+				}
+				for _, b := range blocks {
+					if b.Node == h.Name || b.CIDR.Addr().Is6() != (family == "-6") {
+						continue
+					}
+					peer := hostOf[b.Node]
+					gw, mine := peer.UnderlayIP, h.UnderlayIP
+					if b.CIDR.Addr().Is6() {
+						gw, mine = peer.UnderlayIP6, h.UnderlayIP6
+					}
+					r := routes[b.CIDR.String()]
+					direct := peer.Subnet == h.Subnet && gw.IsValid() && mine.IsValid() && gw.Is4() == b.CIDR.Addr().Is4()
+					switch {
+					case direct && (r.Dev != lab.HostIface || r.Gateway != gw.String()):
+						bad = append(bad, fmt.Sprintf("%s (%s) = %+v, want via %s dev %s", b.CIDR, b.Node, r, gw, lab.HostIface))
+					case !direct && r.Dev != api.VXLANDevice:
+						bad = append(bad, fmt.Sprintf("%s (%s) = %+v, want dev %s", b.CIDR, b.Node, r, api.VXLANDevice))
+					}
+				}
+			}
+			return len(bad) == 0, strings.Join(bad, "\n")
+		})
+	}
 }
 
 // waitPeerRoutes waits until every host routes every other host's blocks

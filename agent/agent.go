@@ -121,6 +121,11 @@ func (a *Agent) run(ctx context.Context) error {
 	// Before any block is claimed: a node that cannot carry IPv6 joins
 	// nothing of a dual-stack cluster.
 	if api.DualStack(a.cluster.Pools) {
+		if ul.IP6.IsValid() {
+			if err := keepRouterAdvertisements(a.cfg.NodeName, ul.Iface); err != nil {
+				return err
+			}
+		}
 		if err := enableForwarding6(a.cfg.NodeName); err != nil {
 			return err
 		}

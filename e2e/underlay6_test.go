@@ -59,6 +59,12 @@ func TestIPv6Underlay(t *testing.T) {
 		if want := lab.UnderlayMTU - api.VXLANOverhead6; n.MTU != want {
 			t.Errorf("node %s MTU %d, want %d (IPv6 outer header)", h.Name, n.MTU, want)
 		}
+		// IPv6 forwarding is on; the underlay still takes router
+		// advertisements (a host may get its address from them).
+		out, err := l.Exec(ctx, h.Name, "cat", "/proc/sys/net/ipv6/conf/all/forwarding", "/proc/sys/net/ipv6/conf/"+lab.HostIface+"/accept_ra")
+		if got := strings.Fields(string(out)); err != nil || !slices.Equal(got, []string{"1", "2"}) {
+			t.Errorf("%s: IPv6 forwarding and %s accept_ra = %v (%v), want 1 and 2", h.Name, lab.HostIface, got, err)
+		}
 	}
 	waitPeerRoutes(ctx, t, l, "-4")
 	waitPeerRoutes(ctx, t, l, "-6")

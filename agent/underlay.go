@@ -3,6 +3,10 @@ package agent
 import (
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/skeinnet/skein/api"
 )
 
 // underlay describes the host interface that carries inter-host traffic.
@@ -78,4 +82,41 @@ func pickUnderlay(iface string, addrs []netip.Prefix, ip, ip6 netip.Addr) (under
 		return underlay{}, fmt.Errorf("underlay interface %s has no IPv4 address and no global IPv6 address", iface)
 	}
 	return u, nil
+}
+
+// familyName names an address's family in messages.
+func familyName(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}
+
+// vxlanFamilyConflict reports the nodes whose underlay address is of
+// another family than this node's ip: a kernel VXLAN device carries one
+// underlay family, so this node could not reach them over the overlay, nor
+// they it. nil when there are none.
+func vxlanFamilyConflict(self string, ip netip.Addr, nodes []api.Node) error {
+	var others []string
+	for _, n := range nodes {
+		if n.Name != self && n.UnderlayIP.IsValid() && n.UnderlayIP.Is4() != ip.Is4() {
+			others = append(others, fmt.Sprintf("%s (%s)", n.Name, n.UnderlayIP))
+		}
+	}
+	if len(others) == 0 {
+		return nil
+	}
+	slices.Sort(others)
+	other := "IPv6"
+	if ip.Is6() {
+		other = "IPv4"
+	}
+	const most = 5
+	more := ""
+	if len(others) > most {
+		more = fmt.Sprintf(" and %d more", len(others)-most)
+		others = others[:most]
+	}
+	return fmt.Errorf("node %s: its VXLAN underlay address %s is %s but node(s) %s%s have %s underlay addresses; a VXLAN device carries one underlay family, so every node of a VXLAN cluster needs an underlay address of one family (give this node one with --underlay-ip, or remove nodes that are gone with `skein node delete`)",
+		self, ip, familyName(ip), strings.Join(others, ", "), more, other)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -132,6 +133,26 @@ func enableForwarding6(node string) error {
 	}
 	if err := os.WriteFile(p, []byte("1"), 0o644); err != nil {
 		return fmt.Errorf("node %s: enable IPv6 forwarding: %w", node, err)
+	}
+	return nil
+}
+
+// keepRouterAdvertisements makes an IPv6 underlay interface keep taking
+// router advertisements once forwarding is on (accept_ra 1 → 2): a host
+// whose IPv6 underlay address or default route comes from them would
+// otherwise lose it when they expire. An interface that takes none (0) or
+// already takes them anyway (2) is left alone.
+func keepRouterAdvertisements(node, iface string) error {
+	p := "/proc/sys/net/ipv6/conf/" + iface + "/accept_ra"
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return fmt.Errorf("node %s: read %s: %w", node, p, err)
+	}
+	if strings.TrimSpace(string(b)) != "1" {
+		return nil
+	}
+	if err := os.WriteFile(p, []byte("2"), 0o644); err != nil {
+		return fmt.Errorf("node %s: keep taking router advertisements on the IPv6 underlay %s (accept_ra=2): %w", node, iface, err)
 	}
 	return nil
 }

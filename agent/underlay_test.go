@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/skeinnet/skein/api"
 )
 
 func TestPickUnderlay(t *testing.T) {
@@ -80,5 +82,30 @@ func TestValidateUnderlayFlags(t *testing.T) {
 		case tc.err != "" && (len(errs) != 1 || !strings.Contains(errs[0].Error(), tc.err)):
 			t.Errorf("underlay %v/%v: %v, want one error containing %q", tc.ip, tc.ip6, errs, tc.err)
 		}
+	}
+}
+
+func TestVXLANFamilyConflict(t *testing.T) {
+	addr := netip.MustParseAddr
+	nodes := []api.Node{
+		{Name: "h1", UnderlayIP: addr("10.0.0.1")},
+		{Name: "h2", UnderlayIP: addr("10.0.0.2"), UnderlayIP6: addr("fd00::2")},
+		{Name: "h3"}, // registered no address yet
+		{Name: "h4", UnderlayIP: addr("fd00::4"), UnderlayIP6: addr("fd00::4")},
+	}
+	if err := vxlanFamilyConflict("h5", addr("10.0.0.5"), nodes[:3]); err != nil {
+		t.Errorf("IPv4 node among IPv4 and dual nodes: %v", err)
+	}
+	if err := vxlanFamilyConflict("h4", addr("fd00::4"), nodes[2:]); err != nil {
+		t.Errorf("IPv6-only node alone (its own record aside): %v", err)
+	}
+	err := vxlanFamilyConflict("h4", addr("fd00::4"), nodes)
+	want := "node h4: its VXLAN underlay address fd00::4 is IPv6 but node(s) h1 (10.0.0.1), h2 (10.0.0.2) have IPv4 underlay addresses"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("IPv6-only node among IPv4 nodes: %v, want %q", err, want)
+	}
+	err = vxlanFamilyConflict("h1", addr("10.0.0.1"), nodes)
+	if want := "node(s) h4 (fd00::4) have IPv6 underlay addresses"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("IPv4 node with an IPv6-only one registered: %v, want %q", err, want)
 	}
 }

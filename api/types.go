@@ -30,6 +30,8 @@ const (
 	DefaultASN       = 64512
 	// VXLANOverhead is what the outer IPv4+UDP+VXLAN+Ethernet headers take from the MTU.
 	VXLANOverhead = 50
+	// VXLANOverhead6 is the same over an IPv6 underlay (a 40-byte outer header).
+	VXLANOverhead6 = 70
 	// GatewayIP is the link-local next hop every container routes through; the
 	// host side of its veth answers for it.
 	GatewayIP = "169.254.1.1"

@@ -127,7 +127,7 @@ func (l *Lab) upToRNetwork(ctx context.Context) error {
 	if err := setSysctls(t.NetNS, sysctls); err != nil {
 		return fmt.Errorf("tor: %w", err)
 	}
-	l.progress("tor namespace %s: %d host subnet(s) routed, %s on subnet 0", t.NetNS, subnets, ToRAddr(0))
+	l.progress("tor namespace %s: %d host subnet(s) routed, %s on subnet 0", t.NetNS, subnets, joinPrefixes(torPrefixes(fams, 0)))
 	return nil
 }
 

@@ -135,3 +135,34 @@ func TestUnderlayDual(t *testing.T) {
 	etcdHealthy(ctx, t, l, "h1", m.ClientURL)
 	etcdHealthy(ctx, t, l, "h1", m.ClientURL6)
 }
+
+// TestToRDualUnderlay: a dual-stack underlay on two subnets behind a BIRD
+// ToR (no agents): the ToR forwards IPv6 too, every host has an IPv6
+// default route via its subnet's IPv6 gateway, and a host reaches a host
+// on the other subnet and etcd's IPv6 listener over IPv6 through it.
+func TestToRDualUnderlay(t *testing.T) {
+	needRoot(t)
+	needToR(t, ToRBIRD)
+	cfg := underlayConfig(t, "sktorud", 2)
+	cfg.Backend, cfg.ToR, cfg.Subnets, cfg.Underlay = "bgp", ToRBIRD, 2, UnderlayDual
+	l := upUnderlay(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	h2 := l.Hosts()[1]
+	if h2.UnderlayIP6 != UnderlayAddr6(2, 2) {
+		t.Fatalf("h2 IPv6 underlay %s, want %s", h2.UnderlayIP6, UnderlayAddr6(2, 2))
+	}
+	out, err := l.Exec(ctx, "h2", ipCommand(), "-6", "route", "show", "default")
+	if err != nil || !strings.Contains(string(out), "via "+UnderlayGateway6(2).String()) {
+		t.Errorf("h2 IPv6 default route: %v %q, want via %s", err, out, UnderlayGateway6(2))
+	}
+	out, err = l.Exec(ctx, "tor", "cat", "/proc/sys/net/ipv6/conf/all/forwarding")
+	if err != nil || strings.TrimSpace(string(out)) != "1" {
+		t.Errorf("tor IPv6 forwarding = %q (%v), want 1", out, err)
+	}
+	if err := l.Ping(ctx, "h1", h2.UnderlayIP6); err != nil {
+		t.Errorf("ping h1 -> h2 over IPv6 across subnets: %v", err)
+	}
+	etcdHealthy(ctx, t, l, "h2", l.State().Etcd[0].ClientURL6)
+}

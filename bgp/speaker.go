@@ -169,6 +169,7 @@ func (s *Speaker) setAdvertised(prefixes []netip.Prefix, nextHop, nextHop6 netip
 		err = fmt.Errorf("not advertising IPv6 blocks %s: %s", strings.Join(without6, ", "), errNoIPv6)
 	}
 	s.mu.Lock()
+	nh6Changed := nextHop6 != s.nextHop6
 	s.advertised, s.nextHop6 = adv, nextHop6
 	changed := fmt.Sprint(err) != fmt.Sprint(s.advErr)
 	s.advErr = err
@@ -177,7 +178,9 @@ func (s *Speaker) setAdvertised(prefixes []netip.Prefix, nextHop, nextHop6 netip
 		s.log.Warn("IPv6 blocks not advertised", "err", err)
 	}
 	s.cfgLoop.Trigger()
-	s.routeLoop.Trigger() // whether IPv6 routes may be installed follows nextHop6
+	if nh6Changed {
+		s.routeLoop.Trigger() // whether IPv6 routes may be installed follows nextHop6
+	}
 	return err
 }
 

@@ -85,12 +85,12 @@ func (a *Agent) run(ctx context.Context) error {
 	if created {
 		a.log.Info("node identity created", "identity", fingerprint(id.Hash), "path", id.Path)
 	}
-	ul, err := findUnderlay(a.cfg.Iface, a.cfg.UnderlayIP)
+	ul, err := findUnderlay(a.cfg.Iface, a.cfg.UnderlayIP, a.cfg.UnderlayIP6)
 	if err != nil {
-		return err
+		return fmt.Errorf("node %s: %w", a.cfg.NodeName, err)
 	}
 	a.ul = ul
-	a.log.Info("underlay found", "ifname", ul.Iface, "ip", ul.IP, "mtu", ul.MTU)
+	a.log.Info("underlay found", "ifname", ul.Iface, "ip", ul.IP, "ip6", ul.IP6, "mtu", ul.MTU)
 
 	etcdCfg := a.cfg.Etcd
 	if a.cfg.EmbeddedEtcd {
@@ -121,7 +121,17 @@ func (a *Agent) run(ctx context.Context) error {
 	// Before any block is claimed: a node that cannot carry IPv6 joins
 	// nothing of a dual-stack cluster.
 	if api.DualStack(a.cluster.Pools) {
+		if ul.IP6.IsValid() {
+			if err := keepRouterAdvertisements(a.cfg.NodeName, ul.Iface); err != nil {
+				return err
+			}
+		}
 		if err := enableForwarding6(a.cfg.NodeName); err != nil {
+			return err
+		}
+	}
+	if a.cluster.Backend == api.BackendVXLAN && a.cluster.Encryption == "" {
+		if err := a.checkVXLANFamily(ctx); err != nil {
 			return err
 		}
 	}
@@ -143,15 +153,19 @@ func (a *Agent) run(ctx context.Context) error {
 		return fmt.Errorf("ipam: %w", err)
 	}
 	a.self = api.Node{
-		Name:       a.cfg.NodeName,
-		UnderlayIP: ul.IP,
-		Labels:     a.cfg.Labels,
-		DebugAddr:  a.cfg.DebugAddr,
-		Version:    a.cfg.Version,
+		Name:        a.cfg.NodeName,
+		UnderlayIP:  ul.IP,
+		UnderlayIP6: ul.IP6,
+		Labels:      a.cfg.Labels,
+		DebugAddr:   a.cfg.DebugAddr,
+		Version:     a.cfg.Version,
 	}
 	switch a.cluster.Backend {
 	case api.BackendVXLAN:
 		a.self.MTU = ul.MTU - api.VXLANOverhead
+		if ul.IP.Is6() {
+			a.self.MTU = ul.MTU - api.VXLANOverhead6
+		}
 		a.self.VTEPMAC = vtepMAC(a.cfg.NodeName)
 		a.self.VTEPIP = a.alloc.VTEPAddr()
 		a.self.VTEPIP6 = a.alloc.VTEPAddr6()
@@ -173,8 +187,17 @@ func (a *Agent) run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("vxlan: %w", err)
 		}
-		a.be = newVXLANBackend(a.cfg.NodeName, ul.Network, a.vxlanConfig(), rec, a.readView, a.log)
+		a.be = newVXLANBackend(a.cfg.NodeName, onLink{ul.Network, ul.Network6}, a.vxlanConfig(), rec, a.readView, a.log)
 	case api.BackendBGP:
+		if !ul.IP.Is4() {
+			// The router id is IPv4, and IPv4 blocks need IPv4 next hops.
+			return fmt.Errorf("node %s: backend bgp needs an IPv4 underlay address (sessions, router id and IPv4 next hops); %s has only %s", a.cfg.NodeName, ul.Iface, ul.IP)
+		}
+		if api.DualStack(a.cluster.Pools) && !ul.IP6.IsValid() {
+			// Fail closed: the speaker advertises no IPv6 block and
+			// installs no IPv6 route (its status says so too).
+			a.log.Warn("no IPv6 underlay address: IPv6 blocks are not advertised and no IPv6 route is installed", "ifname", ul.Iface)
+		}
 		a.self.MTU = ul.MTU // routed: no encapsulation
 		a.self.RouterID = ul.IP
 		a.self.ASN = a.cluster.BGP.ASN
@@ -182,7 +205,7 @@ func (a *Agent) run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("bgp: %w", err)
 		}
-		a.be = newBGPBackend(a.cfg.NodeName, a.cluster, ul.IP, sp, a.alloc.Blocks, a.readView, a.log)
+		a.be = newBGPBackend(a.cfg.NodeName, a.cluster, ul.IP, ul.IP6, sp, a.alloc.Blocks, a.readView, a.log)
 	default:
 		return fmt.Errorf("cluster backend %q is not supported by this agent", a.cluster.Backend)
 	}
@@ -399,6 +422,7 @@ func (a *Agent) vxlanConfig() vxlan.Config {
 		VNI:             a.cluster.VXLAN.VNI,
 		Port:            a.cluster.VXLAN.Port,
 		UnderlayIP:      a.ul.IP,
+		UnderlayIP6:     a.ul.IP6,
 		UnderlayIfIndex: a.ul.Index,
 		MTU:             a.self.MTU,
 		VTEPMAC:         net.HardwareAddr(a.self.VTEPMAC),
@@ -467,6 +491,31 @@ func connectStore(ctx context.Context, cfg store.Config, log *slog.Logger) (*sto
 		}
 		backoff = min(backoff*2, 30*time.Second)
 	}
+}
+
+// checkVXLANFamily refuses to join a VXLAN cluster whose other nodes have
+// underlay addresses of the other family (vxlanFamilyConflict), before
+// this node claims anything. A node that restarts with the family its
+// record already has only warns: refusing it would take down a running
+// node because another joined wrongly (the links of both name the pair).
+func (a *Agent) checkVXLANFamily(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+	defer cancel()
+	nodes, err := a.store.ListNodes(cctx)
+	if err != nil {
+		return fmt.Errorf("node %s: list nodes to check their underlay family: %w", a.cfg.NodeName, err)
+	}
+	err = vxlanFamilyConflict(a.cfg.NodeName, a.ul.IP, nodes)
+	if err == nil {
+		return nil
+	}
+	for _, n := range nodes {
+		if n.Name == a.cfg.NodeName && n.UnderlayIP.IsValid() && n.UnderlayIP.Is4() == a.ul.IP.Is4() {
+			a.log.Warn("nodes of another underlay family are not reachable over the overlay", "err", err)
+			return nil
+		}
+	}
+	return err
 }
 
 func waitCluster(ctx context.Context, s *store.Client, log *slog.Logger) (api.Cluster, error) {

@@ -21,8 +21,11 @@ type bgpBackend struct {
 	self    string
 	cl      api.Cluster
 	nextHop netip.Addr
-	log     *slog.Logger
-	speaker *bgp.Speaker
+	// nextHop6 is the next hop of this node's IPv6 blocks, its UnderlayIP6;
+	// without it the speaker advertises and installs no IPv6 route.
+	nextHop6 netip.Addr
+	log      *slog.Logger
+	speaker  *bgp.Speaker
 	// blocks are this node's blocks, from its allocator (not the store: a
 	// block is advertised from the moment the node holds it).
 	blocks func() []netip.Prefix
@@ -35,8 +38,8 @@ type bgpBackend struct {
 	lastErr string
 }
 
-func newBGPBackend(self string, cl api.Cluster, nextHop netip.Addr, speaker *bgp.Speaker, blocks func() []netip.Prefix, view func(func(store.Snapshot)), log *slog.Logger) *bgpBackend {
-	return &bgpBackend{self: self, cl: cl, nextHop: nextHop, speaker: speaker, blocks: blocks, view: view, log: log}
+func newBGPBackend(self string, cl api.Cluster, nextHop, nextHop6 netip.Addr, speaker *bgp.Speaker, blocks func() []netip.Prefix, view func(func(store.Snapshot)), log *slog.Logger) *bgpBackend {
+	return &bgpBackend{self: self, cl: cl, nextHop: nextHop, nextHop6: nextHop6, speaker: speaker, blocks: blocks, view: view, log: log}
 }
 
 func (b *bgpBackend) reset(s store.Snapshot) {
@@ -63,14 +66,14 @@ func (b *bgpBackend) push() {
 	plan := b.peers.plan()
 	blocks := b.blocks()
 	errs := b.peers.errs
-	if err := b.speaker.Set(bgp.Desired{Peers: plan.peers, Advertised: blocks, NextHop: b.nextHop, Local: blocks}); err != nil {
+	if err := b.speaker.Set(bgp.Desired{Peers: plan.peers, Advertised: blocks, NextHop: b.nextHop, NextHop6: b.nextHop6, Local: blocks}); err != nil {
 		errs = append(errs[:len(errs):len(errs)], err.Error())
 	}
 	msg := strings.Join(errs, "; ")
 	if msg != b.lastErr {
 		b.lastErr = msg
 		if msg != "" {
-			b.log.Warn("bgp peers not all usable", "err", msg)
+			b.log.Warn("bgp desired state not all usable", "err", msg)
 		}
 	}
 }

@@ -127,7 +127,7 @@ func TestBackendPlannersEqualFullPlan(t *testing.T) {
 		t.Run(fmt.Sprint("seed", seed, "direct", direct), func(t *testing.T) {
 			w := newWalker(seed)
 			self := "n0"
-			underlay := netip.MustParsePrefix("10.0.0.0/24")
+			underlay := onLink{netip.MustParsePrefix("10.0.0.0/24")}
 			cfg := vxlan.Config{Device: api.VXLANDevice, VNI: 1, Port: 4789, UnderlayIP: netip.MustParseAddr("10.0.0.48"), MTU: 1450,
 				UnderlayIfIndex: 2, DirectRouting: direct}
 			rec, err := vxlan.NewReconciler(vxlan.ReconcilerConfig{Dataplane: newMemDP()})

@@ -23,7 +23,7 @@ import (
 // puts them in the kernel.
 type vxlanBackend struct {
 	self     string
-	underlay netip.Prefix
+	underlay onLink
 	cfg      vxlan.Config
 	log      *slog.Logger
 	rec      *vxlan.Reconciler
@@ -42,7 +42,7 @@ type vxlanBackend struct {
 	upLinks map[string]string
 }
 
-func newVXLANBackend(self string, underlay netip.Prefix, cfg vxlan.Config, rec *vxlan.Reconciler, view func(func(store.Snapshot)), log *slog.Logger) *vxlanBackend {
+func newVXLANBackend(self string, underlay onLink, cfg vxlan.Config, rec *vxlan.Reconciler, view func(func(store.Snapshot)), log *slog.Logger) *vxlanBackend {
 	return &vxlanBackend{self: self, underlay: underlay, cfg: cfg, rec: rec, view: view, log: log}
 }
 
@@ -80,6 +80,9 @@ func (b *vxlanBackend) update(s store.Snapshot, d store.Delta) {
 		n, known := s.Nodes[name]
 		p, ok := vxlanPeerOf(b.self, name, b.underlay, n, b.blocksOf[name])
 		if known && ok {
+			if otherFamily(b.cfg.UnderlayIP, p.UnderlayIP) {
+				b.log.Warn("peer not reachable over the overlay", "peer", name, "reason", familyMismatch(b.cfg.UnderlayIP, p.UnderlayIP))
+			}
 			ch = b.plan.SetPeer(p)
 		} else {
 			ok = false
@@ -188,6 +191,10 @@ func (b *vxlanBackend) gradeLinks(snap store.Snapshot, dp vxlan.DebugState) map[
 		}
 	}
 	for _, p := range peers {
+		if otherFamily(b.cfg.UnderlayIP, p.UnderlayIP) {
+			links[p.Node] = api.Link{Kind: string(api.BackendVXLAN), State: api.LinkDown, Detail: familyMismatch(b.cfg.UnderlayIP, p.UnderlayIP)}
+			continue
+		}
 		links[p.Node] = vxlanLink(vxlan.Plan(b.cfg, []vxlan.Peer{p}), actual, dp)
 	}
 	return links
@@ -245,4 +252,14 @@ func isDirect(want vxlan.State) bool {
 		}
 	}
 	return false
+}
+
+// otherFamily reports whether two valid addresses differ in family.
+func otherFamily(a, b netip.Addr) bool { return a.IsValid() && b.IsValid() && a.Is4() != b.Is4() }
+
+// familyMismatch says why a peer whose underlay address is of another
+// family than this node's gets no tunnel.
+func familyMismatch(local, peer netip.Addr) string {
+	return "underlay family mismatch: this node tunnels over " + familyName(local) + " (" + local.String() + "), the peer's underlay address is " +
+		familyName(peer) + " (" + peer.String() + "); a VXLAN device carries one underlay family, so its blocks are unreachable from here"
 }

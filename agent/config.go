@@ -19,7 +19,8 @@ type Config struct {
 	EmbeddedEtcd bool              // optional: run an in-process etcd (single machine)
 	EmbeddedTLS  EmbeddedTLS       // optional: TLS of the embedded etcd's client listener
 	Iface        string            // optional: underlay interface; default the default-route interface
-	UnderlayIP   netip.Addr        // optional: overrides the address found on Iface
+	UnderlayIP   netip.Addr        // optional: overrides the address found on Iface (IPv4, or IPv6 on an IPv6-only node)
+	UnderlayIP6  netip.Addr        // optional: overrides the IPv6 underlay address found on Iface
 	SocketPath   string            // optional, default /run/skein/skeind.sock
 	StateDir     string            // optional, default /var/lib/skein
 	DebugAddr    string            // optional, default 127.0.0.1:9595; "" or "off" disables
@@ -115,11 +116,31 @@ func (c Config) validate() error {
 	if c.BlockReleaseGrace < 0 {
 		errs = append(errs, fmt.Errorf("--block-release-grace %s: must not be negative (0 disables)", c.BlockReleaseGrace))
 	}
-	if c.UnderlayIP.IsValid() && !c.UnderlayIP.Is4() {
-		errs = append(errs, fmt.Errorf("--underlay-ip %s: only IPv4 underlays are supported", c.UnderlayIP))
-	}
+	errs = append(errs, c.validateUnderlay()...)
 	return errors.Join(errs...)
 }
+
+// validateUnderlay checks --underlay-ip and --underlay-ip6: unicast
+// addresses of their family, and one IPv6 address when both are IPv6.
+func (c Config) validateUnderlay() []error {
+	var errs []error
+	ip, ip6 := c.UnderlayIP, c.UnderlayIP6
+	if ip.IsValid() && (ip.Is4In6() || !usableUnderlay(ip)) {
+		errs = append(errs, fmt.Errorf("--underlay-ip %s: not a global unicast address (IPv4, or IPv6 on an IPv6-only node)", ip))
+	}
+	if ip6.IsValid() && (!ip6.Is6() || ip6.Is4In6() || !usableUnderlay(ip6)) {
+		errs = append(errs, fmt.Errorf("--underlay-ip6 %s: not a global IPv6 address", ip6))
+	}
+	if ip.Is6() && ip6.IsValid() && ip != ip6 {
+		errs = append(errs, fmt.Errorf("--underlay-ip %s is IPv6 (an IPv6-only node), so --underlay-ip6 %s must be the same address or left out", ip, ip6))
+	}
+	return errs
+}
+
+// usableUnderlay reports whether a can be a tunnel endpoint or next hop
+// between hosts: unicast, not loopback, not link-local (an IPv6 one is
+// only reachable with a zone).
+func usableUnderlay(a netip.Addr) bool { return a.IsGlobalUnicast() }
 
 // validateEmbeddedTLS checks the embedded etcd's TLS flags against each
 // other and against the agent's own client settings.

@@ -140,7 +140,7 @@ func newDebugFixture(t *testing.T, debugAddr string) *debugFixture {
 		started: time.Now().Add(-time.Minute),
 	}
 	a.self = api.Node{Name: "n1", UnderlayIP: a.ul.IP, VTEPMAC: vtepMAC("n1"), VTEPIP: alloc.VTEPAddr(), MTU: 1450, Version: "v-test"}
-	a.be = newVXLANBackend("n1", a.ul.Network, a.vxlanConfig(), vx, a.readView, log)
+	a.be = newVXLANBackend("n1", onLink{a.ul.Network}, a.vxlanConfig(), vx, a.readView, log)
 	snap := store.Snapshot{
 		Rev: 42,
 		Nodes: map[string]api.Node{
@@ -175,7 +175,7 @@ func newDebugFixture(t *testing.T, debugAddr string) *debugFixture {
 func (f *debugFixture) sync(t *testing.T) {
 	t.Helper()
 	a := f.a
-	f.vx.Set(vxlan.Plan(a.vxlanConfig(), vxlanPeers("n1", a.ul.Network, *a.snap.Load())))
+	f.vx.Set(vxlan.Plan(a.vxlanConfig(), vxlanPeers("n1", onLink{a.ul.Network}, *a.snap.Load())))
 	_ = f.vx.Sync(t.Context()) // failures are what some tests look at
 }
 
@@ -283,7 +283,7 @@ func TestDebugTopologyBeforeSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := &Agent{cfg: Config{NodeName: "n1"}, log: slog.New(slog.DiscardHandler), metrics: newMetrics()}
-	a.be = newVXLANBackend("n1", netip.Prefix{}, vxlan.Config{}, vx, a.readView, a.log)
+	a.be = newVXLANBackend("n1", nil, vxlan.Config{}, vx, a.readView, a.log)
 	top := a.topology(nil, false)
 	if top.Ready || top.Reason == "" || len(top.Nodes) != 0 || top.Nodes == nil {
 		t.Errorf("topology before anything loaded: ready %v reason %q nodes %#v", top.Ready, top.Reason, top.Nodes)

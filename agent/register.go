@@ -79,11 +79,11 @@ func (a *Agent) claimNode(ctx context.Context) error {
 	defer cancel()
 	_, err := a.registerNode(cctx, a.cfg.TakeOverNode, func(cur *api.Node) api.Node {
 		if cur == nil {
-			return api.Node{UnderlayIP: a.ul.IP, Version: a.cfg.Version}
+			return api.Node{UnderlayIP: a.ul.IP, UnderlayIP6: a.ul.IP6, Version: a.cfg.Version}
 		}
 		n := *cur
 		n.Labels = maps.Clone(cur.Labels)
-		n.UnderlayIP = a.ul.IP
+		n.UnderlayIP, n.UnderlayIP6 = a.ul.IP, a.ul.IP6
 		return n
 	})
 	return err
@@ -112,6 +112,6 @@ func (a *Agent) putNode(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.log.Info("node registered", "ip", a.self.UnderlayIP, "mac", a.self.VTEPMAC.String(), "vtep", a.self.VTEPIP, "vtep6", a.self.VTEPIP6, "blocks", a.alloc.Blocks(), "identity", fingerprint(a.id.Hash))
+	a.log.Info("node registered", "ip", a.self.UnderlayIP, "ip6", a.self.UnderlayIP6, "mac", a.self.VTEPMAC.String(), "vtep", a.self.VTEPIP, "vtep6", a.self.VTEPIP6, "blocks", a.alloc.Blocks(), "identity", fingerprint(a.id.Hash))
 	return nil
 }

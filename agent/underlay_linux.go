@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -12,18 +13,10 @@ import (
 	"github.com/skeinnet/skein/internal/nlretry"
 )
 
-// underlay describes the host interface that carries inter-host traffic.
-type underlay struct {
-	Iface   string
-	Index   int
-	MTU     int
-	IP      netip.Addr
-	Network netip.Prefix // the on-link subnet of IP (for same-L2 checks)
-}
-
-// findUnderlay resolves the underlay: the named interface, else the one that
-// carries the default route, else the one holding ip. ip, when valid, must be on it.
-func findUnderlay(iface string, ip netip.Addr) (underlay, error) {
+// findUnderlay resolves the underlay: the named interface, else the one
+// holding ip (or ip6), else the one that carries the default route (IPv4,
+// else IPv6). ip and ip6, when valid, must be on it (pickUnderlay).
+func findUnderlay(iface string, ip, ip6 netip.Addr) (underlay, error) {
 	var link netlink.Link
 	var err error
 	switch {
@@ -33,7 +26,12 @@ func findUnderlay(iface string, ip netip.Addr) (underlay, error) {
 			return underlay{}, fmt.Errorf("underlay interface %q: %w", iface, err)
 		}
 	case ip.IsValid():
-		link, err = linkWithAddr(ip)
+		link, err = linkWithAddr(ip, "--underlay-ip")
+		if err != nil {
+			return underlay{}, err
+		}
+	case ip6.IsValid():
+		link, err = linkWithAddr(ip6, "--underlay-ip6")
 		if err != nil {
 			return underlay{}, err
 		}
@@ -43,54 +41,63 @@ func findUnderlay(iface string, ip netip.Addr) (underlay, error) {
 			return underlay{}, fmt.Errorf("no --iface or --underlay-ip given and %w", err)
 		}
 	}
-	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return netlink.AddrList(link, unix.AF_INET) })
+	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return netlink.AddrList(link, unix.AF_UNSPEC) })
 	if err != nil {
 		return underlay{}, fmt.Errorf("list addresses of %s: %w", link.Attrs().Name, err)
 	}
-	u := underlay{Iface: link.Attrs().Name, Index: link.Attrs().Index, MTU: link.Attrs().MTU}
+	u, err := pickUnderlay(link.Attrs().Name, linkPrefixes(addrs), ip, ip6)
+	if err != nil {
+		return underlay{}, err
+	}
+	u.Index, u.MTU = link.Attrs().Index, link.Attrs().MTU
+	return u, nil
+}
+
+// linkPrefixes converts netlink addresses, IPv4 ones as 4-byte addresses;
+// addresses whose duplicate address detection failed are left out.
+func linkPrefixes(addrs []netlink.Addr) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(addrs))
 	for _, a := range addrs {
-		addr, ok := netip.AddrFromSlice(a.IP.To4())
+		if a.Flags&unix.IFA_F_DADFAILED != 0 {
+			continue
+		}
+		addr, ok := netip.AddrFromSlice(a.IP)
 		if !ok {
 			continue
 		}
 		ones, _ := a.Mask.Size()
-		if ip.IsValid() && addr != ip {
-			continue
+		addr = addr.Unmap()
+		if addr.Is4() && ones > 32 {
+			ones -= 96
 		}
-		u.IP = addr
-		u.Network = netip.PrefixFrom(addr, ones).Masked()
-		break
+		out = append(out, netip.PrefixFrom(addr, ones))
 	}
-	if !u.IP.IsValid() {
-		if ip.IsValid() {
-			return underlay{}, fmt.Errorf("underlay interface %s does not hold %s", u.Iface, ip)
-		}
-		return underlay{}, fmt.Errorf("underlay interface %s has no IPv4 address", u.Iface)
-	}
-	return u, nil
+	return out
 }
 
-func linkWithAddr(ip netip.Addr) (netlink.Link, error) {
-	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, unix.AF_INET) })
+func linkWithAddr(ip netip.Addr, flag string) (netlink.Link, error) {
+	addrs, err := nlretry.Dump(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, unix.AF_UNSPEC) })
 	if err != nil {
 		return nil, fmt.Errorf("list addresses: %w", err)
 	}
 	for _, a := range addrs {
-		if addr, ok := netip.AddrFromSlice(a.IP.To4()); ok && addr == ip {
+		if addr, ok := netip.AddrFromSlice(a.IP); ok && addr.Unmap() == ip {
 			return netlink.LinkByIndex(a.LinkIndex)
 		}
 	}
-	return nil, fmt.Errorf("--underlay-ip %s is not configured on any interface", ip)
+	return nil, fmt.Errorf("%s %s is not configured on any interface", flag, ip)
 }
 
 func defaultRouteLink() (netlink.Link, error) {
-	routes, err := nlretry.Dump(func() ([]netlink.Route, error) { return netlink.RouteList(nil, unix.AF_INET) })
-	if err != nil {
-		return nil, fmt.Errorf("list routes: %w", err)
-	}
-	for _, r := range routes {
-		if (r.Dst == nil || r.Dst.IP.IsUnspecified()) && r.LinkIndex > 0 {
-			return netlink.LinkByIndex(r.LinkIndex)
+	for _, family := range []int{unix.AF_INET, unix.AF_INET6} {
+		routes, err := nlretry.Dump(func() ([]netlink.Route, error) { return netlink.RouteList(nil, family) })
+		if err != nil {
+			return nil, fmt.Errorf("list routes: %w", err)
+		}
+		for _, r := range routes {
+			if (r.Dst == nil || r.Dst.IP.IsUnspecified()) && r.LinkIndex > 0 {
+				return netlink.LinkByIndex(r.LinkIndex)
+			}
 		}
 	}
 	return nil, errors.New("there is no default route to find the underlay by")
@@ -126,6 +133,26 @@ func enableForwarding6(node string) error {
 	}
 	if err := os.WriteFile(p, []byte("1"), 0o644); err != nil {
 		return fmt.Errorf("node %s: enable IPv6 forwarding: %w", node, err)
+	}
+	return nil
+}
+
+// keepRouterAdvertisements makes an IPv6 underlay interface keep taking
+// router advertisements once forwarding is on (accept_ra 1 → 2): a host
+// whose IPv6 underlay address or default route comes from them would
+// otherwise lose it when they expire. An interface that takes none (0) or
+// already takes them anyway (2) is left alone.
+func keepRouterAdvertisements(node, iface string) error {
+	p := "/proc/sys/net/ipv6/conf/" + iface + "/accept_ra"
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return fmt.Errorf("node %s: read %s: %w", node, p, err)
+	}
+	if strings.TrimSpace(string(b)) != "1" {
+		return nil
+	}
+	if err := os.WriteFile(p, []byte("2"), 0o644); err != nil {
+		return fmt.Errorf("node %s: keep taking router advertisements on the IPv6 underlay %s (accept_ra=2): %w", node, iface, err)
 	}
 	return nil
 }

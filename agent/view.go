@@ -15,7 +15,7 @@ import (
 // vxlanPeers turns the cluster snapshot into the overlay's peers: every other
 // node with a VTEP, with the blocks the store says it owns. Liveness plays no
 // part: a dead agent's containers stay reachable until the node is deleted.
-func vxlanPeers(self string, underlay netip.Prefix, snap store.Snapshot) []vxlan.Peer {
+func vxlanPeers(self string, underlay onLink, snap store.Snapshot) []vxlan.Peer {
 	byNode := map[string][]netip.Prefix{}
 	for cidr, b := range snap.Blocks {
 		byNode[b.Node] = append(byNode[b.Node], cidr)
@@ -32,21 +32,31 @@ func vxlanPeers(self string, underlay netip.Prefix, snap store.Snapshot) []vxlan
 
 // vxlanPeerOf turns node name's record and blocks into an overlay peer;
 // false for this node and for a node without underlay, VTEP or MAC yet.
-func vxlanPeerOf(self, name string, underlay netip.Prefix, n api.Node, blocks []netip.Prefix) (vxlan.Peer, bool) {
+func vxlanPeerOf(self, name string, underlay onLink, n api.Node, blocks []netip.Prefix) (vxlan.Peer, bool) {
 	if name == self || !n.UnderlayIP.IsValid() || !n.VTEPIP.IsValid() || len(n.VTEPMAC) != 6 {
 		return vxlan.Peer{}, false
 	}
 	blocks = slices.Clone(blocks)
 	slices.SortFunc(blocks, func(x, y netip.Prefix) int { return x.Addr().Compare(y.Addr()) })
 	return vxlan.Peer{
-		Node:       name,
-		UnderlayIP: n.UnderlayIP,
-		VTEPMAC:    net.HardwareAddr(slices.Clone(n.VTEPMAC)),
-		VTEPIP:     n.VTEPIP,
-		VTEPIP6:    n.VTEPIP6,
-		Blocks:     blocks,
-		SameSubnet: underlay.IsValid() && underlay.Contains(n.UnderlayIP),
+		Node:        name,
+		UnderlayIP:  n.UnderlayIP,
+		UnderlayIP6: n.UnderlayIP6,
+		VTEPMAC:     net.HardwareAddr(slices.Clone(n.VTEPMAC)),
+		VTEPIP:      n.VTEPIP,
+		VTEPIP6:     n.VTEPIP6,
+		Blocks:      blocks,
+		SameSubnet:  underlay.contains(n.UnderlayIP),
+		SameSubnet6: underlay.contains(n.UnderlayIP6),
 	}, true
+}
+
+// onLink are this host's underlay subnets (IPv4, IPv6), for same-L2 checks.
+type onLink []netip.Prefix
+
+// contains reports whether a is on one of the subnets.
+func (o onLink) contains(a netip.Addr) bool {
+	return a.IsValid() && slices.ContainsFunc(o, func(p netip.Prefix) bool { return p.IsValid() && p.Contains(a) })
 }
 
 // localEndpoints returns this node's endpoints from the snapshot, sorted by key.

@@ -41,7 +41,7 @@ func TestVXLANPeers(t *testing.T) {
 		},
 		Alive: map[string]bool{"b": true}, // liveness must not matter
 	}
-	got := vxlanPeers("a", netip.MustParsePrefix("10.0.0.0/24"), snap)
+	got := vxlanPeers("a", onLink{netip.MustParsePrefix("10.0.0.0/24")}, snap)
 	type row struct {
 		Node, Underlay string
 		Blocks         []netip.Prefix

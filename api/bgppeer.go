@@ -26,7 +26,8 @@ const MaxBGPPeerDescription = 256
 type BGPPeer struct {
 	// Name identifies the peer: a DNS label.
 	Name string `json:"name"`
-	// PeerIP is the neighbour's IPv4 address.
+	// PeerIP is the neighbour's IPv4 address; the session carries IPv4 and
+	// IPv6 unicast.
 	PeerIP netip.Addr `json:"peerIP"`
 	// ASN is the neighbour's AS number: the cluster's for iBGP.
 	ASN uint32 `json:"asn"`
@@ -66,7 +67,9 @@ func (p BGPPeer) Validate() error {
 	case !a.IsValid():
 		errs = append(errs, errors.New("peer IP: required"))
 	case !a.Is4():
-		errs = append(errs, fmt.Errorf("peer IP %s: must be an IPv4 address", a))
+		// Sessions run over the IPv4 underlay and carry IPv6 prefixes too
+		// (MP-BGP); a session over IPv6 would need IPv4 next hops over it.
+		errs = append(errs, fmt.Errorf("peer IP %s: must be an IPv4 address (sessions run over the IPv4 underlay and carry IPv6 routes too; IPv6 peering addresses are not supported)", a))
 	case a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
 		errs = append(errs, fmt.Errorf("peer IP %s: must be a unicast address", a))
 	}

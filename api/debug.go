@@ -302,10 +302,13 @@ type BGPSession struct {
 	Since time.Time `json:"since,omitzero"`
 	// Uptime is how long the session has been Established.
 	Uptime string `json:"uptime,omitempty"`
-	// Received, Accepted and Advertised count unicast prefixes.
-	Received   int `json:"prefixesReceived"`
-	Accepted   int `json:"prefixesAccepted"`
-	Advertised int `json:"prefixesAdvertised"`
+	// Received, Accepted and Advertised count unicast prefixes of both
+	// families; Received6 and Advertised6 are their IPv6 share.
+	Received    int `json:"prefixesReceived"`
+	Accepted    int `json:"prefixesAccepted"`
+	Advertised  int `json:"prefixesAdvertised"`
+	Received6   int `json:"prefixesReceived6,omitempty"`
+	Advertised6 int `json:"prefixesAdvertised6,omitempty"`
 	// Flaps counts sessions that went down soon after coming up.
 	Flaps int `json:"flaps,omitempty"`
 	// GracefulRestart reports that graceful restart was negotiated;
@@ -321,7 +324,8 @@ type BGPSession struct {
 func (s BGPSession) Neighbor() BGPNeighbor {
 	return BGPNeighbor{
 		Name: s.Name, Address: s.Address, ASN: s.ASN, State: s.State, Uptime: s.Uptime,
-		Received: s.Received, Advertised: s.Advertised, LastError: s.LastError,
+		Received: s.Received, Advertised: s.Advertised, Received6: s.Received6, Advertised6: s.Advertised6,
+		LastError: s.LastError,
 	}
 }
 
@@ -366,7 +370,11 @@ type BGPStatus struct {
 	Neighbors            []BGPSession   `json:"neighbors"`
 	Advertised           []netip.Prefix `json:"advertised"`
 	NextHop              netip.Addr     `json:"nextHop,omitzero"`
-	Local                []netip.Prefix `json:"local"`
+	// NextHop6 is the next hop of the advertised IPv6 blocks (the node's
+	// IPv6 underlay address); without it no IPv6 block is advertised or
+	// IPv6 route installed, and LastError says so.
+	NextHop6 netip.Addr     `json:"nextHop6,omitzero"`
+	Local    []netip.Prefix `json:"local"`
 	// Routes are the kernel routes the speaker owns, as of the last sync.
 	Routes []string `json:"routes"`
 	// Rejected are learned best paths that are not installed, and why.

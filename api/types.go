@@ -30,6 +30,8 @@ const (
 	DefaultASN       = 64512
 	// VXLANOverhead is what the outer IPv4+UDP+VXLAN+Ethernet headers take from the MTU.
 	VXLANOverhead = 50
+	// VXLANOverhead6 is the same over an IPv6 underlay (a 40-byte outer header).
+	VXLANOverhead6 = 70
 	// GatewayIP is the link-local next hop every container routes through; the
 	// host side of its veth answers for it.
 	GatewayIP = "169.254.1.1"
@@ -101,10 +103,17 @@ func (m *MAC) UnmarshalText(b []byte) error {
 
 // Node is a host running skeind, at /skein/nodes/<name>.
 type Node struct {
-	Name       string     `json:"name"`
+	Name string `json:"name"`
+	// UnderlayIP is the address VXLAN, BGP sessions and etcd use: IPv4 on
+	// an IPv4 or dual-stack underlay, IPv6 (equal to UnderlayIP6) on an
+	// IPv6-only node.
 	UnderlayIP netip.Addr `json:"underlayIP"`
-	VTEPMAC    MAC        `json:"vtepMAC,omitempty"`
-	VTEPIP     netip.Addr `json:"vtepIP,omitzero"`
+	// UnderlayIP6 is the node's IPv6 underlay address, set whenever it has
+	// one: the next hop of IPv6 routes that go straight over the underlay
+	// (BGP, direct routing).
+	UnderlayIP6 netip.Addr `json:"underlayIP6,omitzero"`
+	VTEPMAC     MAC        `json:"vtepMAC,omitempty"`
+	VTEPIP      netip.Addr `json:"vtepIP,omitzero"`
 	// VTEPIP6 is the VXLAN device's IPv6 address (the first of the node's
 	// IPv6 home block), the next hop of routes to its IPv6 blocks; unset
 	// in clusters without an IPv6 pool.
@@ -274,7 +283,11 @@ type BGPNeighbor struct {
 	Uptime     string     `json:"uptime,omitempty"`
 	Received   int        `json:"received"`
 	Advertised int        `json:"advertised"`
-	LastError  string     `json:"lastError,omitempty"`
+	// Received6 and Advertised6 are the IPv6 share of Received and
+	// Advertised (IPv6 unicast over the same session).
+	Received6   int    `json:"received6,omitempty"`
+	Advertised6 int    `json:"advertised6,omitempty"`
+	LastError   string `json:"lastError,omitempty"`
 }
 
 // RouteReflectorLabel marks a node as a BGP route reflector; its value is

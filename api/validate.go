@@ -84,9 +84,6 @@ func (c Cluster) Validate() error {
 	if DualStack(c.Pools) && len(PoolsOf(c.Pools, false)) == 0 {
 		return fmt.Errorf("cluster: IPv6 pools need an IPv4 pool too (IPv6-only clusters are not supported yet)")
 	}
-	if DualStack(c.Pools) && c.Backend == BackendBGP {
-		return fmt.Errorf("cluster: backend bgp does not advertise IPv6 pools yet (IPv6 unicast AFI); use backend vxlan for dual-stack")
-	}
 	switch c.Backend {
 	case BackendVXLAN:
 		if c.VXLAN.VNI < 1 || c.VXLAN.VNI > 1<<24-1 {

@@ -32,6 +32,8 @@ import (
 var (
 	bgpLabName  = nsPrefix + "bgp"
 	birdLabName = nsPrefix + "bird"
+	// bgp6LabName is the dual-stack node mesh (IPv6 pods, --underlay dual).
+	bgp6LabName = nsPrefix + "bgp6"
 )
 
 const (
@@ -149,17 +151,16 @@ func waitBGPSynced(ctx context.Context, l *lab.Lab, hosts []string, want int) (t
 // bgpLab brings up a `--backend bgp` lab of hosts hosts × ctrs containers,
 // with the given ToR ("" for the node mesh), and waits for its sessions.
 func (b *bench) bgpLab(ctx context.Context, name, tor string, hosts, ctrs int) (*lab.Lab, error) {
-	b.log.Info("bgp lab up", "name", name, "tor", tor)
-	l, err := lab.Up(ctx, lab.Config{
-		Name:              name,
-		Hosts:             hosts,
-		ContainersPerHost: ctrs,
-		Backend:           "bgp",
-		ToR:               tor,
-		BinDir:            b.cfg.bin,
-		RunDir:            filepath.Join(runDir, name),
-		Log:               b.log,
-	})
+	return b.bgpLabOf(ctx, lab.Config{Name: name, ToR: tor, Hosts: hosts, ContainersPerHost: ctrs})
+}
+
+// bgpLabOf is bgpLab for cfg (name, ToR, hosts, containers, and the
+// underlay and pools of a dual-stack lab).
+func (b *bench) bgpLabOf(ctx context.Context, cfg lab.Config) (*lab.Lab, error) {
+	name, tor, hosts := cfg.Name, cfg.ToR, cfg.Hosts
+	b.log.Info("bgp lab up", "name", name, "tor", tor, "underlay", cfg.Underlay)
+	cfg.Backend, cfg.BinDir, cfg.RunDir, cfg.Log = "bgp", b.cfg.bin, filepath.Join(runDir, name), b.log
+	l, err := lab.Up(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +200,7 @@ func (b *bench) measureBGP(ctx context.Context) (res *BGPResult, err error) {
 	}
 	defer func() {
 		b.stopProcs()
-		for _, n := range []string{bgpLabName, birdLabName, directLabName} {
+		for _, n := range []string{bgpLabName, birdLabName, directLabName, bgp6LabName} {
 			if derr := b.downLab(ctx, n); derr != nil {
 				err = errors.Join(err, derr)
 			}
@@ -216,6 +217,14 @@ func (b *bench) measureBGP(ctx context.Context) (res *BGPResult, err error) {
 	if ctx.Err() == nil {
 		if err := b.measureBGPBIRD(ctx, res); err != nil {
 			errs = append(errs, fmt.Errorf("bird: %w", err))
+		}
+	}
+	if err := b.downLab(ctx, birdLabName); err != nil {
+		errs = append(errs, err)
+	}
+	if ctx.Err() == nil {
+		if err := b.measureBGPIPv6(ctx, res); err != nil {
+			errs = append(errs, fmt.Errorf("ipv6: %w", err))
 		}
 	}
 	return res, errors.Join(errs...)
@@ -365,6 +374,20 @@ func (b *bench) measureRestart(ctx context.Context, l *lab.Lab, src, dst lab.Con
 	}
 	b.log.Info("bgp agent restart", "host", dst.Host, "sent", sent, "received", recv, "restart", r.Restart.Round(time.Millisecond), "resynced", r.Resynced.Round(time.Millisecond))
 	return r, nil
+}
+
+// measureBGPIPv6 measures node joins in a dual-stack node mesh, timed to
+// the route to the new node's IPv6 block (MP-BGP over the IPv4 sessions).
+func (b *bench) measureBGPIPv6(ctx context.Context, res *BGPResult) error {
+	l, err := b.bgpLabOf(ctx, lab.Config{Name: bgp6LabName, Hosts: 2, ContainersPerHost: -1,
+		Underlay: lab.UnderlayDual, PodCIDR: "10.244.0.0/16,fd00:10:244::/56"})
+	if err != nil {
+		return err
+	}
+	if res.MeshJoin6, err = b.measureJoinsOf(ctx, l, bgpJoins, func(p netip.Prefix) bool { return p.Addr().Is6() }); err != nil {
+		return fmt.Errorf("joins: %w", err)
+	}
+	return nil
 }
 
 // measureBGPBIRD measures node joins with BIRD as route reflector.

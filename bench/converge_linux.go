@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/skeinnet/skein/lab"
@@ -24,6 +25,12 @@ func (b *bench) measureJoin(ctx context.Context, l *lab.Lab) (*JoinResult, error
 // measureJoins is measureJoin with n joins, on any lab (the BGP phase runs
 // it on labs of its own).
 func (b *bench) measureJoins(ctx context.Context, l *lab.Lab, n int) (*JoinResult, error) {
+	return b.measureJoinsOf(ctx, l, n, nil)
+}
+
+// measureJoinsOf is measureJoins timed to the routes to the new node's
+// blocks that keep accepts (nil: all of them).
+func (b *bench) measureJoinsOf(ctx context.Context, l *lab.Lab, n int, keep func(netip.Prefix) bool) (*JoinResult, error) {
 	endpoint := l.EtcdEndpoints()[0]
 	sc, err := store.New(ctx, store.Config{Endpoints: []string{endpoint}, DialTimeout: 10 * time.Second, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -56,6 +63,11 @@ func (b *bench) measureJoins(ctx context.Context, l *lab.Lab, n int) (*JoinResul
 		blocks, err := nodeBlocks(ctx, sc, h.Name)
 		if err != nil {
 			return res, err
+		}
+		if keep != nil {
+			if blocks = slices.DeleteFunc(blocks, func(p netip.Prefix) bool { return !keep(p) }); len(blocks) == 0 {
+				return res, fmt.Errorf("node %s holds no block of the kind measured", h.Name)
+			}
 		}
 		t0, first, last, err := waitRoutes(ctx, w, h.Name, hosts, blocks)
 		if err != nil {

@@ -93,8 +93,10 @@ type BGPResult struct {
 	// Joins is the number of joins per lab.
 	Joins              int
 	MeshJoin, BIRDJoin *JoinResult
-	Timers             BGPTimers
-	Notes              []string
+	// MeshJoin6 is the dual-stack node mesh, timed to the IPv6 block.
+	MeshJoin6 *JoinResult
+	Timers    BGPTimers
+	Notes     []string
 }
 
 // BGPRestart is the pings across an agent restart.
@@ -452,7 +454,8 @@ func (r *Report) bgp(b *strings.Builder) {
 	joins := []struct {
 		name string
 		j    *JoinResult
-	}{{"node mesh", g.MeshJoin}, {"BIRD route reflector (`--tor bird`)", g.BIRDJoin}}
+	}{{"node mesh", g.MeshJoin}, {"BIRD route reflector (`--tor bird`)", g.BIRDJoin},
+		{"node mesh, the IPv6 block (dual-stack pods, `--underlay dual`)", g.MeshJoin6}}
 	b.WriteString("**Node join → routes**: hosts join one by one (`lab.AddHost`), timed as in section 3 (the new node's record →\n")
 	b.WriteString("the route to its block, learned over BGP, on every other host).\n\n")
 	b.WriteString("| topology | p50 | p99 | min | max | first host p50 | n | per join ms (every host) |\n|---|---|---|---|---|---|---|---|\n")

@@ -84,6 +84,7 @@ func fixtureReport() *Report {
 			Joins:        3,
 			MeshJoin:     &JoinResult{Converge: ms(1100, 1500, 1900), First: ms(1000, 1100, 1200), Peers: []int{2, 3, 4}},
 			BIRDJoin:     &JoinResult{Converge: ms(1600, 2100, 1300), First: ms(1600, 2100, 1300), Peers: []int{2, 3, 4}},
+			MeshJoin6:    &JoinResult{Converge: ms(1200, 1400, 1700), First: ms(1100, 1200, 1300), Peers: []int{2, 3, 4}},
 			Timers:       BGPTimers{Hold: 9 * time.Second, Keepalive: 3 * time.Second, ConnectRetry: 5 * time.Second, RestartTime: 120 * time.Second, StaleRoute: time.Minute},
 			Notes:        []string{"a bgp note"},
 		},

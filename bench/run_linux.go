@@ -255,7 +255,7 @@ func (b *bench) cleanup(ctx context.Context) error {
 	if err := lab.Down(ctx, labName, filepath.Join(runDir, "lab")); err != nil {
 		errs = append(errs, err)
 	}
-	for _, name := range []string{polLabName, bgpLabName, birdLabName, directLabName, kubeLabName} {
+	for _, name := range []string{polLabName, bgpLabName, birdLabName, directLabName, bgp6LabName, kubeLabName} {
 		if err := lab.Down(ctx, name, filepath.Join(runDir, name)); err != nil {
 			errs = append(errs, err)
 		}

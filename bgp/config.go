@@ -72,7 +72,8 @@ type Config struct {
 	// Import limits which learned prefixes are installed to those inside one
 	// of these prefixes (typically the cluster's pools), so that a top-of-rack
 	// router announcing a default route or a full table cannot reroute the
-	// host; optional, default: every learned IPv4 prefix.
+	// host; optional, default: every learned prefix. IPv4 and IPv6 prefixes
+	// may be mixed; each limits its own family.
 	Import []netip.Prefix
 	// Log receives lifecycle lines and gobgp's own, demoted; optional,
 	// default discards.
@@ -165,8 +166,8 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("cluster id %s: must be an IPv4 address", rr.ClusterID))
 	}
 	for _, p := range c.Import {
-		if !p.IsValid() || !p.Addr().Is4() {
-			errs = append(errs, fmt.Errorf("import prefix %s: must be an IPv4 prefix", p))
+		if !p.IsValid() || p.Addr().Is4In6() {
+			errs = append(errs, fmt.Errorf("import prefix %s: must be an IPv4 or IPv6 prefix (not IPv4-mapped)", p))
 		}
 	}
 	if len(errs) > 0 {

@@ -34,7 +34,8 @@ func TestConfigValidate(t *testing.T) {
 		{name: "keepalive above hold", edit: func(c *Config) { c.HoldTime, c.KeepAlive = 3*time.Second, 4*time.Second }, wantErr: "keepalive 4s"},
 		{name: "restart time too long", edit: func(c *Config) { c.RestartTime = 2 * time.Hour }, wantErr: "restart time 2h0m0s"},
 		{name: "bad protocol", edit: func(c *Config) { c.RouteProtocol = 300 }, wantErr: "route protocol 300"},
-		{name: "ipv6 import", edit: func(c *Config) { c.Import = []netip.Prefix{netip.MustParsePrefix("fd00::/64")} }, wantErr: "import prefix fd00::/64"},
+		{name: "ipv6 import", edit: func(c *Config) { c.Import = []netip.Prefix{netip.MustParsePrefix("fd00::/64")} }},
+		{name: "ipv4-mapped import", edit: func(c *Config) { c.Import = []netip.Prefix{netip.MustParsePrefix("::ffff:10.0.0.0/104")} }, wantErr: "import prefix ::ffff:10.0.0.0/104"},
 		{name: "ipv6 cluster id", edit: func(c *Config) { c.RouteReflector = &RRConfig{ClusterID: netip.MustParseAddr("::1")} }, wantErr: "cluster id ::1"},
 		{name: "two errors", edit: func(c *Config) { c.ASN, c.ListenPort = 0, 99999 }, wantErr: "asn 0 is reserved\nlisten port 99999"},
 	}

@@ -48,10 +48,13 @@ func (s *Speaker) Debug() DebugState {
 	}
 	for p, nh := range s.advertised {
 		d.Advertised = append(d.Advertised, p)
-		d.NextHop = nh
+		if nh.Is4() {
+			d.NextHop = nh
+		}
 	}
+	d.NextHop6 = s.nextHop6
 	slices.SortFunc(d.Advertised, comparePrefix)
-	if err := errorsJoinNonNil(s.cfgErr, s.routeErr); err != "" {
+	if err := errorsJoinNonNil(s.advErr, s.cfgErr, s.routeErr); err != "" {
 		d.LastError = err
 	}
 	peers := slices.Clone(s.peers)
@@ -86,6 +89,7 @@ func (s *Speaker) Debug() DebugState {
 			g := ns[i]
 			n.State, n.Flaps = g.State, g.Flaps
 			n.Received, n.Accepted, n.Advertised = g.Received, g.Accepted, g.Advertised
+			n.Received6, n.Advertised6 = g.Received6, g.Advertised6
 			n.GracefulRestart, n.PeerRestarting = g.GR, g.PeerRestarting
 			if g.established() {
 				n.Since = g.Uptime

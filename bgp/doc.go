@@ -5,9 +5,10 @@
 // # Model
 //
 // Each node advertises its blocks (Desired.Advertised) with next hop = its
-// underlay IP, keeps sessions with the desired peers (Desired.Peers: the node
+// underlay IP (IPv4 blocks) or its IPv6 underlay address (IPv6 blocks, MP-BGP
+// over the same IPv4 sessions; none without one), keeps sessions with the desired peers (Desired.Peers: the node
 // mesh, route reflectors, external top-of-rack routers) and installs the
-// best IPv4 unicast path of every learned prefix as a kernel route
+// best IPv4 and IPv6 unicast path of every learned prefix as a kernel route
 // "prefix via next hop", marked with Skein's route protocol. Two
 // level-triggered loops (internal/reconcile) do the work: one makes gobgp's
 // neighbours and advertisements match the desired state, the other turns

@@ -25,7 +25,55 @@ import (
 // deferral); gobgp's default is 360 s, far too long for a node's own blocks.
 const grDeferralTime = 10
 
-var familyIPv4 = &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
+// family is an address family the speaker negotiates on every session:
+// IPv4 unicast and, through MP-BGP on the same (IPv4) sessions, IPv6
+// unicast.
+type family uint8
+
+const (
+	ipv4Unicast family = iota + 1
+	ipv6Unicast
+)
+
+// families are the families of every session, in this order.
+var families = []family{ipv4Unicast, ipv6Unicast}
+
+var (
+	familyIPv4 = &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
+	familyIPv6 = &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}
+)
+
+// familyOf returns the family of a prefix.
+func familyOf(p netip.Prefix) family {
+	if p.Addr().Is4() {
+		return ipv4Unicast
+	}
+	return ipv6Unicast
+}
+
+func (f family) api() *api.Family {
+	if f == ipv6Unicast {
+		return familyIPv6
+	}
+	return familyIPv4
+}
+
+func (f family) String() string {
+	if f == ipv6Unicast {
+		return "ipv6-unicast"
+	}
+	return "ipv4-unicast"
+}
+
+// familyFromAPI maps gobgp's family; ok is false for any other.
+func familyFromAPI(a *api.Family) (family, bool) {
+	for _, f := range families {
+		if proto.Equal(a, f.api()) {
+			return f, true
+		}
+	}
+	return 0, false
+}
 
 // neighbor is the state of one configured BGP neighbour.
 type neighbor struct {
@@ -37,10 +85,13 @@ type neighbor struct {
 	// Uptime and Downtime are the last transitions into and out of
 	// Established; zero when none happened.
 	Uptime, Downtime               time.Time
-	Received, Accepted, Advertised int
+	Received, Accepted, Advertised int // both families
+	Received6, Advertised6         int // the IPv6 share
 	Flaps                          int
-	// GR reports that graceful restart was negotiated for IPv4 unicast.
-	GR bool
+	// GR reports that graceful restart was negotiated for at least one
+	// family; GRFamilies lists them.
+	GR         bool
+	GRFamilies []family
 	// PeerRestarting reports that gobgp keeps the peer's routes as stale
 	// while it restarts.
 	PeerRestarting bool
@@ -75,7 +126,10 @@ func startRouter(ctx context.Context, cfg Config, lg *gobgpLogger) (*gobgpRouter
 		Asn:        cfg.ASN,
 		RouterId:   cfg.RouterID.String(),
 		ListenPort: int32(cfg.ListenPort),
-		Families:   []uint32{uint32(oc.AfiSafiTypeToIntMap[oc.AFI_SAFI_TYPE_IPV4_UNICAST])},
+		Families: []uint32{
+			uint32(oc.AfiSafiTypeToIntMap[oc.AFI_SAFI_TYPE_IPV4_UNICAST]),
+			uint32(oc.AfiSafiTypeToIntMap[oc.AFI_SAFI_TYPE_IPV6_UNICAST]),
+		},
 	}
 	if cfg.ListenPort > 0 {
 		g.ListenAddresses = []string{cfg.ListenAddr.String()}
@@ -95,7 +149,7 @@ func startRouter(ctx context.Context, cfg Config, lg *gobgpLogger) (*gobgpRouter
 // every End-of-RIB marker a peer sends, and onPeer after every session state
 // change, until ctx is done. The callbacks run on a gobgp goroutine and must
 // not block.
-func (r *gobgpRouter) watch(ctx context.Context, onTable func(), onEOR func(peer netip.Addr), onPeer func(addr netip.Addr, state string)) error {
+func (r *gobgpRouter) watch(ctx context.Context, onTable func(), onEOR func(peer netip.Addr, f family), onPeer func(addr netip.Addr, state string)) error {
 	req := &api.WatchEventRequest{
 		Peer: &api.WatchEventRequest_Peer{},
 		Table: &api.WatchEventRequest_Table{Filters: []*api.WatchEventRequest_Table_Filter{
@@ -111,8 +165,9 @@ func (r *gobgpRouter) watch(ctx context.Context, onTable func(), onEOR func(peer
 				if p.GetNlri() != nil {
 					continue
 				}
-				if a, err := netip.ParseAddr(p.GetNeighborIp()); err == nil {
-					onEOR(a.Unmap())
+				f, ok := familyFromAPI(p.GetFamily())
+				if a, err := netip.ParseAddr(p.GetNeighborIp()); err == nil && ok {
+					onEOR(a.Unmap(), f)
 				}
 			}
 			onTable()
@@ -164,7 +219,8 @@ func (r *gobgpRouter) advertisedPaths() map[netip.Prefix]netip.Addr {
 }
 
 // addPath originates prefix with next hop nh, replacing an earlier path for
-// the same prefix.
+// the same prefix. gobgp carries an IPv6 prefix in MP_REACH_NLRI with nh as
+// its (global) next hop.
 func (r *gobgpRouter) addPath(ctx context.Context, prefix netip.Prefix, nh netip.Addr) error {
 	nlri, err := anypb.New(&api.IPAddressPrefix{Prefix: prefix.Addr().String(), PrefixLen: uint32(prefix.Bits())})
 	if err != nil {
@@ -180,7 +236,7 @@ func (r *gobgpRouter) addPath(ctx context.Context, prefix netip.Prefix, nh netip
 	}
 	resp, err := r.s.AddPath(ctx, &api.AddPathRequest{
 		TableType: api.TableType_GLOBAL,
-		Path:      &api.Path{Family: familyIPv4, Nlri: nlri, Pattrs: []*anypb.Any{origin, next}},
+		Path:      &api.Path{Family: familyOf(prefix).api(), Nlri: nlri, Pattrs: []*anypb.Any{origin, next}},
 	})
 	if err != nil {
 		return fmt.Errorf("advertise %s via %s: %w", prefix, nh, err)
@@ -199,7 +255,7 @@ func (r *gobgpRouter) deletePath(ctx context.Context, prefix netip.Prefix) error
 	if !ok {
 		return nil
 	}
-	err := r.s.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: familyIPv4, Uuid: a.UUID})
+	err := r.s.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: familyOf(prefix).api(), Uuid: a.UUID})
 	if err != nil && !strings.Contains(err.Error(), "can't find") {
 		return fmt.Errorf("withdraw %s: %w", prefix, err)
 	}
@@ -249,10 +305,14 @@ func (r *gobgpRouter) addPeer(ctx context.Context, p Peer, restarting bool) erro
 			RemotePort:   uint32(p.Port),
 			PassiveMode:  p.Passive,
 		},
-		AfiSafis: []*api.AfiSafi{{
-			Config:            &api.AfiSafiConfig{Family: familyIPv4, Enabled: true},
+	}
+	// Both families on every session (MP-BGP), each with graceful restart:
+	// IPv6 prefixes travel with IPv6 next hops over the IPv4 session.
+	for _, f := range families {
+		ap.AfiSafis = append(ap.AfiSafis, &api.AfiSafi{
+			Config:            &api.AfiSafiConfig{Family: f.api(), Enabled: true},
 			MpGracefulRestart: &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: gr}},
-		}},
+		})
 	}
 	if gr {
 		ap.GracefulRestart = &api.GracefulRestart{
@@ -291,13 +351,26 @@ func (r *gobgpRouter) deletePeer(ctx context.Context, addr netip.Addr) error {
 	return nil
 }
 
-// bestPaths returns the best path of every IPv4 unicast destination.
+// bestPaths returns the best path of every IPv4 and IPv6 unicast
+// destination.
 func (r *gobgpRouter) bestPaths(ctx context.Context) ([]Path, error) {
+	var out []Path
+	for _, f := range families {
+		ps, err := r.bestPathsOf(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ps...)
+	}
+	return out, nil
+}
+
+func (r *gobgpRouter) bestPathsOf(ctx context.Context, f family) ([]Path, error) {
 	var (
 		out  []Path
 		errs []error
 	)
-	err := r.s.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: familyIPv4}, func(d *api.Destination) {
+	err := r.s.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: f.api()}, func(d *api.Destination) {
 		prefix, err := netip.ParsePrefix(d.GetPrefix())
 		if err != nil {
 			errs = append(errs, fmt.Errorf("parse destination %q: %w", d.GetPrefix(), err))
@@ -320,7 +393,7 @@ func (r *gobgpRouter) bestPaths(ctx context.Context) ([]Path, error) {
 		}
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list best paths: %w", err)
+		return nil, fmt.Errorf("list best %s paths: %w", f, err)
 	}
 	return out, errors.Join(errs...)
 }
@@ -374,16 +447,26 @@ func (r *gobgpRouter) neighbors(ctx context.Context) ([]neighbor, error) {
 			}
 		}
 		for _, af := range p.GetAfiSafis() {
-			if !proto.Equal(af.GetConfig().GetFamily(), familyIPv4) {
+			f, ok := familyFromAPI(af.GetConfig().GetFamily())
+			if !ok {
 				continue
 			}
 			st := af.GetState()
-			n.Received, n.Accepted, n.Advertised = int(st.GetReceived()), int(st.GetAccepted()), int(st.GetAdvertised())
+			received, accepted, advertised := int(st.GetReceived()), int(st.GetAccepted()), int(st.GetAdvertised())
 			gr := af.GetMpGracefulRestart().GetState()
-			n.GR = gr.GetEnabled() && gr.GetReceived()
-		}
-		if n.GR && n.established() && n.Advertised > 0 {
-			n.Advertised-- // gobgp counts the End-of-RIB marker it would send
+			if gr.GetEnabled() && gr.GetReceived() {
+				n.GR = true
+				n.GRFamilies = append(n.GRFamilies, f)
+				if n.established() && advertised > 0 {
+					advertised-- // gobgp counts the End-of-RIB marker it would send
+				}
+			}
+			n.Received += received
+			n.Accepted += accepted
+			n.Advertised += advertised
+			if f == ipv6Unicast {
+				n.Received6, n.Advertised6 = received, advertised
+			}
 		}
 		out = append(out, n)
 	})

@@ -33,7 +33,7 @@ type Rejection = api.BGPRejection
 
 // PlanInput is everything the route planner depends on.
 type PlanInput struct {
-	// Paths are the best paths of the IPv4 unicast table.
+	// Paths are the best paths of the IPv4 and IPv6 unicast tables.
 	Paths []Path
 	// Local are this node's own blocks: never installed from BGP.
 	Local []netip.Prefix
@@ -43,6 +43,10 @@ type PlanInput struct {
 	// Self are this node's addresses: a path with one of them as next hop
 	// points back here and is not installed.
 	Self []netip.Addr
+	// NoIPv6, when set, is why this node installs no IPv6 routes (it has no
+	// IPv6 underlay address to reach a next hop from); every IPv6 path is
+	// rejected with it.
+	NoIPv6 string
 }
 
 // RoutePlan is the desired kernel state.
@@ -52,10 +56,13 @@ type RoutePlan struct {
 }
 
 // Plan turns the best paths into kernel routes: one route per learned
-// IPv4 prefix, via the path's next hop. Paths this speaker originates, paths
-// overlapping a local block, paths outside Import and paths whose next hop
-// is missing, not IPv4 or this node are not installed; all but the first are
-// reported as rejected. Plan is pure and deterministic.
+// prefix, via the path's next hop, which must be of the prefix's family
+// (MP-BGP carries IPv6 prefixes with IPv6 next hops over IPv4 sessions).
+// Paths this speaker originates, paths overlapping a local block, paths
+// outside Import, IPv6 paths when NoIPv6 is set and paths whose next hop is
+// missing, of the other family, link-local or this node are not installed;
+// all but the first are reported as rejected. Plan is pure and
+// deterministic.
 func Plan(in PlanInput) RoutePlan {
 	out := RoutePlan{Routes: map[netip.Prefix]Route{}}
 	paths := slices.Clone(in.Paths)
@@ -71,12 +78,19 @@ func Plan(in PlanInput) RoutePlan {
 			continue // our own advertisement
 		}
 		dst := p.Prefix.Masked()
+		v6 := dst.Addr().Is6()
 		switch {
-		case !dst.IsValid() || !dst.Addr().Is4():
-			reject(p, "not an IPv4 prefix")
+		case !dst.IsValid():
+			reject(p, "not a valid prefix")
 			continue
-		case !p.NextHop.IsValid() || !p.NextHop.Is4() || p.NextHop.IsUnspecified():
+		case v6 && in.NoIPv6 != "":
+			reject(p, in.NoIPv6)
+			continue
+		case !v6 && !usableNextHop(p.NextHop, false):
 			reject(p, "no usable IPv4 next hop")
+			continue
+		case v6 && !usableNextHop(p.NextHop, true):
+			reject(p, "no usable IPv6 next hop")
 			continue
 		case slices.Contains(in.Self, p.NextHop):
 			reject(p, "next hop is this node")
@@ -98,4 +112,18 @@ func Plan(in PlanInput) RoutePlan {
 		out.Routes[dst] = Route{Dst: dst, Gw: p.NextHop}
 	}
 	return out
+}
+
+// usableNextHop reports whether nh can be a kernel gateway for a prefix of
+// the family v6 says: same family, specified, not link-local (a link-local
+// gateway needs a device, which a BGP path does not name) and not an
+// IPv4-mapped address.
+func usableNextHop(nh netip.Addr, v6 bool) bool {
+	if !nh.IsValid() || nh.IsUnspecified() || nh.IsLinkLocalUnicast() {
+		return false
+	}
+	if v6 {
+		return nh.Is6() && !nh.Is4In6()
+	}
+	return nh.Is4()
 }

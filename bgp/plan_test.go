@@ -11,6 +11,7 @@ func TestPlan(t *testing.T) {
 	t.Parallel()
 	ip := netip.MustParseAddr
 	peerA, peerB, self := ip("10.0.0.2"), ip("10.0.0.3"), ip("10.0.0.1")
+	peerA6, peerB6, self6 := ip("fd00:255::2"), ip("fd00:255::3"), ip("fd00:255::1")
 	path := func(prefix string, nh, peer netip.Addr) Path {
 		return Path{Prefix: netip.MustParsePrefix(prefix), NextHop: nh, Peer: peer}
 	}
@@ -71,9 +72,48 @@ func TestPlan(t *testing.T) {
 			},
 		},
 		{
-			name: "ipv6 prefix",
-			in:   PlanInput{Paths: []Path{path("fd00:1::/64", peerA, peerA)}},
-			rej:  []string{"fd00:1::/64 via 10.0.0.2 from 10.0.0.2: not an IPv4 prefix"},
+			name: "ipv6 prefixes over ipv4 sessions take ipv6 next hops",
+			in: PlanInput{
+				Paths: []Path{
+					path("fd00:10::/122", peerA6, peerA), path("fd00:10::40/122", peerB6, peerB),
+					path("fd00:10::80/122", peerA, peerA), path("fd00:10::c0/122", ip("fe80::1"), peerA),
+					path("fd00:10::100/122", ip("::"), peerA), path("fd00:10::140/122", ip("::ffff:10.0.0.2"), peerA),
+					path("fd00:10::180/122", self6, peerA), path("fd00:10::1c0/122", netip.Addr{}, peerA),
+				},
+				Self: []netip.Addr{self, self6},
+			},
+			routes: []Route{route("fd00:10::/122", peerA6), route("fd00:10::40/122", peerB6)},
+			rej: []string{
+				"fd00:10::80/122 via 10.0.0.2 from 10.0.0.2: no usable IPv6 next hop",
+				"fd00:10::c0/122 via fe80::1 from 10.0.0.2: no usable IPv6 next hop",
+				"fd00:10::100/122 via :: from 10.0.0.2: no usable IPv6 next hop",
+				"fd00:10::140/122 via ::ffff:10.0.0.2 from 10.0.0.2: no usable IPv6 next hop",
+				"fd00:10::180/122 via fd00:255::1 from 10.0.0.2: next hop is this node",
+				"fd00:10::1c0/122 via  from 10.0.0.2: no usable IPv6 next hop",
+			},
+		},
+		{
+			name: "no ipv6 underlay: ipv6 paths are refused, ipv4 ones still installed",
+			in: PlanInput{
+				Paths:  []Path{path("fd00:10::/122", peerA6, peerA), path("10.1.2.0/24", peerA, peerA)},
+				NoIPv6: "this node has no IPv6 underlay address",
+			},
+			routes: []Route{route("10.1.2.0/24", peerA)},
+			rej:    []string{"fd00:10::/122 via fd00:255::2 from 10.0.0.2: this node has no IPv6 underlay address"},
+		},
+		{
+			name: "ipv6 import filter and local blocks",
+			in: PlanInput{
+				Paths:  []Path{path("::/0", peerA6, peerA), path("fd00:11::/64", peerA6, peerA), path("fd00:10::40/122", peerA6, peerA), path("fd00:10::/122", peerA6, peerA)},
+				Import: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00:10::/56")},
+				Local:  []netip.Prefix{netip.MustParsePrefix("fd00:10::/122")},
+			},
+			routes: []Route{route("fd00:10::40/122", peerA6)},
+			rej: []string{
+				"::/0 via fd00:255::2 from 10.0.0.2: overlaps local block fd00:10::/122",
+				"fd00:10::/122 via fd00:255::2 from 10.0.0.2: overlaps local block fd00:10::/122",
+				"fd00:11::/64 via fd00:255::2 from 10.0.0.2: outside the import prefixes",
+			},
 		},
 		{
 			name:   "one route per prefix, deterministic",

@@ -16,7 +16,7 @@ import (
 )
 
 // NetlinkDataplane is the RouteDataplane of a network namespace, reached
-// through a netlink handle. It owns the IPv4 unicast routes of its table
+// through a netlink handle. It owns the IPv4 and IPv6 unicast routes of its table
 // that carry its protocol and a gateway, except those on the VXLAN device
 // (the vxlan backend's) — so the CNI plugin's per-container routes (same
 // protocol, no gateway) are never its business.
@@ -54,13 +54,21 @@ func (d *NetlinkDataplane) Routes(context.Context) (map[netip.Prefix]Route, erro
 		excluded = l.Attrs().Index
 	}
 	filter := &netlink.Route{Protocol: d.protocol, Table: d.table}
-	rs, err := nlretry.Dump(func() ([]netlink.Route, error) {
-		return d.h.RouteListFiltered(netlink.FAMILY_V4, filter, netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list routes of table %d protocol %d: %w", d.table, d.protocol, err)
+	out := map[netip.Prefix]Route{}
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		rs, err := nlretry.Dump(func() ([]netlink.Route, error) {
+			return d.h.RouteListFiltered(fam, filter, netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list routes of table %d protocol %d: %w", d.table, d.protocol, err)
+		}
+		d.collect(out, rs, fam, excluded)
 	}
-	out := make(map[netip.Prefix]Route, len(rs))
+	return out, nil
+}
+
+// collect adds the owned routes among rs, of family fam, to out.
+func (d *NetlinkDataplane) collect(out map[netip.Prefix]Route, rs []netlink.Route, fam, excluded int) {
 	for _, r := range rs {
 		if r.Protocol != d.protocol || r.Table != d.table || r.Type != unix.RTN_UNICAST {
 			continue
@@ -72,6 +80,9 @@ func (d *NetlinkDataplane) Routes(context.Context) (map[netip.Prefix]Route, erro
 			continue
 		}
 		dst := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+		if fam == netlink.FAMILY_V6 {
+			dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+		}
 		if r.Dst != nil {
 			var ok bool
 			if dst, ok = prefixOf(r.Dst); !ok {
@@ -81,7 +92,6 @@ func (d *NetlinkDataplane) Routes(context.Context) (map[netip.Prefix]Route, erro
 		gw, _ := netip.AddrFromSlice(r.Gw) // invalid for multipath: then replaced
 		out[dst] = Route{Dst: dst, Gw: gw.Unmap()}
 	}
-	return out, nil
 }
 
 func (d *NetlinkDataplane) route(r Route) *netlink.Route {

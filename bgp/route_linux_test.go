@@ -170,3 +170,76 @@ func TestNetlinkDataplaneOwnTable(t *testing.T) {
 		t.Errorf("second Add = %v, want ErrForeignRoute (create only)", err)
 	}
 }
+
+// addAddr6 adds an IPv6 address without duplicate address detection, so
+// that it is usable at once.
+func addAddr6(t *testing.T, ns *nstest.NS, name, addr string) {
+	t.Helper()
+	p := netip.MustParsePrefix(addr)
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 128)}, Flags: unix.IFA_F_NODAD}
+	if err := ns.Handle.AddrAdd(link(t, ns, name), a); err != nil {
+		t.Fatalf("add %s to %s: %v", addr, name, err)
+	}
+}
+
+// kernelRoutes6 lists the IPv6 routes of the main table with Skein's
+// protocol as "dst via gw".
+func kernelRoutes6(t *testing.T, ns *nstest.NS) []string {
+	t.Helper()
+	rs, err := ns.Handle.RouteListFiltered(netlink.FAMILY_V6, &netlink.Route{Protocol: api.RouteProtocol}, netlink.RT_FILTER_PROTOCOL)
+	if err != nil {
+		t.Fatalf("list routes: %v", err)
+	}
+	var out []string
+	for _, r := range rs {
+		s := r.Dst.String()
+		if r.Gw != nil {
+			s += " via " + r.Gw.String()
+		}
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestNetlinkDataplaneIPv6: IPv6 routes via an IPv6 next hop are owned and
+// synced next to the IPv4 ones; a container's IPv6 device route is not.
+func TestNetlinkDataplaneIPv6(t *testing.T) {
+	ns, other := nstest.Pair(t, netip.MustParsePrefix("10.0.0.1/24"), netip.MustParsePrefix("10.0.0.2/24"))
+	addAddr6(t, ns, "veth0", "fd00:255::1/64")
+	addAddr6(t, other, "veth0", "fd00:255::2/64")
+	eth := link(t, ns, "veth0")
+	addRoute(t, ns, &netlink.Route{Dst: ipnet("fd00:10::5/128"), LinkIndex: eth.Attrs().Index, Protocol: api.RouteProtocol})
+
+	ctx := context.Background()
+	dp := NewNetlinkDataplane(ns.Handle, MainTable, api.RouteProtocol, nil)
+	s := newRouteSyncer(dp, slog.New(slog.NewTextHandler(t.Output(), nil)))
+	want := routesOf("10.1.1.0/24", "10.0.0.2", "fd00:10::40/122", "fd00:255::2")
+	if ops, _, err := s.sync(ctx, want, nil); err != nil || ops != 2 {
+		t.Fatalf("sync = %d ops, %v; want 2, nil", ops, err)
+	}
+	if d := cmp.Diff([]string{"fd00:10::40/122 via fd00:255::2", "fd00:10::5/128"}, kernelRoutes6(t, ns)); d != "" {
+		t.Errorf("IPv6 kernel routes mismatch (-want +got):\n%s", d)
+	}
+	have, err := dp.Routes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(want, have, cmp.Comparer(func(a, b Route) bool { return a == b })); d != "" {
+		t.Errorf("Routes() mismatch (-want +got):\n%s", d)
+	}
+	// A new next hop replaces; nothing wanted removes only ours.
+	addAddr6(t, other, "veth0", "fd00:255::3/64")
+	if ops, _, err := s.sync(ctx, routesOf("fd00:10::40/122", "fd00:255::3"), nil); err != nil || ops != 2 {
+		t.Fatalf("sync = %d ops, %v; want 2 (replace, delete), nil", ops, err)
+	}
+	if d := cmp.Diff([]string{"fd00:10::40/122 via fd00:255::3", "fd00:10::5/128"}, kernelRoutes6(t, ns)); d != "" {
+		t.Errorf("IPv6 kernel routes after replace mismatch (-want +got):\n%s", d)
+	}
+	if _, _, err := s.sync(ctx, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]string{"fd00:10::5/128"}, kernelRoutes6(t, ns)); d != "" {
+		t.Errorf("IPv6 kernel routes after removing all mismatch (-want +got):\n%s", d)
+	}
+}

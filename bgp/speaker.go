@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,13 +49,15 @@ type Speaker struct {
 	peers      []Peer // desired, valid, in Set's order
 	peersSet   bool
 	advertised map[netip.Prefix]netip.Addr // nil until the first Set
+	nextHop6   netip.Addr                  // this node's IPv6 underlay address, if any
+	advErr     error                       // prefixes Set could not advertise, and why
 	local      []netip.Prefix
 	router     *gobgpRouter // non-nil while Run runs
 	runStart   time.Time
 	syncing    bool // keeping routes of an earlier run until peers re-sync
 	waitLogged bool
-	states     map[netip.Addr]string // last session state seen, by address
-	eor        map[netip.Addr]bool   // peers that sent End-of-RIB during this run
+	states     map[netip.Addr]string          // last session state seen, by address
+	eor        map[netip.Addr]map[family]bool // End-of-RIB markers peers sent during this run, by family
 	rejected   []Rejection
 	rejectSeen map[Rejection]bool // rejections already logged
 	lastSync   time.Time
@@ -85,7 +88,7 @@ func New(cfg Config) (*Speaker, error) {
 		gl:           newGobgpLogger(cfg.Log),
 		routes:       newRouteSyncer(dp, log),
 		states:       map[netip.Addr]string{},
-		eor:          map[netip.Addr]bool{},
+		eor:          map[netip.Addr]map[family]bool{},
 		rejectSeen:   map[Rejection]bool{},
 		restartDelay: restartDelay,
 	}
@@ -101,10 +104,14 @@ type Desired struct {
 	// reported by Set; a peer with the speaker's own address is ignored, so
 	// the full node list may be passed.
 	Peers []Peer
-	// Advertised are the prefixes this node originates, all with next hop
-	// NextHop (the node's underlay IP; RouterID when invalid).
+	// Advertised are the prefixes this node originates: IPv4 ones with next
+	// hop NextHop (the node's underlay IP; RouterID when invalid), IPv6 ones
+	// with next hop NextHop6 (the node's IPv6 underlay address). Without
+	// NextHop6 no IPv6 prefix is advertised and none learned is installed:
+	// Set reports it and Debug shows it (fail closed).
 	Advertised []netip.Prefix
 	NextHop    netip.Addr
+	NextHop6   netip.Addr
 	// Local are this node's own blocks: learned paths overlapping one of
 	// them are never installed (and logged once).
 	Local []netip.Prefix
@@ -118,8 +125,8 @@ type Desired struct {
 // make its peers drop them). The error lists the peers left out.
 func (s *Speaker) Set(d Desired) error {
 	s.setLocal(d.Local)
-	s.setAdvertised(d.Advertised, d.NextHop)
-	return s.setPeers(d.Peers)
+	advErr := s.setAdvertised(d.Advertised, d.NextHop, d.NextHop6)
+	return errors.Join(advErr, s.setPeers(d.Peers))
 }
 
 func (s *Speaker) setPeers(peers []Peer) error {
@@ -135,23 +142,52 @@ func (s *Speaker) setPeers(peers []Peer) error {
 	return nil
 }
 
-func (s *Speaker) setAdvertised(prefixes []netip.Prefix, nextHop netip.Addr) {
+func (s *Speaker) setAdvertised(prefixes []netip.Prefix, nextHop, nextHop6 netip.Addr) error {
 	if !nextHop.IsValid() {
 		nextHop = s.cfg.RouterID
 	}
+	if nextHop6.IsValid() && !usableNextHop(nextHop6, true) {
+		s.log.Warn("ignoring an unusable IPv6 next hop", "gw", nextHop6)
+		nextHop6 = netip.Addr{}
+	}
 	adv := make(map[netip.Prefix]netip.Addr, len(prefixes))
+	var without6 []string
 	for _, p := range prefixes {
-		if !p.IsValid() || !p.Addr().Is4() {
-			s.log.Warn("not advertising an invalid or non-IPv4 prefix", "prefix", p)
-			continue
+		switch {
+		case !p.IsValid() || p.Addr().Is4In6():
+			s.log.Warn("not advertising an invalid prefix", "prefix", p)
+		case p.Addr().Is4():
+			adv[p.Masked()] = nextHop
+		case nextHop6.IsValid():
+			adv[p.Masked()] = nextHop6
+		default:
+			without6 = append(without6, p.Masked().String())
 		}
-		adv[p.Masked()] = nextHop
+	}
+	var err error
+	if len(without6) > 0 {
+		err = fmt.Errorf("not advertising IPv6 blocks %s: %s", strings.Join(without6, ", "), errNoIPv6)
 	}
 	s.mu.Lock()
-	s.advertised = adv
+	nh6Changed := nextHop6 != s.nextHop6
+	s.advertised, s.nextHop6 = adv, nextHop6
+	changed := fmt.Sprint(err) != fmt.Sprint(s.advErr)
+	s.advErr = err
 	s.mu.Unlock()
+	if changed && err != nil {
+		s.log.Warn("IPv6 blocks not advertised", "err", err)
+	}
 	s.cfgLoop.Trigger()
+	if nh6Changed {
+		s.routeLoop.Trigger() // whether IPv6 routes may be installed follows nextHop6
+	}
+	return err
 }
+
+// errNoIPv6 is why a node without an IPv6 underlay address neither
+// advertises its IPv6 blocks nor installs IPv6 routes: its blocks would have
+// no next hop, and a gateway on the underlay would be unreachable from it.
+const errNoIPv6 = "this node has no IPv6 underlay address (UnderlayIP6)"
 
 func (s *Speaker) setLocal(prefixes []netip.Prefix) {
 	local := make([]netip.Prefix, 0, len(prefixes))
@@ -346,6 +382,13 @@ func (s *Speaker) syncRoutesOnce(ctx context.Context) error {
 	local := slices.Clone(s.local)
 	peers := slices.Clone(s.peers)
 	configured := s.peersSet && s.advertised != nil
+	self := []netip.Addr{s.cfg.RouterID, s.cfg.ListenAddr}
+	noIPv6 := ""
+	if s.nextHop6.IsValid() {
+		self = append(self, s.nextHop6)
+	} else {
+		noIPv6 = errNoIPv6
+	}
 	s.mu.Unlock()
 	if r == nil {
 		return nil
@@ -381,7 +424,7 @@ func (s *Speaker) syncRoutesOnce(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("sync bgp routes: %w", err)
 	}
-	plan := Plan(PlanInput{Paths: paths, Local: local, Import: s.cfg.Import, Self: []netip.Addr{s.cfg.RouterID, s.cfg.ListenAddr}})
+	plan := Plan(PlanInput{Paths: paths, Local: local, Import: s.cfg.Import, Self: self, NoIPv6: noIPv6})
 	s.noteRejections(plan.Rejected)
 
 	var keep func(Route) bool
@@ -401,24 +444,34 @@ func (s *Speaker) syncRoutesOnce(ctx context.Context) error {
 	return err
 }
 
-// allSynced reports whether every desired peer is established and, if it
-// speaks graceful restart, has sent End-of-RIB (eor). gobgp's own
+// allSynced reports whether every desired peer is established and has
+// sent End-of-RIB (eor) for every family it negotiated graceful restart
+// for: IPv4 and IPv6 routes come in separate markers, and the stale routes
+// of one family must not go when only the other's were re-sent. gobgp's own
 // End-of-RIB flag is not used: it is set without any marker when both ends
 // restart.
-func allSynced(peers []Peer, ns []neighbor, eor map[netip.Addr]bool) bool {
+func allSynced(peers []Peer, ns []neighbor, eor map[netip.Addr]map[family]bool) bool {
 	for _, p := range peers {
 		i := slices.IndexFunc(ns, func(n neighbor) bool { return n.Address == p.Address })
-		if i < 0 || !ns[i].established() || (ns[i].GR && !eor[p.Address]) {
+		if i < 0 || !ns[i].established() {
 			return false
+		}
+		for _, f := range ns[i].GRFamilies {
+			if !eor[p.Address][f] {
+				return false
+			}
 		}
 	}
 	return true
 }
 
 // endOfRIB is called by gobgp for every End-of-RIB marker a peer sends.
-func (s *Speaker) endOfRIB(peer netip.Addr) {
+func (s *Speaker) endOfRIB(peer netip.Addr, f family) {
 	s.mu.Lock()
-	s.eor[peer] = true
+	if s.eor[peer] == nil {
+		s.eor[peer] = map[family]bool{}
+	}
+	s.eor[peer][f] = true
 	s.mu.Unlock()
 	s.routeLoop.Trigger()
 }

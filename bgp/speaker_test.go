@@ -33,7 +33,7 @@ func mesh(t *testing.T, nodes ...*node) {
 	for i, n := range nodes {
 		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, byte(i + 1), 0}), 24)
 		n.s.setLocal([]netip.Prefix{p})
-		n.s.setAdvertised([]netip.Prefix{p}, n.addr)
+		_ = n.s.setAdvertised([]netip.Prefix{p}, n.addr, netip.Addr{})
 		if err := n.s.setPeers(peers); err != nil {
 			t.Fatalf("setPeers(%s) = %v", n.name, err)
 		}
@@ -68,9 +68,9 @@ func TestMeshLearnsAndWithdraws(t *testing.T) {
 	}
 
 	// b withdraws its block, then advertises two.
-	b.s.setAdvertised(nil, b.addr)
+	_ = b.s.setAdvertised(nil, b.addr, netip.Addr{})
 	waitFor(t, sessionTimeout, "a drops b's withdrawn block", func() bool { return !a.dp.has("10.1.2.0/24 via 127.1.0.2") })
-	b.s.setAdvertised([]netip.Prefix{pfx("10.1.2.0/24"), pfx("10.1.20.0/24")}, b.addr)
+	_ = b.s.setAdvertised([]netip.Prefix{pfx("10.1.2.0/24"), pfx("10.1.20.0/24")}, b.addr, netip.Addr{})
 	waitFor(t, sessionTimeout, "c learns b's new blocks", func() bool {
 		return c.dp.has("10.1.2.0/24 via 127.1.0.2") && c.dp.has("10.1.20.0/24 via 127.1.0.2")
 	})
@@ -135,7 +135,7 @@ func TestGracefulRestartLosesNoRoute(t *testing.T) {
 	b2 := &node{name: "b", addr: b.addr, port: b.port, cfg: b.cfg, dp: b.dp, log: newLogRecorder(t.Output())}
 	b2.start(t)
 	b2.s.setLocal([]netip.Prefix{pfx("10.1.2.0/24")})
-	b2.s.setAdvertised([]netip.Prefix{pfx("10.1.2.0/24")}, b2.addr)
+	_ = b2.s.setAdvertised([]netip.Prefix{pfx("10.1.2.0/24")}, b2.addr, netip.Addr{})
 	if err := b2.s.setPeers([]Peer{a.peer()}); err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func TestRouteReflector(t *testing.T) {
 	for i, n := range []*node{rr, c1, c2} {
 		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 3, byte(i), 0}), 24)
 		n.s.setLocal([]netip.Prefix{p})
-		n.s.setAdvertised([]netip.Prefix{p}, n.addr)
+		_ = n.s.setAdvertised([]netip.Prefix{p}, n.addr, netip.Addr{})
 	}
 	client := func(n *node) Peer { p := n.peer(); p.RouteReflectorClient = true; return p }
 	if err := rr.s.setPeers([]Peer{client(c1), client(c2)}); err != nil {
@@ -197,11 +197,11 @@ func TestLocalOverlapNotInstalledLoggedOnce(t *testing.T) {
 	integration(t, "")
 	a, b := newNode(t, "a", "127.1.4.1"), newNode(t, "b", "127.1.4.2")
 	mesh(t, a, b) // a: 10.1.1.0/24 local
-	b.s.setAdvertised([]netip.Prefix{pfx("10.1.2.0/24"), pfx("10.1.1.0/25")}, b.addr)
+	_ = b.s.setAdvertised([]netip.Prefix{pfx("10.1.2.0/24"), pfx("10.1.1.0/25")}, b.addr, netip.Addr{})
 	waitFor(t, sessionTimeout, "a learns b's block", func() bool { return a.dp.has("10.1.2.0/24 via 127.1.4.2") })
 	waitFor(t, sessionTimeout, "a rejects the overlap", func() bool { return len(a.s.Debug().Rejected) == 1 })
 	// More syncs with the overlap still there.
-	b.s.setAdvertised([]netip.Prefix{pfx("10.1.2.0/24"), pfx("10.1.1.0/25"), pfx("10.1.3.0/24")}, b.addr)
+	_ = b.s.setAdvertised([]netip.Prefix{pfx("10.1.2.0/24"), pfx("10.1.1.0/25"), pfx("10.1.3.0/24")}, b.addr, netip.Addr{})
 	waitFor(t, sessionTimeout, "a learns b's second block", func() bool { return a.dp.has("10.1.3.0/24 via 127.1.4.2") })
 
 	if d := cmp.Diff([]string{"10.1.2.0/24 via 127.1.4.2", "10.1.3.0/24 via 127.1.4.2"}, a.dp.lines()); d != "" {
@@ -260,7 +260,7 @@ func TestPeerThatNeverAnswers(t *testing.T) {
 	integration(t, "")
 	a := newNode(t, "a", "127.1.5.1")
 	a.start(t)
-	a.s.setAdvertised([]netip.Prefix{pfx("10.1.1.0/24")}, a.addr)
+	_ = a.s.setAdvertised([]netip.Prefix{pfx("10.1.1.0/24")}, a.addr, netip.Addr{})
 	refused := Peer{Name: "refused", Address: netip.MustParseAddr("127.1.5.9"), ASN: testASN, Port: freePort(t, netip.MustParseAddr("127.1.5.9"))}
 	silentAddr := netip.MustParseAddr("127.1.5.8")
 	silent := Peer{Name: "silent", Address: silentAddr, ASN: 65010, Port: silentListener(t, silentAddr)}
@@ -314,7 +314,7 @@ func TestFlappingPeer(t *testing.T) {
 		waitFor(t, 5*time.Second, "a drops b", func() bool { return !a.dp.has("10.1.2.0/24 via 127.1.6.2") })
 		b = &node{name: "b", addr: b.addr, port: b.port, cfg: b.cfg, dp: b.dp, log: b.log}
 		b.start(t)
-		b.s.setAdvertised([]netip.Prefix{pfx("10.1.2.0/24")}, b.addr)
+		_ = b.s.setAdvertised([]netip.Prefix{pfx("10.1.2.0/24")}, b.addr, netip.Addr{})
 		if err := b.s.setPeers([]Peer{a.peer()}); err != nil {
 			t.Fatal(err)
 		}

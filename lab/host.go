@@ -30,14 +30,15 @@ func (l *Lab) createHost(ctx context.Context, index int) (Host, error) {
 	if l.st.ToR != nil {
 		tor = l.st.ToR.Kind
 	}
-	h := newHost(l.st.Name, l.st.RunDir, hostSubnet(tor, l.st.Subnets, index), index)
+	fams := l.st.Underlay
+	h := newHost(l.st.Name, l.st.RunDir, fams, hostSubnet(tor, l.st.Subnets, index), index)
 	ul := l.st.UnderlayNS
 	l.mu.Unlock()
 	// Behind a ToR every host routes through it; on the shared subnet 0
 	// the hosts need no gateway.
-	var gw netip.Addr
+	var gws []netip.Addr
 	if tor != "" {
-		gw = UnderlayGateway(h.Subnet)
+		gws = underlayGateways(fams, h.Subnet)
 	}
 
 	for _, d := range []string{h.dir(), h.StateDir, filepath.Dir(h.CNIConfig)} {
@@ -62,11 +63,11 @@ func (l *Lab) createHost(ctx context.Context, index int) (Host, error) {
 	if err != nil {
 		return Host{}, err
 	}
-	addr := netip.PrefixFrom(h.UnderlayIP, UnderlayPrefix(h.Subnet).Bits())
-	if err := attachHost(ul, subnetBridge(h.Subnet), bridgePort(index), h.Name, HostIface, addr, gw); err != nil {
+	addrs := h.underlayPrefixes()
+	if err := attachHost(ul, subnetBridge(h.Subnet), bridgePort(index), h.Name, HostIface, addrs, gws); err != nil {
 		return Host{}, fmt.Errorf("host %s: %w", h.Name, err)
 	}
-	l.progress("host %s up: %s %s", h.Name, HostIface, addr)
+	l.progress("host %s up: %s %s", h.Name, HostIface, joinPrefixes(addrs))
 	return h, nil
 }
 

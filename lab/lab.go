@@ -69,7 +69,7 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	if err := checkAbsent(cfg.Name, runDir); err != nil {
 		return nil, err
 	}
-	members := etcdMembers(cfg.Name, runDir, cfg.EtcdMembers, cfg.EtcdTLS)
+	members := etcdMembers(cfg.Name, runDir, cfg.EtcdMembers, cfg.EtcdTLS, cfg.Underlay)
 	for _, m := range members {
 		_, sock, _ := strings.Cut(m.AdminURL, "://")
 		if n := len(sock); n > maxUnixPath {
@@ -93,6 +93,7 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 			PodCIDR:     cfg.PodCIDR,
 			BlockSize:   cfg.BlockSize,
 			UnderlayNS:  underlayNS(cfg.Name),
+			Underlay:    cfg.Underlay,
 			Subnets:     cfg.Subnets,
 			Etcd:        members,
 			EtcdCommand: etcdCmd,
@@ -278,15 +279,17 @@ func checkAbsent(name, runDir string) error {
 
 // upUnderlay creates the underlay namespace and bridge.
 func (l *Lab) upUnderlay(ctx context.Context) error {
-	ns := l.st.UnderlayNS
+	l.mu.Lock()
+	ns, fams := l.st.UnderlayNS, l.st.Underlay
+	l.mu.Unlock()
 	if err := addNetNS(ctx, ns); err != nil {
 		return fmt.Errorf("underlay: %w", err)
 	}
-	gw := netip.PrefixFrom(UnderlayGateway(0), UnderlayPrefix(0).Bits())
-	if err := setupUnderlay(ns, gw); err != nil {
+	gws := underlayPrefixes(fams, 0, 254)
+	if err := setupUnderlay(ns, gws); err != nil {
 		return err
 	}
-	l.progress("underlay up: namespace %s, bridge %s %s", ns, BridgeName, gw)
+	l.progress("underlay up: namespace %s, bridge %s %s", ns, BridgeName, joinPrefixes(gws))
 	return nil
 }
 

@@ -18,11 +18,11 @@ func ipCommand() string                               { return "ip" }
 func addNetNS(context.Context, string) error          { return errUnsupported }
 func delNetNS(context.Context, string) error          { return errUnsupported }
 func listNetNS() ([]string, error)                    { return nil, nil }
-func setupUnderlay(string, netip.Prefix) error        { return errUnsupported }
+func setupUnderlay(string, []netip.Prefix) error      { return errUnsupported }
 func addBridge(string, string) error                  { return errUnsupported }
 func addRoute(string, netip.Prefix, netip.Addr) error { return errUnsupported }
 func setSysctls(string, map[string]string) error      { return errUnsupported }
-func attachHost(string, string, string, string, string, netip.Prefix, netip.Addr) error {
+func attachHost(string, string, string, string, string, []netip.Prefix, []netip.Addr) error {
 	return errUnsupported
 }
 func setLoUp(string) error                                  { return errUnsupported }

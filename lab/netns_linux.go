@@ -8,6 +8,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/skeinnet/skein/internal/namedns"
 )
@@ -34,14 +35,19 @@ func loUp(h *netlink.Handle) error {
 	return nil
 }
 
-// linkAddr is an address for netlink.
+// linkAddr is an address for netlink; IPv6 ones skip duplicate address
+// detection (nodad), so nothing in the lab waits for it.
 func linkAddr(p netip.Prefix) *netlink.Addr {
-	return &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+	if p.Addr().Is6() {
+		a.Flags = unix.IFA_F_NODAD
+	}
+	return a
 }
 
-// setupUnderlay brings up lo and the bridge with the gateway address in the
-// underlay namespace ns.
-func setupUnderlay(ns string, gw netip.Prefix) error {
+// setupUnderlay brings up lo and the bridge with the gateway addresses in
+// the underlay namespace ns.
+func setupUnderlay(ns string, gws []netip.Prefix) error {
 	h, err := handleAt(ns)
 	if err != nil {
 		return err
@@ -58,8 +64,10 @@ func setupUnderlay(ns string, gw netip.Prefix) error {
 	if err != nil {
 		return fmt.Errorf("underlay %s: find bridge %s: %w", ns, BridgeName, err)
 	}
-	if err := h.AddrAdd(link, linkAddr(gw)); err != nil {
-		return fmt.Errorf("underlay %s: add %s to %s: %w", ns, gw, BridgeName, err)
+	for _, gw := range gws {
+		if err := h.AddrAdd(link, linkAddr(gw)); err != nil {
+			return fmt.Errorf("underlay %s: add %s to %s: %w", ns, gw, BridgeName, err)
+		}
 	}
 	if err := h.LinkSetUp(link); err != nil {
 		return fmt.Errorf("underlay %s: set %s up: %w", ns, BridgeName, err)
@@ -103,9 +111,9 @@ func addRoute(ns string, dst netip.Prefix, gw netip.Addr) error {
 }
 
 // attachHost wires namespace hostNS to bridge in ulNS: a veth whose bridge
-// side is port and whose other side is iface with addr. A valid gw becomes
-// the default route in hostNS.
-func attachHost(ulNS, bridge, port, hostNS, iface string, addr netip.Prefix, gw netip.Addr) error {
+// side is port and whose other side is iface with addrs. Each of gws
+// becomes the default route of its family in hostNS.
+func attachHost(ulNS, bridge, port, hostNS, iface string, addrs []netip.Prefix, gws []netip.Addr) error {
 	ul, err := handleAt(ulNS)
 	if err != nil {
 		return err
@@ -153,14 +161,19 @@ func attachHost(ulNS, bridge, port, hostNS, iface string, addr netip.Prefix, gw 
 	if err != nil {
 		return fmt.Errorf("find %s in %s: %w", iface, hostNS, err)
 	}
-	if err := hh.AddrAdd(hl, linkAddr(addr)); err != nil {
-		return fmt.Errorf("add %s to %s in %s: %w", addr, iface, hostNS, err)
+	for _, addr := range addrs {
+		if err := hh.AddrAdd(hl, linkAddr(addr)); err != nil {
+			return fmt.Errorf("add %s to %s in %s: %w", addr, iface, hostNS, err)
+		}
 	}
 	if err := hh.LinkSetUp(hl); err != nil {
 		return fmt.Errorf("set %s up in %s: %w", iface, hostNS, err)
 	}
-	if gw.IsValid() {
+	for _, gw := range gws {
 		def := &netlink.Route{LinkIndex: hl.Attrs().Index, Gw: gw.AsSlice()}
+		if gw.Is6() {
+			def.Dst = &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}
+		}
 		if err := hh.RouteAdd(def); err != nil {
 			return fmt.Errorf("add default route via %s in %s: %w", gw, hostNS, err)
 		}

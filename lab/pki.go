@@ -111,7 +111,7 @@ func serverTemplate(m Etcd) (*x509.Certificate, error) {
 		DNSNames:    []string{"localhost", m.Name},
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
 	}
-	for _, raw := range []string{m.ClientURL, m.PeerURL, m.AdminURL} {
+	for _, raw := range append(m.clientURLs(), m.PeerURL) {
 		u, err := url.Parse(raw)
 		if err != nil {
 			return nil, fmt.Errorf("tls: member %s: URL %q: %w", m.Name, raw, err)

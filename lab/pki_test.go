@@ -15,7 +15,7 @@ import (
 func TestWritePKI(t *testing.T) {
 	t.Parallel()
 	runDir := t.TempDir()
-	ms := etcdMembers("x", runDir, 3, true)
+	ms := etcdMembers("x", runDir, 3, true, "")
 	files, err := writePKI(filepath.Join(runDir, tlsDir), "x", ms)
 	if err != nil {
 		t.Fatal(err)

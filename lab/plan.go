@@ -46,6 +46,13 @@ const (
 	// PluginType is the CNI plugin binary name.
 	PluginType = "skein-cni"
 
+	// Underlay families (Config.Underlay): IPv4 only, both, IPv6 only.
+	UnderlayIPv4 = "ipv4"
+	UnderlayDual = "dual"
+	UnderlayIPv6 = "ipv6"
+	// DefaultUnderlay is the IPv4 underlay.
+	DefaultUnderlay = UnderlayIPv4
+
 	// MaxHostsPerSubnet bounds host indices: .1 to .253, .254 is the gateway.
 	MaxHostsPerSubnet = 253
 	// MaxSubnets bounds Config.Subnets.
@@ -101,6 +108,11 @@ type Config struct {
 	// hosts (as `skein cluster init --encryption wireguard`); optional,
 	// default none.
 	Encryption string
+	// Underlay is the underlay's address families: "ipv4", "dual" (hosts,
+	// gateways and etcd have both) or "ipv6" (IPv6 only: the hosts have no
+	// IPv4 underlay address and etcd listens on UnderlayGateway6(0));
+	// optional, default "ipv4".
+	Underlay string
 	// Subnets is the number of underlay subnets the hosts are spread over
 	// (host i on subnet 1+(i-1)%Subnets); only the ToR routes between them.
 	// More than one needs a ToR; optional, default 1.
@@ -172,6 +184,9 @@ func (c Config) withDefaults() Config {
 	if c.Backend == "" {
 		c.Backend = DefaultBackend
 	}
+	if c.Underlay == "" {
+		c.Underlay = DefaultUnderlay
+	}
 	if c.Subnets == 0 {
 		c.Subnets = 1
 	}
@@ -208,10 +223,22 @@ func (c Config) validate() error {
 	if c.EtcdMembers < 1 || c.EtcdMembers > MaxEtcdMembers {
 		errs = append(errs, fmt.Errorf("etcd members %d: must be between 1 and %d", c.EtcdMembers, MaxEtcdMembers))
 	}
+	if err := validateUnderlay(c.Underlay); err != nil {
+		errs = append(errs, err)
+	}
 	switch api.Backend(c.Backend) {
 	case api.BackendVXLAN, api.BackendBGP:
 	default:
 		errs = append(errs, fmt.Errorf("backend %q: must be vxlan or bgp", c.Backend))
+	}
+	if api.Backend(c.Backend) == api.BackendBGP {
+		// Sessions, router ids and IPv4 next hops are IPv4; IPv6 routes
+		// go via the hosts' IPv6 underlay addresses.
+		if v4, _ := underlayFamilies(c.Underlay); !v4 {
+			errs = append(errs, fmt.Errorf("backend bgp: needs an IPv4 underlay (sessions and router ids are IPv4), not %s; use --underlay dual", c.Underlay))
+		} else if _, v6 := underlayFamilies(c.Underlay); !v6 && strings.Contains(c.PodCIDR, ":") {
+			errs = append(errs, fmt.Errorf("backend bgp with IPv6 pods: needs --underlay dual (IPv6 routes go via the hosts' IPv6 underlay addresses), not %s", c.Underlay))
+		}
 	}
 	if c.VXLANDirectRouting && api.Backend(c.Backend) != api.BackendVXLAN {
 		errs = append(errs, fmt.Errorf("vxlan direct routing: needs backend vxlan, not %s", c.Backend))
@@ -301,6 +328,76 @@ func UnderlayGateway(subnet int) netip.Addr {
 	return UnderlayAddr(subnet, 254)
 }
 
+// UnderlayPrefix6 returns the IPv6 underlay network of subnet s,
+// fd00:255:s::/64, the IPv6 twin of UnderlayPrefix.
+func UnderlayPrefix6(subnet int) netip.Prefix {
+	return netip.PrefixFrom(UnderlayAddr6(subnet, 0), 64)
+}
+
+// UnderlayAddr6 returns host index's IPv6 address on subnet s,
+// fd00:255:s::index (s and index as hexadecimal groups: host 10 on subnet
+// 0 is fd00:255:0::a).
+func UnderlayAddr6(subnet, index int) netip.Addr {
+	return netip.AddrFrom16([16]byte{
+		0xfd, 0x00, 0x02, 0x55, byte(subnet >> 8), byte(subnet),
+		14: byte(index >> 8), 15: byte(index),
+	})
+}
+
+// UnderlayGateway6 returns the IPv6 gateway of subnet s, fd00:255:s::fe:
+// the underlay namespace on subnet 0, the ToR on the others.
+func UnderlayGateway6(subnet int) netip.Addr {
+	return UnderlayAddr6(subnet, 254)
+}
+
+// validateUnderlay checks a Config.Underlay value.
+func validateUnderlay(u string) error {
+	switch u {
+	case UnderlayIPv4, UnderlayDual, UnderlayIPv6:
+		return nil
+	}
+	return fmt.Errorf("underlay %q: must be %s, %s or %s", u, UnderlayIPv4, UnderlayDual, UnderlayIPv6)
+}
+
+// underlayFamilies reports which families an underlay ("" = ipv4) carries.
+func underlayFamilies(u string) (v4, v6 bool) {
+	switch u {
+	case UnderlayDual:
+		return true, true
+	case UnderlayIPv6:
+		return false, true
+	}
+	return true, false
+}
+
+// underlayPrefixes returns the addresses of index on subnet s for an
+// underlay of families u: IPv4 first.
+func underlayPrefixes(u string, subnet, index int) []netip.Prefix {
+	v4, v6 := underlayFamilies(u)
+	var out []netip.Prefix
+	if v4 {
+		out = append(out, netip.PrefixFrom(UnderlayAddr(subnet, index), UnderlayPrefix(subnet).Bits()))
+	}
+	if v6 {
+		out = append(out, netip.PrefixFrom(UnderlayAddr6(subnet, index), UnderlayPrefix6(subnet).Bits()))
+	}
+	return out
+}
+
+// underlayGateways returns the gateways of subnet s for an underlay of
+// families u: IPv4 first.
+func underlayGateways(u string, subnet int) []netip.Addr {
+	v4, v6 := underlayFamilies(u)
+	var out []netip.Addr
+	if v4 {
+		out = append(out, UnderlayGateway(subnet))
+	}
+	if v6 {
+		out = append(out, UnderlayGateway6(subnet))
+	}
+	return out
+}
+
 // hostSubnet returns the subnet of host index: 0 without a ToR, else
 // 1..subnets round robin.
 func hostSubnet(tor string, subnets, index int) int {
@@ -349,7 +446,10 @@ func etcdPorts(i int) (client, peer uint16) {
 // (and at its own unix socket from the root namespace), the members reach
 // each other on that namespace's loopback. Member 1 keeps the single-member
 // layout (etcd/, etcd.sock). With TLS every URL is https:// or unixs://.
-func etcdMembers(lab, runDir string, n int, tls bool) []Etcd {
+//
+// On an IPv6-only underlay the client URL is on UnderlayGateway6(0); on a
+// dual one it stays on the IPv4 gateway and ClientURL6 adds the IPv6 one.
+func etcdMembers(lab, runDir string, n int, tls bool, underlay string) []Etcd {
 	scheme, sockScheme := "http", "unix"
 	if tls {
 		scheme, sockScheme = "https", "unixs"
@@ -362,14 +462,18 @@ func etcdMembers(lab, runDir string, n int, tls bool) []Etcd {
 		}
 		cp, pp := etcdPorts(i)
 		dir := filepath.Join(runDir, base)
+		gws := underlayGateways(underlay, 0)
 		m := Etcd{
 			Name:      "etcd" + strconv.Itoa(i),
 			NetNS:     underlayNS(lab),
-			ClientURL: fmt.Sprintf("%s://%s", scheme, netip.AddrPortFrom(UnderlayGateway(0), cp)),
+			ClientURL: fmt.Sprintf("%s://%s", scheme, netip.AddrPortFrom(gws[0], cp)),
 			AdminURL:  sockScheme + "://" + filepath.Join(runDir, base+".sock"),
 			PeerURL:   fmt.Sprintf("%s://%s", scheme, netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), pp)),
 			Dir:       dir,
 			LogPath:   filepath.Join(dir, "etcd.log"),
+		}
+		if len(gws) > 1 {
+			m.ClientURL6 = fmt.Sprintf("%s://%s", scheme, netip.AddrPortFrom(gws[1], cp))
 		}
 		if tls {
 			m.CertFile = filepath.Join(runDir, tlsDir, m.Name+".pem")
@@ -378,6 +482,15 @@ func etcdMembers(lab, runDir string, n int, tls bool) []Etcd {
 		ms = append(ms, m)
 	}
 	return ms
+}
+
+// clientURLs returns every URL the member serves clients on.
+func (m Etcd) clientURLs() []string {
+	urls := []string{m.ClientURL}
+	if m.ClientURL6 != "" {
+		urls = append(urls, m.ClientURL6)
+	}
+	return append(urls, m.AdminURL)
 }
 
 // initialCluster renders the members as etcd's --initial-cluster.
@@ -389,20 +502,45 @@ func initialCluster(ms []Etcd) string {
 	return strings.Join(parts, ",")
 }
 
-// newHost plans host index of lab, with its files under runDir.
-func newHost(lab, runDir string, subnet, index int) Host {
+// newHost plans host index of lab, with its files under runDir, on an
+// underlay of families underlay ("" = ipv4). Its UnderlayIP is what its
+// agent registers: IPv4, or IPv6 on an IPv6-only underlay.
+func newHost(lab, runDir, underlay string, subnet, index int) Host {
 	dir := filepath.Join(runDir, "h"+strconv.Itoa(index))
-	return Host{
-		Name:       hostName(lab, index),
-		Index:      index,
-		Subnet:     subnet,
-		UnderlayIP: UnderlayAddr(subnet, index),
-		Socket:     filepath.Join(dir, "skeind.sock"),
-		StateDir:   filepath.Join(dir, "state"),
-		LogPath:    filepath.Join(dir, "skeind.log"),
-		DebugAddr:  AgentDebugAddr,
-		CNIConfig:  filepath.Join(runDir, "cni", "h"+strconv.Itoa(index), "10-skein.conflist"),
+	var ip, ip6 netip.Addr
+	for _, p := range underlayPrefixes(underlay, subnet, index) {
+		if p.Addr().Is6() {
+			ip6 = p.Addr()
+		}
+		if !ip.IsValid() {
+			ip = p.Addr()
+		}
 	}
+	return Host{
+		Name:        hostName(lab, index),
+		Index:       index,
+		Subnet:      subnet,
+		UnderlayIP:  ip,
+		UnderlayIP6: ip6,
+		Socket:      filepath.Join(dir, "skeind.sock"),
+		StateDir:    filepath.Join(dir, "state"),
+		LogPath:     filepath.Join(dir, "skeind.log"),
+		DebugAddr:   AgentDebugAddr,
+		CNIConfig:   filepath.Join(runDir, "cni", "h"+strconv.Itoa(index), "10-skein.conflist"),
+	}
+}
+
+// underlayPrefixes returns the host's underlay addresses with their
+// subnet's prefix length, IPv4 first.
+func (h Host) underlayPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	if h.UnderlayIP.Is4() {
+		out = append(out, netip.PrefixFrom(h.UnderlayIP, UnderlayPrefix(h.Subnet).Bits()))
+	}
+	if h.UnderlayIP6.IsValid() {
+		out = append(out, netip.PrefixFrom(h.UnderlayIP6, UnderlayPrefix6(h.Subnet).Bits()))
+	}
+	return out
 }
 
 // dir returns the host's directory under the run directory.
@@ -448,7 +586,7 @@ func etcdArgs(m Etcd, ms []Etcd, token string, tls *TLSFiles) []string {
 	args := []string{
 		"lab", "etcd",
 		"--" + EtcdFlagDir, filepath.Join(m.Dir, "data"),
-		"--" + EtcdFlagClientURLs, m.ClientURL + "," + m.AdminURL,
+		"--" + EtcdFlagClientURLs, strings.Join(m.clientURLs(), ","),
 		"--" + EtcdFlagPeerURL, m.PeerURL,
 	}
 	if len(ms) > 1 {
@@ -566,4 +704,13 @@ func argsOfRunDir(args []string, runDir string) bool {
 // shortName strips the lab prefix: "sklab-h1-c1" → "h1-c1".
 func shortName(lab, name string) string {
 	return strings.TrimPrefix(name, lab+"-")
+}
+
+// joinPrefixes renders addresses for progress lines: "a, b".
+func joinPrefixes(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ", ")
 }

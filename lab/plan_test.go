@@ -42,6 +42,105 @@ func TestUnderlayPlan(t *testing.T) {
 	}
 }
 
+func TestUnderlayPlan6(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		subnet, index int
+		prefix        string
+		addr          string
+		gw            string
+		tor           string
+	}{
+		{0, 1, "fd00:255::/64", "fd00:255::1", "fd00:255::fe", "fd00:255::fd"},
+		{0, 10, "fd00:255::/64", "fd00:255::a", "fd00:255::fe", "fd00:255::fd"},
+		{0, 253, "fd00:255::/64", "fd00:255::fd", "fd00:255::fe", "fd00:255::fd"},
+		{3, 7, "fd00:255:3::/64", "fd00:255:3::7", "fd00:255:3::fe", "fd00:255:3::fe"},
+	}
+	for _, tc := range tests {
+		got := []string{UnderlayPrefix6(tc.subnet).String(), UnderlayAddr6(tc.subnet, tc.index).String(),
+			UnderlayGateway6(tc.subnet).String(), ToRAddr6(tc.subnet).String()}
+		want := []string{tc.prefix, tc.addr, tc.gw, tc.tor}
+		if d := cmp.Diff(want, got); d != "" {
+			t.Errorf("subnet %d index %d mismatch (-want +got):\n%s", tc.subnet, tc.index, d)
+		}
+		if !UnderlayPrefix6(tc.subnet).Contains(UnderlayAddr6(tc.subnet, tc.index)) {
+			t.Errorf("UnderlayPrefix6(%d) does not contain UnderlayAddr6(%d, %d)", tc.subnet, tc.subnet, tc.index)
+		}
+	}
+}
+
+func TestHostPlanUnderlayFamilies(t *testing.T) {
+	t.Parallel()
+	addr := netip.MustParseAddr
+	for _, tc := range []struct {
+		underlay string
+		ip, ip6  netip.Addr
+		prefixes string
+		gws      string
+	}{
+		{"", addr("10.255.2.3"), netip.Addr{}, "10.255.2.3/24", "10.255.2.254"},
+		{"ipv4", addr("10.255.2.3"), netip.Addr{}, "10.255.2.3/24", "10.255.2.254"},
+		{"dual", addr("10.255.2.3"), addr("fd00:255:2::3"), "10.255.2.3/24, fd00:255:2::3/64", "10.255.2.254 fd00:255:2::fe"},
+		{"ipv6", addr("fd00:255:2::3"), addr("fd00:255:2::3"), "fd00:255:2::3/64", "fd00:255:2::fe"},
+	} {
+		h := newHost("sklab", "/run/skein-lab/sklab", tc.underlay, 2, 3)
+		if h.UnderlayIP != tc.ip || h.UnderlayIP6 != tc.ip6 {
+			t.Errorf("underlay %q: host addresses %s %s, want %s %s", tc.underlay, h.UnderlayIP, h.UnderlayIP6, tc.ip, tc.ip6)
+		}
+		if got := joinPrefixes(h.underlayPrefixes()); got != tc.prefixes {
+			t.Errorf("underlay %q: host prefixes %s, want %s", tc.underlay, got, tc.prefixes)
+		}
+		var gws []string
+		for _, g := range underlayGateways(tc.underlay, 2) {
+			gws = append(gws, g.String())
+		}
+		if got := strings.Join(gws, " "); got != tc.gws {
+			t.Errorf("underlay %q: gateways %s, want %s", tc.underlay, got, tc.gws)
+		}
+	}
+}
+
+func TestEtcdPlanUnderlayFamilies(t *testing.T) {
+	t.Parallel()
+	v6 := etcdMembers("sklab", "/run/skein-lab/sklab", 2, false, UnderlayIPv6)
+	if v6[0].ClientURL != "http://[fd00:255::fe]:2379" || v6[1].ClientURL != "http://[fd00:255::fe]:22379" || v6[0].ClientURL6 != "" {
+		t.Errorf("ipv6 underlay: client URLs %q %q (ClientURL6 %q), want etcd on [fd00:255::fe]", v6[0].ClientURL, v6[1].ClientURL, v6[0].ClientURL6)
+	}
+	dual := etcdMembers("sklab", "/run/skein-lab/sklab", 1, true, UnderlayDual)
+	want := []string{"https://10.255.0.254:2379", "https://[fd00:255::fe]:2379", "unixs:///run/skein-lab/sklab/etcd.sock"}
+	if d := cmp.Diff(want, dual[0].clientURLs()); d != "" {
+		t.Errorf("dual underlay: client URLs mismatch (-want +got):\n%s", d)
+	}
+	args := strings.Join(etcdArgs(dual[0], dual, "t", nil), " ")
+	if !strings.Contains(args, "--"+EtcdFlagClientURLs+" "+strings.Join(want, ",")) {
+		t.Errorf("dual underlay: etcd args %s do not listen on %v", args, want)
+	}
+	tmpl, err := serverTemplate(dual[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sans []string
+	for _, ip := range tmpl.IPAddresses {
+		sans = append(sans, ip.String())
+	}
+	if got := strings.Join(sans, " "); got != "127.0.0.1 10.255.0.254 fd00:255::fe" {
+		t.Errorf("dual underlay: certificate IP SANs %s, want 127.0.0.1 10.255.0.254 fd00:255::fe", got)
+	}
+}
+
+func TestConfigUnderlay(t *testing.T) {
+	t.Parallel()
+	for _, u := range []string{"ipv4", "dual", "ipv6"} {
+		if err := (Config{BinDir: "/b", Underlay: u}).withDefaults().validate(); err != nil {
+			t.Errorf("underlay %s: %v", u, err)
+		}
+	}
+	err := Config{BinDir: "/b", Underlay: "v6"}.withDefaults().validate()
+	if err == nil || !strings.Contains(err.Error(), `underlay "v6": must be ipv4, dual or ipv6`) {
+		t.Errorf("underlay v6: %v, want an error naming the value", err)
+	}
+}
+
 func TestConfigDefaults(t *testing.T) {
 	t.Parallel()
 	got := Config{BinDir: "/b"}.withDefaults()
@@ -49,6 +148,7 @@ func TestConfigDefaults(t *testing.T) {
 	want := Config{
 		Name: "sklab", Hosts: 3, ContainersPerHost: 2, Backend: "vxlan", BinDir: "/b",
 		RunDir: "/run/skein-lab/sklab", PodCIDR: "10.244.0.0/16", BlockSize: 26, BlockSizeV6: 122, Subnets: 1, EtcdMembers: 1,
+		Underlay: "ipv4",
 	}
 	if d := cmp.Diff(want, got, cmp.AllowUnexported(Config{})); d != "" {
 		t.Errorf("withDefaults() mismatch (-want +got):\n%s", d)
@@ -80,7 +180,10 @@ func TestConfigValidate(t *testing.T) {
 		{"dual-stack", Config{BinDir: "/b", PodCIDR: "10.244.0.0/16,fd00:10:244::/56"}, ""},
 		{"v6 block size", Config{BinDir: "/b", PodCIDR: "10.244.0.0/16,fd00:10:244::/56", BlockSizeV6: 64}, "pod CIDR[1]: pool fd00:10:244::/56: IPv6 block size /64"},
 		{"v6 only", Config{BinDir: "/b", PodCIDR: "fd00:10:244::/56"}, "IPv6 pools need an IPv4 pool"},
-		{"v6 with bgp", Config{BinDir: "/b", Backend: "bgp", PodCIDR: "10.244.0.0/16,fd00:10:244::/56"}, "backend bgp does not advertise IPv6"},
+		{"v6 with bgp on an ipv4 underlay", Config{BinDir: "/b", Backend: "bgp", PodCIDR: "10.244.0.0/16,fd00:10:244::/56"}, "backend bgp with IPv6 pods: needs --underlay dual"},
+		{"v6 with bgp on a dual underlay", Config{BinDir: "/b", Backend: "bgp", Underlay: UnderlayDual, PodCIDR: "10.244.0.0/16,fd00:10:244::/56"}, ""},
+		{"v6 with bgp behind frr", Config{BinDir: "/b", Backend: "bgp", ToR: "frr", Subnets: 2, Underlay: UnderlayDual, PodCIDR: "10.244.0.0/16,fd00:10:244::/56"}, ""},
+		{"bgp on an ipv6 underlay", Config{BinDir: "/b", Backend: "bgp", Underlay: UnderlayIPv6}, "backend bgp: needs an IPv4 underlay"},
 		{"bird tor", Config{BinDir: "/b", Backend: "bgp", ToR: "bird"}, ""},
 		{"frr tor on two subnets", Config{BinDir: "/b", Backend: "bgp", ToR: "frr", Subnets: 2}, ""},
 		{"tor with vxlan", Config{BinDir: "/b", ToR: "bird"}, "needs backend bgp"},
@@ -138,7 +241,7 @@ func TestCluster(t *testing.T) {
 
 func TestHostPlan(t *testing.T) {
 	t.Parallel()
-	h := newHost("sklab", "/run/skein-lab/sklab", 0, 2)
+	h := newHost("sklab", "/run/skein-lab/sklab", "", 0, 2)
 	want := Host{
 		Name: "sklab-h2", Index: 2, UnderlayIP: netip.MustParseAddr("10.255.0.2"),
 		Socket: "/run/skein-lab/sklab/h2/skeind.sock", StateDir: "/run/skein-lab/sklab/h2/state",
@@ -165,7 +268,7 @@ func TestHostPlan(t *testing.T) {
 func TestEtcdPlan(t *testing.T) {
 	t.Parallel()
 	// One member keeps the layout of a single-member lab.
-	one := etcdMembers("sklab", "/run/skein-lab/sklab", 1, false)
+	one := etcdMembers("sklab", "/run/skein-lab/sklab", 1, false, "")
 	wantOne := []Etcd{{
 		Name: "etcd1", NetNS: "sklab-ul",
 		ClientURL: "http://10.255.0.254:2379", AdminURL: "unix:///run/skein-lab/sklab/etcd.sock",
@@ -182,7 +285,7 @@ func TestEtcdPlan(t *testing.T) {
 
 	// Three members with TLS: own ports, sockets, data and certificates;
 	// every URL is secure; each knows the whole cluster.
-	three := etcdMembers("skd", "/run/skein-lab/skd", 3, true)
+	three := etcdMembers("skd", "/run/skein-lab/skd", 3, true, "")
 	if len(three) != 3 {
 		t.Fatalf("etcdMembers(3) = %d members", len(three))
 	}
@@ -211,7 +314,7 @@ func TestEtcdPlan(t *testing.T) {
 	if !argsOfRunDir(got, "/run/skein-lab/skd") {
 		t.Error("a member's arguments do not mark it as the lab's process, so Down would miss it")
 	}
-	h := newHost("skd", "/run/skein-lab/skd", 0, 1)
+	h := newHost("skd", "/run/skein-lab/skd", "", 0, 1)
 	args := skeindArgs(h, []string{three[0].ClientURL, three[1].ClientURL, three[2].ClientURL}, tls)
 	wantTail := []string{"--etcd-ca", "/t/ca.pem", "--etcd-cert", "/t/client.pem", "--etcd-key", "/t/client-key.pem"}
 	if d := cmp.Diff(wantTail, args[len(args)-6:]); d != "" {
@@ -273,8 +376,8 @@ func TestConflist(t *testing.T) {
 func TestArgsOfRunDir(t *testing.T) {
 	t.Parallel()
 	const run = "/run/skein-lab/sklab"
-	h := newHost("sklab", run, 0, 1)
-	ms := etcdMembers("sklab", run, 1, false)
+	h := newHost("sklab", run, "", 0, 1)
+	ms := etcdMembers("sklab", run, 1, false, "")
 	tests := []struct {
 		name string
 		args []string
@@ -282,7 +385,7 @@ func TestArgsOfRunDir(t *testing.T) {
 	}{
 		{"agent", append([]string{"/bin/skeind"}, skeindArgs(h, []string{"http://10.255.0.254:2379"}, nil)...), true},
 		{"etcd", append([]string{"/bin/skein"}, etcdArgs(ms[0], ms, "sklab", nil)...), true},
-		{"another lab's agent", append([]string{"/bin/skeind"}, skeindArgs(newHost("sklab2", "/run/skein-lab/sklab2", 0, 1), []string{"x"}, nil)...), false},
+		{"another lab's agent", append([]string{"/bin/skeind"}, skeindArgs(newHost("sklab2", "/run/skein-lab/sklab2", "", 0, 1), []string{"x"}, nil)...), false},
 		{"shell naming a file", []string{"bash", "-c", "tail -f " + run + "/h1/skeind.log --socket " + run + "/h1/skeind.sock"}, false},
 		{"lab exec", []string{"skein", "lab", "exec", "h1", "--", "cat", run + "/h1/skeind.log"}, false},
 		{"flag without value", []string{"skeind", "--socket"}, false},

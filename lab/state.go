@@ -17,10 +17,15 @@ import (
 // Host is one virtual host: a network namespace on the underlay running skeind.
 type Host struct {
 	// Name is the namespace and the node name, "<lab>-h<index>".
-	Name       string     `json:"name"`
-	Index      int        `json:"index"`
-	Subnet     int        `json:"subnet"`
+	Name   string `json:"name"`
+	Index  int    `json:"index"`
+	Subnet int    `json:"subnet"`
+	// UnderlayIP is the address the host's agent registers: IPv4, or IPv6
+	// on an IPv6-only underlay (then equal to UnderlayIP6).
 	UnderlayIP netip.Addr `json:"underlayIP"`
+	// UnderlayIP6 is the host's IPv6 underlay address on a dual or IPv6
+	// underlay.
+	UnderlayIP6 netip.Addr `json:"underlayIP6,omitzero"`
 	// AgentPID is skeind's pid, 0 while stopped.
 	AgentPID  int    `json:"agentPID"`
 	Socket    string `json:"socket"`
@@ -61,6 +66,9 @@ type Etcd struct {
 	NetNS string `json:"netns"`
 	// ClientURL is what the hosts use, on the underlay.
 	ClientURL string `json:"clientURL"`
+	// ClientURL6 is the IPv6 client URL on a dual underlay, where ClientURL
+	// is the IPv4 one.
+	ClientURL6 string `json:"clientURL6,omitempty"`
 	// AdminURL is the unix socket for the root namespace.
 	AdminURL string `json:"adminURL"`
 	// PeerURL is where the other members reach it.
@@ -90,6 +98,9 @@ type State struct {
 	PodCIDR    string `json:"podCIDR"`
 	BlockSize  int    `json:"blockSize"`
 	UnderlayNS string `json:"underlayNetns"`
+	// Underlay is the underlay's families (Config.Underlay); "" in labs
+	// from before it existed means ipv4.
+	Underlay string `json:"underlay,omitempty"`
 	// Subnets is the number of host subnets (Config.Subnets).
 	Subnets int `json:"subnets,omitempty"`
 	// ToR is the top-of-rack router, nil when the lab has none.

@@ -55,7 +55,9 @@ type EtcdStatus struct {
 type HostStatus struct {
 	Name       string     `json:"name"`
 	UnderlayIP netip.Addr `json:"underlayIP"`
-	AgentPID   int        `json:"agentPID"`
+	// UnderlayIP6 is the host's IPv6 underlay address (dual or IPv6 underlay).
+	UnderlayIP6 netip.Addr `json:"underlayIP6,omitzero"`
+	AgentPID    int        `json:"agentPID"`
 	// Alive reports whether the agent process runs.
 	Alive bool `json:"alive"`
 	// Ready is the agent's own answer on its socket.
@@ -77,7 +79,7 @@ func (l *Lab) Status(ctx context.Context) (Status, error) {
 		Containers:   st.Containers,
 	}
 	for _, h := range st.Hosts {
-		hs := HostStatus{Name: h.Name, UnderlayIP: h.UnderlayIP, AgentPID: h.AgentPID}
+		hs := HostStatus{Name: h.Name, UnderlayIP: h.UnderlayIP, UnderlayIP6: h.UnderlayIP6, AgentPID: h.AgentPID}
 		hs.Alive = procAlive(h.AgentPID) && procOfRunDir(h.AgentPID, st.RunDir)
 		if hs.Alive {
 			as, err := agentStatus(ctx, h.Socket)

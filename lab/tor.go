@@ -72,6 +72,39 @@ func ToRAddr(subnet int) netip.Addr {
 	return UnderlayGateway(subnet)
 }
 
+// ToRAddr6 returns the ToR's IPv6 address on subnet s: the IPv6 gateway of
+// host subnets, and fd00:255:0::fd on subnet 0, whose ::fe is the underlay
+// namespace.
+func ToRAddr6(subnet int) netip.Addr {
+	if subnet == 0 {
+		return UnderlayAddr6(0, 253)
+	}
+	return UnderlayGateway6(subnet)
+}
+
+// torPrefixes returns the ToR's addresses on subnet s for an underlay of
+// families u.
+func torPrefixes(u string, subnet int) []netip.Prefix {
+	v4, v6 := underlayFamilies(u)
+	var out []netip.Prefix
+	if v4 {
+		out = append(out, netip.PrefixFrom(ToRAddr(subnet), UnderlayPrefix(subnet).Bits()))
+	}
+	if v6 {
+		out = append(out, netip.PrefixFrom(ToRAddr6(subnet), UnderlayPrefix6(subnet).Bits()))
+	}
+	return out
+}
+
+// torAddrFor returns the ToR's address on subnet s in the family of addr
+// (a host's UnderlayIP): IPv6 for an IPv6-only host.
+func torAddrFor(addr netip.Addr, subnet int) netip.Addr {
+	if addr.Is6() {
+		return ToRAddr6(subnet)
+	}
+	return ToRAddr(subnet)
+}
+
 func torNS(lab string) string { return lab + "-tor" }
 
 // torLeg names the ToR's leg on subnet s: the bridge port in the underlay
@@ -106,20 +139,29 @@ type torNeighbor struct {
 	Node  string     // the node name
 	Addr  netip.Addr // the host's underlay address
 	Local netip.Addr // the ToR's address on the host's subnet
+	// Local6 is the ToR's IPv6 address on the host's subnet, the next hop
+	// of the IPv6 routes it reflects to the host; set when the underlay
+	// has IPv6.
+	Local6 netip.Addr
 }
 
 // torNeighbors lists the hosts of st as BGP neighbours of the ToR, by index.
 func torNeighbors(st State) []torNeighbor {
 	hs := slices.Clone(st.Hosts)
 	slices.SortFunc(hs, func(a, b Host) int { return a.Index - b.Index })
+	_, v6 := underlayFamilies(st.Underlay)
 	out := make([]torNeighbor, 0, len(hs))
 	for _, h := range hs {
-		out = append(out, torNeighbor{
+		n := torNeighbor{
 			Name:  shortName(st.Name, h.Name),
 			Node:  h.Name,
 			Addr:  h.UnderlayIP,
-			Local: ToRAddr(h.Subnet),
-		})
+			Local: torAddrFor(h.UnderlayIP, h.Subnet),
+		}
+		if v6 {
+			n.Local6 = ToRAddr6(h.Subnet)
+		}
+		out = append(out, n)
 	}
 	return out
 }
@@ -135,6 +177,9 @@ type torConfigData struct {
 	RestartTime  int
 	LogPath      string
 	Neighbors    []torNeighbor
+	// V6 adds the IPv6 unicast family (MP-BGP over the IPv4 sessions) when
+	// the underlay has IPv6.
+	V6 bool
 }
 
 func torData(st State) torConfigData {
@@ -149,6 +194,9 @@ func torData(st State) torConfigData {
 		RestartTime:  torRestartTime,
 		LogPath:      t.LogPath,
 		Neighbors:    torNeighbors(st),
+		// MP-BGP: IPv6 unicast over the IPv4 sessions of a dual-stack
+		// underlay.
+		V6: st.Underlay == UnderlayDual,
 	}
 }
 
@@ -170,6 +218,15 @@ protocol kernel {
 		export all;
 	};
 }
+{{- if .V6}}
+
+protocol kernel {
+	ipv6 {
+		import none;
+		export all;
+	};
+}
+{{- end}}
 
 # Every host is an iBGP route-reflector client on a directly connected subnet.
 template bgp skeinhost {
@@ -190,12 +247,26 @@ template bgp skeinhost {
 		# another subnet is then reachable via an on-link gateway.
 		next hop self on;
 	};
+{{- if .V6}}
+	# IPv6 blocks over the same IPv4 session (MP-BGP), reflected the same
+	# way with the ToR's IPv6 address on the host's subnet as next hop.
+	ipv6 {
+		import all;
+		export all;
+		next hop self on;
+	};
+{{- end}}
 }
 {{range .Neighbors}}
 protocol bgp {{.Name}} from skeinhost {
 	description "{{.Node}}";
 	local {{.Local}} as {{$.ASN}};
 	neighbor {{.Addr}} as {{$.ASN}};
+{{- if $.V6}}
+	ipv6 {
+		next hop address {{.Local6}};
+	};
+{{- end}}
 }
 {{end}}`))
 
@@ -228,6 +299,16 @@ router bgp {{.ASN}}
   neighbor hosts route-reflector-client
   neighbor hosts next-hop-self force
  exit-address-family
+{{- if .V6}}
+ !
+ ! IPv6 blocks over the same IPv4 sessions (MP-BGP); next hop self is the
+ ! ToR's global IPv6 address on the host's interface.
+ address-family ipv6 unicast
+  neighbor hosts activate
+  neighbor hosts route-reflector-client
+  neighbor hosts next-hop-self force
+ exit-address-family
+{{- end}}
 !
 `))
 
@@ -278,15 +359,19 @@ func torPeers(st State, hosts []Host) []api.BGPPeer {
 		return nil
 	}
 	if st.Subnets <= 1 {
+		peer := ToRAddr(1)
+		if v4, _ := underlayFamilies(st.Underlay); !v4 {
+			peer = ToRAddr6(1)
+		}
 		return []api.BGPPeer{{
-			Name: ToRPeerName, PeerIP: ToRAddr(1), ASN: st.ToR.ASN,
+			Name: ToRPeerName, PeerIP: peer, ASN: st.ToR.ASN,
 			Description: st.ToR.Kind + " top-of-rack route reflector",
 		}}
 	}
 	out := make([]api.BGPPeer, 0, len(hosts))
 	for _, h := range hosts {
 		out = append(out, api.BGPPeer{
-			Name: ToRPeerName + "-" + shortName(st.Name, h.Name), PeerIP: ToRAddr(h.Subnet), ASN: st.ToR.ASN, Node: h.Name,
+			Name: ToRPeerName + "-" + shortName(st.Name, h.Name), PeerIP: torAddrFor(h.UnderlayIP, h.Subnet), ASN: st.ToR.ASN, Node: h.Name,
 			Description: fmt.Sprintf("%s top-of-rack route reflector on subnet %d", st.ToR.Kind, h.Subnet),
 		})
 	}

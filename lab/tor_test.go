@@ -22,7 +22,7 @@ func torState(kind string, subnets int) State {
 	t := newToR(st.Name, st.RunDir, kind, api.DefaultASN)
 	st.ToR = &t
 	for i := 3; i >= 1; i-- { // out of order: rendering sorts by index
-		st.Hosts = append(st.Hosts, newHost(st.Name, st.RunDir, hostSubnet(kind, subnets, i), i))
+		st.Hosts = append(st.Hosts, newHost(st.Name, st.RunDir, "", hostSubnet(kind, subnets, i), i))
 	}
 	return st
 }
@@ -71,6 +71,17 @@ func TestToRConfig(t *testing.T) {
 	st.ToR.Kind = "quagga"
 	if _, err := torConfig(st); err == nil {
 		t.Error("torConfig of an unknown kind succeeded")
+	}
+	// A dual-stack underlay adds the IPv6 family, next hop self on the
+	// ToR's IPv6 address on each host's subnet; the IPv4 part is unchanged.
+	for _, kind := range []string{ToRBIRD, ToRFRR} {
+		st := torState(kind, 2)
+		st.Underlay = UnderlayDual
+		conf, err := torConfig(st)
+		if err != nil {
+			t.Fatalf("torConfig(%s, dual): %v", kind, err)
+		}
+		golden(t, "TestToRConfig_"+kind+"_dual", conf)
 	}
 	z := frrZebraConfig(torState(ToRFRR, 1))
 	if !strings.Contains(z, "log file /run/skein-lab/sklab/tor/frr/zebra.log") {

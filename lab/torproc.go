@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/netip"
 	"os"
 	"os/exec"
 	"os/user"
@@ -82,7 +81,7 @@ func torPrograms(kind string) (map[string]string, error) {
 // on in the ToR, and the underlay namespace's routes to the host subnets.
 func (l *Lab) upToRNetwork(ctx context.Context) error {
 	l.mu.Lock()
-	t, ul, subnets := *l.st.ToR, l.st.UnderlayNS, l.st.Subnets
+	t, ul, subnets, fams := *l.st.ToR, l.st.UnderlayNS, l.st.Subnets, l.st.Underlay
 	l.mu.Unlock()
 	if err := addNetNS(ctx, t.NetNS); err != nil {
 		return fmt.Errorf("tor: %w", err)
@@ -90,6 +89,7 @@ func (l *Lab) upToRNetwork(ctx context.Context) error {
 	if err := setLoUp(t.NetNS); err != nil {
 		return fmt.Errorf("tor: %w", err)
 	}
+	v4, v6 := underlayFamilies(fams)
 	for s := 0; s <= subnets; s++ {
 		if s > 0 {
 			if err := addBridge(ul, subnetBridge(s)); err != nil {
@@ -97,27 +97,37 @@ func (l *Lab) upToRNetwork(ctx context.Context) error {
 			}
 		}
 		port, iface := torLeg(s)
-		addr := netip.PrefixFrom(ToRAddr(s), UnderlayPrefix(s).Bits())
-		if err := attachHost(ul, subnetBridge(s), port, t.NetNS, iface, addr, netip.Addr{}); err != nil {
+		if err := attachHost(ul, subnetBridge(s), port, t.NetNS, iface, torPrefixes(fams, s), nil); err != nil {
 			return fmt.Errorf("tor leg on subnet %d: %w", s, err)
 		}
-		if s > 0 {
+		if s == 0 {
+			continue
+		}
+		if v4 {
 			if err := addRoute(ul, UnderlayPrefix(s), ToRAddr(0)); err != nil {
+				return fmt.Errorf("subnet %d: %w", s, err)
+			}
+		}
+		if v6 {
+			if err := addRoute(ul, UnderlayPrefix6(s), ToRAddr6(0)); err != nil {
 				return fmt.Errorf("subnet %d: %w", s, err)
 			}
 		}
 	}
 	// A router that hairpins a packet between two hosts of one subnet would
 	// otherwise teach them ICMP redirects.
-	err := setSysctls(t.NetNS, map[string]string{
+	sysctls := map[string]string{
 		"net/ipv4/ip_forward":                  "1",
 		"net/ipv4/conf/all/send_redirects":     "0",
 		"net/ipv4/conf/default/send_redirects": "0",
-	})
-	if err != nil {
+	}
+	if v6 {
+		sysctls["net/ipv6/conf/all/forwarding"] = "1"
+	}
+	if err := setSysctls(t.NetNS, sysctls); err != nil {
 		return fmt.Errorf("tor: %w", err)
 	}
-	l.progress("tor namespace %s: %d host subnet(s) routed, %s on subnet 0", t.NetNS, subnets, ToRAddr(0))
+	l.progress("tor namespace %s: %d host subnet(s) routed, %s on subnet 0", t.NetNS, subnets, joinPrefixes(torPrefixes(fams, 0)))
 	return nil
 }
 
@@ -328,7 +338,7 @@ func torQuery(ctx context.Context, t ToR, progs map[string]string, what string) 
 		case "status":
 			argv = append(argv, "show bgp summary")
 		case "routes":
-			argv = append(argv, "show bgp ipv4 unicast")
+			argv = append(argv, "show bgp ipv4 unicast", "-c", "show bgp ipv6 unicast")
 		case "sessions":
 			argv = append(argv, "show bgp ipv4 unicast summary json")
 		}
@@ -397,8 +407,9 @@ func (l *Lab) ToR() (ToR, error) {
 	return *st.ToR, nil
 }
 
-// ToRRoutes returns the ToR daemon's BGP table as it prints it: `birdc
-// show route` or vtysh's `show bgp ipv4 unicast`.
+// ToRRoutes returns the ToR daemon's BGP tables as it prints them: `birdc
+// show route` (every table) or vtysh's `show bgp ipv4 unicast` and `show
+// bgp ipv6 unicast`.
 func (l *Lab) ToRRoutes(ctx context.Context) (string, error) {
 	t, err := l.ToR()
 	if err != nil {

@@ -102,12 +102,18 @@ func (c *compiler) nodeSet(sel *api.LabelSelector) string {
 }
 
 // nodeAddrsOf returns the underlay addresses (as /32s or /128s) of the
-// nodes sel matches, sorted: what a nodes peer matches.
+// nodes sel matches, sorted: what a nodes peer matches. A node on a
+// dual-stack underlay has two, and sends from either.
 func nodeAddrsOf(sel *api.LabelSelector, nodes []api.Node) []netip.Prefix {
 	var out []netip.Prefix
 	for _, n := range nodes {
-		if n.UnderlayIP.IsValid() && sel.Matches(n.Labels) {
-			out = append(out, onePrefix(n.UnderlayIP))
+		if !sel.Matches(n.Labels) {
+			continue
+		}
+		for _, a := range []netip.Addr{n.UnderlayIP, n.UnderlayIP6} {
+			if a.IsValid() {
+				out = append(out, onePrefix(a))
+			}
 		}
 	}
 	slices.SortFunc(out, comparePrefix)

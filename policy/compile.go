@@ -188,14 +188,15 @@ func compile(in Input) (*Program, map[string]*setDef) {
 	return p, used
 }
 
-// nodeAddrs returns each node's underlay and VTEP addresses, nil for none.
-// The IPv6 VTEP address counts: on an IPv4 underlay it is the address the
-// host reaches its own containers from over IPv6.
+// nodeAddrs returns each node's underlay and VTEP addresses of both
+// families, nil for none. The IPv6 VTEP address counts: on an IPv4
+// underlay it is the address the host reaches its own containers from
+// over IPv6.
 func nodeAddrs(nodes []api.Node) map[string][]netip.Addr {
 	var out map[string][]netip.Addr
 	for _, n := range nodes {
-		for _, a := range []netip.Addr{n.UnderlayIP, n.VTEPIP, n.VTEPIP6} {
-			if a.IsValid() {
+		for _, a := range []netip.Addr{n.UnderlayIP, n.VTEPIP, n.UnderlayIP6, n.VTEPIP6} {
+			if a.IsValid() && !slices.Contains(out[n.Name], a) {
 				if out == nil {
 					out = map[string][]netip.Addr{}
 				}

@@ -39,7 +39,9 @@ func (r BGP) ProblemCount() int {
 type BGPNode struct {
 	Name       string     `json:"name"`
 	UnderlayIP netip.Addr `json:"underlayIP,omitzero"`
-	Alive      bool       `json:"alive"`
+	// UnderlayIP6 is the next hop of the node's IPv6 blocks.
+	UnderlayIP6 netip.Addr `json:"underlayIP6,omitzero"`
+	Alive       bool       `json:"alive"`
 	// Reflector is the node's route-reflector cluster id label, when set.
 	Reflector *string `json:"routeReflector,omitempty"`
 	// Source is where Neighbors come from: "agent" (its debug endpoint),
@@ -110,7 +112,7 @@ func BuildBGP(inv store.Inventory, probes map[string]BGPProbe) BGP {
 	}
 	for _, name := range slices.Sorted(maps.Keys(inv.Nodes)) {
 		n := inv.Nodes[name]
-		nr := BGPNode{Name: n.Name, UnderlayIP: n.UnderlayIP, Alive: inv.Alive[n.Name], Source: "none", Agent: "not asked", Neighbors: []api.BGPNeighbor{}}
+		nr := BGPNode{Name: n.Name, UnderlayIP: n.UnderlayIP, UnderlayIP6: n.UnderlayIP6, Alive: inv.Alive[n.Name], Source: "none", Agent: "not asked", Neighbors: []api.BGPNeighbor{}}
 		if v, ok := n.Labels[api.RouteReflectorLabel]; ok {
 			nr.Reflector = &v
 		}
@@ -131,6 +133,9 @@ func BuildBGP(inv store.Inventory, probes map[string]BGPProbe) BGP {
 			}
 		}
 		sort.Slice(nr.Neighbors, func(i, j int) bool { return nr.Neighbors[i].Name < nr.Neighbors[j].Name })
+		if inv.Cluster != nil && api.DualStack(inv.Cluster.Pools) && !n.UnderlayIP6.IsValid() {
+			problem("no IPv6 underlay address (UnderlayIP6): its IPv6 blocks are not advertised and it installs no IPv6 route")
+		}
 		if !nr.Alive {
 			problem("no heartbeat: agent down or cut off from etcd (peers keep its routes for the graceful-restart time, then until `skein node delete`)")
 		}

@@ -2,6 +2,7 @@ package report
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,5 +111,31 @@ func TestBuildBGPReport(t *testing.T) {
 	}
 	if n1 := rep.Nodes[0]; n1.Source != "etcd" || n1.Agent != "connection refused" {
 		t.Errorf("n1 with an unreachable agent: source %s agent %q", n1.Source, n1.Agent)
+	}
+}
+
+// TestBuildBGPReportIPv6: in a dual-stack cluster a node without an IPv6
+// underlay address is a problem of its own (no IPv6 routes to or from it).
+func TestBuildBGPReportIPv6(t *testing.T) {
+	inv := bgpInventory(t, 2)
+	inv.Cluster.Pools = append(inv.Cluster.Pools, api.Pool{CIDR: netip.MustParsePrefix("fd00:10:244::/56"), BlockSize: 122})
+	n1 := inv.Nodes["n1"]
+	n1.UnderlayIP6 = netip.MustParseAddr("fd00:255::1")
+	inv.Nodes["n1"] = n1
+	rep := BuildBGP(inv, nil)
+	if rep.Healthy {
+		t.Error("report with a dual-stack node lacking UnderlayIP6 is healthy")
+	}
+	if n := rep.Nodes[0]; n.Name != "n1" || n.UnderlayIP6 != n1.UnderlayIP6 || len(n.Problems) != 0 {
+		t.Errorf("n1 = %+v, want its IPv6 underlay address and no problem", n)
+	}
+	if p := rep.Nodes[1].Problems; len(p) != 1 || !strings.Contains(p[0], "no IPv6 underlay address (UnderlayIP6)") {
+		t.Errorf("n2 problems = %q, want the missing IPv6 underlay address", p)
+	}
+	n2 := inv.Nodes["n2"]
+	n2.UnderlayIP6 = netip.MustParseAddr("fd00:255::2")
+	inv.Nodes["n2"] = n2
+	if rep := BuildBGP(inv, nil); !rep.Healthy {
+		t.Errorf("report with every node's UnderlayIP6 is unhealthy: %+v", rep)
 	}
 }

@@ -23,8 +23,13 @@ type Config struct {
 	VNI int
 	// Port is the UDP destination port; optional, default api.DefaultVXLANPort.
 	Port int
-	// UnderlayIP is the local tunnel endpoint address; required.
+	// UnderlayIP is the local tunnel endpoint address; required. Its family
+	// is the device's underlay family: IPv6 on an IPv6-only node.
 	UnderlayIP netip.Addr
+	// UnderlayIP6 is this host's IPv6 underlay address; optional. With
+	// DirectRouting, peers' IPv6 blocks are routed directly only when it is
+	// set.
+	UnderlayIP6 netip.Addr
 	// UnderlayIfIndex is the underlay interface: the device sends from it, and
 	// direct routes leave through it; optional, 0 lets the kernel route
 	// tunnel packets and disables DirectRouting.
@@ -46,16 +51,22 @@ type Config struct {
 
 // Peer is a remote host as the planner needs it.
 type Peer struct {
-	Node       string
+	Node string
+	// UnderlayIP is the peer's tunnel endpoint (api.Node.UnderlayIP).
 	UnderlayIP netip.Addr
-	VTEPMAC    net.HardwareAddr
-	VTEPIP     netip.Addr
+	// UnderlayIP6 is the peer's IPv6 underlay address, the next hop of its
+	// IPv6 blocks with direct routing; optional.
+	UnderlayIP6 netip.Addr
+	VTEPMAC     net.HardwareAddr
+	VTEPIP      netip.Addr
 	// VTEPIP6 is the next hop of the peer's IPv6 blocks; optional.
 	VTEPIP6 netip.Addr
 	Blocks  []netip.Prefix
 	// SameSubnet reports whether UnderlayIP is on-link from this host's
 	// underlay interface, so a direct route works.
 	SameSubnet bool
+	// SameSubnet6 is SameSubnet for UnderlayIP6.
+	SameSubnet6 bool
 }
 
 // LinkSpec is the VXLAN device's configuration.
@@ -141,15 +152,26 @@ func (c Config) Defaulted() Config {
 // Plan returns the overlay state for this host given its peers. Per remote
 // peer it wants a permanent neighbour VTEP IP → VTEP MAC and an FDB entry VTEP
 // MAC → underlay IP on the device, and a route per block via the VTEP IP,
-// onlink. With DirectRouting, a peer on the same subnet gets routes via its
-// underlay IP on the underlay interface instead, and no neighbour or FDB entry.
+// onlink.
+//
+// The device's underlay family is cfg.UnderlayIP's: IPv4, or IPv6 on an
+// IPv6-only node (FDB destinations are then IPv6). A kernel VXLAN device has
+// one underlay family, so a peer whose UnderlayIP is of the other family is
+// skipped whole (agents refuse to join such a cluster, and report the pair;
+// docs/ipv6.md).
 //
 // Dual-stack (both this host and the peer have an IPv6 VTEP IP): the peer's
 // IPv6 blocks are routed via its IPv6 VTEP IP, onlink, through the same
-// device over the IPv4 underlay, with a second permanent neighbour (IPv6
-// VTEP IP → the same VTEP MAC) and the same FDB entry. A direct route
-// cannot carry IPv6 over an IPv4 next hop, so with DirectRouting a
-// same-subnet peer's IPv6 blocks stay on the overlay.
+// device, with a second permanent neighbour (IPv6 VTEP IP → the same VTEP
+// MAC) and the same FDB entry.
+//
+// With DirectRouting (and an underlay interface), the blocks of each family
+// of a peer whose underlay address of that family is on this host's subnet
+// are routed via that address on the underlay interface instead: IPv4
+// blocks via an IPv4 UnderlayIP, IPv6 blocks via UnderlayIP6 when this host
+// has an IPv6 underlay address too. Blocks of a family without such a next
+// hop stay on the overlay; a peer with no block on the overlay gets no
+// neighbour or FDB entry.
 //
 // Peers are taken in node name order, so when two peers claim the same block,
 // VTEP IP or VTEP MAC, the first name wins whatever the input order. Skipped:
@@ -194,6 +216,7 @@ func Plan(cfg Config, peers []Peer) State {
 			st.Routes[block] = r
 		}
 	}
+	canDirect := cfg.DirectRouting && cfg.UnderlayIfIndex != 0
 	macs := map[string]bool{cfg.VTEPMAC.String(): true} // one peer per VTEP MAC
 	for _, p := range sorted {
 		if (cfg.Node != "" && p.Node == cfg.Node) ||
@@ -204,15 +227,25 @@ func Plan(cfg Config, peers []Peer) State {
 		if !p.UnderlayIP.IsValid() || p.UnderlayIP.Is4() != cfg.UnderlayIP.Is4() {
 			continue
 		}
-		direct := cfg.DirectRouting && p.SameSubnet && cfg.UnderlayIfIndex != 0
-		if direct {
-			for _, b := range p.Blocks {
-				addRoute(b, Route{Gw: p.UnderlayIP, Direct: true})
+		// The next hop of each family's blocks on the underlay, if any.
+		var direct4, direct6 netip.Addr
+		if canDirect && p.SameSubnet && p.UnderlayIP.Is4() {
+			direct4 = p.UnderlayIP
+		}
+		if canDirect && p.SameSubnet6 && p.UnderlayIP6.Is6() && cfg.UnderlayIP6.Is6() {
+			direct6 = p.UnderlayIP6
+		}
+		for _, b := range p.Blocks {
+			switch {
+			case b.Addr().Is4() && direct4.IsValid():
+				addRoute(b, Route{Gw: direct4, Direct: true})
+			case b.Addr().Is6() && direct6.IsValid():
+				addRoute(b, Route{Gw: direct6, Direct: true})
 			}
 		}
-		v6 := dual && p.VTEPIP6.Is6() && !p.VTEPIP6.Is4In6() && p.VTEPIP6 != cfg.VTEPIP6 &&
+		v6 := dual && !direct6.IsValid() && p.VTEPIP6.Is6() && !p.VTEPIP6.Is4In6() && p.VTEPIP6 != cfg.VTEPIP6 &&
 			slices.ContainsFunc(p.Blocks, func(b netip.Prefix) bool { return b.Addr().Is6() })
-		if direct && !v6 {
+		if direct4.IsValid() && !v6 {
 			continue
 		}
 		if !p.VTEPIP.IsValid() || len(p.VTEPMAC) != 6 {
@@ -227,13 +260,13 @@ func Plan(cfg Config, peers []Peer) State {
 		macs[p.VTEPMAC.String()] = true
 		fdb := FDBEntry{MAC: slices.Clone(p.VTEPMAC), Dst: p.UnderlayIP}
 		st.FDB[fdb.Key()] = fdb
-		// IPv4 through the tunnel unless routed directly; IPv6 always.
+		// IPv4 through the tunnel unless routed directly; IPv6 likewise.
 		type hop struct {
 			gw  netip.Addr
 			is6 bool
 		}
 		var hops []hop
-		if !direct {
+		if !direct4.IsValid() {
 			hops = append(hops, hop{p.VTEPIP, false})
 		}
 		if v6 {

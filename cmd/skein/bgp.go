@@ -241,6 +241,15 @@ no heartbeat or published no sessions, 1 when the status could not be read.`,
 	return cmd
 }
 
+// prefixCount renders a session's prefix count, "3", with its IPv6 share
+// when there is one: "3 (1 v6)".
+func prefixCount(all, v6 int) string {
+	if v6 == 0 {
+		return strconv.Itoa(all)
+	}
+	return fmt.Sprintf("%d (%d v6)", all, v6)
+}
+
 // renderBGPReport prints the cluster's BGP setup and one line per session.
 func renderBGPReport(tw *tabwriter.Writer, rep report.BGP, wide bool) {
 	mesh := "node mesh"
@@ -278,7 +287,8 @@ func renderBGPReport(tw *tabwriter.Writer, rep report.BGP, wide bool) {
 			if uptime == "" {
 				uptime = "-"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s", node, nb.Name, nb.Address, nb.ASN, nb.State, uptime, nb.Received, nb.Advertised, nr.Source)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s", node, nb.Name, nb.Address, nb.ASN, nb.State, uptime,
+				prefixCount(nb.Received, nb.Received6), prefixCount(nb.Advertised, nb.Advertised6), nr.Source)
 			if wide {
 				le := nb.LastError
 				if le == "" {

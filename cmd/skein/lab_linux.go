@@ -92,6 +92,7 @@ func newLabUpCmd(lf *labFlags) *cobra.Command {
 	f.StringVar(&cfg.Encryption, "encryption", "", "wireguard: encrypt pod traffic between hosts (backend vxlan)")
 	f.BoolVar(&cfg.VXLANDirectRouting, "vxlan-direct-routing", false, "with backend vxlan: hosts on one underlay subnet route pod blocks directly; with --tor and --subnets 2 the lab shows both kinds of path")
 	f.StringVar(&cfg.ToR, "tor", "", "with --backend bgp: a top-of-rack router namespace running bird (BIRD 2) or frr (FRR), route reflector for every host (node mesh off)")
+	f.StringVar(&cfg.Underlay, "underlay", lab.DefaultUnderlay, "underlay address families: ipv4, dual (hosts, gateways and etcd have IPv4 and IPv6) or ipv6 (IPv6 only: agents register their IPv6 address and VXLAN runs over IPv6)")
 	f.IntVar(&cfg.Subnets, "subnets", 1, "with --tor: spread the hosts over this many underlay subnets, routed only by the ToR")
 	f.IntVar(&cfg.EtcdMembers, "etcd-members", 1, fmt.Sprintf("etcd members, each its own process, as one raft cluster (1 to %d)", lab.MaxEtcdMembers))
 	f.BoolVar(&cfg.EtcdTLS, "etcd-tls", false, "etcd serves TLS only (clients and peers), with a CA and certificates the lab writes under <run dir>/tls")
@@ -240,7 +241,11 @@ func renderLabStatus(tw *tabwriter.Writer, st lab.Status, wide bool) {
 	}
 	fmt.Fprintln(tw)
 	for _, h := range st.Hosts {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s", h.Name, h.UnderlayIP, h.AgentPID, yes(h.Alive), yes(h.Ready), strings.Join(h.Blocks, ","))
+		ul := h.UnderlayIP.String()
+		if h.UnderlayIP6.IsValid() && h.UnderlayIP6 != h.UnderlayIP {
+			ul += "," + h.UnderlayIP6.String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s", h.Name, ul, h.AgentPID, yes(h.Alive), yes(h.Ready), strings.Join(h.Blocks, ","))
 		if wide {
 			fmt.Fprintf(tw, "\t%s", h.Reason)
 		}

@@ -77,7 +77,7 @@ until ` + "`skein node delete`" + ` removes them.`,
 				}
 				fmt.Fprintln(tw)
 				for _, r := range rows {
-					fmt.Fprintf(tw, "%s\t%s\t%v\t%s", r.Name, r.UnderlayIP, r.Alive, strings.Join(r.Blocks, ","))
+					fmt.Fprintf(tw, "%s\t%s\t%v\t%s", r.Name, underlayIPs(r.Node), r.Alive, strings.Join(r.Blocks, ","))
 					if stale > 0 {
 						seen := r.LastSeenNote
 						if r.LastSeen != nil {
@@ -111,7 +111,7 @@ until ` + "`skein node delete`" + ` removes them.`,
 			r := rows[0]
 			return g.render(cmd.OutOrStdout(), r, func(tw *tabwriter.Writer, _ bool) {
 				fmt.Fprintf(tw, "NAME\t%s\nUNDERLAY\t%s\nALIVE\t%v\nBLOCKS\t%s\nVTEP\t%s %s\nMTU\t%d\nDEBUG\t%s\nVERSION\t%s\nIDENTITY\t%s\n",
-					r.Name, r.UnderlayIP, r.Alive, strings.Join(r.Blocks, ","), vtepIPs(r.Node), r.VTEPMAC, r.MTU, r.DebugAddr, r.Version, identityFingerprint(r.Identity))
+					r.Name, underlayIPs(r.Node), r.Alive, strings.Join(r.Blocks, ","), vtepIPs(r.Node), r.VTEPMAC, r.MTU, r.DebugAddr, r.Version, identityFingerprint(r.Identity))
 			})
 		},
 	}
@@ -232,6 +232,15 @@ func nodeRows(cmd *cobra.Command, g *globalFlags, only string, stale time.Durati
 		return nil
 	})
 	return rows, err
+}
+
+// underlayIPs renders a node's underlay addresses: its underlayIP, and its
+// IPv6 one when that is another ("10.0.0.1,fd00::1").
+func underlayIPs(n api.Node) string {
+	if n.UnderlayIP6.IsValid() && n.UnderlayIP6 != n.UnderlayIP {
+		return n.UnderlayIP.String() + "," + n.UnderlayIP6.String()
+	}
+	return n.UnderlayIP.String()
 }
 
 // vtepIPs renders a node's VTEP addresses: IPv4, and IPv6 in a dual-stack

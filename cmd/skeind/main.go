@@ -46,7 +46,8 @@ func run(ctx context.Context, args []string) error {
 		embKey     = fs.String("embedded-etcd-key", "", "with --embedded-etcd: key of --embedded-etcd-cert")
 		embCA      = fs.String("embedded-etcd-client-ca", "", "with --embedded-etcd: require client certificates signed by this CA")
 		iface      = fs.String("iface", "", "underlay interface (default: the default-route interface)")
-		underlayIP = fs.String("underlay-ip", "", "underlay IPv4 address (default: the first address of --iface)")
+		underlayIP = fs.String("underlay-ip", "", "underlay address VXLAN, BGP and etcd use: IPv4, or IPv6 on an IPv6-only node (default: the first IPv4 address of --iface, else its first global IPv6 address)")
+		underlay6  = fs.String("underlay-ip6", "", "IPv6 underlay address, next hop of IPv6 routes over the underlay (default: the first global IPv6 address of --iface, if any)")
 		socket     = fs.String("socket", agent.DefaultSocket, "unix socket skein-cni talks to (root-only)")
 		stateDir   = fs.String("state-dir", agent.DefaultStateDir, "where allocations are persisted")
 		debugAddr  = fs.String("debug-addr", agent.DefaultDebugAddr, "debug HTTP address (topology, metrics, pprof); \"off\" disables")
@@ -97,6 +98,11 @@ func run(ctx context.Context, args []string) error {
 	if *underlayIP != "" {
 		if cfg.UnderlayIP, err = netip.ParseAddr(*underlayIP); err != nil {
 			return fmt.Errorf("--underlay-ip: %w", err)
+		}
+	}
+	if *underlay6 != "" {
+		if cfg.UnderlayIP6, err = netip.ParseAddr(*underlay6); err != nil {
+			return fmt.Errorf("--underlay-ip6: %w", err)
 		}
 	}
 	return agent.Run(ctx, cfg)

@@ -217,6 +217,9 @@ func (ns *NS) LinkUp(t testing.TB, name string, addr netip.Prefix) {
 			IP:   addr.Addr().AsSlice(),
 			Mask: net.CIDRMask(addr.Bits(), addr.Addr().BitLen()),
 		}}
+		if addr.Addr().Is6() {
+			a.Flags = unix.IFA_F_NODAD // usable at once, not tentative
+		}
 		if err := ns.Handle.AddrAdd(link, a); err != nil {
 			t.Fatalf("nstest: add %s to %s in %s: %v", addr, name, ns.Name, err)
 		}

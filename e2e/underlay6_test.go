@@ -87,12 +87,7 @@ func TestIPv6Underlay(t *testing.T) {
 		})
 	}
 	checkAllPairsFamilies(ctx, t, l, cs)
-	// The CLI sees every node healthy, every link up.
-	cmd := exec.CommandContext(ctx, opsBin(), "status")
-	cmd.Env = append(cmd.Environ(), "SKEIN_ETCD_ENDPOINTS="+l.EtcdEndpoints()[0])
-	if r := runCmd(t, cmd); r.code != 0 {
-		t.Errorf("skein status on the IPv6-underlay lab: %s", r)
-	}
+	waitStatusHealthy(ctx, t, l)
 
 	// The tunnel on the wire: IPv6/UDP to the VXLAN port, both inner
 	// families, and nothing IPv4 at all.
@@ -190,6 +185,7 @@ func TestDualUnderlayDirectRouting(t *testing.T) {
 	}
 	waitDirectRoutes(ctx, t, l, blocks)
 	checkAllPairsFamilies(ctx, t, l, cs)
+	waitStatusHealthy(ctx, t, l) // every peer direct: none has an FDB entry, all count
 	cmd := exec.CommandContext(ctx, opsBin(), "node", "show", hosts[0].Name)
 	cmd.Env = append(cmd.Environ(), "SKEIN_ETCD_ENDPOINTS="+l.EtcdEndpoints()[0])
 	if r := runCmd(t, cmd); r.code != 0 || !strings.Contains(r.stdout, hosts[0].UnderlayIP.String()+","+hosts[0].UnderlayIP6.String()) {
@@ -312,6 +308,7 @@ func TestIPv6UnderlayDirectRoutingPaths(t *testing.T) {
 			}
 			waitDirectRoutes(ctx, t, l, blocks)
 			checkAllPairsFamilies(ctx, t, l, l.Containers())
+			waitStatusHealthy(ctx, t, l)
 		})
 	}
 }
@@ -358,6 +355,18 @@ func waitDirectRoutes(ctx context.Context, t *testing.T, l *lab.Lab, blocks []ap
 			return len(bad) == 0, strings.Join(bad, "\n")
 		})
 	}
+}
+
+// waitStatusHealthy waits until `skein status` sees every node healthy and
+// every peer programmed and up, whatever its link's kind.
+func waitStatusHealthy(ctx context.Context, t *testing.T, l *lab.Lab) {
+	t.Helper()
+	waitFor(ctx, t, 30*time.Second, "skein status healthy", func() (bool, string) {
+		cmd := exec.CommandContext(ctx, opsBin(), "status")
+		cmd.Env = append(cmd.Environ(), "SKEIN_ETCD_ENDPOINTS="+l.EtcdEndpoints()[0])
+		r := runCmd(t, cmd)
+		return r.code == 0, r.String()
+	})
 }
 
 // waitPeerRoutes waits until every host routes every other host's blocks

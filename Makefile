@@ -66,7 +66,8 @@ fuzz-short:
 e2e:
 	SKEIN_BIN=$(BIN) $(GO) test -count=1 -tags e2e -timeout 20m -v ./e2e/
 
-bench: deps build tools
+bench: build tools
+	bash .ci/deps test bench
 	SKEIN_BIN=$(BIN) $(GO) run ./bench -bin $(BIN) -out docs/benchmarks.md
 
 demo: build  ## BACKEND=bgp [TOR=bird|frr] IPV6=1 ENCRYPTION=wireguard DIRECT=1 KEEP=1 LAB=name are optional

@@ -77,10 +77,11 @@ func (a *Agent) newWireGuardBackend() (*wgBackend, error) {
 		log.Info("wireguard key created", "path", path)
 	}
 	dev, err := wireguard.Open(wireguard.Config{
-		Name: api.WireGuardDevice,
-		MTU:  a.self.MTU,
-		Addr: a.self.VTEPIP,
-		Log:  log,
+		Name:  api.WireGuardDevice,
+		MTU:   a.self.MTU,
+		Addr:  a.self.VTEPIP,
+		Addr6: a.self.VTEPIP6,
+		Log:   log,
 	})
 	if err != nil {
 		return nil, err
@@ -89,6 +90,7 @@ func (a *Agent) newWireGuardBackend() (*wgBackend, error) {
 		_ = dev.Close(false)
 		return nil, err
 	}
+	// Every pool, of both families: fail closed for IPv6 as for IPv4.
 	var pools []netip.Prefix
 	for _, p := range a.cluster.Pools {
 		pools = append(pools, p.CIDR)
@@ -97,7 +99,7 @@ func (a *Agent) newWireGuardBackend() (*wgBackend, error) {
 		self:    a.cfg.NodeName,
 		port:    a.cluster.WireGuard.Port,
 		keyPath: path,
-		rec:     wireguard.NewReconciler(dev, pools, a.self.VTEPIP, a.cfg.Resync, log),
+		rec:     wireguard.NewReconciler(dev, pools, []netip.Addr{a.self.VTEPIP, a.self.VTEPIP6}, a.cfg.Resync, log),
 		log:     log,
 		view:    a.readView,
 		publish: a.putNode,

@@ -81,6 +81,7 @@ func (a *Agent) newDockerPlugin(cni *cniServer) (*dockerPlugin, error) {
 		Dataplane: dp,
 		StatePath: filepath.Join(a.cfg.StateDir, "docker.json"),
 		Engine:    engine,
+		IPv6:      api.DualStack(a.cluster.Pools),
 		Log:       log,
 	})
 	if err != nil {

@@ -27,7 +27,7 @@ func (n *nopVeths) DelVeth(_ context.Context, name string) error {
 	return nil
 }
 
-func (n *nopVeths) SetGatewayNeigh(context.Context, string, string) error { return nil }
+func (n *nopVeths) SetGatewayNeigh(context.Context, string, string, bool) error { return nil }
 
 // TestDockerBackend: the Docker driver allocates, publishes and releases
 // through the CNI API's own calls: the same allocator, the same endpoint

@@ -87,10 +87,6 @@ func (c Cluster) Validate() error {
 	if DualStack(c.Pools) && c.Backend == BackendBGP {
 		return fmt.Errorf("cluster: backend bgp does not advertise IPv6 pools yet (IPv6 unicast AFI); use backend vxlan for dual-stack")
 	}
-	if DualStack(c.Pools) && c.Encryption == EncryptionWireGuard {
-		// Fail closed: the WireGuard peers carry the IPv4 blocks only.
-		return fmt.Errorf("cluster: encryption wireguard does not carry IPv6 pools yet; dual-stack runs on the VXLAN overlay without encryption")
-	}
 	switch c.Backend {
 	case BackendVXLAN:
 		if c.VXLAN.VNI < 1 || c.VXLAN.VNI > 1<<24-1 {

@@ -27,7 +27,7 @@ func TestClusterValidate(t *testing.T) {
 		{"ipv6 block wider than pool", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26), pool("fd00::/120", 112)}}, "between /120 and /126"},
 		{"ipv6 overlap", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26), pool("fd00::/56", 122), pool("fd00:0:0:10::/64", 122)}}, "pools[1] fd00::/56 and pools[2] fd00:0:0:10::/64: pools overlap"},
 		{"ipv4-mapped", Cluster{Pools: []Pool{pool("::ffff:10.0.0.0/104", 122)}}, "IPv4-mapped"},
-		{"ipv6 with wireguard", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26), pool("fd00::/56", 122)}, Encryption: EncryptionWireGuard}, "encryption wireguard does not carry IPv6"},
+		{"ipv6 with wireguard", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26), pool("fd00::/56", 122)}, Encryption: EncryptionWireGuard}, ""},
 		{"ipv6 with bgp", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26), pool("fd00::/56", 122)}, Backend: BackendBGP, BGP: &BGPConfig{ASN: 64512}}, "backend bgp does not advertise IPv6"},
 		{"overlap", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26), pool("10.244.128.0/17", 26)}}, "pools[0] 10.244.0.0/16 and pools[1] 10.244.128.0/17: pools overlap"},
 		{"bad backend", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26)}, Backend: "ipip"}, `unknown backend "ipip"`},

@@ -284,7 +284,7 @@ func (b *bench) measureRouted(ctx context.Context, res *BGPResult, skc, sks endp
 	if _, err := exec.LookPath("nft"); err == nil {
 		s := &nftSetting{rulesets: map[string]string{}}
 		for i, h := range routedHosts {
-			s.rulesets[h] = nftHeadRuleset(fmt.Sprintf("c%dh", i+1), routedPodIP[i], "10.97.0.0/16", headUntracked)
+			s.rulesets[h] = nftHeadRuleset(fmt.Sprintf("c%dh", i+1), routedPodIP[i], "10.97.0.0/16", headVmap)
 		}
 		paths = append(paths, dpPath{key: pathRoutedNft, name: "hand-built routed pair + a copy of the head of Skein's nftables table (pods no policy selects: notrack)", base: pathRouted,
 			client: ra, server: rb, apply: s.apply, revert: s.revert})

@@ -333,10 +333,11 @@ func (b *bench) measureDataplane(ctx context.Context, l *lab.Lab) (*DataplaneRes
 				mode      headMode
 			}{
 				{"hand+nft-all", "hand-built VXLAN + a copy of the head of Skein's table before issue 11 (conntrack for every packet)", headTrackAll},
-				{"hand+nft", "hand-built VXLAN + a copy of the head of Skein's table (pods no policy selects: notrack)", headUntracked},
-				{"hand+nft-sel", "hand-built VXLAN + the same with both pods selected by an allow-all policy (conntrack)", headSelected},
-				{"hand+nft+vxf", "hand-built VXLAN + today's head + Skein's VXLAN source filter (input hook, IPv4 and IPv6 rule)", headUntrackedVXFilter},
-				{"hand+nft-fib", "hand-built VXLAN + today's head without the untrack chain's FIB lookup", headUntrackedNoFib},
+				{"hand+nft", "hand-built VXLAN + a copy of the head of Skein's table (one verdict-map lookup for anti-spoofing and selection, inline pool compares; pods no policy selects: notrack)", headVmap},
+				{"hand+nft-sel", "hand-built VXLAN + the same with both pods selected by an allow-all policy (conntrack)", headVmapSelected},
+				{"hand+nft-5", "hand-built VXLAN + the first untrack head (anti-spoofing lookup, then 2 interval and 2 hash lookups)", headUntracked},
+				{"hand+nft+vxf", "hand-built VXLAN + today's head + Skein's VXLAN source filter (input hook, IPv4 and IPv6 rule)", headVmapVXFilter},
+				{"hand+nft-fib", "hand-built VXLAN + today's head without the untrack chains' FIB lookup", headVmapNoFib},
 				{"hand+hooks", "hand-built VXLAN + the same three base chains with no rule (the hooks alone)", headHooksOnly},
 				{"hand+notrack", "hand-built VXLAN + base chains that notrack every packet, no lookup (the least a notrack layout costs)", headNotrackOnly},
 			} {
@@ -383,7 +384,7 @@ func (b *bench) measureDataplane(ctx context.Context, l *lab.Lab) (*DataplaneRes
 }
 
 // measurePath applies p's setting, runs iperf3 and request/response, and reverts.
-func (b *bench) measurePath(ctx context.Context, p dpPath) (gbps float64, retr int, rtts []time.Duration, err error) {
+func (b *bench) measurePath(ctx context.Context, p dpPath, prof *profiler) (gbps float64, retr int, rtts []time.Duration, err error) {
 	if p.apply != nil {
 		if err := p.apply(ctx); err != nil {
 			rerr := p.revert(context.WithoutCancel(ctx))
@@ -395,7 +396,9 @@ func (b *bench) measurePath(ctx context.Context, p dpPath) (gbps float64, retr i
 			}
 		}()
 	}
+	start := monotonic()
 	gbps, retr, err = b.iperf(ctx, p.client, p.server)
+	prof.record(p.key, start, monotonic(), gbps, b.cfg.iperfSeconds)
 	if err != nil {
 		return 0, 0, nil, err
 	}
@@ -476,12 +479,24 @@ func (b *bench) measureRounds(ctx context.Context, what string, paths []dpPath, 
 	for i, p := range paths {
 		out[i] = PathResult{Key: p.key, Name: p.name, Base: p.base}
 	}
+	// A profile needs rows to compare (the drop-log phase measures one
+	// row at a time).
+	var prof *profiler
+	if len(paths) > 1 {
+		prof = b.startProfiler(ctx)
+	}
+	defer func() {
+		cpu := b.stopProfiler(prof)
+		for i := range out {
+			out[i].CPU = cpu[out[i].Key]
+		}
+	}()
 	for round := range rounds {
 		for i, p := range paths {
 			if ctx.Err() != nil {
 				return out
 			}
-			gbps, retr, rtts, err := b.measurePath(ctx, p)
+			gbps, retr, rtts, err := b.measurePath(ctx, p, prof)
 			pr := &out[i]
 			pr.Gbps = append(pr.Gbps, gbps)
 			if gbps > 0 {

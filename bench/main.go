@@ -28,6 +28,7 @@ type config struct {
 	phases        map[string]bool // -phases, by key
 	rows          map[string]bool // -rows, by key; nil means all
 	noSettings    bool
+	profile       bool
 	extraSettings bool
 	verbose       bool
 	// wireguardLab prefixes the WireGuard phase's two labs (+"p", +"e").
@@ -53,6 +54,7 @@ func main() {
 	flag.DurationVar(&cfg.idle, "idle", 30*time.Second, "idle window for the agent CPU figure")
 	flag.DurationVar(&cfg.timeout, "timeout", 45*time.Minute, "bound on the whole run (cleanup comes on top)")
 	flag.BoolVar(&cfg.noSettings, "no-settings", false, "skip the candidate settings rows")
+	flag.BoolVar(&cfg.profile, "profile", true, "sample the CPUs with perf during the data-plane rounds and report the netfilter CPU per GB of each row (needs perf)")
 	flag.BoolVar(&cfg.extraSettings, "extra-settings", false, "also measure GRO on the pod veths, threaded NAPI and the hand-built pair without br_netfilter")
 	flag.BoolVar(&cfg.verbose, "v", false, "debug logging")
 	flag.StringVar(&cfg.wireguardLab, "wireguard-lab", nsPrefix+"wg", "lab name prefix of the WireGuard phase (its labs are NAMEp, plain, and NAMEe, encrypted)")

@@ -161,7 +161,7 @@ func (b *bench) measurePolicy(ctx context.Context) (res *PolicyResult, err error
 				lv.Ready = ready
 			}
 			ticks0, t0 := p.agentTicks(), time.Now()
-			gbps, _, rtts, err := b.measurePath(ctx, dpPath{client: cl, server: sv})
+			gbps, _, rtts, err := b.measurePath(ctx, dpPath{client: cl, server: sv}, nil)
 			lv.AgentCPU = append(lv.AgentCPU, float64(p.agentTicks()-ticks0)/clockTicks/time.Since(t0).Seconds()*100)
 			lv.Gbps = append(lv.Gbps, gbps)
 			lv.RR = append(lv.RR, rtts...)

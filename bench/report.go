@@ -99,6 +99,9 @@ type PathResult struct {
 	Conn []time.Duration
 	// ConnP50 holds each round's p50 new-connection time, in microseconds.
 	ConnP50 []float64
+	// CPU is the netfilter CPU of the row's iperf3 runs, in milliseconds
+	// per GB moved, by part (cpuParts); nil when not profiled.
+	CPU map[string]float64
 	// Err is the last error of a failed round.
 	Err string
 }
@@ -404,6 +407,7 @@ func (r *Report) dataplane(b *strings.Builder) {
 		b.WriteString("\n")
 	}
 	b.WriteString("\n")
+	cpuTable(b, d.Paths)
 	for _, p := range d.Paths {
 		if p.Err != "" {
 			fmt.Fprintf(b, "- %s: a round failed: %s\n", p.Key, p.Err)
@@ -708,6 +712,38 @@ func (r *Report) dropLog(b *strings.Builder) {
 	}
 	for _, n := range d.Notes {
 		fmt.Fprintf(b, "- %s\n", n)
+	}
+	b.WriteString("\n")
+}
+
+// cpuTable writes where the netfilter CPU goes per row (PathResult.CPU),
+// when the rows were profiled.
+func cpuTable(b *strings.Builder, paths []PathResult) {
+	profiled := false
+	for _, p := range paths {
+		profiled = profiled || p.CPU != nil
+	}
+	if !profiled {
+		return
+	}
+	b.WriteString("Netfilter CPU per GB moved (perf samples of every CPU during each row's iperf3 runs, all rounds; ms of\n")
+	b.WriteString("CPU per GB, lower is better). A sample lands in a function only while a CPU runs it, so these figures\n")
+	b.WriteString("do not move with the machine's other load the way throughput does:\n\n| path |")
+	for _, c := range cpuParts {
+		fmt.Fprintf(b, " %s |", c.name)
+	}
+	b.WriteString(" total |\n|---|" + strings.Repeat("---|", len(cpuParts)+1) + "\n")
+	for _, p := range paths {
+		if p.CPU == nil {
+			continue
+		}
+		fmt.Fprintf(b, "| %s |", p.Key)
+		total := 0.0
+		for _, c := range cpuParts {
+			fmt.Fprintf(b, " %.1f |", p.CPU[c.name])
+			total += p.CPU[c.name]
+		}
+		fmt.Fprintf(b, " %.1f |\n", total)
 	}
 	b.WriteString("\n")
 }

@@ -437,6 +437,7 @@ func (r *Report) bgp(b *strings.Builder) {
 		if len(g.Notes) > 0 {
 			b.WriteString("\n")
 		}
+		cpuTable(b, d.Paths)
 	}
 	if rs := g.Restart; rs != nil {
 		fmt.Fprintf(b, "**Agent restart**: `ping -i %g` from the container on one host to the one on %s while that host's agent\n", rs.Interval.Seconds(), rs.Host)

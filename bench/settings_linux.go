@@ -309,26 +309,33 @@ const (
 	// headTrackAll is the layout before issue 11: conntrack on for every
 	// forwarded packet.
 	headTrackAll headMode = iota
-	// headUntracked is today's layout for a pod no policy selects: its TCP
-	// with other pods is marked notrack before conntrack.
+	// headUntracked is the first untrack layout (issue 11's first pass): for
+	// a pod no policy selects, its TCP with other pods is marked notrack
+	// before conntrack, after an anti-spoofing lookup, two interval lookups
+	// (pod pools) and two hash lookups (tracked addresses).
 	headUntracked
-	// headSelected is today's layout with the pod selected by a policy (in
-	// tracked_addrs) that allows everything: conntrack, one ct state check,
-	// and a dispatch lookup that finds a chain with one accept rule.
-	headSelected
 	// headHooksOnly has the table's three base chains (raw prerouting and
 	// output, filter forward) and no rule: what registering the hooks costs.
 	headHooksOnly
 	// headNotrackOnly marks every packet notrack and accepts untracked ones
 	// in forward, with no lookup: the least any notrack layout costs.
 	headNotrackOnly
-	// headUntrackedVXFilter is headUntracked plus the VXLAN source filter
-	// on the input hook as Skein ships it (an IPv4 and an IPv6 rule), which
-	// every VXLAN packet to the host walks.
-	headUntrackedVXFilter
-	// headUntrackedNoFib is headUntracked without the untrack chain's
-	// `fib daddr type local` rule: what that one FIB lookup per packet costs.
-	headUntrackedNoFib
+	// headVmap is today's layout (issue 11's second pass): one
+	// verdict-map lookup on (veth, source) does anti-spoofing and tells
+	// selected from unselected pods at once, the pools are inline prefix
+	// compares instead of interval sets, and only the destination is looked
+	// up in tracked_addrs.
+	headVmap
+	// headVmapSelected is headVmap with both pods selected by an allow-all
+	// policy (conntrack).
+	headVmapSelected
+	// headVmapVXFilter is headVmap plus the VXLAN source filter on the
+	// input hook as Skein ships it (an IPv4 and an IPv6 rule), which every
+	// VXLAN packet to the host walks: the whole of Skein's table.
+	headVmapVXFilter
+	// headVmapNoFib is headVmap without the untrack chains' `fib daddr
+	// type local` rule: what that one FIB lookup per packet costs.
+	headVmapNoFib
 )
 
 // vxlanFilter is the input chain and peer sets of Skein's VXLAN source
@@ -379,6 +386,10 @@ func nftHeadRuleset(hostVeth, podIP, pool string, mode headMode) string {
 }
 `, nftTable, pre, fwd)
 	}
+	switch mode {
+	case headVmap, headVmapSelected, headVmapVXFilter, headVmapNoFib:
+		return vmapHeadRuleset(hostVeth, podIP, pool, mode)
+	}
 	if mode == headTrackAll {
 		return fmt.Sprintf(`table inet %s {
 	set ep_addrs {
@@ -406,18 +417,6 @@ func nftHeadRuleset(hostVeth, podIP, pool string, mode headMode) string {
 }
 `, nftTable, hostVeth, podIP)
 	}
-	tracked, dispatch, vxf := "", "", ""
-	fib := "\t\tfib daddr type local return\n"
-	switch mode {
-	case headUntrackedNoFib:
-		fib = ""
-	case headUntrackedVXFilter:
-		vxf = vxlanFilter(strings.Join(handUnderlay[:], ", "))
-	}
-	if mode == headSelected {
-		tracked = "\t\telements = { " + podIP + " }\n"
-		dispatch = fmt.Sprintf("\t\telements = { %q : jump in-all }\n", hostVeth)
-	}
 	return fmt.Sprintf(`table inet %[1]s {
 	set ep_addrs {
 		type ifname . ipv4_addr
@@ -425,28 +424,26 @@ func nftHeadRuleset(hostVeth, podIP, pool string, mode headMode) string {
 	}
 	set tracked_addrs {
 		type ipv4_addr
-%[4]s	}
+	}
 	set pod_cidrs {
 		type ipv4_addr
 		flags interval
-		elements = { %[5]s }
-	}
-	chain in-all {
-		return
+		elements = { %[4]s }
 	}
 	map egress_dispatch {
 		type ifname : verdict
 	}
 	map ingress_dispatch {
 		type ifname : verdict
-%[6]s	}
+	}
 	chain untrack {
 		meta l4proto != tcp return
 		ip saddr != @pod_cidrs return
 		ip daddr != @pod_cidrs return
 		ip saddr @tracked_addrs return
 		ip daddr @tracked_addrs return
-%[7]s		notrack
+		fib daddr type local return
+		notrack
 	}
 	chain prerouting {
 		type filter hook prerouting priority raw; policy accept;
@@ -467,8 +464,74 @@ func nftHeadRuleset(hostVeth, podIP, pool string, mode headMode) string {
 		iifname vmap @egress_dispatch
 		oifname vmap @ingress_dispatch
 	}
-%[8]s}
-`, nftTable, hostVeth, podIP, tracked, pool, dispatch, fib, vxf)
+}
+`, nftTable, hostVeth, podIP, pool)
+}
+
+// vmapHeadRuleset is nftHeadRuleset for headVmap and headVmapSelected.
+func vmapHeadRuleset(hostVeth, podIP, pool string, mode headMode) string {
+	verdict, tracked, dispatch, vxf := "goto untrack_out", "", "", ""
+	fib := "\t\tfib daddr type local return\n"
+	switch mode {
+	case headVmapSelected:
+		verdict = "accept"
+		tracked = "\t\telements = { " + podIP + " }\n"
+		dispatch = fmt.Sprintf("\t\telements = { %q : jump in-all }\n", hostVeth)
+	case headVmapVXFilter:
+		vxf = vxlanFilter(strings.Join(handUnderlay[:], ", "))
+	case headVmapNoFib:
+		fib = ""
+	}
+	return fmt.Sprintf(`table inet %[1]s {
+	map ep_verdict {
+		type ifname . ipv4_addr : verdict
+		elements = { "%[2]s" . %[3]s : %[4]s }
+	}
+	set tracked_addrs {
+		type ipv4_addr
+%[5]s	}
+	chain in-all {
+		return
+	}
+	map egress_dispatch {
+		type ifname : verdict
+	}
+	map ingress_dispatch {
+		type ifname : verdict
+%[6]s	}
+	chain untrack_out {
+		meta l4proto != tcp return
+		ip daddr != %[7]s return
+		ip daddr @tracked_addrs return
+%[8]s		notrack
+	}
+	chain untrack_in {
+		meta l4proto != tcp return
+		ip saddr != %[7]s return
+		ip daddr @tracked_addrs return
+%[8]s		notrack
+	}
+	chain prerouting {
+		type filter hook prerouting priority raw; policy accept;
+		iifname "c*" iifname . ip saddr vmap @ep_verdict
+		iifname "c*" drop
+		ip daddr %[7]s goto untrack_in
+		udp dport 4789 notrack
+	}
+	chain output {
+		type filter hook output priority raw; policy accept;
+		udp dport 4789 notrack
+	}
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		ct state established,related,untracked accept
+		tcp flags ! syn accept
+		ct state invalid drop
+		iifname vmap @egress_dispatch
+		oifname vmap @ingress_dispatch
+	}
+%[9]s}
+`, nftTable, hostVeth, podIP, verdict, tracked, dispatch, pool, fib, vxf)
 }
 
 // nftSetting loads a ruleset into namespaces and deletes its table after.

@@ -25,6 +25,6 @@ func (*NetlinkDataplane) AddVeth(context.Context, Veth) error { return errors.Ne
 func (*NetlinkDataplane) DelVeth(context.Context, string) error { return errors.New("linux only") }
 
 // SetGatewayNeigh fails off Linux.
-func (*NetlinkDataplane) SetGatewayNeigh(context.Context, string, string) error {
+func (*NetlinkDataplane) SetGatewayNeigh(context.Context, string, string, bool) error {
 	return errors.New("linux only")
 }

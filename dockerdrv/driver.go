@@ -32,6 +32,15 @@ const (
 	poolID      = "skein"
 	poolAll     = "0.0.0.0/0"
 	addressSpce = "skein"
+	// poolID6 and poolAll6 are the IPv6 pool of a network created with
+	// --ipv6: addresses from the node's IPv6 blocks, gateway fe80::1.
+	poolID6  = "skein6"
+	poolAll6 = "::/0"
+	// macOption is the RequestAddress option carrying the endpoint's MAC
+	// (libnetwork sends it when the IPAM driver requires a MAC address).
+	macOption = "com.docker.network.endpoint.macaddress"
+	// enableIPv6Option is CreateNetwork's option for --ipv6.
+	enableIPv6Option = "com.docker.network.enable_ipv6"
 	// gatewayRequest is the RequestAddressType option of libnetwork's
 	// request for a network's gateway address.
 	gatewayRequest = "com.docker.network.gateway"
@@ -72,11 +81,11 @@ type Dataplane interface {
 	// DelVeth removes the host veth (and with it its peer and route);
 	// a missing one is not an error.
 	DelVeth(ctx context.Context, hostIface string) error
-	// SetGatewayNeigh points the container's gateway 169.254.1.1 at the
-	// host veth's MAC with a permanent neighbour in netnsPath, as skein-cni
-	// does: libnetwork sets none, and proxy ARP answers only on hosts with
-	// a route to 169.254.1.1 (a default route).
-	SetGatewayNeigh(ctx context.Context, netnsPath, hostIface string) error
+	// SetGatewayNeigh points the container's gateway 169.254.1.1 (and
+	// fe80::1 when v6) at the host veth's MAC with a permanent neighbour in
+	// netnsPath, as skein-cni does: libnetwork sets none, and proxy ARP
+	// answers only on hosts with a route to 169.254.1.1 (a default route).
+	SetGatewayNeigh(ctx context.Context, netnsPath, hostIface string, v6 bool) error
 }
 
 // Veth is a routed veth pair whose peer libnetwork moves into the container.
@@ -84,7 +93,18 @@ type Veth struct {
 	HostIface string
 	Peer      string
 	MTU       int          // 0: the kernel default
-	IPs       []netip.Addr // routed as /32 to HostIface
+	IPs       []netip.Addr // routed as /32 (/128) to HostIface
+}
+
+// v6 reports whether the pair carries IPv6: the host veth then has the
+// container's IPv6 gateway fe80::1.
+func (v Veth) v6() bool {
+	for _, ip := range v.IPs {
+		if ip.Is6() {
+			return true
+		}
+	}
+	return false
 }
 
 // engineAPI is what the driver reads from the Docker engine.
@@ -108,7 +128,10 @@ type Config struct {
 	// Resync is the period of reconciliation with dockerd; optional,
 	// default DefaultResync.
 	Resync time.Duration
-	Log    *slog.Logger // optional
+	// IPv6 is set when the cluster has an IPv6 pool: networks may then be
+	// created with --ipv6.
+	IPv6 bool
+	Log  *slog.Logger // optional
 }
 
 // Driver serves libnetwork's remote network and IPAM driver calls.
@@ -119,6 +142,7 @@ type Driver struct {
 	statePath string
 	network   string
 	resync    time.Duration
+	ipv6      bool
 	log       *slog.Logger
 	kick      chan struct{}
 
@@ -144,6 +168,7 @@ func New(cfg Config) (*Driver, error) {
 		statePath: cfg.StatePath,
 		network:   cfg.Network,
 		resync:    cfg.Resync,
+		ipv6:      cfg.IPv6,
 		log:       cfg.Log,
 		kick:      make(chan struct{}, 1),
 		st:        st,
@@ -203,7 +228,9 @@ func (d *Driver) Handler() http.Handler {
 		handle("NetworkDriver."+m, empty)
 	}
 	handle("IpamDriver.GetCapabilities", func(context.Context, []byte) (any, error) {
-		return ipamCapabilitiesResponse{}, nil
+		// The MAC is the one thing libnetwork passes to both of an
+		// endpoint's RequestAddress calls: it pairs IPv6 with IPv4.
+		return ipamCapabilitiesResponse{RequiresMACAddress: true}, nil
 	})
 	handle("IpamDriver.GetDefaultAddressSpaces", func(context.Context, []byte) (any, error) {
 		return addressSpacesResponse{LocalDefaultAddressSpace: addressSpce, GlobalDefaultAddressSpace: addressSpce}, nil
@@ -221,8 +248,12 @@ func (d *Driver) requestPool(_ context.Context, body []byte) (any, error) {
 		return nil, fmt.Errorf("decode RequestPool request: %w", err)
 	}
 	switch {
+	case req.V6 && !d.ipv6:
+		return nil, errors.New("skein IPAM: --ipv6: the Skein cluster has no IPv6 pool (skein cluster init --pod-cidr <v4> --pod-cidr <v6>); leave out --ipv6")
+	case req.V6 && req.Pool != "" && req.Pool != poolAll6:
+		return nil, fmt.Errorf("skein IPAM: --subnet %s: IPv6 addresses come from the node's Skein blocks; leave out the IPv6 --subnet (or give %s), --ip-range and --gateway", req.Pool, poolAll6)
 	case req.V6:
-		return nil, errors.New("skein IPAM: IPv6 is not supported yet (leave out --ipv6)")
+		return requestPoolResponse{PoolID: poolID6, Pool: poolAll6, Data: map[string]string{gatewayRequest: poolAll6}}, nil
 	case req.Pool != "" && req.Pool != poolAll:
 		return nil, fmt.Errorf("skein IPAM: --subnet %s: addresses come from the node's Skein blocks; leave out --subnet, --ip-range and --gateway", req.Pool)
 	}
@@ -236,31 +267,78 @@ func (d *Driver) requestAddress(ctx context.Context, body []byte) (any, error) {
 	}
 	if req.Options[requestAddressType] == gatewayRequest {
 		// Only asked when the pool's data names no gateway; there is none.
+		if req.PoolID == poolID6 {
+			return requestAddressResponse{Address: poolAll6}, nil
+		}
 		return requestAddressResponse{Address: poolAll}, nil
 	}
 	if req.Address != "" {
-		return nil, fmt.Errorf("skein IPAM: --ip %s: Skein assigns container addresses itself; leave out --ip", req.Address)
+		return nil, fmt.Errorf("skein IPAM: --ip %s: Skein assigns container addresses itself; leave out --ip and --ip6", req.Address)
+	}
+	mac := req.Options[macOption]
+	if req.PoolID == poolID6 {
+		return d.requestAddress6(mac)
 	}
 	o := api.Owner{ContainerID: "docker-" + randomID(), IfName: ifName}
 	resp, err := d.backend.Allocate(ctx, api.AllocateRequest{Owner: o, Network: d.network})
 	if err != nil {
 		return nil, fmt.Errorf("skein IPAM: allocate an address: %w", err)
 	}
-	if len(resp.IPs) == 0 || !resp.IPs[0].Addr().Is4() {
+	var ip, ip6 netip.Addr
+	for _, p := range resp.IPs {
+		switch a := p.Addr(); {
+		case a.Is4() && !ip.IsValid():
+			ip = a
+		case a.Is6() && !ip6.IsValid():
+			ip6 = a
+		}
+	}
+	if !ip.IsValid() {
 		d.releaseQuietly(ctx, o)
 		return nil, fmt.Errorf("skein IPAM: agent answered no IPv4 address (%v)", resp.IPs)
 	}
-	ip := resp.IPs[0].Addr()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.st.Attachments[o.ContainerID] = &attachment{Owner: o, IP: ip, Allocated: time.Now().UTC(), MTU: resp.MTU}
+	d.st.Attachments[o.ContainerID] = &attachment{Owner: o, IP: ip, IP6: ip6, MAC: mac, Allocated: time.Now().UTC(), MTU: resp.MTU}
 	if err := d.saveLocked(); err != nil {
 		delete(d.st.Attachments, o.ContainerID)
 		d.releaseQuietly(ctx, o)
 		return nil, err
 	}
-	d.log.Info("docker address allocated", "owner", o.ContainerID, "ip", ip)
+	d.log.Info("docker address allocated", "owner", o.ContainerID, "ip", ip, "ip6", ip6)
 	return requestAddressResponse{Address: netip.PrefixFrom(ip, 32).String()}, nil
+}
+
+// requestAddress6 hands out the IPv6 address the agent allocated with the
+// endpoint's IPv4 one: libnetwork asks for IPv4 first, then IPv6, each time
+// with the endpoint's MAC. An endpoint never gets one family only from
+// here: without its IPv4 attachment, or one without IPv6, the call fails
+// and libnetwork releases the IPv4 address, which frees both.
+func (d *Driver) requestAddress6(mac string) (any, error) {
+	if mac == "" {
+		return nil, errors.New("skein IPAM: IPv6 address requested without the endpoint's MAC address (this Docker does not honour RequiresMACAddress)")
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var a *attachment
+	for _, c := range d.st.Attachments {
+		if c.MAC == mac && c.EndpointID == "" && !c.V6 && (a == nil || c.Allocated.After(a.Allocated)) {
+			a = c
+		}
+	}
+	switch {
+	case a == nil:
+		return nil, fmt.Errorf("skein IPAM: IPv6 address requested for MAC %s, which got no IPv4 address first", mac)
+	case !a.IP6.IsValid():
+		return nil, fmt.Errorf("skein IPAM: the agent allocated %s no IPv6 address: its node has no IPv6 block", a.IP)
+	}
+	a.V6 = true
+	if err := d.saveLocked(); err != nil {
+		a.V6 = false
+		return nil, err
+	}
+	d.log.Info("docker IPv6 address handed out", "owner", a.Owner.ContainerID, "ip", a.IP, "ip6", a.IP6)
+	return requestAddressResponse{Address: netip.PrefixFrom(a.IP6, 128).String()}, nil
 }
 
 // requestAddressType is the option naming what an address is for.
@@ -311,13 +389,24 @@ func (d *Driver) createNetwork(_ context.Context, body []byte) (any, error) {
 	if err := json.Unmarshal(body, &req); err != nil {
 		return nil, fmt.Errorf("decode CreateNetwork request: %w", err)
 	}
-	if len(req.IPv6Data) > 0 {
-		return nil, errors.New("skein: IPv6 is not supported yet (leave out --ipv6)")
-	}
 	for _, p := range req.IPv4Data {
 		if p.Pool != poolAll {
 			return nil, fmt.Errorf("skein: network pool %s is not Skein's: create the network with --ipam-driver skein", p.Pool)
 		}
+	}
+	for _, p := range req.IPv6Data {
+		if p.Pool != poolAll6 {
+			return nil, fmt.Errorf("skein: network IPv6 pool %s is not Skein's: create the network with --ipam-driver skein", p.Pool)
+		}
+	}
+	v6, _ := req.Options[enableIPv6Option].(bool)
+	if (v6 || len(req.IPv6Data) > 0) && !d.ipv6 {
+		return nil, errors.New("skein: --ipv6: the Skein cluster has no IPv6 pool (skein cluster init --pod-cidr <v4> --pod-cidr <v6>); leave out --ipv6")
+	}
+	if v6 && len(req.IPv6Data) == 0 {
+		// An older Docker asks the IPAM driver for no IPv6 pool unless an
+		// IPv6 subnet is given: its containers would get no IPv6 address.
+		return nil, fmt.Errorf("skein: --ipv6 without an IPv6 pool: this Docker asks for one only with an IPv6 subnet; add --subnet %s", poolAll6)
 	}
 	n := network{ID: req.NetworkID, Labels: networkLabels(req.Options), Created: time.Now().UTC()}
 	d.log.Debug("docker network options", "network", short(req.NetworkID), "options", req.Options)
@@ -352,9 +441,6 @@ func (d *Driver) createEndpoint(_ context.Context, body []byte) (any, error) {
 	if req.Interface == nil || req.Interface.Address == "" {
 		return nil, errors.New("skein: endpoint without an address: create the network with --ipam-driver skein")
 	}
-	if req.Interface.AddressIPv6 != "" {
-		return nil, errors.New("skein: IPv6 is not supported yet")
-	}
 	ip, err := parseAddr(req.Interface.Address)
 	if err != nil {
 		return nil, fmt.Errorf("skein: CreateEndpoint: %w", err)
@@ -362,8 +448,19 @@ func (d *Driver) createEndpoint(_ context.Context, body []byte) (any, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	a, ok := d.st.byIP(ip)
-	if !ok {
+	if !ok || a.IP != ip {
 		return nil, fmt.Errorf("skein: address %s was not handed out by Skein's IPAM driver: create the network with --ipam-driver skein", ip)
+	}
+	if req.Interface.AddressIPv6 != "" {
+		ip6, err := parseAddr(req.Interface.AddressIPv6)
+		if err != nil {
+			return nil, fmt.Errorf("skein: CreateEndpoint: %w", err)
+		}
+		if !a.V6 || ip6 != a.IP6 {
+			return nil, fmt.Errorf("skein: IPv6 address %s was not handed out with %s by Skein's IPAM driver: create the network with --ipam-driver skein", ip6, ip)
+		}
+	} else if a.V6 {
+		return nil, fmt.Errorf("skein: endpoint with %s lacks its IPv6 address %s", ip, a.IP6)
 	}
 	if a.EndpointID != "" && a.EndpointID != req.EndpointID {
 		return nil, fmt.Errorf("skein: address %s already belongs to endpoint %s", ip, short(a.EndpointID))
@@ -410,7 +507,7 @@ func (d *Driver) join(ctx context.Context, body []byte) (any, error) {
 	if !ok {
 		return nil, fmt.Errorf("skein: join: endpoint %s unknown (not created through this driver)", short(req.EndpointID))
 	}
-	v := Veth{HostIface: api.HostIfaceName(a.Owner), MTU: a.MTU, IPs: []netip.Addr{a.IP}}
+	v := Veth{HostIface: api.HostIfaceName(a.Owner), MTU: a.MTU, IPs: a.ips()}
 	v.Peer = "sp" + strings.TrimPrefix(v.HostIface, "sk")
 	// A repeated Join (libnetwork retrying) starts from scratch.
 	if err := d.dp.DelVeth(ctx, v.HostIface); err != nil {
@@ -437,15 +534,29 @@ func (d *Driver) join(ctx context.Context, body []byte) (any, error) {
 		return nil, err
 	}
 	d.signal()
-	gw := api.GatewayIP
 	return joinResponse{
-		InterfaceName: interfaceName{SrcName: v.Peer, DstPrefix: dstPrefix},
-		StaticRoutes: []staticRoute{
-			{Destination: gw + "/32", RouteType: routeConnected},
-			{Destination: poolAll, RouteType: routeNextHop, NextHop: gw},
-		},
+		InterfaceName:         interfaceName{SrcName: v.Peer, DstPrefix: dstPrefix},
+		StaticRoutes:          gatewayRoutes(a.V6),
 		DisableGatewayService: true,
 	}, nil
+}
+
+// gatewayRoutes are the container's routes: its link-local gateway on the
+// interface, and the default route through it, per family (as skein-cni
+// sets them). The gateway route on the link lets libnetwork find the
+// interface for the next hop before the kernel has a link-local prefix.
+func gatewayRoutes(v6 bool) []staticRoute {
+	rs := []staticRoute{
+		{Destination: api.GatewayIP + "/32", RouteType: routeConnected},
+		{Destination: poolAll, RouteType: routeNextHop, NextHop: api.GatewayIP},
+	}
+	if v6 {
+		rs = append(rs,
+			staticRoute{Destination: api.GatewayIPv6 + "/128", RouteType: routeConnected},
+			staticRoute{Destination: poolAll6, RouteType: routeNextHop, NextHop: api.GatewayIPv6},
+		)
+	}
+	return rs
 }
 
 func (d *Driver) leave(ctx context.Context, body []byte) (any, error) {

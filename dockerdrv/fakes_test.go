@@ -13,9 +13,13 @@ import (
 // fakeBackend is the agent's side: addresses from 10.244.0.0/24 by owner,
 // endpoint records by owner.
 type fakeBackend struct {
-	mu       sync.Mutex
-	next     int
-	held     map[api.Owner]netip.Addr
+	mu   sync.Mutex
+	next int
+	held map[api.Owner]netip.Addr
+	// dual: a dual-stack cluster, each owner also holds an IPv6 address
+	// from fd00:10:244::/120 (in held6).
+	dual     bool
+	held6    map[api.Owner]netip.Addr
 	records  map[api.Owner]api.Endpoint
 	commits  int
 	failWith error // returned by Allocate and Commit when set
@@ -23,7 +27,7 @@ type fakeBackend struct {
 }
 
 func newFakeBackend() *fakeBackend {
-	return &fakeBackend{held: map[api.Owner]netip.Addr{}, records: map[api.Owner]api.Endpoint{}}
+	return &fakeBackend{held: map[api.Owner]netip.Addr{}, held6: map[api.Owner]netip.Addr{}, records: map[api.Owner]api.Endpoint{}}
 }
 
 func (b *fakeBackend) Allocate(_ context.Context, req api.AllocateRequest) (api.AllocateResponse, error) {
@@ -38,7 +42,13 @@ func (b *fakeBackend) Allocate(_ context.Context, req api.AllocateRequest) (api.
 	b.next++
 	ip := netip.AddrFrom4([4]byte{10, 244, 0, byte(b.next)})
 	b.held[req.Owner] = ip
-	return api.AllocateResponse{IPs: []netip.Prefix{netip.PrefixFrom(ip, 32)}, Gateway: netip.MustParseAddr(api.GatewayIP), MTU: 1450}, nil
+	resp := api.AllocateResponse{IPs: []netip.Prefix{netip.PrefixFrom(ip, 32)}, Gateway: netip.MustParseAddr(api.GatewayIP), MTU: 1450}
+	if b.dual {
+		ip6 := netip.MustParseAddr(fmt.Sprintf("fd00:10:244::%x", b.next))
+		b.held6[req.Owner] = ip6
+		resp.IPs = append(resp.IPs, netip.PrefixFrom(ip6, 128))
+	}
+	return resp, nil
 }
 
 func (b *fakeBackend) Commit(_ context.Context, req api.CommitRequest) (api.Endpoint, error) {
@@ -47,7 +57,8 @@ func (b *fakeBackend) Commit(_ context.Context, req api.CommitRequest) (api.Endp
 	if b.failWith != nil {
 		return api.Endpoint{}, b.failWith
 	}
-	if ip, ok := b.held[req.Owner]; !ok || len(req.IPs) != 1 || req.IPs[0] != ip {
+	ip, ok := b.held[req.Owner]
+	if !ok || len(req.IPs) == 0 || len(req.IPs) > 2 || req.IPs[0] != ip || (len(req.IPs) == 2 && req.IPs[1] != b.held6[req.Owner]) {
 		return api.Endpoint{}, fmt.Errorf("%s does not hold %v", req.Owner, req.IPs)
 	}
 	b.commits++
@@ -64,10 +75,15 @@ func (b *fakeBackend) Release(_ context.Context, network string, o api.Owner) ([
 		return nil, errors.New("wrong network")
 	}
 	ip, ok := b.held[o]
+	ip6, ok6 := b.held6[o]
 	delete(b.held, o)
+	delete(b.held6, o)
 	delete(b.records, o)
 	if !ok {
 		return nil, nil
+	}
+	if ok6 {
+		return []netip.Addr{ip, ip6}, nil
 	}
 	return []netip.Addr{ip}, nil
 }
@@ -84,6 +100,7 @@ func (b *fakeBackend) Collect(_ context.Context, _ string, valid []api.Owner) ([
 	for o := range b.held {
 		if !keep[o] {
 			delete(b.held, o)
+			delete(b.held6, o)
 			delete(b.records, o)
 			freed = append(freed, o)
 		}
@@ -104,15 +121,22 @@ func (b *fakeBackend) heldCount() int {
 	return len(b.held)
 }
 
+func (b *fakeBackend) held6Count() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.held6)
+}
+
 // fakeDataplane keeps the veths it was asked for.
 type fakeDataplane struct {
-	mu     sync.Mutex
-	veths  map[string]Veth
-	neighs map[string]string // host iface → netns path
+	mu      sync.Mutex
+	veths   map[string]Veth
+	neighs  map[string]string // host iface → netns path
+	neighs6 map[string]bool   // host iface → IPv6 gateway neighbour set too
 }
 
 func newFakeDataplane() *fakeDataplane {
-	return &fakeDataplane{veths: map[string]Veth{}, neighs: map[string]string{}}
+	return &fakeDataplane{veths: map[string]Veth{}, neighs: map[string]string{}, neighs6: map[string]bool{}}
 }
 
 func (d *fakeDataplane) AddVeth(_ context.Context, v Veth) error {
@@ -132,13 +156,14 @@ func (d *fakeDataplane) DelVeth(_ context.Context, name string) error {
 	return nil
 }
 
-func (d *fakeDataplane) SetGatewayNeigh(_ context.Context, netnsPath, hostIface string) error {
+func (d *fakeDataplane) SetGatewayNeigh(_ context.Context, netnsPath, hostIface string, v6 bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if _, ok := d.veths[hostIface]; !ok {
 		return fmt.Errorf("%s missing", hostIface)
 	}
 	d.neighs[hostIface] = netnsPath
+	d.neighs6[hostIface] = v6
 	return nil
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"time"
 
 	"github.com/skeinnet/skein/api"
@@ -65,13 +64,13 @@ func (d *Driver) resolveAll(ctx context.Context) (pending int) {
 	pending = d.resolveNetworks(ctx)
 	type todo struct {
 		owner, network, endpoint, container, hostIface string
-		fresh                                          bool
+		fresh, v6                                      bool
 	}
 	var work []todo
 	d.mu.Lock()
 	for _, a := range d.st.Attachments {
 		if a.Committed && a.EndpointID != "" && a.HostIface != "" && (a.Container == "" || !a.Neigh) {
-			work = append(work, todo{a.Owner.ContainerID, a.NetworkID, a.EndpointID, a.Container, a.HostIface, time.Since(a.Joined) < resolveFast})
+			work = append(work, todo{a.Owner.ContainerID, a.NetworkID, a.EndpointID, a.Container, a.HostIface, time.Since(a.Joined) < resolveFast, a.V6})
 		}
 	}
 	d.mu.Unlock()
@@ -89,7 +88,7 @@ func (d *Driver) resolveAll(ctx context.Context) (pending int) {
 				continue
 			}
 		}
-		if err := d.neigh(ctx, t.owner, t.endpoint, cid, t.hostIface); err != nil {
+		if err := d.neigh(ctx, t.owner, t.endpoint, cid, t.hostIface, t.v6); err != nil {
 			if !errors.Is(err, errNotFound) {
 				d.log.Debug("docker container gateway neighbour not set yet", "container", short(cid), "err", err)
 			}
@@ -181,7 +180,7 @@ func (d *Driver) name(ctx context.Context, owner, networkID, endpointID string) 
 	}
 	if !samePod(pod, a.Pod) {
 		if _, err := d.backend.Commit(ctx, api.CommitRequest{
-			Owner: a.Owner, Network: d.network, Pod: pod, IPs: []netip.Addr{a.IP}, HostIface: a.HostIface,
+			Owner: a.Owner, Network: d.network, Pod: pod, IPs: a.ips(), HostIface: a.HostIface,
 		}); err != nil {
 			return "", fmt.Errorf("commit endpoint of container %s: %w", short(cid), err)
 		}
@@ -191,13 +190,14 @@ func (d *Driver) name(ctx context.Context, owner, networkID, endpointID string) 
 	return cid, d.saveLocked()
 }
 
-// neigh sets the gateway neighbour in a running container's netns.
-func (d *Driver) neigh(ctx context.Context, owner, endpointID, cid, hostIface string) error {
+// neigh sets the gateway neighbours (IPv6 too when v6) in a running
+// container's netns.
+func (d *Driver) neigh(ctx context.Context, owner, endpointID, cid, hostIface string, v6 bool) error {
 	pid, err := d.engine.ContainerPID(ctx, cid)
 	if err != nil {
 		return err
 	}
-	if err := d.dp.SetGatewayNeigh(ctx, fmt.Sprintf("/proc/%d/ns/net", pid), hostIface); err != nil {
+	if err := d.dp.SetGatewayNeigh(ctx, fmt.Sprintf("/proc/%d/ns/net", pid), hostIface, v6); err != nil {
 		return err
 	}
 	d.mu.Lock()

@@ -21,6 +21,15 @@ type attachment struct {
 	Owner     api.Owner  `json:"owner"`
 	IP        netip.Addr `json:"ip"`
 	Allocated time.Time  `json:"allocated"`
+	// IP6 is the IPv6 address the agent allocated with IP in a dual-stack
+	// cluster (both families or neither); V6 is set once libnetwork took it
+	// for an endpoint on a network created with --ipv6. An IPv4-only
+	// network leaves it held and unused: it goes with IP.
+	IP6 netip.Addr `json:"ip6,omitzero"`
+	V6  bool       `json:"v6,omitempty"`
+	// MAC is the endpoint's MAC as libnetwork passes it to both of its
+	// RequestAddress calls: what pairs the IPv6 request with the IPv4 one.
+	MAC string `json:"mac,omitempty"`
 	// Set by CreateEndpoint.
 	NetworkID  string `json:"networkID,omitempty"`
 	EndpointID string `json:"endpointID,omitempty"`
@@ -61,14 +70,23 @@ func newState() *state {
 	return &state{Networks: map[string]network{}, Attachments: map[string]*attachment{}}
 }
 
-// byIP returns the attachment holding ip.
+// byIP returns the attachment holding ip (of either family).
 func (s *state) byIP(ip netip.Addr) (*attachment, bool) {
 	for _, a := range s.Attachments {
-		if a.IP == ip {
+		if a.IP == ip || (a.IP6.IsValid() && a.IP6 == ip) {
 			return a, true
 		}
 	}
 	return nil, false
+}
+
+// ips is what the attachment's endpoint holds: its IPv4 address and, on
+// an IPv6 network, its IPv6 one.
+func (a *attachment) ips() []netip.Addr {
+	if a.V6 {
+		return []netip.Addr{a.IP, a.IP6}
+	}
+	return []netip.Addr{a.IP}
 }
 
 // byEndpoint returns the attachment of a libnetwork endpoint.

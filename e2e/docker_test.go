@@ -45,34 +45,10 @@ const (
 // by a NetworkPolicy, survive restarts of dockerd and of skeind, and give
 // everything back when removed.
 func TestDocker(t *testing.T) {
-	for _, bin := range []string{dockerdBin, dockerCLI, busyboxBin, "nsenter", "unshare"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Fatalf("%s missing: run .ci/deps (docker.io, busybox-static, util-linux): %v", bin, err)
-		}
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
+	l, sc := dockerLab(ctx, t, dockerLabName, "")
 	bin := binDir()
-	_ = lab.Down(ctx, dockerLabName, "") // best effort: a crashed earlier run may have left it
-	l, err := lab.Up(ctx, lab.Config{
-		Name:              dockerLabName,
-		Hosts:             2,
-		ContainersPerHost: 1,
-		BinDir:            bin,
-		Log:               slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
-	if err != nil {
-		t.Fatalf("docker lab up: %v", err)
-	}
-	t.Cleanup(func() {
-		dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer dcancel()
-		if err := l.Down(dctx); err != nil {
-			t.Errorf("docker lab down: %v", err)
-		}
-	})
-	sc := labStore(ctx, t, l)
-	t.Cleanup(privateRunDirs(t)) // after the dockerds are gone (cleanups run last-in first-out)
 
 	hosts := l.Hosts()
 	image := busyboxTar(t)
@@ -523,4 +499,38 @@ func busyboxTar(t *testing.T) []byte {
 		t.Fatalf("tar busybox root: %v", err)
 	}
 	return out
+}
+
+// dockerLab checks the Docker tools are installed, then brings up a lab of
+// two hosts with one CNI container each (pods: its pools, "" for the
+// default), which the test's cleanup takes down after the dockerds.
+func dockerLab(ctx context.Context, t *testing.T, name, pods string) (*lab.Lab, *store.Client) {
+	t.Helper()
+	for _, bin := range []string{dockerdBin, dockerCLI, busyboxBin, "nsenter", "unshare"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Fatalf("%s missing: run .ci/deps (docker.io, busybox-static, util-linux): %v", bin, err)
+		}
+	}
+	_ = lab.Down(ctx, name, "") // best effort: a crashed earlier run may have left it
+	l, err := lab.Up(ctx, lab.Config{
+		Name:              name,
+		Hosts:             2,
+		ContainersPerHost: 1,
+		PodCIDR:           pods,
+		BinDir:            binDir(),
+		Log:               slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		t.Fatalf("docker lab up: %v", err)
+	}
+	t.Cleanup(func() {
+		dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer dcancel()
+		if err := l.Down(dctx); err != nil {
+			t.Errorf("docker lab down: %v", err)
+		}
+	})
+	sc := labStore(ctx, t, l)
+	t.Cleanup(privateRunDirs(t)) // after the dockerds are gone (cleanups run last-in first-out)
+	return l, sc
 }

@@ -95,7 +95,7 @@ func TestDriftRepaired(t *testing.T) {
 	edit("route deleted", overlay, wantOverlay, "ip", "route", "del", block, "dev", api.VXLANDevice)
 	edit("neighbour deleted", overlay, wantOverlay, "ip", "neigh", "del", node.VTEPIP.String(), "dev", api.VXLANDevice)
 	edit("fdb entry deleted", overlay, wantOverlay, "bridge", "fdb", "del", node.VTEPMAC.String(), "dev", api.VXLANDevice, "dst", node.UnderlayIP.String())
-	edit("anti-spoofing set flushed", table, wantTable, "nft", "flush", "set", "inet", policy.TableName, policy.EndpointAddrs)
+	edit("anti-spoofing map flushed", table, wantTable, "nft", "flush", "map", "inet", policy.TableName, policy.EndpointAddrs)
 	edit("forward chain flushed", table, wantTable, "nft", "flush", "chain", "inet", policy.TableName, "forward")
 	edit("table deleted", table, wantTable, "nft", "delete", "table", "inet", policy.TableName)
 

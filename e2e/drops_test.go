@@ -21,8 +21,8 @@ const dropsWait = 10 * time.Second
 
 // testDrops: with y/b isolated for ingress except from x/a on TCP 80, a
 // denied connection from x/b shows in `skein policy drops` with its source,
-// destination, port and the rule `policy trace` names; the allowed one from
-// x/a never does.
+// destination, port and the rule `policy trace` names, over each family;
+// the allowed one from x/a never does.
 func (s *polSuite) testDrops(ctx context.Context, t *testing.T) {
 	defer s.deleteAllPolicies(ctx, t)
 	s.apply(ctx, t, polNP("y", "drops-b", `
@@ -75,6 +75,25 @@ ingress:
 		if d.Src == xa.c.IP {
 			t.Errorf("allowed traffic from x/a logged as dropped: %+v", d)
 		}
+	}
+	if !s.dual {
+		return
+	}
+
+	// Over IPv6: the denied connection shows with the pods' IPv6 addresses,
+	// named, with the rule IPv6 trace names.
+	out = s.mustSkein(ctx, t, "policy", "trace", "--from", "x/b", "--to", "y/b", "--port", "80", "--family", "6", "-o", "json")
+	var tr6 policy.Verdict
+	if err := json.Unmarshal([]byte(out), &tr6); err != nil || tr6.Allowed {
+		t.Fatalf("trace x/b -> y/b TCP/80 over IPv6: %v %+v", err, tr6)
+	}
+	if s.probeFamily(ctx, xb, yb, tcp80, 6) {
+		t.Fatal("x/b reached y/b on TCP/80 over IPv6, which drops-b denies")
+	}
+	d = s.waitDrop(ctx, t, func(d api.Drop) bool { return d.Src == xb.c.IP6 && d.Dst == yb.c.IP6 && d.DstPort == 80 })
+	if d.Proto != "TCP" || d.Rule != tr6.Rule || d.From == nil || *d.From != (api.EndpointRef{Namespace: "x", Name: "b"}) ||
+		d.To == nil || *d.To != (api.EndpointRef{Namespace: "y", Name: "b"}) {
+		t.Errorf("IPv6 drop %+v; want TCP from x/b to y/b, rule %q", d, tr6.Rule)
 	}
 }
 

@@ -21,8 +21,15 @@ type polCase struct {
 	policies string
 	probes   []polPort
 	want     polWant
-	traces   []polTrace
-	extra    func(t *testing.T)
+	// want6 is the IPv6 truth table where it differs from want: a case
+	// that names addresses (ipBlock, networks) names those of one family.
+	want6  polWant
+	traces []polTrace
+	// traces6, when set, replaces traces over IPv6.
+	traces6 []polTrace
+	// dualStack cases need a dual-stack lab: they name IPv6 addresses.
+	dualStack bool
+	extra     func(t *testing.T)
 }
 
 // polNP, polANP and polBANP render one YAML document of each kind around
@@ -54,9 +61,35 @@ func polIndent(s string) string {
 
 const polDenyIngressX = "podSelector: {}" // policyTypes defaults to [Ingress], no rules: deny all ingress
 
+// polCases are the static cases for s's lab (those naming IPv6 addresses
+// only when it is dual-stack).
 func polCases(ctx context.Context, s *polSuite) []polCase {
+	var out []polCase
+	for _, c := range polAllCases(ctx, s) {
+		if !c.dualStack || s.dual {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func polAllCases(ctx context.Context, s *polSuite) []polCase {
 	ip := func(key string) string { return s.byKey[key].c.IP.String() }
+	ip6 := func(key string) string { return s.byKey[key].c.IP6.String() }
 	is := func(p *polPod, key string) bool { return p.key() == key }
+	// closedByIPBlocks is the IPv4 truth table of IPBlockExcept6 and the
+	// IPv6 one of IPBlockExcept: their x and z admit only ipBlocks and y/a
+	// sends only to one, all of the other family, so over this one x and z
+	// admit nothing and y/a reaches nothing.
+	closedByIPBlocks := func(from, to *polPod, _ polPort) bool {
+		return to.ns != "x" && to.ns != "z" && !is(from, "y/a")
+	}
+	ipBlockExcept := func(from, to *polPod, _ polPort) bool {
+		if to.ns == "x" && (is(from, "y/b") || is(from, "x/c")) {
+			return false
+		}
+		return !is(from, "y/a") || is(to, "z/c")
+	}
 	return []polCase{
 		{
 			name:     "DefaultDenyIngressX",
@@ -190,7 +223,8 @@ ingress:
 			},
 		},
 		{
-			// ipBlock matches pod addresses too; except carves out.
+			// ipBlock matches pod addresses too; except carves out. The
+			// blocks are IPv4: they open nothing over IPv6.
 			name: "IPBlockExcept",
 			policies: polNP("x", "ipblock", fmt.Sprintf(`
 podSelector: {}
@@ -198,7 +232,7 @@ ingress:
 - from:
   - ipBlock:
       cidr: %s
-      except: [%s/32, %s/32]`, s.podCIDR, ip("y/b"), ip("x/c"))) + polNP("y", "a-egress-ip", fmt.Sprintf(`
+      except: [%s/32, %s/32]`, s.pool(4), ip("y/b"), ip("x/c"))) + polNP("y", "a-egress-ip", fmt.Sprintf(`
 podSelector: {matchLabels: {pod: a}}
 policyTypes: [Egress]
 egress:
@@ -210,12 +244,68 @@ ingress:
   - ipBlock: {cidr: 0.0.0.0/31}
   - ipBlock: {cidr: 0.0.0.0/0}`),
 			probes: []polPort{tcp80},
-			want: func(from, to *polPod, _ polPort) bool {
-				if to.ns == "x" && (is(from, "y/b") || is(from, "x/c")) {
-					return false
-				}
-				return !is(from, "y/a") || is(to, "z/c")
+			want:   ipBlockExcept,
+			want6:  closedByIPBlocks,
+		},
+		{
+			// IPBlockExcept's IPv6 twin: the same table over IPv6, and the
+			// IPv6 blocks (::/0 included) open nothing over IPv4.
+			name:      "IPBlockExcept6",
+			dualStack: true,
+			policies: polNP("x", "ipblock6", fmt.Sprintf(`
+podSelector: {}
+ingress:
+- from:
+  - ipBlock:
+      cidr: %s
+      except: [%s/128, %s/128]`, s.pool(6), ip6("y/b"), ip6("x/c"))) + polNP("y", "a-egress-ip6", fmt.Sprintf(`
+podSelector: {matchLabels: {pod: a}}
+policyTypes: [Egress]
+egress:
+- to:
+  - ipBlock: {cidr: %s/128}`, ip6("z/c"))) + polNP("z", "from-anywhere6", `
+podSelector: {}
+ingress:
+- from:
+  - ipBlock: {cidr: "::/127"}
+  - ipBlock: {cidr: "::/0"}`),
+			probes: []polPort{tcp80},
+			want:   closedByIPBlocks,
+			want6:  ipBlockExcept,
+			traces: []polTrace{{"y/b", "x/a", tcp80, false, `isolated for ingress by NetworkPolicy x/ipblock6`}},
+			traces6: []polTrace{
+				{"y/b", "x/a", tcp80, false, `isolated for ingress by NetworkPolicy x/ipblock6`},
+				{"y/c", "x/a", tcp80, true, `NetworkPolicy x/ipblock6 ingress rule 0`},
 			},
+		},
+		{
+			// One rule with a block of each family, each with its own
+			// except: each except holds for its family only (y/b is cut
+			// out of IPv4, x/c out of IPv6). y/a's egress goes to z/c's
+			// IPv4 address and z/b's IPv6 one.
+			name:      "IPBlockBothFamilies",
+			dualStack: true,
+			policies: polNP("x", "ipblock-both", fmt.Sprintf(`
+podSelector: {}
+ingress:
+- from:
+  - ipBlock: {cidr: %s, except: [%s/32]}
+  - ipBlock: {cidr: %s, except: [%s/128]}`, s.pool(4), ip("y/b"), s.pool(6), ip6("x/c"))) + polNP("y", "a-egress-both", fmt.Sprintf(`
+podSelector: {matchLabels: {pod: a}}
+policyTypes: [Egress]
+egress:
+- to:
+  - ipBlock: {cidr: %s/32}
+  - ipBlock: {cidr: %s/128}`, ip("z/c"), ip6("z/b"))),
+			probes: []polPort{tcp80, udp81},
+			want: func(from, to *polPod, _ polPort) bool {
+				return !(to.ns == "x" && is(from, "y/b")) && (!is(from, "y/a") || is(to, "z/c"))
+			},
+			want6: func(from, to *polPod, _ polPort) bool {
+				return !(to.ns == "x" && is(from, "x/c")) && (!is(from, "y/a") || is(to, "z/b"))
+			},
+			traces:  []polTrace{{"y/b", "x/a", udp81, false, `isolated for ingress by NetworkPolicy x/ipblock-both`}},
+			traces6: []polTrace{{"y/b", "x/a", udp81, true, `NetworkPolicy x/ipblock-both ingress rule 0`}},
 		},
 		{
 			name: "UDPOnlyDoesNotOpenTCP",
@@ -350,10 +440,28 @@ egress:
 				}
 				return true
 			},
+			// not-x-b names x/b's IPv4 address: over IPv6, x/b is
+			// reached like any pod outside z.
+			want6: func(from, to *polPod, pp polPort) bool {
+				switch {
+				case !is(from, "y/a"):
+					return true
+				case pp.proto == "UDP":
+					return false
+				case to.ns == "z":
+					return pp == tcp81
+				}
+				return true
+			},
 			traces: []polTrace{
 				{"y/a", "z/c", tcp81, true, `AdminNetworkPolicy y-a-egress .*egress rule 1.*z-81`},
 				{"y/a", "z/c", tcp80, false, `BaselineAdminNetworkPolicy default egress rule 0.*no-z`},
 				{"y/a", "x/b", tcp81, false, `AdminNetworkPolicy y-a-egress .*egress rule 2.*not-x-b`},
+			},
+			traces6: []polTrace{
+				{"y/a", "z/c", tcp81, true, `AdminNetworkPolicy y-a-egress .*egress rule 1.*z-81`},
+				{"y/a", "z/c", tcp80, false, `BaselineAdminNetworkPolicy default egress rule 0.*no-z`},
+				{"y/a", "x/b", tcp81, true, `default allow`},
 			},
 		},
 		{

@@ -30,31 +30,42 @@ import (
 	"github.com/skeinnet/skein/policy"
 )
 
-// The policy suite runs on its own lab, with the upstream e2e model:
-// namespaces x, y, z labelled ns=<name>, pods a, b, c in each labelled
-// pod=<name>, spread over three hosts, every pod serving TCP and UDP on 80
-// and 81 with named ports serve-<port>-<proto>. Each case applies policies,
-// probes every ordered pair with real connections, and checks three things
-// agree cell by cell: the truth table written here from the spec, `skein
-// policy matrix -o json` (the compiled program), and the probes (the
-// dataplane).
+// The policy suite runs on its own dual-stack lab, with the upstream e2e
+// model: namespaces x, y, z labelled ns=<name>, pods a, b, c in each
+// labelled pod=<name>, spread over three hosts, every pod serving TCP and
+// UDP on 80 and 81 with named ports serve-<port>-<proto>, over IPv4 and
+// IPv6. Each case applies policies, probes every ordered pair with real
+// connections over both families, and checks three things agree cell by
+// cell: the truth table written here from the spec, `skein policy matrix
+// --family 4|6 -o json` (the compiled program), and the probes (the
+// dataplane). A NetworkPolicy selects pods, not addresses, so one truth
+// table holds for both families unless a case names addresses (ipBlock,
+// networks): then each family has its own.
 
 // polLabName follows the shared lab's name, so runs that rename that one to
 // stay apart (say, two sessions on one machine) also get their own policy lab.
 var polLabName = labName + "pol"
+
+// The policy lab's pools: one per family.
+const (
+	polPool4 = "10.244.0.0/16"
+	polPool6 = "fd00:10:244::/56"
+)
 
 const (
 	// polProbeTimeout bounds one probe: a TCP connect, or a UDP send and
 	// wait for the echo (with retries inside it).
 	polProbeTimeout = time.Second
 	// polParallel bounds concurrent probes. Denied probes only wait, so
-	// more than the core count is fine.
-	polParallel = 32
+	// more than the core count is fine; both families go in one pass.
+	polParallel = 64
 	// polEnforceWait is how long a case waits for the dataplane to agree
 	// with the matrix after a change.
 	polEnforceWait = 10 * time.Second
-	// polSpoofAddr is the address a pod tries to send from without owning it.
-	polSpoofAddr = "10.99.99.99"
+	// polSpoofAddr and polSpoofAddr6 are the addresses a pod tries to send
+	// from without owning them.
+	polSpoofAddr  = "10.99.99.99"
+	polSpoofAddr6 = "fd00:99:99::99"
 )
 
 var (
@@ -82,10 +93,11 @@ type polPod struct {
 
 func (p *polPod) key() string { return p.ns + "/" + p.name }
 
-// polCell names one probe.
+// polCell names one probe: fam is the address family, 4 or 6.
 type polCell struct {
 	from, to string
 	pp       polPort
+	fam      int
 }
 
 // polWant is a truth table written from the spec; traffic from a pod to
@@ -96,9 +108,12 @@ type polWant func(from, to *polPod, pp polPort) bool
 type polSuite struct {
 	l       *lab.Lab
 	bin     string
-	podCIDR string
-	pods    []*polPod // x/a, x/b, x/c, y/a, ..., z/c
-	byKey   map[string]*polPod
+	podCIDR string // the lab's pools, comma separated
+	// dual says the lab is dual-stack: every check, matrix and probe runs
+	// over IPv4 and IPv6.
+	dual  bool
+	pods  []*polPod // x/a, x/b, x/c, y/a, ..., z/c
+	byKey map[string]*polPod
 	// nextPort hands out UDP source ports, so no probe reuses an earlier
 	// probe's 5-tuple (and so its conntrack entry) within the suite.
 	nextPort atomic.Uint32
@@ -112,7 +127,7 @@ func TestPolicy(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	s := polSetup(ctx, t)
-	t.Logf("policy lab up with 9 pods in %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("policy lab up with 9 dual-stack pods in %s", time.Since(start).Round(time.Millisecond))
 
 	t.Run("NoPolicy", func(t *testing.T) {
 		s.check(ctx, t, "no policy", all4, func(_, _ *polPod, _ polPort) bool { return true })
@@ -123,10 +138,12 @@ func TestPolicy(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			defer s.deleteAllPolicies(ctx, t)
 			s.apply(ctx, t, c.policies)
-			s.check(ctx, t, c.name, c.probes, c.want)
-			for _, tr := range c.traces {
-				s.expectTrace(ctx, t, tr)
+			want6 := c.want
+			if c.want6 != nil {
+				want6 = c.want6
 			}
+			s.checkFamilies(ctx, t, c.name, c.probes, c.want, want6)
+			s.expectCaseTraces(ctx, t, c)
 			if c.extra != nil {
 				c.extra(t)
 			}
@@ -156,6 +173,7 @@ func polSetup(ctx context.Context, t *testing.T) *polSuite {
 		Name:              polLabName,
 		Hosts:             3,
 		ContainersPerHost: -1,
+		PodCIDR:           polPool4 + "," + polPool6,
 		BinDir:            bin,
 		Log:               slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
@@ -169,7 +187,7 @@ func polSetup(ctx context.Context, t *testing.T) *polSuite {
 			t.Errorf("policy lab down: %v", err)
 		}
 	})
-	s := &polSuite{l: l, bin: filepath.Join(bin, "skein"), podCIDR: l.State().PodCIDR, byKey: map[string]*polPod{}}
+	s := &polSuite{l: l, bin: filepath.Join(bin, "skein"), podCIDR: l.State().PodCIDR, dual: true, byKey: map[string]*polPod{}}
 	s.nextPort.Store(uint32(time.Now().UnixNano() % 40000))
 
 	for _, ns := range []string{"x", "y", "z"} {
@@ -200,6 +218,9 @@ func polSetup(ctx context.Context, t *testing.T) *polSuite {
 		t.Fatalf("add pods: %v", err)
 	}
 	for _, p := range s.pods {
+		if !p.c.IP.Is4() || !p.c.IP6.Is6() {
+			t.Fatalf("pod %s has %v and %v; want an IPv4 and an IPv6 address", p.key(), p.c.IP, p.c.IP6)
+		}
 		s.byKey[p.key()] = p
 		srv, err := polServe(ctx, l, p.c)
 		if err != nil {
@@ -240,14 +261,34 @@ func (s *polServers) udpFrom(a netip.Addr) int {
 	return s.from[a]
 }
 
+// polServe starts c's servers on every family c has an address of.
 func polServe(ctx context.Context, l *lab.Lab, c lab.Container) (*polServers, error) {
 	s := &polServers{from: map[netip.Addr]int{}}
-	for _, port := range []int{80, 81} {
-		addr := netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(port)).String()
-		ln, err := l.Listen(ctx, c.Name, "tcp4", addr)
-		if err != nil {
+	fams := []int{4}
+	if c.IP6.IsValid() {
+		fams = append(fams, 6)
+	}
+	for _, fam := range fams {
+		if err := s.serve(ctx, l, c, fam); err != nil {
 			s.close()
 			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// serve starts TCP and UDP echo servers on 80 and 81 of family fam (4 or 6;
+// the IPv6 sockets are IPv6-only, next to the IPv4 ones).
+func (s *polServers) serve(ctx context.Context, l *lab.Lab, c lab.Container, fam int) error {
+	unspec, tcp, udp := netip.IPv4Unspecified(), "tcp4", "udp4"
+	if fam == 6 {
+		unspec, tcp, udp = netip.IPv6Unspecified(), "tcp6", "udp6"
+	}
+	for _, port := range []int{80, 81} {
+		addr := netip.AddrPortFrom(unspec, uint16(port)).String()
+		ln, err := l.Listen(ctx, c.Name, tcp, addr)
+		if err != nil {
+			return err
 		}
 		s.closers = append(s.closers, ln)
 		go func() {
@@ -263,10 +304,9 @@ func polServe(ctx context.Context, l *lab.Lab, c lab.Container) (*polServers, er
 				}()
 			}
 		}()
-		pc, err := l.ListenPacket(ctx, c.Name, "udp4", addr)
+		pc, err := l.ListenPacket(ctx, c.Name, udp, addr)
 		if err != nil {
-			s.close()
-			return nil, err
+			return err
 		}
 		s.closers = append(s.closers, pc)
 		go func() {
@@ -286,25 +326,57 @@ func polServe(ctx context.Context, l *lab.Lab, c lab.Container) (*polServers, er
 			}
 		}()
 	}
-	return s, nil
+	return nil
 }
 
 // --- probing ---
 
-// probe makes one real connection and reports whether it got through.
+// addr is p's address of family fam (4 or 6).
+func (p *polPod) addr(fam int) netip.Addr {
+	if fam == 6 {
+		return p.c.IP6
+	}
+	return p.c.IP
+}
+
+// families are the address families the suite checks: IPv4, and IPv6 too
+// on a dual-stack lab.
+func (s *polSuite) families() []int {
+	if s.dual {
+		return []int{4, 6}
+	}
+	return []int{4}
+}
+
+// pool is the lab's pool of family fam (invalid when it has none).
+func (s *polSuite) pool(fam int) netip.Prefix {
+	for f := range strings.SplitSeq(s.podCIDR, ",") {
+		if p, err := netip.ParsePrefix(strings.TrimSpace(f)); err == nil && p.Addr().Is6() == (fam == 6) {
+			return p
+		}
+	}
+	return netip.Prefix{}
+}
+
+// probe makes one real IPv4 connection and reports whether it got through.
 func (s *polSuite) probe(ctx context.Context, from, to *polPod, pp polPort) bool {
-	dst := netip.AddrPortFrom(to.c.IP, uint16(pp.port))
+	return s.probeFamily(ctx, from, to, pp, 4)
+}
+
+// probeFamily makes one real connection over family fam (4 or 6).
+func (s *polSuite) probeFamily(ctx context.Context, from, to *polPod, pp polPort, fam int) bool {
+	dst := netip.AddrPortFrom(to.addr(fam), uint16(pp.port))
 	ctx, cancel := context.WithTimeout(ctx, polProbeTimeout)
 	defer cancel()
 	if pp.proto == "TCP" {
-		c, err := s.l.Dial(ctx, from.c.Name, "tcp4", dst.String())
+		c, err := s.l.Dial(ctx, from.c.Name, fmt.Sprintf("tcp%d", fam), dst.String())
 		if err != nil {
 			return false
 		}
 		c.Close()
 		return true
 	}
-	pc, err := s.udpSocket(ctx, from)
+	pc, err := s.udpSocketFamily(ctx, from, fam)
 	if err != nil {
 		return false
 	}
@@ -312,14 +384,19 @@ func (s *polSuite) probe(ctx context.Context, from, to *polPod, pp polPort) bool
 	return udpEcho(ctx, pc, dst, []byte("probe "+from.key()))
 }
 
-// udpSocket binds a UDP socket in from's namespace to from's address and a
-// source port no earlier probe used.
+// udpSocket binds a UDP socket in from's namespace to from's IPv4 address
+// and a source port no earlier probe used.
 func (s *polSuite) udpSocket(ctx context.Context, from *polPod) (net.PacketConn, error) {
+	return s.udpSocketFamily(ctx, from, 4)
+}
+
+// udpSocketFamily is udpSocket on from's address of family fam.
+func (s *polSuite) udpSocketFamily(ctx context.Context, from *polPod, fam int) (net.PacketConn, error) {
 	var err error
 	for range 5 {
 		port := 20000 + s.nextPort.Add(1)%40000
 		var pc net.PacketConn
-		pc, err = s.l.ListenPacket(ctx, from.c.Name, "udp4", netip.AddrPortFrom(from.c.IP, uint16(port)).String())
+		pc, err = s.l.ListenPacket(ctx, from.c.Name, fmt.Sprintf("udp%d", fam), netip.AddrPortFrom(from.addr(fam), uint16(port)).String())
 		if err == nil {
 			return pc, nil
 		}
@@ -358,18 +435,22 @@ func udpEcho(ctx context.Context, pc net.PacketConn, dst netip.AddrPort, msg []b
 	return false
 }
 
-// probeAll probes every ordered pair of distinct pods on every pp.
+// probeAll probes every ordered pair of distinct pods on every pp over
+// every family, all in one parallel pass.
 func (s *polSuite) probeAll(ctx context.Context, pps []polPort) map[polCell]bool {
 	type job struct {
 		from, to *polPod
 		pp       polPort
+		fam      int
 	}
 	var jobs []job
-	for _, pp := range pps {
-		for _, f := range s.pods {
-			for _, to := range s.pods {
-				if f != to {
-					jobs = append(jobs, job{f, to, pp})
+	for _, fam := range s.families() {
+		for _, pp := range pps {
+			for _, f := range s.pods {
+				for _, to := range s.pods {
+					if f != to {
+						jobs = append(jobs, job{f, to, pp, fam})
+					}
 				}
 			}
 		}
@@ -382,9 +463,9 @@ func (s *polSuite) probeAll(ctx context.Context, pps []polPort) map[polCell]bool
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			ok := s.probe(ctx, j.from, j.to, j.pp)
+			ok := s.probeFamily(ctx, j.from, j.to, j.pp, j.fam)
 			mu.Lock()
-			out[polCell{j.from.key(), j.to.key(), j.pp}] = ok
+			out[polCell{j.from.key(), j.to.key(), j.pp, j.fam}] = ok
 			mu.Unlock()
 		})
 	}
@@ -394,7 +475,8 @@ func (s *polSuite) probeAll(ctx context.Context, pps []polPort) map[polCell]bool
 
 // --- matrix and comparison ---
 
-// matrix runs `skein policy matrix -o json` against the live cluster.
+// matrix runs `skein policy matrix --family F -o json` against the live
+// cluster for every family, at once.
 func (s *polSuite) matrix(ctx context.Context, t *testing.T, pps []polPort) map[polCell]policy.Cell {
 	t.Helper()
 	var ports, protos []string
@@ -406,46 +488,75 @@ func (s *polSuite) matrix(ctx context.Context, t *testing.T, pps []polPort) map[
 			protos = append(protos, pp.proto)
 		}
 	}
-	out := s.mustSkein(ctx, t, "policy", "matrix", "--ports", strings.Join(ports, ","), "--protocols", strings.Join(protos, ","), "-o", "json")
-	var cells []policy.Cell
-	if err := json.Unmarshal([]byte(out), &cells); err != nil {
-		t.Fatalf("policy matrix -o json: %v\n%s", err, out)
+	fams := s.families()
+	outs := make([]string, len(fams))
+	errs := make([]error, len(fams))
+	var wg sync.WaitGroup
+	for i, fam := range fams {
+		wg.Go(func() {
+			outs[i], errs[i] = s.skein(ctx, "policy", "matrix", "--family", strconv.Itoa(fam),
+				"--ports", strings.Join(ports, ","), "--protocols", strings.Join(protos, ","), "-o", "json")
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
 	}
 	m := map[polCell]policy.Cell{}
-	for _, c := range cells {
-		m[polCell{c.From, c.To, polPort{c.Protocol, c.Port}}] = c
+	for i, fam := range fams {
+		var cells []policy.Cell
+		if err := json.Unmarshal([]byte(outs[i]), &cells); err != nil {
+			t.Fatalf("policy matrix --family %d -o json: %v\n%s", fam, err, outs[i])
+		}
+		for _, c := range cells {
+			m[polCell{c.From, c.To, polPort{c.Protocol, c.Port}, fam}] = c
+		}
 	}
 	return m
 }
 
-// check compares, for every ordered pair of distinct pods and every pp, the
-// truth table want, the live matrix and real probes. The probes are
-// repeated until they agree with the matrix or polEnforceWait passes (the
-// agents enforce a change within moments, not at once).
+// check is checkFamilies with one truth table for every family: what a
+// policy decides by pods and namespaces holds for IPv4 and IPv6 alike.
 func (s *polSuite) check(ctx context.Context, t *testing.T, what string, pps []polPort, want polWant) {
+	t.Helper()
+	s.checkFamilies(ctx, t, what, pps, want, want)
+}
+
+// checkFamilies compares, for every ordered pair of distinct pods, every pp
+// and every family of the suite, the truth table (want4 for IPv4, want6
+// for IPv6), the live matrix and real probes. The probes are repeated
+// until they agree with the matrix or polEnforceWait passes (the agents
+// enforce a change within moments, not at once).
+func (s *polSuite) checkFamilies(ctx context.Context, t *testing.T, what string, pps []polPort, want4, want6 polWant) {
 	t.Helper()
 	mx := s.matrix(ctx, t, pps)
 	expect := map[polCell]bool{}
 	matrix := map[polCell]bool{}
 	var missing []string
-	for _, pp := range pps {
-		for _, f := range s.pods {
-			// Self: the matrix must allow it whatever the policies (the
-			// probes leave it out, as upstream does).
-			if c, ok := mx[polCell{f.key(), f.key(), pp}]; !ok || !c.Allowed {
-				t.Errorf("%s: matrix %s -> itself %s: %+v, want allowed", what, f.key(), pp, c)
-			}
-			for _, to := range s.pods {
-				if f == to {
-					continue
+	for _, fam := range s.families() {
+		want := want4
+		if fam == 6 {
+			want = want6
+		}
+		for _, pp := range pps {
+			for _, f := range s.pods {
+				// Self: the matrix must allow it whatever the policies (the
+				// probes leave it out, as upstream does).
+				if c, ok := mx[polCell{f.key(), f.key(), pp, fam}]; !ok || !c.Allowed {
+					t.Errorf("%s: matrix IPv%d %s -> itself %s: %+v, want allowed", what, fam, f.key(), pp, c)
 				}
-				k := polCell{f.key(), to.key(), pp}
-				expect[k] = want(f, to, pp)
-				c, ok := mx[k]
-				if !ok {
-					missing = append(missing, fmt.Sprintf("%s->%s %s", k.from, k.to, pp))
+				for _, to := range s.pods {
+					if f == to {
+						continue
+					}
+					k := polCell{f.key(), to.key(), pp, fam}
+					expect[k] = want(f, to, pp)
+					c, ok := mx[k]
+					if !ok {
+						missing = append(missing, fmt.Sprintf("IPv%d %s->%s %s", fam, k.from, k.to, pp))
+					}
+					matrix[k] = c.Allowed
 				}
-				matrix[k] = c.Allowed
 			}
 		}
 	}
@@ -465,7 +576,7 @@ func (s *polSuite) check(ctx context.Context, t *testing.T, what string, pps []p
 		var diff []string
 		for _, k := range polSortedCells(probed) {
 			if probed[k] != matrix[k] {
-				diff = append(diff, fmt.Sprintf("%s->%s %s probe=%v", k.from, k.to, k.pp, probed[k]))
+				diff = append(diff, fmt.Sprintf("IPv%d %s->%s %s probe=%v", k.fam, k.from, k.to, k.pp, probed[k]))
 			}
 		}
 		t.Logf("%s: probe round %d at %s: %d cells differ from the matrix, e.g. %v", what, rounds,
@@ -497,7 +608,7 @@ func (s *polSuite) check(ctx context.Context, t *testing.T, what string, pps []p
 			t.Logf("  (more differing cells not shown)")
 			break
 		}
-		t.Logf("  %s -> %s %s: probe=%v matrix=%v spec=%v; matrix rule: %s", k.from, k.to, k.pp, probed[k], matrix[k], expect[k], mx[k].Rule)
+		t.Logf("  IPv%d %s -> %s %s: probe=%v matrix=%v spec=%v; matrix rule: %s", k.fam, k.from, k.to, k.pp, probed[k], matrix[k], expect[k], mx[k].Rule)
 	}
 }
 
@@ -519,7 +630,7 @@ func polSortedCells(m map[polCell]bool) []polCell {
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, func(a, b polCell) int {
-		return strings.Compare(fmt.Sprint(a.pp, a.from, a.to), fmt.Sprint(b.pp, b.from, b.to))
+		return strings.Compare(fmt.Sprint(a.fam, a.pp, a.from, a.to), fmt.Sprint(b.fam, b.pp, b.from, b.to))
 	})
 	return keys
 }
@@ -528,35 +639,41 @@ func polSortedCells(m map[polCell]bool) []polCell {
 // where the matrix (!) or the spec (~) differs.
 func (s *polSuite) table(pps []polPort, probed, matrix, expect map[polCell]bool) string {
 	var b strings.Builder
-	for _, pp := range pps {
-		fmt.Fprintf(&b, "%s\n%-4s", pp, "")
-		for _, to := range s.pods {
-			fmt.Fprintf(&b, " %-4s", to.key())
-		}
-		b.WriteByte('\n')
-		for _, f := range s.pods {
-			fmt.Fprintf(&b, "%-4s", f.key())
-			for _, to := range s.pods {
-				mark := "-"
-				if f != to {
-					k := polCell{f.key(), to.key(), pp}
-					mark = "X"
-					if probed[k] {
-						mark = "."
-					}
-					if probed[k] != matrix[k] {
-						mark += "!"
-					}
-					if matrix[k] != expect[k] {
-						mark += "~"
-					}
-				}
-				fmt.Fprintf(&b, " %-4s", mark)
-			}
-			b.WriteByte('\n')
+	for _, fam := range s.families() {
+		for _, pp := range pps {
+			s.tableOne(&b, pp, fam, probed, matrix, expect)
 		}
 	}
 	return b.String()
+}
+
+func (s *polSuite) tableOne(b *strings.Builder, pp polPort, fam int, probed, matrix, expect map[polCell]bool) {
+	fmt.Fprintf(b, "IPv%d %s\n%-4s", fam, pp, "")
+	for _, to := range s.pods {
+		fmt.Fprintf(b, " %-4s", to.key())
+	}
+	b.WriteByte('\n')
+	for _, f := range s.pods {
+		fmt.Fprintf(b, "%-4s", f.key())
+		for _, to := range s.pods {
+			mark := "-"
+			if f != to {
+				k := polCell{f.key(), to.key(), pp, fam}
+				mark = "X"
+				if probed[k] {
+					mark = "."
+				}
+				if probed[k] != matrix[k] {
+					mark += "!"
+				}
+				if matrix[k] != expect[k] {
+					mark += "~"
+				}
+			}
+			fmt.Fprintf(b, " %-4s", mark)
+		}
+		b.WriteByte('\n')
+	}
 }
 
 // --- the CLI ---
@@ -626,109 +743,215 @@ type polTrace struct {
 
 func (s *polSuite) expectTrace(ctx context.Context, t *testing.T, tr polTrace) {
 	t.Helper()
-	out := s.mustSkein(ctx, t, "policy", "trace", "--from", tr.from, "--to", tr.to,
-		"--port", strconv.Itoa(tr.pp.port), "--protocol", tr.pp.proto, "-o", "json")
-	var v policy.Verdict
-	if err := json.Unmarshal([]byte(out), &v); err != nil {
-		t.Fatalf("policy trace -o json: %v\n%s", err, out)
-	}
-	if v.Allowed != tr.allowed || !regexp.MustCompile(tr.rule).MatchString(v.Rule) {
-		t.Errorf("trace %s -> %s %s: allowed=%v rule %q; want allowed=%v, rule matching %q\nsteps: %q",
-			tr.from, tr.to, tr.pp, v.Allowed, v.Rule, tr.allowed, tr.rule, v.Steps)
+	if err := s.traceMismatch(ctx, tr, 0); err != nil {
+		t.Error(err)
 	}
 }
 
-// testHostToPod: a host reaches its own pods in x although x denies all
-// ingress (kubelet probes), and trace agrees.
+// expectCaseTraces checks c's traces over every family of the suite (its
+// traces6 for IPv6 when it has them), all at once.
+func (s *polSuite) expectCaseTraces(ctx context.Context, t *testing.T, c polCase) {
+	t.Helper()
+	var errs []error
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, fam := range s.families() {
+		traces := c.traces
+		if fam == 6 && c.traces6 != nil {
+			traces = c.traces6
+		}
+		for _, tr := range traces {
+			wg.Go(func() {
+				if err := s.traceMismatch(ctx, tr, fam); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	for _, err := range errs {
+		t.Error(err)
+	}
+}
+
+// traceMismatch runs `skein policy trace` (with --family fam unless fam is
+// 0) and says how its answer differs from tr, or nil.
+func (s *polSuite) traceMismatch(ctx context.Context, tr polTrace, fam int) error {
+	args := []string{"policy", "trace", "--from", tr.from, "--to", tr.to,
+		"--port", strconv.Itoa(tr.pp.port), "--protocol", tr.pp.proto, "-o", "json"}
+	what := fmt.Sprintf("trace %s -> %s %s", tr.from, tr.to, tr.pp)
+	if fam != 0 {
+		args = append(args, "--family", strconv.Itoa(fam))
+		what += fmt.Sprintf(" over IPv%d", fam)
+	}
+	out, err := s.skein(ctx, args...)
+	if err != nil {
+		return err
+	}
+	var v policy.Verdict
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		return fmt.Errorf("%s -o json: %w\n%s", what, err, out)
+	}
+	if v.Allowed != tr.allowed || !regexp.MustCompile(tr.rule).MatchString(v.Rule) {
+		return fmt.Errorf("%s: allowed=%v rule %q; want allowed=%v, rule matching %q\nsteps: %q",
+			what, v.Allowed, v.Rule, tr.allowed, tr.rule, v.Steps)
+	}
+	return nil
+}
+
+// testHostToPod: a host reaches its own pods in x over each family
+// although x denies all ingress (kubelet probes), and trace agrees.
 func (s *polSuite) testHostToPod(ctx context.Context, t *testing.T) {
-	for _, p := range s.pods {
-		if p.ns != "x" {
-			continue
+	for _, fam := range s.families() {
+		for _, p := range s.pods {
+			if p.ns != "x" {
+				continue
+			}
+			dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			c, err := s.l.Dial(dctx, p.c.Host, fmt.Sprintf("tcp%d", fam), netip.AddrPortFrom(p.addr(fam), 80).String())
+			cancel()
+			if err != nil {
+				t.Errorf("host %s -> its pod %s (isolated) over IPv%d: %v; want allowed", p.c.Host, p.key(), fam, err)
+				continue
+			}
+			src := c.LocalAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
+			c.Close()
+			s.expectTrace(ctx, t, polTrace{src.String(), p.key(), tcp80, true, `from its own node`})
 		}
-		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		c, err := s.l.Dial(dctx, p.c.Host, "tcp4", netip.AddrPortFrom(p.c.IP, 80).String())
-		cancel()
-		if err != nil {
-			t.Errorf("host %s -> its pod %s (isolated): %v; want allowed", p.c.Host, p.key(), err)
-			continue
-		}
-		src := c.LocalAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
-		c.Close()
-		s.expectTrace(ctx, t, polTrace{src.String(), p.key(), tcp80, true, `from its own node`})
 	}
 }
 
 // testRemoteHostToPod: another host reaches a pod as any address outside
-// the cluster does (only the pod's own host is exempt); probe and trace
-// agree, tracing the source address the host's routing picks.
+// the cluster does (only the pod's own host is exempt), over each family;
+// probe and trace agree, tracing the source address the host's routing
+// picks. Every host and family at once: the denied ones wait.
 func (s *polSuite) testRemoteHostToPod(ctx context.Context, t *testing.T, to *polPod, allowed bool, rule string) {
-	for _, h := range s.l.Hosts() {
-		if h.Name == to.c.Host {
-			continue
+	var wg sync.WaitGroup
+	for _, fam := range s.families() {
+		for _, h := range s.l.Hosts() {
+			if h.Name == to.c.Host {
+				continue
+			}
+			wg.Go(func() {
+				out, err := s.l.Exec(ctx, h.Name, "ip", "-o", "route", "get", to.addr(fam).String())
+				m := regexp.MustCompile(`\bsrc (\S+)`).FindStringSubmatch(string(out))
+				if err != nil || m == nil {
+					t.Errorf("route to %s in %s: %v\n%s", to.addr(fam), h.Name, err, out)
+					return
+				}
+				dctx, cancel := context.WithTimeout(ctx, polProbeTimeout)
+				c, err := s.l.Dial(dctx, h.Name, fmt.Sprintf("tcp%d", fam), netip.AddrPortFrom(to.addr(fam), 80).String())
+				cancel()
+				if c != nil {
+					c.Close()
+				}
+				if (err == nil) != allowed {
+					t.Errorf("host %s (from %s) -> %s on another host over IPv%d: err=%v; want allowed=%v", h.Name, m[1], to.key(), fam, err, allowed)
+				}
+				s.expectTrace(ctx, t, polTrace{m[1], to.key(), tcp80, allowed, rule})
+			})
 		}
-		out, err := s.l.Exec(ctx, h.Name, "ip", "-o", "route", "get", to.c.IP.String())
-		m := regexp.MustCompile(`\bsrc (\S+)`).FindStringSubmatch(string(out))
-		if err != nil || m == nil {
-			t.Fatalf("route to %s in %s: %v\n%s", to.key(), h.Name, err, out)
-		}
-		dctx, cancel := context.WithTimeout(ctx, polProbeTimeout)
-		c, err := s.l.Dial(dctx, h.Name, "tcp4", netip.AddrPortFrom(to.c.IP, 80).String())
-		cancel()
-		if c != nil {
-			c.Close()
-		}
-		if (err == nil) != allowed {
-			t.Errorf("host %s (from %s) -> %s on another host: err=%v; want allowed=%v", h.Name, m[1], to.key(), err, allowed)
-		}
-		s.expectTrace(ctx, t, polTrace{m[1], to.key(), tcp80, allowed, rule})
 	}
+	wg.Wait()
+}
+
+// polHostAddrs are each host's addresses a pod reaches it by, per family:
+// its underlay address for IPv4 and, on a dual-stack lab, its VXLAN
+// device's IPv6 address (the underlay is IPv4 only).
+func (s *polSuite) polHostAddrs(ctx context.Context, t *testing.T, fam int) map[string]netip.Addr {
+	t.Helper()
+	out := map[string]netip.Addr{}
+	if fam == 4 {
+		for _, h := range s.l.Hosts() {
+			out[h.Name] = h.UnderlayIP
+		}
+		return out
+	}
+	cl := labStore(ctx, t, s.l)
+	for _, h := range s.l.Hosts() {
+		n, err := cl.GetNode(ctx, h.Name)
+		if err != nil {
+			t.Fatalf("get node %s: %v", h.Name, err)
+		}
+		if !n.VTEPIP6.IsValid() {
+			t.Fatalf("node %s has no IPv6 VTEP address", h.Name)
+		}
+		out[h.Name] = n.VTEPIP6
+	}
+	return out
 }
 
 // testPodToHosts: a pod reaches its own host whatever its egress policy
 // (the traffic never crosses the forward hook), and reaches other hosts
-// only as its egress allows; probe and trace agree on each.
+// only as its egress allows, over each family; probe and trace agree on
+// each. Every host and family at once: the denied ones wait.
 func (s *polSuite) testPodToHosts(ctx context.Context, t *testing.T, from *polPod, remoteAllowed bool) {
-	for _, h := range s.l.Hosts() {
-		ln, err := s.l.Listen(ctx, h.Name, "tcp4", "0.0.0.0:8088")
-		if err != nil {
-			t.Fatalf("listen in %s: %v", h.Name, err)
+	var wg sync.WaitGroup
+	for _, fam := range s.families() {
+		addrs := s.polHostAddrs(ctx, t, fam)
+		for _, h := range s.l.Hosts() {
+			wg.Go(func() { s.podToHost(ctx, t, from, h.Name, addrs[h.Name], fam, remoteAllowed) })
 		}
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
+	}
+	wg.Wait()
+}
+
+// podToHost is one host of testPodToHosts: it listens on addr (of family
+// fam) of host, from dials it.
+func (s *polSuite) podToHost(ctx context.Context, t *testing.T, from *polPod, host string, addr netip.Addr, fam int, remoteAllowed bool) {
+	dst := netip.AddrPortFrom(addr, 8088).String()
+	ln, err := s.l.Listen(ctx, host, fmt.Sprintf("tcp%d", fam), dst)
+	if err != nil {
+		t.Errorf("listen in %s: %v", host, err)
+		return
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
 			}
-		}()
-		dctx, cancel := context.WithTimeout(ctx, polProbeTimeout)
-		c, err := s.l.Dial(dctx, from.c.Name, "tcp4", netip.AddrPortFrom(h.UnderlayIP, 8088).String())
-		cancel()
-		ln.Close()
-		if c != nil {
 			c.Close()
 		}
-		own := h.Name == from.c.Host
-		want := own || remoteAllowed
-		if (err == nil) != want {
-			t.Errorf("%s -> host %s (%s, own host %v): err=%v; want allowed=%v", from.key(), h.Name, h.UnderlayIP, own, err, want)
-		}
-		rule := `isolated for egress`
-		if own {
-			rule = `to its own node`
-		} else if remoteAllowed {
-			rule = `.`
-		}
-		s.expectTrace(ctx, t, polTrace{from.key(), h.UnderlayIP.String(), polPort{"TCP", 8088}, want, rule})
+	}()
+	dctx, cancel := context.WithTimeout(ctx, polProbeTimeout)
+	c, err := s.l.Dial(dctx, from.c.Name, fmt.Sprintf("tcp%d", fam), dst)
+	cancel()
+	ln.Close()
+	if c != nil {
+		c.Close()
 	}
+	own := host == from.c.Host
+	want := own || remoteAllowed
+	if (err == nil) != want {
+		t.Errorf("%s -> host %s (%s, own host %v): err=%v; want allowed=%v", from.key(), host, addr, own, err, want)
+	}
+	rule := `isolated for egress`
+	if own {
+		rule = `to its own node`
+	} else if remoteAllowed {
+		rule = `.`
+	}
+	s.expectTrace(ctx, t, polTrace{from.key(), addr.String(), polPort{"TCP", 8088}, want, rule})
 }
 
 // testAntiSpoofing: a pod that adds an address it does not own and sends
-// from it gets nothing through. Two counters in a table of the test's own
-// in the pod's host, before and after Skein's raw prerouting chain, show
-// where the packets stop; the target's echo server shows none arrive.
+// from it gets nothing through, over each family (in parallel). Two
+// counters in a table of the test's own in the pod's host, before and after
+// Skein's raw prerouting chain, show where the packets stop; the target's
+// echo server shows none arrive.
 func (s *polSuite) testAntiSpoofing(ctx context.Context, t *testing.T) {
+	for _, fam := range s.families() {
+		t.Run(fmt.Sprintf("IPv%d", fam), func(t *testing.T) {
+			t.Parallel()
+			s.testAntiSpoofingFamily(ctx, t, fam)
+		})
+	}
+}
+
+func (s *polSuite) testAntiSpoofingFamily(ctx context.Context, t *testing.T, fam int) {
 	src := s.byKey["y/a"]
 	var dst, local *polPod // a pod on another host, another on src's host
 	for _, p := range s.pods {
@@ -743,11 +966,16 @@ func (s *polSuite) testAntiSpoofing(ctx context.Context, t *testing.T) {
 	if dst == nil || local == nil {
 		t.Fatalf("placement: no pod on %s's host or on another", src.key())
 	}
-	host := src.c.Host
-	const ruleset = `table inet skpoltest {
-	chain before { type filter hook prerouting priority -310; policy accept; ip saddr ` + polSpoofAddr + ` counter; }
-	chain after { type filter hook prerouting priority -290; policy accept; ip saddr ` + polSpoofAddr + ` counter; }
-}`
+	spoofAddr, bits, ipKw, udp, ping := polSpoofAddr, 32, "ip", "udp4", []string{"ping", "-4"}
+	if fam == 6 {
+		// nodad: usable at once, as the pod's own addresses are.
+		spoofAddr, bits, ipKw, udp, ping = polSpoofAddr6, 128, "ip6", "udp6", []string{"ping", "-6"}
+	}
+	host, table := src.c.Host, fmt.Sprintf("skpoltest%d", fam)
+	ruleset := fmt.Sprintf(`table inet %[1]s {
+	chain before { type filter hook prerouting priority -310; policy accept; %[2]s saddr %[3]s counter; }
+	chain after { type filter hook prerouting priority -290; policy accept; %[2]s saddr %[3]s counter; }
+}`, table, ipKw, spoofAddr)
 	cmd, err := s.l.Command(ctx, host, "nft", "-f", "-")
 	if err != nil {
 		t.Fatal(err)
@@ -756,20 +984,39 @@ func (s *polSuite) testAntiSpoofing(ctx context.Context, t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("nft -f in %s: %v\n%s", host, err, out)
 	}
-	t.Cleanup(func() { _, _ = s.l.Exec(context.Background(), host, "nft", "delete", "table", "inet", "skpoltest") })
-	if out, err := s.l.Exec(ctx, src.c.Name, "ip", "addr", "add", polSpoofAddr+"/32", "dev", src.c.IfName); err != nil {
+	t.Cleanup(func() { _, _ = s.l.Exec(context.Background(), host, "nft", "delete", "table", "inet", table) })
+
+	// The same pod from its own address gets through: the path works (and
+	// its neighbour entry for the gateway is fresh, so the spoofed packets
+	// below leave the pod without a neighbour solicitation first).
+	real, err := s.udpSocketFamily(ctx, src, fam)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer real.Close()
+	ectx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if !udpEcho(ectx, real, netip.AddrPortFrom(dst.addr(fam), 80), []byte("real")) {
+		t.Errorf("%s -> %s UDP/80 over IPv%d from its own address: no echo", src.key(), dst.key(), fam)
+	}
+
+	addr := []string{"ip", "addr", "add", fmt.Sprintf("%s/%d", spoofAddr, bits), "dev", src.c.IfName}
+	if fam == 6 {
+		addr = append(addr, "nodad")
+	}
+	if out, err := s.l.Exec(ctx, src.c.Name, addr...); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	t.Cleanup(func() {
-		_, _ = s.l.Exec(context.Background(), src.c.Name, "ip", "addr", "del", polSpoofAddr+"/32", "dev", src.c.IfName)
+		_, _ = s.l.Exec(context.Background(), src.c.Name, "ip", "addr", "del", fmt.Sprintf("%s/%d", spoofAddr, bits), "dev", src.c.IfName)
 	})
 
 	// ICMP from the fake address (ping -I) gets no answer...
-	if out, err := s.l.Exec(ctx, src.c.Name, "ping", "-n", "-c", "2", "-W", "1", "-I", polSpoofAddr, dst.c.IP.String()); err == nil {
-		t.Errorf("ping -I %s from %s to %s answered; want dropped\n%s", polSpoofAddr, src.key(), dst.key(), out)
+	if out, err := s.l.Exec(ctx, src.c.Name, append(ping, "-n", "-c", "2", "-W", "1", "-I", spoofAddr, dst.addr(fam).String())...); err == nil {
+		t.Errorf("ping -I %s from %s to %s answered; want dropped\n%s", spoofAddr, src.key(), dst.key(), out)
 	}
 	// ...and UDP from it reaches no server, on another host or the same.
-	pc, err := s.l.ListenPacket(ctx, src.c.Name, "udp4", polSpoofAddr+":0")
+	pc, err := s.l.ListenPacket(ctx, src.c.Name, udp, netip.AddrPortFrom(netip.MustParseAddr(spoofAddr), 0).String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -777,30 +1024,29 @@ func (s *polSuite) testAntiSpoofing(ctx context.Context, t *testing.T) {
 	const sent = 5
 	for _, to := range []*polPod{dst, local} {
 		for range sent {
-			if _, err := pc.WriteTo([]byte("spoofed"), net.UDPAddrFromAddrPort(netip.AddrPortFrom(to.c.IP, 80))); err != nil {
+			if _, err := pc.WriteTo([]byte("spoofed"), net.UDPAddrFromAddrPort(netip.AddrPortFrom(to.addr(fam), 80))); err != nil {
 				t.Fatalf("send spoofed: %v", err)
 			}
 		}
 	}
-	// The same pod from its own address gets through: the path works.
-	real, err := s.udpSocket(ctx, src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer real.Close()
-	ectx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	if !udpEcho(ectx, real, netip.AddrPortFrom(dst.c.IP, 80), []byte("real")) {
-		t.Errorf("%s -> %s UDP/80 from its own address: no echo", src.key(), dst.key())
-	}
 
-	spoof := netip.MustParseAddr(polSpoofAddr)
+	// Echoes from the pod's own address after the spoofed datagrams: had
+	// those got through, they would have arrived before these.
 	for _, to := range []*polPod{dst, local} {
-		if n := to.srv.udpFrom(spoof); n != 0 {
-			t.Errorf("%s received %d datagrams from %s sent by %s; want 0", to.key(), n, polSpoofAddr, src.key())
+		ectx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ok := udpEcho(ectx, real, netip.AddrPortFrom(to.addr(fam), 80), []byte("real again"))
+		cancel()
+		if !ok {
+			t.Errorf("%s -> %s UDP/80 over IPv%d from its own address, after the spoofed ones: no echo", src.key(), to.key(), fam)
 		}
 	}
-	out, err := s.l.Exec(ctx, host, "nft", "list", "table", "inet", "skpoltest")
+	spoof := netip.MustParseAddr(spoofAddr)
+	for _, to := range []*polPod{dst, local} {
+		if n := to.srv.udpFrom(spoof); n != 0 {
+			t.Errorf("%s received %d datagrams from %s sent by %s; want 0", to.key(), n, spoofAddr, src.key())
+		}
+	}
+	out, err := s.l.Exec(ctx, host, "nft", "list", "table", "inet", table)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
@@ -811,7 +1057,7 @@ func (s *polSuite) testAntiSpoofing(ctx context.Context, t *testing.T) {
 	before, _ := strconv.Atoi(counts[0][1])
 	after, _ := strconv.Atoi(counts[1][1])
 	if before < 2*sent || after != 0 {
-		t.Errorf("packets from %s in %s: %d before Skein's prerouting chain, %d after; want >= %d and 0\n%s", polSpoofAddr, host, before, after, 2*sent, out)
+		t.Errorf("packets from %s in %s: %d before Skein's prerouting chain, %d after; want >= %d and 0\n%s", spoofAddr, host, before, after, 2*sent, out)
 	}
 	t.Logf("spoofed packets: %d reached %s, %d passed Skein's anti-spoofing", before, host, after)
 }
@@ -923,57 +1169,70 @@ func (s *polSuite) testDelete(ctx context.Context, t *testing.T) {
 
 // testEstablished: a TCP connection and a UDP flow set up before a
 // deny policy keep working after it (policy decides new connections only),
-// while new connections are denied.
+// over each family, while new connections are denied.
 func (s *polSuite) testEstablished(ctx context.Context, t *testing.T) {
 	defer s.deleteAllPolicies(ctx, t)
 	from, to := s.byKey["y/a"], s.byKey["x/a"] // different hosts
-	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	conn, err := s.l.Dial(dctx, from.c.Name, "tcp4", netip.AddrPortFrom(to.c.IP, 80).String())
-	cancel()
-	if err != nil {
-		t.Fatalf("connect before the policy: %v", err)
+	type flows struct {
+		fam  int
+		conn net.Conn
+		udp  net.PacketConn
 	}
-	defer conn.Close()
-	roundTrip := func(msg string) error {
-		_ = conn.SetDeadline(time.Now().Add(2 * time.Second)) // bounded: a test conn
-		if _, err := io.WriteString(conn, msg); err != nil {
-			return err
+	var fs []flows
+	for _, fam := range s.families() {
+		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		conn, err := s.l.Dial(dctx, from.c.Name, fmt.Sprintf("tcp%d", fam), netip.AddrPortFrom(to.addr(fam), 80).String())
+		cancel()
+		if err != nil {
+			t.Fatalf("connect over IPv%d before the policy: %v", fam, err)
 		}
-		buf := make([]byte, len(msg))
-		if _, err := io.ReadFull(conn, buf); err != nil {
-			return err
+		defer conn.Close()
+		if err := polRoundTrip(conn, "before"); err != nil {
+			t.Fatalf("TCP over IPv%d before the policy: %v", fam, err)
 		}
-		if string(buf) != msg {
-			return fmt.Errorf("echo %q, want %q", buf, msg)
+		udp, err := s.udpSocketFamily(ctx, from, fam)
+		if err != nil {
+			t.Fatal(err)
 		}
-		return nil
-	}
-	if err := roundTrip("before"); err != nil {
-		t.Fatalf("TCP before the policy: %v", err)
-	}
-	udp, err := s.udpSocket(ctx, from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer udp.Close()
-	uctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	ok := udpEcho(uctx, udp, netip.AddrPortFrom(to.c.IP, 80), []byte("before"))
-	cancel()
-	if !ok {
-		t.Fatal("UDP before the policy: no echo")
+		defer udp.Close()
+		uctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ok := udpEcho(uctx, udp, netip.AddrPortFrom(to.addr(fam), 80), []byte("before"))
+		cancel()
+		if !ok {
+			t.Fatalf("UDP over IPv%d before the policy: no echo", fam)
+		}
+		fs = append(fs, flows{fam, conn, udp})
 	}
 
 	s.apply(ctx, t, polNP("x", "deny-ingress", polDenyIngressX))
 	s.check(ctx, t, "deny ingress x (new connections)", []polPort{tcp80, udp80}, func(_, to *polPod, _ polPort) bool { return to.ns != "x" })
-	if err := roundTrip("after"); err != nil {
-		t.Errorf("TCP connection established before the deny: %v; want it to keep working", err)
+	for _, f := range fs {
+		if err := polRoundTrip(f.conn, "after"); err != nil {
+			t.Errorf("TCP connection over IPv%d established before the deny: %v; want it to keep working", f.fam, err)
+		}
+		uctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ok := udpEcho(uctx, f.udp, netip.AddrPortFrom(to.addr(f.fam), 80), []byte("after"))
+		cancel()
+		if !ok {
+			t.Errorf("UDP flow over IPv%d established before the deny: no echo; want it to keep working", f.fam)
+		}
 	}
-	uctx, cancel = context.WithTimeout(ctx, 2*time.Second)
-	ok = udpEcho(uctx, udp, netip.AddrPortFrom(to.c.IP, 80), []byte("after"))
-	cancel()
-	if !ok {
-		t.Error("UDP flow established before the deny: no echo; want it to keep working")
+}
+
+// polRoundTrip writes msg on an echo connection and reads it back.
+func polRoundTrip(conn net.Conn, msg string) error {
+	_ = conn.SetDeadline(time.Now().Add(2 * time.Second)) // bounded: a test conn
+	if _, err := io.WriteString(conn, msg); err != nil {
+		return err
 	}
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(conn, buf); err != nil {
+		return err
+	}
+	if string(buf) != msg {
+		return fmt.Errorf("echo %q, want %q", buf, msg)
+	}
+	return nil
 }
 
 // testNewPods: a pod created in an isolated namespace is isolated when its
@@ -994,19 +1253,25 @@ ingress:
 
 	hosts := s.l.Hosts()
 	xd := s.addPod(ctx, t, "x", "d", "d", hosts[0].Name)
+	var wg sync.WaitGroup // every source and family at once: the denied ones wait
 	for _, src := range []string{"y/a", "z/b"} {
-		from := s.byKey[src]
-		dctx, cancel := context.WithTimeout(ctx, polProbeTimeout)
-		c, err := s.l.Dial(dctx, from.c.Name, "tcp4", netip.AddrPortFrom(xd.c.IP, 80).String())
-		cancel()
-		if c != nil {
-			c.Close()
-		}
-		refused := errors.Is(err, syscall.ECONNREFUSED)
-		if want := from.name == "b"; refused != want {
-			t.Errorf("%s -> new pod x/d right after its CNI ADD: %v; want refused=%v (reached it, nothing listens yet)", src, err, want)
+		for _, fam := range s.families() {
+			wg.Go(func() {
+				from := s.byKey[src]
+				dctx, cancel := context.WithTimeout(ctx, polProbeTimeout)
+				c, err := s.l.Dial(dctx, from.c.Name, fmt.Sprintf("tcp%d", fam), netip.AddrPortFrom(xd.addr(fam), 80).String())
+				cancel()
+				if c != nil {
+					c.Close()
+				}
+				refused := errors.Is(err, syscall.ECONNREFUSED)
+				if want := from.name == "b"; refused != want {
+					t.Errorf("%s -> new pod x/d over IPv%d right after its CNI ADD: %v; want refused=%v (reached it, nothing listens yet)", src, fam, err, want)
+				}
+			})
 		}
 	}
+	wg.Wait()
 	yd := s.addPod(ctx, t, "y", "d", "b", hosts[2].Name) // a pod b elsewhere
 	for _, p := range []*polPod{xd, yd} {
 		srv, err := polServe(ctx, s.l, p.c)

@@ -312,6 +312,120 @@ func TestWireGuardEncryption(t *testing.T) {
 	})
 }
 
+// wg6LabName is the dual-stack WireGuard lab's name.
+var wg6LabName = labName + "wg6"
+
+// TestWireGuardDualStack: a two-host cluster with an IPv4 and an IPv6 pool
+// and --encryption wireguard. Each host has its IPv6 VTEP address on the
+// WireGuard device and routes the other host's IPv6 blocks through it, with
+// an unreachable route for the IPv6 pool under them; every container
+// reaches every other over both families; an IPv6 payload between hosts
+// crosses the underlay only inside WireGuard; a node whose key is gone gets
+// unreachable routes for its IPv6 blocks too, and no IPv6 payload toward it
+// leaves in clear.
+func TestWireGuardDualStack(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	v6pool := netip.MustParsePrefix("fd00:10:244::/56")
+	l := upBGPLab(t, lab.Config{Name: wg6LabName, Backend: string(api.BackendVXLAN), Encryption: string(api.EncryptionWireGuard),
+		Hosts: 2, ContainersPerHost: 2, PodCIDR: "10.244.0.0/16," + v6pool.String()})
+	cl := labStore(ctx, t, l)
+	hosts, cs := l.Hosts(), l.Containers()
+	for _, c := range cs {
+		if !v6pool.Contains(c.IP6) {
+			t.Fatalf("container %s has no IPv6 address of %s (%s)", c.Name, v6pool, c.IP6)
+		}
+	}
+	waitWireGuardUp(ctx, t, cl, len(hosts), "", time.Time{})
+
+	recs := nodeRecords(ctx, t, cl)
+	blocks, err := cl.ListBlocks(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hosts {
+		if out, err := l.Exec(ctx, h.Name, "ip", "-6", "addr", "show", "dev", api.WireGuardDevice); err != nil ||
+			!strings.Contains(string(out), recs[h.Name].VTEPIP6.String()+"/128") {
+			t.Errorf("%s: %s lacks the IPv6 VTEP address %s: %v\n%s", h.Name, api.WireGuardDevice, recs[h.Name].VTEPIP6, err, out)
+		}
+		routes, err := l.Exec(ctx, h.Name, "ip", "-6", "route", "show", "proto", fmt.Sprint(api.RouteProtocol))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Name == hosts[0].Name {
+			t.Logf("%s: ip -6 route show proto %d:\n%s", h.Name, api.RouteProtocol, routes)
+		}
+		if !strings.Contains(string(routes), "unreachable "+v6pool.String()) {
+			t.Errorf("%s: no unreachable route for the IPv6 pool under the tunnel routes:\n%s", h.Name, routes)
+		}
+		for _, b := range blocks {
+			if b.CIDR.Addr().Is6() && b.Node != h.Name && !strings.Contains(string(routes), b.CIDR.String()+" dev "+api.WireGuardDevice) {
+				t.Errorf("%s: %s's IPv6 block %s is not routed through %s:\n%s", h.Name, b.Node, b.CIDR, api.WireGuardDevice, routes)
+			}
+		}
+	}
+
+	// Every pair over both families, ping and TCP.
+	checkAllPairsFamilies(ctx, t, l, cs)
+
+	// src's host gets an IPv6 default route onto the underlay, as a real
+	// host may have (the lab's have none): a pod packet that missed the
+	// tunnel would now leave in clear instead of finding no route.
+	src, dst := pickCrossHost(t, l)
+	for _, cmd := range [][]string{
+		{"ip", "-6", "neigh", "replace", "fe80::99", "lladdr", "02:00:00:00:00:99", "dev", lab.HostIface, "nud", "permanent"},
+		{"ip", "-6", "route", "replace", "default", "via", "fe80::99", "dev", lab.HostIface},
+	} {
+		if out, err := l.Exec(ctx, src.Host, cmd...); err != nil {
+			t.Fatalf("%s: %s: %v\n%s", src.Host, strings.Join(cmd, " "), err, out)
+		}
+	}
+	seen, wg := payloadSeenAt(ctx, t, l, src, dst, dst.IP6)
+	if seen != 0 {
+		t.Errorf("the IPv6 payload sent %s -> %s crossed the underlay in clear in %d frame(s)", src.Name, dst.IP6, seen)
+	}
+	if wg == 0 {
+		t.Errorf("no WireGuard frame on the underlay while %s sent to %s over IPv6: the capture saw the wrong traffic", src.Name, dst.IP6)
+	}
+
+	// Fail closed: dst's node loses its key.
+	rec := recs[dst.Host]
+	rec.WireGuardKey = ""
+	if err := cl.PutNode(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	// Applied once the tunnel route to dst's IPv6 block is gone.
+	var routes string
+	waitFor(ctx, t, 20*time.Second, "no IPv6 route through "+api.WireGuardDevice+" to "+dst.Host+"'s blocks on "+src.Host, func() (bool, string) {
+		out, _ := l.Exec(ctx, src.Host, "ip", "-6", "route", "show", "proto", fmt.Sprint(api.RouteProtocol))
+		routes = string(out)
+		for _, line := range strings.Split(routes, "\n") {
+			if strings.Contains(line, "dev "+api.WireGuardDevice) && blockHolds(line, dst.IP6) {
+				return false, routes
+			}
+		}
+		return true, ""
+	})
+	blocked := false
+	for _, line := range strings.Split(routes, "\n") {
+		if strings.HasPrefix(line, "unreachable ") && blockHolds(line, dst.IP6) && !strings.HasPrefix(line, "unreachable "+v6pool.String()) {
+			blocked = true
+		}
+	}
+	if !blocked {
+		t.Errorf("%s: no unreachable route for %s's IPv6 block:\n%s", src.Host, dst.Host, routes)
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+	err = l.Ping(pctx, src.Name, dst.IP6)
+	pcancel()
+	if err == nil {
+		t.Errorf("%s reached %s over IPv6, whose node has no key", src.Name, dst.IP6)
+	}
+	if n := payloadSeenOneWayAt(ctx, t, l, src, dst.IP6); n != 0 {
+		t.Errorf("IPv6 payload toward the keyless node crossed the underlay in clear in %d frame(s)", n)
+	}
+}
+
 // waitWireGuardUp waits until every node has a handshake with each of the
 // n-1 others; those with node renewed theirs after since.
 func waitWireGuardUp(ctx context.Context, t *testing.T, cl *store.Client, n int, node string, since time.Time) {
@@ -366,9 +480,17 @@ func pingMatrix(ctx context.Context, t *testing.T, l *lab.Lab) {
 // got it, and returns in how many underlay frames it was seen in clear.
 func payloadSeen(ctx context.Context, t *testing.T, l *lab.Lab, src, dst lab.Container) int {
 	t.Helper()
+	seen, _ := payloadSeenAt(ctx, t, l, src, dst, dst.IP)
+	return seen
+}
+
+// payloadSeenAt is payloadSeen to dst's address ip (of either family); it
+// also returns how many underlay frames were WireGuard.
+func payloadSeenAt(ctx context.Context, t *testing.T, l *lab.Lab, src, dst lab.Container, ip netip.Addr) (seen, wg int) {
+	t.Helper()
 	// A lab just up may not have programmed its peers yet.
 	pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	err := l.Ping(pctx, src.Name, dst.IP)
+	err := l.Ping(pctx, src.Name, ip)
 	cancel()
 	if err != nil {
 		t.Fatalf("%s does not reach %s: %v", src.Name, dst.Name, err)
@@ -378,7 +500,7 @@ func payloadSeen(ctx context.Context, t *testing.T, l *lab.Lab, src, dst lab.Con
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := l.Listen(ctx, dst.Name, "tcp", netip.AddrPortFrom(dst.IP, 7411).String())
+	ln, err := l.Listen(ctx, dst.Name, "tcp", netip.AddrPortFrom(ip, 7411).String())
 	if err != nil {
 		_, _ = capt.Stop()
 		t.Fatal(err)
@@ -395,7 +517,7 @@ func payloadSeen(ctx context.Context, t *testing.T, l *lab.Lab, src, dst lab.Con
 		b, _ := io.ReadAll(c)
 		got <- b
 	}()
-	c, err := l.Dial(ctx, src.Name, "tcp", netip.AddrPortFrom(dst.IP, 7411).String())
+	c, err := l.Dial(ctx, src.Name, "tcp", netip.AddrPortFrom(ip, 7411).String())
 	if err == nil {
 		_, err = c.Write(bytes.Repeat(payload, 20))
 		c.Close()
@@ -416,7 +538,6 @@ func payloadSeen(ctx context.Context, t *testing.T, l *lab.Lab, src, dst lab.Con
 	if !bytes.Contains(received, payload) {
 		t.Fatalf("%s did not receive the payload from %s (%d bytes)", dst.Name, src.Name, len(received))
 	}
-	seen, wg := 0, 0
 	for _, f := range frames {
 		if bytes.Contains(f, payload) {
 			seen++
@@ -425,23 +546,30 @@ func payloadSeen(ctx context.Context, t *testing.T, l *lab.Lab, src, dst lab.Con
 			wg++
 		}
 	}
-	t.Logf("%s: %s -> %s: %d frames on the underlay, %d WireGuard, %d with the payload in clear", l.Name(), src.Name, dst.Name, len(frames), wg, seen)
+	t.Logf("%s: %s -> %s (%s): %d frames on the underlay, %d WireGuard, %d with the payload in clear", l.Name(), src.Name, dst.Name, ip, len(frames), wg, seen)
 	if len(frames) == 0 {
 		t.Fatalf("the capture on %s's underlay saw no frame at all", l.Name())
 	}
-	return seen
+	return seen, wg
 }
 
 // payloadSeenOneWay sends a payload from src toward dst over UDP (nothing
 // answers) and returns in how many underlay frames it was seen in clear.
 func payloadSeenOneWay(ctx context.Context, t *testing.T, l *lab.Lab, src, dst lab.Container) int {
 	t.Helper()
+	return payloadSeenOneWayAt(ctx, t, l, src, dst.IP)
+}
+
+// payloadSeenOneWayAt is payloadSeenOneWay toward address ip (of either
+// family).
+func payloadSeenOneWayAt(ctx context.Context, t *testing.T, l *lab.Lab, src lab.Container, ip netip.Addr) int {
+	t.Helper()
 	payload := canary()
 	capt, err := l.CaptureUnderlay(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := l.Dial(ctx, src.Name, "udp", netip.AddrPortFrom(dst.IP, 7412).String())
+	c, err := l.Dial(ctx, src.Name, "udp", netip.AddrPortFrom(ip, 7412).String())
 	if err == nil {
 		for range 20 {
 			_, _ = c.Write(payload) // unreachable: the write may fail, which is the point

@@ -40,10 +40,14 @@
 // The applier owns the table `inet skein`:
 //
 //	chain prerouting (filter hook prerouting priority raw):
-//	    iifname . ip saddr @ep_addrs accept     # a container sends only from its own addresses
+//	    iifname . ip saddr vmap @ep_addrs        # a container sends only from its own addresses;
+//	                                             # selected: accept, else goto untrack
 //	    iifname "sk*" iifname != "skein.*" drop  # other traffic of containers
+//	    ip daddr <pool> goto untrack_in          # from the overlay to a pod
+//	chain untrack, untrack_in:                   # TCP between unselected pods: notrack
 //	chain forward (filter hook forward priority filter, policy accept):
-//	    ct state established,related accept   # replies never walk the rules
+//	    ct state established,related,untracked accept   # replies never walk the rules
+//	    tcp flags ! syn accept                  # connections older than their pod's policy
 //	    ct state invalid drop
 //	    iifname vmap @egress_dispatch           # from a container: its egress chain
 //	    oifname vmap @ingress_dispatch          # to a container: its ingress chain

@@ -1,8 +1,11 @@
 package policy
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/skeinnet/skein/api"
 )
 
 // TestTraceFamily traces over IPv6: named endpoints stand for their IPv6
@@ -68,4 +71,26 @@ spec:
 	if err != nil || len(cells) != 0 {
 		t.Errorf("IPv6 matrix of IPv4-only endpoints: %d cells, %v; want none", len(cells), err)
 	}
+}
+
+// TestHostTraffic6 is TestHostTraffic over IPv6: a node's IPv6 VTEP address
+// (its only IPv6 address when the underlay is IPv4) is its own, so traffic
+// between it and the node's containers is never filtered, while another
+// node's is.
+func TestHostTraffic6(t *testing.T) {
+	t.Parallel()
+	in := withPolicies(t, dualStack(model()), denyAllIngressX+"\n---\n"+`
+metadata: {name: deny-egress, namespace: x}
+spec: {podSelector: {}, policyTypes: [Egress]}`)
+	in.Nodes = []api.Node{
+		{Name: "n1", UnderlayIP: netip.MustParseAddr("192.168.0.1"), VTEPIP: netip.MustParseAddr("10.0.9.1"), VTEPIP6: netip.MustParseAddr("fd00:9::1")},
+		{Name: "n2", UnderlayIP: netip.MustParseAddr("192.168.0.2"), VTEPIP: netip.MustParseAddr("10.0.9.2"), VTEPIP6: netip.MustParseAddr("fd00:9::2")},
+	}
+	check(t, Compile(in), []probe{
+		{from: "fd00:9::1", to: "x/a", port: 80, allowed: true, rule: "from its own node n1"}, // x/a is on n1
+		{from: "fd00:9::2", to: "x/a", port: 80, allowed: false},
+		{from: "x/a", to: "fd00:9::1", port: 80, allowed: true, rule: "to its own node n1"},
+		{from: "x/a", to: "fd00:9::2", port: 80, allowed: false},
+		{from: "10.0.9.1", to: "x/a", port: 80, allowed: true, rule: "from its own node n1"},
+	})
 }

@@ -86,7 +86,7 @@ func TestApplyElementsMovesVXLANPeers(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The overlay's own packets skip conntrack, in (prerouting) and out.
-	if got := listTable(t, c).Chains; got["prerouting"] != len(basePrerouting)+1 || got["output"] != 1 {
+	if got := listTable(t, c).Chains; got["prerouting"] != len(basePrerouting(nil))+1 || got["output"] != 1 {
 		t.Errorf("chains %v: want the VXLAN notrack rule in prerouting and output", got)
 	}
 	peersSet := &nftables.Set{Table: table, Name: VXLANPeers, KeyType: nftables.TypeIPAddr}

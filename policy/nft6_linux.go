@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"net/netip"
+
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
@@ -24,12 +26,12 @@ var (
 )
 
 // addBase6 adds to the batch what an IPv6 ruleset has beyond the IPv4
-// table: the sets ep_addrs6, tracked_addrs6 and pod_cidrs6 and the chains
-// of base6Chains (render.go lists them in nft syntax). The prerouting rule
-// that jumps to them is the caller's.
+// table: the map ep_addrs6, the sets na_targets6, tracked_addrs6 and
+// pod_cidrs6 and the chains of base6Chains (render.go lists them in nft
+// syntax). The prerouting rule that jumps to them is the caller's.
 func addBase6(c *nftables.Conn, rs *Ruleset, dropLog *nftables.Set) error {
-	addrs, tracked, pods := addrsSet(true), trackedSet(true), podCIDRSet(true)
-	if err := addSet(c, addrs, ifaceAddrElements(ofFamily(rs.Addrs, true, ifaceAddrOf))); err != nil {
+	addrs, na, tracked, pods := addrsMap(true), naTargets6(), trackedSet(true), podCIDRSet(true)
+	if err := addSet(c, na, ifaceAddrKeys(ofFamily(rs.Addrs, true, ifaceAddrOf))); err != nil {
 		return err
 	}
 	if err := addSet(c, tracked, addrElements(ofFamily(rs.Tracked, true, addrOf))); err != nil {
@@ -38,22 +40,27 @@ func addBase6(c *nftables.Conn, rs *Ruleset, dropLog *nftables.Set) error {
 	if err := addSet(c, pods, prefixElements(ofFamily(rs.PodCIDRs, true, prefixAddrOf))); err != nil {
 		return err
 	}
-	// Chains before the rules that goto them.
+	// Chains before the rules and map entries that goto them.
 	chain := func(name string) *nftables.Chain {
 		return c.AddChain(&nftables.Chain{Table: table, Name: name})
 	}
-	untrack, spoof, router := chain(UntrackChain6), chain(Spoof6Chain), chain(Router6Chain)
+	untrack, untrackIn := chain(UntrackChain6), chain(UntrackInChain6)
+	spoof, router := chain(Spoof6Chain), chain(Router6Chain)
 	fromPod, pre := chain(FromPod6Chain), chain(Prerouting6Chain)
+	if err := addSet(c, addrs, ifaceAddrElements(ofFamily(rs.Addrs, true, ifaceAddrOf), true)); err != nil {
+		return err
+	}
 	add := func(ch *nftables.Chain, rules []baseRule) {
 		for _, r := range rules {
 			c.AddRule(&nftables.Rule{Table: table, Chain: ch, Exprs: r.exprs, UserData: comment(r.comment)})
 		}
 	}
-	add(untrack, untrackExprs(tracked, pods, true))
+	add(untrack, untrackExprs(tracked, pods, rs.PodCIDRs, true, false))
+	add(untrackIn, untrackExprs(tracked, pods, rs.PodCIDRs, true, true))
 	add(spoof, dropChainExprs(SpoofLogPrefix, spoofComment, rs.NoDropLog, dropLog))
 	add(router, dropChainExprs(Router6LogPrefix, router6Comment, rs.NoDropLog, dropLog))
-	add(fromPod, fromPod6Exprs(addrs))
-	add(pre, prerouting6Exprs(pods))
+	add(fromPod, fromPod6Exprs(addrs, na))
+	add(pre, prerouting6Exprs(pods, rs.PodCIDRs))
 	return nil
 }
 
@@ -70,23 +77,11 @@ func dropChainExprs(logPrefix, why string, noLog bool, dropLog *nftables.Set) []
 func goTo(chain string) *expr.Verdict { return &expr.Verdict{Kind: expr.VerdictGoto, Chain: chain} }
 
 // prerouting6Exprs: IPv6 from a container goes to the anti-spoofing
-// chain, IPv6 to a pod address to the untrack chain.
-func prerouting6Exprs(pods *nftables.Set) []baseRule {
+// chain, IPv6 to a pod address to untrack6_in.
+func prerouting6Exprs(pods *nftables.Set, pools []netip.Prefix) []baseRule {
 	return []baseRule{
-		{exprs: []expr.Any{
-			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte(HostIfacePrefix)},
-			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
-			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: []byte(DevicePrefix)},
-			goTo(FromPod6Chain),
-		}},
-		// The nfproto test is implied (only IPv6 gets here), but nft lists
-		// raw payloads without it.
-		{exprs: append(familyOnly(true),
-			loadFamilyAddr(true, false, reg1),
-			&expr.Lookup{SourceRegister: reg1, SetName: pods.Name, SetID: pods.ID},
-			goTo(UntrackChain6),
-		)},
+		{exprs: append(fromPodExprs(), goTo(FromPod6Chain))},
+		{exprs: append(poolExprs(pods, pools, true, false, false), goTo(UntrackInChain6))},
 	}
 }
 
@@ -102,7 +97,7 @@ func icmp6Type(t byte) []expr.Any {
 
 // fromPod6Exprs: the chain every IPv6 packet from a container walks; see
 // base6Chains.
-func fromPod6Exprs(addrs *nftables.Set) []baseRule {
+func fromPod6Exprs(addrs, na *nftables.Set) []baseRule {
 	with := func(x []expr.Any, more ...expr.Any) []expr.Any { return append(x, more...) }
 	// As in prerouting6Exprs, the nfproto tests make nft list "ip6 saddr".
 	unspecified := append(familyOnly(true),
@@ -126,14 +121,13 @@ func fromPod6Exprs(addrs *nftables.Set) []baseRule {
 			&expr.Bitwise{SourceRegister: reg32e, DestRegister: reg1, Len: 16, Mask: linkLocalMask, Xor: make([]byte, 16)},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: linkLocalAddr},
 			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
-			&expr.Lookup{SourceRegister: reg1, SetName: addrs.Name, SetID: addrs.ID, Invert: true},
+			&expr.Lookup{SourceRegister: reg1, SetName: na.Name, SetID: na.ID, Invert: true},
 			goTo(Spoof6Chain),
 		)},
 		{exprs: append(familyOnly(true),
 			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
 			loadFamilyAddr(true, true, reg32e),
-			&expr.Lookup{SourceRegister: reg1, SetName: addrs.Name, SetID: addrs.ID},
-			goTo(UntrackChain6),
+			&expr.Lookup{SourceRegister: reg1, SetName: addrs.Name, SetID: addrs.ID, IsDestRegSet: true, DestRegister: 0},
 		)},
 		{exprs: []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg1},

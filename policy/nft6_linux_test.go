@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -41,7 +42,18 @@ func TestApplierListsBackDualStack(t *testing.T) {
 	}
 	if text := nftList(t, ns); text != "" {
 		t.Logf("nft list table inet skein:\n%s", text)
+		// The base chains read back as the render writes them (docs/policy.md
+		// shows the render): with one pool per family inline, no set lookup.
+		// (from_pod6 is left out: nft lists the NA target as a raw payload.)
+		for _, name := range []string{"prerouting", UntrackChain, UntrackInChain, Prerouting6Chain, UntrackChain6, UntrackInChain6} {
+			if want, got := chainBody(rs.String(), name), chainBody(text, name); want == "" || want != got {
+				t.Errorf("chain %s: render\n%s\nkernel\n%s", name, want, got)
+			}
+		}
 		for _, want := range []string{
+			"ip daddr 10.0.0.0/16 goto untrack_in",
+			"iifname . ip6 saddr vmap @ep_addrs6",
+			"ip6 daddr != fd00::/48 return",
 			"ip6 saddr @p-",
 			"ip6 daddr . meta l4proto . th dport @n-",
 			"fd00:0:0:1::1",
@@ -120,4 +132,27 @@ func TestApplyElementsIPv6(t *testing.T) {
 	if st := a.Stats(); st.Rebuilds != 2 || st.Patches != 0 || st.Failures != 0 {
 		t.Errorf("stats %+v: want two rebuilds (the first apply, the first IPv6 address), then element updates only", st)
 	}
+}
+
+// chainBody returns the rules of chain name in an nft listing, one per line
+// and trimmed, with counters zeroed and the nfproto tests nft folds into
+// the payload matches that follow left out.
+func chainBody(listing, name string) string {
+	_, rest, ok := strings.Cut(listing, "\tchain "+name+" {\n")
+	if !ok {
+		return ""
+	}
+	body, _, _ := strings.Cut(rest, "\t}\n")
+	counter := regexp.MustCompile(`counter packets \d+ bytes \d+`)
+	var out []string
+	for _, l := range strings.Split(body, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "type filter hook") {
+			continue
+		}
+		l = counter.ReplaceAllString(l, "counter")
+		l = strings.NewReplacer(" meta nfproto ipv4 ", " ", " meta nfproto ipv6 ", " ").Replace(l)
+		out = append(out, l)
+	}
+	return strings.Join(out, "\n")
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -185,9 +186,9 @@ func (a *Applier) Apply(ctx context.Context, p *Program) error {
 	}
 	a.last = rs
 	a.stats.Sets, a.stats.Rules, a.stats.Elements = rs.Counts()
-	a.stats.Chains = len(rs.Chains) + 3
+	a.stats.Chains = len(rs.Chains) + 4 // prerouting, forward and the two untrack chains
 	if rs.IPv6 {
-		a.stats.Chains += len(base6Chains)
+		a.stats.Chains += len(base6Chains(rs.PodCIDRs))
 	}
 	if ops > 0 {
 		a.log.Debug("nftables applied", "op", kind, "count", ops, "dur", a.stats.LastDuration)
@@ -386,27 +387,18 @@ func podCIDRSet(v6 bool) *nftables.Set {
 	return &nftables.Set{Table: table, Name: PodCIDRSet, KeyType: nftables.TypeIPAddr, Interval: true}
 }
 
-func addrsSet(v6 bool) *nftables.Set {
+// addrsMap is the anti-spoofing verdict map of a family (see EndpointAddrs).
+func addrsMap(v6 bool) *nftables.Set {
 	if v6 {
-		return &nftables.Set{Table: table, Name: EndpointAddrs6, KeyType: ifaceAddrType6, Concatenation: true}
+		return &nftables.Set{Table: table, Name: EndpointAddrs6, KeyType: ifaceAddrType6, Concatenation: true, IsMap: true, DataType: nftables.TypeVerdict}
 	}
-	return &nftables.Set{Table: table, Name: EndpointAddrs, KeyType: ifaceAddrType, Concatenation: true}
+	return &nftables.Set{Table: table, Name: EndpointAddrs, KeyType: ifaceAddrType, Concatenation: true, IsMap: true, DataType: nftables.TypeVerdict}
 }
 
-// ofFamily returns the elements of l whose address is IPv6 (v6) or IPv4.
-func ofFamily[E any](l []E, v6 bool, addr func(E) netip.Addr) []E {
-	var out []E
-	for _, e := range l {
-		if addr(e).Is6() == v6 {
-			out = append(out, e)
-		}
-	}
-	return out
+// naTargets6 is the set of addresses a container may advertise (NATargets6).
+func naTargets6() *nftables.Set {
+	return &nftables.Set{Table: table, Name: NATargets6, KeyType: ifaceAddrType6, Concatenation: true}
 }
-
-func addrOf(a netip.Addr) netip.Addr         { return a }
-func ifaceAddrOf(ia IfaceAddr) netip.Addr    { return ia.Addr }
-func prefixAddrOf(p netip.Prefix) netip.Addr { return p.Addr() }
 
 func dispatchMap(name string) *nftables.Set {
 	// Host byte order is how nft(8) expects ifname keys, so listings show names.
@@ -441,10 +433,6 @@ func (a *Applier) rebuild(rs *Ruleset) error {
 		}
 		sets[s.Name] = ns
 	}
-	addrs := addrsSet(false)
-	if err := addSet(c, addrs, ifaceAddrElements(ofFamily(rs.Addrs, false, ifaceAddrOf))); err != nil {
-		return err
-	}
 	tracked, pods := trackedSet(false), podCIDRSet(false)
 	if err := addSet(c, tracked, addrElements(ofFamily(rs.Tracked, false, addrOf))); err != nil {
 		return err
@@ -452,9 +440,20 @@ func (a *Applier) rebuild(rs *Ruleset) error {
 	if err := addSet(c, pods, prefixElements(ofFamily(rs.PodCIDRs, false, prefixAddrOf))); err != nil {
 		return err
 	}
-	untrack := c.AddChain(&nftables.Chain{Table: table, Name: UntrackChain})
-	for _, r := range untrackExprs(tracked, pods, false) {
-		c.AddRule(&nftables.Rule{Table: table, Chain: untrack, Exprs: r.exprs, UserData: comment(r.comment)})
+	// The untrack chains before the map whose verdicts goto them.
+	for _, in := range []bool{false, true} {
+		name := UntrackChain
+		if in {
+			name = UntrackInChain
+		}
+		ch := c.AddChain(&nftables.Chain{Table: table, Name: name})
+		for _, r := range untrackExprs(tracked, pods, rs.PodCIDRs, false, in) {
+			c.AddRule(&nftables.Rule{Table: table, Chain: ch, Exprs: r.exprs, UserData: comment(r.comment)})
+		}
+	}
+	addrs := addrsMap(false)
+	if err := addSet(c, addrs, ifaceAddrElements(ofFamily(rs.Addrs, false, ifaceAddrOf), false)); err != nil {
+		return err
 	}
 	if rs.IPv6 {
 		if err := addBase6(c, rs, sets[DropLogSet6]); err != nil {
@@ -491,7 +490,7 @@ func (a *Applier) rebuild(rs *Ruleset) error {
 			&expr.Verdict{Kind: expr.VerdictGoto, Chain: Prerouting6Chain},
 		}})
 	}
-	fromPod, spoof, toPod := preroutingExprs(addrs, pods)
+	fromPod, spoof, toPod := preroutingExprs(addrs, pods, rs.PodCIDRs)
 	c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: fromPod})
 	if !rs.NoDropLog {
 		c.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: append(spoof[:4:4], dropLogExprs(SpoofLogPrefix, true, false, dl.ID)...)})
@@ -645,9 +644,16 @@ func (a *Applier) patch(d *TableDiff) error {
 	del(ingress, dispatchKeys(d.DelIngress))
 	for _, v6 := range []bool{false, true} {
 		// A diff between rulesets of one IPv6 state (Apply rebuilds on a
-		// change): with IPv6 off there is no IPv6 element to move.
-		del(addrsSet(v6), ifaceAddrElements(ofFamily(d.DelIfaceAddrs, v6, ifaceAddrOf)))
-		add(addrsSet(v6), ifaceAddrElements(ofFamily(d.AddIfaceAddrs, v6, ifaceAddrOf)))
+		// change): with IPv6 off there is no IPv6 element to move. An
+		// endpoint becoming selected is its entries deleted and added
+		// again with the other verdict.
+		del(addrsMap(v6), ifaceAddrKeys(ofFamily(d.DelIfaceAddrs, v6, ifaceAddrOf)))
+		add(addrsMap(v6), ifaceAddrElements(ofFamily(d.AddIfaceAddrs, v6, ifaceAddrOf), v6))
+		if v6 {
+			gone, added := naTargetChanges(d.DelIfaceAddrs, d.AddIfaceAddrs)
+			del(naTargets6(), ifaceAddrKeys(gone))
+			add(naTargets6(), ifaceAddrKeys(added))
+		}
 		// In the batch with the dispatch entries: an endpoint is tracked
 		// from the moment its policy applies.
 		del(trackedSet(v6), addrElements(ofFamily(d.DelTracked, v6, addrOf)))
@@ -757,12 +763,63 @@ func ifname(name string) []byte {
 	return b
 }
 
-func ifaceAddrElements(ias []IfaceAddr) []nftables.SetElement {
+// ifaceAddrElements returns the anti-spoofing map entries of ias (all of
+// family v6): goto the untrack chain, or accept for a selected endpoint.
+func ifaceAddrElements(ias []IfaceAddr, v6 bool) []nftables.SetElement {
+	untrack := &expr.Verdict{Kind: expr.VerdictGoto, Chain: UntrackChain}
+	if v6 {
+		untrack = &expr.Verdict{Kind: expr.VerdictGoto, Chain: UntrackChain6}
+	}
+	accept := &expr.Verdict{Kind: expr.VerdictAccept}
+	out := ifaceAddrKeys(ias)
+	for i, ia := range ias {
+		out[i].VerdictData = untrack
+		if ia.Tracked {
+			out[i].VerdictData = accept
+		}
+	}
+	return out
+}
+
+// ifaceAddrKeys returns the keys of ias: elements of the NA target set, or
+// map entries to delete.
+func ifaceAddrKeys(ias []IfaceAddr) []nftables.SetElement {
 	out := make([]nftables.SetElement, 0, len(ias))
 	for _, ia := range ias {
 		out = append(out, nftables.SetElement{Key: append(ifname(ia.Iface), ia.Addr.AsSlice()...)})
 	}
 	return out
+}
+
+// naTargetChanges returns the IPv6 anti-spoofing entries that go and come
+// as interface . address, leaving out those that only change their verdict
+// (the NA target set has none).
+func naTargetChanges(del, add []IfaceAddr) (gone, added []IfaceAddr) {
+	type key struct {
+		iface string
+		addr  netip.Addr
+	}
+	keys := func(l []IfaceAddr) map[key]bool {
+		m := map[key]bool{}
+		for _, ia := range l {
+			if ia.Addr.Is6() {
+				m[key{ia.Iface, ia.Addr}] = true
+			}
+		}
+		return m
+	}
+	d, a := keys(del), keys(add)
+	for _, ia := range del {
+		if ia.Addr.Is6() && !a[key{ia.Iface, ia.Addr}] {
+			gone = append(gone, ia)
+		}
+	}
+	for _, ia := range add {
+		if ia.Addr.Is6() && !d[key{ia.Iface, ia.Addr}] {
+			added = append(added, ia)
+		}
+	}
+	return gone, added
 }
 
 func dispatchElements(m map[string]string) []nftables.SetElement {
@@ -926,55 +983,76 @@ func dropLogSet(v6 bool) *nftables.Set {
 		HasTimeout: true, Timeout: dropLogSetTimeout, Size: dropLogSetSize}
 }
 
-// preroutingExprs: a Skein host interface's own addresses go on to the
-// untrack chain, the rest of what arrives on Skein host interfaces is
-// dropped, and packets to pod addresses go to the untrack chain. A Skein host
-// interface is "sk" plus 11 characters; Skein's other devices (skein.vxlan)
-// start with "skein." and are excluded. Both are prefix compares (a cmp
-// shorter than the name, no mask), which nft lists as
-// `iifname "sk*" iifname != "skein.*"`.
-func preroutingExprs(addrs, pods *nftables.Set) (fromPod, spoof, toPod []expr.Any) {
-	fromPod = append(ipv4Only(),
+// preroutingExprs: a packet from a Skein host interface is looked up by
+// interface and source in the anti-spoofing map, which sends it on to the
+// untrack chain or accepts it (see EndpointAddrs); the rest of what arrives
+// on Skein host interfaces is dropped, and other packets to pod addresses go
+// to untrack_in. A Skein host interface is "sk" plus 11 characters; Skein's
+// other devices (skein.vxlan) start with "skein." and are excluded. Both
+// are prefix compares (a cmp shorter than the name, no mask), which nft
+// lists as `iifname "sk*" iifname != "skein.*"`; they also spare packets
+// from the overlay the map lookup.
+func preroutingExprs(addrs, pods *nftables.Set, pools []netip.Prefix) (fromPod, spoof, toPod []expr.Any) {
+	fromPod = append(fromPodExprs(), ipv4Only()...)
+	fromPod = append(fromPod,
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
 		loadAddr(true, reg32e),
-		&expr.Lookup{SourceRegister: reg1, SetName: addrs.Name, SetID: addrs.ID},
-		&expr.Verdict{Kind: expr.VerdictGoto, Chain: UntrackChain},
+		&expr.Lookup{SourceRegister: reg1, SetName: addrs.Name, SetID: addrs.ID, IsDestRegSet: true, DestRegister: 0},
 	)
-	spoof = []expr.Any{
+	spoof = append(fromPodExprs(),
+		&expr.Counter{}, // spoofing attempts show in `nft list chain inet skein prerouting`
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	)
+	toPod = append(poolExprs(pods, pools, false, false, false), &expr.Verdict{Kind: expr.VerdictGoto, Chain: UntrackInChain})
+	return fromPod, spoof, toPod
+}
+
+// fromPodExprs match a packet from a container's host veth: iifname
+// "sk*" iifname != "skein.*" (fromPodMatch).
+func fromPodExprs() []expr.Any {
+	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: reg1, Data: []byte(HostIfacePrefix)},
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg1},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: []byte(DevicePrefix)},
-		&expr.Counter{}, // spoofing attempts show in `nft list chain inet skein prerouting`
-		&expr.Verdict{Kind: expr.VerdictDrop},
 	}
-	toPod = append(ipv4Only(),
-		loadAddr(false, reg1),
-		&expr.Lookup{SourceRegister: reg1, SetName: pods.Name, SetID: pods.ID},
-		&expr.Verdict{Kind: expr.VerdictGoto, Chain: UntrackChain},
-	)
-	return fromPod, spoof, toPod
 }
 
-// untrackExprs: the untrack chain, which only IPv4 packets reach, or with
-// v6 the untrack6 chain, which only IPv6 packets reach.
-func untrackExprs(tracked, pods *nftables.Set, v6 bool) []baseRule {
-	ret := &expr.Verdict{Kind: expr.VerdictReturn}
-	lookup := func(saddr bool, s *nftables.Set, invert bool) baseRule {
-		// The nfproto test is implied (both gotos check it) but nft lists
-		// raw payloads without it.
-		return baseRule{exprs: append(familyOnly(v6), loadFamilyAddr(v6, saddr, reg1), &expr.Lookup{SourceRegister: reg1, SetName: s.Name, SetID: s.ID, Invert: invert}, ret)}
+// poolExprs test a packet's source (saddr) or destination against the
+// family's pod pools (poolMatch): a masked compare for a single pool, a
+// lookup in the pool set otherwise.
+func poolExprs(pods *nftables.Set, pools []netip.Prefix, v6, saddr, not bool) []expr.Any {
+	// The nfproto test is implied (every rule that gets here checks it)
+	// but nft lists raw payloads without it.
+	out := append(familyOnly(v6), loadFamilyAddr(v6, saddr, reg1))
+	p, ok := singlePool(pools, v6)
+	if !ok {
+		return append(out, &expr.Lookup{SourceRegister: reg1, SetName: pods.Name, SetID: pods.ID, Invert: not})
 	}
+	op := expr.CmpOpEq
+	if not {
+		op = expr.CmpOpNeq
+	}
+	n := p.Addr().BitLen() / 8
+	if p.Bits() < p.Addr().BitLen() {
+		mask := net.CIDRMask(p.Bits(), p.Addr().BitLen())
+		out = append(out, &expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: uint32(n), Mask: mask, Xor: make([]byte, n)})
+	}
+	return append(out, &expr.Cmp{Op: op, Register: reg1, Data: p.Masked().Addr().AsSlice()})
+}
+
+// untrackExprs are the rules of an untrack chain (untrackRules): in checks
+// the source is a pod address, the other the destination.
+func untrackExprs(tracked, pods *nftables.Set, pools []netip.Prefix, v6, in bool) []baseRule {
+	ret := &expr.Verdict{Kind: expr.VerdictReturn}
 	return []baseRule{
 		{exprs: []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: []byte{unix.IPPROTO_TCP}},
 			ret,
 		}},
-		lookup(true, pods, true),
-		lookup(false, pods, true),
-		lookup(true, tracked, false),
-		lookup(false, tracked, false),
+		{exprs: append(poolExprs(pods, pools, v6, in, true), ret)},
+		{exprs: append(familyOnly(v6), loadFamilyAddr(v6, false, reg1), &expr.Lookup{SourceRegister: reg1, SetName: tracked.Name, SetID: tracked.ID}, ret)},
 		// To this host (its VTEP address is a pod address): its own
 		// firewall may judge connections by their state.
 		{exprs: []expr.Any{
@@ -986,7 +1064,6 @@ func untrackExprs(tracked, pods *nftables.Set, v6 bool) []baseRule {
 	}
 }
 
-// udpPortNotrack: udp dport port notrack.
 func udpPortNotrack(port uint16) []expr.Any {
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1},

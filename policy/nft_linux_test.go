@@ -80,11 +80,15 @@ func listTable(t *testing.T, c *nftables.Conn) listed {
 
 func elementText(s *nftables.Set, e nftables.SetElement) string {
 	switch {
+	case s.Name == EndpointAddrs || s.Name == EndpointAddrs6 || s.Name == NATargets6:
+		a, _ := netip.AddrFromSlice(e.Key[16:])
+		text := string(bytes.TrimRight(e.Key[:16], "\x00")) + " . " + a.String()
+		if s.IsMap {
+			text += " : " + verdictText(e.Val)
+		}
+		return text
 	case s.IsMap:
 		return string(bytes.TrimRight(e.Key, "\x00")) + " : " + verdictText(e.Val)
-	case s.Name == EndpointAddrs || s.Name == EndpointAddrs6:
-		a, _ := netip.AddrFromSlice(e.Key[16:])
-		return string(bytes.TrimRight(e.Key[:16], "\x00")) + " . " + a.String()
 	case len(e.Key) == 12 || len(e.Key) == 24:
 		n := len(e.Key) - 8
 		a, _ := netip.AddrFromSlice(e.Key[:n])
@@ -115,21 +119,47 @@ func verdictText(b []byte) string {
 			chain = ad.String()
 		}
 	}
-	if code == unix.NFT_JUMP {
+	switch code {
+	case unix.NFT_JUMP:
 		return "jump " + chain
+	case unix.NFT_GOTO:
+		return "goto " + chain
+	case 1: // NF_ACCEPT
+		return "accept"
 	}
 	return fmt.Sprintf("verdict %d %s", code, chain)
 }
 
+func keyAddr(b []byte) netip.Addr {
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// verdictOf renders an element's verdict as verdictText does.
+func verdictOf(v *expr.Verdict) string {
+	switch v.Kind {
+	case expr.VerdictGoto:
+		return "goto " + v.Chain
+	case expr.VerdictJump:
+		return "jump " + v.Chain
+	case expr.VerdictAccept:
+		return "accept"
+	}
+	return fmt.Sprintf("verdict %d %s", v.Kind, v.Chain)
+}
+
 // expectTable returns what listTable should find for rs.
 func expectTable(rs *Ruleset) listed {
-	out := listed{Chains: map[string]int{"prerouting": len(basePrerouting), UntrackChain: len(untrackRules), "forward": len(baseForward)}, Sets: map[string][]string{}}
+	out := listed{Chains: map[string]int{
+		"prerouting": len(basePrerouting(rs.PodCIDRs)), "forward": len(baseForward),
+		UntrackChain: len(untrackRules(rs.PodCIDRs, false, false)), UntrackInChain: len(untrackRules(rs.PodCIDRs, false, true)),
+	}, Sets: map[string][]string{}}
 	for _, c := range rs.Chains {
 		out.Chains[c.Name] = len(c.Rules)
 	}
 	if rs.IPv6 {
 		out.Chains["prerouting"]++
-		for _, c := range base6Chains {
+		for _, c := range base6Chains(rs.PodCIDRs) {
 			out.Chains[c.name] = len(c.rules)
 		}
 	}
@@ -147,11 +177,19 @@ func expectTable(rs *Ruleset) listed {
 			break
 		}
 		texts = nil
-		for _, e := range ifaceAddrElements(ofFamily(rs.Addrs, v6, ifaceAddrOf)) {
-			texts = append(texts, elementText(addrsSet(v6), e))
+		for _, e := range ifaceAddrElements(ofFamily(rs.Addrs, v6, ifaceAddrOf), v6) {
+			texts = append(texts, fmt.Sprintf("%s . %s : %s", bytes.TrimRight(e.Key[:16], "\x00"), keyAddr(e.Key[16:]), verdictOf(e.VerdictData)))
 		}
 		slices.Sort(texts)
-		out.Sets[addrsSet(v6).Name] = texts
+		out.Sets[addrsMap(v6).Name] = texts
+		if v6 {
+			texts = nil
+			for _, e := range ifaceAddrKeys(ofFamily(rs.Addrs, v6, ifaceAddrOf)) {
+				texts = append(texts, elementText(naTargets6(), e))
+			}
+			slices.Sort(texts)
+			out.Sets[NATargets6] = texts
+		}
 		texts = nil
 		for _, e := range addrElements(ofFamily(rs.Tracked, v6, addrOf)) {
 			texts = append(texts, elementText(trackedSet(v6), e))
@@ -219,7 +257,7 @@ func TestApplierListsBack(t *testing.T) {
 		for _, want := range []string{
 			"ct state established,related,untracked accept",
 			"tcp flags ! syn accept comment",
-			"ip daddr @pod_cidrs goto untrack",
+			"ip daddr @pod_cidrs goto untrack_in",
 			"ip daddr @tracked_addrs return",
 			"notrack comment",
 			"iifname vmap @egress_dispatch",
@@ -227,7 +265,7 @@ func TestApplierListsBack(t *testing.T) {
 			"ip daddr . meta l4proto . th dport @n-",
 			"udp dport 1000-2000",
 			"type filter hook prerouting priority raw; policy accept;",
-			"iifname . ip saddr @ep_addrs goto untrack",
+			"iifname . ip saddr vmap @ep_addrs",
 			// The anti-spoofing drop is a wildcard match an admin can read.
 			`iifname "sk*" iifname != "skein.*" counter packets 0 bytes 0 drop comment`,
 		} {

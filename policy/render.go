@@ -17,14 +17,24 @@ const (
 	TableName       = "skein"
 	EgressDispatch  = "egress_dispatch"
 	IngressDispatch = "ingress_dispatch"
-	EndpointAddrs   = "ep_addrs"
+	// EndpointAddrs maps interface . source address of every container
+	// here to a verdict: anti-spoofing (a source not in it is dropped) and
+	// the untrack decision's first half in one lookup (an endpoint no
+	// policy selects goes to UntrackChain, a selected one is accepted, so
+	// conntrack sees it).
+	EndpointAddrs = "ep_addrs"
 	// TrackedAddrs holds the addresses of this host's endpoints that some
 	// policy selects: only their traffic needs connection tracking.
 	TrackedAddrs = "tracked_addrs"
-	// PodCIDRSet holds the cluster's pod pools (see Ruleset.PodCIDRs).
+	// PodCIDRSet holds the cluster's pod pools (see Ruleset.PodCIDRs); the
+	// rules match a family's single pool inline and use the set only when
+	// the family has none or several.
 	PodCIDRSet = "pod_cidrs"
-	// UntrackChain decides, before conntrack, which packets skip it.
-	UntrackChain = "untrack"
+	// UntrackChain decides, before conntrack, whether a packet from a
+	// container here that no policy selects skips it; UntrackInChain does
+	// the same for other packets to a pod address.
+	UntrackChain   = "untrack"
+	UntrackInChain = "untrack_in"
 	// HostIfacePrefix starts every Skein host veth name ("sk" + 11 hex).
 	HostIfacePrefix = "sk"
 	// HostIfaceLen is the length of a Skein host veth name.
@@ -35,10 +45,15 @@ const (
 
 	// The IPv6 twins of the fixed sets and chains, in the table only when
 	// the ruleset has IPv6 (Ruleset.IPv6).
-	EndpointAddrs6 = "ep_addrs6"
-	TrackedAddrs6  = "tracked_addrs6"
-	PodCIDRSet6    = "pod_cidrs6"
-	UntrackChain6  = "untrack6"
+	EndpointAddrs6  = "ep_addrs6"
+	TrackedAddrs6   = "tracked_addrs6"
+	PodCIDRSet6     = "pod_cidrs6"
+	UntrackChain6   = "untrack6"
+	UntrackInChain6 = "untrack6_in"
+	// NATargets6 holds interface . IPv6 address of every container here, as
+	// a plain set: the neighbor advertisement check needs membership, which
+	// the verdict map EndpointAddrs6 cannot answer.
+	NATargets6 = "na_targets6"
 	// Prerouting6Chain takes every IPv6 packet from the prerouting hook;
 	// FromPod6Chain every IPv6 packet from a container.
 	Prerouting6Chain = "prerouting6"
@@ -221,12 +236,16 @@ type NFTSet struct {
 	AddrPorts []AddrPort
 }
 
-// IfaceAddr is an element of the anti-spoofing sets (ep_addrs for IPv4,
+// IfaceAddr is an element of the anti-spoofing maps (ep_addrs for IPv4,
 // ep_addrs6 for IPv6): an address a host interface's container may send
 // from.
 type IfaceAddr struct {
 	Iface string
 	Addr  netip.Addr
+	// Tracked: a policy selects the endpoint, so its packets are accepted
+	// into conntrack instead of going to the untrack chain. Flipping it is
+	// an element change (delete and add in one batch).
+	Tracked bool
 }
 
 // Ruleset is the content of table inet skein for a Program: what the applier
@@ -278,6 +297,7 @@ func render(p *Program, ipv6 bool) *Ruleset {
 		if ep.HostIface == "" {
 			continue
 		}
+		first := len(rs.Addrs)
 		for _, ip := range ep.IPs {
 			rs.Addrs = append(rs.Addrs, IfaceAddr{Iface: ep.HostIface, Addr: ip.Unmap()})
 		}
@@ -293,6 +313,9 @@ func render(p *Program, ipv6 bool) *Ruleset {
 		if selected {
 			for _, ip := range ep.IPs {
 				rs.Tracked = append(rs.Tracked, ip.Unmap())
+			}
+			for i := first; i < len(rs.Addrs); i++ {
+				rs.Addrs[i].Tracked = true
 			}
 		}
 	}
@@ -328,6 +351,21 @@ func render(p *Program, ipv6 bool) *Ruleset {
 	})
 	return rs
 }
+
+// ofFamily returns the elements of l whose address is IPv6 (v6) or IPv4.
+func ofFamily[E any](l []E, v6 bool, addr func(E) netip.Addr) []E {
+	var out []E
+	for _, e := range l {
+		if addr(e).Is6() == v6 {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func addrOf(a netip.Addr) netip.Addr         { return a }
+func ifaceAddrOf(ia IfaceAddr) netip.Addr    { return ia.Addr }
+func prefixAddrOf(p netip.Prefix) netip.Addr { return p.Addr() }
 
 func nilIfEmpty[E any](l []E) []E {
 	if len(l) == 0 {
@@ -514,14 +552,14 @@ func (rs *Ruleset) WithoutDropLog() {
 // and elements.
 func (rs *Ruleset) Counts() (sets, rules, elements int) {
 	sets = len(rs.Sets) + 6 // the fixed ones, drop_log included
-	rules = len(baseForward) + len(basePrerouting) + len(untrackRules)
+	rules = len(baseForward) + len(basePrerouting(rs.PodCIDRs)) + 2*len(untrackRules(rs.PodCIDRs, false, false))
 	if rs.NoDropLog {
 		rules-- // the anti-spoofing log rule
 	}
 	if rs.IPv6 {
-		sets += 4 // endpoint, tracked and pod addresses, drop_log6
+		sets += 5 // endpoint, tracked and pod addresses, NA targets, drop_log6
 		rules++   // prerouting6Goto
-		for _, c := range base6Chains {
+		for _, c := range base6Chains(rs.PodCIDRs) {
 			rules += len(c.rules)
 			if rs.NoDropLog && (c.name == Spoof6Chain || c.name == Router6Chain) {
 				rules-- // their log rule
@@ -531,7 +569,7 @@ func (rs *Ruleset) Counts() (sets, rules, elements int) {
 	for _, c := range rs.Chains {
 		rules += len(c.Rules)
 	}
-	elements = len(rs.Addrs) + len(rs.EgressDispatch) + len(rs.IngressDispatch) + len(rs.Tracked) + len(rs.PodCIDRs)
+	elements = len(rs.Addrs) + len(ofFamily(rs.Addrs, true, ifaceAddrOf)) + len(rs.EgressDispatch) + len(rs.IngressDispatch) + len(rs.Tracked) + len(rs.PodCIDRs)
 	for _, s := range rs.Sets {
 		elements += len(s.Prefixes) + len(s.AddrPorts)
 	}
@@ -557,56 +595,119 @@ const (
 // The fixed base chains, in nft syntax (the applier builds the same rules).
 //
 // Conntrack costs every packet it sees, so only traffic that a policy
-// applies to is tracked: the untrack chain, at raw priority (before
-// conntrack), marks TCP between two pod addresses `notrack` unless one of
-// them is a selected endpoint here. Every other packet (UDP, ICMP, traffic
-// to or from outside the pod pools, which NAT may need, and traffic to this
-// host: its VTEP address is in a pool, and a stateful host firewall must see
-// its connections) stays tracked. A TCP
-// connection that was untracked when its pod became selected is picked up
-// mid-stream by conntrack (tcp_loose): its first packets are new but not
-// SYNs, and the forward chain accepts TCP without SYN before any policy,
-// since such a packet cannot open a connection. So a connection
-// established before a deny keeps working, as when everything was tracked.
-var (
-	basePrerouting = []string{
-		"meta nfproto ipv4 iifname . ip saddr @" + EndpointAddrs + " goto " + UntrackChain,
-		`iifname "` + HostIfacePrefix + `*" iifname != "` + DevicePrefix + `*" ` + dropLogText(true, false, SpoofLogPrefix),
-		`iifname "` + HostIfacePrefix + `*" iifname != "` + DevicePrefix + `*" counter drop comment "` + spoofComment + `"`,
-		"meta nfproto ipv4 ip daddr @" + PodCIDRSet + " goto " + UntrackChain,
+// applies to is tracked. Before conntrack (raw priority), a packet from a
+// container is looked up once in the verdict map ep_addrs by interface and
+// source: no entry drops it (anti-spoofing), a selected endpoint's entry
+// accepts it (tracked), and an unselected one's goes to the untrack chain,
+// which marks TCP to another pod address `notrack` unless the destination
+// is a selected endpoint here. Other packets to a pod address (from the
+// overlay) go to untrack_in, which checks the source is a pod address and
+// the destination unselected. So an unselected pod's packet pays one map
+// lookup, a masked compare and one set lookup; a selected pod's, the map
+// lookup and conntrack. Every other packet (UDP, ICMP, traffic to or from
+// outside the pod pools, which NAT may need, and traffic to this host: its
+// VTEP address is in a pool, and a stateful host firewall must see its
+// connections) stays tracked. A TCP connection that was untracked when its
+// pod became selected is picked up mid-stream by conntrack (tcp_loose): its
+// first packets are new but not SYNs, and the forward chain accepts TCP
+// without SYN before any policy, since such a packet cannot open a
+// connection. So a connection established before a deny keeps working, as
+// when everything was tracked.
+
+// fromPodMatch matches a packet from a container's host veth (and not from
+// one of Skein's own devices).
+const fromPodMatch = `iifname "` + HostIfacePrefix + `*" iifname != "` + DevicePrefix + `*"`
+
+// poolMatch renders the test of a packet's source (saddr) or destination
+// address against the family's pod pools: an inline masked compare when the
+// family has one pool (no set lookup), else a lookup in the pool set (which
+// is empty, so nothing is untracked, without pools).
+func poolMatch(pools []netip.Prefix, v6, saddr, not bool) string {
+	fam, dir, set := "ip", "daddr", PodCIDRSet
+	if v6 {
+		fam, set = "ip6", PodCIDRSet6
 	}
-	untrackRules = []string{
+	if saddr {
+		dir = "saddr"
+	}
+	op := ""
+	if not {
+		op = "!= "
+	}
+	if p, ok := singlePool(pools, v6); ok {
+		return fam + " " + dir + " " + op + p.String()
+	}
+	return fam + " " + dir + " " + op + "@" + set
+}
+
+// singlePool returns the family's pool when it has exactly one.
+func singlePool(pools []netip.Prefix, v6 bool) (netip.Prefix, bool) {
+	var one netip.Prefix
+	n := 0
+	for _, p := range pools {
+		if p.Addr().Is6() == v6 {
+			one = p
+			n++
+		}
+	}
+	return one, n == 1
+}
+
+// basePrerouting is the IPv4 part of the prerouting chain.
+func basePrerouting(pools []netip.Prefix) []string {
+	return []string{
+		fromPodMatch + " iifname . ip saddr vmap @" + EndpointAddrs,
+		fromPodMatch + " " + dropLogText(true, false, SpoofLogPrefix),
+		fromPodMatch + ` counter drop comment "` + spoofComment + `"`,
+		poolMatch(pools, false, false, false) + " goto " + UntrackInChain,
+	}
+}
+
+// untrackRules are the rules of the untrack chains of a family: in (other
+// packets to a pod address) checks the source, out (from an unselected
+// container here) the destination.
+func untrackRules(pools []netip.Prefix, v6, in bool) []string {
+	fam, tracked := "ip", TrackedAddrs
+	if v6 {
+		fam, tracked = "ip6", TrackedAddrs6
+	}
+	return []string{
 		"meta l4proto != tcp return",
-		"ip saddr != @" + PodCIDRSet + " return",
-		"ip daddr != @" + PodCIDRSet + " return",
-		"ip saddr @" + TrackedAddrs + " return",
-		"ip daddr @" + TrackedAddrs + " return",
+		poolMatch(pools, v6, in, true) + " return",
+		fam + " daddr @" + tracked + " return",
 		"fib daddr type local return",
 		`notrack comment "` + untrackComment + `"`,
 	}
-	// prerouting6Goto starts the prerouting chain of an IPv6 ruleset.
-	prerouting6Goto = "meta nfproto ipv6 goto " + Prerouting6Chain
-	// base6Chains are the regular chains an IPv6 ruleset adds. A container
-	// may send from its own addresses and from link-local ones (which never
-	// leave the veth: the host does not forward them), and from :: only
-	// duplicate address detection (a neighbor solicitation) and MLD reports.
-	// It may not act as a router (router advertisements, redirects, DHCPv6
-	// server replies) nor advertise a neighbor address that is not its own
-	// or link-local (which would steal another pod's traffic on the host).
-	base6Chains = []struct {
-		name  string
-		rules []string
-	}{
+}
+
+// prerouting6Goto starts the prerouting chain of an IPv6 ruleset.
+const prerouting6Goto = "meta nfproto ipv6 goto " + Prerouting6Chain
+
+// base6Chain is a regular chain an IPv6 ruleset adds.
+type base6Chain struct {
+	name  string
+	rules []string
+}
+
+// base6Chains are the regular chains an IPv6 ruleset adds. A container
+// may send from its own addresses and from link-local ones (which never
+// leave the veth: the host does not forward them), and from :: only
+// duplicate address detection (a neighbor solicitation) and MLD reports.
+// It may not act as a router (router advertisements, redirects, DHCPv6
+// server replies) nor advertise a neighbor address that is not its own
+// or link-local (which would steal another pod's traffic on the host).
+func base6Chains(pools []netip.Prefix) []base6Chain {
+	return []base6Chain{
 		{Prerouting6Chain, []string{
-			`iifname "` + HostIfacePrefix + `*" iifname != "` + DevicePrefix + `*" goto ` + FromPod6Chain,
-			"ip6 daddr @" + PodCIDRSet6 + " goto " + UntrackChain6,
+			fromPodMatch + " goto " + FromPod6Chain,
+			poolMatch(pools, true, false, false) + " goto " + UntrackInChain6,
 		}},
 		{FromPod6Chain, []string{
 			"icmpv6 type nd-router-advert goto " + Router6Chain,
 			"icmpv6 type nd-redirect goto " + Router6Chain,
 			"udp sport 547 goto " + Router6Chain,
-			"icmpv6 type nd-neighbor-advert icmpv6 taddr != fe80::/10 iifname . icmpv6 taddr != @" + EndpointAddrs6 + " goto " + Spoof6Chain,
-			"iifname . ip6 saddr @" + EndpointAddrs6 + " goto " + UntrackChain6,
+			"icmpv6 type nd-neighbor-advert icmpv6 taddr != fe80::/10 iifname . icmpv6 taddr != @" + NATargets6 + " goto " + Spoof6Chain,
+			"iifname . ip6 saddr vmap @" + EndpointAddrs6,
 			"ip6 saddr fe80::/10 return",
 			"ip6 saddr :: icmpv6 type nd-neighbor-solicit return",
 			"ip6 saddr :: icmpv6 type mld2-listener-report return",
@@ -620,16 +721,12 @@ var (
 			dropLogText(true, true, Router6LogPrefix),
 			`counter drop comment "` + router6Comment + `"`,
 		}},
-		{UntrackChain6, []string{
-			"meta l4proto != tcp return",
-			"ip6 saddr != @" + PodCIDRSet6 + " return",
-			"ip6 daddr != @" + PodCIDRSet6 + " return",
-			"ip6 saddr @" + TrackedAddrs6 + " return",
-			"ip6 daddr @" + TrackedAddrs6 + " return",
-			"fib daddr type local return",
-			`notrack comment "` + untrackComment + `"`,
-		}},
+		{UntrackChain6, untrackRules(pools, true, false)},
+		{UntrackInChain6, untrackRules(pools, true, true)},
 	}
+}
+
+var (
 	baseForward = []string{
 		"ct state established,related,untracked accept",
 		`tcp flags ! syn accept comment "` + pickupComment + `"`,
@@ -675,19 +772,30 @@ func (rs *Ruleset) String() string {
 		if v6 && !rs.IPv6 {
 			break
 		}
-		name, addr := EndpointAddrs, "ipv4_addr"
+		name, addr, untrack := EndpointAddrs, "ipv4_addr", UntrackChain
 		if v6 {
-			name, addr = EndpointAddrs6, "ipv6_addr"
+			name, addr, untrack = EndpointAddrs6, "ipv6_addr", UntrackChain6
 		}
-		b.WriteString("\tset " + name + " {\n\t\ttype ifname . " + addr + "\n")
+		b.WriteString("\tmap " + name + " {\n\t\ttype ifname . " + addr + " : verdict\n")
 		elems = elems[:0]
+		var targets []string
 		for _, a := range rs.Addrs {
 			if a.Addr.Is6() == v6 {
-				elems = append(elems, fmt.Sprintf("%q . %s", a.Iface, a.Addr))
+				verdict := "goto " + untrack
+				if a.Tracked {
+					verdict = "accept"
+				}
+				elems = append(elems, fmt.Sprintf("%q . %s : %s", a.Iface, a.Addr, verdict))
+				targets = append(targets, fmt.Sprintf("%q . %s", a.Iface, a.Addr))
 			}
 		}
 		writeElements(&b, elems)
 		b.WriteString("\t}\n")
+		if v6 {
+			b.WriteString("\tset " + NATargets6 + " {\n\t\ttype ifname . " + addr + "\n")
+			writeElements(&b, targets)
+			b.WriteString("\t}\n")
+		}
 	}
 	for _, m := range []struct {
 		name string
@@ -734,7 +842,7 @@ func (rs *Ruleset) String() string {
 		}
 		b.WriteString("\t}\n")
 	}
-	pre := basePrerouting
+	pre := basePrerouting(rs.PodCIDRs)
 	if rs.IPv6 {
 		pre = append([]string{prerouting6Goto}, pre...)
 	}
@@ -742,9 +850,10 @@ func (rs *Ruleset) String() string {
 		pre = append(slices.Clip(pre), vxlanNotrack(v.Port))
 	}
 	writeChain("\tchain prerouting {\n\t\ttype filter hook prerouting priority raw; policy accept;\n", pre)
-	writeChain("\tchain "+UntrackChain+" {\n", untrackRules)
+	writeChain("\tchain "+UntrackChain+" {\n", untrackRules(rs.PodCIDRs, false, false))
+	writeChain("\tchain "+UntrackInChain+" {\n", untrackRules(rs.PodCIDRs, false, true))
 	if rs.IPv6 {
-		for _, c := range base6Chains {
+		for _, c := range base6Chains(rs.PodCIDRs) {
 			writeChain("\tchain "+c.name+" {\n", c.rules)
 		}
 	}

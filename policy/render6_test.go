@@ -90,7 +90,7 @@ func TestRenderIPv6Shape(t *testing.T) {
 	for _, want := range []string{
 		"meta nfproto ipv6 goto " + Prerouting6Chain,
 		"icmpv6 type nd-router-advert goto " + Router6Chain,
-		"iifname . ip6 saddr @" + EndpointAddrs6 + " goto " + UntrackChain6,
+		"iifname . ip6 saddr vmap @" + EndpointAddrs6,
 	} {
 		if !strings.Contains(rs.String(), want) {
 			t.Errorf("dual-stack ruleset lacks %q", want)

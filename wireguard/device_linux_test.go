@@ -41,11 +41,11 @@ func TestOpenRefusesWithoutDevice(t *testing.T) {
 	}
 }
 
-// TestTunnelBetweenTwoHosts: two namespaces joined by a veth (the
+// TestTunnelBetweenTwoHosts: two namespaces joined by a veth (the IPv4
 // underlay), each with the device Open picks (wireguard-go on TUN here)
-// and the plan's peers and routes applied: a datagram from one host's
-// device address reaches the other's through the tunnel, and both peers
-// then show a handshake.
+// and the plan's peers and routes applied for a dual-stack cluster: a
+// datagram from one host's device address reaches the other's through the
+// tunnel in each family, and both peers then show a handshake.
 func TestTunnelBetweenTwoHosts(t *testing.T) {
 	nsA, nsB := nstest.Pair(t, netip.MustParsePrefix("192.0.2.1/24"), netip.MustParsePrefix("192.0.2.2/24"))
 	dir := t.TempDir()
@@ -57,25 +57,26 @@ func TestTunnelBetweenTwoHosts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	pfx := netip.MustParsePrefix
 	nodes := []Node{
-		{Name: "a", Key: privA.PublicKey().String(), Underlay: netip.MustParseAddr("192.0.2.1"), Blocks: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/26")}},
-		{Name: "b", Key: privB.PublicKey().String(), Underlay: netip.MustParseAddr("192.0.2.2"), Blocks: []netip.Prefix{netip.MustParsePrefix("10.244.1.0/26")}},
+		{Name: "a", Key: privA.PublicKey().String(), Underlay: netip.MustParseAddr("192.0.2.1"), Blocks: []netip.Prefix{pfx("10.244.0.0/26"), pfx("fd00:10:244::/122")}},
+		{Name: "b", Key: privB.PublicKey().String(), Underlay: netip.MustParseAddr("192.0.2.2"), Blocks: []netip.Prefix{pfx("10.244.1.0/26"), pfx("fd00:10:244::40/122")}},
 	}
-	pools := []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}
+	pools := []netip.Prefix{pfx("10.244.0.0/16"), pfx("fd00:10:244::/56")}
 	type host struct {
-		ns   *nstest.NS
-		self string
-		priv Key
-		addr netip.Addr
-		dev  Device
+		ns          *nstest.NS
+		self        string
+		priv        Key
+		addr, addr6 netip.Addr
+		dev         Device
 	}
 	hosts := []*host{
-		{ns: nsA, self: "a", priv: privA, addr: netip.MustParseAddr("10.244.0.1")},
-		{ns: nsB, self: "b", priv: privB, addr: netip.MustParseAddr("10.244.1.1")},
+		{ns: nsA, self: "a", priv: privA, addr: netip.MustParseAddr("10.244.0.1"), addr6: netip.MustParseAddr("fd00:10:244::1")},
+		{ns: nsB, self: "b", priv: privB, addr: netip.MustParseAddr("10.244.1.1"), addr6: netip.MustParseAddr("fd00:10:244::41")},
 	}
 	for _, h := range hosts {
 		err := h.ns.Do(func() error {
-			dev, err := Open(Config{Name: "skein.wg", MTU: 1420, Addr: h.addr})
+			dev, err := Open(Config{Name: "skein.wg", MTU: 1420, Addr: h.addr, Addr6: h.addr6})
 			if err != nil {
 				return err
 			}
@@ -83,7 +84,7 @@ func TestTunnelBetweenTwoHosts(t *testing.T) {
 			if err := dev.SetKey(h.priv, 51822); err != nil { // binds its UDP socket here
 				return err
 			}
-			r := NewReconciler(dev, pools, h.addr, time.Minute, nil)
+			r := NewReconciler(dev, pools, []netip.Addr{h.addr, h.addr6}, time.Minute, nil)
 			_, err = r.apply(Make(h.self, 51822, nodes))
 			return err
 		})
@@ -92,9 +93,30 @@ func TestTunnelBetweenTwoHosts(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = h.dev.Close(false) })
 	}
+	for _, fam := range []struct{ net, src, dst string }{
+		{"udp4", "10.244.0.1", "10.244.1.1"},
+		{"udp6", "fd00:10:244::1", "fd00:10:244::41"},
+	} {
+		sendThrough(t, nsA, nsB, fam.net, fam.src, fam.dst)
+	}
+	for _, h := range hosts {
+		ps, err := h.dev.Peers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ps) != 1 || ps[0].LastHandshake.IsZero() || ps[0].RxBytes == 0 {
+			t.Errorf("host %s (%s device): peers %+v, want one with a handshake and bytes received", h.self, h.dev.Kind(), ps)
+		}
+	}
+}
+
+// sendThrough sends datagrams from src in nsA to dst in nsB until one
+// arrives (10 s at most).
+func sendThrough(t *testing.T, nsA, nsB *nstest.NS, network, src, dst string) {
+	t.Helper()
 	var ln *net.UDPConn
 	if err := nsB.Do(func() (err error) {
-		ln, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP("10.244.1.1"), Port: 9000})
+		ln, err = net.ListenUDP(network, &net.UDPAddr{IP: net.ParseIP(dst), Port: 9000})
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -102,7 +124,7 @@ func TestTunnelBetweenTwoHosts(t *testing.T) {
 	defer func() { _ = ln.Close() }()
 	var c net.Conn
 	if err := nsA.Do(func() (err error) {
-		c, err = net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP("10.244.0.1")}, &net.UDPAddr{IP: net.ParseIP("10.244.1.1"), Port: 9000})
+		c, err = net.DialUDP(network, &net.UDPAddr{IP: net.ParseIP(src)}, &net.UDPAddr{IP: net.ParseIP(dst), Port: 9000})
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -112,24 +134,15 @@ func TestTunnelBetweenTwoHosts(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, err := c.Write([]byte("through the tunnel")); err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s %s -> %s: %v", network, src, dst, err)
 		}
 		_ = ln.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 		n, _, err := ln.ReadFromUDP(buf)
 		if err == nil && string(buf[:n]) == "through the tunnel" {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("nothing came through the tunnel in 10s (last: %v)", err)
-		}
-	}
-	for _, h := range hosts {
-		ps, err := h.dev.Peers()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(ps) != 1 || ps[0].LastHandshake.IsZero() || ps[0].RxBytes == 0 {
-			t.Errorf("host %s (%s device): peers %+v, want one with a handshake and bytes received", h.self, h.dev.Kind(), ps)
+			t.Fatalf("%s %s -> %s: nothing came through the tunnel in 10s (last: %v)", network, src, dst, err)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Config says which device Open makes.
@@ -17,6 +18,9 @@ type Config struct {
 	// own block): the source of host-to-pod traffic through the tunnel,
 	// inside the allowed IPs the peers hold for this host.
 	Addr netip.Addr
+	// Addr6 is its IPv6 address in a dual-stack cluster (its IPv6 VTEP
+	// address): the source of host-to-pod IPv6 traffic; optional.
+	Addr6 netip.Addr
 	// Userspace skips the kernel device.
 	Userspace bool
 	Log       *slog.Logger
@@ -48,7 +52,7 @@ func Open(cfg Config) (Device, error) {
 			return nil, fmt.Errorf("wireguard: no device: kernel: %v; userspace: %w", kernelErr, err)
 		}
 	}
-	if err := linkUp(cfg.Name, cfg.MTU, cfg.Addr); err != nil {
+	if err := linkUp(cfg.Name, cfg.MTU, cfg.Addr, cfg.Addr6); err != nil {
 		_ = dev.Close(false)
 		return nil, fmt.Errorf("wireguard: %w", err)
 	}
@@ -56,8 +60,8 @@ func Open(cfg Config) (Device, error) {
 	return dev, nil
 }
 
-// linkUp sets the device's MTU and address and brings it up.
-func linkUp(name string, mtu int, addr netip.Addr) error {
+// linkUp sets the device's MTU and addresses and brings it up.
+func linkUp(name string, mtu int, addrs ...netip.Addr) error {
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return fmt.Errorf("find %s: %w", name, err)
@@ -67,8 +71,16 @@ func linkUp(name string, mtu int, addr netip.Addr) error {
 			return fmt.Errorf("set %s mtu %d: %w", name, mtu, err)
 		}
 	}
-	if addr.IsValid() {
+	for _, addr := range addrs {
+		if !addr.IsValid() {
+			continue
+		}
 		a := &netlink.Addr{IPNet: netipNet(netip.PrefixFrom(addr, addr.BitLen()))}
+		if addr.Is6() {
+			// IPAM owns the address: no duplicate to detect, and a
+			// tentative address could not be a source.
+			a.Flags = unix.IFA_F_NODAD
+		}
 		if err := netlink.AddrReplace(l, a); err != nil {
 			return fmt.Errorf("address %s on %s: %w", addr, name, err)
 		}

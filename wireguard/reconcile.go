@@ -24,7 +24,7 @@ type Stats struct {
 type Reconciler struct {
 	dev    Device
 	pools  []netip.Prefix
-	src    netip.Addr
+	srcs   []netip.Addr
 	resync time.Duration
 	log    *slog.Logger
 
@@ -39,16 +39,17 @@ type Reconciler struct {
 	stats Stats
 }
 
-// NewReconciler reconciles dev; pools get an unreachable route under the
-// tunnel routes, src is the host's address on the device.
-func NewReconciler(dev Device, pools []netip.Prefix, src netip.Addr, resync time.Duration, log *slog.Logger) *Reconciler {
+// NewReconciler reconciles dev; pools (of both families) get an
+// unreachable route under the tunnel routes, srcs are the host's addresses
+// on the device (at most one per family).
+func NewReconciler(dev Device, pools []netip.Prefix, srcs []netip.Addr, resync time.Duration, log *slog.Logger) *Reconciler {
 	if resync <= 0 {
 		resync = 30 * time.Second
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Reconciler{dev: dev, pools: pools, src: src, resync: resync, log: log, kick: make(chan struct{}, 1)}
+	return &Reconciler{dev: dev, pools: pools, srcs: srcs, resync: resync, log: log, kick: make(chan struct{}, 1)}
 }
 
 // Device is the device the reconciler programs.

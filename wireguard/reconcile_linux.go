@@ -22,5 +22,5 @@ func (r *Reconciler) apply(p Plan) (int, error) {
 			return 0, fmt.Errorf("set %s up: %w", r.dev.Name(), err)
 		}
 	}
-	return applyRoutes(wantRoutes(p, r.pools, l.Attrs().Index, r.src), l.Attrs().Index, r.src)
+	return applyRoutes(wantRoutes(p, r.pools, l.Attrs().Index, r.srcs), l.Attrs().Index)
 }

@@ -16,17 +16,19 @@ type routeKey struct {
 	unreachable bool
 }
 
-// wantRoutes turns a plan into routes: tunnel blocks through the device
-// (source: the host's address on it), and unreachable routes for blocked
-// blocks and, under everything, for the pools themselves, so that pod
-// traffic to a block not (yet) tunnelled never follows the default route
-// out in clear.
-func wantRoutes(p Plan, pools []netip.Prefix, link int, src netip.Addr) map[routeKey]*netlink.Route {
+// wantRoutes turns a plan into routes: tunnel blocks of both families
+// through the device (source: the host's address of the block's family on
+// it), and unreachable routes for blocked blocks and, under everything, for
+// the pools themselves, so that pod traffic to a block not (yet) tunnelled
+// never follows a default route out in clear, in either family.
+func wantRoutes(p Plan, pools []netip.Prefix, link int, srcs []netip.Addr) map[routeKey]*netlink.Route {
 	out := map[routeKey]*netlink.Route{}
 	for _, b := range p.Tunnel {
 		r := &netlink.Route{Dst: netipNet(b), LinkIndex: link, Scope: netlink.SCOPE_LINK, Protocol: api.RouteProtocol}
-		if src.IsValid() && src.Is4() == b.Addr().Is4() {
-			r.Src = src.AsSlice()
+		for _, src := range srcs {
+			if src.IsValid() && src.Is4() == b.Addr().Is4() {
+				r.Src = src.AsSlice()
+			}
 		}
 		out[routeKey{dst: b}] = r
 	}
@@ -44,7 +46,7 @@ func wantRoutes(p Plan, pools []netip.Prefix, link int, src netip.Addr) map[rout
 
 // applyRoutes makes Skein's routes through link and its unreachable routes
 // exactly want; it returns how many it changed.
-func applyRoutes(want map[routeKey]*netlink.Route, link int, src netip.Addr) (int, error) {
+func applyRoutes(want map[routeKey]*netlink.Route, link int) (int, error) {
 	have, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Protocol: api.RouteProtocol}, netlink.RT_FILTER_PROTOCOL)
 	if err != nil {
 		return 0, fmt.Errorf("list routes: %w", err)

@@ -313,6 +313,51 @@ func TestIPv6UnderlayDirectRoutingPaths(t *testing.T) {
 	}
 }
 
+// TestIPv6UnderlayWireGuard: WireGuard between IPv6-only hosts with
+// dual-stack pods: every pair over both families, and on the underlay
+// bridge only IPv6/UDP WireGuard packets, no pod address in clear, nothing
+// IPv4.
+func TestIPv6UnderlayWireGuard(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	l := upBGPLab(t, lab.Config{Name: labName + "u6w", Hosts: 2, ContainersPerHost: 1, Underlay: lab.UnderlayIPv6,
+		Encryption: string(api.EncryptionWireGuard), PodCIDR: dualPools[0].String() + "," + dualPools[1].String()})
+	cs := l.Containers()
+	checkAllPairsFamilies(ctx, t, l, cs)
+	src, dst := cs[0], cs[1]
+	frames := captureWhile(ctx, t, l, func() {
+		for i, ip := range []netip.Addr{dst.IP, dst.IP6} {
+			if err := tcpEchoServed(ctx, t, l, src.Name, dst.Name, netip.AddrPortFrom(ip, uint16(7133+i))); err != nil {
+				t.Errorf("tcp %s -> %s: %v", src.Name, ip, err)
+			}
+		}
+	})
+	pods := map[netip.Addr]bool{src.IP6: true, dst.IP6: true}
+	var wg, clear, ipv4 int
+	for _, f := range frames {
+		switch ethType(f) {
+		case 0x0800:
+			ipv4++
+		case 0x86dd:
+			if len(f) < 54 {
+				continue
+			}
+			s, _ := netip.AddrFromSlice(f[22:38])
+			d, _ := netip.AddrFromSlice(f[38:54])
+			if pods[s] || pods[d] {
+				clear++
+			}
+			if sp, dp := udpPorts(f); sp == api.DefaultWireGuardPort || dp == api.DefaultWireGuardPort {
+				wg++
+			}
+		}
+	}
+	t.Logf("capture: %d frames, %d WireGuard over IPv6, %d with a pod address in clear, %d IPv4", len(frames), wg, clear, ipv4)
+	if wg == 0 || clear != 0 || ipv4 != 0 {
+		t.Errorf("underlay capture: %d WireGuard-over-IPv6 frames, %d with pod addresses in clear, %d IPv4; want WireGuard only", wg, clear, ipv4)
+	}
+}
+
 // waitDirectRoutes waits until every host routes every other host's blocks
 // as direct routing should: via the other host's underlay address of the
 // block's family on the underlay interface when that address is on the
@@ -435,21 +480,30 @@ func ethType(f []byte) uint16 {
 // udpDstPort is the UDP destination port of an IPv4 or IPv6 frame without
 // extension headers, 0 for anything else.
 func udpDstPort(f []byte) int {
+	_, dst := udpPorts(f)
+	return dst
+}
+
+// udpPorts are the UDP source and destination ports of an IPv4 or IPv6
+// frame without extension headers, 0 for anything else.
+func udpPorts(f []byte) (src, dst int) {
+	off := 0
 	switch ethType(f) {
 	case 0x0800:
 		if len(f) < 14+20+8 || f[14+9] != 17 {
-			return 0
+			return 0, 0
 		}
-		ihl := int(f[14]&0x0f) * 4
-		if len(f) < 14+ihl+8 {
-			return 0
-		}
-		return int(binary.BigEndian.Uint16(f[14+ihl+2:]))
+		off = 14 + int(f[14]&0x0f)*4
 	case 0x86dd:
 		if len(f) < 14+40+8 || f[14+6] != 17 {
-			return 0
+			return 0, 0
 		}
-		return int(binary.BigEndian.Uint16(f[14+40+2:]))
+		off = 14 + 40
+	default:
+		return 0, 0
 	}
-	return 0
+	if len(f) < off+8 {
+		return 0, 0
+	}
+	return int(binary.BigEndian.Uint16(f[off:])), int(binary.BigEndian.Uint16(f[off+2:]))
 }

@@ -40,6 +40,9 @@ type vxlanBackend struct {
 	upSyncs int
 	upCount int
 	upLinks map[string]string
+	// direct counts the peers reached by direct routes alone (no FDB
+	// entry), programmed as of upSyncs.
+	direct int
 }
 
 func newVXLANBackend(self string, underlay onLink, cfg vxlan.Config, rec *vxlan.Reconciler, view func(func(store.Snapshot)), log *slog.Logger) *vxlanBackend {
@@ -122,15 +125,14 @@ func (b *vxlanBackend) notReady() string {
 func (b *vxlanBackend) status(st *api.NodeStatus) {
 	d := b.rec.Stats()
 	st.LastSync, st.LastError = d.LastSync, d.LastError
-	// One FDB entry per peer reached through the tunnel, whatever its
-	// families (a dual-stack peer has two neighbours).
-	st.Peers = d.FDB
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if d.Syncs != b.upSyncs || d.Syncs == 0 {
-		b.upCount, b.upLinks = 0, nil
+		b.upCount, b.upLinks, b.direct = 0, nil, 0
 		b.view(func(s store.Snapshot) {
-			b.upLinks = linkStates(b.self, b.gradeLinks(s, b.rec.Debug()))
+			var links map[string]api.Link
+			links, b.direct = b.gradeLinksDirect(s, b.rec.Debug())
+			b.upLinks = linkStates(b.self, links)
 		})
 		for _, l := range b.upLinks {
 			if l == api.LinkUp {
@@ -139,6 +141,10 @@ func (b *vxlanBackend) status(st *api.NodeStatus) {
 		}
 		b.upSyncs = d.Syncs
 	}
+	// One FDB entry per peer reached through the tunnel, whatever its
+	// families (a dual-stack peer has two neighbours), plus the peers
+	// reached by direct routes alone.
+	st.Peers = d.FDB + b.direct
 	st.PeersUp, st.Links = b.upCount, b.upLinks
 }
 
@@ -179,11 +185,19 @@ func (b *vxlanBackend) serveDebug(kind api.Backend, w http.ResponseWriter, r *ht
 // gradeLinks compares, per peer, the entries the planner wants for it with
 // the entries dp says the kernel has.
 func (b *vxlanBackend) gradeLinks(snap store.Snapshot, dp vxlan.DebugState) map[string]api.Link {
+	links, _ := b.gradeLinksDirect(snap, dp)
+	return links
+}
+
+// gradeLinksDirect is gradeLinks, and counts the peers reached by direct
+// routes alone (no FDB entry wanted) that have something programmed.
+func (b *vxlanBackend) gradeLinksDirect(snap store.Snapshot, dp vxlan.DebugState) (map[string]api.Link, int) {
 	actual := make(map[string]bool, len(dp.Actual))
 	for _, l := range dp.Actual {
 		actual[l] = true
 	}
 	peers := vxlanPeers(b.self, b.underlay, snap)
+	direct := 0
 	links := make(map[string]api.Link, len(snap.Nodes))
 	for name := range snap.Nodes {
 		if name != b.self {
@@ -195,9 +209,14 @@ func (b *vxlanBackend) gradeLinks(snap store.Snapshot, dp vxlan.DebugState) map[
 			links[p.Node] = api.Link{Kind: string(api.BackendVXLAN), State: api.LinkDown, Detail: familyMismatch(b.cfg.UnderlayIP, p.UnderlayIP)}
 			continue
 		}
-		links[p.Node] = vxlanLink(vxlan.Plan(b.cfg, []vxlan.Peer{p}), actual, dp)
+		want := vxlan.Plan(b.cfg, []vxlan.Peer{p})
+		l := vxlanLink(want, actual, dp)
+		links[p.Node] = l
+		if len(want.FDB) == 0 && len(want.Routes) > 0 && (l.State == api.LinkUp || l.State == api.LinkPartial) {
+			direct++
+		}
 	}
-	return links
+	return links, direct
 }
 
 // vxlanLink grades one peer's wanted entries against the kernel's.

@@ -87,12 +87,7 @@ func TestIPv6Underlay(t *testing.T) {
 		})
 	}
 	checkAllPairsFamilies(ctx, t, l, cs)
-	// The CLI sees every node healthy, every link up.
-	cmd := exec.CommandContext(ctx, opsBin(), "status")
-	cmd.Env = append(cmd.Environ(), "SKEIN_ETCD_ENDPOINTS="+l.EtcdEndpoints()[0])
-	if r := runCmd(t, cmd); r.code != 0 {
-		t.Errorf("skein status on the IPv6-underlay lab: %s", r)
-	}
+	waitStatusHealthy(ctx, t, l)
 
 	// The tunnel on the wire: IPv6/UDP to the VXLAN port, both inner
 	// families, and nothing IPv4 at all.
@@ -190,6 +185,7 @@ func TestDualUnderlayDirectRouting(t *testing.T) {
 	}
 	waitDirectRoutes(ctx, t, l, blocks)
 	checkAllPairsFamilies(ctx, t, l, cs)
+	waitStatusHealthy(ctx, t, l) // every peer direct: none has an FDB entry, all count
 	cmd := exec.CommandContext(ctx, opsBin(), "node", "show", hosts[0].Name)
 	cmd.Env = append(cmd.Environ(), "SKEIN_ETCD_ENDPOINTS="+l.EtcdEndpoints()[0])
 	if r := runCmd(t, cmd); r.code != 0 || !strings.Contains(r.stdout, hosts[0].UnderlayIP.String()+","+hosts[0].UnderlayIP6.String()) {
@@ -312,7 +308,53 @@ func TestIPv6UnderlayDirectRoutingPaths(t *testing.T) {
 			}
 			waitDirectRoutes(ctx, t, l, blocks)
 			checkAllPairsFamilies(ctx, t, l, l.Containers())
+			waitStatusHealthy(ctx, t, l)
 		})
+	}
+}
+
+// TestIPv6UnderlayWireGuard: WireGuard between IPv6-only hosts with
+// dual-stack pods: every pair over both families, and on the underlay
+// bridge only IPv6/UDP WireGuard packets, no pod address in clear, nothing
+// IPv4.
+func TestIPv6UnderlayWireGuard(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	l := upBGPLab(t, lab.Config{Name: labName + "u6w", Hosts: 2, ContainersPerHost: 1, Underlay: lab.UnderlayIPv6,
+		Encryption: string(api.EncryptionWireGuard), PodCIDR: dualPools[0].String() + "," + dualPools[1].String()})
+	cs := l.Containers()
+	checkAllPairsFamilies(ctx, t, l, cs)
+	src, dst := cs[0], cs[1]
+	frames := captureWhile(ctx, t, l, func() {
+		for i, ip := range []netip.Addr{dst.IP, dst.IP6} {
+			if err := tcpEchoServed(ctx, t, l, src.Name, dst.Name, netip.AddrPortFrom(ip, uint16(7133+i))); err != nil {
+				t.Errorf("tcp %s -> %s: %v", src.Name, ip, err)
+			}
+		}
+	})
+	pods := map[netip.Addr]bool{src.IP6: true, dst.IP6: true}
+	var wg, clear, ipv4 int
+	for _, f := range frames {
+		switch ethType(f) {
+		case 0x0800:
+			ipv4++
+		case 0x86dd:
+			if len(f) < 54 {
+				continue
+			}
+			s, _ := netip.AddrFromSlice(f[22:38])
+			d, _ := netip.AddrFromSlice(f[38:54])
+			if pods[s] || pods[d] {
+				clear++
+			}
+			if sp, dp := udpPorts(f); sp == api.DefaultWireGuardPort || dp == api.DefaultWireGuardPort {
+				wg++
+			}
+		}
+	}
+	t.Logf("capture: %d frames, %d WireGuard over IPv6, %d with a pod address in clear, %d IPv4", len(frames), wg, clear, ipv4)
+	if wg == 0 || clear != 0 || ipv4 != 0 {
+		t.Errorf("underlay capture: %d WireGuard-over-IPv6 frames, %d with pod addresses in clear, %d IPv4; want WireGuard only", wg, clear, ipv4)
 	}
 }
 
@@ -358,6 +400,18 @@ func waitDirectRoutes(ctx context.Context, t *testing.T, l *lab.Lab, blocks []ap
 			return len(bad) == 0, strings.Join(bad, "\n")
 		})
 	}
+}
+
+// waitStatusHealthy waits until `skein status` sees every node healthy and
+// every peer programmed and up, whatever its link's kind.
+func waitStatusHealthy(ctx context.Context, t *testing.T, l *lab.Lab) {
+	t.Helper()
+	waitFor(ctx, t, 30*time.Second, "skein status healthy", func() (bool, string) {
+		cmd := exec.CommandContext(ctx, opsBin(), "status")
+		cmd.Env = append(cmd.Environ(), "SKEIN_ETCD_ENDPOINTS="+l.EtcdEndpoints()[0])
+		r := runCmd(t, cmd)
+		return r.code == 0, r.String()
+	})
 }
 
 // waitPeerRoutes waits until every host routes every other host's blocks
@@ -426,21 +480,30 @@ func ethType(f []byte) uint16 {
 // udpDstPort is the UDP destination port of an IPv4 or IPv6 frame without
 // extension headers, 0 for anything else.
 func udpDstPort(f []byte) int {
+	_, dst := udpPorts(f)
+	return dst
+}
+
+// udpPorts are the UDP source and destination ports of an IPv4 or IPv6
+// frame without extension headers, 0 for anything else.
+func udpPorts(f []byte) (src, dst int) {
+	off := 0
 	switch ethType(f) {
 	case 0x0800:
 		if len(f) < 14+20+8 || f[14+9] != 17 {
-			return 0
+			return 0, 0
 		}
-		ihl := int(f[14]&0x0f) * 4
-		if len(f) < 14+ihl+8 {
-			return 0
-		}
-		return int(binary.BigEndian.Uint16(f[14+ihl+2:]))
+		off = 14 + int(f[14]&0x0f)*4
 	case 0x86dd:
 		if len(f) < 14+40+8 || f[14+6] != 17 {
-			return 0
+			return 0, 0
 		}
-		return int(binary.BigEndian.Uint16(f[14+40+2:]))
+		off = 14 + 40
+	default:
+		return 0, 0
 	}
-	return 0
+	if len(f) < off+8 {
+		return 0, 0
+	}
+	return int(binary.BigEndian.Uint16(f[off:])), int(binary.BigEndian.Uint16(f[off+2:]))
 }

@@ -189,9 +189,9 @@ func compile(in Input) (*Program, map[string]*setDef) {
 }
 
 // nodeAddrs returns each node's underlay and VTEP addresses of both
-// families, nil for none. The IPv6 VTEP address counts: on an IPv4
-// underlay it is the address the host reaches its own containers from
-// over IPv6.
+// families, nil for none. The IPv6 VTEP address counts: on an IPv4 underlay
+// it is the address the host reaches its own containers from over IPv6; on
+// an IPv6 or dual-stack underlay the IPv6 underlay address is the host's too.
 func nodeAddrs(nodes []api.Node) map[string][]netip.Addr {
 	var out map[string][]netip.Addr
 	for _, n := range nodes {

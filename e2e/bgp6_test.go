@@ -34,16 +34,16 @@ const dualPods = "10.244.0.0/16,fd00:10:244::/56"
 func TestBGPIPv6(t *testing.T) {
 	t.Run("mesh", func(t *testing.T) {
 		// Same subnet, no reflector: next hop = the owner's UnderlayIP6.
-		l := testBGP6(t, lab.Config{Name: "lbg6", Backend: string(api.BackendBGP), Underlay: lab.UnderlayDual,
+		l := testBGP6(t, lab.Config{Name: labName + "b6", Backend: string(api.BackendBGP), Underlay: lab.UnderlayDual,
 			PodCIDR: dualPods, Hosts: 3, ContainersPerHost: 1}, true)
 		checkNoUnderlayIP6(t, l)
 	})
 	t.Run("bird", func(t *testing.T) {
-		testBGP6(t, lab.Config{Name: "lbg6b", Backend: string(api.BackendBGP), Underlay: lab.UnderlayDual, ToR: lab.ToRBIRD,
+		testBGP6(t, lab.Config{Name: labName + "b6b", Backend: string(api.BackendBGP), Underlay: lab.UnderlayDual, ToR: lab.ToRBIRD,
 			Subnets: 2, PodCIDR: dualPods, Hosts: 3, ContainersPerHost: 1}, true)
 	})
 	t.Run("frr", func(t *testing.T) {
-		testBGP6(t, lab.Config{Name: "lbg6", Backend: string(api.BackendBGP), Underlay: lab.UnderlayDual, ToR: lab.ToRFRR,
+		testBGP6(t, lab.Config{Name: labName + "b6", Backend: string(api.BackendBGP), Underlay: lab.UnderlayDual, ToR: lab.ToRFRR,
 			Subnets: 2, PodCIDR: dualPods, Hosts: 3, ContainersPerHost: 1}, false)
 	})
 }

@@ -564,6 +564,11 @@ func (r *Report) method(b *strings.Builder) {
   measured and undone right after it, so every round measures Skein as is and each setting side by side.
 - The machine has 2 vCPUs shared with other work: throughput drifts ±5–10 % between runs and 1-byte latency is
   bimodal, so read ratios of rows measured in the same round, not absolute numbers.
+- The netfilter CPU tables come from ` + "`perf record -a -F 499 -k mono`" + ` running through each multi-row phase:
+  samples whose kernel function is nftables' (` + "`nft_*`" + `), conntrack's (` + "`nf_conntrack*`, `nf_ct_*`, `ipv4_conntrack*`, `nf_confirm`" + `…),
+  the hook dispatcher's (` + "`nf_hook_slow`" + `) or bridge netfilter's (` + "`br_nf_*`" + `) are counted when their time falls in a
+  row's iperf3 run, each worth 1/499 s of one CPU, and divided by the GB that run moved. ` + "`-profile=false`" + ` skips it;
+  without perf (Debian: linux-perf, which ` + "`make bench`" + ` installs) the tables are left out.
 `)
 }
 

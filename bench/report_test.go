@@ -38,7 +38,8 @@ func fixtureReport() *Report {
 		Dataplane: &DataplaneResult{
 			Paths: []PathResult{
 				{Key: pathBare, Name: "bare", Gbps: []float64{20, 10, 16}, RR: us(25, 27, 30), RRP50: []float64{25, 27, 30}, Retrans: []int{100, 50, 70}},
-				{Key: pathHand, Name: "hand", Gbps: []float64{16, 8.5, 13}, RR: us(35, 37, 40), RRP50: []float64{35, 37, 40}, Retrans: []int{0, 1, 2}},
+				{Key: pathHand, Name: "hand", Gbps: []float64{16, 8.5, 13}, RR: us(35, 37, 40), RRP50: []float64{35, 37, 40}, Retrans: []int{0, 1, 2},
+					CPU: map[string]float64{"nftables rules": 0, "conntrack": 0.1, "hook dispatch": 3.4, "bridge netfilter": 25.5}},
 				{Key: pathSkein, Name: "skein", Base: pathHand, Gbps: []float64{15, 9.5, 0}, RR: us(36, 38), RRP50: []float64{36, 38, 0}, Retrans: []int{0, 0, 0}, Err: "iperf3: boom"},
 				{Key: "skein+x", Name: "skein + x", Base: pathSkein, Gbps: []float64{18, 9.5, 15}, RR: us(30, 31, 33), RRP50: []float64{30, 31, 33}, Retrans: []int{3, 3, 3}},
 			},

@@ -452,7 +452,15 @@ func nftHeadRuleset(hostVeth, podIP, pool string, mode headMode) string {
 		ip daddr @pod_cidrs goto untrack
 		udp dport 4789 notrack
 	}
-	chain output {
+%[5]s}
+`, nftTable, hostVeth, podIP, pool, untrackHeadTail)
+}
+
+// untrackHeadTail is the output and forward chains every untrack layout
+// shares: the overlay's own packets skip conntrack on the way out, and the
+// forward chain accepts known, untracked and picked-up packets before the
+// dispatch maps.
+const untrackHeadTail = `	chain output {
 		type filter hook output priority raw; policy accept;
 		udp dport 4789 notrack
 	}
@@ -464,9 +472,7 @@ func nftHeadRuleset(hostVeth, podIP, pool string, mode headMode) string {
 		iifname vmap @egress_dispatch
 		oifname vmap @ingress_dispatch
 	}
-}
-`, nftTable, hostVeth, podIP, pool)
-}
+`
 
 // vmapHeadRuleset is nftHeadRuleset for headVmap and headVmapSelected.
 func vmapHeadRuleset(hostVeth, podIP, pool string, mode headMode) string {
@@ -518,20 +524,8 @@ func vmapHeadRuleset(hostVeth, podIP, pool string, mode headMode) string {
 		ip daddr %[7]s goto untrack_in
 		udp dport 4789 notrack
 	}
-	chain output {
-		type filter hook output priority raw; policy accept;
-		udp dport 4789 notrack
-	}
-	chain forward {
-		type filter hook forward priority filter; policy accept;
-		ct state established,related,untracked accept
-		tcp flags ! syn accept
-		ct state invalid drop
-		iifname vmap @egress_dispatch
-		oifname vmap @ingress_dispatch
-	}
-%[9]s}
-`, nftTable, hostVeth, podIP, verdict, tracked, dispatch, pool, fib, vxf)
+%[10]s%[9]s}
+`, nftTable, hostVeth, podIP, verdict, tracked, dispatch, pool, fib, vxf, untrackHeadTail)
 }
 
 // nftSetting loads a ruleset into namespaces and deletes its table after.

@@ -24,7 +24,7 @@ const driftBound = 10 * time.Second
 var nftCounters = regexp.MustCompile(`counter packets \d+ bytes \d+`)
 
 // TestDriftRepaired deletes, by hand on one host, a route, a neighbour, an
-// FDB entry, the anti-spoofing set's elements, a chain's rules and then the
+// FDB entry, the anti-spoofing map's elements, a chain's rules and then the
 // whole policy table; each comes back by itself, long before the periodic
 // resync, and skein_drift_repairs_total counts each kind.
 func TestDriftRepaired(t *testing.T) {

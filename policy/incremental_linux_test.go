@@ -123,4 +123,13 @@ func TestApplyElementsMovesVXLANPeers(t *testing.T) {
 	if st := a.Stats(); st.Rebuilds != 1 || st.Failures != 0 {
 		t.Errorf("stats %+v: want the first apply's rebuild only", st)
 	}
+	// What skein status shows of the table is what the kernel holds, the
+	// VXLAN filter's chains, rules, sets and peers included.
+	obs, err := a.Observe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := a.Stats(); obs.Chains != st.Chains || obs.Rules != st.Rules || obs.Sets != st.Sets || obs.Elements != st.Elements {
+		t.Errorf("stats %+v, observed %+v", st, obs)
+	}
 }

@@ -186,10 +186,7 @@ func (a *Applier) Apply(ctx context.Context, p *Program) error {
 	}
 	a.last = rs
 	a.stats.Sets, a.stats.Rules, a.stats.Elements = rs.Counts()
-	a.stats.Chains = len(rs.Chains) + 4 // prerouting, forward and the two untrack chains
-	if rs.IPv6 {
-		a.stats.Chains += len(base6Chains(rs.PodCIDRs))
-	}
+	a.stats.Chains = rs.ChainCount()
 	if ops > 0 {
 		a.log.Debug("nftables applied", "op", kind, "count", ops, "dur", a.stats.LastDuration)
 	}

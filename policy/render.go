@@ -520,6 +520,20 @@ func truncate(s string) string {
 	return s[:maxComment-3] + "..."
 }
 
+// ChainCount returns the number of chains of rs's table: the endpoint
+// chains, prerouting, forward, the two untrack chains, the IPv6 base chains
+// and the VXLAN filter's input and output.
+func (rs *Ruleset) ChainCount() int {
+	n := len(rs.Chains) + 4
+	if rs.IPv6 {
+		n += len(base6Chains(rs.PodCIDRs))
+	}
+	if rs.VXLAN != nil {
+		n += 2
+	}
+	return n
+}
+
 // Structure returns the part of rs that only a table rebuild can change:
 // set declarations and chains. Two rulesets with equal structures differ at
 // most in elements (of sets, dispatch maps and the anti-spoofing set).
@@ -548,8 +562,8 @@ func (rs *Ruleset) WithoutDropLog() {
 }
 
 // Counts returns the number of sets (the peer sets and the six fixed
-// ones, ten with IPv6), rules (in all chains, the base chains included)
-// and elements.
+// ones, eleven with IPv6, two more with the VXLAN filter), rules (in all
+// chains, the base chains included) and elements.
 func (rs *Ruleset) Counts() (sets, rules, elements int) {
 	sets = len(rs.Sets) + 6 // the fixed ones, drop_log included
 	rules = len(baseForward) + len(basePrerouting(rs.PodCIDRs)) + 2*len(untrackRules(rs.PodCIDRs, false, false))
@@ -566,10 +580,17 @@ func (rs *Ruleset) Counts() (sets, rules, elements int) {
 			}
 		}
 	}
+	if v := rs.VXLAN; v != nil {
+		// vxlan_peers and vxlan_peers6; an input rule per family, the
+		// notrack rules of prerouting and output.
+		sets += 2
+		rules += 4
+		elements += len(v.Peers)
+	}
 	for _, c := range rs.Chains {
 		rules += len(c.Rules)
 	}
-	elements = len(rs.Addrs) + len(ofFamily(rs.Addrs, true, ifaceAddrOf)) + len(rs.EgressDispatch) + len(rs.IngressDispatch) + len(rs.Tracked) + len(rs.PodCIDRs)
+	elements += len(rs.Addrs) + len(ofFamily(rs.Addrs, true, ifaceAddrOf)) + len(rs.EgressDispatch) + len(rs.IngressDispatch) + len(rs.Tracked) + len(rs.PodCIDRs)
 	for _, s := range rs.Sets {
 		elements += len(s.Prefixes) + len(s.AddrPorts)
 	}

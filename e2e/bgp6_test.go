@@ -89,35 +89,7 @@ func testBGP6(t *testing.T, cfg lab.Config, restart bool) *lab.Lab {
 	if cfg.ToR != "" {
 		// The reflector's own table and kernel have every IPv6 block, so
 		// it forwards IPv6 between the subnets.
-		waitFor(ctx, t, bgpSettle, "every IPv6 block in the "+cfg.ToR+" table and the ToR's kernel", func() (bool, string) {
-			table, err := l.ToRRoutes(ctx)
-			if err != nil {
-				return false, err.Error()
-			}
-			kernel, err := l.Exec(ctx, "tor", "ip", "-6", "route")
-			if err != nil {
-				return false, err.Error()
-			}
-			blocks, err := blocksByNode(ctx, cl)
-			if err != nil {
-				return false, err.Error()
-			}
-			var missing []string
-			for node, bs := range blocks {
-				for _, b := range bs {
-					if !b.Addr().Is6() {
-						continue
-					}
-					if !strings.Contains(table, b.String()) {
-						missing = append(missing, fmt.Sprintf("%s of %s not in the %s table", b, node, cfg.ToR))
-					}
-					if !strings.Contains(string(kernel), b.String()+" ") {
-						missing = append(missing, fmt.Sprintf("%s of %s not in the ToR's kernel", b, node))
-					}
-				}
-			}
-			return len(missing) == 0, strings.Join(missing, "\n") + "\n" + table
-		})
+		waitToRBlocks(ctx, t, l, cl, cfg.ToR, true)
 	}
 
 	checkRoutedMTU(ctx, t, l)

@@ -398,32 +398,7 @@ func testBGPToR(t *testing.T, kind, name string) {
 		return []string{lab.ToRPeerName + "-" + strings.TrimPrefix(node, name+"-")}
 	})
 	// Every host's blocks are in the daemon's table and its kernel.
-	waitFor(ctx, t, bgpSettle, "every block in the "+kind+" table and the ToR's kernel", func() (bool, string) {
-		table, err := l.ToRRoutes(ctx)
-		if err != nil {
-			return false, err.Error()
-		}
-		kernel, err := l.Exec(ctx, "tor", "ip", "-4", "route")
-		if err != nil {
-			return false, err.Error()
-		}
-		blocks, err := blocksByNode(ctx, cl)
-		if err != nil {
-			return false, err.Error()
-		}
-		var missing []string
-		for node, bs := range blocks {
-			for _, b := range bs {
-				if !strings.Contains(table, b.String()) {
-					missing = append(missing, fmt.Sprintf("%s of %s not in the %s table", b, node, kind))
-				}
-				if !strings.Contains(string(kernel), b.String()+" ") {
-					missing = append(missing, fmt.Sprintf("%s of %s not in the ToR's kernel", b, node))
-				}
-			}
-		}
-		return len(missing) == 0, strings.Join(missing, "\n") + "\n" + table
-	})
+	waitToRBlocks(ctx, t, l, cl, kind, false)
 	// Reflected with next hop self: the ToR on the host's own subnet.
 	viaToR := func(self, _ lab.Host) string { return lab.UnderlayGateway(self.Subnet).String() }
 	waitRoutes(ctx, t, l, cl, viaToR)
@@ -448,4 +423,44 @@ func testBGPToR(t *testing.T, kind, name string) {
 			t.Errorf("ping %s -> %s on the new host %s: %v", other.Name, c.IP, h.Name, err)
 		}
 	}
+}
+
+// waitToRBlocks waits until every node's blocks of one family (v6 or IPv4)
+// are in the ToR daemon's table (kind: bird or frr) and in the ToR's kernel,
+// so it routes them between the subnets.
+func waitToRBlocks(ctx context.Context, t *testing.T, l *lab.Lab, cl *store.Client, kind string, v6 bool) {
+	t.Helper()
+	fam, what := "-4", "every block"
+	if v6 {
+		fam, what = "-6", "every IPv6 block"
+	}
+	waitFor(ctx, t, bgpSettle, what+" in the "+kind+" table and the ToR's kernel", func() (bool, string) {
+		table, err := l.ToRRoutes(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		kernel, err := l.Exec(ctx, "tor", "ip", fam, "route")
+		if err != nil {
+			return false, err.Error()
+		}
+		blocks, err := blocksByNode(ctx, cl)
+		if err != nil {
+			return false, err.Error()
+		}
+		var missing []string
+		for node, bs := range blocks {
+			for _, b := range bs {
+				if b.Addr().Is6() != v6 {
+					continue
+				}
+				if !strings.Contains(table, b.String()) {
+					missing = append(missing, fmt.Sprintf("%s of %s not in the %s table", b, node, kind))
+				}
+				if !strings.Contains(string(kernel), b.String()+" ") {
+					missing = append(missing, fmt.Sprintf("%s of %s not in the ToR's kernel", b, node))
+				}
+			}
+		}
+		return len(missing) == 0, strings.Join(missing, "\n") + "\n" + table
+	})
 }

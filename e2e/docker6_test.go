@@ -128,18 +128,7 @@ func TestDockerIPv6(t *testing.T) {
 	// Removing the containers frees both families.
 	d1.must(ctx, t, nil, "rm", "-f", "web6")
 	d2.must(ctx, t, nil, "rm", "-f", "client6")
-	waitFor(ctx, t, 20*time.Second, "endpoints of removed containers gone", func() (bool, string) {
-		eps, err := sc.ListEndpoints(ctx)
-		if err != nil {
-			return false, err.Error()
-		}
-		for _, ep := range eps {
-			if ep.Network == "docker" {
-				return false, fmt.Sprintf("still there: %s/%s", ep.Namespace, ep.Name)
-			}
-		}
-		return true, ""
-	})
+	waitDockerEndpointsGone(ctx, t, sc.ListEndpoints)
 	for _, h := range hosts {
 		ipamCheck(ctx, t, l, h.Name, "after removing IPv6 Docker containers")
 	}

@@ -183,17 +183,8 @@ func TestDocker(t *testing.T) {
 
 	// Removing containers releases their endpoint records and addresses.
 	d1.must(ctx, t, nil, "rm", "-f", "late", "web")
-	waitFor(ctx, t, 20*time.Second, "endpoints of removed containers gone", func() (bool, string) {
-		eps, err := sc.ListNodeEndpoints(ctx, hosts[0].Name)
-		if err != nil {
-			return false, err.Error()
-		}
-		for _, ep := range eps {
-			if ep.Network == "docker" {
-				return false, fmt.Sprintf("still there: %s/%s", ep.Namespace, ep.Name)
-			}
-		}
-		return true, ""
+	waitDockerEndpointsGone(ctx, t, func(ctx context.Context) ([]api.Endpoint, error) {
+		return sc.ListNodeEndpoints(ctx, hosts[0].Name)
 	})
 	ipamCheck(ctx, t, l, hosts[0].Name, "after removing Docker containers")
 	links, _ := l.Exec(ctx, hosts[0].Name, "ip", "-o", "link", "show", "type", "veth")
@@ -533,4 +524,22 @@ func dockerLab(ctx context.Context, t *testing.T, name, pods string) (*lab.Lab, 
 	sc := labStore(ctx, t, l)
 	t.Cleanup(privateRunDirs(t)) // after the dockerds are gone (cleanups run last-in first-out)
 	return l, sc
+}
+
+// waitDockerEndpointsGone waits until list returns no endpoint of a Docker
+// container: removing a container releases its record.
+func waitDockerEndpointsGone(ctx context.Context, t *testing.T, list func(context.Context) ([]api.Endpoint, error)) {
+	t.Helper()
+	waitFor(ctx, t, 20*time.Second, "endpoints of removed containers gone", func() (bool, string) {
+		eps, err := list(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, ep := range eps {
+			if ep.Network == "docker" {
+				return false, fmt.Sprintf("still there: %s/%s", ep.Namespace, ep.Name)
+			}
+		}
+		return true, ""
+	})
 }

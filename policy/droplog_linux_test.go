@@ -42,16 +42,7 @@ apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: deny, namespace: x}
 spec: {podSelector: {matchLabels: {pod: quiet}}}`)
-	ap := NewApplierWith(ApplierConfig{Conn: newConn(t, host)})
-	if err := ap.Apply(context.Background(), Compile(in)); err != nil {
-		t.Fatalf("Apply: %v", err)
-	}
-
-	r, err := nflog.Open(DropLogGroup, host.Fd())
-	if err != nil {
-		t.Fatalf("open NFLOG group %d: %v", DropLogGroup, err)
-	}
-	defer func() { _ = r.Close() }()
+	r := applyAndListen(t, host, in)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var (
@@ -231,15 +222,7 @@ apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: deny, namespace: x}
 spec: {podSelector: {matchLabels: {pod: quiet}}}`)
-	ap := NewApplierWith(ApplierConfig{Conn: newConn(t, host)})
-	if err := ap.Apply(context.Background(), Compile(in)); err != nil {
-		t.Fatalf("Apply: %v", err)
-	}
-	r, err := nflog.Open(DropLogGroup, host.Fd())
-	if err != nil {
-		t.Fatalf("open NFLOG group %d: %v", DropLogGroup, err)
-	}
-	defer func() { _ = r.Close() }()
+	r := applyAndListen(t, host, in)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	got := make(chan nflog.Packet, 16)
@@ -280,4 +263,21 @@ spec: {podSelector: {matchLabels: {pod: quiet}}}`)
 			t.Fatalf("no IPv6 drop to %s logged within 10s", b.ip6)
 		}
 	}
+}
+
+// applyAndListen enforces in's program in host's namespace with the drop
+// log on and returns a reader of the drop log's NFLOG group there, closed
+// when the test ends.
+func applyAndListen(t *testing.T, host *nstest.NS, in Input) *nflog.Reader {
+	t.Helper()
+	ap := NewApplierWith(ApplierConfig{Conn: newConn(t, host)})
+	if err := ap.Apply(context.Background(), Compile(in)); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	r, err := nflog.Open(DropLogGroup, host.Fd())
+	if err != nil {
+		t.Fatalf("open NFLOG group %d: %v", DropLogGroup, err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	return r
 }

@@ -628,8 +628,9 @@ func viewMatches(ctx context.Context, t *testing.T, l *lab.Lab, sc *store.Client
 }
 
 // flow pings dst from a container every 20 ms and keeps which requests
-// were answered.
+// were answered, and when.
 type flow struct {
+	l      *lab.Lab
 	pc     net.PacketConn
 	id     uint16
 	src    lab.Container
@@ -638,13 +639,22 @@ type flow struct {
 	sender chan struct{}
 	reader chan struct{}
 
-	mu   sync.Mutex
-	sent map[uint16]time.Time // guarded by mu
-	got  map[uint16]bool      // guarded by mu
+	mu      sync.Mutex
+	sent    map[uint16]time.Time // guarded by mu
+	sendErr map[uint16]error     // guarded by mu; a request the kernel refused
+	got     map[uint16]time.Time // guarded by mu; when the reply came
 
 	stopOnce sync.Once
-	nSent    int         // set by stop
-	lost     []time.Time // set by stop
+	nSent    int           // set by stop
+	lost     []lostPing    // set by stop
+	slowest  time.Duration // set by stop: the longest answered round trip
+}
+
+// lostPing is one unanswered request of a flow.
+type lostPing struct {
+	seq uint16
+	at  time.Time
+	err error // the send error, if the request never left
 }
 
 // startFlow starts pinging dst from src every 20 ms.
@@ -655,9 +665,9 @@ func startFlow(ctx context.Context, t *testing.T, l *lab.Lab, src lab.Container,
 		t.Fatalf("flow from %s: %v", src.Name, err)
 	}
 	sctx, cancel := context.WithCancel(ctx)
-	f := &flow{pc: pc, id: uint16(rand.Uint32()), src: src, dst: dst, cancel: cancel,
+	f := &flow{l: l, pc: pc, id: uint16(rand.Uint32()), src: src, dst: dst, cancel: cancel,
 		sender: make(chan struct{}), reader: make(chan struct{}),
-		sent: map[uint16]time.Time{}, got: map[uint16]bool{}}
+		sent: map[uint16]time.Time{}, sendErr: map[uint16]error{}, got: map[uint16]time.Time{}}
 	go f.read()
 	go f.send(sctx)
 	t.Cleanup(func() { f.stop() })
@@ -673,7 +683,11 @@ func (f *flow) send(ctx context.Context) {
 		f.mu.Lock()
 		f.sent[seq] = time.Now()
 		f.mu.Unlock()
-		_, _ = f.pc.WriteTo(echo(f.id, seq), to) // an unsent request counts as lost
+		if _, err := f.pc.WriteTo(echo(f.id, seq), to); err != nil { // an unsent request counts as lost
+			f.mu.Lock()
+			f.sendErr[seq] = err
+			f.mu.Unlock()
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -697,48 +711,101 @@ func (f *flow) read() {
 		if a, _ := netip.AddrFromSlice(ip.IP); a.Unmap() != f.dst {
 			continue
 		}
+		now := time.Now()
 		f.mu.Lock()
-		f.got[binary.BigEndian.Uint16(buf[6:])] = true
+		if seq := binary.BigEndian.Uint16(buf[6:]); f.got[seq].IsZero() {
+			f.got[seq] = now
+		}
 		f.mu.Unlock()
 	}
 }
 
-// stop ends the flow, waits a second for replies in flight and returns how
-// many requests were sent and when the unanswered ones were.
-func (f *flow) stop() (sent int, lost []time.Time) {
+// flowGrace is how long stop waits for the replies still missing. A reply
+// that comes late (a loaded machine, a neighbour being resolved) was not
+// lost, and checkFlow reports the slowest round trip so a slow path shows.
+const flowGrace = 3 * time.Second
+
+// stop ends the flow, waits up to flowGrace for the replies still missing
+// and returns how many requests were sent and which went unanswered.
+func (f *flow) stop() (sent int, lost []lostPing) {
 	f.stopOnce.Do(func() {
 		f.cancel()
 		<-f.sender
-		time.Sleep(time.Second) // replies in flight
-		_ = f.pc.Close()        // ends the reader
+		for deadline := time.Now().Add(flowGrace); time.Now().Before(deadline) && f.missing() > 0; {
+			time.Sleep(50 * time.Millisecond)
+		}
+		_ = f.pc.Close() // ends the reader
 		<-f.reader
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		for seq, at := range f.sent {
-			if !f.got[seq] {
-				f.lost = append(f.lost, at)
+			got, ok := f.got[seq]
+			if !ok {
+				f.lost = append(f.lost, lostPing{seq: seq, at: at, err: f.sendErr[seq]})
+				continue
 			}
+			f.slowest = max(f.slowest, got.Sub(at))
 		}
-		slices.SortFunc(f.lost, func(a, b time.Time) int { return a.Compare(b) })
+		slices.SortFunc(f.lost, func(a, b lostPing) int { return a.at.Compare(b.at) })
 		f.nSent = len(f.sent)
 	})
 	return f.nSent, f.lost
 }
 
-// checkFlow stops the flow and fails on any unanswered request.
+// missing is how many requests have no reply yet.
+func (f *flow) missing() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for seq := range f.sent {
+		if _, ok := f.got[seq]; !ok {
+			n++
+		}
+	}
+	return n
+}
+
+// checkFlow stops the flow and fails on any unanswered request, naming when
+// each was sent and where in the flow, with the kernel's view of the path
+// from both hosts, so a loss can be placed against the test's events.
 func checkFlow(t *testing.T, f *flow, during string) {
 	t.Helper()
 	sent, lost := f.stop()
-	t.Logf("flow %s -> %s every 20 ms across %s: %d sent, %d lost", f.src.Name, f.dst, during, sent, len(lost))
+	t.Logf("flow %s -> %s every 20 ms across %s: %d sent, %d lost, slowest reply %s",
+		f.src.Name, f.dst, during, sent, len(lost), f.slowest.Round(10*time.Microsecond))
 	if sent < 50 {
 		t.Errorf("flow sent only %d requests across %s", sent, during)
 	}
-	if len(lost) > 0 {
-		var at []string
-		for _, x := range lost {
-			at = append(at, x.Format("15:04:05.000"))
+	if len(lost) == 0 {
+		return
+	}
+	var at []string
+	for _, x := range lost {
+		s := fmt.Sprintf("#%d at %s", x.seq, x.at.Format("15:04:05.000"))
+		if x.err != nil {
+			s += fmt.Sprintf(" (not sent: %v)", x.err)
 		}
-		t.Errorf("flow %s -> %s lost %d of %d pings across %s, sent at %s", f.src.Name, f.dst, len(lost), sent, during, strings.Join(at, " "))
+		at = append(at, s)
+	}
+	t.Errorf("flow %s -> %s lost %d of %d pings across %s: %s", f.src.Name, f.dst, len(lost), sent, during, strings.Join(at, ", "))
+	f.dumpPath(t)
+}
+
+// dumpPath logs the kernel's counters and neighbours on every host, for a
+// flow that lost a request.
+func (f *flow) dumpPath(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, h := range f.l.Hosts() {
+		for _, args := range [][]string{
+			{"ip", "-s", "-s", "link", "show"},
+			{"ip", "neigh", "show"},
+			{"nstat", "-asz"},
+		} {
+			out, err := f.l.Exec(ctx, h.Name, args...)
+			t.Logf("%s: %s (err %v):\n%s", h.Name, strings.Join(args, " "), err, out)
+		}
 	}
 }
 

@@ -196,8 +196,9 @@ func addStorm(ctx context.Context, t *testing.T, l *lab.Lab, hosts []lab.Host) (
 		t.Fatalf("kill the etcd leader (member %d): %v", lead, err)
 	}
 	next, electedAt := waitNewLeader(ctx, t, l, lead)
-	t.Logf("etcd leader (member %d) killed %s into the storm; member %d leads %s later",
-		lead, killAt.Sub(stormStart).Round(time.Millisecond), next, electedAt.Sub(killAt).Round(time.Millisecond))
+	t.Logf("etcd leader (member %d) killed at %s, %s into the storm (began %s); member %d leads %s later",
+		lead, killAt.Format("15:04:05.000"), killAt.Sub(stormStart).Round(time.Millisecond), stormStart.Format("15:04:05.000"),
+		next, electedAt.Sub(killAt).Round(time.Millisecond))
 	wg.Wait()
 
 	var out []lab.Container

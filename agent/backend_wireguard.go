@@ -53,8 +53,15 @@ type wgBackend struct {
 	// done deletes a rotate-key request the agent acted on.
 	done func(ctx context.Context, node, id string) error
 
-	// blocksOf belongs to the watch goroutine.
+	// blocksOf and planner belong to the watch goroutine.
 	blocksOf map[string][]netip.Prefix
+	planner  *wireguard.Planner
+
+	// statsMu guards the last read of the device's peers.
+	statsMu    sync.Mutex
+	stats      []wireguard.PeerStats
+	statsAt    time.Time
+	statsSyncs int
 
 	mu      sync.Mutex
 	pub     string // public key, base64
@@ -123,38 +130,62 @@ func (b *wgBackend) reset(s store.Snapshot) {
 	for cidr, bl := range s.Blocks {
 		b.blocksOf[bl.Node] = append(b.blocksOf[bl.Node], cidr)
 	}
-	b.replan(s)
+	b.planner = wireguard.NewPlanner(b.self, b.port)
+	for name, n := range s.Nodes {
+		b.planner.Set(b.wgNode(name, n))
+	}
+	entries := b.planner.Entries()
+	for name, e := range entries {
+		b.warnRefused(name, e)
+	}
+	b.rec.Reset(entries)
+	b.checkRotate(s)
 }
 
+// update re-plans the nodes the delta names (their records or blocks
+// changed) and hands the reconciler the entries that changed: the cost of a
+// change is that node's, not the cluster's.
 func (b *wgBackend) update(s store.Snapshot, d store.Delta) {
+	touched := map[string]bool{}
 	for _, c := range d.Blocks {
 		if c.Old != nil {
 			b.blocksOf[c.Old.Node] = slices.DeleteFunc(b.blocksOf[c.Old.Node], func(p netip.Prefix) bool { return p == c.Old.CIDR })
+			touched[c.Old.Node] = true
 		}
 		if c.New != nil {
 			b.blocksOf[c.New.Node] = append(b.blocksOf[c.New.Node], c.New.CIDR)
+			touched[c.New.Node] = true
 		}
 	}
-	if len(d.Nodes)+len(d.Blocks) > 0 {
-		b.replan(s)
+	for _, c := range d.Nodes {
+		touched[c.Key] = true
 	}
+	var changed []string
+	for name := range touched {
+		if n, ok := s.Nodes[name]; ok {
+			changed = append(changed, b.planner.Set(b.wgNode(name, n))...)
+		} else {
+			changed = append(changed, b.planner.Delete(name)...)
+		}
+	}
+	entries := b.planner.Changes(changed)
+	for name, e := range entries {
+		if e != nil {
+			b.warnRefused(name, *e)
+		}
+	}
+	b.rec.Update(entries)
 	b.checkRotate(s)
 }
 
-// replan plans every peer again: O(cluster), on node and block changes only.
-func (b *wgBackend) replan(s store.Snapshot) {
-	nodes := make([]wireguard.Node, 0, len(s.Nodes))
-	for name, n := range s.Nodes {
-		nodes = append(nodes, wireguard.Node{Name: name, Key: n.WireGuardKey, Underlay: n.UnderlayIP, Blocks: b.blocksOf[name]})
+func (b *wgBackend) wgNode(name string, n api.Node) wireguard.Node {
+	return wireguard.Node{Name: name, Key: n.WireGuardKey, Underlay: n.UnderlayIP, Blocks: b.blocksOf[name]}
+}
+
+func (b *wgBackend) warnRefused(name string, e wireguard.Entry) {
+	if e.Peer == nil && len(e.Blocks) > 0 {
+		b.log.Warn("node gets no path (fail closed)", "peer", name, "reason", e.Refused)
 	}
-	p := wireguard.Make(b.self, b.port, nodes)
-	for name, why := range p.Refused {
-		if len(b.blocksOf[name]) > 0 {
-			b.log.Warn("node gets no path (fail closed)", "peer", name, "reason", why)
-		}
-	}
-	b.rec.Set(p)
-	b.checkRotate(s)
 }
 
 // checkRotate hands the rotation loop this node's pending request.
@@ -265,13 +296,32 @@ func (b *wgBackend) notReady() string {
 	return ""
 }
 
+// deviceStatsMaxAge bounds how often status, /metrics and the debug pages
+// read every peer from the device: handshakes come every two minutes, so a
+// few seconds' lag costs nothing, while a dump per status check would grow
+// the idle agent's CPU with the cluster.
+const deviceStatsMaxAge = 5 * time.Second
+
+// deviceStats returns the device's peers, read again when the copy is older
+// than deviceStatsMaxAge or a sync changed the device since.
+func (b *wgBackend) deviceStats() []wireguard.PeerStats {
+	syncs := b.rec.Stats().Syncs
+	b.statsMu.Lock()
+	defer b.statsMu.Unlock()
+	if b.statsAt.IsZero() || time.Since(b.statsAt) >= deviceStatsMaxAge || syncs != b.statsSyncs {
+		stats, err := b.rec.Device().Peers()
+		if err != nil {
+			b.log.Debug("read wireguard peers", "err", err)
+		}
+		b.stats, b.statsAt, b.statsSyncs = stats, time.Now(), syncs
+	}
+	return b.stats
+}
+
 // peers reads the device's peers by node, with the refused nodes.
 func (b *wgBackend) peers() []api.WireGuardPeer {
 	p := b.rec.Plan()
-	stats, err := b.rec.Device().Peers()
-	if err != nil {
-		b.log.Debug("read wireguard peers", "err", err)
-	}
+	stats := b.deviceStats()
 	byKey := make(map[wireguard.Key]wireguard.PeerStats, len(stats))
 	for _, s := range stats {
 		byKey[s.PublicKey] = s

@@ -35,14 +35,30 @@ type Device interface {
 	Kind() string
 	// SetKey sets the private key and the listen port.
 	SetKey(priv Key, port int) error
-	// SetPeers makes the device's peers exactly want, keeping the
-	// sessions of peers that did not change.
-	SetPeers(want []Peer) error
+	// UpdatePeers adds or changes the peers in set (allowed IPs replaced)
+	// and removes those in remove, leaving every other peer and its
+	// session alone. The Reconciler is its only caller, one call at a time.
+	UpdatePeers(set []Peer, remove []Key) error
 	// Peers reads the device's peers.
 	Peers() ([]PeerStats, error)
 	// Close removes the device (a kernel device is left in place when
 	// keep is set, so traffic survives an agent restart).
 	Close(keep bool) error
+}
+
+// syncPeers makes the device's peers exactly want, keeping the sessions of
+// peers that did not change, and returns how many peers it set or removed.
+func syncPeers(d Device, want []Peer) (int, error) {
+	cur, err := d.Peers()
+	if err != nil {
+		return 0, err
+	}
+	ops := diffPeers(cur, want)
+	n := len(ops.set) + len(ops.remove)
+	if n == 0 {
+		return 0, nil
+	}
+	return n, d.UpdatePeers(ops.set, ops.remove)
 }
 
 // peerOps is the change from the device's peers to the wanted ones.

@@ -85,7 +85,7 @@ func TestTunnelBetweenTwoHosts(t *testing.T) {
 				return err
 			}
 			r := NewReconciler(dev, pools, []netip.Addr{h.addr, h.addr6}, time.Minute, nil)
-			_, err = r.apply(Make(h.self, 51822, nodes))
+			_, err = r.applyFull(plannerOf(h.self, 51822, nodes).Entries())
 			return err
 		})
 		if err != nil {
@@ -145,4 +145,13 @@ func sendThrough(t *testing.T, nsA, nsB *nstest.NS, network, src, dst string) {
 			t.Fatalf("%s %s -> %s: nothing came through the tunnel in 10s (last: %v)", network, src, dst, err)
 		}
 	}
+}
+
+// plannerOf plans nodes for self.
+func plannerOf(self string, port int, nodes []Node) *Planner {
+	p := NewPlanner(self, port)
+	for _, n := range nodes {
+		p.Set(n)
+	}
+	return p
 }

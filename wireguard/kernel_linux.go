@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -17,7 +16,6 @@ import (
 type kernelDevice struct {
 	name string
 	c    *wgctrl.Client
-	mu   sync.Mutex
 }
 
 func openKernel(name string, mtu int) (Device, error) {
@@ -59,23 +57,13 @@ func (d *kernelDevice) SetKey(priv Key, port int) error {
 	return nil
 }
 
-func (d *kernelDevice) SetPeers(want []Peer) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	cur, err := d.Peers()
-	if err != nil {
-		return err
-	}
-	ops := diffPeers(cur, want)
-	if len(ops.set)+len(ops.remove) == 0 {
-		return nil
-	}
+func (d *kernelDevice) UpdatePeers(set []Peer, remove []Key) error {
 	var cfg wgtypes.Config
-	for _, k := range ops.remove {
+	for _, k := range remove {
 		cfg.Peers = append(cfg.Peers, wgtypes.PeerConfig{PublicKey: k, Remove: true})
 	}
 	ka := KeepaliveInterval
-	for _, p := range ops.set {
+	for _, p := range set {
 		pc := wgtypes.PeerConfig{
 			PublicKey:                   p.PublicKey,
 			Endpoint:                    net.UDPAddrFromAddrPort(p.Endpoint),

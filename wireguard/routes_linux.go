@@ -16,14 +16,29 @@ type routeKey struct {
 	unreachable bool
 }
 
-// wantRoutes turns a plan into routes: tunnel blocks of both families
+// wantRoutes turns entries into routes: tunnel blocks of both families
 // through the device (source: the host's address of the block's family on
 // it), and unreachable routes for blocked blocks and, under everything, for
 // the pools themselves, so that pod traffic to a block not (yet) tunnelled
 // never follows a default route out in clear, in either family.
-func wantRoutes(p Plan, pools []netip.Prefix, link int, srcs []netip.Addr) map[routeKey]*netlink.Route {
+func wantRoutes(entries map[string]Entry, pools []netip.Prefix, link int, srcs []netip.Addr) map[routeKey]*netlink.Route {
 	out := map[routeKey]*netlink.Route{}
-	for _, b := range p.Tunnel {
+	for _, e := range entries {
+		entryRoutes(e, link, srcs, out)
+	}
+	for _, pool := range pools {
+		out[routeKey{dst: pool, unreachable: true}] = unreachableRoute(pool)
+	}
+	return out
+}
+
+// entryRoutes adds one node's routes to out.
+func entryRoutes(e Entry, link int, srcs []netip.Addr, out map[routeKey]*netlink.Route) {
+	for _, b := range e.Blocks {
+		if e.Peer == nil {
+			out[routeKey{dst: b, unreachable: true}] = unreachableRoute(b)
+			continue
+		}
 		r := &netlink.Route{Dst: netipNet(b), LinkIndex: link, Scope: netlink.SCOPE_LINK, Protocol: api.RouteProtocol}
 		for _, src := range srcs {
 			if src.IsValid() && src.Is4() == b.Addr().Is4() {
@@ -32,16 +47,10 @@ func wantRoutes(p Plan, pools []netip.Prefix, link int, srcs []netip.Addr) map[r
 		}
 		out[routeKey{dst: b}] = r
 	}
-	unreachable := func(dst netip.Prefix) {
-		out[routeKey{dst: dst, unreachable: true}] = &netlink.Route{Dst: netipNet(dst), Type: unix.RTN_UNREACHABLE, Protocol: api.RouteProtocol}
-	}
-	for _, b := range p.Blocked {
-		unreachable(b.Block)
-	}
-	for _, pool := range pools {
-		unreachable(pool)
-	}
-	return out
+}
+
+func unreachableRoute(dst netip.Prefix) *netlink.Route {
+	return &netlink.Route{Dst: netipNet(dst), Type: unix.RTN_UNREACHABLE, Protocol: api.RouteProtocol}
 }
 
 // applyRoutes makes Skein's routes through link and its unreachable routes

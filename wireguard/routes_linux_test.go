@@ -13,9 +13,9 @@ import (
 // unreachable routes like the IPv4 ones (fail closed in both families).
 func TestWantRoutesBothFamilies(t *testing.T) {
 	pfx, addr := netip.MustParsePrefix, netip.MustParseAddr
-	p := Plan{
-		Tunnel:  []netip.Prefix{pfx("10.244.1.0/26"), pfx("fd00:10:244::40/122")},
-		Blocked: []Blocked{{Node: "c", Block: pfx("10.244.2.0/26")}, {Node: "c", Block: pfx("fd00:10:244::80/122")}},
+	p := map[string]Entry{
+		"b": {Peer: &Peer{Node: "b"}, Blocks: []netip.Prefix{pfx("10.244.1.0/26"), pfx("fd00:10:244::40/122")}},
+		"c": {Refused: "no WireGuard key published", Blocks: []netip.Prefix{pfx("10.244.2.0/26"), pfx("fd00:10:244::80/122")}},
 	}
 	pools := []netip.Prefix{pfx("10.244.0.0/16"), pfx("fd00:10:244::/56")}
 	srcs := []netip.Addr{addr("10.244.0.1"), addr("fd00:10:244::1")}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
@@ -17,8 +16,6 @@ import (
 type userspaceDevice struct {
 	name string
 	dev  *device.Device
-	// mu serialises read-diff-write in SetPeers.
-	mu sync.Mutex
 }
 
 func openUserspace(name string, mtu int, log *slog.Logger) (Device, error) {
@@ -51,18 +48,8 @@ func (d *userspaceDevice) SetKey(priv Key, port int) error {
 	return nil
 }
 
-func (d *userspaceDevice) SetPeers(want []Peer) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	cur, err := d.Peers()
-	if err != nil {
-		return err
-	}
-	ops := diffPeers(cur, want)
-	if len(ops.set)+len(ops.remove) == 0 {
-		return nil
-	}
-	if err := d.dev.IpcSet(uapiPeers(ops)); err != nil {
+func (d *userspaceDevice) UpdatePeers(set []Peer, remove []Key) error {
+	if err := d.dev.IpcSet(uapiPeers(peerOps{set: set, remove: remove})); err != nil {
 		return fmt.Errorf("wireguard-go %s: set peers: %w", d.name, err)
 	}
 	return nil

@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-func mustKey(t *testing.T) Key {
+func mustKey(t testing.TB) Key {
 	t.Helper()
 	k, err := RotateKey(t.TempDir() + "/k")
 	if err != nil {
@@ -121,14 +121,7 @@ func TestPlannerMatchesMake(t *testing.T) {
 // blocks re-plans that node alone, a key copied onto a second node re-plans
 // just the two (both refused), and handing it back frees both.
 func TestPlannerChangeCostsOneNode(t *testing.T) {
-	pl := NewPlanner("n0", 51822)
-	nodes := make([]Node, 1000)
-	for i := range nodes {
-		nodes[i] = Node{Name: fmt.Sprintf("n%d", i), Key: mustKey(t).String(),
-			Underlay: netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}),
-			Blocks:   []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 26)}}
-		pl.Set(nodes[i])
-	}
+	pl, nodes := simulated(t, 1000)
 	n := nodes[500]
 	n.Blocks = append(n.Blocks, netip.MustParsePrefix("10.250.0.0/26"))
 	if got := pl.Set(n); !slices.Equal(got, []string{"n500"}) {
@@ -158,18 +151,7 @@ func TestPlannerChangeCostsOneNode(t *testing.T) {
 // BenchmarkPlannerChange is the pure cost of one node's change at 1 000
 // nodes (before, every change re-planned all of them: 0.65 ms, 1.5 MB).
 func BenchmarkPlannerChange(b *testing.B) {
-	pl := NewPlanner("n0", 51822)
-	nodes := make([]Node, 1000)
-	for i := range nodes {
-		k, err := RotateKey(b.TempDir() + "/k")
-		if err != nil {
-			b.Fatal(err)
-		}
-		nodes[i] = Node{Name: fmt.Sprintf("n%d", i), Key: k.PublicKey().String(),
-			Underlay: netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}),
-			Blocks:   []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 26)}}
-		pl.Set(nodes[i])
-	}
+	pl, nodes := simulated(b, 1000)
 	extra := netip.MustParsePrefix("10.250.0.0/26")
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
@@ -179,4 +161,20 @@ func BenchmarkPlannerChange(b *testing.B) {
 		}
 		pl.Set(n)
 	}
+}
+
+// simulated plans n nodes for n0, each with its own key, a TEST-NET-1
+// underlay address (192.0.2.0/24, routed nowhere in any test) and one
+// block.
+func simulated(tb testing.TB, n int) (*Planner, []Node) {
+	tb.Helper()
+	pl := NewPlanner("n0", 51822)
+	nodes := make([]Node, n)
+	for i := range nodes {
+		nodes[i] = Node{Name: fmt.Sprintf("n%d", i), Key: mustKey(tb).String(),
+			Underlay: netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}),
+			Blocks:   []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 26)}}
+		pl.Set(nodes[i])
+	}
+	return pl, nodes
 }

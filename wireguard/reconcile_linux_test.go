@@ -1,7 +1,6 @@
 package wireguard
 
 import (
-	"fmt"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -32,19 +31,8 @@ func TestReconcilerAppliesOnlyWhatChanged(t *testing.T) {
 	pfx := netip.MustParsePrefix
 	pools := []netip.Prefix{pfx("10.0.0.0/8")}
 	self := netip.MustParseAddr("10.0.0.1")
-	pl := NewPlanner("n0", 51822)
-	nodes := make([]Node, simNodes+1)
+	pl, nodes := simulated(t, simNodes+1)
 	dir := t.TempDir()
-	for i := range nodes {
-		k, err := RotateKey(filepath.Join(dir, fmt.Sprint(i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		nodes[i] = Node{Name: fmt.Sprintf("n%d", i), Key: k.PublicKey().String(),
-			Underlay: netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}),
-			Blocks:   []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 26)}}
-		pl.Set(nodes[i])
-	}
 	var (
 		dev Device
 		r   *Reconciler

@@ -658,9 +658,18 @@ type lostPing struct {
 	err error // the send error, if the request never left
 }
 
-// startFlow starts pinging dst from src every 20 ms.
+// startFlow starts pinging dst from src every 20 ms, once the path works:
+// right after lab up the other host may not have this host's routes yet
+// (its first replies then meet the pool's unreachable route), and the flow
+// is about what events do to a working path.
 func startFlow(ctx context.Context, t *testing.T, l *lab.Lab, src lab.Container, dst netip.Addr) *flow {
 	t.Helper()
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err := l.Ping(pctx, src.Name, dst)
+	cancel()
+	if err != nil {
+		t.Fatalf("flow %s -> %s: the path is not up before the flow starts: %v", src.Name, dst, err)
+	}
 	pc, err := l.ListenPacket(ctx, src.Name, "ip4:icmp", "0.0.0.0")
 	if err != nil {
 		t.Fatalf("flow from %s: %v", src.Name, err)

@@ -58,10 +58,11 @@ type wgBackend struct {
 	planner  *wireguard.Planner
 
 	// statsMu guards the last read of the device's peers.
-	statsMu    sync.Mutex
-	stats      []wireguard.PeerStats
-	statsAt    time.Time
-	statsSyncs int
+	statsMu      sync.Mutex
+	stats        []wireguard.PeerStats
+	statsAt      time.Time
+	statsSyncs   int
+	statsPending bool // a peer had no handshake at the last read
 
 	mu      sync.Mutex
 	pub     string // public key, base64
@@ -272,6 +273,9 @@ func (b *wgBackend) rotate(ctx context.Context, r api.RotateKeyRequest) error {
 		if err := b.rec.Device().SetKey(priv, b.port); err != nil {
 			return err
 		}
+		b.statsMu.Lock()
+		b.statsPending = true // the new key's handshakes should show at once
+		b.statsMu.Unlock()
 		b.mu.Lock()
 		old := b.pub
 		b.pub, b.rotated = priv.PublicKey().String(), r.ID
@@ -297,23 +301,29 @@ func (b *wgBackend) notReady() string {
 }
 
 // deviceStatsMaxAge bounds how often status, /metrics and the debug pages
-// read every peer from the device: handshakes come every two minutes, so a
-// few seconds' lag costs nothing, while a dump per status check would grow
-// the idle agent's CPU with the cluster.
+// read every peer from the device once every peer has a handshake: a
+// session's handshake is renewed every two minutes and a link is graded
+// down only after 205 s, so a few seconds' lag costs nothing, while a dump
+// per status check would grow the idle agent's CPU with the cluster.
 const deviceStatsMaxAge = 5 * time.Second
 
 // deviceStats returns the device's peers, read again when the copy is older
-// than deviceStatsMaxAge or a sync changed the device since.
+// than deviceStatsMaxAge, a sync changed the device since, or a peer had no
+// handshake yet (then its first one shows at the next status check).
 func (b *wgBackend) deviceStats() []wireguard.PeerStats {
 	syncs := b.rec.Stats().Syncs
 	b.statsMu.Lock()
 	defer b.statsMu.Unlock()
-	if b.statsAt.IsZero() || time.Since(b.statsAt) >= deviceStatsMaxAge || syncs != b.statsSyncs {
+	if b.statsPending || time.Since(b.statsAt) >= deviceStatsMaxAge || syncs != b.statsSyncs {
 		stats, err := b.rec.Device().Peers()
 		if err != nil {
 			b.log.Debug("read wireguard peers", "err", err)
 		}
 		b.stats, b.statsAt, b.statsSyncs = stats, time.Now(), syncs
+		b.statsPending = err != nil || len(stats) < len(b.rec.Plan().Peers)
+		for _, s := range stats {
+			b.statsPending = b.statsPending || s.LastHandshake.IsZero()
+		}
 	}
 	return b.stats
 }

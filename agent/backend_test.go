@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -8,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -15,6 +18,7 @@ import (
 	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/store"
 	"github.com/skeinnet/skein/vxlan"
+	"github.com/skeinnet/skein/wireguard"
 )
 
 // walker makes random deltas over a small cluster so that changes collide
@@ -49,6 +53,10 @@ func (w *walker) node(name string) api.Node {
 	}
 	if w.r.IntN(8) == 0 {
 		n.UnderlayIP = netip.Addr{}
+	}
+	// One of three WireGuard keys or none: nodes share keys now and then.
+	if k := w.r.IntN(4); k > 0 {
+		n.WireGuardKey = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{byte(k)}, 32))
 	}
 	return n
 }
@@ -120,7 +128,8 @@ func (w *walker) step() store.Delta {
 // TestBackendPlannersEqualFullPlan is the equivalence the incremental
 // backends rest on: after every random delta, what the per-change planners
 // hold equals a plan made from scratch of the whole cluster (the resync
-// path), for the VXLAN overlay and for BGP's peers, in both BGP topologies.
+// path), for the VXLAN overlay, for BGP's peers in both BGP topologies,
+// and for the WireGuard tunnel (keys shared now and then).
 func TestBackendPlannersEqualFullPlan(t *testing.T) {
 	for seed := range uint64(10) {
 		direct := seed%2 == 1 // odd seeds route same-subnet peers directly
@@ -140,12 +149,20 @@ func TestBackendPlannersEqualFullPlan(t *testing.T) {
 			mesh := api.Cluster{BGP: &api.BGPConfig{ASN: 64512, NodeMesh: true}}
 			rr := api.Cluster{BGP: &api.BGPConfig{ASN: 64512}}
 			meshPeers, rrPeers := newBGPPeers(self, mesh, w.snap), newBGPPeers(self, rr, w.snap)
+			wg := &wgBackend{self: self, port: 51822, log: slog.New(slog.DiscardHandler),
+				rec: wireguard.NewReconciler(nil, nil, nil, time.Hour, nil)} // never run: only its plan is compared
+			wg.reset(w.snap)
 			directSeen := 0 // steps whose plan had a direct route
 			for step := range 200 {
 				d := w.step()
 				vx.update(w.snap, d)
 				meshPeers.update(w.snap, d)
 				rrPeers.update(w.snap, d)
+				wg.update(w.snap, d)
+
+				if diff := cmp.Diff(wireguard.Make(self, 51822, wgNodes(w.snap)), wg.rec.Plan(), cmpopts.EquateComparable(netip.Addr{}, netip.AddrPort{}, netip.Prefix{}), cmpopts.EquateEmpty()); diff != "" {
+					t.Fatalf("step %d: wireguard plan differs from a full plan (-full +incremental):\n%s", step, diff)
+				}
 
 				want := vxlan.Plan(cfg, vxlanPeers(self, underlay, w.snap))
 				if diff := cmp.Diff(want.Lines(), vx.plan.State().Lines()); diff != "" {
@@ -178,4 +195,17 @@ func TestBackendPlannersEqualFullPlan(t *testing.T) {
 			}
 		})
 	}
+}
+
+// wgNodes is the whole view as the WireGuard planner takes it.
+func wgNodes(s store.Snapshot) []wireguard.Node {
+	blocks := map[string][]netip.Prefix{}
+	for cidr, b := range s.Blocks {
+		blocks[b.Node] = append(blocks[b.Node], cidr)
+	}
+	var out []wireguard.Node
+	for name, n := range s.Nodes {
+		out = append(out, wireguard.Node{Name: name, Key: n.WireGuardKey, Underlay: n.UnderlayIP, Blocks: blocks[name]})
+	}
+	return out
 }

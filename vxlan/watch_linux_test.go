@@ -32,26 +32,7 @@ func TestDriftRepairedFromKernelEvents(t *testing.T) {
 	cfg := selfCfg
 	cfg.UnderlayIfIndex = mustLink(t, h, "ul0").Attrs().Index
 
-	r, err := NewReconciler(ReconcilerConfig{Dataplane: NewNetlinkDataplane(h, testLog(t)), Log: testLog(t), Resync: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	nsh := netns.NsHandle(ns.Fd())
-	watching := make(chan error, 1)
-	go func() { watching <- WatchKernel(ctx, &nsh, api.VXLANDevice, func(ev Event) { r.KernelEvent(ev) }) }()
-	running := make(chan error, 1)
-	go func() { running <- r.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-running; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		if err := <-watching; err != nil {
-			t.Errorf("WatchKernel: %v", err)
-		}
-	}()
+	r := runWatched(t, ns)
 
 	p := NewPlanner(cfg, []Peer{peerB, peerC})
 	r.Set(p.State())
@@ -174,26 +155,7 @@ func TestDirectRouteDriftRepaired(t *testing.T) {
 	ul := mustLink(t, h, "ul0")
 	cfg.UnderlayIfIndex = ul.Attrs().Index
 
-	r, err := NewReconciler(ReconcilerConfig{Dataplane: NewNetlinkDataplane(h, testLog(t)), Log: testLog(t), Resync: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	nsh := netns.NsHandle(ns.Fd())
-	watching := make(chan error, 1)
-	go func() { watching <- WatchKernel(ctx, &nsh, api.VXLANDevice, func(ev Event) { r.KernelEvent(ev) }) }()
-	running := make(chan error, 1)
-	go func() { running <- r.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-running; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		if err := <-watching; err != nil {
-			t.Errorf("WatchKernel: %v", err)
-		}
-	}()
+	r := runWatched(t, ns)
 
 	st := Plan(cfg, []Peer{peerB, peerC})
 	if rt := st.Routes[peerB.Blocks[0]]; !rt.Direct || rt.Gw != peerB.UnderlayIP {
@@ -239,4 +201,30 @@ func TestDirectRouteDriftRepaired(t *testing.T) {
 	if err != nil || len(rs) != 1 {
 		t.Errorf("host's own route on the underlay: %v, %v; want it kept", rs, err)
 	}
+}
+
+// runWatched runs a reconciler on ns's netlink with the kernel watch
+// feeding it, both stopped (and their errors checked) when the test ends.
+func runWatched(t *testing.T, ns *nstest.NS) *Reconciler {
+	t.Helper()
+	r, err := NewReconciler(ReconcilerConfig{Dataplane: NewNetlinkDataplane(ns.Handle, testLog(t)), Log: testLog(t), Resync: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	nsh := netns.NsHandle(ns.Fd())
+	watching := make(chan error, 1)
+	go func() { watching <- WatchKernel(ctx, &nsh, api.VXLANDevice, func(ev Event) { r.KernelEvent(ev) }) }()
+	running := make(chan error, 1)
+	go func() { running <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-running; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		if err := <-watching; err != nil {
+			t.Errorf("WatchKernel: %v", err)
+		}
+	})
+	return r
 }

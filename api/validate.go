@@ -64,6 +64,19 @@ func PoolsOf(pools []Pool, v6 bool) []Pool {
 // DualStack reports whether the pools hold IPv6 addresses.
 func DualStack(pools []Pool) bool { return len(PoolsOf(pools, true)) > 0 }
 
+// V6Only reports whether the pools are IPv6 only: every container gets an
+// IPv6 address and no IPv4 one.
+func V6Only(pools []Pool) bool { return DualStack(pools) && len(PoolsOf(pools, false)) == 0 }
+
+// poolList renders pools' CIDRs for errors.
+func poolList(pools []Pool) string {
+	out := make([]string, len(pools))
+	for i, p := range pools {
+		out[i] = p.CIDR.String()
+	}
+	return strings.Join(out, ",")
+}
+
 // Validate checks the whole cluster config and fills nothing in; see Defaulted.
 func (c Cluster) Validate() error {
 	if len(c.Pools) == 0 {
@@ -79,10 +92,16 @@ func (c Cluster) Validate() error {
 			}
 		}
 	}
-	// The overlay runs over IPv4 and every container has an IPv4 address;
-	// IPv6 is the second family.
-	if DualStack(c.Pools) && len(PoolsOf(c.Pools, false)) == 0 {
-		return fmt.Errorf("cluster: IPv6 pools need an IPv4 pool too (IPv6-only clusters are not supported yet)")
+	// IPv6 pools alone make an IPv6-only cluster (docs/ipv6.md): VXLAN
+	// only, unencrypted. The BGP speaker and the WireGuard device address
+	// each node by its IPv4 block, which such a cluster has none of.
+	if V6Only(c.Pools) {
+		switch {
+		case c.Backend == BackendBGP:
+			return fmt.Errorf("cluster: backend bgp needs an IPv4 pool (its router id and tunnel-free next hops are IPv4); an IPv6-only cluster (pools %s) runs backend vxlan", poolList(c.Pools))
+		case c.Encryption == EncryptionWireGuard:
+			return fmt.Errorf("cluster: encryption wireguard needs an IPv4 pool (each node's tunnel address is its IPv4 VTEP address); an IPv6-only cluster (pools %s) runs VXLAN unencrypted", poolList(c.Pools))
+		}
 	}
 	switch c.Backend {
 	case BackendVXLAN:

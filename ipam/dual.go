@@ -21,32 +21,35 @@ import (
 const StateDirV6 = "ipv6"
 
 // Dual hands out one address per family to each attachment: an IPv4
-// allocator always, and an IPv6 one when the cluster has IPv6 pools. Each
+// allocator when the cluster has IPv4 pools, an IPv6 one when it has IPv6
+// pools (at least one of them). Each
 // family has its own blocks, home block (its first address is the node's
 // VTEP address of that family) and state (IPv6: in StateDir/ipv6). An attachment holds both
 // addresses or none: when the IPv6 allocation fails, the IPv4 address it
 // just got is released again.
 type Dual struct {
-	v4 *Allocator
+	v4 *Allocator // nil: IPv6 only
 	v6 *Allocator // nil: IPv4 only
 }
 
 // NewDual splits cfg.Pools by family and starts one Allocator per family
-// present; an IPv4 pool is required (the overlay and every container have
-// an IPv4 address).
+// present. Without IPv4 pools (an IPv6-only cluster) the IPv6 allocator
+// still keeps its state in StateDir/ipv6, so a node's files do not depend
+// on which families its cluster has.
 func NewDual(ctx context.Context, cfg Config) (*Dual, error) {
 	v4Pools, v6Pools := api.PoolsOf(cfg.Pools, false), api.PoolsOf(cfg.Pools, true)
-	if len(v4Pools) == 0 && len(v6Pools) > 0 {
-		return nil, errors.New("ipam: IPv6 pools need an IPv4 pool too")
+	d := &Dual{}
+	if len(v4Pools) > 0 || len(v6Pools) == 0 { // New reports "no pools"
+		c4 := cfg
+		c4.Pools = v4Pools
+		v4, err := New(ctx, c4)
+		if err != nil {
+			return nil, err
+		}
+		d.v4 = v4
 	}
-	c4 := cfg
-	c4.Pools = v4Pools
-	v4, err := New(ctx, c4)
-	if err != nil {
-		return nil, err
-	}
-	d := &Dual{v4: v4}
 	if len(v6Pools) > 0 {
+		var err error
 		c6 := cfg
 		c6.Pools, c6.StateDir = v6Pools, filepath.Join(cfg.StateDir, StateDirV6)
 		if d.v6, err = New(ctx, c6); err != nil {
@@ -59,14 +62,17 @@ func NewDual(ctx context.Context, cfg Config) (*Dual, error) {
 // DualOf wraps an IPv4 allocator alone (tests, and callers that built one).
 func DualOf(v4 *Allocator) *Dual { return &Dual{v4: v4} }
 
-// V4 returns the IPv4 allocator.
+// V4 returns the IPv4 allocator, or nil in an IPv6-only cluster.
 func (d *Dual) V4() *Allocator { return d.v4 }
 
 // V6 returns the IPv6 allocator, or nil in an IPv4-only cluster.
 func (d *Dual) V6() *Allocator { return d.v6 }
 
 func (d *Dual) families() []*Allocator {
-	if d.v6 == nil {
+	switch {
+	case d.v4 == nil:
+		return []*Allocator{d.v6}
+	case d.v6 == nil:
 		return []*Allocator{d.v4}
 	}
 	return []*Allocator{d.v4, d.v6}
@@ -86,6 +92,13 @@ func (d *Dual) AllocateLocal(ctx context.Context, network string, o api.Owner, p
 }
 
 func (d *Dual) allocate(ctx context.Context, network string, o api.Owner, pod string, mayClaim bool) ([]netip.Addr, bool, error) {
+	if d.v4 == nil {
+		ip6, ex6, err := d.v6.allocate(ctx, network, o, pod, mayClaim)
+		if err != nil {
+			return nil, false, fmt.Errorf("ipv6: %w", err)
+		}
+		return []netip.Addr{ip6}, ex6, nil
+	}
 	ip4, ex4, err := d.v4.allocate(ctx, network, o, pod, mayClaim)
 	if err != nil {
 		return nil, false, err
@@ -144,6 +157,9 @@ func (d *Dual) Lookup(o api.Owner) []netip.Addr {
 // Get returns o's IPv4 allocation (its IPv6 one, if it holds only that),
 // or an error wrapping ErrNotFound.
 func (d *Dual) Get(o api.Owner) (Allocation, error) {
+	if d.v4 == nil {
+		return d.v6.Get(o)
+	}
 	al, err := d.v4.Get(o)
 	if errors.Is(err, ErrNotFound) && d.v6 != nil {
 		return d.v6.Get(o)
@@ -191,8 +207,14 @@ func (d *Dual) Blocks() []netip.Prefix {
 	return out
 }
 
-// VTEPAddr returns the node's IPv4 VTEP address.
-func (d *Dual) VTEPAddr() netip.Addr { return d.v4.VTEPAddr() }
+// VTEPAddr returns the node's IPv4 VTEP address, or the zero Addr in an
+// IPv6-only cluster.
+func (d *Dual) VTEPAddr() netip.Addr {
+	if d.v4 == nil {
+		return netip.Addr{}
+	}
+	return d.v4.VTEPAddr()
+}
 
 // VTEPAddr6 returns the node's IPv6 VTEP address, or the zero Addr.
 func (d *Dual) VTEPAddr6() netip.Addr {
@@ -238,8 +260,8 @@ func (d *Dual) RunBlockRelease(ctx context.Context, every time.Duration) error {
 // cluster its blocks, allocations and cooling addresses also list the IPv6
 // ones, and "ipv6" holds the IPv6 allocator's own state.
 func (d *Dual) ServeHTTPDebug(w http.ResponseWriter, r *http.Request) {
-	if d.v6 == nil {
-		d.v4.ServeHTTPDebug(w, r)
+	if len(d.families()) == 1 {
+		d.families()[0].ServeHTTPDebug(w, r)
 		return
 	}
 	v4, v6 := d.v4.debugSnapshot(), d.v6.debugSnapshot()
@@ -255,8 +277,9 @@ func (d *Dual) ServeHTTPDebug(w http.ResponseWriter, r *http.Request) {
 	writeDebug(w, out)
 }
 
-// HomeBlock returns the node's IPv4 home block.
-func (d *Dual) HomeBlock() netip.Prefix { return d.v4.HomeBlock() }
+// HomeBlock returns the node's IPv4 home block (its IPv6 one in an
+// IPv6-only cluster).
+func (d *Dual) HomeBlock() netip.Prefix { return d.families()[0].HomeBlock() }
 
 // undo frees the address network's attachment o was just given, without a
 // cooldown: no container ever used it.

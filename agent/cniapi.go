@@ -140,14 +140,17 @@ func (s *cniServer) allocateAttachment(ctx context.Context, req api.AllocateRequ
 	}
 	s.log.Debug("address allocated", "network", req.Network, "container_id", req.ContainerID, "ifname", req.IfName, "ip", ips, "existing", existing)
 	resp := api.AllocateResponse{
-		Gateway:  netip.MustParseAddr(api.GatewayIP),
 		MTU:      s.mtu,
 		Existing: existing,
 	}
+	// One gateway per family the attachment has: none of IPv4 in an
+	// IPv6-only cluster.
 	for _, ip := range ips {
 		resp.IPs = append(resp.IPs, netip.PrefixFrom(ip, ip.BitLen()))
 		if ip.Is6() {
 			resp.Gateway6 = netip.MustParseAddr(api.GatewayIPv6)
+		} else {
+			resp.Gateway = netip.MustParseAddr(api.GatewayIP)
 		}
 	}
 	return resp, nil

@@ -33,7 +33,7 @@ func vxlanPeers(self string, underlay onLink, snap store.Snapshot) []vxlan.Peer 
 // vxlanPeerOf turns node name's record and blocks into an overlay peer;
 // false for this node and for a node without underlay, VTEP or MAC yet.
 func vxlanPeerOf(self, name string, underlay onLink, n api.Node, blocks []netip.Prefix) (vxlan.Peer, bool) {
-	if name == self || !n.UnderlayIP.IsValid() || !n.VTEPIP.IsValid() || len(n.VTEPMAC) != 6 {
+	if name == self || !n.UnderlayIP.IsValid() || (!n.VTEPIP.IsValid() && !n.VTEPIP6.IsValid()) || len(n.VTEPMAC) != 6 {
 		return vxlan.Peer{}, false
 	}
 	blocks = slices.Clone(blocks)

@@ -55,8 +55,10 @@ type AllocateRequest struct {
 
 // AllocateResponse gives the addresses and link settings for a new attachment.
 type AllocateResponse struct {
-	IPs     []netip.Prefix `json:"ips"` // each a /32 (or /128): IPv4 first, then IPv6 in a dual-stack cluster
-	Gateway netip.Addr     `json:"gateway"`
+	IPs []netip.Prefix `json:"ips"` // each a /32 (or /128): IPv4 first, then IPv6 in a dual-stack cluster; IPv6 alone in an IPv6-only one
+	// Gateway is the IPv4 next hop (GatewayIP), set when IPs holds an IPv4
+	// address.
+	Gateway netip.Addr `json:"gateway"`
 	// Gateway6 is the IPv6 next hop (GatewayIPv6), set when IPs holds an
 	// IPv6 address.
 	Gateway6 netip.Addr `json:"gateway6,omitzero"`

@@ -23,6 +23,8 @@ type fakeAgent struct {
 	srv    *http.Server
 
 	mu   sync.Mutex
+	// pool is IPv4, or IPv6 for an IPv6-only agent (no IPv4 address,
+	// gateway or pool6).
 	pool netip.Prefix
 	// pool6, when set, makes the agent dual-stack: each attachment also
 	// gets the address of pool6 whose last byte is its IPv4 address's.
@@ -158,6 +160,9 @@ func (a *fakeAgent) allocate(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	resp := api.AllocateResponse{Gateway: netip.MustParseAddr(api.GatewayIP), MTU: a.mtu}
+	if a.pool.Addr().Is6() {
+		resp.Gateway, resp.Gateway6 = netip.Addr{}, netip.MustParseAddr(api.GatewayIPv6)
+	}
 	if l := a.leases[req.Owner]; l != nil {
 		resp.Existing = true
 		for _, ip := range l.ips {
@@ -178,7 +183,7 @@ func (a *fakeAgent) allocate(w http.ResponseWriter, r *http.Request) {
 	for ip := a.pool.Addr().Next().Next(); a.pool.Contains(ip); ip = ip.Next() {
 		if !used[ip] {
 			l := &fakeLease{ips: []netip.Addr{ip}}
-			resp.IPs = []netip.Prefix{netip.PrefixFrom(ip, 32)}
+			resp.IPs = []netip.Prefix{netip.PrefixFrom(ip, ip.BitLen())}
 			if a.pool6.IsValid() {
 				b := a.pool6.Addr().As16()
 				b[15] = ip.As4()[3]

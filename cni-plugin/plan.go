@@ -24,8 +24,10 @@ type wiring struct {
 	HostIface string
 	HostMAC   net.HardwareAddr
 	CtrMAC    net.HardwareAddr // as created; a chained plugin may change it
-	IPs       []netip.Addr     // IPv4 first, then IPv6 when dual-stack; each plumbed as a /32 or /128
-	Gateway   netip.Addr
+	IPs       []netip.Addr     // IPv4 first, then IPv6 when dual-stack (IPv6 alone when IPv6-only); each plumbed as a /32 or /128
+	// Gateway is the IPv4 next hop; valid exactly when IPs holds an IPv4
+	// address.
+	Gateway netip.Addr
 	// Gateway6 is the IPv6 next hop, a link-local address the host veth
 	// carries; valid exactly when IPs holds an IPv6 address.
 	Gateway6 netip.Addr
@@ -73,14 +75,19 @@ func planWiring(o api.Owner, netnsPath string, alloc api.AllocateResponse) (wiri
 		}
 		w.IPs = append(w.IPs, a)
 	}
-	if n4 != 1 || n6 > 1 {
-		return wiring{}, fmt.Errorf("allocation for %s: %v, want one IPv4 address and at most one IPv6 address", o, alloc.IPs)
+	if n4 > 1 || n6 > 1 {
+		return wiring{}, fmt.Errorf("allocation for %s: %v, want at most one address per family", o, alloc.IPs)
 	}
-	if !w.Gateway.IsValid() {
-		w.Gateway = netip.MustParseAddr(api.GatewayIP)
-	}
-	if !w.Gateway.Is4() {
-		return wiring{}, fmt.Errorf("gateway %s: want an IPv4 address", w.Gateway)
+	if n4 == 0 {
+		// IPv6 only: no IPv4 gateway, route or neighbour in the container.
+		w.Gateway = netip.Addr{}
+	} else {
+		if !w.Gateway.IsValid() {
+			w.Gateway = netip.MustParseAddr(api.GatewayIP)
+		}
+		if !w.Gateway.Is4() {
+			return wiring{}, fmt.Errorf("gateway %s: want an IPv4 address", w.Gateway)
+		}
 	}
 	if n6 > 0 {
 		w.Gateway6 = alloc.Gateway6
@@ -115,13 +122,17 @@ func ownerMAC(side string, o api.Owner) net.HardwareAddr {
 	return mac
 }
 
-// containerRoutes are the routes on the container interface: the gateway
-// on-link, then the default route through it; with IPv6, the IPv6 default
-// route via the link-local gateway (always on-link, no route needed).
+// containerRoutes are the routes on the container interface: with IPv4,
+// the gateway on-link, then the default route through it; with IPv6, the
+// IPv6 default route via the link-local gateway (always on-link, no route
+// needed).
 func containerRoutes(w wiring) []route {
-	out := []route{
-		{Dst: netip.PrefixFrom(w.Gateway, 32)},
-		{Dst: netip.PrefixFrom(netip.IPv4Unspecified(), 0), Gw: w.Gateway},
+	var out []route
+	if w.Gateway.IsValid() {
+		out = append(out,
+			route{Dst: netip.PrefixFrom(w.Gateway, 32)},
+			route{Dst: netip.PrefixFrom(netip.IPv4Unspecified(), 0), Gw: w.Gateway},
+		)
 	}
 	if w.Gateway6.IsValid() {
 		out = append(out, route{Dst: netip.PrefixFrom(netip.IPv6Unspecified(), 0), Gw: w.Gateway6})

@@ -60,9 +60,11 @@ func buildResult(w wiring, ifName string, p plumbed, prev *types100.Result) *typ
 
 // printResult writes res in the config's cniVersion (Mesos reads the 0.2.0
 // shape, ip4.ip). A 0.1.0/0.2.0 result carries the IPv4 address and routes
-// only: those runtimes predate dual-stack.
+// only: those runtimes predate dual-stack. An IPv6-only attachment's has
+// ip6 alone (the 0.2.0 types take it).
 func printResult(w io.Writer, res *types100.Result, cniVersion string) error {
-	if cniVersion == "0.1.0" || cniVersion == "0.2.0" {
+	has4 := slices.ContainsFunc(res.IPs, func(ipc *types100.IPConfig) bool { return ipc.Address.IP.To4() != nil })
+	if (cniVersion == "0.1.0" || cniVersion == "0.2.0") && has4 {
 		v4 := *res
 		v4.IPs, v4.Routes = nil, nil
 		for _, ipc := range res.IPs {
@@ -150,9 +152,9 @@ func wiringFromResult(o api.Owner, netnsPath string, res *types100.Result) (wiri
 	// IPv4 first, as ADD plumbed them.
 	slices.SortStableFunc(w.IPs, func(x, y netip.Addr) int { return cmp.Compare(x.BitLen(), y.BitLen()) })
 	if len(w.IPs) == 0 {
-		return wiring{}, fmt.Errorf("prevResult lists no IPv4 address on interface %s", o.IfName)
+		return wiring{}, fmt.Errorf("prevResult lists no address on interface %s", o.IfName)
 	}
-	if !w.Gateway.IsValid() {
+	if !w.Gateway.IsValid() && w.IPs[0].Is4() {
 		w.Gateway = netip.MustParseAddr(api.GatewayIP)
 	}
 	return w, nil

@@ -39,7 +39,8 @@ type Config struct {
 	MTU int
 	// VTEPMAC is the device's MAC address; required.
 	VTEPMAC net.HardwareAddr
-	// VTEPIP is the device's address (installed as a /32); required.
+	// VTEPIP is the device's IPv4 address (installed as a /32); required
+	// unless the cluster is IPv6 only (then VTEPIP6 is).
 	VTEPIP netip.Addr
 	// VTEPIP6 is the device's IPv6 address (a /128) in a dual-stack
 	// cluster; optional. Without it no IPv6 block is routed.
@@ -248,14 +249,20 @@ func Plan(cfg Config, peers []Peer) State {
 		if direct4.IsValid() && !v6 {
 			continue
 		}
-		if !p.VTEPIP.IsValid() || len(p.VTEPMAC) != 6 {
+		// A peer of an IPv6-only cluster has no IPv4 VTEP IP: only its
+		// IPv6 one carries it.
+		has4 := p.VTEPIP.Is4()
+		if (!has4 && !v6) || len(p.VTEPMAC) != 6 {
 			continue
 		}
-		if _, taken := st.Neighs[p.VTEPIP]; taken || macs[p.VTEPMAC.String()] {
+		if _, taken := st.Neighs[p.VTEPIP]; (has4 && taken) || macs[p.VTEPMAC.String()] {
 			continue
 		}
 		if _, taken := st.Neighs[p.VTEPIP6]; v6 && taken {
 			v6 = false
+		}
+		if !has4 && !v6 {
+			continue
 		}
 		macs[p.VTEPMAC.String()] = true
 		fdb := FDBEntry{MAC: slices.Clone(p.VTEPMAC), Dst: p.UnderlayIP}
@@ -266,7 +273,7 @@ func Plan(cfg Config, peers []Peer) State {
 			is6 bool
 		}
 		var hops []hop
-		if !direct4.IsValid() {
+		if !direct4.IsValid() && has4 {
 			hops = append(hops, hop{p.VTEPIP, false})
 		}
 		if v6 {

@@ -22,7 +22,7 @@ type fakeAgent struct {
 	ln     *net.UnixListener
 	srv    *http.Server
 
-	mu   sync.Mutex
+	mu sync.Mutex
 	// pool is IPv4, or IPv6 for an IPv6-only agent (no IPv4 address,
 	// gateway or pool6).
 	pool netip.Prefix

@@ -113,7 +113,14 @@ func TestPlanWiring(t *testing.T) {
 				CtrMAC: containerMAC(testOwner), IPs: []netip.Addr{netip.MustParseAddr("198.18.0.7")}, Gateway: gw},
 		},
 		{name: "no address", alloc: api.AllocateResponse{MTU: 1500}, wantErr: true},
-		{name: "IPv6", alloc: api.AllocateResponse{IPs: []netip.Prefix{netip.MustParsePrefix("fd00::5/128")}}, wantErr: true},
+		{
+			name: "IPv6 only: no IPv4 gateway, even one the agent sent; fe80::1 defaulted",
+			alloc: api.AllocateResponse{IPs: []netip.Prefix{netip.MustParsePrefix("fd00::5/128")}, Gateway: gw},
+			want: wiring{Owner: testOwner, Netns: "/ns", HostIface: api.HostIfaceName(testOwner), HostMAC: hostMAC(testOwner),
+				CtrMAC: containerMAC(testOwner), IPs: []netip.Addr{netip.MustParseAddr("fd00::5")}, Gateway6: netip.MustParseAddr(api.GatewayIPv6)},
+		},
+		{name: "two IPv6", alloc: api.AllocateResponse{IPs: []netip.Prefix{netip.MustParsePrefix("fd00::5/128"), netip.MustParsePrefix("fd00::6/128")}}, wantErr: true},
+		{name: "two IPv4", alloc: api.AllocateResponse{IPs: []netip.Prefix{netip.MustParsePrefix("198.18.0.7/32"), netip.MustParsePrefix("198.18.0.8/32")}}, wantErr: true},
 		{name: "IPv6 gateway", alloc: api.AllocateResponse{IPs: []netip.Prefix{netip.MustParsePrefix("198.18.0.7/32")}, Gateway: netip.MustParseAddr("fe80::1")}, wantErr: true},
 		{name: "MTU too small", alloc: api.AllocateResponse{IPs: []netip.Prefix{netip.MustParsePrefix("198.18.0.7/32")}, MTU: 40}, wantErr: true},
 	}

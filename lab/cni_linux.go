@@ -36,7 +36,7 @@ func (c cniCall) runtimeConf() *libcni.RuntimeConf {
 }
 
 // cniAdd runs CNI ADD and returns the container's first IPv4 address and
-// its first IPv6 address (invalid when it has none).
+// its first IPv6 address (each invalid when it has none; never both).
 func cniAdd(ctx context.Context, c cniCall) (ip4, ip6 netip.Addr, err error) {
 	var res types.Result
 	err = c.run(func(cni *libcni.CNIConfig, list *libcni.NetworkConfigList) error {
@@ -61,8 +61,8 @@ func cniAdd(ctx context.Context, c cniCall) (ip4, ip6 netip.Addr, err error) {
 			ip6 = a
 		}
 	}
-	if !ip4.IsValid() {
-		return netip.Addr{}, netip.Addr{}, fmt.Errorf("CNI ADD %s: result has no IPv4 address", c.containerID)
+	if !ip4.IsValid() && !ip6.IsValid() { // IPv6 alone in an IPv6-only lab
+		return netip.Addr{}, netip.Addr{}, fmt.Errorf("CNI ADD %s: result has no address", c.containerID)
 	}
 	return ip4, ip6, nil
 }

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"path/filepath"
 	"slices"
+	"strings"
 )
 
 // cniCall is one libcni invocation as a container runtime on a lab host
@@ -118,10 +119,7 @@ func (l *Lab) AddContainer(ctx context.Context, host string, opts ContainerOpts)
 	if err != nil {
 		return Container{}, err
 	}
-	ips := ip.String()
-	if ip6.IsValid() {
-		ips += " " + ip6.String()
-	}
+	ips := strings.Join(c.Addrs().Strings(), " ")
 	l.progress("container %s %s (pod %s/%s)", name, ips, c.PodNS, c.PodName)
 	return c, nil
 }

@@ -52,9 +52,43 @@ type Container struct {
 	PodNS       string            `json:"podNamespace"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	Ports       []api.NamedPort   `json:"ports,omitempty"`
-	IP          netip.Addr        `json:"ip"`
-	// IP6 is the container's IPv6 address in a dual-stack lab.
+	// IP is the container's IPv4 address; none in an IPv6-only lab.
+	IP netip.Addr `json:"ip,omitzero"`
+	// IP6 is the container's IPv6 address in a dual-stack or IPv6-only lab.
 	IP6 netip.Addr `json:"ip6,omitzero"`
+}
+
+// Addrs are a container's addresses, IPv4 first.
+type Addrs []netip.Addr
+
+// Addrs returns the container's addresses, IPv4 first (IPv6 alone in an
+// IPv6-only lab).
+func (c Container) Addrs() Addrs {
+	var out Addrs
+	for _, a := range []netip.Addr{c.IP, c.IP6} {
+		if a.IsValid() {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// Addr returns the container's first address: IPv4, or IPv6 in an
+// IPv6-only lab.
+func (c Container) Addr() netip.Addr {
+	if c.IP.IsValid() {
+		return c.IP
+	}
+	return c.IP6
+}
+
+// Strings renders each address.
+func (as Addrs) Strings() []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.String()
+	}
+	return out
 }
 
 // Etcd is one member of the lab's etcd, a process of its own.

@@ -146,7 +146,7 @@ func printLabHints(cmd *cobra.Command, l *lab.Lab, lf *labFlags) {
 		fmt.Fprintf(w, "  skein lab exec%s %s -- curl -s http://%s/debug/topology\n", flags, short, hs[0].DebugAddr)
 	}
 	if len(cs) > 1 {
-		fmt.Fprintf(w, "  skein lab exec%s %s -- ping -c1 %s\n", flags, strings.TrimPrefix(cs[0].Name, l.Name()+"-"), cs[len(cs)-1].IP)
+		fmt.Fprintf(w, "  skein lab exec%s %s -- ping -c1 %s\n", flags, strings.TrimPrefix(cs[0].Name, l.Name()+"-"), cs[len(cs)-1].Addr())
 	}
 	if t, err := l.ToR(); err == nil {
 		fmt.Fprintf(w, "  skein bgp status\n")
@@ -272,10 +272,7 @@ func renderLabStatus(tw *tabwriter.Writer, st lab.Status, wide bool) {
 	}
 	fmt.Fprintln(tw)
 	for _, c := range st.Containers {
-		ips := c.IP.String()
-		if c.IP6.IsValid() {
-			ips += "," + c.IP6.String()
-		}
+		ips := strings.Join(c.Addrs().Strings(), ",")
 		fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%s", c.Name, c.Host, c.PodNS, c.PodName, ips)
 		if wide {
 			var ls []string

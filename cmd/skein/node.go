@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"net/netip"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -244,10 +245,17 @@ func underlayIPs(n api.Node) string {
 }
 
 // vtepIPs renders a node's VTEP addresses: IPv4, and IPv6 in a dual-stack
-// cluster ("10.244.0.0,fd00::").
+// cluster ("10.244.0.0,fd00::"); IPv6 alone in an IPv6-only one; "-"
+// before the node has any.
 func vtepIPs(n api.Node) string {
-	if n.VTEPIP6.IsValid() {
-		return n.VTEPIP.String() + "," + n.VTEPIP6.String()
+	var out []string
+	for _, a := range []netip.Addr{n.VTEPIP, n.VTEPIP6} {
+		if a.IsValid() {
+			out = append(out, a.String())
+		}
 	}
-	return n.VTEPIP.String()
+	if len(out) == 0 {
+		return "-"
+	}
+	return strings.Join(out, ",")
 }

@@ -214,7 +214,7 @@ func TestDualStack(t *testing.T) {
 func checkAllPairsFamilies(ctx context.Context, t *testing.T, l *lab.Lab, cs []lab.Container) {
 	t.Helper()
 	for i, dst := range cs {
-		for _, ip := range []netip.Addr{dst.IP, dst.IP6} {
+		for _, ip := range dst.Addrs() { // IPv6 alone in an IPv6-only lab
 			port := uint16(7100 + i)
 			stop := serveEcho(ctx, t, l, dst.Name, netip.AddrPortFrom(ip, port))
 			for _, src := range cs {

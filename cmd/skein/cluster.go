@@ -36,7 +36,8 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
   skein cluster init --pod-cidr 10.244.0.0/16,10.245.0.0/16 --block-size 24 --backend vxlan
   skein cluster init --pod-cidr 10.244.0.0/16 --vxlan-direct-routing
   skein cluster init --pod-cidr 10.244.0.0/16 --encryption wireguard
-  skein cluster init --pod-cidr 10.244.0.0/16 --pod-cidr fd00:10:244::/56   # dual-stack`,
+  skein cluster init --pod-cidr 10.244.0.0/16 --pod-cidr fd00:10:244::/56   # dual-stack
+  skein cluster init --pod-cidr fd00:10:244::/56                            # IPv6 only (vxlan)`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := buildCluster(cidrs, blockSize, blockV6, backend, asn, nodeMesh, vni, port)
@@ -70,7 +71,7 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 		},
 	}
 	f := initCmd.Flags()
-	f.StringSliceVar(&cidrs, "pod-cidr", nil, "pod address pool(s), repeatable or comma-separated; an IPv6 pool next to an IPv4 one makes the cluster dual-stack (required)")
+	f.StringSliceVar(&cidrs, "pod-cidr", nil, "pod address pool(s), repeatable or comma-separated; an IPv6 pool next to an IPv4 one makes the cluster dual-stack, IPv6 pools alone IPv6-only (required)")
 	f.IntVar(&blockSize, "block-size", api.DefaultBlockSize, "prefix length of the blocks nodes lease from each IPv4 pool")
 	f.IntVar(&blockV6, "block-size-v6", api.DefaultBlockSizeV6, fmt.Sprintf("prefix length of the blocks nodes lease from each IPv6 pool (/%d to /%d)", api.MinBlockSizeV6, api.MaxBlockSizeV6))
 	f.StringVar(&backend, "backend", string(api.BackendVXLAN), "inter-host dataplane: vxlan or bgp")

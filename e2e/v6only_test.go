@@ -26,7 +26,8 @@ var v6OnlyLabName = labName + "b"
 // IPv6 address and no IPv4 address, route or neighbour; every container
 // reaches every other over IPv6 (ping and TCP); a CNI ADD through the
 // reference cnitool returns only the IPv6 address; a NetworkPolicy admits
-// a labelled client and an ipBlock /128 and denies an unlabelled pod; an
+// a labelled client, a pod of a selected namespace and an ipBlock /128 and
+// denies an unlabelled pod; an
 // agent restart on both ends of a ping stream loses no ping.
 func TestV6Only(t *testing.T) {
 	for _, underlay := range []string{lab.UnderlayIPv4, lab.UnderlayIPv6} {
@@ -41,9 +42,13 @@ func testV6Only(t *testing.T, underlay string) {
 	l := upBGPLab(t, lab.Config{Name: v6OnlyLabName, Hosts: 3, ContainersPerHost: 1, Underlay: underlay, PodCIDR: pool.String()})
 	hosts := l.Hosts()
 
-	// Two more containers for the policy: a labelled client on h1 and the
-	// server on h2.
+	// Three more containers for the policy: a labelled client on h1, one
+	// in namespace ops on h3, and the server on h2.
 	client, err := l.AddContainer(ctx, hosts[0].Name, lab.ContainerOpts{Name: "client", Labels: map[string]string{"role": "client"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opsPod, err := l.AddContainer(ctx, hosts[2].Name, lab.ContainerOpts{Name: "tool", Namespace: "ops"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,15 +102,16 @@ func testV6Only(t *testing.T, underlay string) {
 			t.Errorf("skein %s: want IPv6 addresses and no 'invalid IP':\n%s", strings.Join(args, " "), r)
 		}
 	}
-	if r := skeinEnv(ctx, t, env, "status"); r.code != 0 || !strings.Contains(r.stdout, "healthy") || strings.Contains(r.stdout, "invalid IP") {
-		t.Errorf("skein status: want healthy:\n%s", r)
-	}
+	waitStatusHealthy(ctx, t, l)
 
 	// The reference client: ADD returns only the IPv6 address.
 	v6OnlyCnitool(ctx, t, l, hosts[0], cs[len(cs)-1])
 
-	// Policy: the server admits the labelled client and one ipBlock /128
-	// (h3-c1), nothing else (h1-c1).
+	// Policy: the server admits the labelled client, namespace ops (by its
+	// label) and one ipBlock /128 (h3-c1), nothing else (h1-c1).
+	if r := skeinEnv(ctx, t, env, "namespace", "label", "ops", "team=ops"); r.code != 0 {
+		t.Fatalf("namespace label:\n%s", r)
+	}
 	var other, blocked lab.Container
 	for _, c := range cs {
 		switch c.PodName {
@@ -128,6 +134,7 @@ spec:
   ingress:
   - from:
     - podSelector: {matchLabels: {role: client}}
+    - namespaceSelector: {matchLabels: {team: ops}}
     - ipBlock: {cidr: %s/128}
     ports: [{port: 8080}]
 `, other.IP6)
@@ -145,9 +152,9 @@ spec:
 	waitFor(ctx, t, 30*time.Second, "policy web denies "+blocked.Name, func() (bool, string) {
 		return !reaches(blocked), blocked.Name + " still reaches " + target.String()
 	})
-	for _, c := range []lab.Container{client, other} {
+	for _, c := range []lab.Container{client, opsPod, other} {
 		if !reaches(c) {
-			t.Errorf("policy web: %s (%s) does not reach %s, want allowed (podSelector / ipBlock)", c.Name, c.IP6, target)
+			t.Errorf("policy web: %s (%s) does not reach %s, want allowed (podSelector / namespaceSelector / ipBlock)", c.Name, c.IP6, target)
 		}
 	}
 	if reaches(blocked) {

@@ -118,6 +118,9 @@ func (a *Agent) run(ctx context.Context) error {
 	if a.cluster, err = waitCluster(ctx, a.store, a.log); err != nil {
 		return err
 	}
+	if err := checkV6OnlyUnderlay(a.cfg.NodeName, a.cluster, ul); err != nil {
+		return err
+	}
 	// Before any block is claimed: a node that cannot carry IPv6 joins
 	// nothing of a dual-stack cluster.
 	if api.DualStack(a.cluster.Pools) {

@@ -120,3 +120,13 @@ func vxlanFamilyConflict(self string, ip netip.Addr, nodes []api.Node) error {
 	return fmt.Errorf("node %s: its VXLAN underlay address %s is %s but node(s) %s%s have %s underlay addresses; a VXLAN device carries one underlay family, so every node of a VXLAN cluster needs an underlay address of one family (give this node one with --underlay-ip, or remove nodes that are gone with `skein node delete`)",
 		self, ip, familyName(ip), strings.Join(others, ", "), more, other)
 }
+
+// checkV6OnlyUnderlay refuses, before any block is claimed, a routed node
+// of an IPv6-only cluster without an IPv6 underlay address: it could route
+// none of its pods (their blocks' next hop is that address).
+func checkV6OnlyUnderlay(node string, cl api.Cluster, ul underlay) error {
+	if api.V6Only(cl.Pools) && cl.Backend == api.BackendBGP && !ul.IP6.IsValid() {
+		return fmt.Errorf("node %s: backend bgp in an IPv6-only cluster needs an IPv6 underlay address (the next hop of its IPv6 blocks); %s has none: give it one (--underlay-ip6)", node, ul.Iface)
+	}
+	return nil
+}

@@ -92,16 +92,11 @@ func (c Cluster) Validate() error {
 			}
 		}
 	}
-	// IPv6 pools alone make an IPv6-only cluster (docs/ipv6.md): VXLAN
-	// only, unencrypted. The BGP speaker and the WireGuard device address
-	// each node by its IPv4 block, which such a cluster has none of.
-	if V6Only(c.Pools) {
-		switch {
-		case c.Backend == BackendBGP:
-			return fmt.Errorf("cluster: backend bgp needs an IPv4 pool (its router id and tunnel-free next hops are IPv4); an IPv6-only cluster (pools %s) runs backend vxlan", poolList(c.Pools))
-		case c.Encryption == EncryptionWireGuard:
-			return fmt.Errorf("cluster: encryption wireguard needs an IPv4 pool (each node's tunnel address is its IPv4 VTEP address); an IPv6-only cluster (pools %s) runs VXLAN unencrypted", poolList(c.Pools))
-		}
+	// IPv6 pools alone make an IPv6-only cluster (docs/ipv6.md). The
+	// WireGuard device's address is the node's IPv4 VTEP address, which
+	// such a cluster has none of.
+	if V6Only(c.Pools) && c.Encryption == EncryptionWireGuard {
+		return fmt.Errorf("cluster: encryption wireguard needs an IPv4 pool (each node's tunnel address is its IPv4 VTEP address); an IPv6-only cluster (pools %s) runs VXLAN or BGP unencrypted", poolList(c.Pools))
 	}
 	switch c.Backend {
 	case BackendVXLAN:

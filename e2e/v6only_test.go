@@ -22,7 +22,8 @@ import (
 var v6OnlyLabName = labName + "b"
 
 // TestV6Only: an IPv6-only cluster (one IPv6 pool, no IPv4 one) with VXLAN
-// over an IPv4 and over an IPv6-only underlay. On each: containers have an
+// over an IPv4 and over an IPv6-only underlay, and with BGP over a
+// dual-stack underlay. On each: containers have an
 // IPv6 address and no IPv4 address, route or neighbour; every container
 // reaches every other over IPv6 (ping and TCP); a CNI ADD through the
 // reference cnitool returns only the IPv6 address; a NetworkPolicy admits
@@ -30,16 +31,20 @@ var v6OnlyLabName = labName + "b"
 // denies an unlabelled pod; an
 // agent restart on both ends of a ping stream loses no ping.
 func TestV6Only(t *testing.T) {
-	for _, underlay := range []string{lab.UnderlayIPv4, lab.UnderlayIPv6} {
-		t.Run("underlay="+underlay, func(t *testing.T) { testV6Only(t, underlay) })
+	for _, tc := range []struct{ backend, underlay string }{
+		{"vxlan", lab.UnderlayIPv4},
+		{"vxlan", lab.UnderlayIPv6},
+		{"bgp", lab.UnderlayDual}, // IPv6 routes over the IPv4 sessions, via the hosts' IPv6 addresses
+	} {
+		t.Run(tc.backend+"/underlay="+tc.underlay, func(t *testing.T) { testV6Only(t, tc.backend, tc.underlay) })
 	}
 }
 
-func testV6Only(t *testing.T, underlay string) {
+func testV6Only(t *testing.T, backend, underlay string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	pool := netip.MustParsePrefix("fd00:10:244::/56")
-	l := upBGPLab(t, lab.Config{Name: v6OnlyLabName, Hosts: 3, ContainersPerHost: 1, Underlay: underlay, PodCIDR: pool.String()})
+	l := upBGPLab(t, lab.Config{Name: v6OnlyLabName, Hosts: 3, ContainersPerHost: 1, Backend: backend, Underlay: underlay, PodCIDR: pool.String()})
 	hosts := l.Hosts()
 
 	// Three more containers for the policy: a labelled client on h1, one

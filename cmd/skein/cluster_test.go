@@ -22,7 +22,6 @@ func TestBuildClusterBadInput(t *testing.T) {
 		{"backend", []string{"10.244.0.0/16"}, 26, "weave", `unknown backend "weave"`},
 		{"v6 block size", []string{"10.244.0.0/16", "fd00::/56"}, 26, "vxlan", "--pod-cidr[1] with --block-size-v6 64: pool fd00::/56: IPv6 block size /64"},
 		{"v6 overlap", []string{"10.244.0.0/16", "fd00::/56", "fd00:0:0:ff::/64"}, 26, "vxlan", "pools overlap"},
-		{"v6 only with bgp", []string{"fd00::/56"}, 26, "bgp", "backend bgp needs an IPv4 pool"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -44,9 +43,11 @@ func TestBuildClusterBadInput(t *testing.T) {
 	if err != nil || len(c.Pools) != 2 || c.Pools[1].BlockSize != 122 {
 		t.Fatalf("dual-stack input: %+v %v", c, err)
 	}
-	c, err = buildCluster([]string{"fd00:10:244::/56"}, 26, 122, "vxlan", 64512, true, 4096, 4789)
-	if err != nil || len(c.Pools) != 1 || c.Pools[0].BlockSize != 122 {
-		t.Fatalf("IPv6-only input: %+v %v", c, err)
+	for _, backend := range []string{"vxlan", "bgp"} {
+		c, err = buildCluster([]string{"fd00:10:244::/56"}, 26, 122, backend, 64512, true, 4096, 4789)
+		if err != nil || len(c.Pools) != 1 || c.Pools[0].BlockSize != 122 {
+			t.Fatalf("IPv6-only input, backend %s: %+v %v", backend, c, err)
+		}
 	}
 }
 

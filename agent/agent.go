@@ -118,7 +118,7 @@ func (a *Agent) run(ctx context.Context) error {
 	if a.cluster, err = waitCluster(ctx, a.store, a.log); err != nil {
 		return err
 	}
-	if err := checkV6OnlyUnderlay(a.cfg.NodeName, a.cluster, ul); err != nil {
+	if err := checkV6Only(a.cfg.NodeName, a.cluster, ul, a.cfg.DockerPluginSocket); err != nil {
 		return err
 	}
 	// Before any block is claimed: a node that cannot carry IPv6 joins

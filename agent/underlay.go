@@ -121,12 +121,19 @@ func vxlanFamilyConflict(self string, ip netip.Addr, nodes []api.Node) error {
 		self, ip, familyName(ip), strings.Join(others, ", "), more, other)
 }
 
-// checkV6OnlyUnderlay refuses, before any block is claimed, a routed node
-// of an IPv6-only cluster without an IPv6 underlay address: it could route
-// none of its pods (their blocks' next hop is that address).
-func checkV6OnlyUnderlay(node string, cl api.Cluster, ul underlay) error {
-	if api.V6Only(cl.Pools) && cl.Backend == api.BackendBGP && !ul.IP6.IsValid() {
+// checkV6Only refuses, before any block is claimed, what an IPv6-only
+// cluster cannot do on this node: route its pods over BGP without an IPv6
+// underlay address (their blocks' next hop), or serve the Docker driver
+// (libnetwork asks for an IPv4 address first and pairs IPv6 with it).
+func checkV6Only(node string, cl api.Cluster, ul underlay, dockerSocket string) error {
+	if !api.V6Only(cl.Pools) {
+		return nil
+	}
+	if cl.Backend == api.BackendBGP && !ul.IP6.IsValid() {
 		return fmt.Errorf("node %s: backend bgp in an IPv6-only cluster needs an IPv6 underlay address (the next hop of its IPv6 blocks); %s has none: give it one (--underlay-ip6)", node, ul.Iface)
+	}
+	if dockerSocket != "" {
+		return fmt.Errorf("node %s: --docker-plugin-socket: the Docker driver needs an IPv4 pool (Docker asks for an IPv4 address first) and this cluster is IPv6-only; leave the flag out", node)
 	}
 	return nil
 }

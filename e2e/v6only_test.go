@@ -108,6 +108,30 @@ func testV6Only(t *testing.T, backend, underlay string) {
 		}
 	}
 	waitStatusHealthy(ctx, t, l)
+	// On a host: skein ipam check (it reads the agent's allocations) and
+	// the agent's /debug/topology and /ui.
+	h := hosts[0]
+	check, err := l.Command(ctx, h.Name, opsBin(), "--etcd-endpoints", l.EtcdUnderlayEndpoints()[0], "ipam", "check")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Exit 3: the other hosts' agents are not reachable from here (their
+	// debug endpoints are on their loopback); 2 would be a finding.
+	if r := runCmd(t, check); (r.code != 0 && r.code != 3) || !strings.Contains(r.stdout, "no problems found") {
+		t.Errorf("skein ipam check on %s:\n%s", h.Name, r)
+	}
+	hc, err := l.HTTPClient(h.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body := httpGet(ctx, t, hc, "http://"+h.DebugAddr+"/debug/topology")
+	if code != 200 || strings.Contains(body, "invalid IP") || strings.Contains(body, `"vtepIP":`) || !strings.Contains(body, `"blocks":["fd00:10:244:`) ||
+		(backend == "vxlan" && !strings.Contains(body, `"vtepIP6":"fd00:10:244:`)) {
+		t.Errorf("/debug/topology on %s: %d, want IPv6 blocks (and VTEP address) and no IPv4 VTEP address:\n%.2000s", h.Name, code, body)
+	}
+	if code, body := httpGet(ctx, t, hc, "http://"+h.DebugAddr+"/ui"); code != 200 || strings.Contains(body, "invalid IP") {
+		t.Errorf("/ui on %s: %d:\n%.500s", h.Name, code, body)
+	}
 
 	// The reference client: ADD returns only the IPv6 address.
 	v6OnlyCnitool(ctx, t, l, hosts[0], cs[len(cs)-1])

@@ -1,7 +1,12 @@
 package vxlan
 
 import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"net"
 	"net/netip"
+	"slices"
 	"testing"
 
 	gocmp "github.com/google/go-cmp/cmp"
@@ -72,5 +77,65 @@ func TestPlanV6Only(t *testing.T) {
 	noVTEP.VTEPIP6 = netip.Addr{}
 	if got := Plan(self, []Peer{noVTEP}); len(got.FDB)+len(got.Neighs)+len(got.Routes) != 0 {
 		t.Errorf("peer without VTEP IPs: plan %v, want nothing", got.Lines())
+	}
+}
+
+// randomV6OnlyPeer is randomPeer for an IPv6-only cluster: an IPv6 VTEP
+// IP and IPv6 blocks, no IPv4 VTEP IP, with conflicts (shared VTEP IPs,
+// MACs and blocks) and unusable records now and then.
+func randomV6OnlyPeer(rng *rand.Rand, node string) Peer {
+	p := Peer{
+		Node:       node,
+		UnderlayIP: netip.AddrFrom4([4]byte{192, 0, 2, byte(1 + rng.IntN(12))}),
+		VTEPIP6:    netip.AddrFrom16([16]byte{0: 0xfd, 13: byte(rng.IntN(12))}),
+		VTEPMAC:    net.HardwareAddr{0x0e, 0, 0, 0, 0, byte(rng.IntN(12))},
+	}
+	switch rng.IntN(10) {
+	case 0:
+		p.VTEPIP6 = netip.Addr{} // not usable: skipped by Plan
+	case 1:
+		p.VTEPMAC = nil
+	}
+	for range rng.IntN(3) {
+		p.Blocks = append(p.Blocks, netip.PrefixFrom(netip.AddrFrom16([16]byte{0: 0xfd, 13: byte(rng.IntN(16))}), 120))
+	}
+	return p
+}
+
+// TestPlannerRandomWalkV6Only is TestPlannerRandomWalk for an IPv6-only
+// cluster: the incremental state equals Plan after every step.
+func TestPlannerRandomWalkV6Only(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	cfg := Config{
+		Node: "self", UnderlayIP: netip.MustParseAddr("192.0.2.100"), UnderlayIfIndex: 3,
+		VTEPMAC: net.HardwareAddr{0x0e, 0, 0, 0, 0, 0x99}, VTEPIP6: netip.MustParseAddr("fd00::99:0"),
+	}
+	peers := map[string]Peer{}
+	p := NewPlanner(cfg, nil)
+	routes := 0
+	for step := range 3000 {
+		node := fmt.Sprintf("n%02d", rng.IntN(16))
+		prev := p.State().Clone()
+		var c Changes
+		if rng.IntN(4) == 0 {
+			delete(peers, node)
+			c = p.DeletePeer(node)
+		} else {
+			peer := randomV6OnlyPeer(rng, node)
+			peers[node] = peer
+			c = p.SetPeer(peer)
+		}
+		want := Plan(cfg, slices.Collect(maps.Values(peers)))
+		if d := gocmp.Diff(want.Lines(), p.State().Lines()); d != "" {
+			t.Fatalf("step %d (%s): incremental state != Plan (-plan +incremental):\n%s", step, node, d)
+		}
+		applyChanges(&prev, c)
+		if d := gocmp.Diff(want.Lines(), prev.Lines()); d != "" {
+			t.Fatalf("step %d (%s): previous state + changes != Plan (-plan +applied):\n%s", step, node, d)
+		}
+		routes += len(want.Routes)
+	}
+	if routes == 0 {
+		t.Fatal("the walk planned no route: it proves nothing")
 	}
 }

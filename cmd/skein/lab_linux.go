@@ -97,7 +97,7 @@ func newLabUpCmd(lf *labFlags) *cobra.Command {
 	f.IntVar(&cfg.EtcdMembers, "etcd-members", 1, fmt.Sprintf("etcd members, each its own process, as one raft cluster (1 to %d)", lab.MaxEtcdMembers))
 	f.BoolVar(&cfg.EtcdTLS, "etcd-tls", false, "etcd serves TLS only (clients and peers), with a CA and certificates the lab writes under <run dir>/tls")
 	f.StringVar(&cfg.BinDir, "bin-dir", "", "directory with skeind, skein and skein-cni (default: this binary's directory)")
-	f.StringSliceVar(&podCIDRs, "pod-cidr", []string{lab.DefaultPodCIDR}, "pod address pools, repeatable or comma-separated; add an IPv6 pool for a dual-stack lab (e.g. --pod-cidr 10.244.0.0/16 --pod-cidr fd00:10:244::/56)")
+	f.StringSliceVar(&podCIDRs, "pod-cidr", []string{lab.DefaultPodCIDR}, "pod address pools, repeatable or comma-separated; add an IPv6 pool for a dual-stack lab (e.g. --pod-cidr 10.244.0.0/16 --pod-cidr fd00:10:244::/56), or give IPv6 pools alone for an IPv6-only one")
 	f.IntVar(&cfg.BlockSize, "block-size", api.DefaultBlockSize, "prefix length of the IPv4 pools' blocks")
 	f.IntVar(&cfg.BlockSizeV6, "block-size-v6", api.DefaultBlockSizeV6, "prefix length of the IPv6 pools' blocks")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log every step to stderr")

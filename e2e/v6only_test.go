@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -98,6 +99,11 @@ func testV6Only(t *testing.T, backend, underlay string) {
 		t.Fatalf("ping %s -> %s over IPv6: %v", cs[0].Name, cs[len(cs)-1].IP6, err)
 	}
 	checkAllPairsFamilies(ctx, t, l, cs)
+	// skein lab check pings every pair over what each container has.
+	if r := skeinEnv(ctx, t, os.Environ(), "lab", "check", "--name", l.Name(), "--ping-timeout", "5s"); r.code != 0 ||
+		strings.Count(r.stdout, "fd00:10:244:") != len(cs)*(len(cs)-1) || strings.Count(r.stdout, " ok\n") != len(cs)*(len(cs)-1) {
+		t.Errorf("skein lab check: want %d pairs, each once over IPv6, all ok:\n%s", len(cs)*(len(cs)-1), r)
+	}
 
 	// The CLI: no "invalid IP" for the missing IPv4 VTEP address.
 	env := append(os.Environ(), "SKEIN_ETCD_ENDPOINTS="+l.EtcdEndpoints()[0])
@@ -248,11 +254,7 @@ func v6OnlyCnitool(ctx context.Context, t *testing.T, l *lab.Lab, host lab.Host,
 	if err != nil {
 		t.Fatalf("cnitool add: %v\n%s", err, out)
 	}
-	defer func() {
-		if out, err := run("del", "skein", nsPath); err != nil {
-			t.Errorf("cnitool del: %v\n%s", err, out)
-		}
-	}()
+	defer func() { _, _ = run("del", "skein", nsPath) }() // a repeated DEL succeeds; this one only cleans up after a failure
 	var res struct {
 		IPs []struct {
 			Address string `json:"address"`
@@ -284,5 +286,36 @@ func v6OnlyCnitool(ctx context.Context, t *testing.T, l *lab.Lab, host lab.Host,
 	}
 	if out, err := run("check", "skein", nsPath); err != nil {
 		t.Errorf("cnitool check: %v\n%s", err, out)
+	}
+	// DEL frees the address in the agent.
+	ip := strings.TrimSuffix(res.IPs[0].Address, "/128")
+	allocated := func() bool {
+		t.Helper()
+		body, err := debugIPAM(ctx, l, host.Name)
+		var st struct {
+			Allocations []struct {
+				IP string `json:"ip"`
+			} `json:"allocations"`
+		}
+		if err == nil {
+			err = json.Unmarshal(body, &st)
+		}
+		if err != nil {
+			t.Fatalf("/debug/ipam on %s: %v", host.Name, err)
+		}
+		return slices.ContainsFunc(st.Allocations, func(a struct {
+			IP string `json:"ip"`
+		}) bool {
+			return a.IP == ip
+		})
+	}
+	if !allocated() {
+		t.Errorf("/debug/ipam on %s does not list %s after ADD", host.Name, ip)
+	}
+	if out, err := run("del", "skein", nsPath); err != nil {
+		t.Errorf("cnitool del: %v\n%s", err, out)
+	}
+	if allocated() {
+		t.Errorf("/debug/ipam on %s still allocates %s after DEL", host.Name, ip)
 	}
 }

@@ -114,7 +114,7 @@ func TestPlanWiring(t *testing.T) {
 		},
 		{name: "no address", alloc: api.AllocateResponse{MTU: 1500}, wantErr: true},
 		{
-			name: "IPv6 only: no IPv4 gateway, even one the agent sent; fe80::1 defaulted",
+			name:  "IPv6 only: no IPv4 gateway, even one the agent sent; fe80::1 defaulted",
 			alloc: api.AllocateResponse{IPs: []netip.Prefix{netip.MustParsePrefix("fd00::5/128")}, Gateway: gw},
 			want: wiring{Owner: testOwner, Netns: "/ns", HostIface: api.HostIfaceName(testOwner), HostMAC: hostMAC(testOwner),
 				CtrMAC: containerMAC(testOwner), IPs: []netip.Addr{netip.MustParseAddr("fd00::5")}, Gateway6: netip.MustParseAddr(api.GatewayIPv6)},

@@ -106,7 +106,8 @@ func TestCnitool(t *testing.T) {
 	if out, err := cnitool(ctx, t, h, "gc", "skein", nsPath); err != nil {
 		t.Errorf("cnitool gc: %v\n%s", err, out)
 	}
-	if out, err := shared.Exec(ctx, filepath.Base(nsPath), "ip", "-4", "-o", "addr", "show", "dev", "eth0"); err == nil && strings.Contains(string(out), "inet ") {
+	// Every address, not eth0's: gc may have taken eth0 with it.
+	if out := inNetns(ctx, t, nsPath, "ip", "-4", "-o", "addr", "show"); strings.Contains(string(out), " eth0 ") {
 		t.Errorf("cnitool container still addressed after gc: %s", out)
 	}
 	for _, c := range shared.Containers() {
@@ -171,7 +172,19 @@ func TestAgentDownDuringAdd(t *testing.T) {
 	if strings.Count(string(after), ": sk") != strings.Count(string(before), ": sk") {
 		t.Errorf("a host veth was left behind by the failed ADD:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
-	if out, err := shared.Exec(ctx, filepath.Base(nsPath), "ip", "-o", "link", "show"); err == nil && strings.Contains(string(out), "eth0") {
+	if out := inNetns(ctx, t, nsPath, "ip", "-o", "link", "show"); strings.Contains(string(out), "eth0") {
 		t.Errorf("container interface left behind by the failed ADD:\n%s", out)
 	}
+}
+
+// inNetns runs args in the network namespace at nsPath (one the test made,
+// not a lab member) and fails the test when that cannot be done, so a check
+// on its output never passes because the command did not run.
+func inNetns(ctx context.Context, t *testing.T, nsPath string, args ...string) []byte {
+	t.Helper()
+	out, err := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", filepath.Base(nsPath)}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("in %s: %s: %v\n%s", nsPath, strings.Join(args, " "), err, out)
+	}
+	return out
 }

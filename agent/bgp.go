@@ -15,8 +15,11 @@ import (
 func newSpeaker(ul underlay, cl api.Cluster, self api.Node, log *slog.Logger) (*bgp.Speaker, error) {
 	cfg := bgp.Config{
 		RouterID: ul.IP,
-		ASN:      cl.BGP.ASN,
-		Log:      log,
+		// IPv6 peers' sessions run from the node's IPv6 underlay address;
+		// without one the speaker names them instead.
+		ListenAddr6: ul.IP6,
+		ASN:         cl.BGP.ASN,
+		Log:         log,
 	}
 	for _, p := range cl.Pools {
 		cfg.Import = append(cfg.Import, p.CIDR)

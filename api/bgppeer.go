@@ -26,8 +26,10 @@ const MaxBGPPeerDescription = 256
 type BGPPeer struct {
 	// Name identifies the peer: a DNS label.
 	Name string `json:"name"`
-	// PeerIP is the neighbour's IPv4 address; the session carries IPv4 and
-	// IPv6 unicast.
+	// PeerIP is the neighbour's address. A session with an IPv4 address
+	// carries IPv4 and IPv6 unicast (MP-BGP); one with an IPv6 address runs
+	// from the node's UnderlayIP6 and carries IPv6 unicast only (IPv4 routes
+	// with IPv4 next hops over IPv6, RFC 8950, are not supported).
 	PeerIP netip.Addr `json:"peerIP"`
 	// ASN is the neighbour's AS number: the cluster's for iBGP.
 	ASN uint32 `json:"asn"`
@@ -66,12 +68,16 @@ func (p BGPPeer) Validate() error {
 	switch a := p.PeerIP; {
 	case !a.IsValid():
 		errs = append(errs, errors.New("peer IP: required"))
-	case !a.Is4():
-		// Sessions run over the IPv4 underlay and carry IPv6 prefixes too
-		// (MP-BGP); a session over IPv6 would need IPv4 next hops over it.
-		errs = append(errs, fmt.Errorf("peer IP %s: must be an IPv4 address (sessions run over the IPv4 underlay and carry IPv6 routes too; IPv6 peering addresses are not supported)", a))
+	case a.Is4In6():
+		errs = append(errs, fmt.Errorf("peer IP %s: an IPv4-mapped IPv6 address; write the IPv4 address %s", a, a.Unmap()))
+	case a.Zone() != "":
+		errs = append(errs, fmt.Errorf("peer IP %s: must not have a zone", a))
 	case a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
 		errs = append(errs, fmt.Errorf("peer IP %s: must be a unicast address", a))
+	case a.Is6() && a.IsLinkLocalUnicast():
+		// A link-local session would need an interface, and the routes it
+		// brings link-local next hops, which Skein does not install.
+		errs = append(errs, fmt.Errorf("peer IP %s: link-local addresses are not supported; use the peer's global (or ULA) address", a))
 	}
 	if err := ValidateASN(p.ASN); err != nil {
 		errs = append(errs, err)

@@ -278,11 +278,14 @@ type VXLANStatus struct {
 	LastDuration time.Duration `json:"lastDuration,omitempty"`
 }
 
-// BGP session states as GoBGP names them, plus the two Skein adds.
+// BGP session states as GoBGP names them, plus the three Skein adds.
 const (
 	BGPEstablished   = "Established"
 	BGPNotConfigured = "NotConfigured"
 	BGPStopped       = "Stopped"
+	// BGPNoSession is an IPv6 peer of a node without an IPv6 underlay
+	// address: no session can run from it (LastError says so).
+	BGPNoSession = "NoSession"
 )
 
 // BGPSession is one BGP session.
@@ -296,7 +299,8 @@ type BGPSession struct {
 	Passive              bool       `json:"passive,omitempty"`
 	Description          string     `json:"description,omitempty"`
 	// State is Idle, Connect, Active, OpenSent, OpenConfirm or Established;
-	// NotConfigured before the speaker has the peer, Stopped when not running.
+	// NotConfigured before the speaker has the peer, Stopped when not running,
+	// NoSession when this node cannot open it (an IPv6 peer, no UnderlayIP6).
 	State string `json:"state"`
 	// Since is when the session last went up (Established) or down.
 	Since time.Time `json:"since,omitzero"`
@@ -354,11 +358,14 @@ func addrOrEmpty(a netip.Addr) string {
 
 // BGPStatus is the BGP backend's state.
 type BGPStatus struct {
-	RouterID        netip.Addr `json:"routerID"`
-	ASN             uint32     `json:"asn"`
-	Listen          string     `json:"listen"`
-	Running         bool       `json:"running"`
-	GracefulRestart bool       `json:"gracefulRestart"`
+	RouterID netip.Addr `json:"routerID"`
+	ASN      uint32     `json:"asn"`
+	Listen   string     `json:"listen"`
+	// Listen6 is the IPv6 address and port, the source of IPv6 sessions,
+	// when the node has an IPv6 underlay address.
+	Listen6         string `json:"listen6,omitempty"`
+	Running         bool   `json:"running"`
+	GracefulRestart bool   `json:"gracefulRestart"`
 	// ClusterID is set when the speaker is a route reflector.
 	ClusterID netip.Addr `json:"clusterID,omitzero"`
 	// Syncing reports that routes of an earlier run are kept until the

@@ -42,6 +42,11 @@ type Config struct {
 	// address of the sessions it opens; optional, default RouterID. It is
 	// never the wildcard address unless set so explicitly.
 	ListenAddr netip.Addr
+	// ListenAddr6 is the IPv6 address the speaker also listens on and the
+	// source of its sessions with IPv6 peers: the node's UnderlayIP6;
+	// optional. Without it IPv6 peers get no session, and Set and Debug
+	// name them (fail closed).
+	ListenAddr6 netip.Addr
 	// ListenPort is the TCP port to listen on; optional, default 179. -1
 	// means do not listen (outgoing sessions only).
 	ListenPort int
@@ -138,6 +143,9 @@ func (c Config) Validate() error {
 	if c.ListenAddr.IsValid() && !c.ListenAddr.Is4() {
 		errs = append(errs, fmt.Errorf("listen address %s: only IPv4 is supported", c.ListenAddr))
 	}
+	if a := c.ListenAddr6; a.IsValid() && (!usablePeerAddr(a) || !a.Is6()) {
+		errs = append(errs, fmt.Errorf("IPv6 listen address %s: must be a unicast, non-link-local IPv6 address", a))
+	}
 	if c.ListenPort != -1 && (c.ListenPort < 1 || c.ListenPort > 65535) {
 		errs = append(errs, fmt.Errorf("listen port %d: out of range 1-65535 (or -1: do not listen)", c.ListenPort))
 	}
@@ -188,7 +196,10 @@ type Peer struct {
 	// Name identifies the peer (a node name, or the name of an external
 	// peer); unique among the peers of one Set call.
 	Name string
-	// Address is the peer's IPv4 address; unique among the peers.
+	// Address is the peer's address; unique among the peers. A session
+	// with an IPv4 address carries IPv4 and IPv6 unicast (MP-BGP); one with
+	// an IPv6 address runs from Config.ListenAddr6 and carries IPv6 unicast
+	// only (IPv4 routes would need IPv4 next hops over IPv6, RFC 8950).
 	Address netip.Addr
 	// ASN is the peer's AS number: equal to the local ASN for iBGP.
 	ASN uint32
@@ -203,6 +214,23 @@ type Peer struct {
 	Description string
 }
 
+// usablePeerAddr reports whether a can be a session's end: specified,
+// unicast, not IPv6 link-local (a session would need an interface) and not
+// IPv4-mapped (written as the IPv4 address instead).
+func usablePeerAddr(a netip.Addr) bool {
+	return a.IsValid() && !a.IsUnspecified() && !a.IsMulticast() && !(a.Is6() && a.IsLinkLocalUnicast()) && a.Zone() == "" &&
+		!a.Is4In6() && a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
+}
+
+// families are the address families of p's session: IPv4 and IPv6 unicast
+// over IPv4, IPv6 unicast only over IPv6.
+func (p Peer) families() []family {
+	if p.Address.Is6() {
+		return []family{ipv6Unicast}
+	}
+	return families
+}
+
 // Sentinel errors for peer validation.
 var (
 	ErrDuplicatePeer = errors.New("duplicate peer")
@@ -215,8 +243,8 @@ func validatePeer(p Peer) error {
 	if p.Name == "" {
 		errs = append(errs, errors.New("empty name"))
 	}
-	if !p.Address.IsValid() || !p.Address.Is4() || p.Address.IsUnspecified() {
-		errs = append(errs, fmt.Errorf("address %q: must be a non-zero IPv4 address", addrString(p.Address)))
+	if !usablePeerAddr(p.Address) {
+		errs = append(errs, fmt.Errorf("address %q: must be a unicast IPv4 or IPv6 address (not IPv6 link-local, not IPv4-mapped)", addrString(p.Address)))
 	}
 	if p.ASN == 0 {
 		errs = append(errs, errors.New("asn 0 is reserved"))

@@ -27,6 +27,8 @@ func TestConfigValidate(t *testing.T) {
 		{name: "zero router id", edit: func(c *Config) { c.RouterID = netip.IPv4Unspecified() }, wantErr: "router id \"0.0.0.0\""},
 		{name: "ipv6 router id", edit: func(c *Config) { c.RouterID = netip.MustParseAddr("fd00::1") }, wantErr: "must be a non-zero IPv4 address"},
 		{name: "ipv6 listen", edit: func(c *Config) { c.ListenAddr = netip.MustParseAddr("::1") }, wantErr: "listen address ::1"},
+		{name: "ipv4 listen6", edit: func(c *Config) { c.ListenAddr6 = netip.MustParseAddr("10.0.0.1") }, wantErr: "IPv6 listen address 10.0.0.1"},
+		{name: "link-local listen6", edit: func(c *Config) { c.ListenAddr6 = netip.MustParseAddr("fe80::1") }, wantErr: "IPv6 listen address fe80::1"},
 		{name: "no listening", edit: func(c *Config) { c.ListenPort = -1 }},
 		{name: "port too big", edit: func(c *Config) { c.ListenPort = 70000 }, wantErr: "listen port 70000"},
 		{name: "port -2", edit: func(c *Config) { c.ListenPort = -2 }, wantErr: "listen port -2"},
@@ -102,6 +104,7 @@ func TestValidatePeers(t *testing.T) {
 	}{
 		{name: "empty"},
 		{name: "valid", in: []Peer{p("a", "10.0.0.1", 64512), p("b", "10.0.0.2", 65001)}, wantOK: []string{"a", "b"}},
+		{name: "ipv6", in: []Peer{p("a", "10.0.0.1", 64512), p("a6", "fd00::1", 64512)}, wantOK: []string{"a", "a6"}},
 		{
 			name:     "duplicate name: first wins",
 			in:       []Peer{p("a", "10.0.0.1", 1), p("a", "10.0.0.2", 1)},
@@ -119,10 +122,10 @@ func TestValidatePeers(t *testing.T) {
 		{
 			name: "invalid ones",
 			in: []Peer{
-				p("", "10.0.0.1", 1), p("noaddr", "", 1), p("v6", "fd00::1", 1), p("asn0", "10.0.0.4", 0),
+				p("", "10.0.0.1", 1), p("noaddr", "", 1), p("ll6", "fe80::1", 1), p("mapped", "::ffff:10.0.0.9", 1), p("asn0", "10.0.0.4", 0),
 				{Name: "port", Address: netip.MustParseAddr("10.0.0.5"), ASN: 1, Port: 65536},
 			},
-			wantErrs: []string{`peer "": invalid peer: empty name`, `peer "noaddr": invalid peer: address ""`, `"v6"`, `peer "asn0": invalid peer: asn 0`, "port 65536"},
+			wantErrs: []string{`peer "": invalid peer: empty name`, `peer "noaddr": invalid peer: address ""`, `peer "ll6": invalid peer: address "fe80::1"`, `peer "mapped"`, `peer "asn0": invalid peer: asn 0`, "port 65536"},
 		},
 	}
 	for _, tc := range tests {

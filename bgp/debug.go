@@ -54,10 +54,14 @@ func (s *Speaker) Debug() DebugState {
 	}
 	d.NextHop6 = s.nextHop6
 	slices.SortFunc(d.Advertised, comparePrefix)
-	if err := errorsJoinNonNil(s.advErr, s.cfgErr, s.routeErr); err != "" {
+	if s.cfg.ListenPort > 0 && s.cfg.ListenAddr6.IsValid() {
+		d.Listen6 = netip.AddrPortFrom(s.cfg.ListenAddr6, uint16(s.cfg.ListenPort)).String()
+	}
+	if err := errorsJoinNonNil(s.advErr, s.peersErr, s.cfgErr, s.routeErr); err != "" {
 		d.LastError = err
 	}
 	peers := slices.Clone(s.peers)
+	noSession := slices.Clone(s.noSession)
 	r := s.router
 	s.mu.Unlock()
 
@@ -104,6 +108,12 @@ func (s *Speaker) Debug() DebugState {
 			n.LastError, n.LastErrorAt = e.Text, e.At
 		}
 		d.Neighbors = append(d.Neighbors, n)
+	}
+	for _, p := range noSession {
+		d.Neighbors = append(d.Neighbors, NeighborState{
+			Name: p.Name, Address: p.Address, ASN: p.ASN, Port: p.Port, Description: p.Description,
+			State: api.BGPNoSession, LastError: "no session: " + errNoIPv6,
+		})
 	}
 	slices.SortFunc(d.Neighbors, func(a, b NeighborState) int { return cmp.Compare(a.Name, b.Name) })
 	installed, blocked := s.routes.state()

@@ -25,9 +25,9 @@ import (
 // deferral); gobgp's default is 360 s, far too long for a node's own blocks.
 const grDeferralTime = 10
 
-// family is an address family the speaker negotiates on every session:
-// IPv4 unicast and, through MP-BGP on the same (IPv4) sessions, IPv6
-// unicast.
+// family is an address family the speaker negotiates: IPv4 unicast and,
+// through MP-BGP on the same IPv4 sessions, IPv6 unicast; IPv6 sessions
+// carry IPv6 unicast only (Peer.families).
 type family uint8
 
 const (
@@ -35,7 +35,7 @@ const (
 	ipv6Unicast
 )
 
-// families are the families of every session, in this order.
+// families are the families of an IPv4 session, in this order.
 var families = []family{ipv4Unicast, ipv6Unicast}
 
 var (
@@ -133,6 +133,9 @@ func startRouter(ctx context.Context, cfg Config, lg *gobgpLogger) (*gobgpRouter
 	}
 	if cfg.ListenPort > 0 {
 		g.ListenAddresses = []string{cfg.ListenAddr.String()}
+		if cfg.ListenAddr6.IsValid() {
+			g.ListenAddresses = append(g.ListenAddresses, cfg.ListenAddr6.String())
+		}
 	}
 	if err := s.StartBgp(ctx, &api.StartBgpRequest{Global: g}); err != nil {
 		return nil, fmt.Errorf("start gobgp on %s:%d: %w", cfg.ListenAddr, cfg.ListenPort, err)
@@ -287,6 +290,13 @@ func seconds(d time.Duration) uint64 {
 // advertisements until the peers' End-of-RIB, up to grDeferralTime.
 func (r *gobgpRouter) addPeer(ctx context.Context, p Peer, restarting bool) error {
 	gr := !r.cfg.DisableGracefulRestart
+	local := r.cfg.ListenAddr
+	if p.Address.Is6() {
+		if !r.cfg.ListenAddr6.IsValid() {
+			return fmt.Errorf("add peer %s (%s): %s", p.Name, p.Address, errNoIPv6)
+		}
+		local = r.cfg.ListenAddr6
+	}
 	ap := &api.Peer{
 		Conf: &api.PeerConf{
 			NeighborAddress: p.Address.String(),
@@ -301,14 +311,15 @@ func (r *gobgpRouter) addPeer(ctx context.Context, p Peer, restarting bool) erro
 		Transport: &api.Transport{
 			// Sessions come from the address peers know this node by,
 			// whatever source address the kernel would pick.
-			LocalAddress: r.cfg.ListenAddr.String(),
+			LocalAddress: local.String(),
 			RemotePort:   uint32(p.Port),
 			PassiveMode:  p.Passive,
 		},
 	}
-	// Both families on every session (MP-BGP), each with graceful restart:
-	// IPv6 prefixes travel with IPv6 next hops over the IPv4 session.
-	for _, f := range families {
+	// Both families on an IPv4 session (MP-BGP: IPv6 prefixes travel with
+	// IPv6 next hops over it), IPv6 alone on an IPv6 one; each with
+	// graceful restart.
+	for _, f := range p.families() {
 		ap.AfiSafis = append(ap.AfiSafis, &api.AfiSafi{
 			Config:            &api.AfiSafiConfig{Family: f.api(), Enabled: true},
 			MpGracefulRestart: &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: gr}},
@@ -484,16 +495,23 @@ func (r *gobgpRouter) neighbors(ctx context.Context) ([]neighbor, error) {
 func (r *gobgpRouter) stop(ctx context.Context) error {
 	var errs []error
 	if !r.cfg.DisableGracefulRestart {
-		remotes := map[netip.AddrPort]bool{}
+		// Sessions of each family run from their own local address.
+		remotes := map[bool]map[netip.AddrPort]bool{false: {}, true: {}}
 		for _, p := range r.configuredPeers() {
 			port := p.Port
 			if port == 0 {
 				port = DefaultPort
 			}
-			remotes[netip.AddrPortFrom(p.Address, uint16(port))] = true
+			remotes[p.Address.Is6()][netip.AddrPortFrom(p.Address, uint16(port))] = true
 		}
-		if _, err := abortSessions(r.cfg.ListenAddr, r.cfg.ListenPort, remotes); err != nil {
-			errs = append(errs, fmt.Errorf("cut sessions for graceful restart (peers will drop routes): %w", err))
+		locals := map[bool]netip.Addr{false: r.cfg.ListenAddr, true: r.cfg.ListenAddr6}
+		for _, v6 := range []bool{false, true} {
+			if len(remotes[v6]) == 0 || !locals[v6].IsValid() {
+				continue
+			}
+			if _, err := abortSessions(locals[v6], r.cfg.ListenPort, remotes[v6]); err != nil {
+				errs = append(errs, fmt.Errorf("cut sessions for graceful restart (peers will drop routes): %w", err))
+			}
 		}
 	}
 	done := make(chan error, 1)

@@ -1,6 +1,7 @@
 package bgp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -45,9 +46,13 @@ type Speaker struct {
 	// restartDelay is restartDelay; tests shorten it.
 	restartDelay time.Duration
 
-	mu         sync.Mutex
-	peers      []Peer // desired, valid, in Set's order
-	peersSet   bool
+	mu       sync.Mutex
+	peers    []Peer // desired, valid, in Set's order
+	peersSet bool
+	// noSession are desired IPv6 peers this node cannot open a session
+	// with (no ListenAddr6), and peersErr says so.
+	noSession  []Peer
+	peersErr   error
 	advertised map[netip.Prefix]netip.Addr // nil until the first Set
 	nextHop6   netip.Addr                  // this node's IPv6 underlay address, if any
 	advErr     error                       // prefixes Set could not advertise, and why
@@ -131,15 +136,48 @@ func (s *Speaker) Set(d Desired) error {
 
 func (s *Speaker) setPeers(peers []Peer) error {
 	ok, err := ValidatePeers(peers)
-	ok = slices.DeleteFunc(ok, func(p Peer) bool { return p.Address == s.cfg.ListenAddr || p.Address == s.cfg.RouterID })
+	ok = slices.DeleteFunc(ok, s.isSelf)
+	// An IPv6 session needs this node's IPv6 address as its source: without
+	// one the peer stays listed, with the reason, rather than skipped.
+	var noSession []Peer
+	if !s.cfg.ListenAddr6.IsValid() {
+		ok = slices.DeleteFunc(ok, func(p Peer) bool {
+			if p.Address.Is6() {
+				noSession = append(noSession, p)
+				return true
+			}
+			return false
+		})
+	}
+	var perr error
+	if len(noSession) > 0 {
+		names := make([]string, len(noSession))
+		for i, p := range noSession {
+			names[i] = p.Name + " (" + p.Address.String() + ")"
+		}
+		perr = fmt.Errorf("no session with IPv6 peer(s) %s: %s", strings.Join(names, ", "), errNoIPv6)
+	}
 	s.mu.Lock()
-	s.peers, s.peersSet = ok, true
+	s.peers, s.peersSet, s.noSession = ok, true, noSession
+	changed := fmt.Sprint(perr) != fmt.Sprint(s.peersErr)
+	s.peersErr = perr
 	s.mu.Unlock()
+	if changed && perr != nil {
+		s.log.Warn("IPv6 peers without a session", "err", perr)
+	}
 	s.cfgLoop.Trigger()
-	if err != nil {
+	if err = errors.Join(err, perr); err != nil {
 		return fmt.Errorf("bgp peers: %w", err)
 	}
 	return nil
+}
+
+// isSelf reports whether p is this speaker: one of its addresses and its
+// port (so that the full node list may be passed to Set).
+func (s *Speaker) isSelf(p Peer) bool {
+	port := cmp.Or(p.Port, DefaultPort)
+	return (p.Address == s.cfg.ListenAddr || p.Address == s.cfg.RouterID || p.Address == s.cfg.ListenAddr6) &&
+		(s.cfg.ListenPort <= 0 || port == s.cfg.ListenPort)
 }
 
 func (s *Speaker) setAdvertised(prefixes []netip.Prefix, nextHop, nextHop6 netip.Addr) error {
@@ -239,6 +277,9 @@ func (s *Speaker) Run(ctx context.Context) error {
 	listen := "none"
 	if s.cfg.ListenPort > 0 {
 		listen = netip.AddrPortFrom(s.cfg.ListenAddr, uint16(s.cfg.ListenPort)).String()
+	}
+	if s.cfg.ListenPort > 0 && s.cfg.ListenAddr6.IsValid() {
+		listen += " " + netip.AddrPortFrom(s.cfg.ListenAddr6, uint16(s.cfg.ListenPort)).String()
 	}
 	s.log.Info("bgp speaker started", "router_id", s.cfg.RouterID, "asn", s.cfg.ASN, "listen", listen,
 		"graceful_restart", !s.cfg.DisableGracefulRestart, "route_reflector", s.cfg.RouteReflector != nil)

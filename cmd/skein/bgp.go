@@ -52,10 +52,14 @@ func newBGPPeerAddCmd(g *globalFlags) *cobra.Command {
 		Short: "Add an external BGP peer for every node, or for one",
 		Long: `Add an external BGP peer: the agents of every node (or of --node only) open an iBGP (same ASN as
 the cluster) or eBGP session with it, advertise their blocks with their underlay address as next hop
-and install the routes it sends inside the cluster's pools. A peer name is taken only once: delete a
-peer to change it.`,
+and install the routes it sends inside the cluster's pools. A session with an IPv4 peer address
+carries IPv4 and IPv6 routes (MP-BGP); one with an IPv6 address runs from each node's IPv6 underlay
+address (UnderlayIP6) and carries IPv6 routes only, and needs an IPv6 pool; a node without
+UnderlayIP6 opens no such session and skein bgp status shows it as NoSession. Add one peer per
+family for a ToR that peers over both. A peer name is taken only once: delete a peer to change it.`,
 		Example: `  skein bgp peer add tor --peer-ip 10.255.1.254 --asn 64512
-  skein bgp peer add rack2 --peer-ip 10.0.2.1 --asn 65002 --node h4 --description "rack 2 ToR"`,
+  skein bgp peer add rack2 --peer-ip 10.0.2.1 --asn 65002 --node h4 --description "rack 2 ToR"
+  skein bgp peer add tor6 --peer-ip fd00:255:1::1 --asn 64512   # IPv6 session, IPv6 routes`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p.Name = args[0]
@@ -73,9 +77,14 @@ peer to change it.`,
 					return err
 				}
 				for _, name := range slices.Sorted(maps.Keys(inv.Nodes)) {
-					if n := inv.Nodes[name]; n.UnderlayIP == p.PeerIP {
+					if n := inv.Nodes[name]; n.UnderlayIP == p.PeerIP || n.UnderlayIP6 == p.PeerIP {
 						return fmt.Errorf("bgp peer %s: %s is node %s's underlay address; nodes peer with each other through the node mesh or route reflectors", p.Name, p.PeerIP, n.Name)
 					}
+				}
+				// A session over IPv6 carries IPv6 routes only: useless, and
+				// a silent no-op, on a cluster without IPv6 pools.
+				if p.PeerIP.Is6() && inv.Cluster != nil && !api.DualStack(inv.Cluster.Pools) {
+					return fmt.Errorf("bgp peer %s: --peer-ip %s: an IPv6 session carries IPv6 routes only, and the cluster has no IPv6 pool (peer over IPv4 instead: it carries IPv6 routes too once an IPv6 pool exists)", p.Name, p.PeerIP)
 				}
 				if err := cl.CreateBGPPeer(ctx, p); err != nil {
 					if errors.Is(err, store.ErrExists) {
@@ -98,7 +107,7 @@ peer to change it.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&peerIP, "peer-ip", "", "the peer's IPv4 address (required)")
+	f.StringVar(&peerIP, "peer-ip", "", "the peer's IPv4 or IPv6 address (required; an IPv6 session carries IPv6 routes only)")
 	f.Uint32Var(&asn, "asn", 0, "the peer's AS number (required; the cluster's for iBGP)")
 	f.StringVar(&p.Node, "node", "", "only this node peers with it (default: every node)")
 	f.IntVar(&p.Port, "port", 0, "the peer's TCP port (default 179)")

@@ -39,7 +39,9 @@ func TestBGPPeerCommands(t *testing.T) {
 		{[]string{"peer", "add", "x", "--peer-ip", "10.9.9.9", "--asn", "23456"}, "AS_TRANS"},
 		{[]string{"peer", "add", "x", "--peer-ip", "10.9.9.9", "--asn", "0"}, "asn 0 is reserved"},
 		{[]string{"peer", "add", "x", "--peer-ip", "10.9.9.9", "--asn", "4294967296"}, "asn"},
-		{[]string{"peer", "add", "x", "--peer-ip", "fd00::1", "--asn", "64512"}, "IPv4"},
+		{[]string{"peer", "add", "x", "--peer-ip", "fd00::1", "--asn", "64512"}, "--peer-ip fd00::1: an IPv6 session carries IPv6 routes only, and the cluster has no IPv6 pool"},
+		{[]string{"peer", "add", "x", "--peer-ip", "fe80::1", "--asn", "64512"}, "peer IP fe80::1: link-local"},
+		{[]string{"peer", "add", "x", "--peer-ip", "::ffff:10.9.9.9", "--asn", "64512"}, "IPv4-mapped"},
 		{[]string{"peer", "add", "x", "--peer-ip", "nope", "--asn", "64512"}, "not an IP address"},
 		{[]string{"peer", "add", "X_1", "--peer-ip", "10.9.9.9", "--asn", "64512"}, `name "X_1"`},
 		{[]string{"peer", "add", "x", "--asn", "64512"}, `"peer-ip" not set`},
@@ -145,5 +147,41 @@ func TestBGPStatusCommand(t *testing.T) {
 	out, err = run(t, newBGPCmd(tc.g), "status", "--agents=false")
 	if exitCode(err) != exitUnhealthy || !strings.Contains(out, "n2: sessions not established: n1 Active") {
 		t.Errorf("bgp status with a session down: exit %d (%v)\n%s", exitCode(err), err, out)
+	}
+}
+
+// TestBGPPeerAddIPv6 adds an IPv6 peer to a dual-stack cluster: accepted,
+// except at a node's IPv6 underlay address.
+func TestBGPPeerAddIPv6(t *testing.T) {
+	tc := newTestCluster(t)
+	ctx := tc.ctx(t)
+	cl, err := tc.cl.GetCluster(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl.Pools = append(cl.Pools, api.Pool{CIDR: netip.MustParsePrefix("fd00:10:244::/56"), BlockSize: 122})
+	if err := tc.cl.PutCluster(ctx, cl); err != nil {
+		t.Fatal(err)
+	}
+	tc.node(t, "n1", 1, true, "")
+	n, err := tc.cl.GetNode(ctx, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.UnderlayIP6 = netip.MustParseAddr("fd00:255::1")
+	if err := tc.cl.PutNode(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	cmd := func() *cobra.Command { return newBGPCmd(tc.g) }
+	out, err := run(t, cmd(), "peer", "add", "tor6", "--peer-ip", "fd00:255::fe", "--asn", "64512")
+	if err != nil || !strings.Contains(out, "bgp peer tor6 added: fd00:255::fe AS 64512, all nodes") {
+		t.Fatalf("peer add IPv6: %v\n%s", err, out)
+	}
+	if p, err := tc.cl.GetBGPPeer(ctx, "tor6"); err != nil || p.PeerIP != netip.MustParseAddr("fd00:255::fe") {
+		t.Errorf("stored tor6 = %+v, %v", p, err)
+	}
+	_, err = run(t, cmd(), "peer", "add", "x", "--peer-ip", "fd00:255::1", "--asn", "64512")
+	if err == nil || !strings.Contains(err.Error(), "is node n1's underlay address") {
+		t.Errorf("peer add at n1's UnderlayIP6: %v, want it refused", err)
 	}
 }

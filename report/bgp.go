@@ -147,7 +147,11 @@ func BuildBGP(inv store.Inventory, probes map[string]BGPProbe) BGP {
 		}
 		var down []string
 		for _, nb := range nr.Neighbors {
-			if nb.State != api.BGPEstablished {
+			switch {
+			case nb.State == api.BGPNoSession && nb.LastError != "":
+				// Not a session that is coming: say why there is none.
+				down = append(down, nb.Name+" "+nb.State+" ("+nb.LastError+")")
+			case nb.State != api.BGPEstablished:
 				down = append(down, nb.Name+" "+nb.State)
 			}
 		}

@@ -112,6 +112,16 @@ func TestBuildBGPReport(t *testing.T) {
 	if n1 := rep.Nodes[0]; n1.Source != "etcd" || n1.Agent != "connection refused" {
 		t.Errorf("n1 with an unreachable agent: source %s agent %q", n1.Source, n1.Agent)
 	}
+
+	// An IPv6 peer of a node without an IPv6 underlay address: the problem
+	// names the peer and why it has no session.
+	live.Neighbors[1] = api.BGPSession{Name: "tor6", Address: netip.MustParseAddr("fd00::fe"), ASN: 64512,
+		State: api.BGPNoSession, LastError: "no session: this node has no IPv6 underlay address (UnderlayIP6)"}
+	rep = BuildBGP(inv, map[string]BGPProbe{"n2": {State: live}, "n1": {Err: "connection refused"}})
+	want := "sessions not established: tor6 NoSession (no session: this node has no IPv6 underlay address (UnderlayIP6))"
+	if d := cmp.Diff([]string{want}, rep.Nodes[1].Problems); d != "" || rep.Healthy {
+		t.Errorf("n2 problems with a NoSession peer, healthy %v (-want +got):\n%s", rep.Healthy, d)
+	}
 }
 
 // TestBuildBGPReportIPv6: in a dual-stack cluster a node without an IPv6

@@ -118,8 +118,8 @@ func TestBuildBGPReport(t *testing.T) {
 	live.Neighbors[1] = api.BGPSession{Name: "tor6", Address: netip.MustParseAddr("fd00::fe"), ASN: 64512,
 		State: api.BGPNoSession, LastError: "no session: this node has no IPv6 underlay address (UnderlayIP6)"}
 	rep = BuildBGP(inv, map[string]BGPProbe{"n2": {State: live}, "n1": {Err: "connection refused"}})
-	want := "sessions not established: tor6 NoSession (no session: this node has no IPv6 underlay address (UnderlayIP6))"
-	if d := cmp.Diff([]string{want}, rep.Nodes[1].Problems); d != "" || rep.Healthy {
+	want6 := "sessions not established: tor6 NoSession (no session: this node has no IPv6 underlay address (UnderlayIP6))"
+	if d := cmp.Diff([]string{want6}, rep.Nodes[1].Problems); d != "" || rep.Healthy {
 		t.Errorf("n2 problems with a NoSession peer, healthy %v (-want +got):\n%s", rep.Healthy, d)
 	}
 }

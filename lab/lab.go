@@ -128,6 +128,7 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 			return nil, fmt.Errorf("lab up: %w", err)
 		}
 		t := newToR(cfg.Name, runDir, cfg.ToR, torASN(cl))
+		t.IPv6Sessions = cfg.ToRIPv6Sessions
 		l.mu.Lock()
 		l.st.ToR = &t
 		err = l.saveLocked()

@@ -100,6 +100,13 @@ type Config struct {
 	// routes the underlay between subnets (its BGP sessions stay idle);
 	// optional, default none (hosts share one L2 subnet).
 	ToR string
+	// ToRIPv6Sessions makes the ToR peer with every host over IPv6 too
+	// (host UnderlayIP6 to the ToR's IPv6 address on its subnet) and carry
+	// IPv6 routes there only, the IPv4 sessions carrying IPv4 only; the lab
+	// registers a second external peer for the ToR's IPv6 address. Needs a
+	// ToR, backend bgp and Underlay "dual"; optional, default off (IPv6
+	// routes over the IPv4 sessions, MP-BGP).
+	ToRIPv6Sessions bool
 	// VXLANDirectRouting turns on the cluster's VXLAN direct routing
 	// (hosts on one subnet route pod blocks via each other's underlay
 	// address); optional, default off.
@@ -257,6 +264,9 @@ func (c Config) validate() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("tor %q: must be %s or %s", c.ToR, ToRBIRD, ToRFRR))
+	}
+	if c.ToRIPv6Sessions && (c.ToR == "" || api.Backend(c.Backend) != api.BackendBGP || c.Underlay != UnderlayDual) {
+		errs = append(errs, fmt.Errorf("tor ipv6 sessions: need --tor bird|frr, --backend bgp and --underlay dual (have tor %q, backend %s, underlay %s)", c.ToR, c.Backend, c.Underlay))
 	}
 	if c.BinDir == "" {
 		errs = append(errs, errors.New("bin dir is required (a directory with skeind, skein and skein-cni)"))

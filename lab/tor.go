@@ -40,6 +40,11 @@ const (
 // host's subnet.
 const ToRPeerName = "tor"
 
+// ToRPeerName6 is the external BGP peer for the ToR's IPv6 address when it
+// peers over IPv6 too (ToR.IPv6Sessions); per host, ToRPeerName6 +
+// "-h<index>" as for ToRPeerName.
+const ToRPeerName6 = "tor6"
+
 // ToR is the lab's top-of-rack router: a namespace with one leg per
 // underlay subnet, IP forwarding on, running BIRD or FRR as route reflector
 // for every host.
@@ -61,6 +66,10 @@ type ToR struct {
 	LogPath string `json:"logPath"`
 	// PIDs are the daemons' pids (bird; or zebra and bgpd), 0 while stopped.
 	PIDs []int `json:"pids"`
+	// IPv6Sessions: the ToR peers with every host over IPv6 as well, for
+	// IPv6 routes, its IPv4 sessions carrying IPv4 only
+	// (Config.ToRIPv6Sessions).
+	IPv6Sessions bool `json:"ipv6Sessions,omitempty"`
 }
 
 // ToRAddr returns the ToR's address on subnet s: the gateway of host
@@ -143,7 +152,13 @@ type torNeighbor struct {
 	// of the IPv6 routes it reflects to the host; set when the underlay
 	// has IPv6.
 	Local6 netip.Addr
+	// Addr6 is the host's IPv6 underlay address, the ToR's IPv6 neighbour
+	// with IPv6 sessions.
+	Addr6 netip.Addr
 }
+
+// name6 is the BIRD protocol name of the host's IPv6 session.
+func (n torNeighbor) name6() string { return n.Name + "_6" }
 
 // torNeighbors lists the hosts of st as BGP neighbours of the ToR, by index.
 func torNeighbors(st State) []torNeighbor {
@@ -159,7 +174,7 @@ func torNeighbors(st State) []torNeighbor {
 			Local: torAddrFor(h.UnderlayIP, h.Subnet),
 		}
 		if v6 {
-			n.Local6 = ToRAddr6(h.Subnet)
+			n.Local6, n.Addr6 = ToRAddr6(h.Subnet), h.UnderlayIP6
 		}
 		out = append(out, n)
 	}
@@ -180,6 +195,10 @@ type torConfigData struct {
 	// V6 adds the IPv6 unicast family (MP-BGP over the IPv4 sessions) when
 	// the underlay has IPv6.
 	V6 bool
+	// Sessions6 moves the IPv6 family to sessions over IPv6, one per host;
+	// Keep6 reflects IPv6 routes with their next hop unchanged (the hosts
+	// share one subnet, so a host's UnderlayIP6 is on-link for the others).
+	Sessions6, Keep6 bool
 }
 
 func torData(st State) torConfigData {
@@ -196,7 +215,9 @@ func torData(st State) torConfigData {
 		Neighbors:    torNeighbors(st),
 		// MP-BGP: IPv6 unicast over the IPv4 sessions of a dual-stack
 		// underlay.
-		V6: st.Underlay == UnderlayDual,
+		V6:        st.Underlay == UnderlayDual,
+		Sessions6: t.IPv6Sessions && st.Underlay == UnderlayDual,
+		Keep6:     st.Subnets <= 1,
 	}
 }
 
@@ -247,7 +268,7 @@ template bgp skeinhost {
 		# another subnet is then reachable via an on-link gateway.
 		next hop self on;
 	};
-{{- if .V6}}
+{{- if and .V6 (not .Sessions6)}}
 	# IPv6 blocks over the same IPv4 session (MP-BGP), reflected the same
 	# way with the ToR's IPv6 address on the host's subnet as next hop.
 	ipv6 {
@@ -262,13 +283,46 @@ protocol bgp {{.Name}} from skeinhost {
 	description "{{.Node}}";
 	local {{.Local}} as {{$.ASN}};
 	neighbor {{.Addr}} as {{$.ASN}};
-{{- if $.V6}}
+{{- if and $.V6 (not $.Sessions6)}}
 	ipv6 {
 		next hop address {{.Local6}};
 	};
 {{- end}}
 }
-{{end}}`))
+{{end}}
+{{- if .Sessions6}}
+# IPv6 routes over IPv6 sessions, host UnderlayIP6 to the ToR's IPv6
+# address on the host's subnet; the IPv4 sessions above carry IPv4 only.
+template bgp skeinhost6 {
+	local as {{.ASN}};
+	direct;
+	rr client;
+	rr cluster id {{.RouterID}};
+	graceful restart on;
+	graceful restart time {{.RestartTime}};
+	hold time {{.Hold}};
+	keepalive time {{.Keepalive}};
+	connect delay time {{.ConnectRetry}};
+	connect retry time {{.ConnectRetry}};
+	ipv6 {
+		import all;
+		export all;
+{{- if .Keep6}}
+		# One subnet: reflected routes keep the owner's UnderlayIP6.
+		next hop keep on;
+{{- else}}
+		next hop self on;
+{{- end}}
+	};
+}
+{{range .Neighbors}}
+protocol bgp {{.Name}}_6 from skeinhost6 {
+	description "{{.Node}}";
+	local {{.Local6}} as {{$.ASN}};
+	neighbor {{.Addr6}} as {{$.ASN}};
+}
+{{end}}
+{{- end}}`))
 
 // frrBGPTemplate is the ToR's bgpd configuration, the FRR equivalent of
 // birdTemplate. Reflected iBGP routes keep their next hop unless
@@ -293,13 +347,33 @@ router bgp {{.ASN}}
  neighbor {{.Addr}} peer-group hosts
  neighbor {{.Addr}} description {{.Node}}
 {{- end}}
+{{- if .Sessions6}}
+ ! IPv6 sessions, host UnderlayIP6 to the ToR, for IPv6 routes only.
+ neighbor hosts6 peer-group
+ neighbor hosts6 remote-as {{.ASN}}
+ neighbor hosts6 timers connect {{.ConnectRetry}}
+{{- range .Neighbors}}
+ neighbor {{.Addr6}} peer-group hosts6
+ neighbor {{.Addr6}} description {{.Node}}
+{{- end}}
+{{- end}}
  !
  address-family ipv4 unicast
   neighbor hosts activate
   neighbor hosts route-reflector-client
   neighbor hosts next-hop-self force
  exit-address-family
-{{- if .V6}}
+{{- if .Sessions6}}
+ !
+ ! IPv6 blocks over the IPv6 sessions only.
+ address-family ipv6 unicast
+  neighbor hosts6 activate
+  neighbor hosts6 route-reflector-client
+{{- if not .Keep6}}
+  neighbor hosts6 next-hop-self force
+{{- end}}
+ exit-address-family
+{{- else if .V6}}
  !
  ! IPv6 blocks over the same IPv4 sessions (MP-BGP); next hop self is the
  ! ToR's global IPv6 address on the host's interface.
@@ -341,13 +415,19 @@ func torConfig(st State) ([]byte, error) {
 
 // frrAddNeighborCommands are the vtysh arguments that add a host to a
 // running bgpd without touching the other sessions.
-func frrAddNeighborCommands(asn uint32, n torNeighbor) []string {
-	return []string{
+func frrAddNeighborCommands(asn uint32, n torNeighbor, sessions6 bool) []string {
+	out := []string{
 		"-c", "configure terminal",
 		"-c", fmt.Sprintf("router bgp %d", asn),
 		"-c", fmt.Sprintf("neighbor %s peer-group hosts", n.Addr),
 		"-c", fmt.Sprintf("neighbor %s description %s", n.Addr, n.Node),
 	}
+	if sessions6 && n.Addr6.IsValid() {
+		out = append(out,
+			"-c", fmt.Sprintf("neighbor %s peer-group hosts6", n.Addr6),
+			"-c", fmt.Sprintf("neighbor %s description %s", n.Addr6, n.Node))
+	}
+	return out
 }
 
 // torPeers returns the external BGP peers the lab registers for the ToR:
@@ -358,15 +438,23 @@ func torPeers(st State, hosts []Host) []api.BGPPeer {
 	if st.ToR == nil {
 		return nil
 	}
+	sessions6 := torData(st).Sessions6
 	if st.Subnets <= 1 {
 		peer := ToRAddr(1)
 		if v4, _ := underlayFamilies(st.Underlay); !v4 {
 			peer = ToRAddr6(1)
 		}
-		return []api.BGPPeer{{
+		out := []api.BGPPeer{{
 			Name: ToRPeerName, PeerIP: peer, ASN: st.ToR.ASN,
 			Description: st.ToR.Kind + " top-of-rack route reflector",
 		}}
+		if sessions6 {
+			out = append(out, api.BGPPeer{
+				Name: ToRPeerName6, PeerIP: ToRAddr6(1), ASN: st.ToR.ASN,
+				Description: st.ToR.Kind + " top-of-rack route reflector, IPv6 session",
+			})
+		}
+		return out
 	}
 	out := make([]api.BGPPeer, 0, len(hosts))
 	for _, h := range hosts {
@@ -374,6 +462,12 @@ func torPeers(st State, hosts []Host) []api.BGPPeer {
 			Name: ToRPeerName + "-" + shortName(st.Name, h.Name), PeerIP: torAddrFor(h.UnderlayIP, h.Subnet), ASN: st.ToR.ASN, Node: h.Name,
 			Description: fmt.Sprintf("%s top-of-rack route reflector on subnet %d", st.ToR.Kind, h.Subnet),
 		})
+		if sessions6 {
+			out = append(out, api.BGPPeer{
+				Name: ToRPeerName6 + "-" + shortName(st.Name, h.Name), PeerIP: ToRAddr6(h.Subnet), ASN: st.ToR.ASN, Node: h.Name,
+				Description: fmt.Sprintf("%s top-of-rack route reflector on subnet %d, IPv6 session", st.ToR.Kind, h.Subnet),
+			})
+		}
 	}
 	return out
 }
@@ -390,15 +484,21 @@ type ToRSession struct {
 	Established bool `json:"established"`
 	// Received counts the prefixes learned from the host, when known.
 	Received int `json:"received"`
+	// Family is "ipv6" for a session over IPv6 (ToR.IPv6Sessions), whose
+	// Neighbor is the host's UnderlayIP6; "" for the IPv4 sessions.
+	Family string `json:"family,omitempty"`
 }
 
 // parseBirdProtocols reads `birdc show protocols all` (or `show
 // protocols`): the BGP protocols named after the hosts of neighbors become
 // sessions, with their imported route counts when shown.
 func parseBirdProtocols(out string, neighbors []torNeighbor) []ToRSession {
-	byName := make(map[string]torNeighbor, len(neighbors))
+	byName := make(map[string]ToRSession, 2*len(neighbors))
 	for _, n := range neighbors {
-		byName[n.Name] = n
+		byName[n.Name] = ToRSession{Name: n.Name, Neighbor: n.Addr}
+		if n.Addr6.IsValid() {
+			byName[n.name6()] = ToRSession{Name: n.Name, Neighbor: n.Addr6, Family: "ipv6"}
+		}
 	}
 	var ss []ToRSession
 	cur := -1 // index in ss of the protocol whose details follow
@@ -419,7 +519,7 @@ func parseBirdProtocols(out string, neighbors []torNeighbor) []ToRSession {
 		if len(f) < 4 || f[1] != "BGP" {
 			continue
 		}
-		n, ok := byName[f[0]]
+		s, ok := byName[f[0]]
 		if !ok {
 			continue
 		}
@@ -430,7 +530,7 @@ func parseBirdProtocols(out string, neighbors []torNeighbor) []ToRSession {
 		for len(info) > 0 && info[0][0] >= '0' && info[0][0] <= '9' {
 			info = info[1:]
 		}
-		s := ToRSession{Name: n.Name, Neighbor: n.Addr, State: f[3]}
+		s.State = f[3]
 		if len(info) > 0 {
 			s.State = strings.Join(info, " ")
 			s.Established = info[0] == "Established"
@@ -450,19 +550,24 @@ type frrSummary struct {
 	} `json:"peers"`
 }
 
-// parseFRRSummary reads `show bgp ipv4 unicast summary json`.
-func parseFRRSummary(out []byte, neighbors []torNeighbor) ([]ToRSession, error) {
+// parseFRRSummary reads `show bgp ipv4 unicast summary json`, or with v6
+// `show bgp ipv6 unicast summary json` for the hosts' IPv6 sessions.
+func parseFRRSummary(out []byte, neighbors []torNeighbor, v6 bool) ([]ToRSession, error) {
 	var s frrSummary
 	if err := json.Unmarshal(out, &s); err != nil {
 		return nil, fmt.Errorf("parse bgp summary: %w", err)
 	}
 	var ss []ToRSession
 	for _, n := range neighbors {
-		p, ok := s.Peers[n.Addr.String()]
-		if !ok {
+		addr, family := n.Addr, ""
+		if v6 {
+			addr, family = n.Addr6, "ipv6"
+		}
+		p, ok := s.Peers[addr.String()]
+		if !ok || !addr.IsValid() {
 			continue
 		}
-		ss = append(ss, ToRSession{Name: n.Name, Neighbor: n.Addr, State: p.State, Established: p.State == "Established", Received: p.PfxRcd})
+		ss = append(ss, ToRSession{Name: n.Name, Neighbor: addr, State: p.State, Established: p.State == "Established", Received: p.PfxRcd, Family: family})
 	}
 	return ss, nil
 }

@@ -27,6 +27,17 @@ func torState(kind string, subnets int) State {
 	return st
 }
 
+// torState6 is torState on a dual underlay with IPv6 sessions.
+func torState6(kind string, subnets int) State {
+	st := torState(kind, subnets)
+	st.Underlay, st.ToR.IPv6Sessions = UnderlayDual, true
+	st.Hosts = st.Hosts[:0]
+	for i := 3; i >= 1; i-- {
+		st.Hosts = append(st.Hosts, newHost(st.Name, st.RunDir, UnderlayDual, hostSubnet(kind, subnets, i), i))
+	}
+	return st
+}
+
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
 	path := filepath.Join("testdata", name+".golden")
@@ -82,6 +93,30 @@ func TestToRConfig(t *testing.T) {
 			t.Fatalf("torConfig(%s, dual): %v", kind, err)
 		}
 		golden(t, "TestToRConfig_"+kind+"_dual", conf)
+	}
+	// IPv6 sessions: the IPv4 sessions lose the IPv6 family, each host
+	// gets an IPv6 session for it, reflected with the next hop unchanged on
+	// one subnet and next hop self on more.
+	for _, kind := range []string{ToRBIRD, ToRFRR} {
+		st := torState6(kind, 1)
+		conf, err := torConfig(st)
+		if err != nil {
+			t.Fatalf("torConfig(%s, ipv6 sessions): %v", kind, err)
+		}
+		golden(t, "TestToRConfig_"+kind+"_sessions6", conf)
+		for _, h := range st.Hosts {
+			if !h.UnderlayIP6.IsValid() || !strings.Contains(string(conf), "neighbor "+h.UnderlayIP6.String()) {
+				t.Errorf("%s config has no IPv6 session with %s (%s)", kind, h.Name, h.UnderlayIP6)
+			}
+		}
+		conf2, err := torConfig(torState6(kind, 2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		self := map[string]string{ToRBIRD: "next hop self on;\n\t};\n}\n\nprotocol bgp h1_6", ToRFRR: "neighbor hosts6 next-hop-self force"}[kind]
+		if !strings.Contains(string(conf2), self) || strings.Contains(string(conf), self) {
+			t.Errorf("%s: IPv6 sessions reflect with next hop self on two subnets only, want %q:\n%s", kind, self, conf2)
+		}
 	}
 	z := frrZebraConfig(torState(ToRFRR, 1))
 	if !strings.Contains(z, "log file /run/skein-lab/sklab/tor/frr/zebra.log") {
@@ -165,6 +200,25 @@ func TestToRPeers(t *testing.T) {
 			t.Errorf("peer %s: %v", p.Name, err)
 		}
 	}
+	// IPv6 sessions add an IPv6 peer: for every node, or per host.
+	six := torState6(ToRBIRD, 1)
+	want = []api.BGPPeer{
+		{Name: "tor", PeerIP: netip.MustParseAddr("10.255.1.254"), ASN: 64512, Description: "bird top-of-rack route reflector"},
+		{Name: "tor6", PeerIP: ToRAddr6(1), ASN: 64512, Description: "bird top-of-rack route reflector, IPv6 session"},
+	}
+	if d := cmp.Diff(want, torPeers(six, six.Hosts), addr); d != "" {
+		t.Errorf("torPeers, IPv6 sessions (-want +got):\n%s", d)
+	}
+	six = torState6(ToRFRR, 2)
+	got = torPeers(six, six.Hosts)
+	if len(got) != 6 || got[1].Name != "tor6-h3" || got[1].PeerIP != ToRAddr6(1) || got[1].Node != "sklab-h3" || got[3].PeerIP != ToRAddr6(2) {
+		t.Errorf("torPeers, IPv6 sessions on two subnets: %+v", got)
+	}
+	for _, p := range got {
+		if err := p.Validate(); err != nil {
+			t.Errorf("peer %s: %v", p.Name, err)
+		}
+	}
 	if torPeers(State{}, nil) != nil {
 		t.Error("torPeers without a ToR is not empty")
 	}
@@ -186,13 +240,16 @@ h1         BGP        ---        up     03:23:41.845  Established
 h2         BGP        ---        start  2026-11-25    Active        Socket: Connection refused
 h3         BGP        ---        down   03:23:39.066  
 other      BGP        ---        up     03:23:41.845  Established   
+h1_6       BGP        ---        up     03:23:41.845  Established   
+    Routes:         1 imported, 2 exported, 1 preferred
 `
-	st := torState(ToRBIRD, 2)
+	st := torState6(ToRBIRD, 2)
 	got := parseBirdProtocols(out, torNeighbors(st))
 	want := []ToRSession{
 		{Name: "h1", Neighbor: netip.MustParseAddr("10.255.1.1"), State: "Established", Established: true, Received: 1},
 		{Name: "h2", Neighbor: netip.MustParseAddr("10.255.2.2"), State: "Active Socket: Connection refused"},
 		{Name: "h3", Neighbor: netip.MustParseAddr("10.255.1.3"), State: "down"},
+		{Name: "h1", Neighbor: st.Hosts[2].UnderlayIP6, State: "Established", Established: true, Received: 1, Family: "ipv6"},
 	}
 	if d := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Addr{})); d != "" {
 		t.Errorf("parseBirdProtocols mismatch (-want +got):\n%s", d)
@@ -206,7 +263,7 @@ func TestParseFRRSummary(t *testing.T) {
 		"10.255.2.2":{"remoteAs":64512,"state":"Active","pfxRcd":0},
 		"10.9.9.9":{"state":"Established"}}}`
 	st := torState(ToRFRR, 2)
-	got, err := parseFRRSummary([]byte(out), torNeighbors(st))
+	got, err := parseFRRSummary([]byte(out), torNeighbors(st), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,14 +274,22 @@ func TestParseFRRSummary(t *testing.T) {
 	if d := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Addr{})); d != "" {
 		t.Errorf("parseFRRSummary mismatch (-want +got):\n%s", d)
 	}
-	if _, err := parseFRRSummary([]byte("% Unknown command"), nil); err == nil {
+	st6 := torState6(ToRFRR, 1)
+	h1 := st6.Hosts[2]
+	out6 := `{"peers":{"` + h1.UnderlayIP6.String() + `":{"state":"Established","pfxRcd":2}}}`
+	got, err = parseFRRSummary([]byte(out6), torNeighbors(st6), true)
+	want = []ToRSession{{Name: "h1", Neighbor: h1.UnderlayIP6, State: "Established", Established: true, Received: 2, Family: "ipv6"}}
+	if d := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Addr{})); err != nil || d != "" {
+		t.Errorf("parseFRRSummary, IPv6 sessions: %v (-want +got):\n%s", err, d)
+	}
+	if _, err := parseFRRSummary([]byte("% Unknown command"), nil, false); err == nil {
 		t.Error("parseFRRSummary of an error message succeeded")
 	}
 }
 
 func TestFRRAddNeighborCommands(t *testing.T) {
 	t.Parallel()
-	got := frrAddNeighborCommands(64512, torNeighbor{Name: "h4", Node: "sklab-h4", Addr: netip.MustParseAddr("10.255.2.4")})
+	got := frrAddNeighborCommands(64512, torNeighbor{Name: "h4", Node: "sklab-h4", Addr: netip.MustParseAddr("10.255.2.4")}, false)
 	want := []string{
 		"-c", "configure terminal", "-c", "router bgp 64512",
 		"-c", "neighbor 10.255.2.4 peer-group hosts", "-c", "neighbor 10.255.2.4 description sklab-h4",

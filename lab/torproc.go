@@ -341,6 +341,8 @@ func torQuery(ctx context.Context, t ToR, progs map[string]string, what string) 
 			argv = append(argv, "show bgp ipv4 unicast", "-c", "show bgp ipv6 unicast")
 		case "sessions":
 			argv = append(argv, "show bgp ipv4 unicast summary json")
+		case "sessions6":
+			argv = append(argv, "show bgp ipv6 unicast summary json")
 		}
 	}
 	return torRun(ctx, argv)
@@ -385,7 +387,7 @@ func (l *Lab) reconfigureToR(ctx context.Context, h Host) error {
 			if n.Node != h.Name {
 				continue
 			}
-			argv := append([]string{progs["vtysh"], "--vty_socket", t.frrDir(), "-d", "bgpd"}, frrAddNeighborCommands(t.ASN, n)...)
+			argv := append([]string{progs["vtysh"], "--vty_socket", t.frrDir(), "-d", "bgpd"}, frrAddNeighborCommands(t.ASN, n, torData(st).Sessions6)...)
 			if _, err := torRun(ctx, argv); err != nil {
 				return fmt.Errorf("tor: add neighbour %s: %w", n.Addr, err)
 			}
@@ -442,7 +444,16 @@ func (l *Lab) ToRSessions(ctx context.Context) ([]ToRSession, error) {
 	if st.ToR.Kind == ToRBIRD {
 		return parseBirdProtocols(string(out), torNeighbors(st)), nil
 	}
-	return parseFRRSummary(out, torNeighbors(st))
+	ss, err := parseFRRSummary(out, torNeighbors(st), false)
+	if err != nil || !torData(st).Sessions6 {
+		return ss, err
+	}
+	out, err = torQuery(ctx, *st.ToR, progs, "sessions6")
+	if err != nil {
+		return ss, err
+	}
+	ss6, err := parseFRRSummary(out, torNeighbors(st), true)
+	return append(ss, ss6...), err
 }
 
 // ClientCommand returns the ToR's client command line, for users:

@@ -92,6 +92,7 @@ func newLabUpCmd(lf *labFlags) *cobra.Command {
 	f.StringVar(&cfg.Encryption, "encryption", "", "wireguard: encrypt pod traffic between hosts (backend vxlan)")
 	f.BoolVar(&cfg.VXLANDirectRouting, "vxlan-direct-routing", false, "with backend vxlan: hosts on one underlay subnet route pod blocks directly; with --tor and --subnets 2 the lab shows both kinds of path")
 	f.StringVar(&cfg.ToR, "tor", "", "with --backend bgp: a top-of-rack router namespace running bird (BIRD 2) or frr (FRR), route reflector for every host (node mesh off)")
+	f.BoolVar(&cfg.ToRIPv6Sessions, "tor-ipv6-sessions", false, "with --tor and --underlay dual: the ToR also peers with every host over IPv6 and carries IPv6 routes there (the IPv4 sessions then carry IPv4 only); the lab registers an IPv6 external peer (tor6)")
 	f.StringVar(&cfg.Underlay, "underlay", lab.DefaultUnderlay, "underlay address families: ipv4, dual (hosts, gateways and etcd have IPv4 and IPv6) or ipv6 (IPv6 only: agents register their IPv6 address and VXLAN runs over IPv6)")
 	f.IntVar(&cfg.Subnets, "subnets", 1, "with --tor: spread the hosts over this many underlay subnets, routed only by the ToR")
 	f.IntVar(&cfg.EtcdMembers, "etcd-members", 1, fmt.Sprintf("etcd members, each its own process, as one raft cluster (1 to %d)", lab.MaxEtcdMembers))

@@ -284,7 +284,8 @@ type BGPNeighbor struct {
 	Received   int        `json:"received"`
 	Advertised int        `json:"advertised"`
 	// Received6 and Advertised6 are the IPv6 share of Received and
-	// Advertised (IPv6 unicast over the same session).
+	// Advertised (IPv6 unicast over the same IPv4 session, or all of an
+	// IPv6 session's).
 	Received6   int    `json:"received6,omitempty"`
 	Advertised6 int    `json:"advertised6,omitempty"`
 	LastError   string `json:"lastError,omitempty"`

@@ -26,17 +26,19 @@ import (
 // IPv6 prefix, every host routes every other host's IPv6 blocks via the
 // owner's UnderlayIP6 (reflected unchanged), every container reaches
 // every other over IPv4 and IPv6, and an agent restart loses no ping of
-// either family. Run with SKEIN_E2E_LAB=lbp for labs lbp6 and lbp6b.
+// either family. Last (FRR), a host whose underlay loses its IPv6 address
+// opens no IPv6 session, and `skein status` and `skein bgp status` name the
+// peer and why. Run with SKEIN_E2E_LAB=lbp for labs lbp6 and lbp6b.
 func TestBGPPeerIPv6(t *testing.T) {
 	for _, tc := range []struct{ tor, suffix string }{{lab.ToRBIRD, "p6"}, {lab.ToRFRR, "p6b"}} {
 		t.Run(tc.tor, func(t *testing.T) {
 			testBGPPeer6(t, lab.Config{Name: labName + tc.suffix, Backend: string(api.BackendBGP), Underlay: lab.UnderlayDual,
-				ToR: tc.tor, ToRIPv6Sessions: true, PodCIDR: dualPods, Hosts: 3, ContainersPerHost: 1})
+				ToR: tc.tor, ToRIPv6Sessions: true, PodCIDR: dualPods, Hosts: 3, ContainersPerHost: 1}, tc.tor == lab.ToRFRR)
 		})
 	}
 }
 
-func testBGPPeer6(t *testing.T, cfg lab.Config) {
+func testBGPPeer6(t *testing.T, cfg lab.Config, noSession bool) {
 	l := upBGPLab(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -93,6 +95,57 @@ func testBGPPeer6(t *testing.T, cfg lab.Config) {
 	checkSessions6(ctx, t, l, cl)
 	checkAllPairsFamilies(ctx, t, l, l.Containers())
 	checkRestart6(ctx, t, l, cl, gw6)
+	if noSession {
+		checkNoSession6(ctx, t, l)
+	}
+}
+
+// checkNoSession6 fails closed: a host whose agent restarts without an
+// IPv6 underlay address opens no session with tor6, and both `skein
+// status` and `skein bgp status` are unhealthy and name tor6 and the
+// missing UnderlayIP6 among that node's problems.
+func checkNoSession6(ctx context.Context, t *testing.T, l *lab.Lab) {
+	t.Helper()
+	gone := l.Hosts()[2]
+	if out, err := l.Exec(ctx, gone.Name, "ip", "-6", "addr", "flush", "dev", "eth0", "scope", "global"); err != nil {
+		t.Fatalf("flush %s's IPv6 underlay address: %v: %s", gone.Name, err, out)
+	}
+	if err := l.RestartAgent(ctx, gone.Name); err != nil {
+		t.Fatalf("restart agent on %s: %v", gone.Name, err)
+	}
+	env := append(os.Environ(), "SKEIN_ETCD_ENDPOINTS="+strings.Join(l.EtcdEndpoints(), ","))
+	waitFor(ctx, t, bgpSettle, "skein status and skein bgp status name "+gone.Name+"'s tor6 without a session", func() (bool, string) {
+		var bad []string
+		for _, args := range [][]string{{"status", "-o", "json"}, {"bgp", "status", "-o", "json"}} {
+			cmd := exec.CommandContext(ctx, opsBin(), args...)
+			cmd.Env = env
+			out, err := cmd.Output()
+			var rep struct {
+				Healthy bool `json:"healthy"`
+				Nodes   []struct {
+					Name     string   `json:"name"`
+					Problems []string `json:"problems"`
+				} `json:"nodes"`
+			}
+			if jerr := json.Unmarshal(out, &rep); jerr != nil {
+				return false, fmt.Sprintf("skein %s: %v %v\n%s", strings.Join(args, " "), err, jerr, out)
+			}
+			if rep.Healthy || err == nil {
+				bad = append(bad, fmt.Sprintf("skein %s: healthy %v, exit %v; want unhealthy", strings.Join(args, " "), rep.Healthy, err))
+			}
+			named := false
+			for _, n := range rep.Nodes {
+				p := strings.Join(n.Problems, "; ")
+				if n.Name == gone.Name && strings.Contains(p, lab.ToRPeerName6) && strings.Contains(p, "UnderlayIP6") {
+					named = true
+				}
+			}
+			if !named {
+				bad = append(bad, fmt.Sprintf("skein %s: %s's problems do not name tor6 and the missing UnderlayIP6: %s", strings.Join(args, " "), gone.Name, out))
+			}
+		}
+		return len(bad) == 0, strings.Join(bad, "\n")
+	})
 }
 
 // checkSessions6: `skein bgp status -o json` shows every node with its

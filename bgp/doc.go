@@ -7,7 +7,9 @@
 // Each node advertises its blocks (Desired.Advertised) with next hop = its
 // underlay IP (IPv4 blocks) or its IPv6 underlay address (IPv6 blocks, MP-BGP
 // over the same IPv4 sessions; none without one), keeps sessions with the desired peers (Desired.Peers: the node
-// mesh, route reflectors, external top-of-rack routers) and installs the
+// mesh, route reflectors, external top-of-rack routers; a peer with an IPv6
+// address gets a session from Config.ListenAddr6 carrying IPv6 unicast only,
+// or, without one, none and a reason in Set and Debug) and installs the
 // best IPv4 and IPv6 unicast path of every learned prefix as a kernel route
 // "prefix via next hop", marked with Skein's route protocol. Two
 // level-triggered loops (internal/reconcile) do the work: one makes gobgp's

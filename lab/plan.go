@@ -262,6 +262,10 @@ func (c Config) validate() error {
 		if c.Subnets < 1 || c.Subnets > MaxSubnets {
 			errs = append(errs, fmt.Errorf("subnets %d: must be between 1 and %d", c.Subnets, MaxSubnets))
 		}
+		// The ToR's router id and IPv4 sessions need IPv4 on every leg.
+		if v4, _ := underlayFamilies(c.Underlay); !v4 {
+			errs = append(errs, fmt.Errorf("tor %s: needs an IPv4 underlay (its router id and sessions; IPv6 sessions come with --underlay dual --tor-ipv6-sessions), not %s", c.ToR, c.Underlay))
+		}
 	default:
 		errs = append(errs, fmt.Errorf("tor %q: must be %s or %s", c.ToR, ToRBIRD, ToRFRR))
 	}

@@ -457,9 +457,16 @@ func (r *gobgpRouter) neighbors(ctx context.Context) ([]neighbor, error) {
 				n.Downtime = d.AsTime()
 			}
 		}
+		negotiated := remoteFamilies(p.GetState().GetRemoteCap())
 		for _, af := range p.GetAfiSafis() {
 			f, ok := familyFromAPI(af.GetConfig().GetFamily())
 			if !ok {
+				continue
+			}
+			// gobgp counts what it would advertise in every configured
+			// family; a family the peer did not take (a ToR's IPv4-only
+			// session) carries nothing.
+			if n.established() && !negotiated[f] {
 				continue
 			}
 			st := af.GetState()
@@ -485,6 +492,29 @@ func (r *gobgpRouter) neighbors(ctx context.Context) ([]neighbor, error) {
 		return nil, fmt.Errorf("list peers: %w", err)
 	}
 	return out, nil
+}
+
+// remoteFamilies returns the families a peer's OPEN offered: its
+// multiprotocol capabilities, or IPv4 unicast alone without any (RFC 4760).
+func remoteFamilies(caps []*anypb.Any) map[family]bool {
+	out := map[family]bool{}
+	mp := false
+	for _, c := range caps {
+		m, err := c.UnmarshalNew()
+		if err != nil {
+			continue
+		}
+		if v, ok := m.(*api.MultiProtocolCapability); ok {
+			mp = true
+			if f, ok := familyFromAPI(v.GetFamily()); ok {
+				out[f] = true
+			}
+		}
+	}
+	if !mp {
+		out[ipv4Unicast] = true
+	}
+	return out
 }
 
 // stop shuts gobgp down. With graceful restart on it first cuts the TCP

@@ -30,7 +30,7 @@ import (
 // opens no IPv6 session, and `skein status` and `skein bgp status` name the
 // peer and why. Run with SKEIN_E2E_LAB=lbp for labs lbp6 and lbp6b.
 func TestBGPPeerIPv6(t *testing.T) {
-	for _, tc := range []struct{ tor, suffix string }{{lab.ToRBIRD, "p6"}, {lab.ToRFRR, "p6b"}} {
+	for _, tc := range []struct{ tor, suffix string }{{lab.ToRBIRD, "6"}, {lab.ToRFRR, "6b"}} {
 		t.Run(tc.tor, func(t *testing.T) {
 			testBGPPeer6(t, lab.Config{Name: labName + tc.suffix, Backend: string(api.BackendBGP), Underlay: lab.UnderlayDual,
 				ToR: tc.tor, ToRIPv6Sessions: true, PodCIDR: dualPods, Hosts: 3, ContainersPerHost: 1}, tc.tor == lab.ToRFRR)

@@ -95,6 +95,10 @@ type neighbor struct {
 	// PeerRestarting reports that gobgp keeps the peer's routes as stale
 	// while it restarts.
 	PeerRestarting bool
+	// LocalRestarting reports that the session's next OPEN says this node
+	// restarted with its forwarding state kept (Restart State and
+	// Forwarding State bits).
+	LocalRestarting bool
 }
 
 // established reports whether the session is up.
@@ -448,6 +452,9 @@ func (r *gobgpRouter) neighbors(ctx context.Context) ([]neighbor, error) {
 			State:          stateName(p.GetState().GetSessionState()),
 			Flaps:          int(p.GetState().GetFlops()),
 			PeerRestarting: p.GetGracefulRestart().GetPeerRestarting(),
+			// gobgp clears it on every neighbour once the neighbours that
+			// are up have sent End-of-RIB, including those not up yet.
+			LocalRestarting: p.GetGracefulRestart().GetLocalRestarting(),
 		}
 		if t := p.GetTimers().GetState(); t != nil {
 			if u := t.GetUptime(); u != nil && u.GetSeconds() > 0 {

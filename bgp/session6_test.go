@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -60,5 +61,54 @@ func TestIPv6Session(t *testing.T) {
 	if len(d.Neighbors) != 1 || d.Neighbors[0].Name != "a6" || d.Neighbors[0].State != api.BGPNoSession ||
 		!strings.Contains(d.Neighbors[0].LastError, "UnderlayIP6") || !strings.Contains(d.LastError, "a6 (::1)") {
 		t.Errorf("c.Debug() neighbours %+v, last error %q; want a6 NoSession naming the missing UnderlayIP6", d.Neighbors, d.LastError)
+	}
+}
+
+// TestRestartRearmsPeersNotUpYet: a restarted speaker whose session with a
+// is up and synced while its other peer (ghost, nothing listening) is not
+// up yet keeps that peer restarting. gobgp ends the restart deferral on a's
+// End-of-RIB and clears the flag of every neighbour, ghost's too, so that
+// ghost's session, once up, would open without the Forwarding State bit
+// and its peer would drop this node's kept routes at once; the speaker
+// re-adds ghost as restarting. (With a ToR over IPv4 and IPv6, the second
+// session to come up lost a route for ~2 ms on half of the restarts.)
+func TestRestartRearmsPeersNotUpYet(t *testing.T) {
+	integration(t, raceGR)
+	a, b := newNode(t, "a", "127.1.9.1"), newNode(t, "b", "127.1.9.2")
+	mesh(t, a, b)
+	waitFor(t, sessionTimeout, "b learns a", func() bool { return b.dp.has("10.1.1.0/24 via 127.1.9.1") })
+	b.stop()
+
+	ghostAddr := netip.MustParseAddr("127.1.9.3")
+	ghost := Peer{Name: "ghost", Address: ghostAddr, ASN: testASN, Port: freePort(t, ghostAddr)}
+	b2 := &node{name: "b", addr: b.addr, port: b.port, cfg: b.cfg, dp: b.dp, log: newLogRecorder(t.Output())}
+	b2.start(t)
+	b2.s.setLocal([]netip.Prefix{pfx("10.1.2.0/24")})
+	_ = b2.s.setAdvertised([]netip.Prefix{pfx("10.1.2.0/24")}, b2.addr, netip.Addr{})
+	if err := b2.s.setPeers([]Peer{a.peer(), ghost}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, sessionTimeout, "restarted b's session with a", func() bool { return b2.neighbor("a").State == "Established" })
+	waitFor(t, sessionTimeout, "ghost re-added as restarting", func() bool { return b2.log.count("peer re-added as restarting", "ghost") > 0 })
+	waitFor(t, 5*time.Second, "gobgp has ghost restarting", func() bool {
+		b2.s.mu.Lock()
+		r := b2.s.router
+		b2.s.mu.Unlock()
+		ns, err := r.neighbors(t.Context())
+		if err != nil {
+			return false
+		}
+		for _, n := range ns {
+			if n.Address == ghostAddr {
+				return n.LocalRestarting
+			}
+		}
+		return false
+	})
+	if n := b2.log.count("peer re-added as restarting", "ip=127.1.9.1"); n != 0 {
+		t.Errorf("a, whose session was up, re-added %d times", n)
+	}
+	if dels := a.dp.deletes(pfx("10.1.2.0/24")); len(dels) != 0 {
+		t.Errorf("a deleted b's block during b's restart: %+v", dels)
 	}
 }

@@ -331,6 +331,9 @@ func (s *Speaker) syncConfig(ctx context.Context) error {
 		return nil
 	}
 	err := errors.Join(s.syncPaths(ctx, r, adv), s.syncPeers(ctx, r, want, restarting))
+	if restarting {
+		err = errors.Join(err, s.rearmRestarting(ctx, r))
+	}
 	s.mu.Lock()
 	s.cfgErr = err
 	s.mu.Unlock()
@@ -399,6 +402,40 @@ func (s *Speaker) syncPeers(ctx context.Context, r *gobgpRouter, want map[netip.
 		}
 		s.log.Info("peer added", "peer", it.Value.Name, "ip", it.Key, "asn", it.Value.ASN,
 			"rr_client", it.Value.RouteReflectorClient, "passive", it.Value.Passive)
+	}
+	return errors.Join(errs...)
+}
+
+// rearmRestarting re-adds, as restarting, the peers whose session is not up
+// yet but which gobgp no longer treats as restarting. gobgp ends its
+// restart deferral once the neighbours that are up have sent End-of-RIB,
+// and then clears the restart flag of every neighbour, so a session that
+// comes up later (the second of a node's two sessions with a ToR, over
+// IPv4 and IPv6) would open without the Forwarding State bit, and its peer
+// would drop this node's kept routes at once (RFC 4724) until it re-learns
+// them: a brief blackhole on every restart. A peer that is not up yet has
+// no session to lose.
+func (s *Speaker) rearmRestarting(ctx context.Context, r *gobgpRouter) error {
+	ns, err := r.neighbors(ctx)
+	if err != nil {
+		return err
+	}
+	configured := r.configuredPeers()
+	var errs []error
+	for _, n := range ns {
+		p, ok := configured[n.Address]
+		if !ok || n.LocalRestarting || (n.State != "Idle" && n.State != "Connect" && n.State != "Active") {
+			continue
+		}
+		if err := r.deletePeer(ctx, n.Address); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := r.addPeer(ctx, p, true); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.log.Info("peer re-added as restarting: its session was not up when gobgp ended the restart deferral", "peer", p.Name, "ip", n.Address)
 	}
 	return errors.Join(errs...)
 }
@@ -513,8 +550,12 @@ func (s *Speaker) endOfRIB(peer netip.Addr, f family) {
 		s.eor[peer] = map[family]bool{}
 	}
 	s.eor[peer][f] = true
+	syncing := s.syncing
 	s.mu.Unlock()
 	s.routeLoop.Trigger()
+	if syncing {
+		s.cfgLoop.Trigger() // gobgp may have ended its restart deferral: see rearmRestarting
+	}
 }
 
 // noteRejections logs each rejected path once, for as long as it stays
@@ -545,7 +586,11 @@ func (s *Speaker) peerStateChanged(addr netip.Addr, state string) {
 	if i := slices.IndexFunc(s.peers, func(p Peer) bool { return p.Address == addr }); i >= 0 {
 		name = s.peers[i].Name
 	}
+	syncing := s.syncing
 	s.mu.Unlock()
+	if syncing && state != prev {
+		s.cfgLoop.Trigger() // see rearmRestarting
+	}
 	switch {
 	case state == prev:
 		return

@@ -155,8 +155,16 @@ func checkNoUnderlayIP6(t *testing.T, l *lab.Lab) {
 		t.Errorf("IPv4 ping %s -> %s after %s lost its IPv6 underlay: %v", cs[0].Name, cs[2].Name, gone.Name, err)
 	}
 
+	waitUnhealthyNaming(ctx, t, l, gone.Name, "UnderlayIP6")
+}
+
+// waitUnhealthyNaming waits until `skein status` and `skein bgp status`
+// both report the cluster unhealthy (JSON and exit code) with a problem of
+// node that names every one of parts.
+func waitUnhealthyNaming(ctx context.Context, t *testing.T, l *lab.Lab, node string, parts ...string) {
+	t.Helper()
 	env := append(os.Environ(), "SKEIN_ETCD_ENDPOINTS="+strings.Join(l.EtcdEndpoints(), ","))
-	waitFor(ctx, t, bgpSettle, "skein status and skein bgp status name the missing UnderlayIP6 of "+gone.Name, func() (bool, string) {
+	waitFor(ctx, t, bgpSettle, "skein status and skein bgp status name "+strings.Join(parts, " and ")+" for "+node, func() (bool, string) {
 		var bad []string
 		for _, args := range [][]string{{"status", "-o", "json"}, {"bgp", "status", "-o", "json"}} {
 			cmd := exec.CommandContext(ctx, opsBin(), args...)
@@ -177,12 +185,13 @@ func checkNoUnderlayIP6(t *testing.T, l *lab.Lab) {
 			}
 			named := false
 			for _, n := range rep.Nodes {
-				if n.Name == gone.Name && strings.Contains(strings.Join(n.Problems, "; "), "UnderlayIP6") {
+				p := strings.Join(n.Problems, "; ")
+				if n.Name == node && !slices.ContainsFunc(parts, func(s string) bool { return !strings.Contains(p, s) }) {
 					named = true
 				}
 			}
 			if !named {
-				bad = append(bad, fmt.Sprintf("skein %s: %s's problems do not name the missing UnderlayIP6: %s", strings.Join(args, " "), gone.Name, out))
+				bad = append(bad, fmt.Sprintf("skein %s: %s's problems do not name %s: %s", strings.Join(args, " "), node, strings.Join(parts, " and "), out))
 			}
 		}
 		return len(bad) == 0, strings.Join(bad, "\n")

@@ -255,28 +255,9 @@ func TestBGPMesh(t *testing.T) {
 
 	t.Run("graceful restart", func(t *testing.T) {
 		src, dst := l.Containers()[0], l.Containers()[1]
-		const count = 250 // 5 s at 20 ms
-		cmd, err := l.Command(ctx, src.Name, "ping", "-i", "0.02", "-c", fmt.Sprint(count), "-W", "1", dst.IP.String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start ping: %v", err)
-		}
-		time.Sleep(300 * time.Millisecond) // let the stream run before the restart
 		// The destination's agent: its peers must keep its routes and it
 		// its own routes back, until the new instance has re-synced.
-		if err := l.RestartAgent(ctx, dst.Host); err != nil {
-			t.Errorf("restart agent on %s: %v", dst.Host, err)
-		}
-		err = cmd.Wait()
-		tx, rx := parsePing(out.String())
-		t.Logf("ping %s -> %s every 20 ms across an agent restart on %s: %d sent, %d received", src.Name, dst.IP, dst.Host, tx, rx)
-		if err != nil || tx != count || rx != tx {
-			t.Errorf("lost pings across the agent restart: sent %d, received %d (err %v)\n%s", tx, rx, err, out.String())
-		}
+		pingAcrossRestarts(ctx, t, l, src, dst.IP, 250, 300*time.Millisecond, dst.Host) // 5 s at 20 ms
 		// The restarted agent peers again and nothing was lost on the way.
 		waitRoutes(ctx, t, l, cl, func(_, owner lab.Host) string { return owner.UnderlayIP.String() })
 	})

@@ -113,39 +113,7 @@ func checkNoSession6(ctx context.Context, t *testing.T, l *lab.Lab) {
 	if err := l.RestartAgent(ctx, gone.Name); err != nil {
 		t.Fatalf("restart agent on %s: %v", gone.Name, err)
 	}
-	env := append(os.Environ(), "SKEIN_ETCD_ENDPOINTS="+strings.Join(l.EtcdEndpoints(), ","))
-	waitFor(ctx, t, bgpSettle, "skein status and skein bgp status name "+gone.Name+"'s tor6 without a session", func() (bool, string) {
-		var bad []string
-		for _, args := range [][]string{{"status", "-o", "json"}, {"bgp", "status", "-o", "json"}} {
-			cmd := exec.CommandContext(ctx, opsBin(), args...)
-			cmd.Env = env
-			out, err := cmd.Output()
-			var rep struct {
-				Healthy bool `json:"healthy"`
-				Nodes   []struct {
-					Name     string   `json:"name"`
-					Problems []string `json:"problems"`
-				} `json:"nodes"`
-			}
-			if jerr := json.Unmarshal(out, &rep); jerr != nil {
-				return false, fmt.Sprintf("skein %s: %v %v\n%s", strings.Join(args, " "), err, jerr, out)
-			}
-			if rep.Healthy || err == nil {
-				bad = append(bad, fmt.Sprintf("skein %s: healthy %v, exit %v; want unhealthy", strings.Join(args, " "), rep.Healthy, err))
-			}
-			named := false
-			for _, n := range rep.Nodes {
-				p := strings.Join(n.Problems, "; ")
-				if n.Name == gone.Name && strings.Contains(p, lab.ToRPeerName6) && strings.Contains(p, "UnderlayIP6") {
-					named = true
-				}
-			}
-			if !named {
-				bad = append(bad, fmt.Sprintf("skein %s: %s's problems do not name tor6 and the missing UnderlayIP6: %s", strings.Join(args, " "), gone.Name, out))
-			}
-		}
-		return len(bad) == 0, strings.Join(bad, "\n")
-	})
+	waitUnhealthyNaming(ctx, t, l, gone.Name, lab.ToRPeerName6, "UnderlayIP6")
 }
 
 // checkSessions6: `skein bgp status -o json` shows every node with its

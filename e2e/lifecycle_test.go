@@ -56,28 +56,7 @@ func TestAgentRestartKeepsTraffic(t *testing.T) {
 	src, dst := pickCrossHost(t, shared)
 	before := endpointIPs(ctx, t)
 
-	const count = 400 // 8 s at 20 ms
-	cmd, err := shared.Command(ctx, src.Name, "ping", "-i", "0.02", "-c", itoa(count), "-W", "1", dst.IP.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start ping: %v", err)
-	}
-	time.Sleep(500 * time.Millisecond) // let the ping stream run before the first restart
-	for _, h := range []string{dst.Host, src.Host} {
-		if err := shared.RestartAgent(ctx, h); err != nil {
-			t.Errorf("restart agent on %s: %v", h, err)
-		}
-	}
-	err = cmd.Wait()
-	tx, rx := parsePing(out.String())
-	t.Logf("ping %s -> %s across two agent restarts: %d sent, %d received", src.Name, dst.IP, tx, rx)
-	if err != nil || tx != count || rx != tx {
-		t.Errorf("lost pings across agent restart: sent %d, received %d (err %v)\n%s", tx, rx, err, out.String())
-	}
+	pingAcrossRestarts(ctx, t, shared, src, dst.IP, 400, 500*time.Millisecond, dst.Host, src.Host) // 8 s at 20 ms
 	after := endpointIPs(ctx, t)
 	for k, ip := range before {
 		if after[k] != ip {
@@ -182,6 +161,38 @@ func pickCrossHost(t *testing.T, l *lab.Lab) (src, dst lab.Container) {
 	}
 	t.Fatal("no two containers on different hosts")
 	return
+}
+
+// pingAcrossRestarts pings dst from src every 20 ms, count times, and
+// after lead restarts the agents of hosts one after the other; any request
+// lost or unanswered within a second fails the test.
+func pingAcrossRestarts(ctx context.Context, t *testing.T, l *lab.Lab, src lab.Container, dst netip.Addr, count int, lead time.Duration, hosts ...string) {
+	t.Helper()
+	args := []string{"ping", "-i", "0.02", "-c", itoa(count), "-W", "1", dst.String()}
+	if dst.Is6() {
+		args = []string{"ping", "-6", "-i", "0.02", "-c", itoa(count), "-W", "1", dst.String()}
+	}
+	cmd, err := l.Command(ctx, src.Name, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start ping: %v", err)
+	}
+	time.Sleep(lead) // the stream runs before the first restart
+	for _, h := range hosts {
+		if err := l.RestartAgent(ctx, h); err != nil {
+			t.Errorf("restart agent on %s: %v", h, err)
+		}
+	}
+	err = cmd.Wait()
+	tx, rx := parsePing(out.String())
+	t.Logf("ping %s -> %s every 20 ms across agent restarts on %s: %d sent, %d received", src.Name, dst, strings.Join(hosts, ", "), tx, rx)
+	if err != nil || tx != count || rx != tx {
+		t.Errorf("lost pings across agent restarts on %s: sent %d, received %d (err %v)\n%s", strings.Join(hosts, ", "), tx, rx, err, out.String())
+	}
 }
 
 var pingSummary = regexp.MustCompile(`(\d+) packets transmitted, (\d+) received`)

@@ -204,28 +204,7 @@ spec:
 
 	// Agent restarts on both ends of a ping stream lose nothing.
 	src, dst := client, server
-	const count = 250 // 5 s at 20 ms
-	cmd, err := l.Command(ctx, src.Name, "ping", "-6", "-i", "0.02", "-c", itoa(count), "-W", "1", dst.IP6.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start ping: %v", err)
-	}
-	time.Sleep(500 * time.Millisecond) // the stream runs before the first restart
-	for _, h := range []string{dst.Host, src.Host} {
-		if err := l.RestartAgent(ctx, h); err != nil {
-			t.Errorf("restart agent on %s: %v", h, err)
-		}
-	}
-	err = cmd.Wait()
-	tx, rx := parsePing(out.String())
-	t.Logf("ping %s -> %s across two agent restarts: %d sent, %d received", src.Name, dst.IP6, tx, rx)
-	if err != nil || tx != count || rx != tx {
-		t.Errorf("lost pings across agent restarts: sent %d, received %d (err %v)\n%s", tx, rx, err, out.String())
-	}
+	pingAcrossRestarts(ctx, t, l, src, dst.IP6, 250, 500*time.Millisecond, dst.Host, src.Host) // 5 s at 20 ms
 }
 
 // v6OnlyCnitool runs the reference cnitool ADD/CHECK/DEL on host against

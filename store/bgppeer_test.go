@@ -89,7 +89,7 @@ func TestBGPPeerInvalidRefused(t *testing.T) {
 		{Name: "tor", PeerIP: netip.MustParseAddr("10.0.0.1"), ASN: 0},
 		{Name: "tor", PeerIP: netip.MustParseAddr("10.0.0.1"), ASN: api.ASTrans},
 		{Name: "a/b", PeerIP: netip.MustParseAddr("10.0.0.1"), ASN: 64512},
-		{Name: "tor", PeerIP: netip.MustParseAddr("fd00::1"), ASN: 64512},
+		{Name: "tor", PeerIP: netip.MustParseAddr("fe80::1"), ASN: 64512}, // link-local: no session source for it
 	}
 	for _, p := range bad {
 		if err := c.CreateBGPPeer(ctx, p); err == nil {

@@ -68,15 +68,6 @@ func DualStack(pools []Pool) bool { return len(PoolsOf(pools, true)) > 0 }
 // IPv6 address and no IPv4 one.
 func V6Only(pools []Pool) bool { return DualStack(pools) && len(PoolsOf(pools, false)) == 0 }
 
-// poolList renders pools' CIDRs for errors.
-func poolList(pools []Pool) string {
-	out := make([]string, len(pools))
-	for i, p := range pools {
-		out[i] = p.CIDR.String()
-	}
-	return strings.Join(out, ",")
-}
-
 // Validate checks the whole cluster config and fills nothing in; see Defaulted.
 func (c Cluster) Validate() error {
 	if len(c.Pools) == 0 {
@@ -91,12 +82,6 @@ func (c Cluster) Validate() error {
 				return fmt.Errorf("cluster: pools[%d] %s and pools[%d] %s: %w", j, c.Pools[j].CIDR, i, p.CIDR, ErrOverlap)
 			}
 		}
-	}
-	// IPv6 pools alone make an IPv6-only cluster (docs/ipv6.md). The
-	// WireGuard device's address is the node's IPv4 VTEP address, which
-	// such a cluster has none of.
-	if V6Only(c.Pools) && c.Encryption == EncryptionWireGuard {
-		return fmt.Errorf("cluster: encryption wireguard needs an IPv4 pool (each node's tunnel address is its IPv4 VTEP address); an IPv6-only cluster (pools %s) runs VXLAN or BGP unencrypted", poolList(c.Pools))
 	}
 	switch c.Backend {
 	case BackendVXLAN:

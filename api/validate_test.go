@@ -24,7 +24,7 @@ func TestClusterValidate(t *testing.T) {
 		{"ipv6 only", Cluster{Pools: []Pool{pool("fd00::/64", 120)}}, ""},
 		{"ipv6 only, two pools", Cluster{Pools: []Pool{pool("fd00::/64", 120), pool("fd01::/64", 122)}}, ""},
 		{"ipv6 only with bgp", Cluster{Pools: []Pool{pool("fd00::/64", 120)}, Backend: BackendBGP, BGP: &BGPConfig{ASN: 64512}}, ""},
-		{"ipv6 only with wireguard", Cluster{Pools: []Pool{pool("fd00::/64", 120)}, Encryption: EncryptionWireGuard}, "encryption wireguard needs an IPv4 pool"},
+		{"ipv6 only with wireguard", Cluster{Pools: []Pool{pool("fd00::/64", 120)}, Encryption: EncryptionWireGuard}, ""},
 		{"ipv6 block too large", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26), pool("fd00::/56", 64)}}, "IPv6 block size /64 must be between /96 and /126"},
 		{"ipv6 block too small", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26), pool("fd00::/56", 127)}}, "IPv6 block size /127"},
 		{"ipv6 block wider than pool", Cluster{Pools: []Pool{pool("10.244.0.0/16", 26), pool("fd00::/120", 112)}}, "between /120 and /126"},

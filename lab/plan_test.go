@@ -183,7 +183,7 @@ func TestConfigValidate(t *testing.T) {
 		{"v6 only on an ipv6 underlay", Config{BinDir: "/b", PodCIDR: "fd00:10:244::/56", Underlay: UnderlayIPv6}, ""},
 		{"v6 only with bgp", Config{BinDir: "/b", Backend: "bgp", Underlay: UnderlayDual, PodCIDR: "fd00:10:244::/56"}, ""},
 		{"v6 only with bgp on an ipv4 underlay", Config{BinDir: "/b", Backend: "bgp", PodCIDR: "fd00:10:244::/56"}, "backend bgp with IPv6 pods: needs --underlay dual"},
-		{"v6 only with wireguard", Config{BinDir: "/b", Encryption: "wireguard", PodCIDR: "fd00:10:244::/56"}, "encryption wireguard needs an IPv4 pool"},
+		{"v6 only with wireguard", Config{BinDir: "/b", Encryption: "wireguard", PodCIDR: "fd00:10:244::/56"}, ""},
 		{"v6 with bgp on an ipv4 underlay", Config{BinDir: "/b", Backend: "bgp", PodCIDR: "10.244.0.0/16,fd00:10:244::/56"}, "backend bgp with IPv6 pods: needs --underlay dual"},
 		{"v6 with bgp on a dual underlay", Config{BinDir: "/b", Backend: "bgp", Underlay: UnderlayDual, PodCIDR: "10.244.0.0/16,fd00:10:244::/56"}, ""},
 		{"v6 with bgp behind frr", Config{BinDir: "/b", Backend: "bgp", ToR: "frr", Subnets: 2, Underlay: UnderlayDual, PodCIDR: "10.244.0.0/16,fd00:10:244::/56"}, ""},

@@ -254,39 +254,15 @@ func checkBGPStatus6(ctx context.Context, t *testing.T, l *lab.Lab, cl *store.Cl
 	if err != nil {
 		t.Fatal(err)
 	}
-	v6 := map[string]int{}
-	total := 0
-	for node, bs := range blocks {
-		for _, b := range bs {
-			if b.Addr().Is6() {
-				v6[node]++
-				total++
-			}
-		}
-	}
+	v6, total := ipv6Blocks(blocks)
 	hosts := map[string]lab.Host{}
 	for _, h := range l.Hosts() {
 		hosts[h.Name] = h
 	}
-	env := append(os.Environ(), "SKEIN_ETCD_ENDPOINTS="+strings.Join(l.EtcdEndpoints(), ","))
 	// The counts are published with the status record: wait for a fresh one.
 	waitFor(ctx, t, bgpSettle, "skein bgp status counts the IPv6 prefixes", func() (bool, string) {
-		cmd := exec.CommandContext(ctx, opsBin(), "bgp", "status", "-o", "json")
-		cmd.Env = env
-		out, err := cmd.Output()
-		var rep struct {
-			Healthy bool `json:"healthy"`
-			Nodes   []struct {
-				Name        string     `json:"name"`
-				UnderlayIP6 netip.Addr `json:"underlayIP6"`
-				Neighbors   []struct {
-					Name        string `json:"name"`
-					Received6   int    `json:"received6"`
-					Advertised6 int    `json:"advertised6"`
-				} `json:"neighbors"`
-			} `json:"nodes"`
-		}
-		if err != nil || json.Unmarshal(out, &rep) != nil {
+		rep, out, err := bgpStatus(ctx, l)
+		if err != nil {
 			return false, fmt.Sprintf("skein bgp status: %v\n%s", err, out)
 		}
 		var bad []string

@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/skeinnet/skein/api"
 	"github.com/skeinnet/skein/lab"
+	"github.com/skeinnet/skein/report"
 	"github.com/skeinnet/skein/store"
 )
 
@@ -64,27 +66,45 @@ func labStore(ctx context.Context, t *testing.T, l *lab.Lab) *store.Client {
 	return cl
 }
 
-// skeinRoutes returns a host's routes with Skein's protocol (78) that have
+// skeinRoutes returns a host's IPv4 routes with Skein's protocol (78) that have
 // a gateway: destination → gateway.
 func skeinRoutes(ctx context.Context, l *lab.Lab, host string) (map[string]string, error) {
-	out, err := l.Exec(ctx, host, "ip", "-j", "-4", "route", "show", "proto", fmt.Sprint(api.RouteProtocol))
+	rs, err := hostSkeinRoutesFamily(ctx, l, host, "-4")
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s", err, out)
+		return nil, err
 	}
-	var rs []struct {
-		Dst     string `json:"dst"`
-		Gateway string `json:"gateway"`
-	}
-	if err := json.Unmarshal(out, &rs); err != nil {
-		return nil, fmt.Errorf("parse ip -j route: %w: %s", err, out)
-	}
-	m := map[string]string{}
-	for _, r := range rs {
-		if r.Gateway != "" {
-			m[r.Dst] = r.Gateway
-		}
+	m := make(map[string]string, len(rs))
+	for dst, r := range rs {
+		m[dst] = r.Gateway
 	}
 	return m, nil
+}
+
+// bgpStatus runs `skein bgp status -o json` against l's etcd and decodes
+// its report; err is the command's (a non-zero exit: unhealthy) or the
+// decoding's, out what it printed.
+func bgpStatus(ctx context.Context, l *lab.Lab) (rep report.BGP, out []byte, err error) {
+	cmd := exec.CommandContext(ctx, opsBin(), "bgp", "status", "-o", "json")
+	cmd.Env = append(os.Environ(), "SKEIN_ETCD_ENDPOINTS="+strings.Join(l.EtcdEndpoints(), ","))
+	out, err = cmd.Output()
+	if jerr := json.Unmarshal(out, &rep); jerr != nil {
+		return rep, out, errors.Join(err, fmt.Errorf("decode skein bgp status: %w", jerr))
+	}
+	return rep, out, err
+}
+
+// ipv6Blocks counts each node's IPv6 blocks, and all of them.
+func ipv6Blocks(blocks map[string][]netip.Prefix) (per map[string]int, total int) {
+	per = map[string]int{}
+	for node, bs := range blocks {
+		for _, b := range bs {
+			if b.Addr().Is6() {
+				per[node]++
+				total++
+			}
+		}
+	}
+	return per, total
 }
 
 // storeCallTimeout bounds one read of a lab's etcd, so that a stalled call
@@ -104,47 +124,6 @@ func blocksByNode(ctx context.Context, cl *store.Client) (map[string][]netip.Pre
 		m[b.Node] = append(m[b.Node], b.CIDR)
 	}
 	return m, nil
-}
-
-// waitRoutes waits until every host has a BGP route, via the gateway gw
-// returns for it, to every block of every other host, and nothing else.
-func waitRoutes(ctx context.Context, t *testing.T, l *lab.Lab, cl *store.Client, gw func(self, owner lab.Host) string) {
-	t.Helper()
-	hosts := l.Hosts()
-	waitFor(ctx, t, bgpSettle, "BGP routes to every other host's blocks", func() (bool, string) {
-		blocks, err := blocksByNode(ctx, cl)
-		if err != nil {
-			return false, err.Error()
-		}
-		var bad []string
-		for _, self := range hosts {
-			want := map[string]string{}
-			for _, owner := range hosts {
-				if owner.Name == self.Name {
-					continue
-				}
-				for _, b := range blocks[owner.Name] {
-					want[b.String()] = gw(self, owner)
-				}
-			}
-			got, err := skeinRoutes(ctx, l, self.Name)
-			if err != nil {
-				return false, err.Error()
-			}
-			for dst, g := range want {
-				if got[dst] != g {
-					bad = append(bad, fmt.Sprintf("%s: %s via %q, want via %s", self.Name, dst, got[dst], g))
-				}
-			}
-			for dst, g := range got {
-				if _, ok := want[dst]; !ok {
-					bad = append(bad, fmt.Sprintf("%s: unexpected route %s via %s", self.Name, dst, g))
-				}
-			}
-		}
-		slices.Sort(bad)
-		return len(bad) == 0, strings.Join(bad, "\n")
-	})
 }
 
 // waitSessions waits until every node publishes want(node) sessions, all
@@ -216,7 +195,7 @@ func TestBGPMesh(t *testing.T) {
 		}
 		return others
 	})
-	waitRoutes(ctx, t, l, cl, func(_, owner lab.Host) string { return owner.UnderlayIP.String() })
+	waitRoutesFamily(ctx, t, l, cl, "-4", func(_, owner lab.Host) string { return owner.UnderlayIP.String() })
 
 	t.Run("connectivity", func(t *testing.T) {
 		for _, h := range hosts {
@@ -229,22 +208,9 @@ func TestBGPMesh(t *testing.T) {
 	})
 
 	t.Run("status", func(t *testing.T) {
-		env := append(os.Environ(), "SKEIN_ETCD_ENDPOINTS="+strings.Join(l.EtcdEndpoints(), ","))
-		cmd := exec.CommandContext(ctx, opsBin(), "bgp", "status", "-o", "json")
-		cmd.Env = env
-		r := runCmd(t, cmd)
-		var rep struct {
-			Healthy bool `json:"healthy"`
-			Nodes   []struct {
-				Name      string `json:"name"`
-				Neighbors []struct {
-					Name  string `json:"name"`
-					State string `json:"state"`
-				} `json:"neighbors"`
-			} `json:"nodes"`
-		}
-		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &rep) != nil || !rep.Healthy || len(rep.Nodes) != 3 {
-			t.Fatalf("skein bgp status: %v", r)
+		rep, out, err := bgpStatus(ctx, l)
+		if err != nil || !rep.Healthy || len(rep.Nodes) != 3 {
+			t.Fatalf("skein bgp status: healthy %v, %d nodes, want healthy and 3: %v\n%s", rep.Healthy, len(rep.Nodes), err, out)
 		}
 		for _, n := range rep.Nodes {
 			if len(n.Neighbors) != 2 {
@@ -259,7 +225,7 @@ func TestBGPMesh(t *testing.T) {
 		// its own routes back, until the new instance has re-synced.
 		pingAcrossRestarts(ctx, t, l, src, dst.IP, 250, 300*time.Millisecond, dst.Host) // 5 s at 20 ms
 		// The restarted agent peers again and nothing was lost on the way.
-		waitRoutes(ctx, t, l, cl, func(_, owner lab.Host) string { return owner.UnderlayIP.String() })
+		waitRoutesFamily(ctx, t, l, cl, "-4", func(_, owner lab.Host) string { return owner.UnderlayIP.String() })
 	})
 
 	t.Run("etcd outage", func(t *testing.T) {
@@ -292,7 +258,7 @@ func TestBGPMesh(t *testing.T) {
 		if tx != 250 || rx != tx {
 			t.Errorf("lost pings while etcd was unreachable: sent %d, received %d\n%s", tx, rx, out)
 		}
-		waitRoutes(ctx, t, l, cl, func(_, owner lab.Host) string { return owner.UnderlayIP.String() })
+		waitRoutesFamily(ctx, t, l, cl, "-4", func(_, owner lab.Host) string { return owner.UnderlayIP.String() })
 	})
 
 	t.Run("node leaves", func(t *testing.T) {
@@ -382,7 +348,7 @@ func testBGPToR(t *testing.T, kind, name string) {
 	waitToRBlocks(ctx, t, l, cl, kind, false)
 	// Reflected with next hop self: the ToR on the host's own subnet.
 	viaToR := func(self, _ lab.Host) string { return lab.UnderlayGateway(self.Subnet).String() }
-	waitRoutes(ctx, t, l, cl, viaToR)
+	waitRoutesFamily(ctx, t, l, cl, "-4", viaToR)
 	checkRoutedMTU(ctx, t, l)
 	checkAllPairs(ctx, t, l, l.Containers())
 
@@ -395,7 +361,7 @@ func testBGPToR(t *testing.T, kind, name string) {
 	if err != nil {
 		t.Fatalf("add container on %s: %v", h.Name, err)
 	}
-	waitRoutes(ctx, t, l, cl, viaToR)
+	waitRoutesFamily(ctx, t, l, cl, "-4", viaToR)
 	for _, other := range l.Containers() {
 		if other.Name == c.Name {
 			continue

@@ -4,11 +4,8 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -126,34 +123,10 @@ func checkSessions6(ctx context.Context, t *testing.T, l *lab.Lab, cl *store.Cli
 	if err != nil {
 		t.Fatal(err)
 	}
-	v6, total := map[string]int{}, 0
-	for node, bs := range blocks {
-		for _, b := range bs {
-			if b.Addr().Is6() {
-				v6[node]++
-				total++
-			}
-		}
-	}
-	env := append(os.Environ(), "SKEIN_ETCD_ENDPOINTS="+strings.Join(l.EtcdEndpoints(), ","))
+	v6, total := ipv6Blocks(blocks)
 	waitFor(ctx, t, bgpSettle, "skein bgp status: every tor6 session Established with the IPv6 prefixes", func() (bool, string) {
-		cmd := exec.CommandContext(ctx, opsBin(), "bgp", "status", "-o", "json")
-		cmd.Env = env
-		out, err := cmd.Output()
-		var rep struct {
-			Healthy bool `json:"healthy"`
-			Nodes   []struct {
-				Name      string `json:"name"`
-				Neighbors []struct {
-					Name        string     `json:"name"`
-					Address     netip.Addr `json:"address"`
-					State       string     `json:"state"`
-					Received6   int        `json:"received6"`
-					Advertised6 int        `json:"advertised6"`
-				} `json:"neighbors"`
-			} `json:"nodes"`
-		}
-		if err != nil || json.Unmarshal(out, &rep) != nil {
+		rep, out, err := bgpStatus(ctx, l)
+		if err != nil {
 			return false, fmt.Sprintf("skein bgp status: %v\n%s", err, out)
 		}
 		var bad []string

@@ -251,16 +251,7 @@ protocol kernel {
 
 # Every host is an iBGP route-reflector client on a directly connected subnet.
 template bgp skeinhost {
-	local as {{.ASN}};
-	direct;
-	rr client;
-	rr cluster id {{.RouterID}};
-	graceful restart on;
-	graceful restart time {{.RestartTime}};
-	hold time {{.Hold}};
-	keepalive time {{.Keepalive}};
-	connect delay time {{.ConnectRetry}};
-	connect retry time {{.ConnectRetry}};
+{{- template "client" .}}
 	ipv4 {
 		import all;
 		export all;
@@ -294,16 +285,7 @@ protocol bgp {{.Name}} from skeinhost {
 # IPv6 routes over IPv6 sessions, host UnderlayIP6 to the ToR's IPv6
 # address on the host's subnet; the IPv4 sessions above carry IPv4 only.
 template bgp skeinhost6 {
-	local as {{.ASN}};
-	direct;
-	rr client;
-	rr cluster id {{.RouterID}};
-	graceful restart on;
-	graceful restart time {{.RestartTime}};
-	hold time {{.Hold}};
-	keepalive time {{.Keepalive}};
-	connect delay time {{.ConnectRetry}};
-	connect retry time {{.ConnectRetry}};
+{{- template "client" .}}
 	ipv6 {
 		import all;
 		export all;
@@ -322,6 +304,19 @@ protocol bgp {{.Name}}_6 from skeinhost6 {
 	neighbor {{.Addr6}} as {{$.ASN}};
 }
 {{end}}
+{{- end}}
+{{- /* What every host session shares, over IPv4 and over IPv6. */ -}}
+{{define "client"}}
+	local as {{.ASN}};
+	direct;
+	rr client;
+	rr cluster id {{.RouterID}};
+	graceful restart on;
+	graceful restart time {{.RestartTime}};
+	hold time {{.Hold}};
+	keepalive time {{.Keepalive}};
+	connect delay time {{.ConnectRetry}};
+	connect retry time {{.ConnectRetry}};
 {{- end}}`))
 
 // frrBGPTemplate is the ToR's bgpd configuration, the FRR equivalent of

@@ -110,12 +110,6 @@ func (p *Planner) Delete(name string) []string {
 	return p.replan(affected)
 }
 
-// Entry returns a node's entry; false for self and unknown nodes.
-func (p *Planner) Entry(name string) (Entry, bool) {
-	e, ok := p.entries[name]
-	return e, ok
-}
-
 // Changes returns the entries of names in the form Reconciler.Update takes
 // (nil: the node has no entry any more).
 func (p *Planner) Changes(names []string) map[string]*Entry {
@@ -129,9 +123,6 @@ func (p *Planner) Changes(names []string) map[string]*Entry {
 	}
 	return out
 }
-
-// Len is how many nodes have an entry.
-func (p *Planner) Len() int { return len(p.entries) }
 
 // Entries returns every entry by node (a copy of the map; O(cluster), for
 // a full resync).

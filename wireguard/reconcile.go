@@ -182,7 +182,7 @@ func (r *Reconciler) sync(full bool) {
 	r.mu.Unlock()
 
 	start := time.Now()
-	var res applied
+	var res syncCounts
 	var err error
 	if full {
 		res, err = r.applyFull(want)
@@ -223,7 +223,7 @@ func (r *Reconciler) sync(full bool) {
 	r.stats.LastSync, r.stats.LastError = time.Now(), ""
 }
 
-// applied counts what a sync changed.
-type applied struct {
+// syncCounts counts what a sync changed.
+type syncCounts struct {
 	peers, routes int
 }

@@ -12,8 +12,8 @@ import (
 
 // applyFull makes the device's peers and Skein's routes exactly want,
 // reading both back from the kernel.
-func (r *Reconciler) applyFull(want map[string]Entry) (applied, error) {
-	var res applied
+func (r *Reconciler) applyFull(want map[string]Entry) (syncCounts, error) {
+	var res syncCounts
 	p := PlanOf(want)
 	// Peers first: a route through the device is only useful once the
 	// device knows the peer behind it.
@@ -34,8 +34,8 @@ func (r *Reconciler) applyFull(want map[string]Entry) (applied, error) {
 // want: the node is gone), from what the last sync applied: peers set,
 // routes added or changed, routes gone deleted, peers gone removed, in
 // that order, so a route never points at a device without its peer.
-func (r *Reconciler) applyNodes(names []string, want map[string]Entry) (applied, error) {
-	var res applied
+func (r *Reconciler) applyNodes(names []string, want map[string]Entry) (syncCounts, error) {
+	var res syncCounts
 	link, err := r.link()
 	if err != nil {
 		return res, err
@@ -47,7 +47,7 @@ func (r *Reconciler) applyNodes(names []string, want map[string]Entry) (applied,
 	for _, n := range names {
 		old, hadOld := r.applied[n]
 		e, hasNew := want[n]
-		if hasNew && e.Peer != nil && (!hadOld || old.Peer == nil || !old.equal(e)) {
+		if hasNew && e.Peer != nil && (!hadOld || !old.equal(e)) {
 			set = append(set, *e.Peer)
 			setKeys[e.Peer.PublicKey] = true
 		}

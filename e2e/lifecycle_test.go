@@ -105,14 +105,7 @@ func TestEtcdViewMatchesLab(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cl := storeClient(ctx, t)
-	nodes, err := cl.ListNodes(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := map[string]api.Node{}
-	for _, n := range nodes {
-		names[n.Name] = n
-	}
+	names := nodeRecords(ctx, t, cl)
 	blocks, err := cl.ListBlocks(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -43,14 +43,7 @@ func TestIPv6Underlay(t *testing.T) {
 	hosts, cs := l.Hosts(), l.Containers()
 
 	cl := labStore(ctx, t, l)
-	nodes, err := cl.ListNodes(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	byName := map[string]api.Node{}
-	for _, n := range nodes {
-		byName[n.Name] = n
-	}
+	byName := nodeRecords(ctx, t, cl)
 	for _, h := range hosts {
 		n := byName[h.Name]
 		if want := lab.UnderlayAddr6(0, h.Index); n.UnderlayIP != want || n.UnderlayIP6 != want {
